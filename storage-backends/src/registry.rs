@@ -1,0 +1,136 @@
+//! The backend registry: the config section that picks a backend, the list of backend
+//! names, and [`open`], which turns a config into a ready store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::{LmdbStorage, MemoryStorage, Result, Storage, StorageError};
+
+/// Which backend to open and where; filled from the node's TOML config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// Registry name of the backend: one of [`BACKENDS`].
+    pub backend: String,
+    /// Directory of an on-disk store; required by `lmdb`, ignored by `memory`.
+    pub path: Option<PathBuf>,
+    /// LMDB map size in bytes: the most the database can ever hold.
+    pub map_size: u64,
+    /// Whether a commit is on disk before it returns (LMDB without `MDB_NOSYNC`).
+    pub durable: bool,
+}
+
+impl Default for StorageConfig {
+    /// LMDB with a 1 GiB map, durable; the path still has to be set.
+    fn default() -> Self {
+        Self {
+            backend: "lmdb".to_owned(),
+            path: None,
+            map_size: 1 << 30,
+            durable: true,
+        }
+    }
+}
+
+/// Names of every backend [`open`] knows, in the order error messages list them.
+pub const BACKENDS: &[&str] = &["memory", "lmdb"];
+
+/// Opens the backend `config` names.
+pub fn open(config: &StorageConfig) -> Result<Arc<dyn Storage>> {
+    match config.backend.as_str() {
+        "memory" => Ok(Arc::new(MemoryStorage::new())),
+        "lmdb" => open_lmdb(config),
+        name => Err(StorageError::UnknownBackend {
+            name: name.to_owned(),
+            known: BACKENDS.join(", "),
+        }),
+    }
+}
+
+/// Opens an LMDB store at the configured path.
+fn open_lmdb(config: &StorageConfig) -> Result<Arc<dyn Storage>> {
+    let path = config
+        .path
+        .as_deref()
+        .ok_or(StorageError::MissingPath { backend: "lmdb" })?;
+    let store = LmdbStorage::open(path, config.map_size, config.durable)?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(backend: &str) -> StorageConfig {
+        StorageConfig {
+            backend: backend.to_owned(),
+            ..StorageConfig::default()
+        }
+    }
+
+    #[test]
+    fn default_is_durable_lmdb_with_one_gib_map() {
+        let config = StorageConfig::default();
+        assert_eq!(config.backend, "lmdb");
+        assert_eq!(config.path, None);
+        assert_eq!(config.map_size, 1 << 30);
+        assert!(config.durable);
+    }
+
+    #[test]
+    fn unknown_backend_lists_the_known_ones() {
+        let err = open(&config("rocksdb"))
+            .err()
+            .expect("rocksdb is not a backend");
+        assert!(
+            matches!(&err, StorageError::UnknownBackend { name, known }
+                if name == "rocksdb" && known == "memory, lmdb"),
+            "unexpected error: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("\"rocksdb\"") && text.contains("memory, lmdb"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lmdb_without_path_is_missing_path() {
+        let err = open(&config("lmdb")).err().expect("lmdb needs a path");
+        assert!(
+            matches!(err, StorageError::MissingPath { backend: "lmdb" }),
+            "unexpected error: {err:?}"
+        );
+    }
+
+    #[test]
+    fn memory_opens_without_path() {
+        let store = open(&config("memory")).expect("memory backend opens");
+        assert_eq!(store.backend(), "memory");
+    }
+
+    #[test]
+    fn lmdb_opens_at_path() {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let config = StorageConfig {
+            path: Some(dir.path().join("store")),
+            map_size: 16 << 20,
+            ..StorageConfig::default()
+        };
+        let store = open(&config).expect("lmdb backend opens");
+        assert_eq!(store.backend(), "lmdb");
+    }
+
+    #[test]
+    fn every_listed_backend_opens() {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        for name in BACKENDS {
+            let config = StorageConfig {
+                path: Some(dir.path().join(name)),
+                map_size: 16 << 20,
+                ..config(name)
+            };
+            let store = open(&config).unwrap_or_else(|err| panic!("{name} fails to open: {err}"));
+            assert_eq!(store.backend(), *name);
+        }
+    }
+}
