@@ -1,0 +1,90 @@
+@0xb19dad0b5f1c1716;
+# The app-facing interface of a syncbase node. Foreign clients (any language) use it as-is:
+# these names are a public contract.
+#
+# Connect over TCP to the node's app address (printed at start and recorded in
+# `<data dir>/node.addr`); the bootstrap capability is a `Gate`. `login` with the token from
+# `<data dir>/client.token` returns the `Service`.
+#
+# Errors: an exception's description starts with a stable id and a colon, e.g.
+#   NoAccess: wrong client token
+#   InvalidArgument: table name "" is empty
+# A failed call changes nothing and leaves the connection usable.
+#
+# Limits (also readable through `Service.limits`):
+#   database and table names: 1-64 bytes of UTF-8, no control characters;
+#   row keys: 1-256 bytes of UTF-8, no control characters;
+#   values: at most 4 MiB; a batch: at most 10,000 operations;
+#   one Cap'n Proto message: at most 64 MiB, nesting depth 64.
+
+interface Gate {
+  login @0 (token :Text) -> (service :Service);
+  # The `Service` if `token` is this node's client token; otherwise fails with `NoAccess:`
+  # and hands out no capability.
+}
+
+interface Service {
+  database @0 (name :Text) -> (db :Database);
+  # The named database, created on first use.
+
+  listDatabases @1 () -> (names :List(Text));
+  # Every database created on this node, in name order.
+
+  limits @2 () -> (limits :Limits);
+  # The size limits this node enforces.
+}
+
+struct Limits {
+  maxNameBytes @0 :UInt32;
+  maxKeyBytes @1 :UInt32;
+  maxValueBytes @2 :UInt32;
+  maxBatchOps @3 :UInt32;
+}
+
+interface Database {
+  table @0 (name :Text) -> (table :Table);
+  # A handle on the named table; tables need no creation.
+
+  batch @1 (ops :List(BatchOp)) -> ();
+  # Applies every operation, across tables of this database, in one atomic commit: all or
+  # nothing. Operations apply in list order (a later put of the same key wins).
+
+  name @2 () -> (name :Text);
+}
+
+struct BatchOp {
+  table @0 :Text;
+  key @1 :Text;
+  union {
+    put @2 :Data;      # Store this value at (table, key).
+    delete @3 :Void;   # Remove (table, key); absent keys are not an error.
+  }
+}
+
+interface Table {
+  put @0 (key :Text, value :Data) -> ();
+  # Stores `value` at `key`, durably (on a durable backend) before returning.
+
+  get @1 (key :Text) -> (value :Data, found :Bool);
+  # The value at `key`; `found` is false (and `value` empty) if there is none.
+
+  delete @2 (key :Text) -> (existed :Bool);
+  # Removes `key`; `existed` says whether it was there.
+
+  scan @3 (prefix :Text, sink :RowSink) -> (count :UInt64);
+  # Pushes every row whose key starts with `prefix` ("" for all) to `sink`, in key order, in
+  # batches; returns the number of rows once the last batch is acknowledged. Each batch is
+  # read from one consistent snapshot; rows committed during a long scan may or may not
+  # appear, but no key appears twice.
+
+  name @4 () -> (name :Text);
+}
+
+interface RowSink {
+  push @0 (rows :List(Row)) -> stream;
+}
+
+struct Row {
+  key @0 :Text;
+  value @1 :Data;
+}

@@ -1,0 +1,71 @@
+@0xbc395ef0f79d004c;
+# The peer-to-peer Sync interface: Vanadium Syncbase's `Sync` (reference sync.vdl.txt) on
+# Cap'n Proto. Streams of the original (`stream<_, T>`) are sink capabilities the caller passes
+# in; the callee pushes batches with `-> stream` calls (flow-controlled) and returns when done.
+#
+# Access: the original tagged methods {Read} / {Write} and trusted caller-claimed names. Here a
+# peer obtains a `Sync` capability only through an authenticated link, and only the methods
+# its identity is entitled to work on it. Caller-name arguments (`initiator`, `publisher`,
+# `joinerName`) are kept for wire compatibility with the original's shape; they must be empty
+# or equal the authenticated identity, or the call fails with `NoAccess:`.
+#
+# Errors: an exception's description starts with a stable id and a colon:
+#   DupSyncgroupPublish: duplicate publish on syncgroup: NAME
+#   ConnFail: connection to peer failed (made by initiators, never returned by a server)
+#   BrokenCrConnection: CrConnection stream to application does not exist or is broken.
+#   NoAccess:, BadState:, BadVersion:, Exist:, NoExist:, InvalidArgument:, Unimplemented:
+#
+# Status: this interface is the contract; the node does not serve it yet (see README,
+# "Not built yet").
+
+using T = import "types.capnp";
+
+interface Sync {
+  getTime @0 (req :T.TimeReq, initiator :Text) -> (resp :T.TimeResp);
+  # Clock metadata for the initiator's offset estimate.
+
+  getDeltas @1 (req :T.DeltaReq, initiator :Text, sink :DeltaSink) -> ();
+  # {Read} Streams the log records the initiator lacks for one database (data or syncgroup
+  # metadata), then the responder's knowledge, into `sink`; returns when the last batch is
+  # acknowledged.
+
+  publishSyncgroup @2 (publisher :Text, sg :T.Syncgroup, version :Text, genvec :T.GenVector)
+      -> (publishee :Text);
+  # {Write} Publishes a syncgroup at the node its name routes to. DupSyncgroupPublish if it
+  # was published there by another publisher; Exist if the name is known with another id.
+
+  joinSyncgroupAtAdmin @3 (sgName :Text, joinerName :Text, myInfo :T.SyncgroupMemberInfo)
+      -> (sg :T.Syncgroup, version :Text, genvec :T.GenVector);
+  # {Read} Adds the caller to the syncgroup at an admin; returns the syncgroup metadata, its
+  # version and the generation vector to catch up to before the joiner may mutate it.
+
+  haveBlob @4 (br :T.BlobRef) -> (size :Int64);
+  # The blob's size if the responder holds all of it.
+
+  fetchBlob @5 (br :T.BlobRef, sink :ByteSink) -> ();
+  # Streams the whole blob into `sink`.
+
+  fetchBlobRecipe @6 (br :T.BlobRef, sink :ChunkHashSink) -> ();
+  # Streams the blob's chunk hashes in order, so the receiver can fetch only what it lacks.
+
+  fetchChunks @7 (sink :ChunkDataSink) -> (requests :ChunkHashSink);
+  # Bidirectional: the caller pushes the hashes it wants into `requests` (available at once
+  # through pipelining) and the callee pushes the chunks into `sink` in request order.
+}
+
+interface DeltaSink {
+  push @0 (batch :List(T.DeltaResp)) -> stream;
+}
+
+interface ByteSink {
+  write @0 (bytes :Data) -> stream;
+}
+
+interface ChunkHashSink {
+  push @0 (hashes :List(T.ChunkHash)) -> stream;
+  end @1 ();
+}
+
+interface ChunkDataSink {
+  push @0 (chunks :List(T.ChunkData)) -> stream;
+}
