@@ -1,0 +1,51 @@
+//! Benchmarks run by `syncbase bench`: each measures ours and its comparator in the same run
+//! and prints one JSON object per line, with the ratio. Shared here: the data set generator
+//! and the repetition statistics.
+
+pub mod storage;
+
+use std::time::Instant;
+
+/// `count` records with 16-byte hex keys in a scattered order and `value_len`-byte random
+/// values, the same for every run with the same arguments.
+pub fn records(count: usize, value_len: usize) -> Vec<(String, Vec<u8>)> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count as u64)
+        .map(|i| {
+            let key = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()));
+            let value = (0..value_len).map(|_| next_byte(&mut state)).collect();
+            (key, value)
+        })
+        .collect()
+}
+
+fn next_byte(state: &mut u64) -> u8 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 56) as u8
+}
+
+/// Median, min and max of repeated rates.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(mut samples: Vec<f64>) -> Stats {
+        samples.sort_by(f64::total_cmp);
+        Stats {
+            median: samples[samples.len() / 2],
+            min: samples[0],
+            max: samples[samples.len() - 1],
+        }
+    }
+}
+
+/// Operations per second of `ops` operations that started at `start`.
+pub fn rate(ops: usize, start: Instant) -> f64 {
+    ops as f64 / start.elapsed().as_secs_f64()
+}

@@ -1,0 +1,190 @@
+//! The client verbs (`put`, `get`, `delete`, `scan`): find the node's address and token from
+//! the flags, config or data directory, dial it, do one call, print the outcome.
+
+use std::future::Future;
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use anyhow::{Context, bail};
+
+use crate::cli::Target;
+use crate::config::Config;
+use crate::rpc::client::{Session, remote_error};
+use crate::schema::service_capnp::{row_sink, service, table};
+use crate::token::ClientToken;
+
+pub fn put(target: &Target, db: &str, table: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    let value = if value == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the value from stdin")?;
+        bytes
+    } else {
+        value.as_bytes().to_vec()
+    };
+    with_table(target, db, table, |table| async move {
+        let mut request = table.put_request();
+        request.get().set_key(key);
+        request.get().set_value(&value);
+        request.send().promise.await.map_err(remote_error)?;
+        Ok(())
+    })
+}
+
+pub fn get(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Result<()> {
+    let value = with_table(target, db, table, |table| async move {
+        let mut request = table.get_request();
+        request.get().set_key(key);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        let results = response.get()?;
+        Ok(results
+            .get_found()
+            .then(|| results.get_value().map(<[u8]>::to_vec))
+            .transpose()?)
+    })?;
+    let Some(value) = value else {
+        bail!("NoExist: no row {key:?} in table {table:?} of database {db:?}");
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&value)?;
+    if stdout.is_terminal() {
+        stdout.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+pub fn delete(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Result<()> {
+    let existed = with_table(target, db, table, |table| async move {
+        let mut request = table.delete_request();
+        request.get().set_key(key);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        Ok(response.get()?.get_existed())
+    })?;
+    println!("{}", if existed { "deleted" } else { "absent" });
+    Ok(())
+}
+
+pub fn scan(target: &Target, db: &str, table: &str, prefix: &str) -> anyhow::Result<()> {
+    with_table(target, db, table, |table| async move {
+        let sink: row_sink::Client = capnp_rpc::new_client(PrintingSink);
+        let mut request = table.scan_request();
+        request.get().set_prefix(prefix);
+        request.get().set_sink(sink);
+        request.send().promise.await.map_err(remote_error)?;
+        Ok(())
+    })
+}
+
+/// Prints each pushed row as `key<TAB>value`.
+#[derive(Default)]
+struct PrintingSink;
+
+impl row_sink::Server for PrintingSink {
+    async fn push(self: Rc<Self>, params: row_sink::PushParams) -> capnp::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        for row in params.get()?.get_rows()? {
+            let key = row.get_key()?.to_str()?;
+            let line = format!("{key}\t{}\n", printable(row.get_value()?));
+            stdout
+                .write_all(line.as_bytes())
+                .map_err(|error| capnp::Error::failed(format!("writing to stdout: {error}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A value as text if it is printable UTF-8, else as 0x-prefixed hex.
+fn printable(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
+        _ => format!(
+            "0x{}",
+            value.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    }
+}
+
+/// Connects, opens the table and runs `call` on it.
+fn with_table<T, F, Fut>(target: &Target, db: &str, table: &str, call: F) -> anyhow::Result<T>
+where
+    F: FnOnce(table::Client) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let (addr, token) = locate(target)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let session = Session::connect(addr, token.as_str()).await?;
+        let table = open_table(&session.service, db, table).await?;
+        let outcome = call(table).await;
+        let _ = session.close().await;
+        outcome
+    })
+}
+
+async fn open_table(
+    service: &service::Client,
+    db: &str,
+    table: &str,
+) -> anyhow::Result<table::Client> {
+    let mut request = service.database_request();
+    request.get().set_name(db);
+    let db = request.send().pipeline.get_db();
+    let mut request = db.table_request();
+    request.get().set_name(table);
+    let response = request.send().promise.await.map_err(remote_error)?;
+    Ok(response.get()?.get_table()?)
+}
+
+/// The node's address and token: flags first, then the config file, then the data directory.
+fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken)> {
+    let mut config = match &target.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &target.data_dir {
+        config.data_dir = dir.clone();
+    }
+    let token_path: PathBuf = target
+        .token_file
+        .clone()
+        .unwrap_or_else(|| config.token_path());
+    let token =
+        ClientToken::read(&token_path).context("is the node running? (`syncbase serve`)")?;
+    let addr = match target.addr {
+        Some(addr) => addr,
+        None => read_addr_file(&config)?,
+    };
+    Ok((addr, token))
+}
+
+fn read_addr_file(config: &Config) -> anyhow::Result<SocketAddr> {
+    let path = config.addr_path();
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading the node address from {} (is the node running? or pass --addr)",
+            path.display()
+        )
+    })?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("address file {} holds {:?}", path.display(), text.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn values_print_as_text_or_hex() {
+        assert_eq!(printable(b"hello"), "hello");
+        assert_eq!(printable(b"a\tb"), "0x610962");
+        assert_eq!(printable(&[0xff, 0x00]), "0xff00");
+        assert_eq!(printable(b""), "");
+    }
+}

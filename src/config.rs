@@ -1,0 +1,241 @@
+//! Node configuration: the TOML file's shape, its defaults (the embedded default is LMDB in
+//! `./syncbase-data`, listening on 127.0.0.1:7700), validation, and every path derived from
+//! the data directory, in one place.
+//!
+//! ```toml
+//! data_dir = "./syncbase-data"      # token, address file and (by default) the LMDB store
+//! listen = "127.0.0.1:7700"         # app API address; port 0 picks a free port
+//! token_file = "/path/client.token" # default: <data_dir>/client.token
+//! log_level = "info"                # error | warn | info | debug | trace
+//!
+//! [storage]
+//! backend = "lmdb"                  # lmdb | memory
+//! path = "/path/lmdb"               # default: <data_dir>/lmdb
+//! map_size = 1073741824             # bytes; the LMDB store's maximum size
+//! durable = true                    # fsync every commit (lmdb)
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use syncbase_storage::{BACKENDS, StorageConfig};
+
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "syncbase-data";
+/// Default app API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+/// Name of the client token file in the data directory.
+pub const TOKEN_FILE: &str = "client.token";
+/// Name of the file in the data directory that records the bound app address.
+pub const ADDR_FILE: &str = "node.addr";
+
+const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+/// A node's whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    pub log_level: String,
+    pub storage: StorageSection,
+}
+
+/// The `[storage]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub backend: String,
+    pub path: Option<PathBuf>,
+    pub map_size: u64,
+    pub durable: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            token_file: None,
+            log_level: "info".into(),
+            storage: StorageSection::default(),
+        }
+    }
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        let defaults = StorageConfig::default();
+        StorageSection {
+            backend: defaults.backend,
+            path: None,
+            map_size: defaults.map_size,
+            durable: defaults.durable,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|error| one_line(text, &error))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values serde cannot: known backend, sane sizes, a known log level.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !BACKENDS.contains(&self.storage.backend.as_str()) {
+            bail!(
+                "storage.backend: unknown backend {:?}; known backends: {}",
+                self.storage.backend,
+                BACKENDS.join(", ")
+            );
+        }
+        if self.storage.map_size < 1 << 20 {
+            bail!(
+                "storage.map_size: {} bytes is too small (at least 1 MiB)",
+                self.storage.map_size
+            );
+        }
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            bail!(
+                "log_level: unknown level {:?}; use one of {}",
+                self.log_level,
+                LOG_LEVELS.join(", ")
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir: must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Where the client token lives.
+    pub fn token_path(&self) -> PathBuf {
+        self.token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(TOKEN_FILE))
+    }
+
+    /// Where the node records the app address it bound.
+    pub fn addr_path(&self) -> PathBuf {
+        self.data_dir.join(ADDR_FILE)
+    }
+
+    /// Whether the node keeps its rows on disk.
+    pub fn is_memory(&self) -> bool {
+        self.storage.backend == "memory"
+    }
+
+    /// The storage backend's settings, with the LMDB path derived from the data directory.
+    pub fn storage_config(&self) -> StorageConfig {
+        let path = (!self.is_memory()).then(|| {
+            self.storage
+                .path
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("lmdb"))
+        });
+        StorageConfig {
+            backend: self.storage.backend.clone(),
+            path,
+            map_size: self.storage.map_size,
+            durable: self.storage.durable,
+        }
+    }
+}
+
+/// A TOML error as one line naming the line and its text: `line N (key = value): message`.
+fn one_line(text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let message = error.message().trim();
+    let Some(span) = error.span() else {
+        return anyhow::anyhow!("{message}");
+    };
+    let start = span.start.min(text.len());
+    let number = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(number - 1).unwrap_or_default().trim();
+    anyhow::anyhow!("line {number} ({line}): {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_embedded_default() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7700");
+        assert_eq!(
+            config.storage_config().path,
+            Some(PathBuf::from("syncbase-data/lmdb"))
+        );
+        assert_eq!(
+            config.token_path(),
+            PathBuf::from("syncbase-data/client.token")
+        );
+    }
+
+    #[test]
+    fn a_full_file_sets_every_field() {
+        let text = r#"
+            data_dir = "/tmp/x"
+            listen = "127.0.0.1:0"
+            token_file = "/tmp/tok"
+            log_level = "debug"
+            [storage]
+            backend = "memory"
+            map_size = 2097152
+            durable = false
+        "#;
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.token_path(), PathBuf::from("/tmp/tok"));
+        assert!(config.is_memory());
+        assert_eq!(config.storage_config().path, None);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let error = Config::parse("[storage]\nbakend = \"lmdb\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("line 2 (bakend = \"lmdb\"): unknown field `bakend`"),
+            "{error}"
+        );
+        assert_eq!(error.lines().count(), 1);
+    }
+
+    #[test]
+    fn an_unknown_backend_lists_the_known_ones() {
+        let error = Config::parse("[storage]\nbackend = \"rocks\"\n").unwrap_err();
+        assert!(
+            error.to_string().contains("known backends: memory, lmdb"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for text in [
+            "listen = \"nowhere\"",
+            "log_level = \"loud\"",
+            "[storage]\nmap_size = 10",
+            "[storage]\nmap_size = -1",
+            "data_dir = 5",
+        ] {
+            assert!(Config::parse(text).is_err(), "{text} should be rejected");
+        }
+    }
+}

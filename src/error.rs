@@ -1,0 +1,93 @@
+//! The node's error type. Every variant has a stable id (`NoAccess`, `InvalidArgument`, ...)
+//! that starts the message, so any client, in any language, can tell errors apart by the text
+//! before the first colon of a Cap'n Proto exception's description.
+
+use syncbase_storage::StorageError;
+
+/// Result of a node operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller may not do this (a wrong token, a missing capability).
+    #[error("NoAccess: {0}")]
+    NoAccess(String),
+
+    /// An argument broke a documented rule (a name, a size limit).
+    #[error("InvalidArgument: {0}")]
+    InvalidArgument(String),
+
+    /// The storage is out of space; nothing of the failed commit was written.
+    #[error("StorageFull: {0}")]
+    StorageFull(StorageError),
+
+    /// Any other storage failure.
+    #[error("Internal: {0}")]
+    Storage(StorageError),
+
+    /// A broken invariant inside the node (a corrupt record, a crashed write).
+    #[error("Internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable id this error's message starts with.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Error::NoAccess(_) => "NoAccess",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            Error::StorageFull(_) => "StorageFull",
+            Error::Storage(_) | Error::Internal(_) => "Internal",
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidArgument(message.into())
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::MapFull { .. } => Error::StorageFull(error),
+            StorageError::KeyTooLong { .. } => Error::InvalidArgument(error.to_string()),
+            other => Error::Storage(other),
+        }
+    }
+}
+
+impl From<Error> for capnp::Error {
+    /// Every node error travels as `Failed` (never `Disconnected`, which tells clients to
+    /// reconnect and retry) with the id-prefixed message as its description.
+    fn from(error: Error) -> Self {
+        capnp::Error::failed(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_start_with_their_id() {
+        let errors = [
+            Error::NoAccess("wrong client token".into()),
+            Error::invalid("bad name"),
+            Error::from(StorageError::MapFull { map_size: 10 }),
+            Error::from(StorageError::Visitor("x".into())),
+            Error::Internal("corrupt row".into()),
+        ];
+        for error in errors {
+            let text = error.to_string();
+            assert!(text.starts_with(&format!("{}: ", error.id())), "{text}");
+        }
+    }
+
+    #[test]
+    fn capnp_errors_are_failed_and_keep_the_id() {
+        let error: capnp::Error = Error::NoAccess("wrong client token".into()).into();
+        assert_eq!(error.kind, capnp::ErrorKind::Failed);
+        assert_eq!(error.extra, "NoAccess: wrong client token");
+    }
+}

@@ -1,0 +1,25 @@
+//! syncbase: a peer-to-peer replicated key-value store served over Cap'n Proto RPC.
+//!
+//! Crate map (one job per module; see ARCHITECTURE.md for what each may call):
+//! - [`config`]: the TOML config, its defaults and the paths derived from the data directory;
+//! - [`names`]: validated database/table names, row keys and the size limits;
+//! - [`store`]: the keyspace layout on top of the `syncbase-storage` trait, and row commits;
+//! - [`node`]: a node's shared state (store, client token) and the async row operations;
+//! - [`token`]: the client token file and its constant-time check;
+//! - [`rpc`]: the Cap'n Proto adapters, accept loop and client session;
+//! - [`embedded`]: an in-process node on an ephemeral port, for tests;
+//! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks);
+//! - [`schema`]: code generated from `schema/*.capnp`;
+//! - [`error`]: the node's error type with stable ids.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod names;
+pub mod node;
+pub mod rpc;
+pub mod schema;
+pub mod store;
+pub mod token;

@@ -1,0 +1,139 @@
+//! Validated names and keys: database and table names, row keys and values, each a type that
+//! can only hold what the documented limits allow (see `schema/service.capnp`).
+
+use crate::error::{Error, Result};
+
+/// Longest database or table name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest row key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Largest row value, in bytes. Larger data belongs in blobs.
+pub const MAX_VALUE_BYTES: usize = 4 << 20;
+/// Most operations in one atomic batch.
+pub const MAX_BATCH_OPS: usize = 10_000;
+
+/// A database name: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8 without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DbName(String);
+
+/// A table name, under the same rules as [`DbName`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName(String);
+
+/// A row key: 1 to [`MAX_KEY_BYTES`] bytes of UTF-8 without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowKey(String);
+
+/// A row-key prefix for scans: like [`RowKey`] but may be empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+impl DbName {
+    pub fn parse(name: &str) -> Result<Self> {
+        check_text("database name", name, 1, MAX_NAME_BYTES).map(|()| DbName(name.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TableName {
+    pub fn parse(name: &str) -> Result<Self> {
+        check_text("table name", name, 1, MAX_NAME_BYTES).map(|()| TableName(name.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl RowKey {
+    pub fn parse(key: &str) -> Result<Self> {
+        check_text("row key", key, 1, MAX_KEY_BYTES).map(|()| RowKey(key.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl KeyPrefix {
+    pub fn parse(prefix: &str) -> Result<Self> {
+        check_text("key prefix", prefix, 0, MAX_KEY_BYTES).map(|()| KeyPrefix(prefix.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks a value against [`MAX_VALUE_BYTES`].
+pub fn check_value(value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Error::invalid(format!(
+            "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes (store large data as a blob)",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_text(what: &str, text: &str, min: usize, max: usize) -> Result<()> {
+    if text.len() < min {
+        return Err(Error::invalid(format!("{what} {text:?} is empty")));
+    }
+    if text.len() > max {
+        let shown: String = text.chars().take(32).collect();
+        return Err(Error::invalid(format!(
+            "{what} \"{shown}...\" is {} bytes, over the limit of {max}",
+            text.len()
+        )));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "{what} {text:?} contains the control character {c:?}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(result: Result<impl std::fmt::Debug>) -> String {
+        let error = result.expect_err("should be rejected");
+        assert_eq!(error.id(), "InvalidArgument");
+        error.to_string()
+    }
+
+    #[test]
+    fn names_accept_ordinary_text() {
+        assert_eq!(DbName::parse("photos").unwrap().as_str(), "photos");
+        assert_eq!(
+            TableName::parse("ünïcode-ok_1").unwrap().as_str(),
+            "ünïcode-ok_1"
+        );
+        assert_eq!(
+            RowKey::parse(&"k".repeat(MAX_KEY_BYTES))
+                .unwrap()
+                .as_str()
+                .len(),
+            256
+        );
+        assert_eq!(KeyPrefix::parse("").unwrap().as_str(), "");
+    }
+
+    #[test]
+    fn names_reject_empty_long_and_control_characters() {
+        assert!(rejected(DbName::parse("")).contains("empty"));
+        assert!(rejected(TableName::parse(&"t".repeat(65))).contains("over the limit of 64"));
+        assert!(rejected(DbName::parse("a\nb")).contains("control character"));
+        assert!(rejected(RowKey::parse("")).contains("row key"));
+        assert!(rejected(RowKey::parse(&"k".repeat(257))).contains("257 bytes"));
+        assert!(rejected(KeyPrefix::parse("\u{7f}")).contains("control character"));
+    }
+
+    #[test]
+    fn values_over_the_limit_are_rejected() {
+        assert!(check_value(&vec![0; MAX_VALUE_BYTES]).is_ok());
+        assert!(rejected(check_value(&vec![0; MAX_VALUE_BYTES + 1]).map(|_| ())).contains("blob"));
+    }
+}

@@ -1,0 +1,37 @@
+//! The bootstrap capability of the app API: `Gate.login(token)` hands out the `Service` only
+//! for the node's client token.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::node::Node;
+use crate::rpc::service::ServiceImpl;
+use crate::schema::service_capnp::{gate, service};
+
+/// Serves `Gate` on one connection.
+pub struct GateImpl {
+    node: Arc<Node>,
+}
+
+impl GateImpl {
+    pub fn new(node: Arc<Node>) -> Self {
+        GateImpl { node }
+    }
+}
+
+impl gate::Server for GateImpl {
+    async fn login(
+        self: Rc<Self>,
+        params: gate::LoginParams,
+        mut results: gate::LoginResults,
+    ) -> capnp::Result<()> {
+        let token = params.get()?.get_token()?.to_str()?;
+        if let Err(error) = self.node.check_token(token) {
+            tracing::warn!("refused a login with a wrong client token");
+            return Err(error.into());
+        }
+        let service: service::Client = capnp_rpc::new_client(ServiceImpl::new(self.node.clone()));
+        results.get().set_service(service);
+        Ok(())
+    }
+}

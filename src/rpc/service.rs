@@ -1,0 +1,286 @@
+//! `Service`, `Database` and `Table`: the app API's capabilities. Each method decodes and
+//! validates its arguments (a bad one fails with `InvalidArgument:` and changes nothing),
+//! calls the node, and fills its results.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::names::{self, DbName, KeyPrefix, RowKey, TableName};
+use crate::node::Node;
+use crate::rpc::push::WindowedPush;
+use crate::schema::service_capnp::{batch_op, database, row_sink, service, table};
+use crate::store::{Mutation, PageLimit};
+
+/// One scan page: at most this many rows...
+const SCAN_PAGE_ROWS: usize = 1024;
+/// ...or about this many key and value bytes (one message stays far below the 64 MiB limit
+/// even with a maximal value in the page).
+const SCAN_PAGE_BYTES: usize = 1 << 20;
+/// Scan pages in flight to the sink before waiting for acknowledgements.
+const SCAN_WINDOW: usize = 4;
+
+/// Serves `Service` to a logged-in client.
+pub struct ServiceImpl {
+    node: Arc<Node>,
+}
+
+impl ServiceImpl {
+    pub fn new(node: Arc<Node>) -> Self {
+        ServiceImpl { node }
+    }
+}
+
+impl service::Server for ServiceImpl {
+    async fn database(
+        self: Rc<Self>,
+        params: service::DatabaseParams,
+        mut results: service::DatabaseResults,
+    ) -> capnp::Result<()> {
+        let db = DbName::parse(text(params.get()?.get_name()?)?)?;
+        self.node.open_database(&db).await?;
+        let client: database::Client = capnp_rpc::new_client(DatabaseImpl {
+            node: self.node.clone(),
+            db,
+        });
+        results.get().set_db(client);
+        Ok(())
+    }
+
+    async fn list_databases(
+        self: Rc<Self>,
+        _: service::ListDatabasesParams,
+        mut results: service::ListDatabasesResults,
+    ) -> capnp::Result<()> {
+        let names = self.node.list_databases()?;
+        let mut list = results.get().init_names(len_u32(names.len())?);
+        for (i, name) in names.iter().enumerate() {
+            list.set(i as u32, name.as_str());
+        }
+        Ok(())
+    }
+
+    async fn limits(
+        self: Rc<Self>,
+        _: service::LimitsParams,
+        mut results: service::LimitsResults,
+    ) -> capnp::Result<()> {
+        let mut limits = results.get().init_limits();
+        limits.set_max_name_bytes(names::MAX_NAME_BYTES as u32);
+        limits.set_max_key_bytes(names::MAX_KEY_BYTES as u32);
+        limits.set_max_value_bytes(names::MAX_VALUE_BYTES as u32);
+        limits.set_max_batch_ops(names::MAX_BATCH_OPS as u32);
+        Ok(())
+    }
+}
+
+/// Serves `Database` for one database.
+pub struct DatabaseImpl {
+    node: Arc<Node>,
+    db: DbName,
+}
+
+impl database::Server for DatabaseImpl {
+    async fn table(
+        self: Rc<Self>,
+        params: database::TableParams,
+        mut results: database::TableResults,
+    ) -> capnp::Result<()> {
+        let table = TableName::parse(text(params.get()?.get_name()?)?)?;
+        let client: table::Client = capnp_rpc::new_client(TableImpl {
+            node: self.node.clone(),
+            db: self.db.clone(),
+            table,
+        });
+        results.get().set_table(client);
+        Ok(())
+    }
+
+    async fn batch(
+        self: Rc<Self>,
+        params: database::BatchParams,
+        _: database::BatchResults,
+    ) -> capnp::Result<()> {
+        let ops = params.get()?.get_ops()?;
+        if ops.len() as usize > names::MAX_BATCH_OPS {
+            let message = format!(
+                "batch of {} operations is over the limit of {}",
+                ops.len(),
+                names::MAX_BATCH_OPS
+            );
+            return Err(Error::invalid(message).into());
+        }
+        let mutations = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| decode_batch_op(op).map_err(|e| in_batch_op(i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.node.commit(self.db.clone(), mutations).await?;
+        Ok(())
+    }
+
+    async fn name(
+        self: Rc<Self>,
+        _: database::NameParams,
+        mut results: database::NameResults,
+    ) -> capnp::Result<()> {
+        results.get().set_name(self.db.as_str());
+        Ok(())
+    }
+}
+
+fn decode_batch_op(op: batch_op::Reader<'_>) -> Result<Mutation, capnp::Error> {
+    let table = TableName::parse(text(op.get_table()?)?)?;
+    let key = RowKey::parse(text(op.get_key()?)?)?;
+    Ok(match op.which()? {
+        batch_op::Put(value) => {
+            let value = value?;
+            names::check_value(value)?;
+            Mutation::Put {
+                table,
+                key,
+                value: value.to_vec(),
+            }
+        }
+        batch_op::Delete(()) => Mutation::Delete { table, key },
+    })
+}
+
+/// Says which batch operation an error came from, keeping the error's id in front.
+fn in_batch_op(index: usize, mut error: capnp::Error) -> capnp::Error {
+    if let Some((id, rest)) = error.extra.split_once(": ") {
+        error.extra = format!("{id}: batch operation {index}: {rest}");
+    }
+    error
+}
+
+/// Serves `Table` for one table of one database.
+pub struct TableImpl {
+    node: Arc<Node>,
+    db: DbName,
+    table: TableName,
+}
+
+impl TableImpl {
+    fn mutation_put(&self, key: RowKey, value: &[u8]) -> Result<Mutation, Error> {
+        names::check_value(value)?;
+        Ok(Mutation::Put {
+            table: self.table.clone(),
+            key,
+            value: value.to_vec(),
+        })
+    }
+}
+
+impl table::Server for TableImpl {
+    async fn put(
+        self: Rc<Self>,
+        params: table::PutParams,
+        _: table::PutResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let key = RowKey::parse(text(params.get_key()?)?)?;
+        let mutation = self.mutation_put(key, params.get_value()?)?;
+        self.node.commit(self.db.clone(), vec![mutation]).await?;
+        Ok(())
+    }
+
+    async fn get(
+        self: Rc<Self>,
+        params: table::GetParams,
+        mut results: table::GetResults,
+    ) -> capnp::Result<()> {
+        let key = RowKey::parse(text(params.get()?.get_key()?)?)?;
+        let value = self.node.get(&self.db, &self.table, &key)?;
+        let mut results = results.get();
+        results.set_found(value.is_some());
+        results.set_value(value.as_deref().unwrap_or_default());
+        Ok(())
+    }
+
+    async fn delete(
+        self: Rc<Self>,
+        params: table::DeleteParams,
+        mut results: table::DeleteResults,
+    ) -> capnp::Result<()> {
+        let key = RowKey::parse(text(params.get()?.get_key()?)?)?;
+        let mutation = Mutation::Delete {
+            table: self.table.clone(),
+            key,
+        };
+        let existed = self.node.commit(self.db.clone(), vec![mutation]).await?;
+        results
+            .get()
+            .set_existed(existed.first().copied().unwrap_or(false));
+        Ok(())
+    }
+
+    async fn scan(
+        self: Rc<Self>,
+        params: table::ScanParams,
+        mut results: table::ScanResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let prefix = KeyPrefix::parse(text(params.get_prefix()?)?)?;
+        let sink = params.get_sink()?;
+        let count = self.scan_into(&prefix, &sink).await?;
+        results.get().set_count(count);
+        Ok(())
+    }
+
+    async fn name(
+        self: Rc<Self>,
+        _: table::NameParams,
+        mut results: table::NameResults,
+    ) -> capnp::Result<()> {
+        results.get().set_name(self.table.as_str());
+        Ok(())
+    }
+}
+
+impl TableImpl {
+    /// Pages through the prefix and pushes each page to the sink; returns the row count.
+    async fn scan_into(&self, prefix: &KeyPrefix, sink: &row_sink::Client) -> capnp::Result<u64> {
+        let limit = PageLimit {
+            rows: SCAN_PAGE_ROWS,
+            bytes: SCAN_PAGE_BYTES,
+        };
+        let mut pusher = WindowedPush::new(SCAN_WINDOW);
+        let (mut count, mut after) = (0u64, None::<String>);
+        loop {
+            let page =
+                self.node
+                    .scan_page(&self.db, &self.table, prefix, after.as_deref(), limit)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            count += page.len() as u64;
+            let mut request = sink
+                .client
+                .new_call::<row_sink::push_params::Owned, capnp::any_pointer::Owned>(
+                    <row_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
+                    0,
+                    None,
+                );
+            let mut rows = request.get().init_rows(len_u32(page.len())?);
+            for (i, row) in page.iter().enumerate() {
+                let mut out = rows.reborrow().get(i as u32);
+                out.set_key(row.key.as_str());
+                out.set_value(&row.value);
+            }
+            pusher.send(request).await?;
+        }
+        pusher.finish().await?;
+        Ok(count)
+    }
+}
+
+/// Decodes a Text argument, naming a non-UTF-8 one as an invalid argument.
+fn text(reader: capnp::text::Reader<'_>) -> Result<&str, Error> {
+    reader
+        .to_str()
+        .map_err(|_| Error::invalid("text argument is not valid UTF-8"))
+}
+
+fn len_u32(len: usize) -> Result<u32, Error> {
+    u32::try_from(len).map_err(|_| Error::Internal(format!("list of {len} items is too long")))
+}

@@ -1,0 +1,231 @@
+//! The `syncbase` binary as a user runs it: `serve` in its own process, the client verbs
+//! against it through the data directory, restart on the same LMDB directory, and bad input
+//! (a port in use, an unwritable data dir, bad configs, no running node) that must end with
+//! one clear error line and a non-zero exit.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_syncbase");
+
+/// A `syncbase serve` child process, killed if a test fails before stopping it.
+struct Served {
+    child: Child,
+    data_dir: PathBuf,
+}
+
+impl Served {
+    fn start(data_dir: &Path, extra: &[&str]) -> Served {
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("syncbase serve starts");
+        let served = Served {
+            child,
+            data_dir: data_dir.to_path_buf(),
+        };
+        served.wait_for_addr_file();
+        served
+    }
+
+    fn wait_for_addr_file(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.data_dir.join("node.addr").exists() {
+            assert!(Instant::now() < deadline, "the node never wrote node.addr");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(BIN);
+        command
+            .args(&args[..1])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&args[1..]);
+        command.output().expect("client runs")
+    }
+
+    /// Sends SIGTERM and returns the exit status's success.
+    fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        self.child.wait().expect("serve exits").success()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "should have failed");
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one error line expected: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn client_verbs_work_against_a_served_node_and_data_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Served::start(dir.path(), &[]);
+    stdout(&node.client(&["put", "db", "t", "a", "alpha"]));
+    stdout(&node.client(&["put", "db", "t", "b", "beta"]));
+    let mut put_stdin = Command::new(BIN)
+        .args(["put", "--data-dir"])
+        .arg(dir.path())
+        .args(["db", "t", "bin", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put_stdin
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[0, 1, 0xff])
+        .unwrap();
+    assert!(put_stdin.wait().unwrap().success());
+    assert_eq!(stdout(&node.client(&["get", "db", "t", "a"])), "alpha");
+    assert_eq!(
+        stdout(&node.client(&["scan", "db", "t"])),
+        "a\talpha\nb\tbeta\nbin\t0x0001ff\n"
+    );
+    assert_eq!(
+        stdout(&node.client(&["scan", "db", "t", "b"])),
+        "b\tbeta\nbin\t0x0001ff\n"
+    );
+    assert_eq!(
+        stdout(&node.client(&["delete", "db", "t", "b"])),
+        "deleted\n"
+    );
+    assert_eq!(
+        stdout(&node.client(&["delete", "db", "t", "b"])),
+        "absent\n"
+    );
+    assert!(failure(&node.client(&["get", "db", "t", "b"])).contains("NoExist"));
+    let token = std::fs::read_to_string(dir.path().join("client.token")).unwrap();
+    assert!(node.stop(), "serve exits cleanly on SIGTERM");
+    assert!(
+        !dir.path().join("node.addr").exists(),
+        "the address file is removed on exit"
+    );
+
+    let node = Served::start(dir.path(), &[]);
+    assert_eq!(stdout(&node.client(&["get", "db", "t", "a"])), "alpha");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("client.token")).unwrap(),
+        token
+    );
+    assert!(node.stop());
+}
+
+#[test]
+fn a_memory_node_keeps_no_rows_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Served::start(dir.path(), &["--memory"]);
+    stdout(&node.client(&["put", "db", "t", "k", "v"]));
+    assert_eq!(stdout(&node.client(&["get", "db", "t", "k"])), "v");
+    assert!(!dir.path().join("lmdb").exists());
+    assert!(node.stop());
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--memory", "--listen", &addr, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let error = failure(&output);
+    assert!(error.contains(&addr) && error.contains("in use"), "{error}");
+}
+
+#[test]
+fn an_unwritable_data_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(file.join("data"))
+        .output()
+        .unwrap();
+    let error = failure(&output);
+    assert!(
+        error.contains("data directory") && error.contains("file/data"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_configs_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, expected) in [
+        ("[storage]\nbakend = \"lmdb\"\n", "bakend"),
+        (
+            "[storage]\nbackend = \"rocksdb\"\n",
+            "known backends: memory, lmdb",
+        ),
+        ("listen = \"not an address\"\n", "listen"),
+        ("[storage]\nmap_size = 5\n", "map_size"),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let output = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let error = failure(&output);
+        assert!(error.contains(expected), "{text:?}: {error}");
+    }
+}
+
+#[test]
+fn a_client_without_a_node_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["get", "--data-dir"])
+        .arg(dir.path())
+        .args(["db", "t", "k"])
+        .output()
+        .unwrap();
+    assert!(failure(&output).contains("is the node running?"));
+}
+
+#[test]
+fn help_describes_every_verb() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    let help = stdout(&output);
+    for verb in ["serve", "put", "get", "delete", "scan", "bench"] {
+        assert!(help.contains(verb), "--help lacks {verb}");
+    }
+}
