@@ -2,6 +2,8 @@
 //! operations the RPC layer calls. Writes run on blocking threads, tracked so that shutdown
 //! waits for every commit in flight; reads are short snapshot reads done in place.
 
+use std::fs::{File, TryLockError};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,16 +15,21 @@ use crate::names::{DbName, KeyPrefix, RowKey, TableName};
 use crate::store::{Mutation, PageLimit, Row, Store};
 use crate::token::ClientToken;
 
+/// Name of the lock file that keeps two nodes off one data directory.
+const LOCK_FILE: &str = "node.lock";
+
 /// One syncbase node's state, shared by every connection.
 pub struct Node {
     store: Arc<Store>,
     token: ClientToken,
     writes: TaskTracker,
+    _data_dir_lock: File,
 }
 
 impl Node {
     /// Opens the configured storage and loads (or makes) the client token.
     pub fn open(config: &Config) -> anyhow::Result<Node> {
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let storage_config = config.storage_config();
         let storage = syncbase_storage::open(&storage_config)
             .with_context(|| format!("opening {} storage", storage_config.backend))?;
@@ -31,6 +38,7 @@ impl Node {
             store: Arc::new(Store::new(storage)),
             token,
             writes: TaskTracker::new(),
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -110,5 +118,25 @@ impl Node {
     /// The storage backend's name.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
+    }
+}
+
+/// Creates the data directory if needed and takes its lock file, so a second node (in this
+/// process or another) cannot serve the same directory. The lock ends with the node.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let file =
+        File::create(&path).with_context(|| format!("creating lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another syncbase node",
+            dir.display()
+        ),
+        Err(TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("locking {}", path.display()))
+        }
     }
 }

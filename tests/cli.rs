@@ -145,6 +145,20 @@ fn client_verbs_work_against_a_served_node_and_data_survives_restart() {
 }
 
 #[test]
+fn a_second_node_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Served::start(dir.path(), &["--memory"]);
+    let output = Command::new(BIN)
+        .args(["serve", "--memory", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(failure(&output).contains("in use by another syncbase node"));
+    stdout(&node.client(&["put", "db", "t", "k", "still serving"]));
+    assert!(node.stop());
+}
+
+#[test]
 fn a_memory_node_keeps_no_rows_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let node = Served::start(dir.path(), &["--memory"]);

@@ -59,8 +59,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let node = Arc::new(Node::open(&config)?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -143,12 +143,11 @@ fn scan<T: Transaction>(
     if end.is_some_and(|end| end <= start) {
         return Ok(());
     }
-    if start.is_empty() {
-        if let Some(value) = get(txn, dbs, &[])? {
-            if visit(&[], &value)? == Scan::Stop {
-                return Ok(());
-            }
-        }
+    if start.is_empty()
+        && let Some(value) = get(txn, dbs, &[])?
+        && visit(&[], &value)? == Scan::Stop
+    {
+        return Ok(());
     }
     scan_kv(txn, dbs, start, end, visit)
 }
