@@ -32,6 +32,52 @@ interface Service {
 
   limits @2 () -> (limits :Limits);
   # The size limits this node enforces.
+
+  identity @3 () -> (fingerprint :Text, peerAddress :Text, deviceId :UInt64);
+  # This node's peer identity (its TLS key's fingerprint, which other nodes pin), the address
+  # of its TLS peer listener ("" if it has none) and its device id.
+
+  addPeer @4 (peer :PeerSpec) -> ();
+  # Starts syncing with a peer, and accepts that peer's connections, for the given database
+  # and scopes (merged into any the peer already has). Kept across restarts.
+
+  removePeer @5 (fingerprint :Text) -> (existed :Bool);
+  # Stops syncing with a peer added at run time and refuses its connections.
+
+  listPeers @6 () -> (peers :List(PeerStatus));
+  # Every peer (from the config file and added at run time) with its sync status.
+}
+
+struct PeerSpec {
+  address @0 :Text;             # host:port of the peer's TLS peer listener.
+  fingerprint @1 :Text;         # The peer's identity (64 hex digits, from `syncbase id`).
+  database @2 :Text;
+  scopes @3 :List(ScopeSpec);   # What to sync: (table, row-key prefix) pairs.
+}
+
+struct ScopeSpec {
+  table @0 :Text;
+  prefix @1 :Text;              # "" for the whole table.
+}
+
+struct PeerStatus {
+  fingerprint @0 :Text;
+  address @1 :Text;
+  databases @2 :List(PeerDatabase);
+  connected @3 :Bool;           # An outgoing session to the peer is up.
+  lastSuccessNanos @4 :Int64;   # When a batch from it last reached its log's end (0 = never).
+  lastError @5 :Text;           # e.g. "ConnFail: connection to peer failed: ..." ("" = none).
+  recordsReceived @6 :UInt64;   # Records applied from it (outgoing sessions).
+  bytesReceived @7 :UInt64;
+  recordsSent @8 :UInt64;       # Records sent to it (its sessions to us).
+  bytesSent @9 :UInt64;
+  recordsPendingOut @10 :UInt64;  # Log entries not yet examined for it by our live responder.
+  fromConfig @11 :Bool;         # Declared in the config file (removePeer cannot drop it).
+}
+
+struct PeerDatabase {
+  database @0 :Text;
+  scopes @1 :List(ScopeSpec);
 }
 
 struct Limits {
@@ -50,6 +96,30 @@ interface Database {
   # nothing. Operations apply in list order (a later put of the same key wins).
 
   name @2 () -> (name :Text);
+
+  watch @3 (table :Text, prefix :Text, initialState :Bool, resumeMarker :Data, sink :WatchSink) -> ();
+  # Pushes every change to rows of `table` ("" for every table) whose key starts with
+  # `prefix`, local or synced, to `sink` in commit order, for as long as the caller keeps the
+  # call open. With `initialState`, the current rows come first (marked `initial`). Every
+  # change carries a resume marker: pass the last one received to a new watch to go on
+  # exactly after it (an empty marker means "from now"). A marker from another database or a
+  # damaged one fails with `InvalidArgument:`.
+}
+
+interface WatchSink {
+  push @0 (changes :List(WatchChange)) -> stream;
+}
+
+struct WatchChange {
+  table @0 :Text;
+  key @1 :Text;
+  union {
+    put @2 :Data;
+    delete @3 :Void;
+  }
+  fromSync @4 :Bool;        # Came from a peer (false: a local app write).
+  initial @5 :Bool;         # Part of the initial state, not a change.
+  resumeMarker @6 :Data;    # Resume after this change.
 }
 
 struct BatchOp {

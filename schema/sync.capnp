@@ -15,8 +15,10 @@
 #   BrokenCrConnection: CrConnection stream to application does not exist or is broken.
 #   NoAccess:, BadState:, BadVersion:, Exist:, NoExist:, InvalidArgument:, Unimplemented:
 #
-# Status: this interface is the contract; the node does not serve it yet (see README,
-# "Not built yet").
+# Transport: TLS 1.3 with mutual authentication on the node's peer address; the bootstrap
+# capability is a `Sync`. Identities are certificate-key fingerprints; a node accepts only
+# peers it knows. Served today: getDeltas (data, with live mode) and deviceInfo; the other
+# methods answer `Unimplemented:` (see README, "Not built yet").
 
 using T = import "types.capnp";
 
@@ -51,6 +53,10 @@ interface Sync {
   fetchChunks @7 (sink :ChunkDataSink) -> (requests :ChunkHashSink);
   # Bidirectional: the caller pushes the hashes it wants into `requests` (available at once
   # through pipelining) and the callee pushes the chunks into `sink` in request order.
+
+  deviceInfo @8 () -> (deviceId :UInt64, identity :Text);
+  # The responder's device id (for generation vectors) and its authenticated identity (its
+  # certificate key's fingerprint). Not in the original.
 }
 
 interface DeltaSink {

@@ -65,6 +65,11 @@ struct DataDeltaReq {
   dbName @1 :Text;
   sgIds @2 :List(UInt64);   # The syncgroups the initiator shares with the responder.
   initVec @3 :Knowledge;    # Initiator knowledge per prefix of those syncgroups.
+  initiatorDevice @4 :UInt64;
+  # The initiator's device id: the responder never sends back records it made or sent.
+  live @5 :Bool;
+  # Live mode (not in the original): after the catch-up the responder keeps the call open and
+  # pushes each new record right after it commits; the call ends when either side hangs up.
 }
 
 struct SgDeltaReq {
@@ -81,7 +86,9 @@ struct DeltaReq {
 }
 
 struct DeltaResp {
-  # The responder sends every `rec` first and exactly one `respVec` last.
+  # The responder sends every `rec` first and exactly one `respVec` last. In live mode each
+  # pushed batch that reaches the end of the responder's log ends with a `respVec`: the
+  # responder's knowledge at that point, which the initiator merges with that batch.
   union {
     rec @0 :LogRec;
     respVec @1 :Knowledge;

@@ -13,6 +13,15 @@
 //! path = "/path/lmdb"               # default: <data_dir>/lmdb
 //! map_size = 1073741824             # bytes; the LMDB store's maximum size
 //! durable = true                    # fsync every commit (lmdb)
+//!
+//! [sync]
+//! peer_listen = "127.0.0.1:7701"    # TLS peer listener; absent = accept no peers
+//!
+//! [[sync.peers]]                    # a peer to sync with (and to accept)
+//! address = "127.0.0.1:7801"
+//! fingerprint = "<64 hex digits from `syncbase id` on the peer>"
+//! database = "photos"
+//! scopes = ["meta", "thumbs/2024/"] # TABLE or TABLE/PREFIX
 //! ```
 
 use std::net::SocketAddr;
@@ -30,6 +39,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 pub const TOKEN_FILE: &str = "client.token";
 /// Name of the file in the data directory that records the bound app address.
 pub const ADDR_FILE: &str = "node.addr";
+/// Name of the file in the data directory that records the bound peer address.
+pub const PEER_ADDR_FILE: &str = "peer.addr";
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
@@ -42,6 +53,27 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     pub log_level: String,
     pub storage: StorageSection,
+    pub sync: SyncSection,
+}
+
+/// The `[sync]` table.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSection {
+    /// Where the TLS peer listener binds (port 0 picks one); None: no peer listener.
+    pub peer_listen: Option<String>,
+    pub peers: Vec<DeclaredPeer>,
+}
+
+/// One `[[sync.peers]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredPeer {
+    pub address: String,
+    pub fingerprint: String,
+    pub database: String,
+    /// `TABLE` or `TABLE/PREFIX` strings.
+    pub scopes: Vec<String>,
 }
 
 /// The `[storage]` table.
@@ -62,6 +94,7 @@ impl Default for Config {
             token_file: None,
             log_level: "info".into(),
             storage: StorageSection::default(),
+            sync: SyncSection::default(),
         }
     }
 }
@@ -119,6 +152,11 @@ impl Config {
             bail!("data_dir: must not be empty");
         }
         Ok(())
+    }
+
+    /// Where the node records the peer address it bound.
+    pub fn peer_addr_path(&self) -> PathBuf {
+        self.data_dir.join(PEER_ADDR_FILE)
     }
 
     /// Where the client token lives.
@@ -197,12 +235,21 @@ mod tests {
             backend = "memory"
             map_size = 2097152
             durable = false
+            [sync]
+            peer_listen = "127.0.0.1:0"
+            [[sync.peers]]
+            address = "127.0.0.1:9"
+            fingerprint = "ab"
+            database = "db"
+            scopes = ["t", "u/p"]
         "#;
         let config = Config::parse(text).unwrap();
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.token_path(), PathBuf::from("/tmp/tok"));
         assert!(config.is_memory());
         assert_eq!(config.storage_config().path, None);
+        assert_eq!(config.sync.peer_listen.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(config.sync.peers[0].scopes, ["t", "u/p"]);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -28,72 +28,125 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::node::Node;
 use crate::rpc::client::Session;
+use crate::rpc::server::{Listeners, serve};
+use crate::rpc::transport::Network;
 use crate::schema::service_capnp::service;
 
 /// Where an embedded node keeps its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmbeddedStorage {
-    /// Nothing on disk but the token and address files in a temporary directory.
+    /// Nothing on disk but the token, identity and address files in the data directory.
     Memory,
-    /// Durable LMDB in a temporary directory, removed when the server is dropped.
+    /// Durable LMDB in the data directory.
     Lmdb,
+}
+
+/// How to start an embedded node.
+#[derive(Clone)]
+pub struct EmbeddedOptions {
+    pub storage: EmbeddedStorage,
+    /// How it reaches peers (TCP, or an in-memory network shared by several nodes).
+    pub network: Network,
+    /// Where its peer listener binds (`127.0.0.1:0` for TCP, a name on a memory network);
+    /// None: it accepts no peers.
+    pub peer_listen: Option<String>,
+    /// A data directory to use (and keep); None: a temporary one removed on drop.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl EmbeddedOptions {
+    /// A node with `storage`, TCP, no peer listener and a temporary data directory.
+    pub fn new(storage: EmbeddedStorage) -> EmbeddedOptions {
+        EmbeddedOptions {
+            storage,
+            network: Network::Tcp,
+            peer_listen: None,
+            data_dir: None,
+        }
+    }
+}
+
+enum DataDir {
+    Temporary(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Temporary(dir) => dir.path(),
+            DataDir::Kept(path) => path,
+        }
+    }
 }
 
 /// A running in-process node and a logged-in client session to it.
 pub struct EmbeddedServer {
     addr: SocketAddr,
     token: String,
+    node: Arc<Node>,
     session: Option<Session>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    data_dir: tempfile::TempDir,
+    data_dir: DataDir,
 }
 
 impl EmbeddedServer {
     /// Starts a node with `storage` in a fresh temporary directory, listening on an ephemeral
     /// loopback port, and logs in. Call inside a tokio `LocalSet`.
     pub async fn start(storage: EmbeddedStorage) -> anyhow::Result<EmbeddedServer> {
-        let data_dir = tempfile::tempdir().context("creating a temporary data directory")?;
+        EmbeddedServer::start_with(EmbeddedOptions::new(storage)).await
+    }
+
+    /// Starts a node as `options` say, and logs in. Call inside a tokio `LocalSet`.
+    pub async fn start_with(options: EmbeddedOptions) -> anyhow::Result<EmbeddedServer> {
+        let data_dir = match options.data_dir {
+            Some(path) => DataDir::Kept(path),
+            None => DataDir::Temporary(
+                tempfile::tempdir().context("creating a temporary data directory")?,
+            ),
+        };
         let mut config = Config {
             data_dir: data_dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse()?,
             ..Config::default()
         };
-        config.storage.backend = match storage {
+        config.storage.backend = match options.storage {
             EmbeddedStorage::Memory => "memory".into(),
             EmbeddedStorage::Lmdb => "lmdb".into(),
         };
-        EmbeddedServer::start_with(config, data_dir).await
-    }
-
-    /// Starts a node from `config` (its `listen` should be a loopback address with port 0);
-    /// `data_dir` is kept alive as long as the server.
-    pub async fn start_with(
-        config: Config,
-        data_dir: tempfile::TempDir,
-    ) -> anyhow::Result<EmbeddedServer> {
+        config.sync.peer_listen = options.peer_listen;
         config.validate()?;
-        let node = Arc::new(Node::open(&config)?);
+        let node = Arc::new(Node::open_with(&config, options.network)?);
         let token = node.token().as_str().to_owned();
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = oneshot::channel::<()>();
+        let (ready, bound) = oneshot::channel::<anyhow::Result<()>>();
+        let (thread_node, peer_listen) = (node.clone(), config.sync.peer_listen.clone());
         let thread = std::thread::Builder::new()
             .name("syncbase-embedded".into())
-            .spawn(move || run_node(listener, node, stopped))
+            .spawn(move || run_node(listener, peer_listen, thread_node, ready, stopped))
             .context("starting the embedded node thread")?;
         let mut server = EmbeddedServer {
             addr,
             token,
+            node,
             session: None,
             shutdown: Some(shutdown),
             thread: Some(thread),
             data_dir,
         };
+        bound.await.context("the embedded node thread ended")??;
         server.session = Some(Session::connect(addr, &server.token).await?);
         Ok(server)
+    }
+
+    /// The node itself, for tests that look inside (device id, store digests, peers).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// The node's app API address.
@@ -109,6 +162,11 @@ impl EmbeddedServer {
     /// The node's data directory (token file, address file, LMDB store).
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// The peer listener's address ("" if none).
+    pub fn peer_address(&self) -> String {
+        self.node.peer_address()
     }
 
     /// The logged-in `Service` capability.
@@ -138,8 +196,15 @@ impl Drop for EmbeddedServer {
     }
 }
 
-/// The node thread: a runtime of its own serving until told to stop.
-fn run_node(listener: std::net::TcpListener, node: Arc<Node>, stopped: oneshot::Receiver<()>) {
+/// The node thread: a runtime of its own; binds the peer listener, reports readiness, and
+/// serves until told to stop.
+fn run_node(
+    listener: std::net::TcpListener,
+    peer_listen: Option<String>,
+    node: Arc<Node>,
+    ready: oneshot::Sender<anyhow::Result<()>>,
+    stopped: oneshot::Receiver<()>,
+) {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -147,19 +212,43 @@ fn run_node(listener: std::net::TcpListener, node: Arc<Node>, stopped: oneshot::
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(%error, "embedded node: no runtime");
+            let _ = ready.send(Err(anyhow::anyhow!("embedded node: no runtime: {error}")));
             return;
         }
     };
     runtime.block_on(async move {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => {
-                crate::rpc::server::serve(listener, node, async {
-                    let _ = stopped.await;
-                })
-                .await
+        let listeners = match bind(listener, peer_listen, &node).await {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
             }
-            Err(error) => tracing::error!(%error, "embedded node: listener"),
-        }
+        };
+        let _ = ready.send(Ok(()));
+        serve(listeners, node, async {
+            let _ = stopped.await;
+        })
+        .await;
     });
+}
+
+async fn bind(
+    listener: std::net::TcpListener,
+    peer_listen: Option<String>,
+    node: &Node,
+) -> anyhow::Result<Listeners> {
+    let app = tokio::net::TcpListener::from_std(listener)?;
+    let peer = match peer_listen {
+        Some(addr) => {
+            let (listener, bound) = node
+                .network()
+                .bind(&addr)
+                .await
+                .with_context(|| format!("binding the peer address {addr}"))?;
+            node.set_peer_address(bound);
+            Some(listener)
+        }
+        None => None,
+    };
+    Ok(Listeners { app, peer })
 }

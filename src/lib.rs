@@ -14,12 +14,15 @@
 
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod identity;
 pub mod names;
 pub mod node;
 pub mod rpc;
 pub mod schema;
 pub mod store;
+pub mod sync;
 pub mod token;

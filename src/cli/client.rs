@@ -97,7 +97,7 @@ impl row_sink::Server for PrintingSink {
 }
 
 /// A value as text if it is printable UTF-8, else as 0x-prefixed hex.
-fn printable(value: &[u8]) -> String {
+pub(crate) fn printable(value: &[u8]) -> String {
     match std::str::from_utf8(value) {
         Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
         _ => format!(
@@ -113,6 +113,18 @@ where
     F: FnOnce(table::Client) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
+    with_service(target, |service| async move {
+        call(open_table(&service, db, table).await?).await
+    })
+}
+
+/// Connects and logs in to the node `target` names, runs `call` on its `Service`, and
+/// closes the connection.
+pub(crate) fn with_service<T, F, Fut>(target: &Target, call: F) -> anyhow::Result<T>
+where
+    F: FnOnce(service::Client) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
     let (addr, token) = locate(target)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -120,14 +132,13 @@ where
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let session = Session::connect(addr, token.as_str()).await?;
-        let table = open_table(&session.service, db, table).await?;
-        let outcome = call(table).await;
+        let outcome = call(session.service.clone()).await;
         let _ = session.close().await;
         outcome
     })
 }
 
-async fn open_table(
+pub(crate) async fn open_table(
     service: &service::Client,
     db: &str,
     table: &str,

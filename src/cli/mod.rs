@@ -4,7 +4,9 @@
 
 mod bench;
 mod client;
+mod peers;
 mod serve;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,8 +60,65 @@ pub enum Command {
         #[arg(default_value = "")]
         prefix: String,
     },
+    /// Print changes to rows as they commit, local or synced, until interrupted.
+    Watch {
+        #[command(flatten)]
+        target: Target,
+        db: String,
+        /// Only this table ("" or absent: every table).
+        #[arg(default_value = "")]
+        table: String,
+        /// Only keys starting with this prefix.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// First print the current rows (needs TABLE).
+        #[arg(long)]
+        initial: bool,
+    },
+    /// Print this node's peer identity (fingerprint), peer address and device id.
+    Id {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage the peers this node syncs with.
+    Peer {
+        #[command(subcommand)]
+        action: PeerAction,
+    },
+    /// Show every peer and its sync status.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Run a benchmark; prints one JSON object per line.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerAction {
+    /// Sync DB's scopes with the peer at ADDR whose identity is FINGERPRINT (from `syncbase
+    /// id` on that node), and accept its connections. Scopes are TABLE or TABLE/PREFIX.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        #[arg(value_name = "ADDR")]
+        peer_addr: String,
+        fingerprint: String,
+        db: String,
+        #[arg(required = true, value_name = "TABLE[/PREFIX]")]
+        scopes: Vec<String>,
+    },
+    /// List peers.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Stop syncing with a peer (added at run time) and refuse its connections.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        fingerprint: String,
+    },
 }
 
 /// How a client verb finds its node.
@@ -108,6 +167,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             table,
             prefix,
         } => client::scan(&target, &db, &table, &prefix),
+        Command::Watch {
+            target,
+            db,
+            table,
+            prefix,
+            initial,
+        } => watch::run(&target, &db, &table, &prefix, initial),
+        Command::Id { target } => peers::id(&target),
+        Command::Peer { action } => match action {
+            PeerAction::Add {
+                target,
+                peer_addr,
+                fingerprint,
+                db,
+                scopes,
+            } => peers::add(&target, &peer_addr, &fingerprint, &db, &scopes),
+            PeerAction::List { target } => peers::list(&target, false),
+            PeerAction::Remove {
+                target,
+                fingerprint,
+            } => peers::remove(&target, &fingerprint),
+        },
+        Command::Status { target } => peers::list(&target, true),
         Command::Bench(args) => bench::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

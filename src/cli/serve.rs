@@ -11,6 +11,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 use crate::node::Node;
+use crate::rpc::server::Listeners;
+use crate::rpc::transport::PeerListener;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -26,6 +28,10 @@ pub struct ServeArgs {
     /// Keep rows in memory only (the token and address files are still written).
     #[arg(long)]
     memory: bool,
+    /// TLS peer listener address; 127.0.0.1:0 picks a free port [default: none, or the
+    /// config's sync.peer_listen].
+    #[arg(long, value_name = "ADDR")]
+    peer_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -42,6 +48,9 @@ impl ServeArgs {
         }
         if self.memory {
             config.storage.backend = "memory".into();
+        }
+        if let Some(addr) = self.peer_listen {
+            config.sync.peer_listen = Some(addr.to_string());
         }
         config.validate()?;
         Ok(config)
@@ -67,8 +76,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the app API is plain TCP on a non-loopback address: anyone on the network can see the token");
     }
+    let peer = bind_peers(&config, &node).await?;
     let addr_path = config.addr_path();
-    write_addr_file(&addr_path, addr)?;
+    write_addr_file(&addr_path, &addr.to_string())?;
     println!(
         "syncbase: serving the app API on {addr} ({} storage)",
         node.backend()
@@ -77,13 +87,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "syncbase: client token in {}",
         config.token_path().display()
     );
-    crate::rpc::server::serve(listener, node, shutdown_signal()).await;
+    println!("syncbase: peer identity {}", node.identity().fingerprint());
+    if peer.is_some() {
+        println!("syncbase: accepting peers (TLS) on {}", node.peer_address());
+    }
+    let listeners = Listeners {
+        app: listener,
+        peer,
+    };
+    crate::rpc::server::serve(listeners, node, shutdown_signal()).await;
     let _ = std::fs::remove_file(&addr_path);
+    let _ = std::fs::remove_file(config.peer_addr_path());
     Ok(())
 }
 
-/// Records the bound address so client verbs using the same data directory find the node.
-fn write_addr_file(path: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+/// Binds the TLS peer listener if configured, and records its address.
+async fn bind_peers(config: &Config, node: &Node) -> anyhow::Result<Option<PeerListener>> {
+    let Some(addr) = &config.sync.peer_listen else {
+        return Ok(None);
+    };
+    let (listener, bound) = node
+        .network()
+        .bind(addr)
+        .await
+        .with_context(|| format!("binding the peer address {addr}"))?;
+    write_addr_file(&config.peer_addr_path(), &bound)?;
+    node.set_peer_address(bound);
+    Ok(Some(listener))
+}
+
+/// Records a bound address so client verbs using the same data directory find the node.
+fn write_addr_file(path: &Path, addr: &str) -> anyhow::Result<()> {
     let temp = path.with_extension("addr.tmp");
     std::fs::write(&temp, format!("{addr}\n"))
         .and_then(|()| std::fs::rename(&temp, path))

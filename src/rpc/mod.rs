@@ -7,11 +7,18 @@
 //! - `push`: sending batches to a caller's sink capability with a bounded window;
 //! - `client`: dialling a node and logging in (CLI, tests, benchmarks).
 
+pub mod admin;
 pub mod client;
 pub mod gate;
+pub mod peer;
+pub mod peer_link;
 pub mod push;
 pub mod server;
 pub mod service;
+pub mod tls;
+pub mod transport;
+pub mod watch;
+pub mod wire;
 
 /// Largest incoming message, in 8-byte words (64 MiB). Bigger messages drop the connection,
 /// so every API keeps its messages well under it (values are at most 4 MiB, scans page).

@@ -1,8 +1,11 @@
-//! The app API's accept loop. Cap'n Proto RPC objects are `!Send`, so every connection's RPC
-//! system runs on one worker of a pool of single-threaded LocalSet runtimes; the node itself
-//! is shared (`Send + Sync`). `serve` returns once `shutdown` resolves, every connection has
-//! closed and every commit in flight has finished.
+//! Runs a node's network side until shutdown: the app API accept loop, the peer accept loop,
+//! and the dialer that keeps one live link per configured peer (following peers added and
+//! removed at run time). Cap'n Proto RPC objects are `!Send`, so every connection runs on one
+//! worker of a pool of single-threaded LocalSet runtimes; the node is shared (`Send + Sync`).
+//! `serve` returns once `shutdown` resolves, every connection has closed and every commit in
+//! flight has finished.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -13,50 +16,150 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{LocalPoolHandle, TaskTracker};
 
+use crate::identity::Fingerprint;
 use crate::node::Node;
 use crate::rpc::gate::GateImpl;
+use crate::rpc::peer_link::{keep_linked, serve_peer};
 use crate::rpc::reader_options;
+use crate::rpc::transport::PeerListener;
 use crate::schema::service_capnp::gate;
+use crate::sync::peers::PeerConfig;
 
-/// Serves the app API on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let pool = LocalPoolHandle::new(workers);
-    let connections = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracing::debug!(%peer, "app connection");
-                    let (node, cancel) = (node.clone(), cancel.clone());
-                    let connection = pool.spawn_pinned(move || serve_connection(stream, node, cancel));
-                    connections.spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::error!(%error, "app connection task failed");
-                        }
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-        }
+/// What a node listens on.
+pub struct Listeners {
+    /// The app API (plain TCP, meant for loopback).
+    pub app: TcpListener,
+    /// The TLS peer listener, if the node accepts peers.
+    pub peer: Option<PeerListener>,
+}
+
+/// The tasks of a running node, and how to stop them.
+#[derive(Clone)]
+struct Runtime {
+    node: Arc<Node>,
+    pool: LocalPoolHandle,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Runtime {
+    /// Runs a `!Send` future on a LocalSet worker, tracked for shutdown.
+    fn spawn_pinned<F, Fut>(&self, make: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let handle = self.pool.spawn_pinned(make);
+        self.tasks.spawn(async move {
+            if let Err(error) = handle.await {
+                tracing::error!(%error, "connection task failed");
+            }
+        });
     }
+}
+
+/// Serves the node until `shutdown` resolves.
+pub async fn serve(listeners: Listeners, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = Runtime {
+        node: node.clone(),
+        pool: LocalPoolHandle::new(workers),
+        tasks: TaskTracker::new(),
+        cancel: CancellationToken::new(),
+    };
+    runtime
+        .tasks
+        .spawn(accept_apps(listeners.app, runtime.clone()));
+    if let Some(peer) = listeners.peer {
+        runtime.tasks.spawn(accept_peers(peer, runtime.clone()));
+    }
+    runtime.tasks.spawn(follow_peers(runtime.clone()));
+    shutdown.await;
     tracing::info!("shutting down: closing connections");
-    drop(listener);
-    cancel.cancel();
-    connections.close();
-    connections.wait().await;
+    runtime.cancel.cancel();
+    runtime.tasks.close();
+    runtime.tasks.wait().await;
     node.finish_writes().await;
     tracing::info!("shut down");
 }
 
-/// Runs one connection's RPC system until the peer hangs up or the server shuts down.
-async fn serve_connection(stream: TcpStream, node: Arc<Node>, cancel: CancellationToken) {
+async fn accept_apps(listener: TcpListener, runtime: Runtime) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = runtime.cancel.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tracing::debug!(%peer, "app connection");
+                let (node, cancel) = (runtime.node.clone(), runtime.cancel.clone());
+                runtime.spawn_pinned(move || serve_app(stream, node, cancel));
+            }
+            Err(error) => pause_after_accept_error(error).await,
+        }
+    }
+}
+
+async fn accept_peers(mut listener: PeerListener, runtime: Runtime) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = runtime.cancel.cancelled() => return,
+        };
+        match accepted {
+            Ok(io) => {
+                let (node, cancel) = (runtime.node.clone(), runtime.cancel.clone());
+                runtime.spawn_pinned(move || serve_peer(io, node, cancel));
+            }
+            Err(error) => pause_after_accept_error(error).await,
+        }
+    }
+}
+
+async fn pause_after_accept_error(error: std::io::Error) {
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// Keeps one link task per configured peer, restarting a peer's task when its configuration
+/// changes and stopping it when the peer is removed.
+async fn follow_peers(runtime: Runtime) {
+    let mut changes = runtime.node.peers().subscribe();
+    let mut links: BTreeMap<Fingerprint, (PeerConfig, CancellationToken)> = BTreeMap::new();
+    loop {
+        changes.borrow_and_update();
+        let wanted: BTreeMap<_, _> = runtime
+            .node
+            .peers()
+            .list()
+            .into_iter()
+            .map(|(config, _)| (config.fingerprint.clone(), config))
+            .collect();
+        links.retain(|fingerprint, (config, cancel)| {
+            let keep = wanted.get(fingerprint) == Some(config);
+            if !keep {
+                cancel.cancel();
+            }
+            keep
+        });
+        for (fingerprint, config) in wanted {
+            if links.contains_key(&fingerprint) {
+                continue;
+            }
+            let cancel = runtime.cancel.child_token();
+            let (node, peer, token) = (runtime.node.clone(), config.clone(), cancel.clone());
+            runtime.spawn_pinned(move || keep_linked(node, peer, token));
+            links.insert(fingerprint, (config, cancel));
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = runtime.cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Runs one app connection's RPC system until the client hangs up or the node stops.
+async fn serve_app(stream: TcpStream, node: Arc<Node>, cancel: CancellationToken) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "set_nodelay failed");
     }

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::names::{self, DbName, KeyPrefix, RowKey, TableName};
 use crate::node::Node;
 use crate::rpc::push::WindowedPush;
+use crate::rpc::{admin, watch};
 use crate::schema::service_capnp::{batch_op, database, row_sink, service, table};
 use crate::store::{Mutation, PageLimit};
 
@@ -72,6 +73,50 @@ impl service::Server for ServiceImpl {
         limits.set_max_batch_ops(names::MAX_BATCH_OPS as u32);
         Ok(())
     }
+
+    async fn identity(
+        self: Rc<Self>,
+        _: service::IdentityParams,
+        mut results: service::IdentityResults,
+    ) -> capnp::Result<()> {
+        let mut results = results.get();
+        results.set_fingerprint(self.node.identity().fingerprint().as_str());
+        results.set_peer_address(self.node.peer_address().as_str());
+        results.set_device_id(self.node.store().device().0);
+        Ok(())
+    }
+
+    async fn add_peer(
+        self: Rc<Self>,
+        params: service::AddPeerParams,
+        _: service::AddPeerResults,
+    ) -> capnp::Result<()> {
+        Ok(admin::add_peer(&self.node, params.get()?.get_peer()?).await?)
+    }
+
+    async fn remove_peer(
+        self: Rc<Self>,
+        params: service::RemovePeerParams,
+        mut results: service::RemovePeerResults,
+    ) -> capnp::Result<()> {
+        let fingerprint = text(params.get()?.get_fingerprint()?)?;
+        let existed = admin::remove_peer(&self.node, fingerprint).await?;
+        results.get().set_existed(existed);
+        Ok(())
+    }
+
+    async fn list_peers(
+        self: Rc<Self>,
+        _: service::ListPeersParams,
+        mut results: service::ListPeersResults,
+    ) -> capnp::Result<()> {
+        let peers = self.node.peers().list();
+        let mut list = results.get().init_peers(len_u32(peers.len())?);
+        for (i, (config, status)) in peers.iter().enumerate() {
+            admin::write_peer_status(config, status, list.reborrow().get(i as u32));
+        }
+        Ok(())
+    }
 }
 
 /// Serves `Database` for one database.
@@ -126,6 +171,16 @@ impl database::Server for DatabaseImpl {
     ) -> capnp::Result<()> {
         results.get().set_name(self.db.as_str());
         Ok(())
+    }
+
+    async fn watch(
+        self: Rc<Self>,
+        params: database::WatchParams,
+        _: database::WatchResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let request = watch::WatchRequest::decode(&self.db, params)?;
+        watch::run(&self.node, &self.db, request, params.get_sink()?).await
     }
 }
 

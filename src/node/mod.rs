@@ -1,18 +1,28 @@
-//! A node: its storage (through [`Store`]), its client token, and the async face of the row
+//! A node: its storage (through [`Store`]), clock, client token, and the async face of the
 //! operations the RPC layer calls. Writes run on blocking threads, tracked so that shutdown
-//! waits for every commit in flight; reads are short snapshot reads done in place.
+//! waits for every commit in flight; reads are short snapshot reads done in place. After
+//! every commit the node bumps a watch channel, so live peer streams and watchers wake at once
+//! (push, never poll). `peers` keeps the peer list (config file plus run-time additions,
+//! persisted) in step with the registry the sync layer reads.
+
+mod peers;
 
 use std::fs::{File, TryLockError};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::identity::NodeIdentity;
 use crate::names::{DbName, KeyPrefix, RowKey, TableName};
-use crate::store::{Mutation, PageLimit, Row, Store};
+use crate::rpc::transport::Network;
+use crate::store::{Applied, LogRecord, Mutation, PageLimit, Row, Store};
+use crate::sync::genvec::{DeviceId, Knowledge};
+use crate::sync::peers::PeerRegistry;
 use crate::token::ClientToken;
 
 /// Name of the lock file that keeps two nodes off one data directory.
@@ -21,25 +31,70 @@ const LOCK_FILE: &str = "node.lock";
 /// One syncbase node's state, shared by every connection.
 pub struct Node {
     store: Arc<Store>,
+    commits: tokio::sync::watch::Sender<u64>,
     token: ClientToken,
     writes: TaskTracker,
+    identity: NodeIdentity,
+    peers: PeerRegistry,
+    network: Network,
+    peer_address: OnceLock<String>,
     _data_dir_lock: File,
 }
 
 impl Node {
-    /// Opens the configured storage and loads (or makes) the client token.
+    /// Opens the configured storage, loads (or makes) the client token and the peer identity,
+    /// and registers the peers of the config file and those added at run time before.
     pub fn open(config: &Config) -> anyhow::Result<Node> {
+        Node::open_with(config, Network::Tcp)
+    }
+
+    /// Like [`Node::open`], with peers reached over `network`.
+    pub fn open_with(config: &Config, network: Network) -> anyhow::Result<Node> {
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let storage_config = config.storage_config();
         let storage = syncbase_storage::open(&storage_config)
             .with_context(|| format!("opening {} storage", storage_config.backend))?;
         let token = ClientToken::load_or_create(&config.token_path())?;
-        Ok(Node {
-            store: Arc::new(Store::new(storage)),
+        let identity = NodeIdentity::load_or_create(&config.data_dir)?;
+        let store = Store::open(storage, Arc::new(Clock::system()))?;
+        let node = Node {
+            store: Arc::new(store),
+            commits: tokio::sync::watch::Sender::new(0),
             token,
             writes: TaskTracker::new(),
+            identity,
+            peers: PeerRegistry::default(),
+            network,
+            peer_address: OnceLock::new(),
             _data_dir_lock: data_dir_lock,
-        })
+        };
+        node.load_peers(config)?;
+        Ok(node)
+    }
+
+    /// This node's TLS identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The peers this node syncs with.
+    pub fn peers(&self) -> &PeerRegistry {
+        &self.peers
+    }
+
+    /// How this node reaches peers.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Records the address the peer listener bound (once).
+    pub fn set_peer_address(&self, address: String) {
+        let _ = self.peer_address.set(address);
+    }
+
+    /// The peer listener's address, or "" if the node has none.
+    pub fn peer_address(&self) -> String {
+        self.peer_address.get().cloned().unwrap_or_default()
     }
 
     /// The client token apps log in with.
@@ -92,9 +147,32 @@ impl Node {
         self.write(move |store| store.commit(&db, &mutations)).await
     }
 
+    /// Applies a page of records from peer `from` (and its knowledge, if the page ended its
+    /// log) in one commit.
+    pub async fn apply(
+        &self,
+        db: DbName,
+        from: DeviceId,
+        records: Vec<LogRecord>,
+        knowledge: Option<Knowledge>,
+    ) -> Result<Applied> {
+        self.write(move |store| store.apply(&db, from, &records, knowledge.as_ref()))
+            .await
+    }
+
+    /// The store, for reads (they are short snapshot reads, safe on async threads).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A receiver that changes after every commit.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
     /// Runs a storage write on a blocking thread. The write finishes even if the caller's
     /// future is dropped, and [`Node::finish_writes`] waits for it.
-    async fn write<T, F>(&self, write: F) -> Result<T>
+    pub(crate) async fn write<T, F>(&self, write: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,

@@ -1,0 +1,168 @@
+//! The sync verbs of the command line: `id` (this node's identity), `peer add | list |
+//! remove`, and `status`, all through the running node's app API.
+
+use anyhow::Context;
+
+use crate::cli::Target;
+use crate::cli::client::with_service;
+use crate::rpc::client::remote_error;
+use crate::schema::service_capnp::peer_status;
+use crate::sync::peers::parse_scope;
+
+/// Prints the node's fingerprint, peer address and device id.
+pub fn id(target: &Target) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let response = service
+            .identity_request()
+            .send()
+            .promise
+            .await
+            .map_err(remote_error)?;
+        let identity = response.get()?;
+        println!("fingerprint {}", identity.get_fingerprint()?.to_str()?);
+        let address = identity.get_peer_address()?.to_str()?;
+        println!(
+            "peer-address {}",
+            if address.is_empty() {
+                "none (serve --peer-listen ADDR)"
+            } else {
+                address
+            }
+        );
+        println!("device-id {:016x}", identity.get_device_id());
+        Ok(())
+    })
+}
+
+/// Adds a peer sharing the given scopes of one database.
+pub fn add(
+    target: &Target,
+    address: &str,
+    fingerprint: &str,
+    db: &str,
+    scopes: &[String],
+) -> anyhow::Result<()> {
+    let scopes = scopes
+        .iter()
+        .map(|scope| parse_scope(scope).with_context(|| format!("scope {scope:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    with_service(target, |service| async move {
+        let mut request = service.add_peer_request();
+        let mut spec = request.get().init_peer();
+        spec.set_address(address);
+        spec.set_fingerprint(fingerprint);
+        spec.set_database(db);
+        let mut list = spec.init_scopes(scopes.len() as u32);
+        for (i, scope) in scopes.iter().enumerate() {
+            let mut out = list.reborrow().get(i as u32);
+            out.set_table(scope.table.as_str());
+            out.set_prefix(scope.prefix.as_str());
+        }
+        request.send().promise.await.map_err(remote_error)?;
+        println!("added peer {fingerprint}");
+        Ok(())
+    })
+}
+
+/// Removes a peer added at run time.
+pub fn remove(target: &Target, fingerprint: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = service.remove_peer_request();
+        request.get().set_fingerprint(fingerprint);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        println!(
+            "{}",
+            if response.get()?.get_existed() {
+                "removed"
+            } else {
+                "absent"
+            }
+        );
+        Ok(())
+    })
+}
+
+/// Lists peers; `verbose` adds the sync status of each.
+pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let response = service
+            .list_peers_request()
+            .send()
+            .promise
+            .await
+            .map_err(remote_error)?;
+        let peers = response.get()?.get_peers()?;
+        if peers.is_empty() {
+            println!("no peers (add one with `syncbase peer add`)");
+        }
+        for peer in peers {
+            print_peer(peer, verbose)?;
+        }
+        Ok(())
+    })
+}
+
+fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()> {
+    let origin = if peer.get_from_config() {
+        " (config)"
+    } else {
+        ""
+    };
+    println!(
+        "{} {}{origin}",
+        peer.get_fingerprint()?.to_str()?,
+        peer.get_address()?.to_str()?
+    );
+    for db in peer.get_databases()? {
+        let scopes: Vec<String> = db
+            .get_scopes()?
+            .iter()
+            .map(|scope| {
+                Ok(format!(
+                    "{}/{}",
+                    scope.get_table()?.to_str()?,
+                    scope.get_prefix()?.to_str()?
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        println!(
+            "  database {}: {}",
+            db.get_database()?.to_str()?,
+            scopes.join(" ")
+        );
+    }
+    if verbose {
+        print_status(peer)?;
+    }
+    Ok(())
+}
+
+fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
+    println!(
+        "  connected: {}",
+        if peer.get_connected() { "yes" } else { "no" }
+    );
+    let last = peer.get_last_success_nanos();
+    if last > 0 {
+        let ago = crate::sync::initiator::now_nanos().saturating_sub(last) as f64 / 1e9;
+        println!("  last caught up: {ago:.1} s ago");
+    } else {
+        println!("  last caught up: never");
+    }
+    println!(
+        "  received: {} records, {} bytes",
+        peer.get_records_received(),
+        peer.get_bytes_received()
+    );
+    println!(
+        "  sent: {} records, {} bytes; pending out: {} log entries",
+        peer.get_records_sent(),
+        peer.get_bytes_sent(),
+        peer.get_records_pending_out()
+    );
+    let error = peer.get_last_error()?.to_str()?;
+    if !error.is_empty() {
+        println!("  last error: {error}");
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! `syncbase watch DB [TABLE [PREFIX]]`: prints row changes as they commit, local or synced,
+//! one line each: `put|delete<TAB>table<TAB>key[<TAB>value]`, with `(sync)` on synced ones.
+
+use std::io::Write;
+use std::rc::Rc;
+
+use crate::cli::Target;
+use crate::cli::client::{printable, with_service};
+use crate::rpc::client::remote_error;
+use crate::schema::service_capnp::{watch_change, watch_sink};
+
+/// Watches until the node stops or the user interrupts.
+pub fn run(
+    target: &Target,
+    db: &str,
+    table: &str,
+    prefix: &str,
+    initial: bool,
+) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = service.database_request();
+        request.get().set_name(db);
+        let database = request.send().pipeline.get_db();
+        let mut request = database.watch_request();
+        request.get().set_table(table);
+        request.get().set_prefix(prefix);
+        request.get().set_initial_state(initial);
+        request
+            .get()
+            .set_sink(capnp_rpc::new_client::<watch_sink::Client, _>(
+                PrintingWatcher,
+            ));
+        request.send().promise.await.map_err(remote_error)?;
+        Ok(())
+    })
+}
+
+struct PrintingWatcher;
+
+impl watch_sink::Server for PrintingWatcher {
+    async fn push(self: Rc<Self>, params: watch_sink::PushParams) -> capnp::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        for change in params.get()?.get_changes()? {
+            let line = describe(change)?;
+            writeln!(stdout, "{line}")
+                .map_err(|e| capnp::Error::failed(format!("writing to stdout: {e}")))?;
+        }
+        stdout
+            .flush()
+            .map_err(|e| capnp::Error::failed(format!("writing to stdout: {e}")))
+    }
+}
+
+fn describe(change: watch_change::Reader<'_>) -> capnp::Result<String> {
+    let (table, key) = (change.get_table()?.to_str()?, change.get_key()?.to_str()?);
+    let origin = if change.get_initial() {
+        " (initial)"
+    } else if change.get_from_sync() {
+        " (sync)"
+    } else {
+        ""
+    };
+    Ok(match change.which()? {
+        watch_change::Put(value) => format!("put\t{table}\t{key}\t{}{origin}", printable(value?)),
+        watch_change::Delete(()) => format!("delete\t{table}\t{key}{origin}"),
+    })
+}

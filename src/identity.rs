@@ -1,0 +1,637 @@
+//! A node's peer identity: its persistent key pair and self-signed certificate (`peer.key`,
+//! `peer.crt` in the data directory, made with rcgen at first start), and the [`Fingerprint`]
+//! that names a peer. As with Syncthing's device ids, a fingerprint names a key (BLAKE3 over the
+//! certificate's DER SubjectPublicKeyInfo), never a claimed name, so nothing here trusts a CA,
+//! a subject or a validity period. [`crate::rpc::tls`] proves in the handshake that a peer holds
+//! the key its fingerprint names.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::error::Error;
+
+/// File name of the node's private key (PKCS#8 PEM, mode 0600) in the data directory.
+pub const KEY_FILE: &str = "peer.key";
+/// File name of the node's self-signed certificate (PEM) in the data directory.
+pub const CERT_FILE: &str = "peer.crt";
+
+/// Number of hex characters in a fingerprint (a 32-byte BLAKE3 digest).
+const FINGERPRINT_HEX_LEN: usize = 64;
+
+/// The name put in the certificate's subject and SAN. Informational only: peers are identified
+/// by fingerprint, and [`crate::rpc::tls`] uses the same fixed name as its SNI.
+const CERT_NAME: &str = "syncbase.peer";
+
+/// A peer's authenticated identity: lowercase hex of BLAKE3 over the DER SubjectPublicKeyInfo
+/// of its certificate key (64 hex chars). Like Syncthing's device ids, it names the key, not a
+/// claimed name. Deserializing validates the text like [`Fingerprint::parse`].
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The fingerprint of a DER-encoded SubjectPublicKeyInfo.
+    pub fn of_spki(spki_der: &[u8]) -> Fingerprint {
+        Fingerprint(hex(blake3::hash(spki_der).as_bytes()))
+    }
+
+    /// The fingerprint of a DER-encoded X.509 certificate's key. Only the structure up to the
+    /// SubjectPublicKeyInfo is read; nothing about the certificate is validated.
+    pub fn of_certificate(cert_der: &[u8]) -> anyhow::Result<Fingerprint> {
+        let spki = der::certificate_spki(cert_der).context("reading a peer certificate")?;
+        Ok(Fingerprint::of_spki(spki))
+    }
+
+    /// Parses a fingerprint's text: exactly 64 lowercase hex characters. Errors start with
+    /// `InvalidArgument:`.
+    pub fn parse(text: &str) -> anyhow::Result<Fingerprint> {
+        check_fingerprint_text(text).map_err(|reason| {
+            anyhow::Error::new(Error::invalid(format!(
+                "bad peer fingerprint {:?}: {reason}",
+                shorten(text)
+            )))
+        })?;
+        Ok(Fingerprint(text.to_owned()))
+    }
+
+    /// The fingerprint's text (64 lowercase hex characters).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Fingerprint> {
+        Fingerprint::parse(text)
+    }
+}
+
+impl TryFrom<String> for Fingerprint {
+    type Error = anyhow::Error;
+
+    fn try_from(text: String) -> anyhow::Result<Fingerprint> {
+        Fingerprint::parse(&text)
+    }
+}
+
+impl From<Fingerprint> for String {
+    fn from(fingerprint: Fingerprint) -> String {
+        fingerprint.0
+    }
+}
+
+/// Why `text` is not a fingerprint, if it is not.
+fn check_fingerprint_text(text: &str) -> Result<(), String> {
+    if let Some((at, c)) = text
+        .char_indices()
+        .find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f'))
+    {
+        let hint = if c.is_ascii_hexdigit() {
+            " (fingerprints are lowercase)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "character {c:?} at byte {at} is not lowercase hex{hint}"
+        ));
+    }
+    if text.len() != FINGERPRINT_HEX_LEN {
+        return Err(format!(
+            "expected {FINGERPRINT_HEX_LEN} hex characters, got {}",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+/// At most the first 80 characters of `text`, for error messages.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The node's TLS identity: key pair + self-signed certificate (rcgen, ECDSA P-256), made at
+/// first start and stored in the data directory as `peer.key` (PKCS#8 PEM, mode 0600) and
+/// `peer.crt` (PEM). `Debug` never shows the key.
+#[derive(Clone)]
+pub struct NodeIdentity {
+    cert_der: CertificateDer<'static>,
+    key_pkcs8_der: Vec<u8>,
+    fingerprint: Fingerprint,
+}
+
+impl fmt::Debug for NodeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeIdentity")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeIdentity {
+    /// Reads the identity from `data_dir` (`peer.key`, `peer.crt`), or makes one and writes it
+    /// there if neither file exists. Exactly one of the two files existing is an error naming
+    /// the missing one, as is a key that does not match the certificate.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<NodeIdentity> {
+        let key_path = data_dir.join(KEY_FILE);
+        let cert_path = data_dir.join(CERT_FILE);
+        match (exists(&key_path)?, exists(&cert_path)?) {
+            (true, true) => NodeIdentity::load(&key_path, &cert_path),
+            (false, false) => NodeIdentity::create(data_dir, &key_path, &cert_path),
+            (true, false) => Err(half_identity(&cert_path, &key_path)),
+            (false, true) => Err(half_identity(&key_path, &cert_path)),
+        }
+    }
+
+    /// Makes a new identity in memory (tests, and nodes without a data directory).
+    pub fn generate() -> anyhow::Result<NodeIdentity> {
+        let key = KeyPair::generate().context("generating the node's key pair")?;
+        NodeIdentity::self_sign(key)
+    }
+
+    /// The fingerprint of this node's key: its peer identity.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    /// The node's self-signed certificate (DER).
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The certificate as rustls takes it.
+    pub(crate) fn certificate(&self) -> CertificateDer<'static> {
+        self.cert_der.clone()
+    }
+
+    /// The private key (PKCS#8 DER) as rustls takes it.
+    pub(crate) fn private_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8_der.clone()))
+    }
+
+    fn self_sign(key: KeyPair) -> anyhow::Result<NodeIdentity> {
+        let cert = certificate_params()?
+            .self_signed(&key)
+            .context("signing the node's certificate")?;
+        Ok(NodeIdentity {
+            cert_der: cert.der().clone(),
+            key_pkcs8_der: key.serialize_der(),
+            fingerprint: Fingerprint::of_spki(&key.subject_public_key_info()),
+        })
+    }
+
+    fn load(key_path: &Path, cert_path: &Path) -> anyhow::Result<NodeIdentity> {
+        warn_if_key_is_readable_by_others(key_path);
+        let key = read_key(key_path)?;
+        let cert_der = read_certificate(cert_path)?;
+        let fingerprint = Fingerprint::of_certificate(&cert_der)
+            .with_context(|| format!("reading certificate file {}", cert_path.display()))?;
+        if Fingerprint::of_spki(&key.subject_public_key_info()) != fingerprint {
+            bail!(
+                "the key in {} does not match the certificate in {}",
+                key_path.display(),
+                cert_path.display()
+            );
+        }
+        Ok(NodeIdentity {
+            cert_der,
+            key_pkcs8_der: key.serialize_der(),
+            fingerprint,
+        })
+    }
+
+    fn create(data_dir: &Path, key_path: &Path, cert_path: &Path) -> anyhow::Result<NodeIdentity> {
+        let key = KeyPair::generate().context("generating the node's key pair")?;
+        let cert_pem = certificate_params()?
+            .self_signed(&key)
+            .context("signing the node's certificate")?
+            .pem();
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating directory {}", data_dir.display()))?;
+        let key_file = staged_file(data_dir, key.serialize_pem().as_bytes(), key_path)?;
+        let cert_file = staged_file(data_dir, cert_pem.as_bytes(), cert_path)?;
+        publish(key_file, key_path)?;
+        publish(cert_file, cert_path)?;
+        sync_dir(data_dir);
+        // Read back what was written, so a first start and a later one build the same value.
+        NodeIdentity::load(key_path, cert_path)
+    }
+}
+
+/// The certificate's fields. Validity keeps rcgen's default (1975 to 4096): identity is the
+/// key, so expiry would only break links without adding safety.
+fn certificate_params() -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(vec![CERT_NAME.to_owned()])
+        .context("building the node's certificate parameters")?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, CERT_NAME);
+    params.distinguished_name = name;
+    Ok(params)
+}
+
+fn exists(path: &Path) -> anyhow::Result<bool> {
+    path.try_exists()
+        .with_context(|| format!("checking for identity file {}", path.display()))
+}
+
+fn half_identity(missing: &Path, present: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "identity file {} is missing but {} exists; restore it, or remove both files to make \
+         a new identity (peers will then need the new fingerprint)",
+        missing.display(),
+        present.display()
+    )
+}
+
+fn read_key(path: &Path) -> anyhow::Result<KeyPair> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    KeyPair::from_pem(&pem).with_context(|| format!("parsing key file {}", path.display()))
+}
+
+fn read_certificate(path: &Path) -> anyhow::Result<CertificateDer<'static>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading certificate file {}", path.display()))?;
+    CertificateDer::from_pem_slice(&pem)
+        .with_context(|| format!("parsing certificate file {}", path.display()))
+}
+
+fn warn_if_key_is_readable_by_others(path: &Path) {
+    if let Ok(metadata) = std::fs::metadata(path)
+        && metadata.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            "key file {} can be read by other users; it should have mode 0600",
+            path.display()
+        );
+    }
+}
+
+/// Writes `contents` to a new private (0600) temporary file in `dir`, synced, ready to be
+/// renamed to `target`.
+fn staged_file(
+    dir: &Path,
+    contents: &[u8],
+    target: &Path,
+) -> anyhow::Result<tempfile::NamedTempFile> {
+    let context = || format!("writing {}", target.display());
+    let mut file = tempfile::Builder::new()
+        .prefix(".peer-identity")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(context)?;
+    file.write_all(contents).with_context(context)?;
+    file.as_file().sync_all().with_context(context)?;
+    Ok(file)
+}
+
+/// Renames a staged file to `target`, refusing to replace an existing file.
+fn publish(file: tempfile::NamedTempFile, target: &Path) -> anyhow::Result<()> {
+    file.persist_noclobber(target)
+        .map_err(|error| error.error)
+        .with_context(|| format!("creating {}", target.display()))?;
+    Ok(())
+}
+
+/// Makes the renames durable; failure only weakens crash safety, so it is logged.
+fn sync_dir(dir: &Path) {
+    if let Err(error) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!("syncing directory {}: {error}", dir.display());
+    }
+}
+
+/// A minimal DER reader: just enough of X.509 to find a certificate's SubjectPublicKeyInfo.
+mod der {
+    use anyhow::{bail, ensure};
+
+    const INTEGER: u8 = 0x02;
+    const SEQUENCE: u8 = 0x30;
+    /// `[0] EXPLICIT`: the optional version field of a TBSCertificate.
+    const VERSION: u8 = 0xa0;
+
+    /// One DER element.
+    pub(super) struct Element<'a> {
+        pub tag: u8,
+        /// Tag, length and contents.
+        pub whole: &'a [u8],
+        pub contents: &'a [u8],
+    }
+
+    /// The DER SubjectPublicKeyInfo (tag and length included) of a certificate:
+    /// `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+    /// serialNumber INTEGER, signature SEQUENCE, issuer SEQUENCE, validity SEQUENCE,
+    /// subject SEQUENCE, subjectPublicKeyInfo SEQUENCE, .. }, .. }`.
+    pub(super) fn certificate_spki(cert: &[u8]) -> anyhow::Result<&[u8]> {
+        let (certificate, trailing) = expect(cert, SEQUENCE, "Certificate")?;
+        ensure!(trailing.is_empty(), "bytes after the certificate");
+        let (tbs, _) = expect(certificate.contents, SEQUENCE, "tbsCertificate")?;
+        let mut fields = tbs.contents;
+        if fields.first() == Some(&VERSION) {
+            fields = element(fields)?.1;
+        }
+        for (tag, name) in [
+            (INTEGER, "serialNumber"),
+            (SEQUENCE, "signature"),
+            (SEQUENCE, "issuer"),
+            (SEQUENCE, "validity"),
+            (SEQUENCE, "subject"),
+        ] {
+            fields = expect(fields, tag, name)?.1;
+        }
+        Ok(expect(fields, SEQUENCE, "subjectPublicKeyInfo")?.0.whole)
+    }
+
+    /// The first element of `input`, which must have `tag`, and the bytes after it.
+    fn expect<'a>(input: &'a [u8], tag: u8, name: &str) -> anyhow::Result<(Element<'a>, &'a [u8])> {
+        let (found, rest) = element(input).map_err(|e| e.context(format!("reading {name}")))?;
+        ensure!(
+            found.tag == tag,
+            "malformed certificate: {name} has tag {:#04x}, expected {tag:#04x}",
+            found.tag
+        );
+        Ok((found, rest))
+    }
+
+    /// The first element of `input` and the bytes after it. Only low tag numbers and
+    /// definite, minimally encoded lengths (DER) are accepted.
+    pub(super) fn element(input: &[u8]) -> anyhow::Result<(Element<'_>, &[u8])> {
+        let (&tag, after_tag) = input
+            .split_first()
+            .ok_or_else(|| anyhow::anyhow!("malformed certificate: truncated"))?;
+        ensure!(
+            tag & 0x1f != 0x1f,
+            "malformed certificate: multi-byte tags are not supported"
+        );
+        let (length, after_length) = length(after_tag)?;
+        ensure!(
+            length <= after_length.len(),
+            "malformed certificate: an element of {length} bytes has only {} left",
+            after_length.len()
+        );
+        let header = input.len() - after_length.len();
+        let (whole, rest) = input.split_at(header + length);
+        Ok((
+            Element {
+                tag,
+                whole,
+                contents: &whole[header..],
+            },
+            rest,
+        ))
+    }
+
+    /// A DER length and the bytes after it.
+    fn length(input: &[u8]) -> anyhow::Result<(usize, &[u8])> {
+        let (&first, rest) = input
+            .split_first()
+            .ok_or_else(|| anyhow::anyhow!("malformed certificate: truncated length"))?;
+        if first < 0x80 {
+            return Ok((usize::from(first), rest));
+        }
+        let count = usize::from(first & 0x7f);
+        match count {
+            0 => bail!("malformed certificate: indefinite length is not DER"),
+            1..=4 => {}
+            _ => bail!("malformed certificate: a {count}-byte length is too long"),
+        }
+        ensure!(
+            rest.len() >= count,
+            "malformed certificate: truncated length"
+        );
+        let (bytes, rest) = rest.split_at(count);
+        ensure!(
+            bytes[0] != 0,
+            "malformed certificate: length has a leading zero byte"
+        );
+        let length = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        ensure!(
+            length >= 0x80,
+            "malformed certificate: long form used for a short length"
+        );
+        Ok((length, rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_of_certificate_is_the_fingerprint_of_its_key() {
+        for _ in 0..8 {
+            let key = KeyPair::generate().unwrap();
+            let cert = certificate_params().unwrap().self_signed(&key).unwrap();
+            let from_cert = Fingerprint::of_certificate(cert.der()).unwrap();
+            assert_eq!(
+                from_cert,
+                Fingerprint::of_spki(&key.subject_public_key_info())
+            );
+            assert_eq!(from_cert.as_str().len(), 64);
+        }
+    }
+
+    #[test]
+    fn generated_identity_is_consistent() {
+        let identity = NodeIdentity::generate().unwrap();
+        let from_cert = Fingerprint::of_certificate(identity.certificate_der()).unwrap();
+        assert_eq!(&from_cert, identity.fingerprint());
+        assert_ne!(
+            NodeIdentity::generate().unwrap().fingerprint(),
+            identity.fingerprint()
+        );
+        assert!(!format!("{identity:?}").contains("key_pkcs8"));
+    }
+
+    #[test]
+    fn certificate_spki_is_found_without_the_optional_version() {
+        // A hand-made v1 TBSCertificate: no [0] version, one-byte fields standing in for the rest.
+        let spki = [0x30, 0x03, 0x02, 0x01, 0x07];
+        let mut tbs = vec![
+            0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00, 0x30, 0x00, 0x30, 0x00,
+        ];
+        tbs.extend_from_slice(&spki);
+        let mut cert = vec![0x30, tbs.len() as u8 + 2, 0x30, tbs.len() as u8];
+        cert.extend_from_slice(&tbs);
+        assert_eq!(der::certificate_spki(&cert).unwrap(), &spki);
+    }
+
+    #[test]
+    fn malformed_certificates_are_errors() {
+        let identity = NodeIdentity::generate().unwrap();
+        let cert = identity.certificate_der();
+        for end in [0, 1, 2, 3, 10, cert.len() / 2, cert.len() - 1] {
+            assert!(Fingerprint::of_certificate(&cert[..end]).is_err(), "{end}");
+        }
+        let mut trailing = cert.to_vec();
+        trailing.push(0);
+        assert!(Fingerprint::of_certificate(&trailing).is_err());
+        assert!(Fingerprint::of_certificate(b"not a certificate").is_err());
+        assert!(Fingerprint::of_certificate(&[0x30, 0x80, 0x00, 0x00]).is_err());
+    }
+
+    #[test]
+    fn der_lengths_must_be_definite_and_minimal() {
+        let long = |len_bytes: &[u8]| {
+            let mut input = vec![0x04];
+            input.extend_from_slice(len_bytes);
+            input.extend(std::iter::repeat_n(0u8, 300));
+            input
+        };
+        let two_bytes = long(&[0x82, 0x01, 0x00]);
+        let (element, rest) = der::element(&two_bytes).unwrap();
+        assert_eq!((element.contents.len(), rest.len()), (256, 44));
+        let one_byte = long(&[0x81, 0x80]);
+        let (element, _) = der::element(&one_byte).unwrap();
+        assert_eq!(element.contents.len(), 128);
+        assert!(der::element(&long(&[0x80])).is_err(), "indefinite");
+        assert!(der::element(&long(&[0x81, 0x05])).is_err(), "not minimal");
+        assert!(
+            der::element(&long(&[0x82, 0x00, 0x90])).is_err(),
+            "leading zero"
+        );
+        assert!(
+            der::element(&long(&[0x85, 1, 0, 0, 0, 0])).is_err(),
+            "too long"
+        );
+        assert!(
+            der::element(&long(&[0x82, 0x02, 0x00])).is_err(),
+            "past the end"
+        );
+        assert!(der::element(&[0x1f, 0x01, 0x00]).is_err(), "multi-byte tag");
+        assert!(der::element(&[]).is_err());
+    }
+
+    #[test]
+    fn fingerprint_parse_accepts_only_64_lowercase_hex() {
+        let good = "0123456789abcdef".repeat(4);
+        assert_eq!(Fingerprint::parse(&good).unwrap().as_str(), good);
+        assert_eq!(good.parse::<Fingerprint>().unwrap().to_string(), good);
+        let bad = [
+            String::new(),
+            "abc".into(),
+            good[..63].to_owned(),
+            format!("{good}0"),
+            good.to_uppercase(),
+            format!("{}g", &good[..63]),
+            format!(" {}", &good[..63]),
+            format!("{}é", &good[..62]),
+        ];
+        for text in bad {
+            let message = Fingerprint::parse(&text).unwrap_err().to_string();
+            assert!(
+                message.starts_with("InvalidArgument: bad peer fingerprint"),
+                "{message}"
+            );
+        }
+        let upper = Fingerprint::parse(&good.to_uppercase()).unwrap_err();
+        assert!(upper.to_string().contains("lowercase"), "{upper}");
+    }
+
+    #[test]
+    fn fingerprint_serde_validates() {
+        let good = "ab".repeat(32);
+        let json = serde_json::to_string(&Fingerprint::parse(&good).unwrap()).unwrap();
+        assert_eq!(json, format!("\"{good}\""));
+        let back: Fingerprint = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.as_str(), good);
+        assert!(serde_json::from_str::<Fingerprint>("\"nothex\"").is_err());
+    }
+
+    #[test]
+    fn identity_files_persist_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = NodeIdentity::load_or_create(&data).unwrap();
+        let again = NodeIdentity::load_or_create(&data).unwrap();
+        assert_eq!(first.fingerprint(), again.fingerprint());
+        assert_eq!(first.certificate_der(), again.certificate_der());
+        let mode = std::fs::metadata(data.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let key = std::fs::read_to_string(data.join(KEY_FILE)).unwrap();
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+        let cert = std::fs::read_to_string(data.join(CERT_FILE)).unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+        let leftovers: Vec<_> = std::fs::read_dir(&data).unwrap().collect();
+        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_half_identity_is_an_error_naming_the_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        NodeIdentity::load_or_create(dir.path()).unwrap();
+        let cert = std::fs::read(dir.path().join(CERT_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(CERT_FILE)).unwrap();
+        let message = NodeIdentity::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("peer.crt is missing"), "{message}");
+
+        std::fs::write(dir.path().join(CERT_FILE), cert).unwrap();
+        std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        let message = NodeIdentity::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("peer.key is missing"), "{message}");
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_an_error() {
+        let (one, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        NodeIdentity::load_or_create(one.path()).unwrap();
+        NodeIdentity::load_or_create(other.path()).unwrap();
+        std::fs::copy(other.path().join(KEY_FILE), one.path().join(KEY_FILE)).unwrap();
+        let message = NodeIdentity::load_or_create(one.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("does not match"), "{message}");
+    }
+
+    #[test]
+    fn a_corrupt_identity_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        NodeIdentity::load_or_create(dir.path()).unwrap();
+        std::fs::write(dir.path().join(CERT_FILE), "garbage").unwrap();
+        let message = format!(
+            "{:#}",
+            NodeIdentity::load_or_create(dir.path()).unwrap_err()
+        );
+        assert!(message.contains("peer.crt"), "{message}");
+        std::fs::write(dir.path().join(KEY_FILE), "garbage").unwrap();
+        let message = format!(
+            "{:#}",
+            NodeIdentity::load_or_create(dir.path()).unwrap_err()
+        );
+        assert!(message.contains("peer.key"), "{message}");
+    }
+}

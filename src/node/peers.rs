@@ -1,0 +1,82 @@
+//! The node's peer list: peers declared in the config file, plus peers added at run time,
+//! which are persisted (`p 0xfe <fingerprint>`) so they survive a restart.
+
+use anyhow::Context;
+
+use super::Node;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::identity::Fingerprint;
+use crate::store::{decode_record, encode_record, peer_key, peer_prefix};
+use crate::sync::peers::{PeerConfig, parse_scope};
+
+impl Node {
+    /// Registers the config file's peers, then the ones added at run time before.
+    pub(super) fn load_peers(&self, config: &Config) -> anyhow::Result<()> {
+        for declared in &config.sync.peers {
+            let scopes = declared
+                .scopes
+                .iter()
+                .map(|scope| parse_scope(scope))
+                .collect::<Result<Vec<_>>>()?;
+            let fingerprint = Fingerprint::parse(&declared.fingerprint)?;
+            let mut peer =
+                PeerConfig::new(&declared.address, fingerprint, &declared.database, scopes)
+                    .with_context(|| format!("sync.peers entry for {}", declared.address))?;
+            peer.from_config = true;
+            self.peers.add(peer);
+        }
+        for peer in self.stored_peers()? {
+            self.peers.add(peer);
+        }
+        Ok(())
+    }
+
+    fn stored_peers(&self) -> Result<Vec<PeerConfig>> {
+        let mut peers = Vec::new();
+        let mut failure = None;
+        self.store()
+            .storage()
+            .read()?
+            .scan_prefix(&peer_prefix(), &mut |_, value| {
+                match decode_record::<PeerConfig>(value, "peer") {
+                    Ok(peer) => peers.push(peer),
+                    Err(error) => failure = Some(error),
+                }
+                Ok(syncbase_storage::Scan::Continue)
+            })?;
+        failure.map_or(Ok(peers), Err)
+    }
+
+    /// Adds (or extends) a peer and remembers it across restarts.
+    pub async fn add_peer(&self, peer: PeerConfig) -> Result<()> {
+        if peer.fingerprint == *self.identity.fingerprint() {
+            return Err(Error::invalid("a node cannot be its own peer"));
+        }
+        let mut merged = self.peers.add(peer);
+        merged.from_config = false;
+        let (key, value) = (
+            peer_key(merged.fingerprint.as_str()),
+            encode_record(&merged)?,
+        );
+        self.write(move |store| {
+            let mut txn = store.storage().write()?;
+            txn.put(&key, &value)?;
+            Ok(txn.commit()?)
+        })
+        .await
+    }
+
+    /// Removes a peer added at run time; returns whether it was known.
+    pub async fn remove_peer(&self, fingerprint: &Fingerprint) -> Result<bool> {
+        let existed = self.peers.remove(fingerprint)?;
+        let key = peer_key(fingerprint.as_str());
+        self.write(move |store| {
+            let mut txn = store.storage().write()?;
+            txn.delete(&key)?;
+            Ok(txn.commit()?)
+        })
+        .await?;
+        Ok(existed)
+    }
+}

@@ -1,0 +1,240 @@
+//! Peer links: the accept side (TLS with a known client certificate, then `Sync` as the
+//! bootstrap) and the dial side (one live connection per peer, re-dialled with capped
+//! exponential backoff, one live GetDeltas session per shared database). Both run on the
+//! LocalSet workers because Cap'n Proto objects are `!Send`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use futures::AsyncReadExt;
+use futures::future::{FutureExt, select_all};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::names::DbName;
+use crate::node::Node;
+use crate::rpc::client::error_message;
+use crate::rpc::peer::{DeltaSinkImpl, SyncImpl};
+use crate::rpc::reader_options;
+use crate::rpc::tls::{TlsAcceptor, TlsConnector};
+use crate::rpc::transport::BoxIo;
+use crate::rpc::wire;
+use crate::schema::sync_capnp::{delta_sink, sync};
+use crate::sync::genvec::{DeviceId, Scope};
+use crate::sync::initiator::Session;
+use crate::sync::peers::PeerConfig;
+
+/// How long a TCP connect plus TLS handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and largest pause between dials of an unreachable peer.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Serves one incoming peer connection until it closes or the node stops.
+pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
+    let acceptor = match TlsAcceptor::new(node.identity(), node.peers().trusted()) {
+        Ok(acceptor) => acceptor,
+        Err(error) => return tracing::error!(%error, "peer TLS setup"),
+    };
+    let accepted = tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(io)).await;
+    let link = match accepted {
+        Ok(Ok(link)) => link,
+        Ok(Err(error)) => return tracing::warn!("refused a peer: {error:#}"),
+        Err(_) => return tracing::warn!("a peer's TLS handshake timed out"),
+    };
+    tracing::debug!(peer = %link.peer, "peer connected");
+    let sync: sync::Client = capnp_rpc::new_client(SyncImpl::new(node.clone(), link.peer));
+    let rpc_system = rpc_system(
+        link.stream,
+        rpc_twoparty_capnp::Side::Server,
+        Some(sync.client),
+    );
+    tokio::select! {
+        _ = rpc_system => {}
+        () = cancel.cancelled() => {}
+    }
+}
+
+fn rpc_system<S>(
+    stream: S,
+    side: rpc_twoparty_capnp::Side,
+    bootstrap: Option<capnp::capability::Client>,
+) -> RpcSystem<rpc_twoparty_capnp::Side>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let (reader, writer) = stream.compat().split();
+    let mut network = twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        side,
+        reader_options(),
+    );
+    network.set_window_size(1 << 20);
+    RpcSystem::new(Box::new(network), bootstrap)
+}
+
+/// Keeps a live link to `peer` until cancelled: dial, sync, and on failure record
+/// `ConnFail` and dial again after a capped exponential backoff.
+pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: CancellationToken) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let outcome = tokio::select! {
+            outcome = run_link(&node, &peer) => outcome,
+            () = cancel.cancelled() => break,
+        };
+        node.peers()
+            .update_status(&peer.fingerprint, |status| status.connected = false);
+        match outcome {
+            Ok(()) => backoff = BACKOFF_MIN,
+            Err(LinkError {
+                message,
+                was_connected,
+            }) => {
+                tracing::debug!(peer = %peer.fingerprint, "{message}");
+                node.peers().update_status(&peer.fingerprint, |status| {
+                    status.last_error = Some(message)
+                });
+                backoff = if was_connected {
+                    BACKOFF_MIN
+                } else {
+                    (backoff * 2).min(BACKOFF_MAX)
+                };
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(jitter(backoff)) => {}
+            () = cancel.cancelled() => break,
+        }
+    }
+    node.peers()
+        .update_status(&peer.fingerprint, |status| status.connected = false);
+}
+
+/// Why a link ended, and whether it had got as far as syncing.
+struct LinkError {
+    message: String,
+    was_connected: bool,
+}
+
+fn conn_fail(error: impl std::fmt::Display) -> LinkError {
+    LinkError {
+        message: format!("ConnFail: connection to peer failed: {error}"),
+        was_connected: false,
+    }
+}
+
+/// One connection's life: dial, authenticate, open a live session per shared database, and
+/// return when any of them (or the connection) ends.
+async fn run_link(node: &Arc<Node>, peer: &PeerConfig) -> Result<(), LinkError> {
+    let dial = async {
+        let io = node
+            .network()
+            .dial(&node.peer_address(), &peer.address)
+            .await
+            .map_err(|e| anyhow::anyhow!("dialling {}: {e}", peer.address))?;
+        TlsConnector::new(node.identity())?
+            .connect(io, &peer.fingerprint)
+            .await
+    };
+    let link = tokio::time::timeout(CONNECT_TIMEOUT, dial)
+        .await
+        .map_err(|_| {
+            conn_fail(format!(
+                "no connection to {} within {CONNECT_TIMEOUT:?}",
+                peer.address
+            ))
+        })?
+        .map_err(|e| conn_fail(format!("{e:#}")))?;
+    let mut rpc_system = rpc_system(link.stream, rpc_twoparty_capnp::Side::Client, None);
+    let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
+    let connection = tokio::task::spawn_local(rpc_system);
+    let responder = device_of(&remote).await.map_err(conn_fail)?;
+    node.peers().update_status(&peer.fingerprint, |status| {
+        status.connected = true;
+        status.last_error = None;
+    });
+    let mut sessions = Vec::new();
+    for (db, scopes) in &peer.databases {
+        let session = open_session(node, peer, responder, db, scopes).map_err(conn_fail)?;
+        sessions.push(live_session(&remote, session).boxed_local());
+    }
+    sessions.push(
+        async move {
+            connection
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.extra)
+        }
+        .boxed_local(),
+    );
+    let (ended, _, _) = select_all(sessions).await;
+    Err(LinkError {
+        message: match ended {
+            Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
+            Err(message) => format!("ConnFail: connection to peer failed: {message}"),
+        },
+        was_connected: true,
+    })
+}
+
+async fn device_of(remote: &sync::Client) -> Result<DeviceId, String> {
+    let response = remote
+        .device_info_request()
+        .send()
+        .promise
+        .await
+        .map_err(|e| error_message(&e).to_owned())?;
+    let device = response.get().map_err(|e| e.extra)?.get_device_id();
+    if device == 0 {
+        return Err("the peer reported device id 0".into());
+    }
+    Ok(DeviceId(device))
+}
+
+fn open_session(
+    node: &Arc<Node>,
+    peer: &PeerConfig,
+    responder: DeviceId,
+    db: &str,
+    scopes: &std::collections::BTreeSet<Scope>,
+) -> crate::error::Result<Session> {
+    let db = DbName::parse(db)?;
+    let scopes = scopes.iter().cloned().collect();
+    Ok(Session::new(
+        node.clone(),
+        peer.fingerprint.clone(),
+        responder,
+        db,
+        scopes,
+    ))
+}
+
+/// Runs one live GetDeltas call; returns when the responder ends it or fails.
+async fn live_session(remote: &sync::Client, session: Session) -> Result<(), String> {
+    let request = session.request().map_err(|e| e.to_string())?;
+    let mut call = remote.get_deltas_request();
+    {
+        let mut params = call.get();
+        let mut data = params.reborrow().init_req().init_data();
+        data.set_db_name(request.db.as_str());
+        data.set_initiator_device(request.initiator_device.0);
+        data.set_live(request.live);
+        wire::write_knowledge(&request.knowledge, data.init_init_vec());
+    }
+    let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));
+    call.get().set_sink(sink);
+    call.send()
+        .promise
+        .await
+        .map(drop)
+        .map_err(|e| error_message(&e).to_owned())
+}
+
+/// The pause with up to a quarter of random jitter, so peers don't redial in lockstep.
+fn jitter(pause: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    pause + pause / 4 * u32::from(byte[0]) / 255
+}

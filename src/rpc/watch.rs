@@ -1,0 +1,215 @@
+//! `Database.watch`: streams a table's (or a database's) row changes, local and synced, to the
+//! caller's sink in commit order, from the change feed the write paths keep in the same
+//! commit as the data. It wakes on each commit (no polling) and ends when the caller hangs up
+//! or the node stops. Resume markers are 16 bytes: a hash of the database name, then the
+//! sequence number to continue from (big-endian).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::names::{DbName, KeyPrefix, TableName};
+use crate::node::Node;
+use crate::rpc::push::WindowedPush;
+use crate::schema::service_capnp::{database, watch_change, watch_sink};
+use crate::store::{FeedItem, PageLimit};
+
+/// Changes looked at per read of the feed.
+const FEED_PAGE: usize = 1024;
+/// Pushes in flight before waiting for the watcher's acknowledgements.
+const WATCH_WINDOW: usize = 4;
+
+/// What a watcher asked for.
+pub struct WatchRequest {
+    table: Option<TableName>,
+    prefix: KeyPrefix,
+    initial_state: bool,
+    resume: Option<u64>,
+}
+
+impl WatchRequest {
+    /// Decodes and checks the watch arguments.
+    pub fn decode(db: &DbName, params: database::watch_params::Reader<'_>) -> Result<WatchRequest> {
+        let table = text(params.get_table())?;
+        let table = (!table.is_empty())
+            .then(|| TableName::parse(table))
+            .transpose()?;
+        let initial_state = params.get_initial_state();
+        if initial_state && table.is_none() {
+            return Err(Error::invalid("initialState needs a table"));
+        }
+        let marker = params
+            .get_resume_marker()
+            .map_err(|e| Error::invalid(e.extra))?;
+        let resume = (!marker.is_empty())
+            .then(|| parse_marker(db, marker))
+            .transpose()?;
+        Ok(WatchRequest {
+            table,
+            prefix: KeyPrefix::parse(text(params.get_prefix())?)?,
+            initial_state,
+            resume,
+        })
+    }
+}
+
+/// Streams changes until the sink fails (the watcher left) or the node stops.
+pub async fn run(
+    node: &Arc<Node>,
+    db: &DbName,
+    request: WatchRequest,
+    sink: watch_sink::Client,
+) -> capnp::Result<()> {
+    let mut commits = node.subscribe();
+    let now = node.store().state(db)?.next_change;
+    let mut from = match request.resume {
+        Some(sequence) if sequence > now => {
+            return Err(Error::invalid(
+                "resume marker is ahead of this database's changes (from another node?)",
+            )
+            .into());
+        }
+        Some(sequence) => sequence,
+        None => now,
+    };
+    let mut pusher = WindowedPush::new(WATCH_WINDOW);
+    if let (true, Some(table)) = (request.initial_state, &request.table) {
+        push_initial(
+            node,
+            db,
+            table,
+            &request.prefix,
+            marker(db, from),
+            &sink,
+            &mut pusher,
+        )
+        .await?;
+    }
+    loop {
+        commits.borrow_and_update();
+        let (items, next) = node.store().read_changes(
+            db,
+            from,
+            request.table.as_ref(),
+            &request.prefix,
+            FEED_PAGE,
+        )?;
+        let caught_up = next == from || next - from < FEED_PAGE as u64;
+        from = next;
+        if !items.is_empty() {
+            pusher.send(change_request(db, &sink, &items)).await?;
+        }
+        if caught_up && commits.changed().await.is_err() {
+            return pusher.finish().await;
+        }
+    }
+}
+
+async fn push_initial(
+    node: &Arc<Node>,
+    db: &DbName,
+    table: &TableName,
+    prefix: &KeyPrefix,
+    marker: Vec<u8>,
+    sink: &watch_sink::Client,
+    pusher: &mut WindowedPush,
+) -> capnp::Result<()> {
+    let limit = PageLimit {
+        rows: 1024,
+        bytes: 1 << 20,
+    };
+    let mut after: Option<String> = None;
+    loop {
+        let rows = node
+            .store()
+            .scan_page(db, table, prefix, after.as_deref(), limit)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = Some(last.key.clone());
+        let mut request = push_call(sink);
+        let mut list = request.get().init_changes(rows.len() as u32);
+        for (i, row) in rows.iter().enumerate() {
+            let mut out = list.reborrow().get(i as u32);
+            out.set_table(table.as_str());
+            out.set_key(row.key.as_str());
+            out.set_put(&row.value);
+            out.set_initial(true);
+            out.set_resume_marker(&marker);
+        }
+        pusher.send(request).await?;
+    }
+}
+
+type PushRequest =
+    capnp::capability::Request<watch_sink::push_params::Owned, capnp::any_pointer::Owned>;
+
+fn push_call(sink: &watch_sink::Client) -> PushRequest {
+    sink.client.new_call(
+        <watch_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
+        0,
+        None,
+    )
+}
+
+fn change_request(db: &DbName, sink: &watch_sink::Client, items: &[FeedItem]) -> PushRequest {
+    let mut request = push_call(sink);
+    let mut list = request.get().init_changes(items.len() as u32);
+    for (i, item) in items.iter().enumerate() {
+        write_change(db, item, list.reborrow().get(i as u32));
+    }
+    request
+}
+
+fn write_change(db: &DbName, item: &FeedItem, mut out: watch_change::Builder<'_>) {
+    out.set_table(item.change.table.as_str());
+    out.set_key(item.change.row.as_str());
+    if item.change.deleted {
+        out.set_delete(());
+    } else {
+        out.set_put(&item.value);
+    }
+    out.set_from_sync(item.change.from_sync);
+    out.set_resume_marker(&marker(db, item.sequence + 1));
+}
+
+fn marker(db: &DbName, sequence: u64) -> Vec<u8> {
+    [db_tag(db).to_be_bytes(), sequence.to_be_bytes()].concat()
+}
+
+fn parse_marker(db: &DbName, bytes: &[u8]) -> Result<u64> {
+    let damaged = || Error::invalid("resume marker is damaged or from another database");
+    let (tag, sequence) = bytes
+        .split_at_checked(8)
+        .filter(|(_, rest)| rest.len() == 8)
+        .ok_or_else(damaged)?;
+    if tag != db_tag(db).to_be_bytes() {
+        return Err(damaged());
+    }
+    Ok(u64::from_be_bytes(
+        sequence.try_into().map_err(|_| damaged())?,
+    ))
+}
+
+fn db_tag(db: &DbName) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(db.as_str().as_bytes())
+}
+
+fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<&str> {
+    reader
+        .map_err(|e| Error::invalid(e.extra))?
+        .to_str()
+        .map_err(|_| Error::invalid("text argument is not valid UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_and_refuse_other_databases() {
+        let (a, b) = (DbName::parse("a").unwrap(), DbName::parse("b").unwrap());
+        assert_eq!(parse_marker(&a, &marker(&a, 42)).unwrap(), 42);
+        assert!(parse_marker(&b, &marker(&a, 42)).is_err());
+        assert!(parse_marker(&a, &[1, 2, 3]).is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! Applying records from a peer (the initiator's receive step, reference §2.4-2.6), inside one
+//! write transaction: each new record is logged under its origin's (device, generation) so it
+//! relays onward, its DAG node or link is grafted, and then every touched object is resolved:
+//! one head moves the row (fast-forward); several heads are a conflict, settled by
+//! last-writer-wins on (HLC, version) with a link record naming the losers, written at this
+//! device's next generation so every node converges on the same head.
+//!
+//! Records already logged (same device and generation) are skipped, so a page applied twice
+//! changes nothing: an interrupted round can fetch again safely.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, Result};
+use crate::store::local::Writer;
+use crate::store::records::{
+    Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, RowHead, Version,
+};
+use crate::store::writer::DbWriter;
+use crate::sync::genvec::DeviceId;
+
+/// What applying a page did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Records new to this node.
+    pub records: u64,
+    /// Records it already had.
+    pub duplicates: u64,
+    /// Objects whose heads conflicted and were resolved here.
+    pub conflicts: u64,
+}
+
+/// An event on one object during this page, in log order.
+enum Graft {
+    Node {
+        version: Version,
+        parents: Vec<Version>,
+    },
+    Link {
+        parents: Vec<Version>,
+    },
+}
+
+/// Applies `records`, received from peer `from`, then resolves every object they touched.
+pub fn apply(
+    db: &mut DbWriter<'_>,
+    writer: &Writer<'_>,
+    from: DeviceId,
+    records: &[LogRecord],
+) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let mut touched: BTreeMap<(String, String), Vec<Graft>> = BTreeMap::new();
+    for record in records {
+        if db.has_record(record.device(), record.generation())? {
+            applied.duplicates += 1;
+            continue;
+        }
+        writer.clock.observe(record.hlc());
+        let graft = store_record(db, record, from)?;
+        touched
+            .entry((record.table.clone(), record.row.clone()))
+            .or_default()
+            .push(graft);
+        applied.records += 1;
+    }
+    for ((table, row), grafts) in touched {
+        if resolve(db, writer, &table, &row, &grafts)? {
+            applied.conflicts += 1;
+        }
+    }
+    Ok(applied)
+}
+
+/// Logs one record and stores its DAG node (a link's target must already be known).
+fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Result<Graft> {
+    let (table, row, version) = (record.table.as_str(), record.row.as_str(), record.version);
+    let (kind, graft) = match &record.content {
+        RecordContent::Node(node) => {
+            if db.node(table, row, version)?.is_none() {
+                db.put_node(table, row, version, node)?;
+            }
+            (
+                EntryKind::Node,
+                Graft::Node {
+                    version,
+                    parents: node.parents.clone(),
+                },
+            )
+        }
+        RecordContent::Link { parents, hlc, .. } => {
+            if db.node(table, row, version)?.is_none() {
+                return Err(Error::invalid(format!(
+                    "link record for {table}:{row} names version {} that was never sent",
+                    version.to_hex()
+                )));
+            }
+            let kind = EntryKind::Link {
+                parents: parents.clone(),
+                hlc: *hlc,
+            };
+            (
+                kind,
+                Graft::Link {
+                    parents: parents.clone(),
+                },
+            )
+        }
+    };
+    db.append_log(&LogEntry {
+        device: record.device(),
+        generation: record.generation(),
+        table: table.to_owned(),
+        row: row.to_owned(),
+        version,
+        kind,
+        from,
+    })?;
+    Ok(graft)
+}
+
+/// Settles one object's heads after this page's grafts; returns whether it was a conflict.
+fn resolve(
+    db: &mut DbWriter<'_>,
+    writer: &Writer<'_>,
+    table: &str,
+    row: &str,
+    grafts: &[Graft],
+) -> Result<bool> {
+    let old_head = db.head(table, row)?;
+    let heads = heads_after(old_head.as_ref().map(|head| head.version), grafts);
+    let (winner, conflict) = match heads.len() {
+        0 => return Ok(false),
+        1 => (*heads.first().expect("one head"), false),
+        _ => (pick_winner(db, table, row, &heads)?, true),
+    };
+    if conflict {
+        let losers = heads
+            .iter()
+            .copied()
+            .filter(|version| *version != winner)
+            .collect();
+        write_link(db, writer, table, row, winner, losers)?;
+    }
+    if old_head.as_ref().map(|head| head.version) != Some(winner) {
+        move_head(db, table, row, winner)?;
+    }
+    Ok(conflict)
+}
+
+/// The object's heads: the old head, minus every version a graft names as a parent, plus
+/// every new node.
+fn heads_after(old_head: Option<Version>, grafts: &[Graft]) -> BTreeSet<Version> {
+    let mut heads: BTreeSet<Version> = old_head.into_iter().collect();
+    for graft in grafts {
+        match graft {
+            Graft::Node { version, parents } => {
+                parents.iter().for_each(|parent| {
+                    heads.remove(parent);
+                });
+                heads.insert(*version);
+            }
+            Graft::Link { parents } => parents.iter().for_each(|parent| {
+                heads.remove(parent);
+            }),
+        }
+    }
+    heads
+}
+
+/// Last writer wins: the head with the latest HLC, ties broken by the larger version.
+fn pick_winner(
+    db: &DbWriter<'_>,
+    table: &str,
+    row: &str,
+    heads: &BTreeSet<Version>,
+) -> Result<Version> {
+    let mut best: Option<(crate::clock::Hlc, Version)> = None;
+    for version in heads {
+        let node = known_node(db, table, row, *version)?;
+        let candidate = (node.hlc, *version);
+        if best.is_none_or(|best| candidate > best) {
+            best = Some(candidate);
+        }
+    }
+    best.map(|(_, version)| version)
+        .ok_or_else(|| Error::Internal("conflict with no heads".into()))
+}
+
+fn known_node(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<DagNode> {
+    db.node(table, row, version)?.ok_or_else(|| {
+        Error::Internal(format!(
+            "DAG of {table}:{row} lacks version {}",
+            version.to_hex()
+        ))
+    })
+}
+
+/// Records the resolution as a link at this device's next generation, so it syncs onward.
+fn write_link(
+    db: &mut DbWriter<'_>,
+    writer: &Writer<'_>,
+    table: &str,
+    row: &str,
+    winner: Version,
+    losers: Vec<Version>,
+) -> Result<()> {
+    let generation = db.next_generation();
+    db.append_log(&LogEntry {
+        device: writer.device,
+        generation,
+        table: table.to_owned(),
+        row: row.to_owned(),
+        version: winner,
+        kind: EntryKind::Link {
+            parents: losers,
+            hlc: writer.clock.now(),
+        },
+        from: writer.device,
+    })?;
+    Ok(())
+}
+
+/// Makes `version` the row's current state and tells watchers.
+fn move_head(db: &mut DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<()> {
+    let node = known_node(db, table, row, version)?;
+    let head = RowHead {
+        version,
+        deleted: node.deleted,
+        value: node.value,
+    };
+    db.set_head(table, row, &head)?;
+    db.append_change(&Change {
+        table: table.to_owned(),
+        row: row.to_owned(),
+        version,
+        deleted: head.deleted,
+        from_sync: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: u64) -> Version {
+        Version(n)
+    }
+
+    #[test]
+    fn a_child_of_the_head_fast_forwards() {
+        let grafts = [Graft::Node {
+            version: v(2),
+            parents: vec![v(1)],
+        }];
+        assert_eq!(heads_after(Some(v(1)), &grafts), BTreeSet::from([v(2)]));
+    }
+
+    #[test]
+    fn a_sibling_of_the_head_is_a_conflict_until_a_link_covers_it() {
+        let mut grafts = vec![Graft::Node {
+            version: v(3),
+            parents: vec![v(1)],
+        }];
+        assert_eq!(
+            heads_after(Some(v(2)), &grafts),
+            BTreeSet::from([v(2), v(3)])
+        );
+        grafts.push(Graft::Link {
+            parents: vec![v(2)],
+        });
+        assert_eq!(heads_after(Some(v(2)), &grafts), BTreeSet::from([v(3)]));
+    }
+
+    #[test]
+    fn a_first_write_from_a_peer_becomes_the_head() {
+        let grafts = [Graft::Node {
+            version: v(9),
+            parents: vec![],
+        }];
+        assert_eq!(heads_after(None, &grafts), BTreeSet::from([v(9)]));
+    }
+}

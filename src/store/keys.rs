@@ -1,0 +1,154 @@
+//! The storage key layout: every key the node writes is built here. Parts are joined by
+//! `0xfe`, which never occurs in UTF-8; fixed-width binary parts (big-endian, so they sort)
+//! come last in their key. ARCHITECTURE.md has the table.
+
+use crate::store::records::Version;
+use crate::sync::genvec::{DeviceId, Generation};
+
+/// The separator between the parts of a storage key.
+pub const SEP: u8 = 0xfe;
+
+/// `i 0xfe device`: this node's device id.
+pub fn device_id() -> Vec<u8> {
+    [b"i".as_slice(), &[SEP], b"device"].concat()
+}
+
+/// `c 0xfe db 0xfe`: the database catalog's prefix.
+pub fn catalog_prefix() -> Vec<u8> {
+    [b"c".as_slice(), &[SEP], b"db", &[SEP]].concat()
+}
+
+/// `c 0xfe db 0xfe <db>`: a database's catalog entry.
+pub fn catalog(db: &str) -> Vec<u8> {
+    [catalog_prefix().as_slice(), db.as_bytes()].concat()
+}
+
+/// `p 0xfe`: the prefix of peers added at run time.
+pub fn peer_prefix() -> Vec<u8> {
+    [b"p".as_slice(), &[SEP]].concat()
+}
+
+/// `p 0xfe <fingerprint>`: a peer added at run time.
+pub fn peer(fingerprint: &str) -> Vec<u8> {
+    [peer_prefix().as_slice(), fingerprint.as_bytes()].concat()
+}
+
+/// Builds the keys of one database: everything under `d 0xfe <db> 0xfe`.
+#[derive(Debug, Clone)]
+pub struct DbKeys {
+    prefix: Vec<u8>,
+}
+
+impl DbKeys {
+    pub fn new(db: &str) -> DbKeys {
+        DbKeys {
+            prefix: [b"d".as_slice(), &[SEP], db.as_bytes(), &[SEP]].concat(),
+        }
+    }
+
+    fn key(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        for part in parts {
+            key.extend_from_slice(part);
+        }
+        key
+    }
+
+    /// `r 0xfe <table> 0xfe`: the prefix of a table's row heads.
+    pub fn table_prefix(&self, table: &str) -> Vec<u8> {
+        self.key(&[b"r", &[SEP], table.as_bytes(), &[SEP]])
+    }
+
+    /// `r 0xfe <table> 0xfe <row>` -> RowHead.
+    pub fn row(&self, table: &str, row: &str) -> Vec<u8> {
+        self.key(&[b"r", &[SEP], table.as_bytes(), &[SEP], row.as_bytes()])
+    }
+
+    /// `n 0xfe <table> 0xfe <row> 0xfe <version>` -> DagNode.
+    pub fn node(&self, table: &str, row: &str, version: Version) -> Vec<u8> {
+        let version = version.0.to_be_bytes();
+        self.key(&[
+            b"n",
+            &[SEP],
+            table.as_bytes(),
+            &[SEP],
+            row.as_bytes(),
+            &[SEP],
+            &version,
+        ])
+    }
+
+    /// `o 0xfe`: the log's prefix.
+    pub fn log_prefix(&self) -> Vec<u8> {
+        self.key(&[b"o", &[SEP]])
+    }
+
+    /// `o 0xfe <position>` -> LogEntry.
+    pub fn log(&self, position: u64) -> Vec<u8> {
+        self.key(&[b"o", &[SEP], &position.to_be_bytes()])
+    }
+
+    /// `l 0xfe`: the prefix of the (device, generation) -> position index.
+    pub fn index_prefix(&self) -> Vec<u8> {
+        self.key(&[b"l", &[SEP]])
+    }
+
+    /// `l 0xfe <device> <generation>` -> position.
+    pub fn index(&self, device: DeviceId, generation: Generation) -> Vec<u8> {
+        self.key(&[
+            b"l",
+            &[SEP],
+            &device.0.to_be_bytes(),
+            &generation.to_be_bytes(),
+        ])
+    }
+
+    /// `w 0xfe <sequence>` -> Change: the watch feed.
+    pub fn change(&self, sequence: u64) -> Vec<u8> {
+        self.key(&[b"w", &[SEP], &sequence.to_be_bytes()])
+    }
+
+    /// `w 0xfe`: the watch feed's prefix.
+    pub fn change_prefix(&self) -> Vec<u8> {
+        self.key(&[b"w", &[SEP]])
+    }
+
+    /// `s` -> SyncState.
+    pub fn state(&self) -> Vec<u8> {
+        self.key(&[b"s"])
+    }
+
+    /// `k` -> Knowledge.
+    pub fn knowledge(&self) -> Vec<u8> {
+        self.key(&[b"k"])
+    }
+}
+
+/// Reads the big-endian u64 that ends `key`.
+pub fn trailing_u64(key: &[u8]) -> Option<u64> {
+    let tail = key.len().checked_sub(8).map(|start| &key[start..])?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_parts_sort_numerically() {
+        let keys = DbKeys::new("db");
+        assert!(keys.log(255) < keys.log(256));
+        assert!(keys.index(DeviceId(1), u64::MAX) < keys.index(DeviceId(2), 0));
+        assert_eq!(trailing_u64(&keys.log(77)), Some(77));
+    }
+
+    #[test]
+    fn databases_do_not_share_keys() {
+        let (a, b) = (DbKeys::new("a"), DbKeys::new("ab"));
+        assert!(!b.row("t", "k").starts_with(&a.table_prefix("t")));
+        assert!(
+            !a.row("t", "k")
+                .starts_with(&DbKeys::new("a\u{1}").log_prefix())
+        );
+    }
+}

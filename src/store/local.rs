@@ -1,0 +1,109 @@
+//! The local write path: an app commit writes, in its one transaction, each row's new value
+//! at a fresh random version, the row head, a DAG node whose parent is the previous head, a log
+//! entry with this device's next generation, a change-feed entry, and the counters. There is
+//! no watch log to poll: whoever waits is woken after the commit.
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::store::Mutation;
+use crate::store::records::{Change, DagNode, EntryKind, LogEntry, RowHead, Version};
+use crate::store::writer::DbWriter;
+use crate::sync::genvec::DeviceId;
+
+/// Who is writing: this node's device id and clock.
+pub struct Writer<'a> {
+    pub device: DeviceId,
+    pub clock: &'a Clock,
+}
+
+/// Applies the mutations as one app transaction; per mutation, whether its row existed.
+pub fn commit(
+    db: &mut DbWriter<'_>,
+    writer: &Writer<'_>,
+    mutations: &[Mutation],
+) -> Result<Vec<bool>> {
+    let batch_id = if mutations.len() > 1 {
+        Version::random()?.0
+    } else {
+        0
+    };
+    let batch_count = mutations.len() as u64;
+    let batch = Batch {
+        id: batch_id,
+        count: batch_count,
+    };
+    mutations
+        .iter()
+        .map(|mutation| apply_one(db, writer, batch, mutation))
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+struct Batch {
+    id: u64,
+    count: u64,
+}
+
+fn apply_one(
+    db: &mut DbWriter<'_>,
+    writer: &Writer<'_>,
+    batch: Batch,
+    mutation: &Mutation,
+) -> Result<bool> {
+    let (table, row, value) = match mutation {
+        Mutation::Put { table, key, value } => (table.as_str(), key.as_str(), Some(value)),
+        Mutation::Delete { table, key } => (table.as_str(), key.as_str(), None),
+    };
+    let head = db.head(table, row)?;
+    let existed = head.as_ref().is_some_and(|head| !head.deleted);
+    if value.is_none() && !existed {
+        return Ok(false);
+    }
+    let version = Version::random()?;
+    let node = DagNode {
+        parents: head.map(|head| head.version).into_iter().collect(),
+        device: writer.device,
+        generation: db.next_generation(),
+        hlc: writer.clock.now(),
+        deleted: value.is_none(),
+        batch_id: batch.id,
+        batch_count: batch.count,
+        value: value.cloned().unwrap_or_default(),
+    };
+    write_node(db, table, row, version, &node, writer.device)?;
+    Ok(existed)
+}
+
+/// Stores a new local node and makes it the row's head.
+fn write_node(
+    db: &mut DbWriter<'_>,
+    table: &str,
+    row: &str,
+    version: Version,
+    node: &DagNode,
+    device: DeviceId,
+) -> Result<()> {
+    db.put_node(table, row, version, node)?;
+    let head = RowHead {
+        version,
+        deleted: node.deleted,
+        value: node.value.clone(),
+    };
+    db.set_head(table, row, &head)?;
+    db.append_log(&LogEntry {
+        device,
+        generation: node.generation,
+        table: table.to_owned(),
+        row: row.to_owned(),
+        version,
+        kind: EntryKind::Node,
+        from: device,
+    })?;
+    db.append_change(&Change {
+        table: table.to_owned(),
+        row: row.to_owned(),
+        version,
+        deleted: node.deleted,
+        from_sync: false,
+    })
+}

@@ -1,0 +1,288 @@
+//! Reading a database's log for a peer (the responder's side of GetDeltas, reference §2.3):
+//! entries go out in the order this node learned them, so parents always precede children,
+//! filtered to the initiator's scopes and to what its knowledge says it lacks, never echoing
+//! records the initiator made or sent here. A page that reaches the end of the log carries
+//! this node's knowledge for the initiator's scopes, read from the same snapshot; that claim
+//! is what lets the initiator advance its own knowledge.
+//!
+//! Also the change feed read by watchers.
+
+use syncbase_storage::{ReadTxn, Scan, prefix_end};
+
+use crate::error::Result;
+use crate::store::keys::{DbKeys, trailing_u64};
+use crate::store::records::{
+    Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
+};
+use crate::store::writer::{load_knowledge, load_state};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge};
+
+/// What an initiator asked for, and where the responder's cursor stands.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    /// The initiator's device: its own records are never sent back.
+    pub initiator: DeviceId,
+    /// The initiator's knowledge for the scopes it syncs; only records under these scopes,
+    /// newer than what it knows, are sent.
+    pub knowledge: &'a Knowledge,
+    /// The first log position to look at.
+    pub position: u64,
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+/// One page of records for an initiator.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<LogRecord>,
+    /// Where the next page starts.
+    pub next_position: u64,
+    /// This node's knowledge for the initiator's scopes, when the page reached the log's end.
+    pub knowledge: Option<Knowledge>,
+}
+
+/// Reads the next page of records the initiator lacks.
+pub fn read_page(
+    txn: &dyn ReadTxn,
+    keys: &DbKeys,
+    me: DeviceId,
+    request: &PageRequest<'_>,
+) -> Result<Page> {
+    let state = load_state(txn, keys)?;
+    let mut page = Page {
+        next_position: request.position,
+        ..Page::default()
+    };
+    let mut bytes = 0;
+    let mut full = false;
+    let end = prefix_end(&keys.log_prefix());
+    let mut failure = None;
+    txn.scan(
+        &keys.log(request.position),
+        end.as_deref(),
+        &mut |key, value| {
+            page.next_position = trailing_u64(key).unwrap_or(page.next_position) + 1;
+            match wanted_record(txn, keys, request, value) {
+                Ok(Some(record)) => {
+                    bytes += record.payload_len();
+                    page.records.push(record);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    failure = Some(error);
+                    return Ok(Scan::Stop);
+                }
+            }
+            full = page.records.len() >= request.max_records || bytes >= request.max_bytes;
+            Ok(if full { Scan::Stop } else { Scan::Continue })
+        },
+    )?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if page.next_position >= state.next_position {
+        let scopes: Vec<_> = request
+            .knowledge
+            .iter()
+            .map(|(scope, _)| scope.clone())
+            .collect();
+        let mine = load_knowledge(txn, keys)?;
+        page.knowledge = Some(mine.request_for(&scopes, me, state.own_generation()));
+    }
+    Ok(page)
+}
+
+/// The record at one log entry, if the initiator should get it.
+fn wanted_record(
+    txn: &dyn ReadTxn,
+    keys: &DbKeys,
+    request: &PageRequest<'_>,
+    bytes: &[u8],
+) -> Result<Option<LogRecord>> {
+    let entry: LogEntry = decode(bytes, "log entry")?;
+    if !wanted(&entry, request) {
+        return Ok(None);
+    }
+    let content = match entry.kind {
+        EntryKind::Node => {
+            let key = keys.node(&entry.table, &entry.row, entry.version);
+            let node: DagNode = match txn.get(&key)? {
+                Some(bytes) => decode(&bytes, "DAG node")?,
+                None => {
+                    return Err(crate::error::Error::Internal(format!(
+                        "log names a missing DAG node of {}:{}",
+                        entry.table, entry.row
+                    )));
+                }
+            };
+            RecordContent::Node(node)
+        }
+        EntryKind::Link { parents, hlc } => RecordContent::Link {
+            device: entry.device,
+            generation: entry.generation,
+            parents,
+            hlc,
+        },
+    };
+    Ok(Some(LogRecord {
+        table: entry.table,
+        row: entry.row,
+        version: entry.version,
+        content,
+    }))
+}
+
+fn wanted(entry: &LogEntry, request: &PageRequest<'_>) -> bool {
+    let (table, row) = (entry.table.as_str(), entry.row.as_str());
+    entry.device != request.initiator
+        && entry.from != request.initiator
+        && request
+            .knowledge
+            .iter()
+            .any(|(scope, _)| scope.covers(table, row))
+        && entry.generation > request.knowledge.known_gen(table, row, entry.device)
+}
+
+/// The first log position holding a record the initiator may lack: the earliest, over every
+/// device in the log but the initiator, of its first generation past what the initiator
+/// knows in all its scopes. The log's end if there is none.
+pub fn start_position(
+    txn: &dyn ReadTxn,
+    keys: &DbKeys,
+    initiator: DeviceId,
+    knowledge: &Knowledge,
+) -> Result<u64> {
+    let mut start = load_state(txn, keys)?.next_position;
+    for device in logged_devices(txn, keys)? {
+        if device == initiator {
+            continue;
+        }
+        let known = knowledge
+            .iter()
+            .map(|(_, vector)| vector.get(device))
+            .min()
+            .unwrap_or(0);
+        if let Some(position) = first_position_after(txn, keys, device, known)? {
+            start = start.min(position);
+        }
+    }
+    Ok(start)
+}
+
+/// Every device with records in the log, found by skipping from one device's index range to
+/// the next.
+fn logged_devices(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<Vec<DeviceId>> {
+    let prefix = keys.index_prefix();
+    let end = prefix_end(&prefix);
+    let mut devices = Vec::new();
+    let mut from = prefix.clone();
+    loop {
+        let mut found = None;
+        txn.scan(&from, end.as_deref(), &mut |key, _| {
+            found = key
+                .get(prefix.len()..prefix.len() + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            Ok(Scan::Stop)
+        })?;
+        let Some(device) = found else { break };
+        devices.push(DeviceId(device));
+        let Some(next) = device.checked_add(1) else {
+            break;
+        };
+        from = [prefix.as_slice(), &next.to_be_bytes()].concat();
+    }
+    Ok(devices)
+}
+
+/// The position of `device`'s first logged record with a generation above `known`.
+fn first_position_after(
+    txn: &dyn ReadTxn,
+    keys: &DbKeys,
+    device: DeviceId,
+    known: Generation,
+) -> Result<Option<u64>> {
+    let start = keys.index(device, known.saturating_add(1));
+    let end = prefix_end(&keys.index(device, 0)[..keys.index_prefix().len() + 8]);
+    let mut position = None;
+    txn.scan(&start, end.as_deref(), &mut |_, value| {
+        position = value.try_into().ok().map(u64::from_be_bytes);
+        Ok(Scan::Stop)
+    })?;
+    Ok(position)
+}
+
+/// One change from the watch feed, with the row's value at that version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedItem {
+    pub sequence: u64,
+    pub change: Change,
+    pub value: Vec<u8>,
+}
+
+/// Feed items from sequence `from` on whose row is in `table` (any table if None) and starts
+/// with `prefix`, looking at up to `limit` changes; also returns the sequence to continue
+/// from.
+pub fn read_changes(
+    txn: &dyn ReadTxn,
+    keys: &DbKeys,
+    from: u64,
+    table: Option<&str>,
+    prefix: &str,
+    limit: usize,
+) -> Result<(Vec<FeedItem>, u64)> {
+    let end = prefix_end(&keys.change_prefix());
+    let mut items = Vec::new();
+    let (mut next, mut looked) = (from, 0);
+    let mut failure = None;
+    txn.scan(&keys.change(from), end.as_deref(), &mut |key, value| {
+        let sequence = trailing_u64(key).unwrap_or_default();
+        next = sequence + 1;
+        looked += 1;
+        match feed_item(txn, keys, sequence, value, table, prefix) {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => {}
+            Err(error) => {
+                failure = Some(error);
+                return Ok(Scan::Stop);
+            }
+        }
+        Ok(if looked >= limit {
+            Scan::Stop
+        } else {
+            Scan::Continue
+        })
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok((items, next)),
+    }
+}
+
+fn feed_item(
+    txn: &dyn ReadTxn,
+    keys: &DbKeys,
+    sequence: u64,
+    bytes: &[u8],
+    table: Option<&str>,
+    prefix: &str,
+) -> Result<Option<FeedItem>> {
+    let change: Change = decode(bytes, "change")?;
+    if table.is_some_and(|table| table != change.table) || !change.row.starts_with(prefix) {
+        return Ok(None);
+    }
+    let value = if change.deleted {
+        Vec::new()
+    } else {
+        let key = keys.node(&change.table, &change.row, change.version);
+        match txn.get(&key)? {
+            Some(bytes) => decode::<DagNode>(&bytes, "DAG node")?.value,
+            None => Vec::new(),
+        }
+    };
+    Ok(Some(FeedItem {
+        sequence,
+        change,
+        value,
+    }))
+}

@@ -1,0 +1,233 @@
+//! The records a database keeps beside its rows, and their storage encoding (postcard): row
+//! heads, DAG nodes, log entries, the change feed and the sync state. Plain data; the rules
+//! that write them live in `local` (app commits) and `apply` (records from peers).
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::clock::Hlc;
+use crate::error::{Error, Result};
+use crate::sync::genvec::{DeviceId, Generation};
+
+/// A version of one object: a random non-zero 64-bit number, unique per object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// A fresh random version.
+    pub fn random() -> Result<Version> {
+        loop {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+            let value = u64::from_be_bytes(bytes);
+            if value != 0 {
+                return Ok(Version(value));
+            }
+        }
+    }
+
+    /// The version as 16 lowercase hex digits (its wire form).
+    pub fn to_hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    /// Parses the wire form.
+    pub fn from_hex(text: &str) -> Result<Version> {
+        match u64::from_str_radix(text, 16) {
+            Ok(value) if value != 0 && text.len() <= 16 => Ok(Version(value)),
+            _ => Err(Error::invalid(format!(
+                "version {text:?} is not 1-16 hex digits, non-zero"
+            ))),
+        }
+    }
+}
+
+/// The current state of a row: its DAG head, and its value unless the head is a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowHead {
+    pub version: Version,
+    pub deleted: bool,
+    pub value: Vec<u8>,
+}
+
+/// A node of an object's version DAG: one write (a put or a delete) as its writer made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagNode {
+    /// The versions this write replaced (0 for a first write; 2+ only after merges).
+    pub parents: Vec<Version>,
+    /// The device that wrote it and that device's generation for it.
+    pub device: DeviceId,
+    pub generation: Generation,
+    /// When it was written (the writer's HLC).
+    pub hlc: Hlc,
+    pub deleted: bool,
+    /// The app transaction it came from (0 = none) and that transaction's size.
+    pub batch_id: u64,
+    pub batch_count: u64,
+    pub value: Vec<u8>,
+}
+
+/// What a log entry records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A DAG node was added; its metadata is the node at (object, version).
+    Node,
+    /// A conflict was resolved by picking `version`: `parents` (the losing heads) became its
+    /// parents. Written at `hlc` by the resolving device.
+    Link { parents: Vec<Version>, hlc: Hlc },
+}
+
+/// One record of a database's log, at a local position, in the order this node learned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub device: DeviceId,
+    pub generation: Generation,
+    pub table: String,
+    pub row: String,
+    pub version: Version,
+    pub kind: EntryKind,
+    /// The peer this node received it from (its own id for local writes): never sent back
+    /// to that peer.
+    pub from: DeviceId,
+}
+
+/// A log record as peers exchange it: one DAG node (a write) or one link (a resolution), with
+/// what identifies it everywhere: its origin device and that device's generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub table: String,
+    pub row: String,
+    pub version: Version,
+    pub content: RecordContent,
+}
+
+/// The body of a [`LogRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordContent {
+    /// A write, as its writer made it (device and generation inside).
+    Node(DagNode),
+    /// A resolution by `device`: `parents` became parents of `version`.
+    Link {
+        device: DeviceId,
+        generation: Generation,
+        parents: Vec<Version>,
+        hlc: Hlc,
+    },
+}
+
+impl LogRecord {
+    /// The device that made the record.
+    pub fn device(&self) -> DeviceId {
+        match &self.content {
+            RecordContent::Node(node) => node.device,
+            RecordContent::Link { device, .. } => *device,
+        }
+    }
+
+    /// That device's generation for it.
+    pub fn generation(&self) -> Generation {
+        match &self.content {
+            RecordContent::Node(node) => node.generation,
+            RecordContent::Link { generation, .. } => *generation,
+        }
+    }
+
+    /// When it was made.
+    pub fn hlc(&self) -> Hlc {
+        match &self.content {
+            RecordContent::Node(node) => node.hlc,
+            RecordContent::Link { hlc, .. } => *hlc,
+        }
+    }
+
+    /// Bytes of payload it carries (for page sizing).
+    pub fn payload_len(&self) -> usize {
+        let value = match &self.content {
+            RecordContent::Node(node) => node.value.len(),
+            RecordContent::Link { .. } => 0,
+        };
+        self.table.len() + self.row.len() + value + 64
+    }
+}
+
+/// One change of a row's current state, in commit order: the watch feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub table: String,
+    pub row: String,
+    pub version: Version,
+    pub deleted: bool,
+    /// Whether the change came from a peer (false: a local app write).
+    pub from_sync: bool,
+}
+
+/// Per-database counters, written in every commit that changes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// This device's next generation in this database (generations start at 1).
+    pub next_generation: Generation,
+    /// Next log position.
+    pub next_position: u64,
+    /// Next change-feed sequence number.
+    pub next_change: u64,
+    /// The clock's last reading at the commit, so a restarted node's clock never goes back.
+    pub last_hlc: Hlc,
+}
+
+impl SyncState {
+    /// The highest generation this device has written in the database (0 = none).
+    pub fn own_generation(&self) -> Generation {
+        self.next_generation.saturating_sub(1)
+    }
+}
+
+/// Encodes a record for storage.
+pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(record).map_err(|e| Error::Internal(format!("encoding a record: {e}")))
+}
+
+/// Decodes a stored record; `what` names it in the error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Internal(format!("corrupt {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_round_trip_through_hex() {
+        let version = Version::random().unwrap();
+        assert_eq!(Version::from_hex(&version.to_hex()).unwrap(), version);
+        assert_eq!(Version(0xab).to_hex(), "00000000000000ab");
+        for bad in ["", "0", "xyz", "12345678901234567"] {
+            assert!(Version::from_hex(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_storage_encoding() {
+        let node = DagNode {
+            parents: vec![Version(1), Version(2)],
+            device: DeviceId(7),
+            generation: 9,
+            hlc: Hlc {
+                wall_nanos: 5,
+                logical: 1,
+            },
+            deleted: false,
+            batch_id: 3,
+            batch_count: 2,
+            value: b"v".to_vec(),
+        };
+        assert_eq!(
+            decode::<DagNode>(&encode(&node).unwrap(), "node").unwrap(),
+            node
+        );
+        let error = decode::<DagNode>(&[0xff; 3], "DAG node").unwrap_err();
+        assert!(
+            error.to_string().starts_with("Internal: corrupt DAG node"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! `DbWriter`: one database's records inside one write transaction: row heads, DAG nodes,
+//! log entries with their index, the change feed, and the counters, which it saves on
+//! `finish`. Both write paths (app commits in `local`, peer records in `apply`) go through it,
+//! so data and sync metadata always land in the same commit.
+
+use syncbase_storage::WriteTxn;
+
+use crate::clock::Hlc;
+use crate::error::Result;
+use crate::store::keys::DbKeys;
+use crate::store::records::{
+    Change, DagNode, LogEntry, RowHead, SyncState, Version, decode, encode,
+};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge};
+
+/// Writes one database's records in a transaction the caller commits.
+pub struct DbWriter<'t> {
+    txn: &'t mut dyn WriteTxn,
+    keys: DbKeys,
+    state: SyncState,
+}
+
+impl<'t> DbWriter<'t> {
+    /// Starts writing `db` in `txn`, loading its counters.
+    pub fn new(txn: &'t mut dyn WriteTxn, db: &str) -> Result<DbWriter<'t>> {
+        let keys = DbKeys::new(db);
+        let state = load_state(&*txn, &keys)?;
+        Ok(DbWriter { txn, keys, state })
+    }
+
+    /// Takes this device's next generation.
+    pub fn next_generation(&mut self) -> Generation {
+        let generation = self.state.next_generation;
+        self.state.next_generation += 1;
+        generation
+    }
+
+    pub fn head(&self, table: &str, row: &str) -> Result<Option<RowHead>> {
+        self.txn
+            .get(&self.keys.row(table, row))?
+            .map(|bytes| decode(&bytes, "row head"))
+            .transpose()
+    }
+
+    pub fn set_head(&mut self, table: &str, row: &str, head: &RowHead) -> Result<()> {
+        Ok(self.txn.put(&self.keys.row(table, row), &encode(head)?)?)
+    }
+
+    pub fn node(&self, table: &str, row: &str, version: Version) -> Result<Option<DagNode>> {
+        self.txn
+            .get(&self.keys.node(table, row, version))?
+            .map(|bytes| decode(&bytes, "DAG node"))
+            .transpose()
+    }
+
+    pub fn put_node(
+        &mut self,
+        table: &str,
+        row: &str,
+        version: Version,
+        node: &DagNode,
+    ) -> Result<()> {
+        Ok(self
+            .txn
+            .put(&self.keys.node(table, row, version), &encode(node)?)?)
+    }
+
+    /// Whether the log already holds the record (device, generation).
+    pub fn has_record(&self, device: DeviceId, generation: Generation) -> Result<bool> {
+        Ok(self
+            .txn
+            .get(&self.keys.index(device, generation))?
+            .is_some())
+    }
+
+    /// Appends an entry at the next log position and indexes it by (device, generation).
+    pub fn append_log(&mut self, entry: &LogEntry) -> Result<u64> {
+        let position = self.state.next_position;
+        self.state.next_position += 1;
+        self.txn.put(&self.keys.log(position), &encode(entry)?)?;
+        let index = self.keys.index(entry.device, entry.generation);
+        self.txn.put(&index, &position.to_be_bytes())?;
+        Ok(position)
+    }
+
+    /// Appends a row change to the watch feed.
+    pub fn append_change(&mut self, change: &Change) -> Result<()> {
+        let sequence = self.state.next_change;
+        self.state.next_change += 1;
+        Ok(self
+            .txn
+            .put(&self.keys.change(sequence), &encode(change)?)?)
+    }
+
+    pub fn knowledge(&self) -> Result<Knowledge> {
+        load_knowledge(&*self.txn, &self.keys)
+    }
+
+    pub fn set_knowledge(&mut self, knowledge: &Knowledge) -> Result<()> {
+        Ok(self.txn.put(&self.keys.knowledge(), &encode(knowledge)?)?)
+    }
+
+    /// Saves the counters and the clock's last reading; call once, after the last write.
+    pub fn finish(mut self, last_hlc: Hlc) -> Result<()> {
+        self.state.last_hlc = self.state.last_hlc.max(last_hlc);
+        Ok(self.txn.put(&self.keys.state(), &encode(&self.state)?)?)
+    }
+}
+
+/// A database's counters (all start at 1 except positions and changes, at 0).
+pub fn load_state(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<SyncState> {
+    match txn.get(&keys.state())? {
+        Some(bytes) => decode(&bytes, "sync state"),
+        None => Ok(SyncState {
+            next_generation: 1,
+            ..SyncState::default()
+        }),
+    }
+}
+
+/// A database's stored knowledge (empty if it never synced).
+pub fn load_knowledge(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<Knowledge> {
+    match txn.get(&keys.knowledge())? {
+        Some(bytes) => decode(&bytes, "knowledge"),
+        None => Ok(Knowledge::new()),
+    }
+}

@@ -1,0 +1,144 @@
+//! The initiator side of a sync session with one peer for one database (reference §2.4),
+//! without Cap'n Proto: builds the request from this node's knowledge, checks every page the
+//! responder pushes (records only under the scopes asked for, knowledge only for them, no
+//! claim on this node's own generations beyond what it has made), and applies each page in one
+//! commit.
+//! A page that fails a check is refused whole: nothing of it is committed, the session ends
+//! with the error, and the next session starts from the knowledge last committed.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::identity::Fingerprint;
+use crate::names::DbName;
+use crate::node::Node;
+use crate::store::{Applied, LogRecord};
+use crate::sync::genvec::{DeviceId, Knowledge, Scope};
+use crate::sync::responder::DeltaRequest;
+
+/// One database's sync with one peer.
+pub struct Session {
+    node: Arc<Node>,
+    peer: Fingerprint,
+    responder: DeviceId,
+    db: DbName,
+    scopes: Vec<Scope>,
+}
+
+impl Session {
+    pub fn new(
+        node: Arc<Node>,
+        peer: Fingerprint,
+        responder: DeviceId,
+        db: DbName,
+        scopes: Vec<Scope>,
+    ) -> Session {
+        Session {
+            node,
+            peer,
+            responder,
+            db,
+            scopes,
+        }
+    }
+
+    /// The request for a live session: our knowledge for the shared scopes.
+    pub fn request(&self) -> Result<DeltaRequest> {
+        let store = self.node.store();
+        let own = store.state(&self.db)?.own_generation();
+        let knowledge = store
+            .knowledge(&self.db)?
+            .request_for(&self.scopes, store.device(), own);
+        Ok(DeltaRequest {
+            db: self.db.clone(),
+            initiator_device: store.device(),
+            knowledge,
+            live: true,
+        })
+    }
+
+    /// Checks and applies one pushed page.
+    pub async fn receive(
+        &self,
+        records: Vec<LogRecord>,
+        knowledge: Option<Knowledge>,
+    ) -> Result<Applied> {
+        self.check(&records, knowledge.as_ref())?;
+        let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
+        let ended_log = knowledge.is_some();
+        let applied = self
+            .node
+            .apply(self.db.clone(), self.responder, records, knowledge)
+            .await?;
+        self.node.peers().update_status(&self.peer, |status| {
+            status.records_received += applied.records;
+            status.bytes_received += bytes as u64;
+            if ended_log {
+                status.last_success_nanos = now_nanos();
+            }
+        });
+        Ok(applied)
+    }
+
+    fn check(&self, records: &[LogRecord], knowledge: Option<&Knowledge>) -> Result<()> {
+        let me = self.node.store().device();
+        for record in records {
+            if !self
+                .scopes
+                .iter()
+                .any(|scope| scope.covers(&record.table, &record.row))
+            {
+                return Err(Error::invalid(format!(
+                    "record for {}:{} is outside the scopes asked for",
+                    record.table, record.row
+                )));
+            }
+            if record.device() == me {
+                return Err(Error::invalid(
+                    "the responder sent back a record this node made",
+                ));
+            }
+        }
+        if let Some(knowledge) = knowledge {
+            self.check_knowledge(knowledge, me)?;
+        }
+        Ok(())
+    }
+
+    /// The responder's knowledge must stay inside the scopes asked for and must not claim more
+    /// of this node's own generations than it has made. (It need not cover every record sent:
+    /// a responder relays records from pages it received without knowledge yet.)
+    fn check_knowledge(&self, knowledge: &Knowledge, me: DeviceId) -> Result<()> {
+        let own = self.node.store().state(&self.db)?.own_generation();
+        for (scope, vector) in knowledge.iter() {
+            if !self.scopes.iter().any(|asked| asked.contains(scope)) {
+                return Err(Error::invalid(format!(
+                    "knowledge for scope {scope}, which was not asked for"
+                )));
+            }
+            if vector.get(me) > own {
+                return Err(Error::invalid(format!(
+                    "knowledge claims generation {} of this node, which has made {own}",
+                    vector.get(me)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failure in the peer's status.
+    pub fn fail(&self, error: &str) {
+        self.node.peers().update_status(&self.peer, |status| {
+            status.last_error = Some(error.to_owned())
+        });
+    }
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
+        })
+}
