@@ -16,6 +16,7 @@
 //!
 //! [sync]
 //! peer_listen = "127.0.0.1:7701"    # TLS peer listener; absent = accept no peers
+//! redial_max_ms = 5000              # cap of the exponential backoff between dials
 //!
 //! [[sync.peers]]                    # a peer to sync with (and to accept)
 //! address = "127.0.0.1:7801"
@@ -57,12 +58,25 @@ pub struct Config {
 }
 
 /// The `[sync]` table.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncSection {
     /// Where the TLS peer listener binds (port 0 picks one); None: no peer listener.
     pub peer_listen: Option<String>,
+    /// Longest pause between dials of an unreachable peer, in milliseconds (the pause starts
+    /// at 50 ms and doubles).
+    pub redial_max_ms: u64,
     pub peers: Vec<DeclaredPeer>,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            peer_listen: None,
+            redial_max_ms: 5000,
+            peers: Vec::new(),
+        }
+    }
 }
 
 /// One `[[sync.peers]]` entry.
@@ -146,6 +160,12 @@ impl Config {
                 "log_level: unknown level {:?}; use one of {}",
                 self.log_level,
                 LOG_LEVELS.join(", ")
+            );
+        }
+        if self.sync.redial_max_ms < 50 {
+            bail!(
+                "sync.redial_max_ms: {} is too small (at least 50)",
+                self.sync.redial_max_ms
             );
         }
         if self.data_dir.as_os_str().is_empty() {

@@ -52,6 +52,8 @@ pub struct EmbeddedOptions {
     pub peer_listen: Option<String>,
     /// A data directory to use (and keep); None: a temporary one removed on drop.
     pub data_dir: Option<PathBuf>,
+    /// Longest pause between dials of an unreachable peer (tests that cut links use less).
+    pub redial_max: std::time::Duration,
 }
 
 impl EmbeddedOptions {
@@ -62,6 +64,7 @@ impl EmbeddedOptions {
             network: Network::Tcp,
             peer_listen: None,
             data_dir: None,
+            redial_max: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -116,6 +119,11 @@ impl EmbeddedServer {
             EmbeddedStorage::Lmdb => "lmdb".into(),
         };
         config.sync.peer_listen = options.peer_listen;
+        config.sync.redial_max_ms = options
+            .redial_max
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
         config.validate()?;
         let node = Arc::new(Node::open_with(&config, options.network)?);
         let token = node.token().as_str().to_owned();

@@ -10,6 +10,7 @@ mod peers;
 use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::task::TaskTracker;
@@ -38,6 +39,7 @@ pub struct Node {
     peers: PeerRegistry,
     network: Network,
     peer_address: OnceLock<String>,
+    redial_max: Duration,
     _data_dir_lock: File,
 }
 
@@ -66,6 +68,7 @@ impl Node {
             peers: PeerRegistry::default(),
             network,
             peer_address: OnceLock::new(),
+            redial_max: Duration::from_millis(config.sync.redial_max_ms),
             _data_dir_lock: data_dir_lock,
         };
         node.load_peers(config)?;
@@ -90,6 +93,11 @@ impl Node {
     /// Records the address the peer listener bound (once).
     pub fn set_peer_address(&self, address: String) {
         let _ = self.peer_address.set(address);
+    }
+
+    /// The longest pause between dials of an unreachable peer.
+    pub fn redial_max(&self) -> Duration {
+        self.redial_max
     }
 
     /// The peer listener's address, or "" if the node has none.
@@ -178,7 +186,14 @@ impl Node {
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
         let store = self.store.clone();
-        let handle = self.writes.spawn_blocking(move || write(&store));
+        let commits = self.commits.clone();
+        let handle = self.writes.spawn_blocking(move || {
+            let result = write(&store);
+            if result.is_ok() {
+                commits.send_modify(|count| *count += 1);
+            }
+            result
+        });
         match handle.await {
             Ok(result) => result,
             Err(join_error) => Err(Error::Internal(format!(

@@ -7,6 +7,7 @@ use super::Node;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
+use crate::names::DbName;
 use crate::store::{decode_record, encode_record, peer_key, peer_prefix};
 use crate::sync::peers::{PeerConfig, parse_scope};
 
@@ -24,10 +25,22 @@ impl Node {
                 PeerConfig::new(&declared.address, fingerprint, &declared.database, scopes)
                     .with_context(|| format!("sync.peers entry for {}", declared.address))?;
             peer.from_config = true;
+            self.create_databases_of(&peer)?;
             self.peers.add(peer);
         }
         for peer in self.stored_peers()? {
             self.peers.add(peer);
+        }
+        Ok(())
+    }
+
+    /// Creates the databases a peer shares, so they can be served before any app opens them.
+    fn create_databases_of(&self, peer: &PeerConfig) -> Result<()> {
+        for db in peer.databases.keys() {
+            let db = DbName::parse(db)?;
+            if !self.store().has_database(&db)? {
+                self.store().create_database(&db)?;
+            }
         }
         Ok(())
     }
@@ -52,6 +65,9 @@ impl Node {
     pub async fn add_peer(&self, peer: PeerConfig) -> Result<()> {
         if peer.fingerprint == *self.identity.fingerprint() {
             return Err(Error::invalid("a node cannot be its own peer"));
+        }
+        for db in peer.databases.keys() {
+            self.open_database(&DbName::parse(db)?).await?;
         }
         let mut merged = self.peers.add(peer);
         merged.from_config = false;

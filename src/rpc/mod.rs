@@ -34,3 +34,37 @@ pub fn reader_options() -> capnp::message::ReaderOptions {
         .nesting_limit(MAX_NESTING);
     options
 }
+
+/// Runs an RPC system until its peer hangs up or `cancel` fires. On cancel it disconnects
+/// cleanly (for at most a second): dropping a live `RpcSystem` instead would leave
+/// capnp-rpc's internal reference cycles, and so the capabilities it served, alive.
+pub async fn run_until_cancelled(
+    rpc_system: capnp_rpc::RpcSystem<capnp_rpc::rpc_twoparty_capnp::Side>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> capnp::Result<()> {
+    let disconnector = rpc_system.get_disconnector();
+    let mut rpc_system = Box::pin(rpc_system);
+    tokio::select! {
+        ended = &mut rpc_system => ended,
+        () = cancel.cancelled() => {
+            disconnect(disconnector, rpc_system).await;
+            Ok(())
+        }
+    }
+}
+
+/// Shuts a connection down cleanly: drives it until our side's shutdown is written (the
+/// disconnector resolves) or it ends, giving up after a second. It does not wait for the
+/// other side to hang up.
+pub async fn disconnect<F>(
+    disconnector: capnp_rpc::Disconnector<capnp_rpc::rpc_twoparty_capnp::Side>,
+    connection: F,
+) where
+    F: std::future::Future,
+{
+    tokio::select! {
+        _ = disconnector => {}
+        _ = connection => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+    }
+}

@@ -16,10 +16,10 @@ use crate::names::DbName;
 use crate::node::Node;
 use crate::rpc::client::error_message;
 use crate::rpc::peer::{DeltaSinkImpl, SyncImpl};
-use crate::rpc::reader_options;
 use crate::rpc::tls::{TlsAcceptor, TlsConnector};
 use crate::rpc::transport::BoxIo;
 use crate::rpc::wire;
+use crate::rpc::{disconnect, reader_options, run_until_cancelled};
 use crate::schema::sync_capnp::{delta_sink, sync};
 use crate::sync::genvec::{DeviceId, Scope};
 use crate::sync::initiator::Session;
@@ -27,9 +27,9 @@ use crate::sync::peers::PeerConfig;
 
 /// How long a TCP connect plus TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// First and largest pause between dials of an unreachable peer.
+/// First pause between dials of an unreachable peer (it doubles up to the node's
+/// `redial_max`).
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Serves one incoming peer connection until it closes or the node stops.
 pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
@@ -50,9 +50,8 @@ pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
         rpc_twoparty_capnp::Side::Server,
         Some(sync.client),
     );
-    tokio::select! {
-        _ = rpc_system => {}
-        () = cancel.cancelled() => {}
+    if let Err(error) = run_until_cancelled(rpc_system, &cancel).await {
+        tracing::debug!(%error, "peer connection ended");
     }
 }
 
@@ -80,10 +79,10 @@ where
 pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: CancellationToken) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let outcome = tokio::select! {
-            outcome = run_link(&node, &peer) => outcome,
-            () = cancel.cancelled() => break,
-        };
+        let outcome = run_link(&node, &peer, &cancel).await;
+        if cancel.is_cancelled() {
+            break;
+        }
         node.peers()
             .update_status(&peer.fingerprint, |status| status.connected = false);
         match outcome {
@@ -99,7 +98,7 @@ pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: Cancellation
                 backoff = if was_connected {
                     BACKOFF_MIN
                 } else {
-                    (backoff * 2).min(BACKOFF_MAX)
+                    (backoff * 2).min(node.redial_max())
                 };
             }
         }
@@ -127,7 +126,11 @@ fn conn_fail(error: impl std::fmt::Display) -> LinkError {
 
 /// One connection's life: dial, authenticate, open a live session per shared database, and
 /// return when any of them (or the connection) ends.
-async fn run_link(node: &Arc<Node>, peer: &PeerConfig) -> Result<(), LinkError> {
+async fn run_link(
+    node: &Arc<Node>,
+    peer: &PeerConfig,
+    cancel: &CancellationToken,
+) -> Result<(), LinkError> {
     let dial = async {
         let io = node
             .network()
@@ -138,8 +141,11 @@ async fn run_link(node: &Arc<Node>, peer: &PeerConfig) -> Result<(), LinkError> 
             .connect(io, &peer.fingerprint)
             .await
     };
-    let link = tokio::time::timeout(CONNECT_TIMEOUT, dial)
-        .await
+    let link = tokio::select! {
+        link = tokio::time::timeout(CONNECT_TIMEOUT, dial) => link,
+        () = cancel.cancelled() => return Ok(()),
+    };
+    let link = link
         .map_err(|_| {
             conn_fail(format!(
                 "no connection to {} within {CONNECT_TIMEOUT:?}",
@@ -149,8 +155,26 @@ async fn run_link(node: &Arc<Node>, peer: &PeerConfig) -> Result<(), LinkError> 
         .map_err(|e| conn_fail(format!("{e:#}")))?;
     let mut rpc_system = rpc_system(link.stream, rpc_twoparty_capnp::Side::Client, None);
     let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
-    let connection = tokio::task::spawn_local(rpc_system);
-    let responder = device_of(&remote).await.map_err(conn_fail)?;
+    let disconnector = rpc_system.get_disconnector();
+    let mut connection = Box::pin(rpc_system);
+    let outcome = tokio::select! {
+        outcome = sync_over(node, peer, &remote) => outcome,
+        ended = &mut connection => Err(conn_fail(format!("connection closed: {}", ended.err().map(|e| e.extra).unwrap_or_default()))),
+        () = cancel.cancelled() => Ok(()),
+    };
+    drop(remote);
+    disconnect(disconnector, connection).await;
+    outcome
+}
+
+/// Learns the responder's device, then runs one live session per shared database until one
+/// ends.
+async fn sync_over(
+    node: &Arc<Node>,
+    peer: &PeerConfig,
+    remote: &sync::Client,
+) -> Result<(), LinkError> {
+    let responder = device_of(remote).await.map_err(conn_fail)?;
     node.peers().update_status(&peer.fingerprint, |status| {
         status.connected = true;
         status.last_error = None;
@@ -158,17 +182,8 @@ async fn run_link(node: &Arc<Node>, peer: &PeerConfig) -> Result<(), LinkError> 
     let mut sessions = Vec::new();
     for (db, scopes) in &peer.databases {
         let session = open_session(node, peer, responder, db, scopes).map_err(conn_fail)?;
-        sessions.push(live_session(&remote, session).boxed_local());
+        sessions.push(live_session(remote, session).boxed_local());
     }
-    sessions.push(
-        async move {
-            connection
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.extra)
-        }
-        .boxed_local(),
-    );
     let (ended, _, _) = select_all(sessions).await;
     Err(LinkError {
         message: match ended {

@@ -20,8 +20,8 @@ use crate::identity::Fingerprint;
 use crate::node::Node;
 use crate::rpc::gate::GateImpl;
 use crate::rpc::peer_link::{keep_linked, serve_peer};
-use crate::rpc::reader_options;
 use crate::rpc::transport::PeerListener;
+use crate::rpc::{reader_options, run_until_cancelled};
 use crate::schema::service_capnp::gate;
 use crate::sync::peers::PeerConfig;
 
@@ -172,12 +172,7 @@ async fn serve_app(stream: TcpStream, node: Arc<Node>, cancel: CancellationToken
     );
     let gate: gate::Client = capnp_rpc::new_client(GateImpl::new(node));
     let rpc_system = RpcSystem::new(Box::new(network), Some(gate.client));
-    tokio::select! {
-        result = rpc_system => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "app connection ended");
-            }
-        }
-        () = cancel.cancelled() => {}
+    if let Err(error) = run_until_cancelled(rpc_system, &cancel).await {
+        tracing::debug!(%error, "app connection ended");
     }
 }

@@ -21,31 +21,54 @@ fn table() -> TableName {
 }
 
 fn put(key: &str, value: &[u8]) -> Mutation {
-    Mutation::Put { table: table(), key: RowKey::parse(key).unwrap(), value: value.to_vec() }
+    Mutation::Put {
+        table: table(),
+        key: RowKey::parse(key).unwrap(),
+        value: value.to_vec(),
+    }
 }
 
 fn delete(key: &str) -> Mutation {
-    Mutation::Delete { table: table(), key: RowKey::parse(key).unwrap() }
+    Mutation::Delete {
+        table: table(),
+        key: RowKey::parse(key).unwrap(),
+    }
 }
 
 fn get(store: &Store, key: &str) -> Option<Vec<u8>> {
-    store.get(&db(), &table(), &RowKey::parse(key).unwrap()).unwrap()
+    store
+        .get(&db(), &table(), &RowKey::parse(key).unwrap())
+        .unwrap()
 }
 
-const ALL: PageLimit = PageLimit { rows: usize::MAX, bytes: usize::MAX };
+const ALL: PageLimit = PageLimit {
+    rows: usize::MAX,
+    bytes: usize::MAX,
+};
 
 /// Pulls everything `from` has for scope `t` into `to`, as one session would.
 fn pull(to: &Store, from: &Store) -> Applied {
     let scopes = [Scope::new("t", "")];
     let own = to.state(&db()).unwrap().own_generation();
-    let knowledge = to.knowledge(&db()).unwrap().request_for(&scopes, to.device(), own);
+    let knowledge = to
+        .knowledge(&db())
+        .unwrap()
+        .request_for(&scopes, to.device(), own);
     let mut position = from.start_position(&db(), to.device(), &knowledge).unwrap();
     let mut total = Applied::default();
     loop {
-        let request = PageRequest { initiator: to.device(), knowledge: &knowledge, position, max_records: 3, max_bytes: usize::MAX };
+        let request = PageRequest {
+            initiator: to.device(),
+            knowledge: &knowledge,
+            position,
+            max_records: 3,
+            max_bytes: usize::MAX,
+        };
         let page = from.read_page(&db(), &request).unwrap();
         position = page.next_position;
-        let applied = to.apply(&db(), from.device(), &page.records, page.knowledge.as_ref()).unwrap();
+        let applied = to
+            .apply(&db(), from.device(), &page.records, page.knowledge.as_ref())
+            .unwrap();
         total.records += applied.records;
         total.duplicates += applied.duplicates;
         total.conflicts += applied.conflicts;
@@ -61,10 +84,17 @@ fn commits_report_which_rows_existed_and_deletes_leave_no_row() {
     assert_eq!(store.commit(&db(), &[put("k", b"1")]).unwrap(), [false]);
     assert_eq!(store.commit(&db(), &[put("k", b"2")]).unwrap(), [true]);
     assert_eq!(get(&store, "k").as_deref(), Some(&b"2"[..]));
-    assert_eq!(store.commit(&db(), &[delete("k"), delete("k")]).unwrap(), [true, false]);
+    assert_eq!(
+        store.commit(&db(), &[delete("k"), delete("k")]).unwrap(),
+        [true, false]
+    );
     assert_eq!(get(&store, "k"), None);
     assert_eq!(store.commit(&db(), &[delete("never")]).unwrap(), [false]);
-    assert_eq!(store.state(&db()).unwrap().own_generation(), 3, "a delete of nothing logs nothing");
+    assert_eq!(
+        store.state(&db()).unwrap().own_generation(),
+        3,
+        "a delete of nothing logs nothing"
+    );
 }
 
 #[test]
@@ -74,26 +104,45 @@ fn scans_page_in_key_order_and_skip_deleted_rows() {
     store.commit(&db(), &rows).unwrap();
     store.commit(&db(), &[delete("k3")]).unwrap();
     let prefix = KeyPrefix::parse("k").unwrap();
-    let limit = PageLimit { rows: 4, bytes: usize::MAX };
+    let limit = PageLimit {
+        rows: 4,
+        bytes: usize::MAX,
+    };
     let (mut seen, mut after) = (Vec::new(), None::<String>);
     loop {
-        let page = store.scan_page(&db(), &table(), &prefix, after.as_deref(), limit).unwrap();
+        let page = store
+            .scan_page(&db(), &table(), &prefix, after.as_deref(), limit)
+            .unwrap();
         let Some(last) = page.last() else { break };
         after = Some(last.key.clone());
         seen.extend(page.into_iter().map(|row| row.key));
     }
-    let expected: Vec<_> = (0..10).filter(|i| *i != 3).map(|i| format!("k{i}")).collect();
+    let expected: Vec<_> = (0..10)
+        .filter(|i| *i != 3)
+        .map(|i| format!("k{i}"))
+        .collect();
     assert_eq!(seen, expected);
-    assert_eq!(store.scan_page(&db(), &table(), &KeyPrefix::parse("z").unwrap(), None, ALL).unwrap(), []);
+    assert_eq!(
+        store
+            .scan_page(&db(), &table(), &KeyPrefix::parse("z").unwrap(), None, ALL)
+            .unwrap(),
+        []
+    );
 }
 
 #[test]
 fn databases_are_listed_in_name_order() {
     let store = store();
     for name in ["zeta", "alpha"] {
-        store.create_database(&DbName::parse(name).unwrap()).unwrap();
+        store
+            .create_database(&DbName::parse(name).unwrap())
+            .unwrap();
     }
-    assert!(store.has_database(&DbName::parse("alpha").unwrap()).unwrap());
+    assert!(
+        store
+            .has_database(&DbName::parse("alpha").unwrap())
+            .unwrap()
+    );
     assert_eq!(store.list_databases().unwrap(), ["alpha", "zeta"]);
 }
 
@@ -107,8 +156,16 @@ fn records_flow_one_way_and_a_second_pull_sends_nothing() {
     assert_eq!(get(&b, "y"), None);
     assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
     let again = pull(&b, &a);
-    assert_eq!((again.records, again.duplicates), (0, 0), "knowledge stops a resend");
-    assert_eq!(pull(&a, &b).records, 0, "a node's own records never come back");
+    assert_eq!(
+        (again.records, again.duplicates),
+        (0, 0),
+        "knowledge stops a resend"
+    );
+    assert_eq!(
+        pull(&a, &b).records,
+        0,
+        "a node's own records never come back"
+    );
 }
 
 #[test]
@@ -116,11 +173,27 @@ fn applying_a_page_twice_changes_nothing() {
     let (a, b) = (store(), store());
     a.commit(&db(), &[put("x", b"1")]).unwrap();
     let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
-    let request = PageRequest { initiator: b.device(), knowledge: &knowledge, position: 0, max_records: 10, max_bytes: usize::MAX };
+    let request = PageRequest {
+        initiator: b.device(),
+        knowledge: &knowledge,
+        position: 0,
+        max_records: 10,
+        max_bytes: usize::MAX,
+    };
     let page = a.read_page(&db(), &request).unwrap();
-    assert_eq!(b.apply(&db(), a.device(), &page.records, None).unwrap().records, 1);
+    assert_eq!(
+        b.apply(&db(), a.device(), &page.records, None)
+            .unwrap()
+            .records,
+        1
+    );
     let before = b.digest(&db()).unwrap();
-    assert_eq!(b.apply(&db(), a.device(), &page.records, None).unwrap().duplicates, 1);
+    assert_eq!(
+        b.apply(&db(), a.device(), &page.records, None)
+            .unwrap()
+            .duplicates,
+        1
+    );
     assert_eq!(b.digest(&db()).unwrap(), before);
 }
 
@@ -130,12 +203,20 @@ fn concurrent_writes_converge_on_the_later_one_and_the_loser_stays_in_the_dag() 
     a.commit(&db(), &[put("k", b"from a")]).unwrap();
     b.commit(&db(), &[put("k", b"from b")]).unwrap();
     assert_eq!(pull(&a, &b).conflicts, 1);
-    assert_eq!(get(&a, "k").as_deref(), Some(&b"from b"[..]), "b wrote last");
+    assert_eq!(
+        get(&a, "k").as_deref(),
+        Some(&b"from b"[..]),
+        "b wrote last"
+    );
     pull(&b, &a);
     assert_eq!(get(&b, "k").as_deref(), Some(&b"from b"[..]));
     assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
     let loser = a.state(&db()).unwrap();
-    assert_eq!(loser.own_generation(), 2, "a logged its write and the link that resolved it");
+    assert_eq!(
+        loser.own_generation(),
+        2,
+        "a logged its write and the link that resolved it"
+    );
 }
 
 #[test]
@@ -145,5 +226,9 @@ fn a_record_relays_through_a_middle_node() {
     pull(&b, &a);
     assert_eq!(pull(&c, &b).records, 1);
     assert_eq!(get(&c, "k").as_deref(), Some(&b"v"[..]));
-    assert_eq!(pull(&b, &c).records, 0, "c does not send b what came from b");
+    assert_eq!(
+        pull(&b, &c).records,
+        0,
+        "c does not send b what came from b"
+    );
 }
