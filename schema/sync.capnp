@@ -60,7 +60,9 @@ interface Sync {
 }
 
 interface DeltaSink {
-  push @0 (batch :List(T.DeltaResp)) -> stream;
+  push @0 (batch :List(T.DeltaResp), remaining :UInt64) -> stream;
+  # `remaining`: log entries the responder has not yet examined for this initiator after this
+  # batch (0 once caught up); the initiator shows it as records pending in.
 }
 
 interface ByteSink {

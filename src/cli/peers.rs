@@ -150,9 +150,10 @@ fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
         println!("  last caught up: never");
     }
     println!(
-        "  received: {} records, {} bytes",
+        "  received: {} records, {} bytes; pending in: {} log entries",
         peer.get_records_received(),
-        peer.get_bytes_received()
+        peer.get_bytes_received(),
+        peer.get_records_pending_in()
     );
     println!(
         "  sent: {} records, {} bytes; pending out: {} log entries",

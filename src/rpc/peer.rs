@@ -171,6 +171,7 @@ impl PageSink for CapnpPageSink {
                 0,
                 None,
             );
+        request.get().set_remaining(page.remaining);
         let count = page.records.len() + usize::from(page.knowledge.is_some());
         let mut batch = request.get().init_batch(count as u32);
         for (i, record) in page.records.iter().enumerate() {
@@ -211,8 +212,10 @@ impl delta_sink::Server for DeltaSinkImpl {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
         let _in_order = self.order.lock().await;
         let outcome = async {
-            let (records, knowledge) = decode_page(params.get()?.get_batch()?)?;
-            self.session.receive(records, knowledge).await?;
+            let params = params.get()?;
+            let (records, knowledge) = decode_page(params.get_batch()?)?;
+            let remaining = params.get_remaining();
+            self.session.receive(records, knowledge, remaining).await?;
             Ok::<_, capnp::Error>(())
         }
         .await;

@@ -39,6 +39,8 @@ pub struct Page {
     pub next_position: u64,
     /// This node's knowledge for the initiator's scopes, when the page reached the log's end.
     pub knowledge: Option<Knowledge>,
+    /// Log entries after this page, not yet examined for the initiator.
+    pub remaining: u64,
 }
 
 /// Reads the next page of records the initiator lacks.
@@ -80,6 +82,7 @@ pub fn read_page(
     if let Some(error) = failure {
         return Err(error);
     }
+    page.remaining = state.next_position.saturating_sub(page.next_position);
     if page.next_position >= state.next_position {
         let scopes: Vec<_> = request
             .knowledge

@@ -58,10 +58,13 @@ impl Session {
     }
 
     /// Checks and applies one pushed page.
+    /// Checks and applies one pushed page; `remaining` is what the responder still has to
+    /// examine for us after it.
     pub async fn receive(
         &self,
         records: Vec<LogRecord>,
         knowledge: Option<Knowledge>,
+        remaining: u64,
     ) -> Result<Applied> {
         self.check(&records, knowledge.as_ref())?;
         let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
@@ -73,6 +76,7 @@ impl Session {
         self.node.peers().update_status(&self.peer, |status| {
             status.records_received += applied.records;
             status.bytes_received += bytes as u64;
+            status.pending_in = remaining;
             if ended_log {
                 status.last_success_nanos = now_nanos();
             }

@@ -89,6 +89,8 @@ pub struct PeerStatus {
     pub bytes_sent: u64,
     /// Log entries our live responder has not examined yet for this peer.
     pub pending_out: u64,
+    /// Log entries the peer had not examined yet for us, as of its last push.
+    pub pending_in: u64,
 }
 
 struct Entry {
