@@ -104,7 +104,8 @@ interface Database {
   # call open. With `initialState`, the current rows come first (marked `initial`). Every
   # change carries a resume marker: pass the last one received to a new watch to go on
   # exactly after it (an empty marker means "from now"). A marker from another database or a
-  # damaged one fails with `InvalidArgument:`.
+  # damaged one fails with `InvalidArgument:`. A row committed while the initial state is
+  # being read may arrive twice: once as initial state and once as a change.
 }
 
 interface WatchSink {

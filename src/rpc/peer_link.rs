@@ -91,7 +91,11 @@ pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: Cancellation
                 message,
                 was_connected,
             }) => {
-                tracing::debug!(peer = %peer.fingerprint, "{message}");
+                if was_connected || backoff == BACKOFF_MIN {
+                    tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{message}");
+                } else {
+                    tracing::debug!(peer = %peer.fingerprint, "{message}");
+                }
                 node.peers().update_status(&peer.fingerprint, |status| {
                     status.last_error = Some(message)
                 });

@@ -87,15 +87,20 @@ impl Responder {
     }
 
     /// Streams the pages until caught up (or, live, until the sink fails or the node stops).
+    /// Every page is sent under a fresh authorisation, so removing the peer (or narrowing
+    /// what it shares) ends a live stream at once with `NoAccess:`.
     pub async fn run(&self, request: &DeltaRequest, sink: &mut impl PageSink) -> Result<()> {
         self.authorize(request)?;
         let store = self.node.store();
         let mut position =
             store.start_position(&request.db, request.initiator_device, &request.knowledge)?;
         let mut commits = self.node.subscribe();
+        let mut peers = self.node.peers().subscribe();
         let mut last_knowledge: Option<Knowledge> = None;
         loop {
             commits.borrow_and_update();
+            peers.borrow_and_update();
+            self.authorize(request)?;
             let page = store.read_page(
                 &request.db,
                 &PageRequest {
@@ -120,7 +125,14 @@ impl Responder {
                 continue;
             }
             self.record_pending(&request.db, position);
-            if !request.live || commits.changed().await.is_err() {
+            if !request.live {
+                return Ok(());
+            }
+            let woken = tokio::select! {
+                woken = commits.changed() => woken,
+                woken = peers.changed() => woken,
+            };
+            if woken.is_err() {
                 return Ok(());
             }
         }

@@ -1,0 +1,349 @@
+//! Sync through the `syncbase` binary as a user runs it: `serve --peer-listen` processes, `id`,
+//! `peer add | list | remove`, `status` and `watch` against them, rows written on one node
+//! read on the other, a removed peer no longer synced, an unreachable peer reported as
+//! `ConnFail`, an untrusted node refused, and bad `peer add` input that must end with one
+//! clear error line and a non-zero exit.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_syncbase");
+
+/// A `syncbase serve --peer-listen` child process, killed when dropped.
+struct Served {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start() -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
+            .args(["--peer-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("syncbase serve starts");
+        let served = Served { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !served.path().join("node.addr").exists() {
+            assert!(Instant::now() < deadline, "the node never wrote node.addr");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        served
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs a client verb (`args[0]`, or `peer args[1]`) against this node.
+    fn client(&self, args: &[&str]) -> Output {
+        let verb = if args[0] == "peer" { 2 } else { 1 };
+        Command::new(BIN)
+            .args(&args[..verb])
+            .arg("--data-dir")
+            .arg(self.path())
+            .args(&args[verb..])
+            .output()
+            .expect("client runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        stdout(&self.client(args))
+    }
+
+    /// The peer address recorded in `peer.addr`.
+    fn peer_addr(&self) -> String {
+        std::fs::read_to_string(self.path().join("peer.addr"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// The fingerprint `syncbase id` prints.
+    fn fingerprint(&self) -> String {
+        let id = self.ok(&["id"]);
+        id.lines()
+            .find_map(|line| line.strip_prefix("fingerprint "))
+            .expect("id prints a fingerprint")
+            .to_owned()
+    }
+
+    /// `syncbase peer add` of `other`, sharing table "t" of database "db".
+    fn add_peer(&self, other: &Served) {
+        let output = self.ok(&[
+            "peer",
+            "add",
+            &other.peer_addr(),
+            &other.fingerprint(),
+            "db",
+            "t",
+        ]);
+        assert!(output.starts_with("added peer "), "{output}");
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let output = self.client(&["get", "db", "t", key]);
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8(output.stdout).unwrap())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "should have failed");
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one error line expected: {stderr}"
+    );
+    stderr
+}
+
+/// Polls `check` until it holds, failing after `limit`.
+fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+const SYNC_LIMIT: Duration = Duration::from_secs(10);
+
+/// Two nodes that sync table "t" of "db" both ways.
+fn linked_pair() -> (Served, Served) {
+    let (a, b) = (Served::start(), Served::start());
+    a.add_peer(&b);
+    b.add_peer(&a);
+    (a, b)
+}
+
+/// A loopback address where nothing listens.
+fn unused_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn id_prints_the_fingerprint_and_peer_address() {
+    let node = Served::start();
+    let id = node.ok(&["id"]);
+    let lines: Vec<&str> = id.lines().collect();
+    assert_eq!(lines.len(), 3, "{id}");
+    let fingerprint = lines[0].strip_prefix("fingerprint ").expect(&id);
+    assert_eq!(fingerprint.len(), 64, "{id}");
+    assert!(
+        fingerprint
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "{id}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("peer-address {}", node.peer_addr()),
+        "{id}"
+    );
+    assert!(node.peer_addr().starts_with("127.0.0.1:"));
+    assert!(lines[2].starts_with("device-id "), "{id}");
+    assert_eq!(node.fingerprint(), fingerprint, "stable across calls");
+    assert_eq!(
+        node.ok(&["peer", "list"]),
+        "no peers (add one with `syncbase peer add`)\n"
+    );
+}
+
+#[test]
+fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
+    let (a, b) = linked_pair();
+    let (a_fp, b_fp) = (a.fingerprint(), b.fingerprint());
+    a.ok(&["put", "db", "t", "k", "from a"]);
+    eventually("a's put on b", SYNC_LIMIT, || {
+        b.get("k").as_deref() == Some("from a")
+    });
+    b.ok(&["put", "db", "t", "j", "from b"]);
+    eventually("b's put on a", SYNC_LIMIT, || {
+        a.get("j").as_deref() == Some("from b")
+    });
+    assert_eq!(a.ok(&["delete", "db", "t", "k"]), "deleted\n");
+    eventually("a's delete on b", SYNC_LIMIT, || b.get("k").is_none());
+    assert!(failure(&b.client(&["get", "db", "t", "k"])).contains("NoExist"));
+
+    let list = a.ok(&["peer", "list"]);
+    assert_eq!(
+        list,
+        format!("{b_fp} {}\n  database db: t/\n", b.peer_addr()),
+        "{list}"
+    );
+    assert!(b.ok(&["peer", "list"]).contains(&a_fp));
+    eventually("connected: yes on both", SYNC_LIMIT, || {
+        a.ok(&["status"]).contains("connected: yes") && b.ok(&["status"]).contains("connected: yes")
+    });
+    let status = a.ok(&["status"]);
+    assert!(status.contains(&b_fp), "{status}");
+    assert!(status.contains("received: "), "{status}");
+    assert!(!status.contains("last error"), "{status}");
+
+    // `watch` on b prints a's later write, marked as synced.
+    let mut watcher = Command::new(BIN)
+        .args(["watch", "--data-dir"])
+        .arg(b.path())
+        .args(["db", "t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch starts");
+    let (lines, receive) = mpsc::channel();
+    let out = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The watch starts from the changes after it is taken, so write until one shows.
+    let deadline = Instant::now() + SYNC_LIMIT;
+    let mut seen = None;
+    for round in 0.. {
+        assert!(Instant::now() < deadline, "watch printed nothing");
+        a.ok(&["put", "db", "t", &format!("w{round}"), "watched"]);
+        if let Ok(line) = receive.recv_timeout(Duration::from_millis(1000)) {
+            seen = Some(line);
+            break;
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let line = seen.unwrap();
+    assert!(
+        line.starts_with("put\tt\tw") && line.ends_with("\twatched (sync)"),
+        "{line:?}"
+    );
+}
+
+#[test]
+fn a_removed_peer_is_no_longer_listed_and_b_keeps_serving() {
+    let (a, b) = linked_pair();
+    let b_fp = b.fingerprint();
+    a.ok(&["put", "db", "t", "before", "synced"]);
+    eventually("a's put on b", SYNC_LIMIT, || b.get("before").is_some());
+
+    assert_eq!(a.ok(&["peer", "remove", &b_fp]), "removed\n");
+    assert_eq!(a.ok(&["peer", "remove", &b_fp]), "absent\n");
+    assert!(!a.ok(&["peer", "list"]).contains(&b_fp));
+    assert!(!a.ok(&["status"]).contains(&b_fp));
+
+    // Neither direction syncs any more: b's later write stays on b, and a's later write
+    // is not pushed to b over b's session that was open when b was removed.
+    b.ok(&["put", "db", "t", "local", "on b"]);
+    a.ok(&["put", "db", "t", "after", "not for b"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        b.get("after"),
+        None,
+        "a write made on a after removing b reached b"
+    );
+    assert_eq!(
+        a.get("local"),
+        None,
+        "b's write after the removal reached a"
+    );
+    // b still serves its apps.
+    assert_eq!(b.get("local").as_deref(), Some("on b"));
+    assert_eq!(b.get("before").as_deref(), Some("synced"));
+    a.ok(&["put", "db", "t", "a-local", "on a"]);
+    assert_eq!(a.get("a-local").as_deref(), Some("on a"));
+}
+
+#[test]
+fn an_unreachable_peer_shows_conn_fail_in_status() {
+    let node = Served::start();
+    let nobody = "ab".repeat(32);
+    node.ok(&["peer", "add", &unused_address(), &nobody, "db", "t/p"]);
+    eventually("last error: ConnFail", SYNC_LIMIT, || {
+        node.ok(&["status"]).contains("last error: ConnFail")
+    });
+    let status = node.ok(&["status"]);
+    assert!(status.contains(&nobody), "{status}");
+    assert!(status.contains("connected: no"), "{status}");
+    assert!(status.contains("database db: t/p"), "{status}");
+    // The node still serves its apps.
+    node.ok(&["put", "db", "t", "k", "v"]);
+    assert_eq!(node.get("k").as_deref(), Some("v"));
+}
+
+#[test]
+fn bad_peer_add_input_fails_with_one_clear_line() {
+    let node = Served::start();
+    let good = "cd".repeat(32);
+    let address = unused_address();
+    for fingerprint in ["not-hex", &"ab".repeat(31), &"zz".repeat(32)] {
+        let args = ["peer", "add", &address, fingerprint, "db", "t"];
+        let error = failure(&node.client(&args));
+        assert!(error.contains("fingerprint"), "{fingerprint:?}: {error}");
+    }
+    for scope in ["/x", "t/\u{7}"] {
+        let error = failure(&node.client(&["peer", "add", &address, &good, "db", scope]));
+        assert!(error.contains("scope"), "{scope:?}: {error}");
+    }
+    let error = failure(&node.client(&["peer", "add", &address, &good, "db"]));
+    assert!(error.contains("TABLE[/PREFIX]"), "no scope at all: {error}");
+    let error = failure(&node.client(&["peer", "add", &address, &good, "", "t"]));
+    assert!(error.contains("database"), "{error}");
+    assert_eq!(
+        node.ok(&["peer", "list"]),
+        "no peers (add one with `syncbase peer add`)\n",
+        "nothing was added"
+    );
+}
+
+#[test]
+fn a_node_the_other_does_not_know_is_refused_and_the_other_is_unaffected() {
+    let (a, b) = linked_pair();
+    let c = Served::start();
+    let c_fp = c.fingerprint();
+    c.add_peer(&a);
+    eventually("c's status shows a refusal", SYNC_LIMIT, || {
+        let status = c.ok(&["status"]);
+        status.contains("last error: ")
+            && (status.contains("NoAccess") || status.contains("refused"))
+    });
+    let status = c.ok(&["status"]);
+    assert!(status.contains("connected: no"), "{status}");
+
+    // a is unaffected: it does not list c, serves its apps, and still syncs with b.
+    assert!(!a.ok(&["peer", "list"]).contains(&c_fp));
+    a.ok(&["put", "db", "t", "still", "syncing"]);
+    assert_eq!(a.get("still").as_deref(), Some("syncing"));
+    eventually("a's put on b", SYNC_LIMIT, || b.get("still").is_some());
+    eventually("a connected to b", SYNC_LIMIT, || {
+        a.ok(&["status"]).contains("connected: yes")
+    });
+    assert_eq!(c.get("still"), None, "c got nothing from a");
+}

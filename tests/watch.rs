@@ -1,0 +1,549 @@
+//! `Database.watch` through the app API of embedded nodes, with a `WatchSink` written here:
+//! local puts and deletes in commit order, the initial state first, resuming after a closed
+//! watch with the last marker received (exactly the changes in between, none twice), bad
+//! markers and arguments refused with `InvalidArgument:`, changes synced from a linked node
+//! marked `fromSync`, and prefix filters.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
+use syncbase::rpc::client::error_message;
+use syncbase::rpc::transport::{MemoryNetwork, Network};
+use syncbase::schema::service_capnp::{database, service, table, watch_change, watch_sink};
+use syncbase::sync::genvec::Scope;
+use syncbase::sync::peers::PeerConfig;
+
+const DB: &str = "db";
+
+fn on_local<F: Future<Output = ()>>(body: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, body);
+}
+
+async fn start() -> EmbeddedServer {
+    EmbeddedServer::start(EmbeddedStorage::Memory)
+        .await
+        .expect("node starts")
+}
+
+// ---- App API helpers ----
+
+async fn database(service: &service::Client, name: &str) -> database::Client {
+    let mut request = service.database_request();
+    request.get().set_name(name);
+    request
+        .send()
+        .promise
+        .await
+        .unwrap()
+        .get()
+        .unwrap()
+        .get_db()
+        .unwrap()
+}
+
+async fn table(db: &database::Client, name: &str) -> table::Client {
+    let mut request = db.table_request();
+    request.get().set_name(name);
+    request
+        .send()
+        .promise
+        .await
+        .unwrap()
+        .get()
+        .unwrap()
+        .get_table()
+        .unwrap()
+}
+
+async fn put(table: &table::Client, key: &str, value: &str) {
+    let mut request = table.put_request();
+    request.get().set_key(key);
+    request.get().set_value(value.as_bytes());
+    request.send().promise.await.expect("put");
+}
+
+async fn delete(table: &table::Client, key: &str) {
+    let mut request = table.delete_request();
+    request.get().set_key(key);
+    request.send().promise.await.expect("delete");
+}
+
+// ---- The watcher ----
+
+/// One change as the sink got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Change {
+    table: String,
+    key: String,
+    /// None: a delete.
+    value: Option<String>,
+    from_sync: bool,
+    initial: bool,
+    marker: Vec<u8>,
+}
+
+impl Change {
+    /// (table, key, value) for comparing sequences.
+    fn what(&self) -> (String, String, Option<String>) {
+        (self.table.clone(), self.key.clone(), self.value.clone())
+    }
+}
+
+fn put_of(table: &str, key: &str, value: &str) -> (String, String, Option<String>) {
+    (table.into(), key.into(), Some(value.into()))
+}
+
+fn delete_of(table: &str, key: &str) -> (String, String, Option<String>) {
+    (table.into(), key.into(), None)
+}
+
+/// A sink that keeps what it is pushed.
+#[derive(Default)]
+struct Collect(RefCell<Vec<Change>>);
+
+impl watch_sink::Server for Collect {
+    async fn push(self: Rc<Self>, params: watch_sink::PushParams) -> capnp::Result<()> {
+        for change in params.get()?.get_changes()? {
+            let value = match change.which()? {
+                watch_change::Put(value) => Some(String::from_utf8(value?.to_vec()).unwrap()),
+                watch_change::Delete(()) => None,
+            };
+            self.0.borrow_mut().push(Change {
+                table: change.get_table()?.to_string()?,
+                key: change.get_key()?.to_string()?,
+                value,
+                from_sync: change.get_from_sync(),
+                initial: change.get_initial(),
+                marker: change.get_resume_marker()?.to_vec(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A running watch call.
+struct Watch {
+    seen: Rc<Collect>,
+    /// The call's outcome once it ended (it shouldn't while the test watches).
+    ended: Rc<RefCell<Option<Result<(), String>>>>,
+}
+
+impl Watch {
+    fn changes(&self) -> Vec<Change> {
+        self.seen.0.borrow().clone()
+    }
+
+    fn whats(&self) -> Vec<(String, String, Option<String>)> {
+        self.changes().iter().map(Change::what).collect()
+    }
+
+    fn clear(&self) {
+        self.seen.0.borrow_mut().clear();
+    }
+
+    /// Waits until at least `count` changes arrived.
+    async fn until(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.seen.0.borrow().len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {count} changes; got {:?}; call ended: {:?}",
+                self.whats(),
+                self.ended.borrow()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits a little and checks nothing more arrived than `count` changes.
+    async fn settles_at(&self, count: usize) {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(self.changes().len(), count, "{:?}", self.whats());
+    }
+}
+
+fn watch_request(
+    db: &database::Client,
+    table: &str,
+    prefix: &str,
+    initial: bool,
+    marker: &[u8],
+    sink: watch_sink::Client,
+) -> capnp::capability::RemotePromise<database::watch_results::Owned> {
+    let mut request = db.watch_request();
+    request.get().set_table(table);
+    request.get().set_prefix(prefix);
+    request.get().set_initial_state(initial);
+    request.get().set_resume_marker(marker);
+    request.get().set_sink(sink);
+    request.send()
+}
+
+/// Starts a watch; the call runs in a local task.
+fn watch(db: &database::Client, table: &str, prefix: &str, initial: bool, marker: &[u8]) -> Watch {
+    let seen = Rc::new(Collect::default());
+    let sink: watch_sink::Client = capnp_rpc::new_client_from_rc(seen.clone());
+    let promise = watch_request(db, table, prefix, initial, marker, sink).promise;
+    let ended = Rc::new(RefCell::new(None));
+    let outcome = ended.clone();
+    tokio::task::spawn_local(async move {
+        let result = promise.await.map(drop).map_err(|e| e.extra);
+        *outcome.borrow_mut() = Some(result);
+    });
+    Watch { seen, ended }
+}
+
+/// The error a watch call fails with at once.
+async fn watch_error(db: &database::Client, table: &str, initial: bool, marker: &[u8]) -> String {
+    let sink: watch_sink::Client = capnp_rpc::new_client(Collect::default());
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        watch_request(db, table, "", initial, marker, sink).promise,
+    )
+    .await
+    .expect("a refused watch fails at once");
+    let Err(error) = outcome else {
+        panic!("watch should have failed")
+    };
+    error_message(&error).to_owned()
+}
+
+/// Writes `key` of `t` until the watcher reports it, so the watch is surely live; then forgets
+/// what it saw. (A watch without a marker starts from the changes committed after the node
+/// took the call, which the test can't otherwise observe.)
+async fn until_live(watch: &Watch, t: &table::Client, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for round in 0.. {
+        let value = format!("ping {round}");
+        put(t, key, &value).await;
+        let wait = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < wait {
+            if watch
+                .whats()
+                .contains(&put_of(&table_name(t).await, key, &value))
+            {
+                watch.clear();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(Instant::now() < deadline, "the watch never went live");
+    }
+}
+
+async fn table_name(t: &table::Client) -> String {
+    let response = t.name_request().send().promise.await.unwrap();
+    response
+        .get()
+        .unwrap()
+        .get_name()
+        .unwrap()
+        .to_string()
+        .unwrap()
+}
+
+// ---- Tests ----
+
+#[test]
+fn local_puts_and_deletes_arrive_in_commit_order_not_from_sync() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await;
+        let (t, u) = (table(&db, "t").await, table(&db, "u").await);
+        let w = watch(&db, "t", "", false, &[]);
+        until_live(&w, &t, "~ping").await;
+
+        put(&t, "a", "1").await;
+        put(&u, "a", "other table").await;
+        put(&t, "b", "2").await;
+        delete(&t, "a").await;
+        let mut request = db.batch_request();
+        let mut ops = request.get().init_ops(3);
+        ops.reborrow().get(0).set_table("t");
+        ops.reborrow().get(0).set_key("c");
+        ops.reborrow().get(0).set_put(b"3");
+        ops.reborrow().get(1).set_table("u");
+        ops.reborrow().get(1).set_key("c");
+        ops.reborrow().get(1).set_put(b"other table");
+        ops.reborrow().get(2).set_table("t");
+        ops.reborrow().get(2).set_key("b");
+        ops.reborrow().get(2).set_delete(());
+        request.send().promise.await.unwrap();
+        put(&t, "a", "4").await;
+
+        let expected = vec![
+            put_of("t", "a", "1"),
+            put_of("t", "b", "2"),
+            delete_of("t", "a"),
+            put_of("t", "c", "3"),
+            delete_of("t", "b"),
+            put_of("t", "a", "4"),
+        ];
+        w.until(expected.len()).await;
+        w.settles_at(expected.len()).await;
+        assert_eq!(w.whats(), expected);
+        let changes = w.changes();
+        assert!(
+            changes.iter().all(|c| !c.from_sync && !c.initial),
+            "{changes:?}"
+        );
+        let markers: std::collections::BTreeSet<_> = changes.iter().map(|c| &c.marker).collect();
+        assert_eq!(
+            markers.len(),
+            changes.len(),
+            "every change has its own marker"
+        );
+        assert!(changes.iter().all(|c| !c.marker.is_empty()));
+        assert!(w.ended.borrow().is_none(), "the watch stays open");
+    });
+}
+
+#[test]
+fn initial_state_comes_first_marked_initial_then_changes() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await;
+        let (t, u) = (table(&db, "t").await, table(&db, "u").await);
+        put(&t, "b", "2").await;
+        put(&t, "a", "1").await;
+        put(&t, "c", "3").await;
+        delete(&t, "c").await;
+        put(&u, "x", "other table").await;
+
+        let w = watch(&db, "t", "", true, &[]);
+        w.until(2).await;
+        // The initial rows were read after the watch took its start, so it is live now.
+        put(&t, "d", "4").await;
+        delete(&t, "a").await;
+        w.until(4).await;
+        w.settles_at(4).await;
+        assert_eq!(
+            w.whats(),
+            vec![
+                put_of("t", "a", "1"),
+                put_of("t", "b", "2"),
+                put_of("t", "d", "4"),
+                delete_of("t", "a"),
+            ]
+        );
+        let changes = w.changes();
+        assert!(changes[..2].iter().all(|c| c.initial && !c.from_sync));
+        assert!(changes[2..].iter().all(|c| !c.initial && !c.from_sync));
+    });
+}
+
+#[test]
+fn resuming_with_the_last_marker_delivers_exactly_the_changes_in_between() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await;
+        let t = table(&db, "t").await;
+
+        let first_session = node.connect().await.unwrap();
+        let first_db = database(&first_session.service, DB).await;
+        let first = watch(&first_db, "t", "", false, &[]);
+        until_live(&first, &t, "~ping").await;
+        put(&t, "k1", "v1").await;
+        put(&t, "k2", "v2").await;
+        first.until(2).await;
+        let marker = first.changes().last().unwrap().marker.clone();
+        first_session.close().await.unwrap();
+        drop(first_db);
+
+        put(&t, "k3", "v3").await;
+        delete(&t, "k1").await;
+        put(&t, "k2", "v2 again").await;
+
+        let resumed = watch(&db, "t", "", false, &marker);
+        let missed = vec![
+            put_of("t", "k3", "v3"),
+            delete_of("t", "k1"),
+            put_of("t", "k2", "v2 again"),
+        ];
+        resumed.until(missed.len()).await;
+        put(&t, "k4", "after resuming").await;
+        resumed.until(missed.len() + 1).await;
+        resumed.settles_at(missed.len() + 1).await;
+        let mut expected = missed;
+        expected.push(put_of("t", "k4", "after resuming"));
+        assert_eq!(
+            resumed.whats(),
+            expected,
+            "exactly the missed changes, then new ones"
+        );
+        assert!(resumed.changes().iter().all(|c| !c.initial));
+
+        // A marker from the middle replays from there on, also exactly.
+        let middle = resumed.changes()[0].marker.clone();
+        let again = watch(&db, "t", "", false, &middle);
+        again.until(3).await;
+        again.settles_at(3).await;
+        assert_eq!(again.whats(), expected[1..].to_vec());
+    });
+}
+
+#[test]
+fn markers_from_another_database_or_damaged_are_invalid_arguments() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await;
+        let other = database(node.service(), "other").await;
+        let t = table(&db, "t").await;
+        let w = watch(&db, "t", "", false, &[]);
+        until_live(&w, &t, "~ping").await;
+        put(&t, "k", "v").await;
+        w.until(1).await;
+        let marker = w.changes()[0].marker.clone();
+        table(&other, "t").await;
+
+        let mut flipped = marker.clone();
+        flipped[0] ^= 0xff;
+        let mut ahead = marker.clone();
+        let tail = ahead.len() - 1;
+        ahead[tail - 2] = 0x7f;
+        for (what, bad_db, bad) in [
+            ("another database's", &other, marker.clone()),
+            ("truncated", &db, marker[..marker.len() - 1].to_vec()),
+            ("lengthened", &db, [marker.as_slice(), &[0]].concat()),
+            ("bit-flipped tag", &db, flipped),
+            ("one byte", &db, vec![1]),
+            ("ahead of the database", &db, ahead),
+        ] {
+            let error = watch_error(bad_db, "t", false, &bad).await;
+            assert!(
+                error.starts_with("InvalidArgument: "),
+                "{what} marker: {error}"
+            );
+        }
+        // The connection and the good marker still work.
+        let resumed = watch(&db, "t", "", false, &marker);
+        put(&t, "k2", "v2").await;
+        resumed.until(1).await;
+        assert_eq!(resumed.whats(), vec![put_of("t", "k2", "v2")]);
+    });
+}
+
+#[test]
+fn initial_state_without_a_table_is_an_invalid_argument() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await;
+        let error = watch_error(&db, "", true, &[]).await;
+        assert!(error.starts_with("InvalidArgument: "), "{error}");
+        let error = watch_error(&db, "bad\ntable", false, &[]).await;
+        assert!(error.starts_with("InvalidArgument: "), "{error}");
+        // Every table without initial state is fine.
+        let t = table(&db, "t").await;
+        let w = watch(&db, "", "", false, &[]);
+        until_live(&w, &t, "~ping").await;
+        put(&table(&db, "u").await, "k", "v").await;
+        w.until(1).await;
+        assert_eq!(w.whats(), vec![put_of("u", "k", "v")]);
+    });
+}
+
+#[test]
+fn a_watcher_on_b_sees_as_write_marked_from_sync() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let options = |name: &str| EmbeddedOptions {
+            network: Network::Memory(network.clone()),
+            peer_listen: Some(name.to_owned()),
+            redial_max: Duration::from_millis(100),
+            ..EmbeddedOptions::new(EmbeddedStorage::Memory)
+        };
+        let a = EmbeddedServer::start_with(options("a")).await.unwrap();
+        let b = EmbeddedServer::start_with(options("b")).await.unwrap();
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            let peer = PeerConfig::new(
+                &to.peer_address(),
+                to.node().identity().fingerprint().clone(),
+                DB,
+                vec![Scope::new("t", "")],
+            )
+            .unwrap();
+            from.node().add_peer(peer).await.unwrap();
+        }
+        let (a_db, b_db) = (
+            database(a.service(), DB).await,
+            database(b.service(), DB).await,
+        );
+        let (a_t, b_t) = (table(&a_db, "t").await, table(&b_db, "t").await);
+        let w = watch(&b_db, "t", "", false, &[]);
+        until_live(&w, &b_t, "~ping").await;
+
+        put(&a_t, "from-a", "synced").await;
+        w.until(1).await;
+        put(&b_t, "from-b", "local").await;
+        w.until(2).await;
+        delete(&a_t, "from-a").await;
+        w.until(3).await;
+        w.settles_at(3).await;
+        let changes = w.changes();
+        assert_eq!(
+            w.whats(),
+            vec![
+                put_of("t", "from-a", "synced"),
+                put_of("t", "from-b", "local"),
+                delete_of("t", "from-a"),
+            ]
+        );
+        assert_eq!(
+            changes.iter().map(|c| c.from_sync).collect::<Vec<_>>(),
+            vec![true, false, true],
+            "{changes:?}"
+        );
+    });
+}
+
+#[test]
+fn a_prefix_filter_only_delivers_matching_keys() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await;
+        let (t, u) = (table(&db, "t").await, table(&db, "u").await);
+        put(&t, "p/old", "before").await;
+        put(&t, "q/old", "before").await;
+        let w = watch(&db, "t", "p/", true, &[]);
+        w.until(1).await;
+        put(&t, "p/1", "yes").await;
+        put(&t, "q/1", "no").await;
+        put(&t, "p", "no: shorter than the prefix").await;
+        put(&u, "p/1", "no: other table").await;
+        put(&t, "p/2", "yes").await;
+        delete(&t, "q/old").await;
+        delete(&t, "p/1").await;
+        w.until(4).await;
+        w.settles_at(4).await;
+        assert_eq!(
+            w.whats(),
+            vec![
+                put_of("t", "p/old", "before"),
+                put_of("t", "p/1", "yes"),
+                put_of("t", "p/2", "yes"),
+                delete_of("t", "p/1"),
+            ]
+        );
+        assert!(w.changes()[0].initial);
+
+        // Without a table, the prefix applies in every table.
+        let all = watch(&db, "", "p/", false, &[]);
+        until_live(&all, &t, "p/~ping").await;
+        put(&u, "p/3", "yes").await;
+        put(&u, "z", "no").await;
+        put(&t, "p/4", "yes").await;
+        all.until(2).await;
+        all.settles_at(2).await;
+        assert_eq!(
+            all.whats(),
+            vec![put_of("u", "p/3", "yes"), put_of("t", "p/4", "yes")]
+        );
+    });
+}
