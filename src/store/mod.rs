@@ -167,6 +167,9 @@ impl Store {
         records: &[LogRecord],
         knowledge: Option<&Knowledge>,
     ) -> Result<Applied> {
+        if records.is_empty() && !self.knowledge_would_grow(db, knowledge)? {
+            return Ok(Applied::default());
+        }
         let mut txn = self.storage.write()?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
         let applied = apply::apply(&mut writer, &self.writer(), from, records)?;
@@ -178,6 +181,18 @@ impl Store {
         writer.finish(self.clock.last())?;
         txn.commit()?;
         Ok(applied)
+    }
+
+    /// Whether merging `response` would change the stored knowledge (if not, a page with no
+    /// records needs no commit).
+    fn knowledge_would_grow(&self, db: &DbName, response: Option<&Knowledge>) -> Result<bool> {
+        let Some(response) = response else {
+            return Ok(false);
+        };
+        let mine = self.knowledge(db)?;
+        let mut merged = mine.clone();
+        merged.merge_response(response);
+        Ok(merged != mine)
     }
 
     /// Up to `limit` rows of `table` whose keys start with `prefix`, in key order, starting

@@ -113,7 +113,12 @@ impl Responder {
             )?;
             position = page.next_position;
             let at_end = page.knowledge.is_some();
-            let news = !page.records.is_empty() || page.knowledge != last_knowledge;
+            let news = !page.records.is_empty()
+                || news_for(
+                    page.knowledge.as_ref(),
+                    last_knowledge.as_ref(),
+                    request.initiator_device,
+                );
             if at_end {
                 last_knowledge.clone_from(&page.knowledge);
             }
@@ -156,5 +161,57 @@ impl Responder {
         self.node.peers().update_status(&self.peer, |status| {
             status.pending_out = next.saturating_sub(position)
         });
+    }
+}
+
+/// Whether knowledge differs from what was last sent in anything but the initiator's own
+/// generations (it knows those best): a knowledge-only page that only echoes them back would
+/// cost a round trip and a commit for nothing.
+fn news_for(knowledge: Option<&Knowledge>, last: Option<&Knowledge>, initiator: DeviceId) -> bool {
+    match (knowledge, last) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(now), Some(last)) => without(now, initiator) != without(last, initiator),
+    }
+}
+
+fn without(knowledge: &Knowledge, device: DeviceId) -> Knowledge {
+    let mut trimmed = Knowledge::new();
+    for (scope, vector) in knowledge.iter() {
+        let mut vector = vector.clone();
+        vector.set(device, 0);
+        trimmed.insert(scope.clone(), vector);
+    }
+    trimmed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::genvec::{GenVector, Scope};
+
+    fn knowledge(entries: &[(u64, u64)]) -> Knowledge {
+        let vector: GenVector = entries.iter().map(|(d, g)| (DeviceId(*d), *g)).collect();
+        let mut knowledge = Knowledge::new();
+        knowledge.insert(Scope::new("t", ""), vector);
+        knowledge
+    }
+
+    #[test]
+    fn knowledge_that_only_echoes_the_initiator_is_not_news() {
+        let initiator = DeviceId(1);
+        let first = knowledge(&[(1, 3), (2, 5)]);
+        assert!(news_for(Some(&first), None, initiator));
+        assert!(!news_for(
+            Some(&knowledge(&[(1, 4), (2, 5)])),
+            Some(&first),
+            initiator
+        ));
+        assert!(news_for(
+            Some(&knowledge(&[(1, 3), (2, 6)])),
+            Some(&first),
+            initiator
+        ));
+        assert!(!news_for(None, Some(&first), initiator));
     }
 }
