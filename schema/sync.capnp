@@ -60,9 +60,11 @@ interface Sync {
 }
 
 interface DeltaSink {
-  push @0 (batch :List(T.DeltaResp), remaining :UInt64) -> stream;
+  push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
   # batch (0 once caught up); the initiator shows it as records pending in.
+  # `responderDevice`: the responder's device id, the same in every push of a call, so the
+  # initiator can open getDeltas without first asking deviceInfo (one round trip less).
 }
 
 interface ByteSink {

@@ -15,7 +15,7 @@ use crate::schema::sync_capnp::{delta_sink, sync};
 use crate::schema::types_capnp::{delta_req, delta_resp};
 use crate::store::Page;
 use crate::sync::genvec::DeviceId;
-use crate::sync::initiator::Session;
+use crate::sync::initiator::{Push, Session};
 use crate::sync::responder::{DeltaRequest, PageSink, Responder};
 
 /// Pushes in flight to a peer's sink before waiting for acknowledgements.
@@ -61,6 +61,7 @@ impl sync::Server for SyncImpl {
         let mut sink = CapnpPageSink {
             sink: params.get_sink()?,
             pusher: WindowedPush::new(PUSH_WINDOW),
+            device: self.node.store().device(),
         };
         Responder::new(self.node.clone(), self.peer.clone())
             .run(&request, &mut sink)
@@ -159,6 +160,8 @@ fn decode_request(request: delta_req::Reader<'_>) -> Result<DeltaRequest, capnp:
 struct CapnpPageSink {
     sink: delta_sink::Client,
     pusher: WindowedPush,
+    /// This node's device id, named in every push.
+    device: DeviceId,
 }
 
 impl PageSink for CapnpPageSink {
@@ -172,6 +175,7 @@ impl PageSink for CapnpPageSink {
                 None,
             );
         request.get().set_remaining(page.remaining);
+        request.get().set_responder_device(self.device.0);
         let count = page.records.len() + usize::from(page.knowledge.is_some());
         let mut batch = request.get().init_batch(count as u32);
         for (i, record) in page.records.iter().enumerate() {
@@ -214,8 +218,13 @@ impl delta_sink::Server for DeltaSinkImpl {
         let outcome = async {
             let params = params.get()?;
             let (records, knowledge) = decode_page(params.get_batch()?)?;
-            let remaining = params.get_remaining();
-            self.session.receive(records, knowledge, remaining).await?;
+            let push = Push {
+                records,
+                knowledge,
+                remaining: params.get_remaining(),
+                responder: DeviceId(params.get_responder_device()),
+            };
+            self.session.receive(push).await?;
             Ok::<_, capnp::Error>(())
         }
         .await;

@@ -21,7 +21,6 @@ use crate::rpc::transport::BoxIo;
 use crate::rpc::wire;
 use crate::rpc::{disconnect, reader_options, run_until_cancelled};
 use crate::schema::sync_capnp::{delta_sink, sync};
-use crate::sync::genvec::{DeviceId, Scope};
 use crate::sync::initiator::Session;
 use crate::sync::peers::PeerConfig;
 
@@ -171,21 +170,22 @@ async fn run_link(
     outcome
 }
 
-/// Learns the responder's device, then runs one live session per shared database until one
-/// ends.
+/// Runs one live session per shared database until one ends. (The responder names its
+/// device in every push, so no `deviceInfo` round trip comes first.)
 async fn sync_over(
     node: &Arc<Node>,
     peer: &PeerConfig,
     remote: &sync::Client,
 ) -> Result<(), LinkError> {
-    let responder = device_of(remote).await.map_err(conn_fail)?;
     node.peers().update_status(&peer.fingerprint, |status| {
         status.connected = true;
         status.last_error = None;
     });
     let mut sessions = Vec::new();
     for (db, scopes) in &peer.databases {
-        let session = open_session(node, peer, responder, db, scopes).map_err(conn_fail)?;
+        let db = DbName::parse(db).map_err(conn_fail)?;
+        let scopes = scopes.iter().cloned().collect();
+        let session = Session::new(node.clone(), peer.fingerprint.clone(), db, scopes);
         sessions.push(live_session(remote, session).boxed_local());
     }
     let (ended, _, _) = select_all(sessions).await;
@@ -196,38 +196,6 @@ async fn sync_over(
         },
         was_connected: true,
     })
-}
-
-async fn device_of(remote: &sync::Client) -> Result<DeviceId, String> {
-    let response = remote
-        .device_info_request()
-        .send()
-        .promise
-        .await
-        .map_err(|e| error_message(&e).to_owned())?;
-    let device = response.get().map_err(|e| e.extra)?.get_device_id();
-    if device == 0 {
-        return Err("the peer reported device id 0".into());
-    }
-    Ok(DeviceId(device))
-}
-
-fn open_session(
-    node: &Arc<Node>,
-    peer: &PeerConfig,
-    responder: DeviceId,
-    db: &str,
-    scopes: &std::collections::BTreeSet<Scope>,
-) -> crate::error::Result<Session> {
-    let db = DbName::parse(db)?;
-    let scopes = scopes.iter().cloned().collect();
-    Ok(Session::new(
-        node.clone(),
-        peer.fingerprint.clone(),
-        responder,
-        db,
-        scopes,
-    ))
 }
 
 /// Runs one live GetDeltas call; returns when the responder ends it or fails.

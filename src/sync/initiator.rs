@@ -6,6 +6,7 @@
 //! A page that fails a check is refused whole: nothing of it is committed, the session ends
 //! with the error, and the next session starts from the knowledge last committed.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -20,23 +21,30 @@ use crate::sync::responder::DeltaRequest;
 pub struct Session {
     node: Arc<Node>,
     peer: Fingerprint,
-    responder: DeviceId,
+    /// The responder's device, as its first push named it.
+    responder: Cell<Option<DeviceId>>,
     db: DbName,
     scopes: Vec<Scope>,
 }
 
+/// One page as a responder pushed it.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub records: Vec<LogRecord>,
+    /// The responder's knowledge, when the page ended its log.
+    pub knowledge: Option<Knowledge>,
+    /// Log entries the responder has yet to examine for us after this page.
+    pub remaining: u64,
+    /// The responder's device id (for generation vectors and echo suppression).
+    pub responder: DeviceId,
+}
+
 impl Session {
-    pub fn new(
-        node: Arc<Node>,
-        peer: Fingerprint,
-        responder: DeviceId,
-        db: DbName,
-        scopes: Vec<Scope>,
-    ) -> Session {
+    pub fn new(node: Arc<Node>, peer: Fingerprint, db: DbName, scopes: Vec<Scope>) -> Session {
         Session {
             node,
             peer,
-            responder,
+            responder: Cell::new(None),
             db,
             scopes,
         }
@@ -58,20 +66,20 @@ impl Session {
     }
 
     /// Checks and applies one pushed page.
-    /// Checks and applies one pushed page; `remaining` is what the responder still has to
-    /// examine for us after it.
-    pub async fn receive(
-        &self,
-        records: Vec<LogRecord>,
-        knowledge: Option<Knowledge>,
-        remaining: u64,
-    ) -> Result<Applied> {
+    pub async fn receive(&self, push: Push) -> Result<Applied> {
+        let Push {
+            records,
+            knowledge,
+            remaining,
+            responder,
+        } = push;
+        self.check_responder(responder)?;
         self.check(&records, knowledge.as_ref())?;
         let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
         let ended_log = knowledge.is_some();
         let applied = self
             .node
-            .apply(self.db.clone(), self.responder, records, knowledge)
+            .apply(self.db.clone(), responder, records, knowledge)
             .await?;
         self.node.peers().update_status(&self.peer, |status| {
             status.records_received += applied.records;
@@ -82,6 +90,25 @@ impl Session {
             }
         });
         Ok(applied)
+    }
+
+    /// The responder's device must be a real one, not ours, and the same in every push.
+    fn check_responder(&self, responder: DeviceId) -> Result<()> {
+        if responder.0 == 0 || responder == self.node.store().device() {
+            return Err(Error::invalid(format!(
+                "responder device {:016x} is not a peer's",
+                responder.0
+            )));
+        }
+        match self.responder.get() {
+            Some(known) if known != responder => Err(Error::invalid(
+                "the responder changed its device id mid-session",
+            )),
+            _ => {
+                self.responder.set(Some(responder));
+                Ok(())
+            }
+        }
     }
 
     fn check(&self, records: &[LogRecord], knowledge: Option<&Knowledge>) -> Result<()> {

@@ -10,10 +10,13 @@
 //! 2. The responder starts at the first log position holding a record the initiator may lack
 //!    and sends, page by page, each record under a requested scope whose generation is above
 //!    what the initiator knows for its device, skipping records the initiator made or sent.
+//!    Every push names the responder's device, so the initiator opens the call at once
+//!    instead of asking `deviceInfo` first.
 //! 3. The page that reaches the log's end carries the responder's knowledge, read from the
 //!    same snapshot; the initiator applies each page in one commit and merges that knowledge.
 //! 4. Live mode: the responder waits for the next commit and repeats from where it stopped,
-//!    so a change reaches a connected peer one push after its commit.
+//!    so a change reaches a connected peer one push after its commit. A knowledge-only page
+//!    goes out only if the knowledge changed in more than the initiator's own generations.
 
 use std::future::Future;
 use std::sync::Arc;
