@@ -162,10 +162,11 @@ fn concurrent_writes_converge_on_the_same_winner_and_keep_the_loser() {
         })
         .await;
         let db = DbName::parse(DB).unwrap();
-        let a_generations = a.node().store().state(&db).unwrap().own_generation();
-        assert_eq!(
-            a_generations, 2,
-            "a keeps its losing write and logs the link that resolved it"
+        let generations =
+            |node: &EmbeddedServer| node.node().store().state(&db).unwrap().own_generation();
+        assert!(
+            generations(&a) + generations(&b) >= 3,
+            "each kept its own write and at least one logged the link that resolved them"
         );
     });
 }

@@ -78,6 +78,7 @@ pub fn read_record(record: log_rec::Reader<'_>) -> Result<LogRecord> {
                 batch_id: meta.get_batch_id(),
                 batch_count: meta.get_batch_count(),
                 value: value.to_vec(),
+                linked: Vec::new(),
             })
         }
         RecType::Link if parents.is_empty() => {
@@ -217,6 +218,7 @@ mod tests {
                 batch_id: 7,
                 batch_count: 2,
                 value: b"value".to_vec(),
+                linked: Vec::new(),
             }),
         }
     }

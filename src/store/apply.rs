@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
+use crate::store::dag::common_ancestor;
 use crate::store::local::Writer;
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, RowHead, Version,
@@ -19,14 +20,30 @@ use crate::store::writer::DbWriter;
 use crate::sync::genvec::DeviceId;
 
 /// What applying a page did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// Records new to this node.
     pub records: u64,
     /// Records it already had.
     pub duplicates: u64,
-    /// Objects whose heads conflicted and were resolved here.
-    pub conflicts: u64,
+    /// Conflicts resolved here, one per object whose heads diverged.
+    pub resolutions: Vec<Resolution>,
+}
+
+/// One conflict (reference §2.5) and how last-writer-wins settled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub table: String,
+    pub row: String,
+    /// The head this node had before the page (None if the object was new here).
+    pub local: Option<Version>,
+    /// The heads the page brought (one, or more if several peers' writes arrived at once).
+    pub remote: Vec<Version>,
+    /// The nearest common ancestor of the two heads in conflict (the local head, if it still
+    /// is one, and the first remote head), if they share history.
+    pub ancestor: Option<Version>,
+    /// The head kept; the others became its parents through a link record.
+    pub winner: Version,
 }
 
 /// An event on one object during this page, in log order.
@@ -63,8 +80,8 @@ pub fn apply(
         applied.records += 1;
     }
     for ((table, row), grafts) in touched {
-        if resolve(db, writer, &table, &row, &grafts)? {
-            applied.conflicts += 1;
+        if let Some(resolution) = resolve(db, writer, &table, &row, &grafts)? {
+            applied.resolutions.push(resolution);
         }
     }
     Ok(applied)
@@ -93,6 +110,7 @@ fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Re
                     version.to_hex()
                 )));
             }
+            add_links(db, table, row, version, parents)?;
             let kind = EntryKind::Link {
                 parents: parents.clone(),
                 hlc: *hlc,
@@ -117,33 +135,65 @@ fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Re
     Ok(graft)
 }
 
-/// Settles one object's heads after this page's grafts; returns whether it was a conflict.
+/// Settles one object's heads after this page's grafts; describes the conflict if there was
+/// one.
 fn resolve(
     db: &mut DbWriter<'_>,
     writer: &Writer<'_>,
     table: &str,
     row: &str,
     grafts: &[Graft],
-) -> Result<bool> {
-    let old_head = db.head(table, row)?;
-    let heads = heads_after(old_head.as_ref().map(|head| head.version), grafts);
-    let (winner, conflict) = match heads.len() {
-        0 => return Ok(false),
-        1 => (*heads.first().expect("one head"), false),
-        _ => (pick_winner(db, table, row, &heads)?, true),
+) -> Result<Option<Resolution>> {
+    let local = db.head(table, row)?.map(|head| head.version);
+    let heads = heads_after(local, grafts);
+    let resolution = match heads.len() {
+        0 => return Ok(None),
+        1 => None,
+        _ => Some(describe_conflict(db, table, row, local, &heads)?),
     };
-    if conflict {
-        let losers = heads
-            .iter()
-            .copied()
-            .filter(|version| *version != winner)
-            .collect();
-        write_link(db, writer, table, row, winner, losers)?;
-    }
-    if old_head.as_ref().map(|head| head.version) != Some(winner) {
+    let winner = match &resolution {
+        Some(resolution) => {
+            let losers = heads
+                .iter()
+                .copied()
+                .filter(|version| *version != resolution.winner)
+                .collect();
+            write_link(db, writer, table, row, resolution.winner, losers)?;
+            resolution.winner
+        }
+        None => *heads.first().expect("one head"),
+    };
+    if local != Some(winner) {
         move_head(db, table, row, winner)?;
     }
-    Ok(conflict)
+    Ok(resolution)
+}
+
+/// The conflict's sides, their nearest common ancestor, and the last writer's head.
+fn describe_conflict(
+    db: &DbWriter<'_>,
+    table: &str,
+    row: &str,
+    local: Option<Version>,
+    heads: &BTreeSet<Version>,
+) -> Result<Resolution> {
+    let remote: Vec<Version> = heads
+        .iter()
+        .copied()
+        .filter(|version| Some(*version) != local)
+        .collect();
+    let (first, second) = match local.filter(|local| heads.contains(local)) {
+        Some(local) => (local, remote[0]),
+        None => (remote[0], remote[1]),
+    };
+    Ok(Resolution {
+        table: table.to_owned(),
+        row: row.to_owned(),
+        local,
+        ancestor: common_ancestor(db, table, row, first, second)?,
+        winner: pick_winner(db, table, row, heads)?,
+        remote,
+    })
 }
 
 /// The object's heads: the old head, minus every version a graft names as a parent, plus
@@ -203,6 +253,7 @@ fn write_link(
     winner: Version,
     losers: Vec<Version>,
 ) -> Result<()> {
+    add_links(db, table, row, winner, &losers)?;
     let generation = db.next_generation();
     db.append_log(&LogEntry {
         device: writer.device,
@@ -216,6 +267,27 @@ fn write_link(
         },
         from: writer.device,
     })?;
+    Ok(())
+}
+
+/// Records that `parents` became parents of `version` (for later ancestor searches).
+fn add_links(
+    db: &mut DbWriter<'_>,
+    table: &str,
+    row: &str,
+    version: Version,
+    parents: &[Version],
+) -> Result<()> {
+    let mut node = known_node(db, table, row, version)?;
+    let before = node.linked.len();
+    for parent in parents {
+        if !node.linked.contains(parent) && !node.parents.contains(parent) {
+            node.linked.push(*parent);
+        }
+    }
+    if node.linked.len() != before {
+        db.put_node(table, row, version, &node)?;
+    }
     Ok(())
 }
 

@@ -69,6 +69,7 @@ fn apply_one(
         batch_id: batch.id,
         batch_count: batch.count,
         value: value.cloned().unwrap_or_default(),
+        linked: Vec::new(),
     };
     write_node(db, table, row, version, &node, writer.device)?;
     Ok(existed)

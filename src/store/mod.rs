@@ -5,6 +5,7 @@
 //! watchers.
 
 mod apply;
+mod dag;
 mod keys;
 mod local;
 mod log;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use syncbase_storage::{Scan, Storage, prefix_end};
 
-pub use apply::Applied;
+pub use apply::{Applied, Resolution};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, Page, PageRequest};
 pub use records::{

@@ -65,6 +65,9 @@ pub struct DagNode {
     pub batch_id: u64,
     pub batch_count: u64,
     pub value: Vec<u8>,
+    /// Parents added later by links (resolutions that picked this version); local only, never
+    /// sent as part of the node (the links travel as their own records).
+    pub linked: Vec<Version>,
 }
 
 /// What a log entry records.
@@ -219,6 +222,7 @@ mod tests {
             batch_id: 3,
             batch_count: 2,
             value: b"v".to_vec(),
+            linked: Vec::new(),
         };
         assert_eq!(
             decode::<DagNode>(&encode(&node).unwrap(), "node").unwrap(),

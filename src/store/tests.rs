@@ -71,7 +71,7 @@ fn pull(to: &Store, from: &Store) -> Applied {
             .unwrap();
         total.records += applied.records;
         total.duplicates += applied.duplicates;
-        total.conflicts += applied.conflicts;
+        total.resolutions.extend(applied.resolutions);
         if page.knowledge.is_some() {
             return total;
         }
@@ -202,7 +202,12 @@ fn concurrent_writes_converge_on_the_later_one_and_the_loser_stays_in_the_dag() 
     let (a, b) = (store(), store());
     a.commit(&db(), &[put("k", b"from a")]).unwrap();
     b.commit(&db(), &[put("k", b"from b")]).unwrap();
-    assert_eq!(pull(&a, &b).conflicts, 1);
+    let resolutions = pull(&a, &b).resolutions;
+    assert_eq!(resolutions.len(), 1);
+    assert_eq!(
+        resolutions[0].ancestor, None,
+        "two first writes share no history"
+    );
     assert_eq!(
         get(&a, "k").as_deref(),
         Some(&b"from b"[..]),
@@ -230,5 +235,45 @@ fn a_record_relays_through_a_middle_node() {
         pull(&b, &c).records,
         0,
         "c does not send b what came from b"
+    );
+}
+
+fn head(store: &Store, key: &str) -> Version {
+    let key = DbKeys::new("db").row("t", key);
+    let bytes = store.storage.read().unwrap().get(&key).unwrap().unwrap();
+    decode::<RowHead>(&bytes, "row head").unwrap().version
+}
+
+#[test]
+fn a_conflict_names_both_heads_and_their_nearest_common_ancestor() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"base")]).unwrap();
+    pull(&b, &a);
+    let base = head(&a, "k");
+    a.commit(&db(), &[put("k", b"a1")]).unwrap();
+    a.commit(&db(), &[put("k", b"a2")]).unwrap();
+    b.commit(&db(), &[put("k", b"b1")]).unwrap();
+    let (local, remote) = (head(&a, "k"), head(&b, "k"));
+    let resolutions = pull(&a, &b).resolutions;
+    assert_eq!(resolutions.len(), 1);
+    let resolution = &resolutions[0];
+    assert_eq!(
+        (resolution.local, resolution.remote.as_slice()),
+        (Some(local), &[remote][..])
+    );
+    assert_eq!(resolution.ancestor, Some(base));
+    assert_eq!(resolution.winner, remote, "b wrote last");
+    pull(&b, &a);
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
+
+    a.commit(&db(), &[put("k", b"after the merge, on a")])
+        .unwrap();
+    b.commit(&db(), &[put("k", b"after the merge, on b")])
+        .unwrap();
+    let resolutions = pull(&a, &b).resolutions;
+    assert_eq!(
+        resolutions[0].ancestor,
+        Some(remote),
+        "both wrote on top of the merged head"
     );
 }

@@ -89,6 +89,16 @@ impl Session {
                 status.last_success_nanos = now_nanos();
             }
         });
+        for resolution in &applied.resolutions {
+            tracing::info!(
+                db = %self.db.as_str(),
+                table = %resolution.table,
+                row = %resolution.row,
+                ancestor = ?resolution.ancestor.map(|v| v.to_hex()),
+                winner = %resolution.winner.to_hex(),
+                "conflict resolved by last writer wins"
+            );
+        }
         Ok(applied)
     }
 
