@@ -63,9 +63,16 @@ pub fn read_page(
         &keys.log(request.position),
         end.as_deref(),
         &mut |key, value| {
-            page.next_position = trailing_u64(key).unwrap_or(page.next_position) + 1;
+            let position = trailing_u64(key).unwrap_or(page.next_position);
             match wanted_record(txn, keys, request, value) {
                 Ok(Some(record)) => {
+                    let continues_batch = page
+                        .records
+                        .last()
+                        .is_some_and(|last| same_batch(last, &record));
+                    if full && !(continues_batch && bytes < BATCH_PAGE_BYTES) {
+                        return Ok(Scan::Stop);
+                    }
                     bytes += record.payload_len();
                     page.records.push(record);
                 }
@@ -75,8 +82,9 @@ pub fn read_page(
                     return Ok(Scan::Stop);
                 }
             }
+            page.next_position = position + 1;
             full = page.records.len() >= request.max_records || bytes >= request.max_bytes;
-            Ok(if full { Scan::Stop } else { Scan::Continue })
+            Ok(Scan::Continue)
         },
     )?;
     if let Some(error) = failure {
@@ -93,6 +101,21 @@ pub fn read_page(
         page.knowledge = Some(mine.request_for(&scopes, me, state.own_generation()));
     }
     Ok(page)
+}
+
+/// A page may grow past its limits up to this many payload bytes to keep an app batch whole
+/// (a batch's records are consecutive in the log), so the initiator commits it at once; a
+/// bigger batch is split. Well under the 64 MiB message limit.
+const BATCH_PAGE_BYTES: usize = 32 << 20;
+
+/// Whether two records come from the same app transaction.
+fn same_batch(a: &LogRecord, b: &LogRecord) -> bool {
+    match (&a.content, &b.content) {
+        (RecordContent::Node(a), RecordContent::Node(b)) => {
+            a.batch_id != 0 && a.batch_id == b.batch_id && a.device == b.device
+        }
+        _ => false,
+    }
 }
 
 /// The record at one log entry, if the initiator should get it.

@@ -277,3 +277,43 @@ fn a_conflict_names_both_heads_and_their_nearest_common_ancestor() {
         "both wrote on top of the merged head"
     );
 }
+
+#[test]
+fn a_page_keeps_an_app_batch_whole() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("solo", b"1")]).unwrap();
+    let batch: Vec<_> = (0..5).map(|i| put(&format!("b{i}"), b"v")).collect();
+    a.commit(&db(), &batch).unwrap();
+    a.commit(&db(), &[put("after", b"2")]).unwrap();
+    let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
+    let request = PageRequest {
+        initiator: b.device(),
+        knowledge: &knowledge,
+        position: 0,
+        max_records: 2,
+        max_bytes: usize::MAX,
+    };
+    let first = a.read_page(&db(), &request).unwrap();
+    let rows: Vec<_> = first
+        .records
+        .iter()
+        .map(|record| record.row.as_str())
+        .collect();
+    assert_eq!(
+        rows,
+        ["solo", "b0", "b1", "b2", "b3", "b4"],
+        "the batch is not split"
+    );
+    let request = PageRequest {
+        position: first.next_position,
+        ..request
+    };
+    let second = a.read_page(&db(), &request).unwrap();
+    let rows: Vec<_> = second
+        .records
+        .iter()
+        .map(|record| record.row.as_str())
+        .collect();
+    assert_eq!(rows, ["after"]);
+    assert!(second.knowledge.is_some());
+}
