@@ -3,6 +3,8 @@
 //! `finish`. Both write paths (app commits in `local`, peer records in `apply`) go through it,
 //! so data and sync metadata always land in the same commit.
 
+use std::collections::HashMap;
+
 use syncbase_storage::WriteTxn;
 
 use crate::clock::Hlc;
@@ -18,6 +20,8 @@ pub struct DbWriter<'t> {
     txn: &'t mut dyn WriteTxn,
     keys: DbKeys,
     state: SyncState,
+    /// DAG nodes written in this transaction, so resolving a page reads none of them back.
+    written: HashMap<Vec<u8>, DagNode>,
 }
 
 impl<'t> DbWriter<'t> {
@@ -25,7 +29,12 @@ impl<'t> DbWriter<'t> {
     pub fn new(txn: &'t mut dyn WriteTxn, db: &str) -> Result<DbWriter<'t>> {
         let keys = DbKeys::new(db);
         let state = load_state(&*txn, &keys)?;
-        Ok(DbWriter { txn, keys, state })
+        Ok(DbWriter {
+            txn,
+            keys,
+            state,
+            written: HashMap::new(),
+        })
     }
 
     /// Takes this device's next generation.
@@ -47,8 +56,12 @@ impl<'t> DbWriter<'t> {
     }
 
     pub fn node(&self, table: &str, row: &str, version: Version) -> Result<Option<DagNode>> {
+        let key = self.keys.node(table, row, version);
+        if let Some(node) = self.written.get(&key) {
+            return Ok(Some(node.clone()));
+        }
         self.txn
-            .get(&self.keys.node(table, row, version))?
+            .get(&key)?
             .map(|bytes| decode(&bytes, "DAG node"))
             .transpose()
     }
@@ -60,9 +73,10 @@ impl<'t> DbWriter<'t> {
         version: Version,
         node: &DagNode,
     ) -> Result<()> {
-        Ok(self
-            .txn
-            .put(&self.keys.node(table, row, version), &encode(node)?)?)
+        let key = self.keys.node(table, row, version);
+        self.txn.put(&key, &encode(node)?)?;
+        self.written.insert(key, node.clone());
+        Ok(())
     }
 
     /// Whether the log already holds the record (device, generation).
