@@ -54,6 +54,8 @@ pub struct EmbeddedOptions {
     pub data_dir: Option<PathBuf>,
     /// Longest pause between dials of an unreachable peer (tests that cut links use less).
     pub redial_max: std::time::Duration,
+    /// LMDB map size in bytes (the most the store can hold).
+    pub map_size: u64,
 }
 
 impl EmbeddedOptions {
@@ -65,6 +67,7 @@ impl EmbeddedOptions {
             peer_listen: None,
             data_dir: None,
             redial_max: std::time::Duration::from_secs(5),
+            map_size: syncbase_storage::StorageConfig::default().map_size,
         }
     }
 }
@@ -119,6 +122,7 @@ impl EmbeddedServer {
             EmbeddedStorage::Lmdb => "lmdb".into(),
         };
         config.sync.peer_listen = options.peer_listen;
+        config.storage.map_size = options.map_size;
         config.sync.redial_max_ms = options
             .redial_max
             .as_millis()

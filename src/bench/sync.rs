@@ -64,6 +64,8 @@ async fn start_node() -> anyhow::Result<EmbeddedServer> {
     let options = EmbeddedOptions {
         peer_listen: Some("127.0.0.1:0".into()),
         redial_max: Duration::from_millis(500),
+        // Room for a few million records (the default 1 GiB map holds about 1.2M).
+        map_size: 16 << 30,
         ..EmbeddedOptions::new(EmbeddedStorage::Lmdb)
     };
     let server = EmbeddedServer::start_with(options).await?;
