@@ -2,13 +2,18 @@
 //! backends: login, put/get/delete, scans, atomic batches, and bad input that must fail with
 //! a clear id-prefixed error, change nothing and leave the connection usable.
 
+mod common;
+
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 
 use syncbase::embedded::{EmbeddedServer, EmbeddedStorage};
 use syncbase::rpc::client::{Session, error_message};
-use syncbase::schema::service_capnp::{database, row_sink, service, table};
+use syncbase::schema::service_capnp::{row_sink, table};
+
+use common::app::{batch, database, delete, get, put, table};
+use common::on_local;
 
 /// Runs `body` on a fresh embedded node of each backend.
 fn on_every_backend<F, Fut>(body: F)
@@ -17,59 +22,13 @@ where
     Fut: Future<Output = ()>,
 {
     for storage in [EmbeddedStorage::Memory, EmbeddedStorage::Lmdb] {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio::task::LocalSet::new().block_on(&runtime, async {
+        on_local(async {
             let server = EmbeddedServer::start(storage)
                 .await
                 .expect("embedded server starts");
             body(server).await;
         });
     }
-}
-
-async fn db(service: &service::Client, name: &str) -> Result<database::Client, capnp::Error> {
-    let mut request = service.database_request();
-    request.get().set_name(name);
-    request.send().promise.await?.get()?.get_db()
-}
-
-async fn table(db: &database::Client, name: &str) -> Result<table::Client, capnp::Error> {
-    let mut request = db.table_request();
-    request.get().set_name(name);
-    request.send().promise.await?.get()?.get_table()
-}
-
-async fn put(table: &table::Client, key: &str, value: &[u8]) -> Result<(), capnp::Error> {
-    let mut request = table.put_request();
-    request.get().set_key(key);
-    request.get().set_value(value);
-    request.send().promise.await.map(drop)
-}
-
-async fn get(table: &table::Client, key: &str) -> Option<Vec<u8>> {
-    let mut request = table.get_request();
-    request.get().set_key(key);
-    let response = request.send().promise.await.expect("get succeeds");
-    let results = response.get().unwrap();
-    results
-        .get_found()
-        .then(|| results.get_value().unwrap().to_vec())
-}
-
-async fn delete(table: &table::Client, key: &str) -> bool {
-    let mut request = table.delete_request();
-    request.get().set_key(key);
-    request
-        .send()
-        .promise
-        .await
-        .expect("delete succeeds")
-        .get()
-        .unwrap()
-        .get_existed()
 }
 
 /// A sink that keeps what it is pushed.
@@ -120,7 +79,7 @@ fn expect_error<T>(result: Result<T, capnp::Error>, id: &str) -> String {
 #[test]
 fn put_get_delete_round_trip() {
     on_every_backend(|server| async move {
-        let t = table(&db(server.service(), "app").await.unwrap(), "rows")
+        let t = table(&database(server.service(), "app").await.unwrap(), "rows")
             .await
             .unwrap();
         assert_eq!(get(&t, "k").await, None);
@@ -138,7 +97,7 @@ fn put_get_delete_round_trip() {
 #[test]
 fn scan_streams_prefix_rows_in_key_order_across_pages() {
     on_every_backend(|server| async move {
-        let d = db(server.service(), "app").await.unwrap();
+        let d = database(server.service(), "app").await.unwrap();
         let t = table(&d, "rows").await.unwrap();
         let other = table(&d, "other").await.unwrap();
         put(&other, "p/0", b"elsewhere").await.unwrap();
@@ -168,34 +127,25 @@ fn scan_streams_prefix_rows_in_key_order_across_pages() {
 #[test]
 fn a_batch_is_all_or_nothing() {
     on_every_backend(|server| async move {
-        let d = db(server.service(), "app").await.unwrap();
+        let d = database(server.service(), "app").await.unwrap();
         let (a, b) = (table(&d, "a").await.unwrap(), table(&d, "b").await.unwrap());
         put(&a, "gone", b"x").await.unwrap();
-        let mut request = d.batch_request();
-        let mut ops = request.get().init_ops(3);
-        ops.reborrow().get(0).set_table("a");
-        ops.reborrow().get(0).set_key("k");
-        ops.reborrow().get(0).set_put(b"1");
-        ops.reborrow().get(1).set_table("b");
-        ops.reborrow().get(1).set_key("k");
-        ops.reborrow().get(1).set_put(b"2");
-        ops.reborrow().get(2).set_table("a");
-        ops.reborrow().get(2).set_key("gone");
-        ops.reborrow().get(2).set_delete(());
-        request.send().promise.await.unwrap();
+        let ops: [(&str, &str, Option<&[u8]>); 3] = [
+            ("a", "k", Some(b"1")),
+            ("b", "k", Some(b"2")),
+            ("a", "gone", None),
+        ];
+        batch(&d, &ops).await.unwrap();
         assert_eq!(get(&a, "k").await.as_deref(), Some(&b"1"[..]));
         assert_eq!(get(&b, "k").await.as_deref(), Some(&b"2"[..]));
         assert_eq!(get(&a, "gone").await, None);
 
-        let mut request = d.batch_request();
-        let mut ops = request.get().init_ops(2);
-        ops.reborrow().get(0).set_table("a");
-        ops.reborrow().get(0).set_key("new");
-        ops.reborrow().get(0).set_put(b"never");
-        ops.reborrow().get(1).set_table("a");
-        ops.reborrow().get(1).set_key("k".repeat(300));
-        ops.reborrow().get(1).set_put(b"too long a key");
-        let message = expect_error(request.send().promise.await, "InvalidArgument");
+        let long_key = "k".repeat(300);
+        let ops: [(&str, &str, Option<&[u8]>); 2] = [
+            ("a", "new", Some(b"never")),
+            ("a", &long_key, Some(b"too long a key")),
+        ];
+        let message = expect_error(batch(&d, &ops).await, "InvalidArgument");
         assert!(message.contains("batch operation 1"), "{message}");
         assert_eq!(
             get(&a, "new").await,
@@ -209,11 +159,11 @@ fn a_batch_is_all_or_nothing() {
 fn bad_names_keys_and_values_are_refused_and_the_connection_survives() {
     on_every_backend(|server| async move {
         let service = server.service();
-        expect_error(db(service, "").await, "InvalidArgument");
-        expect_error(db(service, &"d".repeat(65)).await, "InvalidArgument");
-        let message = expect_error(db(service, "bad\u{1}name").await, "InvalidArgument");
+        expect_error(database(service, "").await, "InvalidArgument");
+        expect_error(database(service, &"d".repeat(65)).await, "InvalidArgument");
+        let message = expect_error(database(service, "bad\u{1}name").await, "InvalidArgument");
         assert!(message.contains("control character"), "{message}");
-        let d = db(service, "app").await.unwrap();
+        let d = database(service, "app").await.unwrap();
         expect_error(table(&d, "").await, "InvalidArgument");
         let t = table(&d, "t").await.unwrap();
         expect_error(put(&t, "", b"v").await, "InvalidArgument");
@@ -238,7 +188,7 @@ fn a_wrong_token_gets_no_access_and_no_capability() {
             .expect("login refused");
         assert!(error.to_string().starts_with("NoAccess: "), "{error}");
         let session = server.connect().await.expect("the right token works");
-        let d = db(&session.service, "app").await.unwrap();
+        let d = database(&session.service, "app").await.unwrap();
         put(&table(&d, "t").await.unwrap(), "k", b"v")
             .await
             .unwrap();
@@ -250,7 +200,7 @@ fn a_wrong_token_gets_no_access_and_no_capability() {
 fn databases_are_created_on_first_use_and_listed() {
     on_every_backend(|server| async move {
         for name in ["zeta", "alpha", "zeta"] {
-            db(server.service(), name).await.unwrap();
+            database(server.service(), name).await.unwrap();
         }
         let response = server
             .service()
@@ -287,7 +237,7 @@ fn databases_are_created_on_first_use_and_listed() {
 fn an_oversized_message_drops_only_its_own_connection() {
     on_every_backend(|server| async move {
         let victim = server.connect().await.unwrap();
-        let d = db(&victim.service, "app").await.unwrap();
+        let d = database(&victim.service, "app").await.unwrap();
         let mut request = d.batch_request();
         let mut ops = request.get().init_ops(20);
         for i in 0..20u32 {
@@ -300,7 +250,7 @@ fn an_oversized_message_drops_only_its_own_connection() {
             request.send().promise.await.is_err(),
             "an 80 MiB message must be refused"
         );
-        let t = table(&db(server.service(), "app").await.unwrap(), "t")
+        let t = table(&database(server.service(), "app").await.unwrap(), "t")
             .await
             .unwrap();
         assert_eq!(get(&t, "k0").await, None);

@@ -3,92 +3,12 @@
 //! (a port in use, an unwritable data dir, bad configs, no running node) that must end with
 //! one clear error line and a non-zero exit.
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_syncbase");
-
-/// A `syncbase serve` child process, killed if a test fails before stopping it.
-struct Served {
-    child: Child,
-    data_dir: PathBuf,
-}
-
-impl Served {
-    fn start(data_dir: &Path, extra: &[&str]) -> Served {
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("syncbase serve starts");
-        let served = Served {
-            child,
-            data_dir: data_dir.to_path_buf(),
-        };
-        served.wait_for_addr_file();
-        served
-    }
-
-    fn wait_for_addr_file(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.data_dir.join("node.addr").exists() {
-            assert!(Instant::now() < deadline, "the node never wrote node.addr");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn client(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BIN);
-        command
-            .args(&args[..1])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(&args[1..]);
-        command.output().expect("client runs")
-    }
-
-    /// Sends SIGTERM and returns the exit status's success.
-    fn stop(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        self.child.wait().expect("serve exits").success()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn failure(output: &Output) -> String {
-    assert!(!output.status.success(), "should have failed");
-    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "one error line expected: {stderr}"
-    );
-    stderr
-}
+use common::process::{BIN, Served, failure, stdout};
 
 #[test]
 fn client_verbs_work_against_a_served_node_and_data_survives_restart() {

@@ -4,58 +4,19 @@
 //! `ConnFail`, an untrusted node refused, and bad `peer add` input that must end with one
 //! clear error line and a non-zero exit.
 
+mod common;
+
 use std::io::BufRead;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_syncbase");
+use common::process::{BIN, Served, failure};
 
-/// A `syncbase serve --peer-listen` child process, killed when dropped.
-struct Served {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
+/// The peer-syncing side of a served node (`serve --memory --peer-listen`).
 impl Served {
-    fn start() -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
-            .args(["--peer-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("syncbase serve starts");
-        let served = Served { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !served.path().join("node.addr").exists() {
-            assert!(Instant::now() < deadline, "the node never wrote node.addr");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        served
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Runs a client verb (`args[0]`, or `peer args[1]`) against this node.
-    fn client(&self, args: &[&str]) -> Output {
-        let verb = if args[0] == "peer" { 2 } else { 1 };
-        Command::new(BIN)
-            .args(&args[..verb])
-            .arg("--data-dir")
-            .arg(self.path())
-            .args(&args[verb..])
-            .output()
-            .expect("client runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        stdout(&self.client(args))
+    fn start_peer() -> Served {
+        Served::start_in_temp_dir(&["--memory", "--peer-listen", "127.0.0.1:0"])
     }
 
     /// The peer address recorded in `peer.addr`.
@@ -97,33 +58,6 @@ impl Served {
     }
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn failure(output: &Output) -> String {
-    assert!(!output.status.success(), "should have failed");
-    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "one error line expected: {stderr}"
-    );
-    stderr
-}
-
 /// Polls `check` until it holds, failing after `limit`.
 fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -137,7 +71,7 @@ const SYNC_LIMIT: Duration = Duration::from_secs(10);
 
 /// Two nodes that sync table "t" of "db" both ways.
 fn linked_pair() -> (Served, Served) {
-    let (a, b) = (Served::start(), Served::start());
+    let (a, b) = (Served::start_peer(), Served::start_peer());
     a.add_peer(&b);
     b.add_peer(&a);
     (a, b)
@@ -151,7 +85,7 @@ fn unused_address() -> String {
 
 #[test]
 fn id_prints_the_fingerprint_and_peer_address() {
-    let node = Served::start();
+    let node = Served::start_peer();
     let id = node.ok(&["id"]);
     let lines: Vec<&str> = id.lines().collect();
     assert_eq!(lines.len(), 3, "{id}");
@@ -283,7 +217,7 @@ fn a_removed_peer_is_no_longer_listed_and_b_keeps_serving() {
 
 #[test]
 fn an_unreachable_peer_shows_conn_fail_in_status() {
-    let node = Served::start();
+    let node = Served::start_peer();
     let nobody = "ab".repeat(32);
     node.ok(&["peer", "add", &unused_address(), &nobody, "db", "t/p"]);
     eventually("last error: ConnFail", SYNC_LIMIT, || {
@@ -300,7 +234,7 @@ fn an_unreachable_peer_shows_conn_fail_in_status() {
 
 #[test]
 fn bad_peer_add_input_fails_with_one_clear_line() {
-    let node = Served::start();
+    let node = Served::start_peer();
     let good = "cd".repeat(32);
     let address = unused_address();
     for fingerprint in ["not-hex", &"ab".repeat(31), &"zz".repeat(32)] {
@@ -326,7 +260,7 @@ fn bad_peer_add_input_fails_with_one_clear_line() {
 #[test]
 fn a_node_the_other_does_not_know_is_refused_and_the_other_is_unaffected() {
     let (a, b) = linked_pair();
-    let c = Served::start();
+    let c = Served::start_peer();
     let c_fp = c.fingerprint();
     c.add_peer(&a);
     eventually("c's status shows a refusal", SYNC_LIMIT, || {

@@ -4,59 +4,17 @@
 //!
 //! `SYNCBASE_SYNC_SEEDS=N` runs the randomised test with N seeds (default 50).
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::names::{DbName, RowKey, TableName};
-use syncbase::rpc::transport::{MemoryNetwork, Network};
+use syncbase::rpc::transport::MemoryNetwork;
 use syncbase::store::Mutation;
-use syncbase::sync::genvec::Scope;
-use syncbase::sync::peers::PeerConfig;
 
-const DB: &str = "db";
-
-fn on_local<F: Future<Output = ()>>(body: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, body);
-}
-
-fn options(network: &MemoryNetwork, name: &str, storage: EmbeddedStorage) -> EmbeddedOptions {
-    EmbeddedOptions {
-        network: Network::Memory(network.clone()),
-        peer_listen: Some(name.to_owned()),
-        redial_max: Duration::from_millis(100),
-        ..EmbeddedOptions::new(storage)
-    }
-}
-
-async fn start(network: &MemoryNetwork, name: &str) -> EmbeddedServer {
-    EmbeddedServer::start_with(options(network, name, EmbeddedStorage::Memory))
-        .await
-        .expect("node starts")
-}
-
-/// Makes `a` sync table `t` of the database with `b` (one direction of a link: `a` dials `b`
-/// and accepts `b`).
-async fn add_peer(a: &EmbeddedServer, b: &EmbeddedServer) {
-    let fingerprint = b.node().identity().fingerprint().clone();
-    let peer = PeerConfig::new(
-        &b.peer_address(),
-        fingerprint,
-        DB,
-        vec![Scope::new("t", "")],
-    )
-    .unwrap();
-    a.node().add_peer(peer).await.expect("peer added");
-}
-
-async fn link(a: &EmbeddedServer, b: &EmbeddedServer) {
-    add_peer(a, b).await;
-    add_peer(b, a).await;
-}
+use common::nodes::{link, options, start};
+use common::{DB, eventually, on_local};
 
 async fn write(node: &EmbeddedServer, key: &str, value: Option<&str>) {
     let (table, key) = (TableName::parse("t").unwrap(), RowKey::parse(key).unwrap());
@@ -90,15 +48,6 @@ fn digest(node: &EmbeddedServer) -> u64 {
         .store()
         .digest(&DbName::parse(DB).unwrap())
         .unwrap()
-}
-
-/// Waits until `done` holds, failing the test after `limit`.
-async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn sees(node: &EmbeddedServer, key: &str, value: Option<&str>) {

@@ -6,10 +6,11 @@
 //! what was wrong in the peer's status, keep serving its apps, and take a good page once the
 //! fake behaves (on the next connection, which it redials by itself).
 
+mod common;
+
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
 use futures::AsyncReadExt;
@@ -20,23 +21,19 @@ use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::identity::NodeIdentity;
 use syncbase::names::{DbName, RowKey, TableName};
 use syncbase::rpc::tls::{TlsAcceptor, TrustedPeers};
-use syncbase::schema::service_capnp::{database, service, table};
+use syncbase::schema::service_capnp::{service, table};
 use syncbase::schema::sync_capnp::{delta_sink, sync};
 use syncbase::schema::types_capnp::{RecType, delta_req};
 use syncbase::sync::genvec::{DeviceId, Scope};
 use syncbase::sync::peers::{PeerConfig, PeerStatus};
 
-const DB: &str = "db";
+use common::app::{database, put, table};
+use common::{DB, eventually, on_local};
+
 /// The fake peer's device id.
 const FAKE: u64 = 0x0fa4_e000_0000_0001;
-
-fn on_local<F: Future<Output = ()>>(body: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, body);
-}
+/// How long a test waits for the node to do something.
+const LIMIT: Duration = Duration::from_secs(10);
 
 // ---- What the fake sends ----
 
@@ -364,17 +361,9 @@ fn knows_fake(node: &EmbeddedServer) -> bool {
         .any(|(_, vector)| vector.get(DeviceId(FAKE)) > 0)
 }
 
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Waits until the peer's last error contains `phrase`; returns it.
 async fn error_naming(node: &EmbeddedServer, phrase: &str) -> String {
-    eventually(&format!("last_error containing {phrase:?}"), || {
+    eventually(&format!("last_error containing {phrase:?}"), LIMIT, || {
         status(node)
             .last_error
             .is_some_and(|error| error.contains(phrase))
@@ -384,28 +373,8 @@ async fn error_naming(node: &EmbeddedServer, phrase: &str) -> String {
 }
 
 async fn app_table(service: &service::Client) -> table::Client {
-    let mut request = service.database_request();
-    request.get().set_name(DB);
-    let db: database::Client = request
-        .send()
-        .promise
-        .await
-        .unwrap()
-        .get()
-        .unwrap()
-        .get_db()
-        .unwrap();
-    let mut request = db.table_request();
-    request.get().set_name("app");
-    request
-        .send()
-        .promise
-        .await
-        .unwrap()
-        .get()
-        .unwrap()
-        .get_table()
-        .unwrap()
+    let db = database(service, DB).await.unwrap();
+    table(&db, "app").await.unwrap()
 }
 
 /// The node still serves its apps: a put and a get through a fresh connection and through the
@@ -414,10 +383,7 @@ async fn still_serves_apps(node: &EmbeddedServer) {
     let session = node.connect().await.expect("a new app connection");
     for service in [&session.service, node.service()] {
         let table = app_table(service).await;
-        let mut put = table.put_request();
-        put.get().set_key("alive");
-        put.get().set_value(b"yes");
-        put.send().promise.await.expect("put works");
+        put(&table, "alive", b"yes").await.expect("put works");
         let mut get = table.get_request();
         get.get().set_key("alive");
         let response = get.send().promise.await.expect("get works");
@@ -446,7 +412,7 @@ async fn refuses_then_recovers(bad: Vec<Item>, absent: &[(&str, &str)], phrase: 
         error.starts_with("InvalidArgument: "),
         "the refusal keeps its id: {error}"
     );
-    eventually("the bad push answered with an error", || {
+    eventually("the bad push answered with an error", LIMIT, || {
         fake.state.push_errors.borrow().len() == 1
     })
     .await;
@@ -462,15 +428,15 @@ async fn refuses_then_recovers(bad: Vec<Item>, absent: &[(&str, &str)], phrase: 
     still_serves_apps(&node).await;
 
     release.notify_one();
-    eventually("the good page after reconnecting", || {
+    eventually("the good page after reconnecting", LIMIT, || {
         read(&node, "t", "good").as_deref() == Some("after recovery")
     })
     .await;
-    eventually("knowledge from the good page", || knows_fake(&node)).await;
+    eventually("knowledge from the good page", LIMIT, || knows_fake(&node)).await;
     for (table, key) in absent {
         assert_eq!(read(&node, table, key), None, "{table}/{key} stays absent");
     }
-    eventually("connected again", || status(&node).connected).await;
+    eventually("connected again", LIMIT, || status(&node).connected).await;
     let status = status(&node);
     assert_eq!(status.records_received, 1, "{status:?}");
     assert!(status.last_success_nanos > 0, "{status:?}");
@@ -524,7 +490,7 @@ fn a_record_outside_the_scopes_asked_for_is_refused_with_its_batch() {
         still_serves_apps(&node).await;
 
         release.notify_one();
-        eventually("the good page after reconnecting", || {
+        eventually("the good page after reconnecting", LIMIT, || {
             read(&node, "t", "in/3").as_deref() == Some("after recovery")
         })
         .await;
@@ -626,7 +592,7 @@ fn knowledge_claiming_more_of_the_nodes_own_generations_is_refused() {
         still_serves_apps(&node).await;
 
         release.notify_one();
-        eventually("the good page after reconnecting", || {
+        eventually("the good page after reconnecting", LIMIT, || {
             read(&node, "t", "good").as_deref() == Some("after recovery")
         })
         .await;
@@ -686,11 +652,14 @@ fn a_stream_cut_half_way_keeps_its_valid_page_but_not_knowledge_and_resumes() {
         still_serves_apps(&node).await;
 
         gate.notify_one();
-        eventually("the rest after reconnecting", || {
+        eventually("the rest after reconnecting", LIMIT, || {
             read(&node, "t", "two").as_deref() == Some("second page")
         })
         .await;
-        eventually("knowledge after the full stream", || knows_fake(&node)).await;
+        eventually("knowledge after the full stream", LIMIT, || {
+            knows_fake(&node)
+        })
+        .await;
         let seen = fake.requests();
         assert_eq!(seen.len(), 2);
         assert!(
@@ -731,7 +700,7 @@ fn a_good_page_applied_twice_changes_nothing_the_second_time() {
         )
         .await;
         add_fake(&node, &fake, "").await;
-        eventually("the page applied", || {
+        eventually("the page applied", LIMIT, || {
             status(&node).last_success_nanos > 0 && knows_fake(&node)
         })
         .await;
@@ -748,7 +717,7 @@ fn a_good_page_applied_twice_changes_nothing_the_second_time() {
 
         release.notify_one();
         gate.notify_one();
-        eventually("the same page applied again", || {
+        eventually("the same page applied again", LIMIT, || {
             fake.requests().len() == 2 && status(&node).last_success_nanos > first_success
         })
         .await;
@@ -800,7 +769,10 @@ fn no_later_page_of_a_session_is_applied_after_a_refused_page() {
         )
         .await;
         add_fake(&node, &fake, "").await;
-        eventually("both pushes answered", || fake.state.pushes.get() == 2).await;
+        eventually("both pushes answered", LIMIT, || {
+            fake.state.pushes.get() == 2
+        })
+        .await;
         assert_eq!(read(&node, "t", "lost"), None);
         assert!(
             !knows_fake(&node),

@@ -4,75 +4,24 @@
 //! markers and arguments refused with `InvalidArgument:`, changes synced from a linked node
 //! marked `fromSync`, and prefix filters.
 
+mod common;
+
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
+use syncbase::embedded::{EmbeddedServer, EmbeddedStorage};
 use syncbase::rpc::client::error_message;
-use syncbase::rpc::transport::{MemoryNetwork, Network};
-use syncbase::schema::service_capnp::{database, service, table, watch_change, watch_sink};
-use syncbase::sync::genvec::Scope;
-use syncbase::sync::peers::PeerConfig;
+use syncbase::rpc::transport::MemoryNetwork;
+use syncbase::schema::service_capnp::{database, table, watch_change, watch_sink};
 
-const DB: &str = "db";
-
-fn on_local<F: Future<Output = ()>>(body: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, body);
-}
+use common::app::{batch, database, delete, put, table};
+use common::{DB, nodes, on_local};
 
 async fn start() -> EmbeddedServer {
     EmbeddedServer::start(EmbeddedStorage::Memory)
         .await
         .expect("node starts")
-}
-
-// ---- App API helpers ----
-
-async fn database(service: &service::Client, name: &str) -> database::Client {
-    let mut request = service.database_request();
-    request.get().set_name(name);
-    request
-        .send()
-        .promise
-        .await
-        .unwrap()
-        .get()
-        .unwrap()
-        .get_db()
-        .unwrap()
-}
-
-async fn table(db: &database::Client, name: &str) -> table::Client {
-    let mut request = db.table_request();
-    request.get().set_name(name);
-    request
-        .send()
-        .promise
-        .await
-        .unwrap()
-        .get()
-        .unwrap()
-        .get_table()
-        .unwrap()
-}
-
-async fn put(table: &table::Client, key: &str, value: &str) {
-    let mut request = table.put_request();
-    request.get().set_key(key);
-    request.get().set_value(value.as_bytes());
-    request.send().promise.await.expect("put");
-}
-
-async fn delete(table: &table::Client, key: &str) {
-    let mut request = table.delete_request();
-    request.get().set_key(key);
-    request.send().promise.await.expect("delete");
 }
 
 // ---- The watcher ----
@@ -222,7 +171,7 @@ async fn until_live(watch: &Watch, t: &table::Client, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     for round in 0.. {
         let value = format!("ping {round}");
-        put(t, key, &value).await;
+        put(t, key, &value).await.unwrap();
         let wait = Instant::now() + Duration::from_millis(200);
         while Instant::now() < wait {
             if watch
@@ -255,28 +204,29 @@ async fn table_name(t: &table::Client) -> String {
 fn local_puts_and_deletes_arrive_in_commit_order_not_from_sync() {
     on_local(async {
         let node = start().await;
-        let db = database(node.service(), DB).await;
-        let (t, u) = (table(&db, "t").await, table(&db, "u").await);
+        let db = database(node.service(), DB).await.unwrap();
+        let (t, u) = (
+            table(&db, "t").await.unwrap(),
+            table(&db, "u").await.unwrap(),
+        );
         let w = watch(&db, "t", "", false, &[]);
         until_live(&w, &t, "~ping").await;
 
-        put(&t, "a", "1").await;
-        put(&u, "a", "other table").await;
-        put(&t, "b", "2").await;
+        put(&t, "a", "1").await.unwrap();
+        put(&u, "a", "other table").await.unwrap();
+        put(&t, "b", "2").await.unwrap();
         delete(&t, "a").await;
-        let mut request = db.batch_request();
-        let mut ops = request.get().init_ops(3);
-        ops.reborrow().get(0).set_table("t");
-        ops.reborrow().get(0).set_key("c");
-        ops.reborrow().get(0).set_put(b"3");
-        ops.reborrow().get(1).set_table("u");
-        ops.reborrow().get(1).set_key("c");
-        ops.reborrow().get(1).set_put(b"other table");
-        ops.reborrow().get(2).set_table("t");
-        ops.reborrow().get(2).set_key("b");
-        ops.reborrow().get(2).set_delete(());
-        request.send().promise.await.unwrap();
-        put(&t, "a", "4").await;
+        batch(
+            &db,
+            &[
+                ("t", "c", Some(b"3")),
+                ("u", "c", Some(b"other table")),
+                ("t", "b", None),
+            ],
+        )
+        .await
+        .unwrap();
+        put(&t, "a", "4").await.unwrap();
 
         let expected = vec![
             put_of("t", "a", "1"),
@@ -309,18 +259,21 @@ fn local_puts_and_deletes_arrive_in_commit_order_not_from_sync() {
 fn initial_state_comes_first_marked_initial_then_changes() {
     on_local(async {
         let node = start().await;
-        let db = database(node.service(), DB).await;
-        let (t, u) = (table(&db, "t").await, table(&db, "u").await);
-        put(&t, "b", "2").await;
-        put(&t, "a", "1").await;
-        put(&t, "c", "3").await;
+        let db = database(node.service(), DB).await.unwrap();
+        let (t, u) = (
+            table(&db, "t").await.unwrap(),
+            table(&db, "u").await.unwrap(),
+        );
+        put(&t, "b", "2").await.unwrap();
+        put(&t, "a", "1").await.unwrap();
+        put(&t, "c", "3").await.unwrap();
         delete(&t, "c").await;
-        put(&u, "x", "other table").await;
+        put(&u, "x", "other table").await.unwrap();
 
         let w = watch(&db, "t", "", true, &[]);
         w.until(2).await;
         // The initial rows were read after the watch took its start, so it is live now.
-        put(&t, "d", "4").await;
+        put(&t, "d", "4").await.unwrap();
         delete(&t, "a").await;
         w.until(4).await;
         w.settles_at(4).await;
@@ -343,23 +296,23 @@ fn initial_state_comes_first_marked_initial_then_changes() {
 fn resuming_with_the_last_marker_delivers_exactly_the_changes_in_between() {
     on_local(async {
         let node = start().await;
-        let db = database(node.service(), DB).await;
-        let t = table(&db, "t").await;
+        let db = database(node.service(), DB).await.unwrap();
+        let t = table(&db, "t").await.unwrap();
 
         let first_session = node.connect().await.unwrap();
-        let first_db = database(&first_session.service, DB).await;
+        let first_db = database(&first_session.service, DB).await.unwrap();
         let first = watch(&first_db, "t", "", false, &[]);
         until_live(&first, &t, "~ping").await;
-        put(&t, "k1", "v1").await;
-        put(&t, "k2", "v2").await;
+        put(&t, "k1", "v1").await.unwrap();
+        put(&t, "k2", "v2").await.unwrap();
         first.until(2).await;
         let marker = first.changes().last().unwrap().marker.clone();
         first_session.close().await.unwrap();
         drop(first_db);
 
-        put(&t, "k3", "v3").await;
+        put(&t, "k3", "v3").await.unwrap();
         delete(&t, "k1").await;
-        put(&t, "k2", "v2 again").await;
+        put(&t, "k2", "v2 again").await.unwrap();
 
         let resumed = watch(&db, "t", "", false, &marker);
         let missed = vec![
@@ -368,7 +321,7 @@ fn resuming_with_the_last_marker_delivers_exactly_the_changes_in_between() {
             put_of("t", "k2", "v2 again"),
         ];
         resumed.until(missed.len()).await;
-        put(&t, "k4", "after resuming").await;
+        put(&t, "k4", "after resuming").await.unwrap();
         resumed.until(missed.len() + 1).await;
         resumed.settles_at(missed.len() + 1).await;
         let mut expected = missed;
@@ -393,15 +346,15 @@ fn resuming_with_the_last_marker_delivers_exactly_the_changes_in_between() {
 fn markers_from_another_database_or_damaged_are_invalid_arguments() {
     on_local(async {
         let node = start().await;
-        let db = database(node.service(), DB).await;
-        let other = database(node.service(), "other").await;
-        let t = table(&db, "t").await;
+        let db = database(node.service(), DB).await.unwrap();
+        let other = database(node.service(), "other").await.unwrap();
+        let t = table(&db, "t").await.unwrap();
         let w = watch(&db, "t", "", false, &[]);
         until_live(&w, &t, "~ping").await;
-        put(&t, "k", "v").await;
+        put(&t, "k", "v").await.unwrap();
         w.until(1).await;
         let marker = w.changes()[0].marker.clone();
-        table(&other, "t").await;
+        table(&other, "t").await.unwrap();
 
         let mut flipped = marker.clone();
         flipped[0] ^= 0xff;
@@ -424,7 +377,7 @@ fn markers_from_another_database_or_damaged_are_invalid_arguments() {
         }
         // The connection and the good marker still work.
         let resumed = watch(&db, "t", "", false, &marker);
-        put(&t, "k2", "v2").await;
+        put(&t, "k2", "v2").await.unwrap();
         resumed.until(1).await;
         assert_eq!(resumed.whats(), vec![put_of("t", "k2", "v2")]);
     });
@@ -434,16 +387,18 @@ fn markers_from_another_database_or_damaged_are_invalid_arguments() {
 fn initial_state_without_a_table_is_an_invalid_argument() {
     on_local(async {
         let node = start().await;
-        let db = database(node.service(), DB).await;
+        let db = database(node.service(), DB).await.unwrap();
         let error = watch_error(&db, "", true, &[]).await;
         assert!(error.starts_with("InvalidArgument: "), "{error}");
         let error = watch_error(&db, "bad\ntable", false, &[]).await;
         assert!(error.starts_with("InvalidArgument: "), "{error}");
         // Every table without initial state is fine.
-        let t = table(&db, "t").await;
+        let t = table(&db, "t").await.unwrap();
         let w = watch(&db, "", "", false, &[]);
         until_live(&w, &t, "~ping").await;
-        put(&table(&db, "u").await, "k", "v").await;
+        put(&table(&db, "u").await.unwrap(), "k", "v")
+            .await
+            .unwrap();
         w.until(1).await;
         assert_eq!(w.whats(), vec![put_of("u", "k", "v")]);
     });
@@ -453,35 +408,25 @@ fn initial_state_without_a_table_is_an_invalid_argument() {
 fn a_watcher_on_b_sees_as_write_marked_from_sync() {
     on_local(async {
         let network = MemoryNetwork::new();
-        let options = |name: &str| EmbeddedOptions {
-            network: Network::Memory(network.clone()),
-            peer_listen: Some(name.to_owned()),
-            redial_max: Duration::from_millis(100),
-            ..EmbeddedOptions::new(EmbeddedStorage::Memory)
-        };
-        let a = EmbeddedServer::start_with(options("a")).await.unwrap();
-        let b = EmbeddedServer::start_with(options("b")).await.unwrap();
-        for (from, to) in [(&a, &b), (&b, &a)] {
-            let peer = PeerConfig::new(
-                &to.peer_address(),
-                to.node().identity().fingerprint().clone(),
-                DB,
-                vec![Scope::new("t", "")],
-            )
-            .unwrap();
-            from.node().add_peer(peer).await.unwrap();
-        }
-        let (a_db, b_db) = (
-            database(a.service(), DB).await,
-            database(b.service(), DB).await,
+        let (a, b) = (
+            nodes::start(&network, "a").await,
+            nodes::start(&network, "b").await,
         );
-        let (a_t, b_t) = (table(&a_db, "t").await, table(&b_db, "t").await);
+        nodes::link(&a, &b).await;
+        let (a_db, b_db) = (
+            database(a.service(), DB).await.unwrap(),
+            database(b.service(), DB).await.unwrap(),
+        );
+        let (a_t, b_t) = (
+            table(&a_db, "t").await.unwrap(),
+            table(&b_db, "t").await.unwrap(),
+        );
         let w = watch(&b_db, "t", "", false, &[]);
         until_live(&w, &b_t, "~ping").await;
 
-        put(&a_t, "from-a", "synced").await;
+        put(&a_t, "from-a", "synced").await.unwrap();
         w.until(1).await;
-        put(&b_t, "from-b", "local").await;
+        put(&b_t, "from-b", "local").await.unwrap();
         w.until(2).await;
         delete(&a_t, "from-a").await;
         w.until(3).await;
@@ -507,17 +452,20 @@ fn a_watcher_on_b_sees_as_write_marked_from_sync() {
 fn a_prefix_filter_only_delivers_matching_keys() {
     on_local(async {
         let node = start().await;
-        let db = database(node.service(), DB).await;
-        let (t, u) = (table(&db, "t").await, table(&db, "u").await);
-        put(&t, "p/old", "before").await;
-        put(&t, "q/old", "before").await;
+        let db = database(node.service(), DB).await.unwrap();
+        let (t, u) = (
+            table(&db, "t").await.unwrap(),
+            table(&db, "u").await.unwrap(),
+        );
+        put(&t, "p/old", "before").await.unwrap();
+        put(&t, "q/old", "before").await.unwrap();
         let w = watch(&db, "t", "p/", true, &[]);
         w.until(1).await;
-        put(&t, "p/1", "yes").await;
-        put(&t, "q/1", "no").await;
-        put(&t, "p", "no: shorter than the prefix").await;
-        put(&u, "p/1", "no: other table").await;
-        put(&t, "p/2", "yes").await;
+        put(&t, "p/1", "yes").await.unwrap();
+        put(&t, "q/1", "no").await.unwrap();
+        put(&t, "p", "no: shorter than the prefix").await.unwrap();
+        put(&u, "p/1", "no: other table").await.unwrap();
+        put(&t, "p/2", "yes").await.unwrap();
         delete(&t, "q/old").await;
         delete(&t, "p/1").await;
         w.until(4).await;
@@ -536,9 +484,9 @@ fn a_prefix_filter_only_delivers_matching_keys() {
         // Without a table, the prefix applies in every table.
         let all = watch(&db, "", "p/", false, &[]);
         until_live(&all, &t, "p/~ping").await;
-        put(&u, "p/3", "yes").await;
-        put(&u, "z", "no").await;
-        put(&t, "p/4", "yes").await;
+        put(&u, "p/3", "yes").await.unwrap();
+        put(&u, "z", "no").await.unwrap();
+        put(&t, "p/4", "yes").await.unwrap();
         all.until(2).await;
         all.settles_at(2).await;
         assert_eq!(

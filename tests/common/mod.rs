@@ -1,0 +1,36 @@
+//! Helpers shared by the integration tests: a current-thread runtime with a `LocalSet` for
+//! the `!Send` Cap'n Proto clients, polling until a condition holds, app-API calls over
+//! Cap'n Proto (`app`), embedded nodes linked on an in-memory network (`nodes`), and the
+//! `syncbase serve` child process the CLI tests drive (`process`).
+
+// Each test crate compiles this module but uses only part of it.
+#![allow(dead_code)]
+
+pub mod app;
+pub mod nodes;
+pub mod process;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The database the tests use.
+pub const DB: &str = "db";
+
+/// Runs `body` to completion on a current-thread runtime, inside a `LocalSet` so it may spawn
+/// local tasks.
+pub fn on_local<F: Future<Output = ()>>(body: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, body);
+}
+
+/// Waits until `done` holds, failing the test after `limit`.
+pub async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,111 @@
+//! `syncbase serve` as a child process, and the client verbs run against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_syncbase");
+
+/// A `syncbase serve` child process, killed if a test fails before stopping it.
+pub struct Served {
+    child: Child,
+    data_dir: PathBuf,
+    /// The temporary data directory the node owns, if any; removed after the node is killed.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Served {
+    /// `syncbase serve --listen 127.0.0.1:0 --data-dir DATA_DIR EXTRA…`, once it wrote
+    /// `node.addr`.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Served {
+        Self::spawn(data_dir.to_path_buf(), None, extra)
+    }
+
+    /// Like `start`, on a fresh temporary data directory of its own.
+    pub fn start_in_temp_dir(extra: &[&str]) -> Served {
+        let temp = tempfile::tempdir().unwrap();
+        Self::spawn(temp.path().to_path_buf(), Some(temp), extra)
+    }
+
+    fn spawn(data_dir: PathBuf, temp: Option<tempfile::TempDir>, extra: &[&str]) -> Served {
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("syncbase serve starts");
+        let served = Served {
+            child,
+            data_dir,
+            _temp: temp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !served.path().join("node.addr").exists() {
+            assert!(Instant::now() < deadline, "the node never wrote node.addr");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        served
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs a client verb (`args[0]`, or `peer args[1]`) against this node.
+    pub fn client(&self, args: &[&str]) -> Output {
+        let verb = if args[0] == "peer" { 2 } else { 1 };
+        Command::new(BIN)
+            .args(&args[..verb])
+            .arg("--data-dir")
+            .arg(self.path())
+            .args(&args[verb..])
+            .output()
+            .expect("client runs")
+    }
+
+    /// The stdout of a client verb that must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        stdout(&self.client(args))
+    }
+
+    /// Sends SIGTERM and returns the exit status's success.
+    pub fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        self.child.wait().expect("serve exits").success()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The stdout of a command that must have succeeded.
+pub fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// The one stderr line of a command that must have failed.
+pub fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "should have failed");
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one error line expected: {stderr}"
+    );
+    stderr
+}
