@@ -208,6 +208,13 @@ fn a_restarted_lmdb_node_keeps_its_data_knowledge_and_device_and_catches_up() {
             "knowledge survives the restart"
         );
         sees(&a, "k2", Some("while a was down")).await;
+        let counted = || status_of(&a, &b).records_received >= 1;
+        eventually(
+            "the status counts the record",
+            Duration::from_secs(5),
+            counted,
+        )
+        .await;
         assert_eq!(
             status_of(&a, &b).records_received,
             1,

@@ -436,7 +436,11 @@ async fn refuses_then_recovers(bad: Vec<Item>, absent: &[(&str, &str)], phrase: 
     for (table, key) in absent {
         assert_eq!(read(&node, table, key), None, "{table}/{key} stays absent");
     }
-    eventually("connected again", LIMIT, || status(&node).connected).await;
+    eventually("connected again, the record counted", LIMIT, || {
+        let status = status(&node);
+        status.connected && status.records_received >= 1
+    })
+    .await;
     let status = status(&node);
     assert_eq!(status.records_received, 1, "{status:?}");
     assert!(status.last_success_nanos > 0, "{status:?}");
@@ -496,6 +500,10 @@ fn a_record_outside_the_scopes_asked_for_is_refused_with_its_batch() {
         .await;
         assert_eq!(read(&node, "t", "in/1"), None);
         assert_eq!(read(&node, "t", "out/2"), None);
+        eventually("the record counted", LIMIT, || {
+            status(&node).records_received >= 1
+        })
+        .await;
         assert_eq!(status(&node).records_received, 1);
     });
 }
@@ -599,6 +607,10 @@ fn knowledge_claiming_more_of_the_nodes_own_generations_is_refused() {
         // Record 1 was refused and the good page's knowledge names generation 2: an honest
         // responder would have re-sent it; this fake doesn't, so it stays absent here.
         assert_eq!(read(&node, "t", "k"), None);
+        eventually("the record counted", LIMIT, || {
+            status(&node).records_received >= 1
+        })
+        .await;
         assert_eq!(status(&node).records_received, 1);
     });
 }
@@ -669,6 +681,10 @@ fn a_stream_cut_half_way_keeps_its_valid_page_but_not_knowledge_and_resumes() {
                 .all(|(_, vector)| vector.iter().all(|(device, _)| *device != FAKE)),
             "the second request claims nothing of the fake: {seen:?}"
         );
+        eventually("the records counted", LIMIT, || {
+            status(&node).records_received >= 2
+        })
+        .await;
         let status = status(&node);
         assert_eq!(
             status.records_received, 2,
@@ -712,6 +728,10 @@ fn a_good_page_applied_twice_changes_nothing_the_second_time() {
             store.state(&db()).unwrap(),
             store.knowledge(&db()).unwrap(),
         );
+        eventually("the records counted", LIMIT, || {
+            status(&node).records_received >= 2
+        })
+        .await;
         let first_success = status(&node).last_success_nanos;
         assert_eq!(status(&node).records_received, 2);
 
