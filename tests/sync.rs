@@ -38,6 +38,7 @@ fn read(node: &EmbeddedServer, key: &str) -> Option<String> {
     let (db, table) = (DbName::parse(DB).unwrap(), TableName::parse("t").unwrap());
     let value = node
         .node()
+        .store()
         .get(&db, &table, &RowKey::parse(key).unwrap())
         .unwrap();
     value.map(|bytes| String::from_utf8(bytes).unwrap())

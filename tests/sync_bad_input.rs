@@ -348,6 +348,7 @@ fn read(node: &EmbeddedServer, table: &str, key: &str) -> Option<String> {
         return None;
     };
     node.node()
+        .store()
         .get(&db(), &table, &key)
         .unwrap()
         .map(|bytes| String::from_utf8(bytes).unwrap())

@@ -19,9 +19,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
-use crate::names::{DbName, KeyPrefix, RowKey, TableName};
+use crate::names::DbName;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, LogRecord, Mutation, PageLimit, Row, Store};
+use crate::store::{Applied, LogRecord, Mutation, Store};
 use crate::sync::genvec::{DeviceId, Knowledge};
 use crate::sync::peers::PeerRegistry;
 use crate::token::ClientToken;
@@ -126,28 +126,6 @@ impl Node {
         }
         let db = db.clone();
         self.write(move |store| store.create_database(&db)).await
-    }
-
-    /// Every database's name.
-    pub fn list_databases(&self) -> Result<Vec<String>> {
-        self.store.list_databases()
-    }
-
-    /// One row's value.
-    pub fn get(&self, db: &DbName, table: &TableName, key: &RowKey) -> Result<Option<Vec<u8>>> {
-        self.store.get(db, table, key)
-    }
-
-    /// One page of a prefix scan (see [`Store::scan_page`]).
-    pub fn scan_page(
-        &self,
-        db: &DbName,
-        table: &TableName,
-        prefix: &KeyPrefix,
-        after: Option<&str>,
-        limit: PageLimit,
-    ) -> Result<Vec<Row>> {
-        self.store.scan_page(db, table, prefix, after, limit)
     }
 
     /// Commits the mutations atomically; per mutation, whether its key existed before.

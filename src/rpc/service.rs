@@ -53,7 +53,7 @@ impl service::Server for ServiceImpl {
         _: service::ListDatabasesParams,
         mut results: service::ListDatabasesResults,
     ) -> capnp::Result<()> {
-        let names = self.node.list_databases()?;
+        let names = self.node.store().list_databases()?;
         let mut list = results.get().init_names(len_u32(names.len())?);
         for (i, name) in names.iter().enumerate() {
             list.set(i as u32, name.as_str());
@@ -246,7 +246,7 @@ impl table::Server for TableImpl {
         mut results: table::GetResults,
     ) -> capnp::Result<()> {
         let key = RowKey::parse(text(params.get()?.get_key()?)?)?;
-        let value = self.node.get(&self.db, &self.table, &key)?;
+        let value = self.node.store().get(&self.db, &self.table, &key)?;
         let mut results = results.get();
         results.set_found(value.is_some());
         results.set_value(value.as_deref().unwrap_or_default());
@@ -303,9 +303,13 @@ impl TableImpl {
         let mut pusher = WindowedPush::new(SCAN_WINDOW);
         let (mut count, mut after) = (0u64, None::<String>);
         loop {
-            let page =
-                self.node
-                    .scan_page(&self.db, &self.table, prefix, after.as_deref(), limit)?;
+            let page = self.node.store().scan_page(
+                &self.db,
+                &self.table,
+                prefix,
+                after.as_deref(),
+                limit,
+            )?;
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
             count += page.len() as u64;
