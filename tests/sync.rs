@@ -70,10 +70,7 @@ fn status_of(node: &EmbeddedServer, peer: &EmbeddedServer) -> syncbase::sync::pe
     let fingerprint = peer.node().identity().fingerprint();
     node.node()
         .peers()
-        .list()
-        .into_iter()
-        .find(|(config, _)| &config.fingerprint == fingerprint)
-        .map(|(_, status)| status)
+        .status(fingerprint)
         .expect("peer listed")
 }
 

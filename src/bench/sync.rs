@@ -145,13 +145,7 @@ impl Link {
 /// `node`'s sync status with `peer` (default if it is not a peer).
 fn status(node: &EmbeddedServer, peer: &EmbeddedServer) -> PeerStatus {
     let fingerprint = peer.node().identity().fingerprint();
-    node.node()
-        .peers()
-        .list()
-        .into_iter()
-        .find(|(config, _)| &config.fingerprint == fingerprint)
-        .map(|(_, status)| status)
-        .unwrap_or_default()
+    node.node().peers().status(fingerprint).unwrap_or_default()
 }
 
 /// Polls `done` every `every` until it holds; fails naming `what` after `limit`.

@@ -175,6 +175,13 @@ impl PeerRegistry {
             .map(|entry| entry.config.clone())
     }
 
+    /// A peer's sync status.
+    pub fn status(&self, fingerprint: &Fingerprint) -> Option<PeerStatus> {
+        self.lock()
+            .get(fingerprint)
+            .map(|entry| entry.status.clone())
+    }
+
     /// Every peer with its status, in fingerprint order.
     pub fn list(&self) -> Vec<(PeerConfig, PeerStatus)> {
         self.lock()
@@ -234,6 +241,12 @@ mod tests {
         assert!(!merged.allows("db", &Scope::new("t", "b")));
         assert!(!merged.allows("other", &Scope::new("u", "")));
         assert!(registry.trusted().contains(&peer));
+        registry.update_status(&peer, |status| status.records_received = 3);
+        assert_eq!(
+            registry.status(&peer).map(|status| status.records_received),
+            Some(3)
+        );
+        assert_eq!(registry.status(&fingerprint('b')), None);
         assert!(registry.remove(&peer).unwrap());
         assert!(!registry.trusted().contains(&peer));
         assert!(!registry.remove(&peer).unwrap());
