@@ -17,6 +17,8 @@
 #   values: at most 4 MiB; a batch: at most 10,000 operations;
 #   one Cap'n Proto message: at most 64 MiB, nesting depth 64.
 
+using T = import "types.capnp";
+
 interface Gate {
   login @0 (token :Text) -> (service :Service);
   # The `Service` if `token` is this node's client token; otherwise fails with `NoAccess:`
@@ -46,6 +48,61 @@ interface Service {
 
   listPeers @6 () -> (peers :List(PeerStatus));
   # Every peer (from the config file and added at run time) with its sync status.
+
+  syncgroups @7 () -> (syncgroups :Syncgroups);
+  # Syncgroup management on this node, acting as this node's identity.
+}
+
+interface Syncgroups {
+  # Syncgroups (reference §3) managed from this node. Names route to the node hosting them:
+  # `HOST:PORT/SUFFIX` is hosted by the node whose peer listener is HOST:PORT. Errors:
+  # InvalidArgument (a malformed spec or name), Exist (the name is taken), NoExist, BadState
+  # (this node's copy is pending until it catches up with the admin), BadVersion (a stale
+  # spec version), NoAccess (this node lacks the permission), ConnFail (the admin is
+  # unreachable).
+
+  create @0 (database :Text, name :Text, spec :T.SyncgroupSpec, hostFingerprint :Text)
+      -> (sg :SyncgroupInfo);
+  # Creates a syncgroup with this node as creator, admin and first member, and publishes it
+  # at the node its name routes to (itself, or the node with `hostFingerprint`). Empty
+  # permissions mean "only this node" (Admin, Read and Write).
+
+  join @1 (invite :Text, name :Text, adminFingerprint :Text) -> (sg :SyncgroupInfo);
+  # Joins at an admin: with an invite token (`syncbase://...`, from `invite`), or, for a node
+  # already in the permissions, by name plus the admin node's fingerprint.
+
+  list @2 (database :Text) -> (syncgroups :List(SyncgroupInfo));
+  # The syncgroups this node knows in one database ("" = every database), by name.
+
+  get @3 (name :Text) -> (sg :SyncgroupInfo);
+
+  setSpec @4 (name :Text, spec :T.SyncgroupSpec, version :Text) -> (sg :SyncgroupInfo);
+  # Needs Admin. A non-empty `version` must equal the current spec version.
+
+  invite @5 (name :Text, level :InviteLevel, expiresInSeconds :UInt64, uses :UInt32)
+      -> (token :Text);
+  # Mints an invite (needs Admin): a token joining adds the joiner's identity at `level`.
+  # 0 seconds means no expiry; 0 uses means one use. Only a hash of the token is stored.
+
+  eject @6 (name :Text, member :Text) -> ();
+  # Needs Admin: removes an identity from the members and every access list.
+
+  leave @7 (name :Text) -> ();
+  # Stops syncing the syncgroup's prefixes with its members; the local data stays.
+}
+
+enum InviteLevel {
+  read @0;
+  readWrite @1;
+  admin @2;
+}
+
+struct SyncgroupInfo {
+  database @0 :Text;
+  sg @1 :T.Syncgroup;
+  pending @2 :Bool;       # This node's copy has not caught up with the admin's checkpoint.
+  left @3 :Bool;          # This node left it (it no longer syncs its prefixes).
+  publisher @4 :Text;     # Who published it here ("" if created or joined here).
 }
 
 struct PeerSpec {

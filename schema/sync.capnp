@@ -36,10 +36,14 @@ interface Sync {
   # {Write} Publishes a syncgroup at the node its name routes to. DupSyncgroupPublish if it
   # was published there by another publisher; Exist if the name is known with another id.
 
-  joinSyncgroupAtAdmin @3 (sgName :Text, joinerName :Text, myInfo :T.SyncgroupMemberInfo)
+  joinSyncgroupAtAdmin @3 (sgName :Text, joinerName :Text, myInfo :T.SyncgroupMemberInfo,
+                          invite :Text)
       -> (sg :T.Syncgroup, version :Text, genvec :T.GenVector);
   # {Read} Adds the caller to the syncgroup at an admin; returns the syncgroup metadata, its
   # version and the generation vector to catch up to before the joiner may mutate it.
+  # `invite` (not in the original) is the secret of an invite this admin minted: it first adds
+  # the caller's identity to the permissions at the invite's level. BadState while this
+  # admin's own copy is pending; NoExist for an unknown name.
 
   haveBlob @4 (br :T.BlobRef) -> (size :Int64);
   # The blob's size if the responder holds all of it.
@@ -57,6 +61,26 @@ interface Sync {
   deviceInfo @8 () -> (deviceId :UInt64, identity :Text);
   # The responder's device id (for generation vectors) and its authenticated identity (its
   # certificate key's fingerprint). Not in the original.
+
+  syncgroupAdmin @9 (sgName :Text) -> (admin :SyncgroupAdmin);
+  # {Admin} The Admin capability of a syncgroup, for a caller the syncgroup's permissions list
+  # under Admin. Not in the original (it had no remote spec changes or eject).
+}
+
+interface SyncgroupAdmin {
+  # Administers one syncgroup on the node that minted this capability. Every call re-checks
+  # that the holder is still an admin (`NoAccess:` once revoked) and that this node's copy is
+  # not pending (`BadState:`).
+
+  getSyncgroup @0 () -> (sg :T.Syncgroup, version :Text);
+
+  setSpec @1 (spec :T.SyncgroupSpec, version :Text) -> (version :Text);
+  # Replaces the spec. A non-empty `version` must equal the current one (`BadVersion:`
+  # otherwise); prefixes cannot change. Returns the new version.
+
+  eject @2 (member :Text) -> ();
+  # Removes an identity from the members and from every access list: its capabilities fail
+  # on their next call and members stop syncing with it.
 }
 
 interface DeltaSink {

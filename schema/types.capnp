@@ -75,7 +75,11 @@ struct DataDeltaReq {
 struct SgDeltaReq {
   appName @0 :Text;
   dbName @1 :Text;
-  initVec @2 :Knowledge;    # One vector per syncgroup object id.
+  initVec @2 :Knowledge;
+  # One vector per syncgroup the initiator asks about; each scope is the syncgroup id as 16
+  # lowercase hex digits (syncgroup metadata has its own generation space per syncgroup).
+  initiatorDevice @3 :UInt64;
+  live @4 :Bool;            # As in DataDeltaReq.
 }
 
 struct DeltaReq {
@@ -92,7 +96,15 @@ struct DeltaResp {
   union {
     rec @0 :LogRec;
     respVec @1 :Knowledge;
+    sgRec @2 :SyncgroupRec;   # Syncgroup metadata deltas carry whole syncgroup versions.
   }
+}
+
+struct SyncgroupRec {
+  # One version of a syncgroup, as the last writer made it. Conflicts resolve by last writer
+  # wins on the whole object, ordered by (updTime, curVers).
+  metadata @0 :LogRecMetadata;   # id/gen in the syncgroup's own space; objId = the id in hex.
+  sg @1 :Syncgroup;
 }
 
 # ---- Log records (§1.4) ----
@@ -135,7 +147,7 @@ enum AccessTag {
 }
 
 struct AccessList {
-  in @0 :List(Text);        # Identities (key fingerprints) or patterns admitted.
+  in @0 :List(Text);        # Identities (key fingerprints), or "..." for every authenticated peer.
   notIn @1 :List(Text);     # Identities refused even if `in` admits them.
 }
 
@@ -167,6 +179,13 @@ struct SyncgroupSpec {
 struct SyncgroupMemberInfo {
   syncPriority @0 :UInt8;
   isServer @1 :Bool;
+  deviceId @2 :UInt64;
+  # The member's device id, which names its records in generation vectors. Not in the
+  # original; it binds a member's records to its authenticated identity, so members can
+  # refuse records whose writer had no Write permission.
+  address @3 :Text;
+  # host:port of the member's TLS peer listener ("" if it accepts no connections). The
+  # original found members through mount tables; here members dial each other directly.
 }
 
 enum SyncgroupStatus {
@@ -186,7 +205,7 @@ struct Syncgroup {
   status @7 :SyncgroupStatus;
   joiners @8 :List(Joiner);   # Members, keyed by identity.
   struct Joiner {
-    member @0 :Text;
+    member @0 :Text;          # The member's identity (certificate key fingerprint).
     info @1 :SyncgroupMemberInfo;
   }
 }

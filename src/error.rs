@@ -18,6 +18,30 @@ pub enum Error {
     #[error("InvalidArgument: {0}")]
     InvalidArgument(String),
 
+    /// The object is not in a state that allows this yet (a pending syncgroup).
+    #[error("BadState: {0}")]
+    BadState(String),
+
+    /// The caller's version of an object is stale.
+    #[error("BadVersion: {0}")]
+    BadVersion(String),
+
+    /// The name is already taken (by another object).
+    #[error("Exist: {0}")]
+    Exist(String),
+
+    /// The object does not exist.
+    #[error("NoExist: {0}")]
+    NoExist(String),
+
+    /// The syncgroup was already published here by another publisher.
+    #[error("DupSyncgroupPublish: duplicate publish on syncgroup: {0}")]
+    DupSyncgroupPublish(String),
+
+    /// A peer could not be reached (made by initiators, never by a server).
+    #[error("ConnFail: connection to peer failed: {0}")]
+    ConnFail(String),
+
     /// The storage is out of space; nothing of the failed commit was written.
     #[error("StorageFull: {0}")]
     StorageFull(StorageError),
@@ -37,6 +61,12 @@ impl Error {
         match self {
             Error::NoAccess(_) => "NoAccess",
             Error::InvalidArgument(_) => "InvalidArgument",
+            Error::BadState(_) => "BadState",
+            Error::BadVersion(_) => "BadVersion",
+            Error::Exist(_) => "Exist",
+            Error::NoExist(_) => "NoExist",
+            Error::DupSyncgroupPublish(_) => "DupSyncgroupPublish",
+            Error::ConnFail(_) => "ConnFail",
             Error::StorageFull(_) => "StorageFull",
             Error::Storage(_) | Error::Internal(_) => "Internal",
         }
@@ -74,6 +104,12 @@ mod tests {
         let errors = [
             Error::NoAccess("wrong client token".into()),
             Error::invalid("bad name"),
+            Error::BadState("pending".into()),
+            Error::BadVersion("stale".into()),
+            Error::Exist("taken".into()),
+            Error::NoExist("gone".into()),
+            Error::DupSyncgroupPublish("h:1/x".into()),
+            Error::ConnFail("refused".into()),
             Error::from(StorageError::MapFull { map_size: 10 }),
             Error::from(StorageError::Visitor("x".into())),
             Error::Internal("corrupt row".into()),

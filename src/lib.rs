@@ -25,4 +25,5 @@ pub mod rpc;
 pub mod schema;
 pub mod store;
 pub mod sync;
+pub mod syncgroup;
 pub mod token;

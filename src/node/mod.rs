@@ -3,9 +3,13 @@
 //! waits for every commit in flight; reads are short snapshot reads done in place. After
 //! every commit the node bumps a watch channel, so live peer streams and watchers wake at once
 //! (push, never poll). `peers` keeps the peer list (config file plus run-time additions,
-//! persisted) in step with the registry the sync layer reads.
+//! persisted) in step with the registry the sync layer reads; `syncgroups` holds the
+//! syncgroup operations and the access decisions made from syncgroup permissions.
 
 mod peers;
+mod syncgroups;
+
+pub use syncgroups::{JoinReply, MAX_INVITE_USES, WriterCheck};
 
 use std::fs::{File, TryLockError};
 use std::path::Path;
@@ -72,6 +76,7 @@ impl Node {
             _data_dir_lock: data_dir_lock,
         };
         node.load_peers(config)?;
+        node.refresh_syncgroup_peers()?;
         Ok(node)
     }
 
@@ -130,6 +135,7 @@ impl Node {
 
     /// Commits the mutations atomically; per mutation, whether its key existed before.
     pub async fn commit(&self, db: DbName, mutations: Vec<Mutation>) -> Result<Vec<bool>> {
+        self.check_local_writes(&db, mutations.iter().map(Mutation::row))?;
         self.write(move |store| store.commit(&db, &mutations)).await
     }
 

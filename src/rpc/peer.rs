@@ -256,6 +256,9 @@ fn decode_page(
                 }
                 records.push(wire::read_record(record?).map_err(|e| in_item(i, e))?);
             }
+            delta_resp::SgRec(_) => {
+                return Err(Error::invalid("a syncgroup record in a data page").into());
+            }
             delta_resp::RespVec(vector) => {
                 if knowledge.is_some() {
                     return Err(Error::invalid("two knowledge items in one batch").into());

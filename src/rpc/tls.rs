@@ -1,8 +1,8 @@
 //! The peer transport: TLS 1.3 with mutual authentication by [`Fingerprint`]. Both sides
 //! present their self-signed certificate and nobody uses a CA: the verifiers accept any
 //! certificate as a chain, but check the handshake signature with the certificate's key, so a
-//! peer proves it holds the key its fingerprint names. The server admits only fingerprints in
-//! [`TrustedPeers`]; the client pins the one fingerprint it expects. Session resumption is off
+//! peer proves it holds the key its fingerprint names. The server admits the fingerprints in
+//! [`TrustedPeers`] (a node admits anyone and authorises per call); the client pins the one fingerprint it expects. Session resumption is off
 //! on both sides, so every connection is checked against the current trust set.
 //!
 //! After the handshake the server sends one confirmation byte, and the client's
@@ -43,14 +43,28 @@ const SERVER_NAME: &str = "syncbase.peer";
 /// The byte the server sends once it has admitted the client.
 const ACCEPTED: u8 = 0x01;
 
-/// Who may connect or be connected to (a set of fingerprints), shared and updatable at run time.
+/// Who may connect (a set of fingerprints, or anyone who proves a key), shared and updatable
+/// at run time.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedPeers(Arc<RwLock<BTreeSet<Fingerprint>>>);
+pub struct TrustedPeers {
+    set: Arc<RwLock<BTreeSet<Fingerprint>>>,
+    anyone: bool,
+}
 
 impl TrustedPeers {
     /// An empty set: nobody is trusted.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every client that proves it holds its certificate's key. A node's peer listener uses
+    /// this: what a peer may do is decided per call by the capabilities its identity holds, so
+    /// a stranger can connect, redeem an invite, and do nothing else.
+    pub fn anyone() -> Self {
+        TrustedPeers {
+            anyone: true,
+            ..Self::default()
+        }
     }
 
     /// Trusts `f` from the next handshake on.
@@ -65,7 +79,7 @@ impl TrustedPeers {
 
     /// Whether `f` is trusted.
     pub fn contains(&self, f: &Fingerprint) -> bool {
-        self.read().contains(f)
+        self.anyone || self.read().contains(f)
     }
 
     /// The trusted fingerprints, in order.
@@ -75,11 +89,11 @@ impl TrustedPeers {
 
     // The set stays valid whatever a panicking holder did, so a poisoned lock is still used.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeSet<Fingerprint>> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
+        self.set.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeSet<Fingerprint>> {
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
+        self.set.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -33,6 +33,16 @@ pub fn peer(fingerprint: &str) -> Vec<u8> {
     [peer_prefix().as_slice(), fingerprint.as_bytes()].concat()
 }
 
+/// `g 0xfe <syncgroup name>` -> the database and id it names.
+pub fn syncgroup_name(name: &str) -> Vec<u8> {
+    [b"g".as_slice(), &[SEP], name.as_bytes()].concat()
+}
+
+/// `v 0xfe <hash of the secret>` -> an invite this node minted.
+pub fn invite(hash: &str) -> Vec<u8> {
+    [b"v".as_slice(), &[SEP], hash.as_bytes()].concat()
+}
+
 /// Builds the keys of one database: everything under `d 0xfe <db> 0xfe`.
 #[derive(Debug, Clone)]
 pub struct DbKeys {
@@ -121,6 +131,21 @@ impl DbKeys {
     /// `k` -> Knowledge.
     pub fn knowledge(&self) -> Vec<u8> {
         self.key(&[b"k"])
+    }
+
+    /// `g 0xfe`: the prefix of the database's syncgroups.
+    pub fn syncgroup_prefix(&self) -> Vec<u8> {
+        self.key(&[b"g", &[SEP]])
+    }
+
+    /// `g 0xfe <id>` -> SyncgroupRecord: a syncgroup's current version.
+    pub fn syncgroup(&self, id: u64) -> Vec<u8> {
+        self.key(&[b"g", &[SEP], &id.to_be_bytes()])
+    }
+
+    /// `h 0xfe <id>` -> LocalState: this node's own state of a syncgroup.
+    pub fn syncgroup_local(&self, id: u64) -> Vec<u8> {
+        self.key(&[b"h", &[SEP], &id.to_be_bytes()])
     }
 }
 

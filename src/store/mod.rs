@@ -10,6 +10,7 @@ mod keys;
 mod local;
 mod log;
 mod records;
+mod syncgroups;
 mod writer;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use records::{
     DagNode, LogRecord, RecordContent, RowHead, SyncState, Version, decode as decode_record,
     encode as encode_record,
 };
+pub use syncgroups::{SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -45,6 +47,17 @@ pub enum Mutation {
         table: TableName,
         key: RowKey,
     },
+}
+
+impl Mutation {
+    /// The (table, row) it changes.
+    pub fn row(&self) -> (&str, &str) {
+        match self {
+            Mutation::Put { table, key, .. } | Mutation::Delete { table, key } => {
+                (table.as_str(), key.as_str())
+            }
+        }
+    }
 }
 
 /// How much one scan page may hold.

@@ -1,8 +1,8 @@
-//! The peers a node syncs with, until syncgroups decide it: each known by its fingerprint,
-//! with its address and the (database, scopes) it shares, from the config file or added at
-//! run time, plus each peer's live status. The registry is the one place that decides who
-//! may connect (its fingerprints feed the TLS layer's trusted set) and what a peer may ask
-//! for. Changes are published on a watch channel so the dialer follows them.
+//! The peers a node syncs with: each known by its fingerprint, with its address and the
+//! (database, scopes) it shares, plus each peer's live status. A peer comes from one or both
+//! of two sources: declared (the config file, or `peer add` at run time) and derived (the
+//! members of the syncgroups this node belongs to, recomputed whenever a syncgroup changes).
+//! Changes are published on a watch channel so the dialer and live responders follow them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::{DbName, KeyPrefix, TableName};
-use crate::rpc::tls::TrustedPeers;
 use crate::sync::genvec::Scope;
 
 /// A peer and what this node shares with it.
@@ -94,14 +93,43 @@ pub struct PeerStatus {
 }
 
 struct Entry {
-    config: PeerConfig,
+    declared: Option<PeerConfig>,
+    derived: Option<PeerConfig>,
     status: PeerStatus,
+}
+
+impl Entry {
+    fn empty() -> Entry {
+        Entry {
+            declared: None,
+            derived: None,
+            status: PeerStatus::default(),
+        }
+    }
+
+    /// The declared and derived configurations merged (declared wins on the address).
+    fn config(&self) -> Option<PeerConfig> {
+        match (&self.declared, &self.derived) {
+            (None, None) => None,
+            (Some(only), None) | (None, Some(only)) => Some(only.clone()),
+            (Some(declared), Some(derived)) => {
+                let mut merged = declared.clone();
+                for (db, scopes) in &derived.databases {
+                    merged
+                        .databases
+                        .entry(db.clone())
+                        .or_default()
+                        .extend(scopes.iter().cloned());
+                }
+                Some(merged)
+            }
+        }
+    }
 }
 
 /// Every peer of a node.
 pub struct PeerRegistry {
     peers: Mutex<BTreeMap<Fingerprint, Entry>>,
-    trusted: TrustedPeers,
     changes: tokio::sync::watch::Sender<u64>,
 }
 
@@ -109,70 +137,117 @@ impl Default for PeerRegistry {
     fn default() -> Self {
         PeerRegistry {
             peers: Mutex::default(),
-            trusted: TrustedPeers::new(),
             changes: tokio::sync::watch::Sender::new(0),
         }
     }
 }
 
 impl PeerRegistry {
-    /// The fingerprints allowed to connect (kept in step with the registry).
-    pub fn trusted(&self) -> TrustedPeers {
-        self.trusted.clone()
-    }
-
-    /// Adds a peer, or merges its databases and scopes into the known one (the address is
-    /// replaced). Returns the merged configuration.
+    /// Declares a peer, or merges its databases and scopes into the declared one (the address
+    /// is replaced). Returns the merged declaration.
     pub fn add(&self, config: PeerConfig) -> PeerConfig {
         let merged = {
             let mut peers = self.lock();
             let entry = peers
                 .entry(config.fingerprint.clone())
-                .or_insert_with(|| Entry {
-                    config: PeerConfig {
-                        databases: BTreeMap::new(),
-                        ..config.clone()
-                    },
-                    status: PeerStatus::default(),
-                });
-            entry.config.address = config.address.clone();
-            entry.config.from_config |= config.from_config;
+                .or_insert_with(Entry::empty);
+            let declared = entry.declared.get_or_insert_with(|| PeerConfig {
+                databases: BTreeMap::new(),
+                ..config.clone()
+            });
+            declared.address = config.address.clone();
+            declared.from_config |= config.from_config;
             for (db, scopes) in config.databases {
-                entry.config.databases.entry(db).or_default().extend(scopes);
+                declared.databases.entry(db).or_default().extend(scopes);
             }
-            entry.config.clone()
+            declared.clone()
         };
-        self.trusted.add(merged.fingerprint.clone());
-        self.changes.send_modify(|count| *count += 1);
+        self.announce();
         merged
     }
 
-    /// Removes a peer added at run time; a peer from the config file stays (error).
+    /// Removes a peer declared at run time; a peer from the config file stays (error). A peer
+    /// that is also a syncgroup member stays as that.
     pub fn remove(&self, fingerprint: &Fingerprint) -> Result<bool> {
         let removed = {
             let mut peers = self.lock();
-            match peers.get(fingerprint) {
+            let Some(entry) = peers.get_mut(fingerprint) else {
+                return Ok(false);
+            };
+            match &entry.declared {
                 None => false,
-                Some(entry) if entry.config.from_config => {
+                Some(config) if config.from_config => {
                     return Err(Error::invalid(format!(
                         "peer {fingerprint} is declared in the config file; remove it there"
                     )));
                 }
-                Some(_) => peers.remove(fingerprint).is_some(),
+                Some(_) => {
+                    entry.declared = None;
+                    if entry.derived.is_none() {
+                        peers.remove(fingerprint);
+                    }
+                    true
+                }
             }
         };
         if removed {
-            self.trusted.remove(fingerprint);
-            self.changes.send_modify(|count| *count += 1);
+            self.announce();
         }
         Ok(removed)
     }
 
-    /// A peer's configuration.
-    pub fn get(&self, fingerprint: &Fingerprint) -> Option<PeerConfig> {
+    /// Replaces every derived peer (the syncgroup members) with `derived`; announces only a
+    /// real change.
+    pub fn set_derived(&self, mut derived: BTreeMap<Fingerprint, PeerConfig>) {
+        let changed = {
+            let mut peers = self.lock();
+            let mut changed = false;
+            for (fingerprint, entry) in peers.iter_mut() {
+                let new = derived.remove(fingerprint);
+                changed |= entry.derived != new;
+                entry.derived = new;
+            }
+            for (fingerprint, config) in derived {
+                let mut entry = Entry::empty();
+                entry.derived = Some(config);
+                peers.insert(fingerprint, entry);
+                changed = true;
+            }
+            peers.retain(|_, entry| entry.declared.is_some() || entry.derived.is_some());
+            changed
+        };
+        if changed {
+            self.announce();
+        }
+    }
+
+    /// Whether the peer was declared (config file or `peer add`) with this scope shared.
+    pub fn declared_allows(
+        &self,
+        fingerprint: &Fingerprint,
+        database: &str,
+        scope: &Scope,
+    ) -> bool {
         self.lock()
             .get(fingerprint)
-            .map(|entry| entry.config.clone())
+            .and_then(|entry| entry.declared.as_ref())
+            .is_some_and(|config| config.allows(database, scope))
+    }
+
+    /// Whether the peer was declared (config file or `peer add`).
+    pub fn is_declared(&self, fingerprint: &Fingerprint) -> bool {
+        self.lock()
+            .get(fingerprint)
+            .is_some_and(|entry| entry.declared.is_some())
+    }
+
+    fn announce(&self) {
+        self.changes.send_modify(|count| *count += 1);
+    }
+
+    /// A peer's configuration (declared and derived, merged).
+    pub fn get(&self, fingerprint: &Fingerprint) -> Option<PeerConfig> {
+        self.lock().get(fingerprint).and_then(Entry::config)
     }
 
     /// A peer's sync status.
@@ -186,7 +261,7 @@ impl PeerRegistry {
     pub fn list(&self) -> Vec<(PeerConfig, PeerStatus)> {
         self.lock()
             .values()
-            .map(|entry| (entry.config.clone(), entry.status.clone()))
+            .filter_map(|entry| Some((entry.config()?, entry.status.clone())))
             .collect()
     }
 
@@ -197,7 +272,7 @@ impl PeerRegistry {
         }
     }
 
-    /// A receiver that changes whenever a peer is added or removed.
+    /// A receiver that changes whenever a peer is added, removed or changed.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -228,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn adding_merges_scopes_and_trusts_the_peer() {
+    fn adding_merges_scopes() {
         let registry = PeerRegistry::default();
         let peer = fingerprint('a');
         registry
@@ -240,7 +315,6 @@ mod tests {
         assert!(merged.allows("db", &Scope::new("t", "ab")));
         assert!(!merged.allows("db", &Scope::new("t", "b")));
         assert!(!merged.allows("other", &Scope::new("u", "")));
-        assert!(registry.trusted().contains(&peer));
         registry.update_status(&peer, |status| status.records_received = 3);
         assert_eq!(
             registry.status(&peer).map(|status| status.records_received),
@@ -248,8 +322,35 @@ mod tests {
         );
         assert_eq!(registry.status(&fingerprint('b')), None);
         assert!(registry.remove(&peer).unwrap());
-        assert!(!registry.trusted().contains(&peer));
         assert!(!registry.remove(&peer).unwrap());
+    }
+
+    #[test]
+    fn derived_peers_merge_with_declared_ones_and_outlive_their_removal() {
+        let registry = PeerRegistry::default();
+        let peer = fingerprint('d');
+        registry
+            .add(PeerConfig::new("h:1", peer.clone(), "db", vec![Scope::new("t", "")]).unwrap());
+        let derived =
+            PeerConfig::new("h:9", peer.clone(), "db2", vec![Scope::new("u", "p")]).unwrap();
+        let mut changes = registry.subscribe();
+        changes.borrow_and_update();
+        registry.set_derived(BTreeMap::from([(peer.clone(), derived.clone())]));
+        assert!(changes.has_changed().unwrap());
+        let merged = registry.get(&peer).unwrap();
+        assert_eq!(merged.address, "h:1");
+        assert!(merged.allows("db2", &Scope::new("u", "px")));
+        assert!(!registry.declared_allows(&peer, "db2", &Scope::new("u", "px")));
+        changes.borrow_and_update();
+        registry.set_derived(BTreeMap::from([(peer.clone(), derived)]));
+        assert!(
+            !changes.has_changed().unwrap(),
+            "an unchanged set is no news"
+        );
+        assert!(registry.remove(&peer).unwrap());
+        assert_eq!(registry.get(&peer).unwrap().address, "h:9");
+        registry.set_derived(BTreeMap::new());
+        assert!(registry.get(&peer).is_none());
     }
 
     #[test]

@@ -1,0 +1,643 @@
+//! A node's syncgroup operations (reference §3) and the access decisions made from
+//! syncgroup permissions. The app-facing operations act as this node's identity (create,
+//! spec changes, eject, invites, leave); the admin-side ones (a join, a publish) act for an
+//! authenticated peer. Every change is one storage transaction with its checks, and after it
+//! the derived peers (the members this node syncs with, and what) are recomputed, which wakes
+//! the dialer and every live responder: a revoked member's calls fail on their next page.
+//!
+//! Outgoing calls (publishing at a name's host, joining at an admin) are the RPC layer's job;
+//! it calls the `*_reply` methods here with what the remote node answered.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Node;
+use crate::error::{Error, Result};
+use crate::identity::Fingerprint;
+use crate::names::DbName;
+use crate::store::{SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, Version};
+use crate::sync::genvec::{DeviceId, GenVector, Scope};
+use crate::sync::initiator::now_nanos;
+use crate::sync::peers::PeerConfig;
+use crate::syncgroup::access::Level;
+use crate::syncgroup::invite::{Invite, InviteToken, hash_secret};
+use crate::syncgroup::{
+    LocalState, MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName,
+    SyncgroupRecord, SyncgroupView, Tag, new_spec_version,
+};
+
+/// Most uses one invite can be minted with.
+pub const MAX_INVITE_USES: u32 = 10_000;
+
+/// What the admin hands a joiner: the syncgroup, its version, and the checkpoint vector the
+/// joiner must reach before it may change the syncgroup or admit others.
+#[derive(Debug, Clone)]
+pub struct JoinReply {
+    pub sg: Syncgroup,
+    pub version: Version,
+    pub checkpoint: GenVector,
+}
+
+/// Decides which records of one database a peer's page may carry: a record's writer (its
+/// device) must be bound to a member holding Write in a syncgroup covering the row, unless the
+/// peer was declared with that scope (declared peers are trusted for what they share).
+pub struct WriterCheck {
+    syncgroups: Vec<Syncgroup>,
+    declared: Vec<Scope>,
+}
+
+impl WriterCheck {
+    /// Whether `device` may have written row `row` of `table`.
+    pub fn allows(&self, device: DeviceId, table: &str, row: &str) -> bool {
+        self.declared.iter().any(|scope| scope.covers(table, row))
+            || self
+                .syncgroups
+                .iter()
+                .any(|sg| sg.spec.covers(table, row) && sg.device_may_write(device))
+    }
+}
+
+impl Node {
+    /// This node as a member: its device and peer address.
+    pub fn member_info(&self) -> MemberInfo {
+        MemberInfo {
+            sync_priority: 0,
+            is_server: false,
+            device: self.store().device(),
+            address: self.peer_address(),
+        }
+    }
+
+    // ---- access decisions ----
+
+    /// Whether `peer` may read `scope` of `db`: declared with it, or holding Read in a
+    /// syncgroup of `db` (that this node has not left) whose prefixes contain it.
+    pub fn may_read_scope(&self, peer: &Fingerprint, db: &DbName, scope: &Scope) -> Result<bool> {
+        if self.peers().declared_allows(peer, db.as_str(), scope) {
+            return Ok(true);
+        }
+        Ok(self
+            .active_syncgroups(db)?
+            .iter()
+            .any(|sg| sg.spec.contains(scope) && sg.allows(Tag::Read, peer)))
+    }
+
+    /// Whether `peer` is a declared peer or a member (Read, or a joiner) of any syncgroup here:
+    /// what `GetTime` and the blob methods require.
+    pub fn is_member(&self, peer: &Fingerprint) -> Result<bool> {
+        if self.peers().is_declared(peer) {
+            return Ok(true);
+        }
+        Ok(self.store().all_syncgroups()?.iter().any(|view| {
+            let sg = &view.record.sg;
+            !view.local.left && (sg.allows(Tag::Read, peer) || sg.joiners.contains_key(peer))
+        }))
+    }
+
+    /// The syncgroup `name` if `peer` holds Admin in it (`NoAccess` otherwise).
+    pub fn check_admin(&self, peer: &Fingerprint, name: &SyncgroupName) -> Result<SyncgroupView> {
+        let view = self.syncgroup_view(name)?;
+        if view.local.left || !view.record.sg.allows(Tag::Admin, peer) {
+            return Err(Error::NoAccess(format!(
+                "{peer} holds no Admin capability for syncgroup {name}"
+            )));
+        }
+        Ok(view)
+    }
+
+    /// The rule records from peers must pass in `db` for a session with `peer`.
+    pub fn writer_check(&self, peer: &Fingerprint, db: &DbName) -> Result<WriterCheck> {
+        let declared = self
+            .peers()
+            .get(peer)
+            .filter(|_| self.peers().is_declared(peer))
+            .and_then(|config| config.databases.get(db.as_str()).cloned())
+            .map(|scopes| {
+                scopes
+                    .into_iter()
+                    .filter(|scope| self.peers().declared_allows(peer, db.as_str(), scope))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(WriterCheck {
+            syncgroups: self.active_syncgroups(db)?,
+            declared,
+        })
+    }
+
+    /// Refuses app writes under a syncgroup this node belongs to without holding Write there
+    /// (unless another syncgroup covering the row grants it): nobody would accept them.
+    pub fn check_local_writes<'a>(
+        &self,
+        db: &DbName,
+        rows: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<()> {
+        let syncgroups = self.active_syncgroups(db)?;
+        if syncgroups.is_empty() {
+            return Ok(());
+        }
+        let me = self.identity().fingerprint();
+        for (table, row) in rows {
+            let covering: Vec<_> = syncgroups
+                .iter()
+                .filter(|sg| sg.spec.covers(table, row))
+                .collect();
+            if !covering.is_empty() && !covering.iter().any(|sg| sg.allows(Tag::Write, me)) {
+                return Err(Error::NoAccess(format!(
+                    "row {table}:{row} is shared by syncgroup {}, where this node may only read",
+                    covering[0].name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn active_syncgroups(&self, db: &DbName) -> Result<Vec<Syncgroup>> {
+        Ok(self
+            .store()
+            .syncgroups(db)?
+            .into_iter()
+            .filter(|view| !view.local.left)
+            .map(|view| view.record.sg)
+            .collect())
+    }
+
+    // ---- reads ----
+
+    /// One syncgroup with this node's state of it (`NoExist` if unknown).
+    pub fn syncgroup_view(&self, name: &SyncgroupName) -> Result<SyncgroupView> {
+        self.store()
+            .syncgroup_by_name(name)?
+            .ok_or_else(|| Error::NoExist(format!("syncgroup {name} is not known here")))
+    }
+
+    /// The syncgroups of `db`, or of every database, by name.
+    pub fn list_syncgroups(&self, db: Option<&DbName>) -> Result<Vec<SyncgroupView>> {
+        let mut views = match db {
+            Some(db) => self.store().syncgroups(db)?,
+            None => self.store().all_syncgroups()?,
+        };
+        views.sort_by(|a, b| a.record.sg.name.cmp(&b.record.sg.name));
+        Ok(views)
+    }
+
+    // ---- operations on this node's behalf ----
+
+    /// Creates a syncgroup with this node as creator, admin (if the permissions are empty)
+    /// and first member. It is `Running` at once if its name routes here; otherwise it stays
+    /// `PublishPending` until [`Node::publish_reply`].
+    pub async fn create_syncgroup(
+        &self,
+        db: DbName,
+        name: SyncgroupName,
+        mut spec: Spec,
+    ) -> Result<SyncgroupView> {
+        let me = self.identity().fingerprint().clone();
+        if spec.perms.0.is_empty() {
+            spec.perms = Permissions::only(&me);
+        }
+        spec.validate()?;
+        self.open_database(&db).await?;
+        let hosted_here = self.hosts(&name);
+        let sg = Syncgroup {
+            id: SyncgroupId::random()?,
+            name,
+            spec_version: new_spec_version()?,
+            spec,
+            creator: me.clone(),
+            db: db.as_str().to_owned(),
+            status: if hosted_here {
+                Status::Running
+            } else {
+                Status::PublishPending
+            },
+            joiners: BTreeMap::from([(me, self.member_info())]),
+        };
+        self.change_syncgroups(move |txn| {
+            if let Some(existing) = txn.find(&sg.name)? {
+                return Err(Error::Exist(format!(
+                    "syncgroup {} already exists (id {})",
+                    sg.name,
+                    existing.record.sg.id.to_hex()
+                )));
+            }
+            txn.write_version(sg, LocalState::default())
+        })
+        .await
+    }
+
+    /// Records how publishing at the name's host went: on success the host becomes a member
+    /// and an admin (it serves joins) and the syncgroup `Running`; `Exist` makes it
+    /// `PublishRejected`; `DupSyncgroupPublish` changes nothing (another admin published it).
+    pub async fn publish_reply(
+        &self,
+        name: SyncgroupName,
+        outcome: std::result::Result<(Fingerprint, MemberInfo), Error>,
+    ) -> Result<SyncgroupView> {
+        self.change_syncgroups(move |txn| {
+            let mut view = txn.get(&name)?;
+            match outcome {
+                Ok((host, info)) => {
+                    let sg = &mut view.record.sg;
+                    sg.status = Status::Running;
+                    sg.spec.perms.grant(Level::Admin, &host);
+                    sg.joiners.insert(host, info);
+                    txn.write_version(view.record.sg, view.local)
+                }
+                Err(Error::Exist(_)) => {
+                    view.record.sg.status = Status::PublishRejected;
+                    txn.write_version(view.record.sg, view.local)
+                }
+                Err(Error::DupSyncgroupPublish(_)) => Ok(view),
+                Err(other) => Err(other),
+            }
+        })
+        .await
+    }
+
+    /// Stores what an admin answered to this node's join: the syncgroup, pending until this
+    /// node's knowledge of it reaches the checkpoint.
+    pub async fn join_reply(&self, reply: JoinReply) -> Result<SyncgroupView> {
+        let JoinReply {
+            sg,
+            version,
+            checkpoint,
+        } = reply;
+        sg.validate()?;
+        let me = self.identity().fingerprint();
+        if sg.joiners.get(me).map(|info| info.device) != Some(self.store().device()) {
+            return Err(Error::invalid(
+                "the admin's reply does not list this node as a member",
+            ));
+        }
+        self.open_database(&DbName::parse(&sg.db)?).await?;
+        self.change_syncgroups(move |txn| {
+            let local = LocalState {
+                pending: Some(checkpoint),
+                ..LocalState::default()
+            };
+            match txn.find(&sg.name)? {
+                Some(existing) if existing.record.sg.id != sg.id => Err(Error::Exist(format!(
+                    "syncgroup name {} is known here with another id",
+                    sg.name
+                ))),
+                Some(mut existing) if !existing.record.stamp.is_provisional() => {
+                    existing.local.left = false;
+                    existing.local.pending = local.pending;
+                    existing.local.settle();
+                    txn.put_local(&sg.db, sg.id, &existing.local)?;
+                    Ok(existing)
+                }
+                _ => txn.put_provisional(sg, version, local),
+            }
+        })
+        .await
+    }
+
+    /// Replaces the spec (Admin; not while pending). A non-empty `version` must be the
+    /// current spec version; prefixes cannot change.
+    pub async fn set_spec(
+        &self,
+        actor: Fingerprint,
+        name: SyncgroupName,
+        spec: Spec,
+        version: String,
+    ) -> Result<SyncgroupView> {
+        spec.validate()?;
+        self.change_syncgroups(move |txn| {
+            let mut view = admin_view(txn, &actor, &name)?;
+            let sg = &mut view.record.sg;
+            if !version.is_empty() && version != sg.spec_version {
+                return Err(Error::BadVersion(format!(
+                    "syncgroup {name} is at spec version {}, not {version}",
+                    sg.spec_version
+                )));
+            }
+            if spec.prefixes != sg.spec.prefixes {
+                return Err(Error::invalid("a syncgroup's prefixes cannot change"));
+            }
+            sg.spec = spec;
+            sg.spec_version = new_spec_version()?;
+            txn.write_version(view.record.sg, view.local)
+        })
+        .await
+    }
+
+    /// Removes `member` from the members and every access list (Admin; not while pending).
+    pub async fn eject(
+        &self,
+        actor: Fingerprint,
+        name: SyncgroupName,
+        member: Fingerprint,
+    ) -> Result<SyncgroupView> {
+        self.change_syncgroups(move |txn| {
+            let mut view = admin_view(txn, &actor, &name)?;
+            if !view.record.sg.eject(&member) {
+                return Err(Error::NoExist(format!(
+                    "{member} is not a member of syncgroup {name}"
+                )));
+            }
+            view.record.sg.spec.perms.validate().map_err(|_| {
+                Error::invalid(format!(
+                    "ejecting {member} would leave {name} without an admin"
+                ))
+            })?;
+            txn.write_version(view.record.sg, view.local)
+        })
+        .await
+    }
+
+    /// Stops syncing the syncgroup's prefixes; its data stays. Joining again resumes.
+    pub async fn leave(&self, name: SyncgroupName) -> Result<SyncgroupView> {
+        self.change_syncgroups(move |txn| {
+            let mut view = txn.get(&name)?;
+            view.local.left = true;
+            let sg = &view.record.sg;
+            txn.put_local(&sg.db, sg.id, &view.local)?;
+            Ok(view)
+        })
+        .await
+    }
+
+    /// Mints an invite at `level` (this node must be an admin with a peer listener). `uses`
+    /// 0 means one.
+    pub async fn mint_invite(
+        &self,
+        name: SyncgroupName,
+        level: Level,
+        expires_in: Option<Duration>,
+        uses: u32,
+    ) -> Result<InviteToken> {
+        if uses > MAX_INVITE_USES {
+            return Err(Error::invalid(format!(
+                "an invite has at most {MAX_INVITE_USES} uses"
+            )));
+        }
+        let address = self.peer_address();
+        if address.is_empty() {
+            return Err(Error::BadState(
+                "this node has no peer listener, so nobody could redeem an invite".into(),
+            ));
+        }
+        let expires_nanos = match expires_in {
+            None => 0,
+            Some(after) => {
+                now_nanos().saturating_add(after.as_nanos().try_into().unwrap_or(i64::MAX))
+            }
+        };
+        let me = self.identity().fingerprint().clone();
+        self.change_syncgroups(move |txn| {
+            let view = admin_view(txn, &me, &name)?;
+            let token = InviteToken::mint(me, address, name)?;
+            let invite = Invite {
+                syncgroup: view.record.sg.id,
+                level,
+                expires_nanos,
+                uses_left: uses.max(1),
+            };
+            txn.put_invite(&token.hash(), &invite)?;
+            Ok(token)
+        })
+        .await
+    }
+
+    // ---- admin-side operations for authenticated peers ----
+
+    /// Serves `JoinSyncgroupAtAdmin` for `joiner`: redeems the invite if one is given, then
+    /// requires Read, adds the member and writes the version whose checkpoint it returns.
+    pub async fn join_at_admin(
+        &self,
+        joiner: Fingerprint,
+        name: SyncgroupName,
+        mut info: MemberInfo,
+        invite_secret: Option<String>,
+    ) -> Result<JoinReply> {
+        if info.device.0 == 0 {
+            return Err(Error::invalid("the joiner's device id is 0"));
+        }
+        info.address = info.address.trim().to_owned();
+        let me = self.identity().fingerprint().clone();
+        self.change_syncgroups(move |txn| {
+            let mut view = txn.get(&name)?;
+            if view.local.left {
+                return Err(Error::NoExist(format!("this node left syncgroup {name}")));
+            }
+            view.local.check_settled(&name)?;
+            let sg = &mut view.record.sg;
+            if !sg.allows(Tag::Admin, &me) {
+                return Err(Error::NoAccess(format!(
+                    "this node is not an admin of syncgroup {name}"
+                )));
+            }
+            if let Some(secret) = invite_secret {
+                let invite = txn.use_invite(&hash_secret(&secret), sg.id, now_nanos())?;
+                sg.spec.perms.grant(invite.level, &joiner);
+            }
+            if !sg.allows(Tag::Read, &joiner) {
+                return Err(Error::NoAccess(format!(
+                    "{joiner} holds no Read capability for syncgroup {name}"
+                )));
+            }
+            if sg
+                .member_of_device(info.device)
+                .is_some_and(|other| other != &joiner)
+            {
+                return Err(Error::invalid(format!(
+                    "device {:016x} belongs to another member",
+                    info.device.0
+                )));
+            }
+            sg.joiners.insert(joiner, info);
+            let written = txn.write_version(view.record.sg, view.local)?;
+            Ok(JoinReply {
+                sg: written.record.sg,
+                version: written.record.stamp.version,
+                checkpoint: written.local.knowledge,
+            })
+        })
+        .await
+    }
+
+    /// Serves `PublishSyncgroup` from `publisher` (§3, publishee side): the name must route
+    /// here and the publisher hold Write; `Exist` for a known name with another id,
+    /// `DupSyncgroupPublish` if another publisher published it here.
+    pub async fn accept_publish(
+        &self,
+        publisher: Fingerprint,
+        sg: Syncgroup,
+        version: Version,
+        checkpoint: GenVector,
+    ) -> Result<()> {
+        sg.validate()?;
+        if !self.hosts(&sg.name) {
+            return Err(Error::invalid(format!(
+                "syncgroup {} does not route to this node ({})",
+                sg.name,
+                self.peer_address()
+            )));
+        }
+        self.open_database(&DbName::parse(&sg.db)?).await?;
+        self.change_syncgroups(move |txn| {
+            let Some(mut existing) = txn.find(&sg.name)? else {
+                if !sg.allows(Tag::Write, &publisher) {
+                    return Err(Error::NoAccess(format!(
+                        "{publisher} holds no Write capability for syncgroup {}",
+                        sg.name
+                    )));
+                }
+                let local = LocalState {
+                    pending: Some(checkpoint),
+                    remote_publisher: Some(publisher),
+                    ..LocalState::default()
+                };
+                return txn.put_provisional(sg, version, local).map(drop);
+            };
+            let name = &sg.name;
+            if existing.record.sg.id != sg.id {
+                return Err(Error::Exist(format!(
+                    "syncgroup name {name} is taken here by another syncgroup"
+                )));
+            }
+            if !existing.record.sg.allows(Tag::Write, &publisher) {
+                return Err(Error::NoAccess(format!(
+                    "{publisher} holds no Write capability for syncgroup {name}"
+                )));
+            }
+            match &existing.local.remote_publisher {
+                Some(known) if known == &publisher => Ok(()),
+                Some(_) => Err(Error::DupSyncgroupPublish(name.to_string())),
+                None => {
+                    existing.local.remote_publisher = Some(publisher);
+                    txn.put_local(&sg.db, sg.id, &existing.local)
+                }
+            }
+        })
+        .await
+    }
+
+    // ---- syncgroup metadata sync ----
+
+    /// For `peer`: the versions it lacks of the syncgroups in `wanted` and this node's
+    /// knowledge of them. Each must be one this node holds (and has not left) and `peer`
+    /// must hold Read in it.
+    pub fn syncgroup_deltas(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+        wanted: &SyncgroupKnowledge,
+    ) -> Result<(Vec<SyncgroupRecord>, SyncgroupKnowledge)> {
+        if wanted.is_empty() {
+            return Err(Error::invalid("GetDeltas names no syncgroup"));
+        }
+        for id in wanted.keys() {
+            let readable = self
+                .store()
+                .syncgroup(db, *id)?
+                .is_some_and(|view| !view.local.left && view.record.sg.allows(Tag::Read, peer));
+            if !readable {
+                return Err(Error::NoAccess(format!(
+                    "{peer} holds no Read capability for syncgroup {} of database {:?}",
+                    id.to_hex(),
+                    db.as_str()
+                )));
+            }
+        }
+        self.store().syncgroup_deltas(db, wanted)
+    }
+
+    /// Applies syncgroup versions and knowledge from a peer.
+    pub async fn apply_syncgroups(
+        &self,
+        db: DbName,
+        records: Vec<SyncgroupRecord>,
+        knowledge: SyncgroupKnowledge,
+    ) -> Result<SyncgroupsApplied> {
+        self.change_syncgroups(move |txn| txn.apply(&db, &records, &knowledge))
+            .await
+    }
+
+    /// What to ask `peer` for in `db`: the syncgroups (not left) it is a member of with Read,
+    /// with this node's knowledge of each.
+    pub fn syncgroups_shared_with(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+    ) -> Result<SyncgroupKnowledge> {
+        Ok(self
+            .store()
+            .syncgroups(db)?
+            .into_iter()
+            .filter(|view| {
+                let sg = &view.record.sg;
+                !view.local.left && sg.joiners.contains_key(peer) && sg.allows(Tag::Read, peer)
+            })
+            .map(|view| (view.record.sg.id, view.local.knowledge))
+            .collect())
+    }
+
+    /// Recomputes the peers syncgroup membership makes: every other member with an address
+    /// and Read, sharing the prefixes of the syncgroups this node has not left.
+    pub fn refresh_syncgroup_peers(&self) -> Result<()> {
+        let me = self.identity().fingerprint();
+        let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
+        for view in self.store().all_syncgroups()? {
+            let sg = &view.record.sg;
+            if view.local.left {
+                continue;
+            }
+            for (member, info) in &sg.joiners {
+                if member == me || info.address.is_empty() || !sg.allows(Tag::Read, member) {
+                    continue;
+                }
+                let peer = derived.entry(member.clone()).or_insert_with(|| PeerConfig {
+                    address: info.address.clone(),
+                    fingerprint: member.clone(),
+                    databases: BTreeMap::new(),
+                    from_config: false,
+                });
+                peer.databases
+                    .entry(sg.db.clone())
+                    .or_default()
+                    .extend(sg.spec.prefixes.iter().cloned());
+            }
+        }
+        self.peers().set_derived(derived);
+        Ok(())
+    }
+
+    /// Whether a syncgroup name routes to this node.
+    fn hosts(&self, name: &SyncgroupName) -> bool {
+        let address = self.peer_address();
+        !address.is_empty() && name.host() == address
+    }
+
+    /// Runs a syncgroup change on a blocking thread, then recomputes the derived peers.
+    async fn change_syncgroups<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut SyncgroupTxn<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let outcome = self.write(move |store| store.syncgroup_txn(change)).await?;
+        self.refresh_syncgroup_peers()?;
+        Ok(outcome)
+    }
+}
+
+/// The syncgroup `name` for an admin action by `actor`: it must hold Admin and this node's
+/// copy must not be pending or left.
+fn admin_view(
+    txn: &SyncgroupTxn<'_>,
+    actor: &Fingerprint,
+    name: &SyncgroupName,
+) -> Result<SyncgroupView> {
+    let view = txn.get(name)?;
+    if view.local.left {
+        return Err(Error::BadState(format!("this node left syncgroup {name}")));
+    }
+    if !view.record.sg.allows(Tag::Admin, actor) {
+        return Err(Error::NoAccess(format!(
+            "{actor} holds no Admin capability for syncgroup {name}"
+        )));
+    }
+    view.local.check_settled(name)?;
+    Ok(view)
+}

@@ -1,0 +1,295 @@
+//! Syncgroups in storage: each database's syncgroups (their current version and this node's
+//! local state), the node-wide name index, and the invites this node minted. Changes happen
+//! inside a [`SyncgroupTxn`], so a check and the write it guards (an invite's use and the join
+//! it admits, a version check and the new spec) commit together or not at all.
+//!
+//! Each syncgroup has its own generation space: every version this node writes takes its
+//! next generation there, and the knowledge of that space is a vector per syncgroup. A
+//! version from a peer replaces the held one only if it wins last-writer-wins and passes
+//! [`SyncgroupRecord::acceptable_after`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use syncbase_storage::{Scan, WriteTxn};
+
+use super::records::{decode, encode};
+use super::{Store, keys};
+use crate::error::{Error, Result};
+use crate::names::DbName;
+use crate::store::Version;
+use crate::store::keys::DbKeys;
+use crate::sync::genvec::GenVector;
+use crate::syncgroup::invite::Invite;
+use crate::syncgroup::{
+    LocalState, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord, SyncgroupView, VersionStamp,
+};
+
+/// Syncgroup knowledge: a vector per syncgroup.
+pub type SyncgroupKnowledge = BTreeMap<SyncgroupId, GenVector>;
+
+/// Where a name points.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NameEntry {
+    db: String,
+    id: SyncgroupId,
+}
+
+/// What applying a page of syncgroup versions did.
+#[derive(Debug, Default)]
+pub struct SyncgroupsApplied {
+    /// Versions that replaced the held one.
+    pub replaced: usize,
+    /// Versions refused, with why (their writer was no admin, they changed fixed fields).
+    pub refused: Vec<String>,
+}
+
+impl Store {
+    /// Runs `change` in one write transaction, committed if it succeeds.
+    pub fn syncgroup_txn<T>(
+        &self,
+        change: impl FnOnce(&mut SyncgroupTxn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut txn = SyncgroupTxn {
+            txn: self.storage.write()?,
+            store: self,
+        };
+        let outcome = change(&mut txn)?;
+        txn.txn.commit()?;
+        Ok(outcome)
+    }
+
+    /// The syncgroup a name names.
+    pub fn syncgroup_by_name(&self, name: &SyncgroupName) -> Result<Option<SyncgroupView>> {
+        find_by_name(self.storage.read()?.as_ref(), name)
+    }
+
+    /// One syncgroup of a database.
+    pub fn syncgroup(&self, db: &DbName, id: SyncgroupId) -> Result<Option<SyncgroupView>> {
+        load(self.storage.read()?.as_ref(), db.as_str(), id)
+    }
+
+    /// Every syncgroup of a database, by id.
+    pub fn syncgroups(&self, db: &DbName) -> Result<Vec<SyncgroupView>> {
+        let txn = self.storage.read()?;
+        let prefix = DbKeys::new(db.as_str()).syncgroup_prefix();
+        let mut ids = Vec::new();
+        txn.scan_prefix(&prefix, &mut |key, _| {
+            ids.push(keys::trailing_u64(key).unwrap_or_default());
+            Ok(Scan::Continue)
+        })?;
+        let mut views = Vec::with_capacity(ids.len());
+        for id in ids {
+            views.extend(load(txn.as_ref(), db.as_str(), SyncgroupId(id))?);
+        }
+        Ok(views)
+    }
+
+    /// Every syncgroup of every database.
+    pub fn all_syncgroups(&self) -> Result<Vec<SyncgroupView>> {
+        let mut views = Vec::new();
+        for db in self.list_databases()? {
+            views.extend(self.syncgroups(&DbName::parse(&db)?)?);
+        }
+        Ok(views)
+    }
+
+    /// For a peer knowing `wanted`: the versions it lacks of those syncgroups, and this
+    /// node's knowledge of them. Unknown ids are skipped; provisional copies are never sent.
+    pub fn syncgroup_deltas(
+        &self,
+        db: &DbName,
+        wanted: &SyncgroupKnowledge,
+    ) -> Result<(Vec<SyncgroupRecord>, SyncgroupKnowledge)> {
+        let txn = self.storage.read()?;
+        let mut records = Vec::new();
+        let mut knowledge = SyncgroupKnowledge::new();
+        for (id, known) in wanted {
+            let Some(view) = load(txn.as_ref(), db.as_str(), *id)? else {
+                continue;
+            };
+            let stamp = view.record.stamp;
+            if !stamp.is_provisional() && known.get(stamp.device) < stamp.generation {
+                records.push(view.record);
+            }
+            knowledge.insert(*id, view.local.knowledge);
+        }
+        Ok((records, knowledge))
+    }
+}
+
+/// Syncgroup changes inside one write transaction.
+pub struct SyncgroupTxn<'s> {
+    txn: Box<dyn WriteTxn + 's>,
+    store: &'s Store,
+}
+
+impl SyncgroupTxn<'_> {
+    /// The syncgroup a name names.
+    pub fn find(&self, name: &SyncgroupName) -> Result<Option<SyncgroupView>> {
+        find_by_name(self.txn.as_ref(), name)
+    }
+
+    /// Like [`SyncgroupTxn::find`], failing with `NoExist` for an unknown name.
+    pub fn get(&self, name: &SyncgroupName) -> Result<SyncgroupView> {
+        self.find(name)?
+            .ok_or_else(|| Error::NoExist(format!("syncgroup {name} is not known here")))
+    }
+
+    /// Writes `sg` as a new version by this node: its next generation in the syncgroup's
+    /// space, a fresh HLC reading and version. The name must be free or already this id's.
+    pub fn write_version(&mut self, sg: Syncgroup, mut local: LocalState) -> Result<SyncgroupView> {
+        local.own_generation += 1;
+        let stamp = VersionStamp {
+            device: self.store.device(),
+            generation: local.own_generation,
+            hlc: self.store.clock().now(),
+            version: Version::random()?,
+        };
+        local.knowledge.raise(stamp.device, stamp.generation);
+        self.put(SyncgroupRecord { stamp, sg }, local)
+    }
+
+    /// Stores a copy an admin handed over (a join or publish reply) as provisional: any
+    /// synced version replaces it.
+    pub fn put_provisional(
+        &mut self,
+        sg: Syncgroup,
+        version: Version,
+        local: LocalState,
+    ) -> Result<SyncgroupView> {
+        let record = SyncgroupRecord {
+            stamp: VersionStamp::provisional(version),
+            sg,
+        };
+        self.put(record, local)
+    }
+
+    /// Saves this node's state of a syncgroup.
+    pub fn put_local(&mut self, db: &str, id: SyncgroupId, local: &LocalState) -> Result<()> {
+        let key = DbKeys::new(db).syncgroup_local(id.0);
+        Ok(self.txn.put(&key, &encode(local)?)?)
+    }
+
+    /// Stores an invite under the hash of its secret.
+    pub fn put_invite(&mut self, hash: &str, invite: &Invite) -> Result<()> {
+        Ok(self.txn.put(&keys::invite(hash), &encode(invite)?)?)
+    }
+
+    /// Uses one of an invite's uses, if it is valid now for `id`; `NoAccess` otherwise (an
+    /// unknown, expired, used-up or other syncgroup's invite).
+    pub fn use_invite(&mut self, hash: &str, id: SyncgroupId, now_nanos: i64) -> Result<Invite> {
+        let key = keys::invite(hash);
+        let Some(bytes) = self.txn.get(&key)? else {
+            return Err(Error::NoAccess("the invite is not known here".into()));
+        };
+        let mut invite: Invite = decode(&bytes, "invite")?;
+        if invite.syncgroup != id {
+            return Err(Error::NoAccess(
+                "the invite is for another syncgroup".into(),
+            ));
+        }
+        invite.check(now_nanos)?;
+        invite.uses_left -= 1;
+        if invite.uses_left == 0 {
+            self.txn.delete(&key)?;
+        } else {
+            self.txn.put(&key, &encode(&invite)?)?;
+        }
+        Ok(invite)
+    }
+
+    /// Applies versions and knowledge a peer sent for syncgroups of `db` this node holds.
+    pub fn apply(
+        &mut self,
+        db: &DbName,
+        records: &[SyncgroupRecord],
+        knowledge: &SyncgroupKnowledge,
+    ) -> Result<SyncgroupsApplied> {
+        let mut applied = SyncgroupsApplied::default();
+        for record in records {
+            let Some(current) = load(self.txn.as_ref(), db.as_str(), record.sg.id)? else {
+                applied.refused.push(format!(
+                    "syncgroup {} was not asked for",
+                    record.sg.id.to_hex()
+                ));
+                continue;
+            };
+            if record.sg.db != db.as_str() {
+                applied
+                    .refused
+                    .push(format!("syncgroup {} of another database", record.sg.name));
+                continue;
+            }
+            if let Err(error) = record.acceptable_after(Some(&current.record)) {
+                applied.refused.push(error.to_string());
+                continue;
+            }
+            self.store.clock().observe(record.stamp.hlc);
+            if record.stamp.wins_over(&current.record.stamp) {
+                self.put(record.clone(), current.local)?;
+                applied.replaced += 1;
+            }
+        }
+        for (id, vector) in knowledge {
+            if let Some(mut view) = load(self.txn.as_ref(), db.as_str(), *id)? {
+                view.local.knowledge.merge(vector);
+                view.local.settle();
+                self.put_local(db.as_str(), *id, &view.local)?;
+            }
+        }
+        Ok(applied)
+    }
+
+    fn put(&mut self, record: SyncgroupRecord, local: LocalState) -> Result<SyncgroupView> {
+        let sg = &record.sg;
+        let name_key = keys::syncgroup_name(sg.name.as_str());
+        if let Some(bytes) = self.txn.get(&name_key)? {
+            let entry: NameEntry = decode(&bytes, "syncgroup name")?;
+            if entry.id != sg.id || entry.db != sg.db {
+                return Err(Error::Exist(format!(
+                    "syncgroup name {} is taken by another syncgroup",
+                    sg.name
+                )));
+            }
+        }
+        let entry = NameEntry {
+            db: sg.db.clone(),
+            id: sg.id,
+        };
+        let keys = DbKeys::new(&sg.db);
+        self.txn.put(&name_key, &encode(&entry)?)?;
+        self.txn.put(&keys.syncgroup(sg.id.0), &encode(&record)?)?;
+        self.txn
+            .put(&keys.syncgroup_local(sg.id.0), &encode(&local)?)?;
+        Ok(SyncgroupView { record, local })
+    }
+}
+
+fn find_by_name(
+    txn: &dyn syncbase_storage::ReadTxn,
+    name: &SyncgroupName,
+) -> Result<Option<SyncgroupView>> {
+    let Some(bytes) = txn.get(&keys::syncgroup_name(name.as_str()))? else {
+        return Ok(None);
+    };
+    let entry: NameEntry = decode(&bytes, "syncgroup name")?;
+    load(txn, &entry.db, entry.id)
+}
+
+fn load(
+    txn: &dyn syncbase_storage::ReadTxn,
+    db: &str,
+    id: SyncgroupId,
+) -> Result<Option<SyncgroupView>> {
+    let keys = DbKeys::new(db);
+    let Some(bytes) = txn.get(&keys.syncgroup(id.0))? else {
+        return Ok(None);
+    };
+    let record: SyncgroupRecord = decode(&bytes, "syncgroup")?;
+    let local = match txn.get(&keys.syncgroup_local(id.0))? {
+        Some(bytes) => decode(&bytes, "syncgroup local state")?,
+        None => LocalState::default(),
+    };
+    Ok(Some(SyncgroupView { record, local }))
+}

@@ -1,0 +1,327 @@
+//! Syncgroups (reference §3) without Cap'n Proto: what a syncgroup is (its name, spec,
+//! permissions, members and status), the checks on a spec, and the rules that decide who may
+//! do what: which identity holds which access tag, which device wrote a record, and which new
+//! version of a syncgroup a node accepts from a peer. `access` holds the permissions, `name`
+//! the routable names, `invite` the invite tokens. Storage is `store::syncgroups`; the
+//! operations that change syncgroups are `node::syncgroups`.
+
+pub mod access;
+pub mod invite;
+pub mod name;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Hlc;
+use crate::error::{Error, Result};
+use crate::identity::Fingerprint;
+use crate::names::{DbName, KeyPrefix, TableName};
+use crate::store::Version;
+use crate::sync::genvec::{DeviceId, GenVector, Generation, Scope};
+pub use access::{Permissions, Tag};
+pub use name::SyncgroupName;
+
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// Most prefixes in one spec.
+pub const MAX_PREFIXES: usize = 64;
+/// Most rendezvous addresses in one spec.
+pub const MAX_MOUNT_TABLES: usize = 16;
+
+/// A syncgroup's id: random, non-zero, fixed at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SyncgroupId(pub u64);
+
+impl SyncgroupId {
+    /// A fresh random id.
+    pub fn random() -> Result<SyncgroupId> {
+        Ok(SyncgroupId(Version::random()?.0))
+    }
+
+    /// 16 lowercase hex digits (its scope in syncgroup knowledge).
+    pub fn to_hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    /// Parses [`SyncgroupId::to_hex`]'s form.
+    pub fn from_hex(text: &str) -> Result<SyncgroupId> {
+        match u64::from_str_radix(text, 16) {
+            Ok(id) if id != 0 && text.len() == 16 => Ok(SyncgroupId(id)),
+            _ => Err(Error::invalid(format!(
+                "syncgroup id {text:?} is not 16 hex digits, non-zero"
+            ))),
+        }
+    }
+}
+
+/// What a syncgroup shares and with whom. Prefixes cannot change once created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    pub description: String,
+    pub perms: Permissions,
+    pub prefixes: Vec<Scope>,
+    pub mount_tables: Vec<String>,
+    pub is_private: bool,
+}
+
+impl Spec {
+    /// Checks every rule of a spec: 1 to [`MAX_PREFIXES`] prefixes with valid table names and
+    /// row prefixes and no duplicates, valid permissions with at least one admin, bounded
+    /// description and rendezvous list.
+    pub fn validate(&self) -> Result<()> {
+        if self.prefixes.is_empty() {
+            return Err(Error::invalid("a syncgroup spec needs at least one prefix"));
+        }
+        if self.prefixes.len() > MAX_PREFIXES {
+            return Err(Error::invalid(format!(
+                "a syncgroup spec has at most {MAX_PREFIXES} prefixes, not {}",
+                self.prefixes.len()
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        for prefix in &self.prefixes {
+            TableName::parse(&prefix.table)?;
+            KeyPrefix::parse(&prefix.prefix)?;
+            if !seen.insert(prefix) {
+                return Err(Error::invalid(format!("prefix {prefix} appears twice")));
+            }
+        }
+        if self.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(Error::invalid(format!(
+                "description is longer than {MAX_DESCRIPTION_BYTES} bytes"
+            )));
+        }
+        if self.mount_tables.len() > MAX_MOUNT_TABLES
+            || self
+                .mount_tables
+                .iter()
+                .any(|address| address.is_empty() || address.len() > 256)
+        {
+            return Err(Error::invalid(format!(
+                "rendezvous addresses: at most {MAX_MOUNT_TABLES}, each 1-256 bytes"
+            )));
+        }
+        self.perms.validate()
+    }
+
+    /// Whether the row lies under one of the prefixes.
+    pub fn covers(&self, table: &str, row: &str) -> bool {
+        self.prefixes.iter().any(|scope| scope.covers(table, row))
+    }
+
+    /// Whether every row of `scope` lies under one of the prefixes.
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.prefixes.iter().any(|prefix| prefix.contains(scope))
+    }
+}
+
+/// Whether a syncgroup is published at the node its name routes to (§1.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    PublishPending,
+    PublishRejected,
+    Running,
+}
+
+/// What a member told the admin when it joined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub sync_priority: u8,
+    pub is_server: bool,
+    /// Its device id: records naming this device are this member's.
+    pub device: DeviceId,
+    /// Its peer listener's host:port ("" if it accepts no connections).
+    pub address: String,
+}
+
+/// A syncgroup as every member holds it (synced, last writer wins on the whole object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Syncgroup {
+    pub id: SyncgroupId,
+    pub name: SyncgroupName,
+    /// Random hex etag of the spec, changed by every spec change.
+    pub spec_version: String,
+    pub spec: Spec,
+    pub creator: Fingerprint,
+    pub db: String,
+    pub status: Status,
+    pub joiners: BTreeMap<Fingerprint, MemberInfo>,
+}
+
+impl Syncgroup {
+    /// Checks a syncgroup that came from a peer: its spec, database name, id, members'
+    /// devices (non-zero, each bound to one member).
+    pub fn validate(&self) -> Result<()> {
+        if self.id.0 == 0 {
+            return Err(Error::invalid("syncgroup id is 0"));
+        }
+        DbName::parse(&self.db)?;
+        self.spec.validate()?;
+        let mut devices = BTreeSet::new();
+        for (member, info) in &self.joiners {
+            if info.device.0 == 0 || !devices.insert(info.device) {
+                return Err(Error::invalid(format!(
+                    "member {member} has device 0 or one another member has"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `who` holds `tag`.
+    pub fn allows(&self, tag: Tag, who: &Fingerprint) -> bool {
+        self.spec.perms.allows(tag, who)
+    }
+
+    /// The member whose records name `device`.
+    pub fn member_of_device(&self, device: DeviceId) -> Option<&Fingerprint> {
+        self.joiners
+            .iter()
+            .find(|(_, info)| info.device == device)
+            .map(|(member, _)| member)
+    }
+
+    /// Whether `device` belongs to a member holding Write.
+    pub fn device_may_write(&self, device: DeviceId) -> bool {
+        self.member_of_device(device)
+            .is_some_and(|member| self.allows(Tag::Write, member))
+    }
+
+    /// Removes `member` from the joiners and every access list; whether anything changed.
+    pub fn eject(&mut self, member: &Fingerprint) -> bool {
+        let was_member = self.joiners.remove(member).is_some();
+        self.spec.perms.revoke(member) || was_member
+    }
+}
+
+/// Where a version of a syncgroup sits in its generation space, and its LWW order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionStamp {
+    /// The device that wrote the version (0 for a provisional copy: a join or publish reply,
+    /// which any synced version replaces).
+    pub device: DeviceId,
+    pub generation: Generation,
+    pub hlc: Hlc,
+    pub version: Version,
+}
+
+impl VersionStamp {
+    /// A copy taken from an admin's reply rather than from sync.
+    pub fn provisional(version: Version) -> VersionStamp {
+        VersionStamp {
+            device: DeviceId(0),
+            generation: 0,
+            hlc: Hlc::default(),
+            version,
+        }
+    }
+
+    pub fn is_provisional(&self) -> bool {
+        self.device.0 == 0
+    }
+
+    /// Whether this version wins last-writer-wins against `other` (later HLC, then the larger
+    /// version; equal stamps are the same version).
+    pub fn wins_over(&self, other: &VersionStamp) -> bool {
+        (self.hlc, self.version) > (other.hlc, other.version)
+    }
+}
+
+/// One version of a syncgroup, as stored and as synced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncgroupRecord {
+    pub stamp: VersionStamp,
+    pub sg: Syncgroup,
+}
+
+impl SyncgroupRecord {
+    /// Whether a node holding `current` may take this version from a peer: the version's
+    /// writer must be a member holding Admin in the copy the node trusts (its current one,
+    /// else this version itself), and the id, name, database, creator and prefixes must not
+    /// change. A version that fails is dropped; it never replaces what the node holds.
+    pub fn acceptable_after(&self, current: Option<&SyncgroupRecord>) -> Result<()> {
+        self.sg.validate()?;
+        let trusted = current.map_or(&self.sg, |current| &current.sg);
+        let writer = trusted
+            .member_of_device(self.stamp.device)
+            .or_else(|| self.sg.member_of_device(self.stamp.device))
+            .filter(|writer| trusted.allows(Tag::Admin, writer));
+        if writer.is_none() {
+            return Err(Error::NoAccess(format!(
+                "syncgroup {} version by device {:016x}, which is no admin's",
+                self.sg.name, self.stamp.device.0
+            )));
+        }
+        if let Some(current) = current {
+            let (old, new) = (&current.sg, &self.sg);
+            if old.id != new.id
+                || old.name != new.name
+                || old.db != new.db
+                || old.creator != new.creator
+                || old.spec.prefixes != new.spec.prefixes
+            {
+                return Err(Error::invalid(format!(
+                    "syncgroup {} version changes its id, name, database, creator or prefixes",
+                    old.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What only this node knows about a syncgroup (never synced).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalState {
+    /// This node's generations in the syncgroup's space.
+    pub own_generation: Generation,
+    /// What this node knows of the syncgroup's space.
+    pub knowledge: GenVector,
+    /// Set by a join or a publish: the admin's vector to catch up to. While set, spec changes
+    /// and admin-side joins here fail with `BadState`.
+    pub pending: Option<GenVector>,
+    /// Who published the syncgroup here (None if created or joined here).
+    pub remote_publisher: Option<Fingerprint>,
+    /// This node left: it no longer syncs the prefixes (its data stays).
+    pub left: bool,
+}
+
+impl LocalState {
+    /// Clears `pending` once the knowledge reaches the checkpoint; whether it did.
+    pub fn settle(&mut self) -> bool {
+        let caught_up = self
+            .pending
+            .as_ref()
+            .is_some_and(|checkpoint| self.knowledge.dominates(checkpoint));
+        if caught_up {
+            self.pending = None;
+        }
+        caught_up
+    }
+
+    /// Fails with `BadState` while the node has not caught up with the admin.
+    pub fn check_settled(&self, name: &SyncgroupName) -> Result<()> {
+        match &self.pending {
+            Some(_) => Err(Error::BadState(format!(
+                "syncgroup {name} is pending until this node catches up with its admin"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A syncgroup with this node's local state: what the app API shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncgroupView {
+    pub record: SyncgroupRecord,
+    pub local: LocalState,
+}
+
+/// A fresh random spec version (etag).
+pub fn new_spec_version() -> Result<String> {
+    Ok(Version::random()?.to_hex())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+use super::*;
+
+fn id(c: char) -> Fingerprint {
+    Fingerprint::parse(&c.to_string().repeat(64)).unwrap()
+}
+
+fn member(device: u64) -> MemberInfo {
+    MemberInfo {
+        sync_priority: 0,
+        is_server: false,
+        device: DeviceId(device),
+        address: String::new(),
+    }
+}
+
+fn syncgroup() -> Syncgroup {
+    Syncgroup {
+        id: SyncgroupId(7),
+        name: SyncgroupName::parse("h:1/photos").unwrap(),
+        spec_version: "1".into(),
+        spec: Spec {
+            description: String::new(),
+            perms: Permissions::only(&id('a')),
+            prefixes: vec![Scope::new("t", "p")],
+            mount_tables: vec![],
+            is_private: false,
+        },
+        creator: id('a'),
+        db: "db".into(),
+        status: Status::Running,
+        joiners: BTreeMap::from([(id('a'), member(1)), (id('b'), member(2))]),
+    }
+}
+
+fn record(device: u64, wall: i64, sg: Syncgroup) -> SyncgroupRecord {
+    SyncgroupRecord {
+        stamp: VersionStamp {
+            device: DeviceId(device),
+            generation: 1,
+            hlc: Hlc {
+                wall_nanos: wall,
+                logical: 0,
+            },
+            version: Version(wall as u64),
+        },
+        sg,
+    }
+}
+
+#[test]
+fn specs_need_prefixes_without_duplicates() {
+    let mut spec = syncgroup().spec;
+    spec.validate().unwrap();
+    assert!(spec.covers("t", "px") && !spec.covers("t", "q") && !spec.covers("u", "p"));
+    spec.prefixes.push(Scope::new("t", "p"));
+    assert!(spec.validate().unwrap_err().to_string().contains("twice"));
+    spec.prefixes.clear();
+    assert!(
+        spec.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at least one prefix")
+    );
+    spec.prefixes.push(Scope::new("", "p"));
+    assert!(
+        spec.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("InvalidArgument: table name")
+    );
+}
+
+#[test]
+fn only_admins_versions_are_accepted() {
+    let current = record(1, 10, syncgroup());
+    let mut by_admin = syncgroup();
+    by_admin.spec.description = "new".into();
+    record(1, 20, by_admin.clone())
+        .acceptable_after(Some(&current))
+        .unwrap();
+    // Device 2 is member b, who is no admin.
+    let error = record(2, 20, by_admin.clone())
+        .acceptable_after(Some(&current))
+        .unwrap_err();
+    assert!(error.to_string().starts_with("NoAccess:"), "{error}");
+    // Nor may an unknown device write, or anyone change the prefixes.
+    assert!(
+        record(9, 20, by_admin.clone())
+            .acceptable_after(Some(&current))
+            .is_err()
+    );
+    let mut moved = by_admin;
+    moved.spec.prefixes = vec![Scope::new("t", "")];
+    assert!(
+        record(1, 20, moved)
+            .acceptable_after(Some(&current))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_version_granting_its_own_writer_admin_is_judged_by_the_current_copy() {
+    let current = record(1, 10, syncgroup());
+    let mut grab = syncgroup();
+    grab.spec.perms.grant(access::Level::Admin, &id('b'));
+    assert!(
+        record(2, 20, grab.clone())
+            .acceptable_after(Some(&current))
+            .is_err()
+    );
+    // With no copy yet the version's own permissions decide (a first copy comes from an admin).
+    record(2, 20, grab).acceptable_after(None).unwrap();
+}
+
+#[test]
+fn ejecting_removes_the_member_everywhere() {
+    let mut sg = syncgroup();
+    sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
+    assert!(sg.device_may_write(DeviceId(2)));
+    assert!(sg.eject(&id('b')));
+    assert!(!sg.device_may_write(DeviceId(2)));
+    assert!(!sg.allows(Tag::Read, &id('b')));
+    assert!(!sg.eject(&id('b')));
+}
+
+#[test]
+fn last_writer_wins_by_hlc_then_version() {
+    let early = record(1, 10, syncgroup()).stamp;
+    let late = record(1, 20, syncgroup()).stamp;
+    assert!(late.wins_over(&early) && !early.wins_over(&late) && !late.wins_over(&late));
+    assert!(late.wins_over(&VersionStamp::provisional(Version(u64::MAX))));
+}
+
+#[test]
+fn pending_settles_once_knowledge_reaches_the_checkpoint() {
+    let name = SyncgroupName::parse("h:1/x").unwrap();
+    let mut local = LocalState {
+        pending: Some([(DeviceId(1), 3)].into_iter().collect()),
+        ..LocalState::default()
+    };
+    assert!(
+        local
+            .check_settled(&name)
+            .unwrap_err()
+            .to_string()
+            .starts_with("BadState:")
+    );
+    local.knowledge.set(DeviceId(1), 2);
+    assert!(!local.settle());
+    local.knowledge.set(DeviceId(1), 3);
+    assert!(local.settle());
+    local.check_settled(&name).unwrap();
+}
