@@ -131,6 +131,7 @@ struct PeerStatus {
   recordsPendingOut @10 :UInt64;  # Log entries not yet examined for it by our live responder.
   fromConfig @11 :Bool;         # Declared in the config file (removePeer cannot drop it).
   recordsPendingIn @12 :UInt64; # Log entries the peer had not yet examined for us, as of its last push.
+  recordsRefused @13 :UInt64;   # Records from it dropped: their writer held no Write permission.
 }
 
 struct PeerDatabase {

@@ -72,6 +72,32 @@ impl Error {
         }
     }
 
+    /// The error a message names: the inverse of `to_string`, for errors that come back from
+    /// another node. An unknown id becomes `Internal` with the whole message.
+    pub fn from_message(message: &str) -> Error {
+        let Some((id, rest)) = message.split_once(": ") else {
+            return Error::Internal(message.to_owned());
+        };
+        let rest = rest.to_owned();
+        match id {
+            "NoAccess" => Error::NoAccess(rest),
+            "InvalidArgument" => Error::InvalidArgument(rest),
+            "BadState" => Error::BadState(rest),
+            "BadVersion" => Error::BadVersion(rest),
+            "Exist" => Error::Exist(rest),
+            "NoExist" => Error::NoExist(rest),
+            "DupSyncgroupPublish" => Error::DupSyncgroupPublish(
+                rest.trim_start_matches("duplicate publish on syncgroup: ")
+                    .to_owned(),
+            ),
+            "ConnFail" => Error::ConnFail(
+                rest.trim_start_matches("connection to peer failed: ")
+                    .to_owned(),
+            ),
+            _ => Error::Internal(message.to_owned()),
+        }
+    }
+
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())
     }
@@ -117,6 +143,9 @@ mod tests {
         for error in errors {
             let text = error.to_string();
             assert!(text.starts_with(&format!("{}: ", error.id())), "{text}");
+            if !matches!(error.id(), "StorageFull" | "Internal") {
+                assert_eq!(Error::from_message(&text).to_string(), text);
+            }
         }
     }
 

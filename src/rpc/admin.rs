@@ -50,6 +50,7 @@ pub fn write_peer_status(
     out.set_bytes_sent(status.bytes_sent);
     out.set_records_pending_out(status.pending_out);
     out.set_records_pending_in(status.pending_in);
+    out.set_records_refused(status.records_refused);
     out.set_from_config(config.from_config);
     let mut databases = out.init_databases(config.databases.len() as u32);
     for (i, (db, scopes)) in config.databases.iter().enumerate() {

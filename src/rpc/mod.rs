@@ -8,13 +8,17 @@
 //! - `client`: dialling a node and logging in (CLI, tests, benchmarks).
 
 pub mod admin;
+pub mod app_syncgroups;
 pub mod client;
 pub mod gate;
 pub mod peer;
+pub mod peer_call;
 pub mod peer_link;
+pub mod peer_sinks;
 pub mod push;
 pub mod server;
 pub mod service;
+pub mod syncgroup_wire;
 pub mod tls;
 pub mod transport;
 pub mod watch;

@@ -1,6 +1,9 @@
-//! The peer `Sync` interface on one authenticated link: `SyncImpl` serves a peer's calls
-//! (responder), `DeltaSinkImpl` takes the pages a peer pushes to us (initiator). Both are
-//! thin: decode with `rpc::wire`, call `sync::responder` / `sync::initiator`, encode.
+//! The `Sync` capability a peer holds on one authenticated link, and the `SyncgroupAdmin`
+//! capabilities it can obtain there. Both are bound to the peer's proven identity (its
+//! certificate key's fingerprint) and hand out only what that identity is entitled to, checked
+//! on every call against the current permissions, so a revocation makes the next call fail
+//! with `NoAccess:`. ARCHITECTURE.md has the table of who may call what. The methods are thin:
+//! decode with `rpc::wire` / `rpc::syncgroup_wire`, call the node or `sync`, encode.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,13 +13,19 @@ use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
 use crate::rpc::push::WindowedPush;
-use crate::rpc::wire;
-use crate::schema::sync_capnp::{delta_sink, sync};
-use crate::schema::types_capnp::{delta_req, delta_resp};
-use crate::store::Page;
+use crate::rpc::syncgroup_wire::{
+    identity, read_member_info, read_spec, read_syncgroup, read_syncgroup_knowledge,
+    write_syncgroup, write_syncgroup_knowledge, write_syncgroup_record,
+};
+use crate::rpc::wire::{self, read_vector, write_vector};
+use crate::schema::sync_capnp::{delta_sink, sync, syncgroup_admin};
+use crate::schema::types_capnp::data_delta_req;
+use crate::store::{Page, Version};
 use crate::sync::genvec::DeviceId;
-use crate::sync::initiator::{Push, Session};
 use crate::sync::responder::{DeltaRequest, PageSink, Responder};
+use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSink, respond};
+use crate::syncgroup::SyncgroupName;
+use crate::syncgroup::invite::InviteToken;
 
 /// Pushes in flight to a peer's sink before waiting for acknowledgements.
 const PUSH_WINDOW: usize = 8;
@@ -43,10 +52,59 @@ impl SyncImpl {
             )))
         }
     }
+
+    /// GetTime and the blob methods need membership of a syncgroup here (or a declared peer).
+    fn check_member(&self, method: &str) -> Result<(), Error> {
+        if self.node.is_member(&self.peer)? {
+            Ok(())
+        } else {
+            Err(Error::NoAccess(format!(
+                "{method} needs membership of a syncgroup here; {} has none",
+                self.peer
+            )))
+        }
+    }
+
+    async fn data_deltas(
+        &self,
+        data: data_delta_req::Reader<'_>,
+        sink: delta_sink::Client,
+    ) -> capnp::Result<()> {
+        let request = decode_request(data)?;
+        let mut sink = CapnpPageSink {
+            sink,
+            pusher: WindowedPush::new(PUSH_WINDOW),
+            device: self.node.store().device(),
+        };
+        Responder::new(self.node.clone(), self.peer.clone())
+            .run(&request, &mut sink)
+            .await?;
+        sink.pusher.finish().await
+    }
+
+    async fn syncgroup_deltas(
+        &self,
+        db: DbName,
+        known: crate::store::SyncgroupKnowledge,
+        live: bool,
+        sink: delta_sink::Client,
+    ) -> capnp::Result<()> {
+        let mut sink = CapnpSyncgroupSink {
+            sink,
+            pusher: WindowedPush::new(PUSH_WINDOW),
+            device: self.node.store().device(),
+        };
+        respond(&self.node, &self.peer, &db, known, live, &mut sink).await?;
+        sink.pusher.finish().await
+    }
 }
 
 fn unbuilt(method: &str) -> capnp::Error {
     capnp::Error::unimplemented(format!("Unimplemented: {method} is not built yet"))
+}
+
+fn syncgroup_name(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<SyncgroupName, Error> {
+    SyncgroupName::parse(wire::text(reader)?)
 }
 
 impl sync::Server for SyncImpl {
@@ -55,18 +113,19 @@ impl sync::Server for SyncImpl {
         params: sync::GetDeltasParams,
         _: sync::GetDeltasResults,
     ) -> capnp::Result<()> {
+        use crate::schema::types_capnp::delta_req;
         let params = params.get()?;
-        self.check_claimed(params.get_initiator()?.to_str()?)?;
-        let request = decode_request(params.get_req()?)?;
-        let mut sink = CapnpPageSink {
-            sink: params.get_sink()?,
-            pusher: WindowedPush::new(PUSH_WINDOW),
-            device: self.node.store().device(),
-        };
-        Responder::new(self.node.clone(), self.peer.clone())
-            .run(&request, &mut sink)
-            .await?;
-        sink.pusher.finish().await
+        self.check_claimed(wire::text(params.get_initiator())?)?;
+        let sink = params.get_sink()?;
+        match params.get_req()?.which()? {
+            delta_req::Data(data) => self.data_deltas(data?, sink).await,
+            delta_req::Sgs(sgs) => {
+                let sgs = sgs?;
+                let db = DbName::parse(wire::text(sgs.get_db_name())?)?;
+                let known = read_syncgroup_knowledge(sgs.get_init_vec()?)?;
+                self.syncgroup_deltas(db, known, sgs.get_live(), sink).await
+            }
+        }
     }
 
     async fn device_info(
@@ -82,26 +141,79 @@ impl sync::Server for SyncImpl {
 
     async fn get_time(
         self: Rc<Self>,
-        _: sync::GetTimeParams,
-        _: sync::GetTimeResults,
+        params: sync::GetTimeParams,
+        mut results: sync::GetTimeResults,
     ) -> capnp::Result<()> {
-        Err(unbuilt("GetTime"))
+        let received = self.node.store().clock().now().wall_nanos;
+        let params = params.get()?;
+        self.check_claimed(wire::text(params.get_initiator())?)?;
+        self.check_member("GetTime")?;
+        let mut response = results.get().init_resp();
+        response.set_orig_ts(params.get_req()?.get_send_ts());
+        response.set_recv_ts(received);
+        response.set_send_ts(self.node.store().clock().now().wall_nanos);
+        Ok(())
     }
 
     async fn publish_syncgroup(
         self: Rc<Self>,
-        _: sync::PublishSyncgroupParams,
-        _: sync::PublishSyncgroupResults,
+        params: sync::PublishSyncgroupParams,
+        mut results: sync::PublishSyncgroupResults,
     ) -> capnp::Result<()> {
-        Err(unbuilt("PublishSyncgroup"))
+        let params = params.get()?;
+        self.check_claimed(wire::text(params.get_publisher())?)?;
+        let sg = read_syncgroup(params.get_sg()?)?;
+        let version = Version::from_hex(wire::text(params.get_version())?)?;
+        let checkpoint = read_vector(params.get_genvec()?)?;
+        self.node
+            .accept_publish(self.peer.clone(), sg, version, checkpoint)
+            .await?;
+        results
+            .get()
+            .set_publishee(self.node.identity().fingerprint().as_str());
+        Ok(())
     }
 
     async fn join_syncgroup_at_admin(
         self: Rc<Self>,
-        _: sync::JoinSyncgroupAtAdminParams,
-        _: sync::JoinSyncgroupAtAdminResults,
+        params: sync::JoinSyncgroupAtAdminParams,
+        mut results: sync::JoinSyncgroupAtAdminResults,
     ) -> capnp::Result<()> {
-        Err(unbuilt("JoinSyncgroupAtAdmin"))
+        let params = params.get()?;
+        self.check_claimed(wire::text(params.get_joiner_name())?)?;
+        let name = syncgroup_name(params.get_sg_name())?;
+        let info = read_member_info(params.get_my_info()?)?;
+        let invite = match wire::text(params.get_invite())? {
+            "" => None,
+            secret => Some(InviteToken::check_secret(secret)?),
+        };
+        let reply = self
+            .node
+            .join_at_admin(self.peer.clone(), name, info, invite)
+            .await?;
+        let mut results = results.get();
+        write_syncgroup(&reply.sg, results.reborrow().init_sg());
+        results.set_version(reply.version.to_hex().as_str());
+        write_vector(&reply.checkpoint, results.init_genvec());
+        Ok(())
+    }
+
+    async fn syncgroup_admin(
+        self: Rc<Self>,
+        params: sync::SyncgroupAdminParams,
+        mut results: sync::SyncgroupAdminResults,
+    ) -> capnp::Result<()> {
+        let name = syncgroup_name(params.get()?.get_sg_name())?;
+        self.node.check_admin(&self.peer, &name)?;
+        let admin = SyncgroupAdminImpl {
+            node: self.node.clone(),
+            peer: self.peer.clone(),
+            name,
+        };
+        results
+            .get()
+            .set_admin(capnp_rpc::new_client::<syncgroup_admin::Client, _>(admin));
+        Ok(())
     }
 
     async fn have_blob(
@@ -109,6 +221,7 @@ impl sync::Server for SyncImpl {
         _: sync::HaveBlobParams,
         _: sync::HaveBlobResults,
     ) -> capnp::Result<()> {
+        self.check_member("HaveBlob")?;
         Err(unbuilt("HaveBlob"))
     }
 
@@ -117,6 +230,7 @@ impl sync::Server for SyncImpl {
         _: sync::FetchBlobParams,
         _: sync::FetchBlobResults,
     ) -> capnp::Result<()> {
+        self.check_member("FetchBlob")?;
         Err(unbuilt("FetchBlob"))
     }
 
@@ -125,6 +239,7 @@ impl sync::Server for SyncImpl {
         _: sync::FetchBlobRecipeParams,
         _: sync::FetchBlobRecipeResults,
     ) -> capnp::Result<()> {
+        self.check_member("FetchBlobRecipe")?;
         Err(unbuilt("FetchBlobRecipe"))
     }
 
@@ -133,16 +248,65 @@ impl sync::Server for SyncImpl {
         _: sync::FetchChunksParams,
         _: sync::FetchChunksResults,
     ) -> capnp::Result<()> {
+        self.check_member("FetchChunks")?;
         Err(unbuilt("FetchChunks"))
     }
 }
 
-fn decode_request(request: delta_req::Reader<'_>) -> Result<DeltaRequest, capnp::Error> {
-    let data = match request.which()? {
-        delta_req::Data(data) => data?,
-        delta_req::Sgs(_) => return Err(unbuilt("GetDeltas for syncgroup metadata")),
-    };
-    let db = DbName::parse(data.get_db_name()?.to_str()?)?;
+/// One syncgroup's Admin capability, held by `peer`; every call re-checks that it still is
+/// an admin.
+struct SyncgroupAdminImpl {
+    node: Arc<Node>,
+    peer: Fingerprint,
+    name: SyncgroupName,
+}
+
+impl syncgroup_admin::Server for SyncgroupAdminImpl {
+    async fn get_syncgroup(
+        self: Rc<Self>,
+        _: syncgroup_admin::GetSyncgroupParams,
+        mut results: syncgroup_admin::GetSyncgroupResults,
+    ) -> capnp::Result<()> {
+        let view = self.node.check_admin(&self.peer, &self.name)?;
+        let mut results = results.get();
+        write_syncgroup(&view.record.sg, results.reborrow().init_sg());
+        results.set_version(view.record.stamp.version.to_hex().as_str());
+        Ok(())
+    }
+
+    async fn set_spec(
+        self: Rc<Self>,
+        params: syncgroup_admin::SetSpecParams,
+        mut results: syncgroup_admin::SetSpecResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let spec = read_spec(params.get_spec()?)?;
+        let version = wire::text(params.get_version())?.to_owned();
+        let view = self
+            .node
+            .set_spec(self.peer.clone(), self.name.clone(), spec, version)
+            .await?;
+        results
+            .get()
+            .set_version(view.record.sg.spec_version.as_str());
+        Ok(())
+    }
+
+    async fn eject(
+        self: Rc<Self>,
+        params: syncgroup_admin::EjectParams,
+        _: syncgroup_admin::EjectResults,
+    ) -> capnp::Result<()> {
+        let member = identity(wire::text(params.get()?.get_member())?)?;
+        self.node
+            .eject(self.peer.clone(), self.name.clone(), member)
+            .await?;
+        Ok(())
+    }
+}
+
+fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capnp::Error> {
+    let db = DbName::parse(wire::text(data.get_db_name())?)?;
     let knowledge = wire::read_knowledge(data.get_init_vec()?)?;
     let device = data.get_initiator_device();
     if device == 0 {
@@ -156,7 +320,29 @@ fn decode_request(request: delta_req::Reader<'_>) -> Result<DeltaRequest, capnp:
     })
 }
 
-/// Sends pages to a peer's `DeltaSink`.
+/// A fresh `push` call on a peer's `DeltaSink`, naming this node's device.
+fn push_request(
+    sink: &delta_sink::Client,
+    device: DeviceId,
+    remaining: u64,
+) -> capnp::capability::Request<delta_sink::push_params::Owned, capnp::any_pointer::Owned> {
+    let mut request = sink
+        .client
+        .new_call::<delta_sink::push_params::Owned, capnp::any_pointer::Owned>(
+            <delta_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
+            0,
+            None,
+        );
+    request.get().set_remaining(remaining);
+    request.get().set_responder_device(device.0);
+    request
+}
+
+fn pushed(error: capnp::Error) -> Error {
+    Error::Internal(format!("pushing to the peer: {}", error.extra))
+}
+
+/// Sends data pages to a peer's `DeltaSink`.
 struct CapnpPageSink {
     sink: delta_sink::Client,
     pusher: WindowedPush,
@@ -166,16 +352,7 @@ struct CapnpPageSink {
 
 impl PageSink for CapnpPageSink {
     async fn send(&mut self, page: Page) -> crate::error::Result<()> {
-        let mut request = self
-            .sink
-            .client
-            .new_call::<delta_sink::push_params::Owned, capnp::any_pointer::Owned>(
-                <delta_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
-                0,
-                None,
-            );
-        request.get().set_remaining(page.remaining);
-        request.get().set_responder_device(self.device.0);
+        let mut request = push_request(&self.sink, self.device, page.remaining);
         let count = page.records.len() + usize::from(page.knowledge.is_some());
         let mut batch = request.get().init_batch(count as u32);
         for (i, record) in page.records.iter().enumerate() {
@@ -190,90 +367,31 @@ impl PageSink for CapnpPageSink {
                     .init_resp_vec(),
             );
         }
-        self.pusher
-            .send(request)
-            .await
-            .map_err(|error| Error::Internal(format!("pushing to the peer: {}", error.extra)))
+        self.pusher.send(request).await.map_err(pushed)
     }
 }
 
-/// Takes the pages a responder pushes for one session, in order, one commit each.
-pub struct DeltaSinkImpl {
-    session: Session,
-    order: tokio::sync::Mutex<()>,
+/// Sends syncgroup metadata pages to a peer's `DeltaSink`.
+struct CapnpSyncgroupSink {
+    sink: delta_sink::Client,
+    pusher: WindowedPush,
+    device: DeviceId,
 }
 
-impl DeltaSinkImpl {
-    pub fn new(session: Session) -> DeltaSinkImpl {
-        DeltaSinkImpl {
-            session,
-            order: tokio::sync::Mutex::new(()),
+impl SyncgroupSink for CapnpSyncgroupSink {
+    async fn send(&mut self, page: SyncgroupPage) -> crate::error::Result<()> {
+        let mut request = push_request(&self.sink, self.device, 0);
+        let mut batch = request.get().init_batch(page.records.len() as u32 + 1);
+        for (i, record) in page.records.iter().enumerate() {
+            write_syncgroup_record(record, batch.reborrow().get(i as u32).init_sg_rec());
         }
-    }
-}
-
-impl delta_sink::Server for DeltaSinkImpl {
-    async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
-        let _in_order = self.order.lock().await;
-        let outcome = async {
-            let params = params.get()?;
-            let (records, knowledge) = decode_page(params.get_batch()?)?;
-            let push = Push {
-                records,
-                knowledge,
-                remaining: params.get_remaining(),
-                responder: DeviceId(params.get_responder_device()),
-            };
-            self.session.receive(push).await?;
-            Ok::<_, capnp::Error>(())
-        }
-        .await;
-        if let Err(error) = &outcome {
-            self.session.fail(&error.extra);
-        }
-        outcome
-    }
-}
-
-fn decode_page(
-    batch: capnp::struct_list::Reader<'_, delta_resp::Owned>,
-) -> Result<
-    (
-        Vec<crate::store::LogRecord>,
-        Option<crate::sync::genvec::Knowledge>,
-    ),
-    capnp::Error,
-> {
-    let mut records = Vec::with_capacity(batch.len() as usize);
-    let mut knowledge = None;
-    for (i, item) in batch.iter().enumerate() {
-        match item.which()? {
-            delta_resp::Rec(record) => {
-                if knowledge.is_some() {
-                    return Err(
-                        Error::invalid("a record came after the responder's knowledge").into(),
-                    );
-                }
-                records.push(wire::read_record(record?).map_err(|e| in_item(i, e))?);
-            }
-            delta_resp::SgRec(_) => {
-                return Err(Error::invalid("a syncgroup record in a data page").into());
-            }
-            delta_resp::RespVec(vector) => {
-                if knowledge.is_some() {
-                    return Err(Error::invalid("two knowledge items in one batch").into());
-                }
-                knowledge = Some(wire::read_knowledge(vector?)?);
-            }
-        }
-    }
-    Ok((records, knowledge))
-}
-
-fn in_item(index: usize, error: Error) -> capnp::Error {
-    let message = error.to_string();
-    match message.split_once(": ") {
-        Some((id, rest)) => capnp::Error::failed(format!("{id}: batch item {index}: {rest}")),
-        None => capnp::Error::failed(message),
+        write_syncgroup_knowledge(
+            &page.knowledge,
+            batch
+                .reborrow()
+                .get(page.records.len() as u32)
+                .init_resp_vec(),
+        );
+        self.pusher.send(request).await.map_err(pushed)
     }
 }

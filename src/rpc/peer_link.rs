@@ -12,17 +12,23 @@ use futures::future::{FutureExt, select_all};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::Error;
+use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
 use crate::rpc::client::error_message;
-use crate::rpc::peer::{DeltaSinkImpl, SyncImpl};
-use crate::rpc::tls::{TlsAcceptor, TlsConnector, TrustedPeers};
+use crate::rpc::peer::SyncImpl;
+use crate::rpc::peer_sinks::{DeltaSinkImpl, SyncgroupSinkImpl};
+use crate::rpc::syncgroup_wire::write_syncgroup_knowledge;
+use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector, TrustedPeers};
 use crate::rpc::transport::BoxIo;
 use crate::rpc::wire;
 use crate::rpc::{disconnect, reader_options, run_until_cancelled};
 use crate::schema::sync_capnp::{delta_sink, sync};
+use crate::store::SyncgroupKnowledge;
 use crate::sync::initiator::Session;
 use crate::sync::peers::PeerConfig;
+use crate::sync::syncgroups::SyncgroupSession;
 
 /// How long a TCP connect plus TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,7 +60,7 @@ pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
     }
 }
 
-fn rpc_system<S>(
+pub(crate) fn rpc_system<S>(
     stream: S,
     side: rpc_twoparty_capnp::Side,
     bootstrap: Option<capnp::capability::Client>,
@@ -127,6 +133,32 @@ fn conn_fail(error: impl std::fmt::Display) -> LinkError {
     }
 }
 
+/// Dials `address` and authenticates the node there as `fingerprint` (TLS, pinned), within
+/// [`CONNECT_TIMEOUT`]. Failures are `ConnFail`.
+pub(crate) async fn dial(
+    node: &Node,
+    address: &str,
+    fingerprint: &Fingerprint,
+) -> Result<PeerStream<tokio_rustls::client::TlsStream<BoxIo>>, Error> {
+    let connect = async {
+        let io = node
+            .network()
+            .dial(&node.peer_address(), address)
+            .await
+            .map_err(|e| anyhow::anyhow!("dialling {address}: {e}"))?;
+        TlsConnector::new(node.identity())?
+            .connect(io, fingerprint)
+            .await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Err(_) => Err(Error::ConnFail(format!(
+            "no connection to {address} within {CONNECT_TIMEOUT:?}"
+        ))),
+        Ok(Err(error)) => Err(Error::ConnFail(format!("{error:#}"))),
+        Ok(Ok(link)) => Ok(link),
+    }
+}
+
 /// One connection's life: dial, authenticate, open a live session per shared database, and
 /// return when any of them (or the connection) ends.
 async fn run_link(
@@ -134,28 +166,17 @@ async fn run_link(
     peer: &PeerConfig,
     cancel: &CancellationToken,
 ) -> Result<(), LinkError> {
-    let dial = async {
-        let io = node
-            .network()
-            .dial(&node.peer_address(), &peer.address)
-            .await
-            .map_err(|e| anyhow::anyhow!("dialling {}: {e}", peer.address))?;
-        TlsConnector::new(node.identity())?
-            .connect(io, &peer.fingerprint)
-            .await
-    };
     let link = tokio::select! {
-        link = tokio::time::timeout(CONNECT_TIMEOUT, dial) => link,
+        link = dial(node, &peer.address, &peer.fingerprint) => link,
         () = cancel.cancelled() => return Ok(()),
     };
-    let link = link
-        .map_err(|_| {
-            conn_fail(format!(
-                "no connection to {} within {CONNECT_TIMEOUT:?}",
-                peer.address
-            ))
-        })?
-        .map_err(|e| conn_fail(format!("{e:#}")))?;
+    let link = link.map_err(|error| {
+        conn_fail(
+            error
+                .to_string()
+                .trim_start_matches("ConnFail: connection to peer failed: "),
+        )
+    })?;
     let mut rpc_system = rpc_system(link.stream, rpc_twoparty_capnp::Side::Client, None);
     let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
     let disconnector = rpc_system.get_disconnector();
@@ -185,8 +206,15 @@ async fn sync_over(
     for (db, scopes) in &peer.databases {
         let db = DbName::parse(db).map_err(conn_fail)?;
         let scopes = scopes.iter().cloned().collect();
-        let session = Session::new(node.clone(), peer.fingerprint.clone(), db, scopes);
+        let session = Session::new(node.clone(), peer.fingerprint.clone(), db.clone(), scopes);
         sessions.push(live_session(remote, session).boxed_local());
+        match SyncgroupSession::new(node.clone(), peer.fingerprint.clone(), db) {
+            Ok(Some((session, known))) => {
+                sessions.push(live_syncgroup_session(remote, session, known).boxed_local());
+            }
+            Ok(None) => {}
+            Err(error) => return Err(conn_fail(error)),
+        }
     }
     let (ended, _, _) = select_all(sessions).await;
     Err(LinkError {
@@ -211,6 +239,28 @@ async fn live_session(remote: &sync::Client, session: Session) -> Result<(), Str
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));
+    call.get().set_sink(sink);
+    call.send()
+        .promise
+        .await
+        .map(drop)
+        .map_err(|e| error_message(&e).to_owned())
+}
+
+/// Runs one live GetDeltas call for syncgroup metadata.
+async fn live_syncgroup_session(
+    remote: &sync::Client,
+    session: SyncgroupSession,
+    known: SyncgroupKnowledge,
+) -> Result<(), String> {
+    let mut call = remote.get_deltas_request();
+    {
+        let mut sgs = call.get().init_req().init_sgs();
+        sgs.set_db_name(session.db().as_str());
+        sgs.set_live(true);
+        write_syncgroup_knowledge(&known, sgs.init_init_vec());
+    }
+    let sink: delta_sink::Client = capnp_rpc::new_client(SyncgroupSinkImpl::new(session));
     call.get().set_sink(sink);
     call.send()
         .promise

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::names::{self, DbName, KeyPrefix, RowKey, TableName};
 use crate::node::Node;
+use crate::rpc::app_syncgroups::SyncgroupsImpl;
 use crate::rpc::push::WindowedPush;
 use crate::rpc::{admin, watch};
-use crate::schema::service_capnp::{batch_op, database, row_sink, service, table};
+use crate::schema::service_capnp::{batch_op, database, row_sink, service, syncgroups, table};
 use crate::store::{Mutation, PageLimit};
 
 /// One scan page: at most this many rows...
@@ -115,6 +116,17 @@ impl service::Server for ServiceImpl {
         for (i, (config, status)) in peers.iter().enumerate() {
             admin::write_peer_status(config, status, list.reborrow().get(i as u32));
         }
+        Ok(())
+    }
+
+    async fn syncgroups(
+        self: Rc<Self>,
+        _: service::SyncgroupsParams,
+        mut results: service::SyncgroupsResults,
+    ) -> capnp::Result<()> {
+        let client: syncgroups::Client =
+            capnp_rpc::new_client(SyncgroupsImpl::new(self.node.clone()));
+        results.get().set_syncgroups(client);
         Ok(())
     }
 }

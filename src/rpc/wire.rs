@@ -176,14 +176,14 @@ pub fn read_vector(reader: gen_vector::Reader<'_>) -> Result<GenVector> {
     Ok(vector)
 }
 
-fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<&str> {
+pub(crate) fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<&str> {
     reader
         .map_err(malformed)?
         .to_str()
         .map_err(|_| Error::invalid("text is not UTF-8"))
 }
 
-fn malformed(error: capnp::Error) -> Error {
+pub(crate) fn malformed(error: capnp::Error) -> Error {
     Error::invalid(format!("malformed message: {}", error.extra))
 }
 

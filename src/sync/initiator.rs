@@ -75,6 +75,7 @@ impl Session {
         } = push;
         self.check_responder(responder)?;
         self.check(&records, knowledge.as_ref())?;
+        let records = self.drop_unauthorized(records)?;
         let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
         let ended_log = knowledge.is_some();
         let applied = self
@@ -144,6 +145,32 @@ impl Session {
             self.check_knowledge(knowledge, me)?;
         }
         Ok(())
+    }
+
+    /// Drops the records whose writer had no right to make them (see
+    /// [`crate::node::WriterCheck`]); they are logged, never applied nor relayed. The page's
+    /// knowledge still covers them, so they are not fetched again.
+    fn drop_unauthorized(&self, records: Vec<LogRecord>) -> Result<Vec<LogRecord>> {
+        let check = self.node.writer_check(&self.peer, &self.db)?;
+        let (kept, dropped): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .partition(|record| check.allows(record.device(), &record.table, &record.row));
+        for record in &dropped {
+            tracing::warn!(
+                peer = %self.peer,
+                db = %self.db.as_str(),
+                table = %record.table,
+                row = %record.row,
+                device = format!("{:016x}", record.device().0),
+                "dropped a record whose writer holds no Write permission"
+            );
+        }
+        if !dropped.is_empty() {
+            self.node.peers().update_status(&self.peer, |status| {
+                status.records_refused += dropped.len() as u64
+            });
+        }
+        Ok(kept)
     }
 
     /// The responder's knowledge must stay inside the scopes asked for and must not claim more

@@ -10,3 +10,4 @@ pub mod genvec;
 pub mod initiator;
 pub mod peers;
 pub mod responder;
+pub mod syncgroups;

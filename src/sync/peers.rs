@@ -90,6 +90,8 @@ pub struct PeerStatus {
     pub pending_out: u64,
     /// Log entries the peer had not examined yet for us, as of its last push.
     pub pending_in: u64,
+    /// Records from it dropped because their writer held no Write permission.
+    pub records_refused: u64,
 }
 
 struct Entry {

@@ -59,27 +59,21 @@ impl Responder {
         Responder { node, peer }
     }
 
-    /// Refuses requests the peer is not entitled to: an unknown database or peer, a scope
-    /// outside what this node shares with it, or no scope at all.
+    /// Refuses requests the peer is not entitled to: no scope at all, an unknown database, or
+    /// a scope the peer may not read (neither declared with it nor covered by a syncgroup
+    /// granting it Read).
     pub fn authorize(&self, request: &DeltaRequest) -> Result<()> {
         let db = request.db.as_str();
-        let Some(config) = self.node.peers().get(&self.peer) else {
-            return Err(Error::NoAccess(format!(
-                "peer {} is not known here",
-                self.peer
-            )));
-        };
         if request.knowledge.is_empty() {
             return Err(Error::invalid("GetDeltas names no scope"));
         }
-        if let Some((scope, _)) = request
-            .knowledge
-            .iter()
-            .find(|(scope, _)| !config.allows(db, scope))
-        {
-            return Err(Error::NoAccess(format!(
-                "scope {scope} of database {db:?} is not shared with this peer"
-            )));
+        for (scope, _) in request.knowledge.iter() {
+            if !self.node.may_read_scope(&self.peer, &request.db, scope)? {
+                return Err(Error::NoAccess(format!(
+                    "{} holds no Read capability for scope {scope} of database {db:?}",
+                    self.peer
+                )));
+            }
         }
         if !self.node.store().has_database(&request.db)? {
             return Err(Error::NoAccess(format!(
@@ -90,8 +84,8 @@ impl Responder {
     }
 
     /// Streams the pages until caught up (or, live, until the sink fails or the node stops).
-    /// Every page is sent under a fresh authorisation, so removing the peer (or narrowing
-    /// what it shares) ends a live stream at once with `NoAccess:`.
+    /// Every page is sent under a fresh authorisation, so removing the peer, ejecting it or
+    /// revoking its Read ends a live stream at once with `NoAccess:`.
     pub async fn run(&self, request: &DeltaRequest, sink: &mut impl PageSink) -> Result<()> {
         self.authorize(request)?;
         let store = self.node.store();

@@ -60,15 +60,22 @@ impl InviteToken {
         if address.is_empty() {
             return Err(bad("the admin address is empty"));
         }
-        if secret.len() != 2 * SECRET_BYTES || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad("the secret is not 64 hex digits"));
-        }
         Ok(InviteToken {
             admin,
             address: address.to_owned(),
             name,
-            secret: secret.to_ascii_lowercase(),
+            secret: InviteToken::check_secret(secret)?,
         })
+    }
+
+    /// Checks a secret's form (64 hex digits) and returns it in lowercase.
+    pub fn check_secret(secret: &str) -> Result<String> {
+        if secret.len() != 2 * SECRET_BYTES || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(
+                "invite token is malformed: the secret is not 64 hex digits",
+            ));
+        }
+        Ok(secret.to_ascii_lowercase())
     }
 
     /// What the admin stores in place of the secret.

@@ -1,0 +1,207 @@
+//! `Syncgroups`: the app API's syncgroup management, acting as this node's identity. Each
+//! method decodes and validates its arguments, calls the node (and, for create and join,
+//! `rpc::peer_call` to reach the host or admin node), and fills its results.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::names::DbName;
+use crate::node::Node;
+use crate::rpc::peer_call;
+use crate::rpc::syncgroup_wire::{identity, read_spec, write_syncgroup};
+use crate::rpc::wire::text;
+use crate::schema::service_capnp::{InviteLevel, syncgroup_info, syncgroups};
+use crate::syncgroup::access::Level;
+use crate::syncgroup::invite::InviteToken;
+use crate::syncgroup::{SyncgroupName, SyncgroupView};
+
+/// Serves `Syncgroups` to a logged-in client.
+pub struct SyncgroupsImpl {
+    node: Arc<Node>,
+}
+
+impl SyncgroupsImpl {
+    pub fn new(node: Arc<Node>) -> Self {
+        SyncgroupsImpl { node }
+    }
+}
+
+fn name(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<SyncgroupName, Error> {
+    SyncgroupName::parse(text(reader)?)
+}
+
+/// Fills a `SyncgroupInfo`.
+pub fn write_info(view: &SyncgroupView, mut out: syncgroup_info::Builder<'_>) {
+    out.set_database(view.record.sg.db.as_str());
+    out.set_pending(view.local.pending.is_some());
+    out.set_left(view.local.left);
+    let publisher = view.local.remote_publisher.as_ref();
+    out.set_publisher(publisher.map(|p| p.as_str()).unwrap_or_default());
+    write_syncgroup(&view.record.sg, out.init_sg());
+}
+
+impl syncgroups::Server for SyncgroupsImpl {
+    async fn create(
+        self: Rc<Self>,
+        params: syncgroups::CreateParams,
+        mut results: syncgroups::CreateResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let db = DbName::parse(text(params.get_database())?)?;
+        let name = name(params.get_name())?;
+        let spec = read_spec(params.get_spec()?)?;
+        let host = match text(params.get_host_fingerprint())? {
+            "" => None,
+            host => Some(identity(host)?),
+        };
+        let hosted_here = name.host() == self.node.peer_address();
+        if !hosted_here && host.is_none() {
+            return Err(Error::invalid(format!(
+                "syncgroup {name} routes to {}, not to this node ({}); give that node's \
+                 fingerprint to publish it there",
+                name.host(),
+                display_address(&self.node.peer_address())
+            ))
+            .into());
+        }
+        let mut view = self.node.create_syncgroup(db, name.clone(), spec).await?;
+        if let Some(host) = host.filter(|_| !hosted_here) {
+            view = peer_call::publish(&self.node, &name, &host).await?;
+        }
+        write_info(&view, results.get().init_sg());
+        Ok(())
+    }
+
+    async fn join(
+        self: Rc<Self>,
+        params: syncgroups::JoinParams,
+        mut results: syncgroups::JoinResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let view = match (text(params.get_invite())?, text(params.get_name())?) {
+            ("", "") => {
+                return Err(
+                    Error::invalid("join needs an invite token or a syncgroup name").into(),
+                );
+            }
+            ("", name) => {
+                let name = SyncgroupName::parse(name)?;
+                let admin = identity(text(params.get_admin_fingerprint())?)?;
+                let address = name.host().to_owned();
+                peer_call::join(&self.node, &admin, &address, &name, None).await?
+            }
+            (invite, _) => {
+                let token = InviteToken::parse(invite)?;
+                peer_call::join(
+                    &self.node,
+                    &token.admin,
+                    &token.address,
+                    &token.name,
+                    Some(&token.secret),
+                )
+                .await?
+            }
+        };
+        write_info(&view, results.get().init_sg());
+        Ok(())
+    }
+
+    async fn list(
+        self: Rc<Self>,
+        params: syncgroups::ListParams,
+        mut results: syncgroups::ListResults,
+    ) -> capnp::Result<()> {
+        let db = match text(params.get()?.get_database())? {
+            "" => None,
+            db => Some(DbName::parse(db)?),
+        };
+        let views = self.node.list_syncgroups(db.as_ref())?;
+        let mut list = results.get().init_syncgroups(views.len() as u32);
+        for (i, view) in views.iter().enumerate() {
+            write_info(view, list.reborrow().get(i as u32));
+        }
+        Ok(())
+    }
+
+    async fn get(
+        self: Rc<Self>,
+        params: syncgroups::GetParams,
+        mut results: syncgroups::GetResults,
+    ) -> capnp::Result<()> {
+        let view = self.node.syncgroup_view(&name(params.get()?.get_name())?)?;
+        write_info(&view, results.get().init_sg());
+        Ok(())
+    }
+
+    async fn set_spec(
+        self: Rc<Self>,
+        params: syncgroups::SetSpecParams,
+        mut results: syncgroups::SetSpecResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let name = name(params.get_name())?;
+        let spec = read_spec(params.get_spec()?)?;
+        let version = text(params.get_version())?.to_owned();
+        let me = self.node.identity().fingerprint().clone();
+        let view = self.node.set_spec(me, name, spec, version).await?;
+        write_info(&view, results.get().init_sg());
+        Ok(())
+    }
+
+    async fn invite(
+        self: Rc<Self>,
+        params: syncgroups::InviteParams,
+        mut results: syncgroups::InviteResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let name = name(params.get_name())?;
+        let level = match params.get_level() {
+            Ok(InviteLevel::Read) => Level::Read,
+            Ok(InviteLevel::ReadWrite) => Level::ReadWrite,
+            Ok(InviteLevel::Admin) => Level::Admin,
+            Err(_) => return Err(Error::invalid("unknown invite level").into()),
+        };
+        let expires_in = match params.get_expires_in_seconds() {
+            0 => None,
+            seconds => Some(Duration::from_secs(seconds)),
+        };
+        let token = self
+            .node
+            .mint_invite(name, level, expires_in, params.get_uses())
+            .await?;
+        results.get().set_token(token.to_string().as_str());
+        Ok(())
+    }
+
+    async fn eject(
+        self: Rc<Self>,
+        params: syncgroups::EjectParams,
+        _: syncgroups::EjectResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let name = name(params.get_name())?;
+        let member = identity(text(params.get_member())?)?;
+        let me = self.node.identity().fingerprint().clone();
+        self.node.eject(me, name, member).await?;
+        Ok(())
+    }
+
+    async fn leave(
+        self: Rc<Self>,
+        params: syncgroups::LeaveParams,
+        _: syncgroups::LeaveResults,
+    ) -> capnp::Result<()> {
+        self.node.leave(name(params.get()?.get_name())?).await?;
+        Ok(())
+    }
+}
+
+fn display_address(address: &str) -> &str {
+    if address.is_empty() {
+        "no peer listener"
+    } else {
+        address
+    }
+}

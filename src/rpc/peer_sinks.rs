@@ -1,0 +1,152 @@
+//! The initiator's sinks on one authenticated link: `DeltaSinkImpl` takes the data pages a
+//! responder pushes for one database, `SyncgroupSinkImpl` the syncgroup metadata pages. Both
+//! apply pushes in order (one commit each) through `sync::initiator` / `sync::syncgroups` and
+//! record a failure in the peer's status.
+
+use std::rc::Rc;
+
+use crate::error::Error;
+use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record};
+use crate::rpc::wire;
+use crate::schema::sync_capnp::delta_sink;
+use crate::schema::types_capnp::delta_resp;
+use crate::sync::genvec::DeviceId;
+use crate::sync::initiator::{Push, Session};
+use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
+
+/// Takes the pages a responder pushes for one session, in order, one commit each.
+pub struct DeltaSinkImpl {
+    session: Session,
+    order: tokio::sync::Mutex<()>,
+}
+
+impl DeltaSinkImpl {
+    pub fn new(session: Session) -> DeltaSinkImpl {
+        DeltaSinkImpl {
+            session,
+            order: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl delta_sink::Server for DeltaSinkImpl {
+    async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
+        let _in_order = self.order.lock().await;
+        let outcome = async {
+            let params = params.get()?;
+            let (records, knowledge) = decode_page(params.get_batch()?)?;
+            let push = Push {
+                records,
+                knowledge,
+                remaining: params.get_remaining(),
+                responder: DeviceId(params.get_responder_device()),
+            };
+            self.session.receive(push).await?;
+            Ok::<_, capnp::Error>(())
+        }
+        .await;
+        if let Err(error) = &outcome {
+            self.session.fail(&error.extra);
+        }
+        outcome
+    }
+}
+
+fn decode_page(
+    batch: capnp::struct_list::Reader<'_, delta_resp::Owned>,
+) -> Result<
+    (
+        Vec<crate::store::LogRecord>,
+        Option<crate::sync::genvec::Knowledge>,
+    ),
+    capnp::Error,
+> {
+    let mut records = Vec::with_capacity(batch.len() as usize);
+    let mut knowledge = None;
+    for (i, item) in batch.iter().enumerate() {
+        match item.which()? {
+            delta_resp::Rec(record) => {
+                if knowledge.is_some() {
+                    return Err(
+                        Error::invalid("a record came after the responder's knowledge").into(),
+                    );
+                }
+                records.push(wire::read_record(record?).map_err(|e| in_item(i, e))?);
+            }
+            delta_resp::SgRec(_) => {
+                return Err(Error::invalid("a syncgroup record in a data page").into());
+            }
+            delta_resp::RespVec(vector) => {
+                if knowledge.is_some() {
+                    return Err(Error::invalid("two knowledge items in one batch").into());
+                }
+                knowledge = Some(wire::read_knowledge(vector?)?);
+            }
+        }
+    }
+    Ok((records, knowledge))
+}
+
+fn in_item(index: usize, error: Error) -> capnp::Error {
+    let message = error.to_string();
+    match message.split_once(": ") {
+        Some((id, rest)) => capnp::Error::failed(format!("{id}: batch item {index}: {rest}")),
+        None => capnp::Error::failed(message),
+    }
+}
+
+/// Takes the syncgroup metadata pages a responder pushes for one database.
+pub struct SyncgroupSinkImpl {
+    session: SyncgroupSession,
+    order: tokio::sync::Mutex<()>,
+}
+
+impl SyncgroupSinkImpl {
+    pub fn new(session: SyncgroupSession) -> SyncgroupSinkImpl {
+        SyncgroupSinkImpl {
+            session,
+            order: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl delta_sink::Server for SyncgroupSinkImpl {
+    async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
+        let _in_order = self.order.lock().await;
+        let outcome = async {
+            let page = decode_syncgroup_page(params.get()?.get_batch()?)?;
+            self.session.receive(page).await?;
+            Ok::<_, capnp::Error>(())
+        }
+        .await;
+        if let Err(error) = &outcome {
+            self.session.fail(&error.extra);
+        }
+        outcome
+    }
+}
+
+fn decode_syncgroup_page(
+    batch: capnp::struct_list::Reader<'_, delta_resp::Owned>,
+) -> Result<SyncgroupPage, capnp::Error> {
+    let mut page = SyncgroupPage::default();
+    let mut ended = false;
+    for (i, item) in batch.iter().enumerate() {
+        if ended {
+            return Err(Error::invalid("an item came after the responder's knowledge").into());
+        }
+        match item.which()? {
+            delta_resp::SgRec(record) => page
+                .records
+                .push(read_syncgroup_record(record?).map_err(|e| in_item(i, e))?),
+            delta_resp::RespVec(vector) => {
+                page.knowledge = read_syncgroup_knowledge(vector?)?;
+                ended = true;
+            }
+            delta_resp::Rec(_) => {
+                return Err(Error::invalid("a data record in a syncgroup page").into());
+            }
+        }
+    }
+    Ok(page)
+}

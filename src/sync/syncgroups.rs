@@ -1,0 +1,136 @@
+//! Syncgroup metadata sync (GetDeltas on syncgroups, reference §2.3 with `SgDeltaReq`),
+//! without Cap'n Proto. Each syncgroup is one object in its own generation space; a
+//! responder sends the version it holds when the initiator's vector for that syncgroup lacks
+//! the version's (device, generation), and always its own vectors; the initiator keeps the
+//! version that wins last-writer-wins and merges the vectors. Live, the responder re-sends
+//! after every commit that changed what it would send, and re-checks the initiator's Read
+//! permission each time, so an ejected member's stream ends at once with `NoAccess:`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::identity::Fingerprint;
+use crate::names::DbName;
+use crate::node::Node;
+use crate::store::SyncgroupKnowledge;
+use crate::syncgroup::{SyncgroupId, SyncgroupRecord};
+
+/// One page of syncgroup metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncgroupPage {
+    pub records: Vec<SyncgroupRecord>,
+    pub knowledge: SyncgroupKnowledge,
+}
+
+/// Where syncgroup pages go.
+pub trait SyncgroupSink {
+    fn send(&mut self, page: SyncgroupPage) -> impl Future<Output = Result<()>>;
+}
+
+/// Streams syncgroup metadata of `db` to `peer`, starting from its `knowledge`.
+pub async fn respond(
+    node: &Arc<Node>,
+    peer: &Fingerprint,
+    db: &DbName,
+    mut knowledge: SyncgroupKnowledge,
+    live: bool,
+    sink: &mut impl SyncgroupSink,
+) -> Result<()> {
+    let mut commits = node.subscribe();
+    let mut peers = node.peers().subscribe();
+    let mut last_knowledge: Option<SyncgroupKnowledge> = None;
+    loop {
+        commits.borrow_and_update();
+        peers.borrow_and_update();
+        let (records, ours) = node.syncgroup_deltas(peer, db, &knowledge)?;
+        if !records.is_empty() || last_knowledge.as_ref() != Some(&ours) {
+            for (id, vector) in &ours {
+                knowledge.entry(*id).or_default().merge(vector);
+            }
+            last_knowledge = Some(ours.clone());
+            sink.send(SyncgroupPage {
+                records,
+                knowledge: ours,
+            })
+            .await?;
+        }
+        if !live {
+            return Ok(());
+        }
+        let woken = tokio::select! {
+            woken = commits.changed() => woken,
+            woken = peers.changed() => woken,
+        };
+        if woken.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// The initiator's side of one database's syncgroup metadata sync with one peer.
+pub struct SyncgroupSession {
+    node: Arc<Node>,
+    peer: Fingerprint,
+    db: DbName,
+    asked: BTreeSet<SyncgroupId>,
+}
+
+impl SyncgroupSession {
+    /// A session for the syncgroups this node shares with `peer` in `db`; None if none.
+    pub fn new(
+        node: Arc<Node>,
+        peer: Fingerprint,
+        db: DbName,
+    ) -> Result<Option<(Self, SyncgroupKnowledge)>> {
+        let knowledge = node.syncgroups_shared_with(&peer, &db)?;
+        if knowledge.is_empty() {
+            return Ok(None);
+        }
+        let asked = knowledge.keys().copied().collect();
+        let session = SyncgroupSession {
+            node,
+            peer,
+            db,
+            asked,
+        };
+        Ok(Some((session, knowledge)))
+    }
+
+    pub fn db(&self) -> &DbName {
+        &self.db
+    }
+
+    /// Checks and applies one page: only syncgroups asked for; versions whose writer was no
+    /// admin are dropped (and logged), the rest applied with the knowledge in one commit.
+    pub async fn receive(&self, page: SyncgroupPage) -> Result<()> {
+        let stray = page
+            .records
+            .iter()
+            .map(|record| record.sg.id)
+            .chain(page.knowledge.keys().copied())
+            .find(|id| !self.asked.contains(id));
+        if let Some(id) = stray {
+            return Err(Error::invalid(format!(
+                "syncgroup {} was not asked for",
+                id.to_hex()
+            )));
+        }
+        let applied = self
+            .node
+            .apply_syncgroups(self.db.clone(), page.records, page.knowledge)
+            .await?;
+        for refused in &applied.refused {
+            tracing::warn!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
+        }
+        Ok(())
+    }
+
+    /// Records a failure in the peer's status.
+    pub fn fail(&self, error: &str) {
+        self.node.peers().update_status(&self.peer, |status| {
+            status.last_error = Some(error.to_owned())
+        });
+    }
+}
