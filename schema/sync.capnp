@@ -16,9 +16,13 @@
 #   NoAccess:, BadState:, BadVersion:, Exist:, NoExist:, InvalidArgument:, Unimplemented:
 #
 # Transport: TLS 1.3 with mutual authentication on the node's peer address; the bootstrap
-# capability is a `Sync`. Identities are certificate-key fingerprints; a node accepts only
-# peers it knows. Served today: getDeltas (data, with live mode) and deviceInfo; the other
-# methods answer `Unimplemented:` (see README, "Not built yet").
+# capability is a `Sync` bound to the caller's identity (its certificate key's fingerprint).
+# Any client that proves its key connects; each method then works only as far as that
+# identity's current grants allow (ARCHITECTURE.md, "Capability matrix"): Read on a
+# syncgroup gives getDeltas and joinSyncgroupAtAdmin, Write gives publishSyncgroup, Admin
+# gives syncgroupAdmin; getTime and the blob methods need membership. A revoked identity's
+# next call fails with `NoAccess:`. The blob methods answer `Unimplemented:` after that check
+# (see README, "Not built yet").
 
 using T = import "types.capnp";
 

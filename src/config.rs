@@ -17,6 +17,7 @@
 //! [sync]
 //! peer_listen = "127.0.0.1:7701"    # TLS peer listener; absent = accept no peers
 //! redial_max_ms = 5000              # cap of the exponential backoff between dials
+//! role = "normal"                   # normal | server | leaf (syncs only with servers)
 //!
 //! [[sync.peers]]                    # a peer to sync with (and to accept)
 //! address = "127.0.0.1:7801"
@@ -66,6 +67,8 @@ pub struct SyncSection {
     /// Longest pause between dials of an unreachable peer, in milliseconds (the pause starts
     /// at 50 ms and doubles).
     pub redial_max_ms: u64,
+    /// How this node takes part in syncgroups (the original's device types).
+    pub role: Role,
     pub peers: Vec<DeclaredPeer>,
 }
 
@@ -74,9 +77,24 @@ impl Default for SyncSection {
         SyncSection {
             peer_listen: None,
             redial_max_ms: 5000,
+            role: Role::Normal,
             peers: Vec::new(),
         }
     }
+}
+
+/// How a node takes part in its syncgroups.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Advertises its peer address to fellow members and dials every member that has one.
+    #[default]
+    Normal,
+    /// Like normal, and marked as a server in its member info: leaves sync through it.
+    Server,
+    /// A device that is not reachable (a phone, a laptop behind NAT): it advertises no address
+    /// and dials only members marked as servers (and its declared peers).
+    Leaf,
 }
 
 /// One `[[sync.peers]]` entry.

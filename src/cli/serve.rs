@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::node::Node;
 use crate::rpc::server::Listeners;
 use crate::rpc::transport::PeerListener;
@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// config's sync.peer_listen].
     #[arg(long, value_name = "ADDR")]
     peer_listen: Option<SocketAddr>,
+    /// How this node takes part in syncgroups: normal, server, or leaf (advertises no
+    /// address and syncs only with server members) [default: the config's sync.role].
+    #[arg(long, value_enum)]
+    role: Option<Role>,
 }
 
 impl ServeArgs {
@@ -51,6 +55,9 @@ impl ServeArgs {
         }
         if let Some(addr) = self.peer_listen {
             config.sync.peer_listen = Some(addr.to_string());
+        }
+        if let Some(role) = self.role {
+            config.sync.role = role;
         }
         config.validate()?;
         Ok(config)

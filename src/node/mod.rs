@@ -20,7 +20,7 @@ use anyhow::Context;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
 use crate::names::DbName;
@@ -44,6 +44,7 @@ pub struct Node {
     network: Network,
     peer_address: OnceLock<String>,
     redial_max: Duration,
+    role: Role,
     _data_dir_lock: File,
 }
 
@@ -73,6 +74,7 @@ impl Node {
             network,
             peer_address: OnceLock::new(),
             redial_max: Duration::from_millis(config.sync.redial_max_ms),
+            role: config.sync.role,
             _data_dir_lock: data_dir_lock,
         };
         node.load_peers(config)?;

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Node;
+use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
@@ -58,13 +59,17 @@ impl WriterCheck {
 }
 
 impl Node {
-    /// This node as a member: its device and peer address.
+    /// This node as a member: its device, whether it is a server, and the address it
+    /// advertises (none for a leaf).
     pub fn member_info(&self) -> MemberInfo {
         MemberInfo {
             sync_priority: 0,
-            is_server: false,
+            is_server: self.role == Role::Server,
             device: self.store().device(),
-            address: self.peer_address(),
+            address: match self.role {
+                Role::Leaf => String::new(),
+                Role::Normal | Role::Server => self.peer_address(),
+            },
         }
     }
 
@@ -576,9 +581,11 @@ impl Node {
     }
 
     /// Recomputes the peers syncgroup membership makes: every other member with an address
-    /// and Read, sharing the prefixes of the syncgroups this node has not left.
+    /// and Read (for a leaf, only server members), sharing the prefixes of the syncgroups this
+    /// node has not left.
     pub fn refresh_syncgroup_peers(&self) -> Result<()> {
         let me = self.identity().fingerprint();
+        let leaf = self.role == Role::Leaf;
         let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
         for view in self.store().all_syncgroups()? {
             let sg = &view.record.sg;
@@ -586,7 +593,11 @@ impl Node {
                 continue;
             }
             for (member, info) in &sg.joiners {
-                if member == me || info.address.is_empty() || !sg.allows(Tag::Read, member) {
+                let unwanted = member == me
+                    || info.address.is_empty()
+                    || (leaf && !info.is_server)
+                    || !sg.allows(Tag::Read, member);
+                if unwanted {
                     continue;
                 }
                 let peer = derived.entry(member.clone()).or_insert_with(|| PeerConfig {

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod nodes;
+pub mod peer;
 pub mod process;
 
 use std::future::Future;

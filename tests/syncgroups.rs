@@ -1,0 +1,712 @@
+//! Syncgroups and capability security between embedded nodes and bare peers on an in-memory
+//! network: the capability matrix of ARCHITECTURE.md (every cell called and compared with the
+//! table there), the pending state, revocation, relaying by a read-only member, and bad input
+//! (forged caller names, spent invites, malformed specs, a publish clashing with a known name).
+
+mod common;
+
+use std::time::Duration;
+
+use syncbase::embedded::EmbeddedServer;
+use syncbase::error::Error;
+use syncbase::identity::Fingerprint;
+use syncbase::names::DbName;
+use syncbase::node::JoinReply;
+use syncbase::rpc::syncgroup_wire::{write_member_info, write_syncgroup};
+use syncbase::rpc::transport::MemoryNetwork;
+use syncbase::schema::sync_capnp::syncgroup_admin;
+use syncbase::store::Version;
+use syncbase::sync::genvec::{DeviceId, Scope};
+use syncbase::syncgroup::access::Level;
+use syncbase::syncgroup::{MemberInfo, Permissions, Spec, SyncgroupName, Tag};
+
+use common::app::{database, get, put, table};
+use common::peer::{BarePeer, accepting_sink, outcome};
+use common::{DB, eventually, nodes, on_local};
+
+/// How long a test waits for the nodes to do something.
+const LIMIT: Duration = Duration::from_secs(15);
+
+fn db() -> DbName {
+    DbName::parse(DB).unwrap()
+}
+
+fn name(text: &str) -> SyncgroupName {
+    SyncgroupName::parse(text).unwrap()
+}
+
+/// A spec sharing table `t`, with empty permissions (the creator alone).
+fn spec() -> Spec {
+    Spec {
+        description: "test".into(),
+        perms: Permissions::default(),
+        prefixes: vec![Scope::new("t", "")],
+        mount_tables: vec![],
+        is_private: false,
+    }
+}
+
+fn member(device: u64) -> MemberInfo {
+    MemberInfo {
+        sync_priority: 0,
+        is_server: false,
+        device: DeviceId(device),
+        address: String::new(),
+    }
+}
+
+fn id_of(result: Result<impl Sized, Error>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(error) => error.id().into(),
+    }
+}
+
+/// Creates the syncgroup `HOST/sg` on `host`.
+async fn create(host: &EmbeddedServer) -> SyncgroupName {
+    let name = name(&format!("{}/sg", host.peer_address()));
+    host.node()
+        .create_syncgroup(db(), name.clone(), spec())
+        .await
+        .unwrap();
+    name
+}
+
+/// The secret of a fresh one-use invite at `level`.
+async fn invite(host: &EmbeddedServer, name: &SyncgroupName, level: Level) -> String {
+    host.node()
+        .mint_invite(name.clone(), level, None, 1)
+        .await
+        .unwrap()
+        .secret
+}
+
+/// Calls `joinSyncgroupAtAdmin` as `peer` with device `device`.
+async fn join_as(
+    peer: &BarePeer,
+    name: &SyncgroupName,
+    device: u64,
+    invite: Option<&str>,
+    claimed: &str,
+) -> Result<(), capnp::Error> {
+    let mut call = peer.sync.join_syncgroup_at_admin_request();
+    call.get().set_sg_name(name.as_str());
+    call.get().set_joiner_name(claimed);
+    call.get().set_invite(invite.unwrap_or_default());
+    write_member_info(&member(device), call.get().init_my_info());
+    call.send().promise.await.map(drop)
+}
+
+// ---- The capability matrix ----
+
+/// A principal of the matrix: a bare peer, its device, and the Admin capability it holds.
+struct Principal {
+    peer: BarePeer,
+    device: u64,
+    admin: Option<syncgroup_admin::Client>,
+}
+
+/// The matrix as ARCHITECTURE.md writes it: (call, [admin, writer, reader, stranger, revoked]).
+fn documented_matrix() -> Vec<(String, Vec<String>)> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ARCHITECTURE.md")).unwrap();
+    let mut lines = text
+        .lines()
+        .skip_while(|line| {
+            !line.starts_with("| call | admin | writer | reader | stranger | revoked |")
+        })
+        .skip(2);
+    let mut rows = Vec::new();
+    for line in lines.by_ref().take_while(|line| line.starts_with('|')) {
+        let cells: Vec<String> = line
+            .trim_matches('|')
+            .split('|')
+            .map(|cell| cell.trim().trim_matches('`').to_owned())
+            .collect();
+        assert_eq!(cells.len(), 6, "matrix row {line:?}");
+        rows.push((cells[0].clone(), cells[1..].to_vec()));
+    }
+    assert!(
+        rows.len() >= 14,
+        "the matrix in ARCHITECTURE.md has {} rows",
+        rows.len()
+    );
+    rows
+}
+
+/// Makes one call of the matrix as `who`; returns its outcome id, or "—" when `who` holds no
+/// such capability (its `syncgroupAdmin` call was refused).
+async fn matrix_call(
+    call: &str,
+    who: &Principal,
+    host: &EmbeddedServer,
+    name: &SyncgroupName,
+    victim: &Fingerprint,
+) -> String {
+    let sync = &who.peer.sync;
+    let view = host.node().syncgroup_view(name).unwrap();
+    let sg = &view.record.sg;
+    match call {
+        "Sync.deviceInfo" => outcome(sync.device_info_request().send().promise.await),
+        "Sync.getTime" => {
+            let mut request = sync.get_time_request();
+            request.get().init_req().set_send_ts(1);
+            outcome(request.send().promise.await)
+        }
+        "Sync.getDeltas (data)" => {
+            let mut request = sync.get_deltas_request();
+            {
+                let mut data = request.get().init_req().init_data();
+                data.set_db_name(DB);
+                data.set_initiator_device(who.device);
+                let mut scopes = data.init_init_vec().init_scopes(1);
+                scopes.reborrow().get(0).set_scope(&[b't', 0xfe][..]);
+                scopes.get(0).init_vector();
+            }
+            request.get().set_sink(accepting_sink());
+            outcome(request.send().promise.await)
+        }
+        "Sync.getDeltas (syncgroups)" => {
+            let mut request = sync.get_deltas_request();
+            {
+                let mut sgs = request.get().init_req().init_sgs();
+                sgs.set_db_name(DB);
+                sgs.set_initiator_device(who.device);
+                let mut scopes = sgs.init_init_vec().init_scopes(1);
+                scopes
+                    .reborrow()
+                    .get(0)
+                    .set_scope(sg.id.to_hex().as_bytes());
+                scopes.get(0).init_vector();
+            }
+            request.get().set_sink(accepting_sink());
+            outcome(request.send().promise.await)
+        }
+        "Sync.joinSyncgroupAtAdmin" => {
+            outcome(join_as(&who.peer, name, who.device, None, "").await)
+        }
+        "Sync.publishSyncgroup" => {
+            let mut request = sync.publish_syncgroup_request();
+            write_syncgroup(sg, request.get().init_sg());
+            request
+                .get()
+                .set_version(view.record.stamp.version.to_hex().as_str());
+            request.get().init_genvec();
+            outcome(request.send().promise.await)
+        }
+        "Sync.haveBlob" => outcome(sync.have_blob_request().send().promise.await),
+        "Sync.fetchBlob" => outcome(sync.fetch_blob_request().send().promise.await),
+        "Sync.fetchBlobRecipe" => outcome(sync.fetch_blob_recipe_request().send().promise.await),
+        "Sync.fetchChunks" => outcome(sync.fetch_chunks_request().send().promise.await),
+        "Sync.syncgroupAdmin" => {
+            let mut request = sync.syncgroup_admin_request();
+            request.get().set_sg_name(name.as_str());
+            let response = request.send().promise.await;
+            outcome(response.and_then(|r| r.get()?.get_admin()))
+        }
+        admin_call => {
+            let Some(admin) = &who.admin else {
+                return "—".into();
+            };
+            match admin_call {
+                "SyncgroupAdmin.getSyncgroup" => {
+                    outcome(admin.get_syncgroup_request().send().promise.await)
+                }
+                "SyncgroupAdmin.setSpec" => {
+                    let mut request = admin.set_spec_request();
+                    let mut spec = sg.spec.clone();
+                    spec.description = format!("set by {}", who.peer.fingerprint());
+                    syncbase::rpc::syncgroup_wire::write_spec(&spec, request.get().init_spec());
+                    outcome(request.send().promise.await)
+                }
+                "SyncgroupAdmin.eject" => {
+                    let mut request = admin.eject_request();
+                    request.get().set_member(victim.as_str());
+                    outcome(request.send().promise.await)
+                }
+                other => panic!("ARCHITECTURE.md names an unknown call {other:?}"),
+            }
+        }
+    }
+}
+
+/// The Admin capability `peer` obtains for `name`.
+async fn admin_capability(peer: &BarePeer, name: &SyncgroupName) -> syncgroup_admin::Client {
+    let mut request = peer.sync.syncgroup_admin_request();
+    request.get().set_sg_name(name.as_str());
+    request
+        .send()
+        .promise
+        .await
+        .unwrap()
+        .get()
+        .unwrap()
+        .get_admin()
+        .unwrap()
+}
+
+#[test]
+fn every_cell_of_the_capability_matrix_holds() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "host:1").await;
+        let name = create(&host).await;
+        let mut principals = Vec::new();
+        for (i, level) in [
+            Some(Level::Admin),
+            Some(Level::ReadWrite),
+            Some(Level::Read),
+            None,
+            Some(Level::Admin),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let peer = BarePeer::connect(&network, &format!("p{i}:1"), &host).await;
+            let device = 100 + i as u64;
+            if let Some(level) = level {
+                let secret = invite(&host, &name, level).await;
+                join_as(&peer, &name, device, Some(&secret), "")
+                    .await
+                    .unwrap();
+            }
+            let admin = match level {
+                Some(Level::Admin) => Some(admin_capability(&peer, &name).await),
+                _ => None,
+            };
+            principals.push(Principal {
+                peer,
+                device,
+                admin,
+            });
+        }
+        // A member for the admin to eject, and the revoked principal ejected (it held Admin).
+        let victim = BarePeer::connect(&network, "victim:1", &host).await;
+        let secret = invite(&host, &name, Level::Read).await;
+        join_as(&victim, &name, 200, Some(&secret), "")
+            .await
+            .unwrap();
+        let me = host.node().identity().fingerprint().clone();
+        let revoked = principals[4].peer.identity.fingerprint().clone();
+        host.node().eject(me, name.clone(), revoked).await.unwrap();
+        for who in &principals[..4] {
+            assert!(
+                host.node()
+                    .syncgroup_view(&name)
+                    .unwrap()
+                    .record
+                    .sg
+                    .joiners
+                    .contains_key(who.peer.identity.fingerprint())
+                    || who.admin.is_none()
+            );
+        }
+
+        let victim = victim.identity.fingerprint().clone();
+        let mut mismatches = Vec::new();
+        for (call, expected) in documented_matrix() {
+            for (who, expected) in principals.iter().zip(&expected) {
+                let got = matrix_call(&call, who, &host, &name, &victim).await;
+                if &got != expected {
+                    mismatches.push(format!(
+                        "{call} as principal {}: got {got}, table says {expected}",
+                        who.device - 100
+                    ));
+                }
+            }
+        }
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    });
+}
+
+// ---- Pending state ----
+
+#[test]
+fn a_joiner_is_pending_until_it_catches_up_with_the_admin() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let joiner = nodes::start(&network, "j:1").await;
+        let name = create(&host).await;
+        // The admin admits the joiner as an admin, but the joiner hears only the reply: the
+        // link is down, so it cannot sync the syncgroup's metadata yet.
+        network.set_link("h:1", "j:1", false);
+        let secret = invite(&host, &name, Level::Admin).await;
+        let jid = joiner.node().identity().fingerprint().clone();
+        let reply = host
+            .node()
+            .join_at_admin(
+                jid.clone(),
+                name.clone(),
+                joiner.node().member_info(),
+                Some(secret),
+            )
+            .await
+            .unwrap();
+        let version = reply.sg.spec_version.clone();
+        joiner.node().join_reply(reply).await.unwrap();
+        assert!(
+            joiner
+                .node()
+                .syncgroup_view(&name)
+                .unwrap()
+                .local
+                .pending
+                .is_some()
+        );
+
+        let mut changed = spec();
+        changed.perms = joiner
+            .node()
+            .syncgroup_view(&name)
+            .unwrap()
+            .record
+            .sg
+            .spec
+            .perms;
+        changed.description = "changed by the joiner".into();
+        let third = Fingerprint::parse(&"c".repeat(64)).unwrap();
+        let set = joiner
+            .node()
+            .set_spec(jid.clone(), name.clone(), changed.clone(), version.clone())
+            .await;
+        assert_eq!(id_of(set), "BadState");
+        let admitted = joiner
+            .node()
+            .join_at_admin(third.clone(), name.clone(), member(300), None)
+            .await;
+        assert_eq!(id_of(admitted), "BadState");
+        let minted = joiner
+            .node()
+            .mint_invite(name.clone(), Level::Read, None, 1)
+            .await;
+        assert_eq!(id_of(minted), "BadState");
+
+        network.set_link("h:1", "j:1", true);
+        eventually("the joiner to catch up", LIMIT, || {
+            joiner
+                .node()
+                .syncgroup_view(&name)
+                .unwrap()
+                .local
+                .pending
+                .is_none()
+        })
+        .await;
+        joiner
+            .node()
+            .set_spec(jid.clone(), name.clone(), changed, version)
+            .await
+            .unwrap();
+        let invited = joiner
+            .node()
+            .mint_invite(name.clone(), Level::Read, None, 1)
+            .await
+            .unwrap();
+        joiner
+            .node()
+            .join_at_admin(third, name.clone(), member(300), Some(invited.secret))
+            .await
+            .unwrap();
+        // The joiner's change reaches the host through syncgroup metadata sync.
+        eventually("the spec change to reach the host", LIMIT, || {
+            host.node()
+                .syncgroup_view(&name)
+                .unwrap()
+                .record
+                .sg
+                .spec
+                .description
+                == "changed by the joiner"
+        })
+        .await;
+    });
+}
+
+// ---- Membership drives sync; revocation stops it ----
+
+/// Joins `member` to `name` through its app API with an invite minted on `host`.
+async fn join_by_invite(
+    host: &EmbeddedServer,
+    member: &EmbeddedServer,
+    name: &SyncgroupName,
+    level: Level,
+) {
+    let token = host
+        .node()
+        .mint_invite(name.clone(), level, None, 1)
+        .await
+        .unwrap();
+    let syncgroups = member
+        .service()
+        .syncgroups_request()
+        .send()
+        .pipeline
+        .get_syncgroups();
+    let mut request = syncgroups.join_request();
+    request.get().set_invite(token.to_string().as_str());
+    request.send().promise.await.unwrap();
+}
+
+#[test]
+fn members_sync_and_an_ejected_member_is_cut_off() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let member = nodes::start(&network, "m:1").await;
+        let name = create(&host).await;
+        join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+
+        let host_t = table(&database(host.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        let member_t = table(&database(member.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        put(&host_t, "from-host", b"1").await.unwrap();
+        put(&member_t, "from-member", b"2").await.unwrap();
+        for (node, key) in [(&member_t, "from-host"), (&host_t, "from-member")] {
+            let mut found = false;
+            let deadline = std::time::Instant::now() + LIMIT;
+            while !found {
+                assert!(std::time::Instant::now() < deadline, "{key} never synced");
+                found = get(node, key).await.is_some();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        let me = host.node().identity().fingerprint().clone();
+        let mid = member.node().identity().fingerprint().clone();
+        let hid = me.clone();
+        host.node()
+            .eject(me, name.clone(), mid.clone())
+            .await
+            .unwrap();
+        eventually("the member's session to be refused", LIMIT, || {
+            member
+                .node()
+                .peers()
+                .status(&hid)
+                .and_then(|status| status.last_error)
+                .is_some_and(|error| error.contains("NoAccess"))
+        })
+        .await;
+        assert!(
+            host.node().peers().get(&mid).is_none(),
+            "the host still dials the ejected member"
+        );
+        put(&host_t, "after-eject", b"3").await.unwrap();
+        // The member keeps redialling and keeps being refused; the row never arrives.
+        let refusals_before = member.node().peers().status(&hid).unwrap().last_error;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(get(&member_t, "after-eject").await.is_none());
+        assert!(refusals_before.is_some());
+        // Its local write under the syncgroup is still its own (it keeps its data).
+        assert!(get(&member_t, "from-host").await.is_some());
+    });
+}
+
+#[test]
+fn a_read_only_member_relays_writes_and_cannot_write_itself() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let reader = nodes::start(&network, "r:1").await;
+        let writer = nodes::start(&network, "w:1").await;
+        let name = create(&host).await;
+        join_by_invite(&host, &reader, &name, Level::Read).await;
+        join_by_invite(&host, &writer, &name, Level::ReadWrite).await;
+        let reader_t = table(&database(reader.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        let refused = put(&reader_t, "mine", b"x").await.unwrap_err();
+        assert!(
+            syncbase::rpc::client::error_message(&refused).starts_with("NoAccess:"),
+            "{refused:?}"
+        );
+        // The writer and the host cannot reach each other: the write travels through the reader.
+        network.set_link("h:1", "w:1", false);
+        let writer_t = table(&database(writer.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        put(&writer_t, "relayed", b"y").await.unwrap();
+        let host_t = table(&database(host.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + LIMIT;
+        while get(&host_t, "relayed").await.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never reached the host"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+// ---- Bad input ----
+
+#[test]
+fn forged_caller_names_are_refused() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let peer = BarePeer::connect(&network, "p:1", &host).await;
+        let secret = invite(&host, &name, Level::Read).await;
+        let forged = host.node().identity().fingerprint().to_string();
+        let joined = join_as(&peer, &name, 5, Some(&secret), &forged).await;
+        assert_eq!(outcome(joined), "NoAccess");
+        // The invite was not spent and nobody was added.
+        assert_eq!(
+            host.node()
+                .syncgroup_view(&name)
+                .unwrap()
+                .record
+                .sg
+                .joiners
+                .len(),
+            1
+        );
+        join_as(&peer, &name, 5, Some(&secret), &peer.fingerprint())
+            .await
+            .unwrap();
+
+        let mut request = peer.sync.get_time_request();
+        request.get().set_initiator(forged.as_str());
+        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+        let view = host.node().syncgroup_view(&name).unwrap();
+        let mut request = peer.sync.publish_syncgroup_request();
+        request.get().set_publisher(forged.as_str());
+        write_syncgroup(&view.record.sg, request.get().init_sg());
+        request.get().set_version("1");
+        request.get().init_genvec();
+        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+    });
+}
+
+#[test]
+fn spent_expired_and_foreign_invites_are_refused_and_change_nothing() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let before = host.node().syncgroup_view(&name).unwrap();
+        let first = BarePeer::connect(&network, "p:1", &host).await;
+        let second = BarePeer::connect(&network, "q:1", &host).await;
+        let secret = invite(&host, &name, Level::Read).await;
+        join_as(&first, &name, 5, Some(&secret), "").await.unwrap();
+        assert_eq!(
+            outcome(join_as(&second, &name, 6, Some(&secret), "").await),
+            "NoAccess"
+        );
+
+        let expiring = host
+            .node()
+            .mint_invite(name.clone(), Level::Read, Some(Duration::from_millis(1)), 1)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let expired = join_as(&second, &name, 6, Some(&expiring.secret), "").await;
+        assert!(format!("{expired:?}").contains("expired"), "{expired:?}");
+        let unknown = "0".repeat(64);
+        assert_eq!(
+            outcome(join_as(&second, &name, 6, Some(&unknown), "").await),
+            "NoAccess"
+        );
+        assert_eq!(
+            outcome(join_as(&second, &name, 6, Some("not hex"), "").await),
+            "InvalidArgument"
+        );
+        let after = host.node().syncgroup_view(&name).unwrap();
+        assert!(
+            !after
+                .record
+                .sg
+                .allows(Tag::Read, second.identity.fingerprint())
+        );
+        assert_eq!(
+            after.record.sg.joiners.len(),
+            before.record.sg.joiners.len() + 1
+        );
+        // Too many uses, and invites on an unknown syncgroup.
+        let minted = host
+            .node()
+            .mint_invite(name.clone(), Level::Read, None, 1_000_000)
+            .await;
+        assert_eq!(id_of(minted), "InvalidArgument");
+        let minted = host
+            .node()
+            .mint_invite(self::name("h:1/none"), Level::Read, None, 1)
+            .await;
+        assert_eq!(id_of(minted), "NoExist");
+    });
+}
+
+#[test]
+fn malformed_specs_and_names_are_refused_and_create_nothing() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let mut cases = Vec::new();
+        let mut empty = spec();
+        empty.prefixes.clear();
+        cases.push(empty);
+        let mut duplicate = spec();
+        duplicate.prefixes.push(Scope::new("t", ""));
+        cases.push(duplicate);
+        let mut bad_table = spec();
+        bad_table.prefixes = vec![Scope::new("", "p")];
+        cases.push(bad_table);
+        let mut bad_perms = spec();
+        bad_perms
+            .perms
+            .0
+            .entry(Tag::Read)
+            .or_default()
+            .allowed
+            .insert("alice".into());
+        cases.push(bad_perms);
+        for (i, case) in cases.into_iter().enumerate() {
+            let created = host
+                .node()
+                .create_syncgroup(db(), name(&format!("h:1/bad{i}")), case)
+                .await;
+            assert_eq!(id_of(created), "InvalidArgument", "case {i}");
+        }
+        assert!(host.node().list_syncgroups(None).unwrap().is_empty());
+        let name = create(&host).await;
+        let again = host.node().create_syncgroup(db(), name, spec()).await;
+        assert_eq!(id_of(again), "Exist");
+        assert_eq!(host.node().list_syncgroups(None).unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn a_publish_of_a_known_name_with_another_id_is_exist() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let peer = BarePeer::connect(&network, "p:1", &host).await;
+        let mut sg = host.node().syncgroup_view(&name).unwrap().record.sg;
+        sg.id.0 ^= 1;
+        let publisher: Fingerprint = peer.identity.fingerprint().clone();
+        sg.spec.perms = Permissions::only(&publisher);
+        sg.creator = publisher;
+        let mut request = peer.sync.publish_syncgroup_request();
+        write_syncgroup(&sg, request.get().init_sg());
+        request.get().set_version("1");
+        request.get().init_genvec();
+        assert_eq!(outcome(request.send().promise.await), "Exist");
+        let kept = host.node().syncgroup_view(&name).unwrap();
+        assert_ne!(kept.record.sg.id, sg.id);
+        // The reply of a join naming another syncgroup under a known name is refused too.
+        let other = JoinReply {
+            sg: sg.clone(),
+            version: Version(1),
+            checkpoint: Default::default(),
+        };
+        assert!(host.node().join_reply(other).await.is_err());
+    });
+}
