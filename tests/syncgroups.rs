@@ -710,3 +710,255 @@ fn a_publish_of_a_known_name_with_another_id_is_exist() {
         assert!(host.node().join_reply(other).await.is_err());
     });
 }
+
+// ---- Publishing, spec versions, leaving ----
+
+/// The app API's `Syncgroups` of a node.
+fn app_syncgroups(node: &EmbeddedServer) -> syncbase::schema::service_capnp::syncgroups::Client {
+    node.service()
+        .syncgroups_request()
+        .send()
+        .pipeline
+        .get_syncgroups()
+}
+
+#[test]
+fn a_syncgroup_named_after_another_node_is_published_there() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let creator = nodes::start(&network, "c:1").await;
+        let name = name("h:1/published");
+        let mut request = app_syncgroups(&creator).create_request();
+        request.get().set_database(DB);
+        request.get().set_name(name.as_str());
+        request
+            .get()
+            .set_host_fingerprint(host.node().identity().fingerprint().as_str());
+        syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
+        request.send().promise.await.unwrap();
+
+        let created = creator.node().syncgroup_view(&name).unwrap();
+        assert_eq!(
+            created.record.sg.status,
+            syncbase::syncgroup::Status::Running
+        );
+        let hid = host.node().identity().fingerprint().clone();
+        assert!(
+            created.record.sg.allows(Tag::Admin, &hid),
+            "the host serves joins"
+        );
+        let published = host.node().syncgroup_view(&name).unwrap();
+        assert_eq!(
+            published.local.remote_publisher.as_ref(),
+            Some(creator.node().identity().fingerprint())
+        );
+        eventually("the host to catch up with the creator", LIMIT, || {
+            host.node()
+                .syncgroup_view(&name)
+                .unwrap()
+                .local
+                .pending
+                .is_none()
+        })
+        .await;
+
+        // The host now admits a third node, which gets the creator's data.
+        let third = nodes::start(&network, "t:1").await;
+        join_by_invite(&host, &third, &name, Level::Read).await;
+        let creator_t = table(&database(creator.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        put(&creator_t, "k", b"v").await.unwrap();
+        let third_t = table(&database(third.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + LIMIT;
+        while get(&third_t, "k").await.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the creator's row never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Publishing where the name does not route is refused before anything is created.
+        let mut request = app_syncgroups(&creator).create_request();
+        request.get().set_database(DB);
+        request.get().set_name("nowhere:1/x");
+        syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
+        assert_eq!(outcome(request.send().promise.await), "InvalidArgument");
+        assert!(
+            creator
+                .node()
+                .syncgroup_view(&self::name("nowhere:1/x"))
+                .is_err()
+        );
+    });
+}
+
+#[test]
+fn spec_changes_check_the_version_and_keep_the_prefixes() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let me = host.node().identity().fingerprint().clone();
+        let view = host.node().syncgroup_view(&name).unwrap();
+        let mut changed = view.record.sg.spec.clone();
+        changed.description = "v2".into();
+        let stale = host
+            .node()
+            .set_spec(me.clone(), name.clone(), changed.clone(), "0123".into())
+            .await;
+        assert_eq!(id_of(stale), "BadVersion");
+        let mut moved = changed.clone();
+        moved.prefixes = vec![Scope::new("u", "")];
+        let moved = host
+            .node()
+            .set_spec(me.clone(), name.clone(), moved, String::new())
+            .await;
+        assert_eq!(id_of(moved), "InvalidArgument");
+        let mut no_admin = changed.clone();
+        no_admin.perms = Permissions::default();
+        let no_admin = host
+            .node()
+            .set_spec(me.clone(), name.clone(), no_admin, String::new())
+            .await;
+        assert_eq!(id_of(no_admin), "InvalidArgument");
+        assert_eq!(
+            host.node().syncgroup_view(&name).unwrap(),
+            view,
+            "nothing changed"
+        );
+        let done = host
+            .node()
+            .set_spec(
+                me,
+                name.clone(),
+                changed,
+                view.record.sg.spec_version.clone(),
+            )
+            .await
+            .unwrap();
+        assert_ne!(done.record.sg.spec_version, view.record.sg.spec_version);
+        assert_eq!(done.record.sg.spec.description, "v2");
+    });
+}
+
+#[test]
+fn removing_read_from_the_permissions_revokes_like_an_eject() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let peer = BarePeer::connect(&network, "p:1", &host).await;
+        let secret = invite(&host, &name, Level::Read).await;
+        join_as(&peer, &name, 7, Some(&secret), "").await.unwrap();
+        let mut request = peer.sync.get_time_request();
+        request.get().init_req();
+        assert_eq!(outcome(request.send().promise.await), "ok");
+        let me = host.node().identity().fingerprint().clone();
+        let view = host.node().syncgroup_view(&name).unwrap();
+        let mut narrowed = view.record.sg.spec.clone();
+        narrowed.perms.revoke(peer.identity.fingerprint());
+        host.node()
+            .set_spec(me, name.clone(), narrowed, String::new())
+            .await
+            .unwrap();
+        let rejoin = join_as(&peer, &name, 7, None, "").await;
+        assert_eq!(outcome(rejoin), "NoAccess");
+        let mut request = peer.sync.get_time_request();
+        request.get().init_req();
+        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+        let mut request = peer.sync.get_deltas_request();
+        {
+            let mut data = request.get().init_req().init_data();
+            data.set_db_name(DB);
+            data.set_initiator_device(7);
+            let mut scopes = data.init_init_vec().init_scopes(1);
+            scopes.reborrow().get(0).set_scope(&[b't', 0xfe][..]);
+            scopes.get(0).init_vector();
+        }
+        request.get().set_sink(accepting_sink());
+        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+    });
+}
+
+#[test]
+fn leaving_stops_sync_and_keeps_the_data() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let member = nodes::start(&network, "m:1").await;
+        let name = create(&host).await;
+        join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+        let host_t = table(&database(host.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        let member_t = table(&database(member.service(), DB).await.unwrap(), "t")
+            .await
+            .unwrap();
+        put(&host_t, "before", b"1").await.unwrap();
+        let deadline = std::time::Instant::now() + LIMIT;
+        while get(&member_t, "before").await.is_none() {
+            assert!(std::time::Instant::now() < deadline, "row never synced");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let hid = host.node().identity().fingerprint().clone();
+        let mut request = app_syncgroups(&member).leave_request();
+        request.get().set_name(name.as_str());
+        request.send().promise.await.unwrap();
+        assert!(member.node().syncgroup_view(&name).unwrap().local.left);
+        assert!(
+            member.node().peers().get(&hid).is_none(),
+            "the member still dials the host"
+        );
+        // The member's responder refuses the host too, so nothing flows either way.
+        eventually("the host's session to the member to end", LIMIT, || {
+            host.node()
+                .peers()
+                .status(member.node().identity().fingerprint())
+                .is_some_and(|status| !status.connected)
+        })
+        .await;
+        put(&host_t, "after", b"2").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(get(&member_t, "after").await.is_none());
+        assert!(get(&member_t, "before").await.is_some(), "local data stays");
+        // Writing locally is no longer constrained by the syncgroup.
+        put(&member_t, "own", b"3").await.unwrap();
+    });
+}
+
+#[test]
+fn records_count_only_from_devices_of_members_holding_write() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        for (i, level) in [Level::ReadWrite, Level::Read].into_iter().enumerate() {
+            let peer = BarePeer::connect(&network, &format!("p{i}:1"), &host).await;
+            let secret = invite(&host, &name, level).await;
+            join_as(&peer, &name, 50 + i as u64, Some(&secret), "")
+                .await
+                .unwrap();
+        }
+        let stranger = Fingerprint::parse(&"e".repeat(64)).unwrap();
+        let check = host.node().writer_check(&stranger, &db()).unwrap();
+        assert!(
+            check.allows(DeviceId(50), "t", "row"),
+            "the writer's device"
+        );
+        assert!(
+            !check.allows(DeviceId(51), "t", "row"),
+            "the reader's device"
+        );
+        assert!(!check.allows(DeviceId(52), "t", "row"), "an unknown device");
+        assert!(
+            !check.allows(DeviceId(50), "u", "row"),
+            "outside the prefixes"
+        );
+        let own = host.node().store().device();
+        assert!(check.allows(own, "t", "row"), "the admin itself");
+    });
+}

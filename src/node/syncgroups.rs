@@ -87,16 +87,17 @@ impl Node {
             .any(|sg| sg.spec.contains(scope) && sg.allows(Tag::Read, peer)))
     }
 
-    /// Whether `peer` is a declared peer or a member (Read, or a joiner) of any syncgroup here:
-    /// what `GetTime` and the blob methods require.
+    /// Whether `peer` is a declared peer or holds Read in a syncgroup here (not left): what
+    /// `GetTime` and the blob methods require.
     pub fn is_member(&self, peer: &Fingerprint) -> Result<bool> {
         if self.peers().is_declared(peer) {
             return Ok(true);
         }
-        Ok(self.store().all_syncgroups()?.iter().any(|view| {
-            let sg = &view.record.sg;
-            !view.local.left && (sg.allows(Tag::Read, peer) || sg.joiners.contains_key(peer))
-        }))
+        Ok(self
+            .store()
+            .all_syncgroups()?
+            .iter()
+            .any(|view| !view.local.left && view.record.sg.allows(Tag::Read, peer)))
     }
 
     /// The syncgroup `name` if `peer` holds Admin in it (`NoAccess` otherwise).
