@@ -28,6 +28,8 @@ pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 pub const MAX_PREFIXES: usize = 64;
 /// Most rendezvous addresses in one spec.
 pub const MAX_MOUNT_TABLES: usize = 16;
+/// Most members of one syncgroup.
+pub const MAX_MEMBERS: usize = 10_000;
 
 /// A syncgroup's id: random, non-zero, fixed at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -158,6 +160,11 @@ impl Syncgroup {
         }
         DbName::parse(&self.db)?;
         self.spec.validate()?;
+        if self.joiners.len() > MAX_MEMBERS {
+            return Err(Error::invalid(format!(
+                "a syncgroup has at most {MAX_MEMBERS} members"
+            )));
+        }
         let mut devices = BTreeSet::new();
         for (member, info) in &self.joiners {
             if info.device.0 == 0 || !devices.insert(info.device) {

@@ -60,8 +60,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "starting $BIN serve --memory --data-dir $DIR --listen 127.0.0.1:0"
-"$BIN" serve --memory --data-dir "$DIR" --listen 127.0.0.1:0 >"$DIR/node.log" 2>&1 &
+log "starting $BIN serve --memory --data-dir $DIR --listen 127.0.0.1:0 --peer-listen 127.0.0.1:0"
+"$BIN" serve --memory --data-dir "$DIR" --listen 127.0.0.1:0 --peer-listen 127.0.0.1:0 >"$DIR/node.log" 2>&1 &
 NODE_PID=$!
 
 # Wait (up to 30 s) for the node to record its address: "host:port\n".

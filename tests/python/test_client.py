@@ -58,11 +58,13 @@ def first_line(text, limit=160):
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def by_name(cap, method, name):
-    """Calls `cap.method(name=...)`. pycapnp's `cap.method(name=...)` shortcut clashes with its
-    own `name` parameter, so build the request explicitly."""
+def by_name(cap, method, name, **fields):
+    """Calls `cap.method(name=..., **fields)`. pycapnp's `cap.method(name=...)` shortcut clashes
+    with its own `name` parameter, so build the request explicitly."""
     req = getattr(cap, method + "_request")()
     req.name = name
+    for field, value in fields.items():
+        setattr(req, field, value)
     return req.send()
 
 
@@ -401,6 +403,45 @@ async def main(args):
             return f"{names!r}"
 
         await r.run("service.listDatabases() includes 'pydb'", list_dbs)
+
+        # ---- syncgroups ----
+        sgs = svc.syncgroups().syncgroups
+        ident = await svc.identity()
+        sg_name = f"{ident.peerAddress}/py"
+
+        def spec(prefixes):
+            return {"description": "from python", "prefixes": [{"tableName": t, "row": p} for t, p in prefixes]}
+
+        async def sg_create():
+            res = await by_name(sgs, "create", sg_name, database="pydb", spec=spec([("t", "")]))
+            info = res.sg
+            check(info.sg.name == sg_name, f"created {info.sg.name!r}")
+            check(str(info.sg.status) == "running", f"status {info.sg.status}")
+            check(len(info.sg.joiners) == 1 and info.sg.joiners[0].member == ident.fingerprint, "this node is the only member")
+            listed = [i.sg.name for i in (await sgs.list(database="pydb")).syncgroups]
+            check(listed == [sg_name], f"list() = {listed!r}")
+            return f"{sg_name} running, 1 member"
+
+        await r.run("syncgroups.create() hosts a syncgroup here and list() shows it", sg_create)
+
+        async def sg_bad():
+            await expect_error(by_name(sgs, "create", f"{ident.peerAddress}/none", database="pydb", spec=spec([])),
+                               "InvalidArgument:", "create(no prefixes)")
+            await expect_error(by_name(sgs, "create", sg_name, database="pydb", spec=spec([("t", "")])),
+                               "Exist:", "create(existing name)")
+            await expect_error(by_name(sgs, "get", f"{ident.peerAddress}/unknown"), "NoExist:", "get(unknown)")
+            return await expect_error(by_name(sgs, "create", "no-port/x", database="pydb", spec=spec([("t", "")])),
+                                      "InvalidArgument:", "create(bad name)")
+
+        await r.run("bad syncgroup specs and names fail with stable ids", sg_bad)
+
+        async def sg_invite():
+            token = (await by_name(sgs, "invite", sg_name, level="readWrite", expiresInSeconds=60, uses=2)).token
+            check(token.startswith(f"syncbase://{ident.fingerprint}@"), f"token {token[:40]!r}...")
+            check(token.split("#", 1)[0].endswith(sg_name), "the token names the syncgroup")
+            return "syncbase://...#<secret>"
+
+        await r.run("syncgroups.invite() mints a copyable token", sg_invite)
     except Failed as e:
         print(f"stopped: {e}", flush=True)
 
