@@ -161,6 +161,10 @@ fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
         peer.get_bytes_sent(),
         peer.get_records_pending_out()
     );
+    let refused = peer.get_records_refused();
+    if refused > 0 {
+        println!("  refused: {refused} records (their writer held no Write permission)");
+    }
     let error = peer.get_last_error()?.to_str()?;
     if !error.is_empty() {
         println!("  last error: {error}");
