@@ -177,7 +177,12 @@ impl PeerRegistry {
                 return Ok(false);
             };
             match &entry.declared {
-                None => false,
+                None => {
+                    return Err(Error::invalid(format!(
+                        "peer {fingerprint} comes from syncgroup membership, not from `peer \
+                         add`; eject it or leave the syncgroup instead"
+                    )));
+                }
                 Some(config) if config.from_config => {
                     return Err(Error::invalid(format!(
                         "peer {fingerprint} is declared in the config file; remove it there"
@@ -351,6 +356,10 @@ mod tests {
         );
         assert!(registry.remove(&peer).unwrap());
         assert_eq!(registry.get(&peer).unwrap().address, "h:9");
+        assert!(
+            registry.remove(&peer).is_err(),
+            "a member is not removed like a peer"
+        );
         registry.set_derived(BTreeMap::new());
         assert!(registry.get(&peer).is_none());
     }
