@@ -97,6 +97,41 @@ async fn join_as(
     call.send().promise.await.map(drop)
 }
 
+/// Table `t` of the test database on `node`, through its app API.
+async fn table_t(node: &EmbeddedServer) -> syncbase::schema::service_capnp::table::Client {
+    table(&database(node.service(), DB).await.unwrap(), "t")
+        .await
+        .unwrap()
+}
+
+/// Waits until `key` is in `table`.
+async fn wait_for_row(
+    table: &syncbase::schema::service_capnp::table::Client,
+    key: &str,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while get(table, key).await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "{what} never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A non-live `getDeltas` for all of table `t`, as `peer` with device `device`.
+async fn data_deltas(peer: &BarePeer, device: u64) -> Result<(), capnp::Error> {
+    let mut request = peer.sync.get_deltas_request();
+    {
+        let mut data = request.get().init_req().init_data();
+        data.set_db_name(DB);
+        data.set_initiator_device(device);
+        let mut scopes = data.init_init_vec().init_scopes(1);
+        scopes.reborrow().get(0).set_scope(&[b't', 0xfe][..]);
+        scopes.get(0).init_vector();
+    }
+    request.get().set_sink(accepting_sink());
+    request.send().promise.await.map(drop)
+}
+
 // ---- The capability matrix ----
 
 /// A principal of the matrix: a bare peer, its device, and the Admin capability it holds.
@@ -153,19 +188,7 @@ async fn matrix_call(
             request.get().init_req().set_send_ts(1);
             outcome(request.send().promise.await)
         }
-        "Sync.getDeltas (data)" => {
-            let mut request = sync.get_deltas_request();
-            {
-                let mut data = request.get().init_req().init_data();
-                data.set_db_name(DB);
-                data.set_initiator_device(who.device);
-                let mut scopes = data.init_init_vec().init_scopes(1);
-                scopes.reborrow().get(0).set_scope(&[b't', 0xfe][..]);
-                scopes.get(0).init_vector();
-            }
-            request.get().set_sink(accepting_sink());
-            outcome(request.send().promise.await)
-        }
+        "Sync.getDeltas (data)" => outcome(data_deltas(&who.peer, who.device).await),
         "Sync.getDeltas (syncgroups)" => {
             let mut request = sync.get_deltas_request();
             {
@@ -457,23 +480,12 @@ fn members_sync_and_an_ejected_member_is_cut_off() {
         let name = create(&host).await;
         join_by_invite(&host, &member, &name, Level::ReadWrite).await;
 
-        let host_t = table(&database(host.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
-        let member_t = table(&database(member.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
+        let host_t = table_t(&host).await;
+        let member_t = table_t(&member).await;
         put(&host_t, "from-host", b"1").await.unwrap();
         put(&member_t, "from-member", b"2").await.unwrap();
-        for (node, key) in [(&member_t, "from-host"), (&host_t, "from-member")] {
-            let mut found = false;
-            let deadline = std::time::Instant::now() + LIMIT;
-            while !found {
-                assert!(std::time::Instant::now() < deadline, "{key} never synced");
-                found = get(node, key).await.is_some();
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+        wait_for_row(&member_t, "from-host", "the host's row").await;
+        wait_for_row(&host_t, "from-member", "the member's row").await;
 
         let me = host.node().identity().fingerprint().clone();
         let mid = member.node().identity().fingerprint().clone();
@@ -516,9 +528,7 @@ fn a_read_only_member_relays_writes_and_cannot_write_itself() {
         let name = create(&host).await;
         join_by_invite(&host, &reader, &name, Level::Read).await;
         join_by_invite(&host, &writer, &name, Level::ReadWrite).await;
-        let reader_t = table(&database(reader.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
+        let reader_t = table_t(&reader).await;
         let refused = put(&reader_t, "mine", b"x").await.unwrap_err();
         assert!(
             syncbase::rpc::client::error_message(&refused).starts_with("NoAccess:"),
@@ -526,21 +536,10 @@ fn a_read_only_member_relays_writes_and_cannot_write_itself() {
         );
         // The writer and the host cannot reach each other: the write travels through the reader.
         network.set_link("h:1", "w:1", false);
-        let writer_t = table(&database(writer.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
+        let writer_t = table_t(&writer).await;
         put(&writer_t, "relayed", b"y").await.unwrap();
-        let host_t = table(&database(host.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
-        let deadline = std::time::Instant::now() + LIMIT;
-        while get(&host_t, "relayed").await.is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the write never reached the host"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let host_t = table_t(&host).await;
+        wait_for_row(&host_t, "relayed", "the write never reached the host").await;
     });
 }
 
@@ -766,21 +765,10 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
         // The host now admits a third node, which gets the creator's data.
         let third = nodes::start(&network, "t:1").await;
         join_by_invite(&host, &third, &name, Level::Read).await;
-        let creator_t = table(&database(creator.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
+        let creator_t = table_t(&creator).await;
         put(&creator_t, "k", b"v").await.unwrap();
-        let third_t = table(&database(third.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
-        let deadline = std::time::Instant::now() + LIMIT;
-        while get(&third_t, "k").await.is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the creator's row never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let third_t = table_t(&third).await;
+        wait_for_row(&third_t, "k", "the creator's row never arrived").await;
         // Publishing where the name does not route is refused before anything is created.
         let mut request = app_syncgroups(&creator).create_request();
         request.get().set_database(DB);
@@ -870,17 +858,7 @@ fn removing_read_from_the_permissions_revokes_like_an_eject() {
         let mut request = peer.sync.get_time_request();
         request.get().init_req();
         assert_eq!(outcome(request.send().promise.await), "NoAccess");
-        let mut request = peer.sync.get_deltas_request();
-        {
-            let mut data = request.get().init_req().init_data();
-            data.set_db_name(DB);
-            data.set_initiator_device(7);
-            let mut scopes = data.init_init_vec().init_scopes(1);
-            scopes.reborrow().get(0).set_scope(&[b't', 0xfe][..]);
-            scopes.get(0).init_vector();
-        }
-        request.get().set_sink(accepting_sink());
-        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+        assert_eq!(outcome(data_deltas(&peer, 7).await), "NoAccess");
     });
 }
 
@@ -892,18 +870,10 @@ fn leaving_stops_sync_and_keeps_the_data() {
         let member = nodes::start(&network, "m:1").await;
         let name = create(&host).await;
         join_by_invite(&host, &member, &name, Level::ReadWrite).await;
-        let host_t = table(&database(host.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
-        let member_t = table(&database(member.service(), DB).await.unwrap(), "t")
-            .await
-            .unwrap();
+        let host_t = table_t(&host).await;
+        let member_t = table_t(&member).await;
         put(&host_t, "before", b"1").await.unwrap();
-        let deadline = std::time::Instant::now() + LIMIT;
-        while get(&member_t, "before").await.is_none() {
-            assert!(std::time::Instant::now() < deadline, "row never synced");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for_row(&member_t, "before", "row never synced").await;
         let hid = host.node().identity().fingerprint().clone();
         let mut request = app_syncgroups(&member).leave_request();
         request.get().set_name(name.as_str());

@@ -239,12 +239,7 @@ async fn live_session(remote: &sync::Client, session: Session) -> Result<(), Str
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));
-    call.get().set_sink(sink);
-    call.send()
-        .promise
-        .await
-        .map(drop)
-        .map_err(|e| error_message(&e).to_owned())
+    run_get_deltas(call, sink).await
 }
 
 /// Runs one live GetDeltas call for syncgroup metadata.
@@ -257,10 +252,23 @@ async fn live_syncgroup_session(
     {
         let mut sgs = call.get().init_req().init_sgs();
         sgs.set_db_name(session.db().as_str());
+        sgs.set_initiator_device(session.device().0);
         sgs.set_live(true);
         write_syncgroup_knowledge(&known, sgs.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(SyncgroupSinkImpl::new(session));
+    run_get_deltas(call, sink).await
+}
+
+/// Sends a GetDeltas call with its sink; returns when the responder ends it, with the
+/// responder's error text if it failed.
+async fn run_get_deltas(
+    mut call: capnp::capability::Request<
+        sync::get_deltas_params::Owned,
+        sync::get_deltas_results::Owned,
+    >,
+    sink: delta_sink::Client,
+) -> Result<(), String> {
     call.get().set_sink(sink);
     call.send()
         .promise

@@ -127,14 +127,7 @@ impl Responder {
                 continue;
             }
             self.record_pending(&request.db, position);
-            if !request.live {
-                return Ok(());
-            }
-            let woken = tokio::select! {
-                woken = commits.changed() => woken,
-                woken = peers.changed() => woken,
-            };
-            if woken.is_err() {
+            if !request.live || !wait_for_change(&mut commits, &mut peers).await {
                 return Ok(());
             }
         }
@@ -159,6 +152,18 @@ impl Responder {
             status.pending_out = next.saturating_sub(position)
         });
     }
+}
+
+/// Waits for the next commit or peer/syncgroup change; false once the node is gone.
+pub(crate) async fn wait_for_change(
+    commits: &mut tokio::sync::watch::Receiver<u64>,
+    peers: &mut tokio::sync::watch::Receiver<u64>,
+) -> bool {
+    let woken = tokio::select! {
+        woken = commits.changed() => woken,
+        woken = peers.changed() => woken,
+    };
+    woken.is_ok()
 }
 
 /// Whether knowledge differs from what was last sent in anything but the initiator's own

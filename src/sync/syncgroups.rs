@@ -15,6 +15,7 @@ use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
 use crate::store::SyncgroupKnowledge;
+use crate::sync::responder::wait_for_change;
 use crate::syncgroup::{SyncgroupId, SyncgroupRecord};
 
 /// One page of syncgroup metadata.
@@ -56,14 +57,7 @@ pub async fn respond(
             })
             .await?;
         }
-        if !live {
-            return Ok(());
-        }
-        let woken = tokio::select! {
-            woken = commits.changed() => woken,
-            woken = peers.changed() => woken,
-        };
-        if woken.is_err() {
+        if !live || !wait_for_change(&mut commits, &mut peers).await {
             return Ok(());
         }
     }
@@ -100,6 +94,11 @@ impl SyncgroupSession {
 
     pub fn db(&self) -> &DbName {
         &self.db
+    }
+
+    /// This node's device (the initiator's).
+    pub fn device(&self) -> crate::sync::genvec::DeviceId {
+        self.node.store().device()
     }
 
     /// Checks and applies one page: only syncgroups asked for; versions whose writer was no
