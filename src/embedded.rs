@@ -56,6 +56,8 @@ pub struct EmbeddedOptions {
     pub redial_max: std::time::Duration,
     /// LMDB map size in bytes (the most the store can hold).
     pub map_size: u64,
+    /// How it takes part in syncgroups.
+    pub role: crate::config::Role,
 }
 
 impl EmbeddedOptions {
@@ -68,6 +70,7 @@ impl EmbeddedOptions {
             data_dir: None,
             redial_max: std::time::Duration::from_secs(5),
             map_size: syncbase_storage::StorageConfig::default().map_size,
+            role: crate::config::Role::Normal,
         }
     }
 }
@@ -123,6 +126,7 @@ impl EmbeddedServer {
         };
         config.sync.peer_listen = options.peer_listen;
         config.storage.map_size = options.map_size;
+        config.sync.role = options.role;
         config.sync.redial_max_ms = options
             .redial_max
             .as_millis()

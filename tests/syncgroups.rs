@@ -7,7 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use syncbase::embedded::EmbeddedServer;
+use syncbase::config::Role;
+use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::error::Error;
 use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
@@ -930,5 +931,52 @@ fn records_count_only_from_devices_of_members_holding_write() {
         );
         let own = host.node().store().device();
         assert!(check.allows(own, "t", "row"), "the admin itself");
+    });
+}
+
+#[test]
+fn a_leaf_syncs_only_through_a_server_both_ways() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let start = |name: &'static str, role| {
+            let options = EmbeddedOptions {
+                role,
+                ..nodes::options(&network, name, EmbeddedStorage::Memory)
+            };
+            EmbeddedServer::start_with(options)
+        };
+        let server = start("s:1", Role::Server).await.unwrap();
+        let leaf = start("l:1", Role::Leaf).await.unwrap();
+        let name = create(&host).await;
+        join_by_invite(&host, &server, &name, Level::ReadWrite).await;
+        join_by_invite(&host, &leaf, &name, Level::ReadWrite).await;
+        let info = leaf.node().member_info();
+        assert!(info.address.is_empty(), "a leaf advertises no address");
+        // The leaf is never dialled, and never dials the host: only the server.
+        let hid = host.node().identity().fingerprint().clone();
+        let sid = server.node().identity().fingerprint().clone();
+        assert!(leaf.node().peers().get(&hid).is_none());
+        assert!(leaf.node().peers().get(&sid).is_some());
+
+        let leaf_t = table_t(&leaf).await;
+        put(&leaf_t, "from-leaf", b"1").await.unwrap();
+        wait_for_row(
+            &table_t(&host).await,
+            "from-leaf",
+            "the leaf's row at the host",
+        )
+        .await;
+        put(&table_t(&host).await, "from-host", b"2").await.unwrap();
+        wait_for_row(&leaf_t, "from-host", "the host's row at the leaf").await;
+        let lid = leaf.node().identity().fingerprint().clone();
+        assert!(
+            !host
+                .node()
+                .peers()
+                .status(&lid)
+                .is_some_and(|status| status.connected),
+            "the host never linked with the leaf"
+        );
     });
 }

@@ -581,9 +581,9 @@ impl Node {
             .collect())
     }
 
-    /// Recomputes the peers syncgroup membership makes: every other member with an address
-    /// and Read (for a leaf, only server members), sharing the prefixes of the syncgroups this
-    /// node has not left.
+    /// Recomputes the peers syncgroup membership makes: every other member holding Read (for a
+    /// leaf, only server members), sharing the prefixes of the syncgroups this node has not
+    /// left. A member without an address is never dialled; it is synced when it connects.
     pub fn refresh_syncgroup_peers(&self) -> Result<()> {
         let me = self.identity().fingerprint();
         let leaf = self.role == Role::Leaf;
@@ -594,10 +594,8 @@ impl Node {
                 continue;
             }
             for (member, info) in &sg.joiners {
-                let unwanted = member == me
-                    || info.address.is_empty()
-                    || (leaf && !info.is_server)
-                    || !sg.allows(Tag::Read, member);
+                let unwanted =
+                    member == me || (leaf && !info.is_server) || !sg.allows(Tag::Read, member);
                 if unwanted {
                     continue;
                 }
@@ -607,6 +605,9 @@ impl Node {
                     databases: BTreeMap::new(),
                     from_config: false,
                 });
+                if peer.address.is_empty() {
+                    peer.address.clone_from(&info.address);
+                }
                 peer.databases
                     .entry(sg.db.clone())
                     .or_default()

@@ -49,15 +49,42 @@ pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
         Err(_) => return tracing::warn!("a peer's TLS handshake timed out"),
     };
     tracing::debug!(peer = %link.peer, "peer connected");
+    let peer = link.peer.clone();
     let sync: sync::Client = capnp_rpc::new_client(SyncImpl::new(node.clone(), link.peer));
-    let rpc_system = rpc_system(
+    let mut rpc_system = rpc_system(
         link.stream,
         rpc_twoparty_capnp::Side::Server,
         Some(sync.client),
     );
-    if let Err(error) = run_until_cancelled(rpc_system, &cancel).await {
-        tracing::debug!(%error, "peer connection ended");
+    // A peer this node syncs with but cannot dial (a member advertising no address) is
+    // synced over its own connection: its dialer serves `Sync` too.
+    let unreachable = node
+        .peers()
+        .get(&peer)
+        .filter(|config| config.address.is_empty());
+    let Some(config) = unreachable else {
+        if let Err(error) = run_until_cancelled(rpc_system, &cancel).await {
+            tracing::debug!(%error, "peer connection ended");
+        }
+        return;
+    };
+    let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Client);
+    let disconnector = rpc_system.get_disconnector();
+    let mut connection = Box::pin(rpc_system);
+    tokio::select! {
+        ended = &mut connection => tracing::debug!(?ended, "peer connection ended"),
+        ended = sync_over(&node, &config, &remote) => {
+            if let Err(LinkError { message, .. }) = ended {
+                tracing::debug!(%peer, "{message}");
+                node.peers().update_status(&peer, |status| status.last_error = Some(message));
+            }
+        }
+        () = cancel.cancelled() => {}
     }
+    node.peers()
+        .update_status(&peer, |status| status.connected = false);
+    drop(remote);
+    disconnect(disconnector, connection).await;
 }
 
 pub(crate) fn rpc_system<S>(
@@ -177,7 +204,15 @@ async fn run_link(
                 .trim_start_matches("ConnFail: connection to peer failed: "),
         )
     })?;
-    let mut rpc_system = rpc_system(link.stream, rpc_twoparty_capnp::Side::Client, None);
+    // Serve `Sync` to the dialed peer too, so a peer that cannot dial this node (it
+    // advertises no address) can sync from it over this connection.
+    let ours: sync::Client =
+        capnp_rpc::new_client(SyncImpl::new(node.clone(), peer.fingerprint.clone()));
+    let mut rpc_system = rpc_system(
+        link.stream,
+        rpc_twoparty_capnp::Side::Client,
+        Some(ours.client),
+    );
     let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
     let disconnector = rpc_system.get_disconnector();
     let mut connection = Box::pin(rpc_system);

@@ -143,7 +143,8 @@ async fn follow_peers(runtime: Runtime) {
             keep
         });
         for (fingerprint, config) in wanted {
-            if links.contains_key(&fingerprint) {
+            // A peer without an address cannot be dialled; it syncs when it connects.
+            if links.contains_key(&fingerprint) || config.address.is_empty() {
                 continue;
             }
             let cancel = runtime.cancel.child_token();
