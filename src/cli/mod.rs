@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod peers;
 mod serve;
+mod syncgroups;
 mod watch;
 
 use std::net::SocketAddr;
@@ -90,6 +91,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Create, join and manage syncgroups: prefixes of a database shared with the members.
+    Sg {
+        #[command(subcommand)]
+        action: SgAction,
+    },
     /// Run a benchmark; prints one JSON object per line.
     Bench(bench::BenchArgs),
 }
@@ -118,6 +124,92 @@ pub enum PeerAction {
         #[command(flatten)]
         target: Target,
         fingerprint: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SgAction {
+    /// Create syncgroup NAME sharing the --prefix scopes of DB, with this node as its creator,
+    /// first member and admin. NAME is HOST:PORT/SUFFIX, where HOST:PORT is the peer address
+    /// (`syncbase id`) of the node that hosts it: this node, or the node given by --host.
+    Create {
+        #[command(flatten)]
+        target: Target,
+        db: String,
+        name: String,
+        /// A shared scope, TABLE or TABLE/PREFIX (repeat for several).
+        #[arg(long = "prefix", value_name = "TABLE[/PREFIX]")]
+        prefixes: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Fingerprint of the node NAME routes to, when that is not this node: the syncgroup
+        /// is published there and that node becomes an admin that serves joins.
+        #[arg(long, value_name = "FINGERPRINT")]
+        host: Option<String>,
+        /// Another admin (Admin, Read and Write). Without --admin/--writer/--reader this node
+        /// is the only member allowed anything; invites add more later.
+        #[arg(long = "admin", value_name = "FINGERPRINT")]
+        admins: Vec<String>,
+        /// A member allowed to read and write.
+        #[arg(long = "writer", value_name = "FINGERPRINT")]
+        writers: Vec<String>,
+        /// A member allowed to read only.
+        #[arg(long = "reader", value_name = "FINGERPRINT")]
+        readers: Vec<String>,
+    },
+    /// Join a syncgroup with an invite token (syncbase://..., from `sg invite` on an admin),
+    /// or by NAME with --admin when this node is already in its permissions.
+    Join {
+        #[command(flatten)]
+        target: Target,
+        #[arg(value_name = "INVITE|NAME")]
+        invite_or_name: String,
+        /// Fingerprint of the admin node NAME routes to (joining by name).
+        #[arg(long, value_name = "FINGERPRINT")]
+        admin: Option<String>,
+    },
+    /// List the syncgroups this node knows, in one database or all.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(default_value = "")]
+        db: String,
+    },
+    /// Show a syncgroup: status, prefixes, permissions, members, pending state.
+    Show {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+    },
+    /// Mint an invite to syncgroup NAME (this node must be an admin) and print its token.
+    /// Only a hash of the token is kept; hand the token to the joiner over a trusted channel.
+    Invite {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+        /// What the joiner may do.
+        #[arg(long, value_enum, default_value = "read")]
+        level: syncgroups::LevelArg,
+        /// Seconds until the invite expires (default: never).
+        #[arg(long, value_name = "SECONDS")]
+        expires: Option<u64>,
+        /// How many joins it admits.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+    /// Remove a member from syncgroup NAME and from all its permissions (this node must be an
+    /// admin): its capabilities fail on their next call and members stop syncing with it.
+    Eject {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+        fingerprint: String,
+    },
+    /// Stop syncing syncgroup NAME's prefixes; the rows stay here. Joining again resumes.
+    Leave {
+        #[command(flatten)]
+        target: Target,
+        name: String,
     },
 }
 
@@ -190,7 +282,56 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } => peers::remove(&target, &fingerprint),
         },
         Command::Status { target } => peers::list(&target, true),
+        Command::Sg { action } => run_sg(action),
         Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn run_sg(action: SgAction) -> anyhow::Result<()> {
+    match action {
+        SgAction::Create {
+            target,
+            db,
+            name,
+            prefixes,
+            description,
+            host,
+            admins,
+            writers,
+            readers,
+        } => syncgroups::create(
+            &target,
+            syncgroups::CreateArgs {
+                db: &db,
+                name: &name,
+                prefixes: &prefixes,
+                description: &description,
+                host: host.as_deref(),
+                admins: &admins,
+                writers: &writers,
+                readers: &readers,
+            },
+        ),
+        SgAction::Join {
+            target,
+            invite_or_name,
+            admin,
+        } => syncgroups::join(&target, &invite_or_name, admin.as_deref()),
+        SgAction::List { target, db } => syncgroups::list(&target, &db),
+        SgAction::Show { target, name } => syncgroups::show(&target, &name),
+        SgAction::Invite {
+            target,
+            name,
+            level,
+            expires,
+            uses,
+        } => syncgroups::invite(&target, &name, level, expires, uses),
+        SgAction::Eject {
+            target,
+            name,
+            fingerprint,
+        } => syncgroups::eject(&target, &name, &fingerprint),
+        SgAction::Leave { target, name } => syncgroups::leave(&target, &name),
     }
 }
 

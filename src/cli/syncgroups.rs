@@ -1,0 +1,280 @@
+//! The `syncbase sg` verbs: create, join, list, show, invite, eject and leave syncgroups,
+//! through the running node's app API (`Service.syncgroups`).
+
+use anyhow::Context;
+
+use crate::cli::Target;
+use crate::cli::client::with_service;
+use crate::rpc::client::remote_error;
+use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
+use crate::schema::service_capnp::{InviteLevel, service, syncgroup_info, syncgroups};
+use crate::schema::types_capnp::SyncgroupStatus;
+use crate::sync::peers::parse_scope;
+use crate::syncgroup::access::Level;
+use crate::syncgroup::{Permissions, Spec};
+
+/// What `sg create` asks for.
+pub struct CreateArgs<'a> {
+    pub db: &'a str,
+    pub name: &'a str,
+    pub prefixes: &'a [String],
+    pub description: &'a str,
+    pub host: Option<&'a str>,
+    pub admins: &'a [String],
+    pub writers: &'a [String],
+    pub readers: &'a [String],
+}
+
+/// The level of `sg invite --level`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LevelArg {
+    Read,
+    ReadWrite,
+    Admin,
+}
+
+/// `sg create`: creates the syncgroup and prints it.
+pub fn create(target: &Target, args: CreateArgs<'_>) -> anyhow::Result<()> {
+    let prefixes = args
+        .prefixes
+        .iter()
+        .map(|prefix| parse_scope(prefix).with_context(|| format!("--prefix {prefix:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    with_service(target, |service| async move {
+        let perms = permissions(&service, &args).await?;
+        let spec = Spec {
+            description: args.description.to_owned(),
+            perms,
+            prefixes,
+            mount_tables: Vec::new(),
+            is_private: false,
+        };
+        let mut request = syncgroups_of(&service).create_request();
+        request.get().set_database(args.db);
+        request.get().set_name(args.name);
+        request
+            .get()
+            .set_host_fingerprint(args.host.unwrap_or_default());
+        write_spec(&spec, request.get().init_spec());
+        let response = request.send().promise.await.map_err(remote_error)?;
+        print_syncgroup(response.get()?.get_sg()?)
+    })
+}
+
+/// The permissions `sg create` sends: none (the node alone) unless members are named, then
+/// this node and the named admins as admins, writers and readers at their levels.
+async fn permissions(
+    service: &service::Client,
+    args: &CreateArgs<'_>,
+) -> anyhow::Result<Permissions> {
+    let mut perms = Permissions::default();
+    if args.admins.is_empty() && args.writers.is_empty() && args.readers.is_empty() {
+        return Ok(perms);
+    }
+    let response = service
+        .identity_request()
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?;
+    let me = response.get()?.get_fingerprint()?.to_str()?.to_owned();
+    let named = [
+        (Level::Admin, std::slice::from_ref(&me)),
+        (Level::Admin, args.admins),
+        (Level::ReadWrite, args.writers),
+        (Level::Read, args.readers),
+    ];
+    for (level, identities) in named {
+        for identity in identities {
+            for tag in level.tags() {
+                perms
+                    .0
+                    .entry(*tag)
+                    .or_default()
+                    .allowed
+                    .insert(identity.clone());
+            }
+        }
+    }
+    Ok(perms)
+}
+
+/// `sg join`: joins with an invite token, or by name at the admin with `admin`'s fingerprint.
+pub fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).join_request();
+        match admin {
+            Some(admin) => {
+                request.get().set_name(invite_or_name);
+                request.get().set_admin_fingerprint(admin);
+            }
+            None if invite_or_name.starts_with("syncbase://") => {
+                request.get().set_invite(invite_or_name);
+            }
+            None => anyhow::bail!(
+                "InvalidArgument: {invite_or_name:?} is not an invite token (syncbase://...); \
+                 to join by name, give the admin node's fingerprint with --admin"
+            ),
+        }
+        let response = request.send().promise.await.map_err(remote_error)?;
+        print_syncgroup(response.get()?.get_sg()?)
+    })
+}
+
+/// `sg list`: one line per syncgroup.
+pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).list_request();
+        request.get().set_database(db);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        let list = response.get()?.get_syncgroups()?;
+        if list.is_empty() {
+            println!("no syncgroups (create one with `syncbase sg create`, or join one)");
+        }
+        for info in list {
+            let sg = info.get_sg()?;
+            println!(
+                "{}  database {}  {}  {} members{}",
+                sg.get_name()?.to_str()?,
+                info.get_database()?.to_str()?,
+                status(sg.get_status()?),
+                sg.get_joiners()?.len(),
+                flags(info),
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `sg show`: everything about one syncgroup.
+pub fn show(target: &Target, name: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).get_request();
+        request.get().set_name(name);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        print_syncgroup(response.get()?.get_sg()?)
+    })
+}
+
+/// `sg invite`: prints only the token, so `$(syncbase sg invite ...)` captures it.
+pub fn invite(
+    target: &Target,
+    name: &str,
+    level: LevelArg,
+    expires_in_seconds: Option<u64>,
+    uses: u32,
+) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).invite_request();
+        request.get().set_name(name);
+        request.get().set_level(match level {
+            LevelArg::Read => InviteLevel::Read,
+            LevelArg::ReadWrite => InviteLevel::ReadWrite,
+            LevelArg::Admin => InviteLevel::Admin,
+        });
+        request
+            .get()
+            .set_expires_in_seconds(expires_in_seconds.unwrap_or(0));
+        request.get().set_uses(uses);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        println!("{}", response.get()?.get_token()?.to_str()?);
+        Ok(())
+    })
+}
+
+/// `sg eject`: removes a member and its permissions.
+pub fn eject(target: &Target, name: &str, member: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).eject_request();
+        request.get().set_name(name);
+        request.get().set_member(member);
+        request.send().promise.await.map_err(remote_error)?;
+        println!("ejected {member} from {name}");
+        Ok(())
+    })
+}
+
+/// `sg leave`: stops syncing the syncgroup here; the data stays.
+pub fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).leave_request();
+        request.get().set_name(name);
+        request.send().promise.await.map_err(remote_error)?;
+        println!("left {name} (its rows stay here; join again to resume syncing)");
+        Ok(())
+    })
+}
+
+fn syncgroups_of(service: &service::Client) -> syncgroups::Client {
+    service
+        .syncgroups_request()
+        .send()
+        .pipeline
+        .get_syncgroups()
+}
+
+fn status(status: SyncgroupStatus) -> &'static str {
+    match status {
+        SyncgroupStatus::PublishPending => "publish-pending",
+        SyncgroupStatus::PublishRejected => "publish-rejected",
+        SyncgroupStatus::Running => "running",
+    }
+}
+
+fn flags(info: syncgroup_info::Reader<'_>) -> String {
+    let mut flags = String::new();
+    if info.get_pending() {
+        flags.push_str("  pending (catching up with its admin)");
+    }
+    if info.get_left() {
+        flags.push_str("  left");
+    }
+    flags
+}
+
+fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Result<()> {
+    let sg = read_syncgroup(info.get_sg()?)?;
+    println!("syncgroup {}{}", sg.name, flags(info));
+    println!("  id {}", sg.id.to_hex());
+    println!("  database {}", sg.db);
+    println!("  status {:?}", sg.status);
+    println!("  spec version {}", sg.spec_version);
+    println!("  creator {}", sg.creator);
+    let publisher = info.get_publisher()?.to_str()?;
+    if !publisher.is_empty() {
+        println!("  published here by {publisher}");
+    }
+    if !sg.spec.description.is_empty() {
+        println!("  description {}", sg.spec.description);
+    }
+    let prefixes: Vec<String> = sg
+        .spec
+        .prefixes
+        .iter()
+        .map(|scope| format!("{}/{}", scope.table, scope.prefix))
+        .collect();
+    println!("  prefixes {}", prefixes.join(" "));
+    for (tag, list) in &sg.spec.perms.0 {
+        let allowed: Vec<&str> = list.allowed.iter().map(String::as_str).collect();
+        print!("  {tag:?}: {}", allowed.join(" "));
+        if !list.denied.is_empty() {
+            let denied: Vec<&str> = list.denied.iter().map(String::as_str).collect();
+            print!(" (not {})", denied.join(" "));
+        }
+        println!();
+    }
+    println!("  members");
+    for (member, info) in &sg.joiners {
+        let address = if info.address.is_empty() {
+            "(no address)"
+        } else {
+            info.address.as_str()
+        };
+        let server = if info.is_server { " server" } else { "" };
+        println!(
+            "    {member} device {:016x} {address}{server}",
+            info.device.0
+        );
+    }
+    Ok(())
+}
