@@ -53,9 +53,13 @@ impl Served {
         &self.data_dir
     }
 
-    /// Runs a client verb (`args[0]`, or `peer args[1]`) against this node.
+    /// Runs a client verb (`args[0]`, or `peer args[1]` / `sg args[1]`) against this node.
     pub fn client(&self, args: &[&str]) -> Output {
-        let verb = if args[0] == "peer" { 2 } else { 1 };
+        let verb = if matches!(args[0], "peer" | "sg") {
+            2
+        } else {
+            1
+        };
         Command::new(BIN)
             .args(&args[..verb])
             .arg("--data-dir")

@@ -1,0 +1,265 @@
+//! Syncgroups through the `syncbase` binary as a user runs them: three `serve` processes over
+//! TLS, a syncgroup created on A, invites minted with `sg invite`, B and C joining with
+//! `sg join`, and a row written on C reaching A through B although A and C never connect
+//! (A's member list has C, but C is a `--role leaf` that advertises no address and syncs only
+//! with the server B). Then bad input: each refused with one error line, a stable id, a
+//! non-zero exit, and nothing changed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::{Served, failure};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+impl Served {
+    fn start_member(role: &str) -> Served {
+        Served::start_in_temp_dir(&["--memory", "--peer-listen", "127.0.0.1:0", "--role", role])
+    }
+
+    fn peer_addr(&self) -> String {
+        std::fs::read_to_string(self.path().join("peer.addr"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn fingerprint(&self) -> String {
+        self.ok(&["id"])
+            .lines()
+            .find_map(|line| line.strip_prefix("fingerprint "))
+            .expect("id prints a fingerprint")
+            .to_owned()
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let output = self.client(&["get", "db", "t", key]);
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8(output.stdout).unwrap())
+    }
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn three_nodes_share_a_syncgroup_and_a_leafs_write_reaches_the_creator_through_the_server() {
+    let a = Served::start_member("normal");
+    let b = Served::start_member("server");
+    let c = Served::start_member("leaf");
+    let name = format!("{}/photos", a.peer_addr());
+
+    let created = a.ok(&[
+        "sg",
+        "create",
+        "db",
+        &name,
+        "--prefix",
+        "t",
+        "--description",
+        "shared photos",
+    ]);
+    assert!(
+        created.starts_with(&format!("syncgroup {name}\n")),
+        "{created}"
+    );
+    assert!(created.contains("  status Running\n"), "{created}");
+
+    // B joins with an admin invite from A.
+    let invite_b = a.ok(&["sg", "invite", &name, "--level", "admin"]);
+    let invite_b = invite_b.trim();
+    assert!(invite_b.starts_with("syncbase://"), "{invite_b}");
+    let joined = b.ok(&["sg", "join", invite_b]);
+    assert!(joined.contains(&b.fingerprint()), "{joined}");
+
+    // Once B has caught up with A it is a full admin: it mints C's invite, and C joins at B.
+    let mut invite_c = String::new();
+    eventually("B to catch up and mint an invite", || {
+        let output = b.client(&["sg", "invite", &name, "--level", "read-write"]);
+        if output.status.success() {
+            invite_c = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        } else {
+            let error = String::from_utf8_lossy(&output.stderr);
+            assert!(error.contains("BadState:"), "{error}");
+        }
+        output.status.success()
+    });
+    c.ok(&["sg", "join", &invite_c]);
+
+    c.ok(&["put", "db", "t", "photo-1", "from C"]);
+    eventually("C's row on A", || {
+        a.get("photo-1").as_deref() == Some("from C")
+    });
+    a.ok(&["put", "db", "t", "photo-2", "from A"]);
+    eventually("A's row on C", || {
+        c.get("photo-2").as_deref() == Some("from A")
+    });
+
+    // A knows C as a member, but A and C never linked: C's rows came through B.
+    eventually("A to list all three members", || {
+        a.ok(&["sg", "show", &name]).matches(" device ").count() == 3
+    });
+    let status = a.ok(&["status"]);
+    let c_fp = c.fingerprint();
+    let c_block: String = status
+        .split('\n')
+        .skip_while(|line| !line.starts_with(&c_fp))
+        .take_while(|line| line.starts_with(&c_fp) || line.starts_with("  "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        c_block.contains("connected: no"),
+        "A's view of C: {c_block}\n{status}"
+    );
+    assert!(
+        c_block.contains("received: 0 records"),
+        "A's view of C: {c_block}"
+    );
+    let listed = c.ok(&["sg", "list"]);
+    assert!(
+        listed.contains(&name) && listed.contains("3 members"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn bad_syncgroup_input_fails_with_one_clear_line_and_changes_nothing() {
+    let a = Served::start_member("normal");
+    let b = Served::start_member("normal");
+    let name = format!("{}/x", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t"]);
+    let before = a.ok(&["sg", "list"]);
+
+    let cases: Vec<(&Served, Vec<String>, &str)> = vec![
+        (
+            &a,
+            vec![
+                "create".into(),
+                "db".into(),
+                format!("{}/none", a.peer_addr()),
+            ],
+            "InvalidArgument:",
+        ),
+        (
+            &a,
+            vec![
+                "create".into(),
+                "db".into(),
+                format!("{}/dup", a.peer_addr()),
+                "--prefix".into(),
+                "t".into(),
+                "--prefix".into(),
+                "t".into(),
+            ],
+            "InvalidArgument:",
+        ),
+        (
+            &a,
+            vec![
+                "create".into(),
+                "db".into(),
+                "no-port/x".into(),
+                "--prefix".into(),
+                "t".into(),
+            ],
+            "InvalidArgument:",
+        ),
+        (
+            &a,
+            vec![
+                "create".into(),
+                "db".into(),
+                name.clone(),
+                "--prefix".into(),
+                "t".into(),
+            ],
+            "Exist:",
+        ),
+        (
+            &a,
+            vec![
+                "create".into(),
+                "db".into(),
+                format!("{}/r", a.peer_addr()),
+                "--prefix".into(),
+                "t".into(),
+                "--reader".into(),
+                "alice".into(),
+            ],
+            "InvalidArgument:",
+        ),
+        (
+            &a,
+            vec!["show".into(), format!("{}/unknown", a.peer_addr())],
+            "NoExist:",
+        ),
+        (
+            &a,
+            vec!["invite".into(), format!("{}/unknown", a.peer_addr())],
+            "NoExist:",
+        ),
+        (
+            &a,
+            vec!["eject".into(), name.clone(), "f".repeat(64)],
+            "NoExist:",
+        ),
+        (
+            &b,
+            vec!["join".into(), "syncbase://not-a-token".into()],
+            "InvalidArgument:",
+        ),
+        (&b, vec!["join".into(), name.clone()], "InvalidArgument:"),
+        (
+            &b,
+            vec![
+                "join".into(),
+                name.clone(),
+                "--admin".into(),
+                a.fingerprint(),
+            ],
+            "NoAccess:",
+        ),
+    ];
+    for (node, args, id) in cases {
+        let mut full = vec!["sg"];
+        full.extend(args.iter().map(String::as_str));
+        let error = failure(&node.client(&full));
+        assert!(error.contains(id), "sg {args:?}: {error}");
+    }
+
+    // An invite used up by B cannot admit a third node; an expired one admits nobody.
+    let token = a.ok(&["sg", "invite", &name]);
+    b.ok(&["sg", "join", token.trim()]);
+    let c = Served::start_member("normal");
+    let error = failure(&c.client(&["sg", "join", token.trim()]));
+    assert!(error.contains("NoAccess:"), "{error}");
+    let expiring = a.ok(&["sg", "invite", &name, "--expires", "1"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let error = failure(&c.client(&["sg", "join", expiring.trim()]));
+    assert!(
+        error.contains("NoAccess:") && error.contains("expired"),
+        "{error}"
+    );
+    // A tampered secret is refused the same way.
+    let mut tampered = a.ok(&["sg", "invite", &name]).trim().to_owned();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let error = failure(&c.client(&["sg", "join", &tampered]));
+    assert!(error.contains("NoAccess:"), "{error}");
+
+    assert!(c.ok(&["sg", "list"]).starts_with("no syncgroups"));
+    let after = a.ok(&["sg", "list"]);
+    assert_eq!(
+        before.replace("1 members", "2 members"),
+        after,
+        "only B joined"
+    );
+}
