@@ -128,6 +128,16 @@ fn three_nodes_share_a_syncgroup_and_a_leafs_write_reaches_the_creator_through_t
         listed.contains(&name) && listed.contains("3 members"),
         "{listed}"
     );
+
+    // B ejects C (B is an admin); C leaves; both show in what the nodes list.
+    let ejected = b.ok(&["sg", "eject", &name, &c_fp]);
+    assert!(ejected.starts_with("ejected "), "{ejected}");
+    eventually("A to see C ejected", || {
+        a.ok(&["sg", "show", &name]).matches(" device ").count() == 2
+    });
+    let left = c.ok(&["sg", "leave", &name]);
+    assert!(left.starts_with("left "), "{left}");
+    assert!(c.ok(&["sg", "list"]).contains("  left"));
 }
 
 #[test]
