@@ -782,6 +782,21 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
                 .syncgroup_view(&self::name("nowhere:1/x"))
                 .is_err()
         );
+        // A host that cannot be reached: ConnFail, and the syncgroup is not left behind.
+        let mut request = app_syncgroups(&creator).create_request();
+        request.get().set_database(DB);
+        request.get().set_name("nowhere:1/x");
+        request
+            .get()
+            .set_host_fingerprint(host.node().identity().fingerprint().as_str());
+        syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
+        assert_eq!(outcome(request.send().promise.await), "ConnFail");
+        assert!(
+            creator
+                .node()
+                .syncgroup_view(&self::name("nowhere:1/x"))
+                .is_err()
+        );
     });
 }
 

@@ -108,11 +108,11 @@ fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()
     } else {
         ""
     };
-    println!(
-        "{} {}{origin}",
-        peer.get_fingerprint()?.to_str()?,
-        peer.get_address()?.to_str()?
-    );
+    let address = match peer.get_address()?.to_str()? {
+        "" => "(no address: synced when it connects)",
+        address => address,
+    };
+    println!("{} {address}{origin}", peer.get_fingerprint()?.to_str()?);
     for db in peer.get_databases()? {
         let scopes: Vec<String> = db
             .get_scopes()?

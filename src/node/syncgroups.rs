@@ -113,18 +113,7 @@ impl Node {
 
     /// The rule records from peers must pass in `db` for a session with `peer`.
     pub fn writer_check(&self, peer: &Fingerprint, db: &DbName) -> Result<WriterCheck> {
-        let declared = self
-            .peers()
-            .get(peer)
-            .filter(|_| self.peers().is_declared(peer))
-            .and_then(|config| config.databases.get(db.as_str()).cloned())
-            .map(|scopes| {
-                scopes
-                    .into_iter()
-                    .filter(|scope| self.peers().declared_allows(peer, db.as_str(), scope))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let declared = self.peers().declared_scopes(peer, db.as_str());
         Ok(WriterCheck {
             syncgroups: self.active_syncgroups(db)?,
             declared,
@@ -234,12 +223,26 @@ impl Node {
 
     /// Records how publishing at the name's host went: on success the host becomes a member
     /// and an admin (it serves joins) and the syncgroup `Running`; `Exist` makes it
-    /// `PublishRejected`; `DupSyncgroupPublish` changes nothing (another admin published it).
+    /// `PublishRejected`; `DupSyncgroupPublish` changes nothing (another admin published it);
+    /// any other failure (the host unreachable, refusing) removes the syncgroup again and is
+    /// returned, so nothing is left half made.
     pub async fn publish_reply(
         &self,
         name: SyncgroupName,
         outcome: std::result::Result<(Fingerprint, MemberInfo), Error>,
     ) -> Result<SyncgroupView> {
+        let outcome = match outcome {
+            Err(error) if !matches!(error, Error::Exist(_) | Error::DupSyncgroupPublish(_)) => {
+                // Never published: undo the creation, so nothing is left half made.
+                self.change_syncgroups(move |txn| {
+                    let view = txn.get(&name)?;
+                    txn.delete(&view.record.sg)
+                })
+                .await?;
+                return Err(error);
+            }
+            outcome => outcome,
+        };
         self.change_syncgroups(move |txn| {
             let mut view = txn.get(&name)?;
             match outcome {
@@ -254,8 +257,7 @@ impl Node {
                     view.record.sg.status = Status::PublishRejected;
                     txn.write_version(view.record.sg, view.local)
                 }
-                Err(Error::DupSyncgroupPublish(_)) => Ok(view),
-                Err(other) => Err(other),
+                Err(_) => Ok(view),
             }
         })
         .await

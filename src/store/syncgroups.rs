@@ -241,6 +241,15 @@ impl SyncgroupTxn<'_> {
         Ok(applied)
     }
 
+    /// Removes a syncgroup entirely (one that was never published).
+    pub fn delete(&mut self, sg: &Syncgroup) -> Result<()> {
+        let keys = DbKeys::new(&sg.db);
+        self.txn.delete(&keys::syncgroup_name(sg.name.as_str()))?;
+        self.txn.delete(&keys.syncgroup(sg.id.0))?;
+        self.txn.delete(&keys.syncgroup_local(sg.id.0))?;
+        Ok(())
+    }
+
     fn put(&mut self, record: SyncgroupRecord, local: LocalState) -> Result<SyncgroupView> {
         let sg = &record.sg;
         let name_key = keys::syncgroup_name(sg.name.as_str());

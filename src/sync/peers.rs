@@ -241,6 +241,16 @@ impl PeerRegistry {
             .is_some_and(|config| config.allows(database, scope))
     }
 
+    /// The scopes of `database` the peer was declared with (config file or `peer add`).
+    pub fn declared_scopes(&self, fingerprint: &Fingerprint, database: &str) -> Vec<Scope> {
+        self.lock()
+            .get(fingerprint)
+            .and_then(|entry| entry.declared.as_ref())
+            .and_then(|config| config.databases.get(database))
+            .map(|scopes| scopes.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether the peer was declared (config file or `peer add`).
     pub fn is_declared(&self, fingerprint: &Fingerprint) -> bool {
         self.lock()
