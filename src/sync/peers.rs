@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::{DbName, KeyPrefix, TableName};
 use crate::sync::genvec::Scope;
+use crate::syncgroup::SyncgroupId;
 
 /// A peer and what this node shares with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,10 @@ pub struct PeerConfig {
     pub databases: BTreeMap<String, BTreeSet<Scope>>,
     /// Declared in the config file (cannot be removed at run time).
     pub from_config: bool,
+    /// The syncgroups shared with it (derived peers; never persisted). Its link restarts when
+    /// the set changes, so the syncgroup metadata session asks for the new set.
+    #[serde(skip)]
+    pub syncgroups: BTreeSet<SyncgroupId>,
 }
 
 impl PeerConfig {
@@ -53,6 +58,7 @@ impl PeerConfig {
             fingerprint,
             databases,
             from_config: false,
+            syncgroups: BTreeSet::new(),
         })
     }
 
@@ -116,6 +122,7 @@ impl Entry {
             (Some(only), None) | (None, Some(only)) => Some(only.clone()),
             (Some(declared), Some(derived)) => {
                 let mut merged = declared.clone();
+                merged.syncgroups.clone_from(&derived.syncgroups);
                 for (db, scopes) in &derived.databases {
                     merged
                         .databases
