@@ -204,6 +204,10 @@ struct Syncgroup {
   dbName @6 :Text;
   status @7 :SyncgroupStatus;
   joiners @8 :List(Joiner);   # Members, keyed by identity.
+  formerWriters @9 :GenVector;
+  # Not in the original: for each device whose member lost Write (ejected, or narrowed by a
+  # spec change), the last generation of its records that stays valid (what the admin had
+  # seen then). Its earlier writes still sync to members that lack them; later ones do not.
   struct Joiner {
     member @0 :Text;          # The member's identity (certificate key fingerprint).
     info @1 :SyncgroupMemberInfo;

@@ -495,6 +495,11 @@ fn members_sync_and_an_ejected_member_is_cut_off() {
             .eject(me, name.clone(), mid.clone())
             .await
             .unwrap();
+        // Its write the host had seen stays valid for members that lack it; later ones do not.
+        let check = host.node().writer_check(&hid, &db()).unwrap();
+        let device = member.node().store().device();
+        assert!(check.allows(device, 1, "t", "from-member"));
+        assert!(!check.allows(device, 2, "t", "later"));
         eventually("the member's session to be refused", LIMIT, || {
             member
                 .node()
@@ -932,20 +937,23 @@ fn records_count_only_from_devices_of_members_holding_write() {
         let stranger = Fingerprint::parse(&"e".repeat(64)).unwrap();
         let check = host.node().writer_check(&stranger, &db()).unwrap();
         assert!(
-            check.allows(DeviceId(50), "t", "row"),
+            check.allows(DeviceId(50), 1, "t", "row"),
             "the writer's device"
         );
         assert!(
-            !check.allows(DeviceId(51), "t", "row"),
+            !check.allows(DeviceId(51), 1, "t", "row"),
             "the reader's device"
         );
-        assert!(!check.allows(DeviceId(52), "t", "row"), "an unknown device");
         assert!(
-            !check.allows(DeviceId(50), "u", "row"),
+            !check.allows(DeviceId(52), 1, "t", "row"),
+            "an unknown device"
+        );
+        assert!(
+            !check.allows(DeviceId(50), 1, "u", "row"),
             "outside the prefixes"
         );
         let own = host.node().store().device();
-        assert!(check.allows(own, "t", "row"), "the admin itself");
+        assert!(check.allows(own, 1, "t", "row"), "the admin itself");
     });
 }
 

@@ -8,7 +8,7 @@
 //! Outgoing calls (publishing at a name's host, joining at an admin) are the RPC layer's job;
 //! it calls the `*_reply` methods here with what the remote node answered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::Node;
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, Version};
-use crate::sync::genvec::{DeviceId, GenVector, Scope};
+use crate::sync::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::sync::initiator::now_nanos;
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
@@ -48,13 +48,14 @@ pub struct WriterCheck {
 }
 
 impl WriterCheck {
-    /// Whether `device` may have written row `row` of `table`.
-    pub fn allows(&self, device: DeviceId, table: &str, row: &str) -> bool {
+    /// Whether `device` may have written its record at `generation` for row `row` of
+    /// `table`.
+    pub fn allows(&self, device: DeviceId, generation: Generation, table: &str, row: &str) -> bool {
         self.declared.iter().any(|scope| scope.covers(table, row))
             || self
                 .syncgroups
                 .iter()
-                .any(|sg| sg.spec.covers(table, row) && sg.device_may_write(device))
+                .any(|sg| sg.spec.covers(table, row) && sg.device_may_write(device, generation))
     }
 }
 
@@ -207,6 +208,7 @@ impl Node {
                 Status::PublishPending
             },
             joiners: BTreeMap::from([(me, self.member_info())]),
+            former_writers: GenVector::new(),
         };
         self.change_syncgroups(move |txn| {
             if let Some(existing) = txn.find(&sg.name)? {
@@ -312,8 +314,10 @@ impl Node {
         version: String,
     ) -> Result<SyncgroupView> {
         spec.validate()?;
+        let known = self.data_knowledge(&name)?;
         self.change_syncgroups(move |txn| {
             let mut view = admin_view(txn, &actor, &name)?;
+            let before = view.record.sg.clone();
             let sg = &mut view.record.sg;
             if !version.is_empty() && version != sg.spec_version {
                 return Err(Error::BadVersion(format!(
@@ -326,6 +330,7 @@ impl Node {
             }
             sg.spec = spec;
             sg.spec_version = new_spec_version()?;
+            sg.remember_former_writers(&before, |device| known.max_gen(device));
             txn.write_version(view.record.sg, view.local)
         })
         .await
@@ -338,8 +343,10 @@ impl Node {
         name: SyncgroupName,
         member: Fingerprint,
     ) -> Result<SyncgroupView> {
+        let known = self.data_knowledge(&name)?;
         self.change_syncgroups(move |txn| {
             let mut view = admin_view(txn, &actor, &name)?;
+            let before = view.record.sg.clone();
             if !view.record.sg.eject(&member) {
                 return Err(Error::NoExist(format!(
                     "{member} is not a member of syncgroup {name}"
@@ -350,6 +357,9 @@ impl Node {
                     "ejecting {member} would leave {name} without an admin"
                 ))
             })?;
+            view.record
+                .sg
+                .remember_former_writers(&before, |device| known.max_gen(device));
             txn.write_version(view.record.sg, view.local)
         })
         .await
@@ -606,7 +616,9 @@ impl Node {
                     fingerprint: member.clone(),
                     databases: BTreeMap::new(),
                     from_config: false,
+                    syncgroups: BTreeSet::new(),
                 });
+                peer.syncgroups.insert(sg.id);
                 if peer.address.is_empty() {
                     peer.address.clone_from(&info.address);
                 }
@@ -618,6 +630,15 @@ impl Node {
         }
         self.peers().set_derived(derived);
         Ok(())
+    }
+
+    /// What this node knows of the data of the syncgroup's database (empty for an unknown
+    /// name, which the caller's transaction then reports).
+    fn data_knowledge(&self, name: &SyncgroupName) -> Result<Knowledge> {
+        match self.store().syncgroup_by_name(name)? {
+            Some(view) => self.store().knowledge(&DbName::parse(&view.record.sg.db)?),
+            None => Ok(Knowledge::new()),
+        }
     }
 
     /// Whether a syncgroup name routes to this node.

@@ -164,6 +164,7 @@ pub fn write_syncgroup(sg: &Syncgroup, mut out: syncgroup::Builder<'_>) {
         Status::PublishRejected => SyncgroupStatus::PublishRejected,
         Status::Running => SyncgroupStatus::Running,
     });
+    write_vector(&sg.former_writers, out.reborrow().init_former_writers());
     let mut joiners = out.init_joiners(sg.joiners.len() as u32);
     for (i, (member, info)) in sg.joiners.iter().enumerate() {
         let mut joiner = joiners.reborrow().get(i as u32);
@@ -201,6 +202,7 @@ pub fn read_syncgroup(reader: syncgroup::Reader<'_>) -> Result<Syncgroup> {
         db: text(reader.get_db_name())?.to_owned(),
         status,
         joiners,
+        former_writers: read_vector(reader.get_former_writers().map_err(malformed)?)?,
     };
     sg.validate()?;
     Ok(sg)
@@ -318,6 +320,7 @@ mod tests {
                         address: "h:1".into(),
                     },
                 )]),
+                former_writers: [(DeviceId(9), 4)].into_iter().collect(),
             },
         };
         let mut message = capnp::message::Builder::new_default();

@@ -367,6 +367,15 @@ impl Knowledge {
             .unwrap_or(0)
     }
 
+    /// The highest generation of `device` any scope knows.
+    pub fn max_gen(&self, device: DeviceId) -> Generation {
+        self.0
+            .values()
+            .map(|vector| vector.get(device))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every device mentioned anywhere.
     pub fn devices(&self) -> BTreeSet<DeviceId> {
         self.0

@@ -152,9 +152,14 @@ impl Session {
     /// knowledge still covers them, so they are not fetched again.
     fn drop_unauthorized(&self, records: Vec<LogRecord>) -> Result<Vec<LogRecord>> {
         let check = self.node.writer_check(&self.peer, &self.db)?;
-        let (kept, dropped): (Vec<_>, Vec<_>) = records
-            .into_iter()
-            .partition(|record| check.allows(record.device(), &record.table, &record.row));
+        let (kept, dropped): (Vec<_>, Vec<_>) = records.into_iter().partition(|record| {
+            check.allows(
+                record.device(),
+                record.generation(),
+                &record.table,
+                &record.row,
+            )
+        });
         for record in &dropped {
             tracing::warn!(
                 peer = %self.peer,

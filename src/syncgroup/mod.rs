@@ -149,6 +149,8 @@ pub struct Syncgroup {
     pub db: String,
     pub status: Status,
     pub joiners: BTreeMap<Fingerprint, MemberInfo>,
+    /// Devices of members that lost Write -> their last generation that stays valid.
+    pub former_writers: GenVector,
 }
 
 impl Syncgroup {
@@ -160,7 +162,7 @@ impl Syncgroup {
         }
         DbName::parse(&self.db)?;
         self.spec.validate()?;
-        if self.joiners.len() > MAX_MEMBERS {
+        if self.joiners.len() > MAX_MEMBERS || self.former_writers.len() > MAX_MEMBERS {
             return Err(Error::invalid(format!(
                 "a syncgroup has at most {MAX_MEMBERS} members"
             )));
@@ -189,10 +191,28 @@ impl Syncgroup {
             .map(|(member, _)| member)
     }
 
-    /// Whether `device` belongs to a member holding Write.
-    pub fn device_may_write(&self, device: DeviceId) -> bool {
-        self.member_of_device(device)
-            .is_some_and(|member| self.allows(Tag::Write, member))
+    /// Whether `device` may have written its record at `generation`: it belongs to a member
+    /// holding Write, or to one that lost Write after the admin had seen that generation.
+    pub fn device_may_write(&self, device: DeviceId, generation: Generation) -> bool {
+        let member_writes = self
+            .member_of_device(device)
+            .is_some_and(|member| self.allows(Tag::Write, member));
+        member_writes || generation <= self.former_writers.get(device)
+    }
+
+    /// Records, for every member that held Write in `before` and no longer does, the last
+    /// generation of its records that stays valid: what `known` says of its device.
+    pub fn remember_former_writers(
+        &mut self,
+        before: &Syncgroup,
+        known: impl Fn(DeviceId) -> Generation,
+    ) {
+        for (member, info) in &before.joiners {
+            let still_writes = self.joiners.contains_key(member) && self.allows(Tag::Write, member);
+            if before.allows(Tag::Write, member) && !still_writes {
+                self.former_writers.raise(info.device, known(info.device));
+            }
+        }
     }
 
     /// Removes `member` from the joiners and every access list; whether anything changed.

@@ -29,6 +29,7 @@ fn syncgroup() -> Syncgroup {
         db: "db".into(),
         status: Status::Running,
         joiners: BTreeMap::from([(id('a'), member(1)), (id('b'), member(2))]),
+        former_writers: GenVector::new(),
     }
 }
 
@@ -116,9 +117,19 @@ fn a_version_granting_its_own_writer_admin_is_judged_by_the_current_copy() {
 fn ejecting_removes_the_member_everywhere() {
     let mut sg = syncgroup();
     sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
-    assert!(sg.device_may_write(DeviceId(2)));
+    assert!(sg.device_may_write(DeviceId(2), 9));
+    let before = sg.clone();
     assert!(sg.eject(&id('b')));
-    assert!(!sg.device_may_write(DeviceId(2)));
+    assert!(!sg.device_may_write(DeviceId(2), 9));
+    // Its writes up to what the admin had seen stay valid; later ones do not.
+    sg.remember_former_writers(&before, |device| if device == DeviceId(2) { 5 } else { 0 });
+    assert!(sg.device_may_write(DeviceId(2), 5));
+    assert!(!sg.device_may_write(DeviceId(2), 6));
+    assert_eq!(
+        sg.former_writers.get(DeviceId(1)),
+        0,
+        "the admin kept Write"
+    );
     assert!(!sg.allows(Tag::Read, &id('b')));
     assert!(!sg.eject(&id('b')));
 }
