@@ -51,7 +51,7 @@ pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
     tracing::debug!(peer = %link.peer, "peer connected");
     let peer = link.peer.clone();
     let sync: sync::Client = capnp_rpc::new_client(SyncImpl::new(node.clone(), link.peer));
-    let mut rpc_system = rpc_system(
+    let rpc_system = rpc_system(
         link.stream,
         rpc_twoparty_capnp::Side::Server,
         Some(sync.client),
@@ -68,21 +68,33 @@ pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
         }
         return;
     };
+    sync_back(&node, &config, rpc_system, &cancel).await;
+}
+
+/// Serves an accepted connection and, over it, syncs from the peer that opened it (whose
+/// `Sync` is its bootstrap), until either ends or the node stops.
+async fn sync_back(
+    node: &Arc<Node>,
+    config: &PeerConfig,
+    mut rpc_system: RpcSystem<rpc_twoparty_capnp::Side>,
+    cancel: &CancellationToken,
+) {
+    let peer = &config.fingerprint;
     let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Client);
     let disconnector = rpc_system.get_disconnector();
     let mut connection = Box::pin(rpc_system);
     tokio::select! {
         ended = &mut connection => tracing::debug!(?ended, "peer connection ended"),
-        ended = sync_over(&node, &config, &remote) => {
+        ended = sync_over(node, config, &remote) => {
             if let Err(LinkError { message, .. }) = ended {
                 tracing::debug!(%peer, "{message}");
-                node.peers().update_status(&peer, |status| status.last_error = Some(message));
+                node.peers().update_status(peer, |status| status.last_error = Some(message));
             }
         }
         () = cancel.cancelled() => {}
     }
     node.peers()
-        .update_status(&peer, |status| status.connected = false);
+        .update_status(peer, |status| status.connected = false);
     drop(remote);
     disconnect(disconnector, connection).await;
 }
