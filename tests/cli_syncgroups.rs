@@ -273,3 +273,32 @@ fn bad_syncgroup_input_fails_with_one_clear_line_and_changes_nothing() {
         "only B joined"
     );
 }
+
+#[test]
+fn permissions_granted_and_revoked_through_the_cli_decide_who_may_join() {
+    let a = Served::start_member("normal");
+    let b = Served::start_member("normal");
+    let name = format!("{}/granted", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t"]);
+    let (a_fp, b_fp) = (a.fingerprint(), b.fingerprint());
+    let join_by_name = || b.client(&["sg", "join", &name, "--admin", &a_fp]);
+
+    assert!(failure(&join_by_name()).contains("NoAccess:"));
+    let granted = a.ok(&["sg", "grant", &name, &b_fp, "--level", "read-write"]);
+    assert!(
+        granted.contains(&format!("Write: {a_fp} {b_fp}"))
+            || granted.contains(&format!("Write: {b_fp} {a_fp}")),
+        "{granted}"
+    );
+    let joined = join_by_name();
+    assert!(
+        joined.status.success(),
+        "{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+
+    a.ok(&["sg", "revoke", &name, &b_fp]);
+    assert!(failure(&join_by_name()).contains("NoAccess:"));
+    assert!(failure(&a.client(&["sg", "revoke", &name, &b_fp])).contains("NoExist:"));
+    assert!(failure(&a.client(&["sg", "grant", &name, "nobody"])).contains("InvalidArgument:"));
+}

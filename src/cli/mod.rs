@@ -205,6 +205,24 @@ pub enum SgAction {
         name: String,
         fingerprint: String,
     },
+    /// Add FINGERPRINT to syncgroup NAME's permissions at --level (this node must be an
+    /// admin); it can then join by name (`sg join NAME --admin ...`).
+    Grant {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+        fingerprint: String,
+        #[arg(long, value_enum, default_value = "read")]
+        level: syncgroups::LevelArg,
+    },
+    /// Remove FINGERPRINT from every access list of syncgroup NAME (this node must be an
+    /// admin): its capabilities fail from their next call; it stays listed as a member.
+    Revoke {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+        fingerprint: String,
+    },
     /// Stop syncing syncgroup NAME's prefixes; the rows stay here. Joining again resumes.
     Leave {
         #[command(flatten)]
@@ -331,6 +349,27 @@ fn run_sg(action: SgAction) -> anyhow::Result<()> {
             name,
             fingerprint,
         } => syncgroups::eject(&target, &name, &fingerprint),
+        SgAction::Grant {
+            target,
+            name,
+            fingerprint,
+            level,
+        } => syncgroups::access(
+            &target,
+            &name,
+            &fingerprint,
+            syncgroups::AccessChange::Grant(level.into()),
+        ),
+        SgAction::Revoke {
+            target,
+            name,
+            fingerprint,
+        } => syncgroups::access(
+            &target,
+            &name,
+            &fingerprint,
+            syncgroups::AccessChange::Revoke,
+        ),
         SgAction::Leave { target, name } => syncgroups::leave(&target, &name),
     }
 }

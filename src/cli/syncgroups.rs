@@ -33,6 +33,16 @@ pub enum LevelArg {
     Admin,
 }
 
+impl From<LevelArg> for Level {
+    fn from(level: LevelArg) -> Level {
+        match level {
+            LevelArg::Read => Level::Read,
+            LevelArg::ReadWrite => Level::ReadWrite,
+            LevelArg::Admin => Level::Admin,
+        }
+    }
+}
+
 /// `sg create`: creates the syncgroup and prints it.
 pub fn create(target: &Target, args: CreateArgs<'_>) -> anyhow::Result<()> {
     let prefixes = args
@@ -191,6 +201,42 @@ pub fn eject(target: &Target, name: &str, member: &str) -> anyhow::Result<()> {
         request.send().promise.await.map_err(remote_error)?;
         println!("ejected {member} from {name}");
         Ok(())
+    })
+}
+
+/// How `sg access` changes one identity's permissions.
+pub enum AccessChange {
+    /// List it at a level (in addition to what it has).
+    Grant(Level),
+    /// Remove it from every access list (it stays listed as a member).
+    Revoke,
+}
+
+/// `sg access`: changes one identity's permissions with a spec change at the current spec
+/// version (a concurrent change makes it fail with `BadVersion:`; run it again).
+pub fn access(target: &Target, name: &str, who: &str, change: AccessChange) -> anyhow::Result<()> {
+    let who = crate::rpc::syncgroup_wire::identity(who)?;
+    with_service(target, |service| async move {
+        let syncgroups = syncgroups_of(&service);
+        let mut request = syncgroups.get_request();
+        request.get().set_name(name);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        let sg = read_syncgroup(response.get()?.get_sg()?.get_sg()?)?;
+        let mut spec = sg.spec;
+        match change {
+            AccessChange::Grant(level) => spec.perms.grant(level, &who),
+            AccessChange::Revoke => {
+                if !spec.perms.revoke(&who) {
+                    anyhow::bail!("NoExist: {who} holds no permission in {name}");
+                }
+            }
+        }
+        let mut request = syncgroups.set_spec_request();
+        request.get().set_name(name);
+        request.get().set_version(sg.spec_version.as_str());
+        write_spec(&spec, request.get().init_spec());
+        let response = request.send().promise.await.map_err(remote_error)?;
+        print_syncgroup(response.get()?.get_sg()?)
     })
 }
 
