@@ -148,99 +148,25 @@ fn bad_syncgroup_input_fails_with_one_clear_line_and_changes_nothing() {
     a.ok(&["sg", "create", "db", &name, "--prefix", "t"]);
     let before = a.ok(&["sg", "list"]);
 
-    let cases: Vec<(&Served, Vec<String>, &str)> = vec![
-        (
-            &a,
-            vec![
-                "create".into(),
-                "db".into(),
-                format!("{}/none", a.peer_addr()),
-            ],
-            "InvalidArgument:",
-        ),
-        (
-            &a,
-            vec![
-                "create".into(),
-                "db".into(),
-                format!("{}/dup", a.peer_addr()),
-                "--prefix".into(),
-                "t".into(),
-                "--prefix".into(),
-                "t".into(),
-            ],
-            "InvalidArgument:",
-        ),
-        (
-            &a,
-            vec![
-                "create".into(),
-                "db".into(),
-                "no-port/x".into(),
-                "--prefix".into(),
-                "t".into(),
-            ],
-            "InvalidArgument:",
-        ),
-        (
-            &a,
-            vec![
-                "create".into(),
-                "db".into(),
-                name.clone(),
-                "--prefix".into(),
-                "t".into(),
-            ],
-            "Exist:",
-        ),
-        (
-            &a,
-            vec![
-                "create".into(),
-                "db".into(),
-                format!("{}/r", a.peer_addr()),
-                "--prefix".into(),
-                "t".into(),
-                "--reader".into(),
-                "alice".into(),
-            ],
-            "InvalidArgument:",
-        ),
-        (
-            &a,
-            vec!["show".into(), format!("{}/unknown", a.peer_addr())],
-            "NoExist:",
-        ),
-        (
-            &a,
-            vec!["invite".into(), format!("{}/unknown", a.peer_addr())],
-            "NoExist:",
-        ),
-        (
-            &a,
-            vec!["eject".into(), name.clone(), "f".repeat(64)],
-            "NoExist:",
-        ),
-        (
-            &b,
-            vec!["join".into(), "syncbase://not-a-token".into()],
-            "InvalidArgument:",
-        ),
-        (&b, vec!["join".into(), name.clone()], "InvalidArgument:"),
-        (
-            &b,
-            vec![
-                "join".into(),
-                name.clone(),
-                "--admin".into(),
-                a.fingerprint(),
-            ],
-            "NoAccess:",
-        ),
+    let here = |suffix: &str| format!("{}/{suffix}", a.peer_addr());
+    let (none, dup, r, unknown) = (here("none"), here("dup"), here("r"), here("unknown"));
+    let (a_fp, ff) = (a.fingerprint(), "f".repeat(64));
+    #[rustfmt::skip]
+    let cases: Vec<(&Served, Vec<&str>, &str)> = vec![
+        (&a, vec!["create", "db", &none], "InvalidArgument:"),
+        (&a, vec!["create", "db", &dup, "--prefix", "t", "--prefix", "t"], "InvalidArgument:"),
+        (&a, vec!["create", "db", "no-port/x", "--prefix", "t"], "InvalidArgument:"),
+        (&a, vec!["create", "db", &name, "--prefix", "t"], "Exist:"),
+        (&a, vec!["create", "db", &r, "--prefix", "t", "--reader", "alice"], "InvalidArgument:"),
+        (&a, vec!["show", &unknown], "NoExist:"),
+        (&a, vec!["invite", &unknown], "NoExist:"),
+        (&a, vec!["eject", &name, &ff], "NoExist:"),
+        (&b, vec!["join", "syncbase://not-a-token"], "InvalidArgument:"),
+        (&b, vec!["join", &name], "InvalidArgument:"),
+        (&b, vec!["join", &name, "--admin", &a_fp], "NoAccess:"),
     ];
     for (node, args, id) in cases {
-        let mut full = vec!["sg"];
-        full.extend(args.iter().map(String::as_str));
+        let full: Vec<&str> = std::iter::once("sg").chain(args.iter().copied()).collect();
         let error = failure(&node.client(&full));
         assert!(error.contains(id), "sg {args:?}: {error}");
     }

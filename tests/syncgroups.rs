@@ -472,14 +472,22 @@ async fn join_by_invite(
     request.send().promise.await.unwrap();
 }
 
+/// A host "h:1" with syncgroup `h:1/sg`, and a member "m:1" that joined it as a writer.
+async fn host_and_writer(
+    network: &MemoryNetwork,
+) -> (EmbeddedServer, EmbeddedServer, SyncgroupName) {
+    let host = nodes::start(network, "h:1").await;
+    let member = nodes::start(network, "m:1").await;
+    let name = create(&host).await;
+    join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+    (host, member, name)
+}
+
 #[test]
 fn members_sync_and_an_ejected_member_is_cut_off() {
     on_local(async {
         let network = MemoryNetwork::new();
-        let host = nodes::start(&network, "h:1").await;
-        let member = nodes::start(&network, "m:1").await;
-        let name = create(&host).await;
-        join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+        let (host, member, name) = host_and_writer(&network).await;
 
         let host_t = table_t(&host).await;
         let member_t = table_t(&member).await;
@@ -887,10 +895,7 @@ fn removing_read_from_the_permissions_revokes_like_an_eject() {
 fn leaving_stops_sync_and_keeps_the_data() {
     on_local(async {
         let network = MemoryNetwork::new();
-        let host = nodes::start(&network, "h:1").await;
-        let member = nodes::start(&network, "m:1").await;
-        let name = create(&host).await;
-        join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+        let (host, member, name) = host_and_writer(&network).await;
         let host_t = table_t(&host).await;
         let member_t = table_t(&member).await;
         put(&host_t, "before", b"1").await.unwrap();
