@@ -4,12 +4,14 @@
 //! every commit the node bumps a watch channel, so live peer streams and watchers wake at once
 //! (push, never poll). `peers` keeps the peer list (config file plus run-time additions,
 //! persisted) in step with the registry the sync layer reads; `syncgroups` holds the
-//! syncgroup operations and the access decisions made from syncgroup permissions.
+//! syncgroup operations, `access` the access decisions made from syncgroup permissions.
 
+mod access;
 mod peers;
 mod syncgroups;
 
-pub use syncgroups::{JoinReply, MAX_INVITE_USES, WriterCheck};
+pub use access::WriterCheck;
+pub use syncgroups::{JoinReply, MAX_INVITE_USES};
 
 use std::fs::{File, TryLockError};
 use std::path::Path;
