@@ -1008,3 +1008,44 @@ fn a_leaf_syncs_only_through_a_server_both_ways() {
         );
     });
 }
+
+#[test]
+fn syncgroups_invites_and_members_survive_a_restart() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let dir = tempfile::tempdir().unwrap();
+        let durable = EmbeddedOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..nodes::options(&network, "h:1", EmbeddedStorage::Lmdb)
+        };
+        let host = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        let member = nodes::start(&network, "m:1").await;
+        let name = create(&host).await;
+        join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+        let kept = host
+            .node()
+            .mint_invite(name.clone(), Level::Read, None, 1)
+            .await
+            .unwrap();
+        let before = host.node().syncgroup_view(&name).unwrap();
+        drop(host);
+
+        let host = EmbeddedServer::start_with(durable).await.unwrap();
+        assert_eq!(host.node().syncgroup_view(&name).unwrap(), before);
+        let mid = member.node().identity().fingerprint().clone();
+        assert!(
+            host.node().peers().get(&mid).is_some(),
+            "members are peers again"
+        );
+        // The member's row written while the host was down arrives once it is back.
+        put(&table_t(&member).await, "while-down", b"1")
+            .await
+            .unwrap();
+        wait_for_row(&table_t(&host).await, "while-down", "the member's row").await;
+        // The invite minted before the restart still admits one joiner.
+        let peer = BarePeer::connect(&network, "p:1", &host).await;
+        join_as(&peer, &name, 77, Some(&kept.secret), "")
+            .await
+            .unwrap();
+    });
+}
