@@ -287,6 +287,9 @@ mod tests {
         assert!(config.is_memory());
         assert_eq!(config.storage_config().path, None);
         assert_eq!(config.sync.peer_listen.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(config.sync.role, Role::Normal, "the default role");
+        let leaf = Config::parse("[sync]\nrole = \"leaf\"").unwrap();
+        assert_eq!(leaf.sync.role, Role::Leaf);
         assert_eq!(config.sync.peers[0].scopes, ["t", "u/p"]);
     }
 
@@ -319,6 +322,7 @@ mod tests {
             "[storage]\nmap_size = 10",
             "[storage]\nmap_size = -1",
             "data_dir = 5",
+            "[sync]\nrole = \"boss\"",
         ] {
             assert!(Config::parse(text).is_err(), "{text} should be rejected");
         }
