@@ -466,6 +466,12 @@ impl Node {
         records: Vec<SyncgroupRecord>,
         knowledge: SyncgroupKnowledge,
     ) -> Result<SyncgroupsApplied> {
+        if !self
+            .store()
+            .syncgroup_page_is_news(&db, &records, &knowledge)?
+        {
+            return Ok(SyncgroupsApplied::default());
+        }
         self.change_syncgroups(move |txn| txn.apply(&db, &records, &knowledge))
             .await
     }

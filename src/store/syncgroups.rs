@@ -94,6 +94,31 @@ impl Store {
         Ok(views)
     }
 
+    /// Whether applying a page could change anything: a version that would win over the held
+    /// one, or knowledge this node lacks. (If not, the page needs no commit, and no commit
+    /// wakes the live streams for nothing.)
+    pub fn syncgroup_page_is_news(
+        &self,
+        db: &DbName,
+        records: &[SyncgroupRecord],
+        knowledge: &SyncgroupKnowledge,
+    ) -> Result<bool> {
+        let txn = self.storage.read()?;
+        for record in records {
+            let held = load(txn.as_ref(), db.as_str(), record.sg.id)?;
+            if held.is_none_or(|held| record.stamp.wins_over(&held.record.stamp)) {
+                return Ok(true);
+            }
+        }
+        for (id, vector) in knowledge {
+            let held = load(txn.as_ref(), db.as_str(), *id)?;
+            if held.is_some_and(|held| !held.local.knowledge.dominates(vector)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// For a peer knowing `wanted`: the versions it lacks of those syncgroups, and this
     /// node's knowledge of them. Unknown ids are skipped; provisional copies are never sent.
     pub fn syncgroup_deltas(
