@@ -735,6 +735,22 @@ fn app_syncgroups(node: &EmbeddedServer) -> syncbase::schema::service_capnp::syn
         .get_syncgroups()
 }
 
+/// Creates syncgroup `name` (the test spec) through `node`'s app API, published at `host`.
+async fn app_create(
+    node: &EmbeddedServer,
+    name: &str,
+    host: Option<&Fingerprint>,
+) -> Result<(), capnp::Error> {
+    let mut request = app_syncgroups(node).create_request();
+    request.get().set_database(DB);
+    request.get().set_name(name);
+    request
+        .get()
+        .set_host_fingerprint(host.map(Fingerprint::as_str).unwrap_or_default());
+    syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
+    request.send().promise.await.map(drop)
+}
+
 #[test]
 fn a_syncgroup_named_after_another_node_is_published_there() {
     on_local(async {
@@ -742,21 +758,16 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
         let host = nodes::start(&network, "h:1").await;
         let creator = nodes::start(&network, "c:1").await;
         let name = name("h:1/published");
-        let mut request = app_syncgroups(&creator).create_request();
-        request.get().set_database(DB);
-        request.get().set_name(name.as_str());
-        request
-            .get()
-            .set_host_fingerprint(host.node().identity().fingerprint().as_str());
-        syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
-        request.send().promise.await.unwrap();
+        let hid = host.node().identity().fingerprint().clone();
+        app_create(&creator, name.as_str(), Some(&hid))
+            .await
+            .unwrap();
 
         let created = creator.node().syncgroup_view(&name).unwrap();
         assert_eq!(
             created.record.sg.status,
             syncbase::syncgroup::Status::Running
         );
-        let hid = host.node().identity().fingerprint().clone();
         assert!(
             created.record.sg.allows(Tag::Admin, &hid),
             "the host serves joins"
@@ -784,11 +795,8 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
         let third_t = table_t(&third).await;
         wait_for_row(&third_t, "k", "the creator's row never arrived").await;
         // Publishing where the name does not route is refused before anything is created.
-        let mut request = app_syncgroups(&creator).create_request();
-        request.get().set_database(DB);
-        request.get().set_name("nowhere:1/x");
-        syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
-        assert_eq!(outcome(request.send().promise.await), "InvalidArgument");
+        let created = app_create(&creator, "nowhere:1/x", None).await;
+        assert_eq!(outcome(created), "InvalidArgument");
         assert!(
             creator
                 .node()
@@ -796,14 +804,8 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
                 .is_err()
         );
         // A host that cannot be reached: ConnFail, and the syncgroup is not left behind.
-        let mut request = app_syncgroups(&creator).create_request();
-        request.get().set_database(DB);
-        request.get().set_name("nowhere:1/x");
-        request
-            .get()
-            .set_host_fingerprint(host.node().identity().fingerprint().as_str());
-        syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
-        assert_eq!(outcome(request.send().promise.await), "ConnFail");
+        let created = app_create(&creator, "nowhere:1/x", Some(&hid)).await;
+        assert_eq!(outcome(created), "ConnFail");
         assert!(
             creator
                 .node()
