@@ -129,13 +129,17 @@ pub enum PeerAction {
 
 #[derive(Debug, Subcommand)]
 pub enum SgAction {
-    /// Create syncgroup NAME sharing the --prefix scopes of DB, with this node as its creator,
-    /// first member and admin. NAME is HOST:PORT/SUFFIX, where HOST:PORT is the peer address
-    /// (`syncbase id`) of the node that hosts it: this node, or the node given by --host.
+    /// Create a syncgroup sharing the --prefix scopes of DB.
+    ///
+    /// This node becomes its creator, first member and admin. NAME is HOST:PORT/SUFFIX, where
+    /// HOST:PORT is the peer address (`syncbase id`) of the node that hosts it: this node, or
+    /// the node given by --host.
     Create {
         #[command(flatten)]
         target: Target,
+        /// The database whose rows it shares.
         db: String,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
         /// A shared scope, TABLE or TABLE/PREFIX (repeat for several).
         #[arg(long = "prefix", value_name = "TABLE[/PREFIX]")]
@@ -157,11 +161,14 @@ pub enum SgAction {
         #[arg(long = "reader", value_name = "FINGERPRINT")]
         readers: Vec<String>,
     },
-    /// Join a syncgroup with an invite token (syncbase://..., from `sg invite` on an admin),
-    /// or by NAME with --admin when this node is already in its permissions.
+    /// Join a syncgroup with an invite token, or by name.
+    ///
+    /// The token (syncbase://...) comes from `sg invite` on an admin. Joining by NAME needs
+    /// --admin and this node already in the permissions (`sg grant` on an admin).
     Join {
         #[command(flatten)]
         target: Target,
+        /// An invite token (syncbase://...), or a syncgroup name with --admin.
         #[arg(value_name = "INVITE|NAME")]
         invite_or_name: String,
         /// Fingerprint of the admin node NAME routes to (joining by name).
@@ -172,6 +179,7 @@ pub enum SgAction {
     List {
         #[command(flatten)]
         target: Target,
+        /// Only this database.
         #[arg(default_value = "")]
         db: String,
     },
@@ -179,13 +187,17 @@ pub enum SgAction {
     Show {
         #[command(flatten)]
         target: Target,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
     },
-    /// Mint an invite to syncgroup NAME (this node must be an admin) and print its token.
-    /// Only a hash of the token is kept; hand the token to the joiner over a trusted channel.
+    /// Mint an invite to a syncgroup and print its token.
+    ///
+    /// This node must be an admin. Only a hash of the token is kept; hand the token to the
+    /// joiner over a trusted channel.
     Invite {
         #[command(flatten)]
         target: Target,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
         /// What the joiner may do.
         #[arg(long, value_enum, default_value = "read")]
@@ -197,36 +209,49 @@ pub enum SgAction {
         #[arg(long, default_value_t = 1)]
         uses: u32,
     },
-    /// Remove a member from syncgroup NAME and from all its permissions (this node must be an
-    /// admin): its capabilities fail on their next call and members stop syncing with it.
+    /// Remove a member and all its permissions.
+    ///
+    /// This node must be an admin. The member's capabilities fail on their next call and
+    /// members stop syncing with it.
     Eject {
         #[command(flatten)]
         target: Target,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
+        /// The identity (64 hex digits, from `syncbase id` on that node).
         fingerprint: String,
     },
-    /// Add FINGERPRINT to syncgroup NAME's permissions at --level (this node must be an
-    /// admin); it can then join by name (`sg join NAME --admin ...`).
+    /// Give an identity permissions at --level.
+    ///
+    /// This node must be an admin. The identity can then join by name
+    /// (`sg join NAME --admin ...`).
     Grant {
         #[command(flatten)]
         target: Target,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
+        /// The identity (64 hex digits, from `syncbase id` on that node).
         fingerprint: String,
         #[arg(long, value_enum, default_value = "read")]
         level: syncgroups::LevelArg,
     },
-    /// Remove FINGERPRINT from every access list of syncgroup NAME (this node must be an
-    /// admin): its capabilities fail from their next call; it stays listed as a member.
+    /// Take every permission away from an identity.
+    ///
+    /// This node must be an admin. Its capabilities fail from their next call; it stays
+    /// listed as a member.
     Revoke {
         #[command(flatten)]
         target: Target,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
+        /// The identity (64 hex digits, from `syncbase id` on that node).
         fingerprint: String,
     },
-    /// Stop syncing syncgroup NAME's prefixes; the rows stay here. Joining again resumes.
+    /// Stop syncing a syncgroup's prefixes; the rows stay here. Joining again resumes.
     Leave {
         #[command(flatten)]
         target: Target,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
     },
 }
