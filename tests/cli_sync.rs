@@ -11,29 +11,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::process::{BIN, Served, failure};
+use common::process::{BIN, Served, eventually_blocking as eventually, failure};
 
 /// The peer-syncing side of a served node (`serve --memory --peer-listen`).
 impl Served {
     fn start_peer() -> Served {
         Served::start_in_temp_dir(&["--memory", "--peer-listen", "127.0.0.1:0"])
-    }
-
-    /// The peer address recorded in `peer.addr`.
-    fn peer_addr(&self) -> String {
-        std::fs::read_to_string(self.path().join("peer.addr"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    /// The fingerprint `syncbase id` prints.
-    fn fingerprint(&self) -> String {
-        let id = self.ok(&["id"]);
-        id.lines()
-            .find_map(|line| line.strip_prefix("fingerprint "))
-            .expect("id prints a fingerprint")
-            .to_owned()
     }
 
     /// `syncbase peer add` of `other`, sharing table "t" of database "db".
@@ -47,23 +30,6 @@ impl Served {
             "t",
         ]);
         assert!(output.starts_with("added peer "), "{output}");
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        let output = self.client(&["get", "db", "t", key]);
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8(output.stdout).unwrap())
-    }
-}
-
-/// Polls `check` until it holds, failing after `limit`.
-fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
     }
 }
 

@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::process::{Served, failure};
+use common::process::{Served, eventually_blocking, failure};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -17,37 +17,10 @@ impl Served {
     fn start_member(role: &str) -> Served {
         Served::start_in_temp_dir(&["--memory", "--peer-listen", "127.0.0.1:0", "--role", role])
     }
-
-    fn peer_addr(&self) -> String {
-        std::fs::read_to_string(self.path().join("peer.addr"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn fingerprint(&self) -> String {
-        self.ok(&["id"])
-            .lines()
-            .find_map(|line| line.strip_prefix("fingerprint "))
-            .expect("id prints a fingerprint")
-            .to_owned()
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        let output = self.client(&["get", "db", "t", key]);
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8(output.stdout).unwrap())
-    }
 }
 
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_blocking(what, LIMIT, check);
 }
 
 #[test]

@@ -74,6 +74,32 @@ impl Served {
         stdout(&self.client(args))
     }
 
+    /// The peer address recorded in `peer.addr` (needs `--peer-listen`).
+    pub fn peer_addr(&self) -> String {
+        std::fs::read_to_string(self.path().join("peer.addr"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// The fingerprint `syncbase id` prints.
+    pub fn fingerprint(&self) -> String {
+        self.ok(&["id"])
+            .lines()
+            .find_map(|line| line.strip_prefix("fingerprint "))
+            .expect("id prints a fingerprint")
+            .to_owned()
+    }
+
+    /// `syncbase get db t KEY`: the value, or None if the row is absent.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let output = self.client(&["get", "db", "t", key]);
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8(output.stdout).unwrap())
+    }
+
     /// Sends SIGTERM and returns the exit status's success.
     pub fn stop(mut self) -> bool {
         let pid = self.child.id().to_string();
@@ -112,4 +138,13 @@ pub fn failure(output: &Output) -> String {
         "one error line expected: {stderr}"
     );
     stderr
+}
+
+/// Polls `check` until it holds, failing after `limit` (for tests without a runtime).
+pub fn eventually_blocking(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
