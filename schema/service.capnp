@@ -61,11 +61,15 @@ interface Syncgroups {
   # spec version), NoAccess (this node lacks the permission), ConnFail (the admin is
   # unreachable).
 
-  create @0 (database :Text, name :Text, spec :T.SyncgroupSpec, hostFingerprint :Text)
+  create @0 (database :Text, name :Text, spec :T.SyncgroupSpec, hostFingerprint :Text,
+             publishInvite :Text)
       -> (sg :SyncgroupInfo);
   # Creates a syncgroup with this node as creator, admin and first member, and publishes it
   # at the node its name routes to (itself, or the node with `hostFingerprint`). Empty
-  # permissions mean "only this node" (Admin, Read and Write).
+  # permissions mean "only this node" (Admin, Read and Write). Another host takes the publish
+  # as a proposal (the syncgroup stays `publishPending` until the host accepts it) unless
+  # `publishInvite` is a `syncbase-publish://` token that host minted for the database, which
+  # also names the host (then `hostFingerprint` may be empty).
 
   join @1 (invite :Text, name :Text, adminFingerprint :Text) -> (sg :SyncgroupInfo);
   # Joins at an admin: with an invite token (`syncbase://...`, from `invite`), or, for a node
@@ -89,6 +93,30 @@ interface Syncgroups {
 
   leave @7 (name :Text) -> ();
   # Stops syncing the syncgroup's prefixes with its members; the local data stays.
+
+  proposals @8 () -> (proposals :List(ProposalInfo));
+  # Syncgroups other nodes published here that wait for this node's decision, by name.
+  # Nothing is shared with, or accepted from, anyone under a proposal.
+
+  accept @9 (name :Text) -> (sg :SyncgroupInfo);
+  # Accepts a proposal: this node holds the syncgroup (pending until it catches up with the
+  # publisher) and syncs its prefixes with its members. NoExist if no such proposal; Exist if
+  # the name or id was taken here since.
+
+  reject @10 (name :Text) -> ();
+  # Forgets a proposal. NoExist if no such proposal.
+
+  invitePublish @11 (database :Text, expiresInSeconds :UInt64, uses :UInt32) -> (token :Text);
+  # Mints a publish invite (`syncbase-publish://...`) for a database (made if absent): a
+  # syncgroup of it published here with the token is accepted at once. 0 seconds means no
+  # expiry; 0 uses means one. Only a hash of the token is stored.
+}
+
+struct ProposalInfo {
+  database @0 :Text;
+  sg @1 :T.Syncgroup;
+  publisher @2 :Text;           # The authenticated identity that published it.
+  receivedNanos @3 :Int64;      # When it arrived, Unix nanoseconds.
 }
 
 enum InviteLevel {

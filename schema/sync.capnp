@@ -35,10 +35,19 @@ interface Sync {
   # metadata), then the responder's knowledge, into `sink`; returns when the last batch is
   # acknowledged.
 
-  publishSyncgroup @2 (publisher :Text, sg :T.Syncgroup, version :Text, genvec :T.GenVector)
-      -> (publishee :Text);
-  # {Write} Publishes a syncgroup at the node its name routes to. DupSyncgroupPublish if it
-  # was published there by another publisher; Exist if the name is known with another id.
+  publishSyncgroup @2 (publisher :Text, sg :T.Syncgroup, version :Text, genvec :T.GenVector,
+                      invite :Text)
+      -> (publishee :Text, proposed :Bool);
+  # {Write} Publishes a syncgroup at the node its name routes to. A publish is an offer: a
+  # syncgroup the host does not know is stored there as a *proposal* (`proposed` = true) that
+  # shares and accepts nothing until the host's operator accepts it, unless `invite` (not in
+  # the original) is the secret of a publish invite the host minted for the syncgroup's
+  # database, which makes the host take it at once (`proposed` = false). Errors:
+  # DupSyncgroupPublish if another publisher published it there; Exist if the name, or the
+  # syncgroup id, is known there with other fixed fields (name, database, creator, prefixes);
+  # NoExist if the host has no such database; NoAccess for a spent, expired or foreign
+  # invite, or a publisher without Write in `sg`; ResourceExhausted when the host holds too
+  # many proposals (from this publisher, or in all).
 
   joinSyncgroupAtAdmin @3 (sgName :Text, joinerName :Text, myInfo :T.SyncgroupMemberInfo,
                           invite :Text)

@@ -42,6 +42,11 @@ pub enum Error {
     #[error("ConnFail: connection to peer failed: {0}")]
     ConnFail(String),
 
+    /// A bounded resource is used up (too many proposals, connections, calls waiting); nothing
+    /// was changed. Retry later or free the resource.
+    #[error("ResourceExhausted: {0}")]
+    ResourceExhausted(String),
+
     /// The storage is out of space; nothing of the failed commit was written.
     #[error("StorageFull: {0}")]
     StorageFull(StorageError),
@@ -67,6 +72,7 @@ impl Error {
             Error::NoExist(_) => "NoExist",
             Error::DupSyncgroupPublish(_) => "DupSyncgroupPublish",
             Error::ConnFail(_) => "ConnFail",
+            Error::ResourceExhausted(_) => "ResourceExhausted",
             Error::StorageFull(_) => "StorageFull",
             Error::Storage(_) | Error::Internal(_) => "Internal",
         }
@@ -90,6 +96,7 @@ impl Error {
                 rest.trim_start_matches("duplicate publish on syncgroup: ")
                     .to_owned(),
             ),
+            "ResourceExhausted" => Error::ResourceExhausted(rest),
             "ConnFail" => Error::ConnFail(
                 rest.trim_start_matches("connection to peer failed: ")
                     .to_owned(),
@@ -136,6 +143,7 @@ mod tests {
             Error::NoExist("gone".into()),
             Error::DupSyncgroupPublish("h:1/x".into()),
             Error::ConnFail("refused".into()),
+            Error::ResourceExhausted("too many proposals".into()),
             Error::from(StorageError::MapFull { map_size: 10 }),
             Error::from(StorageError::Visitor("x".into())),
             Error::Internal("corrupt row".into()),

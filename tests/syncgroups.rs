@@ -120,13 +120,19 @@ async fn wait_for_row(
 
 /// A non-live `getDeltas` for all of table `t`, as `peer` with device `device`.
 async fn data_deltas(peer: &BarePeer, device: u64) -> Result<(), capnp::Error> {
+    table_deltas(peer, device, "t").await
+}
+
+/// A non-live `getDeltas` for all of `table`, as `peer` with device `device`.
+async fn table_deltas(peer: &BarePeer, device: u64, table: &str) -> Result<(), capnp::Error> {
     let mut request = peer.sync.get_deltas_request();
     {
         let mut data = request.get().init_req().init_data();
         data.set_db_name(DB);
         data.set_initiator_device(device);
         let mut scopes = data.init_init_vec().init_scopes(1);
-        scopes.reborrow().get(0).set_scope(&[b't', 0xfe][..]);
+        let scope = [table.as_bytes(), &[0xfe]].concat();
+        scopes.reborrow().get(0).set_scope(&scope[..]);
         scopes.get(0).init_vector();
     }
     request.get().set_sink(accepting_sink());
@@ -163,7 +169,7 @@ fn documented_matrix() -> Vec<(String, Vec<String>)> {
         rows.push((cells[0].clone(), cells[1..].to_vec()));
     }
     assert!(
-        rows.len() >= 14,
+        rows.len() >= 18,
         "the matrix in ARCHITECTURE.md has {} rows",
         rows.len()
     );
@@ -218,6 +224,30 @@ async fn matrix_call(
             request.get().init_genvec();
             outcome(request.send().promise.await)
         }
+        "Sync.publishSyncgroup (new name)" => {
+            let own = own_syncgroup(who, host);
+            outcome_or_proposed(publish(&who.peer, &own, None).await)
+        }
+        "Sync.publishSyncgroup (known id, new name)" => {
+            let mut taken = own_syncgroup(who, host);
+            taken.id = sg.id;
+            taken.name = self::name(&format!("{}/taken-{}", host.peer_address(), who.device));
+            outcome_or_proposed(publish(&who.peer, &taken, None).await)
+        }
+        "Sync.publishSyncgroup (publish invite)" => {
+            let mut own = own_syncgroup(who, host);
+            own.id.0 += 1_000;
+            own.name = self::name(&format!("{}/invited-{}", host.peer_address(), who.device));
+            let token = host
+                .node()
+                .mint_publish_invite(db(), None, 1)
+                .await
+                .unwrap();
+            outcome_or_proposed(publish(&who.peer, &own, Some(&token.secret)).await)
+        }
+        "Sync.getDeltas (own proposal)" => {
+            outcome(table_deltas(&who.peer, who.device, &format!("p{}", who.device)).await)
+        }
         "Sync.haveBlob" => outcome(sync.have_blob_request().send().promise.await),
         "Sync.fetchBlob" => outcome(sync.fetch_blob_request().send().promise.await),
         "Sync.fetchBlobRecipe" => outcome(sync.fetch_blob_recipe_request().send().promise.await),
@@ -251,6 +281,50 @@ async fn matrix_call(
                 other => panic!("ARCHITECTURE.md names an unknown call {other:?}"),
             }
         }
+    }
+}
+
+/// A syncgroup `who` makes of its own: named after the host, sharing table `p<device>`, with
+/// `who` its creator and only member.
+fn own_syncgroup(who: &Principal, host: &EmbeddedServer) -> syncbase::syncgroup::Syncgroup {
+    let me = who.peer.identity.fingerprint().clone();
+    syncbase::syncgroup::Syncgroup {
+        id: syncbase::syncgroup::SyncgroupId(0x5000 + who.device),
+        name: name(&format!("{}/own-{}", host.peer_address(), who.device)),
+        spec_version: "1".into(),
+        spec: Spec {
+            perms: Permissions::only(&me),
+            prefixes: vec![Scope::new(format!("p{}", who.device), "")],
+            ..spec()
+        },
+        creator: me.clone(),
+        db: DB.into(),
+        status: syncbase::syncgroup::Status::PublishPending,
+        joiners: [(me, member(who.device))].into(),
+        former_writers: Default::default(),
+    }
+}
+
+/// Calls `publishSyncgroup` as `peer`; whether the host took it as a proposal.
+async fn publish(
+    peer: &BarePeer,
+    sg: &syncbase::syncgroup::Syncgroup,
+    invite: Option<&str>,
+) -> Result<bool, capnp::Error> {
+    let mut request = peer.sync.publish_syncgroup_request();
+    write_syncgroup(sg, request.get().init_sg());
+    request.get().set_version("1");
+    request.get().set_invite(invite.unwrap_or_default());
+    request.get().init_genvec();
+    let response = request.send().promise.await?;
+    Ok(response.get()?.get_proposed())
+}
+
+/// `proposed` for a publish taken as a proposal, else the outcome id.
+fn outcome_or_proposed(result: Result<bool, capnp::Error>) -> String {
+    match result {
+        Ok(true) => "proposed".into(),
+        other => outcome(other),
     }
 }
 
@@ -759,24 +833,35 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
         let creator = nodes::start(&network, "c:1").await;
         let name = name("h:1/published");
         let hid = host.node().identity().fingerprint().clone();
+        // A host without the database refuses the publish with NoExist.
+        let refused = app_create(&creator, name.as_str(), Some(&hid)).await;
+        assert_eq!(outcome(refused), "NoExist");
+        assert!(creator.node().syncgroup_view(&name).is_err());
+        host.node().open_database(&db()).await.unwrap();
         app_create(&creator, name.as_str(), Some(&hid))
             .await
             .unwrap();
 
+        // A publish is an offer: the creator waits, the host holds only a proposal.
         let created = creator.node().syncgroup_view(&name).unwrap();
+        let status =
+            |node: &EmbeddedServer| node.node().syncgroup_view(&name).unwrap().record.sg.status;
         assert_eq!(
-            created.record.sg.status,
-            syncbase::syncgroup::Status::Running
+            status(&creator),
+            syncbase::syncgroup::Status::PublishPending
         );
         assert!(
             created.record.sg.allows(Tag::Admin, &hid),
-            "the host serves joins"
+            "the host will serve joins"
         );
-        let published = host.node().syncgroup_view(&name).unwrap();
+        assert!(host.node().syncgroup_view(&name).is_err());
+        assert_eq!(host.node().proposals().unwrap().len(), 1);
+        let published = host.node().accept_proposal(name.clone()).await.unwrap();
         assert_eq!(
             published.local.remote_publisher.as_ref(),
             Some(creator.node().identity().fingerprint())
         );
+        assert!(host.node().proposals().unwrap().is_empty());
         eventually("the host to catch up with the creator", LIMIT, || {
             host.node()
                 .syncgroup_view(&name)
@@ -784,6 +869,12 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
                 .local
                 .pending
                 .is_none()
+        })
+        .await;
+        eventually("the host to mark it running everywhere", LIMIT, || {
+            [&host, &creator]
+                .iter()
+                .all(|node| status(node) == syncbase::syncgroup::Status::Running)
         })
         .await;
 

@@ -5,6 +5,7 @@
 mod bench;
 mod client;
 mod peers;
+mod proposals;
 mod serve;
 mod syncgroups;
 mod watch;
@@ -147,9 +148,15 @@ pub enum SgAction {
         #[arg(long, default_value = "")]
         description: String,
         /// Fingerprint of the node NAME routes to, when that is not this node: the syncgroup
-        /// is published there and that node becomes an admin that serves joins.
+        /// is published there as a proposal, and once that node's operator accepts it
+        /// (`sg accept`) it becomes an admin that serves joins.
         #[arg(long, value_name = "FINGERPRINT")]
         host: Option<String>,
+        /// A publish invite (syncbase-publish://...) from the host (`sg publish-invite` there):
+        /// the host takes the syncgroup at once instead of as a proposal. It names the host,
+        /// so --host may be left out.
+        #[arg(long, value_name = "TOKEN")]
+        invite: Option<String>,
         /// Another admin (Admin, Read and Write). Without --admin/--writer/--reader this node
         /// is the only member allowed anything; invites add more later.
         #[arg(long = "admin", value_name = "FINGERPRINT")]
@@ -254,6 +261,40 @@ pub enum SgAction {
         /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
     },
+    /// Accept a syncgroup another node proposed here (see `sg list`).
+    ///
+    /// This node then holds it, syncs its prefixes with its members, and becomes an admin
+    /// once it has caught up with the publisher. Until accepted, a proposal shares nothing.
+    Accept {
+        #[command(flatten)]
+        target: Target,
+        /// The proposed syncgroup's name, HOST:PORT/SUFFIX.
+        name: String,
+    },
+    /// Reject (forget) a syncgroup another node proposed here. Nothing was shared under it.
+    Reject {
+        #[command(flatten)]
+        target: Target,
+        /// The proposed syncgroup's name, HOST:PORT/SUFFIX.
+        name: String,
+    },
+    /// Mint a publish invite for DB and print its token.
+    ///
+    /// A node that creates a syncgroup of DB named after this node's address, with
+    /// `sg create --invite TOKEN`, has it taken here at once instead of as a proposal.
+    /// Only a hash of the token is kept.
+    PublishInvite {
+        #[command(flatten)]
+        target: Target,
+        /// The database the publisher may share with this node (made if absent).
+        db: String,
+        /// Seconds until the invite expires (default: never).
+        #[arg(long, value_name = "SECONDS")]
+        expires: Option<u64>,
+        /// How many publishes it admits.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
 }
 
 /// How a client verb finds its node.
@@ -339,6 +380,7 @@ fn run_sg(action: SgAction) -> anyhow::Result<()> {
             prefixes,
             description,
             host,
+            invite,
             admins,
             writers,
             readers,
@@ -350,6 +392,7 @@ fn run_sg(action: SgAction) -> anyhow::Result<()> {
                 prefixes: &prefixes,
                 description: &description,
                 host: host.as_deref(),
+                invite: invite.as_deref(),
                 admins: &admins,
                 writers: &writers,
                 readers: &readers,
@@ -396,6 +439,14 @@ fn run_sg(action: SgAction) -> anyhow::Result<()> {
             syncgroups::AccessChange::Revoke,
         ),
         SgAction::Leave { target, name } => syncgroups::leave(&target, &name),
+        SgAction::Accept { target, name } => proposals::accept(&target, &name),
+        SgAction::Reject { target, name } => proposals::reject(&target, &name),
+        SgAction::PublishInvite {
+            target,
+            db,
+            expires,
+            uses,
+        } => proposals::publish_invite(&target, &db, expires, uses),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `syncbase sg` verbs: create, join, list, show, invite, eject and leave syncgroups,
-//! through the running node's app API (`Service.syncgroups`).
+//! through the running node's app API (`Service.syncgroups`). Proposals (accept, reject,
+//! publish invites) are `cli::proposals`.
 
 use anyhow::Context;
 
@@ -20,6 +21,7 @@ pub struct CreateArgs<'a> {
     pub prefixes: &'a [String],
     pub description: &'a str,
     pub host: Option<&'a str>,
+    pub invite: Option<&'a str>,
     pub admins: &'a [String],
     pub writers: &'a [String],
     pub readers: &'a [String],
@@ -65,9 +67,21 @@ pub fn create(target: &Target, args: CreateArgs<'_>) -> anyhow::Result<()> {
         request
             .get()
             .set_host_fingerprint(args.host.unwrap_or_default());
+        request
+            .get()
+            .set_publish_invite(args.invite.unwrap_or_default());
         write_spec(&spec, request.get().init_spec());
         let response = request.send().promise.await.map_err(remote_error)?;
-        print_syncgroup(response.get()?.get_sg()?)
+        let info = response.get()?.get_sg()?;
+        print_syncgroup(info)?;
+        if info.get_sg()?.get_status()? == SyncgroupStatus::PublishPending {
+            println!(
+                "proposed to its host: nothing syncs with it until its operator runs \
+                 `syncbase sg accept {}` there",
+                args.name
+            );
+        }
+        Ok(())
     })
 }
 
@@ -138,7 +152,8 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
         request.get().set_database(db);
         let response = request.send().promise.await.map_err(remote_error)?;
         let list = response.get()?.get_syncgroups()?;
-        if list.is_empty() {
+        let proposals = super::proposals::fetch(&service).await?;
+        if list.is_empty() && proposals.is_empty() {
             println!("no syncgroups (create one with `syncbase sg create`, or join one)");
         }
         for info in list {
@@ -152,6 +167,7 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
                 flags(info),
             );
         }
+        super::proposals::print(&proposals, db);
         Ok(())
     })
 }
@@ -251,7 +267,7 @@ pub fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
     })
 }
 
-fn syncgroups_of(service: &service::Client) -> syncgroups::Client {
+pub(super) fn syncgroups_of(service: &service::Client) -> syncgroups::Client {
     service
         .syncgroups_request()
         .send()
@@ -278,7 +294,7 @@ fn flags(info: syncgroup_info::Reader<'_>) -> String {
     flags
 }
 
-fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Result<()> {
+pub(super) fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Result<()> {
     let sg = read_syncgroup(info.get_sg()?)?;
     println!("syncgroup {}{}", sg.name, flags(info));
     println!("  id {}", sg.id.to_hex());

@@ -8,9 +8,11 @@
 
 mod access;
 mod peers;
+mod proposals;
 mod syncgroups;
 
 pub use access::WriterCheck;
+pub use proposals::{PublishOutcome, PublishRequest};
 pub use syncgroups::{JoinReply, MAX_INVITE_USES};
 
 use std::fs::{File, TryLockError};

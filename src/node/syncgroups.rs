@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::Node;
+use super::proposals::PublishOutcome;
 use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
@@ -21,7 +22,7 @@ use crate::sync::genvec::{GenVector, Knowledge};
 use crate::sync::initiator::now_nanos;
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
-use crate::syncgroup::invite::{Invite, InviteToken, hash_secret};
+use crate::syncgroup::invite::{Grant, Invite, InviteToken, hash_secret};
 use crate::syncgroup::{
     LocalState, MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName,
     SyncgroupRecord, SyncgroupView, Tag, new_spec_version,
@@ -120,14 +121,16 @@ impl Node {
     }
 
     /// Records how publishing at the name's host went: on success the host becomes a member
-    /// and an admin (it serves joins) and the syncgroup `Running`; `Exist` makes it
+    /// and an admin (it serves joins) and the syncgroup `Running`, or stays `PublishPending`
+    /// if the host only took it as a proposal (its operator has yet to accept it; the host
+    /// then marks it `Running` itself once it has caught up); `Exist` makes it
     /// `PublishRejected`; `DupSyncgroupPublish` changes nothing (another admin published it);
     /// any other failure (the host unreachable, refusing) removes the syncgroup again and is
     /// returned, so nothing is left half made.
     pub async fn publish_reply(
         &self,
         name: SyncgroupName,
-        outcome: std::result::Result<(Fingerprint, MemberInfo), Error>,
+        outcome: std::result::Result<(Fingerprint, MemberInfo, PublishOutcome), Error>,
     ) -> Result<SyncgroupView> {
         let outcome = match outcome {
             Err(error) if !matches!(error, Error::Exist(_) | Error::DupSyncgroupPublish(_)) => {
@@ -144,9 +147,12 @@ impl Node {
         self.change_syncgroups(move |txn| {
             let mut view = txn.get(&name)?;
             match outcome {
-                Ok((host, info)) => {
+                Ok((host, info, outcome)) => {
                     let sg = &mut view.record.sg;
-                    sg.status = Status::Running;
+                    sg.status = match outcome {
+                        PublishOutcome::Accepted => Status::Running,
+                        PublishOutcome::Proposed => Status::PublishPending,
+                    };
                     sg.spec.perms.grant(Level::Admin, &host);
                     sg.joiners.insert(host, info);
                     txn.write_version(view.record.sg, view.local)
@@ -282,30 +288,17 @@ impl Node {
         expires_in: Option<Duration>,
         uses: u32,
     ) -> Result<InviteToken> {
-        if uses > MAX_INVITE_USES {
-            return Err(Error::invalid(format!(
-                "an invite has at most {MAX_INVITE_USES} uses"
-            )));
-        }
-        let address = self.peer_address();
-        if address.is_empty() {
-            return Err(Error::BadState(
-                "this node has no peer listener, so nobody could redeem an invite".into(),
-            ));
-        }
-        let expires_nanos = match expires_in {
-            None => 0,
-            Some(after) => {
-                now_nanos().saturating_add(after.as_nanos().try_into().unwrap_or(i64::MAX))
-            }
-        };
+        let address = self.invite_address(uses)?;
+        let expires_nanos = expiry(expires_in);
         let me = self.identity().fingerprint().clone();
         self.change_syncgroups(move |txn| {
             let view = admin_view(txn, &me, &name)?;
             let token = InviteToken::mint(me, address, name)?;
             let invite = Invite {
-                syncgroup: view.record.sg.id,
-                level,
+                grant: Grant::Join {
+                    syncgroup: view.record.sg.id,
+                    level,
+                },
                 expires_nanos,
                 uses_left: uses.max(1),
             };
@@ -344,8 +337,8 @@ impl Node {
                 )));
             }
             if let Some(secret) = invite_secret {
-                let invite = txn.use_invite(&hash_secret(&secret), sg.id, now_nanos())?;
-                sg.spec.perms.grant(invite.level, &joiner);
+                let level = redeem_join_invite(txn, &secret, sg.id)?;
+                sg.spec.perms.grant(level, &joiner);
             }
             if !sg.allows(Tag::Read, &joiner) {
                 return Err(Error::NoAccess(format!(
@@ -368,63 +361,6 @@ impl Node {
                 version: written.record.stamp.version,
                 checkpoint: written.local.knowledge,
             })
-        })
-        .await
-    }
-
-    /// Serves `PublishSyncgroup` from `publisher` (§3, publishee side): the name must route
-    /// here and the publisher hold Write; `Exist` for a known name with another id,
-    /// `DupSyncgroupPublish` if another publisher published it here.
-    pub async fn accept_publish(
-        &self,
-        publisher: Fingerprint,
-        sg: Syncgroup,
-        version: Version,
-        checkpoint: GenVector,
-    ) -> Result<()> {
-        sg.validate()?;
-        if !self.hosts(&sg.name) {
-            return Err(Error::invalid(format!(
-                "syncgroup {} does not route to this node ({})",
-                sg.name,
-                self.peer_address()
-            )));
-        }
-        self.open_database(&DbName::parse(&sg.db)?).await?;
-        self.change_syncgroups(move |txn| {
-            let Some(mut existing) = txn.find(&sg.name)? else {
-                if !sg.allows(Tag::Write, &publisher) {
-                    return Err(Error::NoAccess(format!(
-                        "{publisher} holds no Write capability for syncgroup {}",
-                        sg.name
-                    )));
-                }
-                let local = LocalState {
-                    pending: Some(checkpoint),
-                    remote_publisher: Some(publisher),
-                    ..LocalState::default()
-                };
-                return txn.put_provisional(sg, version, local).map(drop);
-            };
-            let name = &sg.name;
-            if existing.record.sg.id != sg.id {
-                return Err(Error::Exist(format!(
-                    "syncgroup name {name} is taken here by another syncgroup"
-                )));
-            }
-            if !existing.record.sg.allows(Tag::Write, &publisher) {
-                return Err(Error::NoAccess(format!(
-                    "{publisher} holds no Write capability for syncgroup {name}"
-                )));
-            }
-            match &existing.local.remote_publisher {
-                Some(known) if known == &publisher => Ok(()),
-                Some(_) => Err(Error::DupSyncgroupPublish(name.to_string())),
-                None => {
-                    existing.local.remote_publisher = Some(publisher);
-                    txn.put_local(&sg.db, sg.id, &existing.local)
-                }
-            }
         })
         .await
     }
@@ -472,8 +408,45 @@ impl Node {
         {
             return Ok(SyncgroupsApplied::default());
         }
-        self.change_syncgroups(move |txn| txn.apply(&db, &records, &knowledge))
-            .await
+        let applied = self
+            .change_syncgroups(move |txn| txn.apply(&db, &records, &knowledge))
+            .await?;
+        self.confirm_published().await?;
+        Ok(applied)
+    }
+
+    /// As the host of a syncgroup it accepted (or took by publish invite), marks it
+    /// `Running` once this node is an admin of a settled copy still `PublishPending`.
+    async fn confirm_published(&self) -> Result<()> {
+        let me = self.identity().fingerprint().clone();
+        let waiting: Vec<SyncgroupName> = self
+            .store()
+            .all_syncgroups()?
+            .into_iter()
+            .filter(|view| {
+                let sg = &view.record.sg;
+                sg.status == Status::PublishPending
+                    && view.local.remote_publisher.is_some()
+                    && view.local.pending.is_none()
+                    && !view.local.left
+                    && !view.record.stamp.is_provisional()
+                    && self.hosts(&sg.name)
+                    && sg.allows(Tag::Admin, &me)
+            })
+            .map(|view| view.record.sg.name)
+            .collect();
+        for name in waiting {
+            self.change_syncgroups(move |txn| {
+                let mut view = txn.get(&name)?;
+                if view.record.sg.status != Status::PublishPending {
+                    return Ok(());
+                }
+                view.record.sg.status = Status::Running;
+                txn.write_version(view.record.sg, view.local).map(drop)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// What to ask `peer` for in `db`: the syncgroups (not left) it is a member of with Read,
@@ -543,20 +516,61 @@ impl Node {
         }
     }
 
+    /// The address an invite names (this node's peer listener), after checking `uses`.
+    pub(super) fn invite_address(&self, uses: u32) -> Result<String> {
+        if uses > MAX_INVITE_USES {
+            return Err(Error::invalid(format!(
+                "an invite has at most {MAX_INVITE_USES} uses"
+            )));
+        }
+        let address = self.peer_address();
+        if address.is_empty() {
+            return Err(Error::BadState(
+                "this node has no peer listener, so nobody could redeem an invite".into(),
+            ));
+        }
+        Ok(address)
+    }
+
     /// Whether a syncgroup name routes to this node.
-    fn hosts(&self, name: &SyncgroupName) -> bool {
+    pub(super) fn hosts(&self, name: &SyncgroupName) -> bool {
         let address = self.peer_address();
         !address.is_empty() && name.host() == address
     }
 
     /// Runs a syncgroup change on a blocking thread, then recomputes the derived peers.
-    async fn change_syncgroups<T: Send + 'static>(
+    pub(super) async fn change_syncgroups<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut SyncgroupTxn<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let outcome = self.write(move |store| store.syncgroup_txn(change)).await?;
         self.refresh_syncgroup_peers()?;
         Ok(outcome)
+    }
+}
+
+/// When an invite minted now for `expires_in` expires (0: never), Unix nanoseconds.
+pub(super) fn expiry(expires_in: Option<Duration>) -> i64 {
+    match expires_in {
+        None => 0,
+        Some(after) => now_nanos().saturating_add(after.as_nanos().try_into().unwrap_or(i64::MAX)),
+    }
+}
+
+/// Spends one use of a join invite for syncgroup `id`; the level it grants.
+fn redeem_join_invite(txn: &mut SyncgroupTxn<'_>, secret: &str, id: SyncgroupId) -> Result<Level> {
+    let invite = txn.use_invite(&hash_secret(secret), now_nanos(), |grant| match grant {
+        Grant::Join { syncgroup, .. } if *syncgroup == id => Ok(()),
+        Grant::Join { .. } => Err(Error::NoAccess(
+            "the invite is for another syncgroup".into(),
+        )),
+        Grant::Publish { .. } => Err(Error::NoAccess(
+            "the invite is a publish invite, not a join invite".into(),
+        )),
+    })?;
+    match invite.grant {
+        Grant::Join { level, .. } => Ok(level),
+        Grant::Publish { .. } => Err(Error::Internal("a publish invite passed as a join".into())),
     }
 }
 

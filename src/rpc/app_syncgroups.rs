@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
 use crate::rpc::peer_call;
@@ -14,7 +15,7 @@ use crate::rpc::syncgroup_wire::{identity, read_spec, write_syncgroup};
 use crate::rpc::wire::text;
 use crate::schema::service_capnp::{InviteLevel, syncgroup_info, syncgroups};
 use crate::syncgroup::access::Level;
-use crate::syncgroup::invite::InviteToken;
+use crate::syncgroup::invite::{InviteToken, PublishInviteToken};
 use crate::syncgroup::{SyncgroupName, SyncgroupView};
 
 /// Serves `Syncgroups` to a logged-in client.
@@ -52,10 +53,12 @@ impl syncgroups::Server for SyncgroupsImpl {
         let db = DbName::parse(text(params.get_database())?)?;
         let name = name(params.get_name())?;
         let spec = read_spec(params.get_spec()?)?;
-        let host = match text(params.get_host_fingerprint())? {
-            "" => None,
-            host => Some(identity(host)?),
-        };
+        let (host, invite) = publish_target(
+            text(params.get_host_fingerprint())?,
+            text(params.get_publish_invite())?,
+            &name,
+            &db,
+        )?;
         let hosted_here = name.host() == self.node.peer_address();
         if !hosted_here && host.is_none() {
             return Err(Error::invalid(format!(
@@ -68,7 +71,8 @@ impl syncgroups::Server for SyncgroupsImpl {
         }
         let mut view = self.node.create_syncgroup(db, name.clone(), spec).await?;
         if let Some(host) = host.filter(|_| !hosted_here) {
-            view = peer_call::publish(&self.node, &name, &host).await?;
+            let secret = invite.as_ref().map(|invite| invite.secret.as_str());
+            view = peer_call::publish(&self.node, &name, &host, secret).await?;
         }
         write_info(&view, results.get().init_sg());
         Ok(())
@@ -163,10 +167,7 @@ impl syncgroups::Server for SyncgroupsImpl {
             Ok(InviteLevel::Admin) => Level::Admin,
             Err(_) => return Err(Error::invalid("unknown invite level").into()),
         };
-        let expires_in = match params.get_expires_in_seconds() {
-            0 => None,
-            seconds => Some(Duration::from_secs(seconds)),
-        };
+        let expires_in = expires_in(params.get_expires_in_seconds());
         let token = self
             .node
             .mint_invite(name, level, expires_in, params.get_uses())
@@ -188,6 +189,61 @@ impl syncgroups::Server for SyncgroupsImpl {
         Ok(())
     }
 
+    async fn proposals(
+        self: Rc<Self>,
+        _: syncgroups::ProposalsParams,
+        mut results: syncgroups::ProposalsResults,
+    ) -> capnp::Result<()> {
+        let proposals = self.node.proposals()?;
+        let mut list = results.get().init_proposals(proposals.len() as u32);
+        for (i, proposal) in proposals.iter().enumerate() {
+            let mut out = list.reborrow().get(i as u32);
+            out.set_database(proposal.sg.db.as_str());
+            out.set_publisher(proposal.publisher.as_str());
+            out.set_received_nanos(proposal.received_nanos);
+            write_syncgroup(&proposal.sg, out.init_sg());
+        }
+        Ok(())
+    }
+
+    async fn accept(
+        self: Rc<Self>,
+        params: syncgroups::AcceptParams,
+        mut results: syncgroups::AcceptResults,
+    ) -> capnp::Result<()> {
+        let name = name(params.get()?.get_name())?;
+        let view = self.node.accept_proposal(name).await?;
+        write_info(&view, results.get().init_sg());
+        Ok(())
+    }
+
+    async fn reject(
+        self: Rc<Self>,
+        params: syncgroups::RejectParams,
+        _: syncgroups::RejectResults,
+    ) -> capnp::Result<()> {
+        self.node
+            .reject_proposal(name(params.get()?.get_name())?)
+            .await?;
+        Ok(())
+    }
+
+    async fn invite_publish(
+        self: Rc<Self>,
+        params: syncgroups::InvitePublishParams,
+        mut results: syncgroups::InvitePublishResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        let db = DbName::parse(text(params.get_database())?)?;
+        let expires_in = expires_in(params.get_expires_in_seconds());
+        let token = self
+            .node
+            .mint_publish_invite(db, expires_in, params.get_uses())
+            .await?;
+        results.get().set_token(token.to_string().as_str());
+        Ok(())
+    }
+
     async fn leave(
         self: Rc<Self>,
         params: syncgroups::LeaveParams,
@@ -196,6 +252,46 @@ impl syncgroups::Server for SyncgroupsImpl {
         self.node.leave(name(params.get()?.get_name())?).await?;
         Ok(())
     }
+}
+
+/// Where `create` publishes: the host named by fingerprint or by the publish invite (they
+/// must agree, and the invite must be for this database at the name's host).
+fn publish_target(
+    host: &str,
+    invite: &str,
+    name: &SyncgroupName,
+    db: &DbName,
+) -> Result<(Option<Fingerprint>, Option<PublishInviteToken>), Error> {
+    let invite = match invite {
+        "" => None,
+        token => Some(PublishInviteToken::parse(token)?),
+    };
+    let host = match host {
+        "" => invite.as_ref().map(|invite| invite.host.clone()),
+        host => Some(identity(host)?),
+    };
+    if let Some(invite) = &invite {
+        if Some(&invite.host) != host.as_ref() {
+            return Err(Error::invalid(
+                "the publish invite was minted by another node than the host given",
+            ));
+        }
+        if invite.address != name.host() || &invite.db != db {
+            return Err(Error::invalid(format!(
+                "the publish invite is for database {:?} at {}, not {:?} at {}",
+                invite.db.as_str(),
+                invite.address,
+                db.as_str(),
+                name.host()
+            )));
+        }
+    }
+    Ok((host, invite))
+}
+
+/// An invite's lifetime: 0 seconds means no expiry.
+fn expires_in(seconds: u64) -> Option<Duration> {
+    (seconds != 0).then(|| Duration::from_secs(seconds))
 }
 
 fn display_address(address: &str) -> &str {

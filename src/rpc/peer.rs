@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::node::Node;
+use crate::node::{Node, PublishOutcome, PublishRequest};
 use crate::rpc::push::WindowedPush;
 use crate::rpc::syncgroup_wire::{
     identity, read_member_info, read_spec, read_syncgroup, read_syncgroup_knowledge,
@@ -162,15 +162,21 @@ impl sync::Server for SyncImpl {
     ) -> capnp::Result<()> {
         let params = params.get()?;
         self.check_claimed(wire::text(params.get_publisher())?)?;
-        let sg = read_syncgroup(params.get_sg()?)?;
-        let version = Version::from_hex(wire::text(params.get_version())?)?;
-        let checkpoint = read_vector(params.get_genvec()?)?;
-        self.node
-            .accept_publish(self.peer.clone(), sg, version, checkpoint)
-            .await?;
-        results
-            .get()
-            .set_publishee(self.node.identity().fingerprint().as_str());
+        let invite_secret = match wire::text(params.get_invite())? {
+            "" => None,
+            secret => Some(InviteToken::check_secret(secret)?),
+        };
+        let request = PublishRequest {
+            publisher: self.peer.clone(),
+            sg: read_syncgroup(params.get_sg()?)?,
+            version: Version::from_hex(wire::text(params.get_version())?)?,
+            checkpoint: read_vector(params.get_genvec()?)?,
+            invite_secret,
+        };
+        let outcome = self.node.accept_publish(request).await?;
+        let mut results = results.get();
+        results.set_publishee(self.node.identity().fingerprint().as_str());
+        results.set_proposed(outcome == PublishOutcome::Proposed);
         Ok(())
     }
 

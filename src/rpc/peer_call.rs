@@ -10,7 +10,7 @@ use capnp_rpc::rpc_twoparty_capnp::Side;
 
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
-use crate::node::{JoinReply, Node};
+use crate::node::{JoinReply, Node, PublishOutcome};
 use crate::rpc::client::error_message;
 use crate::rpc::disconnect;
 use crate::rpc::peer_link::{dial, rpc_system};
@@ -60,11 +60,14 @@ pub async fn join(
     node.join_reply(reply).await
 }
 
-/// Publishes the syncgroup `name` (created here) at its host `host`, and records the outcome.
+/// Publishes the syncgroup `name` (created here) at its host `host`, with the secret of a
+/// publish invite that host minted if given, and records the outcome (accepted, or proposed
+/// to the host's operator).
 pub async fn publish(
     node: &Arc<Node>,
     name: &SyncgroupName,
     host: &Fingerprint,
+    invite_secret: Option<&str>,
 ) -> Result<SyncgroupView> {
     let view = node.syncgroup_view(name)?;
     let me = node.identity().fingerprint().clone();
@@ -76,22 +79,28 @@ pub async fn publish(
             params.set_publisher(me.as_str());
             params.set_version(view.record.stamp.version.to_hex().as_str());
             write_syncgroup(&view.record.sg, params.reborrow().init_sg());
-            write_vector(&view.local.knowledge, params.init_genvec());
+            params.set_invite(invite_secret.unwrap_or_default());
+            write_vector(&view.local.knowledge, params.reborrow().init_genvec());
         }
         let info = remote.device_info_request().send().promise;
-        call.send().promise.await.map_err(remote_error)?;
+        let published = call.send().promise.await.map_err(remote_error)?;
+        let proposed = published.get().map_err(remote_error)?.get_proposed();
         let info = info.await.map_err(remote_error)?;
         let device = info.get().map_err(remote_error)?.get_device_id();
-        Ok(MemberInfo {
+        let info = MemberInfo {
             sync_priority: 0,
             is_server: false,
             device: crate::sync::genvec::DeviceId(device),
             address: address.clone(),
-        })
+        };
+        let outcome = match proposed {
+            true => PublishOutcome::Proposed,
+            false => PublishOutcome::Accepted,
+        };
+        Ok((host.clone(), info, outcome))
     })
     .await;
-    node.publish_reply(name.clone(), outcome.map(|info| (host.clone(), info)))
-        .await
+    node.publish_reply(name.clone(), outcome).await
 }
 
 /// Dials the node, runs `call` with its `Sync`, and hangs up.

@@ -38,6 +38,21 @@ pub fn syncgroup_name(name: &str) -> Vec<u8> {
     [b"g".as_slice(), &[SEP], name.as_bytes()].concat()
 }
 
+/// `j 0xfe <syncgroup id>` -> the `Binding` the id got at first sight.
+pub fn syncgroup_binding(id: u64) -> Vec<u8> {
+    [b"j".as_slice(), &[SEP], &id.to_be_bytes()].concat()
+}
+
+/// `q 0xfe`: the prefix of the proposals (syncgroups published here, not accepted).
+pub fn proposal_prefix() -> Vec<u8> {
+    [b"q".as_slice(), &[SEP]].concat()
+}
+
+/// `q 0xfe <syncgroup name>` -> a `Proposal`.
+pub fn proposal(name: &str) -> Vec<u8> {
+    [proposal_prefix().as_slice(), name.as_bytes()].concat()
+}
+
 /// `v 0xfe <hash of the secret>` -> an invite this node minted.
 pub fn invite(hash: &str) -> Vec<u8> {
     [b"v".as_slice(), &[SEP], hash.as_bytes()].concat()

@@ -9,6 +9,7 @@ mod dag;
 mod keys;
 mod local;
 mod log;
+mod proposals;
 mod records;
 mod syncgroups;
 mod writer;

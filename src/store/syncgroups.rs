@@ -20,9 +20,10 @@ use crate::names::DbName;
 use crate::store::Version;
 use crate::store::keys::DbKeys;
 use crate::sync::genvec::GenVector;
-use crate::syncgroup::invite::Invite;
+use crate::syncgroup::invite::{Grant, Invite};
 use crate::syncgroup::{
-    LocalState, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord, SyncgroupView, VersionStamp,
+    Binding, LocalState, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord, SyncgroupView,
+    VersionStamp,
 };
 
 /// Syncgroup knowledge: a vector per syncgroup.
@@ -145,8 +146,8 @@ impl Store {
 
 /// Syncgroup changes inside one write transaction.
 pub struct SyncgroupTxn<'s> {
-    txn: Box<dyn WriteTxn + 's>,
-    store: &'s Store,
+    pub(super) txn: Box<dyn WriteTxn + 's>,
+    pub(super) store: &'s Store,
 }
 
 impl SyncgroupTxn<'_> {
@@ -201,19 +202,23 @@ impl SyncgroupTxn<'_> {
         Ok(self.txn.put(&keys::invite(hash), &encode(invite)?)?)
     }
 
-    /// Uses one of an invite's uses, if it is valid now for `id`; `NoAccess` otherwise (an
-    /// unknown, expired, used-up or other syncgroup's invite).
-    pub fn use_invite(&mut self, hash: &str, id: SyncgroupId, now_nanos: i64) -> Result<Invite> {
+    /// Uses one of an invite's uses, if it is valid now and `fits` its grant; `NoAccess`
+    /// otherwise (an unknown, expired, used-up or other syncgroup's or database's invite).
+    /// Nothing is spent unless the whole transaction commits.
+    pub fn use_invite(
+        &mut self,
+        hash: &str,
+        now_nanos: i64,
+        fits: impl FnOnce(&Grant) -> Result<()>,
+    ) -> Result<Invite> {
         let key = keys::invite(hash);
         let Some(bytes) = self.txn.get(&key)? else {
-            return Err(Error::NoAccess("the invite is not known here".into()));
+            return Err(Error::NoAccess(
+                "the invite is not known here (never minted here, used up or revoked)".into(),
+            ));
         };
         let mut invite: Invite = decode(&bytes, "invite")?;
-        if invite.syncgroup != id {
-            return Err(Error::NoAccess(
-                "the invite is for another syncgroup".into(),
-            ));
-        }
+        fits(&invite.grant)?;
         invite.check(now_nanos)?;
         invite.uses_left -= 1;
         if invite.uses_left == 0 {
@@ -266,17 +271,36 @@ impl SyncgroupTxn<'_> {
         Ok(applied)
     }
 
-    /// Removes a syncgroup entirely (one that was never published).
+    /// Removes a syncgroup entirely (one that was never published), and its id's binding.
     pub fn delete(&mut self, sg: &Syncgroup) -> Result<()> {
         let keys = DbKeys::new(&sg.db);
+        self.txn.delete(&keys::syncgroup_binding(sg.id.0))?;
         self.txn.delete(&keys::syncgroup_name(sg.name.as_str()))?;
         self.txn.delete(&keys.syncgroup(sg.id.0))?;
         self.txn.delete(&keys.syncgroup_local(sg.id.0))?;
         Ok(())
     }
 
+    /// The binding of a syncgroup id, if this node has seen the id.
+    pub fn binding(&self, id: SyncgroupId) -> Result<Option<Binding>> {
+        match self.txn.get(&keys::syncgroup_binding(id.0))? {
+            Some(bytes) => Ok(Some(decode(&bytes, "syncgroup binding")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every write of a syncgroup version goes through here: the id must keep the name,
+    /// database, creator and prefixes it was bound to at first sight (`Exist:` otherwise;
+    /// the first write binds it), and the name must be free or this id's.
     fn put(&mut self, record: SyncgroupRecord, local: LocalState) -> Result<SyncgroupView> {
         let sg = &record.sg;
+        match self.binding(sg.id)? {
+            Some(binding) => binding.check(sg)?,
+            None => self.txn.put(
+                &keys::syncgroup_binding(sg.id.0),
+                &encode(&Binding::of(sg))?,
+            )?,
+        }
         let name_key = keys::syncgroup_name(sg.name.as_str());
         if let Some(bytes) = self.txn.get(&name_key)? {
             let entry: NameEntry = decode(&bytes, "syncgroup name")?;

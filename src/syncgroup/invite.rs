@@ -4,6 +4,11 @@
 //! `syncbase://<admin fingerprint>@<admin peer address>/<syncgroup name>#<secret>`. It says
 //! where to join and which key the admin must prove it holds; only the BLAKE3 hash of the
 //! secret is stored, so a leaked store does not leak usable invites.
+//!
+//! A **publish invite** lets another node publish a syncgroup of one database here and have it
+//! accepted at once instead of waiting as a proposal (issue 9: a publish is an offer):
+//! `syncbase-publish://<host fingerprint>@<host peer address>/<database>#<secret>`. It is
+//! stored, hashed, expires and is spent like the others.
 
 use std::fmt;
 
@@ -14,8 +19,10 @@ use super::access::Level;
 use super::name::SyncgroupName;
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
+use crate::names::DbName;
 
 const SCHEME: &str = "syncbase://";
+const PUBLISH_SCHEME: &str = "syncbase-publish://";
 const SECRET_BYTES: usize = 32;
 
 /// A parsed invite token.
@@ -30,55 +37,139 @@ pub struct InviteToken {
     pub secret: String,
 }
 
+/// A parsed publish invite: publishing a syncgroup of `db` at `host` with it is accepted at
+/// once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishInviteToken {
+    /// The minting node's identity (pinned when dialling it).
+    pub host: Fingerprint,
+    /// The minting node's peer address.
+    pub address: String,
+    pub db: DbName,
+    /// The secret, as hex.
+    pub secret: String,
+}
+
+/// The parts every token has: `SCHEME<fingerprint>@<address>/<rest>#<secret>`.
+struct TokenParts<'a> {
+    node: Fingerprint,
+    address: &'a str,
+    rest: &'a str,
+    secret: String,
+}
+
+fn malformed(why: &str) -> Error {
+    Error::invalid(format!("invite token is malformed: {why}"))
+}
+
+impl<'a> TokenParts<'a> {
+    fn parse(text: &'a str, scheme: &str) -> Result<TokenParts<'a>> {
+        let rest = text
+            .trim()
+            .strip_prefix(scheme)
+            .ok_or_else(|| malformed(&format!("it does not start with {scheme}")))?;
+        let (node, rest) = rest.split_once('@').ok_or_else(|| malformed("no '@'"))?;
+        let node = Fingerprint::parse(node)
+            .map_err(|_| malformed("the node identity is not 64 hex digits"))?;
+        let (address, rest) = rest
+            .split_once('/')
+            .ok_or_else(|| malformed("no address"))?;
+        let (rest, secret) = rest
+            .rsplit_once('#')
+            .ok_or_else(|| malformed("no '#secret'"))?;
+        if address.is_empty() {
+            return Err(malformed("the node address is empty"));
+        }
+        Ok(TokenParts {
+            node,
+            address,
+            rest,
+            secret: check_secret(secret)?,
+        })
+    }
+}
+
+/// A fresh random secret, as hex.
+fn new_secret() -> Result<String> {
+    let mut secret = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut secret).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    Ok(secret.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Checks a secret's form (64 hex digits) and returns it in lowercase.
+pub fn check_secret(secret: &str) -> Result<String> {
+    if secret.len() != 2 * SECRET_BYTES || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(malformed("the secret is not 64 hex digits"));
+    }
+    Ok(secret.to_ascii_lowercase())
+}
+
 impl InviteToken {
     /// A token with a fresh random secret.
     pub fn mint(admin: Fingerprint, address: String, name: SyncgroupName) -> Result<InviteToken> {
-        let mut secret = [0u8; SECRET_BYTES];
-        getrandom::fill(&mut secret).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-        let secret = secret.iter().map(|b| format!("{b:02x}")).collect();
         Ok(InviteToken {
             admin,
             address,
             name,
-            secret,
+            secret: new_secret()?,
         })
     }
 
     /// Parses a token; errors say which part is wrong (and never echo the secret).
     pub fn parse(text: &str) -> Result<InviteToken> {
-        let bad = |why: &str| Error::invalid(format!("invite token is malformed: {why}"));
-        let rest = text
-            .trim()
-            .strip_prefix(SCHEME)
-            .ok_or_else(|| bad("it does not start with syncbase://"))?;
-        let (admin, rest) = rest.split_once('@').ok_or_else(|| bad("no '@'"))?;
-        let admin = Fingerprint::parse(admin)
-            .map_err(|_| bad("the admin identity is not 64 hex digits"))?;
-        let (address, rest) = rest.split_once('/').ok_or_else(|| bad("no address"))?;
-        let (name, secret) = rest.rsplit_once('#').ok_or_else(|| bad("no '#secret'"))?;
-        let name = SyncgroupName::parse(name)?;
-        if address.is_empty() {
-            return Err(bad("the admin address is empty"));
+        if text.trim().starts_with(PUBLISH_SCHEME) {
+            return Err(Error::invalid(
+                "this is a publish invite (syncbase-publish://): give it to `sg create --invite`",
+            ));
         }
+        let parts = TokenParts::parse(text, SCHEME)?;
         Ok(InviteToken {
-            admin,
-            address: address.to_owned(),
-            name,
-            secret: InviteToken::check_secret(secret)?,
+            admin: parts.node,
+            address: parts.address.to_owned(),
+            name: SyncgroupName::parse(parts.rest)?,
+            secret: parts.secret,
         })
     }
 
     /// Checks a secret's form (64 hex digits) and returns it in lowercase.
     pub fn check_secret(secret: &str) -> Result<String> {
-        if secret.len() != 2 * SECRET_BYTES || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid(
-                "invite token is malformed: the secret is not 64 hex digits",
-            ));
-        }
-        Ok(secret.to_ascii_lowercase())
+        check_secret(secret)
     }
 
     /// What the admin stores in place of the secret.
+    pub fn hash(&self) -> String {
+        hash_secret(&self.secret)
+    }
+}
+
+impl PublishInviteToken {
+    /// A token with a fresh random secret.
+    pub fn mint(host: Fingerprint, address: String, db: DbName) -> Result<PublishInviteToken> {
+        Ok(PublishInviteToken {
+            host,
+            address,
+            db,
+            secret: new_secret()?,
+        })
+    }
+
+    /// Parses a token; errors say which part is wrong (and never echo the secret).
+    pub fn parse(text: &str) -> Result<PublishInviteToken> {
+        if text.trim().starts_with(SCHEME) {
+            return Err(Error::invalid(
+                "this is a join invite (syncbase://): give it to `sg join`",
+            ));
+        }
+        let parts = TokenParts::parse(text, PUBLISH_SCHEME)?;
+        Ok(PublishInviteToken {
+            host: parts.node,
+            address: parts.address.to_owned(),
+            db: DbName::parse(parts.rest)?,
+            secret: parts.secret,
+        })
+    }
+
+    /// What the host stores in place of the secret.
     pub fn hash(&self) -> String {
         hash_secret(&self.secret)
     }
@@ -99,11 +190,35 @@ impl fmt::Display for InviteToken {
     }
 }
 
-/// An invite as its admin node stores it (keyed by the secret's hash).
+impl fmt::Display for PublishInviteToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{PUBLISH_SCHEME}{}@{}/{}#{}",
+            self.host,
+            self.address,
+            self.db.as_str(),
+            self.secret
+        )
+    }
+}
+
+/// What redeeming an invite gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grant {
+    /// Joining one syncgroup at a level.
+    Join {
+        syncgroup: SyncgroupId,
+        level: Level,
+    },
+    /// Publishing a syncgroup of one database, accepted at once.
+    Publish { db: String },
+}
+
+/// An invite as its minting node stores it (keyed by the secret's hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
-    pub syncgroup: SyncgroupId,
-    pub level: Level,
+    pub grant: Grant,
     /// Unix nanoseconds after which it is void (0 = never).
     pub expires_nanos: i64,
     pub uses_left: u32,
@@ -168,8 +283,10 @@ mod tests {
     #[test]
     fn expired_and_used_up_invites_fail() {
         let invite = Invite {
-            syncgroup: SyncgroupId(1),
-            level: Level::Read,
+            grant: Grant::Join {
+                syncgroup: SyncgroupId(1),
+                level: Level::Read,
+            },
             expires_nanos: 100,
             uses_left: 1,
         };
@@ -184,7 +301,7 @@ mod tests {
         let used = Invite {
             uses_left: 0,
             expires_nanos: 0,
-            ..invite
+            ..invite.clone()
         };
         assert!(
             used.check(i64::MAX)
@@ -192,5 +309,23 @@ mod tests {
                 .to_string()
                 .contains("used up")
         );
+    }
+
+    #[test]
+    fn publish_tokens_round_trip_and_are_not_join_tokens() {
+        let token = PublishInviteToken::mint(
+            Fingerprint::parse(&"b".repeat(64)).unwrap(),
+            "127.0.0.1:7001".into(),
+            DbName::parse("photos").unwrap(),
+        )
+        .unwrap();
+        let text = token.to_string();
+        assert!(text.starts_with("syncbase-publish://bbbb"), "{text}");
+        assert_eq!(PublishInviteToken::parse(&text).unwrap(), token);
+        let error = InviteToken::parse(&text).unwrap_err().to_string();
+        assert!(error.contains("publish invite"), "{error}");
+        let join = self::token().to_string();
+        let error = PublishInviteToken::parse(&join).unwrap_err().to_string();
+        assert!(error.contains("join invite"), "{error}");
     }
 }

@@ -6,8 +6,10 @@
 //! operations that change syncgroups are `node::syncgroups`.
 
 pub mod access;
+pub mod binding;
 pub mod invite;
 pub mod name;
+pub mod proposal;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +22,9 @@ use crate::names::{DbName, KeyPrefix, TableName};
 use crate::store::Version;
 use crate::sync::genvec::{DeviceId, GenVector, Generation, Scope};
 pub use access::{Permissions, Tag};
+pub use binding::Binding;
 pub use name::SyncgroupName;
+pub use proposal::Proposal;
 
 /// Longest description, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;

@@ -1,0 +1,106 @@
+//! The `syncbase sg` verbs for proposals: syncgroups other nodes published here, which share
+//! nothing until accepted (`sg accept`, `sg reject`), and publish invites (`sg
+//! publish-invite`) that let a node's publish be taken at once.
+
+use crate::cli::Target;
+use crate::cli::client::with_service;
+use crate::cli::syncgroups::{print_syncgroup, syncgroups_of};
+use crate::rpc::client::remote_error;
+use crate::rpc::syncgroup_wire::read_syncgroup;
+use crate::schema::service_capnp::service;
+use crate::syncgroup::proposal::MAX_PROPOSALS;
+
+/// A proposal as `sg list` shows it.
+pub struct ProposalLine {
+    pub name: String,
+    pub db: String,
+    pub publisher: String,
+    pub prefixes: Vec<String>,
+}
+
+/// The node's proposals.
+pub async fn fetch(service: &service::Client) -> anyhow::Result<Vec<ProposalLine>> {
+    let response = syncgroups_of(service)
+        .proposals_request()
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?;
+    let mut lines = Vec::new();
+    for proposal in response.get()?.get_proposals()? {
+        let sg = read_syncgroup(proposal.get_sg()?)?;
+        lines.push(ProposalLine {
+            name: sg.name.to_string(),
+            db: sg.db.clone(),
+            publisher: proposal.get_publisher()?.to_str()?.to_owned(),
+            prefixes: sg.spec.prefixes.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(lines)
+}
+
+/// Prints the proposals of database `db` ("" = all) under their own heading.
+pub fn print(proposals: &[ProposalLine], db: &str) {
+    let shown: Vec<_> = proposals
+        .iter()
+        .filter(|p| db.is_empty() || p.db == db)
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    println!(
+        "proposed here, sharing nothing until accepted (`syncbase sg accept NAME` or `sg reject \
+         NAME`; at most {MAX_PROPOSALS} are kept):"
+    );
+    for proposal in shown {
+        println!(
+            "{}  database {}  prefixes {}  published by {}",
+            proposal.name,
+            proposal.db,
+            proposal.prefixes.join(" "),
+            proposal.publisher
+        );
+    }
+}
+
+/// `sg accept`: holds the proposed syncgroup and prints it.
+pub fn accept(target: &Target, name: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).accept_request();
+        request.get().set_name(name);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        print_syncgroup(response.get()?.get_sg()?)
+    })
+}
+
+/// `sg reject`: forgets the proposal.
+pub fn reject(target: &Target, name: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).reject_request();
+        request.get().set_name(name);
+        request.send().promise.await.map_err(remote_error)?;
+        println!("rejected {name}: nothing was shared under it");
+        Ok(())
+    })
+}
+
+/// `sg publish-invite`: prints only the token, so `$(syncbase sg publish-invite ...)`
+/// captures it.
+pub fn publish_invite(
+    target: &Target,
+    db: &str,
+    expires_in_seconds: Option<u64>,
+    uses: u32,
+) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).invite_publish_request();
+        request.get().set_database(db);
+        request
+            .get()
+            .set_expires_in_seconds(expires_in_seconds.unwrap_or(0));
+        request.get().set_uses(uses);
+        let response = request.send().promise.await.map_err(remote_error)?;
+        println!("{}", response.get()?.get_token()?.to_str()?);
+        Ok(())
+    })
+}
