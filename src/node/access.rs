@@ -3,6 +3,15 @@
 //! responder (before every page), the initiator (may this device have written this row) and
 //! the app write path (may this node write here). ARCHITECTURE.md, "Who may write what", has
 //! the rules.
+//!
+//! Every decision here reads only two sources: the declared peers (changed only by this
+//! node's operator: config, `peer add`) and [`Node::held_syncgroups`], the syncgroups this node
+//! created, joined or accepted and has not left (proposals live elsewhere and are never read
+//! here). [`Node::trust_sets`] computes from the same two sources the sets the security
+//! invariant is about (ARCHITECTURE.md, "Who may widen what a node shares"), so a test can
+//! check that no remote call widens them.
+
+use std::collections::BTreeSet;
 
 use super::Node;
 use crate::error::{Error, Result};
@@ -31,7 +40,53 @@ impl WriterCheck {
     }
 }
 
+/// What a node shares and whose records it accepts: the sets no remote call may widen except
+/// an admin of a syncgroup this node holds, inside that syncgroup's prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustSets {
+    /// (permissions entry, database, scope) served to that entry's identity: a fingerprint, or
+    /// `...` for every authenticated peer.
+    pub shares: BTreeSet<(String, String, Scope)>,
+    /// (writer device, database, scope, last valid generation; None: all) whose records count.
+    pub accepts: BTreeSet<(DeviceId, String, Scope, Option<Generation>)>,
+    /// (declared peer, database, scope): shared with it, and its records trusted.
+    pub declared: BTreeSet<(Fingerprint, String, Scope)>,
+}
+
+impl TrustSets {
+    /// The (database, scope) of every entry that is in one of `self` and `other` only.
+    pub fn changed_scopes(&self, other: &TrustSets) -> BTreeSet<(String, Scope)> {
+        let shares = self.shares.symmetric_difference(&other.shares);
+        let accepts = self.accepts.symmetric_difference(&other.accepts);
+        let declared = self.declared.symmetric_difference(&other.declared);
+        shares
+            .map(|(_, db, scope)| (db.clone(), scope.clone()))
+            .chain(accepts.map(|(_, db, scope, _)| (db.clone(), scope.clone())))
+            .chain(declared.map(|(_, db, scope)| (db.clone(), scope.clone())))
+            .collect()
+    }
+}
+
 impl Node {
+    /// The sets of the security invariant, from the declared peers and the held syncgroups.
+    pub fn trust_sets(&self) -> Result<TrustSets> {
+        let mut sets = TrustSets::default();
+        for peer in self.peers().declared() {
+            for (db, scopes) in &peer.databases {
+                for scope in scopes {
+                    let entry = (peer.fingerprint.clone(), db.clone(), scope.clone());
+                    sets.declared.insert(entry);
+                }
+            }
+        }
+        for db in self.store().list_databases()? {
+            for sg in self.held_syncgroups(&DbName::parse(&db)?)? {
+                add_syncgroup(&mut sets, &sg);
+            }
+        }
+        Ok(sets)
+    }
+
     /// Whether `peer` may read `scope` of `db`: declared with it, or holding Read in a
     /// syncgroup of `db` (that this node has not left) whose prefixes contain it.
     pub fn may_read_scope(&self, peer: &Fingerprint, db: &DbName, scope: &Scope) -> Result<bool> {
@@ -39,7 +94,7 @@ impl Node {
             return Ok(true);
         }
         Ok(self
-            .active_syncgroups(db)?
+            .held_syncgroups(db)?
             .iter()
             .any(|sg| sg.spec.contains(scope) && sg.allows(Tag::Read, peer)))
     }
@@ -50,11 +105,13 @@ impl Node {
         if self.peers().is_declared(peer) {
             return Ok(true);
         }
-        Ok(self
-            .store()
-            .all_syncgroups()?
-            .iter()
-            .any(|view| !view.local.left && view.record.sg.allows(Tag::Read, peer)))
+        for db in self.store().list_databases()? {
+            let held = self.held_syncgroups(&DbName::parse(&db)?)?;
+            if held.iter().any(|sg| sg.allows(Tag::Read, peer)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The syncgroup `name` if `peer` holds Admin in it (`NoAccess` otherwise).
@@ -72,7 +129,7 @@ impl Node {
     pub fn writer_check(&self, peer: &Fingerprint, db: &DbName) -> Result<WriterCheck> {
         let declared = self.peers().declared_scopes(peer, db.as_str());
         Ok(WriterCheck {
-            syncgroups: self.active_syncgroups(db)?,
+            syncgroups: self.held_syncgroups(db)?,
             declared,
         })
     }
@@ -84,7 +141,7 @@ impl Node {
         db: &DbName,
         rows: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<()> {
-        let syncgroups = self.active_syncgroups(db)?;
+        let syncgroups = self.held_syncgroups(db)?;
         if syncgroups.is_empty() {
             return Ok(());
         }
@@ -104,7 +161,9 @@ impl Node {
         Ok(())
     }
 
-    fn active_syncgroups(&self, db: &DbName) -> Result<Vec<Syncgroup>> {
+    /// The syncgroups of `db` this node holds (created, joined or accepted) and has not left:
+    /// with the declared peers, the only source of every access decision.
+    pub fn held_syncgroups(&self, db: &DbName) -> Result<Vec<Syncgroup>> {
         Ok(self
             .store()
             .syncgroups(db)?
@@ -112,5 +171,38 @@ impl Node {
             .filter(|view| !view.local.left)
             .map(|view| view.record.sg)
             .collect())
+    }
+}
+
+/// Adds what one held syncgroup shares and accepts.
+fn add_syncgroup(sets: &mut TrustSets, sg: &Syncgroup) {
+    let readers: BTreeSet<String> = sg
+        .spec
+        .perms
+        .0
+        .get(&Tag::Read)
+        .map(|list| list.allowed.iter().cloned().collect())
+        .unwrap_or_default();
+    let members = sg.joiners.keys().map(|member| member.as_str().to_owned());
+    for scope in &sg.spec.prefixes {
+        for reader in readers.iter().cloned().chain(members.clone()) {
+            let readable = match Fingerprint::parse(&reader) {
+                Ok(who) => sg.allows(Tag::Read, &who),
+                Err(_) => true, // `...`: everyone (individual refusals are still refused)
+            };
+            if readable {
+                sets.shares.insert((reader, sg.db.clone(), scope.clone()));
+            }
+        }
+        for (member, info) in &sg.joiners {
+            if sg.allows(Tag::Write, member) {
+                let entry = (info.device, sg.db.clone(), scope.clone(), None);
+                sets.accepts.insert(entry);
+            }
+        }
+        for (device, generation) in sg.former_writers.iter() {
+            let entry = (device, sg.db.clone(), scope.clone(), Some(generation));
+            sets.accepts.insert(entry);
+        }
     }
 }

@@ -11,7 +11,7 @@ mod peers;
 mod proposals;
 mod syncgroups;
 
-pub use access::WriterCheck;
+pub use access::{TrustSets, WriterCheck};
 pub use proposals::{PublishOutcome, PublishRequest};
 pub use syncgroups::{JoinReply, MAX_INVITE_USES};
 

@@ -258,6 +258,14 @@ impl PeerRegistry {
             .unwrap_or_default()
     }
 
+    /// Every declared peer (config file or `peer add`), as declared.
+    pub fn declared(&self) -> Vec<PeerConfig> {
+        self.lock()
+            .values()
+            .filter_map(|entry| entry.declared.clone())
+            .collect()
+    }
+
     /// Whether the peer was declared (config file or `peer add`).
     pub fn is_declared(&self, fingerprint: &Fingerprint) -> bool {
         self.lock()
