@@ -6,7 +6,7 @@
 //! the key its fingerprint names.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
@@ -166,7 +166,9 @@ impl fmt::Debug for NodeIdentity {
 impl NodeIdentity {
     /// Reads the identity from `data_dir` (`peer.key`, `peer.crt`), or makes one and writes it
     /// there if neither file exists. Exactly one of the two files existing is an error naming
-    /// the missing one, as is a key that does not match the certificate.
+    /// the missing one, as is a key that does not match the certificate. A key file that group
+    /// or others can access is refused (`InvalidArgument: key file <path> is readable by others
+    /// (mode 0644); run: chmod 600 <path>`), like ssh refuses a private key.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<NodeIdentity> {
         let key_path = data_dir.join(KEY_FILE);
         let cert_path = data_dir.join(CERT_FILE);
@@ -216,7 +218,6 @@ impl NodeIdentity {
     }
 
     fn load(key_path: &Path, cert_path: &Path) -> anyhow::Result<NodeIdentity> {
-        warn_if_key_is_readable_by_others(key_path);
         let key = read_key(key_path)?;
         let cert_der = read_certificate(cert_path)?;
         let fingerprint = Fingerprint::of_certificate(&cert_der)
@@ -279,8 +280,11 @@ fn half_identity(missing: &Path, present: &Path) -> anyhow::Error {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<KeyPair> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading key file {}", path.display()))?;
+    let context = || format!("reading key file {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(context)?;
+    refuse_if_readable_by_others(&file, path, "key file")?;
+    let mut pem = String::new();
+    file.read_to_string(&mut pem).with_context(context)?;
     KeyPair::from_pem(&pem).with_context(|| format!("parsing key file {}", path.display()))
 }
 
@@ -291,14 +295,39 @@ fn read_certificate(path: &Path) -> anyhow::Result<CertificateDer<'static>> {
         .with_context(|| format!("parsing certificate file {}", path.display()))
 }
 
-fn warn_if_key_is_readable_by_others(path: &Path) {
-    if let Ok(metadata) = std::fs::metadata(path)
-        && metadata.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            "key file {} can be read by other users; it should have mode 0600",
-            path.display()
-        );
+/// Refuses a secret file (the node's key, the client token) that its group or others may
+/// read, write or run (`mode & 0o077 != 0`), as ssh refuses a private key. `file` is the open
+/// file, so the mode checked is the mode of the file then read; `what` names it in the error
+/// ("key file"). Error: `InvalidArgument: <what> <path> is readable by others (mode 0644);
+/// run: chmod 600 <path>`.
+pub(crate) fn refuse_if_readable_by_others(
+    file: &std::fs::File,
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    let mode = file
+        .metadata()
+        .with_context(|| format!("reading the mode of {what} {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        let shown = shell_quoted(path);
+        return Err(anyhow::Error::new(Error::invalid(format!(
+            "{what} {shown} is readable by others (mode {mode:04o}); run: chmod 600 {shown}"
+        ))));
+    }
+    Ok(())
+}
+
+/// `path` as a shell word: unchanged if it has only safe characters, else single-quoted.
+fn shell_quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -526,5 +555,40 @@ xImEH3ggb7dMH6KH/PEZHd60jtlk5T+TbAIhALf7rGnsiZVlcvuD7+kEavcgUvaA
             NodeIdentity::load_or_create(dir.path()).unwrap_err()
         );
         assert!(message.contains("peer.key"), "{message}");
+    }
+
+    #[test]
+    fn a_key_file_readable_by_others_is_refused_with_the_chmod_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = NodeIdentity::load_or_create(dir.path()).unwrap();
+        let key = dir.path().join(KEY_FILE);
+        for mode in [0o644, 0o640, 0o604, 0o610] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let message = NodeIdentity::load_or_create(dir.path())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "InvalidArgument: key file {} is readable by others (mode {mode:04o}); \
+                     run: chmod 600 {}",
+                    key.display(),
+                    key.display()
+                )
+            );
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let again = NodeIdentity::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.fingerprint(), first.fingerprint());
+    }
+
+    #[test]
+    fn the_chmod_fix_quotes_a_path_the_shell_would_split() {
+        assert_eq!(shell_quoted(Path::new("/x/peer.key")), "/x/peer.key");
+        assert_eq!(
+            shell_quoted(Path::new("/my dir/peer.key")),
+            "'/my dir/peer.key'"
+        );
+        assert_eq!(shell_quoted(Path::new("/it's/k")), r"'/it'\''s/k'");
     }
 }
