@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use subtle::ConstantTimeEq;
 
 /// The secret an app presents to `Gate.login`.
 #[derive(Clone)]
@@ -67,9 +68,7 @@ impl ClientToken {
     fn random() -> anyhow::Result<ClientToken> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
-        Ok(ClientToken(
-            bytes.iter().map(|b| format!("{b:02x}")).collect(),
-        ))
+        Ok(ClientToken(hex::encode(bytes)))
     }
 
     /// The token's text, for clients that log in with it.
@@ -77,10 +76,10 @@ impl ClientToken {
         &self.0
     }
 
-    /// Whether `candidate` is this token, compared in time independent of where they differ.
+    /// Whether `candidate` is this token's text exactly, compared in constant time
+    /// (`subtle`): the time depends on the lengths, never on where the texts differ.
     pub fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
     }
 }
 
@@ -108,6 +107,8 @@ mod tests {
         assert!(token.matches("abc"));
         assert!(!token.matches("abd"));
         assert!(!token.matches("ab"));
+        assert!(!token.matches("abcd"));
+        assert!(!token.matches("ABC"));
         assert!(!token.matches(""));
     }
 
