@@ -6,7 +6,7 @@
 //! the key its fingerprint names.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::Error;
 
@@ -42,14 +43,27 @@ pub struct Fingerprint(String);
 impl Fingerprint {
     /// The fingerprint of a DER-encoded SubjectPublicKeyInfo.
     pub fn of_spki(spki_der: &[u8]) -> Fingerprint {
-        Fingerprint(hex(blake3::hash(spki_der).as_bytes()))
+        Fingerprint(hex::encode(blake3::hash(spki_der).as_bytes()))
     }
 
-    /// The fingerprint of a DER-encoded X.509 certificate's key. Only the structure up to the
-    /// SubjectPublicKeyInfo is read; nothing about the certificate is validated.
+    /// The fingerprint of a DER-encoded X.509 certificate's key: [`Fingerprint::of_spki`] of
+    /// the certificate's SubjectPublicKeyInfo exactly as encoded in it. The certificate is
+    /// parsed (x509-parser) but not validated: no signature, issuer or validity check. A
+    /// certificate that does not parse, or is followed by any byte, is an error starting with
+    /// `InvalidArgument: malformed certificate`.
     pub fn of_certificate(cert_der: &[u8]) -> anyhow::Result<Fingerprint> {
-        let spki = der::certificate_spki(cert_der).context("reading a peer certificate")?;
-        Ok(Fingerprint::of_spki(spki))
+        let malformed = |reason: String| {
+            anyhow::Error::new(Error::invalid(format!("malformed certificate: {reason}")))
+        };
+        let (rest, cert) =
+            X509Certificate::from_der(cert_der).map_err(|error| malformed(error.to_string()))?;
+        if !rest.is_empty() {
+            return Err(malformed(format!(
+                "bytes after the certificate: {}",
+                rest.len()
+            )));
+        }
+        Ok(Fingerprint::of_spki(cert.tbs_certificate.subject_pki.raw))
     }
 
     /// Parses a fingerprint's text: exactly 64 lowercase hex characters. Errors start with
@@ -131,11 +145,6 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The node's TLS identity: key pair + self-signed certificate (rcgen, ECDSA P-256), made at
 /// first start and stored in the data directory as `peer.key` (PKCS#8 PEM, mode 0600) and
 /// `peer.crt` (PEM). `Debug` never shows the key.
@@ -157,7 +166,9 @@ impl fmt::Debug for NodeIdentity {
 impl NodeIdentity {
     /// Reads the identity from `data_dir` (`peer.key`, `peer.crt`), or makes one and writes it
     /// there if neither file exists. Exactly one of the two files existing is an error naming
-    /// the missing one, as is a key that does not match the certificate.
+    /// the missing one, as is a key that does not match the certificate. A key file that group
+    /// or others can access is refused (`InvalidArgument: key file <path> is readable by others
+    /// (mode 0644); run: chmod 600 <path>`), like ssh refuses a private key.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<NodeIdentity> {
         let key_path = data_dir.join(KEY_FILE);
         let cert_path = data_dir.join(CERT_FILE);
@@ -207,7 +218,6 @@ impl NodeIdentity {
     }
 
     fn load(key_path: &Path, cert_path: &Path) -> anyhow::Result<NodeIdentity> {
-        warn_if_key_is_readable_by_others(key_path);
         let key = read_key(key_path)?;
         let cert_der = read_certificate(cert_path)?;
         let fingerprint = Fingerprint::of_certificate(&cert_der)
@@ -270,8 +280,11 @@ fn half_identity(missing: &Path, present: &Path) -> anyhow::Error {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<KeyPair> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading key file {}", path.display()))?;
+    let context = || format!("reading key file {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(context)?;
+    refuse_if_readable_by_others(&file, path, "key file")?;
+    let mut pem = String::new();
+    file.read_to_string(&mut pem).with_context(context)?;
     KeyPair::from_pem(&pem).with_context(|| format!("parsing key file {}", path.display()))
 }
 
@@ -282,14 +295,39 @@ fn read_certificate(path: &Path) -> anyhow::Result<CertificateDer<'static>> {
         .with_context(|| format!("parsing certificate file {}", path.display()))
 }
 
-fn warn_if_key_is_readable_by_others(path: &Path) {
-    if let Ok(metadata) = std::fs::metadata(path)
-        && metadata.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            "key file {} can be read by other users; it should have mode 0600",
-            path.display()
-        );
+/// Refuses a secret file (the node's key, the client token) that its group or others may
+/// read, write or run (`mode & 0o077 != 0`), as ssh refuses a private key. `file` is the open
+/// file, so the mode checked is the mode of the file then read; `what` names it in the error
+/// ("key file"). Error: `InvalidArgument: <what> <path> is readable by others (mode 0644);
+/// run: chmod 600 <path>`.
+pub(crate) fn refuse_if_readable_by_others(
+    file: &std::fs::File,
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    let mode = file
+        .metadata()
+        .with_context(|| format!("reading the mode of {what} {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        let shown = shell_quoted(path);
+        return Err(anyhow::Error::new(Error::invalid(format!(
+            "{what} {shown} is readable by others (mode {mode:04o}); run: chmod 600 {shown}"
+        ))));
+    }
+    Ok(())
+}
+
+/// `path` as a shell word: unchanged if it has only safe characters, else single-quoted.
+fn shell_quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -326,120 +364,6 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// A minimal DER reader: just enough of X.509 to find a certificate's SubjectPublicKeyInfo.
-mod der {
-    use anyhow::{bail, ensure};
-
-    const INTEGER: u8 = 0x02;
-    const SEQUENCE: u8 = 0x30;
-    /// `[0] EXPLICIT`: the optional version field of a TBSCertificate.
-    const VERSION: u8 = 0xa0;
-
-    /// One DER element.
-    pub(super) struct Element<'a> {
-        pub tag: u8,
-        /// Tag, length and contents.
-        pub whole: &'a [u8],
-        pub contents: &'a [u8],
-    }
-
-    /// The DER SubjectPublicKeyInfo (tag and length included) of a certificate:
-    /// `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-    /// serialNumber INTEGER, signature SEQUENCE, issuer SEQUENCE, validity SEQUENCE,
-    /// subject SEQUENCE, subjectPublicKeyInfo SEQUENCE, .. }, .. }`.
-    pub(super) fn certificate_spki(cert: &[u8]) -> anyhow::Result<&[u8]> {
-        let (certificate, trailing) = expect(cert, SEQUENCE, "Certificate")?;
-        ensure!(trailing.is_empty(), "bytes after the certificate");
-        let (tbs, _) = expect(certificate.contents, SEQUENCE, "tbsCertificate")?;
-        let mut fields = tbs.contents;
-        if fields.first() == Some(&VERSION) {
-            fields = element(fields)?.1;
-        }
-        for (tag, name) in [
-            (INTEGER, "serialNumber"),
-            (SEQUENCE, "signature"),
-            (SEQUENCE, "issuer"),
-            (SEQUENCE, "validity"),
-            (SEQUENCE, "subject"),
-        ] {
-            fields = expect(fields, tag, name)?.1;
-        }
-        Ok(expect(fields, SEQUENCE, "subjectPublicKeyInfo")?.0.whole)
-    }
-
-    /// The first element of `input`, which must have `tag`, and the bytes after it.
-    fn expect<'a>(input: &'a [u8], tag: u8, name: &str) -> anyhow::Result<(Element<'a>, &'a [u8])> {
-        let (found, rest) = element(input).map_err(|e| e.context(format!("reading {name}")))?;
-        ensure!(
-            found.tag == tag,
-            "malformed certificate: {name} has tag {:#04x}, expected {tag:#04x}",
-            found.tag
-        );
-        Ok((found, rest))
-    }
-
-    /// The first element of `input` and the bytes after it. Only low tag numbers and
-    /// definite, minimally encoded lengths (DER) are accepted.
-    pub(super) fn element(input: &[u8]) -> anyhow::Result<(Element<'_>, &[u8])> {
-        let (&tag, after_tag) = input
-            .split_first()
-            .ok_or_else(|| anyhow::anyhow!("malformed certificate: truncated"))?;
-        ensure!(
-            tag & 0x1f != 0x1f,
-            "malformed certificate: multi-byte tags are not supported"
-        );
-        let (length, after_length) = length(after_tag)?;
-        ensure!(
-            length <= after_length.len(),
-            "malformed certificate: an element of {length} bytes has only {} left",
-            after_length.len()
-        );
-        let header = input.len() - after_length.len();
-        let (whole, rest) = input.split_at(header + length);
-        Ok((
-            Element {
-                tag,
-                whole,
-                contents: &whole[header..],
-            },
-            rest,
-        ))
-    }
-
-    /// A DER length and the bytes after it.
-    fn length(input: &[u8]) -> anyhow::Result<(usize, &[u8])> {
-        let (&first, rest) = input
-            .split_first()
-            .ok_or_else(|| anyhow::anyhow!("malformed certificate: truncated length"))?;
-        if first < 0x80 {
-            return Ok((usize::from(first), rest));
-        }
-        let count = usize::from(first & 0x7f);
-        match count {
-            0 => bail!("malformed certificate: indefinite length is not DER"),
-            1..=4 => {}
-            _ => bail!("malformed certificate: a {count}-byte length is too long"),
-        }
-        ensure!(
-            rest.len() >= count,
-            "malformed certificate: truncated length"
-        );
-        let (bytes, rest) = rest.split_at(count);
-        ensure!(
-            bytes[0] != 0,
-            "malformed certificate: length has a leading zero byte"
-        );
-        let length = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        ensure!(
-            length >= 0x80,
-            "malformed certificate: long form used for a short length"
-        );
-        Ok((length, rest))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,62 +395,60 @@ mod tests {
     }
 
     #[test]
-    fn certificate_spki_is_found_without_the_optional_version() {
-        // A hand-made v1 TBSCertificate: no [0] version, one-byte fields standing in for the rest.
-        let spki = [0x30, 0x03, 0x02, 0x01, 0x07];
-        let mut tbs = vec![
-            0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00, 0x30, 0x00, 0x30, 0x00,
-        ];
-        tbs.extend_from_slice(&spki);
-        let mut cert = vec![0x30, tbs.len() as u8 + 2, 0x30, tbs.len() as u8];
-        cert.extend_from_slice(&tbs);
-        assert_eq!(der::certificate_spki(&cert).unwrap(), &spki);
-    }
-
-    #[test]
-    fn malformed_certificates_are_errors() {
+    fn malformed_certificates_are_refused() {
         let identity = NodeIdentity::generate().unwrap();
         let cert = identity.certificate_der();
+        let mut inputs: Vec<&[u8]> = vec![b"not a certificate", &[0x30, 0x80, 0x00, 0x00]];
         for end in [0, 1, 2, 3, 10, cert.len() / 2, cert.len() - 1] {
-            assert!(Fingerprint::of_certificate(&cert[..end]).is_err(), "{end}");
+            inputs.push(&cert[..end]);
         }
-        let mut trailing = cert.to_vec();
-        trailing.push(0);
-        assert!(Fingerprint::of_certificate(&trailing).is_err());
-        assert!(Fingerprint::of_certificate(b"not a certificate").is_err());
-        assert!(Fingerprint::of_certificate(&[0x30, 0x80, 0x00, 0x00]).is_err());
+        for input in inputs {
+            let message = Fingerprint::of_certificate(input).unwrap_err().to_string();
+            assert!(
+                message.starts_with("InvalidArgument: malformed certificate"),
+                "{} bytes: {message}",
+                input.len()
+            );
+        }
     }
 
     #[test]
-    fn der_lengths_must_be_definite_and_minimal() {
-        let long = |len_bytes: &[u8]| {
-            let mut input = vec![0x04];
-            input.extend_from_slice(len_bytes);
-            input.extend(std::iter::repeat_n(0u8, 300));
-            input
-        };
-        let two_bytes = long(&[0x82, 0x01, 0x00]);
-        let (element, rest) = der::element(&two_bytes).unwrap();
-        assert_eq!((element.contents.len(), rest.len()), (256, 44));
-        let one_byte = long(&[0x81, 0x80]);
-        let (element, _) = der::element(&one_byte).unwrap();
-        assert_eq!(element.contents.len(), 128);
-        assert!(der::element(&long(&[0x80])).is_err(), "indefinite");
-        assert!(der::element(&long(&[0x81, 0x05])).is_err(), "not minimal");
-        assert!(
-            der::element(&long(&[0x82, 0x00, 0x90])).is_err(),
-            "leading zero"
+    fn a_certificate_with_trailing_bytes_is_refused() {
+        let identity = NodeIdentity::generate().unwrap();
+        let mut trailing = identity.certificate_der().to_vec();
+        trailing.push(0);
+        let message = Fingerprint::of_certificate(&trailing)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "InvalidArgument: malformed certificate: bytes after the certificate: 1"
         );
-        assert!(
-            der::element(&long(&[0x85, 1, 0, 0, 0, 0])).is_err(),
-            "too long"
+    }
+
+    /// A P-256 certificate made by openssl, not rcgen.
+    const OPENSSL_CERT: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBiDCCAS2gAwIBAgIUfEOKUp2dpOuNOqhM/WDMoGlC9uIwCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNc3luY2Jhc2UucGVlcjAgFw0yNjExMzAwMjI1MDRaGA8yMTI2
+MTEwNjAyMjUwNFowGDEWMBQGA1UEAwwNc3luY2Jhc2UucGVlcjBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABCYC4rXM/rnCWU+xbS5UbI9p2drWngJzEg9KufANFVom
++dZnnHhm9FX/PhJFfIMtlIAaaXxm+VMDDN3gLnK/ASSjUzBRMB0GA1UdDgQWBBRF
+E6lUkGW+nhTWIo6gQnVlWUgznTAfBgNVHSMEGDAWgBRFE6lUkGW+nhTWIo6gQnVl
+WUgznTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQCEGDLmXkgz
+xImEH3ggb7dMH6KH/PEZHd60jtlk5T+TbAIhALf7rGnsiZVlcvuD7+kEavcgUvaA
+9wOSxtfyGXPLkLpg
+-----END CERTIFICATE-----";
+
+    #[test]
+    fn fingerprints_of_existing_certificates_do_not_change() {
+        // BLAKE3 of the SPKI as `openssl x509 -pubkey | openssl pkey -pubin -outform DER`
+        // extracts it; the hand-written DER reader this replaced gave the same.
+        let cert = CertificateDer::from_pem_slice(OPENSSL_CERT.as_bytes()).unwrap();
+        assert_eq!(
+            Fingerprint::of_certificate(&cert).unwrap().as_str(),
+            "23bc0565fb07634ab6c71fef18f2ea11d090eaa95f304f03d6b0579dfa6095b1"
         );
-        assert!(
-            der::element(&long(&[0x82, 0x02, 0x00])).is_err(),
-            "past the end"
-        );
-        assert!(der::element(&[0x1f, 0x01, 0x00]).is_err(), "multi-byte tag");
-        assert!(der::element(&[]).is_err());
     }
 
     #[test]
@@ -633,5 +555,40 @@ mod tests {
             NodeIdentity::load_or_create(dir.path()).unwrap_err()
         );
         assert!(message.contains("peer.key"), "{message}");
+    }
+
+    #[test]
+    fn a_key_file_readable_by_others_is_refused_with_the_chmod_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = NodeIdentity::load_or_create(dir.path()).unwrap();
+        let key = dir.path().join(KEY_FILE);
+        for mode in [0o644, 0o640, 0o604, 0o610] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let message = NodeIdentity::load_or_create(dir.path())
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "InvalidArgument: key file {} is readable by others (mode {mode:04o}); \
+                     run: chmod 600 {}",
+                    key.display(),
+                    key.display()
+                )
+            );
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let again = NodeIdentity::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.fingerprint(), first.fingerprint());
+    }
+
+    #[test]
+    fn the_chmod_fix_quotes_a_path_the_shell_would_split() {
+        assert_eq!(shell_quoted(Path::new("/x/peer.key")), "/x/peer.key");
+        assert_eq!(
+            shell_quoted(Path::new("/my dir/peer.key")),
+            "'/my dir/peer.key'"
+        );
+        assert_eq!(shell_quoted(Path::new("/it's/k")), r"'/it'\''s/k'");
     }
 }
