@@ -395,10 +395,11 @@ impl Node {
         self.store().syncgroup_deltas(db, wanted)
     }
 
-    /// Applies syncgroup versions and knowledge from a peer.
+    /// Applies syncgroup versions and knowledge from the authenticated peer `sender`.
     pub async fn apply_syncgroups(
         &self,
         db: DbName,
+        sender: Fingerprint,
         records: Vec<SyncgroupRecord>,
         knowledge: SyncgroupKnowledge,
     ) -> Result<SyncgroupsApplied> {
@@ -409,7 +410,7 @@ impl Node {
             return Ok(SyncgroupsApplied::default());
         }
         let applied = self
-            .change_syncgroups(move |txn| txn.apply(&db, &records, &knowledge))
+            .change_syncgroups(move |txn| txn.apply(&db, &sender, &records, &knowledge))
             .await?;
         self.confirm_published().await?;
         Ok(applied)

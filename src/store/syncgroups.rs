@@ -6,7 +6,7 @@
 //! Each syncgroup has its own generation space: every version this node writes takes its
 //! next generation there, and the knowledge of that space is a vector per syncgroup. A
 //! version from a peer replaces the held one only if it wins last-writer-wins and passes
-//! [`SyncgroupRecord::acceptable_after`].
+//! [`SyncgroupRecord::acceptable_from`].
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ use syncbase_storage::{Scan, WriteTxn};
 use super::records::{decode, encode};
 use super::{Store, keys};
 use crate::error::{Error, Result};
+use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::Version;
 use crate::store::keys::DbKeys;
@@ -229,14 +230,18 @@ impl SyncgroupTxn<'_> {
         Ok(invite)
     }
 
-    /// Applies versions and knowledge a peer sent for syncgroups of `db` this node holds.
+    /// Applies versions and knowledge the authenticated peer `sender` sent for syncgroups of
+    /// `db` this node holds. The knowledge of a syncgroup whose version was refused is not
+    /// merged, so the version is fetched again (from an admin) rather than taken as known.
     pub fn apply(
         &mut self,
         db: &DbName,
+        sender: &Fingerprint,
         records: &[SyncgroupRecord],
         knowledge: &SyncgroupKnowledge,
     ) -> Result<SyncgroupsApplied> {
         let mut applied = SyncgroupsApplied::default();
+        let mut refused_ids = std::collections::BTreeSet::new();
         for record in records {
             let Some(current) = load(self.txn.as_ref(), db.as_str(), record.sg.id)? else {
                 applied.refused.push(format!(
@@ -251,8 +256,9 @@ impl SyncgroupTxn<'_> {
                     .push(format!("syncgroup {} of another database", record.sg.name));
                 continue;
             }
-            if let Err(error) = record.acceptable_after(Some(&current.record)) {
+            if let Err(error) = record.acceptable_from(&current.record, sender) {
                 applied.refused.push(error.to_string());
+                refused_ids.insert(record.sg.id);
                 continue;
             }
             self.store.clock().observe(record.stamp.hlc);
@@ -262,6 +268,9 @@ impl SyncgroupTxn<'_> {
             }
         }
         for (id, vector) in knowledge {
+            if refused_ids.contains(id) {
+                continue;
+            }
             if let Some(mut view) = load(self.txn.as_ref(), db.as_str(), *id)? {
                 view.local.knowledge.merge(vector);
                 view.local.settle();

@@ -101,8 +101,8 @@ impl SyncgroupSession {
         self.node.store().device()
     }
 
-    /// Checks and applies one page: only syncgroups asked for; versions whose writer was no
-    /// admin are dropped (and logged), the rest applied with the knowledge in one commit.
+    /// Checks and applies one page: only syncgroups asked for; versions not relayed by an
+    /// admin, or whose writer was no admin, are dropped (and logged), the rest applied with the knowledge in one commit.
     pub async fn receive(&self, page: SyncgroupPage) -> Result<()> {
         let stray = page
             .records
@@ -118,7 +118,12 @@ impl SyncgroupSession {
         }
         let applied = self
             .node
-            .apply_syncgroups(self.db.clone(), page.records, page.knowledge)
+            .apply_syncgroups(
+                self.db.clone(),
+                self.peer.clone(),
+                page.records,
+                page.knowledge,
+            )
             .await?;
         for refused in &applied.refused {
             tracing::warn!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");

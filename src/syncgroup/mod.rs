@@ -267,36 +267,43 @@ pub struct SyncgroupRecord {
 }
 
 impl SyncgroupRecord {
-    /// Whether a node holding `current` may take this version from a peer: the version's
-    /// writer must be a member holding Admin in the copy the node trusts (its current one,
-    /// else this version itself), and the id, name, database, creator and prefixes must not
-    /// change. A version that fails is dropped; it never replaces what the node holds.
-    pub fn acceptable_after(&self, current: Option<&SyncgroupRecord>) -> Result<()> {
+    /// Whether a node holding `current` may take this version from the authenticated peer
+    /// `sender`. The sender must hold Admin in the copy the node holds: without signatures a
+    /// relay could forge a version in an admin's name, so versions travel only from admins
+    /// (ARCHITECTURE.md, "Who may widen what a node shares"). The version's writer must be an
+    /// admin's device in that copy, or the sender's own device as this version binds it. The
+    /// id, name, database, creator and prefixes must not change. A version that fails is
+    /// dropped; it never replaces what the node holds.
+    pub fn acceptable_from(&self, current: &SyncgroupRecord, sender: &Fingerprint) -> Result<()> {
         self.sg.validate()?;
-        let trusted = current.map_or(&self.sg, |current| &current.sg);
-        let writer = trusted
+        let trusted = &current.sg;
+        if !trusted.allows(Tag::Admin, sender) {
+            return Err(Error::NoAccess(format!(
+                "syncgroup {} version relayed by {sender}, who is no admin of it here",
+                self.sg.name
+            )));
+        }
+        let writer_is_admin = trusted
             .member_of_device(self.stamp.device)
-            .or_else(|| self.sg.member_of_device(self.stamp.device))
-            .filter(|writer| trusted.allows(Tag::Admin, writer));
-        if writer.is_none() {
+            .is_some_and(|writer| trusted.allows(Tag::Admin, writer));
+        let written_by_sender = self.sg.member_of_device(self.stamp.device) == Some(sender);
+        if !writer_is_admin && !written_by_sender {
             return Err(Error::NoAccess(format!(
                 "syncgroup {} version by device {:016x}, which is no admin's",
                 self.sg.name, self.stamp.device.0
             )));
         }
-        if let Some(current) = current {
-            let (old, new) = (&current.sg, &self.sg);
-            if old.id != new.id
-                || old.name != new.name
-                || old.db != new.db
-                || old.creator != new.creator
-                || old.spec.prefixes != new.spec.prefixes
-            {
-                return Err(Error::invalid(format!(
-                    "syncgroup {} version changes its id, name, database, creator or prefixes",
-                    old.name
-                )));
-            }
+        let (old, new) = (trusted, &self.sg);
+        if old.id != new.id
+            || old.name != new.name
+            || old.db != new.db
+            || old.creator != new.creator
+            || old.spec.prefixes != new.spec.prefixes
+        {
+            return Err(Error::invalid(format!(
+                "syncgroup {} version changes its id, name, database, creator or prefixes",
+                old.name
+            )));
         }
         Ok(())
     }

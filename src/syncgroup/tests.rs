@@ -74,27 +74,28 @@ fn specs_need_prefixes_without_duplicates() {
 #[test]
 fn only_admins_versions_are_accepted() {
     let current = record(1, 10, syncgroup());
+    let admin = id('a');
     let mut by_admin = syncgroup();
     by_admin.spec.description = "new".into();
     record(1, 20, by_admin.clone())
-        .acceptable_after(Some(&current))
+        .acceptable_from(&current, &admin)
         .unwrap();
     // Device 2 is member b, who is no admin.
     let error = record(2, 20, by_admin.clone())
-        .acceptable_after(Some(&current))
+        .acceptable_from(&current, &admin)
         .unwrap_err();
     assert!(error.to_string().starts_with("NoAccess:"), "{error}");
     // Nor may an unknown device write, or anyone change the prefixes.
     assert!(
         record(9, 20, by_admin.clone())
-            .acceptable_after(Some(&current))
+            .acceptable_from(&current, &admin)
             .is_err()
     );
     let mut moved = by_admin;
     moved.spec.prefixes = vec![Scope::new("t", "")];
     assert!(
         record(1, 20, moved)
-            .acceptable_after(Some(&current))
+            .acceptable_from(&current, &admin)
             .is_err()
     );
 }
@@ -106,11 +107,43 @@ fn a_version_granting_its_own_writer_admin_is_judged_by_the_current_copy() {
     grab.spec.perms.grant(access::Level::Admin, &id('b'));
     assert!(
         record(2, 20, grab.clone())
-            .acceptable_after(Some(&current))
+            .acceptable_from(&current, &id('b'))
             .is_err()
     );
-    // With no copy yet the version's own permissions decide (a first copy comes from an admin).
-    record(2, 20, grab).acceptable_after(None).unwrap();
+}
+
+#[test]
+fn versions_travel_only_from_admins_even_when_written_by_one() {
+    let current = record(1, 10, syncgroup());
+    let mut by_admin = syncgroup();
+    by_admin.spec.description = "new".into();
+    // Member b relays a version naming admin a's device: unsigned, so it could be forged.
+    let error = record(1, 20, by_admin)
+        .acceptable_from(&current, &id('b'))
+        .unwrap_err();
+    assert!(error.to_string().contains("no admin of it here"), "{error}");
+}
+
+#[test]
+fn a_version_cannot_rebind_an_admins_identity_to_another_device() {
+    let current = record(1, 10, syncgroup());
+    // Device 9 claims, in its own version, to be admin a's device; only a itself may say so.
+    let mut rebound = syncgroup();
+    rebound.joiners.insert(id('a'), member(9));
+    assert!(
+        record(9, 20, rebound.clone())
+            .acceptable_from(&current, &id('a'))
+            .is_ok(),
+        "the admin itself, authenticated, may move to a new device"
+    );
+    let mut impostor = current.clone();
+    impostor.sg.spec.perms.grant(access::Level::Admin, &id('c'));
+    assert!(
+        record(9, 20, rebound)
+            .acceptable_from(&impostor, &id('c'))
+            .is_err(),
+        "admin c may not write in a's name from a device bound to a only by this version"
+    );
 }
 
 #[test]
