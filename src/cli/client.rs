@@ -100,10 +100,7 @@ impl row_sink::Server for PrintingSink {
 pub(crate) fn printable(value: &[u8]) -> String {
     match std::str::from_utf8(value) {
         Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
-        _ => format!(
-            "0x{}",
-            value.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        ),
+        _ => format!("0x{}", hex::encode(value)),
     }
 }
 
@@ -165,8 +162,12 @@ fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken)> {
         .token_file
         .clone()
         .unwrap_or_else(|| config.token_path());
-    let token =
-        ClientToken::read(&token_path).context("is the node running? (`syncbase serve`)")?;
+    let token = match ClientToken::read(&token_path) {
+        Err(error) if !token_path.exists() => {
+            return Err(error.context("is the node running? (`syncbase serve`)"));
+        }
+        token => token?,
+    };
     let addr = match target.addr {
         Some(addr) => addr,
         None => read_addr_file(&config)?,

@@ -33,8 +33,9 @@ impl Version {
 
     /// Parses the wire form.
     pub fn from_hex(text: &str) -> Result<Version> {
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit());
         match u64::from_str_radix(text, 16) {
-            Ok(value) if value != 0 && text.len() <= 16 => Ok(Version(value)),
+            Ok(value) if digits && value != 0 && text.len() <= 16 => Ok(Version(value)),
             _ => Err(Error::invalid(format!(
                 "version {text:?} is not 1-16 hex digits, non-zero"
             ))),
@@ -203,7 +204,14 @@ mod tests {
         let version = Version::random().unwrap();
         assert_eq!(Version::from_hex(&version.to_hex()).unwrap(), version);
         assert_eq!(Version(0xab).to_hex(), "00000000000000ab");
-        for bad in ["", "0", "xyz", "12345678901234567"] {
+        for bad in [
+            "",
+            "0",
+            "xyz",
+            "12345678901234567",
+            "+ab",
+            "+000000000000000a",
+        ] {
             assert!(Version::from_hex(bad).is_err(), "{bad}");
         }
     }

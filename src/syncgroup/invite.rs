@@ -93,15 +93,15 @@ impl<'a> TokenParts<'a> {
 fn new_secret() -> Result<String> {
     let mut secret = [0u8; SECRET_BYTES];
     getrandom::fill(&mut secret).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-    Ok(secret.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(secret))
 }
 
 /// Checks a secret's form (64 hex digits) and returns it in lowercase.
 pub fn check_secret(secret: &str) -> Result<String> {
-    if secret.len() != 2 * SECRET_BYTES || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(malformed("the secret is not 64 hex digits"));
-    }
-    Ok(secret.to_ascii_lowercase())
+    let mut bytes = [0u8; SECRET_BYTES];
+    hex::decode_to_slice(secret, &mut bytes)
+        .map_err(|_| malformed("the secret is not 64 hex digits"))?;
+    Ok(hex::encode(bytes))
 }
 
 impl InviteToken {

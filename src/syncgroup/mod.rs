@@ -52,8 +52,9 @@ impl SyncgroupId {
 
     /// Parses [`SyncgroupId::to_hex`]'s form.
     pub fn from_hex(text: &str) -> Result<SyncgroupId> {
+        let digits = text.bytes().all(|b| b.is_ascii_hexdigit());
         match u64::from_str_radix(text, 16) {
-            Ok(id) if id != 0 && text.len() == 16 => Ok(SyncgroupId(id)),
+            Ok(id) if digits && id != 0 && text.len() == 16 => Ok(SyncgroupId(id)),
             _ => Err(Error::invalid(format!(
                 "syncgroup id {text:?} is not 16 hex digits, non-zero"
             ))),

@@ -195,3 +195,17 @@ fn pending_settles_once_knowledge_reaches_the_checkpoint() {
     assert!(local.settle());
     local.check_settled(&name).unwrap();
 }
+
+#[test]
+fn syncgroup_ids_are_exactly_sixteen_hex_digits() {
+    let id = SyncgroupId(0xa);
+    assert_eq!(SyncgroupId::from_hex(&id.to_hex()).unwrap(), id);
+    for bad in [
+        "+00000000000000a",
+        "000000000000000a0",
+        "0000000000000000",
+        "g00000000000000a",
+    ] {
+        assert!(SyncgroupId::from_hex(bad).is_err(), "{bad}");
+    }
+}
