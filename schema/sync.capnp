@@ -13,7 +13,8 @@
 #   DupSyncgroupPublish: duplicate publish on syncgroup: NAME
 #   ConnFail: connection to peer failed (made by initiators, never returned by a server)
 #   BrokenCrConnection: CrConnection stream to application does not exist or is broken.
-#   NoAccess:, BadState:, BadVersion:, Exist:, NoExist:, InvalidArgument:, Unimplemented:
+#   NoAccess:, BadState:, BadVersion:, Exist:, NoExist:, InvalidArgument:, Unimplemented:,
+#   ResourceExhausted: (a bounded resource is used up: proposals, connections, waiting calls)
 #
 # Transport: TLS 1.3 with mutual authentication on the node's peer address; the bootstrap
 # capability is a `Sync` bound to the caller's identity (its certificate key's fingerprint).

@@ -382,3 +382,57 @@ fn publishes_by_strangers_readers_and_ejected_members_change_nothing() {
     }
     run(calls);
 }
+
+/// Proposals cost the host storage, so strangers get a bounded amount: a few per publisher,
+/// a cap in all, each of bounded size; past that `ResourceExhausted`, and nothing is stored.
+#[test]
+fn proposals_are_bounded_per_publisher_in_all_and_in_size() {
+    use syncbase::syncgroup::proposal::{MAX_PROPOSALS, MAX_PROPOSALS_PER_PUBLISHER};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_a(dir.path()).await;
+        let a = node.syncgroup_view(&sg_name()).unwrap().record.sg;
+        let propose = |publisher: usize, n: usize| {
+            let mut sg = own_syncgroup(3, 0, 1, &a);
+            let me = Fingerprint::parse(&format!("{publisher:064x}")).unwrap();
+            sg.id = SyncgroupId(0x10_0000 + (publisher * 100 + n) as u64);
+            sg.name = SyncgroupName::parse(&format!("{ADDRESS}/p{publisher}-{n}")).unwrap();
+            sg.spec.perms = Permissions::only(&me);
+            PublishRequest {
+                publisher: me,
+                sg,
+                version: Version(1),
+                checkpoint: GenVector::new(),
+                invite_secret: None,
+            }
+        };
+        for n in 0..MAX_PROPOSALS_PER_PUBLISHER {
+            node.accept_publish(propose(1, n)).await.unwrap();
+        }
+        let error = node.accept_publish(propose(1, 99)).await.unwrap_err();
+        assert_eq!(error.id(), "ResourceExhausted", "{error}");
+        let mut publisher = 2;
+        while node.proposals().unwrap().len() < MAX_PROPOSALS {
+            node.accept_publish(propose(publisher, 0)).await.unwrap();
+            publisher += 1;
+        }
+        let error = node.accept_publish(propose(publisher, 0)).await.unwrap_err();
+        assert_eq!(error.id(), "ResourceExhausted", "{error}");
+        assert_eq!(node.proposals().unwrap().len(), MAX_PROPOSALS);
+
+        // One oversized proposal (many members) is refused on its own.
+        node.reject_proposal(propose(1, 0).sg.name).await.unwrap();
+        let mut big = propose(1, 0);
+        for i in 0..2_000u64 {
+            let member = Fingerprint::parse(&format!("{:064x}", 0xbeef_0000 + i)).unwrap();
+            big.sg.joiners.insert(member, info(10 + i as usize));
+        }
+        let error = node.accept_publish(big).await.unwrap_err();
+        assert_eq!(error.id(), "ResourceExhausted", "{error}");
+        assert_eq!(node.proposals().unwrap().len(), MAX_PROPOSALS - 1);
+    });
+}

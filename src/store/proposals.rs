@@ -9,7 +9,7 @@ use super::records::{decode, encode};
 use super::syncgroups::SyncgroupTxn;
 use super::{Store, keys};
 use crate::error::{Error, Result};
-use crate::syncgroup::proposal::{MAX_PROPOSALS, MAX_PROPOSALS_PER_PUBLISHER};
+use crate::syncgroup::proposal::{MAX_PROPOSAL_BYTES, MAX_PROPOSALS, MAX_PROPOSALS_PER_PUBLISHER};
 use crate::syncgroup::{Proposal, SyncgroupId, SyncgroupName};
 
 impl Store {
@@ -30,7 +30,7 @@ impl SyncgroupTxn<'_> {
 
     /// Stores a new proposal, or replaces one of the same name from the same publisher.
     /// `ResourceExhausted:` past [`MAX_PROPOSALS`] in all or [`MAX_PROPOSALS_PER_PUBLISHER`]
-    /// from its publisher.
+    /// from its publisher, or for one over [`MAX_PROPOSAL_BYTES`].
     pub fn put_proposal(&mut self, proposal: &Proposal) -> Result<()> {
         let held = scan(self.txn.as_ref())?;
         let others: Vec<_> = held
@@ -50,8 +50,16 @@ impl SyncgroupTxn<'_> {
                 proposal.publisher
             )));
         }
+        let bytes = encode(proposal)?;
+        if bytes.len() > MAX_PROPOSAL_BYTES {
+            return Err(Error::ResourceExhausted(format!(
+                "a proposal is at most {MAX_PROPOSAL_BYTES} bytes, not {}; publish it with \
+                 fewer members and add them once the host has accepted it",
+                bytes.len()
+            )));
+        }
         let key = keys::proposal(proposal.sg.name.as_str());
-        Ok(self.txn.put(&key, &encode(proposal)?)?)
+        Ok(self.txn.put(&key, &bytes)?)
     }
 
     /// Whether database `db` exists here.
