@@ -135,9 +135,15 @@ pub fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyho
             None if invite_or_name.starts_with("syncbase://") => {
                 request.get().set_invite(invite_or_name);
             }
+            None if invite_or_name.starts_with("syncbase-publish://") => anyhow::bail!(
+                "InvalidArgument: this is a publish invite (syncbase-publish://), which lets a \
+                 node create a syncgroup at its host: give it to `sg create --invite`"
+            ),
             None => anyhow::bail!(
-                "InvalidArgument: {invite_or_name:?} is not an invite token (syncbase://...); \
-                 to join by name, give the admin node's fingerprint with --admin"
+                "InvalidArgument: {:?} is not an invite token (syncbase://...); to join by name, \
+                 give the admin node's fingerprint with --admin",
+                // Never echo what may be an invite's secret.
+                invite_or_name.split('#').next().unwrap_or_default()
             ),
         }
         let response = request.send().promise.await.map_err(remote_error)?;
