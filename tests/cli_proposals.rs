@@ -108,6 +108,22 @@ fn a_strangers_publish_over_private_rows_shares_nothing_and_reject_forgets_it() 
 
     let created = s.propose(&a, "mine", &["T/p/", "priv"]);
     assert_proposed(&created, &name);
+    // S writes under the prefixes it proposed; none of it reaches A, and A's rows stay home.
+    s.put("priv", "secret", "S's overwrite");
+    s.put("priv", "planted", "by S");
+    s.put("T", "p/planted", "by S");
+    let leaked = || {
+        s.value("priv", "secret").as_deref() != Some("S's overwrite")
+            || a.value("priv", "secret").as_deref() != Some("A's secret")
+            || a.value("priv", "planted").is_some()
+            || a.value("T", "p/planted").is_some()
+    };
+    never("a proposal shared rows", leaked);
+    // S did try: A refused it, since the proposal grants nothing.
+    eventually("A to refuse S's sync", || {
+        s.ok(&["status"]).contains("NoAccess:")
+    });
+    // A lists and shows the proposal, and its status counts it.
     let list = a.ok(&["sg", "list"]);
     assert!(list.starts_with("proposed here, sharing nothing"), "{list}");
     let line = listed(&a, &name).expect("A lists the proposal");
@@ -127,22 +143,6 @@ fn a_strangers_publish_over_private_rows_shares_nothing_and_reject_forgets_it() 
         waiting.as_deref(),
         Some("proposals: 1 waiting (syncbase sg list; sg accept NAME or sg reject NAME)")
     );
-
-    // S writes under the prefixes it proposed; none of it reaches A, and A's rows stay home.
-    s.put("priv", "secret", "S's overwrite");
-    s.put("priv", "planted", "by S");
-    s.put("T", "p/planted", "by S");
-    let leaked = || {
-        s.value("priv", "secret").as_deref() != Some("S's overwrite")
-            || a.value("priv", "secret").as_deref() != Some("A's secret")
-            || a.value("priv", "planted").is_some()
-            || a.value("T", "p/planted").is_some()
-    };
-    // S did try: A refused it, since the proposal grants nothing.
-    eventually("A to refuse S's sync", || {
-        s.ok(&["status"]).contains("NoAccess:")
-    });
-    never("a proposal shared rows", leaked);
 
     let rejected = a.ok(&["sg", "reject", &name]);
     assert!(
@@ -231,6 +231,13 @@ fn a_read_only_or_ejected_member_cannot_widen_what_the_host_shares() {
         member.put("priv", "planted", "planted");
         member.put("shared", "k", "overwritten");
     }
+    never("a member's proposal shared or accepted rows", || {
+        a.value("priv", "secret").as_deref() != Some("A's secret")
+            || a.value("priv", "planted").is_some()
+            || a.value("shared", "k").as_deref() != Some("A's shared row")
+            || r.value("priv", "secret").as_deref() != Some("overwritten")
+            || e.value("priv", "secret").as_deref() != Some("overwritten")
+    });
     let list = a.ok(&["sg", "list"]);
     for suffix in ["r-own", "e-own"] {
         assert!(
@@ -243,13 +250,6 @@ fn a_read_only_or_ejected_member_cannot_widen_what_the_host_shares() {
         waiting.as_deref(),
         Some("proposals: 2 waiting (syncbase sg list; sg accept NAME or sg reject NAME)")
     );
-    never("a member's proposal shared or accepted rows", || {
-        a.value("priv", "secret").as_deref() != Some("A's secret")
-            || a.value("priv", "planted").is_some()
-            || a.value("shared", "k").as_deref() != Some("A's shared row")
-            || r.value("priv", "secret").as_deref() != Some("overwritten")
-            || e.value("priv", "secret").as_deref() != Some("overwritten")
-    });
     // A's own syncgroup is as it was: A alone administers it, E is still out.
     let after = a.ok(&["sg", "show", &real]);
     assert_eq!(before, after);
