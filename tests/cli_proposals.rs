@@ -132,6 +132,9 @@ fn a_strangers_publish_over_private_rows_shares_nothing_and_reject_forgets_it() 
             && line.ends_with(&s.fingerprint()),
         "{line}"
     );
+    assert_eq!(a.ok(&["sg", "list", DB]), list);
+    let other = a.ok(&["sg", "list", "other"]);
+    assert!(other.starts_with("no syncgroups"), "{other}");
     let shown = a.ok(&["sg", "show", &name]);
     assert!(
         shown.contains("proposal: shares nothing until")

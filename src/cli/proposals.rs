@@ -36,20 +36,16 @@ pub async fn fetch(service: &service::Client) -> anyhow::Result<Vec<ProposalLine
     Ok(lines)
 }
 
-/// Prints the proposals of database `db` ("" = all) under their own heading.
-pub fn print(proposals: &[ProposalLine], db: &str) {
-    let shown: Vec<_> = proposals
-        .iter()
-        .filter(|p| db.is_empty() || p.sg.db == db)
-        .collect();
-    if shown.is_empty() {
+/// Prints proposals under their own heading (nothing if there are none).
+pub fn print(proposals: &[ProposalLine]) {
+    if proposals.is_empty() {
         return;
     }
     println!(
         "proposed here, sharing nothing until accepted (`syncbase sg accept NAME` or `sg reject \
          NAME`; at most {MAX_PROPOSALS} are kept):"
     );
-    for proposal in shown {
+    for proposal in proposals {
         println!(
             "{}  database {}  prefixes {}  published by {}",
             proposal.sg.name,

@@ -158,7 +158,11 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
         request.get().set_database(db);
         let response = request.send().promise.await.map_err(remote_error)?;
         let list = response.get()?.get_syncgroups()?;
-        let proposals = super::proposals::fetch(&service).await?;
+        let proposals: Vec<_> = super::proposals::fetch(&service)
+            .await?
+            .into_iter()
+            .filter(|proposal| db.is_empty() || proposal.sg.db == db)
+            .collect();
         if list.is_empty() && proposals.is_empty() {
             println!("no syncgroups (create one with `syncbase sg create`, or join one)");
         }
@@ -173,7 +177,7 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
                 flags(info),
             );
         }
-        super::proposals::print(&proposals, db);
+        super::proposals::print(&proposals);
         Ok(())
     })
 }
