@@ -1,7 +1,8 @@
 //! Syncgroups and capability security between embedded nodes and bare peers on an in-memory
 //! network: the capability matrix of ARCHITECTURE.md (every cell called and compared with the
 //! table there), the pending state, revocation, relaying by a read-only member, and bad input
-//! (forged caller names, spent invites, malformed specs, a publish clashing with a known name).
+//! (forged caller names, spent invites, malformed specs, a publish clashing with a known name
+//! or id).
 
 mod common;
 
@@ -795,6 +796,65 @@ fn a_publish_of_a_known_name_with_another_id_is_exist() {
             checkpoint: Default::default(),
         };
         assert!(host.node().join_reply(other).await.is_err());
+    });
+}
+
+#[test]
+fn a_publish_reusing_a_known_id_under_another_name_is_exist_and_the_host_stays_admin() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let before = host.node().syncgroup_view(&name).unwrap();
+        let stranger = BarePeer::connect(&network, "p:1", &host).await;
+        let me = stranger.identity.fingerprint().clone();
+        // The host's syncgroup id (as `sg show` prints it), under a name of the stranger's
+        // choosing, with the stranger its only member and admin, over the same rows.
+        let taken = syncbase::syncgroup::Syncgroup {
+            name: self::name("h:1/taken"),
+            spec: Spec {
+                perms: Permissions::only(&me),
+                ..spec()
+            },
+            creator: me.clone(),
+            status: syncbase::syncgroup::Status::PublishPending,
+            joiners: [(me, member(7))].into(),
+            former_writers: Default::default(),
+            ..before.record.sg.clone()
+        };
+        assert_eq!(
+            outcome_or_proposed(publish(&stranger, &taken, None).await),
+            "Exist"
+        );
+        // A publish invite does not make it any better, and is not spent by the refusal.
+        let token = host
+            .node()
+            .mint_publish_invite(db(), None, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome_or_proposed(publish(&stranger, &taken, Some(&token.secret)).await),
+            "Exist"
+        );
+
+        // Nothing changed: no proposal, no second syncgroup, the host's copy as it was, and
+        // the stranger still reads nothing.
+        assert!(host.node().proposals().unwrap().is_empty());
+        assert!(host.node().syncgroup_view(&taken.name).is_err());
+        assert_eq!(host.node().syncgroup_view(&name).unwrap(), before);
+        assert_eq!(outcome(data_deltas(&stranger, 7).await), "NoAccess");
+        // The host is still the admin: it mints invites and a new member joins with one.
+        let secret = invite(&host, &name, Level::Read).await;
+        let joiner = BarePeer::connect(&network, "q:1", &host).await;
+        join_as(&joiner, &name, 8, Some(&secret), "").await.unwrap();
+        // The invite was not spent: a syncgroup of the stranger's own is taken with it.
+        let mut own = taken.clone();
+        own.id.0 ^= 0x5a5a;
+        own.name = self::name("h:1/own");
+        assert_eq!(
+            outcome_or_proposed(publish(&stranger, &own, Some(&token.secret)).await),
+            "ok"
+        );
     });
 }
 

@@ -87,7 +87,7 @@ pub enum Command {
         #[command(subcommand)]
         action: PeerAction,
     },
-    /// Show every peer and its sync status.
+    /// Show every peer and its sync status, and how many proposals wait for `sg accept`.
     Status {
         #[command(flatten)]
         target: Target,
@@ -190,7 +190,7 @@ pub enum SgAction {
         #[arg(default_value = "")]
         db: String,
     },
-    /// Show a syncgroup: status, prefixes, permissions, members, pending state.
+    /// Show a syncgroup, or a proposal waiting here: status, prefixes, permissions, members.
     Show {
         #[command(flatten)]
         target: Target,

@@ -82,7 +82,8 @@ pub fn remove(target: &Target, fingerprint: &str) -> anyhow::Result<()> {
     })
 }
 
-/// Lists peers; `verbose` adds the sync status of each.
+/// Lists peers; `verbose` (`status`) adds the sync status of each, and how many syncgroups
+/// other nodes proposed here wait for `sg accept`.
 pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let response = service
@@ -97,6 +98,15 @@ pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
         }
         for peer in peers {
             print_peer(peer, verbose)?;
+        }
+        if verbose {
+            let waiting = super::proposals::fetch(&service).await?.len();
+            if waiting > 0 {
+                println!(
+                    "proposals: {waiting} waiting (syncbase sg list; sg accept NAME or sg reject \
+                     NAME)"
+                );
+            }
         }
         Ok(())
     })

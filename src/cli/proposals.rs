@@ -4,18 +4,17 @@
 
 use crate::cli::Target;
 use crate::cli::client::with_service;
-use crate::cli::syncgroups::{print_syncgroup, syncgroups_of};
+use crate::cli::syncgroups::{print_record, print_syncgroup, scopes, syncgroups_of};
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::read_syncgroup;
 use crate::schema::service_capnp::service;
+use crate::syncgroup::Syncgroup;
 use crate::syncgroup::proposal::MAX_PROPOSALS;
 
-/// A proposal as `sg list` shows it.
+/// A proposal waiting here.
 pub struct ProposalLine {
-    pub name: String,
-    pub db: String,
+    pub sg: Syncgroup,
     pub publisher: String,
-    pub prefixes: Vec<String>,
 }
 
 /// The node's proposals.
@@ -30,37 +29,40 @@ pub async fn fetch(service: &service::Client) -> anyhow::Result<Vec<ProposalLine
     for proposal in response.get()?.get_proposals()? {
         let sg = read_syncgroup(proposal.get_sg()?)?;
         lines.push(ProposalLine {
-            name: sg.name.to_string(),
-            db: sg.db.clone(),
+            sg,
             publisher: proposal.get_publisher()?.to_str()?.to_owned(),
-            prefixes: sg.spec.prefixes.iter().map(ToString::to_string).collect(),
         });
     }
     Ok(lines)
 }
 
-/// Prints the proposals of database `db` ("" = all) under their own heading.
-pub fn print(proposals: &[ProposalLine], db: &str) {
-    let shown: Vec<_> = proposals
-        .iter()
-        .filter(|p| db.is_empty() || p.db == db)
-        .collect();
-    if shown.is_empty() {
+/// Prints proposals under their own heading (nothing if there are none).
+pub fn print(proposals: &[ProposalLine]) {
+    if proposals.is_empty() {
         return;
     }
     println!(
         "proposed here, sharing nothing until accepted (`syncbase sg accept NAME` or `sg reject \
          NAME`; at most {MAX_PROPOSALS} are kept):"
     );
-    for proposal in shown {
+    for proposal in proposals {
         println!(
             "{}  database {}  prefixes {}  published by {}",
-            proposal.name,
-            proposal.db,
-            proposal.prefixes.join(" "),
+            proposal.sg.name,
+            proposal.sg.db,
+            scopes(&proposal.sg).join(" "),
             proposal.publisher
         );
     }
+}
+
+/// `sg show` of a proposal: the syncgroup as its publisher sent it.
+pub fn print_one(proposal: &ProposalLine) {
+    print_record(
+        &proposal.sg,
+        "  proposal: shares nothing until `syncbase sg accept NAME` here",
+        &format!("proposed here by {}", proposal.publisher),
+    );
 }
 
 /// `sg accept`: holds the proposed syncgroup and prints it.

@@ -12,7 +12,7 @@ use crate::schema::service_capnp::{InviteLevel, service, syncgroup_info, syncgro
 use crate::schema::types_capnp::SyncgroupStatus;
 use crate::sync::peers::parse_scope;
 use crate::syncgroup::access::Level;
-use crate::syncgroup::{Permissions, Spec};
+use crate::syncgroup::{Permissions, Spec, Syncgroup};
 
 /// What `sg create` asks for.
 pub struct CreateArgs<'a> {
@@ -135,9 +135,15 @@ pub fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyho
             None if invite_or_name.starts_with("syncbase://") => {
                 request.get().set_invite(invite_or_name);
             }
+            None if invite_or_name.starts_with("syncbase-publish://") => anyhow::bail!(
+                "InvalidArgument: this is a publish invite (syncbase-publish://), which lets a \
+                 node create a syncgroup at its host: give it to `sg create --invite`"
+            ),
             None => anyhow::bail!(
-                "InvalidArgument: {invite_or_name:?} is not an invite token (syncbase://...); \
-                 to join by name, give the admin node's fingerprint with --admin"
+                "InvalidArgument: {:?} is not an invite token (syncbase://...); to join by name, \
+                 give the admin node's fingerprint with --admin",
+                // Never echo what may be an invite's secret.
+                invite_or_name.split('#').next().unwrap_or_default()
             ),
         }
         let response = request.send().promise.await.map_err(remote_error)?;
@@ -152,7 +158,11 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
         request.get().set_database(db);
         let response = request.send().promise.await.map_err(remote_error)?;
         let list = response.get()?.get_syncgroups()?;
-        let proposals = super::proposals::fetch(&service).await?;
+        let proposals: Vec<_> = super::proposals::fetch(&service)
+            .await?
+            .into_iter()
+            .filter(|proposal| db.is_empty() || proposal.sg.db == db)
+            .collect();
         if list.is_empty() && proposals.is_empty() {
             println!("no syncgroups (create one with `syncbase sg create`, or join one)");
         }
@@ -167,18 +177,32 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
                 flags(info),
             );
         }
-        super::proposals::print(&proposals, db);
+        super::proposals::print(&proposals);
         Ok(())
     })
 }
 
-/// `sg show`: everything about one syncgroup.
+/// `sg show`: everything about one syncgroup, or about a proposal of that name waiting here
+/// (so its operator can see what it would share, and with whom, before `sg accept`).
 pub fn show(target: &Target, name: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).get_request();
         request.get().set_name(name);
-        let response = request.send().promise.await.map_err(remote_error)?;
-        print_syncgroup(response.get()?.get_sg()?)
+        let error = match request.send().promise.await {
+            Ok(response) => return print_syncgroup(response.get()?.get_sg()?),
+            Err(error) => remote_error(error),
+        };
+        if !error.to_string().starts_with("NoExist:") {
+            return Err(error);
+        }
+        let proposals = super::proposals::fetch(&service).await?;
+        match proposals.iter().find(|p| p.sg.name.as_str() == name) {
+            Some(proposal) => {
+                super::proposals::print_one(proposal);
+                Ok(())
+            }
+            None => Err(error),
+        }
     })
 }
 
@@ -296,26 +320,32 @@ fn flags(info: syncgroup_info::Reader<'_>) -> String {
 
 pub(super) fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Result<()> {
     let sg = read_syncgroup(info.get_sg()?)?;
-    println!("syncgroup {}{}", sg.name, flags(info));
+    let publisher = info.get_publisher()?.to_str()?;
+    let published = if publisher.is_empty() {
+        String::new()
+    } else {
+        format!("published here by {publisher}")
+    };
+    print_record(&sg, &flags(info), &published);
+    Ok(())
+}
+
+/// Prints a syncgroup: `flags` after its name, and `published` (if not empty) as a line of its
+/// own.
+pub(super) fn print_record(sg: &Syncgroup, flags: &str, published: &str) {
+    println!("syncgroup {}{flags}", sg.name);
     println!("  id {}", sg.id.to_hex());
     println!("  database {}", sg.db);
     println!("  status {:?}", sg.status);
     println!("  spec version {}", sg.spec_version);
     println!("  creator {}", sg.creator);
-    let publisher = info.get_publisher()?.to_str()?;
-    if !publisher.is_empty() {
-        println!("  published here by {publisher}");
+    if !published.is_empty() {
+        println!("  {published}");
     }
     if !sg.spec.description.is_empty() {
         println!("  description {}", sg.spec.description);
     }
-    let prefixes: Vec<String> = sg
-        .spec
-        .prefixes
-        .iter()
-        .map(|scope| format!("{}/{}", scope.table, scope.prefix))
-        .collect();
-    println!("  prefixes {}", prefixes.join(" "));
+    println!("  prefixes {}", scopes(sg).join(" "));
     for (tag, list) in &sg.spec.perms.0 {
         let allowed: Vec<&str> = list.allowed.iter().map(String::as_str).collect();
         print!("  {tag:?}: {}", allowed.join(" "));
@@ -338,5 +368,13 @@ pub(super) fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Resul
             info.device.0
         );
     }
-    Ok(())
+}
+
+/// A syncgroup's prefixes as TABLE/PREFIX, the form `--prefix` takes.
+pub(super) fn scopes(sg: &Syncgroup) -> Vec<String> {
+    sg.spec
+        .prefixes
+        .iter()
+        .map(|scope| format!("{}/{}", scope.table, scope.prefix))
+        .collect()
 }
