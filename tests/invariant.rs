@@ -420,7 +420,10 @@ fn proposals_are_bounded_per_publisher_in_all_and_in_size() {
             node.accept_publish(propose(publisher, 0)).await.unwrap();
             publisher += 1;
         }
-        let error = node.accept_publish(propose(publisher, 0)).await.unwrap_err();
+        let error = node
+            .accept_publish(propose(publisher, 0))
+            .await
+            .unwrap_err();
         assert_eq!(error.id(), "ResourceExhausted", "{error}");
         assert_eq!(node.proposals().unwrap().len(), MAX_PROPOSALS);
 

@@ -915,7 +915,12 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
             "the host will serve joins"
         );
         assert!(host.node().syncgroup_view(&name).is_err());
-        assert_eq!(host.node().proposals().unwrap().len(), 1);
+        let proposals = host.node().proposals().unwrap();
+        assert_eq!(proposals.len(), 1);
+        assert!(
+            proposals[0].sg.allows(Tag::Admin, &hid) && proposals[0].sg.joiners.contains_key(&hid),
+            "the proposal already lists the host as a member and an admin"
+        );
         let published = host.node().accept_proposal(name.clone()).await.unwrap();
         assert_eq!(
             published.local.remote_publisher.as_ref(),

@@ -120,17 +120,39 @@ impl Node {
         .await
     }
 
-    /// Records how publishing at the name's host went: on success the host becomes a member
-    /// and an admin (it serves joins) and the syncgroup `Running`, or stays `PublishPending`
-    /// if the host only took it as a proposal (its operator has yet to accept it; the host
+    /// Before publishing at the name's host: lists the host as a member and an admin (it
+    /// will serve joins), so the version the host receives, and holds once it accepts, already
+    /// makes it an admin.
+    pub async fn admit_host(
+        &self,
+        name: SyncgroupName,
+        host: Fingerprint,
+        info: MemberInfo,
+    ) -> Result<SyncgroupView> {
+        self.change_syncgroups(move |txn| {
+            let mut view = txn.get(&name)?;
+            let sg = &mut view.record.sg;
+            if sg.joiners.get(&host) == Some(&info) && sg.allows(Tag::Admin, &host) {
+                return Ok(view);
+            }
+            sg.spec.perms.grant(Level::Admin, &host);
+            sg.joiners.insert(host, info);
+            txn.write_version(view.record.sg, view.local)
+        })
+        .await
+    }
+
+    /// Records how publishing at `host` went: taken at once makes the syncgroup `Running`; a
+    /// proposal leaves it `PublishPending` (the host's operator has yet to accept it; the host
     /// then marks it `Running` itself once it has caught up); `Exist` makes it
-    /// `PublishRejected`; `DupSyncgroupPublish` changes nothing (another admin published it);
-    /// any other failure (the host unreachable, refusing) removes the syncgroup again and is
-    /// returned, so nothing is left half made.
+    /// `PublishRejected` and takes the host off again; `DupSyncgroupPublish` changes nothing
+    /// (another admin published it); any other failure (the host unreachable, refusing)
+    /// removes the syncgroup again and is returned, so nothing is left half made.
     pub async fn publish_reply(
         &self,
         name: SyncgroupName,
-        outcome: std::result::Result<(Fingerprint, MemberInfo, PublishOutcome), Error>,
+        host: Fingerprint,
+        outcome: std::result::Result<PublishOutcome, Error>,
     ) -> Result<SyncgroupView> {
         let outcome = match outcome {
             Err(error) if !matches!(error, Error::Exist(_) | Error::DupSyncgroupPublish(_)) => {
@@ -147,21 +169,16 @@ impl Node {
         self.change_syncgroups(move |txn| {
             let mut view = txn.get(&name)?;
             match outcome {
-                Ok((host, info, outcome)) => {
-                    let sg = &mut view.record.sg;
-                    sg.status = match outcome {
-                        PublishOutcome::Accepted => Status::Running,
-                        PublishOutcome::Proposed => Status::PublishPending,
-                    };
-                    sg.spec.perms.grant(Level::Admin, &host);
-                    sg.joiners.insert(host, info);
+                Ok(PublishOutcome::Accepted) => {
+                    view.record.sg.status = Status::Running;
                     txn.write_version(view.record.sg, view.local)
                 }
                 Err(Error::Exist(_)) => {
                     view.record.sg.status = Status::PublishRejected;
+                    view.record.sg.eject(&host);
                     txn.write_version(view.record.sg, view.local)
                 }
-                Err(_) => Ok(view),
+                Ok(PublishOutcome::Proposed) | Err(_) => Ok(view),
             }
         })
         .await
@@ -586,11 +603,12 @@ fn admin_view(
     if view.local.left {
         return Err(Error::BadState(format!("this node left syncgroup {name}")));
     }
+    // Pending first: a copy not yet caught up may not list this node's admin rights yet.
+    view.local.check_settled(name)?;
     if !view.record.sg.allows(Tag::Admin, actor) {
         return Err(Error::NoAccess(format!(
             "{actor} holds no Admin capability for syncgroup {name}"
         )));
     }
-    view.local.check_settled(name)?;
     Ok(view)
 }

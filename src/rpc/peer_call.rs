@@ -62,17 +62,27 @@ pub async fn join(
 
 /// Publishes the syncgroup `name` (created here) at its host `host`, with the secret of a
 /// publish invite that host minted if given, and records the outcome (accepted, or proposed
-/// to the host's operator).
+/// to the host's operator). The host is listed as a member and an admin first, so the
+/// version it receives already makes it one.
 pub async fn publish(
     node: &Arc<Node>,
     name: &SyncgroupName,
     host: &Fingerprint,
     invite_secret: Option<&str>,
 ) -> Result<SyncgroupView> {
-    let view = node.syncgroup_view(name)?;
     let me = node.identity().fingerprint().clone();
     let address = name.host().to_owned();
     let outcome = with_sync(node, &address, host, async |remote| {
+        let info = remote.device_info_request().send().promise.await;
+        let info = info.map_err(remote_error)?;
+        let device = info.get().map_err(remote_error)?.get_device_id();
+        let info = MemberInfo {
+            sync_priority: 0,
+            is_server: false,
+            device: crate::sync::genvec::DeviceId(device),
+            address: address.clone(),
+        };
+        let view = node.admit_host(name.clone(), host.clone(), info).await?;
         let mut call = remote.publish_syncgroup_request();
         {
             let mut params = call.get();
@@ -82,25 +92,17 @@ pub async fn publish(
             params.set_invite(invite_secret.unwrap_or_default());
             write_vector(&view.local.knowledge, params.reborrow().init_genvec());
         }
-        let info = remote.device_info_request().send().promise;
         let published = call.send().promise.await.map_err(remote_error)?;
-        let proposed = published.get().map_err(remote_error)?.get_proposed();
-        let info = info.await.map_err(remote_error)?;
-        let device = info.get().map_err(remote_error)?.get_device_id();
-        let info = MemberInfo {
-            sync_priority: 0,
-            is_server: false,
-            device: crate::sync::genvec::DeviceId(device),
-            address: address.clone(),
-        };
-        let outcome = match proposed {
-            true => PublishOutcome::Proposed,
-            false => PublishOutcome::Accepted,
-        };
-        Ok((host.clone(), info, outcome))
+        Ok(
+            match published.get().map_err(remote_error)?.get_proposed() {
+                true => PublishOutcome::Proposed,
+                false => PublishOutcome::Accepted,
+            },
+        )
     })
     .await;
-    node.publish_reply(name.clone(), outcome).await
+    node.publish_reply(name.clone(), host.clone(), outcome)
+        .await
 }
 
 /// Dials the node, runs `call` with its `Sync`, and hangs up.

@@ -118,12 +118,19 @@ where
     RpcSystem::new(Box::new(network), bootstrap)
 }
 
+/// How long a link must have stayed up for its end to reset the redial backoff.
+const LINK_STABLE: Duration = Duration::from_secs(5);
+
 /// Keeps a live link to `peer` until cancelled: dial, sync, and on failure record
 /// `ConnFail` and dial again after a capped exponential backoff.
 pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: CancellationToken) {
     let mut backoff = BACKOFF_MIN;
     loop {
+        let started = std::time::Instant::now();
         let outcome = run_link(&node, &peer, &cancel).await;
+        // A link refused or dropped soon after connecting (NoAccess: a proposal not yet
+        // accepted, a revoked member) backs off like an unreachable peer.
+        let lasted = started.elapsed() >= LINK_STABLE;
         if cancel.is_cancelled() {
             break;
         }
@@ -135,7 +142,7 @@ pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: Cancellation
                 message,
                 was_connected,
             }) => {
-                if was_connected || backoff == BACKOFF_MIN {
+                if (was_connected && lasted) || backoff == BACKOFF_MIN {
                     tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{message}");
                 } else {
                     tracing::debug!(peer = %peer.fingerprint, "{message}");
@@ -143,7 +150,7 @@ pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: Cancellation
                 node.peers().update_status(&peer.fingerprint, |status| {
                     status.last_error = Some(message)
                 });
-                backoff = if was_connected {
+                backoff = if was_connected && lasted {
                     BACKOFF_MIN
                 } else {
                     (backoff * 2).min(node.redial_max())
