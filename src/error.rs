@@ -38,6 +38,11 @@ pub enum Error {
     #[error("DupSyncgroupPublish: duplicate publish on syncgroup: {0}")]
     DupSyncgroupPublish(String),
 
+    /// A resource limit was reached: too many connections, a message over the size limit, an
+    /// answer queue nobody reads. Retrying later may succeed.
+    #[error("ResourceExhausted: {0}")]
+    ResourceExhausted(String),
+
     /// A peer could not be reached (made by initiators, never by a server).
     #[error("ConnFail: connection to peer failed: {0}")]
     ConnFail(String),
@@ -66,6 +71,7 @@ impl Error {
             Error::Exist(_) => "Exist",
             Error::NoExist(_) => "NoExist",
             Error::DupSyncgroupPublish(_) => "DupSyncgroupPublish",
+            Error::ResourceExhausted(_) => "ResourceExhausted",
             Error::ConnFail(_) => "ConnFail",
             Error::StorageFull(_) => "StorageFull",
             Error::Storage(_) | Error::Internal(_) => "Internal",
@@ -90,6 +96,7 @@ impl Error {
                 rest.trim_start_matches("duplicate publish on syncgroup: ")
                     .to_owned(),
             ),
+            "ResourceExhausted" => Error::ResourceExhausted(rest),
             "ConnFail" => Error::ConnFail(
                 rest.trim_start_matches("connection to peer failed: ")
                     .to_owned(),
@@ -136,6 +143,7 @@ mod tests {
             Error::NoExist("gone".into()),
             Error::DupSyncgroupPublish("h:1/x".into()),
             Error::ConnFail("refused".into()),
+            Error::ResourceExhausted("too many connections".into()),
             Error::from(StorageError::MapFull { map_size: 10 }),
             Error::from(StorageError::Visitor("x".into())),
             Error::Internal("corrupt row".into()),
