@@ -12,7 +12,7 @@ use std::ops::Deref;
 use capnp::Word;
 use capnp::message::{Reader, ReaderOptions};
 use capnp::serialize::{BufferSegments, SEGMENTS_COUNT_LIMIT, SegmentLengthsBuilder};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt};
 
 use crate::error::Error;
 use crate::rpc::limits::{ConnectionBudget, READ_STALL};
@@ -107,8 +107,9 @@ impl Frame {
 
 /// Reads the next frame from `reader`; None at a clean end of stream (before a frame starts).
 /// The frame is admitted by `budget` once its size is known (which may wait, see
-/// [`ConnectionBudget::admit_frame`]); a frame whose bytes stop for [`READ_STALL`] fails.
-pub async fn read_frame<R: AsyncRead + Unpin>(
+/// [`ConnectionBudget::admit_frame`]; a connection closed meanwhile ends the wait); a frame
+/// whose bytes stop for [`READ_STALL`] fails.
+pub async fn read_frame<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     budget: &ConnectionBudget,
 ) -> capnp::Result<Option<Frame>> {
@@ -122,12 +123,29 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     let mut frame = Frame::from_bytes(&first);
     fill(reader, frame.extend(table - 8, table)).await?;
     let total = table + body_words(&frame)? * 8;
-    let _permit = budget.admit_frame(total).await?;
+    let _permit = tokio::select! {
+        permit = budget.admit_frame(total) => permit?,
+        ended = closed(reader) => return Err(ended),
+    };
     while frame.len() < total {
         let chunk = (total - frame.len()).min(CHUNK_BYTES);
         fill(reader, frame.extend(chunk, total)).await?;
     }
     Ok(Some(frame))
+}
+
+/// Resolves if the stream ends (or fails) before any more of the frame arrives, consuming
+/// nothing; never once bytes are waiting.
+async fn closed<R: AsyncBufRead + Unpin>(reader: &mut R) -> capnp::Error {
+    match reader.fill_buf().await {
+        Ok([]) => cut_short(),
+        Ok(_) => std::future::pending().await,
+        Err(error) => error.into(),
+    }
+}
+
+fn cut_short() -> capnp::Error {
+    capnp::Error::disconnected("the connection ended inside a message".into())
 }
 
 /// Fills `buf`, failing if the stream ends or no byte arrives for [`READ_STALL`].
@@ -137,9 +155,7 @@ async fn fill<R: AsyncRead + Unpin>(reader: &mut R, mut buf: &mut [u8]) -> capnp
             .await
             .map_err(|_| stalled())??;
         if read == 0 {
-            return Err(capnp::Error::disconnected(
-                "the connection ended inside a message".into(),
-            ));
+            return Err(cut_short());
         }
         buf = &mut buf[read..];
     }
@@ -158,6 +174,7 @@ mod tests {
     use super::*;
     use crate::rpc::limits::IncomingBudget;
     use proptest::prelude::*;
+    use std::time::Duration;
 
     /// A frame with these segment lengths and arbitrary (zero) contents.
     fn framed(lengths: &[u32]) -> Vec<u8> {
@@ -272,7 +289,8 @@ mod tests {
     #[tokio::test]
     async fn a_frame_cut_short_fails_as_a_disconnection() {
         let budget = ConnectionBudget::authenticated(IncomingBudget::default());
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut server = tokio::io::BufReader::new(server);
         let header = [0, 0, 0, 0, 0, 0, 0x78, 0]; // one segment of 0x780000 words = 60 MiB
         tokio::io::AsyncWriteExt::write_all(&mut client, &header)
             .await
@@ -288,7 +306,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stalled_frame_fails_after_the_read_stall() {
         let budget = ConnectionBudget::authenticated(IncomingBudget::default());
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut server = tokio::io::BufReader::new(server);
         let header = [0, 0, 0, 0, 0, 0, 0x78, 0];
         tokio::io::AsyncWriteExt::write_all(&mut client, &header)
             .await
@@ -298,10 +317,28 @@ mod tests {
         drop(client);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closed_while_its_frame_waits_for_login_ends_at_once() {
+        let budget = ConnectionBudget::pre_auth(IncomingBudget::default(), Box::new(|| {}));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut server = tokio::io::BufReader::new(server);
+        let header = [0, 0, 0, 0, 0, 0, 0x78, 0];
+        tokio::io::AsyncWriteExt::write_all(&mut client, &header)
+            .await
+            .unwrap();
+        drop(client);
+        // Virtual time: without the close being seen, this would wait for a login forever.
+        let read =
+            tokio::time::timeout(Duration::from_secs(3600), read_frame(&mut server, &budget));
+        let error = read.await.expect("the close ends the wait").err().unwrap();
+        assert_eq!(error.kind, capnp::ErrorKind::Disconnected, "{error:?}");
+    }
+
     #[tokio::test]
     async fn frames_arrive_whole_in_order_then_a_clean_end() {
         let budget = ConnectionBudget::authenticated(IncomingBudget::default());
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut server = tokio::io::BufReader::new(server);
         let big = framed(&[1, 40_000, 3]);
         let small = framed(&[2]);
         let writer = tokio::spawn(async move {

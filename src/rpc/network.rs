@@ -15,7 +15,7 @@ use capnp_rpc::RpcSystem;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use futures::channel::oneshot;
 use futures::{FutureExt, TryFutureExt};
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadHalf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufReader, ReadHalf};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::rpc::frame::{Frame, read_frame};
@@ -24,7 +24,7 @@ use crate::rpc::reader_options;
 
 type Message = Builder<HeapAllocator>;
 type Sender = capnp_futures::Sender<Queued>;
-type Reader = Box<dyn AsyncRead + Unpin>;
+type Reader = Box<dyn AsyncBufRead + Unpin>;
 
 /// Runs Cap'n Proto RPC over `stream` with `budget`'s limits, serving `bootstrap` to the other
 /// side. The returned system must be polled (on a `LocalSet`) for the connection to work.
