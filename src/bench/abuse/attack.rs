@@ -13,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::identity::{Fingerprint, NodeIdentity};
+use crate::rpc::frame::read_frame;
+use crate::rpc::limits::{ConnectionBudget, IncomingBudget};
 use crate::rpc::tls::TlsConnector;
 use crate::rpc::transport::BoxIo;
 
@@ -119,8 +121,15 @@ async fn open(attack: Attack, target: &Target, i: usize) -> anyhow::Result<BoxIo
     let mut io: BoxIo = match attack {
         Attack::AppPreAuth => Box::new(dial(target.app, i).await?),
         Attack::AppPostAuth => {
-            let mut tcp = dial(target.app, i).await?;
+            let mut tcp = tokio::io::BufReader::new(dial(target.app, i).await?);
             tcp.write_all(&raw::login(&target.token)?).await?;
+            // The answers to the bootstrap and the login: logged in.
+            let budget = ConnectionBudget::authenticated(IncomingBudget::default());
+            for _ in 0..2 {
+                read_frame(&mut tcp, &budget)
+                    .await?
+                    .context("the node closed the connection")?;
+            }
             Box::new(tcp)
         }
         Attack::PeerPreAuth => Box::new(dial(peer()?, i).await?),
