@@ -38,14 +38,15 @@ pub enum Error {
     #[error("DupSyncgroupPublish: duplicate publish on syncgroup: {0}")]
     DupSyncgroupPublish(String),
 
+    /// A resource limit was reached: too many connections or proposals, a message over the
+    /// size limit, an answer queue nobody reads. Nothing was changed; retrying later (or
+    /// freeing the resource) may succeed.
+    #[error("ResourceExhausted: {0}")]
+    ResourceExhausted(String),
+
     /// A peer could not be reached (made by initiators, never by a server).
     #[error("ConnFail: connection to peer failed: {0}")]
     ConnFail(String),
-
-    /// A bounded resource is used up (too many proposals, connections, calls waiting); nothing
-    /// was changed. Retry later or free the resource.
-    #[error("ResourceExhausted: {0}")]
-    ResourceExhausted(String),
 
     /// The storage is out of space; nothing of the failed commit was written.
     #[error("StorageFull: {0}")]
@@ -71,8 +72,8 @@ impl Error {
             Error::Exist(_) => "Exist",
             Error::NoExist(_) => "NoExist",
             Error::DupSyncgroupPublish(_) => "DupSyncgroupPublish",
-            Error::ConnFail(_) => "ConnFail",
             Error::ResourceExhausted(_) => "ResourceExhausted",
+            Error::ConnFail(_) => "ConnFail",
             Error::StorageFull(_) => "StorageFull",
             Error::Storage(_) | Error::Internal(_) => "Internal",
         }

@@ -1,7 +1,9 @@
-//! Benchmarks run by `syncbase bench` (`storage`; `sync latency|bulk|noop`): each measures
-//! ours and its comparator in the same run and prints one JSON object per line, with the
-//! ratio. Shared here: the data set generator and the repetition statistics.
+//! Benchmarks run by `syncbase bench` (`storage`; `sync latency|bulk|noop`; `abuse`): each
+//! measures ours and its comparator in the same run (`abuse`: a client under attack beside
+//! the same client without) and prints one JSON object per line. Shared here: the data set
+//! generator and the repetition statistics.
 
+pub mod abuse;
 pub mod storage;
 pub mod sync;
 

@@ -2,8 +2,12 @@
 
 use clap::{Args, Subcommand};
 
+use std::net::SocketAddr;
+
+use crate::bench::abuse::{AbuseBench, Attack, TOKEN_ENV, Target, run_attacker};
 use crate::bench::storage::StorageBench;
 use crate::bench::sync::{BulkBench, LatencyBench, NoopBench};
+use crate::identity::Fingerprint;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -23,6 +27,50 @@ enum Which {
         /// Repetitions per figure; the median is reported with min and max.
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+    },
+    /// Abuse resistance: an embedded node's resident memory growth and a normal client's put
+    /// and get latency while attackers on loopback (a child process) hold N connections that
+    /// each announce a 60 MiB message and stall, on the app and peer ports, before and after
+    /// authenticating; and while one client sends pipelined gets of a 1 MiB value and reads no
+    /// answer.
+    Abuse {
+        /// Connections per header attack.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// `Table.get` calls of the unread-answers attack.
+        #[arg(long, default_value_t = 3000)]
+        gets: usize,
+        /// Puts and gets the normal client times, without and during each attack.
+        #[arg(long, default_value_t = 200)]
+        ops: usize,
+        /// Attacks to run, comma-separated (all by default).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = ALL_ATTACKS)]
+        attacks: Vec<Attack>,
+    },
+    /// The attacker side of `bench abuse` (a child process), reading the token from the
+    /// environment.
+    #[command(hide = true)]
+    AbuseAttacker {
+        #[arg(long, value_enum)]
+        attack: Attack,
+        #[arg(long)]
+        app: SocketAddr,
+        /// The peer listener ("" for none).
+        #[arg(long, default_value = "")]
+        peer: String,
+        /// The node's fingerprint ("" for none).
+        #[arg(long, default_value = "")]
+        fingerprint: String,
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        connections: usize,
+        #[arg(long)]
+        gets: usize,
     },
     /// Peer sync between two embedded nodes (durable LMDB, TLS over loopback TCP, linked both
     /// ways through counting proxies): latency, bulk initial sync, no-op resync.
@@ -74,9 +122,51 @@ enum SyncWhich {
     },
 }
 
+const ALL_ATTACKS: [Attack; 5] = [
+    Attack::AppPreAuth,
+    Attack::AppPostAuth,
+    Attack::PeerPreAuth,
+    Attack::PeerPostAuth,
+    Attack::UnreadAnswers,
+];
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Which::Storage { records, repeat } => StorageBench { records, repeat }.run(),
+        Which::Abuse {
+            connections,
+            gets,
+            ops,
+            attacks,
+        } => AbuseBench {
+            connections,
+            gets,
+            ops,
+            attacks,
+        }
+        .run(),
+        Which::AbuseAttacker {
+            attack,
+            app,
+            peer,
+            fingerprint,
+            db,
+            table,
+            key,
+            connections,
+            gets,
+        } => {
+            let target = Target {
+                app,
+                peer: (!peer.is_empty()).then(|| peer.parse()).transpose()?,
+                fingerprint: (!fingerprint.is_empty())
+                    .then(|| Fingerprint::parse(&fingerprint))
+                    .transpose()?,
+                token: std::env::var(TOKEN_ENV).unwrap_or_default(),
+                row: (db, table, key),
+            };
+            run_attacker(attack, target, connections, gets)
+        }
         Which::Sync { which } => match which {
             SyncWhich::Latency {
                 warm,

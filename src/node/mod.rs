@@ -28,6 +28,7 @@ use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
 use crate::names::DbName;
+use crate::rpc::limits::IncomingBudget;
 use crate::rpc::transport::Network;
 use crate::store::{Applied, LogRecord, Mutation, Store};
 use crate::sync::genvec::{DeviceId, Knowledge};
@@ -49,6 +50,7 @@ pub struct Node {
     peer_address: OnceLock<String>,
     redial_max: Duration,
     role: Role,
+    incoming: IncomingBudget,
     _data_dir_lock: File,
 }
 
@@ -79,6 +81,7 @@ impl Node {
             peer_address: OnceLock::new(),
             redial_max: Duration::from_millis(config.sync.redial_max_ms),
             role: config.sync.role,
+            incoming: IncomingBudget::default(),
             _data_dir_lock: data_dir_lock,
         };
         node.load_peers(config)?;
@@ -104,6 +107,12 @@ impl Node {
     /// Records the address the peer listener bound (once).
     pub fn set_peer_address(&self, address: String) {
         let _ = self.peer_address.set(address);
+    }
+
+    /// The node-wide budget of bytes of partly read large messages, shared by every
+    /// connection (`rpc::limits`).
+    pub fn incoming_budget(&self) -> &IncomingBudget {
+        &self.incoming
     }
 
     /// The longest pause between dials of an unreachable peer.

@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
-use tokio_util::compat::TokioAsyncReadCompatExt;
+use capnp_rpc::rpc_twoparty_capnp;
 
-use crate::rpc::reader_options;
+use crate::rpc::limits::{ConnectionBudget, IncomingBudget};
+use crate::rpc::network::rpc_system;
 use crate::schema::service_capnp::{gate, service};
 
 /// A logged-in connection to a node.
@@ -26,14 +25,9 @@ impl Session {
             .await
             .with_context(|| format!("connecting to syncbase node at {addr}"))?;
         stream.set_nodelay(true)?;
-        let (reader, writer) = stream.compat().split();
-        let network = twoparty::VatNetwork::new(
-            futures::io::BufReader::new(reader),
-            futures::io::BufWriter::new(writer),
-            rpc_twoparty_capnp::Side::Client,
-            reader_options(),
-        );
-        let mut rpc_system = RpcSystem::new(Box::new(network), None);
+        // The node is trusted: its answers may be as large as any message.
+        let budget = ConnectionBudget::authenticated(IncomingBudget::default());
+        let mut rpc_system = rpc_system(stream, rpc_twoparty_capnp::Side::Client, None, budget);
         let gate: gate::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
         let disconnector = rpc_system.get_disconnector();
         tokio::task::spawn_local(rpc_system);

@@ -5,17 +5,21 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::node::Node;
+use crate::rpc::limits::ConnectionBudget;
 use crate::rpc::service::ServiceImpl;
 use crate::schema::service_capnp::{gate, service};
 
 /// Serves `Gate` on one connection.
 pub struct GateImpl {
     node: Arc<Node>,
+    budget: Rc<ConnectionBudget>,
 }
 
 impl GateImpl {
-    pub fn new(node: Arc<Node>) -> Self {
-        GateImpl { node }
+    /// The gate of a connection whose limits are `budget`: a successful login marks it
+    /// authenticated, and the services it hands out wait on it for room for large answers.
+    pub fn new(node: Arc<Node>, budget: Rc<ConnectionBudget>) -> Self {
+        GateImpl { node, budget }
     }
 }
 
@@ -30,7 +34,9 @@ impl gate::Server for GateImpl {
             tracing::warn!("refused a login with a wrong client token");
             return Err(error.into());
         }
-        let service: service::Client = capnp_rpc::new_client(ServiceImpl::new(self.node.clone()));
+        self.budget.authenticate();
+        let service: service::Client =
+            capnp_rpc::new_client(ServiceImpl::new(self.node.clone(), self.budget.clone()));
         results.get().set_service(service);
         Ok(())
     }

@@ -2,15 +2,21 @@
 //! and fill results. No storage or sync logic lives here.
 //!
 //! - `server`: the accept loop; each connection's RPC system runs on a pinned LocalSet worker;
+//! - `network`: the two-party vat network every connection runs on, with `limits` (memory
+//!   budgets), `frame` (incremental frame reading) and `admission` (connection caps);
 //! - `gate`: the bootstrap `Gate` and its token check;
 //! - `service`: `Service`, `Database` and `Table`;
 //! - `push`: sending batches to a caller's sink capability with a bounded window;
 //! - `client`: dialling a node and logging in (CLI, tests, benchmarks).
 
 pub mod admin;
+pub mod admission;
 pub mod app_syncgroups;
 pub mod client;
+pub mod frame;
 pub mod gate;
+pub mod limits;
+pub mod network;
 pub mod peer;
 pub mod peer_call;
 pub mod peer_link;

@@ -6,24 +6,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp};
 use futures::future::{FutureExt, select_all};
-use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
+use crate::rpc::admission::Slot;
 use crate::rpc::client::error_message;
+use crate::rpc::limits::ConnectionBudget;
+use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
 use crate::rpc::peer_sinks::{DeltaSinkImpl, SyncgroupSinkImpl};
 use crate::rpc::syncgroup_wire::write_syncgroup_knowledge;
 use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector, TrustedPeers};
 use crate::rpc::transport::BoxIo;
 use crate::rpc::wire;
-use crate::rpc::{disconnect, reader_options, run_until_cancelled};
+use crate::rpc::{disconnect, run_until_cancelled};
 use crate::schema::sync_capnp::{delta_sink, sync};
 use crate::store::SyncgroupKnowledge;
 use crate::sync::initiator::Session;
@@ -36,22 +37,30 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `redial_max`).
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 
-/// Serves one incoming peer connection until it closes or the node stops.
-pub async fn serve_peer(io: BoxIo, node: Arc<Node>, cancel: CancellationToken) {
+/// Serves one incoming peer connection until it closes or the node stops. `slot` is its place
+/// under the peer port's caps: the TLS handshake must finish within [`CONNECT_TIMEOUT`], and
+/// an identity over its connection cap is refused with `ResourceExhausted:`.
+pub async fn serve_peer(io: BoxIo, mut slot: Slot, node: Arc<Node>, cancel: CancellationToken) {
     let acceptor = match TlsAcceptor::new(node.identity(), TrustedPeers::anyone()) {
         Ok(acceptor) => acceptor,
         Err(error) => return tracing::error!(%error, "peer TLS setup"),
     };
-    let accepted = tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(io)).await;
+    let admit = |peer: &Fingerprint| slot.bind_peer(peer);
+    let accepted =
+        tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept_admitting(io, admit)).await;
     let link = match accepted {
-        Ok(Ok(link)) => link,
+        Ok(Ok((link, ()))) => link,
+        // Counted and summed up in the log by the caps.
+        Ok(Err(error)) if is_resource_exhausted(&error) => return,
         Ok(Err(error)) => return tracing::warn!("refused a peer: {error:#}"),
         Err(_) => return tracing::warn!("a peer's TLS handshake timed out"),
     };
+    slot.authenticated();
     tracing::debug!(peer = %link.peer, "peer connected");
     let peer = link.peer.clone();
     let sync: sync::Client = capnp_rpc::new_client(SyncImpl::new(node.clone(), link.peer));
     let rpc_system = rpc_system(
+        &node,
         link.stream,
         rpc_twoparty_capnp::Side::Server,
         Some(sync.client),
@@ -99,7 +108,9 @@ async fn sync_back(
     disconnect(disconnector, connection).await;
 }
 
+/// Runs Cap'n Proto RPC over an authenticated peer stream, under the node's limits.
 pub(crate) fn rpc_system<S>(
+    node: &Node,
     stream: S,
     side: rpc_twoparty_capnp::Side,
     bootstrap: Option<capnp::capability::Client>,
@@ -107,15 +118,12 @@ pub(crate) fn rpc_system<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let (reader, writer) = stream.compat().split();
-    let mut network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        side,
-        reader_options(),
-    );
-    network.set_window_size(1 << 20);
-    RpcSystem::new(Box::new(network), bootstrap)
+    let budget = ConnectionBudget::authenticated(node.incoming_budget().clone());
+    network::rpc_system(stream, side, bootstrap, budget)
+}
+
+fn is_resource_exhausted(error: &anyhow::Error) -> bool {
+    matches!(error.downcast_ref(), Some(Error::ResourceExhausted(_)))
 }
 
 /// How long a link must have stayed up for its end to reset the redial backoff.
@@ -228,6 +236,7 @@ async fn run_link(
     let ours: sync::Client =
         capnp_rpc::new_client(SyncImpl::new(node.clone(), peer.fingerprint.clone()));
     let mut rpc_system = rpc_system(
+        node,
         link.stream,
         rpc_twoparty_capnp::Side::Client,
         Some(ours.client),

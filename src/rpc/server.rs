@@ -9,19 +9,20 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
+use capnp_rpc::rpc_twoparty_capnp::Side;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{LocalPoolHandle, TaskTracker};
 
 use crate::identity::Fingerprint;
 use crate::node::Node;
+use crate::rpc::admission::{Admission, REFUSAL_LOG_PERIOD, Slot};
 use crate::rpc::gate::GateImpl;
+use crate::rpc::limits::{ConnectionBudget, PRE_AUTH_DEADLINE};
+use crate::rpc::network::rpc_system;
 use crate::rpc::peer_link::{keep_linked, serve_peer};
+use crate::rpc::run_until_cancelled;
 use crate::rpc::transport::PeerListener;
-use crate::rpc::{reader_options, run_until_cancelled};
 use crate::schema::service_capnp::gate;
 use crate::sync::peers::PeerConfig;
 
@@ -84,16 +85,26 @@ pub async fn serve(listeners: Listeners, node: Arc<Node>, shutdown: impl Future<
 }
 
 async fn accept_apps(listener: TcpListener, runtime: Runtime) {
+    let admission = Admission::new("app");
+    let mut summaries = tokio::time::interval(REFUSAL_LOG_PERIOD);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            _ = summaries.tick() => {
+                admission.flush_refusals();
+                continue;
+            }
             () = runtime.cancel.cancelled() => return,
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Refused: the stream drops here, closing the connection.
+                let Ok(slot) = admission.admit(Some(peer.ip())) else {
+                    continue;
+                };
                 tracing::debug!(%peer, "app connection");
                 let (node, cancel) = (runtime.node.clone(), runtime.cancel.clone());
-                runtime.spawn_pinned(move || serve_app(stream, node, cancel));
+                runtime.spawn_pinned(move || serve_app(stream, slot, node, cancel));
             }
             Err(error) => pause_after_accept_error(error).await,
         }
@@ -101,15 +112,24 @@ async fn accept_apps(listener: TcpListener, runtime: Runtime) {
 }
 
 async fn accept_peers(mut listener: PeerListener, runtime: Runtime) {
+    let admission = Admission::new("peer");
+    let mut summaries = tokio::time::interval(REFUSAL_LOG_PERIOD);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            _ = summaries.tick() => {
+                admission.flush_refusals();
+                continue;
+            }
             () = runtime.cancel.cancelled() => return,
         };
         match accepted {
-            Ok(io) => {
+            Ok((io, from)) => {
+                let Ok(slot) = admission.admit(from) else {
+                    continue;
+                };
                 let (node, cancel) = (runtime.node.clone(), runtime.cancel.clone());
-                runtime.spawn_pinned(move || serve_peer(io, node, cancel));
+                runtime.spawn_pinned(move || serve_peer(io, slot, node, cancel));
             }
             Err(error) => pause_after_accept_error(error).await,
         }
@@ -159,21 +179,38 @@ async fn follow_peers(runtime: Runtime) {
     }
 }
 
-/// Runs one app connection's RPC system until the client hangs up or the node stops.
-async fn serve_app(stream: TcpStream, node: Arc<Node>, cancel: CancellationToken) {
+/// Runs one app connection's RPC system until the client hangs up or the node stops; drops it
+/// if it has not logged in within [`PRE_AUTH_DEADLINE`].
+async fn serve_app(stream: TcpStream, mut slot: Slot, node: Arc<Node>, cancel: CancellationToken) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "set_nodelay failed");
     }
-    let (reader, writer) = stream.compat().split();
-    let network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        rpc_twoparty_capnp::Side::Server,
-        reader_options(),
+    let pre_auth = slot.take_pre_auth();
+    let budget = ConnectionBudget::pre_auth(
+        node.incoming_budget().clone(),
+        Box::new(move || drop(pre_auth)),
     );
-    let gate: gate::Client = capnp_rpc::new_client(GateImpl::new(node));
-    let rpc_system = RpcSystem::new(Box::new(network), Some(gate.client));
-    if let Err(error) = run_until_cancelled(rpc_system, &cancel).await {
+    let gate: gate::Client = capnp_rpc::new_client(GateImpl::new(node, budget.clone()));
+    let rpc_system = rpc_system(stream, Side::Server, Some(gate.client), budget.clone());
+    // Cancels the connection (cleanly) if it has not logged in in time.
+    let stop = cancel.child_token();
+    let watchdog = async {
+        let logged_in = budget.until_authenticated();
+        if tokio::time::timeout(PRE_AUTH_DEADLINE, logged_in)
+            .await
+            .is_err()
+        {
+            tracing::debug!("dropping an app connection that did not log in in time");
+            stop.cancel();
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    let ended = tokio::select! {
+        ended = run_until_cancelled(rpc_system, &stop) => ended,
+        never = watchdog => match never {},
+    };
+    if let Err(error) = ended {
         tracing::debug!(%error, "app connection ended");
     }
+    drop(slot);
 }

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::names::{self, DbName, KeyPrefix, RowKey, TableName};
 use crate::node::Node;
 use crate::rpc::app_syncgroups::SyncgroupsImpl;
+use crate::rpc::limits::ConnectionBudget;
 use crate::rpc::push::WindowedPush;
 use crate::rpc::{admin, watch};
 use crate::schema::service_capnp::{batch_op, database, row_sink, service, syncgroups, table};
@@ -21,15 +22,19 @@ const SCAN_PAGE_ROWS: usize = 1024;
 const SCAN_PAGE_BYTES: usize = 1 << 20;
 /// Scan pages in flight to the sink before waiting for acknowledgements.
 const SCAN_WINDOW: usize = 4;
+/// Bytes of a `Table.get` answer besides its value (the Return message's framing).
+const GET_ANSWER_OVERHEAD: usize = 256;
 
 /// Serves `Service` to a logged-in client.
 pub struct ServiceImpl {
     node: Arc<Node>,
+    budget: Rc<ConnectionBudget>,
 }
 
 impl ServiceImpl {
-    pub fn new(node: Arc<Node>) -> Self {
-        ServiceImpl { node }
+    /// The service of a connection whose outgoing room is `budget`.
+    pub fn new(node: Arc<Node>, budget: Rc<ConnectionBudget>) -> Self {
+        ServiceImpl { node, budget }
     }
 }
 
@@ -43,6 +48,7 @@ impl service::Server for ServiceImpl {
         self.node.open_database(&db).await?;
         let client: database::Client = capnp_rpc::new_client(DatabaseImpl {
             node: self.node.clone(),
+            budget: self.budget.clone(),
             db,
         });
         results.get().set_db(client);
@@ -134,6 +140,7 @@ impl service::Server for ServiceImpl {
 /// Serves `Database` for one database.
 pub struct DatabaseImpl {
     node: Arc<Node>,
+    budget: Rc<ConnectionBudget>,
     db: DbName,
 }
 
@@ -146,6 +153,7 @@ impl database::Server for DatabaseImpl {
         let table = TableName::parse(text(params.get()?.get_name()?)?)?;
         let client: table::Client = capnp_rpc::new_client(TableImpl {
             node: self.node.clone(),
+            budget: self.budget.clone(),
             db: self.db.clone(),
             table,
         });
@@ -224,6 +232,7 @@ fn in_batch_op(index: usize, mut error: capnp::Error) -> capnp::Error {
 /// Serves `Table` for one table of one database.
 pub struct TableImpl {
     node: Arc<Node>,
+    budget: Rc<ConnectionBudget>,
     db: DbName,
     table: TableName,
 }
@@ -258,10 +267,19 @@ impl table::Server for TableImpl {
         mut results: table::GetResults,
     ) -> capnp::Result<()> {
         let key = RowKey::parse(text(params.get()?.get_key()?)?)?;
+        // Room for the largest value before reading it, so pipelined gets nobody reads cannot
+        // pile answers up; what the value does not need is given back at once.
+        let mut room = self
+            .budget
+            .reserve(names::MAX_VALUE_BYTES + GET_ANSWER_OVERHEAD)
+            .await;
         let value = self.node.store().get(&self.db, &self.table, &key)?;
+        let value = value.as_deref();
+        room.shrink_to(value.map_or(0, <[u8]>::len) + GET_ANSWER_OVERHEAD);
         let mut results = results.get();
         results.set_found(value.is_some());
-        results.set_value(value.as_deref().unwrap_or_default());
+        results.set_value(value.unwrap_or_default());
+        room.hand_over();
         Ok(())
     }
 

@@ -5,7 +5,8 @@
 //! [`TrustedPeers`] (a node admits anyone and authorises per call); the client pins the one fingerprint it expects. Session resumption is off
 //! on both sides, so every connection is checked against the current trust set.
 //!
-//! After the handshake the server sends one confirmation byte, and the client's
+//! After the handshake the server sends one confirmation byte (`0x01`; `0x02` instead when it
+//! refuses the client for holding too many connections, `ResourceExhausted:`), and the client's
 //! [`TlsConnector::connect`] returns only once it has read it: in TLS 1.3 a client finishes its
 //! handshake before the server has judged its certificate, so without it a refused client would
 //! learn of the refusal only at its first read.
@@ -42,6 +43,8 @@ const SERVER_NAME: &str = "syncbase.peer";
 
 /// The byte the server sends once it has admitted the client.
 const ACCEPTED: u8 = 0x01;
+/// The byte the server sends instead when the client's identity holds too many connections.
+const BUSY: u8 = 0x02;
 
 /// Who may connect (a set of fingerprints, or anyone who proves a key), shared and updatable
 /// at run time.
@@ -131,15 +134,31 @@ impl TlsAcceptor {
         &self,
         io: S,
     ) -> anyhow::Result<PeerStream<tokio_rustls::server::TlsStream<S>>> {
-        tokio::time::timeout(self.timeout, self.handshake(io))
+        let (stream, ()) = self.accept_admitting(io, |_| Ok(())).await?;
+        Ok(stream)
+    }
+
+    /// Like [`TlsAcceptor::accept`], and asks `admit` about the authenticated peer before
+    /// confirming: if it refuses (`ResourceExhausted:`, too many connections), the client is
+    /// told so and its `connect` fails with the same id.
+    pub async fn accept_admitting<S, T>(
+        &self,
+        io: S,
+        admit: impl FnOnce(&Fingerprint) -> Result<T, Error>,
+    ) -> anyhow::Result<(PeerStream<tokio_rustls::server::TlsStream<S>>, T)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        tokio::time::timeout(self.timeout, self.handshake(io, admit))
             .await
             .map_err(|_| anyhow!("a connecting peer's TLS handshake timed out"))?
     }
 
-    async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    async fn handshake<S: AsyncRead + AsyncWrite + Unpin + Send, T>(
         &self,
         io: S,
-    ) -> anyhow::Result<PeerStream<tokio_rustls::server::TlsStream<S>>> {
+        admit: impl FnOnce(&Fingerprint) -> Result<T, Error>,
+    ) -> anyhow::Result<(PeerStream<tokio_rustls::server::TlsStream<S>>, T)> {
         let mut stream = self
             .inner
             .accept(io)
@@ -153,16 +172,25 @@ impl TlsAcceptor {
             let _ = stream.shutdown().await;
             return Err(no_access(format!("unknown peer {peer}")));
         }
-        confirm(&mut stream)
+        let admitted = match admit(&peer) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                // Best effort, as above.
+                let _ = reply(&mut stream, BUSY).await;
+                let _ = stream.shutdown().await;
+                return Err(refusal.into());
+            }
+        };
+        reply(&mut stream, ACCEPTED)
             .await
             .with_context(|| format!("confirming the TLS connection of peer {peer}"))?;
-        Ok(PeerStream { stream, peer })
+        Ok((PeerStream { stream, peer }, admitted))
     }
 }
 
-/// Tells an admitted client that the server accepted it.
-async fn confirm<S: AsyncWrite + Unpin>(stream: &mut S) -> io::Result<()> {
-    stream.write_all(&[ACCEPTED]).await?;
+/// Tells a client whether the server accepted it ([`ACCEPTED`] or [`BUSY`]).
+async fn reply<S: AsyncWrite + Unpin>(stream: &mut S, byte: u8) -> io::Result<()> {
+    stream.write_all(&[byte]).await?;
     stream.flush().await
 }
 
@@ -236,6 +264,9 @@ async fn await_acceptance<S: AsyncRead + Unpin>(
     let mut byte = [0u8; 1];
     match stream.read_exact(&mut byte).await {
         Ok(_) if byte[0] == ACCEPTED => Ok(()),
+        Ok(_) if byte[0] == BUSY => Err(anyhow::Error::new(Error::ResourceExhausted(format!(
+            "peer {expected} refused this node: it holds too many connections from it"
+        )))),
         Ok(_) => bail!(
             "peer {expected} sent {:#04x} instead of accepting the connection",
             byte[0]
@@ -617,6 +648,25 @@ mod tests {
         assert!(handshake(&acceptor, &connector, expected).await.0.is_ok());
         assert!(server.trusted.remove(client.identity.fingerprint()));
         assert!(handshake(&acceptor, &connector, expected).await.0.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_over_its_connection_cap_learns_so_at_connect() {
+        let (server, client) = (node(), node());
+        server.trusted.add(client.identity.fingerprint().clone());
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (acceptor, connector) = (acceptor(&server), connector(&client));
+        let busy = |_: &Fingerprint| -> Result<(), Error> {
+            Err(Error::ResourceExhausted("too many connections".into()))
+        };
+        let (accepted, connected) = tokio::join!(
+            acceptor.accept_admitting(server_io, busy),
+            connector.connect(client_io, server.identity.fingerprint())
+        );
+        let message = accepted.err().unwrap().to_string();
+        assert_eq!(message, "ResourceExhausted: too many connections");
+        let message = connected.err().unwrap().to_string();
+        assert!(message.starts_with("ResourceExhausted: peer "), "{message}");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -40,17 +41,21 @@ pub enum PeerListener {
 }
 
 impl PeerListener {
-    /// The next incoming stream.
-    pub async fn accept(&mut self) -> io::Result<BoxIo> {
+    /// The next incoming stream, and the address it comes from (None on the memory network).
+    pub async fn accept(&mut self) -> io::Result<(BoxIo, Option<IpAddr>)> {
         match self {
             PeerListener::Tcp(listener) => {
-                let (stream, _) = listener.accept().await?;
+                let (stream, from) = listener.accept().await?;
                 stream.set_nodelay(true)?;
-                Ok(Box::new(stream))
+                Ok((Box::new(stream), Some(from.ip())))
             }
-            PeerListener::Memory(incoming) => incoming.recv().await.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotConnected, "memory network closed")
-            }),
+            PeerListener::Memory(incoming) => match incoming.recv().await {
+                Some(io) => Ok((io, None)),
+                None => Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "memory network closed",
+                )),
+            },
         }
     }
 }
@@ -241,7 +246,7 @@ mod tests {
         let (mut listener, addr) = net.bind("b").await.unwrap();
         assert_eq!(addr, "b");
         let mut near = net.dial("a", "b").await.unwrap();
-        let mut far = listener.accept().await.unwrap();
+        let (mut far, _) = listener.accept().await.unwrap();
         near.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];
         far.read_exact(&mut buf).await.unwrap();

@@ -49,6 +49,11 @@ impl Served {
         served
     }
 
+    /// The serve process's id (to read its /proc entry).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn path(&self) -> &Path {
         &self.data_dir
     }

@@ -1,0 +1,434 @@
+//! The memory a connection may make the node hold, and the budgets that enforce it.
+//!
+//! - **Before authentication** (app port: until `Gate.login` succeeds; peer port: until the
+//!   TLS handshake and the acceptance byte are done) a connection may send messages of at most
+//!   [`PRE_AUTH_MESSAGE_BYTES`]; a larger frame is not read until login succeeds, and a
+//!   connection not authenticated within [`PRE_AUTH_DEADLINE`] is dropped.
+//! - **Incoming**, every frame is read as its bytes arrive (never allocated from the size its
+//!   header announces). A frame over [`SMALL_MESSAGE_BYTES`] first takes its whole size from the
+//!   node-wide [`IncomingBudget`] ([`NODE_INCOMING_BYTES`]), so admitted frames can always finish
+//!   and free their share (no deadlock), and a full budget stops reading large frames
+//!   (backpressure). A frame whose bytes stop for [`READ_STALL`] drops its connection.
+//! - **Outgoing**, each connection counts the bytes it has queued but not yet written
+//!   ([`ConnectionBudget`]); past [`OUTGOING_BYTES`] (or with [`MAX_WAITING_CALLS`] calls
+//!   waiting for room) it stops reading the peer's calls until the queue drains, and methods that
+//!   make large answers wait for room first ([`ConnectionBudget::reserve`]). A connection whose
+//!   queue stays over budget without any byte written for [`WRITE_STALL`] is dropped.
+//!
+//! Connection counts are capped by [`super::admission`].
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::Error;
+use crate::rpc::MAX_MESSAGE_WORDS;
+
+/// Largest message a connection may send before it authenticates: 64 KiB (a login or a TLS
+/// handshake message fits many times over).
+pub const PRE_AUTH_MESSAGE_BYTES: usize = 64 << 10;
+/// Time a connection has to authenticate (app: log in; peer: finish TLS) before it is dropped.
+pub const PRE_AUTH_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest message after authentication, in bytes (64 MiB, `rpc::MAX_MESSAGE_WORDS`).
+pub const MAX_MESSAGE_BYTES: usize = MAX_MESSAGE_WORDS * 8;
+/// Frames up to this size (64 KiB) are read without taking from the node-wide budget: they
+/// are bounded by the connection caps, and ordinary calls never wait behind large uploads.
+pub const SMALL_MESSAGE_BYTES: usize = 64 << 10;
+/// Bytes of partly read large frames the whole node may hold: 256 MiB (four maximal
+/// messages at once).
+pub const NODE_INCOMING_BYTES: usize = 256 << 20;
+/// A frame whose next bytes take longer than this (30 s) to arrive drops its connection,
+/// so a stalled sender holds its share of [`NODE_INCOMING_BYTES`] for at most this long.
+pub const READ_STALL: Duration = Duration::from_secs(30);
+/// Bytes a connection may have queued for sending (or reserved for answers being built) before
+/// the node stops reading its calls: 16 MiB.
+pub const OUTGOING_BYTES: usize = 16 << 20;
+/// Calls of one connection that may wait for outgoing room before the node stops reading more.
+pub const MAX_WAITING_CALLS: usize = 64;
+/// A connection whose outgoing queue stays over budget with nothing written for this long (60
+/// s) is dropped: its reader is gone or refuses to read.
+pub const WRITE_STALL: Duration = Duration::from_secs(60);
+
+/// The node-wide budget of bytes of partly read large frames (cheap to clone; one per node).
+#[derive(Clone, Debug)]
+pub struct IncomingBudget {
+    bytes: Arc<Semaphore>,
+}
+
+impl Default for IncomingBudget {
+    fn default() -> Self {
+        IncomingBudget::new(NODE_INCOMING_BYTES)
+    }
+}
+
+impl IncomingBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        IncomingBudget {
+            bytes: Arc::new(Semaphore::new(bytes)),
+        }
+    }
+
+    /// Bytes not taken by frames being read.
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+
+    /// Takes `bytes` (at most `u32::MAX`), waiting for them to be free; given back when the
+    /// permit drops.
+    async fn take(&self, bytes: usize) -> capnp::Result<OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes).map_err(|_| too_large(bytes, MAX_MESSAGE_BYTES))?;
+        self.bytes
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .map_err(|_| capnp::Error::failed("the incoming budget is closed".into()))
+    }
+}
+
+/// One connection's limits: whether it has authenticated, and the bytes it has queued for
+/// sending. Shared (`Rc`) by the connection's network and the services that make large answers.
+pub struct ConnectionBudget {
+    incoming: IncomingBudget,
+    authenticated: Cell<bool>,
+    auth: Notify,
+    on_authenticated: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// Bytes handed to the write queue and not yet written.
+    queued: Cell<usize>,
+    /// Bytes reserved by answers being built.
+    reserved: Cell<usize>,
+    /// Reserved bytes whose answers have been built and are about to be queued.
+    handed_over: Cell<usize>,
+    waiting: Cell<usize>,
+    room: Notify,
+}
+
+impl ConnectionBudget {
+    /// A connection that has not authenticated yet; `on_authenticated` runs once when it does
+    /// (it releases the connection's pre-authentication slot).
+    pub fn pre_auth(incoming: IncomingBudget, on_authenticated: Box<dyn FnOnce()>) -> Rc<Self> {
+        Rc::new(Self::with(incoming, false, Some(on_authenticated)))
+    }
+
+    /// A connection that authenticated before its first message (TLS peers, dialled nodes).
+    pub fn authenticated(incoming: IncomingBudget) -> Rc<Self> {
+        Rc::new(Self::with(incoming, true, None))
+    }
+
+    fn with(
+        incoming: IncomingBudget,
+        authenticated: bool,
+        on_authenticated: Option<Box<dyn FnOnce()>>,
+    ) -> Self {
+        ConnectionBudget {
+            incoming,
+            authenticated: Cell::new(authenticated),
+            auth: Notify::new(),
+            on_authenticated: RefCell::new(on_authenticated),
+            queued: Cell::new(0),
+            reserved: Cell::new(0),
+            handed_over: Cell::new(0),
+            waiting: Cell::new(0),
+            room: Notify::new(),
+        }
+    }
+
+    /// Marks the connection authenticated: larger messages may come in from now on.
+    pub fn authenticate(&self) {
+        self.authenticated.set(true);
+        let release = self.on_authenticated.borrow_mut().take();
+        if let Some(release) = release {
+            release();
+        }
+        self.auth.notify_waiters();
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated.get()
+    }
+
+    /// Resolves once the connection has authenticated.
+    pub async fn until_authenticated(&self) {
+        loop {
+            let notified = self.auth.notified();
+            if self.is_authenticated() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Admits an incoming frame of `bytes` (segment table included): fails with
+    /// `ResourceExhausted:` over [`MAX_MESSAGE_BYTES`]; before authentication waits for it if
+    /// the frame is over [`PRE_AUTH_MESSAGE_BYTES`]; takes a large frame's bytes from the node
+    /// budget (the permit gives them back when the frame is complete).
+    pub async fn admit_frame(&self, bytes: usize) -> capnp::Result<Option<OwnedSemaphorePermit>> {
+        if bytes > MAX_MESSAGE_BYTES {
+            return Err(too_large(bytes, MAX_MESSAGE_BYTES));
+        }
+        if bytes > PRE_AUTH_MESSAGE_BYTES {
+            self.until_authenticated().await;
+        }
+        if bytes <= SMALL_MESSAGE_BYTES {
+            return Ok(None);
+        }
+        self.incoming.take(bytes).await.map(Some)
+    }
+
+    /// Counts `bytes` as queued until the returned charge drops (when the write queue has
+    /// written or discarded the message). Takes over reservations handed over by answers.
+    pub fn queue(self: &Rc<Self>, bytes: usize) -> QueuedBytes {
+        let absorbed = self.handed_over.get().min(bytes);
+        self.handed_over.set(self.handed_over.get() - absorbed);
+        self.reserved.set(self.reserved.get() - absorbed);
+        self.queued.set(self.queued.get() + bytes);
+        if absorbed > 0 {
+            self.room.notify_waiters();
+        }
+        QueuedBytes {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.get()
+    }
+
+    /// Bytes queued or reserved.
+    fn committed(&self) -> usize {
+        self.queued.get() + self.reserved.get()
+    }
+
+    /// Whether the node should stop reading this connection's calls: too much to send, or too
+    /// many calls waiting for room.
+    pub fn over_budget(&self) -> bool {
+        self.committed() > OUTGOING_BYTES || self.waiting.get() >= MAX_WAITING_CALLS
+    }
+
+    /// Waits until the connection is back under budget. Fails with `ResourceExhausted:` if
+    /// nothing moves for [`WRITE_STALL`] (the other side reads none of our answers).
+    pub async fn until_readable(&self) -> capnp::Result<()> {
+        loop {
+            let notified = self.room.notified();
+            if !self.over_budget() {
+                return Ok(());
+            }
+            if tokio::time::timeout(WRITE_STALL, notified).await.is_err() {
+                return Err(Error::ResourceExhausted(format!(
+                    "the other side read none of {} queued bytes for {WRITE_STALL:?}",
+                    self.queued()
+                ))
+                .into());
+            }
+        }
+    }
+
+    /// Reserves room for an answer of up to `bytes`, waiting while the connection has more than
+    /// [`OUTGOING_BYTES`] queued or reserved (an answer bigger than the budget waits for an
+    /// empty queue). Call before reading what the answer will carry.
+    pub async fn reserve(self: &Rc<Self>, bytes: usize) -> Reservation {
+        self.waiting.set(self.waiting.get() + 1);
+        loop {
+            let notified = self.room.notified();
+            let committed = self.committed();
+            if committed == 0 || committed + bytes <= OUTGOING_BYTES {
+                break;
+            }
+            notified.await;
+        }
+        self.waiting.set(self.waiting.get() - 1);
+        self.reserved.set(self.reserved.get() + bytes);
+        Reservation {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.reserved.set(self.reserved.get() - bytes);
+        self.room.notify_waiters();
+    }
+}
+
+/// Bytes of one message in the write queue; counted until dropped.
+pub struct QueuedBytes {
+    budget: Rc<ConnectionBudget>,
+    bytes: usize,
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        let budget = &self.budget;
+        budget.queued.set(budget.queued.get() - self.bytes);
+        budget.room.notify_waiters();
+    }
+}
+
+/// Room reserved for an answer being built. Dropping it gives the room back (the call failed);
+/// [`Reservation::hand_over`] keeps it counted until the answer is queued.
+pub struct Reservation {
+    budget: Rc<ConnectionBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Gives back what the answer will not need: it carries `bytes` (at most the reservation).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let freed = self.bytes.saturating_sub(bytes);
+        self.bytes -= freed;
+        if freed > 0 {
+            self.budget.release(freed);
+        }
+    }
+
+    /// The answer is built: its bytes stay reserved until the next messages queued on this
+    /// connection (the answer among them) take them over.
+    pub fn hand_over(mut self) {
+        let budget = &self.budget;
+        budget
+            .handed_over
+            .set(budget.handed_over.get() + self.bytes);
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.release(self.bytes);
+        }
+    }
+}
+
+fn too_large(bytes: usize, limit: usize) -> capnp::Error {
+    Error::ResourceExhausted(format!(
+        "a message of {bytes} bytes is over the limit of {limit} bytes"
+    ))
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget() -> Rc<ConnectionBudget> {
+        ConnectionBudget::authenticated(IncomingBudget::new(1 << 20))
+    }
+
+    #[test]
+    fn queued_bytes_count_until_written() {
+        let budget = budget();
+        let first = budget.queue(OUTGOING_BYTES);
+        assert!(!budget.over_budget(), "exactly the budget still reads");
+        let second = budget.queue(1);
+        assert!(budget.over_budget());
+        drop(first);
+        assert_eq!(budget.queued(), 1);
+        assert!(!budget.over_budget());
+        drop(second);
+        assert_eq!(budget.queued(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_waits_for_room_and_its_reservation_passes_to_the_queue() {
+        let budget = budget();
+        let queued = budget.queue(OUTGOING_BYTES - 10);
+        let mut waiting = Box::pin(budget.reserve(100));
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        assert_eq!(budget.waiting.get(), 1);
+        drop(queued);
+        let mut reservation = waiting.await;
+        assert_eq!(budget.committed(), 100);
+        reservation.shrink_to(40);
+        assert_eq!(budget.committed(), 40);
+        reservation.hand_over();
+        assert_eq!(budget.committed(), 40, "handed over, still counted");
+        let answer = budget.queue(50);
+        assert_eq!(
+            (budget.queued(), budget.committed()),
+            (50, 50),
+            "the queued answer took the reservation over"
+        );
+        drop(answer);
+        assert_eq!(budget.committed(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_reservation_gives_its_room_back() {
+        let budget = budget();
+        let reservation = budget.reserve(OUTGOING_BYTES).await;
+        let mut second = Box::pin(budget.reserve(1));
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        drop(reservation);
+        drop(second.await);
+        assert_eq!(budget.committed(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_bigger_than_the_budget_goes_alone() {
+        let budget = budget();
+        let big = budget.reserve(2 * OUTGOING_BYTES).await;
+        assert!(budget.over_budget());
+        drop(big);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_many_waiting_calls_stop_reading() {
+        let budget = budget();
+        let _full = budget.queue(OUTGOING_BYTES);
+        let mut waiters: Vec<_> = (0..MAX_WAITING_CALLS)
+            .map(|_| Box::pin(budget.reserve(1)))
+            .collect();
+        for waiter in &mut waiters {
+            assert!(futures::poll!(waiter.as_mut()).is_pending());
+        }
+        assert!(budget.over_budget());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_nobody_reads_fails_after_the_write_stall() {
+        let budget = budget();
+        let _stuck = budget.queue(OUTGOING_BYTES + 1);
+        let error = budget.until_readable().await.unwrap_err();
+        assert!(error.extra.starts_with("ResourceExhausted: "), "{error:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_login_a_large_frame_waits_for_authentication() {
+        let released = Rc::new(Cell::new(false));
+        let flag = released.clone();
+        let budget = ConnectionBudget::pre_auth(
+            IncomingBudget::new(1 << 20),
+            Box::new(move || flag.set(true)),
+        );
+        assert!(budget.admit_frame(100).await.unwrap().is_none());
+        let mut large = Box::pin(budget.admit_frame(PRE_AUTH_MESSAGE_BYTES + 8));
+        assert!(futures::poll!(large.as_mut()).is_pending());
+        budget.authenticate();
+        assert!(released.get(), "the pre-auth slot was released");
+        let permit = large
+            .await
+            .unwrap()
+            .expect("a large frame takes from the node budget");
+        assert_eq!(permit.num_permits(), PRE_AUTH_MESSAGE_BYTES + 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_frames_share_the_node_budget() {
+        let incoming = IncomingBudget::new(1 << 20);
+        let budget = ConnectionBudget::authenticated(incoming.clone());
+        let first = budget.admit_frame(600 << 10).await.unwrap();
+        assert_eq!(incoming.available(), (1 << 20) - (600 << 10));
+        let mut second = Box::pin(budget.admit_frame(600 << 10));
+        assert!(futures::poll!(second.as_mut()).is_pending(), "backpressure");
+        drop(first);
+        assert!(second.await.unwrap().is_some());
+        let error = budget.admit_frame(MAX_MESSAGE_BYTES + 8).await.unwrap_err();
+        assert!(error.extra.starts_with("ResourceExhausted: "), "{error:?}");
+    }
+}
