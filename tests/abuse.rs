@@ -183,6 +183,10 @@ fn connections_over_the_port_cap_are_refused_while_a_logged_in_client_works() {
             "{}",
             attacking.closed_by_node
         );
+        // A client arriving now is told why it is refused, in an RPC Abort.
+        let refused = Session::connect(setup.target.app, &setup.target.token).await;
+        let message = format!("{:#}", refused.err().expect("over the cap"));
+        assert!(message.contains("ResourceExhausted: "), "{message}");
         drop(attacking);
         setup.client_still_works().await;
     });

@@ -3,8 +3,10 @@
 //! ([`MAX_CONNECTIONS_PER_PORT`]), connections not yet authenticated
 //! ([`MAX_PRE_AUTH_CONNECTIONS`]) and of those, per source IP ([`MAX_PRE_AUTH_PER_IP`]), and on
 //! the peer port connections per TLS identity ([`MAX_CONNECTIONS_PER_PEER`]). A refused
-//! connection is closed (a peer over its identity cap is told `ResourceExhausted:` first), and
-//! refusals are logged as one summary line per [`REFUSAL_LOG_PERIOD`], not one per connection.
+//! connection is closed, after being told `ResourceExhausted:` where it can be (an app
+//! connection in an RPC `Abort`, [`abort_frame`]; a peer over its identity cap in the TLS
+//! acceptance byte), and refusals are logged as one summary line per [`REFUSAL_LOG_PERIOD`],
+//! not one per connection.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -213,6 +215,19 @@ fn release_key<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K)
     }
 }
 
+/// The bytes of a Cap'n Proto RPC `Abort` carrying `error`: written to a refused app
+/// connection before it is closed, so any client (Rust, Python, C++) reports the reason
+/// (`ResourceExhausted: ...`) instead of a bare disconnect.
+pub fn abort_frame(error: &Error) -> Vec<u8> {
+    let mut message = capnp::message::Builder::new_default();
+    let mut abort = message
+        .init_root::<capnp_rpc::rpc_capnp::message::Builder<'_>>()
+        .init_abort();
+    abort.set_reason(error.to_string().as_str());
+    abort.set_type(capnp_rpc::rpc_capnp::exception::Type::Overloaded);
+    capnp::serialize::write_message_to_words(&message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +297,30 @@ mod tests {
         slots.pop();
         let mut again = admission.admit(None).unwrap();
         again.bind_peer(&peer).unwrap();
+    }
+
+    #[test]
+    fn a_refused_connection_is_told_why_in_an_rpc_abort() {
+        let error = Error::ResourceExhausted("256 connections are open".into());
+        let frame = abort_frame(&error);
+        let reader = capnp::serialize::read_message_from_flat_slice(
+            &mut frame.as_slice(),
+            capnp::message::ReaderOptions::new(),
+        )
+        .unwrap();
+        let message = reader
+            .get_root::<capnp_rpc::rpc_capnp::message::Reader<'_>>()
+            .unwrap();
+        let capnp_rpc::rpc_capnp::message::Abort(abort) = message.which().unwrap() else {
+            panic!("not an abort");
+        };
+        let reason = abort
+            .unwrap()
+            .get_reason()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(reason, "ResourceExhausted: 256 connections are open");
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::task::{LocalPoolHandle, TaskTracker};
 
 use crate::identity::Fingerprint;
 use crate::node::Node;
-use crate::rpc::admission::{Admission, REFUSAL_LOG_PERIOD, Slot};
+use crate::rpc::admission::{Admission, REFUSAL_LOG_PERIOD, Slot, abort_frame};
 use crate::rpc::gate::GateImpl;
 use crate::rpc::limits::{ConnectionBudget, PRE_AUTH_DEADLINE};
 use crate::rpc::network::rpc_system;
@@ -98,9 +98,14 @@ async fn accept_apps(listener: TcpListener, runtime: Runtime) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                // Refused: the stream drops here, closing the connection.
-                let Ok(slot) = admission.admit(Some(peer.ip())) else {
-                    continue;
+                let slot = match admission.admit(Some(peer.ip())) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        // Say why (an RPC Abort fits the socket buffer; never wait for it),
+                        // then the stream drops here, closing the connection.
+                        let _ = stream.try_write(&abort_frame(&refusal));
+                        continue;
+                    }
                 };
                 tracing::debug!(%peer, "app connection");
                 let (node, cancel) = (runtime.node.clone(), runtime.cancel.clone());
