@@ -28,7 +28,7 @@ use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
 use crate::names::DbName;
-use crate::rpc::limits::IncomingBudget;
+use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
 use crate::store::{Applied, LogRecord, Mutation, Store};
 use crate::sync::genvec::{DeviceId, Knowledge};
@@ -50,7 +50,7 @@ pub struct Node {
     peer_address: OnceLock<String>,
     redial_max: Duration,
     role: Role,
-    incoming: IncomingBudget,
+    incoming: NodeBudget,
     _data_dir_lock: File,
 }
 
@@ -81,7 +81,7 @@ impl Node {
             peer_address: OnceLock::new(),
             redial_max: Duration::from_millis(config.sync.redial_max_ms),
             role: config.sync.role,
-            incoming: IncomingBudget::default(),
+            incoming: NodeBudget::default(),
             _data_dir_lock: data_dir_lock,
         };
         node.load_peers(config)?;
@@ -111,7 +111,7 @@ impl Node {
 
     /// The node-wide budget of bytes of partly read large messages, shared by every
     /// connection (`rpc::limits`).
-    pub fn incoming_budget(&self) -> &IncomingBudget {
+    pub fn node_budget(&self) -> &NodeBudget {
         &self.incoming
     }
 

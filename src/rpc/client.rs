@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use capnp_rpc::rpc_twoparty_capnp;
 
-use crate::rpc::limits::{ConnectionBudget, IncomingBudget};
+use crate::rpc::limits::{ConnectionBudget, NodeBudget};
 use crate::rpc::network::rpc_system;
 use crate::schema::service_capnp::{gate, service};
 
@@ -26,7 +26,7 @@ impl Session {
             .with_context(|| format!("connecting to syncbase node at {addr}"))?;
         stream.set_nodelay(true)?;
         // The node is trusted: its answers may be as large as any message.
-        let budget = ConnectionBudget::authenticated(IncomingBudget::default());
+        let budget = ConnectionBudget::authenticated(NodeBudget::default());
         let mut rpc_system = rpc_system(stream, rpc_twoparty_capnp::Side::Client, None, budget);
         let gate: gate::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
         let disconnector = rpc_system.get_disconnector();

@@ -172,7 +172,7 @@ fn stalled() -> capnp::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::limits::IncomingBudget;
+    use crate::rpc::limits::NodeBudget;
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -288,7 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_cut_short_fails_as_a_disconnection() {
-        let budget = ConnectionBudget::authenticated(IncomingBudget::default());
+        let budget = ConnectionBudget::authenticated(NodeBudget::default());
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let mut server = tokio::io::BufReader::new(server);
         let header = [0, 0, 0, 0, 0, 0, 0x78, 0]; // one segment of 0x780000 words = 60 MiB
@@ -305,7 +305,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_frame_fails_after_the_read_stall() {
-        let budget = ConnectionBudget::authenticated(IncomingBudget::default());
+        let budget = ConnectionBudget::authenticated(NodeBudget::default());
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let mut server = tokio::io::BufReader::new(server);
         let header = [0, 0, 0, 0, 0, 0, 0x78, 0];
@@ -319,7 +319,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_closed_while_its_frame_waits_for_login_ends_at_once() {
-        let budget = ConnectionBudget::pre_auth(IncomingBudget::default(), Box::new(|| {}));
+        let budget = ConnectionBudget::pre_auth(NodeBudget::default(), Box::new(|| {}));
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let mut server = tokio::io::BufReader::new(server);
         let header = [0, 0, 0, 0, 0, 0, 0x78, 0];
@@ -336,7 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_arrive_whole_in_order_then_a_clean_end() {
-        let budget = ConnectionBudget::authenticated(IncomingBudget::default());
+        let budget = ConnectionBudget::authenticated(NodeBudget::default());
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let mut server = tokio::io::BufReader::new(server);
         let big = framed(&[1, 40_000, 3]);

@@ -6,20 +6,23 @@
 //!   connection not authenticated within [`PRE_AUTH_DEADLINE`] is dropped.
 //! - **Incoming**, every frame is read as its bytes arrive (never allocated from the size its
 //!   header announces). A frame over [`SMALL_MESSAGE_BYTES`] first takes its whole size from the
-//!   node-wide [`IncomingBudget`] ([`NODE_INCOMING_BYTES`]), so admitted frames can always finish
+//!   node-wide [`NodeBudget`] ([`NODE_INCOMING_BYTES`]), so admitted frames can always finish
 //!   and free their share (no deadlock), and a full budget stops reading large frames
 //!   (backpressure). A frame whose bytes stop for [`READ_STALL`] drops its connection.
 //! - **Outgoing**, each connection counts the bytes it has queued but not yet written
 //!   ([`ConnectionBudget`]); past [`OUTGOING_BYTES`] (or with [`MAX_WAITING_CALLS`] calls
 //!   waiting for room) it stops reading the peer's calls until the queue drains, and methods that
 //!   make large answers wait for room first ([`ConnectionBudget::reserve`]). A connection whose
-//!   queue stays over budget without any byte written for [`WRITE_STALL`] is dropped.
+//!   queue stays over budget without any byte written for [`WRITE_STALL`] is dropped. All
+//!   connections together may queue [`NODE_OUTGOING_BYTES`]; past it, every connection with
+//!   more than [`SMALL_QUEUE_BYTES`] queued stops reading too.
 //!
 //! Connection counts are capped by [`super::admission`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -52,24 +55,61 @@ pub const MAX_WAITING_CALLS: usize = 64;
 /// s) is dropped: its reader is gone or refuses to read.
 pub const WRITE_STALL: Duration = Duration::from_secs(60);
 
-/// The node-wide budget of bytes of partly read large frames (cheap to clone; one per node).
+/// Bytes all connections of the node together may have queued for sending: 256 MiB. Past
+/// it, every connection with more than [`SMALL_QUEUE_BYTES`] queued stops reading calls until
+/// its queue drains, so many connections that each stay under [`OUTGOING_BYTES`] cannot add
+/// up to gigabytes.
+pub const NODE_OUTGOING_BYTES: usize = 256 << 20;
+/// A connection with at most this much queued (64 KiB) keeps reading even when the node is
+/// over [`NODE_OUTGOING_BYTES`], so clients that read their answers are never held up by
+/// those that do not.
+pub const SMALL_QUEUE_BYTES: usize = 64 << 10;
+
+/// The node-wide budgets (cheap to clone; one per node): bytes of partly read large frames,
+/// and the bytes all connections have queued for sending.
 #[derive(Clone, Debug)]
-pub struct IncomingBudget {
+pub struct NodeBudget {
     bytes: Arc<Semaphore>,
+    outgoing: Arc<AtomicUsize>,
+    outgoing_limit: usize,
 }
 
-impl Default for IncomingBudget {
+impl Default for NodeBudget {
     fn default() -> Self {
-        IncomingBudget::new(NODE_INCOMING_BYTES)
+        NodeBudget::new(NODE_INCOMING_BYTES)
     }
 }
 
-impl IncomingBudget {
-    /// A budget of `bytes`.
+impl NodeBudget {
+    /// An incoming budget of `bytes`, and the default outgoing one.
     pub fn new(bytes: usize) -> Self {
-        IncomingBudget {
-            bytes: Arc::new(Semaphore::new(bytes)),
+        NodeBudget::with_outgoing(bytes, NODE_OUTGOING_BYTES)
+    }
+
+    /// An incoming budget of `incoming` bytes and an outgoing one of `outgoing` bytes.
+    pub fn with_outgoing(incoming: usize, outgoing: usize) -> Self {
+        NodeBudget {
+            bytes: Arc::new(Semaphore::new(incoming)),
+            outgoing: Arc::new(AtomicUsize::new(0)),
+            outgoing_limit: outgoing,
         }
+    }
+
+    /// Bytes all connections have queued or reserved for sending.
+    pub fn outgoing(&self) -> usize {
+        self.outgoing.load(Ordering::Relaxed)
+    }
+
+    fn outgoing_over(&self) -> bool {
+        self.outgoing() > self.outgoing_limit
+    }
+
+    fn add_outgoing(&self, bytes: usize) {
+        self.outgoing.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn sub_outgoing(&self, bytes: usize) {
+        self.outgoing.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Bytes not taken by frames being read.
@@ -92,7 +132,7 @@ impl IncomingBudget {
 /// One connection's limits: whether it has authenticated, and the bytes it has queued for
 /// sending. Shared (`Rc`) by the connection's network and the services that make large answers.
 pub struct ConnectionBudget {
-    incoming: IncomingBudget,
+    incoming: NodeBudget,
     authenticated: Cell<bool>,
     auth: Notify,
     on_authenticated: RefCell<Option<Box<dyn FnOnce()>>>,
@@ -109,17 +149,17 @@ pub struct ConnectionBudget {
 impl ConnectionBudget {
     /// A connection that has not authenticated yet; `on_authenticated` runs once when it does
     /// (it releases the connection's pre-authentication slot).
-    pub fn pre_auth(incoming: IncomingBudget, on_authenticated: Box<dyn FnOnce()>) -> Rc<Self> {
+    pub fn pre_auth(incoming: NodeBudget, on_authenticated: Box<dyn FnOnce()>) -> Rc<Self> {
         Rc::new(Self::with(incoming, false, Some(on_authenticated)))
     }
 
     /// A connection that authenticated before its first message (TLS peers, dialled nodes).
-    pub fn authenticated(incoming: IncomingBudget) -> Rc<Self> {
+    pub fn authenticated(incoming: NodeBudget) -> Rc<Self> {
         Rc::new(Self::with(incoming, true, None))
     }
 
     fn with(
-        incoming: IncomingBudget,
+        incoming: NodeBudget,
         authenticated: bool,
         on_authenticated: Option<Box<dyn FnOnce()>>,
     ) -> Self {
@@ -185,6 +225,8 @@ impl ConnectionBudget {
         self.handed_over.set(self.handed_over.get() - absorbed);
         self.reserved.set(self.reserved.get() - absorbed);
         self.queued.set(self.queued.get() + bytes);
+        self.incoming.add_outgoing(bytes);
+        self.incoming.sub_outgoing(absorbed);
         if absorbed > 0 {
             self.room.notify_waiters();
         }
@@ -204,10 +246,14 @@ impl ConnectionBudget {
         self.queued.get() + self.reserved.get()
     }
 
-    /// Whether the node should stop reading this connection's calls: too much to send, or too
-    /// many calls waiting for room.
+    /// Whether the node should stop reading this connection's calls: too much to send (on
+    /// this connection, or on all together while this one has more than a little queued), or
+    /// too many calls waiting for room.
     pub fn over_budget(&self) -> bool {
-        self.committed() > OUTGOING_BYTES || self.waiting.get() >= MAX_WAITING_CALLS
+        let committed = self.committed();
+        committed > OUTGOING_BYTES
+            || (committed > SMALL_QUEUE_BYTES && self.incoming.outgoing_over())
+            || self.waiting.get() >= MAX_WAITING_CALLS
     }
 
     /// Waits until the connection is back under budget. Fails with `ResourceExhausted:` if
@@ -236,13 +282,15 @@ impl ConnectionBudget {
         loop {
             let notified = self.room.notified();
             let committed = self.committed();
-            if committed == 0 || committed + bytes <= OUTGOING_BYTES {
+            let node_full = committed > SMALL_QUEUE_BYTES && self.incoming.outgoing_over();
+            if committed == 0 || (committed + bytes <= OUTGOING_BYTES && !node_full) {
                 break;
             }
             notified.await;
         }
         self.waiting.set(self.waiting.get() - 1);
         self.reserved.set(self.reserved.get() + bytes);
+        self.incoming.add_outgoing(bytes);
         Reservation {
             budget: self.clone(),
             bytes,
@@ -251,6 +299,7 @@ impl ConnectionBudget {
 
     fn release(&self, bytes: usize) {
         self.reserved.set(self.reserved.get() - bytes);
+        self.incoming.sub_outgoing(bytes);
         self.room.notify_waiters();
     }
 }
@@ -265,6 +314,7 @@ impl Drop for QueuedBytes {
     fn drop(&mut self) {
         let budget = &self.budget;
         budget.queued.set(budget.queued.get() - self.bytes);
+        budget.incoming.sub_outgoing(self.bytes);
         budget.room.notify_waiters();
     }
 }
@@ -317,7 +367,32 @@ mod tests {
     use super::*;
 
     fn budget() -> Rc<ConnectionBudget> {
-        ConnectionBudget::authenticated(IncomingBudget::new(1 << 20))
+        ConnectionBudget::authenticated(NodeBudget::new(1 << 20))
+    }
+
+    #[test]
+    fn connections_together_stay_within_the_node_outgoing_budget() {
+        let node = NodeBudget::with_outgoing(1 << 20, 1 << 20);
+        let (hog, reader) = (
+            ConnectionBudget::authenticated(node.clone()),
+            ConnectionBudget::authenticated(node.clone()),
+        );
+        let hogged = hog.queue(2 << 20);
+        assert_eq!(node.outgoing(), 2 << 20);
+        // The node is over its budget: a connection with more than a little queued stops...
+        assert!(hog.over_budget(), "over the node budget with 2 MiB queued");
+        let little = reader.queue(SMALL_QUEUE_BYTES);
+        assert!(
+            !reader.over_budget(),
+            "a reader with little queued keeps reading"
+        );
+        let more = reader.queue(1);
+        assert!(reader.over_budget());
+        // ...until the hog's queue is written.
+        drop(hogged);
+        assert!(!reader.over_budget());
+        drop((little, more));
+        assert_eq!(node.outgoing(), 0);
     }
 
     #[test]
@@ -402,10 +477,8 @@ mod tests {
     async fn before_login_a_large_frame_waits_for_authentication() {
         let released = Rc::new(Cell::new(false));
         let flag = released.clone();
-        let budget = ConnectionBudget::pre_auth(
-            IncomingBudget::new(1 << 20),
-            Box::new(move || flag.set(true)),
-        );
+        let budget =
+            ConnectionBudget::pre_auth(NodeBudget::new(1 << 20), Box::new(move || flag.set(true)));
         assert!(budget.admit_frame(100).await.unwrap().is_none());
         let mut large = Box::pin(budget.admit_frame(PRE_AUTH_MESSAGE_BYTES + 8));
         assert!(futures::poll!(large.as_mut()).is_pending());
@@ -420,7 +493,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn large_frames_share_the_node_budget() {
-        let incoming = IncomingBudget::new(1 << 20);
+        let incoming = NodeBudget::new(1 << 20);
         let budget = ConnectionBudget::authenticated(incoming.clone());
         let first = budget.admit_frame(600 << 10).await.unwrap();
         assert_eq!(incoming.available(), (1 << 20) - (600 << 10));

@@ -118,7 +118,7 @@ pub(crate) fn rpc_system<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let budget = ConnectionBudget::authenticated(node.incoming_budget().clone());
+    let budget = ConnectionBudget::authenticated(node.node_budget().clone());
     network::rpc_system(stream, side, bootstrap, budget)
 }
 

@@ -191,10 +191,8 @@ async fn serve_app(stream: TcpStream, mut slot: Slot, node: Arc<Node>, cancel: C
         tracing::debug!(%error, "set_nodelay failed");
     }
     let pre_auth = slot.take_pre_auth();
-    let budget = ConnectionBudget::pre_auth(
-        node.incoming_budget().clone(),
-        Box::new(move || drop(pre_auth)),
-    );
+    let budget =
+        ConnectionBudget::pre_auth(node.node_budget().clone(), Box::new(move || drop(pre_auth)));
     let gate: gate::Client = capnp_rpc::new_client(GateImpl::new(node, budget.clone()));
     let rpc_system = rpc_system(stream, Side::Server, Some(gate.client), budget.clone());
     // Cancels the connection (cleanly) if it has not logged in in time.

@@ -14,7 +14,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::identity::{Fingerprint, NodeIdentity};
 use crate::rpc::frame::read_frame;
-use crate::rpc::limits::{ConnectionBudget, IncomingBudget};
+use crate::rpc::limits::{ConnectionBudget, NodeBudget};
 use crate::rpc::tls::TlsConnector;
 use crate::rpc::transport::BoxIo;
 
@@ -124,7 +124,7 @@ async fn open(attack: Attack, target: &Target, i: usize) -> anyhow::Result<BoxIo
             let mut tcp = tokio::io::BufReader::new(dial(target.app, i).await?);
             tcp.write_all(&raw::login(&target.token)?).await?;
             // The answers to the bootstrap and the login: logged in.
-            let budget = ConnectionBudget::authenticated(IncomingBudget::default());
+            let budget = ConnectionBudget::authenticated(NodeBudget::default());
             for _ in 0..2 {
                 read_frame(&mut tcp, &budget)
                     .await?
