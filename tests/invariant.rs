@@ -334,12 +334,17 @@ fn check_step(before: &TrustSets, after: &TrustSets, admin: bool, call: &Call) {
     }
 }
 
-fn run(calls: Vec<Call>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Runs `body` on a fresh current-thread runtime (node writes use its blocking pool).
+fn block_on(body: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(async {
+        .unwrap()
+        .block_on(body);
+}
+
+fn run(calls: Vec<Call>) {
+    block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let node = node_a(dir.path()).await;
         assert!(node.proposals().unwrap().is_empty());
@@ -388,11 +393,7 @@ fn publishes_by_strangers_readers_and_ejected_members_change_nothing() {
 #[test]
 fn proposals_are_bounded_per_publisher_in_all_and_in_size() {
     use syncbase::syncgroup::proposal::{MAX_PROPOSALS, MAX_PROPOSALS_PER_PUBLISHER};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let node = node_a(dir.path()).await;
         let a = node.syncgroup_view(&sg_name()).unwrap().record.sg;
