@@ -314,11 +314,37 @@ fn is_admin(node: &Node, who: usize) -> bool {
         .is_ok_and(|view| !view.local.left && view.record.sg.allows(Tag::Admin, &fingerprint(who)))
 }
 
+/// Who made a call, as the invariant sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// An admin of A's syncgroup: may change what A shares or accepts inside its prefixes.
+    Admin,
+    /// Joining with permissions an admin gave it earlier: may add its own device as a writer
+    /// (what the admin's grant already allowed), inside the prefixes.
+    PermittedJoiner(DeviceId),
+    /// Anyone else: changes nothing.
+    Other,
+}
+
+fn standing(node: &Node, call: &Call) -> Standing {
+    let who = call.who();
+    if is_admin(node, who) {
+        return Standing::Admin;
+    }
+    let permitted = node
+        .syncgroup_view(&sg_name())
+        .is_ok_and(|view| view.record.sg.allows(Tag::Read, &fingerprint(who)));
+    match call {
+        Call::Join { .. } if permitted => Standing::PermittedJoiner(device(who)),
+        _ => Standing::Other,
+    }
+}
+
 /// Checks one step: unchanged sets, or changes inside the held syncgroup's prefixes made by
-/// one of its admins.
-fn check_step(before: &TrustSets, after: &TrustSets, admin: bool, call: &Call) {
+/// one of its admins (or a joiner realising an admin's earlier grant).
+fn check_step(before: &TrustSets, after: &TrustSets, standing: Standing, call: &Call) {
     let changed = before.changed_scopes(after);
-    if !admin {
+    if standing == Standing::Other {
         assert!(
             changed.is_empty(),
             "{call:?} by a non-admin changed what A shares or accepts: {changed:?}"
@@ -329,7 +355,18 @@ fn check_step(before: &TrustSets, after: &TrustSets, admin: bool, call: &Call) {
     for (db, scope) in changed {
         assert!(
             db == DB && held.contains(&scope),
-            "{call:?} by an admin changed {db}:{scope}, outside the syncgroup's prefixes"
+            "{call:?} by {standing:?} changed {db}:{scope}, outside the syncgroup's prefixes"
+        );
+    }
+    if let Standing::PermittedJoiner(joiner) = standing {
+        assert_eq!(
+            before.shares, after.shares,
+            "{call:?} changed whom A serves"
+        );
+        let added: Vec<_> = after.accepts.difference(&before.accepts).collect();
+        assert!(
+            added.iter().all(|(writer, ..)| *writer == joiner),
+            "{call:?} made A accept another writer: {added:?}"
         );
     }
 }
@@ -350,9 +387,9 @@ fn run(calls: Vec<Call>) {
         assert!(node.proposals().unwrap().is_empty());
         for call in &calls {
             let before = node.trust_sets().unwrap();
-            let admin = is_admin(&node, call.who());
+            let standing = standing(&node, call);
             make(&node, call).await;
-            check_step(&before, &node.trust_sets().unwrap(), admin, call);
+            check_step(&before, &node.trust_sets().unwrap(), standing, call);
         }
     });
 }
@@ -438,5 +475,32 @@ fn proposals_are_bounded_per_publisher_in_all_and_in_size() {
         let error = node.accept_publish(big).await.unwrap_err();
         assert_eq!(error.id(), "ResourceExhausted", "{error}");
         assert_eq!(node.proposals().unwrap().len(), MAX_PROPOSALS - 1);
+    });
+}
+
+/// Syncgroup knowledge is a claim like a version: from a non-admin it would hide later
+/// versions (an eject) or end a pending state early, so only an admin's is merged.
+#[test]
+fn syncgroup_knowledge_from_a_non_admin_is_not_merged() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_a(dir.path()).await;
+        let id = node.syncgroup_view(&sg_name()).unwrap().record.sg.id;
+        let forged = GenVector::from_iter([(device(0), 1_000_000_000_000)]);
+        let known = || node.syncgroup_view(&sg_name()).unwrap().local.knowledge;
+        let before = known();
+        for who in 1..PRINCIPALS.len() {
+            let claim = [(id, forged.clone())].into();
+            node.apply_syncgroups(db(), fingerprint(who), vec![], claim)
+                .await
+                .unwrap();
+            assert_eq!(known(), before, "{} moved A's knowledge", PRINCIPALS[who].0);
+        }
+        // The admin's knowledge is taken.
+        let claim = [(id, forged.clone())].into();
+        node.apply_syncgroups(db(), fingerprint(0), vec![], claim)
+            .await
+            .unwrap();
+        assert!(known().dominates(&forged));
     });
 }

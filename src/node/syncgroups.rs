@@ -422,7 +422,7 @@ impl Node {
     ) -> Result<SyncgroupsApplied> {
         if !self
             .store()
-            .syncgroup_page_is_news(&db, &records, &knowledge)?
+            .syncgroup_page_is_news(&db, &sender, &records, &knowledge)?
         {
             return Ok(SyncgroupsApplied::default());
         }

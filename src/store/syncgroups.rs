@@ -24,7 +24,7 @@ use crate::sync::genvec::GenVector;
 use crate::syncgroup::invite::{Grant, Invite};
 use crate::syncgroup::{
     Binding, LocalState, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord, SyncgroupView,
-    VersionStamp,
+    Tag, VersionStamp,
 };
 
 /// Syncgroup knowledge: a vector per syncgroup.
@@ -102,6 +102,7 @@ impl Store {
     pub fn syncgroup_page_is_news(
         &self,
         db: &DbName,
+        sender: &Fingerprint,
         records: &[SyncgroupRecord],
         knowledge: &SyncgroupKnowledge,
     ) -> Result<bool> {
@@ -114,7 +115,10 @@ impl Store {
         }
         for (id, vector) in knowledge {
             let held = load(txn.as_ref(), db.as_str(), *id)?;
-            if held.is_some_and(|held| !held.local.knowledge.dominates(vector)) {
+            let news = held.is_some_and(|held| {
+                held.record.sg.allows(Tag::Admin, sender) && !held.local.knowledge.dominates(vector)
+            });
+            if news {
                 return Ok(true);
             }
         }
@@ -231,8 +235,9 @@ impl SyncgroupTxn<'_> {
     }
 
     /// Applies versions and knowledge the authenticated peer `sender` sent for syncgroups of
-    /// `db` this node holds. The knowledge of a syncgroup whose version was refused is not
-    /// merged, so the version is fetched again (from an admin) rather than taken as known.
+    /// `db` this node holds. Knowledge is merged only from a sender holding Admin in the copy
+    /// held, and not for a syncgroup whose version was refused, so a version is never taken as
+    /// known on a relay's word.
     pub fn apply(
         &mut self,
         db: &DbName,
@@ -272,6 +277,11 @@ impl SyncgroupTxn<'_> {
                 continue;
             }
             if let Some(mut view) = load(self.txn.as_ref(), db.as_str(), *id)? {
+                if !view.record.sg.allows(Tag::Admin, sender) {
+                    // Knowledge is a claim like a version: a non-admin could forge one to hide
+                    // later versions (an eject) or to end a pending state early.
+                    continue;
+                }
                 view.local.knowledge.merge(vector);
                 view.local.settle();
                 self.put_local(db.as_str(), *id, &view.local)?;
