@@ -489,12 +489,12 @@ fn syncgroup_knowledge_from_a_non_admin_is_not_merged() {
         let forged = GenVector::from_iter([(device(0), 1_000_000_000_000)]);
         let known = || node.syncgroup_view(&sg_name()).unwrap().local.knowledge;
         let before = known();
-        for who in 1..PRINCIPALS.len() {
+        for (who, (name, _)) in PRINCIPALS.iter().enumerate().skip(1) {
             let claim = [(id, forged.clone())].into();
             node.apply_syncgroups(db(), fingerprint(who), vec![], claim)
                 .await
                 .unwrap();
-            assert_eq!(known(), before, "{} moved A's knowledge", PRINCIPALS[who].0);
+            assert_eq!(known(), before, "{name} moved A's knowledge");
         }
         // The admin's knowledge is taken.
         let claim = [(id, forged.clone())].into();
