@@ -1145,14 +1145,14 @@ fn a_leaf_syncs_only_through_a_server_both_ways() {
         assert!(leaf.node().peers().get(&hid).is_none());
         assert!(leaf.node().peers().get(&sid).is_some());
 
+        // A value over 64 KiB: the leaf's pages reach the server over the connection the leaf
+        // opened, where only members may send large messages.
         let leaf_t = table_t(&leaf).await;
-        put(&leaf_t, "from-leaf", b"1").await.unwrap();
-        wait_for_row(
-            &table_t(&host).await,
-            "from-leaf",
-            "the leaf's row at the host",
-        )
-        .await;
+        let big = vec![7u8; 1 << 20];
+        put(&leaf_t, "from-leaf", &big).await.unwrap();
+        let host_t = table_t(&host).await;
+        wait_for_row(&host_t, "from-leaf", "the leaf's row at the host").await;
+        assert_eq!(get(&host_t, "from-leaf").await.as_deref(), Some(&big[..]));
         put(&table_t(&host).await, "from-host", b"2").await.unwrap();
         wait_for_row(&leaf_t, "from-host", "the host's row at the leaf").await;
         let lid = leaf.node().identity().fingerprint().clone();

@@ -8,7 +8,10 @@
 //!   header announces). A frame over [`SMALL_MESSAGE_BYTES`] first takes its whole size from the
 //!   node-wide [`NodeBudget`] ([`NODE_INCOMING_BYTES`]), so admitted frames can always finish
 //!   and free their share (no deadlock), and a full budget stops reading large frames
-//!   (backpressure). A frame whose bytes stop for [`READ_STALL`] drops its connection.
+//!   (backpressure). A frame whose bytes stop for [`READ_STALL`] drops its connection. On the
+//!   peer port only members (Read in a held syncgroup, or declared peers) may send frames over
+//!   [`SMALL_MESSAGE_BYTES`] ([`ConnectionBudget::restrict_large_frames`]): anyone with a key
+//!   passes TLS, and strangers must not hold the node-wide budget.
 //! - **Outgoing**, each connection counts the bytes it has queued but not yet written
 //!   ([`ConnectionBudget`]); past [`OUTGOING_BYTES`] (or with [`MAX_WAITING_CALLS`] calls
 //!   waiting for room) it stops reading the peer's calls until the queue drains, and methods that
@@ -144,6 +147,10 @@ pub struct ConnectionBudget {
     handed_over: Cell<usize>,
     waiting: Cell<usize>,
     room: Notify,
+    /// Whether the other side may send frames over [`SMALL_MESSAGE_BYTES`] (None: yes). On
+    /// the peer port only members may: anyone with a key passes TLS, and a stranger
+    /// trickling large frames would otherwise hold the node-wide incoming budget.
+    large_frames: RefCell<Option<Box<dyn Fn() -> bool>>>,
 }
 
 impl ConnectionBudget {
@@ -173,7 +180,22 @@ impl ConnectionBudget {
             handed_over: Cell::new(0),
             waiting: Cell::new(0),
             room: Notify::new(),
+            large_frames: RefCell::new(None),
         }
+    }
+
+    /// From now on, frames over [`SMALL_MESSAGE_BYTES`] are admitted only while `allowed()`
+    /// says so (asked once per such frame); others fail with `ResourceExhausted:`, which
+    /// ends the connection.
+    pub fn restrict_large_frames(&self, allowed: Box<dyn Fn() -> bool>) {
+        *self.large_frames.borrow_mut() = Some(allowed);
+    }
+
+    fn large_frames_allowed(&self) -> bool {
+        self.large_frames
+            .borrow()
+            .as_ref()
+            .is_none_or(|allowed| allowed())
     }
 
     /// Marks the connection authenticated: larger messages may come in from now on.
@@ -214,6 +236,13 @@ impl ConnectionBudget {
         }
         if bytes <= SMALL_MESSAGE_BYTES {
             return Ok(None);
+        }
+        if !self.large_frames_allowed() {
+            return Err(Error::ResourceExhausted(format!(
+                "a message of {bytes} bytes: messages over {SMALL_MESSAGE_BYTES} bytes are \
+                 taken only from members of a syncgroup here or declared peers"
+            ))
+            .into());
         }
         self.incoming.take(bytes).await.map(Some)
     }

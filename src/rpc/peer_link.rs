@@ -59,11 +59,16 @@ pub async fn serve_peer(io: BoxIo, mut slot: Slot, node: Arc<Node>, cancel: Canc
     tracing::debug!(peer = %link.peer, "peer connected");
     let peer = link.peer.clone();
     let sync: sync::Client = capnp_rpc::new_client(SyncImpl::new(node.clone(), link.peer));
-    let rpc_system = rpc_system(
-        &node,
+    let budget = ConnectionBudget::authenticated(node.node_budget().clone());
+    let member = (node.clone(), peer.clone());
+    budget.restrict_large_frames(Box::new(move || {
+        member.0.is_member(&member.1).unwrap_or(false)
+    }));
+    let rpc_system = network::rpc_system(
         link.stream,
         rpc_twoparty_capnp::Side::Server,
         Some(sync.client),
+        budget,
     );
     // A peer this node syncs with but cannot dial (a member advertising no address) is
     // synced over its own connection: its dialer serves `Sync` too.
