@@ -31,13 +31,18 @@ impl std::fmt::Debug for ClientToken {
     }
 }
 
+/// What the node's operator does about a bad token file.
+const REMAKE: &str = "delete it and restart the node to make a new one";
+/// What a client does about one: it may simply be the wrong file.
+const CHECK_PATH: &str = "is it the node's client.token (in its data directory)?";
+
 impl ClientToken {
     /// Reads the token at `path`, or makes one (32 random bytes as 64 lowercase hex
     /// characters) and writes it there (mode 0600) if the file does not exist yet. An existing
     /// file is checked like [`ClientToken::read`] checks it.
     pub fn load_or_create(path: &Path) -> anyhow::Result<ClientToken> {
         match File::open(path) {
-            Ok(file) => ClientToken::from_file(file, path),
+            Ok(file) => ClientToken::from_file(file, path, REMAKE),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => ClientToken::create(path),
             Err(error) => Err(error).with_context(|| format!("reading {WHAT} {}", path.display())),
         }
@@ -50,16 +55,17 @@ impl ClientToken {
     pub fn read(path: &Path) -> anyhow::Result<ClientToken> {
         let file =
             File::open(path).with_context(|| format!("reading {WHAT} {}", path.display()))?;
-        ClientToken::from_file(file, path)
+        ClientToken::from_file(file, path, CHECK_PATH)
     }
 
-    fn from_file(mut file: File, path: &Path) -> anyhow::Result<ClientToken> {
+    /// `fix` ends the error for a bad token: what the reader should do about it.
+    fn from_file(mut file: File, path: &Path, fix: &str) -> anyhow::Result<ClientToken> {
         refuse_if_readable_by_others(&file, path, WHAT)?;
         let mut text = String::new();
         file.read_to_string(&mut text)
             .with_context(|| format!("reading {WHAT} {}", path.display()))?;
         let token = text.trim();
-        check_token(token)
+        check_token(token, fix)
             .map_err(|reason| Error::invalid(format!("{WHAT} {} {reason}", path.display())))?;
         Ok(ClientToken(token.to_owned()))
     }
@@ -102,24 +108,24 @@ impl ClientToken {
 
 /// Why `token` (trimmed file text) is not a usable token, as the end of a sentence that
 /// starts with the file's name. Never quotes the token.
-fn check_token(token: &str) -> Result<(), String> {
-    const REMAKE: &str = "delete it and restart the node to make a new one";
+fn check_token(token: &str, fix: &str) -> Result<(), String> {
     if token.is_empty() {
-        return Err(format!("is empty; {REMAKE}"));
+        return Err(format!("is empty; {fix}"));
     }
-    let not_hex = |why: String| format!("does not hold a hex token ({why}); {REMAKE}");
+    if token.len() < MIN_TOKEN_HEX_LEN {
+        return Err(format!(
+            "holds a token of {} characters; at least {MIN_TOKEN_HEX_LEN} hex digits (128 bits) \
+             are required; {fix}",
+            token.len(),
+        ));
+    }
+    let not_hex = |why: String| format!("does not hold a hex token ({why}); {fix}");
     match hex::decode(token) {
         Err(hex::FromHexError::InvalidHexCharacter { index, .. }) => {
             Err(not_hex(format!("byte {index} is not a hex digit")))
         }
         Err(hex::FromHexError::OddLength) => Err(not_hex("an odd number of hex digits".into())),
         Err(error) => Err(not_hex(error.to_string())),
-        Ok(_) if token.len() < MIN_TOKEN_HEX_LEN => Err(format!(
-            "holds a token of {} hex characters ({} bits); at least {MIN_TOKEN_HEX_LEN} \
-             (128 bits) are required; {REMAKE}",
-            token.len(),
-            token.len() * 4
-        )),
         Ok(_) => Ok(()),
     }
 }
@@ -143,12 +149,13 @@ mod tests {
         path
     }
 
-    /// The error both loaders give for the token file at `path`.
+    /// The error the node gives for the token file at `path`; a client gives the same with
+    /// its own advice at the end (the file may just be the wrong one).
     fn refusal(path: &Path) -> String {
         let read = ClientToken::read(path).unwrap_err().to_string();
         let loaded = ClientToken::load_or_create(path).unwrap_err().to_string();
-        assert_eq!(read, loaded);
-        read
+        assert_eq!(read, loaded.replace(REMAKE, CHECK_PATH));
+        loaded
     }
 
     #[test]
@@ -203,17 +210,20 @@ mod tests {
     #[test]
     fn a_short_token_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = token_file(dir.path(), &format!("{}\n", "ab".repeat(15)));
-        let message = refusal(&path);
-        assert_eq!(
-            message,
-            format!(
-                "InvalidArgument: client token file {} holds a token of 30 hex characters \
-                 (120 bits); at least 32 (128 bits) are required; delete it and restart the \
-                 node to make a new one",
-                path.display()
-            )
-        );
+        for short in ["ab".repeat(15), "abc".into()] {
+            let path = token_file(dir.path(), &format!("{short}\n"));
+            let message = refusal(&path);
+            assert_eq!(
+                message,
+                format!(
+                    "InvalidArgument: client token file {} holds a token of {} characters; at \
+                     least 32 hex digits (128 bits) are required; delete it and restart the \
+                     node to make a new one",
+                    path.display(),
+                    short.len()
+                )
+            );
+        }
         let path = token_file(dir.path(), &"AB".repeat(16));
         assert!(ClientToken::read(&path).unwrap().matches(&"AB".repeat(16)));
     }
