@@ -875,14 +875,75 @@ async fn app_create(
     name: &str,
     host: Option<&Fingerprint>,
 ) -> Result<(), capnp::Error> {
+    app_create_with(node, name, host, &spec()).await
+}
+
+/// Creates a syncgroup through the app API with `spec`.
+async fn app_create_with(
+    node: &EmbeddedServer,
+    name: &str,
+    host: Option<&Fingerprint>,
+    spec: &Spec,
+) -> Result<(), capnp::Error> {
     let mut request = app_syncgroups(node).create_request();
     request.get().set_database(DB);
     request.get().set_name(name);
     request
         .get()
         .set_host_fingerprint(host.map(Fingerprint::as_str).unwrap_or_default());
-    syncbase::rpc::syncgroup_wire::write_spec(&spec(), request.get().init_spec());
+    syncbase::rpc::syncgroup_wire::write_spec(spec, request.get().init_spec());
     request.send().promise.await.map(drop)
+}
+
+#[test]
+fn a_pending_proposal_does_not_stop_the_syncgroups_already_shared() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let member = nodes::start(&network, "m:1").await;
+        let shared = create(&host).await;
+        join_by_invite(&host, &member, &shared, Level::ReadWrite).await;
+        // The member proposes a second syncgroup, over table u, to the host.
+        let hid = host.node().identity().fingerprint().clone();
+        let proposed = name("h:1/u");
+        let over_u = Spec {
+            prefixes: vec![Scope::new("u", "")],
+            ..spec()
+        };
+        app_create_with(&member, proposed.as_str(), Some(&hid), &over_u)
+            .await
+            .unwrap();
+        assert_eq!(host.node().proposals().unwrap().len(), 1);
+        // Table t keeps syncing both ways while the proposal waits (the member's sessions ask
+        // for t and u; the host serves t and leaves u out).
+        let (host_t, member_t) = (table_t(&host).await, table_t(&member).await);
+        put(&host_t, "from-host", b"1").await.unwrap();
+        wait_for_row(
+            &member_t,
+            "from-host",
+            "the host's row while a proposal waits",
+        )
+        .await;
+        put(&member_t, "from-member", b"2").await.unwrap();
+        wait_for_row(
+            &host_t,
+            "from-member",
+            "the member's row while a proposal waits",
+        )
+        .await;
+        let member_u = table(&database(member.service(), DB).await.unwrap(), "u")
+            .await
+            .unwrap();
+        put(&member_u, "early", b"3").await.unwrap();
+        // Once accepted, u syncs too, both ways, without reconnecting by hand.
+        host.node().accept_proposal(proposed).await.unwrap();
+        let host_u = table(&database(host.service(), DB).await.unwrap(), "u")
+            .await
+            .unwrap();
+        wait_for_row(&host_u, "early", "the member's u row once accepted").await;
+        put(&host_u, "late", b"4").await.unwrap();
+        wait_for_row(&member_u, "late", "the host's u row once accepted").await;
+    });
 }
 
 #[test]

@@ -59,50 +59,77 @@ impl Responder {
         Responder { node, peer }
     }
 
-    /// Refuses requests the peer is not entitled to: no scope at all, an unknown database, or
-    /// a scope the peer may not read (neither declared with it nor covered by a syncgroup
-    /// granting it Read).
-    pub fn authorize(&self, request: &DeltaRequest) -> Result<()> {
+    /// The part of the request the peer may read: the scopes it was declared with or holds
+    /// Read for in a syncgroup here. Refuses a request naming no scope, an unknown database, or
+    /// no readable scope at all (`NoAccess:`). Scopes it may not read are left out rather than
+    /// failing the whole request, so one syncgroup this node has not accepted (a proposal)
+    /// does not stop the others from syncing.
+    pub fn authorize(&self, request: &DeltaRequest) -> Result<Knowledge> {
         let db = request.db.as_str();
         if request.knowledge.is_empty() {
             return Err(Error::invalid("GetDeltas names no scope"));
         }
-        for (scope, _) in request.knowledge.iter() {
-            if !self.node.may_read_scope(&self.peer, &request.db, scope)? {
-                return Err(Error::NoAccess(format!(
-                    "{} holds no Read capability for scope {scope} of database {db:?}",
-                    self.peer
-                )));
+        let mut served = Knowledge::new();
+        let mut refused = None;
+        for (scope, vector) in request.knowledge.iter() {
+            if self.node.may_read_scope(&self.peer, &request.db, scope)? {
+                served.insert(scope.clone(), vector.clone());
+            } else {
+                refused.get_or_insert(scope);
             }
+        }
+        if let (true, Some(scope)) = (served.is_empty(), refused) {
+            return Err(Error::NoAccess(format!(
+                "{} holds no Read capability for scope {scope} of database {db:?}",
+                self.peer
+            )));
         }
         if !self.node.store().has_database(&request.db)? {
             return Err(Error::NoAccess(format!(
                 "database {db:?} is not shared with this peer"
             )));
         }
-        Ok(())
+        Ok(served)
     }
 
     /// Streams the pages until caught up (or, live, until the sink fails or the node stops).
-    /// Every page is sent under a fresh authorisation, so removing the peer, ejecting it or
-    /// revoking its Read ends a live stream at once with `NoAccess:`.
+    /// Every page is sent under a fresh authorisation: losing Read for a scope being served
+    /// (removing the peer, ejecting it, revoking its Read) ends a live stream at once with
+    /// `NoAccess:`; gaining it for a requested scope (a proposal accepted) widens the stream,
+    /// going back to where the new scopes start.
     pub async fn run(&self, request: &DeltaRequest, sink: &mut impl PageSink) -> Result<()> {
-        self.authorize(request)?;
+        let mut served = self.authorize(request)?;
         let store = self.node.store();
-        let mut position =
-            store.start_position(&request.db, request.initiator_device, &request.knowledge)?;
+        let mut position = store.start_position(&request.db, request.initiator_device, &served)?;
         let mut commits = self.node.subscribe();
         let mut peers = self.node.peers().subscribe();
         let mut last_knowledge: Option<Knowledge> = None;
         loop {
             commits.borrow_and_update();
             peers.borrow_and_update();
-            self.authorize(request)?;
+            let now = self.authorize(request)?;
+            if let Some(lost) = served
+                .iter()
+                .map(|(scope, _)| scope)
+                .find(|s| now.get(s).is_none())
+            {
+                return Err(Error::NoAccess(format!(
+                    "{} no longer holds a Read capability for scope {lost} of database {:?}",
+                    self.peer,
+                    request.db.as_str()
+                )));
+            }
+            if now.len() > served.len() {
+                let start = store.start_position(&request.db, request.initiator_device, &now)?;
+                position = position.min(start);
+                last_knowledge = None;
+                served = now;
+            }
             let page = store.read_page(
                 &request.db,
                 &PageRequest {
                     initiator: request.initiator_device,
-                    knowledge: &request.knowledge,
+                    knowledge: &served,
                     position,
                     max_records: PAGE_RECORDS,
                     max_bytes: PAGE_BYTES,
