@@ -34,7 +34,8 @@ interface Sync {
   getDeltas @1 (req :T.DeltaReq, initiator :Text, sink :DeltaSink) -> ();
   # {Read} Streams the log records the initiator lacks for one database (data or syncgroup
   # metadata), then the responder's knowledge, into `sink`; returns when the last batch is
-  # acknowledged.
+  # acknowledged. Data scopes the caller may not read are left out of the stream (and taken in
+  # once it may); NoAccess if it may read none of them.
 
   publishSyncgroup @2 (publisher :Text, sg :T.Syncgroup, version :Text, genvec :T.GenVector,
                       invite :Text)
