@@ -396,17 +396,21 @@ fn watch_request(
 fn watches_with_initial_state_nobody_acknowledges_stay_within_the_outgoing_budget() {
     on_local(async {
         let setup = setup().await;
-        setup.fill().await;
         let (db, paused) = setup.pausable_database().await;
-        let before = resident_bytes(Some(setup.pid())).unwrap();
-        let sampler = Sampler::start(Some(setup.pid()));
-        // The attacker stops reading, then opens as many watches as a connection may, each
-        // owed 17 MiB of initial state: unbounded, 64 x 17 MiB would pile up in the node.
-        paused.set(true);
+        // As many watches as a connection may, each sent the table's 1 MiB row as its initial
+        // state; the attacker's sink takes none of it.
         let sink: watch_sink::Client = capnp_rpc::new_client(StuckWatchSink);
         let watches: Vec<_> = (0..MAX_STREAMS)
             .map(|_| watch_request(&db, sink.clone()))
             .collect();
+        // Calls on one capability are delivered in order: every watch runs once this answers.
+        db.name_request().send().promise.await.unwrap();
+        let before = resident_bytes(Some(setup.pid())).unwrap();
+        let sampler = Sampler::start(Some(setup.pid()));
+        // The attacker stops reading; every watch is owed 16 MiB of changes. Unbounded, each
+        // would pile up its window of 1 MiB pushes: hundreds of MiB.
+        paused.set(true);
+        setup.fill().await;
         let growth = setup.growth_under_attack(before, sampler).await;
         assert_bounded("watches nobody acknowledges", growth);
         drop(watches);
