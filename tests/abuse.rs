@@ -5,10 +5,21 @@
 //! /proc/PID/status) grows by at most [`MAX_GROWTH`] and that a client logged in before the
 //! attack keeps working. Counts are small so the suite stays fast; `syncbase bench abuse`
 //! runs the full-size attacks.
+//!
+//! The push attacks (sinks that never acknowledge, on connections that stop reading: many
+//! watches with initial state, many live `getDeltas` from a read-only syncgroup member) use a
+//! real RPC client over a stream whose reading can be paused.
 
 mod common;
 
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use common::process::Served;
 use common::{DB, app, on_local};
@@ -18,9 +29,16 @@ use syncbase::identity::{Fingerprint, NodeIdentity};
 use syncbase::rpc::admission::{
     MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS_PER_PORT, MAX_PRE_AUTH_CONNECTIONS,
 };
-use syncbase::rpc::client::Session;
+use syncbase::rpc::client::{Session, error_message};
+use syncbase::rpc::limits::{ConnectionBudget, MAX_STREAMS, NodeBudget};
+use syncbase::rpc::network::rpc_system;
+use syncbase::rpc::syncgroup_wire::write_member_info;
 use syncbase::rpc::tls::TlsConnector;
-use syncbase::schema::service_capnp::table;
+use syncbase::schema::service_capnp::{database, gate, table, watch_sink};
+use syncbase::schema::sync_capnp::{delta_sink, sync};
+use syncbase::sync::genvec::DeviceId;
+use syncbase::syncgroup::MemberInfo;
+use syncbase::syncgroup::invite::InviteToken;
 
 /// Attacking connections per test.
 const CONNECTIONS: usize = 200;
@@ -231,5 +249,300 @@ fn one_peer_identity_over_its_cap_is_refused_with_resource_exhausted() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(admitted, "a place freed by a closed connection is reused");
+    });
+}
+
+// ---- Pushes to sinks that never acknowledge ----
+
+/// Rows of [`BIG`] bytes the push attacks stream (16 MiB, besides the setup's row).
+const PUSHED_ROWS: usize = 16;
+/// How long an attack runs before its memory is judged: ample for an unbounded node to pull
+/// every page into memory (it did so at hundreds of MiB per second).
+const PUSH_ATTACK: Duration = Duration::from_secs(3);
+
+/// A stream whose reading stops for good once `paused` is set (the writes go on), like a
+/// client that stops reading its socket.
+struct Pausable<S> {
+    inner: S,
+    paused: Rc<Cell<bool>>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Pausable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.paused.get() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Pausable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves `stream` as an RPC client (on the current `LocalSet`); returns the other side's
+/// bootstrap and the switch that stops reading.
+fn pausable_client<S, C>(stream: S) -> (C, Rc<Cell<bool>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    C: capnp::capability::FromClientHook,
+{
+    let paused = Rc::new(Cell::new(false));
+    let stream = Pausable {
+        inner: stream,
+        paused: paused.clone(),
+    };
+    let budget = ConnectionBudget::authenticated(NodeBudget::default());
+    let mut rpc_system = rpc_system(stream, Side::Client, None, budget);
+    let bootstrap: C = rpc_system.bootstrap(Side::Server);
+    tokio::task::spawn_local(rpc_system);
+    (bootstrap, paused)
+}
+
+/// A `WatchSink` whose `push` never completes.
+struct StuckWatchSink;
+
+impl watch_sink::Server for StuckWatchSink {
+    async fn push(self: Rc<Self>, _: watch_sink::PushParams) -> capnp::Result<()> {
+        std::future::pending().await
+    }
+}
+
+/// A `DeltaSink` whose `push` never completes.
+struct StuckDeltaSink;
+
+impl delta_sink::Server for StuckDeltaSink {
+    async fn push(self: Rc<Self>, _: delta_sink::PushParams) -> capnp::Result<()> {
+        std::future::pending().await
+    }
+}
+
+/// A `DeltaSink` that takes every push.
+struct TakingDeltaSink;
+
+impl delta_sink::Server for TakingDeltaSink {
+    async fn push(self: Rc<Self>, _: delta_sink::PushParams) -> capnp::Result<()> {
+        Ok(())
+    }
+}
+
+impl Setup {
+    /// Fills table `t` with [`PUSHED_ROWS`] rows of [`BIG`] bytes.
+    async fn fill(&self) {
+        for i in 0..PUSHED_ROWS {
+            app::put(&self.table, &format!("row-{i:02}"), vec![i as u8; BIG])
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A fresh logged-in app connection whose reading can be paused; its database `db`.
+    async fn pausable_database(&self) -> (database::Client, Rc<Cell<bool>>) {
+        let tcp = tokio::net::TcpStream::connect(self.target.app)
+            .await
+            .unwrap();
+        let (gate, paused): (gate::Client, _) = pausable_client(tcp);
+        let mut login = gate.login_request();
+        login.get().set_token(&self.target.token);
+        let service = login
+            .send()
+            .promise
+            .await
+            .unwrap()
+            .get()
+            .unwrap()
+            .get_service()
+            .unwrap();
+        (app::database(&service, DB).await.unwrap(), paused)
+    }
+
+    /// Lets the attack run, checks the logged-in client still works, and returns the node's
+    /// memory growth since `before`.
+    async fn growth_under_attack(&self, before: u64, sampler: Sampler) -> u64 {
+        tokio::time::sleep(PUSH_ATTACK).await;
+        self.client_still_works().await;
+        let growth = sampler.stop().saturating_sub(before);
+        eprintln!("the node grew by {} MiB", growth >> 20);
+        growth
+    }
+}
+
+/// A watch of table `t` from the start (`initialState`), on `sink`.
+fn watch_request(
+    db: &database::Client,
+    sink: watch_sink::Client,
+) -> capnp::capability::RemotePromise<database::watch_results::Owned> {
+    let mut request = db.watch_request();
+    request.get().set_table("t");
+    request.get().set_initial_state(true);
+    request.get().set_sink(sink);
+    request.send()
+}
+
+#[test]
+fn watches_with_initial_state_nobody_acknowledges_stay_within_the_outgoing_budget() {
+    on_local(async {
+        let setup = setup().await;
+        let (db, paused) = setup.pausable_database().await;
+        // As many watches as a connection may, each sent the table's 1 MiB row as its initial
+        // state; the attacker's sink takes none of it.
+        let sink: watch_sink::Client = capnp_rpc::new_client(StuckWatchSink);
+        let watches: Vec<_> = (0..MAX_STREAMS)
+            .map(|_| watch_request(&db, sink.clone()))
+            .collect();
+        // Calls on one capability are delivered in order: every watch runs once this answers.
+        db.name_request().send().promise.await.unwrap();
+        let before = resident_bytes(Some(setup.pid())).unwrap();
+        let sampler = Sampler::start(Some(setup.pid()));
+        // The attacker stops reading; every watch is owed 16 MiB of changes. Unbounded, each
+        // would pile up its window of 1 MiB pushes: hundreds of MiB.
+        paused.set(true);
+        setup.fill().await;
+        let growth = setup.growth_under_attack(before, sampler).await;
+        assert_bounded("watches nobody acknowledges", growth);
+        drop(watches);
+    });
+}
+
+#[test]
+fn a_watch_past_the_connections_stream_cap_fails_with_resource_exhausted() {
+    on_local(async {
+        let setup = setup().await;
+        let (db, _) = setup.pausable_database().await;
+        let sink: watch_sink::Client = capnp_rpc::new_client(StuckWatchSink);
+        // The capped watches never end (their sink never acknowledges its first page): the
+        // first call to finish is the one over the cap.
+        let watches: Vec<_> = (0..=MAX_STREAMS)
+            .map(|_| Box::pin(watch_request(&db, sink.clone()).promise))
+            .collect();
+        let (refused, _, rest) = futures::future::select_all(watches).await;
+        let error = refused.err().expect("a watch over the cap is refused");
+        let message = error_message(&error);
+        assert!(message.starts_with("ResourceExhausted: "), "{message}");
+        assert!(message.contains("streams"), "{message}");
+        assert_eq!(rest.len(), MAX_STREAMS);
+        setup.client_still_works().await;
+    });
+}
+
+/// A read-only member of a syncgroup over table `t`: its identity, device and invite secret.
+struct Reader {
+    identity: NodeIdentity,
+    device: u64,
+}
+
+impl Setup {
+    /// Creates syncgroup `<peer address>/pushes` over table `t` and joins it at Read as a fresh
+    /// identity over its own TLS connection.
+    async fn read_only_member(&self) -> Reader {
+        let name = format!("{}/pushes", self.served.peer_addr());
+        self.served
+            .ok(&["sg", "create", DB, &name, "--prefix", "t"]);
+        let invite = self.served.ok(&["sg", "invite", &name, "--level", "read"]);
+        let invite = InviteToken::parse(invite.trim()).unwrap();
+        let reader = Reader {
+            identity: NodeIdentity::generate().unwrap(),
+            device: 4242,
+        };
+        let (sync, _) = self.peer_connection(&reader).await;
+        let mut join = sync.join_syncgroup_at_admin_request();
+        join.get().set_sg_name(name.as_str());
+        join.get().set_invite(&invite.secret);
+        let info = MemberInfo {
+            sync_priority: 0,
+            is_server: false,
+            device: DeviceId(reader.device),
+            // An address (nobody listens there), so the node dials it rather than syncing
+            // back over the member's own connections, which serve nothing.
+            address: "127.0.0.1:1".into(),
+        };
+        write_member_info(&info, join.get().init_my_info());
+        join.send().promise.await.unwrap();
+        reader
+    }
+
+    /// A TLS peer connection as `reader`, its reading pausable.
+    async fn peer_connection(&self, reader: &Reader) -> (sync::Client, Rc<Cell<bool>>) {
+        let tcp = tokio::net::TcpStream::connect(self.target.peer.unwrap())
+            .await
+            .unwrap();
+        let link = TlsConnector::new(&reader.identity)
+            .unwrap()
+            .connect(tcp, self.target.fingerprint.as_ref().unwrap())
+            .await
+            .unwrap();
+        pausable_client(link.stream)
+    }
+}
+
+/// A `getDeltas` for all of table `t` as `reader`, `live` or not, on `sink`.
+fn deltas_request(
+    sync: &sync::Client,
+    reader: &Reader,
+    live: bool,
+    sink: delta_sink::Client,
+) -> capnp::capability::RemotePromise<sync::get_deltas_results::Owned> {
+    let mut request = sync.get_deltas_request();
+    {
+        let mut data = request.get().init_req().init_data();
+        data.set_db_name(DB);
+        data.set_initiator_device(reader.device);
+        data.set_live(live);
+        let mut scopes = data.init_init_vec().init_scopes(1);
+        scopes.reborrow().get(0).set_scope(&b"t\xfe"[..]);
+        scopes.get(0).init_vector();
+    }
+    request.get().set_sink(sink);
+    request.send()
+}
+
+#[test]
+fn live_get_deltas_nobody_acknowledges_stay_within_the_outgoing_budget() {
+    on_local(async {
+        let setup = setup().await;
+        setup.fill().await;
+        let reader = setup.read_only_member().await;
+        // The member may read the data: a whole non-live pull goes through.
+        let (sync, _) = setup.peer_connection(&reader).await;
+        let taking: delta_sink::Client = capnp_rpc::new_client(TakingDeltaSink);
+        deltas_request(&sync, &reader, false, taking)
+            .promise
+            .await
+            .unwrap();
+
+        let before = resident_bytes(Some(setup.pid())).unwrap();
+        let sampler = Sampler::start(Some(setup.pid()));
+        // Two connections (each may hold its 16 MiB budget) with 25 live streams each, every
+        // one owed 17 MiB: unbounded, 50 x 17 MiB would pile up in the node.
+        let stuck: delta_sink::Client = capnp_rpc::new_client(StuckDeltaSink);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (sync, paused) = setup.peer_connection(&reader).await;
+            paused.set(true);
+            for _ in 0..25 {
+                held.push(deltas_request(&sync, &reader, true, stuck.clone()));
+            }
+        }
+        let growth = setup.growth_under_attack(before, sampler).await;
+        assert_bounded("live getDeltas nobody acknowledges", growth);
+        drop(held);
     });
 }

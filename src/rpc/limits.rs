@@ -19,6 +19,12 @@
 //!   queue stays over budget without any byte written for [`WRITE_STALL`] is dropped. All
 //!   connections together may queue [`NODE_OUTGOING_BYTES`]; past it, every connection with
 //!   more than [`SMALL_QUEUE_BYTES`] queued stops reading too.
+//! - **Pushes** (scan pages, watch changes, `getDeltas` pages: calls the node makes on a
+//!   caller's sink) take the same room as answers: `rpc::push::WindowedPush` reserves each
+//!   page's upper bound before reading it, so a sink that never acknowledges, or a peer that
+//!   reads nothing, holds at most the connection's budget. A connection may run at most
+//!   [`MAX_STREAMS`] such streams at once ([`ConnectionBudget::open_stream`]); a further one
+//!   fails with `ResourceExhausted:`.
 //!
 //! Connection counts are capped by [`super::admission`].
 
@@ -67,6 +73,13 @@ pub const NODE_OUTGOING_BYTES: usize = 256 << 20;
 /// over [`NODE_OUTGOING_BYTES`], so clients that read their answers are never held up by
 /// those that do not.
 pub const SMALL_QUEUE_BYTES: usize = 64 << 10;
+
+/// Streams (watches, scans in progress, `getDeltas` calls: methods that push pages to the
+/// caller's sink) one connection may run at once: 64. Each stream's pushes share the
+/// connection's [`OUTGOING_BYTES`], so this bounds the streams' own state and how many wait
+/// for room ([`MAX_WAITING_CALLS`]), not their pages. A peer syncing with a node opens two per
+/// shared database (data and syncgroup metadata).
+pub const MAX_STREAMS: usize = 64;
 
 /// The node-wide budgets (cheap to clone; one per node): bytes of partly read large frames,
 /// and the bytes all connections have queued for sending.
@@ -151,6 +164,8 @@ pub struct ConnectionBudget {
     /// the peer port only members may: anyone with a key passes TLS, and a stranger
     /// trickling large frames would otherwise hold the node-wide incoming budget.
     large_frames: RefCell<Option<Box<dyn Fn() -> bool>>>,
+    /// Streams running ([`MAX_STREAMS`]).
+    streams: Cell<usize>,
 }
 
 impl ConnectionBudget {
@@ -181,6 +196,7 @@ impl ConnectionBudget {
             waiting: Cell::new(0),
             room: Notify::new(),
             large_frames: RefCell::new(None),
+            streams: Cell::new(0),
         }
     }
 
@@ -333,6 +349,58 @@ impl ConnectionBudget {
     }
 }
 
+impl ConnectionBudget {
+    /// Counts a new stream (a method pushing pages to the caller's sink) until the returned
+    /// slot drops; fails with `ResourceExhausted:` if the connection already runs
+    /// [`MAX_STREAMS`].
+    pub fn open_stream(self: &Rc<Self>) -> Result<StreamSlot, Error> {
+        let running = self.streams.get();
+        if running >= MAX_STREAMS {
+            return Err(Error::ResourceExhausted(format!(
+                "this connection already runs {running} streams (watches, scans, getDeltas), \
+                 the most one connection may; end one first"
+            )));
+        }
+        self.streams.set(running + 1);
+        Ok(StreamSlot {
+            budget: self.clone(),
+        })
+    }
+
+    /// Streams running on this connection.
+    pub fn streams(&self) -> usize {
+        self.streams.get()
+    }
+}
+
+/// One running stream's place under [`MAX_STREAMS`]; given back when dropped.
+pub struct StreamSlot {
+    budget: Rc<ConnectionBudget>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let streams = &self.budget.streams;
+        streams.set(streams.get() - 1);
+    }
+}
+
+/// Counts a call as waiting for room until dropped (also when its future is dropped).
+struct Waiting<'a>(&'a ConnectionBudget);
+
+impl<'a> Waiting<'a> {
+    fn new(budget: &'a ConnectionBudget) -> Self {
+        budget.waiting.set(budget.waiting.get() + 1);
+        Waiting(budget)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.set(self.0.waiting.get() - 1);
+    }
+}
+
 /// Bytes of one message in the write queue; counted until dropped.
 pub struct QueuedBytes {
     budget: Rc<ConnectionBudget>,
@@ -363,6 +431,38 @@ impl Reservation {
         if freed > 0 {
             self.budget.release(freed);
         }
+    }
+
+    /// Bytes reserved.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Grows the reservation to `bytes` (an answer turned out bigger than its upper bound,
+    /// e.g. a sync page keeping an app batch whole), waiting like [`ConnectionBudget::reserve`]
+    /// for the extra room; with nothing else queued or reserved it goes alone. Does nothing if
+    /// `bytes` is not more than already reserved.
+    pub async fn grow_to(&mut self, bytes: usize) {
+        let Some(extra) = bytes.checked_sub(self.bytes).filter(|&extra| extra > 0) else {
+            return;
+        };
+        let budget = self.budget.clone();
+        {
+            let _waiting = Waiting::new(&budget);
+            loop {
+                let notified = budget.room.notified();
+                let committed = budget.committed();
+                let others = committed - self.bytes;
+                let node_full = committed > SMALL_QUEUE_BYTES && budget.incoming.outgoing_over();
+                if others == 0 || (committed + extra <= OUTGOING_BYTES && !node_full) {
+                    break;
+                }
+                notified.await;
+            }
+        }
+        budget.reserved.set(budget.reserved.get() + extra);
+        budget.incoming.add_outgoing(extra);
+        self.bytes += extra;
     }
 
     /// The answer is built: its bytes stay reserved until the next messages queued on this
@@ -532,5 +632,78 @@ mod tests {
         assert!(second.await.unwrap().is_some());
         let error = budget.admit_frame(MAX_MESSAGE_BYTES + 8).await.unwrap_err();
         assert!(error.extra.starts_with("ResourceExhausted: "), "{error:?}");
+    }
+
+    #[test]
+    fn streams_past_the_cap_are_refused_until_one_ends() {
+        let budget = budget();
+        let mut slots: Vec<_> = (0..MAX_STREAMS)
+            .map(|_| budget.open_stream().unwrap())
+            .collect();
+        assert_eq!(budget.streams(), MAX_STREAMS);
+        let refused = budget.open_stream().err().expect("over the cap");
+        assert!(
+            refused.to_string().starts_with("ResourceExhausted: "),
+            "{refused}"
+        );
+        slots.pop();
+        let again = budget.open_stream().unwrap();
+        assert_eq!(budget.streams(), MAX_STREAMS);
+        drop((slots, again));
+        assert_eq!(budget.streams(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_grows_when_there_is_room() {
+        let budget = budget();
+        let mut room = budget.reserve(100).await;
+        room.grow_to(1000).await;
+        assert_eq!((room.bytes(), budget.committed()), (1000, 1000));
+        room.grow_to(10).await;
+        assert_eq!(room.bytes(), 1000, "growing never shrinks");
+        drop(room);
+        assert_eq!(budget.committed(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_growing_reservation_waits_for_others_and_then_goes_alone() {
+        let budget = budget();
+        let queued = budget.queue(OUTGOING_BYTES / 2);
+        let mut room = budget.reserve(OUTGOING_BYTES / 4).await;
+        let mut growing = Box::pin(room.grow_to(2 * OUTGOING_BYTES));
+        assert!(futures::poll!(growing.as_mut()).is_pending());
+        assert_eq!(budget.waiting.get(), 1);
+        drop(queued);
+        growing.await;
+        assert_eq!(budget.waiting.get(), 0);
+        assert_eq!(
+            budget.committed(),
+            2 * OUTGOING_BYTES,
+            "bigger than the budget, alone"
+        );
+        room.shrink_to(40);
+        room.hand_over();
+        let page = budget.queue(40);
+        assert_eq!(
+            budget.committed(),
+            40,
+            "the queued page took the reservation over"
+        );
+        drop(page);
+        assert_eq!(budget.committed(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grow_given_up_stops_counting_as_waiting() {
+        let budget = budget();
+        let _queued = budget.queue(OUTGOING_BYTES);
+        let mut room = budget.reserve(0).await;
+        {
+            let mut growing = Box::pin(room.grow_to(10));
+            assert!(futures::poll!(growing.as_mut()).is_pending());
+            assert_eq!(budget.waiting.get(), 1);
+        }
+        assert_eq!(budget.waiting.get(), 0);
+        assert_eq!(room.bytes(), 0);
     }
 }

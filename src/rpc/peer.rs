@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::identity::Fingerprint;
-use crate::names::DbName;
+use crate::names::{self, DbName};
 use crate::node::{Node, PublishOutcome, PublishRequest};
-use crate::rpc::push::WindowedPush;
+use crate::rpc::limits::ConnectionBudget;
+use crate::rpc::push::{self, PageRoom, WindowedPush};
 use crate::rpc::syncgroup_wire::{
     identity, read_member_info, read_spec, read_syncgroup, read_syncgroup_knowledge,
     write_syncgroup, write_syncgroup_knowledge, write_syncgroup_record,
@@ -22,23 +23,42 @@ use crate::schema::sync_capnp::{delta_sink, sync, syncgroup_admin};
 use crate::schema::types_capnp::data_delta_req;
 use crate::store::{Page, Version};
 use crate::sync::genvec::DeviceId;
-use crate::sync::responder::{DeltaRequest, PageSink, Responder};
+use crate::sync::responder::{DeltaRequest, PAGE_BYTES, PAGE_RECORDS, PageSink, Responder};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSink, respond};
 use crate::syncgroup::SyncgroupName;
 use crate::syncgroup::invite::InviteToken;
 
 /// Pushes in flight to a peer's sink before waiting for acknowledgements.
 const PUSH_WINDOW: usize = 8;
+/// Encoded bytes of one data record besides what `LogRecord::payload_len` counts (parents,
+/// counters, struct pointers, padding).
+const RECORD_OVERHEAD: usize = 192;
+/// The room reserved before reading a data page: the responder's page cap plus one largest
+/// record, plus every record's overhead (about 6.8 MiB, well under the connection's 16 MiB,
+/// so pages pipeline). A page keeping an app batch whole can be bigger: it grows its
+/// reservation before it is sent.
+const DATA_PAGE_ROOM: usize = PAGE_BYTES
+    + names::MAX_VALUE_BYTES
+    + names::MAX_KEY_BYTES
+    + names::MAX_NAME_BYTES
+    + PAGE_RECORDS * RECORD_OVERHEAD
+    + push::CALL_OVERHEAD;
+/// The room reserved before reading a syncgroup metadata page (small; a larger page grows its
+/// reservation before it is sent).
+const SYNCGROUP_PAGE_ROOM: usize = 256 << 10;
 
 /// Serves `Sync` to one authenticated peer.
 pub struct SyncImpl {
     node: Arc<Node>,
     peer: Fingerprint,
+    /// The connection's limits: every push to the peer's sinks takes room here.
+    budget: Rc<ConnectionBudget>,
 }
 
 impl SyncImpl {
-    pub fn new(node: Arc<Node>, peer: Fingerprint) -> SyncImpl {
-        SyncImpl { node, peer }
+    /// `Sync` for `peer` on the connection whose limits are `budget`.
+    pub fn new(node: Arc<Node>, peer: Fingerprint, budget: Rc<ConnectionBudget>) -> SyncImpl {
+        SyncImpl { node, peer, budget }
     }
 
     /// Caller names in arguments must be empty or the authenticated identity.
@@ -73,7 +93,7 @@ impl SyncImpl {
         let request = decode_request(data)?;
         let mut sink = CapnpPageSink {
             sink,
-            pusher: WindowedPush::new(PUSH_WINDOW),
+            pusher: WindowedPush::new(self.budget.clone(), PUSH_WINDOW)?,
             device: self.node.store().device(),
         };
         Responder::new(self.node.clone(), self.peer.clone())
@@ -91,7 +111,7 @@ impl SyncImpl {
     ) -> capnp::Result<()> {
         let mut sink = CapnpSyncgroupSink {
             sink,
-            pusher: WindowedPush::new(PUSH_WINDOW),
+            pusher: WindowedPush::new(self.budget.clone(), PUSH_WINDOW)?,
             device: self.node.store().device(),
         };
         respond(&self.node, &self.peer, &db, known, live, &mut sink).await?;
@@ -357,7 +377,13 @@ struct CapnpPageSink {
 }
 
 impl PageSink for CapnpPageSink {
-    async fn send(&mut self, page: Page) -> crate::error::Result<()> {
+    type Room = PageRoom;
+
+    async fn room(&mut self) -> crate::error::Result<PageRoom> {
+        self.pusher.room(DATA_PAGE_ROOM).await.map_err(pushed)
+    }
+
+    async fn send(&mut self, room: PageRoom, page: Page) -> crate::error::Result<()> {
         let mut request = push_request(&self.sink, self.device, page.remaining);
         let count = page.records.len() + usize::from(page.knowledge.is_some());
         let mut batch = request.get().init_batch(count as u32);
@@ -373,7 +399,7 @@ impl PageSink for CapnpPageSink {
                     .init_resp_vec(),
             );
         }
-        self.pusher.send(request).await.map_err(pushed)
+        self.pusher.send(room, request).await.map_err(pushed)
     }
 }
 
@@ -385,7 +411,13 @@ struct CapnpSyncgroupSink {
 }
 
 impl SyncgroupSink for CapnpSyncgroupSink {
-    async fn send(&mut self, page: SyncgroupPage) -> crate::error::Result<()> {
+    type Room = PageRoom;
+
+    async fn room(&mut self) -> crate::error::Result<PageRoom> {
+        self.pusher.room(SYNCGROUP_PAGE_ROOM).await.map_err(pushed)
+    }
+
+    async fn send(&mut self, room: PageRoom, page: SyncgroupPage) -> crate::error::Result<()> {
         let mut request = push_request(&self.sink, self.device, 0);
         let mut batch = request.get().init_batch(page.records.len() as u32 + 1);
         for (i, record) in page.records.iter().enumerate() {
@@ -398,6 +430,6 @@ impl SyncgroupSink for CapnpSyncgroupSink {
                 .get(page.records.len() as u32)
                 .init_resp_vec(),
         );
-        self.pusher.send(request).await.map_err(pushed)
+        self.pusher.send(room, request).await.map_err(pushed)
     }
 }

@@ -13,7 +13,7 @@ use crate::identity::Fingerprint;
 use crate::node::{JoinReply, Node, PublishOutcome};
 use crate::rpc::client::error_message;
 use crate::rpc::disconnect;
-use crate::rpc::peer_link::{dial, rpc_system};
+use crate::rpc::peer_link::{dial, peer_budget, rpc_system};
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_member_info, write_syncgroup};
 use crate::rpc::wire::{self, read_vector, write_vector};
 use crate::schema::sync_capnp::sync;
@@ -113,7 +113,7 @@ async fn with_sync<T>(
     call: impl AsyncFnOnce(&sync::Client) -> Result<T>,
 ) -> Result<T> {
     let link = dial(node, address, fingerprint).await?;
-    let mut rpc_system = rpc_system(node, link.stream, Side::Client, None);
+    let mut rpc_system = rpc_system(peer_budget(node), link.stream, Side::Client, None);
     let remote: sync::Client = rpc_system.bootstrap(Side::Server);
     let disconnector = rpc_system.get_disconnector();
     let mut connection = Box::pin(rpc_system);

@@ -3,6 +3,7 @@
 //! exponential backoff, one live GetDeltas session per shared database). Both run on the
 //! LocalSet workers because Cap'n Proto objects are `!Send`.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,17 +59,18 @@ pub async fn serve_peer(io: BoxIo, mut slot: Slot, node: Arc<Node>, cancel: Canc
     slot.authenticated();
     tracing::debug!(peer = %link.peer, "peer connected");
     let peer = link.peer.clone();
-    let sync: sync::Client = capnp_rpc::new_client(SyncImpl::new(node.clone(), link.peer));
-    let budget = ConnectionBudget::authenticated(node.node_budget().clone());
+    let budget = peer_budget(&node);
     let member = (node.clone(), peer.clone());
     budget.restrict_large_frames(Box::new(move || {
         member.0.is_member(&member.1).unwrap_or(false)
     }));
-    let rpc_system = network::rpc_system(
+    let sync: sync::Client =
+        capnp_rpc::new_client(SyncImpl::new(node.clone(), link.peer, budget.clone()));
+    let rpc_system = rpc_system(
+        budget,
         link.stream,
         rpc_twoparty_capnp::Side::Server,
         Some(sync.client),
-        budget,
     );
     // A peer this node syncs with but cannot dial (a member advertising no address) is
     // synced over its own connection: its dialer serves `Sync` too.
@@ -113,9 +115,14 @@ async fn sync_back(
     disconnect(disconnector, connection).await;
 }
 
-/// Runs Cap'n Proto RPC over an authenticated peer stream, under the node's limits.
+/// The limits of one authenticated peer connection, shared by its network and its `Sync`.
+pub(crate) fn peer_budget(node: &Node) -> Rc<ConnectionBudget> {
+    ConnectionBudget::authenticated(node.node_budget().clone())
+}
+
+/// Runs Cap'n Proto RPC over an authenticated peer stream, under `budget` ([`peer_budget`]).
 pub(crate) fn rpc_system<S>(
-    node: &Node,
+    budget: Rc<ConnectionBudget>,
     stream: S,
     side: rpc_twoparty_capnp::Side,
     bootstrap: Option<capnp::capability::Client>,
@@ -123,7 +130,6 @@ pub(crate) fn rpc_system<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let budget = ConnectionBudget::authenticated(node.node_budget().clone());
     network::rpc_system(stream, side, bootstrap, budget)
 }
 
@@ -238,10 +244,14 @@ async fn run_link(
     })?;
     // Serve `Sync` to the dialed peer too, so a peer that cannot dial this node (it
     // advertises no address) can sync from it over this connection.
-    let ours: sync::Client =
-        capnp_rpc::new_client(SyncImpl::new(node.clone(), peer.fingerprint.clone()));
+    let budget = peer_budget(node);
+    let ours: sync::Client = capnp_rpc::new_client(SyncImpl::new(
+        node.clone(),
+        peer.fingerprint.clone(),
+        budget.clone(),
+    ));
     let mut rpc_system = rpc_system(
-        node,
+        budget,
         link.stream,
         rpc_twoparty_capnp::Side::Client,
         Some(ours.client),

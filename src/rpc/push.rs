@@ -1,41 +1,82 @@
-//! Sends batches to a caller-provided sink (a `-> stream` method) with at most a fixed number
-//! of calls in flight, and waits for every call's acknowledgement at the end, so a method
-//! returns only once its sink has taken every batch, and a sink's error reaches the sender.
+//! Sends pages to a caller-provided sink (a `-> stream` method) within the connection's limits,
+//! and waits for every call's acknowledgement at the end, so a method returns only once its
+//! sink has taken every page, and a sink's error reaches the sender.
+//!
+//! Every page goes through the same two steps, so no push can bypass the budget:
+//! 1. [`WindowedPush::room`] waits for a free place in the stream's window of unacknowledged
+//!    calls, then reserves the page's upper bound in the connection's
+//!    [`ConnectionBudget`] (waiting while the connection has too much queued). Call it before
+//!    reading the page, so pages nobody reads are never built.
+//! 2. [`WindowedPush::send`] sizes the built call, shrinks the reservation to it (or grows it,
+//!    for a page larger than its bound), and hands it over to the write queue as it sends.
+//!
+//! Each pusher is also one of the connection's [`MAX_STREAMS`](crate::rpc::limits::MAX_STREAMS)
+//! streams for as long as it lives.
+
+use std::rc::Rc;
 
 use capnp::capability::{FromTypelessPipeline, Promise, Request};
 use capnp::traits::{Owned, Pipelined};
 use futures::stream::FuturesOrdered;
 use futures::{StreamExt, TryFutureExt};
 
-/// Calls sent but not yet acknowledged, bounded by `window`.
+use crate::error::Error;
+use crate::rpc::limits::{ConnectionBudget, Reservation, StreamSlot};
+
+/// Bytes of a pushed call besides its parameters (the Call message's header and framing).
+pub const CALL_OVERHEAD: usize = 256;
+
+/// Calls sent but not yet acknowledged, bounded by `window`, on one connection's budget.
 pub struct WindowedPush {
     in_flight: FuturesOrdered<Promise<(), capnp::Error>>,
     window: usize,
+    budget: Rc<ConnectionBudget>,
+    _stream: StreamSlot,
 }
 
+/// Room reserved for the next page of a [`WindowedPush`] (see [`WindowedPush::room`]).
+pub struct PageRoom(Reservation);
+
 impl WindowedPush {
-    /// A pusher allowing `window` unacknowledged calls (at least one).
-    pub fn new(window: usize) -> Self {
-        WindowedPush {
+    /// A stream on the connection whose outgoing room is `budget`, allowing `window`
+    /// unacknowledged calls (at least one). Fails with `ResourceExhausted:` if the connection
+    /// already runs its most streams.
+    pub fn new(budget: Rc<ConnectionBudget>, window: usize) -> Result<Self, Error> {
+        Ok(WindowedPush {
             in_flight: FuturesOrdered::new(),
             window: window.max(1),
-        }
+            _stream: budget.open_stream()?,
+            budget,
+        })
     }
 
-    /// Sends `request`, first waiting for room in the window. Fails with the first error any
-    /// earlier call returned.
+    /// Waits for a place in the window (failing with the first error an earlier call
+    /// returned), then reserves `bytes` for the next page: call before reading the page, with
+    /// its upper bound (page cap plus one largest item). Dropping the room gives it back.
+    pub async fn room(&mut self, bytes: usize) -> capnp::Result<PageRoom> {
+        self.until_window().await?;
+        Ok(PageRoom(self.budget.reserve(bytes).await))
+    }
+
+    /// Sends `request`, the page built in `room`: its reservation becomes the call's encoded
+    /// size (grown first if the page is larger than reserved) and passes to the write queue.
     pub async fn send<Params, Results>(
         &mut self,
-        request: Request<Params, Results>,
+        room: PageRoom,
+        mut request: Request<Params, Results>,
     ) -> capnp::Result<()>
     where
         Params: Owned,
         Results: Pipelined + Owned + Unpin + 'static,
         <Results as Pipelined>::Pipeline: FromTypelessPipeline,
     {
-        while self.in_flight.len() >= self.window {
-            self.acknowledge_one().await?;
-        }
+        let PageRoom(mut room) = room;
+        let bytes = encoded_size(&mut request)?;
+        room.grow_to(bytes).await;
+        room.shrink_to(bytes);
+        // Only reached by misuse (two rooms at once): never wait here holding room otherwise.
+        self.until_window().await?;
+        room.hand_over();
         self.in_flight
             .push_back(Promise::from_future(request.send().promise.map_ok(drop)));
         Ok(())
@@ -49,10 +90,23 @@ impl WindowedPush {
         Ok(())
     }
 
+    async fn until_window(&mut self) -> capnp::Result<()> {
+        while self.in_flight.len() >= self.window {
+            self.acknowledge_one().await?;
+        }
+        Ok(())
+    }
+
     async fn acknowledge_one(&mut self) -> capnp::Result<()> {
         match self.in_flight.next().await {
             Some(result) => result,
             None => Ok(()),
         }
     }
+}
+
+/// The bytes `request` will take in the write queue: its parameters plus [`CALL_OVERHEAD`].
+fn encoded_size<Params, Results>(request: &mut Request<Params, Results>) -> capnp::Result<usize> {
+    let size = request.hook.get().into_reader().target_size()?;
+    Ok(usize::try_from(size.word_count).unwrap_or(usize::MAX) * 8 + CALL_OVERHEAD)
 }

@@ -10,7 +10,7 @@ use crate::names::{self, DbName, KeyPrefix, RowKey, TableName};
 use crate::node::Node;
 use crate::rpc::app_syncgroups::SyncgroupsImpl;
 use crate::rpc::limits::ConnectionBudget;
-use crate::rpc::push::WindowedPush;
+use crate::rpc::push::{self, WindowedPush};
 use crate::rpc::{admin, watch};
 use crate::schema::service_capnp::{batch_op, database, row_sink, service, syncgroups, table};
 use crate::store::{Mutation, PageLimit};
@@ -22,6 +22,15 @@ const SCAN_PAGE_ROWS: usize = 1024;
 const SCAN_PAGE_BYTES: usize = 1 << 20;
 /// Scan pages in flight to the sink before waiting for acknowledgements.
 const SCAN_WINDOW: usize = 4;
+/// Encoded bytes of one scanned row besides its key and value (struct, pointers, padding).
+const SCAN_ROW_OVERHEAD: usize = 48;
+/// The most one scan page's push can take in the write queue ([`SCAN_PAGE_BYTES`] plus one
+/// largest row, plus every row's overhead): reserved before the page is read.
+const SCAN_PAGE_ROOM: usize = SCAN_PAGE_BYTES
+    + names::MAX_VALUE_BYTES
+    + names::MAX_KEY_BYTES
+    + SCAN_PAGE_ROWS * SCAN_ROW_OVERHEAD
+    + push::CALL_OVERHEAD;
 /// Bytes of a `Table.get` answer besides its value (the Return message's framing).
 const GET_ANSWER_OVERHEAD: usize = 256;
 
@@ -200,7 +209,8 @@ impl database::Server for DatabaseImpl {
     ) -> capnp::Result<()> {
         let params = params.get()?;
         let request = watch::WatchRequest::decode(&self.db, params)?;
-        watch::run(&self.node, &self.db, request, params.get_sink()?).await
+        let sink = params.get_sink()?;
+        watch::run(&self.node, &self.db, request, sink, self.budget.clone()).await
     }
 }
 
@@ -324,15 +334,17 @@ impl table::Server for TableImpl {
 }
 
 impl TableImpl {
-    /// Pages through the prefix and pushes each page to the sink; returns the row count.
+    /// Pages through the prefix and pushes each page to the sink, each page's room reserved
+    /// before it is read; returns the row count. A scan is one of the connection's streams.
     async fn scan_into(&self, prefix: &KeyPrefix, sink: &row_sink::Client) -> capnp::Result<u64> {
         let limit = PageLimit {
             rows: SCAN_PAGE_ROWS,
             bytes: SCAN_PAGE_BYTES,
         };
-        let mut pusher = WindowedPush::new(SCAN_WINDOW);
+        let mut pusher = WindowedPush::new(self.budget.clone(), SCAN_WINDOW)?;
         let (mut count, mut after) = (0u64, None::<String>);
         loop {
+            let room = pusher.room(SCAN_PAGE_ROOM).await?;
             let page = self.node.store().scan_page(
                 &self.db,
                 &self.table,
@@ -356,7 +368,7 @@ impl TableImpl {
                 out.set_key(row.key.as_str());
                 out.set_value(&row.value);
             }
-            pusher.send(request).await?;
+            pusher.send(room, request).await?;
         }
         pusher.finish().await?;
         Ok(count)

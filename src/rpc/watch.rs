@@ -3,18 +3,41 @@
 //! commit as the data. It wakes on each commit (no polling) and ends when the caller hangs up
 //! or the node stops. Resume markers are 16 bytes: a hash of the database name, then the
 //! sequence number to continue from (big-endian).
+//!
+//! Pages are bounded (initial state and change feed alike: [`PAGE_ROWS`] rows or about
+//! [`PAGE_BYTES`] of keys and values, at least one row) and each reserves its upper bound
+//! ([`PAGE_ROOM`]) in the connection's outgoing budget before it is read, so a watcher that
+//! never acknowledges or never reads makes the node hold at most that budget. A watch is one
+//! of the connection's `limits::MAX_STREAMS` streams.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::names::{DbName, KeyPrefix, TableName};
+use crate::names::{MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use crate::node::Node;
-use crate::rpc::push::WindowedPush;
+use crate::rpc::limits::ConnectionBudget;
+use crate::rpc::push::{CALL_OVERHEAD, WindowedPush};
 use crate::schema::service_capnp::{database, watch_change, watch_sink};
 use crate::store::{FeedItem, PageLimit};
 
-/// Changes looked at per read of the feed.
-const FEED_PAGE: usize = 1024;
+/// Rows per initial-state page, and changes looked at per read of the feed.
+pub const PAGE_ROWS: usize = 1024;
+/// Key and value bytes per page (initial state or feed), past which the page ends: 1 MiB. A
+/// page holds at least one row, so the largest value still goes (alone).
+pub const PAGE_BYTES: usize = 1 << 20;
+/// Encoded bytes of one change besides its key and value: the struct, the table name and the
+/// resume marker, with padding.
+const CHANGE_OVERHEAD: usize = 160 + MAX_NAME_BYTES;
+/// The most one page's push can take in the write queue: [`PAGE_BYTES`] plus one largest row,
+/// plus every change's overhead. Reserved before each page is read.
+pub const PAGE_ROOM: usize =
+    PAGE_BYTES + MAX_VALUE_BYTES + MAX_KEY_BYTES + PAGE_ROWS * CHANGE_OVERHEAD + CALL_OVERHEAD;
+const PAGE_LIMIT: PageLimit = PageLimit {
+    rows: PAGE_ROWS,
+    bytes: PAGE_BYTES,
+};
 /// Pushes in flight before waiting for the watcher's acknowledgements.
 const WATCH_WINDOW: usize = 4;
 
@@ -52,13 +75,16 @@ impl WatchRequest {
     }
 }
 
-/// Streams changes until the sink fails (the watcher left) or the node stops.
+/// Streams changes until the sink fails (the watcher left) or the node stops, within the
+/// outgoing room of the watcher's connection (`budget`).
 pub async fn run(
     node: &Arc<Node>,
     db: &DbName,
     request: WatchRequest,
     sink: watch_sink::Client,
+    budget: Rc<ConnectionBudget>,
 ) -> capnp::Result<()> {
+    let mut pusher = WindowedPush::new(budget, WATCH_WINDOW)?;
     let mut commits = node.subscribe();
     let now = node.store().state(db)?.next_change;
     let mut from = match request.resume {
@@ -71,7 +97,6 @@ pub async fn run(
         Some(sequence) => sequence,
         None => now,
     };
-    let mut pusher = WindowedPush::new(WATCH_WINDOW);
     if let (true, Some(table)) = (request.initial_state, &request.table) {
         push_initial(
             node,
@@ -86,19 +111,21 @@ pub async fn run(
     }
     loop {
         commits.borrow_and_update();
-        let (items, next) = node.store().read_changes(
+        let room = pusher.room(PAGE_ROOM).await?;
+        let page = node.store().read_changes(
             db,
             from,
             request.table.as_ref(),
             &request.prefix,
-            FEED_PAGE,
+            PAGE_LIMIT,
         )?;
-        let caught_up = next == from || next - from < FEED_PAGE as u64;
-        from = next;
-        if !items.is_empty() {
-            pusher.send(change_request(db, &sink, &items)).await?;
+        from = page.next;
+        if !page.items.is_empty() {
+            pusher
+                .send(room, change_request(db, &sink, &page.items))
+                .await?;
         }
-        if caught_up && commits.changed().await.is_err() {
+        if !page.full && commits.changed().await.is_err() {
             return pusher.finish().await;
         }
     }
@@ -113,15 +140,12 @@ async fn push_initial(
     sink: &watch_sink::Client,
     pusher: &mut WindowedPush,
 ) -> capnp::Result<()> {
-    let limit = PageLimit {
-        rows: 1024,
-        bytes: 1 << 20,
-    };
     let mut after: Option<String> = None;
     loop {
+        let room = pusher.room(PAGE_ROOM).await?;
         let rows = node
             .store()
-            .scan_page(db, table, prefix, after.as_deref(), limit)?;
+            .scan_page(db, table, prefix, after.as_deref(), PAGE_LIMIT)?;
         let Some(last) = rows.last() else {
             return Ok(());
         };
@@ -136,7 +160,7 @@ async fn push_initial(
             out.set_initial(true);
             out.set_resume_marker(&marker);
         }
-        pusher.send(request).await?;
+        pusher.send(room, request).await?;
     }
 }
 

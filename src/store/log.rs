@@ -10,6 +10,7 @@
 use syncbase_storage::{ReadTxn, Scan, prefix_end};
 
 use crate::error::Result;
+use crate::store::PageLimit;
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
@@ -246,34 +247,54 @@ pub struct FeedItem {
     pub value: Vec<u8>,
 }
 
+/// One read of the watch feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    pub items: Vec<FeedItem>,
+    /// The sequence to continue from: one past the last change looked at, so reading on from
+    /// it neither skips nor repeats a change.
+    pub next: u64,
+    /// Whether the read stopped at a limit (more changes may follow) rather than at the
+    /// feed's end.
+    pub full: bool,
+}
+
 /// Feed items from sequence `from` on whose row is in `table` (any table if None) and starts
-/// with `prefix`, looking at up to `limit` changes; also returns the sequence to continue
-/// from.
+/// with `prefix`, looking at up to `limit.rows` changes and stopping after the item that
+/// brings its key and value bytes to `limit.bytes` (so a page always holds at least one item,
+/// however large).
 pub fn read_changes(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
     from: u64,
     table: Option<&str>,
     prefix: &str,
-    limit: usize,
-) -> Result<(Vec<FeedItem>, u64)> {
+    limit: PageLimit,
+) -> Result<FeedPage> {
     let end = prefix_end(&keys.change_prefix());
-    let mut items = Vec::new();
-    let (mut next, mut looked) = (from, 0);
+    let mut page = FeedPage {
+        next: from,
+        ..FeedPage::default()
+    };
+    let (mut looked, mut bytes) = (0, 0);
     let mut failure = None;
     txn.scan(&keys.change(from), end.as_deref(), &mut |key, value| {
         let sequence = trailing_u64(key).unwrap_or_default();
-        next = sequence + 1;
+        page.next = sequence + 1;
         looked += 1;
         match feed_item(txn, keys, sequence, value, table, prefix) {
-            Ok(Some(item)) => items.push(item),
+            Ok(Some(item)) => {
+                bytes += item.change.row.len() + item.value.len();
+                page.items.push(item);
+            }
             Ok(None) => {}
             Err(error) => {
                 failure = Some(error);
                 return Ok(Scan::Stop);
             }
         }
-        Ok(if looked >= limit {
+        page.full = looked >= limit.rows || bytes >= limit.bytes;
+        Ok(if page.full {
             Scan::Stop
         } else {
             Scan::Continue
@@ -281,7 +302,7 @@ pub fn read_changes(
     })?;
     match failure {
         Some(error) => Err(error),
-        None => Ok((items, next)),
+        None => Ok(page),
     }
 }
 

@@ -20,7 +20,7 @@ use syncbase_storage::{Scan, Storage, prefix_end};
 
 pub use apply::{Applied, Resolution};
 pub use keys::{peer as peer_key, peer_prefix};
-pub use log::{FeedItem, Page, PageRequest};
+pub use log::{FeedItem, FeedPage, Page, PageRequest};
 pub use records::{
     DagNode, LogRecord, RecordContent, RowHead, SyncState, Version, decode as decode_record,
     encode as encode_record,
@@ -282,16 +282,17 @@ impl Store {
         )
     }
 
-    /// Watch-feed items from sequence `from` on, filtered to a table and row prefix, looking
-    /// at up to `limit` changes; also the sequence to continue from.
+    /// Watch-feed items from sequence `from` on, filtered to a table and row prefix, within
+    /// `limit` (changes looked at, and key and value bytes: at least one item); also the
+    /// sequence to continue from and whether a limit stopped the read.
     pub fn read_changes(
         &self,
         db: &DbName,
         from: u64,
         table: Option<&TableName>,
         prefix: &KeyPrefix,
-        limit: usize,
-    ) -> Result<(Vec<FeedItem>, u64)> {
+        limit: PageLimit,
+    ) -> Result<FeedPage> {
         let txn = self.storage.read()?;
         let table = table.map(TableName::as_str);
         log::read_changes(

@@ -317,3 +317,108 @@ fn a_page_keeps_an_app_batch_whole() {
     assert_eq!(rows, ["after"]);
     assert!(second.knowledge.is_some());
 }
+
+/// Reads the whole feed of table `t` from `from` in pages of `limit`; returns every page.
+fn feed_pages(store: &Store, from: u64, limit: PageLimit) -> Vec<FeedPage> {
+    let (mut pages, mut from) = (Vec::new(), from);
+    let prefix = KeyPrefix::parse("").unwrap();
+    loop {
+        let page = store
+            .read_changes(&db(), from, Some(&table()), &prefix, limit)
+            .unwrap();
+        assert!(page.next >= from);
+        from = page.next;
+        let done = !page.full;
+        pages.push(page);
+        if done {
+            return pages;
+        }
+    }
+}
+
+#[test]
+fn feed_pages_stop_at_their_byte_cap_without_skipping_or_repeating_a_change() {
+    let store = store();
+    let other = |key: &str| Mutation::Put {
+        table: TableName::parse("other").unwrap(),
+        key: RowKey::parse(key).unwrap(),
+        value: vec![1; 900],
+    };
+    store.commit(&db(), &[put("a", &[1; 300])]).unwrap();
+    store
+        .commit(&db(), &[other("x"), put("b", &[2; 300])])
+        .unwrap();
+    store.commit(&db(), &[put("huge", &[3; 2000])]).unwrap();
+    store
+        .commit(&db(), &[delete("a"), put("c", &[4; 10])])
+        .unwrap();
+    store.commit(&db(), &[other("y")]).unwrap();
+    let whole = feed_pages(&store, 0, ALL);
+    assert_eq!(whole.len(), 1);
+    let expected: Vec<_> = whole[0]
+        .items
+        .iter()
+        .map(|item| (item.sequence, item.change.row.clone()))
+        .collect();
+    assert_eq!(expected.len(), 5, "{expected:?}");
+
+    let capped = PageLimit {
+        rows: usize::MAX,
+        bytes: 500,
+    };
+    let pages = feed_pages(&store, 0, capped);
+    let got: Vec<_> = pages
+        .iter()
+        .flat_map(|page| page.items.iter())
+        .map(|item| (item.sequence, item.change.row.clone()))
+        .collect();
+    assert_eq!(got, expected, "every change once, in order");
+    for page in &pages {
+        let bytes: usize = page
+            .items
+            .iter()
+            .map(|item| item.change.row.len() + item.value.len())
+            .sum();
+        let last = page
+            .items
+            .last()
+            .map_or(0, |i| i.change.row.len() + i.value.len());
+        assert!(
+            bytes - last < 500,
+            "only the last item crosses the cap: {bytes}"
+        );
+    }
+    let huge = pages
+        .iter()
+        .find(|page| page.items.iter().any(|item| item.change.row == "huge"))
+        .unwrap();
+    assert_eq!(huge.items.len(), 1, "an item over the cap goes alone");
+    assert!(pages.len() >= 3, "the cap split the feed: {}", pages.len());
+
+    // Resuming from any page's `next` reads exactly what follows it.
+    for (i, page) in pages.iter().enumerate() {
+        let rest: Vec<_> = feed_pages(&store, page.next, ALL)
+            .into_iter()
+            .flat_map(|page| page.items)
+            .map(|item| (item.sequence, item.change.row))
+            .collect();
+        let after: usize = pages[..=i].iter().map(|page| page.items.len()).sum();
+        assert_eq!(rest, expected[after..], "resuming after page {i}");
+    }
+}
+
+#[test]
+fn feed_pages_look_at_no_more_changes_than_their_row_cap() {
+    let store = store();
+    for i in 0..5 {
+        store.commit(&db(), &[put(&format!("k{i}"), b"v")]).unwrap();
+    }
+    let limit = PageLimit {
+        rows: 2,
+        bytes: usize::MAX,
+    };
+    let pages = feed_pages(&store, 0, limit);
+    let sizes: Vec<_> = pages.iter().map(|page| page.items.len()).collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    assert!(pages[..2].iter().all(|page| page.full));
+}

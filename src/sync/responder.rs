@@ -44,8 +44,13 @@ pub struct DeltaRequest {
 
 /// Where pages go (the Cap'n Proto sink, or a test's vector).
 pub trait PageSink {
-    /// Delivers one page; an error ends the stream.
-    fn send(&mut self, page: Page) -> impl Future<Output = Result<()>>;
+    /// Room for one page (e.g. reserved outgoing bytes); given back when dropped unused.
+    type Room;
+    /// Waits until the sink can take another page and reserves room for it: called before
+    /// the page is read, so a sink that takes nothing makes the node read nothing.
+    fn room(&mut self) -> impl Future<Output = Result<Self::Room>>;
+    /// Delivers one page in the room reserved for it; an error ends the stream.
+    fn send(&mut self, room: Self::Room, page: Page) -> impl Future<Output = Result<()>>;
 }
 
 /// Serves GetDeltas to one authenticated peer.
@@ -107,6 +112,7 @@ impl Responder {
         loop {
             commits.borrow_and_update();
             peers.borrow_and_update();
+            let room = sink.room().await?;
             let now = self.authorize(request)?;
             if let Some(lost) = served
                 .iter()
@@ -148,7 +154,9 @@ impl Responder {
             }
             if news {
                 self.count_sent(&page);
-                sink.send(page).await?;
+                sink.send(room, page).await?;
+            } else {
+                drop(room);
             }
             if !at_end {
                 continue;

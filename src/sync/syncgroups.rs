@@ -27,7 +27,12 @@ pub struct SyncgroupPage {
 
 /// Where syncgroup pages go.
 pub trait SyncgroupSink {
-    fn send(&mut self, page: SyncgroupPage) -> impl Future<Output = Result<()>>;
+    /// Room for one page; given back when dropped unused.
+    type Room;
+    /// Waits until the sink can take another page and reserves room for it, before the page
+    /// is read.
+    fn room(&mut self) -> impl Future<Output = Result<Self::Room>>;
+    fn send(&mut self, room: Self::Room, page: SyncgroupPage) -> impl Future<Output = Result<()>>;
 }
 
 /// Streams syncgroup metadata of `db` to `peer`, starting from its `knowledge`.
@@ -45,17 +50,23 @@ pub async fn respond(
     loop {
         commits.borrow_and_update();
         peers.borrow_and_update();
+        let room = sink.room().await?;
         let (records, ours) = node.syncgroup_deltas(peer, db, &knowledge)?;
         if !records.is_empty() || last_knowledge.as_ref() != Some(&ours) {
             for (id, vector) in &ours {
                 knowledge.entry(*id).or_default().merge(vector);
             }
             last_knowledge = Some(ours.clone());
-            sink.send(SyncgroupPage {
-                records,
-                knowledge: ours,
-            })
+            sink.send(
+                room,
+                SyncgroupPage {
+                    records,
+                    knowledge: ours,
+                },
+            )
             .await?;
+        } else {
+            drop(room);
         }
         if !live || !wait_for_change(&mut commits, &mut peers).await {
             return Ok(());
