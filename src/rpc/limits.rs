@@ -77,9 +77,12 @@ pub const SMALL_QUEUE_BYTES: usize = 64 << 10;
 /// Streams (watches, scans in progress, `getDeltas` calls: methods that push pages to the
 /// caller's sink) one connection may run at once: 64. Each stream's pushes share the
 /// connection's [`OUTGOING_BYTES`], so this bounds the streams' own state and how many wait
-/// for room ([`MAX_WAITING_CALLS`]), not their pages. A peer syncing with a node opens two per
-/// shared database (data and syncgroup metadata).
+/// for room ([`MAX_WAITING_CALLS`]), not their pages.
 pub const MAX_STREAMS: usize = 64;
+/// Streams one peer connection may run at once: 1,024. A peer syncing with a node opens two
+/// per shared database (data and syncgroup metadata), so [`MAX_STREAMS`] would cap the
+/// databases two nodes can share at 32.
+pub const MAX_PEER_STREAMS: usize = 1024;
 
 /// The node-wide budgets (cheap to clone; one per node): bytes of partly read large frames,
 /// and the bytes all connections have queued for sending.
@@ -164,8 +167,9 @@ pub struct ConnectionBudget {
     /// the peer port only members may: anyone with a key passes TLS, and a stranger
     /// trickling large frames would otherwise hold the node-wide incoming budget.
     large_frames: RefCell<Option<Box<dyn Fn() -> bool>>>,
-    /// Streams running ([`MAX_STREAMS`]).
+    /// Streams running, and how many may ([`MAX_STREAMS`], [`MAX_PEER_STREAMS`]).
     streams: Cell<usize>,
+    max_streams: Cell<usize>,
 }
 
 impl ConnectionBudget {
@@ -197,6 +201,7 @@ impl ConnectionBudget {
             room: Notify::new(),
             large_frames: RefCell::new(None),
             streams: Cell::new(0),
+            max_streams: Cell::new(MAX_STREAMS),
         }
     }
 
@@ -350,12 +355,17 @@ impl ConnectionBudget {
 }
 
 impl ConnectionBudget {
+    /// Lets this connection run `streams` streams at once instead of [`MAX_STREAMS`].
+    pub fn allow_streams(&self, streams: usize) {
+        self.max_streams.set(streams);
+    }
+
     /// Counts a new stream (a method pushing pages to the caller's sink) until the returned
-    /// slot drops; fails with `ResourceExhausted:` if the connection already runs
-    /// [`MAX_STREAMS`].
+    /// slot drops; fails with `ResourceExhausted:` if the connection already runs the most it
+    /// may ([`MAX_STREAMS`], or what [`ConnectionBudget::allow_streams`] set).
     pub fn open_stream(self: &Rc<Self>) -> Result<StreamSlot, Error> {
         let running = self.streams.get();
-        if running >= MAX_STREAMS {
+        if running >= self.max_streams.get() {
             return Err(Error::ResourceExhausted(format!(
                 "this connection already runs {running} streams (watches, scans, getDeltas), \
                  the most one connection may; end one first"
@@ -497,6 +507,23 @@ mod tests {
 
     fn budget() -> Rc<ConnectionBudget> {
         ConnectionBudget::authenticated(NodeBudget::new(1 << 20))
+    }
+
+    #[test]
+    fn a_peer_connection_may_run_more_streams_than_an_app_connection() {
+        let budget = budget();
+        let app: Vec<_> = (0..MAX_STREAMS)
+            .map(|_| budget.open_stream().unwrap())
+            .collect();
+        assert!(budget.open_stream().is_err());
+        budget.allow_streams(MAX_PEER_STREAMS);
+        let more: Vec<_> = (MAX_STREAMS..MAX_PEER_STREAMS)
+            .map(|_| budget.open_stream().unwrap())
+            .collect();
+        let error = budget.open_stream().err().unwrap();
+        assert_eq!(error.id(), "ResourceExhausted", "{error}");
+        drop((app, more));
+        assert_eq!(budget.streams(), 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::names::DbName;
 use crate::node::Node;
 use crate::rpc::admission::Slot;
 use crate::rpc::client::error_message;
-use crate::rpc::limits::ConnectionBudget;
+use crate::rpc::limits::{ConnectionBudget, MAX_PEER_STREAMS};
 use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
 use crate::rpc::peer_sinks::{DeltaSinkImpl, SyncgroupSinkImpl};
@@ -117,7 +117,9 @@ async fn sync_back(
 
 /// The limits of one authenticated peer connection, shared by its network and its `Sync`.
 pub(crate) fn peer_budget(node: &Node) -> Rc<ConnectionBudget> {
-    ConnectionBudget::authenticated(node.node_budget().clone())
+    let budget = ConnectionBudget::authenticated(node.node_budget().clone());
+    budget.allow_streams(MAX_PEER_STREAMS);
+    budget
 }
 
 /// Runs Cap'n Proto RPC over an authenticated peer stream, under `budget` ([`peer_budget`]).
