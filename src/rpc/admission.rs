@@ -42,6 +42,9 @@ struct State {
     by_peer: HashMap<Fingerprint, usize>,
     refused: usize,
     refused_since: Option<Instant>,
+    /// Connections that failed to authenticate (a TLS handshake that failed or timed out).
+    failed: usize,
+    failed_since: Option<Instant>,
 }
 
 impl Admission {
@@ -104,10 +107,56 @@ impl Admission {
         self.state().refused
     }
 
-    /// Logs the refusals counted over the last period, if the period is over.
+    /// Failed authentications since the last line about them.
+    pub fn failed(&self) -> usize {
+        self.state().failed
+    }
+
+    /// Logs the refusals and failed authentications counted over the last period, if the
+    /// period is over.
     pub fn flush_refusals(&self) {
         let mut state = self.state();
         self.summarise(&mut state);
+        self.summarise_failures(&mut state);
+    }
+
+    /// Counts a connection that failed to authenticate: the first of a period is logged with
+    /// its reason, the rest summed up every [`REFUSAL_LOG_PERIOD`] (anyone can make a node
+    /// fail handshakes, and one log line each would let them fill its disk).
+    pub fn note_failure(&self, reason: &str) {
+        let mut state = self.state();
+        state.failed += 1;
+        if state.failed_since.is_none() {
+            tracing::warn!(
+                port = self.port,
+                "a connection failed to authenticate ({reason}); further failures are summed \
+                 up every {REFUSAL_LOG_PERIOD:?}"
+            );
+            state.failed = 0;
+            state.failed_since = Some(Instant::now());
+        }
+        self.summarise_failures(&mut state);
+    }
+
+    fn summarise_failures(&self, state: &mut State) {
+        let Some(since) = state.failed_since else {
+            return;
+        };
+        if since.elapsed() < REFUSAL_LOG_PERIOD {
+            return;
+        }
+        if state.failed > 0 {
+            tracing::warn!(
+                port = self.port,
+                "{} more connections failed to authenticate in the last {:?}",
+                state.failed,
+                since.elapsed()
+            );
+            state.failed = 0;
+            state.failed_since = Some(Instant::now());
+        } else {
+            state.failed_since = None;
+        }
     }
 
     fn note_refusal(&self, state: &mut State, reason: &str) {
@@ -169,6 +218,16 @@ impl Drop for PreAuth {
 }
 
 impl Slot {
+    /// The caps this connection counts under.
+    pub fn admission(&self) -> Arc<Admission> {
+        self.admission.clone()
+    }
+
+    /// Counts this connection as failing to authenticate (see [`Admission::note_failure`]).
+    pub fn note_failure(&self, reason: &str) {
+        self.admission.note_failure(reason);
+    }
+
     /// The connection authenticated: it leaves the pre-authentication counts.
     pub fn authenticated(&mut self) {
         self.pre_auth = None;
@@ -297,6 +356,21 @@ mod tests {
         slots.pop();
         let mut again = admission.admit(None).unwrap();
         again.bind_peer(&peer).unwrap();
+    }
+
+    #[test]
+    fn failed_handshakes_are_logged_once_then_counted() {
+        let admission = Admission::new("peer");
+        admission.note_failure("bad certificate");
+        assert_eq!(admission.failed(), 0, "the first is logged with its reason");
+        for _ in 0..999 {
+            admission.note_failure("bad certificate");
+        }
+        assert_eq!(
+            admission.failed(),
+            999,
+            "the rest wait for the period's summary line"
+        );
     }
 
     #[test]

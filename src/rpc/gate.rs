@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::node::Node;
+use crate::rpc::admission::Admission;
 use crate::rpc::limits::ConnectionBudget;
 use crate::rpc::service::ServiceImpl;
 use crate::schema::service_capnp::{gate, service};
@@ -13,13 +14,19 @@ use crate::schema::service_capnp::{gate, service};
 pub struct GateImpl {
     node: Arc<Node>,
     budget: Rc<ConnectionBudget>,
+    admission: Arc<Admission>,
 }
 
 impl GateImpl {
     /// The gate of a connection whose limits are `budget`: a successful login marks it
-    /// authenticated, and the services it hands out wait on it for room for large answers.
-    pub fn new(node: Arc<Node>, budget: Rc<ConnectionBudget>) -> Self {
-        GateImpl { node, budget }
+    /// authenticated, and the services it hands out wait on it for room for large answers. A
+    /// wrong token is counted by the port's `admission` (logged once, then summed up).
+    pub fn new(node: Arc<Node>, budget: Rc<ConnectionBudget>, admission: Arc<Admission>) -> Self {
+        GateImpl {
+            node,
+            budget,
+            admission,
+        }
     }
 }
 
@@ -31,7 +38,8 @@ impl gate::Server for GateImpl {
     ) -> capnp::Result<()> {
         let token = params.get()?.get_token()?.to_str()?;
         if let Err(error) = self.node.check_token(token) {
-            tracing::warn!("refused a login with a wrong client token");
+            self.admission
+                .note_failure("a login with a wrong client token");
             return Err(error.into());
         }
         self.budget.authenticate();

@@ -53,8 +53,8 @@ pub async fn serve_peer(io: BoxIo, mut slot: Slot, node: Arc<Node>, cancel: Canc
         Ok(Ok((link, ()))) => link,
         // Counted and summed up in the log by the caps.
         Ok(Err(error)) if is_resource_exhausted(&error) => return,
-        Ok(Err(error)) => return tracing::warn!("refused a peer: {error:#}"),
-        Err(_) => return tracing::warn!("a peer's TLS handshake timed out"),
+        Ok(Err(error)) => return slot.note_failure(&format!("{error:#}")),
+        Err(_) => return slot.note_failure("the TLS handshake timed out"),
     };
     slot.authenticated();
     tracing::debug!(peer = %link.peer, "peer connected");

@@ -193,7 +193,8 @@ async fn serve_app(stream: TcpStream, mut slot: Slot, node: Arc<Node>, cancel: C
     let pre_auth = slot.take_pre_auth();
     let budget =
         ConnectionBudget::pre_auth(node.node_budget().clone(), Box::new(move || drop(pre_auth)));
-    let gate: gate::Client = capnp_rpc::new_client(GateImpl::new(node, budget.clone()));
+    let gate = GateImpl::new(node, budget.clone(), slot.admission());
+    let gate: gate::Client = capnp_rpc::new_client(gate);
     let rpc_system = rpc_system(stream, Side::Server, Some(gate.client), budget.clone());
     // Cancels the connection (cleanly) if it has not logged in in time.
     let stop = cancel.child_token();
