@@ -11,7 +11,10 @@
 //!   (backpressure). A frame whose bytes stop for [`READ_STALL`] drops its connection. On the
 //!   peer port only members (Read in a held syncgroup, or declared peers) may send frames over
 //!   [`SMALL_MESSAGE_BYTES`] ([`ConnectionBudget::restrict_large_frames`]): anyone with a key
-//!   passes TLS, and strangers must not hold the node-wide budget.
+//!   passes TLS, and strangers must not hold the node-wide budget. The app and peer ports
+//!   draw on separate pools, and a peer identity reads one large frame at a time across its
+//!   connections ([`NodeBudget::identity_gate`]), so a trickling member holds at most one
+//!   maximal message of the peer pool and never stalls an app's writes.
 //! - **Outgoing**, each connection counts the bytes it has queued but not yet written
 //!   ([`ConnectionBudget`]); past [`OUTGOING_BYTES`] (or with [`MAX_WAITING_CALLS`] calls
 //!   waiting for room) it stops reading the peer's calls until the queue drains, and methods that
@@ -29,14 +32,16 @@
 //! Connection counts are capped by [`super::admission`].
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::Error;
+use crate::identity::Fingerprint;
 use crate::rpc::MAX_MESSAGE_WORDS;
 
 /// Largest message a connection may send before it authenticates: 64 KiB (a login or a TLS
@@ -84,13 +89,18 @@ pub const MAX_STREAMS: usize = 64;
 /// databases two nodes can share at 32.
 pub const MAX_PEER_STREAMS: usize = 1024;
 
-/// The node-wide budgets (cheap to clone; one per node): bytes of partly read large frames,
-/// and the bytes all connections have queued for sending.
+/// The node-wide budgets (cheap to clone; one per node): bytes of partly read large frames
+/// (one pool for the app port, one for the peer port, so peers never stall an app's writes),
+/// the bytes all connections have queued for sending, and on the peer port one large frame at
+/// a time per identity (so one member trickling large frames holds at most one maximal
+/// message of its port's pool).
 #[derive(Clone, Debug)]
 pub struct NodeBudget {
     bytes: Arc<Semaphore>,
+    peer_bytes: Arc<Semaphore>,
     outgoing: Arc<AtomicUsize>,
     outgoing_limit: usize,
+    identities: Arc<Mutex<HashMap<Fingerprint, Arc<Semaphore>>>>,
 }
 
 impl Default for NodeBudget {
@@ -109,9 +119,35 @@ impl NodeBudget {
     pub fn with_outgoing(incoming: usize, outgoing: usize) -> Self {
         NodeBudget {
             bytes: Arc::new(Semaphore::new(incoming)),
+            peer_bytes: Arc::new(Semaphore::new(incoming)),
             outgoing: Arc::new(AtomicUsize::new(0)),
             outgoing_limit: outgoing,
+            identities: Arc::default(),
         }
+    }
+
+    /// The same budgets with the peer port's pool of incoming bytes in place of the app
+    /// port's: what peer connections (accepted or dialled) take large frames from.
+    pub fn peer_port(&self) -> NodeBudget {
+        NodeBudget {
+            bytes: self.peer_bytes.clone(),
+            peer_bytes: self.peer_bytes.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The gate letting one peer identity read one large frame at a time, across all its
+    /// connections (given back, and forgotten, once none of them holds it).
+    pub fn identity_gate(&self, peer: &Fingerprint) -> Arc<Semaphore> {
+        let mut gates = self
+            .identities
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+        gates
+            .entry(peer.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(1)))
+            .clone()
     }
 
     /// Bytes all connections have queued or reserved for sending.
@@ -167,6 +203,8 @@ pub struct ConnectionBudget {
     /// the peer port only members may: anyone with a key passes TLS, and a stranger
     /// trickling large frames would otherwise hold the node-wide incoming budget.
     large_frames: RefCell<Option<Box<dyn Fn() -> bool>>>,
+    /// The peer identity's gate: one large frame at a time across its connections.
+    identity_gate: RefCell<Option<Arc<Semaphore>>>,
     /// Streams running, and how many may ([`MAX_STREAMS`], [`MAX_PEER_STREAMS`]).
     streams: Cell<usize>,
     max_streams: Cell<usize>,
@@ -200,6 +238,7 @@ impl ConnectionBudget {
             waiting: Cell::new(0),
             room: Notify::new(),
             large_frames: RefCell::new(None),
+            identity_gate: RefCell::new(None),
             streams: Cell::new(0),
             max_streams: Cell::new(MAX_STREAMS),
         }
@@ -210,6 +249,12 @@ impl ConnectionBudget {
     /// ends the connection.
     pub fn restrict_large_frames(&self, allowed: Box<dyn Fn() -> bool>) {
         *self.large_frames.borrow_mut() = Some(allowed);
+    }
+
+    /// From now on, a large frame first waits for `gate` (one large frame at a time for the
+    /// peer identity behind it, [`NodeBudget::identity_gate`]).
+    pub fn one_large_frame_at_a_time(&self, gate: Arc<Semaphore>) {
+        *self.identity_gate.borrow_mut() = Some(gate);
     }
 
     fn large_frames_allowed(&self) -> bool {
@@ -248,7 +293,7 @@ impl ConnectionBudget {
     /// `ResourceExhausted:` over [`MAX_MESSAGE_BYTES`]; before authentication waits for it if
     /// the frame is over [`PRE_AUTH_MESSAGE_BYTES`]; takes a large frame's bytes from the node
     /// budget (the permit gives them back when the frame is complete).
-    pub async fn admit_frame(&self, bytes: usize) -> capnp::Result<Option<OwnedSemaphorePermit>> {
+    pub async fn admit_frame(&self, bytes: usize) -> capnp::Result<Option<FramePermit>> {
         if bytes > MAX_MESSAGE_BYTES {
             return Err(too_large(bytes, MAX_MESSAGE_BYTES));
         }
@@ -265,7 +310,16 @@ impl ConnectionBudget {
             ))
             .into());
         }
-        self.incoming.take(bytes).await.map(Some)
+        let gate = self.identity_gate.borrow().clone();
+        let turn =
+            match gate {
+                Some(gate) => Some(gate.acquire_owned().await.map_err(|_| {
+                    capnp::Error::failed("the identity's frame gate is closed".into())
+                })?),
+                None => None,
+            };
+        let bytes = self.incoming.take(bytes).await?;
+        Ok(Some(FramePermit { _turn: turn, bytes }))
     }
 
     /// Counts `bytes` as queued until the returned charge drops (when the write queue has
@@ -411,6 +465,21 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// A large frame's admission: its bytes from the port's pool, and its identity's turn (on
+/// the peer port); both given back when the frame is complete (dropped).
+#[derive(Debug)]
+pub struct FramePermit {
+    _turn: Option<OwnedSemaphorePermit>,
+    bytes: OwnedSemaphorePermit,
+}
+
+impl FramePermit {
+    /// Bytes it holds of the port's pool.
+    pub fn bytes(&self) -> usize {
+        self.bytes.num_permits()
+    }
+}
+
 /// Bytes of one message in the write queue; counted until dropped.
 pub struct QueuedBytes {
     budget: Rc<ConnectionBudget>,
@@ -524,6 +593,37 @@ mod tests {
         assert_eq!(error.id(), "ResourceExhausted", "{error}");
         drop((app, more));
         assert_eq!(budget.streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_peer_identity_reads_one_large_frame_at_a_time_from_the_peer_pool() {
+        let node = NodeBudget::new(1 << 20);
+        let peer = Fingerprint::parse(&"ab".repeat(32)).unwrap();
+        let connection = || {
+            let budget = ConnectionBudget::authenticated(node.peer_port());
+            budget.one_large_frame_at_a_time(node.identity_gate(&peer));
+            budget
+        };
+        let (first, second) = (connection(), connection());
+        let held = first.admit_frame(256 << 10).await.unwrap();
+        // The identity's second connection waits for the first frame, whatever the pool has.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), second.admit_frame(1 << 17));
+        assert!(
+            waiting.await.is_err(),
+            "a second large frame of one identity waited"
+        );
+        // The app port's pool is untouched by peers.
+        assert_eq!(node.available(), 1 << 20);
+        assert_eq!(node.peer_port().available(), (1 << 20) - (256 << 10));
+        drop(held);
+        let next = second.admit_frame(1 << 17).await.unwrap();
+        assert_eq!(next.map(|permit| permit.bytes()), Some(1 << 17));
+        // Another identity is never held up by this one.
+        let other = ConnectionBudget::authenticated(node.peer_port());
+        other.one_large_frame_at_a_time(
+            node.identity_gate(&Fingerprint::parse(&"cd".repeat(32)).unwrap()),
+        );
+        assert!(other.admit_frame(1 << 17).await.unwrap().is_some());
     }
 
     #[test]
@@ -644,7 +744,7 @@ mod tests {
             .await
             .unwrap()
             .expect("a large frame takes from the node budget");
-        assert_eq!(permit.num_permits(), PRE_AUTH_MESSAGE_BYTES + 8);
+        assert_eq!(permit.bytes(), PRE_AUTH_MESSAGE_BYTES + 8);
     }
 
     #[tokio::test(start_paused = true)]

@@ -113,7 +113,8 @@ async fn with_sync<T>(
     call: impl AsyncFnOnce(&sync::Client) -> Result<T>,
 ) -> Result<T> {
     let link = dial(node, address, fingerprint).await?;
-    let mut rpc_system = rpc_system(peer_budget(node), link.stream, Side::Client, None);
+    let budget = peer_budget(node, fingerprint);
+    let mut rpc_system = rpc_system(budget, link.stream, Side::Client, None);
     let remote: sync::Client = rpc_system.bootstrap(Side::Server);
     let disconnector = rpc_system.get_disconnector();
     let mut connection = Box::pin(rpc_system);

@@ -59,7 +59,7 @@ pub async fn serve_peer(io: BoxIo, mut slot: Slot, node: Arc<Node>, cancel: Canc
     slot.authenticated();
     tracing::debug!(peer = %link.peer, "peer connected");
     let peer = link.peer.clone();
-    let budget = peer_budget(&node);
+    let budget = peer_budget(&node, &peer);
     let member = (node.clone(), peer.clone());
     budget.restrict_large_frames(Box::new(move || {
         member.0.is_member(&member.1).unwrap_or(false)
@@ -116,8 +116,12 @@ async fn sync_back(
 }
 
 /// The limits of one authenticated peer connection, shared by its network and its `Sync`.
-pub(crate) fn peer_budget(node: &Node) -> Rc<ConnectionBudget> {
-    let budget = ConnectionBudget::authenticated(node.node_budget().clone());
+/// The limits of a connection with `peer`: the peer port's pool of incoming bytes, one large
+/// frame at a time for that identity, and [`MAX_PEER_STREAMS`] streams.
+pub(crate) fn peer_budget(node: &Node, peer: &Fingerprint) -> Rc<ConnectionBudget> {
+    let pools = node.node_budget();
+    let budget = ConnectionBudget::authenticated(pools.peer_port());
+    budget.one_large_frame_at_a_time(pools.identity_gate(peer));
     budget.allow_streams(MAX_PEER_STREAMS);
     budget
 }
@@ -246,7 +250,7 @@ async fn run_link(
     })?;
     // Serve `Sync` to the dialed peer too, so a peer that cannot dial this node (it
     // advertises no address) can sync from it over this connection.
-    let budget = peer_budget(node);
+    let budget = peer_budget(node, &peer.fingerprint);
     let ours: sync::Client = capnp_rpc::new_client(SyncImpl::new(
         node.clone(),
         peer.fingerprint.clone(),
