@@ -40,11 +40,45 @@ struct State {
     pre_auth: usize,
     pre_auth_by_ip: HashMap<IpAddr, usize>,
     by_peer: HashMap<Fingerprint, usize>,
-    refused: usize,
-    refused_since: Option<Instant>,
-    /// Connections that failed to authenticate (a TLS handshake that failed or timed out).
-    failed: usize,
-    failed_since: Option<Instant>,
+    /// Connections refused over the caps.
+    refused: Tally,
+    /// Connections that failed to authenticate (a failed TLS handshake, a wrong token).
+    failed: Tally,
+}
+
+/// Events logged once, then summed up every [`REFUSAL_LOG_PERIOD`]: anyone can cause them, and
+/// a log line each would let them fill a node's disk.
+#[derive(Default)]
+struct Tally {
+    count: usize,
+    since: Option<Instant>,
+}
+
+impl Tally {
+    /// Counts one event; whether it opens a period (the caller logs it in full).
+    fn note(&mut self) -> bool {
+        self.count += 1;
+        let first = self.since.is_none();
+        if first {
+            self.since = Some(Instant::now());
+        }
+        first
+    }
+
+    /// The events of a period that is over (and starts the next), if any.
+    fn summary(&mut self) -> Option<(usize, std::time::Duration)> {
+        let since = self.since?;
+        if since.elapsed() < REFUSAL_LOG_PERIOD {
+            return None;
+        }
+        if self.count == 0 {
+            self.since = None;
+            return None;
+        }
+        let count = std::mem::take(&mut self.count);
+        self.since = Some(Instant::now());
+        Some((count, since.elapsed()))
+    }
 }
 
 impl Admission {
@@ -104,12 +138,12 @@ impl Admission {
 
     /// Connections refused since the last summary line.
     pub fn refused(&self) -> usize {
-        self.state().refused
+        self.state().refused.count
     }
 
-    /// Failed authentications since the last line about them.
+    /// Failed authentications since the last summary line.
     pub fn failed(&self) -> usize {
-        self.state().failed
+        self.state().failed.count
     }
 
     /// Logs the refusals and failed authentications counted over the last period, if the
@@ -117,79 +151,45 @@ impl Admission {
     pub fn flush_refusals(&self) {
         let mut state = self.state();
         self.summarise(&mut state);
-        self.summarise_failures(&mut state);
     }
 
     /// Counts a connection that failed to authenticate: the first of a period is logged with
-    /// its reason, the rest summed up every [`REFUSAL_LOG_PERIOD`] (anyone can make a node
-    /// fail handshakes, and one log line each would let them fill its disk).
+    /// its reason, the rest summed up every [`REFUSAL_LOG_PERIOD`].
     pub fn note_failure(&self, reason: &str) {
         let mut state = self.state();
-        state.failed += 1;
-        if state.failed_since.is_none() {
+        if state.failed.note() {
             tracing::warn!(
                 port = self.port,
-                "a connection failed to authenticate ({reason}); further failures are summed \
-                 up every {REFUSAL_LOG_PERIOD:?}"
+                "a connection failed to authenticate ({reason}); failures are summed up every \
+                 {REFUSAL_LOG_PERIOD:?}"
             );
-            state.failed = 0;
-            state.failed_since = Some(Instant::now());
         }
-        self.summarise_failures(&mut state);
-    }
-
-    fn summarise_failures(&self, state: &mut State) {
-        let Some(since) = state.failed_since else {
-            return;
-        };
-        if since.elapsed() < REFUSAL_LOG_PERIOD {
-            return;
-        }
-        if state.failed > 0 {
-            tracing::warn!(
-                port = self.port,
-                "{} more connections failed to authenticate in the last {:?}",
-                state.failed,
-                since.elapsed()
-            );
-            state.failed = 0;
-            state.failed_since = Some(Instant::now());
-        } else {
-            state.failed_since = None;
-        }
+        self.summarise(&mut state);
     }
 
     fn note_refusal(&self, state: &mut State, reason: &str) {
-        state.refused += 1;
-        if state.refused_since.is_none() {
+        if state.refused.note() {
             tracing::warn!(
                 port = self.port,
                 "refusing connections over the caps ({reason}); refusals are summed up every \
                  {REFUSAL_LOG_PERIOD:?}"
             );
-            state.refused_since = Some(Instant::now());
         }
         self.summarise(state);
     }
 
     fn summarise(&self, state: &mut State) {
-        let Some(since) = state.refused_since else {
-            return;
-        };
-        if since.elapsed() < REFUSAL_LOG_PERIOD {
-            return;
-        }
-        if state.refused > 0 {
+        if let Some((count, period)) = state.refused.summary() {
             tracing::warn!(
                 port = self.port,
-                "refused {} connections over the caps in the last {:?}",
-                state.refused,
-                since.elapsed()
+                "refused {count} connections over the caps in the last {period:?}"
             );
-            state.refused = 0;
-            state.refused_since = Some(Instant::now());
-        } else {
-            state.refused_since = None;
+        }
+        if let Some((count, period)) = state.failed.summary() {
+            tracing::warn!(
+                port = self.port,
+                "{count} connections failed to authenticate in the last {period:?}"
+            );
         }
     }
 }
@@ -361,16 +361,11 @@ mod tests {
     #[test]
     fn failed_handshakes_are_logged_once_then_counted() {
         let admission = Admission::new("peer");
-        admission.note_failure("bad certificate");
-        assert_eq!(admission.failed(), 0, "the first is logged with its reason");
-        for _ in 0..999 {
+        for _ in 0..1000 {
             admission.note_failure("bad certificate");
         }
-        assert_eq!(
-            admission.failed(),
-            999,
-            "the rest wait for the period's summary line"
-        );
+        // The first was logged with its reason; all wait for the period's summary line.
+        assert_eq!(admission.failed(), 1000);
     }
 
     #[test]
