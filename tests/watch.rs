@@ -2,7 +2,7 @@
 //! local puts and deletes in commit order, the initial state first, resuming after a closed
 //! watch with the last marker received (exactly the changes in between, none twice), bad
 //! markers and arguments refused with `InvalidArgument:`, changes synced from a linked node
-//! marked `fromSync`, and prefix filters.
+//! marked `fromSync`, prefix filters, and a backlog of the largest rows paged by bytes.
 
 mod common;
 
@@ -492,6 +492,42 @@ fn a_prefix_filter_only_delivers_matching_keys() {
         assert_eq!(
             all.whats(),
             vec![put_of("u", "p/3", "yes"), put_of("t", "p/4", "yes")]
+        );
+    });
+}
+
+#[test]
+fn a_backlog_of_the_largest_rows_is_delivered_when_resuming() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await.unwrap();
+        let t = table(&db, "t").await.unwrap();
+        let first = watch(&db, "t", "", false, &[]);
+        until_live(&first, &t, "~ping").await;
+        put(&t, "before", "v").await.unwrap();
+        first.until(1).await;
+        let marker = first.changes()[0].marker.clone();
+
+        // 16 rows of nearly the largest legal value: 64 MB of backlog, more than one message
+        // may carry, so the feed must page it by bytes.
+        let big = "x".repeat(4_000_000);
+        for i in 0..16 {
+            put(&t, &format!("big{i:02}"), &big).await.unwrap();
+        }
+        let resumed = watch(&db, "t", "", false, &marker);
+        resumed.until(16).await;
+        let got: Vec<(String, usize)> = resumed
+            .changes()
+            .iter()
+            .map(|c| (c.key.clone(), c.value.as_ref().map_or(0, String::len)))
+            .collect();
+        let expected: Vec<(String, usize)> =
+            (0..16).map(|i| (format!("big{i:02}"), big.len())).collect();
+        assert_eq!(got, expected);
+        assert!(
+            resumed.ended.borrow().is_none(),
+            "{:?}",
+            resumed.ended.borrow()
         );
     });
 }
