@@ -66,6 +66,11 @@ fn three_nodes_share_a_syncgroup_and_a_leafs_write_reaches_the_creator_through_t
         output.status.success()
     });
     c.ok(&["sg", "join", &invite_c]);
+    // A must know C as a writer before C's row reaches it: a row that arrives first is refused
+    // and, until issue 10's refetch is built, never fetched again.
+    eventually("A to list all three members", || {
+        a.ok(&["sg", "show", &name]).matches(" device ").count() == 3
+    });
 
     c.ok(&["put", "db", "t", "photo-1", "from C"]);
     eventually("C's row on A", || {
@@ -77,9 +82,6 @@ fn three_nodes_share_a_syncgroup_and_a_leafs_write_reaches_the_creator_through_t
     });
 
     // A knows C as a member, but A and C never linked: C's rows came through B.
-    eventually("A to list all three members", || {
-        a.ok(&["sg", "show", &name]).matches(" device ").count() == 3
-    });
     let status = a.ok(&["status"]);
     let c_fp = c.fingerprint();
     let c_block: String = status
