@@ -251,24 +251,7 @@ async fn latency(table: &table::Client, ops: usize, phase: &str) -> Phase {
 }
 
 async fn open_table(server: &EmbeddedServer) -> anyhow::Result<table::Client> {
-    let mut request = server.service().database_request();
-    request.get().set_name(BIG_ROW.0);
-    let db = request
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?
-        .get()?
-        .get_db()?;
-    let mut request = db.table_request();
-    request.get().set_name(BIG_ROW.1);
-    Ok(request
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?
-        .get()?
-        .get_table()?)
+    super::app_table(&super::app_database(server, BIG_ROW.0).await?, BIG_ROW.1).await
 }
 
 async fn put(table: &table::Client, key: &str, value: &[u8]) -> anyhow::Result<()> {

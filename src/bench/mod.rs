@@ -1,13 +1,44 @@
 //! Benchmarks run by `syncbase bench` (`storage`; `sync latency|bulk|noop`; `abuse`): each
 //! measures ours and its comparator in the same run (`abuse`: a client under attack beside
 //! the same client without) and prints one JSON object per line. Shared here: the data set
-//! generator and the repetition statistics.
+//! generator, the repetition statistics, and opening a database and a table through an
+//! embedded node's app session.
 
 pub mod abuse;
 pub mod storage;
 pub mod sync;
 
 use std::time::Instant;
+
+use crate::embedded::EmbeddedServer;
+use crate::rpc::client::remote_error;
+use crate::schema::service_capnp::{database, table};
+
+/// Database `name` through `server`'s logged-in app session.
+pub async fn app_database(server: &EmbeddedServer, name: &str) -> anyhow::Result<database::Client> {
+    let mut request = server.service().database_request();
+    request.get().set_name(name);
+    Ok(request
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?
+        .get()?
+        .get_db()?)
+}
+
+/// Table `name` of `db`.
+pub async fn app_table(db: &database::Client, name: &str) -> anyhow::Result<table::Client> {
+    let mut request = db.table_request();
+    request.get().set_name(name);
+    Ok(request
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?
+        .get()?
+        .get_table()?)
+}
 
 /// `count` records with 16-byte hex keys in a scattered order and `value_len`-byte random
 /// values, the same for every run with the same arguments.

@@ -70,8 +70,8 @@ impl StorageBench {
         let (mut puts, mut gets) = (Vec::new(), Vec::new());
         for _ in 0..self.repeat {
             let server = EmbeddedServer::start(storage).await?;
-            let db = open_db(&server).await?;
-            let table = open_table(&db).await?;
+            let db = super::app_database(&server, "bench").await?;
+            let table = super::app_table(&db, "t").await?;
             let start = Instant::now();
             put_all(&db, &table, data, batch).await?;
             puts.push(rate(data.len(), start));
@@ -115,30 +115,6 @@ impl StorageBench {
         }
         Ok((Stats::of(puts), Stats::of(gets)))
     }
-}
-
-async fn open_db(server: &EmbeddedServer) -> anyhow::Result<database::Client> {
-    let mut request = server.service().database_request();
-    request.get().set_name("bench");
-    Ok(request
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?
-        .get()?
-        .get_db()?)
-}
-
-async fn open_table(db: &database::Client) -> anyhow::Result<table::Client> {
-    let mut request = db.table_request();
-    request.get().set_name("t");
-    Ok(request
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?
-        .get()?
-        .get_table()?)
 }
 
 async fn put_all(

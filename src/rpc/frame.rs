@@ -303,15 +303,24 @@ mod tests {
         assert_eq!(error.kind, capnp::ErrorKind::Disconnected, "{error:?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_stalled_frame_fails_after_the_read_stall() {
-        let budget = ConnectionBudget::authenticated(NodeBudget::default());
+    /// A pipe whose client end has written one frame header (one segment of 0x0078_0000
+    /// words, 60 MiB) and nothing more.
+    async fn after_large_header() -> (
+        tokio::io::DuplexStream,
+        tokio::io::BufReader<tokio::io::DuplexStream>,
+    ) {
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let mut server = tokio::io::BufReader::new(server);
         let header = [0, 0, 0, 0, 0, 0, 0x78, 0];
         tokio::io::AsyncWriteExt::write_all(&mut client, &header)
             .await
             .unwrap();
+        (client, tokio::io::BufReader::new(server))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_frame_fails_after_the_read_stall() {
+        let budget = ConnectionBudget::authenticated(NodeBudget::default());
+        let (client, mut server) = after_large_header().await;
         let error = read_frame(&mut server, &budget).await.err().unwrap();
         assert!(error.extra.starts_with("ResourceExhausted: "), "{error:?}");
         drop(client);
@@ -320,12 +329,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_closed_while_its_frame_waits_for_login_ends_at_once() {
         let budget = ConnectionBudget::pre_auth(NodeBudget::default(), Box::new(|| {}));
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        let mut server = tokio::io::BufReader::new(server);
-        let header = [0, 0, 0, 0, 0, 0, 0x78, 0];
-        tokio::io::AsyncWriteExt::write_all(&mut client, &header)
-            .await
-            .unwrap();
+        let (client, mut server) = after_large_header().await;
         drop(client);
         // Virtual time: without the close being seen, this would wait for a login forever.
         let read =
