@@ -14,7 +14,8 @@
 # Limits (also readable through `Service.limits`):
 #   database and table names: 1-64 bytes of UTF-8, no control characters;
 #   row keys: 1-256 bytes of UTF-8, no control characters;
-#   values: at most 4 MiB; a batch: at most 10,000 operations;
+#   values: at most 4 MiB; a batch: at most 10,000 operations and 10 MiB (10,485,760 bytes)
+#   of table names, keys and values (`InvalidArgument: batch of N bytes ... MAX_BATCH_BYTES`);
 #   one Cap'n Proto message: at most 64 MiB, nesting depth 64.
 
 using T = import "types.capnp";
@@ -172,6 +173,7 @@ struct Limits {
   maxKeyBytes @1 :UInt32;
   maxValueBytes @2 :UInt32;
   maxBatchOps @3 :UInt32;
+  maxBatchBytes @4 :UInt32;   # Table names, keys and values of one batch, summed.
 }
 
 interface Database {
@@ -180,7 +182,10 @@ interface Database {
 
   batch @1 (ops :List(BatchOp)) -> ();
   # Applies every operation, across tables of this database, in one atomic commit: all or
-  # nothing. Operations apply in list order (a later put of the same key wins).
+  # nothing. Operations apply in list order (a later put of the same key wins). Every node
+  # that syncs the batch applies it in one commit too (a sync page never splits a batch), so
+  # no reader or watcher anywhere sees part of it; this is why a batch is limited to
+  # `Limits.maxBatchBytes`. A batch over the limits fails with `InvalidArgument:` naming it.
 
   name @2 () -> (name :Text);
 

@@ -3,6 +3,7 @@
 //! Crate map (one job per module; see ARCHITECTURE.md for what each may call):
 //! - [`config`]: the TOML config, its defaults and the paths derived from the data directory;
 //! - [`names`]: validated database/table names, row keys and the size limits;
+//! - [`paging`]: every streamed message's bounds in items and bytes (one helper for all streams);
 //! - [`store`]: the keyspace layout on top of the `syncbase-storage` trait, and row commits;
 //! - [`node`]: a node's shared state (store, client token) and the async row operations;
 //! - [`token`]: the client token file and its constant-time check;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod identity;
 pub mod names;
 pub mod node;
+pub mod paging;
 pub mod rpc;
 pub mod schema;
 pub mod store;

@@ -11,6 +11,11 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 4 << 20;
 /// Most operations in one atomic batch.
 pub const MAX_BATCH_OPS: usize = 10_000;
+/// Most bytes in one atomic batch: the sum, over its operations, of the table name, the key
+/// and the value (10 MiB, two of the largest values and more; FoundationDB caps a transaction
+/// at 10 MB). A batch travels whole in one sync page, so every node applies it in one commit;
+/// this limit is what keeps that page within one message (`paging::DATA`).
+pub const MAX_BATCH_BYTES: usize = 10 << 20;
 
 /// A database name: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8 without control characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,6 +75,23 @@ pub fn check_value(value: &[u8]) -> Result<()> {
         return Err(Error::invalid(format!(
             "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes (store large data as a blob)",
             value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an atomic batch of `ops` operations carrying `bytes` bytes of table names, keys and
+/// values against [`MAX_BATCH_OPS`] and [`MAX_BATCH_BYTES`].
+pub fn check_batch(ops: usize, bytes: usize) -> Result<()> {
+    if ops > MAX_BATCH_OPS {
+        return Err(Error::invalid(format!(
+            "batch of {ops} operations is over the limit of {MAX_BATCH_OPS} operations"
+        )));
+    }
+    if bytes > MAX_BATCH_BYTES {
+        return Err(Error::invalid(format!(
+            "batch of {bytes} bytes (table names, keys and values) is over the limit of \
+             {MAX_BATCH_BYTES} bytes per batch (MAX_BATCH_BYTES); commit it as several batches"
         )));
     }
     Ok(())
@@ -135,5 +157,14 @@ mod tests {
     fn values_over_the_limit_are_rejected() {
         assert!(check_value(&vec![0; MAX_VALUE_BYTES]).is_ok());
         assert!(rejected(check_value(&vec![0; MAX_VALUE_BYTES + 1]).map(|_| ())).contains("blob"));
+    }
+
+    #[test]
+    fn batches_over_the_operation_or_byte_limit_are_rejected_naming_the_limit() {
+        assert!(check_batch(MAX_BATCH_OPS, MAX_BATCH_BYTES).is_ok());
+        assert!(rejected(check_batch(MAX_BATCH_OPS + 1, 0)).contains("10000 operations"));
+        let message = rejected(check_batch(2, MAX_BATCH_BYTES + 1));
+        assert!(message.contains("MAX_BATCH_BYTES"), "{message}");
+        assert!(message.contains(&MAX_BATCH_BYTES.to_string()), "{message}");
     }
 }

@@ -156,6 +156,35 @@ fn a_batch_is_all_or_nothing() {
 }
 
 #[test]
+fn a_batch_over_the_byte_limit_fails_naming_the_limit_and_a_batch_at_it_commits() {
+    on_every_backend(|server| async move {
+        let response = server.service().limits_request().send().promise;
+        let response = response.await.unwrap();
+        let limit = response
+            .get()
+            .unwrap()
+            .get_limits()
+            .unwrap()
+            .get_max_batch_bytes() as usize;
+        assert_eq!(limit, syncbase::names::MAX_BATCH_BYTES);
+        let d = database(server.service(), "app").await.unwrap();
+        let value = vec![7u8; limit / 3 - 8];
+        let legal: Vec<(&str, &str, Option<&[u8]>)> = ["k1", "k2", "k3"]
+            .iter()
+            .map(|key| ("t", *key, Some(&value[..])))
+            .collect();
+        batch(&d, &legal).await.unwrap();
+        let mut over = legal.clone();
+        over.push(("t", "k4", Some(&value[..])));
+        let message = expect_error(batch(&d, &over).await, "InvalidArgument");
+        assert!(message.contains("MAX_BATCH_BYTES"), "{message}");
+        assert!(message.contains(&limit.to_string()), "{message}");
+        let t = table(&d, "t").await.unwrap();
+        assert_eq!(get(&t, "k4").await, None, "a refused batch wrote nothing");
+    });
+}
+
+#[test]
 fn bad_names_keys_and_values_are_refused_and_the_connection_survives() {
     on_every_backend(|server| async move {
         let service = server.service();

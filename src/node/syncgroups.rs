@@ -17,7 +17,7 @@ use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::store::{SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, Version};
+use crate::store::{SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, Version};
 use crate::sync::genvec::{GenVector, Knowledge};
 use crate::sync::initiator::now_nanos;
 use crate::sync::peers::PeerConfig;
@@ -392,7 +392,7 @@ impl Node {
         peer: &Fingerprint,
         db: &DbName,
         wanted: &SyncgroupKnowledge,
-    ) -> Result<(Vec<SyncgroupRecord>, SyncgroupKnowledge)> {
+    ) -> Result<SyncgroupDeltas> {
         if wanted.is_empty() {
             return Err(Error::invalid("GetDeltas names no syncgroup"));
         }

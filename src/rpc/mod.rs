@@ -32,7 +32,7 @@ pub mod wire;
 
 /// Largest incoming message, in 8-byte words (64 MiB). Bigger messages drop the connection,
 /// so every API keeps its messages well under it (values are at most 4 MiB, scans page).
-pub const MAX_MESSAGE_WORDS: usize = 8 << 20;
+pub const MAX_MESSAGE_WORDS: usize = crate::paging::MAX_MESSAGE_BYTES / 8;
 /// Deepest struct nesting accepted in an incoming message.
 pub const MAX_NESTING: i32 = 64;
 

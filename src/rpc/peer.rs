@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::identity::Fingerprint;
-use crate::names::{self, DbName};
+use crate::names::DbName;
 use crate::node::{Node, PublishOutcome, PublishRequest};
+use crate::paging;
 use crate::rpc::limits::ConnectionBudget;
-use crate::rpc::push::{self, PageRoom, WindowedPush};
+use crate::rpc::push::{PageRoom, WindowedPush};
 use crate::rpc::syncgroup_wire::{
     identity, read_member_info, read_spec, read_syncgroup, read_syncgroup_knowledge,
     write_syncgroup, write_syncgroup_knowledge, write_syncgroup_record,
@@ -23,28 +24,20 @@ use crate::schema::sync_capnp::{delta_sink, sync, syncgroup_admin};
 use crate::schema::types_capnp::data_delta_req;
 use crate::store::{Page, Version};
 use crate::sync::genvec::DeviceId;
-use crate::sync::responder::{DeltaRequest, PAGE_BYTES, PAGE_RECORDS, PageSink, Responder};
+use crate::sync::responder::{DeltaRequest, PageSink, Responder};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSink, respond};
 use crate::syncgroup::SyncgroupName;
 use crate::syncgroup::invite::InviteToken;
 
 /// Pushes in flight to a peer's sink before waiting for acknowledgements.
 const PUSH_WINDOW: usize = 8;
-/// Encoded bytes of one data record besides what `LogRecord::payload_len` counts (parents,
-/// counters, struct pointers, padding).
-const RECORD_OVERHEAD: usize = 192;
-/// The room reserved before reading a data page: the responder's page cap plus one largest
-/// record, plus every record's overhead (about 6.8 MiB, well under the connection's 16 MiB,
-/// so pages pipeline). A page keeping an app batch whole can be bigger: it grows its
-/// reservation before it is sent.
-const DATA_PAGE_ROOM: usize = PAGE_BYTES
-    + names::MAX_VALUE_BYTES
-    + names::MAX_KEY_BYTES
-    + names::MAX_NAME_BYTES
-    + PAGE_RECORDS * RECORD_OVERHEAD
-    + push::CALL_OVERHEAD;
+/// The room reserved before reading a data page (`paging::DATA`): the page limit plus one
+/// largest record, plus every record's overhead (about 6.8 MiB, well under the connection's
+/// 16 MiB, so pages pipeline). A page keeping an app batch whole can be bigger (at most
+/// `paging::DATA.room()`): it grows its reservation before it is sent.
+const DATA_PAGE_ROOM: usize = paging::DATA.usual_room();
 /// The room reserved before reading a syncgroup metadata page (small; a larger page grows its
-/// reservation before it is sent).
+/// reservation before it is sent, up to `paging::SYNCGROUPS.room()`).
 const SYNCGROUP_PAGE_ROOM: usize = 256 << 10;
 
 /// Serves `Sync` to one authenticated peer.
@@ -385,21 +378,26 @@ impl PageSink for CapnpPageSink {
 
     async fn send(&mut self, room: PageRoom, page: Page) -> crate::error::Result<()> {
         let mut request = push_request(&self.sink, self.device, page.remaining);
-        let count = page.records.len() + usize::from(page.knowledge.is_some());
-        let mut batch = request.get().init_batch(count as u32);
-        for (i, record) in page.records.iter().enumerate() {
-            wire::write_record(record, batch.reborrow().get(i as u32).init_rec());
-        }
-        if let Some(knowledge) = &page.knowledge {
-            wire::write_knowledge(
-                knowledge,
-                batch
-                    .reborrow()
-                    .get(page.records.len() as u32)
-                    .init_resp_vec(),
-            );
-        }
+        write_page(&page, request.get());
         self.pusher.send(room, request).await.map_err(pushed)
+    }
+}
+
+/// Fills a push's parameters with a data page: its records, then its knowledge if any.
+fn write_page(page: &Page, params: delta_sink::push_params::Builder<'_>) {
+    let count = page.records.len() + usize::from(page.knowledge.is_some());
+    let mut batch = params.init_batch(count as u32);
+    for (i, record) in page.records.iter().enumerate() {
+        wire::write_record(record, batch.reborrow().get(i as u32).init_rec());
+    }
+    if let Some(knowledge) = &page.knowledge {
+        wire::write_knowledge(
+            knowledge,
+            batch
+                .reborrow()
+                .get(page.records.len() as u32)
+                .init_resp_vec(),
+        );
     }
 }
 
@@ -431,5 +429,58 @@ impl SyncgroupSink for CapnpSyncgroupSink {
                 .init_resp_vec(),
         );
         self.pusher.send(room, request).await.map_err(pushed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Hlc;
+    use crate::names::{MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_KEY_BYTES, MAX_NAME_BYTES};
+    use crate::store::{DagNode, LogRecord, RecordContent};
+
+    /// A record with the longest names, one parent and `value_len` value bytes.
+    fn record(generation: u64, batch_id: u64, value_len: usize) -> LogRecord {
+        LogRecord {
+            table: "t".repeat(MAX_NAME_BYTES),
+            row: format!("{generation:0>width$}", width = MAX_KEY_BYTES),
+            version: Version(generation),
+            content: RecordContent::Node(DagNode {
+                parents: vec![Version(u64::MAX - generation)],
+                device: DeviceId(u64::MAX),
+                generation,
+                hlc: Hlc {
+                    wall_nanos: i64::MAX,
+                    logical: u32::MAX,
+                },
+                deleted: false,
+                batch_id,
+                batch_count: MAX_BATCH_OPS as u64,
+                value: vec![7; value_len],
+                linked: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_largest_data_page_with_a_whole_batch_fits_its_bound_under_the_message_limit() {
+        let limit = paging::DATA.limit;
+        let plain = record(0, 0, 0).payload_len();
+        let mut records: Vec<_> = (1..limit.items as u64)
+            .map(|generation| record(generation, 0, 0))
+            .collect();
+        assert!(records.len() * plain <= limit.bytes);
+        let names = MAX_NAME_BYTES + MAX_KEY_BYTES;
+        let value = MAX_BATCH_BYTES / MAX_BATCH_OPS - names;
+        records.extend((0..MAX_BATCH_OPS as u64).map(|i| record(limit.items as u64 + i, 9, value)));
+        let page = Page {
+            records,
+            ..Page::default()
+        };
+        let mut message = capnp::message::Builder::new_default();
+        write_page(&page, message.init_root());
+        let bytes = message.size_in_words() * 8 + paging::MESSAGE_OVERHEAD;
+        let bound = paging::DATA.room();
+        assert!(bytes <= bound, "{bytes} > {bound}");
     }
 }

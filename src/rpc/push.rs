@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::rpc::limits::{ConnectionBudget, Reservation, StreamSlot};
 
 /// Bytes of a pushed call besides its parameters (the Call message's header and framing).
-pub const CALL_OVERHEAD: usize = 256;
+pub const CALL_OVERHEAD: usize = crate::paging::MESSAGE_OVERHEAD;
 
 /// Calls sent but not yet acknowledged, bounded by `window`, on one connection's budget.
 pub struct WindowedPush {

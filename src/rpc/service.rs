@@ -8,29 +8,17 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::names::{self, DbName, KeyPrefix, RowKey, TableName};
 use crate::node::Node;
+use crate::paging;
 use crate::rpc::app_syncgroups::SyncgroupsImpl;
 use crate::rpc::limits::ConnectionBudget;
-use crate::rpc::push::{self, WindowedPush};
+use crate::rpc::push::WindowedPush;
 use crate::rpc::{admin, watch};
 use crate::schema::service_capnp::{batch_op, database, row_sink, service, syncgroups, table};
-use crate::store::{Mutation, PageLimit};
+use crate::store::Mutation;
 
-/// One scan page: at most this many rows...
-const SCAN_PAGE_ROWS: usize = 1024;
-/// ...or about this many key and value bytes (one message stays far below the 64 MiB limit
-/// even with a maximal value in the page).
-const SCAN_PAGE_BYTES: usize = 1 << 20;
-/// Scan pages in flight to the sink before waiting for acknowledgements.
+/// Scan pages in flight to the sink before waiting for acknowledgements. Each page is bounded
+/// by `paging::SCAN` and reserves `paging::SCAN.room()` before it is read.
 const SCAN_WINDOW: usize = 4;
-/// Encoded bytes of one scanned row besides its key and value (struct, pointers, padding).
-const SCAN_ROW_OVERHEAD: usize = 48;
-/// The most one scan page's push can take in the write queue ([`SCAN_PAGE_BYTES`] plus one
-/// largest row, plus every row's overhead): reserved before the page is read.
-const SCAN_PAGE_ROOM: usize = SCAN_PAGE_BYTES
-    + names::MAX_VALUE_BYTES
-    + names::MAX_KEY_BYTES
-    + SCAN_PAGE_ROWS * SCAN_ROW_OVERHEAD
-    + push::CALL_OVERHEAD;
 /// Bytes of a `Table.get` answer besides its value (the Return message's framing).
 const GET_ANSWER_OVERHEAD: usize = 256;
 
@@ -87,6 +75,7 @@ impl service::Server for ServiceImpl {
         limits.set_max_key_bytes(names::MAX_KEY_BYTES as u32);
         limits.set_max_value_bytes(names::MAX_VALUE_BYTES as u32);
         limits.set_max_batch_ops(names::MAX_BATCH_OPS as u32);
+        limits.set_max_batch_bytes(names::MAX_BATCH_BYTES as u32);
         Ok(())
     }
 
@@ -176,14 +165,8 @@ impl database::Server for DatabaseImpl {
         _: database::BatchResults,
     ) -> capnp::Result<()> {
         let ops = params.get()?.get_ops()?;
-        if ops.len() as usize > names::MAX_BATCH_OPS {
-            let message = format!(
-                "batch of {} operations is over the limit of {}",
-                ops.len(),
-                names::MAX_BATCH_OPS
-            );
-            return Err(Error::invalid(message).into());
-        }
+        // Checked before decoding, so a huge list is never decoded; bytes are checked at commit.
+        names::check_batch(ops.len() as usize, 0)?;
         let mutations = ops
             .iter()
             .enumerate()
@@ -337,14 +320,11 @@ impl TableImpl {
     /// Pages through the prefix and pushes each page to the sink, each page's room reserved
     /// before it is read; returns the row count. A scan is one of the connection's streams.
     async fn scan_into(&self, prefix: &KeyPrefix, sink: &row_sink::Client) -> capnp::Result<u64> {
-        let limit = PageLimit {
-            rows: SCAN_PAGE_ROWS,
-            bytes: SCAN_PAGE_BYTES,
-        };
+        let limit = paging::SCAN.limit;
         let mut pusher = WindowedPush::new(self.budget.clone(), SCAN_WINDOW)?;
         let (mut count, mut after) = (0u64, None::<String>);
         loop {
-            let room = pusher.room(SCAN_PAGE_ROOM).await?;
+            let room = pusher.room(paging::SCAN.room()).await?;
             let page = self.node.store().scan_page(
                 &self.db,
                 &self.table,

@@ -282,6 +282,78 @@ mod tests {
     use super::*;
     use crate::syncgroup::access::Level;
 
+    fn member_id(i: usize) -> Fingerprint {
+        Fingerprint::parse(&format!("{i:0>64x}")).unwrap()
+    }
+
+    /// A syncgroup version with `members` joiners, each granted read-write, and as many former
+    /// writers: the fields that grow with membership.
+    fn crowded(members: usize) -> SyncgroupRecord {
+        let admin = member_id(0);
+        let mut perms = Permissions::only(&admin);
+        let mut joiners = BTreeMap::new();
+        for i in 1..=members {
+            perms.grant(Level::ReadWrite, &member_id(i));
+            joiners.insert(
+                member_id(i),
+                MemberInfo {
+                    sync_priority: 0,
+                    is_server: false,
+                    device: DeviceId(u64::MAX - i as u64),
+                    address: format!("host-{i}.example:7701"),
+                },
+            );
+        }
+        SyncgroupRecord {
+            stamp: VersionStamp {
+                device: DeviceId(u64::MAX),
+                generation: u64::MAX,
+                hlc: Hlc {
+                    wall_nanos: i64::MAX,
+                    logical: u32::MAX,
+                },
+                version: Version(u64::MAX),
+            },
+            sg: Syncgroup {
+                id: SyncgroupId(u64::MAX),
+                name: SyncgroupName::parse("host.example:7701/crowded").unwrap(),
+                spec_version: "f".repeat(32),
+                spec: Spec {
+                    description: String::new(),
+                    perms,
+                    prefixes: vec![Scope::new("t", "")],
+                    mount_tables: vec![],
+                    is_private: false,
+                },
+                creator: admin,
+                db: "db".into(),
+                status: Status::Running,
+                joiners,
+                former_writers: (1..=members as u64)
+                    .map(|i| (DeviceId(u64::MAX - i), i))
+                    .collect(),
+            },
+        }
+    }
+
+    /// Also: a syncgroup at its member limit (more grants than `access::MAX_ENTRIES` allows,
+    /// so larger than any valid one) stays within the size its stream bound is made for.
+    #[test]
+    fn a_syncgroup_version_never_encodes_larger_than_its_page_estimate() {
+        for members in [0, 1, 10, 1000, crate::syncgroup::MAX_MEMBERS] {
+            let record = crowded(members);
+            let mut message = capnp::message::Builder::new_default();
+            write_syncgroup_record(&record, message.init_root());
+            let bytes = message.size_in_words() * 8;
+            let estimate = crate::store::syncgroup_wire_estimate(&record).unwrap();
+            assert!(bytes <= estimate, "{members} members: {bytes} > {estimate}");
+            assert!(
+                estimate <= crate::paging::MAX_SYNCGROUP_WIRE_BYTES,
+                "{members} members"
+            );
+        }
+    }
+
     #[test]
     fn syncgroup_versions_round_trip() {
         let admin = Fingerprint::parse(&"a".repeat(64)).unwrap();

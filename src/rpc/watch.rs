@@ -4,40 +4,28 @@
 //! or the node stops. Resume markers are 16 bytes: a hash of the database name, then the
 //! sequence number to continue from (big-endian).
 //!
-//! Pages are bounded (initial state and change feed alike: [`PAGE_ROWS`] rows or about
-//! [`PAGE_BYTES`] of keys and values, at least one row) and each reserves its upper bound
-//! ([`PAGE_ROOM`]) in the connection's outgoing budget before it is read, so a watcher that
-//! never acknowledges or never reads makes the node hold at most that budget. A watch is one
-//! of the connection's `limits::MAX_STREAMS` streams.
+//! Pages are bounded by `paging::WATCH` (initial state and change feed alike: 1,024 rows or
+//! 1 MiB of keys and values, at least one row, so the largest row goes alone) and each
+//! reserves its upper bound (`paging::WATCH.room()`) in the connection's outgoing budget
+//! before it is read, so a watcher that never acknowledges or never reads makes the node hold
+//! at most that budget, and a slow watcher never gets a message near the 64 MiB limit. A watch
+//! is one of the connection's `limits::MAX_STREAMS` streams.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::names::{DbName, KeyPrefix, TableName};
-use crate::names::{MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use crate::node::Node;
+use crate::paging::{PageLimit, WATCH};
 use crate::rpc::limits::ConnectionBudget;
-use crate::rpc::push::{CALL_OVERHEAD, WindowedPush};
+use crate::rpc::push::WindowedPush;
 use crate::schema::service_capnp::{database, watch_change, watch_sink};
-use crate::store::{FeedItem, PageLimit};
+use crate::store::FeedItem;
 
-/// Rows per initial-state page, and changes looked at per read of the feed.
-pub const PAGE_ROWS: usize = 1024;
-/// Key and value bytes per page (initial state or feed), past which the page ends: 1 MiB. A
-/// page holds at least one row, so the largest value still goes (alone).
-pub const PAGE_BYTES: usize = 1 << 20;
-/// Encoded bytes of one change besides its key and value: the struct, the table name and the
-/// resume marker, with padding.
-const CHANGE_OVERHEAD: usize = 160 + MAX_NAME_BYTES;
-/// The most one page's push can take in the write queue: [`PAGE_BYTES`] plus one largest row,
-/// plus every change's overhead. Reserved before each page is read.
-pub const PAGE_ROOM: usize =
-    PAGE_BYTES + MAX_VALUE_BYTES + MAX_KEY_BYTES + PAGE_ROWS * CHANGE_OVERHEAD + CALL_OVERHEAD;
-const PAGE_LIMIT: PageLimit = PageLimit {
-    rows: PAGE_ROWS,
-    bytes: PAGE_BYTES,
-};
+/// The most one page's push can take in the write queue, reserved before each page is read.
+pub const PAGE_ROOM: usize = WATCH.room();
+const PAGE_LIMIT: PageLimit = WATCH.limit;
 /// Pushes in flight before waiting for the watcher's acknowledgements.
 const WATCH_WINDOW: usize = 4;
 
@@ -235,5 +223,40 @@ mod tests {
         assert_eq!(parse_marker(&a, &marker(&a, 42)).unwrap(), 42);
         assert!(parse_marker(&b, &marker(&a, 42)).is_err());
         assert!(parse_marker(&a, &[1, 2, 3]).is_err());
+    }
+
+    /// A change on the wire for a row of `key_len` key bytes and `value_len` value bytes in a
+    /// table with the longest name.
+    fn item(sequence: u64, key_len: usize, value_len: usize) -> FeedItem {
+        FeedItem {
+            sequence,
+            change: crate::store::Change {
+                table: "t".repeat(crate::names::MAX_NAME_BYTES),
+                row: format!("{sequence:0>width$}", width = key_len),
+                version: crate::store::Version(sequence),
+                deleted: false,
+                from_sync: true,
+            },
+            value: vec![7; value_len],
+        }
+    }
+
+    #[test]
+    fn the_largest_watch_page_fits_its_bound_under_the_message_limit() {
+        let db = DbName::parse("db").unwrap();
+        let key = crate::names::MAX_KEY_BYTES;
+        let small = WATCH.limit.bytes / WATCH.limit.items - key;
+        let mut items: Vec<_> = (1..WATCH.limit.items as u64)
+            .map(|i| item(i, key, small))
+            .collect();
+        items.push(item(0, key, crate::names::MAX_VALUE_BYTES));
+        let mut message = capnp::message::Builder::new_default();
+        let params = message.init_root::<watch_sink::push_params::Builder<'_>>();
+        let mut list = params.init_changes(items.len() as u32);
+        for (i, item) in items.iter().enumerate() {
+            write_change(&db, item, list.reborrow().get(i as u32));
+        }
+        let bytes = message.size_in_words() * 8 + crate::paging::MESSAGE_OVERHEAD;
+        assert!(bytes <= WATCH.room(), "{bytes} > {}", WATCH.room());
     }
 }

@@ -10,7 +10,7 @@
 use syncbase_storage::{ReadTxn, Scan, prefix_end};
 
 use crate::error::Result;
-use crate::store::PageLimit;
+use crate::paging::{self, PageFill, PageLimit};
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
@@ -56,8 +56,10 @@ pub fn read_page(
         next_position: request.position,
         ..Page::default()
     };
-    let mut bytes = 0;
-    let mut full = false;
+    let mut fill = PageFill::new(PageLimit {
+        items: request.max_records,
+        bytes: request.max_bytes,
+    });
     let end = prefix_end(&keys.log_prefix());
     let mut failure = None;
     txn.scan(
@@ -67,14 +69,10 @@ pub fn read_page(
             let position = trailing_u64(key).unwrap_or(page.next_position);
             match wanted_record(txn, keys, request, value) {
                 Ok(Some(record)) => {
-                    let continues_batch = page
-                        .records
-                        .last()
-                        .is_some_and(|last| same_batch(last, &record));
-                    if full && !(continues_batch && bytes < BATCH_PAGE_BYTES) {
+                    if !fits(&fill, page.records.last(), &record) {
                         return Ok(Scan::Stop);
                     }
-                    bytes += record.payload_len();
+                    fill.add(record.payload_len());
                     page.records.push(record);
                 }
                 Ok(None) => {}
@@ -84,7 +82,6 @@ pub fn read_page(
                 }
             }
             page.next_position = position + 1;
-            full = page.records.len() >= request.max_records || bytes >= request.max_bytes;
             Ok(Scan::Continue)
         },
     )?;
@@ -104,10 +101,19 @@ pub fn read_page(
     Ok(page)
 }
 
-/// A page may grow past its limits up to this many payload bytes to keep an app batch whole
-/// (a batch's records are consecutive in the log), so the initiator commits it at once; a
-/// bigger batch is split. Well under the 64 MiB message limit.
-const BATCH_PAGE_BYTES: usize = 32 << 20;
+/// Whether `record` goes into the page after `last`: within the page's limits, or past them
+/// (up to `paging::DATA`'s bound) when it continues the app batch `last` belongs to. A batch's
+/// records are consecutive in the log and the batch limit (`names::MAX_BATCH_BYTES`) keeps
+/// every batch within that bound, so a page never splits one and the initiator commits it at
+/// once (only a batch written before the limit existed could be split).
+fn fits(fill: &PageFill, last: Option<&LogRecord>, record: &LogRecord) -> bool {
+    let bytes = record.payload_len();
+    if last.is_some_and(|last| same_batch(last, record)) {
+        fill.fits_in_group(bytes, &paging::DATA)
+    } else {
+        fill.fits(bytes)
+    }
+}
 
 /// Whether two records come from the same app transaction.
 fn same_batch(a: &LogRecord, b: &LogRecord) -> bool {
@@ -260,8 +266,8 @@ pub struct FeedPage {
 }
 
 /// Feed items from sequence `from` on whose row is in `table` (any table if None) and starts
-/// with `prefix`, looking at up to `limit.rows` changes and stopping after the item that
-/// brings its key and value bytes to `limit.bytes` (so a page always holds at least one item,
+/// with `prefix`, looking at up to `limit.items` changes and taking items while their key and
+/// value bytes fit `limit.bytes` (`paging::PageFill`: a page always holds at least one item,
 /// however large).
 pub fn read_changes(
     txn: &dyn ReadTxn,
@@ -276,15 +282,17 @@ pub fn read_changes(
         next: from,
         ..FeedPage::default()
     };
-    let (mut looked, mut bytes) = (0, 0);
+    let mut fill = PageFill::new(limit);
+    let mut looked = 0;
     let mut failure = None;
     txn.scan(&keys.change(from), end.as_deref(), &mut |key, value| {
         let sequence = trailing_u64(key).unwrap_or_default();
-        page.next = sequence + 1;
-        looked += 1;
         match feed_item(txn, keys, sequence, value, table, prefix) {
             Ok(Some(item)) => {
-                bytes += item.change.row.len() + item.value.len();
+                if !fill.take(item.change.row.len() + item.value.len()) {
+                    page.full = true;
+                    return Ok(Scan::Stop);
+                }
                 page.items.push(item);
             }
             Ok(None) => {}
@@ -293,7 +301,9 @@ pub fn read_changes(
                 return Ok(Scan::Stop);
             }
         }
-        page.full = looked >= limit.rows || bytes >= limit.bytes;
+        page.next = sequence + 1;
+        looked += 1;
+        page.full = looked >= limit.items || fill.is_full();
         Ok(if page.full {
             Scan::Stop
         } else {

@@ -22,14 +22,18 @@ pub use apply::{Applied, Resolution};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
 pub use records::{
-    DagNode, LogRecord, RecordContent, RowHead, SyncState, Version, decode as decode_record,
-    encode as encode_record,
+    Change, DagNode, LogRecord, RecordContent, RowHead, SyncState, Version,
+    decode as decode_record, encode as encode_record,
 };
-pub use syncgroups::{SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied};
+pub use syncgroups::{
+    SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied,
+    wire_estimate as syncgroup_wire_estimate,
+};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::names::{DbName, KeyPrefix, RowKey, TableName};
+use crate::paging::PageFill;
 use crate::sync::genvec::{DeviceId, Knowledge};
 use keys::DbKeys;
 use local::Writer;
@@ -51,6 +55,16 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// Its bytes under the batch limit: table name, key and value.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Mutation::Put { table, key, value } => {
+                table.as_str().len() + key.as_str().len() + value.len()
+            }
+            Mutation::Delete { table, key } => table.as_str().len() + key.as_str().len(),
+        }
+    }
+
     /// The (table, row) it changes.
     pub fn row(&self) -> (&str, &str) {
         match self {
@@ -61,12 +75,7 @@ impl Mutation {
     }
 }
 
-/// How much one scan page may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct PageLimit {
-    pub rows: usize,
-    pub bytes: usize,
-}
+pub use crate::paging::PageLimit;
 
 /// A row read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,8 +172,10 @@ impl Store {
     }
 
     /// Applies the mutations as one app transaction, with their sync metadata, all or
-    /// nothing. Returns, per mutation, whether its row existed before it.
+    /// nothing. Returns, per mutation, whether its row existed before it. A batch over the
+    /// batch limits (`names::check_batch`) fails with `InvalidArgument:` and writes nothing.
     pub fn commit(&self, db: &DbName, mutations: &[Mutation]) -> Result<Vec<bool>> {
+        crate::names::check_batch(mutations.len(), mutations.iter().map(Mutation::bytes).sum())?;
         let mut txn = self.storage.write()?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
         let existed = local::commit(&mut writer, &self.writer(), mutations)?;
@@ -210,8 +221,9 @@ impl Store {
         Ok(merged != mine)
     }
 
-    /// Up to `limit` rows of `table` whose keys start with `prefix`, in key order, starting
-    /// after `after` when given. An empty page means the scan is done.
+    /// The rows of `table` whose keys start with `prefix` that fit `limit` (`paging`: at least
+    /// one), in key order, starting after `after` when given. An empty page means the scan is
+    /// done.
     pub fn scan_page(
         &self,
         db: &DbName,
@@ -227,7 +239,7 @@ impl Store {
             start = [table_prefix.as_slice(), after.as_bytes(), &[0]].concat();
         }
         let mut rows = Vec::new();
-        let mut bytes = 0;
+        let mut fill = PageFill::new(limit);
         self.storage
             .read()?
             .scan(&start, end.as_deref(), &mut |key, value| {
@@ -236,13 +248,18 @@ impl Store {
                     return Ok(Scan::Continue);
                 }
                 let key = text(&key[table_prefix.len()..], "row key")?;
-                bytes += key.len() + head.value.len();
+                if !fill.take(key.len() + head.value.len()) {
+                    return Ok(Scan::Stop);
+                }
                 rows.push(Row {
                     key,
                     value: head.value,
                 });
-                let full = rows.len() >= limit.rows || bytes >= limit.bytes;
-                Ok(if full { Scan::Stop } else { Scan::Continue })
+                Ok(if fill.is_full() {
+                    Scan::Stop
+                } else {
+                    Scan::Continue
+                })
             })?;
         Ok(rows)
     }

@@ -18,6 +18,7 @@ use super::{Store, keys};
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
+use crate::paging::{self, PageFill};
 use crate::store::Version;
 use crate::store::keys::DbKeys;
 use crate::sync::genvec::GenVector;
@@ -125,28 +126,52 @@ impl Store {
         Ok(false)
     }
 
-    /// For a peer knowing `wanted`: the versions it lacks of those syncgroups, and this
-    /// node's knowledge of them. Unknown ids are skipped; provisional copies are never sent.
+    /// For a peer knowing `wanted`: one page of the versions it lacks of those syncgroups,
+    /// and this node's knowledge of the ones the page settles. Unknown ids are skipped;
+    /// provisional copies are never sent.
     pub fn syncgroup_deltas(
         &self,
         db: &DbName,
         wanted: &SyncgroupKnowledge,
-    ) -> Result<(Vec<SyncgroupRecord>, SyncgroupKnowledge)> {
+    ) -> Result<SyncgroupDeltas> {
         let txn = self.storage.read()?;
-        let mut records = Vec::new();
-        let mut knowledge = SyncgroupKnowledge::new();
+        let mut deltas = SyncgroupDeltas::default();
+        let mut fill = PageFill::new(paging::SYNCGROUPS.limit);
         for (id, known) in wanted {
             let Some(view) = load(txn.as_ref(), db.as_str(), *id)? else {
                 continue;
             };
             let stamp = view.record.stamp;
             if !stamp.is_provisional() && known.get(stamp.device) < stamp.generation {
-                records.push(view.record);
+                if !fill.take(wire_estimate(&view.record)?) {
+                    deltas.more = true;
+                    continue;
+                }
+                deltas.records.push(view.record);
             }
-            knowledge.insert(*id, view.local.knowledge);
+            deltas.knowledge.insert(*id, view.local.knowledge);
         }
-        Ok((records, knowledge))
+        Ok(deltas)
     }
+}
+
+/// One page of syncgroup metadata for a peer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncgroupDeltas {
+    /// The versions the peer lacks that fit the page (`paging::SYNCGROUPS`, at least one).
+    pub records: Vec<SyncgroupRecord>,
+    /// This node's knowledge of the syncgroups the page settles: those whose version it
+    /// carries or that need none (never one whose version was left for a later page).
+    pub knowledge: SyncgroupKnowledge,
+    /// Whether versions were left for the next page.
+    pub more: bool,
+}
+
+/// An upper estimate of a syncgroup version's encoded size on the wire: twice its stored
+/// (postcard) encoding, which spends at most half as many bytes on every field (pinned by
+/// `rpc::syncgroup_wire`'s tests), plus a fixed header.
+pub fn wire_estimate(record: &SyncgroupRecord) -> Result<usize> {
+    Ok(2 * encode(record)?.len() + 1024)
 }
 
 /// Syncgroup changes inside one write transaction.

@@ -42,7 +42,7 @@ fn get(store: &Store, key: &str) -> Option<Vec<u8>> {
 }
 
 const ALL: PageLimit = PageLimit {
-    rows: usize::MAX,
+    items: usize::MAX,
     bytes: usize::MAX,
 };
 
@@ -105,7 +105,7 @@ fn scans_page_in_key_order_and_skip_deleted_rows() {
     store.commit(&db(), &[delete("k3")]).unwrap();
     let prefix = KeyPrefix::parse("k").unwrap();
     let limit = PageLimit {
-        rows: 4,
+        items: 4,
         bytes: usize::MAX,
     };
     let (mut seen, mut after) = (Vec::new(), None::<String>);
@@ -363,7 +363,7 @@ fn feed_pages_stop_at_their_byte_cap_without_skipping_or_repeating_a_change() {
     assert_eq!(expected.len(), 5, "{expected:?}");
 
     let capped = PageLimit {
-        rows: usize::MAX,
+        items: usize::MAX,
         bytes: 500,
     };
     let pages = feed_pages(&store, 0, capped);
@@ -414,11 +414,146 @@ fn feed_pages_look_at_no_more_changes_than_their_row_cap() {
         store.commit(&db(), &[put(&format!("k{i}"), b"v")]).unwrap();
     }
     let limit = PageLimit {
-        rows: 2,
+        items: 2,
         bytes: usize::MAX,
     };
     let pages = feed_pages(&store, 0, limit);
     let sizes: Vec<_> = pages.iter().map(|page| page.items.len()).collect();
     assert_eq!(sizes, [2, 2, 1]);
     assert!(pages[..2].iter().all(|page| page.full));
+}
+
+/// Puts of `count` rows named `{name}{i}`, each `bytes` long in all (table, key and value).
+fn sized_puts(name: &str, count: usize, bytes: usize) -> Vec<Mutation> {
+    (0..count)
+        .map(|i| {
+            let key = format!("{name}{i:0>4}");
+            put(&key, &vec![1; bytes - key.len() - table().as_str().len()])
+        })
+        .collect()
+}
+
+#[test]
+fn a_page_never_splits_the_largest_legal_batch_and_stays_within_its_bound() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &sized_puts("x", 1, 1 << 20)).unwrap();
+    let each = crate::names::MAX_BATCH_BYTES / 5;
+    let batch = sized_puts("b", 5, each);
+    a.commit(&db(), &batch).unwrap();
+    a.commit(&db(), &sized_puts("y", 1, 1 << 20)).unwrap();
+    let scopes = [Scope::new("t", "")];
+    let knowledge = b
+        .knowledge(&db())
+        .unwrap()
+        .request_for(&scopes, b.device(), 0);
+    let mut position = 0;
+    let mut pages = Vec::new();
+    loop {
+        let request = PageRequest {
+            initiator: b.device(),
+            knowledge: &knowledge,
+            position,
+            max_records: crate::paging::DATA.limit.items,
+            max_bytes: crate::paging::DATA.limit.bytes,
+        };
+        let page = a.read_page(&db(), &request).unwrap();
+        position = page.next_position;
+        let rows: Vec<_> = page.records.iter().map(|r| r.row.clone()).collect();
+        let bytes: usize = page.records.iter().map(LogRecord::payload_len).sum();
+        assert!(bytes <= crate::paging::DATA.max_payload());
+        pages.push(rows);
+        if page.knowledge.is_some() {
+            break;
+        }
+    }
+    let whole = pages
+        .iter()
+        .find(|rows| rows.iter().any(|row| row.starts_with('b')))
+        .unwrap();
+    assert_eq!(
+        whole.iter().filter(|row| row.starts_with('b')).count(),
+        5,
+        "the batch is in one page: {pages:?}"
+    );
+}
+
+#[test]
+fn a_batch_over_the_byte_limit_fails_naming_the_limit_and_writes_nothing() {
+    let store = store();
+    let each = crate::names::MAX_BATCH_BYTES / 4 + 1;
+    let error = store.commit(&db(), &sized_puts("b", 4, each)).unwrap_err();
+    assert_eq!(error.id(), "InvalidArgument");
+    assert!(error.to_string().contains("MAX_BATCH_BYTES"), "{error}");
+    assert_eq!(get(&store, "b0000"), None);
+    assert_eq!(store.state(&db()).unwrap().own_generation(), 0);
+    let legal = sized_puts("c", 4, crate::names::MAX_BATCH_BYTES / 4);
+    store.commit(&db(), &legal).unwrap();
+}
+
+/// A syncgroup of `db()` named `h:1/{suffix}` whose version's wire estimate is about
+/// `bytes` (its members make it large).
+fn large_syncgroup(id: u64, suffix: &str, bytes: usize) -> crate::syncgroup::Syncgroup {
+    use crate::identity::Fingerprint;
+    use crate::syncgroup::{MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId};
+    let fingerprint = |i: usize| Fingerprint::parse(&format!("{i:0>64x}")).unwrap();
+    let member = MemberInfo {
+        sync_priority: 0,
+        is_server: false,
+        device: DeviceId(1),
+        address: String::new(),
+    };
+    Syncgroup {
+        id: SyncgroupId(id),
+        name: crate::syncgroup::SyncgroupName::parse(&format!("h:1/{suffix}")).unwrap(),
+        spec_version: "1".into(),
+        spec: Spec {
+            description: String::new(),
+            perms: Permissions::only(&fingerprint(0)),
+            prefixes: vec![Scope::new("t", suffix)],
+            mount_tables: vec![],
+            is_private: false,
+        },
+        creator: fingerprint(0),
+        db: db().as_str().into(),
+        status: Status::Running,
+        joiners: (0..bytes / 2 / 70)
+            .map(|i| (fingerprint(i), member.clone()))
+            .collect(),
+        former_writers: Default::default(),
+    }
+}
+
+#[test]
+fn syncgroup_pages_hold_what_fits_and_claim_knowledge_only_of_what_they_settle() {
+    use crate::syncgroup::{LocalState, SyncgroupId};
+    let store = store();
+    let each = crate::paging::SYNCGROUPS.limit.bytes * 2 / 5;
+    store
+        .syncgroup_txn(|txn| {
+            for (id, suffix) in [(1, "a"), (2, "b"), (3, "c")] {
+                txn.write_version(large_syncgroup(id, suffix, each), LocalState::default())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut wanted: SyncgroupKnowledge = (1..=3)
+        .map(|id| (SyncgroupId(id), Default::default()))
+        .collect();
+    let first = store.syncgroup_deltas(&db(), &wanted).unwrap();
+    assert!(
+        first.more,
+        "three versions of 2/5 MiB do not fit one 1 MiB page"
+    );
+    let sent: Vec<_> = first.records.iter().map(|record| record.sg.id).collect();
+    assert_eq!(sent, [SyncgroupId(1), SyncgroupId(2)]);
+    let claimed: Vec<_> = first.knowledge.keys().copied().collect();
+    assert_eq!(claimed, sent, "no knowledge of the version left out");
+    for (id, vector) in &first.knowledge {
+        wanted.get_mut(id).unwrap().merge(vector);
+    }
+    let second = store.syncgroup_deltas(&db(), &wanted).unwrap();
+    assert!(!second.more);
+    let sent: Vec<_> = second.records.iter().map(|record| record.sg.id).collect();
+    assert_eq!(sent, [SyncgroupId(3)]);
+    assert_eq!(second.knowledge.len(), 3);
 }

@@ -28,10 +28,10 @@ use crate::node::Node;
 use crate::store::{Page, PageRequest};
 use crate::sync::genvec::{DeviceId, Knowledge};
 
-/// Most records in one page.
-pub const PAGE_RECORDS: usize = 4096;
-/// About this many payload bytes in one page (well under the 64 MiB message limit).
-pub const PAGE_BYTES: usize = 2 << 20;
+/// Most records in one page (`paging::DATA`), past which only an app batch continues it.
+pub const PAGE_RECORDS: usize = crate::paging::DATA.limit.items;
+/// Payload bytes in one page (`paging::DATA`), past which only an app batch continues it.
+pub const PAGE_BYTES: usize = crate::paging::DATA.limit.bytes;
 
 /// What an initiator asks for.
 #[derive(Debug, Clone)]

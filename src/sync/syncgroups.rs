@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::store::SyncgroupKnowledge;
+use crate::store::{SyncgroupDeltas, SyncgroupKnowledge};
 use crate::sync::responder::wait_for_change;
 use crate::syncgroup::{SyncgroupId, SyncgroupRecord};
 
@@ -35,7 +35,9 @@ pub trait SyncgroupSink {
     fn send(&mut self, room: Self::Room, page: SyncgroupPage) -> impl Future<Output = Result<()>>;
 }
 
-/// Streams syncgroup metadata of `db` to `peer`, starting from its `knowledge`.
+/// Streams syncgroup metadata of `db` to `peer`, starting from its `knowledge`, in pages
+/// bounded by `paging::SYNCGROUPS` (a page's knowledge covers only the syncgroups it settles,
+/// so a version left for the next page is never claimed as sent).
 pub async fn respond(
     node: &Arc<Node>,
     peer: &Fingerprint,
@@ -51,7 +53,11 @@ pub async fn respond(
         commits.borrow_and_update();
         peers.borrow_and_update();
         let room = sink.room().await?;
-        let (records, ours) = node.syncgroup_deltas(peer, db, &knowledge)?;
+        let SyncgroupDeltas {
+            records,
+            knowledge: ours,
+            more,
+        } = node.syncgroup_deltas(peer, db, &knowledge)?;
         if !records.is_empty() || last_knowledge.as_ref() != Some(&ours) {
             for (id, vector) in &ours {
                 knowledge.entry(*id).or_default().merge(vector);
@@ -67,6 +73,9 @@ pub async fn respond(
             .await?;
         } else {
             drop(room);
+        }
+        if more {
+            continue;
         }
         if !live || !wait_for_change(&mut commits, &mut peers).await {
             return Ok(());
