@@ -163,3 +163,94 @@ fn help_describes_every_verb() {
         assert!(help.contains(verb), "--help lacks {verb}");
     }
 }
+
+/// `syncbase watch` whose stdout reader pauses (a pager, a slow pipe) while 16 rows of nearly
+/// the largest value commit: once the reader reads again, every row is printed and the watch
+/// is still running (it died with "Message has 13107466 words, which is too large").
+#[test]
+fn watch_with_a_paused_stdout_reader_prints_every_large_row_once_it_reads_again() {
+    use std::io::BufRead;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let node = Served::start_in_temp_dir(&[]);
+    let mut watcher = Command::new(BIN)
+        .args(["watch", "--data-dir"])
+        .arg(node.path())
+        .args(["db", "t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let (lines, receive) = mpsc::channel::<String>();
+    let (resume, paused) = mpsc::channel::<()>();
+    let out = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut out = std::io::BufReader::new(out);
+        let mut line = String::new();
+        // The first line proves the watch is live; then the reader pauses until told.
+        if out.read_line(&mut line).unwrap_or(0) == 0 || lines.send(line).is_err() {
+            return;
+        }
+        if paused.recv().is_err() {
+            return;
+        }
+        for line in out.lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for round in 0.. {
+        assert!(Instant::now() < deadline, "watch printed nothing");
+        stdout(&node.client(&["put", "db", "t", "ping", &format!("{round}")]));
+        if receive.recv_timeout(Duration::from_millis(500)).is_ok() {
+            break;
+        }
+    }
+    let big = "x".repeat(4_000_000);
+    for i in 0..16 {
+        let mut put = Command::new(BIN)
+            .args(["put", "--data-dir"])
+            .arg(node.path())
+            .args(["db", "t", &format!("big{i:02}"), "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        put.stdin.take().unwrap().write_all(big.as_bytes()).unwrap();
+        assert!(put.wait().unwrap().success());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        watcher.try_wait().unwrap().is_none(),
+        "watch ended while its reader paused"
+    );
+    resume.send(()).unwrap();
+    let mut printed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while printed.len() < 16 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = receive.recv_timeout(left) else {
+            let _ = watcher.kill();
+            let output = watcher.wait_with_output().unwrap();
+            panic!(
+                "printed {} of 16 rows; watch said: {}",
+                printed.len(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        if line.starts_with("put\tt\tbig") {
+            printed.push(line);
+        }
+    }
+    for (i, line) in printed.iter().enumerate() {
+        let expected = format!("put\tt\tbig{i:02}\t{big}");
+        assert!(line == &expected, "row {i}: {} bytes", line.len());
+    }
+    assert!(watcher.try_wait().unwrap().is_none(), "watch still runs");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}

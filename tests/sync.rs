@@ -313,3 +313,106 @@ fn random_writers_with_flapping_links_converge() {
         }
     });
 }
+
+/// Rows of table `t` whose keys start with `prefix`, read from one snapshot of `node`'s store.
+fn snapshot(node: &syncbase::node::Node, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let all = syncbase::paging::PageLimit {
+        items: usize::MAX,
+        bytes: usize::MAX,
+    };
+    let (db, table) = (DbName::parse(DB).unwrap(), TableName::parse("t").unwrap());
+    let prefix = syncbase::names::KeyPrefix::parse(prefix).unwrap();
+    match node.store().scan_page(&db, &table, &prefix, None, all) {
+        Ok(rows) => rows.into_iter().map(|row| (row.key, row.value)).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A batch at the byte limit, committed on A after almost a page of other rows, is never seen
+/// in part on B: a reader polling B's store (one snapshot per read) sees all of its rows or
+/// none, round after round, and B's change feed holds each batch's changes together.
+#[test]
+fn a_batch_at_the_byte_limit_is_never_seen_half_applied_on_the_other_node() {
+    const ROWS: usize = 5;
+    const ROUNDS: u8 = 2;
+    on_local(async {
+        let net = MemoryNetwork::new();
+        let (a, b) = (start(&net, "a").await, start(&net, "b").await);
+        let db = DbName::parse(DB).unwrap();
+        a.node().open_database(&db).await.unwrap();
+        b.node().open_database(&db).await.unwrap();
+        let each = syncbase::names::MAX_BATCH_BYTES / ROWS - 16;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (node, stop) = (b.node().clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rows = snapshot(&node, "batch");
+                    let rounds: std::collections::BTreeSet<u8> =
+                        rows.iter().map(|(_, value)| value[0]).collect();
+                    assert!(
+                        rows.is_empty() || (rows.len() == ROWS && rounds.len() == 1),
+                        "read {reads} saw part of a batch: {} rows of rounds {rounds:?}",
+                        rows.len()
+                    );
+                    reads += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                reads
+            })
+        };
+        link(&a, &b).await;
+        for round in 1..=ROUNDS {
+            let filler = (0..4).map(|i| Mutation::Put {
+                table: TableName::parse("t").unwrap(),
+                key: RowKey::parse(&format!("fill{round}-{i}")).unwrap(),
+                value: vec![round; 480 << 10],
+            });
+            for mutation in filler {
+                a.node().commit(db.clone(), vec![mutation]).await.unwrap();
+            }
+            let batch = (0..ROWS)
+                .map(|i| Mutation::Put {
+                    table: TableName::parse("t").unwrap(),
+                    key: RowKey::parse(&format!("batch{i}")).unwrap(),
+                    value: vec![round; each],
+                })
+                .collect();
+            a.node().commit(db.clone(), batch).await.unwrap();
+            eventually("B holds the round's batch", Duration::from_secs(60), || {
+                let rows = snapshot(b.node(), "batch");
+                rows.len() == ROWS && rows.iter().all(|(_, value)| value[0] == round)
+            })
+            .await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let reads = reader.join().expect("no read saw part of a batch");
+        assert!(reads > 0);
+
+        let all = syncbase::paging::PageLimit {
+            items: usize::MAX,
+            bytes: usize::MAX,
+        };
+        let prefix = syncbase::names::KeyPrefix::parse("").unwrap();
+        let feed = b
+            .node()
+            .store()
+            .read_changes(&db, 0, None, &prefix, all)
+            .unwrap();
+        let rows: Vec<&str> = feed
+            .items
+            .iter()
+            .map(|item| item.change.row.as_str())
+            .collect();
+        let batches: Vec<_> = rows
+            .windows(ROWS)
+            .filter(|window| window.iter().all(|row| row.starts_with("batch")))
+            .collect();
+        assert_eq!(
+            batches.len(),
+            usize::from(ROUNDS),
+            "each batch's changes are together in B's feed: {rows:?}"
+        );
+    });
+}

@@ -531,3 +531,102 @@ fn a_backlog_of_the_largest_rows_is_delivered_when_resuming() {
         );
     });
 }
+
+/// A sink that takes no push until opened (a watcher that stops reading for a while), then
+/// keeps what it is pushed; counts the pushes that arrived while it was closed.
+struct Gated {
+    open: tokio::sync::watch::Receiver<bool>,
+    waiting: RefCell<usize>,
+    seen: Rc<Collect>,
+}
+
+impl watch_sink::Server for Gated {
+    async fn push(self: Rc<Self>, params: watch_sink::PushParams) -> capnp::Result<()> {
+        let mut open = self.open.clone();
+        if !*open.borrow() {
+            *self.waiting.borrow_mut() += 1;
+            let _ = open.wait_for(|open| *open).await;
+        }
+        watch_sink::Server::push(self.seen.clone(), params).await
+    }
+}
+
+#[test]
+fn a_live_watcher_that_stops_reading_then_reads_gets_every_large_row_on_the_same_stream() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await.unwrap();
+        let t = table(&db, "t").await.unwrap();
+        let probe = watch(&db, "t", "", false, &[]);
+        until_live(&probe, &t, "~ping").await;
+        put(&t, "start", "v").await.unwrap();
+        probe.until(1).await;
+        let marker = probe.changes()[0].marker.clone();
+
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let seen = Rc::new(Collect::default());
+        let gated = Rc::new(Gated {
+            open: gate,
+            waiting: RefCell::new(0),
+            seen: seen.clone(),
+        });
+        let sink: watch_sink::Client = capnp_rpc::new_client_from_rc(gated.clone());
+        let call = watch_request(&db, "t", "", false, &marker, sink).promise;
+        let ended = Rc::new(RefCell::new(None));
+        let outcome = ended.clone();
+        tokio::task::spawn_local(async move {
+            *outcome.borrow_mut() = Some(call.await.map(drop).map_err(|e| e.extra));
+        });
+        // 16 rows of nearly the largest legal value, committed while the watcher reads
+        // nothing: 64 MB, more than one message may carry.
+        let big = "x".repeat(4_000_000);
+        for i in 0..16 {
+            put(&t, &format!("big{i:02}"), &big).await.unwrap();
+        }
+        probe.until(17).await;
+        common::eventually(
+            "the node to fill the watcher's window",
+            Duration::from_secs(10),
+            || *gated.waiting.borrow() > 0,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let held = *gated.waiting.borrow();
+        assert!(
+            held <= 4,
+            "{held} pushes outstanding: more than the watch window"
+        );
+        open.send(true).unwrap();
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.0.borrow().len() < 16 {
+            assert!(
+                Instant::now() < deadline,
+                "got {} of 16 rows; call ended: {:?}",
+                seen.0.borrow().len(),
+                ended.borrow()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got: Vec<(String, usize)> = seen
+            .0
+            .borrow()
+            .iter()
+            .map(|c| (c.key.clone(), c.value.as_ref().map_or(0, String::len)))
+            .collect();
+        let expected: Vec<(String, usize)> =
+            (0..16).map(|i| (format!("big{i:02}"), big.len())).collect();
+        assert_eq!(got, expected);
+        put(&t, "after", "still live").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.0.borrow().len() < 17 {
+            assert!(
+                Instant::now() < deadline,
+                "the stream went quiet: {:?}",
+                ended.borrow()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(ended.borrow().is_none(), "{:?}", ended.borrow());
+    });
+}
