@@ -14,7 +14,7 @@ use crate::rpc::limits::ConnectionBudget;
 use crate::rpc::push::WindowedPush;
 use crate::rpc::{admin, watch};
 use crate::schema::service_capnp::{batch_op, database, row_sink, service, syncgroups, table};
-use crate::store::Mutation;
+use crate::store::{Mutation, Row};
 
 /// Scan pages in flight to the sink before waiting for acknowledgements. Each page is bounded
 /// by `paging::SCAN` and reserves `paging::SCAN.room()` before it is read.
@@ -342,17 +342,23 @@ impl TableImpl {
                     0,
                     None,
                 );
-            let mut rows = request.get().init_rows(len_u32(page.len())?);
-            for (i, row) in page.iter().enumerate() {
-                let mut out = rows.reborrow().get(i as u32);
-                out.set_key(row.key.as_str());
-                out.set_value(&row.value);
-            }
+            write_rows(&page, request.get())?;
             pusher.send(room, request).await?;
         }
         pusher.finish().await?;
         Ok(count)
     }
+}
+
+/// Fills a scan push's parameters with a page of rows.
+fn write_rows(page: &[Row], params: row_sink::push_params::Builder<'_>) -> Result<(), Error> {
+    let mut rows = params.init_rows(len_u32(page.len())?);
+    for (i, row) in page.iter().enumerate() {
+        let mut out = rows.reborrow().get(i as u32);
+        out.set_key(row.key.as_str());
+        out.set_value(&row.value);
+    }
+    Ok(())
 }
 
 /// Decodes a Text argument, naming a non-UTF-8 one as an invalid argument.
@@ -364,4 +370,34 @@ fn text(reader: capnp::text::Reader<'_>) -> Result<&str, Error> {
 
 fn len_u32(len: usize) -> Result<u32, Error> {
     u32::try_from(len).map_err(|_| Error::Internal(format!("list of {len} items is too long")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_scan_page_fits_its_bound_under_the_message_limit() {
+        let limit = paging::SCAN.limit;
+        let key = |i: usize| format!("{i:0>width$}", width = names::MAX_KEY_BYTES);
+        let small = limit.bytes / limit.items - names::MAX_KEY_BYTES;
+        let mut page: Vec<_> = (1..limit.items)
+            .map(|i| Row {
+                key: key(i),
+                value: vec![7; small],
+            })
+            .collect();
+        page.push(Row {
+            key: key(0),
+            value: vec![7; names::MAX_VALUE_BYTES],
+        });
+        let mut message = capnp::message::Builder::new_default();
+        write_rows(&page, message.init_root()).unwrap();
+        let bytes = message.size_in_words() * 8 + paging::MESSAGE_OVERHEAD;
+        assert!(
+            bytes <= paging::SCAN.room(),
+            "{bytes} > {}",
+            paging::SCAN.room()
+        );
+    }
 }
