@@ -14,7 +14,7 @@ use syncbase::rpc::transport::MemoryNetwork;
 use syncbase::schema::service_capnp::table;
 use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
-use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
+use syncbase::syncgroup::{Permissions, Spec, SyncgroupName, Tag};
 
 use common::app::{database, get, put};
 use common::{DB, eventually, nodes, on_local};
@@ -179,5 +179,67 @@ fn a_refused_record_is_fetched_again_from_the_same_relay_once_its_writer_is_perm
         network.set_link("a:1", "b:1", true);
         wait_for_row(&b, "c1", "C's refused row, once C is known").await;
         assert!(knows_member(&b, &name, &c));
+    });
+}
+
+/// The description of `node`'s copy of `name`.
+fn description(node: &EmbeddedServer, name: &SyncgroupName) -> String {
+    node.node()
+        .syncgroup_view(name)
+        .map(|view| view.record.sg.spec.description)
+        .unwrap_or_default()
+}
+
+/// B refuses the spec change X made as a new admin, relayed by X itself, because B's copy
+/// (the admin A is cut off) does not list X as an admin yet; once A's version making X an
+/// admin reaches B, B's live syncgroup session with X is re-issued and takes X's version. A
+/// never had it, and nobody writes or restarts.
+#[test]
+fn a_refused_syncgroup_version_is_fetched_again_once_its_relay_is_an_admin() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let a = nodes::start(&network, "a:1").await;
+        let b = nodes::start(&network, "b:1").await;
+        let x = nodes::start(&network, "x:1").await;
+        let name = create(&a).await;
+        join(&a, &b, &name, Level::ReadWrite).await;
+        join(&a, &x, &name, Level::ReadWrite).await;
+        eventually("B to know X", LIMIT, || knows_member(&b, &name, &x)).await;
+
+        network.set_link("b:1", "x:1", false);
+        network.set_link("a:1", "b:1", false);
+        let mut spec = a.node().syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::Admin, &fingerprint(&x));
+        a.node()
+            .set_spec(fingerprint(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        eventually("X to be an admin in its copy", LIMIT, || {
+            x.node()
+                .syncgroup_view(&name)
+                .is_ok_and(|view| view.record.sg.allows(Tag::Admin, &fingerprint(&x)))
+        })
+        .await;
+        network.set_link("a:1", "x:1", false);
+        let mut spec = x.node().syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.description = "by x".into();
+        x.node()
+            .set_spec(fingerprint(&x), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        put(&table_t(&x).await, "x0", b"1").await.unwrap();
+
+        // B's data session with X starts after the syncgroup session's first round, which
+        // brought X's version: refused, X being no admin in B's copy.
+        network.set_link("b:1", "x:1", true);
+        wait_for_row(&b, "x0", "X's row at B").await;
+        assert_eq!(description(&b, &name), "test");
+
+        network.set_link("a:1", "b:1", true);
+        eventually("X's version at B", LIMIT, || {
+            description(&b, &name) == "by x"
+        })
+        .await;
+        assert_eq!(description(&a, &name), "test", "A never had X's version");
     });
 }

@@ -300,7 +300,7 @@ async fn sync_over(
         let (caught_up, metadata_first) = tokio::sync::oneshot::channel();
         match SyncgroupSession::new(node.clone(), peer.fingerprint.clone(), db.clone()) {
             Ok(Some((session, known))) => {
-                let metadata = live_syncgroup_session(remote, session, known, caught_up);
+                let metadata = live_metadata(remote, session, known, caught_up);
                 sessions.push(metadata.boxed_local());
             }
             Ok(None) => drop(caught_up),
@@ -366,11 +366,41 @@ async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(),
     run_get_deltas(call, sink).await
 }
 
+/// Runs a database's syncgroup metadata sessions: one live GetDeltas call at a time (the
+/// first tells `caught_up` when its first round is applied), a new one whenever the current
+/// one refused a version that would now be taken. Returns when a call ends or fails, or
+/// when no syncgroup is shared any more.
+async fn live_metadata(
+    remote: &sync::Client,
+    session: SyncgroupSession,
+    known: SyncgroupKnowledge,
+    caught_up: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), String> {
+    let mut next = Some((session, known));
+    let mut caught_up = Some(caught_up);
+    while let Some((session, known)) = next.take() {
+        let session = Rc::new(session);
+        // Only the first call's first round gates the data session.
+        let caught_up = caught_up
+            .take()
+            .unwrap_or_else(|| tokio::sync::oneshot::channel().0);
+        tokio::select! {
+            ended = live_syncgroup_session(remote, session.clone(), known, caught_up) => return ended,
+            acceptable = session.refused_now_acceptable() => {
+                acceptable.map_err(|error| error.to_string())?;
+                tracing::info!(peer = %session.peer(), db = %session.db().as_str(), "syncgroup versions refused earlier may now be taken: asking again");
+            }
+        }
+        next = session.renew().map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
 /// Runs one live GetDeltas call for syncgroup metadata; tells `caught_up` when its first
 /// round is applied.
 async fn live_syncgroup_session(
     remote: &sync::Client,
-    session: SyncgroupSession,
+    session: Rc<SyncgroupSession>,
     known: SyncgroupKnowledge,
     caught_up: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), String> {

@@ -99,7 +99,7 @@ fn in_item(index: usize, error: Error) -> capnp::Error {
 
 /// Takes the syncgroup metadata pages a responder pushes for one database.
 pub struct SyncgroupSinkImpl {
-    session: SyncgroupSession,
+    session: Rc<SyncgroupSession>,
     order: tokio::sync::Mutex<()>,
     /// Told once the first page (the first round: a responder sends all it holds, with its
     /// knowledge, in one page) is applied.
@@ -109,7 +109,7 @@ pub struct SyncgroupSinkImpl {
 impl SyncgroupSinkImpl {
     /// A sink that tells `caught_up` once its first page is applied.
     pub fn new(
-        session: SyncgroupSession,
+        session: Rc<SyncgroupSession>,
         caught_up: tokio::sync::oneshot::Sender<()>,
     ) -> SyncgroupSinkImpl {
         SyncgroupSinkImpl {

@@ -44,6 +44,9 @@ pub struct SyncgroupsApplied {
     pub replaced: usize,
     /// Versions refused, with why (their writer was no admin, they changed fixed fields).
     pub refused: Vec<String>,
+    /// The syncgroups (held here) a version of which was refused: their knowledge was not
+    /// merged.
+    pub refused_ids: std::collections::BTreeSet<SyncgroupId>,
 }
 
 impl Store {
@@ -288,6 +291,7 @@ impl SyncgroupTxn<'_> {
                 self.put_local(db.as_str(), *id, &view.local)?;
             }
         }
+        applied.refused_ids = refused_ids;
         Ok(applied)
     }
 
@@ -443,6 +447,7 @@ mod tests {
             .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[version], &knowledge))
             .unwrap();
         assert_eq!(applied.refused.len(), 1);
+        assert_eq!(applied.refused_ids, [sg.id].into());
         let held = store.syncgroup(&db, sg.id).unwrap().unwrap();
         assert_eq!(held.local.knowledge.get(DeviceId(1)), 0);
         assert_eq!(held.record.sg.db, "db");
