@@ -37,7 +37,7 @@ pub struct Refused {
     blind: bool,
     /// Refused records kept for re-examination (at most [`MAX_SAMPLES`]).
     samples: Vec<Sample>,
-    /// The rule the records were refused under, when some were not kept as samples.
+    /// The rule the first record not kept as a sample was refused under.
     unsampled_under: Option<WriterCheck>,
 }
 
@@ -76,7 +76,9 @@ impl Refused {
                 table: record.table.clone(),
                 row: record.row.clone(),
             });
-        } else {
+        } else if self.unsampled_under.is_none() {
+            // The first rule counts: a later refusal under a newer rule must not hide that
+            // the rule changed since the earlier ones.
             self.unsampled_under = Some(check.clone());
         }
     }
@@ -247,6 +249,9 @@ mod tests {
         refused.note(&record(C, 999, "z9"), &asked, &no_writers());
         assert!(!refused.permitted_by(&no_writers()));
         let changed = WriterCheck::new(Vec::new(), vec![Scope::new("t", "q")]);
+        assert!(refused.permitted_by(&changed));
+        // Refused again under the new rule: the change since the first is still seen.
+        refused.note(&record(C, 1000, "z8"), &asked, &changed);
         assert!(refused.permitted_by(&changed));
     }
 }
