@@ -23,12 +23,22 @@ use crate::syncgroup::{Syncgroup, SyncgroupName, SyncgroupView, Tag};
 /// Decides which records of one database a peer's page may carry: a record's writer (its
 /// device) must be bound to a member holding Write in a syncgroup covering the row, unless the
 /// peer was declared with that scope (declared peers are trusted for what they share).
+/// Two checks are equal when they decide alike (same syncgroups, same declared scopes).
+#[derive(Debug, Clone, PartialEq)]
 pub struct WriterCheck {
     syncgroups: Vec<Syncgroup>,
     declared: Vec<Scope>,
 }
 
 impl WriterCheck {
+    /// The rule of these held syncgroups and the declared peer's scopes.
+    pub fn new(syncgroups: Vec<Syncgroup>, declared: Vec<Scope>) -> WriterCheck {
+        WriterCheck {
+            syncgroups,
+            declared,
+        }
+    }
+
     /// Whether `device` may have written its record at `generation` for row `row` of
     /// `table`.
     pub fn allows(&self, device: DeviceId, generation: Generation, table: &str, row: &str) -> bool {
@@ -128,10 +138,7 @@ impl Node {
     /// The rule records from peers must pass in `db` for a session with `peer`.
     pub fn writer_check(&self, peer: &Fingerprint, db: &DbName) -> Result<WriterCheck> {
         let declared = self.peers().declared_scopes(peer, db.as_str());
-        Ok(WriterCheck {
-            syncgroups: self.held_syncgroups(db)?,
-            declared,
-        })
+        Ok(WriterCheck::new(self.held_syncgroups(db)?, declared))
     }
 
     /// Refuses app writes under a syncgroup this node belongs to without holding Write there

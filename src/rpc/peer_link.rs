@@ -2,6 +2,13 @@
 //! bootstrap) and the dial side (one live connection per peer, re-dialled with capped
 //! exponential backoff, one live GetDeltas session per shared database). Both run on the
 //! LocalSet workers because Cap'n Proto objects are `!Send`.
+//!
+//! On each link a database's syncgroup metadata is synced before its data: the data session
+//! starts once the syncgroup session's first round is applied, so records of a member this
+//! node has not heard of yet are not refused for want of its membership. A data session that
+//! refused records is restarted (on the same connection) as soon as the syncgroup metadata
+//! would accept one of them; its knowledge was kept below them, so the new request fetches
+//! them.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -289,16 +296,22 @@ async fn sync_over(
     let mut sessions = Vec::new();
     for (db, scopes) in &peer.databases {
         let db = DbName::parse(db).map_err(conn_fail)?;
-        let scopes = scopes.iter().cloned().collect();
-        let session = Session::new(node.clone(), peer.fingerprint.clone(), db.clone(), scopes);
-        sessions.push(live_session(remote, session).boxed_local());
-        match SyncgroupSession::new(node.clone(), peer.fingerprint.clone(), db) {
+        let scopes: Vec<_> = scopes.iter().cloned().collect();
+        let (caught_up, metadata_first) = tokio::sync::oneshot::channel();
+        match SyncgroupSession::new(node.clone(), peer.fingerprint.clone(), db.clone()) {
             Ok(Some((session, known))) => {
-                sessions.push(live_syncgroup_session(remote, session, known).boxed_local());
+                let metadata = live_metadata(remote, session, known, caught_up);
+                sessions.push(metadata.boxed_local());
             }
-            Ok(None) => {}
+            Ok(None) => drop(caught_up),
             Err(error) => return Err(conn_fail(error)),
         }
+        let data = async move {
+            // Dropped unsent (no syncgroup shared, or its session ended first): go ahead.
+            let _ = metadata_first.await;
+            live_data(node, &peer.fingerprint, remote, &db, &scopes).await
+        };
+        sessions.push(data.boxed_local());
     }
     let (ended, _, _) = select_all(sessions).await;
     Err(LinkError {
@@ -310,8 +323,35 @@ async fn sync_over(
     })
 }
 
+/// Runs a database's data sessions: one live GetDeltas call at a time, a new one (from the
+/// knowledge committed so far) whenever the current one refused records that would now be
+/// accepted. Returns when a call ends or fails.
+async fn live_data(
+    node: &Arc<Node>,
+    peer: &Fingerprint,
+    remote: &sync::Client,
+    db: &DbName,
+    scopes: &[crate::sync::genvec::Scope],
+) -> Result<(), String> {
+    loop {
+        let session = Rc::new(Session::new(
+            node.clone(),
+            peer.clone(),
+            db.clone(),
+            scopes.to_vec(),
+        ));
+        tokio::select! {
+            ended = live_session(remote, session.clone()) => return ended,
+            permitted = session.refused_now_permitted() => {
+                permitted.map_err(|error| error.to_string())?;
+                tracing::info!(%peer, db = %db.as_str(), "records refused earlier may now be accepted: fetching them again");
+            }
+        }
+    }
+}
+
 /// Runs one live GetDeltas call; returns when the responder ends it or fails.
-async fn live_session(remote: &sync::Client, session: Session) -> Result<(), String> {
+async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(), String> {
     let request = session.request().map_err(|e| e.to_string())?;
     let mut call = remote.get_deltas_request();
     {
@@ -326,11 +366,43 @@ async fn live_session(remote: &sync::Client, session: Session) -> Result<(), Str
     run_get_deltas(call, sink).await
 }
 
-/// Runs one live GetDeltas call for syncgroup metadata.
-async fn live_syncgroup_session(
+/// Runs a database's syncgroup metadata sessions: one live GetDeltas call at a time (the
+/// first tells `caught_up` when its first round is applied), a new one whenever the current
+/// one refused a version that would now be taken. Returns when a call ends or fails, or
+/// when no syncgroup is shared any more.
+async fn live_metadata(
     remote: &sync::Client,
     session: SyncgroupSession,
     known: SyncgroupKnowledge,
+    caught_up: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), String> {
+    let mut next = Some((session, known));
+    let mut caught_up = Some(caught_up);
+    while let Some((session, known)) = next.take() {
+        let session = Rc::new(session);
+        // Only the first call's first round gates the data session.
+        let caught_up = caught_up
+            .take()
+            .unwrap_or_else(|| tokio::sync::oneshot::channel().0);
+        tokio::select! {
+            ended = live_syncgroup_session(remote, session.clone(), known, caught_up) => return ended,
+            acceptable = session.refused_now_acceptable() => {
+                acceptable.map_err(|error| error.to_string())?;
+                tracing::info!(peer = %session.peer(), db = %session.db().as_str(), "syncgroup versions refused earlier may now be taken: asking again");
+            }
+        }
+        next = session.renew().map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs one live GetDeltas call for syncgroup metadata; tells `caught_up` when its first
+/// round is applied.
+async fn live_syncgroup_session(
+    remote: &sync::Client,
+    session: Rc<SyncgroupSession>,
+    known: SyncgroupKnowledge,
+    caught_up: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), String> {
     let mut call = remote.get_deltas_request();
     {
@@ -340,7 +412,8 @@ async fn live_syncgroup_session(
         sgs.set_live(true);
         write_syncgroup_knowledge(&known, sgs.init_init_vec());
     }
-    let sink: delta_sink::Client = capnp_rpc::new_client(SyncgroupSinkImpl::new(session));
+    let sink: delta_sink::Client =
+        capnp_rpc::new_client(SyncgroupSinkImpl::new(session, caught_up));
     run_get_deltas(call, sink).await
 }
 

@@ -1,8 +1,10 @@
 //! The initiator's sinks on one authenticated link: `DeltaSinkImpl` takes the data pages a
 //! responder pushes for one database, `SyncgroupSinkImpl` the syncgroup metadata pages. Both
 //! apply pushes in order (one commit each) through `sync::initiator` / `sync::syncgroups` and
-//! record a failure in the peer's status.
+//! record a failure in the peer's status. A syncgroup sink can announce the end of its first
+//! round, which the link waits for before it starts the database's data session.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -16,12 +18,12 @@ use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
 
 /// Takes the pages a responder pushes for one session, in order, one commit each.
 pub struct DeltaSinkImpl {
-    session: Session,
+    session: Rc<Session>,
     order: tokio::sync::Mutex<()>,
 }
 
 impl DeltaSinkImpl {
-    pub fn new(session: Session) -> DeltaSinkImpl {
+    pub fn new(session: Rc<Session>) -> DeltaSinkImpl {
         DeltaSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
@@ -97,15 +99,23 @@ fn in_item(index: usize, error: Error) -> capnp::Error {
 
 /// Takes the syncgroup metadata pages a responder pushes for one database.
 pub struct SyncgroupSinkImpl {
-    session: SyncgroupSession,
+    session: Rc<SyncgroupSession>,
     order: tokio::sync::Mutex<()>,
+    /// Told once the first page (the first round: a responder sends all it holds, with its
+    /// knowledge, in one page) is applied.
+    caught_up: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl SyncgroupSinkImpl {
-    pub fn new(session: SyncgroupSession) -> SyncgroupSinkImpl {
+    /// A sink that tells `caught_up` once its first page is applied.
+    pub fn new(
+        session: Rc<SyncgroupSession>,
+        caught_up: tokio::sync::oneshot::Sender<()>,
+    ) -> SyncgroupSinkImpl {
         SyncgroupSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
+            caught_up: RefCell::new(Some(caught_up)),
         }
     }
 }
@@ -116,6 +126,9 @@ impl delta_sink::Server for SyncgroupSinkImpl {
         let outcome = async {
             let page = decode_syncgroup_page(params.get()?.get_batch()?)?;
             self.session.receive(page).await?;
+            if let Some(caught_up) = self.caught_up.borrow_mut().take() {
+                let _ = caught_up.send(());
+            }
             Ok::<_, capnp::Error>(())
         }
         .await;

@@ -45,6 +45,9 @@ pub struct SyncgroupsApplied {
     pub replaced: usize,
     /// Versions refused, with why (their writer was no admin, they changed fixed fields).
     pub refused: Vec<String>,
+    /// The syncgroups (held here) a version of which was refused: their knowledge was not
+    /// merged.
+    pub refused_ids: std::collections::BTreeSet<SyncgroupId>,
 }
 
 impl Store {
@@ -284,6 +287,7 @@ impl SyncgroupTxn<'_> {
                 applied
                     .refused
                     .push(format!("syncgroup {} of another database", record.sg.name));
+                refused_ids.insert(record.sg.id);
                 continue;
             }
             if let Err(error) = record.acceptable_from(&current.record, sender) {
@@ -312,6 +316,7 @@ impl SyncgroupTxn<'_> {
                 self.put_local(db.as_str(), *id, &view.local)?;
             }
         }
+        applied.refused_ids = refused_ids;
         Ok(applied)
     }
 
@@ -394,4 +399,82 @@ fn load(
         None => LocalState::default(),
     };
     Ok(Some(SyncgroupView { record, local }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use syncbase_storage::MemoryStorage;
+
+    use super::*;
+    use crate::clock::{Clock, Hlc};
+    use crate::sync::genvec::{DeviceId, Scope};
+    use crate::syncgroup::{MemberInfo, Permissions, Spec, Status};
+
+    fn admin() -> Fingerprint {
+        Fingerprint::parse(&"a".repeat(64)).unwrap()
+    }
+
+    fn syncgroup() -> Syncgroup {
+        Syncgroup {
+            id: SyncgroupId(7),
+            name: SyncgroupName::parse("h:1/sg").unwrap(),
+            spec_version: "1".into(),
+            spec: Spec {
+                description: String::new(),
+                perms: Permissions::only(&admin()),
+                prefixes: vec![Scope::new("t", "")],
+                mount_tables: vec![],
+                is_private: false,
+            },
+            creator: admin(),
+            db: "db".into(),
+            status: Status::Running,
+            joiners: BTreeMap::from([(
+                admin(),
+                MemberInfo {
+                    sync_priority: 0,
+                    is_server: false,
+                    device: DeviceId(1),
+                    address: String::new(),
+                },
+            )]),
+            former_writers: GenVector::new(),
+        }
+    }
+
+    #[test]
+    fn knowledge_of_a_syncgroup_whose_version_was_refused_is_not_merged() {
+        let store = Store::open(Arc::new(MemoryStorage::new()), Arc::new(Clock::system())).unwrap();
+        let db = DbName::parse("db").unwrap();
+        let sg = syncgroup();
+        store
+            .syncgroup_txn(|txn| txn.put_provisional(sg.clone(), Version(1), LocalState::default()))
+            .unwrap();
+        let mut elsewhere = sg.clone();
+        elsewhere.db = "other".into();
+        let version = SyncgroupRecord {
+            stamp: VersionStamp {
+                device: DeviceId(1),
+                generation: 5,
+                hlc: Hlc {
+                    wall_nanos: i64::MAX / 2,
+                    logical: 0,
+                },
+                version: Version(9),
+            },
+            sg: elsewhere,
+        };
+        let knowledge = BTreeMap::from([(sg.id, [(DeviceId(1), 5)].into_iter().collect())]);
+        let applied = store
+            .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[version], &knowledge))
+            .unwrap();
+        assert_eq!(applied.refused.len(), 1);
+        assert_eq!(applied.refused_ids, [sg.id].into());
+        let held = store.syncgroup(&db, sg.id).unwrap().unwrap();
+        assert_eq!(held.local.knowledge.get(DeviceId(1)), 0);
+        assert_eq!(held.record.sg.db, "db");
+    }
 }

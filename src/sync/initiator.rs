@@ -5,8 +5,15 @@
 //! commit.
 //! A page that fails a check is refused whole: nothing of it is committed, the session ends
 //! with the error, and the next session starts from the knowledge last committed.
+//!
+//! Knowledge never covers a record this node does not hold: a record dropped because its
+//! writer holds no Write permission here is noted in the session's [`Refused`], every
+//! knowledge the session merges from then on is lowered below it (so the next request asks
+//! for it again), and [`Session::refused_now_permitted`] resolves once the syncgroup metadata
+//! (or a declared peer) changed so that it would pass: the link then restarts the session,
+//! which fetches it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -15,7 +22,8 @@ use crate::names::DbName;
 use crate::node::Node;
 use crate::store::{Applied, LogRecord};
 use crate::sync::genvec::{DeviceId, Knowledge, Scope};
-use crate::sync::responder::DeltaRequest;
+use crate::sync::refused::Refused;
+use crate::sync::responder::{DeltaRequest, wait_for_change};
 
 /// One database's sync with one peer.
 pub struct Session {
@@ -25,6 +33,10 @@ pub struct Session {
     responder: Cell<Option<DeviceId>>,
     db: DbName,
     scopes: Vec<Scope>,
+    /// The records this session refused (kept out of the knowledge it merges).
+    refused: RefCell<Refused>,
+    /// Signalled whenever a refusal is noted, so a waiter re-examines it.
+    refusal: tokio::sync::Notify,
 }
 
 /// One page as a responder pushed it.
@@ -47,6 +59,8 @@ impl Session {
             responder: Cell::new(None),
             db,
             scopes,
+            refused: RefCell::new(Refused::new()),
+            refusal: tokio::sync::Notify::new(),
         }
     }
 
@@ -75,9 +89,10 @@ impl Session {
         } = push;
         self.check_responder(responder)?;
         self.check(&records, knowledge.as_ref())?;
-        let records = self.drop_unauthorized(records)?;
-        let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
         let ended_log = knowledge.is_some();
+        let records = self.drop_unauthorized(records)?;
+        let knowledge = knowledge.and_then(|knowledge| self.refused.borrow().lower(knowledge));
+        let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
         let applied = self
             .node
             .apply(self.db.clone(), responder, records, knowledge)
@@ -148,8 +163,9 @@ impl Session {
     }
 
     /// Drops the records whose writer had no right to make them (see
-    /// [`crate::node::WriterCheck`]); they are logged, never applied nor relayed. The page's
-    /// knowledge still covers them, so they are not fetched again.
+    /// [`crate::node::WriterCheck`]); they are logged, counted in the peer's `recordsRefused`,
+    /// never applied nor relayed, and noted in the session's [`Refused`], so the knowledge it
+    /// merges does not cover them and they are fetched again once permitted.
     fn drop_unauthorized(&self, records: Vec<LogRecord>) -> Result<Vec<LogRecord>> {
         let check = self.node.writer_check(&self.peer, &self.db)?;
         let (kept, dropped): (Vec<_>, Vec<_>) = records.into_iter().partition(|record| {
@@ -171,11 +187,43 @@ impl Session {
             );
         }
         if !dropped.is_empty() {
+            let mut refused = self.refused.borrow_mut();
+            for record in &dropped {
+                refused.note(record, &self.scopes, &check);
+            }
+            drop(refused);
+            self.refusal.notify_one();
             self.node.peers().update_status(&self.peer, |status| {
                 status.records_refused += dropped.len() as u64
             });
         }
         Ok(kept)
+    }
+
+    /// Resolves once a record this session refused would now be accepted (the syncgroup
+    /// metadata or the declared peers changed); never while nothing was refused. The caller
+    /// restarts the session: its new request, from the lowered knowledge, asks for it again.
+    pub async fn refused_now_permitted(&self) -> Result<()> {
+        let mut commits = self.node.subscribe();
+        let mut peers = self.node.peers().subscribe();
+        loop {
+            commits.borrow_and_update();
+            peers.borrow_and_update();
+            if !self.refused.borrow().is_empty() {
+                let check = self.node.writer_check(&self.peer, &self.db)?;
+                if self.refused.borrow().permitted_by(&check) {
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                alive = wait_for_change(&mut commits, &mut peers) => {
+                    if !alive {
+                        return std::future::pending().await;
+                    }
+                }
+                () = self.refusal.notified() => {}
+            }
+        }
     }
 
     /// The responder's knowledge must stay inside the scopes asked for and must not claim more

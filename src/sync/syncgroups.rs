@@ -5,8 +5,15 @@
 //! version that wins last-writer-wins and merges the vectors. Live, the responder re-sends
 //! after every commit that changed what it would send, and re-checks the initiator's Read
 //! permission each time, so an ejected member's stream ends at once with `NoAccess:`.
+//!
+//! Knowledge never covers a version the node refused: a live responder sends a version once
+//! and keeps claiming it in its knowledge, so the initiator's session keeps the versions it
+//! refused, merges no knowledge of their syncgroups for the rest of the session, and
+//! [`SyncgroupSession::refused_now_acceptable`] resolves once one of them would now be taken
+//! (the held copy changed), so the link re-issues the session, which asks for it again.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -89,6 +96,10 @@ pub struct SyncgroupSession {
     peer: Fingerprint,
     db: DbName,
     asked: BTreeSet<SyncgroupId>,
+    /// The last version refused of each syncgroup, this session.
+    refused: RefCell<BTreeMap<SyncgroupId, SyncgroupRecord>>,
+    /// Signalled whenever a version is refused, so a waiter re-examines it.
+    refusal: tokio::sync::Notify,
 }
 
 impl SyncgroupSession {
@@ -108,6 +119,8 @@ impl SyncgroupSession {
             peer,
             db,
             asked,
+            refused: RefCell::new(BTreeMap::new()),
+            refusal: tokio::sync::Notify::new(),
         };
         Ok(Some((session, knowledge)))
     }
@@ -116,13 +129,26 @@ impl SyncgroupSession {
         &self.db
     }
 
+    /// The peer this session syncs with.
+    pub fn peer(&self) -> &Fingerprint {
+        &self.peer
+    }
+
+    /// A fresh session with the same peer for the same database, from the knowledge held
+    /// now; None if no syncgroup is shared any more.
+    pub fn renew(&self) -> Result<Option<(Self, SyncgroupKnowledge)>> {
+        SyncgroupSession::new(self.node.clone(), self.peer.clone(), self.db.clone())
+    }
+
     /// This node's device (the initiator's).
     pub fn device(&self) -> crate::sync::genvec::DeviceId {
         self.node.store().device()
     }
 
     /// Checks and applies one page: only syncgroups asked for; versions not relayed by an
-    /// admin, or whose writer was no admin, are dropped (and logged), the rest applied with the knowledge in one commit.
+    /// admin, or whose writer was no admin, are dropped (logged, and kept to be re-examined),
+    /// the rest applied with the knowledge in one commit, except the knowledge of a syncgroup
+    /// a version of which this session refused.
     pub async fn receive(&self, page: SyncgroupPage) -> Result<()> {
         let stray = page
             .records
@@ -136,19 +162,68 @@ impl SyncgroupSession {
                 id.to_hex()
             )));
         }
+        let mut knowledge = page.knowledge;
+        knowledge.retain(|id, _| !self.refused.borrow().contains_key(id));
+        let records = page.records.clone();
         let applied = self
             .node
-            .apply_syncgroups(
-                self.db.clone(),
-                self.peer.clone(),
-                page.records,
-                page.knowledge,
-            )
+            .apply_syncgroups(self.db.clone(), self.peer.clone(), page.records, knowledge)
             .await?;
         for refused in &applied.refused {
             tracing::warn!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
         }
+        if !applied.refused_ids.is_empty() {
+            let mut kept = self.refused.borrow_mut();
+            for record in records {
+                if applied.refused_ids.contains(&record.sg.id) {
+                    kept.insert(record.sg.id, record);
+                }
+            }
+            drop(kept);
+            self.refusal.notify_one();
+        }
         Ok(())
+    }
+
+    /// Resolves once a version this session refused would now be taken: it passes
+    /// [`SyncgroupRecord::acceptable_from`] against the copy now held and wins over it. A
+    /// refused version that no longer wins is forgotten (the held copy supersedes it), and
+    /// that syncgroup's knowledge is merged again. The caller re-issues the session.
+    pub async fn refused_now_acceptable(&self) -> Result<()> {
+        let mut commits = self.node.subscribe();
+        let mut peers = self.node.peers().subscribe();
+        loop {
+            commits.borrow_and_update();
+            peers.borrow_and_update();
+            if self.reexamine()? {
+                return Ok(());
+            }
+            tokio::select! {
+                alive = wait_for_change(&mut commits, &mut peers) => {
+                    if !alive {
+                        return std::future::pending().await;
+                    }
+                }
+                () = self.refusal.notified() => {}
+            }
+        }
+    }
+
+    /// Drops the refused versions the held copies supersede; whether one would now be taken.
+    fn reexamine(&self) -> Result<bool> {
+        let kept: Vec<SyncgroupRecord> = self.refused.borrow().values().cloned().collect();
+        let mut acceptable = false;
+        for record in kept {
+            let Some(held) = self.node.store().syncgroup(&self.db, record.sg.id)? else {
+                continue;
+            };
+            if !record.stamp.wins_over(&held.record.stamp) {
+                self.refused.borrow_mut().remove(&record.sg.id);
+            } else if record.acceptable_from(&held.record, &self.peer).is_ok() {
+                acceptable = true;
+            }
+        }
+        Ok(acceptable)
     }
 
     /// Records a failure in the peer's status.
