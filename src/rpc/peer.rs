@@ -93,7 +93,7 @@ impl SyncImpl {
         let request = decode_request(data)?;
         let mut sink = CapnpPageSink {
             sink,
-            pusher: WindowedPush::new(self.budget.clone(), PUSH_WINDOW)?,
+            pusher: WindowedPush::ramped(self.budget.clone(), PUSH_WINDOW)?,
             device: self.node.store().device(),
         };
         Responder::new(self.node.clone(), self.peer.clone())
@@ -343,6 +343,7 @@ fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capn
         initiator_device: DeviceId(device),
         knowledge,
         live: data.get_live(),
+        resume: wire::read_resume_token(data.get_resume())?,
     })
 }
 
@@ -385,6 +386,7 @@ impl PageSink for CapnpPageSink {
 
     async fn send(&mut self, room: PageRoom, page: Page) -> crate::error::Result<()> {
         let mut request = push_request(&self.sink, self.device, page.remaining);
+        request.get().set_resume(&page.resume);
         let count = page.records.len() + usize::from(page.knowledge.is_some());
         let mut batch = request.get().init_batch(count as u32);
         for (i, record) in page.records.iter().enumerate() {

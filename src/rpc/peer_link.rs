@@ -349,6 +349,9 @@ async fn live_session(remote: &sync::Client, session: Session) -> Result<(), Str
         data.set_db_name(request.db.as_str());
         data.set_initiator_device(request.initiator_device.0);
         data.set_live(request.live);
+        if let Some(token) = &request.resume {
+            data.set_resume(token);
+        }
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));

@@ -1,8 +1,11 @@
 //! The initiator's sinks on one authenticated link: `DeltaSinkImpl` takes the data pages a
 //! responder pushes for one database, `SyncgroupSinkImpl` the syncgroup metadata pages. Both
 //! apply pushes in order (one commit each) through `sync::initiator` / `sync::syncgroups` and
-//! record a failure in the peer's status.
+//! record a failure in the peer's status. Once a push has failed, every later push of the
+//! call is refused unread: the responder pipelines pages, and applying one after a page that
+//! was not applied would let its knowledge or resume token cover records never applied.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -18,6 +21,7 @@ use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
 pub struct DeltaSinkImpl {
     session: Session,
     order: tokio::sync::Mutex<()>,
+    failed: Cell<bool>,
 }
 
 impl DeltaSinkImpl {
@@ -25,6 +29,7 @@ impl DeltaSinkImpl {
         DeltaSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
+            failed: Cell::new(false),
         }
     }
 }
@@ -32,6 +37,7 @@ impl DeltaSinkImpl {
 impl delta_sink::Server for DeltaSinkImpl {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
         let _in_order = self.order.lock().await;
+        refuse_after_failure(&self.failed)?;
         let outcome = async {
             let params = params.get()?;
             let (records, knowledge) = decode_page(params.get_batch()?)?;
@@ -40,16 +46,26 @@ impl delta_sink::Server for DeltaSinkImpl {
                 knowledge,
                 remaining: params.get_remaining(),
                 responder: DeviceId(params.get_responder_device()),
+                resume: wire::read_resume_token(params.get_resume())?,
             };
             self.session.receive(push).await?;
             Ok::<_, capnp::Error>(())
         }
         .await;
         if let Err(error) = &outcome {
+            self.failed.set(true);
             self.session.fail(&error.extra);
         }
         outcome
     }
+}
+
+/// Refuses a push that follows a failed one on the same call.
+fn refuse_after_failure(failed: &Cell<bool>) -> capnp::Result<()> {
+    if failed.get() {
+        return Err(Error::BadState("an earlier page of this call failed".into()).into());
+    }
+    Ok(())
 }
 
 fn decode_page(
@@ -99,6 +115,7 @@ fn in_item(index: usize, error: Error) -> capnp::Error {
 pub struct SyncgroupSinkImpl {
     session: SyncgroupSession,
     order: tokio::sync::Mutex<()>,
+    failed: Cell<bool>,
 }
 
 impl SyncgroupSinkImpl {
@@ -106,6 +123,7 @@ impl SyncgroupSinkImpl {
         SyncgroupSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
+            failed: Cell::new(false),
         }
     }
 }
@@ -113,6 +131,7 @@ impl SyncgroupSinkImpl {
 impl delta_sink::Server for SyncgroupSinkImpl {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
         let _in_order = self.order.lock().await;
+        refuse_after_failure(&self.failed)?;
         let outcome = async {
             let page = decode_syncgroup_page(params.get()?.get_batch()?)?;
             self.session.receive(page).await?;
@@ -120,6 +139,7 @@ impl delta_sink::Server for SyncgroupSinkImpl {
         }
         .await;
         if let Err(error) = &outcome {
+            self.failed.set(true);
             self.session.fail(&error.extra);
         }
         outcome
