@@ -99,11 +99,16 @@ interface SyncgroupAdmin {
 }
 
 interface DeltaSink {
-  push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64) -> stream;
+  push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64,
+           resume :Data) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
   # batch (0 once caught up); the initiator shows it as records pending in.
   # `responderDevice`: the responder's device id, the same in every push of a call, so the
   # initiator can open getDeltas without first asking deviceInfo (one round trip less).
+  # `resume` (data pages; empty in syncgroup pages): an opaque token (at most 128 bytes)
+  # naming where this page ends in the responder's log; the initiator keeps it, committed with
+  # the page, and sends it back in its next DataDeltaReq, so an interrupted catch-up resumes
+  # after the last page applied instead of starting over.
 }
 
 interface ByteSink {

@@ -70,6 +70,12 @@ struct DataDeltaReq {
   live @5 :Bool;
   # Live mode (not in the original): after the catch-up the responder keeps the call open and
   # pushes each new record right after it commits; the call ends when either side hangs up.
+  resume @6 :Data;
+  # Not in the original: the `resume` token of the last page the initiator applied from this
+  # responder in an earlier call (at most 128 bytes; empty for none). The responder starts
+  # where that page ended if the token is still valid for this initiator and the scopes it
+  # serves it (same responder device, log unchanged up to there), else from the initiator's
+  # knowledge; knowledge filtering applies either way.
 }
 
 struct SgDeltaReq {

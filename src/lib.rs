@@ -11,6 +11,8 @@
 //! - [`embedded`]: an in-process node on an ephemeral port, for tests;
 //! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks);
 //! - [`schema`]: code generated from `schema/*.capnp`;
+//! - [`retry`]: the capped exponential backoff of every retry loop;
+//! - [`tally`]: repeated log lines, logged once then counted;
 //! - [`error`]: the node's error type with stable ids.
 
 pub mod bench;
@@ -23,9 +25,11 @@ pub mod identity;
 pub mod names;
 pub mod node;
 pub mod paging;
+pub mod retry;
 pub mod rpc;
 pub mod schema;
 pub mod store;
 pub mod sync;
 pub mod syncgroup;
+pub mod tally;
 pub mod token;

@@ -26,11 +26,11 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
-use crate::identity::NodeIdentity;
+use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, LogRecord, Mutation, Store};
+use crate::store::{Applied, CursorUpdate, LogRecord, Mutation, Store};
 use crate::sync::genvec::{DeviceId, Knowledge};
 use crate::sync::peers::PeerRegistry;
 use crate::token::ClientToken;
@@ -165,6 +165,29 @@ impl Node {
     ) -> Result<Applied> {
         self.write(move |store| store.apply(&db, from, &records, knowledge.as_ref()))
             .await
+    }
+
+    /// [`Node::apply`], also updating the resume cursor kept with `peer` in the same commit.
+    pub async fn apply_page(
+        &self,
+        db: DbName,
+        from: DeviceId,
+        records: Vec<LogRecord>,
+        knowledge: Option<Knowledge>,
+        peer: Fingerprint,
+        cursor: CursorUpdate,
+    ) -> Result<Applied> {
+        self.write(move |store| {
+            store.apply_page(
+                &db,
+                from,
+                &records,
+                knowledge.as_ref(),
+                peer.as_str(),
+                &cursor,
+            )
+        })
+        .await
     }
 
     /// The store, for reads (they are short snapshot reads, safe on async threads).

@@ -11,10 +11,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::identity::Fingerprint;
+use crate::tally::Tally;
 
 /// Open connections one port accepts (app and peer ports each): 256.
 pub const MAX_CONNECTIONS_PER_PORT: usize = 256;
@@ -34,50 +35,28 @@ pub struct Admission {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     open: usize,
     pre_auth: usize,
     pre_auth_by_ip: HashMap<IpAddr, usize>,
     by_peer: HashMap<Fingerprint, usize>,
-    /// Connections refused over the caps.
+    /// Connections refused over the caps (logged once, then summed up every
+    /// [`REFUSAL_LOG_PERIOD`]: anyone can cause them, and a line each would fill the disk).
     refused: Tally,
     /// Connections that failed to authenticate (a failed TLS handshake, a wrong token).
     failed: Tally,
 }
 
-/// Events logged once, then summed up every [`REFUSAL_LOG_PERIOD`]: anyone can cause them, and
-/// a log line each would let them fill a node's disk.
-#[derive(Default)]
-struct Tally {
-    count: usize,
-    since: Option<Instant>,
-}
-
-impl Tally {
-    /// Counts one event; whether it opens a period (the caller logs it in full).
-    fn note(&mut self) -> bool {
-        self.count += 1;
-        let first = self.since.is_none();
-        if first {
-            self.since = Some(Instant::now());
+impl Default for State {
+    fn default() -> State {
+        State {
+            open: 0,
+            pre_auth: 0,
+            pre_auth_by_ip: HashMap::new(),
+            by_peer: HashMap::new(),
+            refused: Tally::new(REFUSAL_LOG_PERIOD),
+            failed: Tally::new(REFUSAL_LOG_PERIOD),
         }
-        first
-    }
-
-    /// The events of a period that is over (and starts the next), if any.
-    fn summary(&mut self) -> Option<(usize, std::time::Duration)> {
-        let since = self.since?;
-        if since.elapsed() < REFUSAL_LOG_PERIOD {
-            return None;
-        }
-        if self.count == 0 {
-            self.since = None;
-            return None;
-        }
-        let count = std::mem::take(&mut self.count);
-        self.since = Some(Instant::now());
-        Some((count, since.elapsed()))
     }
 }
 
@@ -138,12 +117,12 @@ impl Admission {
 
     /// Connections refused since the last summary line.
     pub fn refused(&self) -> usize {
-        self.state().refused.count
+        self.state().refused.count()
     }
 
     /// Failed authentications since the last summary line.
     pub fn failed(&self) -> usize {
-        self.state().failed.count
+        self.state().failed.count()
     }
 
     /// Logs the refusals and failed authentications counted over the last period, if the

@@ -86,7 +86,7 @@ impl SyncImpl {
         let request = decode_request(data)?;
         let mut sink = CapnpPageSink {
             sink,
-            pusher: WindowedPush::new(self.budget.clone(), PUSH_WINDOW)?,
+            pusher: WindowedPush::ramped(self.budget.clone(), PUSH_WINDOW)?,
             device: self.node.store().device(),
         };
         Responder::new(self.node.clone(), self.peer.clone())
@@ -336,6 +336,7 @@ fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capn
         initiator_device: DeviceId(device),
         knowledge,
         live: data.get_live(),
+        resume: wire::read_resume_token(data.get_resume())?,
     })
 }
 
@@ -383,8 +384,10 @@ impl PageSink for CapnpPageSink {
     }
 }
 
-/// Fills a push's parameters with a data page: its records, then its knowledge if any.
-fn write_page(page: &Page, params: delta_sink::push_params::Builder<'_>) {
+/// Fills a push's parameters with a data page: its resume token, its records, then its
+/// knowledge if any.
+fn write_page(page: &Page, mut params: delta_sink::push_params::Builder<'_>) {
+    params.set_resume(&page.resume);
     let count = page.records.len() + usize::from(page.knowledge.is_some());
     let mut batch = params.init_batch(count as u32);
     for (i, record) in page.records.iter().enumerate() {

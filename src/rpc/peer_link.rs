@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
+use crate::retry::Backoff;
 use crate::rpc::admission::Slot;
 use crate::rpc::client::error_message;
 use crate::rpc::limits::{ConnectionBudget, MAX_PEER_STREAMS};
@@ -38,6 +39,7 @@ use crate::store::SyncgroupKnowledge;
 use crate::sync::initiator::Session;
 use crate::sync::peers::PeerConfig;
 use crate::sync::syncgroups::SyncgroupSession;
+use crate::tally::Repeats;
 
 /// How long a TCP connect plus TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,64 +152,92 @@ fn is_resource_exhausted(error: &anyhow::Error) -> bool {
     matches!(error.downcast_ref(), Some(Error::ResourceExhausted(_)))
 }
 
-/// How long a link must have stayed up for its end to reset the redial backoff.
+/// How long a link that caught up must have stayed up for its end to count as progress (a
+/// link refused or dropped at once after catching up, e.g. one session refused while the other
+/// caught up, makes none).
 const LINK_STABLE: Duration = Duration::from_secs(5);
+/// Identical link failures are logged once, then summed up at most this often.
+const REPEAT_LOG_PERIOD: Duration = Duration::from_secs(60);
 
 /// Keeps a live link to `peer` until cancelled: dial, sync, and on failure record
-/// `ConnFail` and dial again after a capped exponential backoff.
+/// `ConnFail` and dial again after a capped exponential backoff ([`Backoff`]), which goes back
+/// to its minimum only after a link made progress ([`made_progress`]), whatever the failure
+/// (unreachable, `NoAccess:`, `StorageFull:`, `BadState:`). A failure repeated word for word
+/// is logged once, then with its count ([`Repeats`]).
 pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: CancellationToken) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, node.redial_max());
+    let mut repeats = Repeats::new(REPEAT_LOG_PERIOD);
     loop {
-        let started = std::time::Instant::now();
+        let before = LinkMark::of(&node, &peer.fingerprint);
         let outcome = run_link(&node, &peer, &cancel).await;
-        // A link refused or dropped soon after connecting (NoAccess: a proposal not yet
-        // accepted, a revoked member) backs off like an unreachable peer.
-        let lasted = started.elapsed() >= LINK_STABLE;
         if cancel.is_cancelled() {
             break;
         }
         node.peers()
             .update_status(&peer.fingerprint, |status| status.connected = false);
-        match outcome {
-            Ok(()) => backoff = BACKOFF_MIN,
-            Err(LinkError {
-                message,
-                was_connected,
-            }) => {
-                if (was_connected && lasted) || backoff == BACKOFF_MIN {
-                    tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{message}");
-                } else {
-                    tracing::debug!(peer = %peer.fingerprint, "{message}");
-                }
-                node.peers().update_status(&peer.fingerprint, |status| {
-                    status.last_error = Some(message)
-                });
-                backoff = if was_connected && lasted {
-                    BACKOFF_MIN
-                } else {
-                    (backoff * 2).min(node.redial_max())
-                };
+        if made_progress(&before, &LinkMark::of(&node, &peer.fingerprint)) {
+            backoff.progress();
+            if let Some(line) = repeats.flush() {
+                tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
             }
         }
+        if let Err(LinkError { message, .. }) = outcome {
+            for line in repeats.note(&message) {
+                tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
+            }
+            tracing::debug!(peer = %peer.fingerprint, "{message}");
+            node.peers().update_status(&peer.fingerprint, |status| {
+                status.last_error = Some(message)
+            });
+        }
         tokio::select! {
-            () = tokio::time::sleep(jitter(backoff)) => {}
+            () = tokio::time::sleep(backoff.fail()) => {}
             () = cancel.cancelled() => break,
         }
+    }
+    if let Some(line) = repeats.flush() {
+        tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
     }
     node.peers()
         .update_status(&peer.fingerprint, |status| status.connected = false);
 }
 
-/// Why a link ended, and whether it had got as far as syncing.
+/// What a link had achieved with a peer at one moment: records applied from it, when a round
+/// with it last reached the end of its log, and when that was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkMark {
+    records: u64,
+    caught_up_nanos: i64,
+    at: std::time::Instant,
+}
+
+impl LinkMark {
+    pub(crate) fn of(node: &Node, peer: &Fingerprint) -> LinkMark {
+        let status = node.peers().status(peer).unwrap_or_default();
+        LinkMark {
+            records: status.records_received,
+            caught_up_nanos: status.last_success_nanos,
+            at: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Whether a link made progress between two marks: it applied records, or it reached the end
+/// of the peer's log and stayed up [`LINK_STABLE`]. Connecting is not progress: a peer that
+/// refuses every session right after the handshake would otherwise be redialled at once.
+pub(crate) fn made_progress(before: &LinkMark, after: &LinkMark) -> bool {
+    let lasted = after.at.duration_since(before.at) >= LINK_STABLE;
+    after.records > before.records || (after.caught_up_nanos != before.caught_up_nanos && lasted)
+}
+
+/// Why a link ended.
 struct LinkError {
     message: String,
-    was_connected: bool,
 }
 
 fn conn_fail(error: impl std::fmt::Display) -> LinkError {
     LinkError {
         message: format!("ConnFail: connection to peer failed: {error}"),
-        was_connected: false,
     }
 }
 
@@ -319,7 +349,6 @@ async fn sync_over(
             Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
             Err(message) => format!("ConnFail: connection to peer failed: {message}"),
         },
-        was_connected: true,
     })
 }
 
@@ -360,6 +389,9 @@ async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(),
         data.set_db_name(request.db.as_str());
         data.set_initiator_device(request.initiator_device.0);
         data.set_live(request.live);
+        if let Some(token) = &request.resume {
+            data.set_resume(token);
+        }
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));
@@ -397,7 +429,7 @@ async fn live_metadata(
 }
 
 /// Runs one live GetDeltas call for syncgroup metadata; tells `caught_up` when its first
-/// round is applied.
+/// round (one or more pages) is applied for every syncgroup asked for.
 async fn live_syncgroup_session(
     remote: &sync::Client,
     session: Rc<SyncgroupSession>,
@@ -412,8 +444,9 @@ async fn live_syncgroup_session(
         sgs.set_live(true);
         write_syncgroup_knowledge(&known, sgs.init_init_vec());
     }
+    let asked = known.keys().copied().collect();
     let sink: delta_sink::Client =
-        capnp_rpc::new_client(SyncgroupSinkImpl::new(session, caught_up));
+        capnp_rpc::new_client(SyncgroupSinkImpl::new(session, asked, caught_up));
     run_get_deltas(call, sink).await
 }
 
@@ -434,9 +467,31 @@ async fn run_get_deltas(
         .map_err(|e| error_message(&e).to_owned())
 }
 
-/// The pause with up to a quarter of random jitter, so peers don't redial in lockstep.
-fn jitter(pause: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let _ = getrandom::fill(&mut byte);
-    pause + pause / 4 * u32::from(byte[0]) / 255
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(records: u64, caught_up_nanos: i64, at: std::time::Instant) -> LinkMark {
+        LinkMark {
+            records,
+            caught_up_nanos,
+            at,
+        }
+    }
+
+    #[test]
+    fn only_applied_records_or_a_lasting_caught_up_link_count_as_progress() {
+        let start = std::time::Instant::now();
+        let soon = start + Duration::from_millis(100);
+        let later = start + LINK_STABLE;
+        let before = mark(10, 1, start);
+        // Connected, refused at once: nothing applied, nothing caught up.
+        assert!(!made_progress(&before, &mark(10, 1, later)));
+        // Records applied, however short the link.
+        assert!(made_progress(&before, &mark(11, 1, soon)));
+        // Caught up, then dropped at once (another session refused): not progress.
+        assert!(!made_progress(&before, &mark(10, 2, soon)));
+        // Caught up and stayed up.
+        assert!(made_progress(&before, &mark(10, 2, later)));
+    }
 }

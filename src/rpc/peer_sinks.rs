@@ -1,10 +1,14 @@
 //! The initiator's sinks on one authenticated link: `DeltaSinkImpl` takes the data pages a
 //! responder pushes for one database, `SyncgroupSinkImpl` the syncgroup metadata pages. Both
 //! apply pushes in order (one commit each) through `sync::initiator` / `sync::syncgroups` and
-//! record a failure in the peer's status. A syncgroup sink can announce the end of its first
-//! round, which the link waits for before it starts the database's data session.
+//! record a failure in the peer's status. Once a push has failed, every later push of the
+//! call is refused unread: the responder pipelines pages, and applying one after a page that
+//! was not applied would let its knowledge or resume token cover records never applied. A
+//! syncgroup sink can announce the end of its first round, which the link waits for before
+//! it starts the database's data session.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -15,11 +19,13 @@ use crate::schema::types_capnp::delta_resp;
 use crate::sync::genvec::DeviceId;
 use crate::sync::initiator::{Push, Session};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
+use crate::syncgroup::SyncgroupId;
 
 /// Takes the pages a responder pushes for one session, in order, one commit each.
 pub struct DeltaSinkImpl {
     session: Rc<Session>,
     order: tokio::sync::Mutex<()>,
+    failed: Cell<bool>,
 }
 
 impl DeltaSinkImpl {
@@ -27,6 +33,7 @@ impl DeltaSinkImpl {
         DeltaSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
+            failed: Cell::new(false),
         }
     }
 }
@@ -34,6 +41,7 @@ impl DeltaSinkImpl {
 impl delta_sink::Server for DeltaSinkImpl {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
         let _in_order = self.order.lock().await;
+        refuse_after_failure(&self.failed)?;
         let outcome = async {
             let params = params.get()?;
             let (records, knowledge) = decode_page(params.get_batch()?)?;
@@ -42,16 +50,26 @@ impl delta_sink::Server for DeltaSinkImpl {
                 knowledge,
                 remaining: params.get_remaining(),
                 responder: DeviceId(params.get_responder_device()),
+                resume: wire::read_resume_token(params.get_resume())?,
             };
             self.session.receive(push).await?;
             Ok::<_, capnp::Error>(())
         }
         .await;
         if let Err(error) = &outcome {
+            self.failed.set(true);
             self.session.fail(&error.extra);
         }
         outcome
     }
+}
+
+/// Refuses a push that follows a failed one on the same call.
+fn refuse_after_failure(failed: &Cell<bool>) -> capnp::Result<()> {
+    if failed.get() {
+        return Err(Error::BadState("an earlier page of this call failed".into()).into());
+    }
+    Ok(())
 }
 
 fn decode_page(
@@ -101,21 +119,29 @@ fn in_item(index: usize, error: Error) -> capnp::Error {
 pub struct SyncgroupSinkImpl {
     session: Rc<SyncgroupSession>,
     order: tokio::sync::Mutex<()>,
-    /// Told once the first page (the first round: a responder sends all it holds, with its
-    /// knowledge, in one page) is applied.
+    /// The syncgroups asked for whose first round has not ended: a page ends a syncgroup's
+    /// round when it carries the responder's knowledge of it (pages are bounded, so a round
+    /// may take several).
+    unsettled: RefCell<BTreeSet<SyncgroupId>>,
+    /// Told once every syncgroup asked for has ended its first round.
     caught_up: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
+    failed: Cell<bool>,
 }
 
 impl SyncgroupSinkImpl {
-    /// A sink that tells `caught_up` once its first page is applied.
+    /// A sink that tells `caught_up` once the first round of every syncgroup in `asked` is
+    /// applied.
     pub fn new(
         session: Rc<SyncgroupSession>,
+        asked: BTreeSet<SyncgroupId>,
         caught_up: tokio::sync::oneshot::Sender<()>,
     ) -> SyncgroupSinkImpl {
         SyncgroupSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
+            unsettled: RefCell::new(asked),
             caught_up: RefCell::new(Some(caught_up)),
+            failed: Cell::new(false),
         }
     }
 }
@@ -123,16 +149,25 @@ impl SyncgroupSinkImpl {
 impl delta_sink::Server for SyncgroupSinkImpl {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
         let _in_order = self.order.lock().await;
+        refuse_after_failure(&self.failed)?;
         let outcome = async {
             let page = decode_syncgroup_page(params.get()?.get_batch()?)?;
+            let settled: Vec<SyncgroupId> = page.knowledge.keys().copied().collect();
             self.session.receive(page).await?;
-            if let Some(caught_up) = self.caught_up.borrow_mut().take() {
+            let mut unsettled = self.unsettled.borrow_mut();
+            for id in &settled {
+                unsettled.remove(id);
+            }
+            if unsettled.is_empty()
+                && let Some(caught_up) = self.caught_up.borrow_mut().take()
+            {
                 let _ = caught_up.send(());
             }
             Ok::<_, capnp::Error>(())
         }
         .await;
         if let Err(error) = &outcome {
+            self.failed.set(true);
             self.session.fail(&error.extra);
         }
         outcome

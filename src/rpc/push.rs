@@ -10,6 +10,11 @@
 //! 2. [`WindowedPush::send`] sizes the built call, shrinks the reservation to it (or grows it,
 //!    for a page larger than its bound), and hands it over to the write queue as it sends.
 //!
+//! A *ramped* pusher ([`WindowedPush::ramped`], the data pages of `getDeltas`) starts with a
+//! window of one call and widens it by one per acknowledgement up to its window, so a sink
+//! that fails its first page (a receiver whose disk is full) costs the sender one page, not a
+//! window of them; a sink that takes pages reaches the full window within a few round trips.
+//!
 //! Each pusher is also one of the connection's [`MAX_STREAMS`](crate::rpc::limits::MAX_STREAMS)
 //! streams for as long as it lives.
 
@@ -30,6 +35,8 @@ pub const CALL_OVERHEAD: usize = crate::paging::MESSAGE_OVERHEAD;
 pub struct WindowedPush {
     in_flight: FuturesOrdered<Promise<(), capnp::Error>>,
     window: usize,
+    /// The window allowed now: `window`, or while ramping up, one more per acknowledgement.
+    open: usize,
     budget: Rc<ConnectionBudget>,
     _stream: StreamSlot,
 }
@@ -45,9 +52,18 @@ impl WindowedPush {
         Ok(WindowedPush {
             in_flight: FuturesOrdered::new(),
             window: window.max(1),
+            open: window.max(1),
             _stream: budget.open_stream()?,
             budget,
         })
+    }
+
+    /// As [`WindowedPush::new`], but the window opens one call at a time: one call at first,
+    /// one more per acknowledged call, up to `window`.
+    pub fn ramped(budget: Rc<ConnectionBudget>, window: usize) -> Result<Self, Error> {
+        let mut push = WindowedPush::new(budget, window)?;
+        push.open = 1;
+        Ok(push)
     }
 
     /// Waits for a place in the window (failing with the first error an earlier call
@@ -91,7 +107,7 @@ impl WindowedPush {
     }
 
     async fn until_window(&mut self) -> capnp::Result<()> {
-        while self.in_flight.len() >= self.window {
+        while self.in_flight.len() >= self.open {
             self.acknowledge_one().await?;
         }
         Ok(())
@@ -99,7 +115,11 @@ impl WindowedPush {
 
     async fn acknowledge_one(&mut self) -> capnp::Result<()> {
         match self.in_flight.next().await {
-            Some(result) => result,
+            Some(result) => {
+                result?;
+                self.open = (self.open + 1).min(self.window);
+                Ok(())
+            }
             None => Ok(()),
         }
     }

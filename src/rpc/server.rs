@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use tokio::net::{TcpListener, TcpStream};
@@ -16,6 +17,7 @@ use tokio_util::task::{LocalPoolHandle, TaskTracker};
 
 use crate::identity::Fingerprint;
 use crate::node::Node;
+use crate::retry::Backoff;
 use crate::rpc::admission::{Admission, REFUSAL_LOG_PERIOD, Slot, abort_frame};
 use crate::rpc::gate::GateImpl;
 use crate::rpc::limits::{ConnectionBudget, PRE_AUTH_DEADLINE};
@@ -25,6 +27,7 @@ use crate::rpc::run_until_cancelled;
 use crate::rpc::transport::PeerListener;
 use crate::schema::service_capnp::gate;
 use crate::sync::peers::PeerConfig;
+use crate::tally::Repeats;
 
 /// What a node listens on.
 pub struct Listeners {
@@ -87,6 +90,7 @@ pub async fn serve(listeners: Listeners, node: Arc<Node>, shutdown: impl Future<
 async fn accept_apps(listener: TcpListener, runtime: Runtime) {
     let admission = Admission::new("app");
     let mut summaries = tokio::time::interval(REFUSAL_LOG_PERIOD);
+    let mut retry = AcceptRetry::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -98,6 +102,7 @@ async fn accept_apps(listener: TcpListener, runtime: Runtime) {
         };
         match accepted {
             Ok((stream, peer)) => {
+                retry.accepted();
                 let slot = match admission.admit(Some(peer.ip())) {
                     Ok(slot) => slot,
                     Err(refusal) => {
@@ -111,7 +116,7 @@ async fn accept_apps(listener: TcpListener, runtime: Runtime) {
                 let (node, cancel) = (runtime.node.clone(), runtime.cancel.clone());
                 runtime.spawn_pinned(move || serve_app(stream, slot, node, cancel));
             }
-            Err(error) => pause_after_accept_error(error).await,
+            Err(error) => retry.pause_after(&error).await,
         }
     }
 }
@@ -119,6 +124,7 @@ async fn accept_apps(listener: TcpListener, runtime: Runtime) {
 async fn accept_peers(mut listener: PeerListener, runtime: Runtime) {
     let admission = Admission::new("peer");
     let mut summaries = tokio::time::interval(REFUSAL_LOG_PERIOD);
+    let mut retry = AcceptRetry::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -130,20 +136,47 @@ async fn accept_peers(mut listener: PeerListener, runtime: Runtime) {
         };
         match accepted {
             Ok((io, from)) => {
+                retry.accepted();
                 let Ok(slot) = admission.admit(from) else {
                     continue;
                 };
                 let (node, cancel) = (runtime.node.clone(), runtime.cancel.clone());
                 runtime.spawn_pinned(move || serve_peer(io, slot, node, cancel));
             }
-            Err(error) => pause_after_accept_error(error).await,
+            Err(error) => retry.pause_after(&error).await,
         }
     }
 }
 
-async fn pause_after_accept_error(error: std::io::Error) {
-    tracing::warn!(%error, "accept failed");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// The retry rule of an accept loop: a failed accept (out of file descriptors, say) waits a
+/// capped exponential backoff, reset by the next accepted connection, and the same failure
+/// repeated is logged once, then with its count.
+struct AcceptRetry {
+    backoff: Backoff,
+    repeats: Repeats,
+}
+
+impl AcceptRetry {
+    fn new() -> AcceptRetry {
+        AcceptRetry {
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            repeats: Repeats::new(Duration::from_secs(60)),
+        }
+    }
+
+    fn accepted(&mut self) {
+        self.backoff.progress();
+        if let Some(line) = self.repeats.flush() {
+            tracing::warn!("{line}");
+        }
+    }
+
+    async fn pause_after(&mut self, error: &std::io::Error) {
+        for line in self.repeats.note(&format!("accept failed: {error}")) {
+            tracing::warn!("{line}");
+        }
+        tokio::time::sleep(self.backoff.fail()).await;
+    }
 }
 
 /// Keeps one link task per configured peer, restarting a peer's task when its configuration

@@ -102,6 +102,8 @@ struct MemoryInner {
     listeners: HashMap<String, mpsc::UnboundedSender<BoxIo>>,
     down: HashSet<(String, String)>,
     links: HashMap<(String, String), CancellationToken>,
+    /// Connections opened, by (from, to): tests count redials with it.
+    dials: HashMap<(String, String), usize>,
 }
 
 fn link_key(a: &str, b: &str) -> (String, String) {
@@ -153,6 +155,10 @@ impl MemoryNetwork {
                 format!("nothing listens at {to}"),
             ));
         };
+        *inner
+            .dials
+            .entry((from.to_owned(), to.to_owned()))
+            .or_default() += 1;
         let cut = inner.links.entry(key).or_default().clone();
         let (near, far) = tokio::io::duplex(PIPE_BYTES);
         listener
@@ -164,6 +170,12 @@ impl MemoryNetwork {
                 )
             })?;
         Ok(Box::new(CuttableStream::new(near, cut)))
+    }
+
+    /// Connections `from` has opened to `to` so far (dials that reached a listener).
+    pub fn dials(&self, from: &str, to: &str) -> usize {
+        let key = (from.to_owned(), to.to_owned());
+        self.lock().dials.get(&key).copied().unwrap_or(0)
     }
 
     /// Cuts (`up = false`) or restores the link between two addresses.

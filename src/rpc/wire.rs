@@ -7,7 +7,7 @@ use crate::clock::Hlc;
 use crate::error::{Error, Result};
 use crate::names::{self, RowKey, TableName};
 use crate::schema::types_capnp::{RecType, gen_vector, knowledge, log_rec};
-use crate::store::{DagNode, LogRecord, RecordContent, Version};
+use crate::store::{DagNode, LogRecord, MAX_TOKEN_BYTES, RecordContent, Version};
 use crate::sync::genvec::{DeviceId, GenVector, Knowledge, Scope};
 
 /// Most parents a record may name (writes have at most one; merges name every loser).
@@ -174,6 +174,21 @@ pub fn read_vector(reader: gen_vector::Reader<'_>) -> Result<GenVector> {
         vector.raise(DeviceId(entry.get_device_id()), entry.get_generation());
     }
     Ok(vector)
+}
+
+/// A resume token as the wire carries it (`DataDeltaReq.resume`, `DeltaSink.push`'s
+/// `resume`): opaque bytes, at most [`MAX_TOKEN_BYTES`]; empty means none.
+pub fn read_resume_token(
+    reader: capnp::Result<capnp::data::Reader<'_>>,
+) -> Result<Option<Vec<u8>>> {
+    let bytes = reader.map_err(malformed)?;
+    if bytes.len() > MAX_TOKEN_BYTES {
+        return Err(Error::invalid(format!(
+            "a resume token of {} bytes (at most {MAX_TOKEN_BYTES})",
+            bytes.len()
+        )));
+    }
+    Ok((!bytes.is_empty()).then(|| bytes.to_vec()))
 }
 
 pub(crate) fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<&str> {

@@ -148,6 +148,16 @@ impl DbKeys {
         self.key(&[b"k"])
     }
 
+    /// `u 0xfe`: the prefix of the resume cursors kept with peers.
+    pub fn resume_prefix(&self) -> Vec<u8> {
+        self.key(&[b"u", &[SEP]])
+    }
+
+    /// `u 0xfe <fingerprint>` -> ResumeCursor: where the catch-up from that peer resumes.
+    pub fn resume(&self, peer: &str) -> Vec<u8> {
+        self.key(&[b"u", &[SEP], peer.as_bytes()])
+    }
+
     /// `g 0xfe`: the prefix of the database's syncgroups.
     pub fn syncgroup_prefix(&self) -> Vec<u8> {
         self.key(&[b"g", &[SEP]])

@@ -42,6 +42,9 @@ pub struct Page {
     pub knowledge: Option<Knowledge>,
     /// Log entries after this page, not yet examined for the initiator.
     pub remaining: u64,
+    /// Where this page ends, as a resume token for the initiator (`store::resume`); the
+    /// responder fills it in.
+    pub resume: Vec<u8>,
 }
 
 /// Reads the next page of records the initiator lacks.

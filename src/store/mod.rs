@@ -11,6 +11,7 @@ mod local;
 mod log;
 mod proposals;
 mod records;
+mod resume;
 mod syncgroups;
 mod writer;
 
@@ -25,6 +26,7 @@ pub use records::{
     Change, DagNode, LogRecord, RecordContent, RowHead, SyncState, Version,
     decode as decode_record, encode as encode_record,
 };
+pub use resume::{CursorUpdate, MAX_TOKEN_BYTES, ResumeCursor};
 pub use syncgroups::{
     SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied,
     wire_estimate as syncgroup_wire_estimate,
@@ -193,7 +195,22 @@ impl Store {
         records: &[LogRecord],
         knowledge: Option<&Knowledge>,
     ) -> Result<Applied> {
-        if records.is_empty() && !self.knowledge_would_grow(db, knowledge)? {
+        self.apply_page(db, from, records, knowledge, "", &CursorUpdate::Keep)
+    }
+
+    /// [`Store::apply`], also updating the resume cursor kept with `peer` (its fingerprint)
+    /// in the same transaction, so the progress it records is exactly what was applied.
+    pub fn apply_page(
+        &self,
+        db: &DbName,
+        from: DeviceId,
+        records: &[LogRecord],
+        knowledge: Option<&Knowledge>,
+        peer: &str,
+        cursor: &CursorUpdate,
+    ) -> Result<Applied> {
+        let forget = *cursor == CursorUpdate::Forget;
+        if records.is_empty() && !forget && !self.knowledge_would_grow(db, knowledge)? {
             return Ok(Applied::default());
         }
         let mut txn = self.storage.write()?;
@@ -205,8 +222,66 @@ impl Store {
             writer.set_knowledge(&mine)?;
         }
         writer.finish(self.clock.last())?;
+        resume::update(txn.as_mut(), &DbKeys::new(db.as_str()), peer, cursor)?;
         txn.commit()?;
         Ok(applied)
+    }
+
+    /// The resume cursor kept with `peer` (its fingerprint) in `db`, if any.
+    pub fn resume_cursor(&self, db: &DbName, peer: &str) -> Result<Option<ResumeCursor>> {
+        resume::load(
+            self.storage.read()?.as_ref(),
+            &DbKeys::new(db.as_str()),
+            peer,
+        )
+    }
+
+    /// Forgets every resume cursor of `db`, so the next session with each peer starts from
+    /// this node's knowledge: call it whenever records before a cursor must be fetched again
+    /// (e.g. knowledge lowered to re-fetch refused records). Returns how many there were.
+    pub fn forget_resume_cursors(&self, db: &DbName) -> Result<usize> {
+        let mut txn = self.storage.write()?;
+        let forgotten = resume::forget_all(txn.as_mut(), &DbKeys::new(db.as_str()))?;
+        txn.commit()?;
+        Ok(forgotten)
+    }
+
+    /// The resume token for a page served to `initiator` under the scopes of `served` that
+    /// ends before log `position` (see `store::resume`).
+    pub fn resume_token(
+        &self,
+        db: &DbName,
+        initiator: DeviceId,
+        served: &Knowledge,
+        position: u64,
+    ) -> Result<Vec<u8>> {
+        resume::token(
+            self.storage.read()?.as_ref(),
+            &DbKeys::new(db.as_str()),
+            self.device,
+            initiator,
+            served,
+            position,
+        )
+    }
+
+    /// Where a request from `initiator` carrying `token` may start, if the token is valid
+    /// for the scopes of `served` here; None: start from the initiator's knowledge.
+    pub fn resume_position(
+        &self,
+        db: &DbName,
+        initiator: DeviceId,
+        served: &Knowledge,
+        token: &[u8],
+    ) -> Result<Option<u64>> {
+        resume::resume_position(
+            self.storage.read()?.as_ref(),
+            &DbKeys::new(db.as_str()),
+            self.device,
+            initiator,
+            served,
+            token,
+        )
     }
 
     /// Whether merging `response` would change the stored knowledge (if not, a page with no

@@ -4,7 +4,11 @@
 //! claim on this node's own generations beyond what it has made), and applies each page in one
 //! commit.
 //! A page that fails a check is refused whole: nothing of it is committed, the session ends
-//! with the error, and the next session starts from the knowledge last committed.
+//! with the error, and the next session starts from the knowledge last committed, or from the
+//! resume cursor committed with the last page applied (`store::resume`): each page's token is
+//! kept with the page, and sent back in the next request when this node's knowledge still
+//! dominates what the cursor's session asked with. A page whose records were refused forgets
+//! the cursor, so they are asked for again from knowledge.
 //!
 //! Knowledge never covers a record this node does not hold: a record dropped because its
 //! writer holds no Write permission here is noted in the session's [`Refused`], every
@@ -20,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::store::{Applied, LogRecord};
+use crate::store::{Applied, CursorUpdate, LogRecord, ResumeCursor};
 use crate::sync::genvec::{DeviceId, Knowledge, Scope};
 use crate::sync::refused::Refused;
 use crate::sync::responder::{DeltaRequest, wait_for_change};
@@ -37,6 +41,11 @@ pub struct Session {
     refused: RefCell<Refused>,
     /// Signalled whenever a refusal is noted, so a waiter re-examines it.
     refusal: tokio::sync::Notify,
+    /// The knowledge this session asked with (set by [`Session::request`]).
+    asked: RefCell<Option<Knowledge>>,
+    /// Whether this session's pages may move the resume cursor: not after one whose records
+    /// were refused.
+    resumable: Cell<bool>,
 }
 
 /// One page as a responder pushed it.
@@ -49,6 +58,8 @@ pub struct Push {
     pub remaining: u64,
     /// The responder's device id (for generation vectors and echo suppression).
     pub responder: DeviceId,
+    /// Where the page ends, as the responder's resume token.
+    pub resume: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -61,21 +72,30 @@ impl Session {
             scopes,
             refused: RefCell::new(Refused::new()),
             refusal: tokio::sync::Notify::new(),
+            asked: RefCell::new(None),
+            resumable: Cell::new(true),
         }
     }
 
-    /// The request for a live session: our knowledge for the shared scopes.
+    /// The request for a live session: our knowledge for the shared scopes, and the resume
+    /// token kept with this peer if this knowledge still dominates what it was asked with.
     pub fn request(&self) -> Result<DeltaRequest> {
         let store = self.node.store();
         let own = store.state(&self.db)?.own_generation();
         let knowledge = store
             .knowledge(&self.db)?
             .request_for(&self.scopes, store.device(), own);
+        let resume = store
+            .resume_cursor(&self.db, self.peer.as_str())?
+            .filter(|cursor| cursor.valid_for(&knowledge))
+            .map(|cursor| cursor.token);
+        *self.asked.borrow_mut() = Some(knowledge.clone());
         Ok(DeltaRequest {
             db: self.db.clone(),
             initiator_device: store.device(),
             knowledge,
             live: true,
+            resume,
         })
     }
 
@@ -86,16 +106,26 @@ impl Session {
             knowledge,
             remaining,
             responder,
+            resume,
         } = push;
         self.check_responder(responder)?;
         self.check(&records, knowledge.as_ref())?;
+        let sent = records.len();
         let ended_log = knowledge.is_some();
         let records = self.drop_unauthorized(records)?;
+        let cursor = self.cursor_update(records.len() < sent, resume);
         let knowledge = knowledge.and_then(|knowledge| self.refused.borrow().lower(knowledge));
         let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
         let applied = self
             .node
-            .apply(self.db.clone(), responder, records, knowledge)
+            .apply_page(
+                self.db.clone(),
+                responder,
+                records,
+                knowledge,
+                self.peer.clone(),
+                cursor,
+            )
             .await?;
         self.node.peers().update_status(&self.peer, |status| {
             status.records_received += applied.records;
@@ -116,6 +146,20 @@ impl Session {
             );
         }
         Ok(applied)
+    }
+
+    /// What a page does to the resume cursor: a page with refused records forgets it (and
+    /// the rest of the session leaves it), any other page with a token moves it there.
+    fn cursor_update(&self, refused: bool, resume: Option<Vec<u8>>) -> CursorUpdate {
+        if refused {
+            self.resumable.set(false);
+            return CursorUpdate::Forget;
+        }
+        let asked = self.asked.borrow().clone();
+        match (self.resumable.get(), resume, asked) {
+            (true, Some(token), Some(asked)) => CursorUpdate::Save(ResumeCursor { token, asked }),
+            _ => CursorUpdate::Keep,
+        }
     }
 
     /// The responder's device must be a real one, not ours, and the same in every push.

@@ -8,10 +8,12 @@
 //! 1. The initiator sends its knowledge for the scopes it syncs with this peer, each raised by
 //!    its own device's generation (`Knowledge::request_for`), its device id, and `live`.
 //! 2. The responder starts at the first log position holding a record the initiator may lack
-//!    and sends, page by page, each record under a requested scope whose generation is above
+//!    (or later: where the initiator's resume token says its last applied page ended, when
+//!    the token is still valid here, `store::resume`) and sends, page by page, each record under a requested scope whose generation is above
 //!    what the initiator knows for its device, skipping records the initiator made or sent.
 //!    Every push names the responder's device, so the initiator opens the call at once
-//!    instead of asking `deviceInfo` first.
+//!    instead of asking `deviceInfo` first. Every push carries a resume token for where its
+//!    page ends, which the initiator commits with the page and sends back next time.
 //! 3. The page that reaches the log's end carries the responder's knowledge, read from the
 //!    same snapshot; the initiator applies each page in one commit and merges that knowledge.
 //! 4. Live mode: the responder waits for the next commit and repeats from where it stopped,
@@ -40,6 +42,8 @@ pub struct DeltaRequest {
     pub initiator_device: DeviceId,
     pub knowledge: Knowledge,
     pub live: bool,
+    /// The token of the last page the initiator applied from this node (`store::resume`).
+    pub resume: Option<Vec<u8>>,
 }
 
 /// Where pages go (the Cap'n Proto sink, or a test's vector).
@@ -105,7 +109,7 @@ impl Responder {
     pub async fn run(&self, request: &DeltaRequest, sink: &mut impl PageSink) -> Result<()> {
         let mut served = self.authorize(request)?;
         let store = self.node.store();
-        let mut position = store.start_position(&request.db, request.initiator_device, &served)?;
+        let mut position = self.start(request, &served)?;
         let mut commits = self.node.subscribe();
         let mut peers = self.node.peers().subscribe();
         let mut last_knowledge: Option<Knowledge> = None;
@@ -142,6 +146,9 @@ impl Responder {
                 },
             )?;
             position = page.next_position;
+            let mut page = page;
+            page.resume =
+                store.resume_token(&request.db, request.initiator_device, &served, position)?;
             let at_end = page.knowledge.is_some();
             let news = !page.records.is_empty()
                 || news_for(
@@ -166,6 +173,20 @@ impl Responder {
                 return Ok(());
             }
         }
+    }
+
+    /// Where the stream starts: where the initiator's resume token says its last applied page
+    /// ended, if the token is still valid here, and never before the first record its
+    /// knowledge lacks.
+    fn start(&self, request: &DeltaRequest, served: &Knowledge) -> Result<u64> {
+        let store = self.node.store();
+        let from_knowledge = store.start_position(&request.db, request.initiator_device, served)?;
+        let Some(token) = &request.resume else {
+            return Ok(from_knowledge);
+        };
+        let resumed =
+            store.resume_position(&request.db, request.initiator_device, served, token)?;
+        Ok(resumed.map_or(from_knowledge, |position| position.max(from_knowledge)))
     }
 
     fn count_sent(&self, page: &Page) {
