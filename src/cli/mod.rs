@@ -44,7 +44,10 @@ pub enum Command {
         table: String,
         key: String,
     },
-    /// Remove KEY; prints whether it existed.
+    /// Remove KEY; prints whether it existed here (`existed` or `absent`).
+    ///
+    /// Either way the delete is recorded and syncs, so it wins over an earlier put on a peer
+    /// this node has not heard from yet.
     Delete {
         #[command(flatten)]
         target: Target,
