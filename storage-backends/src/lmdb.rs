@@ -11,7 +11,10 @@
 //! stored as is, and `empty-key`, whose single entry is the value of the empty key. The
 //! empty key sorts before every other key, so scans visit it first.
 
+mod room;
 mod txn;
+
+use room::Room;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -83,6 +86,13 @@ impl LmdbStorage {
     pub fn path(&self) -> &Path {
         &self.registration.path
     }
+
+    fn room(&self) -> Room<'_> {
+        Room {
+            map_size: self.map_size,
+            path: &self.registration.path,
+        }
+    }
 }
 
 impl fmt::Debug for LmdbStorage {
@@ -107,8 +117,8 @@ impl Storage for LmdbStorage {
         let txn = self
             .env
             .begin_rw_txn()
-            .map_err(|err| map_error(self.map_size, "beginning a write transaction", err))?;
-        Ok(Box::new(txn::LmdbWrite::new(txn, self.dbs, self.map_size)))
+            .map_err(|err| self.room().error("beginning a write transaction", err))?;
+        Ok(Box::new(txn::LmdbWrite::new(txn, self.dbs, self.room())))
     }
 
     fn backend(&self) -> &'static str {
@@ -211,14 +221,6 @@ fn open_error(path: &Path, err: ::lmdb::Error) -> StorageError {
     match err {
         ::lmdb::Error::Other(code) => io_error(path, std::io::Error::from_raw_os_error(code)),
         err => backend_error(&format!("opening {}", path.display()), err),
-    }
-}
-
-/// An error from an operation on an open environment whose map holds `map_size` bytes.
-fn map_error(map_size: u64, context: &str, err: ::lmdb::Error) -> StorageError {
-    match err {
-        ::lmdb::Error::MapFull => StorageError::MapFull { map_size },
-        err => backend_error(context, err),
     }
 }
 
