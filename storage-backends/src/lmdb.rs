@@ -207,11 +207,13 @@ fn open_paths() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
     OPEN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A filesystem error about `path`.
+/// A filesystem error about `path`; out of room (see `room`) is `DiskFull` here too.
 fn io_error(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::Io {
-        path: path.to_path_buf(),
-        source,
+    let path = path.to_path_buf();
+    if crate::error::is_out_of_space(&source) {
+        StorageError::DiskFull { path, source }
+    } else {
+        StorageError::Io { path, source }
     }
 }
 
@@ -229,5 +231,19 @@ fn backend_error(context: &str, err: ::lmdb::Error) -> StorageError {
     StorageError::Backend {
         backend: "lmdb",
         message: format!("{context}: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_on_a_full_disk_is_disk_full_and_other_os_errors_stay_io() {
+        let dir = Path::new("/data/lmdb");
+        let full = io_error(dir, std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.is_full(), "{full:?}");
+        let denied = io_error(dir, std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(denied, StorageError::Io { .. }), "{denied:?}");
     }
 }
