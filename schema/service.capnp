@@ -232,7 +232,9 @@ interface Table {
   # The value at `key`; `found` is false (and `value` empty) if there is none.
 
   delete @2 (key :Text) -> (existed :Bool);
-  # Removes `key`; `existed` says whether it was there.
+  # Removes `key`; `existed` says whether it held a value on this node. The delete is recorded
+  # (a versioned tombstone that syncs) even when it did not, so it wins over an earlier put
+  # made on a peer this node has not heard from yet.
 
   scan @3 (prefix :Text, sink :RowSink) -> (count :UInt64);
   # Pushes every row whose key starts with `prefix` ("" for all) to `sink`, in key order, in

@@ -48,9 +48,11 @@ pub enum Error {
     #[error("ConnFail: connection to peer failed: {0}")]
     ConnFail(String),
 
-    /// The storage is out of space; nothing of the failed commit was written.
+    /// The storage is out of room (LMDB's map, or the disk: no space, a quota, a file size
+    /// limit); nothing of the failed commit was written. The message says what to free or
+    /// which limit to raise. Kept as text so it survives a trip through another node.
     #[error("StorageFull: {0}")]
-    StorageFull(StorageError),
+    StorageFull(String),
 
     /// Any other storage failure.
     #[error("Internal: {0}")]
@@ -98,6 +100,7 @@ impl Error {
                     .to_owned(),
             ),
             "ResourceExhausted" => Error::ResourceExhausted(rest),
+            "StorageFull" => Error::StorageFull(rest),
             "ConnFail" => Error::ConnFail(
                 rest.trim_start_matches("connection to peer failed: ")
                     .to_owned(),
@@ -112,9 +115,11 @@ impl Error {
 }
 
 impl From<StorageError> for Error {
+    /// The one conversion of storage errors, keeping their kind: out of room (map or disk)
+    /// is `StorageFull`, a key over the limit `InvalidArgument`, the rest `Internal`.
     fn from(error: StorageError) -> Self {
         match error {
-            StorageError::MapFull { .. } => Error::StorageFull(error),
+            error if error.is_full() => Error::StorageFull(error.to_string()),
             StorageError::KeyTooLong { .. } => Error::InvalidArgument(error.to_string()),
             other => Error::Storage(other),
         }
@@ -146,15 +151,34 @@ mod tests {
             Error::ConnFail("refused".into()),
             Error::ResourceExhausted("too many proposals".into()),
             Error::from(StorageError::MapFull { map_size: 10 }),
+            Error::from(StorageError::DiskFull {
+                path: "/data/data.mdb".into(),
+                source: std::io::Error::from_raw_os_error(28),
+            }),
             Error::from(StorageError::Visitor("x".into())),
             Error::Internal("corrupt row".into()),
         ];
         for error in errors {
             let text = error.to_string();
             assert!(text.starts_with(&format!("{}: ", error.id())), "{text}");
-            if !matches!(error.id(), "StorageFull" | "Internal") {
+            if error.id() != "Internal" {
                 assert_eq!(Error::from_message(&text).to_string(), text);
             }
+        }
+    }
+
+    #[test]
+    fn a_full_map_and_a_full_disk_are_both_storage_full_with_the_fix() {
+        let map = Error::from(StorageError::MapFull { map_size: 10 });
+        assert_eq!(map.id(), "StorageFull");
+        assert!(map.to_string().contains("raise storage.map_size"), "{map}");
+        for (errno, fix) in [(28, "free space"), (122, "quota"), (27, "ulimit -f")] {
+            let disk = Error::from(StorageError::DiskFull {
+                path: "/data/data.mdb".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            });
+            assert_eq!(disk.id(), "StorageFull", "errno {errno}");
+            assert!(disk.to_string().contains(fix), "{disk}");
         }
     }
 

@@ -119,6 +119,27 @@ fn concurrent_writes_converge_on_the_same_winner_and_keep_the_loser() {
 }
 
 #[test]
+fn a_later_delete_of_a_row_never_seen_wins_over_an_earlier_put_once_the_link_returns() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let (a, b) = (start(&network, "a").await, start(&network, "b").await);
+        link(&a, &b).await;
+        write(&a, "k1", Some("seen by both")).await;
+        sees(&b, "k1", Some("seen by both")).await;
+        network.set_link("a", "b", false);
+        write(&a, "k2", Some("b never sees this")).await;
+        write(&b, "k2", None).await;
+        network.set_link("a", "b", true);
+        sees(&a, "k2", None).await;
+        eventually("equal stores", Duration::from_secs(10), || {
+            digest(&a) == digest(&b)
+        })
+        .await;
+        assert_eq!(read(&b, "k2"), None, "b's later delete won on both");
+    });
+}
+
+#[test]
 fn a_line_relays_without_sending_records_back() {
     on_local(async {
         let network = MemoryNetwork::new();

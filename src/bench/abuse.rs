@@ -10,6 +10,7 @@
 pub mod attack;
 mod raw;
 
+use crate::cli::output::outln;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -94,7 +95,7 @@ impl AbuseBench {
                 "baseline_put_ms": baseline.put,
                 "baseline_get_ms": baseline.get,
             });
-            println!("{line}");
+            outln!("{line}")?;
             // Let the node close what the attacker left before the next attack.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -2,7 +2,10 @@
 //! measures ours and its comparator in the same run (`abuse`: a client under attack beside
 //! the same client without) and prints one JSON object per line. Shared here: the data set
 //! generator, the repetition statistics, and opening a database and a table through an
-//! embedded node's app session.
+//! embedded node's app session. Results go to stdout through `cli::output` (a closed stdout
+//! ends the run quietly); `println!` is denied here.
+
+#![deny(clippy::print_stdout)]
 
 pub mod abuse;
 pub mod storage;

@@ -7,6 +7,7 @@
 //! `Database.batch` call. A get batch of 1 is one `Table.get` awaited before the next; a get
 //! batch of 1,000 is 1,000 pipelined `Table.get` calls awaited together.
 
+use crate::cli::output::{OutputError, outln};
 use std::time::Instant;
 
 use anyhow::bail;
@@ -45,7 +46,7 @@ impl StorageBench {
                 let raw = self.raw_lmdb(&data, batch)?;
                 for storage in [EmbeddedStorage::Memory, EmbeddedStorage::Lmdb] {
                     let ours = self.through_rpc(storage, &data, batch).await?;
-                    print_lines(storage, batch, data.len(), ours, raw);
+                    print_lines(storage, batch, data.len(), ours, raw)?;
                 }
             }
             anyhow::Ok(())
@@ -170,7 +171,7 @@ fn print_lines(
     records: usize,
     ours: (Stats, Stats),
     raw: (Stats, Stats),
-) {
+) -> Result<(), OutputError> {
     let backend = match storage {
         EmbeddedStorage::Memory => "memory",
         EmbeddedStorage::Lmdb => "lmdb",
@@ -188,6 +189,7 @@ fn print_lines(
             "raw_lmdb_ops_per_sec": raw,
             "ratio_vs_raw_lmdb": ours.median / raw.median,
         });
-        println!("{line}");
+        outln!("{line}")?;
     }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! the flags, config or data directory, dial it, do one call, print the outcome.
 
 use std::future::Future;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -10,6 +10,7 @@ use std::rc::Rc;
 use anyhow::{Context, bail};
 
 use crate::cli::Target;
+use crate::cli::output::{self, LocalFailure, outln};
 use crate::config::Config;
 use crate::rpc::client::{Session, remote_error};
 use crate::schema::service_capnp::{row_sink, service, table};
@@ -48,10 +49,9 @@ pub fn get(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Result<
     let Some(value) = value else {
         bail!("NoExist: no row {key:?} in table {table:?} of database {db:?}");
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&value)?;
-    if stdout.is_terminal() {
-        stdout.write_all(b"\n")?;
+    output::write_bytes(&value)?;
+    if std::io::stdout().is_terminal() {
+        output::write_bytes(b"\n")?;
     }
     Ok(())
 }
@@ -63,36 +63,38 @@ pub fn delete(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Resu
         let response = request.send().promise.await.map_err(remote_error)?;
         Ok(response.get()?.get_existed())
     })?;
-    println!("{}", if existed { "deleted" } else { "absent" });
+    outln!("{}", if existed { "deleted" } else { "absent" })?;
     Ok(())
 }
 
 pub fn scan(target: &Target, db: &str, table: &str, prefix: &str) -> anyhow::Result<()> {
     with_table(target, db, table, |table| async move {
-        let sink: row_sink::Client = capnp_rpc::new_client(PrintingSink);
+        let failure = LocalFailure::default();
+        let sink: row_sink::Client = capnp_rpc::new_client(PrintingSink {
+            failure: failure.clone(),
+        });
         let mut request = table.scan_request();
         request.get().set_prefix(prefix);
         request.get().set_sink(sink);
-        request.send().promise.await.map_err(remote_error)?;
+        failure.run(request.send().promise).await?;
         Ok(())
     })
 }
 
-/// Prints each pushed row as `key<TAB>value`.
-#[derive(Default)]
-struct PrintingSink;
+/// Prints each pushed row as `key<TAB>value`; a failed write stops the scan and is kept in
+/// `failure`.
+struct PrintingSink {
+    failure: LocalFailure,
+}
 
 impl row_sink::Server for PrintingSink {
     async fn push(self: Rc<Self>, params: row_sink::PushParams) -> capnp::Result<()> {
-        let mut stdout = std::io::stdout().lock();
+        let mut lines = String::new();
         for row in params.get()?.get_rows()? {
             let key = row.get_key()?.to_str()?;
-            let line = format!("{key}\t{}\n", printable(row.get_value()?));
-            stdout
-                .write_all(line.as_bytes())
-                .map_err(|error| capnp::Error::failed(format!("writing to stdout: {error}")))?;
+            lines.push_str(&format!("{key}\t{}\n", printable(row.get_value()?)));
         }
-        Ok(())
+        output::write_bytes(lines.as_bytes()).map_err(|error| self.failure.record(error))
     }
 }
 
@@ -122,13 +124,15 @@ where
     F: FnOnce(service::Client) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    let (addr, token) = locate(target)?;
+    let (addr, token, addr_file) = locate(target)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let session = Session::connect(addr, token.as_str()).await?;
+        let session = Session::connect(addr, token.as_str())
+            .await
+            .map_err(|error| stale_addr_hint(error, addr_file.as_deref()))?;
         let outcome = call(session.service.clone()).await;
         let _ = session.close().await;
         outcome
@@ -149,8 +153,9 @@ pub(crate) async fn open_table(
     Ok(response.get()?.get_table()?)
 }
 
-/// The node's address and token: flags first, then the config file, then the data directory.
-fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken)> {
+/// The node's address and token: flags first, then the config file, then the data directory;
+/// and the address file the address came from, if it did.
+fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken, Option<PathBuf>)> {
     let mut config = match &target.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -168,11 +173,28 @@ fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken)> {
         }
         token => token?,
     };
-    let addr = match target.addr {
-        Some(addr) => addr,
-        None => read_addr_file(&config)?,
-    };
-    Ok((addr, token))
+    Ok(match target.addr {
+        Some(addr) => (addr, token, None),
+        None => (read_addr_file(&config)?, token, Some(config.addr_path())),
+    })
+}
+
+/// A refused connection to an address read from `addr_file` most likely means the file is
+/// stale (left by a node that was killed): say so, rather than a bare "Connection refused".
+fn stale_addr_hint(error: anyhow::Error, addr_file: Option<&std::path::Path>) -> anyhow::Error {
+    let refused = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    match addr_file {
+        Some(path) if refused => error.context(format!(
+            "no node answers at the address in {} (is the node running? a node that was \
+             killed leaves a stale file behind: start it with `syncbase serve`, or pass --addr)",
+            path.display()
+        )),
+        _ => error,
+    }
 }
 
 fn read_addr_file(config: &Config) -> anyhow::Result<SocketAddr> {

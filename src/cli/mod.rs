@@ -1,9 +1,12 @@
 //! The `syncbase` command line: clap definitions and dispatch. `serve` runs a node; the client
 //! verbs dial a running node found through the same config or data directory; `bench` runs
-//! the benchmarks.
+//! the benchmarks. Verbs print through `output` only (see its rule); `println!` is denied here.
+
+#![deny(clippy::print_stdout)]
 
 mod bench;
 mod client;
+pub mod output;
 mod peers;
 mod proposals;
 mod serve;
@@ -26,6 +29,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: LMDB in ./syncbase-data, app API on 127.0.0.1:7700 unless configured.
+    ///
+    /// SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal or ssh session) all stop it
+    /// gracefully: commits in flight finish and node.addr / peer.addr are removed. Under
+    /// `nohup` (SIGHUP ignored at start) SIGHUP stays ignored.
     Serve(serve::ServeArgs),
     /// Store VALUE at KEY ("-" reads the value from stdin).
     Put {
@@ -44,7 +51,10 @@ pub enum Command {
         table: String,
         key: String,
     },
-    /// Remove KEY; prints whether it existed.
+    /// Remove KEY; prints whether it existed here (`existed` or `absent`).
+    ///
+    /// Either way the delete is recorded and syncs, so it wins over an earlier put on a peer
+    /// this node has not heard from yet.
     Delete {
         #[command(flatten)]
         target: Target,

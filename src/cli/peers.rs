@@ -5,6 +5,7 @@ use anyhow::Context;
 
 use crate::cli::Target;
 use crate::cli::client::with_service;
+use crate::cli::output::outln;
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::peer_status;
 use crate::sync::peers::parse_scope;
@@ -19,17 +20,17 @@ pub fn id(target: &Target) -> anyhow::Result<()> {
             .await
             .map_err(remote_error)?;
         let identity = response.get()?;
-        println!("fingerprint {}", identity.get_fingerprint()?.to_str()?);
+        outln!("fingerprint {}", identity.get_fingerprint()?.to_str()?)?;
         let address = identity.get_peer_address()?.to_str()?;
-        println!(
+        outln!(
             "peer-address {}",
             if address.is_empty() {
                 "none (serve --peer-listen ADDR)"
             } else {
                 address
             }
-        );
-        println!("device-id {:016x}", identity.get_device_id());
+        )?;
+        outln!("device-id {:016x}", identity.get_device_id())?;
         Ok(())
     })
 }
@@ -59,7 +60,7 @@ pub fn add(
             out.set_prefix(scope.prefix.as_str());
         }
         request.send().promise.await.map_err(remote_error)?;
-        println!("added peer {fingerprint}");
+        outln!("added peer {fingerprint}")?;
         Ok(())
     })
 }
@@ -70,14 +71,14 @@ pub fn remove(target: &Target, fingerprint: &str) -> anyhow::Result<()> {
         let mut request = service.remove_peer_request();
         request.get().set_fingerprint(fingerprint);
         let response = request.send().promise.await.map_err(remote_error)?;
-        println!(
+        outln!(
             "{}",
             if response.get()?.get_existed() {
                 "removed"
             } else {
                 "absent"
             }
-        );
+        )?;
         Ok(())
     })
 }
@@ -94,7 +95,7 @@ pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
             .map_err(remote_error)?;
         let peers = response.get()?.get_peers()?;
         if peers.is_empty() {
-            println!("no peers (add one with `syncbase peer add`)");
+            outln!("no peers (add one with `syncbase peer add`)")?;
         }
         for peer in peers {
             print_peer(peer, verbose)?;
@@ -102,10 +103,10 @@ pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
         if verbose {
             let waiting = super::proposals::fetch(&service).await?.len();
             if waiting > 0 {
-                println!(
+                outln!(
                     "proposals: {waiting} waiting (syncbase sg list; sg accept NAME or sg reject \
                      NAME)"
-                );
+                )?;
             }
         }
         Ok(())
@@ -122,7 +123,7 @@ fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()
         "" => "(no address: synced when it connects)",
         address => address,
     };
-    println!("{} {address}{origin}", peer.get_fingerprint()?.to_str()?);
+    outln!("{} {address}{origin}", peer.get_fingerprint()?.to_str()?)?;
     for db in peer.get_databases()? {
         let scopes: Vec<String> = db
             .get_scopes()?
@@ -135,11 +136,11 @@ fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()
                 ))
             })
             .collect::<anyhow::Result<_>>()?;
-        println!(
+        outln!(
             "  database {}: {}",
             db.get_database()?.to_str()?,
             scopes.join(" ")
-        );
+        )?;
     }
     if verbose {
         print_status(peer)?;
@@ -148,36 +149,36 @@ fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()
 }
 
 fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "  connected: {}",
         if peer.get_connected() { "yes" } else { "no" }
-    );
+    )?;
     let last = peer.get_last_success_nanos();
     if last > 0 {
         let ago = crate::sync::initiator::now_nanos().saturating_sub(last) as f64 / 1e9;
-        println!("  last caught up: {ago:.1} s ago");
+        outln!("  last caught up: {ago:.1} s ago")?;
     } else {
-        println!("  last caught up: never");
+        outln!("  last caught up: never")?;
     }
-    println!(
+    outln!(
         "  received: {} records, {} bytes; pending in: {} log entries",
         peer.get_records_received(),
         peer.get_bytes_received(),
         peer.get_records_pending_in()
-    );
-    println!(
+    )?;
+    outln!(
         "  sent: {} records, {} bytes; pending out: {} log entries",
         peer.get_records_sent(),
         peer.get_bytes_sent(),
         peer.get_records_pending_out()
-    );
+    )?;
     let refused = peer.get_records_refused();
     if refused > 0 {
-        println!("  refused: {refused} records (their writer held no Write permission)");
+        outln!("  refused: {refused} records (their writer held no Write permission)")?;
     }
     let error = peer.get_last_error()?.to_str()?;
     if !error.is_empty() {
-        println!("  last error: {error}");
+        outln!("  last error: {error}")?;
     }
     Ok(())
 }

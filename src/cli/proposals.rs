@@ -4,6 +4,7 @@
 
 use crate::cli::Target;
 use crate::cli::client::with_service;
+use crate::cli::output::{OutputError, outln};
 use crate::cli::syncgroups::{print_record, print_syncgroup, scopes, syncgroups_of};
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::read_syncgroup;
@@ -37,32 +38,33 @@ pub async fn fetch(service: &service::Client) -> anyhow::Result<Vec<ProposalLine
 }
 
 /// Prints proposals under their own heading (nothing if there are none).
-pub fn print(proposals: &[ProposalLine]) {
+pub fn print(proposals: &[ProposalLine]) -> Result<(), OutputError> {
     if proposals.is_empty() {
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "proposed here, sharing nothing until accepted (`syncbase sg accept NAME` or `sg reject \
          NAME`; at most {MAX_PROPOSALS} are kept):"
-    );
+    )?;
     for proposal in proposals {
-        println!(
+        outln!(
             "{}  database {}  prefixes {}  published by {}",
             proposal.sg.name,
             proposal.sg.db,
             scopes(&proposal.sg).join(" "),
             proposal.publisher
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// `sg show` of a proposal: the syncgroup as its publisher sent it.
-pub fn print_one(proposal: &ProposalLine) {
+pub fn print_one(proposal: &ProposalLine) -> Result<(), OutputError> {
     print_record(
         &proposal.sg,
         "  proposal: shares nothing until `syncbase sg accept NAME` here",
         &format!("proposed here by {}", proposal.publisher),
-    );
+    )
 }
 
 /// `sg accept`: holds the proposed syncgroup and prints it.
@@ -81,7 +83,7 @@ pub fn reject(target: &Target, name: &str) -> anyhow::Result<()> {
         let mut request = syncgroups_of(&service).reject_request();
         request.get().set_name(name);
         request.send().promise.await.map_err(remote_error)?;
-        println!("rejected {name}: nothing was shared under it");
+        outln!("rejected {name}: nothing was shared under it")?;
         Ok(())
     })
 }
@@ -102,7 +104,7 @@ pub fn publish_invite(
             .set_expires_in_seconds(expires_in_seconds.unwrap_or(0));
         request.get().set_uses(uses);
         let response = request.send().promise.await.map_err(remote_error)?;
-        println!("{}", response.get()?.get_token()?.to_str()?);
+        outln!("{}", response.get()?.get_token()?.to_str()?)?;
         Ok(())
     })
 }

@@ -1,5 +1,6 @@
 //! `syncbase serve`: loads the config, applies the flags, opens the node, binds the app
-//! address, records it in the data directory, and serves until Ctrl-C or SIGTERM.
+//! address, records it in the data directory, and serves until SIGINT (Ctrl-C), SIGTERM or
+//! SIGHUP, which all shut it down the same graceful way and remove the address files.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
+use crate::cli::output;
 use crate::config::{Config, Role};
 use crate::node::Node;
 use crate::rpc::server::Listeners;
@@ -83,33 +85,76 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the app API is plain TCP on a non-loopback address: anyone on the network can see the token");
     }
-    let peer = bind_peers(&config, &node).await?;
-    let addr_path = config.addr_path();
-    write_addr_file(&addr_path, &addr.to_string())?;
-    println!(
-        "syncbase: serving the app API on {addr} ({} storage)",
-        node.backend()
-    );
-    println!(
-        "syncbase: client token in {}",
-        config.token_path().display()
-    );
-    println!("syncbase: peer identity {}", node.identity().fingerprint());
-    if peer.is_some() {
-        println!("syncbase: accepting peers (TLS) on {}", node.peer_address());
-    }
+    let mut addr_files = AddrFiles::default();
+    let peer = bind_peers(&config, &node, &mut addr_files).await?;
+    addr_files.write(&config.addr_path(), &addr.to_string())?;
+    print_banner(&config, &node, addr, peer.is_some());
     let listeners = Listeners {
         app: listener,
         peer,
     };
     crate::rpc::server::serve(listeners, node, shutdown_signal()).await;
-    let _ = std::fs::remove_file(&addr_path);
-    let _ = std::fs::remove_file(config.peer_addr_path());
+    drop(addr_files);
     Ok(())
 }
 
+/// Tells the operator where the node listens. The node's stdout carries only this banner (its
+/// log goes to stderr), so unlike the client verbs a closed stdout does not stop it: the
+/// failure is logged and the node serves on.
+fn print_banner(config: &Config, node: &Node, addr: SocketAddr, peers: bool) {
+    let mut banner = format!(
+        "syncbase: serving the app API on {addr} ({} storage)\n\
+         syncbase: client token in {}\n\
+         syncbase: peer identity {}\n",
+        node.backend(),
+        config.token_path().display(),
+        node.identity().fingerprint()
+    );
+    if peers {
+        banner += &format!(
+            "syncbase: accepting peers (TLS) on {}\n",
+            node.peer_address()
+        );
+    }
+    if let Err(error) = output::write_bytes(banner.as_bytes()) {
+        tracing::warn!(%error, "the startup banner was not printed; serving anyway");
+    }
+}
+
+/// The address files (`node.addr`, `peer.addr`) this node wrote, removed when it stops,
+/// whichever way it stops (a signal, an error after one was written, a panic), so no client
+/// is sent to an address nobody serves.
+#[derive(Default)]
+struct AddrFiles {
+    paths: Vec<PathBuf>,
+}
+
+impl AddrFiles {
+    /// Records a bound address so client verbs using the same data directory find the node.
+    fn write(&mut self, path: &Path, addr: &str) -> anyhow::Result<()> {
+        let temp = path.with_extension("addr.tmp");
+        std::fs::write(&temp, format!("{addr}\n"))
+            .and_then(|()| std::fs::rename(&temp, path))
+            .with_context(|| format!("writing the address file {}", path.display()))?;
+        self.paths.push(path.to_path_buf());
+        Ok(())
+    }
+}
+
+impl Drop for AddrFiles {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Binds the TLS peer listener if configured, and records its address.
-async fn bind_peers(config: &Config, node: &Node) -> anyhow::Result<Option<PeerListener>> {
+async fn bind_peers(
+    config: &Config,
+    node: &Node,
+    addr_files: &mut AddrFiles,
+) -> anyhow::Result<Option<PeerListener>> {
     let Some(addr) = &config.sync.peer_listen else {
         return Ok(None);
     };
@@ -118,37 +163,56 @@ async fn bind_peers(config: &Config, node: &Node) -> anyhow::Result<Option<PeerL
         .bind(addr)
         .await
         .with_context(|| format!("binding the peer address {addr}"))?;
-    write_addr_file(&config.peer_addr_path(), &bound)?;
+    addr_files.write(&config.peer_addr_path(), &bound)?;
     node.set_peer_address(bound);
     Ok(Some(listener))
 }
 
-/// Records a bound address so client verbs using the same data directory find the node.
-fn write_addr_file(path: &Path, addr: &str) -> anyhow::Result<()> {
-    let temp = path.with_extension("addr.tmp");
-    std::fs::write(&temp, format!("{addr}\n"))
-        .and_then(|()| std::fs::rename(&temp, path))
-        .with_context(|| format!("writing the address file {}", path.display()))
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves when the node is told to stop: SIGINT (Ctrl-C), SIGTERM or SIGHUP, all alike.
+///
+/// SIGHUP is what a node started from a terminal or an ssh session gets when that session
+/// closes; its default action would kill the process without a shutdown and leave the
+/// address files behind. There is no config to reload and no log file to reopen (the log is
+/// stderr), so it stops the node like SIGTERM. A SIGHUP already ignored when the node starts
+/// (`nohup syncbase serve`) stays ignored.
 async fn shutdown_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sigterm = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = sigterm => {}
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut kinds = vec![SignalKind::interrupt(), SignalKind::terminate()];
+    if !hangup_ignored() {
+        kinds.push(SignalKind::hangup());
     }
+    let mut signals: Vec<_> = kinds
+        .into_iter()
+        .filter_map(|kind| signal(kind).ok())
+        .collect();
+    if signals.is_empty() {
+        tracing::warn!("no stop signal could be watched; the node stops only when killed");
+        return std::future::pending().await;
+    }
+    let received = signals.iter_mut().map(|signal| Box::pin(signal.recv()));
+    futures::future::select_all(received).await;
     tracing::info!("shutdown requested");
 }
+
+/// Whether this process started with SIGHUP ignored (`nohup`), read from the `SigIgn` mask of
+/// `/proc/self/status`; false where that is unreadable.
+fn hangup_ignored() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| ignored_mask(&status))
+        .is_some_and(|mask| mask & 1 << (SIGHUP - 1) != 0)
+}
+
+/// The `SigIgn:` mask of a `/proc/PID/status` text.
+fn ignored_mask(status: &str) -> Option<u64> {
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// SIGHUP's number, 1 on every Unix.
+const SIGHUP: u32 = 1;
 
 fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
@@ -156,4 +220,21 @@ fn init_logging(level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ignored_signal_mask_is_read_from_proc_status() {
+        let status = "Name:\tsyncbase\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001001\n";
+        let mask = ignored_mask(status).unwrap();
+        assert_ne!(
+            mask & 1 << (SIGHUP - 1),
+            0,
+            "SIGHUP (1) and SIGPIPE (13) ignored"
+        );
+        assert_eq!(ignored_mask("Name:\tx\n"), None);
+    }
 }

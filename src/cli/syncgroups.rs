@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use crate::cli::Target;
 use crate::cli::client::with_service;
+use crate::cli::output::{OutputError, out, outln};
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
 use crate::schema::service_capnp::{InviteLevel, service, syncgroup_info, syncgroups};
@@ -75,11 +76,11 @@ pub fn create(target: &Target, args: CreateArgs<'_>) -> anyhow::Result<()> {
         let info = response.get()?.get_sg()?;
         print_syncgroup(info)?;
         if info.get_sg()?.get_status()? == SyncgroupStatus::PublishPending {
-            println!(
+            outln!(
                 "proposed to its host: nothing syncs with it until its operator runs \
                  `syncbase sg accept {}` there",
                 args.name
-            );
+            )?;
         }
         Ok(())
     })
@@ -164,20 +165,20 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
             .filter(|proposal| db.is_empty() || proposal.sg.db == db)
             .collect();
         if list.is_empty() && proposals.is_empty() {
-            println!("no syncgroups (create one with `syncbase sg create`, or join one)");
+            outln!("no syncgroups (create one with `syncbase sg create`, or join one)")?;
         }
         for info in list {
             let sg = info.get_sg()?;
-            println!(
+            outln!(
                 "{}  database {}  {}  {} members{}",
                 sg.get_name()?.to_str()?,
                 info.get_database()?.to_str()?,
                 status(sg.get_status()?),
                 sg.get_joiners()?.len(),
                 flags(info),
-            );
+            )?;
         }
-        super::proposals::print(&proposals);
+        super::proposals::print(&proposals)?;
         Ok(())
     })
 }
@@ -198,7 +199,7 @@ pub fn show(target: &Target, name: &str) -> anyhow::Result<()> {
         let proposals = super::proposals::fetch(&service).await?;
         match proposals.iter().find(|p| p.sg.name.as_str() == name) {
             Some(proposal) => {
-                super::proposals::print_one(proposal);
+                super::proposals::print_one(proposal)?;
                 Ok(())
             }
             None => Err(error),
@@ -227,7 +228,7 @@ pub fn invite(
             .set_expires_in_seconds(expires_in_seconds.unwrap_or(0));
         request.get().set_uses(uses);
         let response = request.send().promise.await.map_err(remote_error)?;
-        println!("{}", response.get()?.get_token()?.to_str()?);
+        outln!("{}", response.get()?.get_token()?.to_str()?)?;
         Ok(())
     })
 }
@@ -239,7 +240,7 @@ pub fn eject(target: &Target, name: &str, member: &str) -> anyhow::Result<()> {
         request.get().set_name(name);
         request.get().set_member(member);
         request.send().promise.await.map_err(remote_error)?;
-        println!("ejected {member} from {name}");
+        outln!("ejected {member} from {name}")?;
         Ok(())
     })
 }
@@ -286,7 +287,7 @@ pub fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
         let mut request = syncgroups_of(&service).leave_request();
         request.get().set_name(name);
         request.send().promise.await.map_err(remote_error)?;
-        println!("left {name} (its rows stay here; join again to resume syncing)");
+        outln!("left {name} (its rows stay here; join again to resume syncing)")?;
         Ok(())
     })
 }
@@ -326,36 +327,40 @@ pub(super) fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Resul
     } else {
         format!("published here by {publisher}")
     };
-    print_record(&sg, &flags(info), &published);
+    print_record(&sg, &flags(info), &published)?;
     Ok(())
 }
 
 /// Prints a syncgroup: `flags` after its name, and `published` (if not empty) as a line of its
 /// own.
-pub(super) fn print_record(sg: &Syncgroup, flags: &str, published: &str) {
-    println!("syncgroup {}{flags}", sg.name);
-    println!("  id {}", sg.id.to_hex());
-    println!("  database {}", sg.db);
-    println!("  status {:?}", sg.status);
-    println!("  spec version {}", sg.spec_version);
-    println!("  creator {}", sg.creator);
+pub(super) fn print_record(
+    sg: &Syncgroup,
+    flags: &str,
+    published: &str,
+) -> Result<(), OutputError> {
+    outln!("syncgroup {}{flags}", sg.name)?;
+    outln!("  id {}", sg.id.to_hex())?;
+    outln!("  database {}", sg.db)?;
+    outln!("  status {:?}", sg.status)?;
+    outln!("  spec version {}", sg.spec_version)?;
+    outln!("  creator {}", sg.creator)?;
     if !published.is_empty() {
-        println!("  {published}");
+        outln!("  {published}")?;
     }
     if !sg.spec.description.is_empty() {
-        println!("  description {}", sg.spec.description);
+        outln!("  description {}", sg.spec.description)?;
     }
-    println!("  prefixes {}", scopes(sg).join(" "));
+    outln!("  prefixes {}", scopes(sg).join(" "))?;
     for (tag, list) in &sg.spec.perms.0 {
         let allowed: Vec<&str> = list.allowed.iter().map(String::as_str).collect();
-        print!("  {tag:?}: {}", allowed.join(" "));
+        out!("  {tag:?}: {}", allowed.join(" "))?;
         if !list.denied.is_empty() {
             let denied: Vec<&str> = list.denied.iter().map(String::as_str).collect();
-            print!(" (not {})", denied.join(" "));
+            out!(" (not {})", denied.join(" "))?;
         }
-        println!();
+        outln!()?;
     }
-    println!("  members");
+    outln!("  members")?;
     for (member, info) in &sg.joiners {
         let address = if info.address.is_empty() {
             "(no address)"
@@ -363,11 +368,12 @@ pub(super) fn print_record(sg: &Syncgroup, flags: &str, published: &str) {
             info.address.as_str()
         };
         let server = if info.is_server { " server" } else { "" };
-        println!(
+        outln!(
             "    {member} device {:016x} {address}{server}",
             info.device.0
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// A syncgroup's prefixes as TABLE/PREFIX, the form `--prefix` takes.

@@ -1,12 +1,11 @@
 //! `syncbase watch DB [TABLE [PREFIX]]`: prints row changes as they commit, local or synced,
 //! one line each: `put|delete<TAB>table<TAB>key[<TAB>value]`, with `(sync)` on synced ones.
 
-use std::io::Write;
 use std::rc::Rc;
 
 use crate::cli::Target;
 use crate::cli::client::{printable, with_service};
-use crate::rpc::client::remote_error;
+use crate::cli::output::{self, LocalFailure};
 use crate::schema::service_capnp::{watch_change, watch_sink};
 
 /// Watches until the node stops or the user interrupts.
@@ -25,29 +24,31 @@ pub fn run(
         request.get().set_table(table);
         request.get().set_prefix(prefix);
         request.get().set_initial_state(initial);
+        let failure = LocalFailure::default();
+        let watcher = PrintingWatcher {
+            failure: failure.clone(),
+        };
         request
             .get()
-            .set_sink(capnp_rpc::new_client::<watch_sink::Client, _>(
-                PrintingWatcher,
-            ));
-        request.send().promise.await.map_err(remote_error)?;
+            .set_sink(capnp_rpc::new_client::<watch_sink::Client, _>(watcher));
+        failure.run(request.send().promise).await?;
         Ok(())
     })
 }
 
-struct PrintingWatcher;
+/// Prints each pushed change; a failed write ends the watch and is kept in `failure`.
+struct PrintingWatcher {
+    failure: LocalFailure,
+}
 
 impl watch_sink::Server for PrintingWatcher {
     async fn push(self: Rc<Self>, params: watch_sink::PushParams) -> capnp::Result<()> {
-        let mut stdout = std::io::stdout().lock();
+        let mut lines = String::new();
         for change in params.get()?.get_changes()? {
-            let line = describe(change)?;
-            writeln!(stdout, "{line}")
-                .map_err(|e| capnp::Error::failed(format!("writing to stdout: {e}")))?;
+            lines.push_str(&describe(change)?);
+            lines.push('\n');
         }
-        stdout
-            .flush()
-            .map_err(|e| capnp::Error::failed(format!("writing to stdout: {e}")))
+        output::write_bytes(lines.as_bytes()).map_err(|error| self.failure.record(error))
     }
 }
 

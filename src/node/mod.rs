@@ -9,6 +9,7 @@
 mod access;
 mod peers;
 mod proposals;
+mod repeat_log;
 mod syncgroups;
 
 pub use access::{TrustSets, WriterCheck};
@@ -44,6 +45,8 @@ pub struct Node {
     commits: tokio::sync::watch::Sender<u64>,
     token: ClientToken,
     writes: TaskTracker,
+    /// Failed commits, each logged (a repeat with a count, see `repeat_log`).
+    commit_failures: Arc<repeat_log::RepeatLog>,
     identity: NodeIdentity,
     peers: PeerRegistry,
     network: Network,
@@ -75,6 +78,7 @@ impl Node {
             commits: tokio::sync::watch::Sender::new(0),
             token,
             writes: TaskTracker::new(),
+            commit_failures: Arc::new(repeat_log::RepeatLog::new("storage commit")),
             identity,
             peers: PeerRegistry::default(),
             network,
@@ -216,11 +220,25 @@ impl Node {
             }
             result
         });
-        match handle.await {
+        let result = match handle.await {
             Ok(result) => result,
             Err(join_error) => Err(Error::Internal(format!(
                 "storage write failed: {join_error}"
             ))),
+        };
+        self.log_commit(&result);
+        result
+    }
+
+    /// Logs a write that failed in storage (full, or broken), not a refused one: a node whose
+    /// commits fail says so in its log, once per streak of identical failures with a count.
+    fn log_commit<T>(&self, result: &Result<T>) {
+        match result {
+            Ok(_) => self.commit_failures.succeeded(),
+            Err(error @ (Error::StorageFull(_) | Error::Storage(_) | Error::Internal(_))) => {
+                self.commit_failures.failed(&error.to_string());
+            }
+            Err(_) => {}
         }
     }
 

@@ -2,6 +2,12 @@
 //! at a fresh random version, the row head, a DAG node whose parent is the previous head, a log
 //! entry with this device's next generation, a change-feed entry, and the counters. There is
 //! no watch log to poll: whoever waits is woken after the commit.
+//!
+//! Every mutation is recorded, a delete of a row this node holds no live value for included:
+//! it becomes a versioned tombstone (a DAG node marked deleted, parentless if the row was
+//! never seen here) that syncs and takes part in last-writer-wins like any write. Otherwise
+//! a delete acknowledged here would silently lose to an earlier put from a peer it had not
+//! received yet. The reply still says whether the row existed *here*.
 
 use crate::clock::Clock;
 use crate::error::Result;
@@ -56,9 +62,6 @@ fn apply_one(
     };
     let head = db.head(table, row)?;
     let existed = head.as_ref().is_some_and(|head| !head.deleted);
-    if value.is_none() && !existed {
-        return Ok(false);
-    }
     let version = Version::random()?;
     let node = DagNode {
         parents: head.map(|head| head.version).into_iter().collect(),

@@ -92,9 +92,38 @@ fn commits_report_which_rows_existed_and_deletes_leave_no_row() {
     assert_eq!(store.commit(&db(), &[delete("never")]).unwrap(), [false]);
     assert_eq!(
         store.state(&db()).unwrap().own_generation(),
-        3,
-        "a delete of nothing logs nothing"
+        5,
+        "every delete is logged, of a row absent here too (as a tombstone)"
     );
+}
+
+#[test]
+fn a_later_delete_of_a_row_never_seen_here_wins_over_an_earlier_put() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k2", b"from a")]).unwrap();
+    assert_eq!(b.commit(&db(), &[delete("k2")]).unwrap(), [false]);
+    pull(&a, &b);
+    pull(&b, &a);
+    assert_eq!(get(&a, "k2"), None, "b's delete came later");
+    assert_eq!(get(&b, "k2"), None);
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
+}
+
+#[test]
+fn a_later_delete_in_a_batch_of_a_row_never_seen_here_wins_too() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k2", b"from a"), put("k3", b"from a")])
+        .unwrap();
+    b.commit(&db(), &[put("other", b"b"), delete("k2"), delete("k3")])
+        .unwrap();
+    pull(&b, &a);
+    pull(&a, &b);
+    for store in [&a, &b] {
+        assert_eq!(get(store, "k2"), None);
+        assert_eq!(get(store, "k3"), None);
+        assert_eq!(get(store, "other").as_deref(), Some(&b"b"[..]));
+    }
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
 }
 
 #[test]

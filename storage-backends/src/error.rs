@@ -22,6 +22,19 @@ pub enum StorageError {
     )]
     MapFull { map_size: u64 },
 
+    /// The filesystem holding the store refused to grow it: no space left (`ENOSPC`), the
+    /// user's quota reached (`EDQUOT`), or the process's file size limit reached (`EFBIG`).
+    /// The write was rolled back; the message says what to free or raise.
+    #[error(
+        "storage is full: writing {path} failed: {source}; {}",
+        disk_full_fix(source)
+    )]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A key longer than [`crate::MAX_KEY_LEN`].
     #[error("key of {len} bytes is longer than the storage limit of {max} bytes")]
     KeyTooLong { len: usize, max: usize },
@@ -48,4 +61,72 @@ pub enum StorageError {
     /// A visitor's own error, passed through a scan unchanged.
     #[error("{0}")]
     Visitor(String),
+}
+
+impl StorageError {
+    /// Whether the storage is out of room (the map or the disk): retrying fails the same way
+    /// until space is freed or a limit raised.
+    pub fn is_full(&self) -> bool {
+        matches!(
+            self,
+            StorageError::MapFull { .. } | StorageError::DiskFull { .. }
+        )
+    }
+}
+
+/// Whether an OS error means the filesystem refused to grow a file (see
+/// [`StorageError::DiskFull`]).
+pub fn is_out_of_space(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
+/// What the operator can do about an out-of-space error.
+fn disk_full_fix(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::QuotaExceeded => "free space within the user's disk quota, or raise the quota",
+        ErrorKind::FileTooLarge => {
+            "raise the file size limit of the node's process (ulimit -f / RLIMIT_FSIZE)"
+        }
+        _ => {
+            "free space on the filesystem holding the data directory, or move data_dir to a larger one"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_space_errnos_are_disk_full_and_each_names_its_fix() {
+        let fixes = [
+            (28, "free space on the filesystem"), // ENOSPC
+            (122, "disk quota"),                  // EDQUOT
+            (27, "file size limit"),              // EFBIG
+        ];
+        for (errno, fix) in fixes {
+            let source = std::io::Error::from_raw_os_error(errno);
+            assert!(is_out_of_space(&source), "errno {errno}");
+            let error = StorageError::DiskFull {
+                path: "/data/data.mdb".into(),
+                source,
+            };
+            assert!(error.is_full());
+            let text = error.to_string();
+            assert!(
+                text.starts_with("storage is full: writing /data/data.mdb"),
+                "{text}"
+            );
+            assert!(text.contains(fix), "{text}");
+        }
+        for errno in [5, 13] {
+            // EIO, EACCES: not a question of space.
+            assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(errno)));
+        }
+    }
 }

@@ -14,6 +14,9 @@
 //!   durable (for durable backends) before it returns; dropping it without `commit` discards
 //!   every write;
 //! - at most one write transaction is open at a time per store (others block until it ends);
+//! - a write that fails for lack of room, in the backend's own limit or on the disk, fails
+//!   with an error for which [`StorageError::is_full`] holds (`MapFull`, `DiskFull`), never as
+//!   a generic backend error, and writes nothing;
 //! - transactions are not `Send`: begin, use and end one on a single thread, and never hold
 //!   one across an `.await` (run writes on a blocking thread).
 

@@ -11,7 +11,10 @@
 //! stored as is, and `empty-key`, whose single entry is the value of the empty key. The
 //! empty key sorts before every other key, so scans visit it first.
 
+mod room;
 mod txn;
+
+use room::Room;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -83,6 +86,13 @@ impl LmdbStorage {
     pub fn path(&self) -> &Path {
         &self.registration.path
     }
+
+    fn room(&self) -> Room<'_> {
+        Room {
+            map_size: self.map_size,
+            path: &self.registration.path,
+        }
+    }
 }
 
 impl fmt::Debug for LmdbStorage {
@@ -107,8 +117,8 @@ impl Storage for LmdbStorage {
         let txn = self
             .env
             .begin_rw_txn()
-            .map_err(|err| map_error(self.map_size, "beginning a write transaction", err))?;
-        Ok(Box::new(txn::LmdbWrite::new(txn, self.dbs, self.map_size)))
+            .map_err(|err| self.room().error("beginning a write transaction", err))?;
+        Ok(Box::new(txn::LmdbWrite::new(txn, self.dbs, self.room())))
     }
 
     fn backend(&self) -> &'static str {
@@ -197,11 +207,13 @@ fn open_paths() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
     OPEN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A filesystem error about `path`.
+/// A filesystem error about `path`; out of room (see `room`) is `DiskFull` here too.
 fn io_error(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::Io {
-        path: path.to_path_buf(),
-        source,
+    let path = path.to_path_buf();
+    if crate::error::is_out_of_space(&source) {
+        StorageError::DiskFull { path, source }
+    } else {
+        StorageError::Io { path, source }
     }
 }
 
@@ -214,18 +226,24 @@ fn open_error(path: &Path, err: ::lmdb::Error) -> StorageError {
     }
 }
 
-/// An error from an operation on an open environment whose map holds `map_size` bytes.
-fn map_error(map_size: u64, context: &str, err: ::lmdb::Error) -> StorageError {
-    match err {
-        ::lmdb::Error::MapFull => StorageError::MapFull { map_size },
-        err => backend_error(context, err),
-    }
-}
-
 /// Any other LMDB error, with what was being done.
 fn backend_error(context: &str, err: ::lmdb::Error) -> StorageError {
     StorageError::Backend {
         backend: "lmdb",
         message: format!("{context}: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_on_a_full_disk_is_disk_full_and_other_os_errors_stay_io() {
+        let dir = Path::new("/data/lmdb");
+        let full = io_error(dir, std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.is_full(), "{full:?}");
+        let denied = io_error(dir, std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(denied, StorageError::Io { .. }), "{denied:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! `syncbase serve` as a child process, and the client verbs run against it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_syncbase");
@@ -60,18 +60,23 @@ impl Served {
 
     /// Runs a client verb (`args[0]`, or `peer args[1]` / `sg args[1]`) against this node.
     pub fn client(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("client runs")
+    }
+
+    /// The command line of a client verb against this node, to spawn as the test likes.
+    pub fn command(&self, args: &[&str]) -> Command {
         let verb = if matches!(args[0], "peer" | "sg") {
             2
         } else {
             1
         };
-        Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(&args[..verb])
             .arg("--data-dir")
             .arg(self.path())
-            .args(&args[verb..])
-            .output()
-            .expect("client runs")
+            .args(&args[verb..]);
+        command
     }
 
     /// The stdout of a client verb that must succeed.
@@ -106,13 +111,18 @@ impl Served {
     }
 
     /// Sends SIGTERM and returns the exit status's success.
-    pub fn stop(mut self) -> bool {
+    pub fn stop(self) -> bool {
+        self.signal("TERM").success()
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, ...) and returns the exit status.
+    pub fn signal(mut self, name: &str) -> ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("kill runs");
-        self.child.wait().expect("serve exits").success()
+        self.child.wait().expect("serve exits")
     }
 }
 

@@ -4,6 +4,7 @@
 //! outside the timing). Each repetition uses a fresh B against the same A. Beside it, raw
 //! `lmdb-rkv` durable puts of the same data in transactions of 1,000, in the same run.
 
+use crate::cli::output::outln;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -41,11 +42,14 @@ struct Run {
 
 impl BulkBench {
     pub fn run(&self) -> anyhow::Result<()> {
-        self.measure(|line| println!("{line}"))
+        self.measure(|line| Ok(outln!("{line}")?))
     }
 
     /// Runs the benchmark, handing each JSON line to `emit` as soon as it is measured.
-    pub fn measure(&self, mut emit: impl FnMut(&serde_json::Value)) -> anyhow::Result<()> {
+    pub fn measure(
+        &self,
+        mut emit: impl FnMut(&serde_json::Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.repeat >= 1 && !self.records.is_empty() && self.records.iter().all(|&n| n > 0),
             "bench sync bulk needs --repeat >= 1 and --records N[,N...] with every N >= 1"
@@ -76,7 +80,7 @@ impl BulkBench {
             line["raw_lmdb_file_bytes_per_record"] = (raw_file as f64 / n as f64).into();
             first_rate
                 .get_or_insert((n, line["records_per_sec"]["median"].as_f64().unwrap_or(0.0)));
-            emit(&line);
+            emit(&line)?;
         }
         Ok(())
     }
@@ -180,7 +184,12 @@ mod tests {
             repeat: 1,
         };
         let mut lines = Vec::new();
-        bench.measure(|line| lines.push(line.clone())).unwrap();
+        bench
+            .measure(|line| {
+                lines.push(line.clone());
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["bench"], "sync-bulk");
         assert!(lines[0]["records_per_sec"]["median"].as_f64().unwrap() > 0.0);

@@ -8,6 +8,7 @@
 //! to B; A's connection to B carries B's pushes to A (knowledge-only pages once B's knowledge
 //! moves). Two phases: `--rate` (paced) and `--fast-rate` (throughput mode).
 
+use crate::cli::output::outln;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -90,7 +91,7 @@ struct Phase {
 impl LatencyBench {
     pub fn run(&self) -> anyhow::Result<()> {
         for line in self.measure()? {
-            println!("{line}");
+            outln!("{line}")?;
         }
         Ok(())
     }

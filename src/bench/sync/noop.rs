@@ -8,6 +8,7 @@
 //! identity to A through the same proxy): its bytes and round trips until `connect` returns
 //! are the handshake's share, so the sync's own share is the difference.
 
+use crate::cli::output::outln;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -58,7 +59,7 @@ struct Connect {
 
 impl NoopBench {
     pub fn run(&self) -> anyhow::Result<()> {
-        println!("{}", self.measure()?);
+        outln!("{}", self.measure()?)?;
         Ok(())
     }
 

@@ -5,11 +5,12 @@
 //! reads its own writes through the same code (LMDB does that natively). A write
 //! transaction that hits an LMDB error (notably `MDB_MAP_FULL`) is unusable from then on —
 //! LMDB refuses further work in it — so it remembers the error, repeats it on every later
-//! call including `commit`, and is rolled back when dropped.
+//! call including `commit`, and is rolled back when dropped. Every write error keeps its
+//! kind (`Room::error`): a full map or a full disk is never a generic backend error.
 
 use ::lmdb::{Cursor, RoCursor, RoTransaction, RwTransaction, Transaction, WriteFlags};
 
-use super::{Dbs, backend_error, map_error};
+use super::{Dbs, Room, backend_error};
 use crate::{MAX_KEY_LEN, ReadTxn, Result, Scan, Visitor, WriteTxn, check_key_len};
 
 /// A read-only snapshot transaction.
@@ -38,17 +39,17 @@ impl ReadTxn for LmdbRead<'_> {
 pub(super) struct LmdbWrite<'env> {
     txn: RwTransaction<'env>,
     dbs: Dbs,
-    map_size: u64,
+    room: Room<'env>,
     /// The LMDB error that broke this transaction, if one did.
     failed: Option<::lmdb::Error>,
 }
 
 impl<'env> LmdbWrite<'env> {
-    pub(super) fn new(txn: RwTransaction<'env>, dbs: Dbs, map_size: u64) -> Self {
+    pub(super) fn new(txn: RwTransaction<'env>, dbs: Dbs, room: Room<'env>) -> Self {
         Self {
             txn,
             dbs,
-            map_size,
+            room,
             failed: None,
         }
     }
@@ -56,8 +57,7 @@ impl<'env> LmdbWrite<'env> {
     /// Fails if an earlier error broke the transaction.
     fn ensure_usable(&self) -> Result<()> {
         match self.failed {
-            Some(err) => Err(map_error(
-                self.map_size,
+            Some(err) => Err(self.room.error(
                 "the write transaction failed earlier and is rolled back",
                 err,
             )),
@@ -68,7 +68,7 @@ impl<'env> LmdbWrite<'env> {
     /// Records that `err` broke the transaction during `context`, and reports it.
     fn fail(&mut self, context: &str, err: ::lmdb::Error) -> crate::StorageError {
         self.failed = Some(err);
-        map_error(self.map_size, context, err)
+        self.room.error(context, err)
     }
 }
 
@@ -111,10 +111,8 @@ impl WriteTxn for LmdbWrite<'_> {
     fn commit(self: Box<Self>) -> Result<()> {
         // On an early return the transaction is dropped, which aborts it.
         self.ensure_usable()?;
-        let map_size = self.map_size;
-        self.txn
-            .commit()
-            .map_err(|err| map_error(map_size, "commit", err))
+        let room = self.room;
+        self.txn.commit().map_err(|err| room.error("commit", err))
     }
 }
 
