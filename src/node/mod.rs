@@ -9,7 +9,6 @@
 mod access;
 mod peers;
 mod proposals;
-mod repeat_log;
 mod syncgroups;
 
 pub use access::{TrustSets, WriterCheck};
@@ -45,8 +44,8 @@ pub struct Node {
     commits: tokio::sync::watch::Sender<u64>,
     token: ClientToken,
     writes: TaskTracker,
-    /// Failed commits, each logged (a repeat with a count, see `repeat_log`).
-    commit_failures: Arc<repeat_log::RepeatLog>,
+    /// Failed commits, each logged (a repeat with a count, see `tally::RepeatLog`).
+    commit_failures: Arc<crate::tally::RepeatLog>,
     identity: NodeIdentity,
     peers: PeerRegistry,
     network: Network,
@@ -78,7 +77,7 @@ impl Node {
             commits: tokio::sync::watch::Sender::new(0),
             token,
             writes: TaskTracker::new(),
-            commit_failures: Arc::new(repeat_log::RepeatLog::new("storage commit")),
+            commit_failures: Arc::new(crate::tally::RepeatLog::new("storage commit")),
             identity,
             peers: PeerRegistry::default(),
             network,
