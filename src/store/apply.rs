@@ -55,6 +55,9 @@ enum Graft {
     Link {
         parents: Vec<Version>,
     },
+    /// A node this node already held under another (device, generation): the same write
+    /// logged again by its writer's new epoch; it moves nothing.
+    Known,
 }
 
 /// Applies `records`, received from peer `from`, then resolves every object they touched.
@@ -92,16 +95,16 @@ fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Re
     let (table, row, version) = (record.table.as_str(), record.row.as_str(), record.version);
     let (kind, graft) = match &record.content {
         RecordContent::Node(node) => {
-            if db.node(table, row, version)?.is_none() {
+            let graft = if db.node(table, row, version)?.is_none() {
                 db.put_node(table, row, version, node)?;
-            }
-            (
-                EntryKind::Node,
                 Graft::Node {
                     version,
                     parents: node.parents.clone(),
-                },
-            )
+                }
+            } else {
+                Graft::Known
+            };
+            (EntryKind::Node, graft)
         }
         RecordContent::Link { parents, hlc, .. } => {
             if db.node(table, row, version)?.is_none() {
@@ -211,6 +214,7 @@ fn heads_after(old_head: Option<Version>, grafts: &[Graft]) -> BTreeSet<Version>
             Graft::Link { parents } => parents.iter().for_each(|parent| {
                 heads.remove(parent);
             }),
+            Graft::Known => {}
         }
     }
     heads
@@ -340,6 +344,12 @@ mod tests {
             parents: vec![v(2)],
         });
         assert_eq!(heads_after(Some(v(2)), &grafts), BTreeSet::from([v(3)]));
+    }
+
+    #[test]
+    fn a_write_relogged_by_a_new_epoch_moves_no_head() {
+        let grafts = [Graft::Known];
+        assert_eq!(heads_after(Some(v(5)), &grafts), BTreeSet::from([v(5)]));
     }
 
     #[test]

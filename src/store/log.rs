@@ -11,6 +11,7 @@ use syncbase_storage::{ReadTxn, Scan, prefix_end};
 
 use crate::error::Result;
 use crate::store::PageLimit;
+use crate::store::epoch::{self, Mark};
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
@@ -42,6 +43,9 @@ pub struct Page {
     pub knowledge: Option<Knowledge>,
     /// Log entries after this page, not yet examined for the initiator.
     pub remaining: u64,
+    /// With the knowledge: the initiator's device's highest generation logged here and that
+    /// record's digest (see `store::epoch`).
+    pub initiator_mark: Option<Mark>,
 }
 
 /// Reads the next page of records the initiator lacks.
@@ -100,6 +104,7 @@ pub fn read_page(
             .collect();
         let mine = load_knowledge(txn, keys)?;
         page.knowledge = Some(mine.request_for(&scopes, me, state.own_generation()));
+        page.initiator_mark = epoch::last_mark(txn, keys, request.initiator)?;
     }
     Ok(page)
 }
