@@ -99,11 +99,16 @@ interface SyncgroupAdmin {
 }
 
 interface DeltaSink {
-  push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64) -> stream;
+  push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64,
+           markGeneration :UInt64, markDigest :UInt64) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
   # batch (0 once caught up); the initiator shows it as records pending in.
   # `responderDevice`: the responder's device id, the same in every push of a call, so the
   # initiator can open getDeltas without first asking deviceInfo (one round trip less).
+  # `markGeneration`, `markDigest` (data pages that carry knowledge; 0 = none): the highest
+  # generation of the initiator's device the responder holds and a digest of that record
+  # (xxh3 of its table, row, version and kind), so an initiator whose store was restored or
+  # copied learns that its (device, generation) pairs name other records elsewhere.
 }
 
 interface ByteSink {

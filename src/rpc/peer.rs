@@ -385,6 +385,10 @@ impl PageSink for CapnpPageSink {
 
     async fn send(&mut self, room: PageRoom, page: Page) -> crate::error::Result<()> {
         let mut request = push_request(&self.sink, self.device, page.remaining);
+        if let Some(mark) = page.initiator_mark {
+            request.get().set_mark_generation(mark.generation);
+            request.get().set_mark_digest(mark.digest);
+        }
         let count = page.records.len() + usize::from(page.knowledge.is_some());
         let mut batch = request.get().init_batch(count as u32);
         for (i, record) in page.records.iter().enumerate() {

@@ -10,6 +10,7 @@ use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record
 use crate::rpc::wire;
 use crate::schema::sync_capnp::delta_sink;
 use crate::schema::types_capnp::delta_resp;
+use crate::store::Mark;
 use crate::sync::genvec::DeviceId;
 use crate::sync::initiator::{Push, Session};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
@@ -40,6 +41,10 @@ impl delta_sink::Server for DeltaSinkImpl {
                 knowledge,
                 remaining: params.get_remaining(),
                 responder: DeviceId(params.get_responder_device()),
+                mark: (params.get_mark_generation() != 0).then(|| Mark {
+                    generation: params.get_mark_generation(),
+                    digest: params.get_mark_digest(),
+                }),
             };
             self.session.receive(push).await?;
             Ok::<_, capnp::Error>(())

@@ -1,8 +1,9 @@
 //! The initiator side of a sync session with one peer for one database (reference §2.4),
 //! without Cap'n Proto: builds the request from this node's knowledge, checks every page the
-//! responder pushes (records only under the scopes asked for, knowledge only for them, no
-//! claim on this node's own generations beyond what it has made), and applies each page in one
-//! commit.
+//! responder pushes (records only under the scopes asked for, knowledge only for them), and
+//! applies each page in one commit. A page showing that the responder holds generations of this
+//! node's device beyond what it has made, or another record at one it made, means this store
+//! was restored or copied: the node starts an epoch (`Node::start_epoch`) and the session ends.
 //! A page that fails a check is refused whole: nothing of it is committed, the session ends
 //! with the error, and the next session starts from the knowledge last committed.
 
@@ -13,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::store::{Applied, LogRecord};
-use crate::sync::genvec::{DeviceId, Knowledge, Scope};
+use crate::store::{Applied, LogRecord, Mark};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::sync::responder::DeltaRequest;
 
 /// One database's sync with one peer.
@@ -23,6 +24,8 @@ pub struct Session {
     peer: Fingerprint,
     /// The responder's device, as its first push named it.
     responder: Cell<Option<DeviceId>>,
+    /// This node's device when the request was built.
+    asked_as: Cell<Option<DeviceId>>,
     db: DbName,
     scopes: Vec<Scope>,
 }
@@ -37,6 +40,9 @@ pub struct Push {
     pub remaining: u64,
     /// The responder's device id (for generation vectors and echo suppression).
     pub responder: DeviceId,
+    /// With the knowledge: the highest generation of our device the responder holds, and a
+    /// digest of that record.
+    pub mark: Option<Mark>,
 }
 
 impl Session {
@@ -45,6 +51,7 @@ impl Session {
             node,
             peer,
             responder: Cell::new(None),
+            asked_as: Cell::new(None),
             db,
             scopes,
         }
@@ -53,6 +60,7 @@ impl Session {
     /// The request for a live session: our knowledge for the shared scopes.
     pub fn request(&self) -> Result<DeltaRequest> {
         let store = self.node.store();
+        self.asked_as.set(Some(store.device()));
         let own = store.state(&self.db)?.own_generation();
         let knowledge = store
             .knowledge(&self.db)?
@@ -72,8 +80,10 @@ impl Session {
             knowledge,
             remaining,
             responder,
+            mark,
         } = push;
         self.check_responder(responder)?;
+        self.check_device(knowledge.as_ref(), mark).await?;
         self.check(&records, knowledge.as_ref())?;
         let records = self.drop_unauthorized(records)?;
         let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
@@ -142,7 +152,7 @@ impl Session {
             }
         }
         if let Some(knowledge) = knowledge {
-            self.check_knowledge(knowledge, me)?;
+            self.check_knowledge(knowledge)?;
         }
         Ok(())
     }
@@ -178,25 +188,84 @@ impl Session {
         Ok(kept)
     }
 
-    /// The responder's knowledge must stay inside the scopes asked for and must not claim more
-    /// of this node's own generations than it has made. (It need not cover every record sent:
-    /// a responder relays records from pages it received without knowledge yet.)
-    fn check_knowledge(&self, knowledge: &Knowledge, me: DeviceId) -> Result<()> {
-        let own = self.node.store().state(&self.db)?.own_generation();
-        for (scope, vector) in knowledge.iter() {
+    /// The responder's knowledge must stay inside the scopes asked for.
+    fn check_knowledge(&self, knowledge: &Knowledge) -> Result<()> {
+        for (scope, _) in knowledge.iter() {
             if !self.scopes.iter().any(|asked| asked.contains(scope)) {
                 return Err(Error::invalid(format!(
                     "knowledge for scope {scope}, which was not asked for"
                 )));
             }
-            if vector.get(me) > own {
-                return Err(Error::invalid(format!(
-                    "knowledge claims generation {} of this node, which has made {own}",
-                    vector.get(me)
-                )));
-            }
         }
         Ok(())
+    }
+
+    /// A (device, generation) pair names one record, forever: if the responder holds a
+    /// generation of this node's device beyond what the store has made, or another record at
+    /// one it has made (the mark), this store was restored or copied. The node then starts an
+    /// epoch (a fresh device id, see `store::epoch`), the page is refused, and the session
+    /// ends so that it starts again as the new device. A session asked as an older device
+    /// ends too.
+    async fn check_device(&self, knowledge: Option<&Knowledge>, mark: Option<Mark>) -> Result<()> {
+        let store = self.node.store();
+        let me = store.device();
+        if self.asked_as.get().is_some_and(|asked| asked != me) {
+            return Err(Error::BadState(format!(
+                "this node moved to a new device id ({:016x}, an epoch) since the session \
+                 started: sync again",
+                me.0
+            )));
+        }
+        let Some(knowledge) = knowledge else {
+            return Ok(());
+        };
+        let Some((generation, reason)) = self.clash(knowledge, mark, me)? else {
+            return Ok(());
+        };
+        let reason = format!(
+            "peer {} {reason} in database {:?}: this store was restored from a backup or copied",
+            self.peer,
+            self.db.as_str()
+        );
+        let clash = Some((self.db.clone(), generation));
+        self.node.start_epoch(me, reason.clone(), clash).await?;
+        Err(Error::BadState(format!(
+            "{reason}; this node moved to a new device id ({:016x}, an epoch) and syncs again",
+            self.node.store().device().0
+        )))
+    }
+
+    /// The first generation of `me` the responder holds differently, and how, if any.
+    fn clash(
+        &self,
+        knowledge: &Knowledge,
+        mark: Option<Mark>,
+        me: DeviceId,
+    ) -> Result<Option<(Generation, String)>> {
+        let store = self.node.store();
+        let own = store.state(&self.db)?.own_generation();
+        let claimed = knowledge
+            .max_gen(me)
+            .max(mark.map_or(0, |mark| mark.generation));
+        if claimed > own {
+            let reason = format!(
+                "holds generation {claimed} of this node's device {:016x}, which has made {own}",
+                me.0
+            );
+            return Ok(Some((own + 1, reason)));
+        }
+        let Some(mark) = mark else {
+            return Ok(None);
+        };
+        let ours = store.mark_at(&self.db, me, mark.generation)?;
+        if ours.is_some_and(|ours| ours.digest == mark.digest) {
+            return Ok(None);
+        }
+        let reason = format!(
+            "holds another record than this node's at generation {} of its device {:016x}",
+            mark.generation, me.0
+        );
+        Ok(Some((mark.generation, reason)))
     }
 
     /// Records a failure in the peer's status.

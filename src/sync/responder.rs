@@ -109,10 +109,17 @@ impl Responder {
         let mut commits = self.node.subscribe();
         let mut peers = self.node.peers().subscribe();
         let mut last_knowledge: Option<Knowledge> = None;
+        let device = store.device();
         loop {
             commits.borrow_and_update();
             peers.borrow_and_update();
             let room = sink.room().await?;
+            if store.device() != device {
+                return Err(Error::BadState(format!(
+                    "this node moved to a new device id ({:016x}, an epoch): sync again",
+                    store.device().0
+                )));
+            }
             let now = self.authorize(request)?;
             if let Some(lost) = served
                 .iter()
