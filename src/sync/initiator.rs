@@ -83,8 +83,8 @@ impl Session {
             mark,
         } = push;
         self.check_responder(responder)?;
-        self.check_device(knowledge.as_ref(), mark).await?;
         self.check(&records, knowledge.as_ref())?;
+        self.check_device(knowledge.as_ref(), mark).await?;
         let records = self.drop_unauthorized(records)?;
         let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
         let ended_log = knowledge.is_some();
