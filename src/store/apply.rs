@@ -6,7 +6,9 @@
 //! device's next generation so every node converges on the same head.
 //!
 //! Records already logged (same device and generation) are skipped, so a page applied twice
-//! changes nothing: an interrupted round can fetch again safely.
+//! changes nothing: an interrupted round can fetch again safely. A write under a logged pair
+//! whose version this node lacks (its writer's store was restored and reused the pair) is
+//! grafted without a log entry, so no write is lost on the nodes that see both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,12 +72,17 @@ pub fn apply(
     let mut applied = Applied::default();
     let mut touched: BTreeMap<(String, String), Vec<Graft>> = BTreeMap::new();
     for record in records {
-        if db.has_record(record.device(), record.generation())? {
+        let reused = db.has_record(record.device(), record.generation())?;
+        if reused && !is_unknown_write(db, record)? {
             applied.duplicates += 1;
             continue;
         }
         writer.clock.observe(record.hlc());
-        let graft = store_record(db, record, from)?;
+        let graft = if reused {
+            graft_unlogged(db, record)?
+        } else {
+            store_record(db, record, from)?
+        };
         touched
             .entry((record.table.clone(), record.row.clone()))
             .or_default()
@@ -88,6 +95,38 @@ pub fn apply(
         }
     }
     Ok(applied)
+}
+
+/// Whether `record`, whose (device, generation) the log already holds, is a write this node
+/// lacks: its writer reused the pair (a restored store, before its epoch), so it is another
+/// record than the one logged.
+fn is_unknown_write(db: &DbWriter<'_>, record: &LogRecord) -> Result<bool> {
+    Ok(matches!(record.content, RecordContent::Node(_))
+        && db
+            .node(&record.table, &record.row, record.version)?
+            .is_none())
+}
+
+/// Keeps the data of a write whose (device, generation) names another record here: its DAG
+/// node is grafted so no write is lost, but it is not logged (the pair is taken), so it is
+/// relayed by the nodes that logged it and by its writer's next epoch, not by this one.
+fn graft_unlogged(db: &mut DbWriter<'_>, record: &LogRecord) -> Result<Graft> {
+    let RecordContent::Node(node) = &record.content else {
+        return Err(Error::Internal("only a write is grafted unlogged".into()));
+    };
+    tracing::warn!(
+        table = %record.table,
+        row = %record.row,
+        device = format!("{:016x}", record.device().0),
+        generation = record.generation(),
+        "a write reuses a (device, generation) this node holds for another record (its \
+         writer's store was restored); kept, not relayed"
+    );
+    db.put_node(&record.table, &record.row, record.version, node)?;
+    Ok(Graft::Node {
+        version: record.version,
+        parents: node.parents.clone(),
+    })
 }
 
 /// Logs one record and stores its DAG node (a link's target must already be known).

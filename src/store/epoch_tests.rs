@@ -198,3 +198,30 @@ fn the_device_id_of_an_epoch_survives_a_reopen() {
     drop(b);
     assert_eq!(open(storage).device(), device);
 }
+
+#[test]
+fn a_write_under_a_pair_held_for_another_record_is_kept_not_dropped() {
+    let (a, b) = restored_pair();
+    // C learns k1 and k3 from the restored B (k3 under B's (device, 2)), then is handed A's
+    // k2, which names the same pair.
+    let c = open(Arc::new(MemoryStorage::new()));
+    pull(&c, &b);
+    assert_eq!(get(&c, "k3").as_deref(), Some("v3"));
+    let mut nothing_known = crate::sync::genvec::Knowledge::new();
+    nothing_known.insert(Scope::new("t", ""), Default::default());
+    let request = PageRequest {
+        initiator: c.device(),
+        knowledge: &nothing_known,
+        position: 0,
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    let page = a.read_page(&db(), &request).unwrap();
+    let applied = c.apply(&db(), a.device(), &page.records, None).unwrap();
+    assert_eq!(applied.records, 1, "k2 is new here: {applied:?}");
+    assert_eq!(applied.duplicates, 1, "k1 is the same record");
+    assert_eq!(get(&c, "k2").as_deref(), Some("v2"));
+    assert_eq!(get(&c, "k3").as_deref(), Some("v3"));
+    let again = c.apply(&db(), a.device(), &page.records, None).unwrap();
+    assert_eq!(again.duplicates, 2, "a second time changes nothing");
+}
