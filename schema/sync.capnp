@@ -105,10 +105,11 @@ interface DeltaSink {
   # batch (0 once caught up); the initiator shows it as records pending in.
   # `responderDevice`: the responder's device id, the same in every push of a call, so the
   # initiator can open getDeltas without first asking deviceInfo (one round trip less).
-  # `markGeneration`, `markDigest` (data pages that carry knowledge; 0 = none): the highest
-  # generation of the initiator's device the responder holds and a digest of that record
-  # (xxh3 of its table, row, version and kind), so an initiator whose store was restored or
-  # copied learns that its (device, generation) pairs name other records elsewhere.
+  # `markGeneration`, `markDigest` (data pages that carry knowledge; 0 = none): the record of
+  # the initiator's device the responder holds at the generation the request's
+  # `markGeneration` names (the highest it holds if 0), and a digest of it (xxh3 of its table,
+  # row, version and kind), so an initiator whose store was restored or copied learns that its
+  # (device, generation) pairs name other records elsewhere.
 }
 
 interface ByteSink {

@@ -342,3 +342,182 @@ fn a_restored_syncgroup_member_writes_as_itself_under_its_new_device() {
         );
     });
 }
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Every row of table `t` on `node`.
+fn rows(node: &EmbeddedServer) -> std::collections::BTreeMap<String, String> {
+    let (db, table) = (DbName::parse(DB).unwrap(), TableName::parse("t").unwrap());
+    let all = syncbase::store::PageLimit {
+        rows: usize::MAX,
+        bytes: usize::MAX,
+    };
+    let prefix = syncbase::names::KeyPrefix::parse("").unwrap();
+    let store = node.node().store();
+    if !store.has_database(&db).unwrap() {
+        return Default::default();
+    }
+    let page = store.scan_page(&db, &table, &prefix, None, all).unwrap();
+    page.into_iter()
+        .map(|row| (row.key, String::from_utf8(row.value).unwrap()))
+        .collect()
+}
+
+/// Waits until every node holds every acknowledged write.
+async fn converge(
+    nodes: &[EmbeddedServer],
+    a: &EmbeddedServer,
+    expected: &std::collections::BTreeMap<String, String>,
+) {
+    for node in nodes.iter().chain([a]) {
+        for (key, value) in expected {
+            sees(node, key, value).await;
+        }
+    }
+}
+
+/// One durable node of the randomised run: its options, and the copies taken of it.
+struct Durable {
+    name: &'static str,
+    options: EmbeddedOptions,
+    backups: Vec<tempfile::TempDir>,
+}
+
+/// Three nodes (`a` in memory, `b` and `c` on LMDB) write, back up and restore from older
+/// copies (the whole data dir or `lmdb/` alone, writing or not while cut off) at random; in
+/// the end every node holds exactly every acknowledged write. Before each restore every
+/// write has reached every node (a write only the restored node held is lost by the restore
+/// itself), and after it the restored node syncs before anything else happens (the two cases
+/// ARCHITECTURE.md leaves open: a third node that lacks the record a reused pair names, and a
+/// restored node restarted before it syncs).
+async fn random_restores(seed: u64) -> usize {
+    let network = MemoryNetwork::new();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut durable: Vec<Durable> = ["b", "c"]
+        .into_iter()
+        .zip(&dirs)
+        .map(|(name, dir)| Durable {
+            name,
+            options: EmbeddedOptions {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..options(&network, name, EmbeddedStorage::Lmdb)
+            },
+            backups: Vec::new(),
+        })
+        .collect();
+    let a = start(&network, "a").await;
+    let mut nodes = Vec::new();
+    for node in &durable {
+        nodes.push(
+            EmbeddedServer::start_with(node.options.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    link(&a, &nodes[0]).await;
+    link(&a, &nodes[1]).await;
+    link(&nodes[0], &nodes[1]).await;
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut expected = std::collections::BTreeMap::new();
+    for step in 0..14 {
+        let i = rng.below(2);
+        match rng.below(5) {
+            0 => {
+                let node = &nodes[i];
+                let (key, value) = (format!("s{seed}-{step}"), format!("b{step}"));
+                write(node, &key, &value).await;
+                expected.insert(key, value);
+            }
+            1 | 2 => {
+                let (key, value) = (format!("s{seed}-{step}"), format!("a{step}"));
+                let node = if rng.below(2) == 0 { &a } else { &nodes[i] };
+                write(node, &key, &value).await;
+                expected.insert(key, value);
+            }
+            3 => {
+                let node = nodes.remove(i);
+                stop(node).await;
+                let backup = tempfile::tempdir().unwrap();
+                copy_dir(durable[i].options.data_dir.as_ref().unwrap(), backup.path());
+                durable[i].backups.push(backup);
+                let restarted = EmbeddedServer::start_with(durable[i].options.clone()).await;
+                nodes.insert(i, restarted.unwrap());
+            }
+            _ if durable[i].backups.is_empty() => {}
+            _ => {
+                converge(&nodes, &a, &expected).await;
+                let other = durable[1 - i].name;
+                let name = durable[i].name;
+                network.set_link(name, "a", false);
+                network.set_link(name, other, false);
+                let node = nodes.remove(i);
+                stop(node).await;
+                let which = rng.below(durable[i].backups.len());
+                let dir = durable[i].options.data_dir.clone().unwrap();
+                let copy = durable[i].backups[which].path().to_path_buf();
+                if rng.below(2) == 0 {
+                    restore(&copy, &dir);
+                } else {
+                    restore(&copy.join("lmdb"), &dir.join("lmdb"));
+                }
+                let restored = EmbeddedServer::start_with(durable[i].options.clone()).await;
+                nodes.insert(i, restored.unwrap());
+                for extra in 0..rng.below(3) {
+                    let (key, value) = (format!("s{seed}-{step}-{extra}"), format!("r{step}"));
+                    write(&nodes[i], &key, &value).await;
+                    expected.insert(key, value);
+                }
+                network.set_link(name, "a", true);
+                network.set_link(name, other, true);
+                converge(&nodes, &a, &expected).await;
+            }
+        }
+    }
+    for node in nodes.iter().chain([&a]) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while rows(node) != expected && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let held = rows(node);
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| held.get(*k) != Some(v))
+            .collect();
+        let extra: Vec<_> = held.keys().filter(|k| !expected.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "seed {seed}: {} lacks {missing:?}, holds unacknowledged {extra:?}; epochs {:?}",
+            node.peer_address(),
+            node.node().store().epochs().unwrap()
+        );
+    }
+    nodes
+        .iter()
+        .map(|node| node.node().store().epochs().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn stores_restored_from_older_copies_at_random_lose_no_acknowledged_write() {
+    log();
+    let seeds: u64 = std::env::var("SYNCBASE_EPOCH_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    on_local(async {
+        let mut epochs = 0;
+        for seed in 0..seeds {
+            epochs += random_restores(seed).await;
+        }
+        eprintln!("{seeds} seeds, {epochs} epochs");
+    });
+}

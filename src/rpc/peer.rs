@@ -343,6 +343,7 @@ fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capn
         initiator_device: DeviceId(device),
         knowledge,
         live: data.get_live(),
+        mark_at: data.get_mark_generation(),
     })
 }
 

@@ -320,6 +320,7 @@ async fn live_session(remote: &sync::Client, session: Session) -> Result<(), Str
         data.set_db_name(request.db.as_str());
         data.set_initiator_device(request.initiator_device.0);
         data.set_live(request.live);
+        data.set_mark_generation(request.mark_at);
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));

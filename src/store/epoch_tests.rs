@@ -60,6 +60,7 @@ fn pull(to: &Store, from: &Store) {
     let position = from.start_position(&db(), to.device(), &knowledge).unwrap();
     let request = PageRequest {
         initiator: to.device(),
+        echoes_from: 0,
         knowledge: &knowledge,
         position,
         max_records: usize::MAX,
@@ -211,6 +212,7 @@ fn a_write_under_a_pair_held_for_another_record_is_kept_not_dropped() {
     nothing_known.insert(Scope::new("t", ""), Default::default());
     let request = PageRequest {
         initiator: c.device(),
+        echoes_from: 0,
         knowledge: &nothing_known,
         position: 0,
         max_records: usize::MAX,

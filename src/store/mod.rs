@@ -179,6 +179,12 @@ impl Store {
         epoch::mark_at(self.storage.read()?.as_ref(), &keys, device, generation)
     }
 
+    /// The database's own generation when the store was opened: the generations above it were
+    /// written by this run (or by a store this one was restored over).
+    pub fn opened_generation(&self, db: &DbName) -> Generation {
+        self.opened.get(db.as_str()).copied().unwrap_or(0)
+    }
+
     /// Each database's own generation now.
     pub fn own_generations(&self) -> Result<BTreeMap<String, Generation>> {
         epoch::own_generations(self.storage.read()?.as_ref())

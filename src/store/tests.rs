@@ -59,6 +59,7 @@ fn pull(to: &Store, from: &Store) -> Applied {
     loop {
         let request = PageRequest {
             initiator: to.device(),
+            echoes_from: 0,
             knowledge: &knowledge,
             position,
             max_records: 3,
@@ -175,6 +176,7 @@ fn applying_a_page_twice_changes_nothing() {
     let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
     let request = PageRequest {
         initiator: b.device(),
+        echoes_from: 0,
         knowledge: &knowledge,
         position: 0,
         max_records: 10,
@@ -288,6 +290,7 @@ fn a_page_keeps_an_app_batch_whole() {
     let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
     let request = PageRequest {
         initiator: b.device(),
+        echoes_from: 0,
         knowledge: &knowledge,
         position: 0,
         max_records: 2,

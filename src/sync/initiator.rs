@@ -40,8 +40,8 @@ pub struct Push {
     pub remaining: u64,
     /// The responder's device id (for generation vectors and echo suppression).
     pub responder: DeviceId,
-    /// With the knowledge: the highest generation of our device the responder holds, and a
-    /// digest of that record.
+    /// With the knowledge: the responder's record of our device at the generation the request
+    /// asked about (the first one written since our store was opened), as a digest.
     pub mark: Option<Mark>,
 }
 
@@ -70,6 +70,7 @@ impl Session {
             initiator_device: store.device(),
             knowledge,
             live: true,
+            mark_at: store.opened_generation(&self.db) + 1,
         })
     }
 

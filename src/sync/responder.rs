@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::store::{Page, PageRequest};
-use crate::sync::genvec::{DeviceId, Knowledge};
+use crate::store::{Mark, Page, PageRequest};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
 /// Most records in one page.
 pub const PAGE_RECORDS: usize = 4096;
@@ -40,6 +40,8 @@ pub struct DeltaRequest {
     pub initiator_device: DeviceId,
     pub knowledge: Knowledge,
     pub live: bool,
+    /// The generation of the initiator's device to report the mark of (0: the highest held).
+    pub mark_at: Generation,
 }
 
 /// Where pages go (the Cap'n Proto sink, or a test's vector).
@@ -106,6 +108,9 @@ impl Responder {
         let mut served = self.authorize(request)?;
         let store = self.node.store();
         let mut position = store.start_position(&request.db, request.initiator_device, &served)?;
+        // Echoes are suppressed only for records the initiator sends during this session: a
+        // store restored from a copy may lack what it sent before.
+        let echoes_from = store.state(&request.db)?.next_position;
         let mut commits = self.node.subscribe();
         let mut peers = self.node.peers().subscribe();
         let mut last_knowledge: Option<Knowledge> = None;
@@ -138,16 +143,20 @@ impl Responder {
                 last_knowledge = None;
                 served = now;
             }
-            let page = store.read_page(
+            let mut page = store.read_page(
                 &request.db,
                 &PageRequest {
                     initiator: request.initiator_device,
                     knowledge: &served,
                     position,
+                    echoes_from,
                     max_records: PAGE_RECORDS,
                     max_bytes: PAGE_BYTES,
                 },
             )?;
+            if page.knowledge.is_some() {
+                page.initiator_mark = self.mark_for(request)?;
+            }
             position = page.next_position;
             let at_end = page.knowledge.is_some();
             let news = !page.records.is_empty()
@@ -172,6 +181,16 @@ impl Responder {
             if !request.live || !wait_for_change(&mut commits, &mut peers).await {
                 return Ok(());
             }
+        }
+    }
+
+    /// The mark of the initiator's record at the generation it asked about (the highest held if
+    /// it named none), so it can tell whether this node holds another record there.
+    fn mark_for(&self, request: &DeltaRequest) -> Result<Option<Mark>> {
+        let store = self.node.store();
+        match request.mark_at {
+            0 => store.last_mark(&request.db, request.initiator_device),
+            generation => store.mark_at(&request.db, request.initiator_device, generation),
         }
     }
 
