@@ -100,16 +100,16 @@ interface SyncgroupAdmin {
 
 interface DeltaSink {
   push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64,
-           markGeneration :UInt64, markDigest :UInt64) -> stream;
+           markGenerations :List(UInt64), markDigests :List(UInt64)) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
   # batch (0 once caught up); the initiator shows it as records pending in.
   # `responderDevice`: the responder's device id, the same in every push of a call, so the
   # initiator can open getDeltas without first asking deviceInfo (one round trip less).
-  # `markGeneration`, `markDigest` (data pages that carry knowledge; 0 = none): the record of
-  # the initiator's device the responder holds at the generation the request's
-  # `markGeneration` names (the highest it holds if 0), and a digest of it (xxh3 of its table,
-  # row, version and kind), so an initiator whose store was restored or copied learns that its
-  # (device, generation) pairs name other records elsewhere.
+  # `markGenerations`, `markDigests` (data pages that carry knowledge): of the generations the
+  # request's `markGenerations` names, those of the initiator's device the responder holds,
+  # each with a digest of that record (xxh3 of its table, row, version and kind), so an
+  # initiator whose store was restored or copied learns that its (device, generation) pairs
+  # name other records elsewhere.
 }
 
 interface ByteSink {

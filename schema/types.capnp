@@ -70,9 +70,9 @@ struct DataDeltaReq {
   live @5 :Bool;
   # Live mode (not in the original): after the catch-up the responder keeps the call open and
   # pushes each new record right after it commits; the call ends when either side hangs up.
-  markGeneration @6 :UInt64;
-  # The generation of the initiator's device whose record the responder's pushes report as
-  # their mark (the first one it wrote since its store was opened); 0: the highest held.
+  markGenerations @6 :List(UInt64);
+  # Generations of the initiator's device whose records the responder's pushes report as
+  # marks (the first one it wrote after each of its last opens; at most 64).
 }
 
 struct SgDeltaReq {

@@ -23,7 +23,9 @@ use crate::schema::sync_capnp::{delta_sink, sync, syncgroup_admin};
 use crate::schema::types_capnp::data_delta_req;
 use crate::store::{Page, Version};
 use crate::sync::genvec::DeviceId;
-use crate::sync::responder::{DeltaRequest, PAGE_BYTES, PAGE_RECORDS, PageSink, Responder};
+use crate::sync::responder::{
+    DeltaRequest, MAX_MARKS, PAGE_BYTES, PAGE_RECORDS, PageSink, Responder,
+};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSink, respond};
 use crate::syncgroup::SyncgroupName;
 use crate::syncgroup::invite::InviteToken;
@@ -334,6 +336,10 @@ impl syncgroup_admin::Server for SyncgroupAdminImpl {
 fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capnp::Error> {
     let db = DbName::parse(wire::text(data.get_db_name())?)?;
     let knowledge = wire::read_knowledge(data.get_init_vec()?)?;
+    let mark_at: Vec<u64> = data.get_mark_generations()?.iter().collect();
+    if mark_at.len() > MAX_MARKS {
+        return Err(Error::invalid(format!("more than {MAX_MARKS} mark generations")).into());
+    }
     let device = data.get_initiator_device();
     if device == 0 {
         return Err(Error::invalid("initiatorDevice is 0").into());
@@ -343,7 +349,7 @@ fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capn
         initiator_device: DeviceId(device),
         knowledge,
         live: data.get_live(),
-        mark_at: data.get_mark_generation(),
+        mark_at,
     })
 }
 
@@ -386,9 +392,14 @@ impl PageSink for CapnpPageSink {
 
     async fn send(&mut self, room: PageRoom, page: Page) -> crate::error::Result<()> {
         let mut request = push_request(&self.sink, self.device, page.remaining);
-        if let Some(mark) = page.initiator_mark {
-            request.get().set_mark_generation(mark.generation);
-            request.get().set_mark_digest(mark.digest);
+        let marks = &page.initiator_marks;
+        let mut generations = request.get().init_mark_generations(marks.len() as u32);
+        for (i, mark) in marks.iter().enumerate() {
+            generations.set(i as u32, mark.generation);
+        }
+        let mut digests = request.get().init_mark_digests(marks.len() as u32);
+        for (i, mark) in marks.iter().enumerate() {
+            digests.set(i as u32, mark.digest);
         }
         let count = page.records.len() + usize::from(page.knowledge.is_some());
         let mut batch = request.get().init_batch(count as u32);

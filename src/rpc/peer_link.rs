@@ -320,7 +320,12 @@ async fn live_session(remote: &sync::Client, session: Session) -> Result<(), Str
         data.set_db_name(request.db.as_str());
         data.set_initiator_device(request.initiator_device.0);
         data.set_live(request.live);
-        data.set_mark_generation(request.mark_at);
+        let mut marks = data
+            .reborrow()
+            .init_mark_generations(request.mark_at.len() as u32);
+        for (i, generation) in request.mark_at.iter().enumerate() {
+            marks.set(i as u32, *generation);
+        }
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));

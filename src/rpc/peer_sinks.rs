@@ -13,6 +13,7 @@ use crate::schema::types_capnp::delta_resp;
 use crate::store::Mark;
 use crate::sync::genvec::DeviceId;
 use crate::sync::initiator::{Push, Session};
+use crate::sync::responder::MAX_MARKS;
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
 
 /// Takes the pages a responder pushes for one session, in order, one commit each.
@@ -41,10 +42,7 @@ impl delta_sink::Server for DeltaSinkImpl {
                 knowledge,
                 remaining: params.get_remaining(),
                 responder: DeviceId(params.get_responder_device()),
-                mark: (params.get_mark_generation() != 0).then(|| Mark {
-                    generation: params.get_mark_generation(),
-                    digest: params.get_mark_digest(),
-                }),
+                marks: read_marks(params.get_mark_generations()?, params.get_mark_digests()?)?,
             };
             self.session.receive(push).await?;
             Ok::<_, capnp::Error>(())
@@ -55,6 +53,21 @@ impl delta_sink::Server for DeltaSinkImpl {
         }
         outcome
     }
+}
+
+/// The responder's marks: generations and digests, pairwise.
+fn read_marks(
+    generations: capnp::primitive_list::Reader<'_, u64>,
+    digests: capnp::primitive_list::Reader<'_, u64>,
+) -> Result<Vec<Mark>, capnp::Error> {
+    if generations.len() != digests.len() || generations.len() as usize > MAX_MARKS {
+        return Err(Error::invalid("mark generations and digests do not pair up").into());
+    }
+    Ok(generations
+        .iter()
+        .zip(digests.iter())
+        .map(|(generation, digest)| Mark { generation, digest })
+        .collect())
 }
 
 fn decode_page(

@@ -8,8 +8,9 @@
 //! fetched like any other device's. The history of epochs is kept (key `i 0xfe epochs`).
 //!
 //! Also the *mark* of a record: its generation and a digest of what it is (row, version,
-//! kind), which a responder reports for the initiator's device so the initiator can tell that
-//! a peer holds another record under one of its own (device, generation) pairs.
+//! kind), which a responder reports for the initiator's device at the initiator's *mark
+//! points* (its first generation after each of its last opens, noted here at open) so the
+//! initiator can tell that a peer holds another record under one of its own pairs.
 
 use std::collections::BTreeMap;
 
@@ -134,7 +135,10 @@ pub fn switch(
         relogged += relog(&mut writer, old, new, safe)?;
         writer.forget_mark(old)?;
         lower_knowledge(&mut writer, old, safe)?;
+        // The new device's generations start here; none before can clash.
+        let next = writer.own_generation() + 1;
         writer.finish(clock.last())?;
+        txn.put(&DbKeys::new(&db).mark_points(), &encode(&vec![next])?)?;
     }
     let epoch = Epoch {
         device: new,
@@ -202,6 +206,36 @@ fn databases(txn: &dyn ReadTxn) -> Result<Vec<String>> {
         Ok(Scan::Continue)
     })?;
     Ok(names)
+}
+
+/// How many opens' first generations a database keeps as mark points.
+pub const MARK_POINTS: usize = 16;
+
+/// A database's mark points: the first generation of this device written after each of the
+/// last [`MARK_POINTS`] opens (a store restored from a copy diverges from what peers hold
+/// from one of them on), oldest first.
+pub fn mark_points(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<Vec<Generation>> {
+    match txn.get(&keys.mark_points())? {
+        Some(bytes) => decode(&bytes, "mark points"),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// At open: adds each database's next generation to its mark points.
+pub fn note_open(txn: &mut dyn WriteTxn) -> Result<()> {
+    for db in databases(&*txn)? {
+        let keys = DbKeys::new(&db);
+        let next = crate::store::writer::load_state(&*txn, &keys)?.next_generation;
+        let mut points = mark_points(&*txn, &keys)?;
+        if points.last() != Some(&next) {
+            points.retain(|point| *point < next);
+            points.push(next);
+            let excess = points.len().saturating_sub(MARK_POINTS);
+            points.drain(..excess);
+            txn.put(&keys.mark_points(), &encode(&points)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// The generation each database's own counter stood at (its highest own generation).

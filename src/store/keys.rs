@@ -153,6 +153,11 @@ impl DbKeys {
         self.key(&[b"s"])
     }
 
+    /// `p` -> `Vec<Generation>`: the first generation of each of the last opens (mark points).
+    pub fn mark_points(&self) -> Vec<u8> {
+        self.key(&[b"p"])
+    }
+
     /// `k` -> Knowledge.
     pub fn knowledge(&self) -> Vec<u8> {
         self.key(&[b"k"])

@@ -49,9 +49,9 @@ pub struct Page {
     pub knowledge: Option<Knowledge>,
     /// Log entries after this page, not yet examined for the initiator.
     pub remaining: u64,
-    /// With the knowledge, set by the responder: the initiator's record at the generation it
+    /// With the knowledge, set by the responder: the initiator's records at the generations it
     /// asked about, as held here (see `store::epoch`).
-    pub initiator_mark: Option<Mark>,
+    pub initiator_marks: Vec<Mark>,
 }
 
 /// Reads the next page of records the initiator lacks.
@@ -144,7 +144,7 @@ fn wanted_record(
     let content = match entry.kind {
         EntryKind::Node => {
             let key = keys.node(&entry.table, &entry.row, entry.version);
-            let node: DagNode = match txn.get(&key)? {
+            let mut node: DagNode = match txn.get(&key)? {
                 Some(bytes) => decode(&bytes, "DAG node")?,
                 None => {
                     return Err(crate::error::Error::Internal(format!(
@@ -153,6 +153,10 @@ fn wanted_record(
                     )));
                 }
             };
+            // The entry names the record: a write logged again by its writer's epoch is sent
+            // under its new pair even where the node was first stored under the old one.
+            node.device = entry.device;
+            node.generation = entry.generation;
             RecordContent::Node(node)
         }
         EntryKind::Link { parents, hlc } => RecordContent::Link {

@@ -94,6 +94,9 @@ impl Store {
     /// Opens the store, making this node's device id on first use.
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<Clock>) -> Result<Store> {
         let device = load_or_create_device(storage.as_ref())?;
+        let mut txn = storage.write()?;
+        epoch::note_open(txn.as_mut())?;
+        txn.commit()?;
         let opened = epoch::own_generations(storage.read()?.as_ref())?;
         let store = Store {
             storage,
@@ -179,10 +182,11 @@ impl Store {
         epoch::mark_at(self.storage.read()?.as_ref(), &keys, device, generation)
     }
 
-    /// The database's own generation when the store was opened: the generations above it were
-    /// written by this run (or by a store this one was restored over).
-    pub fn opened_generation(&self, db: &DbName) -> Generation {
-        self.opened.get(db.as_str()).copied().unwrap_or(0)
+    /// The database's mark points: the first generation of this device after each of its last
+    /// opens (see `epoch::mark_points`).
+    pub fn mark_points(&self, db: &DbName) -> Result<Vec<Generation>> {
+        let keys = DbKeys::new(db.as_str());
+        epoch::mark_points(self.storage.read()?.as_ref(), &keys)
     }
 
     /// Each database's own generation now.

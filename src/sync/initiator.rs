@@ -40,9 +40,9 @@ pub struct Push {
     pub remaining: u64,
     /// The responder's device id (for generation vectors and echo suppression).
     pub responder: DeviceId,
-    /// With the knowledge: the responder's record of our device at the generation the request
-    /// asked about (the first one written since our store was opened), as a digest.
-    pub mark: Option<Mark>,
+    /// With the knowledge: the responder's records of our device at the generations the request
+    /// asked about (the first one written after each of our last opens), as digests.
+    pub marks: Vec<Mark>,
 }
 
 impl Session {
@@ -70,7 +70,7 @@ impl Session {
             initiator_device: store.device(),
             knowledge,
             live: true,
-            mark_at: store.opened_generation(&self.db) + 1,
+            mark_at: store.mark_points(&self.db)?,
         })
     }
 
@@ -81,11 +81,11 @@ impl Session {
             knowledge,
             remaining,
             responder,
-            mark,
+            marks,
         } = push;
         self.check_responder(responder)?;
         self.check(&records, knowledge.as_ref())?;
-        self.check_device(knowledge.as_ref(), mark).await?;
+        self.check_device(knowledge.as_ref(), &marks).await?;
         let records = self.drop_unauthorized(records)?;
         let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
         let ended_log = knowledge.is_some();
@@ -207,7 +207,7 @@ impl Session {
     /// epoch (a fresh device id, see `store::epoch`), the page is refused, and the session
     /// ends so that it starts again as the new device. A session asked as an older device
     /// ends too.
-    async fn check_device(&self, knowledge: Option<&Knowledge>, mark: Option<Mark>) -> Result<()> {
+    async fn check_device(&self, knowledge: Option<&Knowledge>, marks: &[Mark]) -> Result<()> {
         let store = self.node.store();
         let me = store.device();
         if self.asked_as.get().is_some_and(|asked| asked != me) {
@@ -220,7 +220,7 @@ impl Session {
         let Some(knowledge) = knowledge else {
             return Ok(());
         };
-        let Some((generation, reason)) = self.clash(knowledge, mark, me)? else {
+        let Some((generation, reason)) = self.clash(knowledge, marks, me)? else {
             return Ok(());
         };
         let reason = format!(
@@ -236,18 +236,34 @@ impl Session {
         )))
     }
 
-    /// The first generation of `me` the responder holds differently, and how, if any.
+    /// The first generation of `me` the responder holds differently, and how, if any: the
+    /// lowest mark point where it holds another record than ours, or else the first generation
+    /// beyond what we made, if it holds one.
     fn clash(
         &self,
         knowledge: &Knowledge,
-        mark: Option<Mark>,
+        marks: &[Mark],
         me: DeviceId,
     ) -> Result<Option<(Generation, String)>> {
         let store = self.node.store();
         let own = store.state(&self.db)?.own_generation();
-        let claimed = knowledge
-            .max_gen(me)
-            .max(mark.map_or(0, |mark| mark.generation));
+        let mut marks = marks.to_vec();
+        marks.sort_by_key(|mark| mark.generation);
+        for mark in marks.iter().filter(|mark| mark.generation <= own) {
+            let ours = store.mark_at(&self.db, me, mark.generation)?;
+            if ours.is_none_or(|ours| ours.digest != mark.digest) {
+                let reason = format!(
+                    "holds another record than this node's at generation {} of its device \
+                     {:016x}",
+                    mark.generation, me.0
+                );
+                return Ok(Some((mark.generation, reason)));
+            }
+        }
+        let claimed = marks
+            .iter()
+            .map(|mark| mark.generation)
+            .fold(knowledge.max_gen(me), Generation::max);
         if claimed > own {
             let reason = format!(
                 "holds generation {claimed} of this node's device {:016x}, which has made {own}",
@@ -255,18 +271,7 @@ impl Session {
             );
             return Ok(Some((own + 1, reason)));
         }
-        let Some(mark) = mark else {
-            return Ok(None);
-        };
-        let ours = store.mark_at(&self.db, me, mark.generation)?;
-        if ours.is_some_and(|ours| ours.digest == mark.digest) {
-            return Ok(None);
-        }
-        let reason = format!(
-            "holds another record than this node's at generation {} of its device {:016x}",
-            mark.generation, me.0
-        );
-        Ok(Some((mark.generation, reason)))
+        Ok(None)
     }
 
     /// Records a failure in the peer's status.

@@ -28,6 +28,9 @@ use crate::node::Node;
 use crate::store::{Mark, Page, PageRequest};
 use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
+/// The most mark generations a request may name.
+pub const MAX_MARKS: usize = 64;
+
 /// Most records in one page.
 pub const PAGE_RECORDS: usize = 4096;
 /// About this many payload bytes in one page (well under the 64 MiB message limit).
@@ -40,8 +43,8 @@ pub struct DeltaRequest {
     pub initiator_device: DeviceId,
     pub knowledge: Knowledge,
     pub live: bool,
-    /// The generation of the initiator's device to report the mark of (0: the highest held).
-    pub mark_at: Generation,
+    /// The generations of the initiator's device to report the marks of.
+    pub mark_at: Vec<Generation>,
 }
 
 /// Where pages go (the Cap'n Proto sink, or a test's vector).
@@ -155,7 +158,7 @@ impl Responder {
                 },
             )?;
             if page.knowledge.is_some() {
-                page.initiator_mark = self.mark_for(request)?;
+                page.initiator_marks = self.marks_for(request)?;
             }
             position = page.next_position;
             let at_end = page.knowledge.is_some();
@@ -184,14 +187,15 @@ impl Responder {
         }
     }
 
-    /// The mark of the initiator's record at the generation it asked about (the highest held if
-    /// it named none), so it can tell whether this node holds another record there.
-    fn mark_for(&self, request: &DeltaRequest) -> Result<Option<Mark>> {
+    /// The marks of the initiator's records held here at the generations it asked about, so it
+    /// can tell whether this node holds other records there.
+    fn marks_for(&self, request: &DeltaRequest) -> Result<Vec<Mark>> {
         let store = self.node.store();
-        match request.mark_at {
-            0 => store.last_mark(&request.db, request.initiator_device),
-            generation => store.mark_at(&request.db, request.initiator_device, generation),
+        let mut marks = Vec::new();
+        for generation in &request.mark_at {
+            marks.extend(store.mark_at(&request.db, request.initiator_device, *generation)?);
         }
+        Ok(marks)
     }
 
     fn count_sent(&self, page: &Page) {
