@@ -396,9 +396,9 @@ struct Durable {
 /// copies (the whole data dir or `lmdb/` alone, writing or not while cut off) at random; in
 /// the end every node holds exactly every acknowledged write. Before each restore every
 /// write has reached every node (a write only the restored node held is lost by the restore
-/// itself), and after it the restored node syncs before anything else happens (ARCHITECTURE.md,
-/// "Not covered": a restored node restarted or restored again before it syncs can still lose
-/// a write, which this test found with 150 seeds).
+/// itself); after it, the restored node may be restarted or restored again before it syncs.
+/// (A third node that lacks the record a restored node's reused pair names is the case
+/// ARCHITECTURE.md leaves open.)
 async fn random_restores(seed: u64) -> usize {
     let network = MemoryNetwork::new();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -478,7 +478,6 @@ async fn random_restores(seed: u64) -> usize {
                 }
                 network.set_link(name, "a", true);
                 network.set_link(name, other, true);
-                converge(&nodes, &a, &expected).await;
             }
         }
     }

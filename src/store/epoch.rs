@@ -221,6 +221,17 @@ pub fn mark_points(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<Vec<Generation>> 
     }
 }
 
+/// Each database's lowest mark point (databases without any are left out).
+pub fn lowest_mark_points(txn: &dyn ReadTxn) -> Result<BTreeMap<String, Generation>> {
+    let mut lowest = BTreeMap::new();
+    for db in databases(txn)? {
+        if let Some(point) = mark_points(txn, &DbKeys::new(&db))?.first() {
+            lowest.insert(db, *point);
+        }
+    }
+    Ok(lowest)
+}
+
 /// At open: adds each database's next generation to its mark points.
 pub fn note_open(txn: &mut dyn WriteTxn) -> Result<()> {
     for db in databases(&*txn)? {

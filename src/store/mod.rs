@@ -85,9 +85,6 @@ pub struct Store {
     /// This node's current device id (changed only by an epoch, see `epoch`).
     device: AtomicU64,
     clock: Arc<Clock>,
-    /// Each database's own generation when the store was opened: a restored or copied store
-    /// diverges from its original only above it.
-    opened: BTreeMap<String, Generation>,
 }
 
 impl Store {
@@ -97,12 +94,10 @@ impl Store {
         let mut txn = storage.write()?;
         epoch::note_open(txn.as_mut())?;
         txn.commit()?;
-        let opened = epoch::own_generations(storage.read()?.as_ref())?;
         let store = Store {
             storage,
             device: AtomicU64::new(device.0),
             clock,
-            opened,
         };
         store.restore_clock()?;
         Ok(store)
@@ -125,9 +120,10 @@ impl Store {
     /// Moves to a fresh device id unless the device is no longer `expected` (another epoch
     /// already replaced it: returns None). In one transaction, per database, this device's
     /// records above the safe point are logged again under the new device and the knowledge
-    /// of the old one set to the safe point (see `epoch`). The safe point of a database is its
-    /// own generation when the store was opened (a restored store diverges only above it),
-    /// lowered in `clash`'s database to just below the generation a peer holds differently.
+    /// of the old one set to the safe point (see `epoch`). The safe point of a database is just
+    /// below its lowest mark point (a restored store, or the copy it was restored from, may
+    /// diverge from what peers hold from any of its recent opens on), lowered in `clash`'s
+    /// database to just below the generation a peer holds differently.
     pub fn start_epoch(
         &self,
         expected: DeviceId,
@@ -140,14 +136,15 @@ impl Store {
             return Ok(None);
         }
         let new = fresh_device(txn.as_ref(), old)?;
+        let lowest = epoch::lowest_mark_points(txn.as_ref())?;
         let safe_point = |db: &str, own: Generation| -> Generation {
-            let opened = self.opened.get(db).copied().unwrap_or(0);
+            let recent = lowest.get(db).map_or(0, |point| point.saturating_sub(1));
             let clashed = clash
                 .filter(|(clashed, _)| clashed.as_str() == db)
                 .map_or(Generation::MAX, |(_, generation)| {
                     generation.saturating_sub(1)
                 });
-            own.min(opened).min(clashed)
+            own.min(recent).min(clashed)
         };
         let epoch = epoch::switch(txn.as_mut(), &self.clock, (old, new), &safe_point, reason)?;
         // Writers read the device once they hold the write transaction, which this one still
