@@ -36,9 +36,11 @@ interface Service {
   limits @2 () -> (limits :Limits);
   # The size limits this node enforces.
 
-  identity @3 () -> (fingerprint :Text, peerAddress :Text, deviceId :UInt64);
+  identity @3 () -> (fingerprint :Text, peerAddress :Text, deviceId :UInt64,
+                     epochs :List(Text));
   # This node's peer identity (its TLS key's fingerprint, which other nodes pin), the address
-  # of its TLS peer listener ("" if it has none) and its device id.
+  # of its TLS peer listener ("" if it has none) and its device id. `epochs`: one line per
+  # move to a fresh device id (its store was found restored or copied), oldest first.
 
   addPeer @4 (peer :PeerSpec) -> ();
   # Starts syncing with a peer, and accepts that peer's connections, for the given database

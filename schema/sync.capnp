@@ -100,7 +100,7 @@ interface SyncgroupAdmin {
 
 interface DeltaSink {
   push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64,
-           resume :Data) -> stream;
+           resume :Data, markGenerations :List(UInt64), markDigests :List(UInt64)) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
   # batch (0 once caught up); the initiator shows it as records pending in.
   # `responderDevice`: the responder's device id, the same in every push of a call, so the
@@ -109,6 +109,11 @@ interface DeltaSink {
   # naming where this page ends in the responder's log; the initiator keeps it, committed with
   # the page, and sends it back in its next DataDeltaReq, so an interrupted catch-up resumes
   # after the last page applied instead of starting over.
+  # `markGenerations`, `markDigests` (data pages that carry knowledge): of the generations the
+  # request's `markGenerations` names, those of the initiator's device the responder holds,
+  # each with a digest of that record (xxh3 of its table, row, version and kind), so an
+  # initiator whose store was restored or copied learns that its (device, generation) pairs
+  # name other records elsewhere.
 }
 
 interface ByteSink {

@@ -76,6 +76,9 @@ struct DataDeltaReq {
   # where that page ended if the token is still valid for this initiator and the scopes it
   # serves it (same responder device, log unchanged up to there), else from the initiator's
   # knowledge; knowledge filtering applies either way.
+  markGenerations @7 :List(UInt64);
+  # Generations of the initiator's device whose records the responder's pushes report as
+  # marks (the first one it wrote after each of its last opens; at most 64).
 }
 
 struct SgDeltaReq {

@@ -31,6 +31,9 @@ pub fn id(target: &Target) -> anyhow::Result<()> {
             }
         )?;
         outln!("device-id {:016x}", identity.get_device_id())?;
+        for epoch in identity.get_epochs()? {
+            outln!("epoch {}", epoch?.to_str()?)?;
+        }
         Ok(())
     })
 }
@@ -101,6 +104,7 @@ pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
             print_peer(peer, verbose)?;
         }
         if verbose {
+            print_epochs(&service).await?;
             let waiting = super::proposals::fetch(&service).await?.len();
             if waiting > 0 {
                 outln!(
@@ -111,6 +115,27 @@ pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Says whether this node ever moved to a new device id, and the last time why.
+async fn print_epochs(
+    service: &crate::schema::service_capnp::service::Client,
+) -> anyhow::Result<()> {
+    let response = service
+        .identity_request()
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?;
+    let epochs = response.get()?.get_epochs()?;
+    if let Some(last) = epochs.iter().last() {
+        outln!(
+            "epochs: {} (the store was found restored or copied; last {})",
+            epochs.len(),
+            last?.to_str()?
+        )?;
+    }
+    Ok(())
 }
 
 fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()> {

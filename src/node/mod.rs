@@ -7,6 +7,7 @@
 //! syncgroup operations, `access` the access decisions made from syncgroup permissions.
 
 mod access;
+mod epoch;
 mod peers;
 mod proposals;
 mod syncgroups;
@@ -16,7 +17,7 @@ pub use proposals::{PublishOutcome, PublishRequest};
 pub use syncgroups::{JoinReply, MAX_INVITE_USES};
 
 use std::fs::{File, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct Node {
     redial_max: Duration,
     role: Role,
     incoming: NodeBudget,
+    /// Where the run marker lives (None: a memory store, nothing to restore).
+    marker_dir: Option<PathBuf>,
     _data_dir_lock: File,
 }
 
@@ -72,6 +75,10 @@ impl Node {
         let token = ClientToken::load_or_create(&config.token_path())?;
         let identity = NodeIdentity::load_or_create(&config.data_dir)?;
         let store = Store::open(storage, Arc::new(Clock::system()))?;
+        let marker_dir = epoch::marker_dir(&config.data_dir, &storage_config.backend);
+        if let Some(dir) = &marker_dir {
+            epoch::check_marker(dir, &store)?;
+        }
         let node = Node {
             store: Arc::new(store),
             commits: tokio::sync::watch::Sender::new(0),
@@ -85,6 +92,7 @@ impl Node {
             redial_max: Duration::from_millis(config.sync.redial_max_ms),
             role: config.sync.role,
             incoming: NodeBudget::default(),
+            marker_dir,
             _data_dir_lock: data_dir_lock,
         };
         node.load_peers(config)?;

@@ -24,7 +24,7 @@ use crate::schema::sync_capnp::{delta_sink, sync, syncgroup_admin};
 use crate::schema::types_capnp::data_delta_req;
 use crate::store::{Page, Version};
 use crate::sync::genvec::DeviceId;
-use crate::sync::responder::{DeltaRequest, PageSink, Responder};
+use crate::sync::responder::{DeltaRequest, MAX_MARKS, PageSink, Responder};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSink, respond};
 use crate::syncgroup::SyncgroupName;
 use crate::syncgroup::invite::InviteToken;
@@ -327,6 +327,10 @@ impl syncgroup_admin::Server for SyncgroupAdminImpl {
 fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capnp::Error> {
     let db = DbName::parse(wire::text(data.get_db_name())?)?;
     let knowledge = wire::read_knowledge(data.get_init_vec()?)?;
+    let mark_at: Vec<u64> = data.get_mark_generations()?.iter().collect();
+    if mark_at.len() > MAX_MARKS {
+        return Err(Error::invalid(format!("more than {MAX_MARKS} mark generations")).into());
+    }
     let device = data.get_initiator_device();
     if device == 0 {
         return Err(Error::invalid("initiatorDevice is 0").into());
@@ -337,6 +341,7 @@ fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capn
         knowledge,
         live: data.get_live(),
         resume: wire::read_resume_token(data.get_resume())?,
+        mark_at,
     })
 }
 
@@ -384,10 +389,19 @@ impl PageSink for CapnpPageSink {
     }
 }
 
-/// Fills a push's parameters with a data page: its resume token, its records, then its
-/// knowledge if any.
+/// Fills a push's parameters with a data page: its resume token and marks, its records, then
+/// its knowledge if any.
 fn write_page(page: &Page, mut params: delta_sink::push_params::Builder<'_>) {
     params.set_resume(&page.resume);
+    let marks = &page.initiator_marks;
+    let mut generations = params.reborrow().init_mark_generations(marks.len() as u32);
+    for (i, mark) in marks.iter().enumerate() {
+        generations.set(i as u32, mark.generation);
+    }
+    let mut digests = params.reborrow().init_mark_digests(marks.len() as u32);
+    for (i, mark) in marks.iter().enumerate() {
+        digests.set(i as u32, mark.digest);
+    }
     let count = page.records.len() + usize::from(page.knowledge.is_some());
     let mut batch = params.init_batch(count as u32);
     for (i, record) in page.records.iter().enumerate() {

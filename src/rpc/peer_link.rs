@@ -392,6 +392,12 @@ async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(),
         if let Some(token) = &request.resume {
             data.set_resume(token);
         }
+        let mut marks = data
+            .reborrow()
+            .init_mark_generations(request.mark_at.len() as u32);
+        for (i, generation) in request.mark_at.iter().enumerate() {
+            marks.set(i as u32, *generation);
+        }
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
     let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));

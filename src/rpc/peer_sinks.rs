@@ -16,8 +16,10 @@ use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record
 use crate::rpc::wire;
 use crate::schema::sync_capnp::delta_sink;
 use crate::schema::types_capnp::delta_resp;
+use crate::store::Mark;
 use crate::sync::genvec::DeviceId;
 use crate::sync::initiator::{Push, Session};
+use crate::sync::responder::MAX_MARKS;
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
 use crate::syncgroup::SyncgroupId;
 
@@ -51,6 +53,7 @@ impl delta_sink::Server for DeltaSinkImpl {
                 remaining: params.get_remaining(),
                 responder: DeviceId(params.get_responder_device()),
                 resume: wire::read_resume_token(params.get_resume())?,
+                marks: read_marks(params.get_mark_generations()?, params.get_mark_digests()?)?,
             };
             self.session.receive(push).await?;
             Ok::<_, capnp::Error>(())
@@ -70,6 +73,21 @@ fn refuse_after_failure(failed: &Cell<bool>) -> capnp::Result<()> {
         return Err(Error::BadState("an earlier page of this call failed".into()).into());
     }
     Ok(())
+}
+
+/// The responder's marks: generations and digests, pairwise.
+fn read_marks(
+    generations: capnp::primitive_list::Reader<'_, u64>,
+    digests: capnp::primitive_list::Reader<'_, u64>,
+) -> Result<Vec<Mark>, capnp::Error> {
+    if generations.len() != digests.len() || generations.len() as usize > MAX_MARKS {
+        return Err(Error::invalid("mark generations and digests do not pair up").into());
+    }
+    Ok(generations
+        .iter()
+        .zip(digests.iter())
+        .map(|(generation, digest)| Mark { generation, digest })
+        .collect())
 }
 
 fn decode_page(

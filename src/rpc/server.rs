@@ -84,6 +84,7 @@ pub async fn serve(listeners: Listeners, node: Arc<Node>, shutdown: impl Future<
     runtime.tasks.close();
     runtime.tasks.wait().await;
     node.finish_writes().await;
+    node.mark_clean_shutdown();
     tracing::info!("shut down");
 }
 
@@ -184,8 +185,11 @@ impl AcceptRetry {
 async fn follow_peers(runtime: Runtime) {
     let mut changes = runtime.node.peers().subscribe();
     let mut links: BTreeMap<Fingerprint, (PeerConfig, CancellationToken)> = BTreeMap::new();
+    let mut device = runtime.node.store().device();
     loop {
         changes.borrow_and_update();
+        // After an epoch every link starts again, so every session asks as the new device.
+        let relink = std::mem::replace(&mut device, runtime.node.store().device()) != device;
         let wanted: BTreeMap<_, _> = runtime
             .node
             .peers()
@@ -194,7 +198,7 @@ async fn follow_peers(runtime: Runtime) {
             .map(|(config, _)| (config.fingerprint.clone(), config))
             .collect();
         links.retain(|fingerprint, (config, cancel)| {
-            let keep = wanted.get(fingerprint) == Some(config);
+            let keep = !relink && wanted.get(fingerprint) == Some(config);
             if !keep {
                 cancel.cancel();
             }

@@ -6,7 +6,9 @@
 //! device's next generation so every node converges on the same head.
 //!
 //! Records already logged (same device and generation) are skipped, so a page applied twice
-//! changes nothing: an interrupted round can fetch again safely.
+//! changes nothing: an interrupted round can fetch again safely. A write under a logged pair
+//! whose version this node lacks (its writer's store was restored and reused the pair) is
+//! grafted without a log entry, so no write is lost on the nodes that see both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +57,9 @@ enum Graft {
     Link {
         parents: Vec<Version>,
     },
+    /// A node this node already held under another (device, generation): the same write
+    /// logged again by its writer's new epoch; it moves nothing.
+    Known,
 }
 
 /// Applies `records`, received from peer `from`, then resolves every object they touched.
@@ -67,12 +72,17 @@ pub fn apply(
     let mut applied = Applied::default();
     let mut touched: BTreeMap<(String, String), Vec<Graft>> = BTreeMap::new();
     for record in records {
-        if db.has_record(record.device(), record.generation())? {
+        let reused = db.has_record(record.device(), record.generation())?;
+        if reused && !is_unknown_write(db, record)? {
             applied.duplicates += 1;
             continue;
         }
         writer.clock.observe(record.hlc());
-        let graft = store_record(db, record, from)?;
+        let graft = if reused {
+            graft_unlogged(db, record)?
+        } else {
+            store_record(db, record, from)?
+        };
         touched
             .entry((record.table.clone(), record.row.clone()))
             .or_default()
@@ -87,21 +97,53 @@ pub fn apply(
     Ok(applied)
 }
 
+/// Whether `record`, whose (device, generation) the log already holds, is a write this node
+/// lacks: its writer reused the pair (a restored store, before its epoch), so it is another
+/// record than the one logged.
+fn is_unknown_write(db: &DbWriter<'_>, record: &LogRecord) -> Result<bool> {
+    Ok(matches!(record.content, RecordContent::Node(_))
+        && db
+            .node(&record.table, &record.row, record.version)?
+            .is_none())
+}
+
+/// Keeps the data of a write whose (device, generation) names another record here: its DAG
+/// node is grafted so no write is lost, but it is not logged (the pair is taken), so it is
+/// relayed by the nodes that logged it and by its writer's next epoch, not by this one.
+fn graft_unlogged(db: &mut DbWriter<'_>, record: &LogRecord) -> Result<Graft> {
+    let RecordContent::Node(node) = &record.content else {
+        return Err(Error::Internal("only a write is grafted unlogged".into()));
+    };
+    tracing::warn!(
+        table = %record.table,
+        row = %record.row,
+        device = format!("{:016x}", record.device().0),
+        generation = record.generation(),
+        "a write reuses a (device, generation) this node holds for another record (its \
+         writer's store was restored); kept, not relayed"
+    );
+    db.put_node(&record.table, &record.row, record.version, node)?;
+    Ok(Graft::Node {
+        version: record.version,
+        parents: node.parents.clone(),
+    })
+}
+
 /// Logs one record and stores its DAG node (a link's target must already be known).
 fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Result<Graft> {
     let (table, row, version) = (record.table.as_str(), record.row.as_str(), record.version);
     let (kind, graft) = match &record.content {
         RecordContent::Node(node) => {
-            if db.node(table, row, version)?.is_none() {
+            let graft = if db.node(table, row, version)?.is_none() {
                 db.put_node(table, row, version, node)?;
-            }
-            (
-                EntryKind::Node,
                 Graft::Node {
                     version,
                     parents: node.parents.clone(),
-                },
-            )
+                }
+            } else {
+                Graft::Known
+            };
+            (EntryKind::Node, graft)
         }
         RecordContent::Link { parents, hlc, .. } => {
             if db.node(table, row, version)?.is_none() {
@@ -211,6 +253,7 @@ fn heads_after(old_head: Option<Version>, grafts: &[Graft]) -> BTreeSet<Version>
             Graft::Link { parents } => parents.iter().for_each(|parent| {
                 heads.remove(parent);
             }),
+            Graft::Known => {}
         }
     }
     heads
@@ -340,6 +383,12 @@ mod tests {
             parents: vec![v(2)],
         });
         assert_eq!(heads_after(Some(v(2)), &grafts), BTreeSet::from([v(3)]));
+    }
+
+    #[test]
+    fn a_write_relogged_by_a_new_epoch_moves_no_head() {
+        let grafts = [Graft::Known];
+        assert_eq!(heads_after(Some(v(5)), &grafts), BTreeSet::from([v(5)]));
     }
 
     #[test]

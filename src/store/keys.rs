@@ -13,6 +13,11 @@ pub fn device_id() -> Vec<u8> {
     [b"i".as_slice(), &[SEP], b"device"].concat()
 }
 
+/// `i 0xfe epochs`: the history of this node's device ids (`Vec<Epoch>`).
+pub fn epochs() -> Vec<u8> {
+    [b"i".as_slice(), &[SEP], b"epochs"].concat()
+}
+
 /// `c 0xfe db 0xfe`: the database catalog's prefix.
 pub fn catalog_prefix() -> Vec<u8> {
     [b"c".as_slice(), &[SEP], b"db", &[SEP]].concat()
@@ -128,6 +133,11 @@ impl DbKeys {
         ])
     }
 
+    /// `m 0xfe <device>` -> Mark: the highest generation of the device logged here.
+    pub fn mark(&self, device: DeviceId) -> Vec<u8> {
+        self.key(&[b"m", &[SEP], &device.0.to_be_bytes()])
+    }
+
     /// `w 0xfe <sequence>` -> Change: the watch feed.
     pub fn change(&self, sequence: u64) -> Vec<u8> {
         self.key(&[b"w", &[SEP], &sequence.to_be_bytes()])
@@ -141,6 +151,11 @@ impl DbKeys {
     /// `s` -> SyncState.
     pub fn state(&self) -> Vec<u8> {
         self.key(&[b"s"])
+    }
+
+    /// `p` -> `Vec<Generation>`: the first generation of each of the last opens (mark points).
+    pub fn mark_points(&self) -> Vec<u8> {
+        self.key(&[b"p"])
     }
 
     /// `k` -> Knowledge.

@@ -1,9 +1,10 @@
 //! Reading a database's log for a peer (the responder's side of GetDeltas, reference §2.3):
 //! entries go out in the order this node learned them, so parents always precede children,
-//! filtered to the initiator's scopes and to what its knowledge says it lacks, never echoing
-//! records the initiator made or sent here. A page that reaches the end of the log carries
-//! this node's knowledge for the initiator's scopes, read from the same snapshot; that claim
-//! is what lets the initiator advance its own knowledge.
+//! filtered to the initiator's scopes and to what its knowledge says it lacks, never sending
+//! records the initiator made, nor echoing records it sent here during its session. A page
+//! that reaches the end of the log carries this node's knowledge for the initiator's scopes,
+//! read from the same snapshot; that claim is what lets the initiator advance its own
+//! knowledge.
 //!
 //! Also the change feed read by watchers.
 
@@ -11,6 +12,7 @@ use syncbase_storage::{ReadTxn, Scan, prefix_end};
 
 use crate::error::Result;
 use crate::paging::{self, PageFill, PageLimit};
+use crate::store::epoch::Mark;
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
@@ -28,6 +30,11 @@ pub struct PageRequest<'a> {
     pub knowledge: &'a Knowledge,
     /// The first log position to look at.
     pub position: u64,
+    /// Records the initiator sent here are skipped (never echoed back) only from this log
+    /// position on: the log's end when its session began. Older ones go back like any other
+    /// record its knowledge does not cover, since a store restored from a copy may lack what
+    /// it once sent.
+    pub echoes_from: u64,
     pub max_records: usize,
     pub max_bytes: usize,
 }
@@ -45,6 +52,9 @@ pub struct Page {
     /// Where this page ends, as a resume token for the initiator (`store::resume`); the
     /// responder fills it in.
     pub resume: Vec<u8>,
+    /// With the knowledge, set by the responder: the initiator's records at the generations it
+    /// asked about, as held here (see `store::epoch`).
+    pub initiator_marks: Vec<Mark>,
 }
 
 /// Reads the next page of records the initiator lacks.
@@ -70,7 +80,7 @@ pub fn read_page(
         end.as_deref(),
         &mut |key, value| {
             let position = trailing_u64(key).unwrap_or(page.next_position);
-            match wanted_record(txn, keys, request, value) {
+            match wanted_record(txn, keys, request, position, value) {
                 Ok(Some(record)) => {
                     if !fits(&fill, page.records.last(), &record) {
                         return Ok(Scan::Stop);
@@ -133,16 +143,17 @@ fn wanted_record(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
     request: &PageRequest<'_>,
+    position: u64,
     bytes: &[u8],
 ) -> Result<Option<LogRecord>> {
     let entry: LogEntry = decode(bytes, "log entry")?;
-    if !wanted(&entry, request) {
+    if !wanted(&entry, request, position) {
         return Ok(None);
     }
     let content = match entry.kind {
         EntryKind::Node => {
             let key = keys.node(&entry.table, &entry.row, entry.version);
-            let node: DagNode = match txn.get(&key)? {
+            let mut node: DagNode = match txn.get(&key)? {
                 Some(bytes) => decode(&bytes, "DAG node")?,
                 None => {
                     return Err(crate::error::Error::Internal(format!(
@@ -151,6 +162,10 @@ fn wanted_record(
                     )));
                 }
             };
+            // The entry names the record: a write logged again by its writer's epoch is sent
+            // under its new pair even where the node was first stored under the old one.
+            node.device = entry.device;
+            node.generation = entry.generation;
             RecordContent::Node(node)
         }
         EntryKind::Link { parents, hlc } => RecordContent::Link {
@@ -168,10 +183,11 @@ fn wanted_record(
     }))
 }
 
-fn wanted(entry: &LogEntry, request: &PageRequest<'_>) -> bool {
+fn wanted(entry: &LogEntry, request: &PageRequest<'_>, position: u64) -> bool {
     let (table, row) = (entry.table.as_str(), entry.row.as_str());
+    let echo = entry.from == request.initiator && position >= request.echoes_from;
     entry.device != request.initiator
-        && entry.from != request.initiator
+        && !echo
         && request
             .knowledge
             .iter()

@@ -6,6 +6,7 @@
 
 mod apply;
 mod dag;
+mod epoch;
 mod keys;
 mod local;
 mod log;
@@ -15,11 +16,14 @@ mod resume;
 mod syncgroups;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use syncbase_storage::{Scan, Storage, prefix_end};
 
 pub use apply::{Applied, Resolution};
+pub use epoch::{Epoch, Mark};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
 pub use records::{
@@ -36,7 +40,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::names::{DbName, KeyPrefix, RowKey, TableName};
 use crate::paging::PageFill;
-use crate::sync::genvec::{DeviceId, Knowledge};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 use keys::DbKeys;
 use local::Writer;
 use records::{decode, encode};
@@ -89,7 +93,8 @@ pub struct Row {
 /// Every database of a node.
 pub struct Store {
     storage: Arc<dyn Storage>,
-    device: DeviceId,
+    /// This node's current device id (changed only by an epoch, see `epoch`).
+    device: AtomicU64,
     clock: Arc<Clock>,
 }
 
@@ -97,9 +102,12 @@ impl Store {
     /// Opens the store, making this node's device id on first use.
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<Clock>) -> Result<Store> {
         let device = load_or_create_device(storage.as_ref())?;
+        let mut txn = storage.write()?;
+        epoch::note_open(txn.as_mut())?;
+        txn.commit()?;
         let store = Store {
             storage,
-            device,
+            device: AtomicU64::new(device.0),
             clock,
         };
         store.restore_clock()?;
@@ -115,9 +123,83 @@ impl Store {
         Ok(())
     }
 
-    /// This node's persistent device id.
+    /// This node's persistent device id (its current epoch's).
     pub fn device(&self) -> DeviceId {
-        self.device
+        DeviceId(self.device.load(Ordering::SeqCst))
+    }
+
+    /// Moves to a fresh device id unless the device is no longer `expected` (another epoch
+    /// already replaced it: returns None). In one transaction, per database, this device's
+    /// records above the safe point are logged again under the new device and the knowledge
+    /// of the old one set to the safe point (see `epoch`). The safe point of a database is just
+    /// below its lowest mark point (a restored store, or the copy it was restored from, may
+    /// diverge from what peers hold from any of its recent opens on), lowered in `clash`'s
+    /// database to just below the generation a peer holds differently.
+    pub fn start_epoch(
+        &self,
+        expected: DeviceId,
+        reason: String,
+        clash: Option<(&DbName, Generation)>,
+    ) -> Result<Option<Epoch>> {
+        let mut txn = self.storage.write()?;
+        let old = self.device();
+        if old != expected {
+            return Ok(None);
+        }
+        let new = fresh_device(txn.as_ref(), old)?;
+        let lowest = epoch::lowest_mark_points(txn.as_ref())?;
+        let safe_point = |db: &str, own: Generation| -> Generation {
+            let recent = lowest.get(db).map_or(0, |point| point.saturating_sub(1));
+            let clashed = clash
+                .filter(|(clashed, _)| clashed.as_str() == db)
+                .map_or(Generation::MAX, |(_, generation)| {
+                    generation.saturating_sub(1)
+                });
+            own.min(recent).min(clashed)
+        };
+        let epoch = epoch::switch(txn.as_mut(), &self.clock, (old, new), &safe_point, reason)?;
+        // Writers read the device once they hold the write transaction, which this one still
+        // holds: none can write under the old device after the commit.
+        self.device.store(new.0, Ordering::SeqCst);
+        if let Err(error) = txn.commit() {
+            self.device.store(old.0, Ordering::SeqCst);
+            return Err(error.into());
+        }
+        Ok(Some(epoch))
+    }
+
+    /// The epochs this node went through, oldest first.
+    pub fn epochs(&self) -> Result<Vec<Epoch>> {
+        epoch::history(self.storage.read()?.as_ref())
+    }
+
+    /// The mark of `device`'s highest generation logged in the database, if any.
+    pub fn last_mark(&self, db: &DbName, device: DeviceId) -> Result<Option<Mark>> {
+        let keys = DbKeys::new(db.as_str());
+        epoch::last_mark(self.storage.read()?.as_ref(), &keys, device)
+    }
+
+    /// The mark of (`device`, `generation`) as logged in the database, if it is.
+    pub fn mark_at(
+        &self,
+        db: &DbName,
+        device: DeviceId,
+        generation: Generation,
+    ) -> Result<Option<Mark>> {
+        let keys = DbKeys::new(db.as_str());
+        epoch::mark_at(self.storage.read()?.as_ref(), &keys, device, generation)
+    }
+
+    /// The database's mark points: the first generation of this device after each of its last
+    /// opens (see `epoch::mark_points`).
+    pub fn mark_points(&self, db: &DbName) -> Result<Vec<Generation>> {
+        let keys = DbKeys::new(db.as_str());
+        epoch::mark_points(self.storage.read()?.as_ref(), &keys)
+    }
+
+    /// Each database's own generation now.
+    pub fn own_generations(&self) -> Result<BTreeMap<String, Generation>> {
+        epoch::own_generations(self.storage.read()?.as_ref())
     }
 
     /// The node's clock.
@@ -258,7 +340,7 @@ impl Store {
         resume::token(
             self.storage.read()?.as_ref(),
             &DbKeys::new(db.as_str()),
-            self.device,
+            self.device(),
             initiator,
             served,
             position,
@@ -277,7 +359,7 @@ impl Store {
         resume::resume_position(
             self.storage.read()?.as_ref(),
             &DbKeys::new(db.as_str()),
-            self.device,
+            self.device(),
             initiator,
             served,
             token,
@@ -369,7 +451,7 @@ impl Store {
         log::read_page(
             self.storage.read()?.as_ref(),
             &DbKeys::new(db.as_str()),
-            self.device,
+            self.device(),
             request,
         )
     }
@@ -414,7 +496,7 @@ impl Store {
 
     fn writer(&self) -> Writer<'_> {
         Writer {
-            device: self.device,
+            device: self.device(),
             clock: &self.clock,
         }
     }
@@ -431,6 +513,28 @@ fn load_or_create_device(storage: &dyn Storage) -> Result<DeviceId> {
     Ok(device)
 }
 
+/// A device id of `old`'s lineage with fresh random epoch bits: neither 0 nor `old` nor any
+/// earlier epoch's.
+fn fresh_device(txn: &dyn syncbase_storage::ReadTxn, old: DeviceId) -> Result<DeviceId> {
+    let used: Vec<DeviceId> = epoch::history(txn)?
+        .iter()
+        .flat_map(|epoch| [epoch.device, epoch.replaced])
+        .collect();
+    if used.len() >= usize::from(u16::MAX) {
+        return Err(Error::Internal(format!(
+            "device lineage {:012x} has used every epoch",
+            old.lineage()
+        )));
+    }
+    loop {
+        let epoch = Version::random()?.0 as u16;
+        let device = old.with_epoch(epoch);
+        if device.0 != 0 && device != old && !used.contains(&device) {
+            return Ok(device);
+        }
+    }
+}
+
 fn text(bytes: &[u8], what: &str) -> syncbase_storage::Result<String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| {
         visitor_error(Error::Internal(format!(
@@ -445,3 +549,6 @@ fn visitor_error(error: Error) -> syncbase_storage::StorageError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod epoch_tests;

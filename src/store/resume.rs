@@ -223,6 +223,7 @@ mod tests {
         for _ in 0..pages {
             let request = PageRequest {
                 initiator: to.device(),
+                echoes_from: 0,
                 knowledge: &knowledge,
                 position,
                 max_records: 3,

@@ -59,6 +59,7 @@ fn pull(to: &Store, from: &Store) -> Applied {
     loop {
         let request = PageRequest {
             initiator: to.device(),
+            echoes_from: 0,
             knowledge: &knowledge,
             position,
             max_records: 3,
@@ -204,6 +205,7 @@ fn applying_a_page_twice_changes_nothing() {
     let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
     let request = PageRequest {
         initiator: b.device(),
+        echoes_from: 0,
         knowledge: &knowledge,
         position: 0,
         max_records: 10,
@@ -317,6 +319,7 @@ fn a_page_keeps_an_app_batch_whole() {
     let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
     let request = PageRequest {
         initiator: b.device(),
+        echoes_from: 0,
         knowledge: &knowledge,
         position: 0,
         max_records: 2,
@@ -480,6 +483,7 @@ fn a_page_never_splits_the_largest_legal_batch_and_stays_within_its_bound() {
     loop {
         let request = PageRequest {
             initiator: b.device(),
+            echoes_from: 0,
             knowledge: &knowledge,
             position,
             max_records: crate::paging::DATA.limit.items,

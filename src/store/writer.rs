@@ -9,6 +9,7 @@ use syncbase_storage::WriteTxn;
 
 use crate::clock::Hlc;
 use crate::error::Result;
+use crate::store::epoch::{Mark, digest};
 use crate::store::keys::DbKeys;
 use crate::store::records::{
     Change, DagNode, LogEntry, RowHead, SyncState, Version, decode, encode,
@@ -22,6 +23,9 @@ pub struct DbWriter<'t> {
     state: SyncState,
     /// DAG nodes written in this transaction, so resolving a page reads none of them back.
     written: HashMap<Vec<u8>, DagNode>,
+    /// Per device, the entry of its highest generation logged in this transaction: its mark
+    /// is saved on `finish`.
+    last_logged: HashMap<DeviceId, LogEntry>,
 }
 
 impl<'t> DbWriter<'t> {
@@ -34,6 +38,7 @@ impl<'t> DbWriter<'t> {
             keys,
             state,
             written: HashMap::new(),
+            last_logged: HashMap::new(),
         })
     }
 
@@ -42,6 +47,11 @@ impl<'t> DbWriter<'t> {
         let generation = self.state.next_generation;
         self.state.next_generation += 1;
         generation
+    }
+
+    /// The highest generation this device has taken in the database.
+    pub fn own_generation(&self) -> Generation {
+        self.state.own_generation()
     }
 
     pub fn head(&self, table: &str, row: &str) -> Result<Option<RowHead>> {
@@ -94,7 +104,55 @@ impl<'t> DbWriter<'t> {
         self.txn.put(&self.keys.log(position), &encode(entry)?)?;
         let index = self.keys.index(entry.device, entry.generation);
         self.txn.put(&index, &position.to_be_bytes())?;
+        let last = self.last_logged.get(&entry.device);
+        if last.is_none_or(|last| last.generation < entry.generation) {
+            self.last_logged.insert(entry.device, entry.clone());
+        }
         Ok(position)
+    }
+
+    /// The generations of `device` logged here above `after`, in order.
+    pub fn generations_after(
+        &self,
+        device: DeviceId,
+        after: Generation,
+    ) -> Result<Vec<Generation>> {
+        let start = self.keys.index(device, after.saturating_add(1));
+        let device_prefix = &self.keys.index(device, 0)[..self.keys.index_prefix().len() + 8];
+        let end = syncbase_storage::prefix_end(device_prefix);
+        let mut generations = Vec::new();
+        self.txn.scan(&start, end.as_deref(), &mut |key, _| {
+            generations.extend(crate::store::keys::trailing_u64(key));
+            Ok(syncbase_storage::Scan::Continue)
+        })?;
+        Ok(generations)
+    }
+
+    /// Removes the log entry of (device, generation) and its index entry; the entry, if any.
+    pub fn remove_record(
+        &mut self,
+        device: DeviceId,
+        generation: Generation,
+    ) -> Result<Option<LogEntry>> {
+        let index = self.keys.index(device, generation);
+        let Some(position) = self.txn.get(&index)? else {
+            return Ok(None);
+        };
+        let position = u64::from_be_bytes(
+            position
+                .as_slice()
+                .try_into()
+                .map_err(|_| crate::error::Error::Internal("corrupt log index entry".into()))?,
+        );
+        let log = self.keys.log(position);
+        let entry = self
+            .txn
+            .get(&log)?
+            .map(|bytes| decode(&bytes, "log entry"))
+            .transpose()?;
+        self.txn.delete(&log)?;
+        self.txn.delete(&index)?;
+        Ok(entry)
     }
 
     /// Appends a row change to the watch feed.
@@ -114,8 +172,39 @@ impl<'t> DbWriter<'t> {
         Ok(self.txn.put(&self.keys.knowledge(), &encode(knowledge)?)?)
     }
 
-    /// Saves the counters and the clock's last reading; call once, after the last write.
+    /// Forgets the mark of `device`'s highest logged generation (its entries above the safe
+    /// point were just removed by an epoch).
+    pub fn forget_mark(&mut self, device: DeviceId) -> Result<()> {
+        self.last_logged.remove(&device);
+        self.txn.delete(&self.keys.mark(device))?;
+        Ok(())
+    }
+
+    /// Saves the mark of each device's highest generation logged in this transaction, where
+    /// it is above the stored one.
+    fn save_marks(&mut self) -> Result<()> {
+        for (device, entry) in std::mem::take(&mut self.last_logged) {
+            let key = self.keys.mark(device);
+            let stored: Option<Mark> = self
+                .txn
+                .get(&key)?
+                .map(|bytes| decode(&bytes, "record mark"))
+                .transpose()?;
+            if stored.is_none_or(|stored| stored.generation < entry.generation) {
+                let mark = Mark {
+                    generation: entry.generation,
+                    digest: digest(&entry)?,
+                };
+                self.txn.put(&key, &encode(&mark)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the counters, the marks and the clock's last reading; call once, after the last
+    /// write.
     pub fn finish(mut self, last_hlc: Hlc) -> Result<()> {
+        self.save_marks()?;
         self.state.last_hlc = self.state.last_hlc.max(last_hlc);
         Ok(self.txn.put(&self.keys.state(), &encode(&self.state)?)?)
     }

@@ -14,9 +14,35 @@ use serde::{Deserialize, Serialize};
 /// The byte joining a scope's table and prefix in its wire form; it never occurs in UTF-8.
 const SEPARATOR: u8 = 0xfe;
 
-/// A node's persistent random 64-bit device id (never 0).
+/// A node's persistent random 64-bit device id (never 0). Its low 48 bits are the node's
+/// *lineage*, kept by every epoch (a move to a fresh device id after a restore or copy, see
+/// `store::epoch`), which draws only new high [`EPOCH_BITS`] bits; syncgroups bind a member
+/// to the lineage of the device it joined with, so its records stay its own across epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DeviceId(pub u64);
+
+/// The high bits of a device id that an epoch changes.
+pub const EPOCH_BITS: u32 = 16;
+
+/// The bits of a device id every epoch keeps.
+const LINEAGE_MASK: u64 = u64::MAX >> EPOCH_BITS;
+
+impl DeviceId {
+    /// The bits every epoch of this node's device id shares.
+    pub fn lineage(self) -> u64 {
+        self.0 & LINEAGE_MASK
+    }
+
+    /// Whether `other` is this device or another epoch of the same node.
+    pub fn same_lineage(self, other: DeviceId) -> bool {
+        self.lineage() == other.lineage()
+    }
+
+    /// The device id of the same lineage with `epoch` as its high bits.
+    pub fn with_epoch(self, epoch: u16) -> DeviceId {
+        DeviceId(self.lineage() | (u64::from(epoch) << (64 - EPOCH_BITS)))
+    }
+}
 
 /// A generation number of one device in one database (starts at 1; 0 means "none").
 pub type Generation = u64;
@@ -610,6 +636,18 @@ mod tests {
         assert_eq!(k.nested_under(&whole).count(), 4);
         let missing = scope("t", "c");
         assert_eq!(k.nested_under(&missing).count(), 0);
+    }
+
+    #[test]
+    fn an_epoch_keeps_a_devices_lineage_and_changes_its_id() {
+        let device = DeviceId(0xabcd_1234_5678_9abc);
+        let next = device.with_epoch(7);
+        assert_eq!(next, DeviceId(0x0007_1234_5678_9abc));
+        assert!(next.same_lineage(device) && next != device);
+        assert!(
+            !DeviceId(1).same_lineage(DeviceId(2)),
+            "small test ids stay distinct"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The initiator side of a sync session with one peer for one database (reference §2.4),
 //! without Cap'n Proto: builds the request from this node's knowledge, checks every page the
-//! responder pushes (records only under the scopes asked for, knowledge only for them, no
-//! claim on this node's own generations beyond what it has made), and applies each page in one
-//! commit.
+//! responder pushes (records only under the scopes asked for, knowledge only for them), and
+//! applies each page in one commit. A page showing that the responder holds generations of this
+//! node's device beyond what it has made, or another record at one it made, means this store
+//! was restored or copied: the node starts an epoch (`Node::start_epoch`) and the session ends.
 //! A page that fails a check is refused whole: nothing of it is committed, the session ends
 //! with the error, and the next session starts from the knowledge last committed, or from the
 //! resume cursor committed with the last page applied (`store::resume`): each page's token is
@@ -24,8 +25,8 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::store::{Applied, CursorUpdate, LogRecord, ResumeCursor};
-use crate::sync::genvec::{DeviceId, Knowledge, Scope};
+use crate::store::{Applied, CursorUpdate, LogRecord, Mark, ResumeCursor};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::sync::refused::Refused;
 use crate::sync::responder::{DeltaRequest, wait_for_change};
 
@@ -35,6 +36,8 @@ pub struct Session {
     peer: Fingerprint,
     /// The responder's device, as its first push named it.
     responder: Cell<Option<DeviceId>>,
+    /// This node's device when the request was built.
+    asked_as: Cell<Option<DeviceId>>,
     db: DbName,
     scopes: Vec<Scope>,
     /// The records this session refused (kept out of the knowledge it merges).
@@ -60,6 +63,9 @@ pub struct Push {
     pub responder: DeviceId,
     /// Where the page ends, as the responder's resume token.
     pub resume: Option<Vec<u8>>,
+    /// With the knowledge: the responder's records of our device at the generations the request
+    /// asked about (the first one written after each of our last opens), as digests.
+    pub marks: Vec<Mark>,
 }
 
 impl Session {
@@ -68,6 +74,7 @@ impl Session {
             node,
             peer,
             responder: Cell::new(None),
+            asked_as: Cell::new(None),
             db,
             scopes,
             refused: RefCell::new(Refused::new()),
@@ -81,6 +88,7 @@ impl Session {
     /// token kept with this peer if this knowledge still dominates what it was asked with.
     pub fn request(&self) -> Result<DeltaRequest> {
         let store = self.node.store();
+        self.asked_as.set(Some(store.device()));
         let own = store.state(&self.db)?.own_generation();
         let knowledge = store
             .knowledge(&self.db)?
@@ -96,6 +104,7 @@ impl Session {
             knowledge,
             live: true,
             resume,
+            mark_at: store.mark_points(&self.db)?,
         })
     }
 
@@ -107,9 +116,11 @@ impl Session {
             remaining,
             responder,
             resume,
+            marks,
         } = push;
         self.check_responder(responder)?;
         self.check(&records, knowledge.as_ref())?;
+        self.check_device(knowledge.as_ref(), &marks).await?;
         let sent = records.len();
         let ended_log = knowledge.is_some();
         let records = self.drop_unauthorized(records)?;
@@ -201,7 +212,7 @@ impl Session {
             }
         }
         if let Some(knowledge) = knowledge {
-            self.check_knowledge(knowledge, me)?;
+            self.check_knowledge(knowledge)?;
         }
         Ok(())
     }
@@ -270,25 +281,89 @@ impl Session {
         }
     }
 
-    /// The responder's knowledge must stay inside the scopes asked for and must not claim more
-    /// of this node's own generations than it has made. (It need not cover every record sent:
-    /// a responder relays records from pages it received without knowledge yet.)
-    fn check_knowledge(&self, knowledge: &Knowledge, me: DeviceId) -> Result<()> {
-        let own = self.node.store().state(&self.db)?.own_generation();
-        for (scope, vector) in knowledge.iter() {
+    /// The responder's knowledge must stay inside the scopes asked for.
+    fn check_knowledge(&self, knowledge: &Knowledge) -> Result<()> {
+        for (scope, _) in knowledge.iter() {
             if !self.scopes.iter().any(|asked| asked.contains(scope)) {
                 return Err(Error::invalid(format!(
                     "knowledge for scope {scope}, which was not asked for"
                 )));
             }
-            if vector.get(me) > own {
-                return Err(Error::invalid(format!(
-                    "knowledge claims generation {} of this node, which has made {own}",
-                    vector.get(me)
-                )));
-            }
         }
         Ok(())
+    }
+
+    /// A (device, generation) pair names one record, forever: if the responder holds a
+    /// generation of this node's device beyond what the store has made, or another record at
+    /// one it has made (the mark), this store was restored or copied. The node then starts an
+    /// epoch (a fresh device id, see `store::epoch`), the page is refused, and the session
+    /// ends so that it starts again as the new device. A session asked as an older device
+    /// ends too.
+    async fn check_device(&self, knowledge: Option<&Knowledge>, marks: &[Mark]) -> Result<()> {
+        let store = self.node.store();
+        let me = store.device();
+        if self.asked_as.get().is_some_and(|asked| asked != me) {
+            return Err(Error::BadState(format!(
+                "this node moved to a new device id ({:016x}, an epoch) since the session \
+                 started: sync again",
+                me.0
+            )));
+        }
+        let Some(knowledge) = knowledge else {
+            return Ok(());
+        };
+        let Some((generation, reason)) = self.clash(knowledge, marks, me)? else {
+            return Ok(());
+        };
+        let reason = format!(
+            "peer {} {reason} in database {:?}: this store was restored from a backup or copied",
+            self.peer,
+            self.db.as_str()
+        );
+        let clash = Some((self.db.clone(), generation));
+        self.node.start_epoch(me, reason.clone(), clash).await?;
+        Err(Error::BadState(format!(
+            "{reason}; this node moved to a new device id ({:016x}, an epoch) and syncs again",
+            self.node.store().device().0
+        )))
+    }
+
+    /// The first generation of `me` the responder holds differently, and how, if any: the
+    /// lowest mark point where it holds another record than ours, or else the first generation
+    /// beyond what we made, if it holds one.
+    fn clash(
+        &self,
+        knowledge: &Knowledge,
+        marks: &[Mark],
+        me: DeviceId,
+    ) -> Result<Option<(Generation, String)>> {
+        let store = self.node.store();
+        let own = store.state(&self.db)?.own_generation();
+        let mut marks = marks.to_vec();
+        marks.sort_by_key(|mark| mark.generation);
+        for mark in marks.iter().filter(|mark| mark.generation <= own) {
+            let ours = store.mark_at(&self.db, me, mark.generation)?;
+            if ours.is_none_or(|ours| ours.digest != mark.digest) {
+                let reason = format!(
+                    "holds another record than this node's at generation {} of its device \
+                     {:016x}",
+                    mark.generation, me.0
+                );
+                return Ok(Some((mark.generation, reason)));
+            }
+        }
+        let claimed = marks
+            .iter()
+            .map(|mark| mark.generation)
+            .fold(knowledge.max_gen(me), Generation::max);
+        if claimed > own {
+            let reason = format!(
+                "holds generation {claimed} of this node's device {:016x}, which has made {own}",
+                me.0
+            );
+            return Ok(Some((own + 1, reason)));
+        }
+        Ok(None)
     }
 
     /// Records a failure in the peer's status.

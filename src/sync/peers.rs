@@ -273,6 +273,12 @@ impl PeerRegistry {
             .is_some_and(|entry| entry.declared.is_some())
     }
 
+    /// Wakes everything that follows the registry with nothing changed but this node's
+    /// device id (an epoch): links restart, live responder streams end.
+    pub fn relink(&self) {
+        self.announce();
+    }
+
     fn announce(&self) {
         self.changes.send_modify(|count| *count += 1);
     }

@@ -27,8 +27,11 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::store::{Page, PageRequest};
-use crate::sync::genvec::{DeviceId, Knowledge};
+use crate::store::{Mark, Page, PageRequest};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge};
+
+/// The most mark generations a request may name.
+pub const MAX_MARKS: usize = 64;
 
 /// Most records in one page (`paging::DATA`), past which only an app batch continues it.
 pub const PAGE_RECORDS: usize = crate::paging::DATA.limit.items;
@@ -44,6 +47,8 @@ pub struct DeltaRequest {
     pub live: bool,
     /// The token of the last page the initiator applied from this node (`store::resume`).
     pub resume: Option<Vec<u8>>,
+    /// The generations of the initiator's device to report the marks of.
+    pub mark_at: Vec<Generation>,
 }
 
 /// Where pages go (the Cap'n Proto sink, or a test's vector).
@@ -110,13 +115,23 @@ impl Responder {
         let mut served = self.authorize(request)?;
         let store = self.node.store();
         let mut position = self.start(request, &served)?;
+        // Echoes are suppressed only for records the initiator sends during this session: a
+        // store restored from a copy may lack what it sent before.
+        let echoes_from = store.state(&request.db)?.next_position;
         let mut commits = self.node.subscribe();
         let mut peers = self.node.peers().subscribe();
         let mut last_knowledge: Option<Knowledge> = None;
+        let device = store.device();
         loop {
             commits.borrow_and_update();
             peers.borrow_and_update();
             let room = sink.room().await?;
+            if store.device() != device {
+                return Err(Error::BadState(format!(
+                    "this node moved to a new device id ({:016x}, an epoch): sync again",
+                    store.device().0
+                )));
+            }
             let now = self.authorize(request)?;
             if let Some(lost) = served
                 .iter()
@@ -135,18 +150,21 @@ impl Responder {
                 last_knowledge = None;
                 served = now;
             }
-            let page = store.read_page(
+            let mut page = store.read_page(
                 &request.db,
                 &PageRequest {
                     initiator: request.initiator_device,
                     knowledge: &served,
                     position,
+                    echoes_from,
                     max_records: PAGE_RECORDS,
                     max_bytes: PAGE_BYTES,
                 },
             )?;
+            if page.knowledge.is_some() {
+                page.initiator_marks = self.marks_for(request)?;
+            }
             position = page.next_position;
-            let mut page = page;
             page.resume =
                 store.resume_token(&request.db, request.initiator_device, &served, position)?;
             let at_end = page.knowledge.is_some();
@@ -187,6 +205,17 @@ impl Responder {
         let resumed =
             store.resume_position(&request.db, request.initiator_device, served, token)?;
         Ok(resumed.map_or(from_knowledge, |position| position.max(from_knowledge)))
+    }
+
+    /// The marks of the initiator's records held here at the generations it asked about, so it
+    /// can tell whether this node holds other records there.
+    fn marks_for(&self, request: &DeltaRequest) -> Result<Vec<Mark>> {
+        let store = self.node.store();
+        let mut marks = Vec::new();
+        for generation in &request.mark_at {
+            marks.extend(store.mark_at(&request.db, request.initiator_device, *generation)?);
+        }
+        Ok(marks)
     }
 
     fn count_sent(&self, page: &Page) {

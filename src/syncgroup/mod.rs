@@ -172,11 +172,11 @@ impl Syncgroup {
                 "a syncgroup has at most {MAX_MEMBERS} members"
             )));
         }
-        let mut devices = BTreeSet::new();
+        let mut lineages = BTreeSet::new();
         for (member, info) in &self.joiners {
-            if info.device.0 == 0 || !devices.insert(info.device) {
+            if info.device.0 == 0 || !lineages.insert(info.device.lineage()) {
                 return Err(Error::invalid(format!(
-                    "member {member} has device 0 or one another member has"
+                    "member {member} has device 0 or one of another member's lineage"
                 )));
             }
         }
@@ -188,11 +188,12 @@ impl Syncgroup {
         self.spec.perms.allows(tag, who)
     }
 
-    /// The member whose records name `device`.
+    /// The member whose records name `device`: the one that joined with a device of its
+    /// lineage (an epoch keeps a node's records its own).
     pub fn member_of_device(&self, device: DeviceId) -> Option<&Fingerprint> {
         self.joiners
             .iter()
-            .find(|(_, info)| info.device == device)
+            .find(|(_, info)| info.device.same_lineage(device))
             .map(|(member, _)| member)
     }
 

@@ -209,3 +209,16 @@ fn syncgroup_ids_are_exactly_sixteen_hex_digits() {
         assert!(SyncgroupId::from_hex(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_members_records_from_a_later_epoch_are_still_its_own() {
+    let mut sg = syncgroup();
+    let epoch = DeviceId(1).with_epoch(3);
+    assert_eq!(sg.member_of_device(epoch), Some(&id('a')));
+    assert!(sg.device_may_write(epoch, 1), "a holds Write");
+    assert!(!sg.device_may_write(DeviceId(3).with_epoch(3), 1));
+    sg.joiners
+        .insert(id('c'), member(DeviceId(2).with_epoch(5).0));
+    let error = sg.validate().unwrap_err().to_string();
+    assert!(error.contains("another member's lineage"), "{error}");
+}

@@ -1,0 +1,229 @@
+//! Epoch tests on the memory backend: a store copied and put back (a restored backup) is
+//! synced with a peer by hand, and the (device, generation) pairs stay unique.
+
+use std::sync::Arc;
+
+use syncbase_storage::{MemoryStorage, Scan};
+
+use super::*;
+use crate::sync::genvec::Scope;
+
+fn db() -> DbName {
+    DbName::parse("db").unwrap()
+}
+
+fn open(storage: Arc<MemoryStorage>) -> Store {
+    Store::open(storage, Arc::new(Clock::system())).unwrap()
+}
+
+fn put(store: &Store, key: &str, value: &str) {
+    let mutation = Mutation::Put {
+        table: TableName::parse("t").unwrap(),
+        key: RowKey::parse(key).unwrap(),
+        value: value.as_bytes().to_vec(),
+    };
+    store.create_database(&db()).unwrap();
+    store.commit(&db(), &[mutation]).unwrap();
+}
+
+fn get(store: &Store, key: &str) -> Option<String> {
+    let (table, key) = (TableName::parse("t").unwrap(), RowKey::parse(key).unwrap());
+    let value = store.get(&db(), &table, &key).unwrap();
+    value.map(|bytes| String::from_utf8(bytes).unwrap())
+}
+
+/// A byte-for-byte copy of a store's storage (a backup).
+fn copy(store: &Store) -> Arc<MemoryStorage> {
+    let copy = Arc::new(MemoryStorage::new());
+    let mut txn = copy.write().unwrap();
+    store
+        .storage()
+        .read()
+        .unwrap()
+        .scan_prefix(b"", &mut |key, value| {
+            txn.put(key, value)?;
+            Ok(Scan::Continue)
+        })
+        .unwrap();
+    txn.commit().unwrap();
+    copy
+}
+
+/// Pulls everything `from` has for table `t` into `to`, as a session would (one page).
+fn pull(to: &Store, from: &Store) {
+    let scopes = [Scope::new("t", "")];
+    let own = to.state(&db()).unwrap().own_generation();
+    let knowledge = to
+        .knowledge(&db())
+        .unwrap()
+        .request_for(&scopes, to.device(), own);
+    let position = from.start_position(&db(), to.device(), &knowledge).unwrap();
+    let request = PageRequest {
+        initiator: to.device(),
+        echoes_from: 0,
+        knowledge: &knowledge,
+        position,
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    let page = from.read_page(&db(), &request).unwrap();
+    assert!(page.knowledge.is_some(), "one page holds everything");
+    to.create_database(&db()).unwrap();
+    to.apply(&db(), from.device(), &page.records, page.knowledge.as_ref())
+        .unwrap();
+}
+
+/// B writes k1, which A pulls; B is backed up; B writes k2, which A pulls; B is restored from
+/// the backup (opened again) and writes k3 at the generation A holds as k2.
+fn restored_pair() -> (Store, Store) {
+    let a = open(Arc::new(MemoryStorage::new()));
+    let b = open(Arc::new(MemoryStorage::new()));
+    put(&b, "k1", "v1");
+    pull(&a, &b);
+    let backup = copy(&b);
+    put(&b, "k2", "v2");
+    pull(&a, &b);
+    let b = open(backup);
+    put(&b, "k3", "v3");
+    (a, b)
+}
+
+#[test]
+fn a_restored_store_reuses_a_generation_that_the_mark_exposes() {
+    let (a, b) = restored_pair();
+    let me = b.device();
+    let theirs = a
+        .last_mark(&db(), me)
+        .unwrap()
+        .expect("A holds B's records");
+    assert_eq!(theirs.generation, 2);
+    let ours = b
+        .mark_at(&db(), me, 2)
+        .unwrap()
+        .expect("B made generation 2");
+    assert_ne!(ours.digest, theirs.digest, "k3 and k2 share (device, 2)");
+    assert_eq!(
+        b.mark_at(&db(), me, 1).unwrap(),
+        a.mark_at(&db(), me, 1).unwrap()
+    );
+}
+
+#[test]
+fn an_epoch_relogs_own_records_above_the_safe_point_and_both_stores_converge() {
+    let (a, b) = restored_pair();
+    let old = b.device();
+    let epoch = b
+        .start_epoch(old, "test: a clash".into(), Some((&db(), 2)))
+        .unwrap()
+        .expect("an epoch starts");
+    assert_eq!((epoch.replaced, epoch.device), (old, b.device()));
+    assert_ne!(b.device(), old);
+    assert_eq!(epoch.relogged, 1, "k3, above the safe point 1");
+    assert!(
+        b.mark_at(&db(), old, 2).unwrap().is_none(),
+        "(old, 2) dropped"
+    );
+    assert_eq!(b.epochs().unwrap(), vec![epoch]);
+
+    pull(&b, &a);
+    pull(&a, &b);
+    for store in [&a, &b] {
+        assert_eq!(get(store, "k1").as_deref(), Some("v1"));
+        assert_eq!(get(store, "k2").as_deref(), Some("v2"));
+        assert_eq!(get(store, "k3").as_deref(), Some("v3"));
+    }
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
+    assert_eq!(
+        a.last_mark(&db(), old).unwrap(),
+        b.last_mark(&db(), old).unwrap(),
+        "both hold A's k2 as (old, 2)"
+    );
+}
+
+#[test]
+fn new_writes_take_the_fresh_device_and_old_records_stay_valid() {
+    let a = open(Arc::new(MemoryStorage::new()));
+    let storage = Arc::new(MemoryStorage::new());
+    put(&open(storage.clone()), "k1", "v1");
+    let b = open(storage);
+    let old = b.device();
+    b.start_epoch(old, "test".into(), None).unwrap().unwrap();
+    assert_eq!(
+        b.epochs().unwrap()[0].relogged,
+        0,
+        "nothing above the open point"
+    );
+    put(&b, "k2", "v2");
+    let new = b.device();
+    assert_eq!(
+        b.mark_at(&db(), new, 2).unwrap().map(|m| m.generation),
+        Some(2)
+    );
+    pull(&a, &b);
+    assert_eq!(get(&a, "k1").as_deref(), Some("v1"));
+    assert_eq!(get(&a, "k2").as_deref(), Some("v2"));
+    assert!(a.last_mark(&db(), old).unwrap().is_some());
+    assert!(a.last_mark(&db(), new).unwrap().is_some());
+}
+
+#[test]
+fn records_written_since_the_store_was_opened_are_logged_again() {
+    let b = open(Arc::new(MemoryStorage::new()));
+    put(&b, "k1", "v1");
+    let old = b.device();
+    let epoch = b.start_epoch(old, "test".into(), None).unwrap().unwrap();
+    assert_eq!(
+        epoch.relogged, 1,
+        "k1 may clash: it was written since the open"
+    );
+    assert!(b.mark_at(&db(), old, 1).unwrap().is_none());
+    assert!(b.mark_at(&db(), b.device(), 2).unwrap().is_some());
+    assert_eq!(get(&b, "k1").as_deref(), Some("v1"));
+}
+
+#[test]
+fn an_epoch_for_a_device_already_replaced_is_not_started_twice() {
+    let b = open(Arc::new(MemoryStorage::new()));
+    let old = b.device();
+    assert!(b.start_epoch(old, "first".into(), None).unwrap().is_some());
+    assert!(b.start_epoch(old, "second".into(), None).unwrap().is_none());
+    assert_eq!(b.epochs().unwrap().len(), 1);
+}
+
+#[test]
+fn the_device_id_of_an_epoch_survives_a_reopen() {
+    let storage = Arc::new(MemoryStorage::new());
+    let b = open(storage.clone());
+    b.start_epoch(b.device(), "test".into(), None).unwrap();
+    let device = b.device();
+    drop(b);
+    assert_eq!(open(storage).device(), device);
+}
+
+#[test]
+fn a_write_under_a_pair_held_for_another_record_is_kept_not_dropped() {
+    let (a, b) = restored_pair();
+    // C learns k1 and k3 from the restored B (k3 under B's (device, 2)), then is handed A's
+    // k2, which names the same pair.
+    let c = open(Arc::new(MemoryStorage::new()));
+    pull(&c, &b);
+    assert_eq!(get(&c, "k3").as_deref(), Some("v3"));
+    let mut nothing_known = crate::sync::genvec::Knowledge::new();
+    nothing_known.insert(Scope::new("t", ""), Default::default());
+    let request = PageRequest {
+        initiator: c.device(),
+        echoes_from: 0,
+        knowledge: &nothing_known,
+        position: 0,
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    let page = a.read_page(&db(), &request).unwrap();
+    let applied = c.apply(&db(), a.device(), &page.records, None).unwrap();
+    assert_eq!(applied.records, 1, "k2 is new here: {applied:?}");
+    assert_eq!(applied.duplicates, 1, "k1 is the same record");
+    assert_eq!(get(&c, "k2").as_deref(), Some("v2"));
+    assert_eq!(get(&c, "k3").as_deref(), Some("v3"));
+    let again = c.apply(&db(), a.device(), &page.records, None).unwrap();
+    assert_eq!(again.duplicates, 2, "a second time changes nothing");
+}
