@@ -102,7 +102,9 @@ interface DeltaSink {
   push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64,
            resume :Data, markGenerations :List(UInt64), markDigests :List(UInt64)) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
-  # batch (0 once caught up); the initiator shows it as records pending in.
+  # batch (0 once caught up); the initiator shows it as records pending in. In syncgroup
+  # pages: 1 while versions are left for the next page of the round, 0 on the page that
+  # ends it.
   # `responderDevice`: the responder's device id, the same in every push of a call, so the
   # initiator can open getDeltas without first asking deviceInfo (one round trip less).
   # `resume` (data pages; empty in syncgroup pages): an opaque token (at most 128 bytes)

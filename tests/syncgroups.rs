@@ -558,6 +558,117 @@ async fn host_and_writer(
     (host, member, name)
 }
 
+/// Creates `HOST/suffix` on `host`, sharing all of `table`.
+async fn create_for_table(host: &EmbeddedServer, suffix: &str, table: &str) -> SyncgroupName {
+    let name = name(&format!("{}/{suffix}", host.peer_address()));
+    let spec = Spec {
+        prefixes: vec![Scope::new(table, "")],
+        ..spec()
+    };
+    host.node()
+        .create_syncgroup(db(), name.clone(), spec)
+        .await
+        .unwrap();
+    name
+}
+
+/// Two syncgroups, `sa` (table `t`) and `sb` (table `u`), hosted by `h:1`, each joined as a
+/// writer by `m:1` and `o:1`; returns (host, member, other, sb) once a row of `m:1` in `sa`
+/// reached both.
+async fn three_members_of_two(
+    network: &MemoryNetwork,
+) -> (
+    EmbeddedServer,
+    EmbeddedServer,
+    EmbeddedServer,
+    SyncgroupName,
+) {
+    let host = nodes::start(network, "h:1").await;
+    let member = nodes::start(network, "m:1").await;
+    let other = nodes::start(network, "o:1").await;
+    let sa = create_for_table(&host, "sa", "t").await;
+    let sb = create_for_table(&host, "sb", "u").await;
+    for node in [&member, &other] {
+        join_by_invite(&host, node, &sa, Level::ReadWrite).await;
+        join_by_invite(&host, node, &sb, Level::ReadWrite).await;
+    }
+    put(&table_t(&member).await, "before", b"1").await.unwrap();
+    wait_for_row(
+        &table_t(&host).await,
+        "before",
+        "the member's row at the host",
+    )
+    .await;
+    wait_for_row(
+        &table_t(&other).await,
+        "before",
+        "the member's row at the other",
+    )
+    .await;
+    (host, member, other, sb)
+}
+
+/// Rows `from` writes now in `sa` reach every node of `to`, and each of those nodes' own
+/// link to `from` stays up without error (not only a link `from` opened).
+async fn still_syncs(from: &EmbeddedServer, to: &[&EmbeddedServer], key: &str) {
+    for round in 0..2 {
+        let key = format!("{key}-{round}");
+        put(&table_t(from).await, &key, b"x").await.unwrap();
+        for node in to {
+            let what = format!(
+                "{key} in the syncgroup still shared, at {}",
+                node.peer_address()
+            );
+            wait_for_row(&table_t(node).await, &key, &what).await;
+            stays_linked(node, from).await;
+        }
+    }
+}
+
+/// `node`'s link to `peer` is up without error, and stays so for a second (not between two
+/// redials).
+async fn stays_linked(node: &EmbeddedServer, peer: &EmbeddedServer) {
+    let fingerprint = peer.node().identity().fingerprint().clone();
+    let link = format!("{}'s link to {}", node.peer_address(), peer.peer_address());
+    let up = || {
+        node.node()
+            .peers()
+            .status(&fingerprint)
+            .is_some_and(|status| status.connected && status.last_error.is_none())
+    };
+    eventually(&link, LIMIT, up).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let status = node.node().peers().status(&fingerprint);
+        assert!(up(), "{link} failed: {status:?}");
+    }
+}
+
+#[test]
+fn leaving_one_syncgroup_keeps_the_others_syncing_both_ways() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let (host, member, other, sb) = three_members_of_two(&network).await;
+        member.node().leave(sb).await.unwrap();
+        still_syncs(&member, &[&host, &other], "from-leaver").await;
+        still_syncs(&other, &[&member], "to-leaver").await;
+    });
+}
+
+#[test]
+fn an_eject_from_one_syncgroup_keeps_the_others_syncing_both_ways() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let (host, member, other, sb) = three_members_of_two(&network).await;
+        let me = host.node().identity().fingerprint().clone();
+        let mid = member.node().identity().fingerprint().clone();
+        host.node().eject(me, sb, mid).await.unwrap();
+        still_syncs(&host, &[&member], "to-ejected").await;
+        still_syncs(&other, &[&member], "from-other").await;
+        still_syncs(&member, &[&host, &other], "from-ejected").await;
+    });
+}
+
 #[test]
 fn members_sync_and_an_ejected_member_is_cut_off() {
     on_local(async {

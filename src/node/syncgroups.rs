@@ -385,8 +385,8 @@ impl Node {
     // ---- syncgroup metadata sync ----
 
     /// For `peer`: the versions it lacks of the syncgroups in `wanted` and this node's
-    /// knowledge of them. Each must be one this node holds (and has not left) and `peer`
-    /// must hold Read in it.
+    /// knowledge of them, for those this node holds (and has not left) and `peer` may read;
+    /// the others are left out. `NoAccess:` if none is left.
     pub fn syncgroup_deltas(
         &self,
         peer: &Fingerprint,
@@ -396,20 +396,32 @@ impl Node {
         if wanted.is_empty() {
             return Err(Error::invalid("GetDeltas names no syncgroup"));
         }
-        for id in wanted.keys() {
-            let readable = self
+        let readable = |id: &SyncgroupId| -> Result<bool> {
+            Ok(self
                 .store()
                 .syncgroup(db, *id)?
-                .is_some_and(|view| !view.local.left && view.record.sg.allows(Tag::Read, peer));
-            if !readable {
-                return Err(Error::NoAccess(format!(
-                    "{peer} holds no Read capability for syncgroup {} of database {:?}",
-                    id.to_hex(),
-                    db.as_str()
-                )));
+                .is_some_and(|view| !view.local.left && view.record.sg.allows(Tag::Read, peer)))
+        };
+        // Like a data responder, serve the syncgroups the peer may read and leave the others
+        // out: one syncgroup left or lost must not stop the metadata of the others (and the
+        // data sessions that wait for it).
+        let mut served = SyncgroupKnowledge::new();
+        let mut refused = None;
+        for (id, vector) in wanted {
+            if readable(id)? {
+                served.insert(*id, vector.clone());
+            } else {
+                refused.get_or_insert(*id);
             }
         }
-        self.store().syncgroup_deltas(db, wanted)
+        if let (true, Some(id)) = (served.is_empty(), refused) {
+            return Err(Error::NoAccess(format!(
+                "{peer} holds no Read capability for syncgroup {} of database {:?}",
+                id.to_hex(),
+                db.as_str()
+            )));
+        }
+        self.store().syncgroup_deltas(db, &served)
     }
 
     /// Applies syncgroup versions and knowledge from the authenticated peer `sender`.

@@ -433,7 +433,7 @@ impl SyncgroupSink for CapnpSyncgroupSink {
     }
 
     async fn send(&mut self, room: PageRoom, page: SyncgroupPage) -> crate::error::Result<()> {
-        let mut request = push_request(&self.sink, self.device, 0);
+        let mut request = push_request(&self.sink, self.device, u64::from(page.more));
         let mut batch = request.get().init_batch(page.records.len() as u32 + 1);
         for (i, record) in page.records.iter().enumerate() {
             write_syncgroup_record(record, batch.reborrow().get(i as u32).init_sg_rec());

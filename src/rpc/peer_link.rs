@@ -435,7 +435,7 @@ async fn live_metadata(
 }
 
 /// Runs one live GetDeltas call for syncgroup metadata; tells `caught_up` when its first
-/// round (one or more pages) is applied for every syncgroup asked for.
+/// round (one or more pages: the last says nothing remains) is applied.
 async fn live_syncgroup_session(
     remote: &sync::Client,
     session: Rc<SyncgroupSession>,
@@ -450,9 +450,8 @@ async fn live_syncgroup_session(
         sgs.set_live(true);
         write_syncgroup_knowledge(&known, sgs.init_init_vec());
     }
-    let asked = known.keys().copied().collect();
     let sink: delta_sink::Client =
-        capnp_rpc::new_client(SyncgroupSinkImpl::new(session, asked, caught_up));
+        capnp_rpc::new_client(SyncgroupSinkImpl::new(session, caught_up));
     run_get_deltas(call, sink).await
 }
 

@@ -8,7 +8,6 @@
 //! it starts the database's data session.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -21,7 +20,6 @@ use crate::sync::genvec::DeviceId;
 use crate::sync::initiator::{Push, Session};
 use crate::sync::responder::MAX_MARKS;
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
-use crate::syncgroup::SyncgroupId;
 
 /// Takes the pages a responder pushes for one session, in order, one commit each.
 pub struct DeltaSinkImpl {
@@ -137,27 +135,21 @@ fn in_item(index: usize, error: Error) -> capnp::Error {
 pub struct SyncgroupSinkImpl {
     session: Rc<SyncgroupSession>,
     order: tokio::sync::Mutex<()>,
-    /// The syncgroups asked for whose first round has not ended: a page ends a syncgroup's
-    /// round when it carries the responder's knowledge of it (pages are bounded, so a round
-    /// may take several).
-    unsettled: RefCell<BTreeSet<SyncgroupId>>,
-    /// Told once every syncgroup asked for has ended its first round.
+    /// Told once the first round is applied: pages are bounded, so a round may take several;
+    /// the page that ends it says nothing remains.
     caught_up: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
     failed: Cell<bool>,
 }
 
 impl SyncgroupSinkImpl {
-    /// A sink that tells `caught_up` once the first round of every syncgroup in `asked` is
-    /// applied.
+    /// A sink that tells `caught_up` once the responder's first round is applied.
     pub fn new(
         session: Rc<SyncgroupSession>,
-        asked: BTreeSet<SyncgroupId>,
         caught_up: tokio::sync::oneshot::Sender<()>,
     ) -> SyncgroupSinkImpl {
         SyncgroupSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
-            unsettled: RefCell::new(asked),
             caught_up: RefCell::new(Some(caught_up)),
             failed: Cell::new(false),
         }
@@ -169,16 +161,12 @@ impl delta_sink::Server for SyncgroupSinkImpl {
         let _in_order = self.order.lock().await;
         refuse_after_failure(&self.failed)?;
         let outcome = async {
-            let page = decode_syncgroup_page(params.get()?.get_batch()?)?;
-            let settled: Vec<SyncgroupId> = page.knowledge.keys().copied().collect();
+            let params = params.get()?;
+            let mut page = decode_syncgroup_page(params.get_batch()?)?;
+            page.more = params.get_remaining() != 0;
+            let round_ended = !page.more;
             self.session.receive(page).await?;
-            let mut unsettled = self.unsettled.borrow_mut();
-            for id in &settled {
-                unsettled.remove(id);
-            }
-            if unsettled.is_empty()
-                && let Some(caught_up) = self.caught_up.borrow_mut().take()
-            {
+            if round_ended && let Some(caught_up) = self.caught_up.borrow_mut().take() {
                 let _ = caught_up.send(());
             }
             Ok::<_, capnp::Error>(())

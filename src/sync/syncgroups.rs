@@ -30,6 +30,9 @@ use crate::syncgroup::{SyncgroupId, SyncgroupRecord};
 pub struct SyncgroupPage {
     pub records: Vec<SyncgroupRecord>,
     pub knowledge: SyncgroupKnowledge,
+    /// Whether versions were left for the next page: the round has not ended (sent as the
+    /// push's `remaining`, 1 or 0).
+    pub more: bool,
 }
 
 /// Where syncgroup pages go.
@@ -56,6 +59,9 @@ pub async fn respond(
     let mut commits = node.subscribe();
     let mut peers = node.peers().subscribe();
     let mut last_knowledge: Option<SyncgroupKnowledge> = None;
+    // A page that said more was coming is always followed by one, so the initiator sees
+    // the round end.
+    let mut announced_more = false;
     loop {
         commits.borrow_and_update();
         peers.borrow_and_update();
@@ -65,7 +71,8 @@ pub async fn respond(
             knowledge: ours,
             more,
         } = node.syncgroup_deltas(peer, db, &knowledge)?;
-        if !records.is_empty() || last_knowledge.as_ref() != Some(&ours) {
+        if !records.is_empty() || announced_more || last_knowledge.as_ref() != Some(&ours) {
+            announced_more = more;
             for (id, vector) in &ours {
                 knowledge.entry(*id).or_default().merge(vector);
             }
@@ -75,6 +82,7 @@ pub async fn respond(
                 SyncgroupPage {
                     records,
                     knowledge: ours,
+                    more,
                 },
             )
             .await?;
