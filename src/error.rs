@@ -153,7 +153,7 @@ mod tests {
             Error::from(StorageError::MapFull { map_size: 10 }),
             Error::from(StorageError::DiskFull {
                 path: "/data/data.mdb".into(),
-                source: std::io::Error::from_raw_os_error(28),
+                cause: std::io::Error::from_raw_os_error(28),
             }),
             Error::from(StorageError::Visitor("x".into())),
             Error::Internal("corrupt row".into()),
@@ -175,7 +175,7 @@ mod tests {
         for (errno, fix) in [(28, "free space"), (122, "quota"), (27, "ulimit -f")] {
             let disk = Error::from(StorageError::DiskFull {
                 path: "/data/data.mdb".into(),
-                source: std::io::Error::from_raw_os_error(errno),
+                cause: std::io::Error::from_raw_os_error(errno),
             });
             assert_eq!(disk.id(), "StorageFull", "errno {errno}");
             assert!(disk.to_string().contains(fix), "{disk}");

@@ -93,6 +93,11 @@ fn a_local_write_failure_names_stdout_and_never_the_node() {
         let line = failure(&output);
         assert!(line.contains("writing to stdout: "), "{verb:?}: {line}");
         assert!(!line.contains("remote"), "{verb:?}: {line}");
+        assert_eq!(
+            line.matches("No space left on device").count(),
+            1,
+            "{verb:?} names the cause once: {line}"
+        );
     }
 }
 

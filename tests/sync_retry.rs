@@ -150,6 +150,17 @@ fn a_full_receiver_is_resent_at_most_a_page_per_retry() {
             "{} dials in 6 s to a peer that fails every page",
             dials - dials_before
         );
+        // b's own full store is reported as b's failure with its fix, never as the peer's
+        // ("ConnFail: ... remote exception: StorageFull: ...").
+        for _ in 0..40 {
+            if let Some(error) = status_of(&b, &a).last_error {
+                assert!(
+                    error.starts_with("StorageFull:") && !error.contains("remote"),
+                    "b's status says: {error}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
 }
 

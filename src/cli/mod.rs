@@ -51,7 +51,8 @@ pub enum Command {
         table: String,
         key: String,
     },
-    /// Remove KEY; prints whether it existed here (`existed` or `absent`).
+    /// Remove KEY; prints whether it existed here (`deleted` or `absent`). Either way the delete
+    /// is recorded and syncs, so it wins over an older put of KEY made elsewhere.
     ///
     /// Either way the delete is recorded and syncs, so it wins over an earlier put on a peer
     /// this node has not heard from yet.

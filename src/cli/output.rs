@@ -25,9 +25,10 @@ pub enum OutputError {
     /// The reader closed its end (`EPIPE`): the CLI ends quietly with status 0.
     #[error("stdout is closed")]
     Closed,
-    /// Any other failure writing stdout.
+    /// Any other failure writing stdout (the cause is in the message, not also a source, so
+    /// an error chain names it once).
     #[error("writing to stdout: {0}")]
-    Failed(#[source] std::io::Error),
+    Failed(std::io::Error),
 }
 
 impl From<std::io::Error> for OutputError {

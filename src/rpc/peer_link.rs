@@ -347,9 +347,28 @@ async fn sync_over(
     Err(LinkError {
         message: match ended {
             Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
-            Err(message) => format!("ConnFail: connection to peer failed: {message}"),
+            Err(SessionEnd::Peer(message)) => {
+                format!("ConnFail: connection to peer failed: {message}")
+            }
+            // This node's own failure (a full disk applying a page): its own id and fix, not
+            // the echo the peer's failed push carried back.
+            Err(SessionEnd::Local(message)) => format!("{message} (syncing with this peer)"),
         },
     })
+}
+
+/// Why a session ended: the peer or the connection failed it, or this node failed (to
+/// apply what the peer sent, or to read its own store).
+#[derive(Debug)]
+enum SessionEnd {
+    Peer(String),
+    Local(String),
+}
+
+impl From<Error> for SessionEnd {
+    fn from(error: Error) -> SessionEnd {
+        SessionEnd::Local(error.to_string())
+    }
 }
 
 /// Runs a database's data sessions: one live GetDeltas call at a time, a new one (from the
@@ -361,7 +380,7 @@ async fn live_data(
     remote: &sync::Client,
     db: &DbName,
     scopes: &[crate::sync::genvec::Scope],
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     loop {
         let session = Rc::new(Session::new(
             node.clone(),
@@ -372,7 +391,7 @@ async fn live_data(
         tokio::select! {
             ended = live_session(remote, session.clone()) => return ended,
             permitted = session.refused_now_permitted() => {
-                permitted.map_err(|error| error.to_string())?;
+                permitted?;
                 tracing::info!(%peer, db = %db.as_str(), "records refused earlier may now be accepted: fetching them again");
             }
         }
@@ -380,8 +399,8 @@ async fn live_data(
 }
 
 /// Runs one live GetDeltas call; returns when the responder ends it or fails.
-async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(), String> {
-    let request = session.request().map_err(|e| e.to_string())?;
+async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(), SessionEnd> {
+    let request = session.request()?;
     let mut call = remote.get_deltas_request();
     {
         let mut params = call.get();
@@ -400,8 +419,12 @@ async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(),
         }
         wire::write_knowledge(&request.knowledge, data.init_init_vec());
     }
-    let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session));
-    run_get_deltas(call, sink).await
+    let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(session.clone()));
+    run_get_deltas(call, sink).await.map_err(|peer| {
+        session
+            .local_failure()
+            .map_or(SessionEnd::Peer(peer), SessionEnd::Local)
+    })
 }
 
 /// Runs a database's syncgroup metadata sessions: one live GetDeltas call at a time (the
@@ -413,7 +436,7 @@ async fn live_metadata(
     session: SyncgroupSession,
     known: SyncgroupKnowledge,
     caught_up: tokio::sync::oneshot::Sender<()>,
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     let mut next = Some((session, known));
     let mut caught_up = Some(caught_up);
     while let Some((session, known)) = next.take() {
@@ -425,11 +448,11 @@ async fn live_metadata(
         tokio::select! {
             ended = live_syncgroup_session(remote, session.clone(), known, caught_up) => return ended,
             acceptable = session.refused_now_acceptable() => {
-                acceptable.map_err(|error| error.to_string())?;
+                acceptable?;
                 tracing::info!(peer = %session.peer(), db = %session.db().as_str(), "syncgroup versions refused earlier may now be taken: asking again");
             }
         }
-        next = session.renew().map_err(|error| error.to_string())?;
+        next = session.renew()?;
     }
     Ok(())
 }
@@ -441,7 +464,7 @@ async fn live_syncgroup_session(
     session: Rc<SyncgroupSession>,
     known: SyncgroupKnowledge,
     caught_up: tokio::sync::oneshot::Sender<()>,
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     let mut call = remote.get_deltas_request();
     {
         let mut sgs = call.get().init_req().init_sgs();
@@ -451,8 +474,12 @@ async fn live_syncgroup_session(
         write_syncgroup_knowledge(&known, sgs.init_init_vec());
     }
     let sink: delta_sink::Client =
-        capnp_rpc::new_client(SyncgroupSinkImpl::new(session, caught_up));
-    run_get_deltas(call, sink).await
+        capnp_rpc::new_client(SyncgroupSinkImpl::new(session.clone(), caught_up));
+    run_get_deltas(call, sink).await.map_err(|peer| {
+        session
+            .local_failure()
+            .map_or(SessionEnd::Peer(peer), SessionEnd::Local)
+    })
 }
 
 /// Sends a GetDeltas call with its sink; returns when the responder ends it, with the

@@ -34,6 +34,8 @@ use crate::sync::responder::{DeltaRequest, wait_for_change};
 pub struct Session {
     node: Arc<Node>,
     peer: Fingerprint,
+    /// This node's failure applying a page, if one failed.
+    failure: RefCell<Option<String>>,
     /// The responder's device, as its first push named it.
     responder: Cell<Option<DeviceId>>,
     /// This node's device when the request was built.
@@ -73,6 +75,7 @@ impl Session {
         Session {
             node,
             peer,
+            failure: RefCell::new(None),
             responder: Cell::new(None),
             asked_as: Cell::new(None),
             db,
@@ -371,6 +374,13 @@ impl Session {
         self.node.peers().update_status(&self.peer, |status| {
             status.last_error = Some(error.to_owned())
         });
+        self.failure.replace(Some(error.to_owned()));
+    }
+
+    /// The failure this node met applying a page of this session, if any (what the session
+    /// ended with, rather than the peer's echo of it).
+    pub fn local_failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
     }
 }
 

@@ -102,6 +102,8 @@ pub async fn respond(
 pub struct SyncgroupSession {
     node: Arc<Node>,
     peer: Fingerprint,
+    /// This node's failure applying a page, if one failed.
+    failure: RefCell<Option<String>>,
     db: DbName,
     asked: BTreeSet<SyncgroupId>,
     /// The last version refused of each syncgroup, this session.
@@ -125,6 +127,7 @@ impl SyncgroupSession {
         let session = SyncgroupSession {
             node,
             peer,
+            failure: RefCell::new(None),
             db,
             asked,
             refused: RefCell::new(BTreeMap::new()),
@@ -239,5 +242,12 @@ impl SyncgroupSession {
         self.node.peers().update_status(&self.peer, |status| {
             status.last_error = Some(error.to_owned())
         });
+        self.failure.replace(Some(error.to_owned()));
+    }
+
+    /// The failure this node met applying a page of this session, if any (what the session
+    /// ended with, rather than the peer's echo of it).
+    pub fn local_failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
     }
 }

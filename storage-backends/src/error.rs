@@ -25,14 +25,15 @@ pub enum StorageError {
     /// The filesystem holding the store refused to grow it: no space left (`ENOSPC`), the
     /// user's quota reached (`EDQUOT`), or the process's file size limit reached (`EFBIG`).
     /// The write was rolled back; the message says what to free or raise.
+    /// (The OS error is part of the message, not also a `source`, so an error chain names it
+    /// once.)
     #[error(
-        "storage is full: writing {path} failed: {source}; {}",
-        disk_full_fix(source)
+        "storage is full: writing {path} failed: {cause}; {}",
+        disk_full_fix(cause)
     )]
     DiskFull {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A key longer than [`crate::MAX_KEY_LEN`].
@@ -44,11 +45,10 @@ pub enum StorageError {
     AlreadyOpen { path: PathBuf },
 
     /// A filesystem problem opening or creating the store.
-    #[error("storage at {path}: {source}")]
+    #[error("storage at {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// Any other backend failure, with the backend's own message.
@@ -102,6 +102,33 @@ fn disk_full_fix(error: &std::io::Error) -> &'static str {
 mod tests {
     use super::*;
 
+    /// Every message of an error and of its sources, joined as `{:#}` (anyhow) prints them.
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut next = error.source();
+        while let Some(cause) = next {
+            text += &format!(": {cause}");
+            next = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn an_os_error_is_named_once_in_an_error_chain() {
+        let os = || std::io::Error::from_raw_os_error(28);
+        let path = PathBuf::from("/data/data.mdb");
+        for error in [
+            StorageError::DiskFull {
+                path: path.clone(),
+                cause: os(),
+            },
+            StorageError::Io { path, cause: os() },
+        ] {
+            let text = chain(&error);
+            assert_eq!(text.matches(&os().to_string()).count(), 1, "{text}");
+        }
+    }
+
     #[test]
     fn out_of_space_errnos_are_disk_full_and_each_names_its_fix() {
         let fixes = [
@@ -114,7 +141,7 @@ mod tests {
             assert!(is_out_of_space(&source), "errno {errno}");
             let error = StorageError::DiskFull {
                 path: "/data/data.mdb".into(),
-                source,
+                cause: source,
             };
             assert!(error.is_full());
             let text = error.to_string();

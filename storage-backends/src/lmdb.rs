@@ -211,9 +211,15 @@ fn open_paths() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
 fn io_error(path: &Path, source: std::io::Error) -> StorageError {
     let path = path.to_path_buf();
     if crate::error::is_out_of_space(&source) {
-        StorageError::DiskFull { path, source }
+        StorageError::DiskFull {
+            path,
+            cause: source,
+        }
     } else {
-        StorageError::Io { path, source }
+        StorageError::Io {
+            path,
+            cause: source,
+        }
     }
 }
 

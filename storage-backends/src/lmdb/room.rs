@@ -44,7 +44,7 @@ impl Room<'_> {
                 if is_out_of_space(&source) {
                     StorageError::DiskFull {
                         path: self.data_file(),
-                        source,
+                        cause: source,
                     }
                 } else {
                     backend_error(context, err)
