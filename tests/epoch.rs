@@ -11,42 +11,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
-use syncbase::names::{DbName, RowKey, TableName};
+use syncbase::names::{DbName, TableName};
 use syncbase::rpc::transport::MemoryNetwork;
-use syncbase::store::Mutation;
 use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
 
+use common::members::{copy_dir, join_by_invite, stop};
 use common::nodes::{link, options, start};
+use common::rows::{Rng, read, write};
 use common::{DB, eventually, on_local};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn write(node: &EmbeddedServer, key: &str, value: &str) {
-    let (table, key) = (TableName::parse("t").unwrap(), RowKey::parse(key).unwrap());
-    let mutation = Mutation::Put {
-        table,
-        key,
-        value: value.as_bytes().to_vec(),
-    };
-    let db = DbName::parse(DB).unwrap();
-    node.node().open_database(&db).await.unwrap();
-    node.node()
-        .commit(db, vec![mutation])
-        .await
-        .expect("commit");
-}
-
-fn read(node: &EmbeddedServer, key: &str) -> Option<String> {
-    let (db, table) = (DbName::parse(DB).unwrap(), TableName::parse("t").unwrap());
-    let value = node
-        .node()
-        .store()
-        .get(&db, &table, &RowKey::parse(key).unwrap())
-        .unwrap();
-    value.map(|bytes| String::from_utf8(bytes).unwrap())
-}
 
 async fn sees(node: &EmbeddedServer, key: &str, value: &str) {
     let what = format!("{key} = {value} on {}", node.peer_address());
@@ -59,29 +35,6 @@ async fn both_hold_every_write(a: &EmbeddedServer, b: &EmbeddedServer) {
         sees(node, "k1", "v1").await;
         sees(node, "k2", "v2").await;
         sees(node, "k3", "v3").await;
-    }
-}
-
-/// Stops a node and waits until it has released its store.
-async fn stop(node: EmbeddedServer) {
-    let weak = Arc::downgrade(node.node());
-    drop(node);
-    eventually("the stopped node releases its store", WAIT, || {
-        weak.strong_count() == 0
-    })
-    .await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 
@@ -157,7 +110,7 @@ async fn pair(
     let a = start(network, "a").await;
     let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
     link(&a, &b).await;
-    write(&b, "k1", "v1").await;
+    write(&b, "k1", Some("v1")).await;
     sees(&a, "k1", "v1").await;
     (a, b, durable)
 }
@@ -175,7 +128,7 @@ async fn back_up_write_and_restore(
     let backup = tempfile::tempdir().unwrap();
     copy_dir(&dir.join(what), backup.path());
     let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
-    write(&b, "k2", "v2").await;
+    write(&b, "k2", Some("v2")).await;
     sees(a, "k2", "v2").await;
     stop(b).await;
     restore(backup.path(), &dir.join(what));
@@ -204,7 +157,7 @@ fn a_restored_lmdb_directory_is_caught_at_open_and_no_write_is_lost() {
             "{lines:?}"
         );
         assert!(logged_epoch_to(new.0), "the log names the epoch");
-        write(&b, "k3", "v3").await;
+        write(&b, "k3", Some("v3")).await;
         both_hold_every_write(&a, &b).await;
     });
 }
@@ -224,7 +177,7 @@ fn a_restored_data_dir_that_syncs_before_writing_moves_to_a_new_device_and_loses
         })
         .await;
         sees(&b, "k2", "v2").await;
-        write(&b, "k3", "v3").await;
+        write(&b, "k3", Some("v3")).await;
         both_hold_every_write(&a, &b).await;
         let lines = epochs(&b).await;
         assert_eq!(lines.len(), 1, "{lines:?}");
@@ -245,7 +198,7 @@ fn a_restored_data_dir_that_writes_before_syncing_moves_to_a_new_device_and_lose
         network.set_link("a", "b", false);
         let b = EmbeddedServer::start_with(durable).await.unwrap();
         assert_eq!(b.node().store().device(), old, "nothing to see at open");
-        write(&b, "k3", "v3").await;
+        write(&b, "k3", Some("v3")).await;
         network.set_link("a", "b", true);
         eventually(
             "b learns from a that (device, 2) names k2 there",
@@ -272,7 +225,7 @@ fn a_clean_restart_keeps_the_device_id() {
         let b = EmbeddedServer::start_with(durable).await.unwrap();
         assert_eq!(b.node().store().device(), device);
         assert!(epochs(&b).await.is_empty());
-        write(&b, "k2", "v2").await;
+        write(&b, "k2", Some("v2")).await;
         sees(&a, "k2", "v2").await;
     });
 }
@@ -302,21 +255,8 @@ fn a_restored_syncgroup_member_writes_as_itself_under_its_new_device() {
             .create_syncgroup(db, name.clone(), spec)
             .await
             .unwrap();
-        let token = host
-            .node()
-            .mint_invite(name, Level::ReadWrite, None, 1)
-            .await
-            .unwrap();
-        let syncgroups = member
-            .service()
-            .syncgroups_request()
-            .send()
-            .pipeline
-            .get_syncgroups();
-        let mut join = syncgroups.join_request();
-        join.get().set_invite(token.to_string().as_str());
-        join.send().promise.await.unwrap();
-        write(&member, "k1", "v1").await;
+        join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+        write(&member, "k1", Some("v1")).await;
         sees(&host, "k1", "v1").await;
         let old = member.node().store().device();
         back_up_write_and_restore(&host, member, &durable, "lmdb").await;
@@ -325,7 +265,7 @@ fn a_restored_syncgroup_member_writes_as_itself_under_its_new_device() {
         let new = member.node().store().device();
         assert_ne!(new, old);
         assert!(new.same_lineage(old), "an epoch keeps the member's lineage");
-        write(&member, "k3", "v3").await;
+        write(&member, "k3", Some("v3")).await;
         both_hold_every_write(&host, &member).await;
         let refused = |node: &EmbeddedServer| {
             node.node()
@@ -341,17 +281,6 @@ fn a_restored_syncgroup_member_writes_as_itself_under_its_new_device() {
             "the host refused none of the member's records"
         );
     });
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 /// Every row of table `t` on `node`.
@@ -426,7 +355,7 @@ async fn random_restores(seed: u64) -> usize {
     link(&a, &nodes[0]).await;
     link(&a, &nodes[1]).await;
     link(&nodes[0], &nodes[1]).await;
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let mut expected = std::collections::BTreeMap::new();
     for step in 0..14 {
         let i = rng.below(2);
@@ -434,13 +363,13 @@ async fn random_restores(seed: u64) -> usize {
             0 => {
                 let node = &nodes[i];
                 let (key, value) = (format!("s{seed}-{step}"), format!("b{step}"));
-                write(node, &key, &value).await;
+                write(node, &key, Some(&value)).await;
                 expected.insert(key, value);
             }
             1 | 2 => {
                 let (key, value) = (format!("s{seed}-{step}"), format!("a{step}"));
                 let node = if rng.below(2) == 0 { &a } else { &nodes[i] };
-                write(node, &key, &value).await;
+                write(node, &key, Some(&value)).await;
                 expected.insert(key, value);
             }
             3 => {
@@ -473,7 +402,7 @@ async fn random_restores(seed: u64) -> usize {
                 nodes.insert(i, restored.unwrap());
                 for extra in 0..rng.below(3) {
                     let (key, value) = (format!("s{seed}-{step}-{extra}"), format!("r{step}"));
-                    write(&nodes[i], &key, &value).await;
+                    write(&nodes[i], &key, Some(&value)).await;
                     expected.insert(key, value);
                 }
                 network.set_link(name, "a", true);

@@ -17,36 +17,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
-use syncbase::names::{DbName, RowKey, TableName};
+use syncbase::names::DbName;
 use syncbase::rpc::transport::MemoryNetwork;
-use syncbase::store::Mutation;
 use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
 
-use common::{DB, eventually, nodes, on_local};
+use common::members::{self, copy_dir, join_by_invite};
+use common::rows::{Rng, commit, digest, read};
+use common::{DB, nodes, on_local};
 
 /// How long the run waits for the members to converge once faults stop.
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn db() -> DbName {
     DbName::parse(DB).unwrap()
-}
-
-/// A small deterministic generator, so a failing seed replays its script.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// One member: its running node (None while stopped), its data directory, and the copy of
@@ -80,28 +65,7 @@ async fn start_member(network: &MemoryNetwork, name: &str, dir: &Path) -> Embedd
 
 /// Stops a member's node and waits until it has let go of its store.
 async fn stop(member: &mut Member) {
-    let node = member.node.take().expect("member running");
-    let weak = std::sync::Arc::downgrade(node.node());
-    drop(node);
-    eventually(
-        "the stopped node releases its store",
-        Duration::from_secs(10),
-        || weak.strong_count() == 0,
-    )
-    .await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+    members::stop(member.node.take().expect("member running")).await;
 }
 
 fn spec() -> Spec {
@@ -112,51 +76,6 @@ fn spec() -> Spec {
         mount_tables: vec![],
         is_private: false,
     }
-}
-
-async fn join(host: &EmbeddedServer, member: &EmbeddedServer, name: &SyncgroupName) {
-    let token = host
-        .node()
-        .mint_invite(name.clone(), Level::ReadWrite, None, 1)
-        .await
-        .unwrap();
-    let syncgroups = member
-        .service()
-        .syncgroups_request()
-        .send()
-        .pipeline
-        .get_syncgroups();
-    let mut request = syncgroups.join_request();
-    request.get().set_invite(token.to_string().as_str());
-    request.send().promise.await.expect("join");
-}
-
-/// Writes `value` (None: delete) at `key`; true if the node acknowledged it.
-async fn write(node: &EmbeddedServer, key: &str, value: Option<&str>) -> bool {
-    let (table, key) = (TableName::parse("t").unwrap(), RowKey::parse(key).unwrap());
-    let mutation = match value {
-        Some(value) => Mutation::Put {
-            table,
-            key,
-            value: value.as_bytes().to_vec(),
-        },
-        None => Mutation::Delete { table, key },
-    };
-    node.node().commit(db(), vec![mutation]).await.is_ok()
-}
-
-fn read(node: &EmbeddedServer, key: &str) -> Option<String> {
-    let table = TableName::parse("t").unwrap();
-    let value = node
-        .node()
-        .store()
-        .get(&db(), &table, &RowKey::parse(key).unwrap())
-        .unwrap();
-    value.map(|bytes| String::from_utf8(bytes).unwrap())
-}
-
-fn digest(node: &EmbeddedServer) -> u64 {
-    node.node().store().digest(&db()).unwrap()
 }
 
 /// Every member's own keys as its last acknowledged write left them.
@@ -229,7 +148,7 @@ fn diagnose(members: &[Member], expected: &Expected) -> String {
 }
 
 async fn random_run(seed: u64) {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let network = MemoryNetwork::new();
     let root = tempfile::tempdir().unwrap();
     let count = 3 + rng.below(2);
@@ -253,7 +172,7 @@ async fn random_run(seed: u64) {
         .await
         .unwrap();
     for member in &members[1..] {
-        join(members[0].node(), member.node(), &sg).await;
+        join_by_invite(members[0].node(), member.node(), &sg, Level::ReadWrite).await;
     }
     let mut expected = Expected::new();
     let mut acknowledged = 0;
@@ -278,7 +197,8 @@ async fn random_run(seed: u64) {
                     members[i].ejected = true;
                 } else {
                     network.set_link(&members[0].name, &members[i].name, true);
-                    join(members[0].node(), members[i].node(), &sg).await;
+                    join_by_invite(members[0].node(), members[i].node(), &sg, Level::ReadWrite)
+                        .await;
                     members[i].ejected = false;
                 }
             }
@@ -330,7 +250,10 @@ async fn random_run(seed: u64) {
                     format!("shared-k{}", rng.below(3))
                 };
                 let value = (rng.below(4) != 0).then(|| format!("seed {seed} step {step} n{i}"));
-                if write(members[i].node(), &key, value.as_deref()).await {
+                if commit(members[i].node(), &key, value.as_deref())
+                    .await
+                    .is_ok()
+                {
                     acknowledged += 1;
                     if own {
                         expected.insert(key, value);
@@ -345,7 +268,7 @@ async fn random_run(seed: u64) {
     set_links(&network, &members, true);
     for i in 1..count {
         if members[i].ejected {
-            join(members[0].node(), members[i].node(), &sg).await;
+            join_by_invite(members[0].node(), members[i].node(), &sg, Level::ReadWrite).await;
             members[i].ejected = false;
         }
     }

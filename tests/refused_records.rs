@@ -17,6 +17,7 @@ use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{Permissions, Spec, SyncgroupName, Tag};
 
 use common::app::{database, get, put};
+use common::members::join_by_invite;
 use common::{DB, eventually, nodes, on_local};
 
 /// How long a test waits for the nodes to do something (generous: 2 shared cores).
@@ -41,24 +42,6 @@ async fn create(host: &EmbeddedServer) -> SyncgroupName {
         .await
         .unwrap();
     name
-}
-
-/// `member` joins `name` at its admin `host` with an invite at `level`, through its app API.
-async fn join(host: &EmbeddedServer, member: &EmbeddedServer, name: &SyncgroupName, level: Level) {
-    let token = host
-        .node()
-        .mint_invite(name.clone(), level, None, 1)
-        .await
-        .unwrap();
-    let syncgroups = member
-        .service()
-        .syncgroups_request()
-        .send()
-        .pipeline
-        .get_syncgroups();
-    let mut request = syncgroups.join_request();
-    request.get().set_invite(token.to_string().as_str());
-    request.send().promise.await.unwrap();
 }
 
 async fn table_t(node: &EmbeddedServer) -> table::Client {
@@ -112,13 +95,13 @@ fn a_write_relayed_before_its_writer_is_known_is_fetched_once_permitted() {
         let a = nodes::start(&network, "a:1").await;
         let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
         let name = create(&a).await;
-        join(&a, &b, &name, Level::ReadWrite).await;
+        join_by_invite(&a, &b, &name, Level::ReadWrite).await;
         put(&table_t(&a).await, "a0", b"1").await.unwrap();
         wait_for_row(&b, "a0", "A's row, before B stops").await;
         drop(b);
 
         let c = nodes::start(&network, "c:1").await;
-        join(&a, &c, &name, Level::ReadWrite).await;
+        join_by_invite(&a, &c, &name, Level::ReadWrite).await;
         put(&table_t(&c).await, "c1", b"1").await.unwrap();
         wait_for_row(&a, "c1", "C's row at A").await;
 
@@ -143,8 +126,8 @@ fn a_refused_record_is_fetched_again_from_the_same_relay_once_its_writer_is_perm
         let b = nodes::start(&network, "b:1").await;
         let r = nodes::start(&network, "r:1").await;
         let name = create(&a).await;
-        join(&a, &b, &name, Level::ReadWrite).await;
-        join(&a, &r, &name, Level::Read).await;
+        join_by_invite(&a, &b, &name, Level::ReadWrite).await;
+        join_by_invite(&a, &r, &name, Level::Read).await;
         eventually("B and R to know each other", LIMIT, || {
             knows_member(&b, &name, &r) && knows_member(&r, &name, &b)
         })
@@ -155,7 +138,7 @@ fn a_refused_record_is_fetched_again_from_the_same_relay_once_its_writer_is_perm
         // B stops hearing from the admin; C joins, R learns of it, then A is cut off from all.
         network.set_link("a:1", "b:1", false);
         let c = nodes::start(&network, "c:1").await;
-        join(&a, &c, &name, Level::ReadWrite).await;
+        join_by_invite(&a, &c, &name, Level::ReadWrite).await;
         eventually("R to know C", LIMIT, || knows_member(&r, &name, &c)).await;
         network.set_link("a:1", "c:1", false);
         network.set_link("a:1", "r:1", false);
@@ -202,8 +185,8 @@ fn a_refused_syncgroup_version_is_fetched_again_once_its_relay_is_an_admin() {
         let b = nodes::start(&network, "b:1").await;
         let x = nodes::start(&network, "x:1").await;
         let name = create(&a).await;
-        join(&a, &b, &name, Level::ReadWrite).await;
-        join(&a, &x, &name, Level::ReadWrite).await;
+        join_by_invite(&a, &b, &name, Level::ReadWrite).await;
+        join_by_invite(&a, &x, &name, Level::ReadWrite).await;
         eventually("B to know X", LIMIT, || knows_member(&b, &name, &x)).await;
 
         network.set_link("b:1", "x:1", false);

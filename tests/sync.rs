@@ -14,42 +14,8 @@ use syncbase::rpc::transport::MemoryNetwork;
 use syncbase::store::Mutation;
 
 use common::nodes::{link, options, start};
+use common::rows::{Rng, digest, read, write};
 use common::{DB, eventually, on_local};
-
-async fn write(node: &EmbeddedServer, key: &str, value: Option<&str>) {
-    let (table, key) = (TableName::parse("t").unwrap(), RowKey::parse(key).unwrap());
-    let mutation = match value {
-        Some(value) => Mutation::Put {
-            table,
-            key,
-            value: value.as_bytes().to_vec(),
-        },
-        None => Mutation::Delete { table, key },
-    };
-    let db = DbName::parse(DB).unwrap();
-    node.node().open_database(&db).await.unwrap();
-    node.node()
-        .commit(db, vec![mutation])
-        .await
-        .expect("commit");
-}
-
-fn read(node: &EmbeddedServer, key: &str) -> Option<String> {
-    let (db, table) = (DbName::parse(DB).unwrap(), TableName::parse("t").unwrap());
-    let value = node
-        .node()
-        .store()
-        .get(&db, &table, &RowKey::parse(key).unwrap())
-        .unwrap();
-    value.map(|bytes| String::from_utf8(bytes).unwrap())
-}
-
-fn digest(node: &EmbeddedServer) -> u64 {
-    node.node()
-        .store()
-        .digest(&DbName::parse(DB).unwrap())
-        .unwrap()
-}
 
 async fn sees(node: &EmbeddedServer, key: &str, value: Option<&str>) {
     let status: Vec<_> = node
@@ -261,24 +227,8 @@ fn peers_sync_over_tcp_too() {
     });
 }
 
-/// A small deterministic generator, so a failing seed replays exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 async fn random_run(seed: u64) {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let network = MemoryNetwork::new();
     let count = 3 + rng.below(3);
     let mut nodes = Vec::new();

@@ -23,6 +23,7 @@ use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{MemberInfo, Permissions, Spec, SyncgroupName, Tag};
 
 use common::app::{database, get, put, table};
+use common::members::join_by_invite;
 use common::peer::{BarePeer, accepting_sink, outcome};
 use common::{DB, eventually, nodes, on_local};
 
@@ -523,29 +524,6 @@ fn a_joiner_is_pending_until_it_catches_up_with_the_admin() {
 }
 
 // ---- Membership drives sync; revocation stops it ----
-
-/// Joins `member` to `name` through its app API with an invite minted on `host`.
-async fn join_by_invite(
-    host: &EmbeddedServer,
-    member: &EmbeddedServer,
-    name: &SyncgroupName,
-    level: Level,
-) {
-    let token = host
-        .node()
-        .mint_invite(name.clone(), level, None, 1)
-        .await
-        .unwrap();
-    let syncgroups = member
-        .service()
-        .syncgroups_request()
-        .send()
-        .pipeline
-        .get_syncgroups();
-    let mut request = syncgroups.join_request();
-    request.get().set_invite(token.to_string().as_str());
-    request.send().promise.await.unwrap();
-}
 
 /// A host "h:1" with syncgroup `h:1/sg`, and a member "m:1" that joined it as a writer.
 async fn host_and_writer(

@@ -1,15 +1,19 @@
 //! Helpers shared by the integration tests: a current-thread runtime with a `LocalSet` for
 //! the `!Send` Cap'n Proto clients, polling until a condition holds, app-API calls over
-//! Cap'n Proto (`app`), embedded nodes linked on an in-memory network (`nodes`), and the
-//! `syncbase serve` child process the CLI tests drive (`process`).
+//! Cap'n Proto (`app`), embedded nodes linked on an in-memory network (`nodes`), rows written
+//! below the app API and the randomised tests' generator (`rows`), syncgroup joins, stops and
+//! data-directory copies (`members`), and the `syncbase serve` child process the CLI tests
+//! drive (`process`).
 
 // Each test crate compiles this module but uses only part of it.
 #![allow(dead_code)]
 
 pub mod app;
+pub mod members;
 pub mod nodes;
 pub mod peer;
 pub mod process;
+pub mod rows;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
