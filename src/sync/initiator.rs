@@ -28,7 +28,7 @@ use crate::node::Node;
 use crate::store::{Applied, CursorUpdate, LogRecord, Mark, ResumeCursor};
 use crate::sync::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::sync::refused::Refused;
-use crate::sync::responder::{DeltaRequest, wait_for_change};
+use crate::sync::responder::{DeltaRequest, once_it_holds};
 
 /// One database's sync with one peer.
 pub struct Session {
@@ -262,26 +262,14 @@ impl Session {
     /// metadata or the declared peers changed); never while nothing was refused. The caller
     /// restarts the session: its new request, from the lowered knowledge, asks for it again.
     pub async fn refused_now_permitted(&self) -> Result<()> {
-        let mut commits = self.node.subscribe();
-        let mut peers = self.node.peers().subscribe();
-        loop {
-            commits.borrow_and_update();
-            peers.borrow_and_update();
-            if !self.refused.borrow().is_empty() {
-                let check = self.node.writer_check(&self.peer, &self.db)?;
-                if self.refused.borrow().permitted_by(&check) {
-                    return Ok(());
-                }
+        once_it_holds(&self.node, &self.refusal, || {
+            if self.refused.borrow().is_empty() {
+                return Ok(false);
             }
-            tokio::select! {
-                alive = wait_for_change(&mut commits, &mut peers) => {
-                    if !alive {
-                        return std::future::pending().await;
-                    }
-                }
-                () = self.refusal.notified() => {}
-            }
-        }
+            let check = self.node.writer_check(&self.peer, &self.db)?;
+            Ok(self.refused.borrow().permitted_by(&check))
+        })
+        .await
     }
 
     /// The responder's knowledge must stay inside the scopes asked for.

@@ -251,6 +251,33 @@ pub(crate) async fn wait_for_change(
     woken.is_ok()
 }
 
+/// Resolves once `holds` says yes: asked now, after every commit or peer/syncgroup change
+/// of `node`, and whenever `nudge` is notified; never once the node is gone. (How a session
+/// waits until something it refused would now be taken.)
+pub(crate) async fn once_it_holds(
+    node: &Node,
+    nudge: &tokio::sync::Notify,
+    mut holds: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let mut commits = node.subscribe();
+    let mut peers = node.peers().subscribe();
+    loop {
+        commits.borrow_and_update();
+        peers.borrow_and_update();
+        if holds()? {
+            return Ok(());
+        }
+        tokio::select! {
+            alive = wait_for_change(&mut commits, &mut peers) => {
+                if !alive {
+                    return std::future::pending().await;
+                }
+            }
+            () = nudge.notified() => {}
+        }
+    }
+}
+
 /// Whether knowledge differs from what was last sent in anything but the initiator's own
 /// generations (it knows those best): a knowledge-only page that only echoes them back would
 /// cost a round trip and a commit for nothing.

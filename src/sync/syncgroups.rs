@@ -22,7 +22,7 @@ use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
 use crate::store::{SyncgroupDeltas, SyncgroupKnowledge};
-use crate::sync::responder::wait_for_change;
+use crate::sync::responder::{once_it_holds, wait_for_change};
 use crate::syncgroup::{SyncgroupId, SyncgroupRecord};
 
 /// One page of syncgroup metadata.
@@ -201,23 +201,7 @@ impl SyncgroupSession {
     /// refused version that no longer wins is forgotten (the held copy supersedes it), and
     /// that syncgroup's knowledge is merged again. The caller re-issues the session.
     pub async fn refused_now_acceptable(&self) -> Result<()> {
-        let mut commits = self.node.subscribe();
-        let mut peers = self.node.peers().subscribe();
-        loop {
-            commits.borrow_and_update();
-            peers.borrow_and_update();
-            if self.reexamine()? {
-                return Ok(());
-            }
-            tokio::select! {
-                alive = wait_for_change(&mut commits, &mut peers) => {
-                    if !alive {
-                        return std::future::pending().await;
-                    }
-                }
-                () = self.refusal.notified() => {}
-            }
-        }
+        once_it_holds(&self.node, &self.refusal, || self.reexamine()).await
     }
 
     /// Drops the refused versions the held copies supersede; whether one would now be taken.
