@@ -215,6 +215,38 @@ fn a_restored_data_dir_that_writes_before_syncing_moves_to_a_new_device_and_lose
 }
 
 #[test]
+fn a_copy_running_beside_its_original_moves_to_a_new_device_while_the_links_stay_up() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, durable) = pair(&network, dir.path()).await;
+        stop(b).await;
+        let twin_dir = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), twin_dir.path());
+        let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        let twin = EmbeddedServer::start_with(EmbeddedOptions {
+            data_dir: Some(twin_dir.path().to_path_buf()),
+            ..options(&network, "b2", EmbeddedStorage::Lmdb)
+        })
+        .await
+        .unwrap();
+        assert_eq!(b.node().store().device(), twin.node().store().device());
+        // Both write under the same device and generation; a has b's write only.
+        write(&b, "kb", Some("from b")).await;
+        write(&twin, "kb2", Some("from the copy")).await;
+        sees(&a, "kb", "from b").await;
+        // The copy learns it from a's marks on its live link, not at a later reconnect.
+        eventually("the copy moves to an epoch", WAIT, || {
+            twin.node().store().device() != b.node().store().device()
+        })
+        .await;
+        assert_eq!(epochs(&twin).await.len(), 1, "the copy lists its epoch");
+        sees(&twin, "kb", "from b").await;
+        assert_eq!(read(&twin, "kb2").as_deref(), Some("from the copy"));
+    });
+}
+
+#[test]
 fn a_clean_restart_keeps_the_device_id() {
     on_local(async {
         let network = MemoryNetwork::new();

@@ -74,13 +74,30 @@ fn mismatch(marker: &Marker, now: &Marker) -> Option<String> {
     })
 }
 
+/// A store that has written records but comes with no marker was moved here from another
+/// data directory (a copy of `lmdb/` into a fresh one, which also gets a fresh identity): its
+/// original may still be writing under the same device. (A data directory from before markers
+/// pays one epoch once.)
+fn unmarked(now: &Marker) -> Option<String> {
+    let written = now.generations.values().any(|generation| *generation > 0);
+    written.then(|| {
+        "the store has written records but this data directory has no run marker: the store \
+         was copied or moved here"
+            .to_owned()
+    })
+}
+
 /// At open: compares the marker with the store, starts an epoch if they disagree, and writes
 /// the marker of this run (not clean yet).
 pub fn check_marker(dir: &Path, store: &Store) -> anyhow::Result<Option<Epoch>> {
     let path = dir.join(MARKER_FILE);
     let last = read_marker(&path)?;
     let now = Marker::of(store, false)?;
-    let epoch = match last.as_ref().and_then(|last| mismatch(last, &now)) {
+    let reason = match &last {
+        Some(last) => mismatch(last, &now),
+        None => unmarked(&now),
+    };
+    let epoch = match reason {
         Some(reason) => {
             let epoch = store.start_epoch(store.device(), reason, None)?;
             epoch.inspect(log_epoch)
@@ -204,6 +221,14 @@ mod tests {
         let unclean = marker("01", false, &[("db", 3)]);
         let crashed = mismatch(&unclean, &marker("01", false, &[("db", 3)])).unwrap();
         assert!(crashed.contains("did not shut down cleanly"), "{crashed}");
+    }
+
+    #[test]
+    fn a_written_store_without_a_marker_starts_an_epoch_and_a_new_one_does_not() {
+        let copied = unmarked(&marker("01", false, &[("db", 3)])).unwrap();
+        assert!(copied.contains("copied or moved here"), "{copied}");
+        assert_eq!(unmarked(&marker("01", false, &[])), None);
+        assert_eq!(unmarked(&marker("01", false, &[("db", 0)])), None);
     }
 
     #[test]

@@ -121,6 +121,10 @@ impl Responder {
         let mut commits = self.node.subscribe();
         let mut peers = self.node.peers().subscribe();
         let mut last_knowledge: Option<Knowledge> = None;
+        // The marks last sent: new ones are news even when the knowledge is not (a copy of
+        // the initiator's store running elsewhere writes under its device and generations:
+        // only the marks tell it; see ARCHITECTURE.md, "Epochs").
+        let mut last_marks: Option<Vec<Mark>> = None;
         let device = store.device();
         loop {
             commits.borrow_and_update();
@@ -173,9 +177,11 @@ impl Responder {
                     page.knowledge.as_ref(),
                     last_knowledge.as_ref(),
                     request.initiator_device,
-                );
+                )
+                || (at_end && last_marks.as_ref() != Some(&page.initiator_marks));
             if at_end {
                 last_knowledge.clone_from(&page.knowledge);
+                last_marks = Some(page.initiator_marks.clone());
             }
             if news {
                 self.count_sent(&page);
