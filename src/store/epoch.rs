@@ -208,8 +208,11 @@ fn databases(txn: &dyn ReadTxn) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// How many opens' first generations a database keeps as mark points.
-pub const MARK_POINTS: usize = 16;
+/// How many opens' first generations a database keeps as mark points: as many as a request
+/// may name (`sync::responder::MAX_MARKS`). A restored store that opens and writes this many
+/// times before it first syncs is past detection by marks (see ARCHITECTURE.md, "Epochs",
+/// "Not covered").
+pub const MARK_POINTS: usize = 64;
 
 /// A database's mark points: the first generation of this device written after each of the
 /// last [`MARK_POINTS`] opens (a store restored from a copy diverges from what peers hold

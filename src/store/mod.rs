@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use syncbase_storage::{Scan, Storage, prefix_end};
 
 pub use apply::{Applied, Resolution};
-pub use epoch::{Epoch, Mark};
+pub use epoch::{Epoch, MARK_POINTS, Mark};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
 pub use records::{

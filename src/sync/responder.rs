@@ -30,8 +30,8 @@ use crate::node::Node;
 use crate::store::{Mark, Page, PageRequest};
 use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
-/// The most mark generations a request may name.
-pub const MAX_MARKS: usize = 64;
+/// The most mark generations a request may name: every mark point a store keeps.
+pub const MAX_MARKS: usize = crate::store::MARK_POINTS;
 
 /// Most records in one page (`paging::DATA`), past which only an app batch continues it.
 pub const PAGE_RECORDS: usize = crate::paging::DATA.limit.items;
