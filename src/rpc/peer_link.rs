@@ -347,14 +347,22 @@ async fn sync_over(
     Err(LinkError {
         message: match ended {
             Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
-            Err(SessionEnd::Peer(message)) => {
-                format!("ConnFail: connection to peer failed: {message}")
-            }
+            Err(SessionEnd::Peer(message)) => peer_ended(&message),
             // This node's own failure (a full disk applying a page): its own id and fix, not
             // the echo the peer's failed push carried back.
             Err(SessionEnd::Local(message)) => format!("{message} (syncing with this peer)"),
         },
     })
+}
+
+/// How a session the peer ended reads in the status and the log: a refusal with its own id
+/// (`NoAccess:`, `BadState:`, ...) keeps it, since the connection did not fail; a broken
+/// connection or an error without an id is `ConnFail`.
+fn peer_ended(message: &str) -> String {
+    match Error::from_message(message).id() {
+        "ConnFail" | "Internal" => format!("ConnFail: connection to peer failed: {message}"),
+        _ => format!("{message} (answered by this peer)"),
+    }
 }
 
 /// Why a session ended: the peer or the connection failed it, or this node failed (to
@@ -502,6 +510,22 @@ async fn run_get_deltas(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peers_refusal_keeps_its_id_and_a_broken_connection_is_conn_fail() {
+        let refused = peer_ended("NoAccess: x holds no Read capability");
+        assert!(refused.starts_with("NoAccess: "), "{refused}");
+        let broken = peer_ended("Disconnected: connection reset");
+        assert!(
+            broken.starts_with("ConnFail: connection to peer failed: "),
+            "{broken}"
+        );
+        let failed = peer_ended("ConnFail: no route");
+        assert!(
+            failed.starts_with("ConnFail: connection to peer failed: "),
+            "{failed}"
+        );
+    }
 
     fn mark(records: u64, caught_up_nanos: i64, at: std::time::Instant) -> LinkMark {
         LinkMark {

@@ -181,7 +181,13 @@ impl SyncgroupSession {
             .apply_syncgroups(self.db.clone(), self.peer.clone(), page.records, knowledge)
             .await?;
         for refused in &applied.refused {
-            tracing::warn!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
+            // Members relay versions to each other and only an admin's relay is taken: a
+            // member's relay is refused in the normal course (and asked again of an admin).
+            if refused.starts_with("NoAccess:") {
+                tracing::debug!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
+            } else {
+                tracing::warn!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
+            }
         }
         if !applied.refused_ids.is_empty() {
             let mut kept = self.refused.borrow_mut();
