@@ -1,7 +1,9 @@
 //! A (device id, generation) pair names one record, forever (issue 10.2): a node whose store
 //! is restored from a copy (its LMDB directory alone, caught at open by the run marker; or its
 //! whole data directory, caught by what its peer holds) moves to a fresh device id, says so
-//! in `identity`'s epochs and the log, and no write is lost on either node.
+//! in `identity`'s epochs and the log, and no write is lost on either node; it announces the
+//! epoch to its peers, so a third node that took a record under a reused pair fetches the
+//! original too.
 
 mod common;
 
@@ -283,6 +285,65 @@ fn a_restored_syncgroup_member_writes_as_itself_under_its_new_device() {
     });
 }
 
+/// A third node that took a restored node's post-restore write under the reused pair (k3
+/// under B's generation 2) before B's epoch, and never saw the original (k2), fetches k2 once
+/// B announces its epoch: B's notice (old device, safe point) lowers C's knowledge of B's old
+/// device, so C asks for its generations above the safe point again.
+#[test]
+fn a_third_node_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is_announced() {
+    on_local(async {
+        log();
+        let network = MemoryNetwork::new();
+        let dir = tempfile::tempdir().unwrap();
+        let durable = EmbeddedOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..options(&network, "b", EmbeddedStorage::Lmdb)
+        };
+        let a = start(&network, "a").await;
+        let c = start(&network, "c").await;
+        let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        link(&a, &b).await;
+        link(&a, &c).await;
+        link(&b, &c).await;
+        write(&b, "k1", Some("v1")).await;
+        sees(&a, "k1", "v1").await;
+        sees(&c, "k1", "v1").await;
+        let old = b.node().store().device();
+
+        stop(b).await;
+        let backup = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), backup.path());
+        network.set_link("b", "c", false);
+        network.set_link("a", "c", false);
+        let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        write(&b, "k2", Some("v2")).await;
+        sees(&a, "k2", "v2").await;
+        stop(b).await;
+        restore(backup.path(), dir.path());
+
+        network.set_link("a", "b", false);
+        network.set_link("b", "c", true);
+        let b = EmbeddedServer::start_with(durable).await.unwrap();
+        assert_eq!(b.node().store().device(), old, "nothing to see at open");
+        write(&b, "k3", Some("v3")).await;
+        sees(&c, "k3", "v3").await;
+
+        network.set_link("a", "b", true);
+        network.set_link("a", "c", true);
+        eventually(
+            "b learns from a that (device, 2) names k2 there",
+            WAIT,
+            || b.node().store().device() != old,
+        )
+        .await;
+        for node in [&a, &b, &c] {
+            sees(node, "k1", "v1").await;
+            sees(node, "k3", "v3").await;
+            sees(node, "k2", "v2").await;
+        }
+    });
+}
+
 /// Every row of table `t` on `node`.
 fn rows(node: &EmbeddedServer) -> std::collections::BTreeMap<String, String> {
     let (db, table) = (DbName::parse(DB).unwrap(), TableName::parse("t").unwrap());
@@ -326,8 +387,8 @@ struct Durable {
 /// the end every node holds exactly every acknowledged write. Before each restore every
 /// write has reached every node (a write only the restored node held is lost by the restore
 /// itself); after it, the restored node may be restarted or restored again before it syncs.
-/// (A third node that lacks the record a restored node's reused pair names is the case
-/// ARCHITECTURE.md leaves open.)
+/// (A third node that lacks the record a restored node's reused pair names is
+/// `a_third_node_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is_announced`.)
 async fn random_restores(seed: u64) -> usize {
     let network = MemoryNetwork::new();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
