@@ -298,6 +298,7 @@ impl Store {
 
     /// [`Store::apply`], also updating the resume cursor kept with `peer` (its fingerprint)
     /// in the same transaction, so the progress it records is exactly what was applied.
+    /// Knowledge of a device left at an epoch stays at its safe point (`notice::cap`).
     pub fn apply_page(
         &self,
         db: &DbName,
@@ -341,11 +342,13 @@ impl Store {
             (false, cursor) => (knowledge, cursor),
         };
         let peer = page.peer.as_str();
+        let caps = notice::caps(txn.as_ref(), &DbKeys::new(db.as_str()))?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
         let applied = apply::apply(&mut writer, &self.writer(), from, records)?;
         if let Some(response) = knowledge {
             let mut mine = writer.knowledge()?;
             mine.merge_response(response);
+            notice::cap(&caps, &mut mine);
             writer.set_knowledge(&mine)?;
         }
         writer.finish(self.clock.last())?;
@@ -475,9 +478,12 @@ impl Store {
         let Some(response) = response else {
             return Ok(false);
         };
-        let mine = self.knowledge(db)?;
+        let txn = self.storage.read()?;
+        let keys = DbKeys::new(db.as_str());
+        let mine = load_knowledge(txn.as_ref(), &keys)?;
         let mut merged = mine.clone();
         merged.merge_response(response);
+        notice::cap(&notice::caps(txn.as_ref(), &keys)?, &mut merged);
         Ok(merged != mine)
     }
 

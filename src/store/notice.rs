@@ -7,12 +7,21 @@
 //! took the restored node's post-restore record under a reused pair claims that pair and
 //! never asks for the original.
 //!
+//! From then on, on the node that made the epoch and on every node that took its notice, the
+//! knowledge merged from peers is *capped*: knowledge of a device left at an epoch never
+//! rises above its safe point ([`cap`]), since above it a pair may name two records and a
+//! peer that holds one of them claims the pair as well (a peer that took the reused pair's
+//! other record would otherwise raise the knowledge again before the original arrived).
+//! Every session keeps asking for those few records; duplicates are skipped.
+//!
 //! The rule: a notice can only *lower* knowledge, only of a device of the announcer's own
 //! lineage (never of this node's own lineage), and is taken once: the notices taken are kept
 //! per database (`D a`) and written in the same transaction as the lowering; a notice whose
 //! device was already lowered to its safe point or below is not taken again, and at most
 //! [`MAX_TAKEN_PER_LINEAGE`] are taken per lineage, so a peer cannot force re-fetches at will.
 //! A node keeps its own last [`MAX_NOTICES`] announcements per database (`D e`).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use syncbase_storage::{ReadTxn, WriteTxn};
@@ -22,7 +31,7 @@ use crate::store::keys::DbKeys;
 use crate::store::records::{decode, encode};
 use crate::store::resume;
 use crate::store::writer::load_knowledge;
-use crate::sync::genvec::{DeviceId, Generation};
+use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
 /// The most notices a node announces (its latest epochs), and a page may carry.
 pub const MAX_NOTICES: usize = 16;
@@ -73,6 +82,43 @@ fn load(txn: &dyn ReadTxn, key: &[u8], what: &str) -> Result<Vec<Notice>> {
     }
 }
 
+/// The safe point of every device left at an epoch, announced here or taken from a peer
+/// (the lowest one known per device).
+pub fn caps(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<BTreeMap<DeviceId, Generation>> {
+    let mut caps = BTreeMap::new();
+    for notice in announced(txn, keys)?.into_iter().chain(taken(txn, keys)?) {
+        let cap = caps.entry(notice.old).or_insert(notice.safe);
+        *cap = (*cap).min(notice.safe);
+    }
+    Ok(caps)
+}
+
+/// Keeps `knowledge` of each device left at an epoch at or below its safe point, in every
+/// scope: above it, a (device, generation) pair may name two records, and a peer's claim to
+/// hold it says nothing of which one, so this node keeps asking every peer for them.
+pub fn cap(caps: &BTreeMap<DeviceId, Generation>, knowledge: &mut Knowledge) {
+    if caps.is_empty() {
+        return;
+    }
+    let scopes: Vec<_> = knowledge.iter().map(|(scope, _)| scope.clone()).collect();
+    for scope in scopes {
+        let Some(vector) = knowledge.get(&scope) else {
+            continue;
+        };
+        let mut vector = vector.clone();
+        let mut lowered = false;
+        for (device, safe) in caps {
+            if vector.get(*device) > *safe {
+                vector.set(*device, *safe);
+                lowered = true;
+            }
+        }
+        if lowered {
+            knowledge.insert(scope, vector);
+        }
+    }
+}
+
 /// Whether a notice from `announcer` may be taken by node `me` at all: it names another
 /// device of the announcer's lineage, not of ours.
 pub fn admissible(notice: &Notice, announcer: DeviceId, me: DeviceId) -> bool {
@@ -98,15 +144,9 @@ pub fn take(
         if !takable(&kept, notice, (announcer, me)) {
             continue;
         }
-        let scopes: Vec<_> = knowledge.iter().map(|(scope, _)| scope.clone()).collect();
-        for scope in scopes {
-            let mut vector = knowledge.get(&scope).cloned().unwrap_or_default();
-            if vector.get(notice.old) > notice.safe {
-                vector.set(notice.old, notice.safe);
-                knowledge.insert(scope, vector);
-                outcome.lowered = true;
-            }
-        }
+        let before = knowledge.clone();
+        cap(&BTreeMap::from([(notice.old, notice.safe)]), &mut knowledge);
+        outcome.lowered |= knowledge != before;
         kept.push(*notice);
         outcome.notices.push(*notice);
     }
