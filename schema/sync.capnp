@@ -100,7 +100,8 @@ interface SyncgroupAdmin {
 
 interface DeltaSink {
   push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64,
-           resume :Data, markGenerations :List(UInt64), markDigests :List(UInt64)) -> stream;
+           resume :Data, markGenerations :List(UInt64), markDigests :List(UInt64),
+           epochNotices :List(T.EpochNotice)) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
   # batch (0 once caught up); the initiator shows it as records pending in. In syncgroup
   # pages: 1 while versions are left for the next page of the round, 0 on the page that
@@ -116,6 +117,12 @@ interface DeltaSink {
   # each with a digest of that record (xxh3 of its table, row, version and kind), so an
   # initiator whose store was restored or copied learns that its (device, generation) pairs
   # name other records elsewhere.
+  # `epochNotices` (the first data page of a call; not in the original): the responder's
+  # recent epochs for this database (at most 16), each a device id it left and the safe
+  # generation below which that device's records are its own. An initiator takes a notice
+  # only for a device of the responder's own lineage (and bound to the responder's identity
+  # by a syncgroup it holds, or from a declared peer), once: it lowers its knowledge of that
+  # device to the safe generation and fetches its records above it again.
 }
 
 interface ByteSink {

@@ -81,6 +81,16 @@ struct DataDeltaReq {
   # marks (the first one it wrote after each of its last opens; at most 64).
 }
 
+struct EpochNotice {
+  # Not in the original: a device id the responder left at an epoch (its store was restored
+  # or copied, so that device's generations above `safeGeneration` may name other records on
+  # other nodes), announced so that peers lower their knowledge of `oldDevice` to
+  # `safeGeneration` and fetch its records above it again, keeping both writes of a reused
+  # pair. Taken only from a responder whose own device has `oldDevice`'s lineage.
+  oldDevice @0 :UInt64;
+  safeGeneration @1 :UInt64;
+}
+
 struct SgDeltaReq {
   appName @0 :Text;
   dbName @1 :Text;

@@ -1,7 +1,9 @@
 //! A (device id, generation) pair names one record, forever (issue 10.2): a node whose store
 //! is restored from a copy (its LMDB directory alone, caught at open by the run marker; or its
 //! whole data directory, caught by what its peer holds) moves to a fresh device id, says so
-//! in `identity`'s epochs and the log, and no write is lost on either node.
+//! in `identity`'s epochs and the log, and no write is lost on either node; it announces the
+//! epoch to its peers, so a third node that took a record under a reused pair fetches the
+//! original too.
 
 mod common;
 
@@ -315,6 +317,115 @@ fn a_restored_syncgroup_member_writes_as_itself_under_its_new_device() {
     });
 }
 
+/// Three nodes named `names` (A, B, C), connected by the caller (declared peers or
+/// syncgroup members); B is durable with `durable`. B writes k1, which all see; B is backed
+/// up; B writes k2, which reaches A only; B is restored and, cut off from A, writes k3, which
+/// reaches C under the reused pair (B's generation 2). Once every link is back, every node
+/// must hold k1, k2 and k3.
+async fn third_node_takes_the_reused_pair(
+    network: &MemoryNetwork,
+    [a_name, b_name, c_name]: [&str; 3],
+    (a, b, c): (EmbeddedServer, EmbeddedServer, EmbeddedServer),
+    durable: &EmbeddedOptions,
+) {
+    let dir = durable.data_dir.clone().unwrap();
+    write(&b, "k1", Some("v1")).await;
+    sees(&a, "k1", "v1").await;
+    sees(&c, "k1", "v1").await;
+    let old = b.node().store().device();
+
+    stop(b).await;
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(&dir, backup.path());
+    network.set_link(b_name, c_name, false);
+    network.set_link(a_name, c_name, false);
+    let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+    write(&b, "k2", Some("v2")).await;
+    sees(&a, "k2", "v2").await;
+    stop(b).await;
+    restore(backup.path(), &dir);
+
+    network.set_link(a_name, b_name, false);
+    network.set_link(b_name, c_name, true);
+    let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+    assert_eq!(b.node().store().device(), old, "nothing to see at open");
+    write(&b, "k3", Some("v3")).await;
+    sees(&c, "k3", "v3").await;
+
+    network.set_link(a_name, b_name, true);
+    network.set_link(a_name, c_name, true);
+    eventually(
+        "b learns from a that (device, 2) names k2 there",
+        WAIT,
+        || b.node().store().device() != old,
+    )
+    .await;
+    for node in [&a, &b, &c] {
+        sees(node, "k1", "v1").await;
+        sees(node, "k3", "v3").await;
+        sees(node, "k2", "v2").await;
+    }
+}
+
+/// A third node that took a restored node's post-restore write under the reused pair (k3
+/// under B's generation 2) before B's epoch, and never saw the original (k2), fetches k2 once
+/// B announces its epoch: B's notice (old device, safe point) lowers C's knowledge of B's old
+/// device, so C asks for its generations above the safe point again. (Declared peers.)
+#[test]
+fn a_third_node_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is_announced() {
+    on_local(async {
+        log();
+        let network = MemoryNetwork::new();
+        let dir = tempfile::tempdir().unwrap();
+        let durable = EmbeddedOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..options(&network, "b", EmbeddedStorage::Lmdb)
+        };
+        let a = start(&network, "a").await;
+        let c = start(&network, "c").await;
+        let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        link(&a, &b).await;
+        link(&a, &c).await;
+        link(&b, &c).await;
+        third_node_takes_the_reused_pair(&network, ["a", "b", "c"], (a, b, c), &durable).await;
+    });
+}
+
+/// The same among members of a syncgroup (no declared peers): C takes B's notice because the
+/// syncgroup binds B's lineage to B's identity.
+#[test]
+fn a_syncgroup_member_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is_announced() {
+    on_local(async {
+        log();
+        let network = MemoryNetwork::new();
+        let dir = tempfile::tempdir().unwrap();
+        let durable = EmbeddedOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..options(&network, "b:1", EmbeddedStorage::Lmdb)
+        };
+        let a = start(&network, "a:1").await;
+        let c = start(&network, "c:1").await;
+        let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        let name = SyncgroupName::parse(&format!("{}/sg", a.peer_address())).unwrap();
+        let spec = Spec {
+            description: "test".into(),
+            perms: Permissions::default(),
+            prefixes: vec![Scope::new("t", "")],
+            mount_tables: vec![],
+            is_private: false,
+        };
+        let db = DbName::parse(DB).unwrap();
+        a.node()
+            .create_syncgroup(db, name.clone(), spec)
+            .await
+            .unwrap();
+        join_by_invite(&a, &b, &name, Level::ReadWrite).await;
+        join_by_invite(&a, &c, &name, Level::ReadWrite).await;
+        third_node_takes_the_reused_pair(&network, ["a:1", "b:1", "c:1"], (a, b, c), &durable)
+            .await;
+    });
+}
+
 /// Every row of table `t` on `node`.
 fn rows(node: &EmbeddedServer) -> std::collections::BTreeMap<String, String> {
     let (db, table) = (DbName::parse(DB).unwrap(), TableName::parse("t").unwrap());
@@ -358,8 +469,8 @@ struct Durable {
 /// the end every node holds exactly every acknowledged write. Before each restore every
 /// write has reached every node (a write only the restored node held is lost by the restore
 /// itself); after it, the restored node may be restarted or restored again before it syncs.
-/// (A third node that lacks the record a restored node's reused pair names is the case
-/// ARCHITECTURE.md leaves open.)
+/// (A third node that lacks the record a restored node's reused pair names is
+/// `a_third_node_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is_announced`.)
 async fn random_restores(seed: u64) -> usize {
     let network = MemoryNetwork::new();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];

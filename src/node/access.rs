@@ -141,6 +141,21 @@ impl Node {
         Ok(WriterCheck::new(self.held_syncgroups(db)?, declared))
     }
 
+    /// Whether `peer`, whose responder names itself `announcer`, may announce epochs of
+    /// `announcer`'s lineage in `db` (`store::notice`): no held syncgroup binds that lineage
+    /// to another member, and one binds it to `peer`, or `peer` is a declared peer of `db`.
+    /// (A responder names its own device; this ties the claim to the authenticated identity.)
+    pub fn may_announce(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+        announcer: DeviceId,
+    ) -> Result<bool> {
+        let declared = !self.peers().declared_scopes(peer, db.as_str()).is_empty();
+        let held = self.held_syncgroups(db)?;
+        Ok(lineage_owner(&held, declared, peer, announcer))
+    }
+
     /// Refuses app writes under a syncgroup this node belongs to without holding Write there
     /// (unless another syncgroup covering the row grants it): nobody would accept them.
     pub fn check_local_writes<'a>(
@@ -181,6 +196,23 @@ impl Node {
     }
 }
 
+/// The rule of [`Node::may_announce`] over the held syncgroups.
+fn lineage_owner(
+    held: &[Syncgroup],
+    declared: bool,
+    peer: &Fingerprint,
+    announcer: DeviceId,
+) -> bool {
+    let mut bound = false;
+    for owner in held.iter().filter_map(|sg| sg.member_of_device(announcer)) {
+        if owner != peer {
+            return false;
+        }
+        bound = true;
+    }
+    bound || declared
+}
+
 /// Adds what one held syncgroup shares and accepts.
 fn add_syncgroup(sets: &mut TrustSets, sg: &Syncgroup) {
     let readers: BTreeSet<String> = sg
@@ -211,5 +243,66 @@ fn add_syncgroup(sets: &mut TrustSets, sg: &Syncgroup) {
             let entry = (device, sg.db.clone(), scope.clone(), Some(generation));
             sets.accepts.insert(entry);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::sync::genvec::GenVector;
+    use crate::syncgroup::{MemberInfo, Permissions, Spec, Status, SyncgroupId};
+
+    fn id(c: char) -> Fingerprint {
+        Fingerprint::parse(&c.to_string().repeat(64)).unwrap()
+    }
+
+    /// A syncgroup whose members are `a` (device 1) and `b` (device 2).
+    fn syncgroup() -> Syncgroup {
+        let member = |device| MemberInfo {
+            sync_priority: 0,
+            is_server: false,
+            device: DeviceId(device),
+            address: String::new(),
+        };
+        Syncgroup {
+            id: SyncgroupId(7),
+            name: SyncgroupName::parse("h:1/sg").unwrap(),
+            spec_version: "1".into(),
+            spec: Spec {
+                description: String::new(),
+                perms: Permissions::only(&id('a')),
+                prefixes: vec![Scope::new("t", "")],
+                mount_tables: vec![],
+                is_private: false,
+            },
+            creator: id('a'),
+            db: "db".into(),
+            status: Status::Running,
+            joiners: BTreeMap::from([(id('a'), member(1)), (id('b'), member(2))]),
+            former_writers: GenVector::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_member_bound_to_a_lineage_announces_its_epochs() {
+        let held = [syncgroup()];
+        let a_later = DeviceId(1).with_epoch(4);
+        assert!(lineage_owner(&held, false, &id('a'), a_later));
+        assert!(
+            !lineage_owner(&held, false, &id('b'), a_later),
+            "b claims a's lineage"
+        );
+        assert!(
+            !lineage_owner(&held, true, &id('b'), a_later),
+            "declared, but the lineage is a member's"
+        );
+        let unbound = DeviceId(3).with_epoch(4);
+        assert!(!lineage_owner(&held, false, &id('c'), unbound));
+        assert!(
+            lineage_owner(&held, true, &id('c'), unbound),
+            "a declared peer"
+        );
     }
 }

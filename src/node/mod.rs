@@ -31,7 +31,7 @@ use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, CursorUpdate, LogRecord, Mutation, Store};
+use crate::store::{Applied, LogRecord, Mutation, Notice, PageFrom, Store, Taken};
 use crate::sync::genvec::{DeviceId, Knowledge};
 use crate::sync::peers::PeerRegistry;
 use crate::token::ClientToken;
@@ -185,20 +185,42 @@ impl Node {
         from: DeviceId,
         records: Vec<LogRecord>,
         knowledge: Option<Knowledge>,
-        peer: Fingerprint,
-        cursor: CursorUpdate,
+        page: PageFrom,
     ) -> Result<Applied> {
         self.write(move |store| {
-            store.apply_page(
-                &db,
-                from,
-                &records,
-                knowledge.as_ref(),
-                peer.as_str(),
-                &cursor,
-            )
+            store.apply_session_page(&db, from, &records, knowledge.as_ref(), &page)
         })
         .await
+    }
+
+    /// Takes the epoch notices `peer`'s responder (device `announcer`) sent for `db`, if the
+    /// announcer may speak for their devices (`Node::may_announce`); see `store::notice`.
+    pub async fn take_notices(
+        &self,
+        db: DbName,
+        peer: &Fingerprint,
+        announcer: DeviceId,
+        notices: Vec<Notice>,
+    ) -> Result<Taken> {
+        if notices.is_empty()
+            || !self.store.would_take_notices(&db, announcer, &notices)?
+            || !self.may_announce(peer, &db, announcer)?
+        {
+            return Ok(Taken::default());
+        }
+        let taken = self
+            .write(move |store| store.take_notices(&db, announcer, &notices))
+            .await?;
+        for notice in &taken.notices {
+            tracing::info!(
+                %peer,
+                old_device = format!("{:016x}", notice.old.0),
+                safe_generation = notice.safe,
+                "a peer moved to an epoch: fetching its old device's records above the safe \
+                 point again"
+            );
+        }
+        Ok(taken)
     }
 
     /// The store, for reads (they are short snapshot reads, safe on async threads).

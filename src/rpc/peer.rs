@@ -389,8 +389,8 @@ impl PageSink for CapnpPageSink {
     }
 }
 
-/// Fills a push's parameters with a data page: its resume token and marks, its records, then
-/// its knowledge if any.
+/// Fills a push's parameters with a data page: its resume token, marks and epoch notices, its
+/// records, then its knowledge if any.
 fn write_page(page: &Page, mut params: delta_sink::push_params::Builder<'_>) {
     params.set_resume(&page.resume);
     let marks = &page.initiator_marks;
@@ -401,6 +401,14 @@ fn write_page(page: &Page, mut params: delta_sink::push_params::Builder<'_>) {
     let mut digests = params.reborrow().init_mark_digests(marks.len() as u32);
     for (i, mark) in marks.iter().enumerate() {
         digests.set(i as u32, mark.digest);
+    }
+    let mut notices = params
+        .reborrow()
+        .init_epoch_notices(page.notices.len() as u32);
+    for (i, notice) in page.notices.iter().enumerate() {
+        let mut entry = notices.reborrow().get(i as u32);
+        entry.set_old_device(notice.old.0);
+        entry.set_safe_generation(notice.safe);
     }
     let count = page.records.len() + usize::from(page.knowledge.is_some());
     let mut batch = params.init_batch(count as u32);
@@ -492,6 +500,20 @@ mod tests {
         records.extend((0..MAX_BATCH_OPS as u64).map(|i| record(limit.items as u64 + i, 9, value)));
         let page = Page {
             records,
+            initiator_marks: vec![
+                crate::store::Mark {
+                    generation: u64::MAX,
+                    digest: u64::MAX
+                };
+                crate::sync::responder::MAX_MARKS
+            ],
+            notices: vec![
+                crate::store::Notice {
+                    old: DeviceId(u64::MAX),
+                    safe: u64::MAX
+                };
+                crate::store::MAX_NOTICES
+            ],
             ..Page::default()
         };
         let mut message = capnp::message::Builder::new_default();

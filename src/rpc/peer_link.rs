@@ -8,7 +8,8 @@
 //! node has not heard of yet are not refused for want of its membership. A data session that
 //! refused records is restarted (on the same connection) as soon as the syncgroup metadata
 //! would accept one of them; its knowledge was kept below them, so the new request fetches
-//! them.
+//! them. Likewise every data session is restarted once an epoch notice lowered knowledge
+//! after it asked (`store::notice`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -381,7 +382,8 @@ impl From<Error> for SessionEnd {
 
 /// Runs a database's data sessions: one live GetDeltas call at a time, a new one (from the
 /// knowledge committed so far) whenever the current one refused records that would now be
-/// accepted. Returns when a call ends or fails.
+/// accepted, or an epoch notice lowered knowledge after it asked. Returns when a call ends or
+/// fails.
 async fn live_data(
     node: &Arc<Node>,
     peer: &Fingerprint,
@@ -401,6 +403,10 @@ async fn live_data(
             permitted = session.refused_now_permitted() => {
                 permitted?;
                 tracing::info!(%peer, db = %db.as_str(), "records refused earlier may now be accepted: fetching them again");
+            }
+            lowered = session.knowledge_lowered() => {
+                lowered?;
+                tracing::debug!(%peer, db = %db.as_str(), "an epoch notice lowered knowledge: asking again");
             }
         }
     }

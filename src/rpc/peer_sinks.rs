@@ -52,6 +52,7 @@ impl delta_sink::Server for DeltaSinkImpl {
                 responder: DeviceId(params.get_responder_device()),
                 resume: wire::read_resume_token(params.get_resume())?,
                 marks: read_marks(params.get_mark_generations()?, params.get_mark_digests()?)?,
+                notices: wire::read_epoch_notices(params.get_epoch_notices())?,
             };
             self.session.receive(push).await?;
             Ok::<_, capnp::Error>(())

@@ -6,8 +6,10 @@
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
 use crate::names::{self, RowKey, TableName};
-use crate::schema::types_capnp::{RecType, gen_vector, knowledge, log_rec};
-use crate::store::{DagNode, LogRecord, MAX_TOKEN_BYTES, RecordContent, Version};
+use crate::schema::types_capnp::{RecType, epoch_notice, gen_vector, knowledge, log_rec};
+use crate::store::{
+    DagNode, LogRecord, MAX_NOTICES, MAX_TOKEN_BYTES, Notice, RecordContent, Version,
+};
 use crate::sync::genvec::{DeviceId, GenVector, Knowledge, Scope};
 
 /// Most parents a record may name (writes have at most one; merges name every loser).
@@ -191,6 +193,33 @@ pub fn read_resume_token(
     Ok((!bytes.is_empty()).then(|| bytes.to_vec()))
 }
 
+/// The epoch notices of a data push (`DeltaSink.push`'s `epochNotices`): at most
+/// [`MAX_NOTICES`], each naming a non-zero device. Whether one may be taken (the announcer's
+/// lineage) is the initiator's decision.
+pub fn read_epoch_notices(
+    reader: capnp::Result<capnp::struct_list::Reader<'_, epoch_notice::Owned>>,
+) -> Result<Vec<Notice>> {
+    let list = reader.map_err(malformed)?;
+    if list.len() as usize > MAX_NOTICES {
+        return Err(Error::invalid(format!(
+            "{} epoch notices in one push (at most {MAX_NOTICES})",
+            list.len()
+        )));
+    }
+    list.iter()
+        .map(|notice| {
+            let old = DeviceId(notice.get_old_device());
+            if old.0 == 0 {
+                return Err(Error::invalid("an epoch notice names device 0"));
+            }
+            Ok(Notice {
+                old,
+                safe: notice.get_safe_generation(),
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<&str> {
     reader
         .map_err(malformed)?
@@ -205,6 +234,37 @@ pub(crate) fn malformed(error: capnp::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads a list of `count` notices, the first naming `first_device`.
+    fn notices(count: u32, first_device: u64) -> Result<Vec<Notice>> {
+        let mut message = capnp::message::Builder::new_default();
+        let mut list: capnp::struct_list::Builder<'_, epoch_notice::Owned> =
+            message.initn_root(count);
+        for i in 0..count {
+            let mut notice = list.reborrow().get(i);
+            notice.set_old_device(if i == 0 { first_device } else { u64::from(i) });
+            notice.set_safe_generation(u64::from(i));
+        }
+        let reader = message.get_root_as_reader().map_err(malformed)?;
+        read_epoch_notices(Ok(reader))
+    }
+
+    #[test]
+    fn epoch_notices_are_bounded_and_name_real_devices() {
+        let read = notices(MAX_NOTICES as u32, 9).unwrap();
+        assert_eq!(read.len(), MAX_NOTICES);
+        assert_eq!(
+            read[0],
+            Notice {
+                old: DeviceId(9),
+                safe: 0
+            }
+        );
+        let error = notices(MAX_NOTICES as u32 + 1, 9).unwrap_err().to_string();
+        assert!(error.starts_with("InvalidArgument:"), "{error}");
+        let error = notices(1, 0).unwrap_err().to_string();
+        assert!(error.contains("device 0"), "{error}");
+    }
 
     fn round_trip(record: &LogRecord) -> Result<LogRecord> {
         let mut message = capnp::message::Builder::new_default();

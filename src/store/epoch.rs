@@ -20,6 +20,7 @@ use syncbase_storage::{ReadTxn, Scan, WriteTxn};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::store::keys::{self, DbKeys};
+use crate::store::notice::{self, Notice};
 use crate::store::records::{EntryKind, LogEntry, decode, encode};
 use crate::store::writer::DbWriter;
 use crate::sync::genvec::{DeviceId, Generation};
@@ -119,8 +120,9 @@ pub fn history(txn: &dyn ReadTxn) -> Result<Vec<Epoch>> {
 }
 
 /// Moves from device `old` to `new` inside `txn`: per database, re-logs `old`'s records above
-/// `safe(db, own generation)` under `new` and sets the knowledge of `old` to that safe point; stores the new
-/// device id and appends the epoch to the history.
+/// `safe(db, own generation)` under `new`, sets the knowledge of `old` to that safe point and
+/// announces (`old`, safe point) to peers (`store::notice`); stores the new device id and
+/// appends the epoch to the history.
 pub fn switch(
     txn: &mut dyn WriteTxn,
     clock: &Clock,
@@ -138,7 +140,9 @@ pub fn switch(
         // The new device's generations start here; none before can clash.
         let next = writer.own_generation() + 1;
         writer.finish(clock.last())?;
-        txn.put(&DbKeys::new(&db).mark_points(), &encode(&vec![next])?)?;
+        let keys = DbKeys::new(&db);
+        txn.put(&keys.mark_points(), &encode(&vec![next])?)?;
+        notice::announce(&mut *txn, &keys, Notice { old, safe })?;
     }
     let epoch = Epoch {
         device: new,

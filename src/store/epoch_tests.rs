@@ -227,3 +227,204 @@ fn a_write_under_a_pair_held_for_another_record_is_kept_not_dropped() {
     let again = c.apply(&db(), a.device(), &page.records, None).unwrap();
     assert_eq!(again.duplicates, 2, "a second time changes nothing");
 }
+
+/// The restored pair after B's epoch (clash at 2), and C, which took k1 and B's k3 under the
+/// reused pair (B's old device, 2) before B's epoch and never saw A's k2.
+fn third_store_after_the_epoch() -> (Store, Store, Store, DeviceId) {
+    let (a, b) = restored_pair();
+    let c = open(Arc::new(MemoryStorage::new()));
+    pull(&c, &b);
+    let old = b.device();
+    b.start_epoch(old, "test: a clash".into(), Some((&db(), 2)))
+        .unwrap()
+        .unwrap();
+    (a, b, c, old)
+}
+
+#[test]
+fn an_epoch_announces_the_old_device_and_the_safe_point_of_each_database() {
+    let (_a, b, _c, old) = third_store_after_the_epoch();
+    assert_eq!(
+        b.announced_notices(&db()).unwrap(),
+        vec![Notice { old, safe: 1 }]
+    );
+}
+
+#[test]
+fn a_third_store_that_took_the_reused_pair_fetches_the_original_once_it_takes_the_notice() {
+    let (a, b, c, old) = third_store_after_the_epoch();
+    pull(&c, &a);
+    assert_eq!(
+        get(&c, "k2"),
+        None,
+        "C claims (old, 2) and never asks for k2"
+    );
+    let notices = b.announced_notices(&db()).unwrap();
+    let before = c.lowerings();
+    let taken = c.take_notices(&db(), b.device(), &notices).unwrap();
+    assert_eq!(taken.notices, notices);
+    assert!(taken.lowered);
+    assert_eq!(c.lowerings(), before + 2);
+    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), 1);
+    pull(&c, &a);
+    pull(&c, &b);
+    for key in ["k1", "k2", "k3"] {
+        assert!(get(&c, key).is_some(), "C holds {key}");
+    }
+}
+
+#[test]
+fn a_notice_from_a_responder_of_another_lineage_is_ignored() {
+    let (a, b, c, old) = third_store_after_the_epoch();
+    let notices = b.announced_notices(&db()).unwrap();
+    let knowledge = c.knowledge(&db()).unwrap();
+    let taken = c.take_notices(&db(), a.device(), &notices).unwrap();
+    assert_eq!(taken, Taken::default(), "A may not speak for B's lineage");
+    let announcer = DeviceId(old.0 ^ 1).with_epoch(9);
+    assert!(!announcer.same_lineage(old));
+    assert_eq!(
+        c.take_notices(&db(), announcer, &notices).unwrap(),
+        Taken::default()
+    );
+    assert_eq!(c.knowledge(&db()).unwrap(), knowledge);
+    assert!(c.taken_notices(&db()).unwrap().is_empty());
+}
+
+#[test]
+fn a_notice_naming_the_announcer_itself_or_this_stores_lineage_is_ignored() {
+    let (_a, b, c, _old) = third_store_after_the_epoch();
+    let itself = Notice {
+        old: b.device(),
+        safe: 0,
+    };
+    assert_eq!(
+        c.take_notices(&db(), b.device(), &[itself]).unwrap(),
+        Taken::default()
+    );
+    let ours = Notice {
+        old: c.device(),
+        safe: 0,
+    };
+    let copy_of_c = c.device().with_epoch(7);
+    assert_ne!(copy_of_c, c.device());
+    assert_eq!(
+        c.take_notices(&db(), copy_of_c, &[ours]).unwrap(),
+        Taken::default()
+    );
+}
+
+#[test]
+fn a_notice_is_taken_once_only_lowers_and_forgets_the_resume_cursors() {
+    let (a, b, c, old) = third_store_after_the_epoch();
+    let asked = c.knowledge(&db()).unwrap();
+    let mut grown = asked.clone();
+    let mut vector = grown.bound_for(&Scope::new("t", ""));
+    vector.set(DeviceId(12345), 1);
+    grown.insert(Scope::new("t", ""), vector);
+    let cursor = CursorUpdate::Save(ResumeCursor {
+        token: vec![1],
+        asked,
+    });
+    c.apply_page(&db(), a.device(), &[], Some(&grown), "peer", &cursor)
+        .unwrap();
+    assert!(c.resume_cursor(&db(), "peer").unwrap().is_some());
+    let notices = b.announced_notices(&db()).unwrap();
+    assert!(c.take_notices(&db(), b.device(), &notices).unwrap().lowered);
+    assert!(
+        c.resume_cursor(&db(), "peer").unwrap().is_none(),
+        "cursors forgotten"
+    );
+    pull(&c, &a);
+    assert_eq!(get(&c, "k2").as_deref(), Some("v2"));
+    let lowerings = c.lowerings();
+    let again = c.take_notices(&db(), b.device(), &notices).unwrap();
+    assert_eq!(again, Taken::default(), "taken once");
+    assert_eq!(c.lowerings(), lowerings);
+    let higher = Notice { old, safe: 5 };
+    let taken = c.take_notices(&db(), b.device(), &[higher]).unwrap();
+    assert!(taken.notices.is_empty(), "not lower than the one taken");
+    let lower = Notice { old, safe: 0 };
+    let taken = c.take_notices(&db(), b.device(), &[lower]).unwrap();
+    assert_eq!(taken.notices, vec![lower], "a lower safe point is new");
+    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), 0);
+    assert_eq!(c.lowerings(), lowerings + 2);
+}
+
+#[test]
+fn a_lineage_gets_only_so_many_notices_taken() {
+    let (_a, b, c, old) = third_store_after_the_epoch();
+    let limit = MAX_TAKEN_PER_LINEAGE as u64;
+    for safe in (1..=limit + 1).rev() {
+        let notice = Notice { old, safe };
+        let taken = c.take_notices(&db(), b.device(), &[notice]).unwrap();
+        assert_eq!(
+            taken.notices.len(),
+            usize::from(safe > 1),
+            "safe point {safe}"
+        );
+    }
+    assert_eq!(c.taken_notices(&db()).unwrap().len(), limit as usize);
+}
+
+#[test]
+fn a_page_of_a_session_that_asked_before_a_lowering_merges_no_knowledge() {
+    let (a, b, c, old) = third_store_after_the_epoch();
+    let asked_at = c.lowerings();
+    let scopes = [Scope::new("t", "")];
+    let known = c.knowledge(&db()).unwrap();
+    let request = known.request_for(&scopes, c.device(), 0);
+    let notices = b.announced_notices(&db()).unwrap();
+    c.take_notices(&db(), b.device(), &notices).unwrap();
+    // A's page for the request asked before the notice: it skips k2 and claims (old, 2).
+    let position = a.start_position(&db(), c.device(), &request).unwrap();
+    let page = a
+        .read_page(
+            &db(),
+            &PageRequest {
+                initiator: c.device(),
+                echoes_from: 0,
+                knowledge: &request,
+                position,
+                max_records: usize::MAX,
+                max_bytes: usize::MAX,
+            },
+        )
+        .unwrap();
+    let save = CursorUpdate::Save(ResumeCursor {
+        token: vec![1],
+        asked: request.clone(),
+    });
+    let from = PageFrom {
+        peer: "a".into(),
+        cursor: save,
+        asked_at: Some(asked_at),
+    };
+    c.apply_session_page(
+        &db(),
+        a.device(),
+        &page.records,
+        page.knowledge.as_ref(),
+        &from,
+    )
+    .unwrap();
+    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), 1, "not merged");
+    assert!(c.resume_cursor(&db(), "a").unwrap().is_none(), "not saved");
+}
+
+#[test]
+fn knowledge_of_a_device_left_at_an_epoch_never_rises_above_its_safe_point() {
+    let (a, b, c, old) = third_store_after_the_epoch();
+    let notices = b.announced_notices(&db()).unwrap();
+    c.take_notices(&db(), b.device(), &notices).unwrap();
+    // A claims (old, 2) for k2 and C's copy of k3 claims it too: neither raises B's or C's
+    // knowledge of the old device, so both keep asking every peer for its records above 1.
+    for (to, from) in [(&b, &a), (&b, &c), (&c, &a), (&c, &b)] {
+        pull(to, from);
+        assert_eq!(to.knowledge(&db()).unwrap().max_gen(old), 1);
+    }
+    for store in [&b, &c] {
+        for key in ["k1", "k2", "k3"] {
+            assert!(get(store, key).is_some(), "{key}");
+        }
+    }
+}

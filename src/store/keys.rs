@@ -163,6 +163,16 @@ impl DbKeys {
         self.key(&[b"k"])
     }
 
+    /// `e` -> `Vec<Notice>`: this node's epoch notices, announced to peers (`store::notice`).
+    pub fn announced_notices(&self) -> Vec<u8> {
+        self.key(&[b"e"])
+    }
+
+    /// `a` -> `Vec<Notice>`: the epoch notices taken from peers (`store::notice`).
+    pub fn taken_notices(&self) -> Vec<u8> {
+        self.key(&[b"a"])
+    }
+
     /// `u 0xfe`: the prefix of the resume cursors kept with peers.
     pub fn resume_prefix(&self) -> Vec<u8> {
         self.key(&[b"u", &[SEP]])

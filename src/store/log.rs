@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::paging::{self, PageFill, PageLimit};
 use crate::store::epoch::Mark;
 use crate::store::keys::{DbKeys, trailing_u64};
+use crate::store::notice::Notice;
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
 };
@@ -55,6 +56,9 @@ pub struct Page {
     /// With the knowledge, set by the responder: the initiator's records at the generations it
     /// asked about, as held here (see `store::epoch`).
     pub initiator_marks: Vec<Mark>,
+    /// On the first page of a session, set by the responder: its epoch notices for the
+    /// database (`store::notice`).
+    pub notices: Vec<Notice>,
 }
 
 /// Reads the next page of records the initiator lacks.

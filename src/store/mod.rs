@@ -10,6 +10,7 @@ mod epoch;
 mod keys;
 mod local;
 mod log;
+mod notice;
 mod proposals;
 mod records;
 mod resume;
@@ -26,6 +27,7 @@ pub use apply::{Applied, Resolution};
 pub use epoch::{Epoch, MARK_POINTS, Mark};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
+pub use notice::{MAX_NOTICES, MAX_TAKEN_PER_LINEAGE, Notice, Taken};
 pub use records::{
     Change, DagNode, LogRecord, RecordContent, RowHead, SyncState, Version,
     decode as decode_record, encode as encode_record,
@@ -83,6 +85,15 @@ impl Mutation {
 
 pub use crate::paging::PageLimit;
 
+/// Where a page applied by a session came from: the peer (its fingerprint), what to do with
+/// its resume cursor, and [`Store::lowerings`] when the session asked (None: not checked).
+#[derive(Debug, Clone)]
+pub struct PageFrom {
+    pub peer: String,
+    pub cursor: CursorUpdate,
+    pub asked_at: Option<u64>,
+}
+
 /// A row read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
@@ -96,6 +107,10 @@ pub struct Store {
     /// This node's current device id (changed only by an epoch, see `epoch`).
     device: AtomicU64,
     clock: Arc<Clock>,
+    /// Bumped twice whenever an epoch notice lowers knowledge, once before its commit (odd:
+    /// a lowering is committing) and once after: a session that read another value when it
+    /// asked must not merge knowledge or move its cursor (see [`Store::apply_session_page`]).
+    lowerings: AtomicU64,
 }
 
 impl Store {
@@ -109,6 +124,7 @@ impl Store {
             storage,
             device: AtomicU64::new(device.0),
             clock,
+            lowerings: AtomicU64::new(0),
         };
         store.restore_clock()?;
         Ok(store)
@@ -282,6 +298,7 @@ impl Store {
 
     /// [`Store::apply`], also updating the resume cursor kept with `peer` (its fingerprint)
     /// in the same transaction, so the progress it records is exactly what was applied.
+    /// Knowledge of a device left at an epoch stays at its safe point (`notice::cap`).
     pub fn apply_page(
         &self,
         db: &DbName,
@@ -291,22 +308,111 @@ impl Store {
         peer: &str,
         cursor: &CursorUpdate,
     ) -> Result<Applied> {
-        let forget = *cursor == CursorUpdate::Forget;
+        let page = PageFrom {
+            peer: peer.to_owned(),
+            cursor: cursor.clone(),
+            asked_at: None,
+        };
+        self.apply_session_page(db, from, records, knowledge, &page)
+    }
+
+    /// [`Store::apply_page`] for a session that asked when [`Store::lowerings`] was
+    /// `page.asked_at`: if an epoch notice lowered knowledge since (checked inside the
+    /// transaction), the page's records are applied but its knowledge is not merged and the
+    /// cursor is not moved, since the session asked with knowledge that was too high.
+    pub fn apply_session_page(
+        &self,
+        db: &DbName,
+        from: DeviceId,
+        records: &[LogRecord],
+        knowledge: Option<&Knowledge>,
+        page: &PageFrom,
+    ) -> Result<Applied> {
+        let forget = page.cursor == CursorUpdate::Forget;
         if records.is_empty() && !forget && !self.knowledge_would_grow(db, knowledge)? {
             return Ok(Applied::default());
         }
         let mut txn = self.storage.write()?;
+        let stale = page
+            .asked_at
+            .is_some_and(|asked_at| asked_at != self.lowerings());
+        let (knowledge, cursor) = match (stale, &page.cursor) {
+            (true, CursorUpdate::Save(_)) => (None, &CursorUpdate::Keep),
+            (true, cursor) => (None, cursor),
+            (false, cursor) => (knowledge, cursor),
+        };
+        let peer = page.peer.as_str();
+        let caps = notice::caps(txn.as_ref(), &DbKeys::new(db.as_str()))?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
         let applied = apply::apply(&mut writer, &self.writer(), from, records)?;
         if let Some(response) = knowledge {
             let mut mine = writer.knowledge()?;
             mine.merge_response(response);
+            notice::cap(&caps, &mut mine);
             writer.set_knowledge(&mine)?;
         }
         writer.finish(self.clock.last())?;
         resume::update(txn.as_mut(), &DbKeys::new(db.as_str()), peer, cursor)?;
         txn.commit()?;
         Ok(applied)
+    }
+
+    /// Twice the number of times an epoch notice lowered knowledge since the store opened
+    /// (odd while one is committing). Read it before the knowledge a request is built from.
+    pub fn lowerings(&self) -> u64 {
+        self.lowerings.load(Ordering::SeqCst)
+    }
+
+    /// This node's epoch notices for `db` (its latest epochs, `store::notice`).
+    pub fn announced_notices(&self, db: &DbName) -> Result<Vec<Notice>> {
+        notice::announced(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
+    }
+
+    /// The epoch notices taken from peers in `db`.
+    pub fn taken_notices(&self, db: &DbName) -> Result<Vec<Notice>> {
+        notice::taken(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
+    }
+
+    /// Whether [`Store::take_notices`] would take any of these notices now (a read).
+    pub fn would_take_notices(
+        &self,
+        db: &DbName,
+        announcer: DeviceId,
+        notices: &[Notice],
+    ) -> Result<bool> {
+        notice::any_takable(
+            self.storage.read()?.as_ref(),
+            &DbKeys::new(db.as_str()),
+            (announcer, self.device()),
+            notices,
+        )
+    }
+
+    /// Takes the epoch notices a responder whose device is `announcer` sent for `db`, in one
+    /// transaction (`store::notice`): each new one of the announcer's lineage lowers the
+    /// knowledge of its device to its safe point, the resume cursors are forgotten, and the
+    /// notices taken are remembered.
+    pub fn take_notices(
+        &self,
+        db: &DbName,
+        announcer: DeviceId,
+        notices: &[Notice],
+    ) -> Result<Taken> {
+        let keys = DbKeys::new(db.as_str());
+        let me = self.device();
+        let mut txn = self.storage.write()?;
+        let taken = notice::take(txn.as_mut(), &keys, (announcer, me), notices)?;
+        if taken.notices.is_empty() {
+            return Ok(taken);
+        }
+        // Bumped to odd before the commit and to even after it: a session that read the
+        // counter before this commit, or while it was under way, differs from it afterwards.
+        let bump = u64::from(taken.lowered);
+        self.lowerings.fetch_add(bump, Ordering::SeqCst);
+        let committed = txn.commit();
+        self.lowerings.fetch_add(bump, Ordering::SeqCst);
+        committed?;
+        Ok(taken)
     }
 
     /// The resume cursor kept with `peer` (its fingerprint) in `db`, if any.
@@ -372,9 +478,12 @@ impl Store {
         let Some(response) = response else {
             return Ok(false);
         };
-        let mine = self.knowledge(db)?;
+        let txn = self.storage.read()?;
+        let keys = DbKeys::new(db.as_str());
+        let mine = load_knowledge(txn.as_ref(), &keys)?;
         let mut merged = mine.clone();
         merged.merge_response(response);
+        notice::cap(&notice::caps(txn.as_ref(), &keys)?, &mut merged);
         Ok(merged != mine)
     }
 

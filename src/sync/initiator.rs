@@ -11,6 +11,12 @@
 //! dominates what the cursor's session asked with. A page whose records were refused forgets
 //! the cursor, so they are asked for again from knowledge.
 //!
+//! A responder's first page carries its epoch notices (`store::notice`), taken before the
+//! page is applied (`Node::take_notices`); one that lowers knowledge makes every session that
+//! asked before it stale: its pages still apply records but merge no knowledge and move no
+//! cursor (checked inside the page's transaction), and [`Session::knowledge_lowered`] tells
+//! the link to restart it from the lowered knowledge.
+//!
 //! Knowledge never covers a record this node does not hold: a record dropped because its
 //! writer holds no Write permission here is noted in the session's [`Refused`], every
 //! knowledge the session merges from then on is lowered below it (so the next request asks
@@ -25,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::store::{Applied, CursorUpdate, LogRecord, Mark, ResumeCursor};
+use crate::store::{Applied, CursorUpdate, LogRecord, Mark, Notice, PageFrom, ResumeCursor};
 use crate::sync::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::sync::refused::Refused;
 use crate::sync::responder::{DeltaRequest, once_it_holds};
@@ -51,6 +57,9 @@ pub struct Session {
     /// Whether this session's pages may move the resume cursor: not after one whose records
     /// were refused.
     resumable: Cell<bool>,
+    /// [`crate::store::Store::lowerings`] when the request was built: once an epoch notice
+    /// lowers knowledge, this session merges no more knowledge and is restarted.
+    asked_at: Cell<Option<u64>>,
 }
 
 /// One page as a responder pushed it.
@@ -68,6 +77,8 @@ pub struct Push {
     /// With the knowledge: the responder's records of our device at the generations the request
     /// asked about (the first one written after each of our last opens), as digests.
     pub marks: Vec<Mark>,
+    /// On the first page: the responder's epoch notices (`store::notice`).
+    pub notices: Vec<Notice>,
 }
 
 impl Session {
@@ -84,6 +95,7 @@ impl Session {
             refusal: tokio::sync::Notify::new(),
             asked: RefCell::new(None),
             resumable: Cell::new(true),
+            asked_at: Cell::new(None),
         }
     }
 
@@ -91,6 +103,8 @@ impl Session {
     /// token kept with this peer if this knowledge still dominates what it was asked with.
     pub fn request(&self) -> Result<DeltaRequest> {
         let store = self.node.store();
+        // Read before the knowledge: a lowering after this makes the session stale.
+        self.asked_at.set(Some(store.lowerings()));
         self.asked_as.set(Some(store.device()));
         let own = store.state(&self.db)?.own_generation();
         let knowledge = store
@@ -120,10 +134,14 @@ impl Session {
             responder,
             resume,
             marks,
+            notices,
         } = push;
         self.check_responder(responder)?;
         self.check(&records, knowledge.as_ref())?;
         self.check_device(knowledge.as_ref(), &marks).await?;
+        self.node
+            .take_notices(self.db.clone(), &self.peer, responder, notices)
+            .await?;
         let sent = records.len();
         let ended_log = knowledge.is_some();
         let records = self.drop_unauthorized(records)?;
@@ -137,8 +155,11 @@ impl Session {
                 responder,
                 records,
                 knowledge,
-                self.peer.clone(),
-                cursor,
+                PageFrom {
+                    peer: self.peer.as_str().to_owned(),
+                    cursor,
+                    asked_at: self.asked_at.get(),
+                },
             )
             .await?;
         self.node.peers().update_status(&self.peer, |status| {
@@ -268,6 +289,20 @@ impl Session {
             }
             let check = self.node.writer_check(&self.peer, &self.db)?;
             Ok(self.refused.borrow().permitted_by(&check))
+        })
+        .await
+    }
+
+    /// Resolves once an epoch notice (from any peer) lowered this node's knowledge after this
+    /// session's request was built: the session asked with knowledge that claimed records
+    /// it must now fetch, so its later pages merge no knowledge and the caller restarts it.
+    pub async fn knowledge_lowered(&self) -> Result<()> {
+        let nudge = tokio::sync::Notify::new();
+        once_it_holds(&self.node, &nudge, || {
+            Ok(self
+                .asked_at
+                .get()
+                .is_some_and(|asked_at| asked_at != self.node.store().lowerings()))
         })
         .await
     }

@@ -13,7 +13,9 @@
 //!    what the initiator knows for its device, skipping records the initiator made or sent.
 //!    Every push names the responder's device, so the initiator opens the call at once
 //!    instead of asking `deviceInfo` first. Every push carries a resume token for where its
-//!    page ends, which the initiator commits with the page and sends back next time.
+//!    page ends, which the initiator commits with the page and sends back next time. The
+//!    first push carries the responder's epoch notices (`store::notice`): devices of its
+//!    lineage it left, with their safe points, which the initiator takes once.
 //! 3. The page that reaches the log's end carries the responder's knowledge, read from the
 //!    same snapshot; the initiator applies each page in one commit and merges that knowledge.
 //! 4. Live mode: the responder waits for the next commit and repeats from where it stopped,
@@ -126,6 +128,8 @@ impl Responder {
         // only the marks tell it; see ARCHITECTURE.md, "Epochs").
         let mut last_marks: Option<Vec<Mark>> = None;
         let device = store.device();
+        // The first page sent carries this node's epoch notices (`store::notice`).
+        let mut notices = Some(store.announced_notices(&request.db)?);
         loop {
             commits.borrow_and_update();
             peers.borrow_and_update();
@@ -184,6 +188,7 @@ impl Responder {
                 last_marks = Some(page.initiator_marks.clone());
             }
             if news {
+                page.notices = notices.take().unwrap_or_default();
                 self.count_sent(&page);
                 sink.send(room, page).await?;
             } else {
