@@ -15,11 +15,9 @@ use std::time::Duration;
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::names::{DbName, TableName};
 use syncbase::rpc::transport::MemoryNetwork;
-use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
-use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
 
-use common::members::{copy_dir, join_by_invite, stop};
+use common::members::{copy_dir, create_syncgroup, join_by_invite, stop};
 use common::nodes::{link, options, start};
 use common::rows::{Rng, read, write};
 use common::{DB, eventually, on_local};
@@ -239,10 +237,16 @@ fn a_copy_running_beside_its_original_moves_to_a_new_device_while_the_links_stay
         sees(&a, "kb", "from b").await;
         // The copy learns it from a's marks on its live link, not at a later reconnect.
         eventually("the copy moves to an epoch", WAIT, || {
-            twin.node().store().device() != b.node().store().device()
+            twin.node().store().epochs().unwrap().len() == 1
         })
         .await;
-        assert_eq!(epochs(&twin).await.len(), 1, "the copy lists its epoch");
+        assert_ne!(twin.node().store().device(), b.node().store().device());
+        let (twin_epochs, b_epochs) = (epochs(&twin).await, epochs(&b).await);
+        assert_eq!(
+            (twin_epochs.len(), b_epochs.len()),
+            (1, 0),
+            "the copy lists its epoch, the original none: {twin_epochs:?} {b_epochs:?}"
+        );
         sees(&twin, "kb", "from b").await;
         assert_eq!(read(&twin, "kb2").as_deref(), Some("from the copy"));
     });
@@ -276,19 +280,7 @@ fn a_restored_syncgroup_member_writes_as_itself_under_its_new_device() {
         };
         let host = start(&network, "h:1").await;
         let member = EmbeddedServer::start_with(durable.clone()).await.unwrap();
-        let name = SyncgroupName::parse(&format!("{}/sg", host.peer_address())).unwrap();
-        let spec = Spec {
-            description: "test".into(),
-            perms: Permissions::default(),
-            prefixes: vec![Scope::new("t", "")],
-            mount_tables: vec![],
-            is_private: false,
-        };
-        let db = DbName::parse(DB).unwrap();
-        host.node()
-            .create_syncgroup(db, name.clone(), spec)
-            .await
-            .unwrap();
+        let name = create_syncgroup(&host, "sg", "t").await;
         join_by_invite(&host, &member, &name, Level::ReadWrite).await;
         write(&member, "k1", Some("v1")).await;
         sees(&host, "k1", "v1").await;
@@ -406,19 +398,7 @@ fn a_syncgroup_member_that_took_the_reused_pair_fetches_the_original_once_the_ep
         let a = start(&network, "a:1").await;
         let c = start(&network, "c:1").await;
         let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
-        let name = SyncgroupName::parse(&format!("{}/sg", a.peer_address())).unwrap();
-        let spec = Spec {
-            description: "test".into(),
-            perms: Permissions::default(),
-            prefixes: vec![Scope::new("t", "")],
-            mount_tables: vec![],
-            is_private: false,
-        };
-        let db = DbName::parse(DB).unwrap();
-        a.node()
-            .create_syncgroup(db, name.clone(), spec)
-            .await
-            .unwrap();
+        let name = create_syncgroup(&a, "sg", "t").await;
         join_by_invite(&a, &b, &name, Level::ReadWrite).await;
         join_by_invite(&a, &c, &name, Level::ReadWrite).await;
         third_node_takes_the_reused_pair(&network, ["a:1", "b:1", "c:1"], (a, b, c), &durable)

@@ -17,22 +17,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
-use syncbase::names::DbName;
 use syncbase::rpc::transport::MemoryNetwork;
-use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
-use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
 
-use common::members::{self, copy_dir, join_by_invite};
+use common::members::{self, copy_dir, create_syncgroup, join_by_invite};
 use common::rows::{Rng, commit, digest, read};
-use common::{DB, nodes, on_local};
+use common::{nodes, on_local};
 
 /// How long the run waits for the members to converge once faults stop.
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn db() -> DbName {
-    DbName::parse(DB).unwrap()
-}
 
 /// One member: its running node (None while stopped), its data directory, and the copy of
 /// that directory taken earlier, if any.
@@ -66,16 +59,6 @@ async fn start_member(network: &MemoryNetwork, name: &str, dir: &Path) -> Embedd
 /// Stops a member's node and waits until it has let go of its store.
 async fn stop(member: &mut Member) {
     members::stop(member.node.take().expect("member running")).await;
-}
-
-fn spec() -> Spec {
-    Spec {
-        description: "random members".into(),
-        perms: Permissions::default(),
-        prefixes: vec![Scope::new("t", "")],
-        mount_tables: vec![],
-        is_private: false,
-    }
 }
 
 /// Every member's own keys as its last acknowledged write left them.
@@ -165,12 +148,7 @@ async fn random_run(seed: u64) {
             ejected: false,
         });
     }
-    let sg = SyncgroupName::parse("n0:1/sg").unwrap();
-    let host = members[0].node();
-    host.node()
-        .create_syncgroup(db(), sg.clone(), spec())
-        .await
-        .unwrap();
+    let sg = create_syncgroup(members[0].node(), "sg", "t").await;
     for member in &members[1..] {
         join_by_invite(members[0].node(), member.node(), &sg, Level::ReadWrite).await;
     }

@@ -12,12 +12,11 @@ use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
 use syncbase::rpc::transport::MemoryNetwork;
 use syncbase::schema::service_capnp::table;
-use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
-use syncbase::syncgroup::{Permissions, Spec, SyncgroupName, Tag};
+use syncbase::syncgroup::{SyncgroupName, Tag};
 
 use common::app::{database, get, put};
-use common::members::join_by_invite;
+use common::members::{create_syncgroup, join_by_invite};
 use common::{DB, eventually, nodes, on_local};
 
 /// How long a test waits for the nodes to do something (generous: 2 shared cores).
@@ -25,23 +24,6 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn db() -> DbName {
     DbName::parse(DB).unwrap()
-}
-
-/// Creates the syncgroup `HOST/sg` sharing table `t` on `host` (its only admin).
-async fn create(host: &EmbeddedServer) -> SyncgroupName {
-    let name = SyncgroupName::parse(&format!("{}/sg", host.peer_address())).unwrap();
-    let spec = Spec {
-        description: "test".into(),
-        perms: Permissions::default(),
-        prefixes: vec![Scope::new("t", "")],
-        mount_tables: vec![],
-        is_private: false,
-    };
-    host.node()
-        .create_syncgroup(db(), name.clone(), spec)
-        .await
-        .unwrap();
-    name
 }
 
 async fn table_t(node: &EmbeddedServer) -> table::Client {
@@ -94,7 +76,7 @@ fn a_write_relayed_before_its_writer_is_known_is_fetched_once_permitted() {
         network.set_link("b:1", "c:1", false);
         let a = nodes::start(&network, "a:1").await;
         let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
-        let name = create(&a).await;
+        let name = create_syncgroup(&a, "sg", "t").await;
         join_by_invite(&a, &b, &name, Level::ReadWrite).await;
         put(&table_t(&a).await, "a0", b"1").await.unwrap();
         wait_for_row(&b, "a0", "A's row, before B stops").await;
@@ -125,7 +107,7 @@ fn a_refused_record_is_fetched_again_from_the_same_relay_once_its_writer_is_perm
         let a = nodes::start(&network, "a:1").await;
         let b = nodes::start(&network, "b:1").await;
         let r = nodes::start(&network, "r:1").await;
-        let name = create(&a).await;
+        let name = create_syncgroup(&a, "sg", "t").await;
         join_by_invite(&a, &b, &name, Level::ReadWrite).await;
         join_by_invite(&a, &r, &name, Level::Read).await;
         eventually("B and R to know each other", LIMIT, || {
@@ -184,7 +166,7 @@ fn a_refused_syncgroup_version_is_fetched_again_once_its_relay_is_an_admin() {
         let a = nodes::start(&network, "a:1").await;
         let b = nodes::start(&network, "b:1").await;
         let x = nodes::start(&network, "x:1").await;
-        let name = create(&a).await;
+        let name = create_syncgroup(&a, "sg", "t").await;
         join_by_invite(&a, &b, &name, Level::ReadWrite).await;
         join_by_invite(&a, &x, &name, Level::ReadWrite).await;
         eventually("B to know X", LIMIT, || knows_member(&b, &name, &x)).await;

@@ -1,15 +1,35 @@
-//! Syncgroup membership and node lifetimes for the integration tests: joining with an
-//! invite through the app API, stopping a node until it lets go of its store, and copying a
+//! Syncgroup membership and node lifetimes for the integration tests: creating a syncgroup
+//! that shares a table, joining with an invite through the app API, stopping a node until it lets go of its store, and copying a
 //! data directory (a backup to restore later).
 
 use std::path::Path;
 use std::time::Duration;
 
 use syncbase::embedded::EmbeddedServer;
-use syncbase::syncgroup::SyncgroupName;
+use syncbase::names::DbName;
+use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
+use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
 
-use super::eventually;
+use super::{DB, eventually};
+
+/// Creates the syncgroup `HOST/suffix` on `host` (its creator and only admin), sharing all of
+/// `table` of the test database.
+pub async fn create_syncgroup(host: &EmbeddedServer, suffix: &str, table: &str) -> SyncgroupName {
+    let name = SyncgroupName::parse(&format!("{}/{suffix}", host.peer_address())).unwrap();
+    let spec = Spec {
+        description: "test".into(),
+        perms: Permissions::default(),
+        prefixes: vec![Scope::new(table, "")],
+        mount_tables: vec![],
+        is_private: false,
+    };
+    host.node()
+        .create_syncgroup(DbName::parse(DB).unwrap(), name.clone(), spec)
+        .await
+        .unwrap();
+    name
+}
 
 /// `member` joins `name` through its app API with a one-use invite at `level` minted on
 /// `host` (an admin).
