@@ -79,7 +79,7 @@ pub fn apply(
         }
         writer.clock.observe(record.hlc());
         let graft = if reused {
-            graft_unlogged(db, record)?
+            graft_reused_pair(db, record, from)?
         } else {
             store_record(db, record, from)?
         };
@@ -107,10 +107,11 @@ fn is_unknown_write(db: &DbWriter<'_>, record: &LogRecord) -> Result<bool> {
             .is_none())
 }
 
-/// Keeps the data of a write whose (device, generation) names another record here: its DAG
-/// node is grafted so no write is lost, but it is not logged (the pair is taken), so it is
-/// relayed by the nodes that logged it and by its writer's next epoch, not by this one.
-fn graft_unlogged(db: &mut DbWriter<'_>, record: &LogRecord) -> Result<Graft> {
+/// Keeps a write whose (device, generation) names another record here (its writer's store
+/// was restored and reused the pair): its DAG node is grafted so no write is lost, and it is
+/// logged at the next position without taking the pair's index entry, so this node relays it
+/// too (a node holding it must pass it on: the node it came from may be gone).
+fn graft_reused_pair(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Result<Graft> {
     let RecordContent::Node(node) = &record.content else {
         return Err(Error::Internal("only a write is grafted unlogged".into()));
     };
@@ -120,9 +121,18 @@ fn graft_unlogged(db: &mut DbWriter<'_>, record: &LogRecord) -> Result<Graft> {
         device = format!("{:016x}", record.device().0),
         generation = record.generation(),
         "a write reuses a (device, generation) this node holds for another record (its \
-         writer's store was restored); kept, not relayed"
+         writer's store was restored); kept and relayed beside it"
     );
     db.put_node(&record.table, &record.row, record.version, node)?;
+    db.append_log_unindexed(&LogEntry {
+        device: record.device(),
+        generation: record.generation(),
+        table: record.table.clone(),
+        row: record.row.clone(),
+        version: record.version,
+        kind: EntryKind::Node,
+        from,
+    })?;
     Ok(Graft::Node {
         version: record.version,
         parents: node.parents.clone(),

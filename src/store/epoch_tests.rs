@@ -274,6 +274,21 @@ fn a_third_store_that_took_the_reused_pair_fetches_the_original_once_it_takes_th
 }
 
 #[test]
+fn a_node_holding_both_records_of_a_reused_pair_relays_both() {
+    let (a, b, c, _old) = third_store_after_the_epoch();
+    let notices = b.announced_notices(&db()).unwrap();
+    c.take_notices(&db(), b.device(), &notices).unwrap();
+    pull(&c, &a);
+    pull(&c, &b);
+    // A fresh node that syncs only with C (A, which held k2 first, may be gone).
+    let d = open(Arc::new(MemoryStorage::new()));
+    pull(&d, &c);
+    for key in ["k1", "k2", "k3"] {
+        assert!(get(&d, key).is_some(), "D holds {key} from C alone");
+    }
+}
+
+#[test]
 fn a_notice_from_a_responder_of_another_lineage_is_ignored() {
     let (a, b, c, old) = third_store_after_the_epoch();
     let notices = b.announced_notices(&db()).unwrap();

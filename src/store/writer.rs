@@ -111,6 +111,18 @@ impl<'t> DbWriter<'t> {
         Ok(position)
     }
 
+    /// Appends an entry at the next log position without indexing it: a second record under
+    /// a (device, generation) the index already names (a restored writer's reused pair, see
+    /// `apply`). Responders read the log by position, so it is relayed to every peer whose
+    /// knowledge lacks that generation; the index, and so the marks and deduplication, keep
+    /// naming the first.
+    pub fn append_log_unindexed(&mut self, entry: &LogEntry) -> Result<u64> {
+        let position = self.state.next_position;
+        self.state.next_position += 1;
+        self.txn.put(&self.keys.log(position), &encode(entry)?)?;
+        Ok(position)
+    }
+
     /// The generations of `device` logged here above `after`, in order.
     pub fn generations_after(
         &self,
