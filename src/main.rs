@@ -1,5 +1,7 @@
-//! The `syncbase` binary: parses the command line and runs it; an error (a bad argument
-//! included) prints one line to stderr and exits non-zero. A closed stdout is not an error:
+//! The `syncbase` binary: parses the command line and runs it; an error prints one line to
+//! stderr and exits non-zero, except a bad command line, which clap reports as it renders it
+//! (its tips included: `-- -5` for a negative value, a similar verb for a typo; the help when
+//! no verb is given), with exit status 2. A closed stdout is not an error:
 //! the verb stops and the process exits 0 without a word (`syncbase::cli::output`).
 
 use std::io::Write;
@@ -10,19 +12,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = match syncbase::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) if !error.use_stderr() => {
-            let _ = error.print();
-            return ExitCode::SUCCESS;
-        }
         Err(error) => {
-            let rendered = error.render().to_string();
-            let first: Vec<&str> = rendered
-                .lines()
-                .take_while(|line| !line.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            report(&format!("syncbase: {} (see --help)", first.join(" ")));
-            return ExitCode::from(2);
+            // A closed stderr (or stdout, for --help) leaves only the exit status.
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
     match syncbase::cli::run(cli) {

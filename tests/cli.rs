@@ -156,6 +156,61 @@ fn a_client_without_a_node_says_so() {
 }
 
 #[test]
+fn syncbase_alone_prints_the_help_not_one_line() {
+    let output = Command::new(BIN).output().unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    for expected in ["Usage:", "serve", "put", "sg", "status"] {
+        assert!(text.contains(expected), "no {expected:?} in: {text}");
+    }
+}
+
+#[test]
+fn a_bad_command_line_keeps_clap_tips() {
+    let typo = Command::new(BIN).arg("gett").output().unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&typo.stderr);
+    assert!(text.contains("'get'"), "no similar verb suggested: {text}");
+    let negative = Command::new(BIN)
+        .args(["put", "db", "t", "k", "-5"])
+        .output()
+        .unwrap();
+    assert_eq!(negative.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&negative.stderr);
+    assert!(text.contains("-- -5"), "no `-- -5` tip: {text}");
+}
+
+#[test]
+fn a_log_written_to_a_file_has_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--memory", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !dir.path().join("node.addr").exists() {
+        assert!(std::time::Instant::now() < deadline, "no node.addr");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(text.contains("shut down"), "the log has lines: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+}
+
+#[test]
 fn help_describes_every_verb() {
     let output = Command::new(BIN).arg("--help").output().unwrap();
     let help = stdout(&output);

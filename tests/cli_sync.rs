@@ -212,7 +212,10 @@ fn bad_peer_add_input_fails_with_one_clear_line() {
         let error = failure(&node.client(&["peer", "add", &address, &good, "db", scope]));
         assert!(error.contains("scope"), "{scope:?}: {error}");
     }
-    let error = failure(&node.client(&["peer", "add", &address, &good, "db"]));
+    // A command line clap refuses is reported as clap renders it (usage and tips included).
+    let missing = node.client(&["peer", "add", &address, &good, "db"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&missing.stderr);
     assert!(error.contains("TABLE[/PREFIX]"), "no scope at all: {error}");
     let error = failure(&node.client(&["peer", "add", &address, &good, "", "t"]));
     assert!(error.contains("database"), "{error}");

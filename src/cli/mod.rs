@@ -20,7 +20,13 @@ use clap::{Args, Parser, Subcommand};
 
 /// A peer-to-peer replicated key-value store.
 #[derive(Debug, Parser)]
-#[command(name = "syncbase", version, about, propagate_version = true)]
+#[command(
+    name = "syncbase",
+    version,
+    about,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

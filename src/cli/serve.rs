@@ -2,6 +2,7 @@
 //! address, records it in the data directory, and serves until SIGINT (Ctrl-C), SIGTERM or
 //! SIGHUP, which all shut it down the same graceful way and remove the address files.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -219,12 +220,30 @@ fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_in_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .try_init();
+}
+
+/// Colour codes only on a terminal, and not when `NO_COLOR` is set to anything non-empty
+/// (no-color.org): a log redirected to a file or a pipe stays plain text.
+fn log_in_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_is_in_colour_only_on_a_terminal_without_no_color() {
+        assert!(log_in_colour(true, None));
+        assert!(log_in_colour(true, Some("".into())));
+        assert!(!log_in_colour(true, Some("1".into())));
+        assert!(!log_in_colour(false, None));
+    }
 
     #[test]
     fn the_ignored_signal_mask_is_read_from_proc_status() {
