@@ -159,6 +159,15 @@ fn bad_syncgroup_input_fails_with_one_clear_line_and_changes_nothing() {
         error.contains("NoAccess:") && error.contains("expired"),
         "{error}"
     );
+    // An invite for no joins, or one that expires at once, is refused at the command line
+    // (they admitted one join, and never expired).
+    for zero in [["--uses", "0"], ["--expires", "0"]] {
+        let args = ["sg", "invite", name.as_str(), zero[0], zero[1]];
+        let refused = a.client(&args);
+        assert_eq!(refused.status.code(), Some(2), "{zero:?}");
+        let error = String::from_utf8_lossy(&refused.stderr);
+        assert!(error.contains(zero[0]), "{zero:?}: {error}");
+    }
     // A tampered secret is refused the same way.
     let mut tampered = a.ok(&["sg", "invite", &name]).trim().to_owned();
     let last = tampered.pop().unwrap();

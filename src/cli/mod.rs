@@ -226,11 +226,11 @@ pub enum SgAction {
         /// What the joiner may do.
         #[arg(long, value_enum, default_value = "read")]
         level: syncgroups::LevelArg,
-        /// Seconds until the invite expires (default: never).
-        #[arg(long, value_name = "SECONDS")]
+        /// Seconds until the invite expires, at least 1 (default: never).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         expires: Option<u64>,
-        /// How many joins it admits.
-        #[arg(long, default_value_t = 1)]
+        /// How many joins it admits, at least 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
     },
     /// Remove a member and all its permissions.
@@ -305,11 +305,11 @@ pub enum SgAction {
         target: Target,
         /// The database the publisher may share with this node (made if absent).
         db: String,
-        /// Seconds until the invite expires (default: never).
-        #[arg(long, value_name = "SECONDS")]
+        /// Seconds until the invite expires, at least 1 (default: never).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         expires: Option<u64>,
-        /// How many publishes it admits.
-        #[arg(long, default_value_t = 1)]
+        /// How many publishes it admits, at least 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
     },
 }
