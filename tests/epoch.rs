@@ -359,6 +359,29 @@ async fn third_node_takes_the_reused_pair(
     }
 }
 
+/// In-memory nodes `a` and `c` and a durable `b` in `dir` (named by `names`), not linked yet;
+/// and b's options, to restart it.
+async fn three_nodes(
+    network: &MemoryNetwork,
+    [a, b, c]: [&str; 3],
+    dir: &Path,
+) -> (
+    EmbeddedServer,
+    EmbeddedServer,
+    EmbeddedServer,
+    EmbeddedOptions,
+) {
+    log();
+    let durable = EmbeddedOptions {
+        data_dir: Some(dir.to_path_buf()),
+        ..options(network, b, EmbeddedStorage::Lmdb)
+    };
+    let a = start(network, a).await;
+    let c = start(network, c).await;
+    let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+    (a, b, c, durable)
+}
+
 /// A third node that took a restored node's post-restore write under the reused pair (k3
 /// under B's generation 2) before B's epoch, and never saw the original (k2), fetches k2 once
 /// B announces its epoch: B's notice (old device, safe point) lowers C's knowledge of B's old
@@ -366,16 +389,9 @@ async fn third_node_takes_the_reused_pair(
 #[test]
 fn a_third_node_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is_announced() {
     on_local(async {
-        log();
         let network = MemoryNetwork::new();
         let dir = tempfile::tempdir().unwrap();
-        let durable = EmbeddedOptions {
-            data_dir: Some(dir.path().to_path_buf()),
-            ..options(&network, "b", EmbeddedStorage::Lmdb)
-        };
-        let a = start(&network, "a").await;
-        let c = start(&network, "c").await;
-        let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        let (a, b, c, durable) = three_nodes(&network, ["a", "b", "c"], dir.path()).await;
         link(&a, &b).await;
         link(&a, &c).await;
         link(&b, &c).await;
@@ -388,16 +404,9 @@ fn a_third_node_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is
 #[test]
 fn a_syncgroup_member_that_took_the_reused_pair_fetches_the_original_once_the_epoch_is_announced() {
     on_local(async {
-        log();
         let network = MemoryNetwork::new();
         let dir = tempfile::tempdir().unwrap();
-        let durable = EmbeddedOptions {
-            data_dir: Some(dir.path().to_path_buf()),
-            ..options(&network, "b:1", EmbeddedStorage::Lmdb)
-        };
-        let a = start(&network, "a:1").await;
-        let c = start(&network, "c:1").await;
-        let b = EmbeddedServer::start_with(durable.clone()).await.unwrap();
+        let (a, b, c, durable) = three_nodes(&network, ["a:1", "b:1", "c:1"], dir.path()).await;
         let name = create_syncgroup(&a, "sg", "t").await;
         join_by_invite(&a, &b, &name, Level::ReadWrite).await;
         join_by_invite(&a, &c, &name, Level::ReadWrite).await;

@@ -496,6 +496,31 @@ fn a_prefix_filter_only_delivers_matching_keys() {
     });
 }
 
+/// How many rows of nearly the largest legal value the backlog tests write: 64 MB, more than
+/// one message may carry.
+const BIG_ROWS: usize = 16;
+const BIG_VALUE_BYTES: usize = 4_000_000;
+
+/// Puts [`BIG_ROWS`] rows `big00`.. of [`BIG_VALUE_BYTES`] each.
+async fn put_largest_rows(t: &table::Client) {
+    let big = "x".repeat(BIG_VALUE_BYTES);
+    for i in 0..BIG_ROWS {
+        put(t, &format!("big{i:02}"), &big).await.unwrap();
+    }
+}
+
+/// Checks that `changes` are exactly the rows [`put_largest_rows`] wrote, in order.
+fn assert_largest_rows(changes: &[Change]) {
+    let got: Vec<(String, usize)> = changes
+        .iter()
+        .map(|c| (c.key.clone(), c.value.as_ref().map_or(0, String::len)))
+        .collect();
+    let expected: Vec<(String, usize)> = (0..BIG_ROWS)
+        .map(|i| (format!("big{i:02}"), BIG_VALUE_BYTES))
+        .collect();
+    assert_eq!(got, expected);
+}
+
 #[test]
 fn a_backlog_of_the_largest_rows_is_delivered_when_resuming() {
     on_local(async {
@@ -508,22 +533,11 @@ fn a_backlog_of_the_largest_rows_is_delivered_when_resuming() {
         first.until(1).await;
         let marker = first.changes()[0].marker.clone();
 
-        // 16 rows of nearly the largest legal value: 64 MB of backlog, more than one message
-        // may carry, so the feed must page it by bytes.
-        let big = "x".repeat(4_000_000);
-        for i in 0..16 {
-            put(&t, &format!("big{i:02}"), &big).await.unwrap();
-        }
+        // A backlog more than one message may carry: the feed must page it by bytes.
+        put_largest_rows(&t).await;
         let resumed = watch(&db, "t", "", false, &marker);
-        resumed.until(16).await;
-        let got: Vec<(String, usize)> = resumed
-            .changes()
-            .iter()
-            .map(|c| (c.key.clone(), c.value.as_ref().map_or(0, String::len)))
-            .collect();
-        let expected: Vec<(String, usize)> =
-            (0..16).map(|i| (format!("big{i:02}"), big.len())).collect();
-        assert_eq!(got, expected);
+        resumed.until(BIG_ROWS).await;
+        assert_largest_rows(&resumed.changes());
         assert!(
             resumed.ended.borrow().is_none(),
             "{:?}",
@@ -577,13 +591,9 @@ fn a_live_watcher_that_stops_reading_then_reads_gets_every_large_row_on_the_same
         tokio::task::spawn_local(async move {
             *outcome.borrow_mut() = Some(call.await.map(drop).map_err(|e| e.extra));
         });
-        // 16 rows of nearly the largest legal value, committed while the watcher reads
-        // nothing: 64 MB, more than one message may carry.
-        let big = "x".repeat(4_000_000);
-        for i in 0..16 {
-            put(&t, &format!("big{i:02}"), &big).await.unwrap();
-        }
-        probe.until(17).await;
+        // The largest rows, committed while the watcher reads nothing.
+        put_largest_rows(&t).await;
+        probe.until(BIG_ROWS + 1).await;
         common::eventually(
             "the node to fill the watcher's window",
             Duration::from_secs(10),
@@ -599,24 +609,16 @@ fn a_live_watcher_that_stops_reading_then_reads_gets_every_large_row_on_the_same
         open.send(true).unwrap();
 
         let deadline = Instant::now() + Duration::from_secs(30);
-        while seen.0.borrow().len() < 16 {
+        while seen.0.borrow().len() < BIG_ROWS {
             assert!(
                 Instant::now() < deadline,
-                "got {} of 16 rows; call ended: {:?}",
+                "got {} of {BIG_ROWS} rows; call ended: {:?}",
                 seen.0.borrow().len(),
                 ended.borrow()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let got: Vec<(String, usize)> = seen
-            .0
-            .borrow()
-            .iter()
-            .map(|c| (c.key.clone(), c.value.as_ref().map_or(0, String::len)))
-            .collect();
-        let expected: Vec<(String, usize)> =
-            (0..16).map(|i| (format!("big{i:02}"), big.len())).collect();
-        assert_eq!(got, expected);
+        assert_largest_rows(&seen.0.borrow());
         put(&t, "after", "still live").await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while seen.0.borrow().len() < 17 {
