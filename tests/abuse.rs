@@ -25,6 +25,7 @@ use common::process::Served;
 use common::{DB, app, on_local};
 use syncbase::bench::abuse::attack::{self, Attack, Attacking, Target};
 use syncbase::bench::abuse::{Sampler, resident_bytes};
+use syncbase::genvec::DeviceId;
 use syncbase::identity::{Fingerprint, NodeIdentity};
 use syncbase::rpc::admission::{
     MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS_PER_PORT, MAX_PRE_AUTH_CONNECTIONS,
@@ -36,7 +37,6 @@ use syncbase::rpc::syncgroup_wire::write_member_info;
 use syncbase::rpc::tls::TlsConnector;
 use syncbase::schema::service_capnp::{database, gate, table, watch_sink};
 use syncbase::schema::sync_capnp::{delta_sink, sync};
-use syncbase::sync::genvec::DeviceId;
 use syncbase::syncgroup::MemberInfo;
 use syncbase::syncgroup::invite::InviteToken;
 

@@ -11,11 +11,11 @@ use proptest::prelude::*;
 
 use syncbase::clock::Hlc;
 use syncbase::config::Config;
+use syncbase::genvec::{DeviceId, GenVector, Scope};
 use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
 use syncbase::node::{Node, PublishRequest, TrustSets};
 use syncbase::store::Version;
-use syncbase::sync::genvec::{DeviceId, GenVector, Scope};
 use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{
     MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord,

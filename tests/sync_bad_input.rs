@@ -18,13 +18,13 @@ use tokio::sync::Notify;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
+use syncbase::genvec::{DeviceId, Scope};
 use syncbase::identity::NodeIdentity;
 use syncbase::names::{DbName, RowKey, TableName};
 use syncbase::rpc::tls::{TlsAcceptor, TrustedPeers};
 use syncbase::schema::service_capnp::{service, table};
 use syncbase::schema::sync_capnp::{delta_sink, sync};
 use syncbase::schema::types_capnp::{RecType, delta_req};
-use syncbase::sync::genvec::{DeviceId, Scope};
 use syncbase::sync::peers::{PeerConfig, PeerStatus};
 
 use common::app::{database, put, table};

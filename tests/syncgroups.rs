@@ -11,6 +11,7 @@ use std::time::Duration;
 use syncbase::config::Role;
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::error::Error;
+use syncbase::genvec::{DeviceId, Scope};
 use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
 use syncbase::node::JoinReply;
@@ -18,7 +19,6 @@ use syncbase::rpc::syncgroup_wire::{write_member_info, write_syncgroup};
 use syncbase::rpc::transport::MemoryNetwork;
 use syncbase::schema::sync_capnp::syncgroup_admin;
 use syncbase::store::Version;
-use syncbase::sync::genvec::{DeviceId, Scope};
 use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{MemberInfo, Permissions, Spec, SyncgroupName, Tag};
 

@@ -33,9 +33,9 @@ pub use latency::LatencyBench;
 pub use noop::NoopBench;
 
 use crate::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
+use crate::genvec::Scope;
 use crate::names::{DbName, RowKey, TableName};
 use crate::store::Mutation;
-use crate::sync::genvec::Scope;
 use crate::sync::peers::{PeerConfig, PeerStatus};
 use proxy::{Proxy, ProxyHost};
 

@@ -15,9 +15,9 @@ use std::collections::BTreeSet;
 
 use super::Node;
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::sync::genvec::{DeviceId, Generation, Scope};
 use crate::syncgroup::{Syncgroup, SyncgroupName, SyncgroupView, Tag};
 
 /// Decides which records of one database a peer's page may carry: a record's writer (its
@@ -251,7 +251,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::sync::genvec::GenVector;
+    use crate::genvec::GenVector;
     use crate::syncgroup::{MemberInfo, Permissions, Spec, Status, SyncgroupId};
 
     fn id(c: char) -> Fingerprint {

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Node;
 use crate::error::Result;
+use crate::genvec::{DeviceId, Generation};
 use crate::names::DbName;
 use crate::store::{Epoch, Store};
-use crate::sync::genvec::{DeviceId, Generation};
 
 /// The marker's file name in the data directory.
 pub const MARKER_FILE: &str = "store.marker";

@@ -27,12 +27,12 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Knowledge};
 use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
 use crate::store::{Applied, LogRecord, Mutation, Notice, PageFrom, Store, Taken};
-use crate::sync::genvec::{DeviceId, Knowledge};
 use crate::sync::peers::PeerRegistry;
 use crate::token::ClientToken;
 

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::genvec::Scope;
 use crate::identity::Fingerprint;
 use crate::node::Node;
 use crate::schema::service_capnp::{peer_spec, peer_status, scope_spec};
-use crate::sync::genvec::Scope;
 use crate::sync::peers::{PeerConfig, PeerStatus};
 
 /// Decodes a `PeerSpec` into a checked peer configuration.

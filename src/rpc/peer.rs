@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::genvec::DeviceId;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::{Node, PublishOutcome, PublishRequest};
@@ -23,7 +24,6 @@ use crate::rpc::wire::{self, read_vector, write_vector};
 use crate::schema::sync_capnp::{delta_sink, sync, syncgroup_admin};
 use crate::schema::types_capnp::data_delta_req;
 use crate::store::{Page, Version};
-use crate::sync::genvec::DeviceId;
 use crate::sync::responder::{DeltaRequest, MAX_MARKS, PageSink, Responder};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSink, respond};
 use crate::syncgroup::SyncgroupName;

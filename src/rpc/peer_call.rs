@@ -79,7 +79,7 @@ pub async fn publish(
         let info = MemberInfo {
             sync_priority: 0,
             is_server: false,
-            device: crate::sync::genvec::DeviceId(device),
+            device: crate::genvec::DeviceId(device),
             address: address.clone(),
         };
         let view = node.admit_host(name.clone(), host.clone(), info).await?;

@@ -389,7 +389,7 @@ async fn live_data(
     peer: &Fingerprint,
     remote: &sync::Client,
     db: &DbName,
-    scopes: &[crate::sync::genvec::Scope],
+    scopes: &[crate::genvec::Scope],
 ) -> Result<(), SessionEnd> {
     loop {
         let session = Rc::new(Session::new(

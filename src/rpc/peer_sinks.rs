@@ -11,12 +11,12 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::error::Error;
+use crate::genvec::DeviceId;
 use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record};
 use crate::rpc::wire;
 use crate::schema::sync_capnp::delta_sink;
 use crate::schema::types_capnp::delta_resp;
 use crate::store::Mark;
-use crate::sync::genvec::DeviceId;
 use crate::sync::initiator::{Push, Session};
 use crate::sync::responder::MAX_MARKS;
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
@@ -94,7 +94,7 @@ fn decode_page(
 ) -> Result<
     (
         Vec<crate::store::LogRecord>,
-        Option<crate::sync::genvec::Knowledge>,
+        Option<crate::genvec::Knowledge>,
     ),
     capnp::Error,
 > {

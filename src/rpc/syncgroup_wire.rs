@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Scope};
 use crate::identity::Fingerprint;
 use crate::rpc::wire::{malformed, read_vector, text, write_vector};
 use crate::schema::types_capnp::{
@@ -14,7 +15,6 @@ use crate::schema::types_capnp::{
     syncgroup_member_info, syncgroup_rec, syncgroup_spec,
 };
 use crate::store::{SyncgroupKnowledge, Version};
-use crate::sync::genvec::{DeviceId, Scope};
 use crate::syncgroup::access::AccessList;
 use crate::syncgroup::{
     MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord,

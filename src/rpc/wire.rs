@@ -5,12 +5,12 @@
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
 use crate::names::{self, RowKey, TableName};
 use crate::schema::types_capnp::{RecType, epoch_notice, gen_vector, knowledge, log_rec};
 use crate::store::{
     DagNode, LogRecord, MAX_NOTICES, MAX_TOKEN_BYTES, Notice, RecordContent, Version,
 };
-use crate::sync::genvec::{DeviceId, GenVector, Knowledge, Scope};
 
 /// Most parents a record may name (writes have at most one; merges name every loser).
 const MAX_PARENTS: usize = 64;

@@ -13,13 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
+use crate::genvec::DeviceId;
 use crate::store::dag::common_ancestor;
 use crate::store::local::Writer;
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, RowHead, Version,
 };
 use crate::store::writer::DbWriter;
-use crate::sync::genvec::DeviceId;
 
 /// What applying a page did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

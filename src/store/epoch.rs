@@ -19,11 +19,11 @@ use syncbase_storage::{ReadTxn, Scan, WriteTxn};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Generation};
 use crate::store::keys::{self, DbKeys};
 use crate::store::notice::{self, Notice};
 use crate::store::records::{EntryKind, LogEntry, decode, encode};
 use crate::store::writer::DbWriter;
-use crate::sync::genvec::{DeviceId, Generation};
 
 /// One move to a fresh device id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use syncbase_storage::{MemoryStorage, Scan};
 
 use super::*;
-use crate::sync::genvec::Scope;
+use crate::genvec::Scope;
 
 fn db() -> DbName {
     DbName::parse("db").unwrap()
@@ -208,7 +208,7 @@ fn a_write_under_a_pair_held_for_another_record_is_kept_not_dropped() {
     let c = open(Arc::new(MemoryStorage::new()));
     pull(&c, &b);
     assert_eq!(get(&c, "k3").as_deref(), Some("v3"));
-    let mut nothing_known = crate::sync::genvec::Knowledge::new();
+    let mut nothing_known = crate::genvec::Knowledge::new();
     nothing_known.insert(Scope::new("t", ""), Default::default());
     let request = PageRequest {
         initiator: c.device(),

@@ -2,8 +2,8 @@
 //! `0xfe`, which never occurs in UTF-8; fixed-width binary parts (big-endian, so they sort)
 //! come last in their key. ARCHITECTURE.md has the table.
 
+use crate::genvec::{DeviceId, Generation};
 use crate::store::records::Version;
-use crate::sync::genvec::{DeviceId, Generation};
 
 /// The separator between the parts of a storage key.
 pub const SEP: u8 = 0xfe;

@@ -11,10 +11,10 @@
 
 use crate::clock::Clock;
 use crate::error::Result;
+use crate::genvec::DeviceId;
 use crate::store::Mutation;
 use crate::store::records::{Change, DagNode, EntryKind, LogEntry, RowHead, Version};
 use crate::store::writer::DbWriter;
-use crate::sync::genvec::DeviceId;
 
 /// Who is writing: this node's device id and clock.
 pub struct Writer<'a> {

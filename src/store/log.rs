@@ -11,6 +11,7 @@
 use syncbase_storage::{ReadTxn, Scan, prefix_end};
 
 use crate::error::Result;
+use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::paging::{self, PageFill, PageLimit};
 use crate::store::epoch::Mark;
 use crate::store::keys::{DbKeys, trailing_u64};
@@ -19,7 +20,6 @@ use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
 };
 use crate::store::writer::{load_knowledge, load_state};
-use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
 /// What an initiator asked for, and where the responder's cursor stands.
 #[derive(Debug, Clone, Copy)]

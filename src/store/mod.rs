@@ -40,9 +40,9 @@ pub use syncgroups::{
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::names::{DbName, KeyPrefix, RowKey, TableName};
 use crate::paging::PageFill;
-use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 use keys::DbKeys;
 use local::Writer;
 use records::{decode, encode};

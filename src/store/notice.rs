@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 use syncbase_storage::{ReadTxn, WriteTxn};
 
 use crate::error::Result;
+use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::store::keys::DbKeys;
 use crate::store::records::{decode, encode};
 use crate::store::resume;
 use crate::store::writer::load_knowledge;
-use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
 /// The most notices a node announces (its latest epochs), and a page may carry.
 pub const MAX_NOTICES: usize = 16;

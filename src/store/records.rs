@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
-use crate::sync::genvec::{DeviceId, Generation};
+use crate::genvec::{DeviceId, Generation};
 
 /// A version of one object: a random non-zero 64-bit number, unique per object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

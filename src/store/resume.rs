@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 use syncbase_storage::{ReadTxn, Scan, WriteTxn, prefix_end};
 
 use crate::error::Result;
+use crate::genvec::{DeviceId, Knowledge};
 use crate::store::keys::DbKeys;
 use crate::store::records::{LogEntry, decode, encode};
 use crate::store::writer::load_state;
-use crate::sync::genvec::{DeviceId, Knowledge};
 
 /// Longest token a responder makes or reads (the wire refuses longer ones).
 pub const MAX_TOKEN_BYTES: usize = 128;
@@ -183,9 +183,9 @@ mod tests {
 
     use super::*;
     use crate::clock::Clock;
+    use crate::genvec::{GenVector, Scope};
     use crate::names::{DbName, RowKey, TableName};
     use crate::store::{Mutation, PageRequest, Store};
-    use crate::sync::genvec::{GenVector, Scope};
 
     fn store() -> Store {
         Store::open(Arc::new(MemoryStorage::new()), Arc::new(Clock::system())).unwrap()

@@ -16,12 +16,12 @@ use syncbase_storage::{Scan, WriteTxn};
 use super::records::{decode, encode};
 use super::{Store, keys};
 use crate::error::{Error, Result};
+use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::paging::{self, PageFill};
 use crate::store::Version;
 use crate::store::keys::DbKeys;
-use crate::sync::genvec::GenVector;
 use crate::syncgroup::invite::{Grant, Invite};
 use crate::syncgroup::{
     Binding, LocalState, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord, SyncgroupView,
@@ -410,7 +410,7 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, Hlc};
-    use crate::sync::genvec::{DeviceId, Scope};
+    use crate::genvec::{DeviceId, Scope};
     use crate::syncgroup::{MemberInfo, Permissions, Spec, Status};
 
     fn admin() -> Fingerprint {

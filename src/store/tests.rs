@@ -6,7 +6,7 @@ use std::sync::Arc;
 use syncbase_storage::MemoryStorage;
 
 use super::*;
-use crate::sync::genvec::Scope;
+use crate::genvec::Scope;
 
 fn store() -> Store {
     Store::open(Arc::new(MemoryStorage::new()), Arc::new(Clock::system())).unwrap()

@@ -9,12 +9,12 @@ use syncbase_storage::WriteTxn;
 
 use crate::clock::Hlc;
 use crate::error::Result;
+use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::store::epoch::{Mark, digest};
 use crate::store::keys::DbKeys;
 use crate::store::records::{
     Change, DagNode, LogEntry, RowHead, SyncState, Version, decode, encode,
 };
-use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
 /// Writes one database's records in a transaction the caller commits.
 pub struct DbWriter<'t> {

@@ -28,11 +28,11 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
 use crate::store::{Applied, CursorUpdate, LogRecord, Mark, Notice, PageFrom, ResumeCursor};
-use crate::sync::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::sync::refused::Refused;
 use crate::sync::responder::{DeltaRequest, once_it_holds};
 

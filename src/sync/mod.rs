@@ -1,5 +1,4 @@
 //! The sync engine, without Cap'n Proto (the `rpc` module adapts it to the wire):
-//! - `genvec`: generation vectors, scopes and knowledge (reference §1.2, §2.7);
 //! - `peers`: who this node syncs with, what it shares with each, and their status;
 //! - `responder`: serving GetDeltas to a peer, including live push (the protocol is its doc);
 //! - `initiator`: one database's session with a peer: the request, checks, and applying;
@@ -7,7 +6,6 @@
 //!
 //! The write paths that keep sync metadata in the same commit as the data are in `store`.
 
-pub mod genvec;
 pub mod initiator;
 pub mod peers;
 pub mod refused;

@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::genvec::Scope;
 use crate::identity::Fingerprint;
 use crate::names::{DbName, KeyPrefix, TableName};
-use crate::sync::genvec::Scope;
 use crate::syncgroup::SyncgroupId;
 
 /// A peer and what this node shares with it.

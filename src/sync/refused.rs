@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::node::WriterCheck;
 use crate::store::LogRecord;
-use crate::sync::genvec::{DeviceId, Generation, Knowledge, Scope};
 
 /// Most (device, asked scope) floors one session keeps before it stops merging knowledge.
 pub const MAX_FLOORS: usize = 1024;
@@ -130,8 +130,8 @@ fn overlaps(a: &Scope, b: &Scope) -> bool {
 mod tests {
     use super::*;
     use crate::clock::Hlc;
+    use crate::genvec::GenVector;
     use crate::store::{RecordContent, Version};
-    use crate::sync::genvec::GenVector;
 
     const A: DeviceId = DeviceId(1);
     const C: DeviceId = DeviceId(3);

@@ -26,11 +26,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
 use crate::store::{Mark, Page, PageRequest};
-use crate::sync::genvec::{DeviceId, Generation, Knowledge};
 
 /// The most mark generations a request may name: every mark point a store keeps.
 pub const MAX_MARKS: usize = crate::store::MARK_POINTS;
@@ -313,7 +313,7 @@ fn without(knowledge: &Knowledge, device: DeviceId) -> Knowledge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::genvec::{GenVector, Scope};
+    use crate::genvec::{GenVector, Scope};
 
     fn knowledge(entries: &[(u64, u64)]) -> Knowledge {
         let vector: GenVector = entries.iter().map(|(d, g)| (DeviceId(*d), *g)).collect();

@@ -152,7 +152,7 @@ impl SyncgroupSession {
     }
 
     /// This node's device (the initiator's).
-    pub fn device(&self) -> crate::sync::genvec::DeviceId {
+    pub fn device(&self) -> crate::genvec::DeviceId {
         self.node.store().device()
     }
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Syncgroup, SyncgroupName};
 use crate::error::{Error, Result};
+use crate::genvec::Scope;
 use crate::identity::Fingerprint;
-use crate::sync::genvec::Scope;
 
 /// The fixed fields of a syncgroup id, stored once per id (`j 0xfe <id>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

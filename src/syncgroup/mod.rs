@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, GenVector, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::names::{DbName, KeyPrefix, TableName};
 use crate::store::Version;
-use crate::sync::genvec::{DeviceId, GenVector, Generation, Scope};
 pub use access::{Permissions, Tag};
 pub use binding::Binding;
 pub use name::SyncgroupName;

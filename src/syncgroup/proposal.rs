@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Syncgroup;
+use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::store::Version;
-use crate::sync::genvec::GenVector;
 
 /// Most proposals a node holds at once; more fail `ResourceExhausted:`.
 pub const MAX_PROPOSALS: usize = 64;

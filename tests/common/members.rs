@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use syncbase::embedded::EmbeddedServer;
+use syncbase::genvec::Scope;
 use syncbase::names::DbName;
-use syncbase::sync::genvec::Scope;
 use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
+use syncbase::genvec::Scope;
 use syncbase::rpc::transport::{MemoryNetwork, Network};
-use syncbase::sync::genvec::Scope;
 use syncbase::sync::peers::PeerConfig;
 
 use super::DB;
