@@ -8,11 +8,13 @@
 
 mod access;
 mod epoch;
+mod host;
 mod peers;
 mod proposals;
 mod syncgroups;
 
-pub use access::{TrustSets, WriterCheck};
+pub use crate::sync::host::WriterCheck;
+pub use access::TrustSets;
 pub use proposals::{PublishOutcome, PublishRequest};
 pub use syncgroups::{JoinReply, MAX_INVITE_USES};
 

@@ -413,7 +413,7 @@ async fn live_data(
 }
 
 /// Runs one live GetDeltas call; returns when the responder ends it or fails.
-async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(), SessionEnd> {
+async fn live_session(remote: &sync::Client, session: Rc<Session<Node>>) -> Result<(), SessionEnd> {
     let request = session.request()?;
     let mut call = remote.get_deltas_request();
     {
@@ -447,7 +447,7 @@ async fn live_session(remote: &sync::Client, session: Rc<Session>) -> Result<(),
 /// when no syncgroup is shared any more.
 async fn live_metadata(
     remote: &sync::Client,
-    session: SyncgroupSession,
+    session: SyncgroupSession<Node>,
     known: SyncgroupKnowledge,
     caught_up: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), SessionEnd> {
@@ -475,7 +475,7 @@ async fn live_metadata(
 /// round (one or more pages: the last says nothing remains) is applied.
 async fn live_syncgroup_session(
     remote: &sync::Client,
-    session: Rc<SyncgroupSession>,
+    session: Rc<SyncgroupSession<Node>>,
     known: SyncgroupKnowledge,
     caught_up: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), SessionEnd> {

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use crate::error::Error;
 use crate::genvec::DeviceId;
+use crate::node::Node;
 use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record};
 use crate::rpc::wire;
 use crate::schema::sync_capnp::delta_sink;
@@ -23,13 +24,13 @@ use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
 
 /// Takes the pages a responder pushes for one session, in order, one commit each.
 pub struct DeltaSinkImpl {
-    session: Rc<Session>,
+    session: Rc<Session<Node>>,
     order: tokio::sync::Mutex<()>,
     failed: Cell<bool>,
 }
 
 impl DeltaSinkImpl {
-    pub fn new(session: Rc<Session>) -> DeltaSinkImpl {
+    pub fn new(session: Rc<Session<Node>>) -> DeltaSinkImpl {
         DeltaSinkImpl {
             session,
             order: tokio::sync::Mutex::new(()),
@@ -134,7 +135,7 @@ fn in_item(index: usize, error: Error) -> capnp::Error {
 
 /// Takes the syncgroup metadata pages a responder pushes for one database.
 pub struct SyncgroupSinkImpl {
-    session: Rc<SyncgroupSession>,
+    session: Rc<SyncgroupSession<Node>>,
     order: tokio::sync::Mutex<()>,
     /// Told once the first round is applied: pages are bounded, so a round may take several;
     /// the page that ends it says nothing remains.
@@ -145,7 +146,7 @@ pub struct SyncgroupSinkImpl {
 impl SyncgroupSinkImpl {
     /// A sink that tells `caught_up` once the responder's first round is applied.
     pub fn new(
-        session: Rc<SyncgroupSession>,
+        session: Rc<SyncgroupSession<Node>>,
         caught_up: tokio::sync::oneshot::Sender<()>,
     ) -> SyncgroupSinkImpl {
         SyncgroupSinkImpl {

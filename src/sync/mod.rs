@@ -6,6 +6,7 @@
 //!
 //! The write paths that keep sync metadata in the same commit as the data are in `store`.
 
+pub mod host;
 pub mod initiator;
 pub mod peers;
 pub mod refused;
