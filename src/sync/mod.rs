@@ -8,6 +8,7 @@
 
 pub mod host;
 pub mod initiator;
+pub mod link;
 pub mod peers;
 pub mod refused;
 pub mod responder;

@@ -256,6 +256,7 @@ pub(crate) async fn wait_for_change(
     peers: &mut tokio::sync::watch::Receiver<u64>,
 ) -> bool {
     let woken = tokio::select! {
+        biased;
         woken = commits.changed() => woken,
         woken = peers.changed() => woken,
     };
@@ -279,6 +280,7 @@ pub(crate) async fn once_it_holds(
             return Ok(());
         }
         tokio::select! {
+            biased;
             alive = wait_for_change(&mut commits, &mut peers) => {
                 if !alive {
                     return std::future::pending().await;
