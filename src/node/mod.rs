@@ -24,8 +24,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::task::TaskTracker;
 
-use crate::clock::Clock;
 use crate::config::{Config, Role};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Knowledge};
 use crate::identity::{Fingerprint, NodeIdentity};
@@ -61,20 +61,23 @@ pub struct Node {
 
 impl Node {
     /// Opens the configured storage, loads (or makes) the client token and the peer identity,
-    /// and registers the peers of the config file and those added at run time before.
+    /// and registers the peers of the config file and those added at run time before. Reads
+    /// the system clock and draws from the operating system's generator (`Env::system`).
     pub fn open(config: &Config) -> anyhow::Result<Node> {
-        Node::open_with(config, Network::Tcp)
+        Node::open_with(config, Network::Tcp, Env::system())
     }
 
-    /// Like [`Node::open`], with peers reached over `network`.
-    pub fn open_with(config: &Config, network: Network) -> anyhow::Result<Node> {
+    /// Like [`Node::open`], with peers reached over `network`, reading time and drawing
+    /// randomness only through `env` (the client token and TLS key stay the operating
+    /// system's).
+    pub fn open_with(config: &Config, network: Network, env: Env) -> anyhow::Result<Node> {
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let storage_config = config.storage_config();
         let storage = syncbase_storage::open(&storage_config)
             .with_context(|| format!("opening {} storage", storage_config.backend))?;
         let token = ClientToken::load_or_create(&config.token_path())?;
         let identity = NodeIdentity::load_or_create(&config.data_dir)?;
-        let store = Store::open(storage, Arc::new(Clock::system()))?;
+        let store = Store::open(storage, env)?;
         let marker_dir = epoch::marker_dir(&config.data_dir, &storage_config.backend);
         if let Some(dir) = &marker_dir {
             epoch::check_marker(dir, &store)?;
@@ -98,6 +101,11 @@ impl Node {
         node.load_peers(config)?;
         node.refresh_syncgroup_peers()?;
         Ok(node)
+    }
+
+    /// The environment the node was opened with: its time and random sources.
+    pub fn env(&self) -> &Env {
+        self.store.env()
     }
 
     /// This node's TLS identity.

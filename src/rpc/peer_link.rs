@@ -166,7 +166,7 @@ const REPEAT_LOG_PERIOD: Duration = Duration::from_secs(60);
 /// (unreachable, `NoAccess:`, `StorageFull:`, `BadState:`). A failure repeated word for word
 /// is logged once, then with its count ([`Repeats`]).
 pub async fn keep_linked(node: Arc<Node>, peer: PeerConfig, cancel: CancellationToken) {
-    let mut backoff = Backoff::new(BACKOFF_MIN, node.redial_max());
+    let mut backoff = Backoff::new(BACKOFF_MIN, node.redial_max(), node.env().random.clone());
     let mut repeats = Repeats::new(REPEAT_LOG_PERIOD);
     loop {
         let before = LinkMark::of(&node, &peer.fingerprint);
