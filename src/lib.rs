@@ -2,6 +2,7 @@
 //!
 //! Crate map (one job per module; see ARCHITECTURE.md for what each may call):
 //! - [`config`]: the TOML config, its defaults and the paths derived from the data directory;
+//! - [`env`]: the time and random sources a node is opened with (the engine uses no others);
 //! - [`genvec`]: device ids, generations, generation vectors, scopes and knowledge (reference §1.2, §2.7): the vocabulary below `syncgroup`, `store` and `sync`;
 //! - [`names`]: validated database/table names, row keys and the size limits;
 //! - [`paging`]: every streamed message's bounds in items and bytes (one helper for all streams);
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod embedded;
+pub mod env;
 pub mod error;
 pub mod genvec;
 pub mod identity;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use crate::cli::Target;
 use crate::cli::client::with_service;
 use crate::cli::output::outln;
+use crate::clock::TimeSource;
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::peer_status;
 use crate::sync::peers::parse_scope;
@@ -180,7 +181,7 @@ fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
     )?;
     let last = peer.get_last_success_nanos();
     if last > 0 {
-        let ago = crate::sync::initiator::now_nanos().saturating_sub(last) as f64 / 1e9;
+        let ago = crate::clock::SystemTime.now_nanos().saturating_sub(last) as f64 / 1e9;
         outln!("  last caught up: {ago:.1} s ago")?;
     } else {
         outln!("  last caught up: never")?;

@@ -29,7 +29,7 @@ impl Host for Node {
     }
 
     fn now_nanos(&self) -> i64 {
-        crate::sync::initiator::now_nanos()
+        self.env().now_nanos()
     }
 
     fn may_read_scope(&self, peer: &Fingerprint, db: &DbName, scope: &Scope) -> Result<bool> {

@@ -181,7 +181,7 @@ pub(crate) async fn dial(
 /// `sync::link::keep_linked`, redialling from [`BACKOFF_MIN`] up to the node's
 /// `redial_max`).
 pub async fn link_peer(node: Arc<Node>, peer: PeerConfig, cancel: CancellationToken) {
-    let backoff = Backoff::new(BACKOFF_MIN, node.redial_max());
+    let backoff = Backoff::new(BACKOFF_MIN, node.redial_max(), node.env().random.clone());
     let dialer = CapnpDialer { node: node.clone() };
     keep_linked(node, dialer, peer, backoff, cancel).await;
 }

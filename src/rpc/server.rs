@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{LocalPoolHandle, TaskTracker};
 
+use crate::env::OsRandom;
 use crate::node::Node;
 use crate::retry::Backoff;
 use crate::rpc::admission::{Admission, REFUSAL_LOG_PERIOD, Slot, abort_frame};
@@ -157,7 +158,11 @@ struct AcceptRetry {
 impl AcceptRetry {
     fn new() -> AcceptRetry {
         AcceptRetry {
-            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            backoff: Backoff::new(
+                Duration::from_millis(50),
+                Duration::from_secs(2),
+                Arc::new(OsRandom),
+            ),
             repeats: Repeats::new(Duration::from_secs(60)),
         }
     }

@@ -10,16 +10,19 @@
 //! received yet. The reply still says whether the row existed *here*.
 
 use crate::clock::Clock;
+use crate::env::Random;
 use crate::error::Result;
 use crate::genvec::DeviceId;
 use crate::store::Mutation;
 use crate::store::records::{Change, DagNode, EntryKind, LogEntry, RowHead, Version};
 use crate::store::writer::DbWriter;
 
-/// Who is writing: this node's device id and clock.
+/// Who is writing: this node's device id, clock, and the random source versions are drawn
+/// from.
 pub struct Writer<'a> {
     pub device: DeviceId,
     pub clock: &'a Clock,
+    pub random: &'a dyn Random,
 }
 
 /// Applies the mutations as one app transaction; per mutation, whether its row existed.
@@ -29,7 +32,7 @@ pub fn commit(
     mutations: &[Mutation],
 ) -> Result<Vec<bool>> {
     let batch_id = if mutations.len() > 1 {
-        Version::random()?.0
+        Version::random(writer.random)?.0
     } else {
         0
     };
@@ -62,7 +65,7 @@ fn apply_one(
     };
     let head = db.head(table, row)?;
     let existed = head.as_ref().is_some_and(|head| !head.deleted);
-    let version = Version::random()?;
+    let version = Version::random(writer.random)?;
     let node = DagNode {
         parents: head.map(|head| head.version).into_iter().collect(),
         device: writer.device,

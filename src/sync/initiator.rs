@@ -406,12 +406,3 @@ impl<H: Host> Session<H> {
         self.failure.borrow().clone()
     }
 }
-
-/// Unix time in nanoseconds.
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
-        })
-}

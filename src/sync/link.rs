@@ -302,7 +302,7 @@ impl LinkMark {
         LinkMark {
             records: status.records_received,
             caught_up_nanos: status.last_success_nanos,
-            at: Instant::now(),
+            at: tokio::time::Instant::now(),
         }
     }
 }
