@@ -128,8 +128,9 @@ impl Oracle {
                 assigned.insert(index, write);
             }
         }
+        let floor = self.clocks.get(&node).copied();
         for write in assigned.into_values() {
-            self.clock_step(node, write.hlc, true)?;
+            self.write_above(node, floor, write.hlc)?;
             self.rows
                 .entry(write.row.clone())
                 .or_default()
@@ -142,7 +143,7 @@ impl Oracle {
     /// Takes node `node`'s clock reading after a step (`store.clock().last()`): a reading
     /// below the previous one is `ClockWentBack` (also kept for `check::check_all`).
     pub fn observe_clock(&mut self, node: usize, hlc: Hlc) -> Result<(), Violation> {
-        self.clock_step(node, hlc, false)
+        self.clock_step(node, hlc)
     }
 
     /// Node `node` restarted on the storage it had (a crash and restart): its clock need only
@@ -231,24 +232,37 @@ impl Oracle {
         self.clock_violation.as_ref()
     }
 
-    /// Checks a reading against the node's floor (strictly above it for a new write's HLC)
-    /// and raises the floor.
-    fn clock_step(&mut self, node: usize, hlc: Hlc, strict: bool) -> Result<(), Violation> {
+    /// Checks a reading against the node's floor and raises the floor.
+    fn clock_step(&mut self, node: usize, hlc: Hlc) -> Result<(), Violation> {
         let previous = self.clocks.get(&node).copied();
-        let back = previous.is_some_and(|previous| hlc < previous || (strict && hlc == previous));
         self.clocks
             .insert(node, previous.map_or(hlc, |previous| previous.max(hlc)));
-        if let (true, Some(previous)) = (back, previous) {
-            let violation = Violation::ClockWentBack {
-                node,
-                previous,
-                now: hlc,
-            };
-            self.clock_violation
-                .get_or_insert_with(|| violation.clone());
-            return Err(violation);
+        match previous {
+            Some(previous) if hlc < previous => Err(self.went_back(node, previous, hlc)),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Checks that a new write's HLC is above the node's floor before its commit. It does not
+    /// raise the floor: a write on top of one from a clock far ahead is stamped above its
+    /// parent, not by the clock (`store::local`); the next `observe_clock` raises the floor.
+    fn write_above(&mut self, node: usize, floor: Option<Hlc>, hlc: Hlc) -> Result<(), Violation> {
+        match floor {
+            Some(floor) if hlc <= floor => Err(self.went_back(node, floor, hlc)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes the first clock that went back.
+    fn went_back(&mut self, node: usize, previous: Hlc, now: Hlc) -> Violation {
+        let violation = Violation::ClockWentBack {
+            node,
+            previous,
+            now,
+        };
+        self.clock_violation
+            .get_or_insert_with(|| violation.clone());
+        violation
     }
 }
 

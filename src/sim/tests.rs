@@ -234,7 +234,7 @@ fn a_batch_writing_a_row_twice_records_both_writes_in_causal_order() {
 }
 
 #[test]
-fn a_causally_later_write_wins_even_when_its_clock_is_behind() {
+fn a_causally_later_write_is_stamped_above_its_parent_when_its_clock_is_behind() {
     let mut sim = Sim::new(2);
     sim.times[0].advance(3_600 * SECOND);
     sim.write(0, &[put("k", "from the future")]);
@@ -242,10 +242,9 @@ fn a_causally_later_write_wins_even_when_its_clock_is_behind() {
     sim.write(1, &[put("k", "after it")]);
     let (first, later) = (sim.acked(0, "k"), sim.acked(1, "k"));
     let writes = sim.oracle.writes();
-    assert!(
-        writes[1].hlc < writes[0].hlc,
-        "node 1's clock stayed behind"
-    );
+    let clock = sim.stores[1].clock().last();
+    assert!(clock < writes[0].hlc, "node 1's clock stayed behind");
+    assert!(writes[1].hlc > writes[0].hlc, "its write did not");
     sim.sync_all();
     assert_eq!(sim.head(0, "k").version, later);
     assert_ne!(first, later);
@@ -705,4 +704,30 @@ fn violations_name_the_nodes_row_and_versions() {
         diverged.to_string(),
         "nodes 0 and 3 diverged at db/t:p1, a row they share: heads 0000000000000001 and (none)"
     );
+}
+
+/// Node 0's clock is an hour ahead, past the drift node 1's clock follows: node 1's write on
+/// top of node 0's was stamped below it. Node 2's concurrent write then beat node 1's where
+/// it met it first, lost to node 0's where that came first, and the two resolutions left
+/// nodes on different heads for good.
+#[test]
+fn a_write_on_top_of_one_from_a_clock_far_ahead_wins_the_same_way_everywhere() {
+    let mut sim = Sim::new(4);
+    let base = 1_000 * SECOND;
+    sim.times[0].set(base + 3_600 * SECOND);
+    sim.times[1].set(base);
+    sim.times[2].set(base + 120 * SECOND);
+    sim.times[3].set(base);
+    sim.write(0, &[put("k", "far ahead")]);
+    sim.write(2, &[put("k", "concurrent")]);
+    sim.sync(3, 0);
+    sim.sync(3, 2);
+    sim.sync(1, 0);
+    sim.write(1, &[put("k", "on top")]);
+    assert!(sim.stores[1].clock().last() < sim.oracle.writes()[0].hlc);
+    sim.sync(2, 1);
+    sim.sync(3, 1);
+    sim.sync_all();
+    sim.check().unwrap();
+    assert_eq!(sim.head(2, "k").value, b"on top");
 }
