@@ -10,4 +10,6 @@ pub mod check;
 pub mod oracle;
 
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod tests;
