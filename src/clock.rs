@@ -37,7 +37,7 @@ impl Hlc {
     /// The smallest reading greater than this one with the same physical part, or, when the
     /// logical counter is full, the next nanosecond with counter 0. Never panics; at
     /// `i64::MAX` ns (year 2262) with a full counter it returns itself.
-    fn successor(self) -> Hlc {
+    pub fn successor(self) -> Hlc {
         match self.logical.checked_add(1) {
             Some(logical) => Hlc {
                 wall_nanos: self.wall_nanos,

@@ -13,6 +13,7 @@
 //! - [`embedded`]: an in-process node on an ephemeral port, for tests;
 //! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks);
 //! - [`schema`]: code generated from `schema/*.capnp`;
+//! - [`sim`]: the deterministic simulation's oracle and the invariants it checks;
 //! - [`retry`]: the capped exponential backoff of every retry loop;
 //! - [`tally`]: repeated log lines, logged once then counted;
 //! - [`error`]: the node's error type with stable ids.
@@ -32,6 +33,7 @@ pub mod paging;
 pub mod retry;
 pub mod rpc;
 pub mod schema;
+pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod syncgroup;

@@ -7,6 +7,7 @@
 mod apply;
 mod dag;
 mod epoch;
+mod inspect;
 mod keys;
 mod local;
 mod log;
@@ -25,6 +26,7 @@ use syncbase_storage::{Scan, Storage, prefix_end};
 
 pub use apply::{Applied, Resolution};
 pub use epoch::{Epoch, MARK_POINTS, Mark};
+pub use inspect::{Logged, RowDag};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
 pub use notice::{MAX_NOTICES, MAX_TAKEN_PER_LINEAGE, Notice, Taken};
