@@ -19,6 +19,7 @@
 //! - [`error`]: the node's error type with stable ids.
 
 pub mod bench;
+pub mod changes;
 pub mod cli;
 pub mod clock;
 pub mod config;

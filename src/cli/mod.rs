@@ -10,6 +10,7 @@ pub mod output;
 mod peers;
 mod proposals;
 mod serve;
+mod sim;
 mod syncgroups;
 mod watch;
 
@@ -116,6 +117,9 @@ pub enum Command {
     },
     /// Run a benchmark; prints one JSON object per line.
     Bench(bench::BenchArgs),
+    /// Run the deterministic simulation: many nodes, one seed each run, faults included;
+    /// prints one JSON line (seeds passed, seeds per minute) and each failing seed's replay.
+    Sim(sim::SimArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +389,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { target } => peers::list(&target, true),
         Command::Sg { action } => run_sg(action),
         Command::Bench(args) => bench::run(args),
+        Command::Sim(args) => sim::run_sim(args),
     }
 }
 

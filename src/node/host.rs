@@ -3,6 +3,7 @@
 //! blocking threads through `Node::write`).
 
 use super::Node;
+use crate::changes::ChangeReceiver;
 use crate::error::Result;
 use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
@@ -24,7 +25,7 @@ impl Host for Node {
         Node::peers(self)
     }
 
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    fn subscribe(&self) -> ChangeReceiver {
         Node::subscribe(self)
     }
 

@@ -27,6 +27,7 @@ use anyhow::Context;
 use syncbase_storage::Storage;
 use tokio_util::task::TaskTracker;
 
+use crate::changes::{ChangeReceiver, Changes};
 use crate::config::{Config, Role};
 use crate::env::{Blocking, Env};
 use crate::error::{Error, Result};
@@ -45,7 +46,7 @@ const LOCK_FILE: &str = "node.lock";
 /// One syncbase node's state, shared by every connection.
 pub struct Node {
     store: Arc<Store>,
-    commits: tokio::sync::watch::Sender<u64>,
+    commits: Changes,
     token: ClientToken,
     writes: TaskTracker,
     /// Failed commits, each logged (a repeat with a count, see `tally::RepeatLog`).
@@ -152,7 +153,7 @@ impl Node {
         }
         Ok(Node {
             store: Arc::new(store),
-            commits: tokio::sync::watch::Sender::new(0),
+            commits: Changes::new(),
             token: parts.token,
             writes: TaskTracker::new(),
             commit_failures: Arc::new(crate::tally::RepeatLog::new("storage commit")),
@@ -302,7 +303,7 @@ impl Node {
     }
 
     /// A receiver that changes after every commit.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn subscribe(&self) -> ChangeReceiver {
         self.commits.subscribe()
     }
 
@@ -319,7 +320,7 @@ impl Node {
         let commit = move || {
             let result = write(&store);
             if result.is_ok() {
-                commits.send_modify(|count| *count += 1);
+                commits.bump();
             }
             result
         };

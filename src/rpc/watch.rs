@@ -98,7 +98,7 @@ pub async fn run(
         .await?;
     }
     loop {
-        commits.borrow_and_update();
+        commits.mark_seen();
         let room = pusher.room(PAGE_ROOM).await?;
         let page = node.store().read_changes(
             db,

@@ -7,7 +7,13 @@
 //! `Oracle::observe_clock`, `Oracle::restarted`, `Oracle::restored` and `check::check_all`.
 
 pub mod check;
+pub mod many;
+pub mod net;
 pub mod oracle;
+pub mod world;
+
+pub use many::{Sweep, sweep};
+pub use world::{Failure, Outcome, SimConfig, run};
 
 #[cfg(test)]
 mod harness;

@@ -15,6 +15,7 @@
 
 use std::future::Future;
 
+use crate::changes::ChangeReceiver;
 use crate::error::Result;
 use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
@@ -35,7 +36,7 @@ pub trait Host: 'static {
     fn peers(&self) -> &PeerRegistry;
 
     /// A receiver that changes after every commit.
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    fn subscribe(&self) -> ChangeReceiver;
 
     /// Wall time in nanoseconds since the Unix epoch, for status readings (from the host's
     /// environment, never read from the system directly).

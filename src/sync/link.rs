@@ -252,7 +252,7 @@ pub async fn follow_peers<H: Host>(
     let mut links: BTreeMap<Fingerprint, (PeerConfig, CancellationToken)> = BTreeMap::new();
     let mut device = host.store().device();
     loop {
-        changes.borrow_and_update();
+        changes.mark_seen();
         let relink = std::mem::replace(&mut device, host.store().device()) != device;
         let wanted: BTreeMap<_, _> = host
             .peers()

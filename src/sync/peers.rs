@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::changes::{ChangeReceiver, Changes};
 use crate::error::{Error, Result};
 use crate::genvec::Scope;
 use crate::identity::Fingerprint;
@@ -137,18 +138,10 @@ impl Entry {
 }
 
 /// Every peer of a node.
+#[derive(Default)]
 pub struct PeerRegistry {
     peers: Mutex<BTreeMap<Fingerprint, Entry>>,
-    changes: tokio::sync::watch::Sender<u64>,
-}
-
-impl Default for PeerRegistry {
-    fn default() -> Self {
-        PeerRegistry {
-            peers: Mutex::default(),
-            changes: tokio::sync::watch::Sender::new(0),
-        }
-    }
+    changes: Changes,
 }
 
 impl PeerRegistry {
@@ -280,7 +273,7 @@ impl PeerRegistry {
     }
 
     fn announce(&self) {
-        self.changes.send_modify(|count| *count += 1);
+        self.changes.bump();
     }
 
     /// A peer's configuration (declared and derived, merged).
@@ -311,7 +304,7 @@ impl PeerRegistry {
     }
 
     /// A receiver that changes whenever a peer is added, removed or changed.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn subscribe(&self) -> ChangeReceiver {
         self.changes.subscribe()
     }
 
@@ -372,19 +365,16 @@ mod tests {
         let derived =
             PeerConfig::new("h:9", peer.clone(), "db2", vec![Scope::new("u", "p")]).unwrap();
         let mut changes = registry.subscribe();
-        changes.borrow_and_update();
+        changes.mark_seen();
         registry.set_derived(BTreeMap::from([(peer.clone(), derived.clone())]));
-        assert!(changes.has_changed().unwrap());
+        assert!(changes.has_changed());
         let merged = registry.get(&peer).unwrap();
         assert_eq!(merged.address, "h:1");
         assert!(merged.allows("db2", &Scope::new("u", "px")));
         assert!(!registry.declared_allows(&peer, "db2", &Scope::new("u", "px")));
-        changes.borrow_and_update();
+        changes.mark_seen();
         registry.set_derived(BTreeMap::from([(peer.clone(), derived)]));
-        assert!(
-            !changes.has_changed().unwrap(),
-            "an unchanged set is no news"
-        );
+        assert!(!changes.has_changed(), "an unchanged set is no news");
         assert!(registry.remove(&peer).unwrap());
         assert_eq!(registry.get(&peer).unwrap().address, "h:9");
         assert!(

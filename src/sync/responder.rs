@@ -25,6 +25,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::changes::ChangeReceiver;
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::identity::Fingerprint;
@@ -131,8 +132,8 @@ impl<H: Host> Responder<H> {
         // The first page sent carries this node's epoch notices (`store::notice`).
         let mut notices = Some(store.announced_notices(&request.db)?);
         loop {
-            commits.borrow_and_update();
-            peers.borrow_and_update();
+            commits.mark_seen();
+            peers.mark_seen();
             let room = sink.room().await?;
             if store.device() != device {
                 return Err(Error::BadState(format!(
@@ -252,8 +253,8 @@ impl<H: Host> Responder<H> {
 
 /// Waits for the next commit or peer/syncgroup change; false once the node is gone.
 pub(crate) async fn wait_for_change(
-    commits: &mut tokio::sync::watch::Receiver<u64>,
-    peers: &mut tokio::sync::watch::Receiver<u64>,
+    commits: &mut ChangeReceiver,
+    peers: &mut ChangeReceiver,
 ) -> bool {
     let woken = tokio::select! {
         biased;
@@ -274,8 +275,8 @@ pub(crate) async fn once_it_holds(
     let mut commits = node.subscribe();
     let mut peers = node.peers().subscribe();
     loop {
-        commits.borrow_and_update();
-        peers.borrow_and_update();
+        commits.mark_seen();
+        peers.mark_seen();
         if holds()? {
             return Ok(());
         }

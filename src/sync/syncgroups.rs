@@ -63,8 +63,8 @@ pub async fn respond(
     // the round end.
     let mut announced_more = false;
     loop {
-        commits.borrow_and_update();
-        peers.borrow_and_update();
+        commits.mark_seen();
+        peers.mark_seen();
         let room = sink.room().await?;
         let SyncgroupDeltas {
             records,

@@ -1,0 +1,88 @@
+//! `syncbase sim`: the deterministic simulation (`sim`) from the command line: a sweep of
+//! seeds with its rate, or one seed replayed, with every event it went through.
+
+use clap::Args;
+
+use crate::cli::output::outln;
+use crate::sim::{SimConfig, run, sweep};
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Run this many seeds, from --first.
+    #[arg(long, default_value_t = 100, conflicts_with = "seed")]
+    seeds: u64,
+    /// First seed of the sweep.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Replay this one seed (what a failure's `replay:` line runs).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Nodes per run, 3 to 16.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(3..=16))]
+    nodes: u64,
+    /// Workload steps per run (writes and faults).
+    #[arg(long, default_value_t = 200)]
+    operations: usize,
+    /// No partitions, lost pages, crashes, restores or clock jumps.
+    #[arg(long)]
+    no_faults: bool,
+    /// With --seed: print every event of the run.
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// Threads running seeds (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// Runs the sweep or the replay; fails (exit 1) if a seed failed, after printing each failure
+/// with the command that replays it.
+pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let config = SimConfig {
+        nodes: args.nodes as usize,
+        operations: args.operations,
+        faults: !args.no_faults,
+        keep_trace: args.trace,
+    };
+    if let Some(seed) = args.seed {
+        let outcome = run(seed, &config).map_err(|failure| anyhow::anyhow!("{failure}"))?;
+        for line in &outcome.log {
+            outln!("{line}")?;
+        }
+        outln!(
+            "{{\"seed\":{},\"trace\":\"{:016x}\",\"events\":{},\"acknowledged\":{},\"faults\":{},\"virtual_ms\":{}}}",
+            outcome.seed,
+            outcome.trace,
+            outcome.events,
+            outcome.acknowledged,
+            outcome.faults,
+            outcome.virtual_millis
+        )?;
+        return Ok(());
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let found = sweep(
+        args.first..args.first.saturating_add(args.seeds),
+        &config,
+        jobs,
+    );
+    for failure in &found.failures {
+        eprintln!("{failure}");
+    }
+    outln!(
+        "{{\"seeds\":{},\"passed\":{},\"failed\":{},\"nodes\":{},\"operations\":{},\"faults\":{},\"jobs\":{jobs},\"seconds\":{:.2},\"seeds_per_minute\":{:.0}}}",
+        args.seeds,
+        found.passed,
+        found.failures.len(),
+        config.nodes,
+        config.operations,
+        config.faults,
+        found.elapsed.as_secs_f64(),
+        found.seeds_per_minute()
+    )?;
+    if !found.failures.is_empty() {
+        anyhow::bail!("{} of {} seeds failed", found.failures.len(), args.seeds);
+    }
+    Ok(())
+}

@@ -1,0 +1,599 @@
+//! One simulated run: `nodes` real [`Node`]s on memory stores, on one thread under a paused
+//! tokio clock (virtual time: a run of minutes takes milliseconds), linked by the engine's own
+//! link loop (`sync::link`) over [`Network`], driven by one seed. Each node's environment
+//! gives it a virtual wall clock (with the run's clock jumps), a seeded random source and
+//! commits that run inline, so nothing in a run depends on the machine: the same seed replays
+//! the same run, event for event ([`Outcome::trace`]).
+//!
+//! The script, drawn from the seed: puts, deletes and batches from every node over a small key
+//! space (so writes conflict), and, with faults on, partitions and repairs, lost pages
+//! (connections breaking), crashes and restarts (the memory store keeps exactly what was
+//! committed), restarts from an older copy of a node's store (a restored backup), and clock
+//! jumps. Then faults stop: partitions heal, every node runs, and once the run settles the
+//! oracle's checks must hold (`sim::check`): convergence, no acknowledged write lost, the
+//! right winner, no resurrection, knowledge only of records held, clocks never going back.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use syncbase_storage::{MemoryStorage, Storage};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::TimeSource;
+use crate::env::{Blocking, Env, Random, SeededRandom};
+use crate::genvec::Scope;
+use crate::identity::NodeIdentity;
+use crate::names::{DbName, RowKey, TableName};
+use crate::node::{Node, NodeParts};
+use crate::retry::Backoff;
+use crate::sim::check::{Share, View, check_all, check_convergence};
+use crate::sim::net::{Faults, Network};
+use crate::sim::oracle::Oracle;
+use crate::store::{Mutation, Store};
+use crate::sync::link::{follow_peers, keep_linked};
+use crate::sync::peers::PeerConfig;
+
+/// The database every simulated node shares, and its one table.
+const DB: &str = "db";
+const TABLE: &str = "t";
+/// Rows the workload writes: few, so concurrent writes to one row are common.
+const KEYS: u64 = 24;
+/// Wall time at the start of every run (virtual: 2026-01-01).
+const EPOCH_NANOS: i64 = 1_767_225_600_000_000_000;
+/// How long the run may take to settle once faults stop, in rounds of [`SETTLE_ROUND`].
+const SETTLE_ROUNDS: u32 = 12;
+const SETTLE_ROUND: Duration = Duration::from_secs(10);
+/// Fastest and slowest redial of a link.
+const REDIAL: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// What one run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimConfig {
+    /// Nodes, 3 to 16.
+    pub nodes: usize,
+    /// Workload steps (writes and, with faults on, faults).
+    pub operations: usize,
+    /// Whether the script injects faults.
+    pub faults: bool,
+    /// Whether the outcome keeps every event's text ([`Outcome::log`]).
+    pub keep_trace: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            nodes: 5,
+            operations: 200,
+            faults: true,
+            keep_trace: false,
+        }
+    }
+}
+
+/// What a run that passed did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub seed: u64,
+    /// xxh3 of every event, in order: equal for two runs of one seed.
+    pub trace: u64,
+    /// Events in the trace.
+    pub events: u64,
+    /// Writes acknowledged to the workload.
+    pub acknowledged: usize,
+    /// Crashes, restores from older copies, partitions, clock jumps injected.
+    pub faults: usize,
+    /// Virtual time the run took, in milliseconds.
+    pub virtual_millis: u64,
+    /// Every event, when [`SimConfig::keep_trace`] asked for them.
+    pub log: Vec<String>,
+}
+
+/// Why a run failed, with what replays it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub seed: u64,
+    pub reason: String,
+    /// The command that replays this run.
+    pub replay: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} failed: {}\nreplay: {}",
+            self.seed, self.reason, self.replay
+        )
+    }
+}
+
+/// Runs seed `seed` under `config` to the end and checks it.
+pub fn run(seed: u64, config: &SimConfig) -> Result<Outcome, Failure> {
+    let fail = |reason: String| Failure {
+        seed,
+        reason,
+        replay: format!(
+            "cargo run --release -- sim --seed {seed} --nodes {} --operations {}{}",
+            config.nodes,
+            config.operations,
+            if config.faults { "" } else { " --no-faults" }
+        ),
+    };
+    if !(3..=16).contains(&config.nodes) {
+        return Err(fail(format!(
+            "InvalidArgument: a run has 3 to 16 nodes, not {}",
+            config.nodes
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|error| fail(format!("Internal: no runtime: {error}")))?;
+    let local = tokio::task::LocalSet::new();
+    local
+        .block_on(&runtime, async {
+            let mut world = World::new(seed, config).await?;
+            world.script().await?;
+            world.settle().await
+        })
+        .map_err(fail)
+}
+
+/// A wall clock in virtual time: the run's start plus the paused tokio clock's elapsed time,
+/// plus this node's jumps.
+struct SimTime {
+    start: tokio::time::Instant,
+    jump_nanos: AtomicI64,
+}
+
+impl TimeSource for SimTime {
+    fn now_nanos(&self) -> i64 {
+        let elapsed = i64::try_from(self.start.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        EPOCH_NANOS
+            .saturating_add(elapsed)
+            .saturating_add(self.jump_nanos.load(Ordering::SeqCst))
+    }
+}
+
+/// One simulated node: what survives a crash (its storage, identity, clock) and the running
+/// node, if up.
+struct Member {
+    address: String,
+    identity: NodeIdentity,
+    storage: Arc<MemoryStorage>,
+    time: Arc<SimTime>,
+    /// The running node and what stops its tasks; `None` while crashed.
+    running: Option<(Arc<Node>, CancellationToken)>,
+    /// The last node that ran, kept after a crash so the oracle can read its store.
+    last: Option<Arc<Node>>,
+    /// Older copies of the store (backups), newest last.
+    copies: Vec<Arc<MemoryStorage>>,
+    incarnation: u64,
+}
+
+struct World {
+    seed: u64,
+    config: SimConfig,
+    random: SeededRandom,
+    network: Network<Node>,
+    members: Vec<Member>,
+    oracle: Rc<RefCell<Oracle>>,
+    faults: usize,
+    acknowledged: usize,
+}
+
+impl World {
+    async fn new(seed: u64, config: &SimConfig) -> Result<World, String> {
+        let random = SeededRandom::new(seed);
+        let network = Network::new(
+            Arc::new(SeededRandom::new(seed ^ 0x6e65_7477)),
+            Faults::default(),
+            config.keep_trace,
+        );
+        let start = tokio::time::Instant::now();
+        let mut members = Vec::new();
+        for index in 0..config.nodes {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&seed.to_le_bytes());
+            key[8..16].copy_from_slice(&(index as u64).to_le_bytes());
+            let identity = NodeIdentity::from_seed(key).map_err(|error| format!("{error:#}"))?;
+            members.push(Member {
+                address: format!("node{index}"),
+                identity,
+                storage: Arc::new(MemoryStorage::new()),
+                time: Arc::new(SimTime {
+                    start,
+                    jump_nanos: AtomicI64::new(0),
+                }),
+                running: None,
+                last: None,
+                copies: Vec::new(),
+                incarnation: 0,
+            });
+        }
+        let mut world = World {
+            seed,
+            config: *config,
+            random,
+            network,
+            members,
+            oracle: Rc::new(RefCell::new(Oracle::new())),
+            faults: 0,
+            acknowledged: 0,
+        };
+        for index in 0..config.nodes {
+            world.start(index)?;
+            world.declare_peers(index).await?;
+        }
+        Ok(world)
+    }
+
+    /// A uniform draw in `0..n`.
+    fn below(&self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        self.random.next_u64().unwrap_or(0) % n
+    }
+
+    fn up(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|index| self.members[*index].running.is_some())
+            .collect()
+    }
+
+    fn down(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|index| self.members[*index].running.is_none())
+            .collect()
+    }
+
+    fn pick(&self, among: &[usize]) -> Option<usize> {
+        (!among.is_empty()).then(|| among[self.below(among.len() as u64) as usize])
+    }
+
+    /// Starts member `index` on its storage: opens a node, puts it on the network and starts
+    /// its link loop.
+    fn start(&mut self, index: usize) -> Result<(), String> {
+        let member = &mut self.members[index];
+        member.incarnation += 1;
+        let env = Env {
+            time: member.time.clone(),
+            random: Arc::new(SeededRandom::new(
+                self.seed ^ ((index as u64) << 48) ^ member.incarnation.wrapping_mul(0x9e37_79b9),
+            )),
+            blocking: Blocking::Inline,
+        };
+        let storage: Arc<dyn Storage> = member.storage.clone();
+        let node = NodeParts::simulated(storage, member.identity.clone(), env.clone())
+            .and_then(Node::assemble)
+            .map_err(|error| format!("node {index} does not open: {error:#}"))?;
+        let node = Arc::new(node);
+        let cancel = CancellationToken::new();
+        self.network.attach(
+            &member.address,
+            member.identity.fingerprint().clone(),
+            node.clone(),
+        );
+        let dialer_network = self.network.clone();
+        let address = member.address.clone();
+        let random = env.random.clone();
+        let host = node.clone();
+        tokio::task::spawn_local(follow_peers(
+            node.clone(),
+            move |peer, link| {
+                let backoff = Backoff::new(REDIAL.0, REDIAL.1, random.clone());
+                let dialer = dialer_network.dialer(&address);
+                tokio::task::spawn_local(keep_linked(host.clone(), dialer, peer, backoff, link));
+            },
+            cancel.clone(),
+        ));
+        member.running = Some((node.clone(), cancel));
+        member.last = Some(node);
+        Ok(())
+    }
+
+    /// Declares every other member to member `index` as a peer sharing the whole table.
+    async fn declare_peers(&self, index: usize) -> Result<(), String> {
+        let Some((node, _)) = &self.members[index].running else {
+            return Ok(());
+        };
+        for (other, member) in self.members.iter().enumerate() {
+            if other == index {
+                continue;
+            }
+            let peer = PeerConfig::new(
+                &member.address,
+                member.identity.fingerprint().clone(),
+                DB,
+                vec![Scope::new(TABLE, "")],
+            )
+            .map_err(|error| error.to_string())?;
+            node.add_peer(peer)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Crashes member `index`: its tasks stop where they are, its connections break; its
+    /// storage keeps exactly what it committed.
+    fn crash(&mut self, index: usize) {
+        let member = &mut self.members[index];
+        if let Some((_, cancel)) = member.running.take() {
+            cancel.cancel();
+            self.network.remove(&member.address);
+        }
+    }
+
+    /// Restarts a crashed member on its own storage.
+    fn restart(&mut self, index: usize) -> Result<(), String> {
+        self.start(index)?;
+        let node = self.node(index)?;
+        self.oracle
+            .borrow_mut()
+            .restarted(index, node.store())
+            .map_err(|violation| violation.to_string())
+    }
+
+    /// Crashes member `index` and starts it again from its oldest kept copy (a restored
+    /// backup): the writes only it held since are lost, by design.
+    fn restore(&mut self, index: usize) -> Result<(), String> {
+        if self.members[index].copies.is_empty() {
+            return Ok(());
+        }
+        self.crash(index);
+        let copy = self.members[index].copies.remove(0);
+        let before = self.members[index].last.clone();
+        self.members[index].storage = Arc::new(copy.copy());
+        self.start(index)?;
+        let after = self.node(index)?;
+        let others: Vec<(usize, Arc<Node>)> = (0..self.members.len())
+            .filter(|other| *other != index)
+            .filter_map(|other| self.members[other].last.clone().map(|node| (other, node)))
+            .collect();
+        let others: Vec<(usize, &Store)> = others
+            .iter()
+            .map(|(other, node)| (*other, node.store()))
+            .collect();
+        if let Some(before) = before {
+            let lost = self
+                .oracle
+                .borrow_mut()
+                .restored(index, before.store(), after.store(), &others)
+                .map_err(|violation| violation.to_string())?;
+            self.network.note(&format!(
+                "restore node{index}: {lost} writes lost by the restore"
+            ));
+        }
+        Ok(())
+    }
+
+    fn node(&self, index: usize) -> Result<Arc<Node>, String> {
+        self.members[index]
+            .running
+            .as_ref()
+            .map(|(node, _)| node.clone())
+            .ok_or_else(|| format!("node {index} is down"))
+    }
+
+    /// The scripted part of the run: `operations` steps, each a write or a fault, a few
+    /// virtual milliseconds apart.
+    async fn script(&mut self) -> Result<(), String> {
+        for step in 0..self.config.operations {
+            let roll = self.below(100);
+            if self.config.faults && roll >= 88 {
+                self.fault()?;
+            } else if let Some(index) = self.pick(&self.up()) {
+                self.write(index, step, roll).await?;
+            }
+            self.observe_clocks()?;
+            tokio::time::sleep(Duration::from_millis(self.below(120))).await;
+        }
+        Ok(())
+    }
+
+    /// One app write at member `index`: a put (most), a delete, or a batch.
+    async fn write(&mut self, index: usize, step: usize, roll: u64) -> Result<(), String> {
+        let node = self.node(index)?;
+        let mutations: Vec<Mutation> = match roll {
+            0..60 => vec![self.put(index, step, 0)],
+            60..75 => vec![self.delete()],
+            _ => (0..2 + self.below(3))
+                .map(|i| {
+                    if self.below(4) == 0 {
+                        self.delete()
+                    } else {
+                        self.put(index, step, i)
+                    }
+                })
+                .collect(),
+        };
+        let db = DbName::parse(DB).map_err(|error| error.to_string())?;
+        match node.commit(db.clone(), mutations.clone()).await {
+            Ok(_) => {
+                self.acknowledged += mutations.len();
+                self.network
+                    .note(&format!("ack node{index} {} mutations", mutations.len()));
+                self.oracle
+                    .borrow_mut()
+                    .acknowledged(index, node.store(), &db, &mutations)
+                    .map_err(|violation| violation.to_string())
+            }
+            Err(error) => {
+                self.network.note(&format!("refused node{index}: {error}"));
+                Ok(())
+            }
+        }
+    }
+
+    fn key(&self) -> RowKey {
+        RowKey::parse(&format!("k{:02}", self.below(KEYS))).expect("a valid key")
+    }
+
+    fn put(&self, index: usize, step: usize, part: u64) -> Mutation {
+        Mutation::Put {
+            table: TableName::parse(TABLE).expect("a valid table"),
+            key: self.key(),
+            value: format!("node{index}-step{step}-{part}").into_bytes(),
+        }
+    }
+
+    fn delete(&self) -> Mutation {
+        Mutation::Delete {
+            table: TableName::parse(TABLE).expect("a valid table"),
+            key: self.key(),
+        }
+    }
+
+    /// One fault, drawn from the seed.
+    fn fault(&mut self) -> Result<(), String> {
+        self.faults += 1;
+        let members = self.members.len() as u64;
+        let a = self.below(members) as usize;
+        let b = (a + 1 + self.below(members - 1) as usize) % self.members.len();
+        let (first, second) = (
+            self.members[a].address.clone(),
+            self.members[b].address.clone(),
+        );
+        match self.below(100) {
+            0..25 => self.network.cut(&first, &second),
+            25..45 => self.network.heal(&first, &second),
+            45..58 => {
+                if self.up().len() > 2 {
+                    self.network.note(&format!("crash {first}"));
+                    self.crash(a);
+                }
+            }
+            58..70 => {
+                if let Some(index) = self.pick(&self.down()) {
+                    self.network.note(&format!("restart node{index}"));
+                    self.restart(index)?;
+                }
+            }
+            70..76 => {
+                if self.members[a].running.is_some() {
+                    self.network.note(&format!("restore {first}"));
+                    self.restore(a)?;
+                }
+            }
+            76..88 => {
+                let jump = (self.below(240) as i64 - 120) * 1_000_000_000;
+                self.members[a]
+                    .time
+                    .jump_nanos
+                    .fetch_add(jump, Ordering::SeqCst);
+                self.network.note(&format!("clock {first} {jump:+}"));
+            }
+            _ => {
+                let copy = Arc::new(self.members[a].storage.copy());
+                self.members[a].copies.push(copy);
+                self.network.note(&format!("backup {first}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every running node's clock reading to the oracle.
+    fn observe_clocks(&self) -> Result<(), String> {
+        let mut oracle = self.oracle.borrow_mut();
+        for index in self.up() {
+            let node = self.node(index)?;
+            oracle
+                .observe_clock(index, node.store().clock().last())
+                .map_err(|violation| violation.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Ends the faults, brings every node up, lets the run settle and checks it.
+    async fn settle(mut self) -> Result<Outcome, String> {
+        self.network.set_faults(Faults {
+            delay_ms: (1, 40),
+            loss_per_mille: 0,
+        });
+        self.network.heal_all();
+        for index in self.down() {
+            self.restart(index)?;
+        }
+        let shares = self.shares();
+        let mut verdict = Err("never checked".to_owned());
+        for _ in 0..SETTLE_ROUNDS {
+            tokio::time::sleep(SETTLE_ROUND).await;
+            self.observe_clocks()?;
+            let nodes: Vec<(usize, Arc<Node>)> = self
+                .up()
+                .into_iter()
+                .map(|index| (index, self.node(index)))
+                .map(|(i, n)| Ok((i, n?)))
+                .collect::<Result<_, String>>()?;
+            let stores: Vec<(usize, &Store)> = nodes
+                .iter()
+                .map(|(index, node)| (*index, node.store()))
+                .collect();
+            let oracle = self.oracle.borrow();
+            let converged = View::read(&oracle, &stores, &shares)
+                .and_then(|view| check_convergence(&view))
+                .is_ok();
+            verdict =
+                check_all(&oracle, &stores, &shares).map_err(|violation| violation.to_string());
+            if converged {
+                break;
+            }
+        }
+        verdict?;
+        for index in self.up() {
+            self.crash(index);
+        }
+        let (trace, events) = self.network.trace();
+        Ok(Outcome {
+            seed: self.seed,
+            trace,
+            events,
+            acknowledged: self.acknowledged,
+            faults: self.faults,
+            virtual_millis: u64::try_from(self.members[0].time.start.elapsed().as_millis())
+                .unwrap_or(u64::MAX),
+            log: self.network.take_trace(),
+        })
+    }
+
+    /// Every node shares the whole table with every other.
+    fn shares(&self) -> Vec<Share> {
+        vec![Share {
+            db: DbName::parse(DB).expect("a valid database name"),
+            scope: Scope::new(TABLE, ""),
+            nodes: (0..self.members.len()).collect(),
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_replays_the_same_run_event_for_event() {
+        let config = SimConfig {
+            nodes: 3,
+            operations: 60,
+            faults: true,
+            keep_trace: true,
+        };
+        let first = run(7, &config).unwrap_or_else(|failure| panic!("{failure}"));
+        let again = run(7, &config).unwrap_or_else(|failure| panic!("{failure}"));
+        if first.log != again.log {
+            std::fs::write("/tmp/sim-a.log", first.log.join("\n")).unwrap();
+            std::fs::write("/tmp/sim-b.log", again.log.join("\n")).unwrap();
+            panic!("the runs part");
+        }
+        assert_eq!(first, again);
+        assert!(first.acknowledged > 0 && first.events > 100, "{first:?}");
+        let other = run(8, &config).unwrap_or_else(|failure| panic!("{failure}"));
+        assert_ne!(first.trace, other.trace);
+    }
+}
