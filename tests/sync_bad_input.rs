@@ -207,15 +207,12 @@ impl sync::Server for FakeSync {
 }
 
 async fn push(sink: &delta_sink::Client, items: &[Item]) -> capnp::Result<()> {
-    // An ordinary call rather than a flow-controlled stream call, so each push's own error
-    // comes back to it (as the node's responder does).
-    let mut request = sink
-        .client
-        .new_call::<delta_sink::push_params::Owned, capnp::any_pointer::Owned>(
-            <delta_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
-            0,
-            None,
-        );
+    // The generated `push` request sent as an ordinary call rather than a flow-controlled
+    // stream call, so each push's own error comes back to it (as the node's responder does).
+    let mut request = capnp::capability::Request::<
+        delta_sink::push_params::Owned,
+        capnp::any_pointer::Owned,
+    >::new(sink.push_request().hook);
     request.get().set_responder_device(FAKE);
     let mut list = request.get().init_batch(items.len() as u32);
     for (i, item) in items.iter().enumerate() {
