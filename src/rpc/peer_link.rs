@@ -31,7 +31,7 @@ use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
 use crate::rpc::peer_sinks::{DeltaSinkImpl, SyncgroupSinkImpl};
 use crate::rpc::syncgroup_wire::write_syncgroup_knowledge;
-use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector, TrustedPeers};
+use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector};
 use crate::rpc::transport::BoxIo;
 use crate::rpc::wire;
 use crate::rpc::{disconnect, run_until_cancelled};
@@ -52,7 +52,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// under the peer port's caps: the TLS handshake must finish within [`CONNECT_TIMEOUT`], and
 /// an identity over its connection cap is refused with `ResourceExhausted:`.
 pub async fn serve_peer(io: BoxIo, mut slot: Slot, node: Arc<Node>, cancel: CancellationToken) {
-    let acceptor = match TlsAcceptor::new(node.identity(), TrustedPeers::anyone()) {
+    let acceptor = match TlsAcceptor::new(node.identity()) {
         Ok(acceptor) => acceptor,
         Err(error) => return tracing::error!(%error, "peer TLS setup"),
     };
