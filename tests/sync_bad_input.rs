@@ -27,7 +27,7 @@ use syncbase::schema::sync_capnp::{delta_sink, sync};
 use syncbase::schema::types_capnp::{RecType, delta_req};
 use syncbase::sync::peers::{PeerConfig, PeerStatus};
 
-use common::app::{database, put, table};
+use common::app::{database, get, put, table};
 use common::{DB, eventually, on_local};
 
 /// The fake peer's device id.
@@ -380,10 +380,7 @@ async fn still_serves_apps(node: &EmbeddedServer) {
     for service in [&session.service, node.service()] {
         let table = app_table(service).await;
         put(&table, "alive", b"yes").await.expect("put works");
-        let mut get = table.get_request();
-        get.get().set_key("alive");
-        let response = get.send().promise.await.expect("get works");
-        assert_eq!(response.get().unwrap().get_value().unwrap(), b"yes");
+        assert_eq!(get(&table, "alive").await.as_deref(), Some(&b"yes"[..]));
     }
 }
 
