@@ -6,6 +6,7 @@ use std::path::Path;
 /// Files whose `//!` doc lists each of their modules.
 const MAPS: &[&str] = &[
     "src/lib.rs",
+    "src/cli/mod.rs",
     "src/rpc/mod.rs",
     "src/store/mod.rs",
     "src/syncgroup/mod.rs",

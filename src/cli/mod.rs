@@ -1,6 +1,16 @@
-//! The `syncbase` command line: clap definitions and dispatch. `serve` runs a node; the client
-//! verbs dial a running node found through the same config or data directory; `bench` runs
-//! the benchmarks. Verbs print through `output` only (see its rule); `println!` is denied here.
+//! The `syncbase` command line: the top-level [`Command`] enum and its dispatch; each verb's
+//! module owns its argument types and runs them. `serve` runs a node; the client verbs dial a
+//! running node found through the same config or data directory; `bench` runs the
+//! benchmarks. Verbs print through `output` only (see its rule); `println!` is denied here.
+//!
+//! - `serve`: `serve` and its flags;
+//! - `client`: `put`, `get`, `delete`, `scan`, and `Target` (how a client verb finds its node);
+//! - `watch`: `watch`;
+//! - `peers`: `id`, `peer add|list|remove` and `status`;
+//! - `syncgroups`: `sg` and its subcommands, running all but the proposal ones;
+//! - `proposals`: `sg accept|reject|publish-invite`, and printing proposals;
+//! - `bench`: `bench` and its benchmarks' flags;
+//! - `output`: the one way verbs print, and the closed-stdout rule.
 
 #![deny(clippy::print_stdout)]
 
