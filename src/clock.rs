@@ -1,8 +1,9 @@
 //! The node's hybrid logical clock (HLC): the [`Hlc`] reading, the [`TimeSource`] it reads
-//! physical time from ([`SystemTime`] in a node, [`ManualTime`] in tests), and the thread-safe
-//! [`Clock`] that issues strictly increasing readings, follows readings seen from peers
-//! without being dragged more than [`MAX_FORWARD_DRIFT_NANOS`] into the future, and carries
-//! the skew learned from peers (reference §5: physical time = system time + skew).
+//! physical time from (the node's `Env`: [`SystemTime`] in production, [`ManualTime`] in
+//! tests and simulations), and the thread-safe [`Clock`] that issues strictly increasing
+//! readings, follows readings seen from peers without being dragged more than
+//! [`MAX_FORWARD_DRIFT_NANOS`] into the future, and carries the skew learned from peers
+//! (reference §5: physical time = system time + skew).
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -36,7 +37,7 @@ impl Hlc {
     /// The smallest reading greater than this one with the same physical part, or, when the
     /// logical counter is full, the next nanosecond with counter 0. Never panics; at
     /// `i64::MAX` ns (year 2262) with a full counter it returns itself.
-    fn successor(self) -> Hlc {
+    pub fn successor(self) -> Hlc {
         match self.logical.checked_add(1) {
             Some(logical) => Hlc {
                 wall_nanos: self.wall_nanos,
@@ -125,11 +126,6 @@ impl Clock {
             source,
             state: Mutex::new(State::default()),
         }
-    }
-
-    /// A clock on the system wall clock.
-    pub fn system() -> Self {
-        Clock::new(Arc::new(SystemTime))
     }
 
     /// The skew added to the source's time: physical part of readings = source time + skew
@@ -367,7 +363,7 @@ mod tests {
 
     #[test]
     fn system_clock_is_near_system_time() {
-        let clock = Clock::system();
+        let clock = Clock::new(Arc::new(SystemTime));
         let reading = clock.now();
         let system = SystemTime.now_nanos();
         assert!(reading.wall_nanos <= system);
@@ -378,7 +374,7 @@ mod tests {
 
     #[test]
     fn clock_is_shared_across_threads() {
-        let clock = Arc::new(Clock::system());
+        let clock = Arc::new(Clock::new(Arc::new(SystemTime)));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let clock = Arc::clone(&clock);

@@ -26,6 +26,7 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::env::Env;
 use crate::node::Node;
 use crate::rpc::client::Session;
 use crate::rpc::server::{Listeners, serve};
@@ -58,6 +59,8 @@ pub struct EmbeddedOptions {
     pub map_size: u64,
     /// How it takes part in syncgroups.
     pub role: crate::config::Role,
+    /// The time and random sources it is opened with; None: the system's (`Env::system`).
+    pub env: Option<Env>,
 }
 
 impl EmbeddedOptions {
@@ -71,6 +74,7 @@ impl EmbeddedOptions {
             redial_max: std::time::Duration::from_secs(5),
             map_size: syncbase_storage::StorageConfig::default().map_size,
             role: crate::config::Role::Normal,
+            env: None,
         }
     }
 }
@@ -133,7 +137,8 @@ impl EmbeddedServer {
             .try_into()
             .unwrap_or(u64::MAX);
         config.validate()?;
-        let node = Arc::new(Node::open_with(&config, options.network)?);
+        let env = options.env.unwrap_or_else(Env::system);
+        let node = Arc::new(Node::open_with(&config, options.network, env)?);
         let token = node.token().as_str().to_owned();
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;

@@ -126,14 +126,6 @@ impl From<StorageError> for Error {
     }
 }
 
-impl From<Error> for capnp::Error {
-    /// Every node error travels as `Failed` (never `Disconnected`, which tells clients to
-    /// reconnect and retry) with the id-prefixed message as its description.
-    fn from(error: Error) -> Self {
-        capnp::Error::failed(error.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,12 +172,5 @@ mod tests {
             assert_eq!(disk.id(), "StorageFull", "errno {errno}");
             assert!(disk.to_string().contains(fix), "{disk}");
         }
-    }
-
-    #[test]
-    fn capnp_errors_are_failed_and_keep_the_id() {
-        let error: capnp::Error = Error::NoAccess("wrong client token".into()).into();
-        assert_eq!(error.kind, capnp::ErrorKind::Failed);
-        assert_eq!(error.extra, "NoAccess: wrong client token");
     }
 }

@@ -181,6 +181,22 @@ impl NodeIdentity {
         NodeIdentity::self_sign(key)
     }
 
+    /// An identity made from a 32-byte seed, the same seed giving the same key and fingerprint:
+    /// for the deterministic simulation, whose runs must replay bit for bit. The key is
+    /// Ed25519 (the seed is its private key, RFC 8032), not the P-256 of [`NodeIdentity::generate`];
+    /// the fingerprint is the same BLAKE3 of its SubjectPublicKeyInfo. Never use one for a
+    /// served node: whoever knows the seed holds the key.
+    pub fn from_seed(seed: [u8; 32]) -> anyhow::Result<NodeIdentity> {
+        // PKCS#8 v1 (RFC 8410): PrivateKeyInfo { version 0, id-Ed25519, OCTET STRING { seed } }.
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&seed);
+        let key = KeyPair::try_from(der.as_slice()).context("making a key from a seed")?;
+        NodeIdentity::self_sign(key)
+    }
+
     /// The fingerprint of this node's key: its peer identity.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
@@ -375,6 +391,19 @@ mod tests {
             );
             assert_eq!(from_cert.as_str().len(), 64);
         }
+    }
+
+    #[test]
+    fn an_identity_from_a_seed_is_the_same_for_the_same_seed_only() {
+        let one = NodeIdentity::from_seed([1; 32]).unwrap();
+        let again = NodeIdentity::from_seed([1; 32]).unwrap();
+        let two = NodeIdentity::from_seed([2; 32]).unwrap();
+        assert_eq!(one.fingerprint(), again.fingerprint());
+        assert_ne!(one.fingerprint(), two.fingerprint());
+        assert_eq!(
+            &Fingerprint::of_certificate(one.certificate_der()).unwrap(),
+            one.fingerprint()
+        );
     }
 
     #[test]

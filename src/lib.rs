@@ -6,6 +6,7 @@
 //! - [`names`]: validated database/table names, row keys and prefixes, and the size limits;
 //! - [`paging`]: every streamed message's bounds in items and bytes (one helper for all streams);
 //! - [`clock`]: the hybrid logical clock (wall time + logical counter) and its time source;
+//! - [`env`]: the time and random sources a node is opened with (the engine uses no others);
 //! - [`identity`]: a node's TLS key and certificate, fingerprints, and the secret-file rule;
 //! - [`genvec`]: the engine's vocabulary: device ids, generations, vectors, scopes, knowledge;
 //! - [`syncgroup`]: what a syncgroup is and its rules (spec, access, names, invites, versions);
@@ -19,6 +20,7 @@
 //! - [`schema`]: code generated from `schema/*.capnp`;
 //! - [`rpc`]: everything Cap'n Proto: app and peer adapters, connections, limits, TLS, client;
 //! - [`embedded`]: an in-process node on an ephemeral port, for tests;
+//! - [`sim`]: the deterministic simulation's oracle and the invariants it checks;
 //! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks);
 //! - [`bench`]: the benchmarks (storage, sync, abuse) behind `syncbase bench`.
 
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod embedded;
+pub mod env;
 pub mod error;
 pub mod genvec;
 pub mod identity;
@@ -36,6 +39,7 @@ pub mod paging;
 pub mod retry;
 pub mod rpc;
 pub mod schema;
+pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod syncgroup;

@@ -88,6 +88,12 @@ impl ClientToken {
         Ok(token)
     }
 
+    /// A new token (32 random bytes from the operating system, hex), kept in memory only: for
+    /// a node without a data directory.
+    pub fn generate() -> anyhow::Result<ClientToken> {
+        ClientToken::random()
+    }
+
     fn random() -> anyhow::Result<ClientToken> {
         let mut bytes = [0u8; NEW_TOKEN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;

@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use crate::cli::client::{Target, with_service};
 use crate::cli::output::outln;
+use crate::clock::TimeSource;
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::peer_status;
 use crate::sync::peers::parse_scope;
@@ -226,7 +227,7 @@ fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
     )?;
     let last = peer.get_last_success_nanos();
     if last > 0 {
-        let ago = crate::sync::initiator::now_nanos().saturating_sub(last) as f64 / 1e9;
+        let ago = crate::clock::SystemTime.now_nanos().saturating_sub(last) as f64 / 1e9;
         outln!("  last caught up: {ago:.1} s ago")?;
     } else {
         outln!("  last caught up: never")?;

@@ -18,37 +18,8 @@ use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
+use crate::sync::host::WriterCheck;
 use crate::syncgroup::{Syncgroup, SyncgroupName, SyncgroupView, Tag};
-
-/// Decides which records of one database a peer's page may carry: a record's writer (its
-/// device) must be bound to a member holding Write in a syncgroup covering the row, unless the
-/// peer was declared with that scope (declared peers are trusted for what they share).
-/// Two checks are equal when they decide alike (same syncgroups, same declared scopes).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriterCheck {
-    syncgroups: Vec<Syncgroup>,
-    declared: Vec<Scope>,
-}
-
-impl WriterCheck {
-    /// The rule of these held syncgroups and the declared peer's scopes.
-    pub fn new(syncgroups: Vec<Syncgroup>, declared: Vec<Scope>) -> WriterCheck {
-        WriterCheck {
-            syncgroups,
-            declared,
-        }
-    }
-
-    /// Whether `device` may have written its record at `generation` for row `row` of
-    /// `table`.
-    pub fn allows(&self, device: DeviceId, generation: Generation, table: &str, row: &str) -> bool {
-        self.declared.iter().any(|scope| scope.covers(table, row))
-            || self
-                .syncgroups
-                .iter()
-                .any(|sg| sg.spec.covers(table, row) && sg.device_may_write(device, generation))
-    }
-}
 
 /// What a node shares and whose records it accepts: the sets no remote call may widen except
 /// an admin of a syncgroup this node holds, inside that syncgroup's prefixes.

@@ -8,11 +8,13 @@
 
 mod access;
 mod epoch;
+mod host;
 mod peers;
 mod proposals;
 mod syncgroups;
 
-pub use access::{TrustSets, WriterCheck};
+pub use crate::sync::host::WriterCheck;
+pub use access::TrustSets;
 pub use proposals::{PublishOutcome, PublishRequest};
 pub use syncgroups::{JoinReply, MAX_INVITE_USES};
 
@@ -22,10 +24,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use syncbase_storage::Storage;
 use tokio_util::task::TaskTracker;
 
-use crate::clock::Clock;
 use crate::config::{Config, Role};
+use crate::env::{Blocking, Env};
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Knowledge};
 use crate::identity::{Fingerprint, NodeIdentity};
@@ -56,48 +59,118 @@ pub struct Node {
     incoming: NodeBudget,
     /// Where the run marker lives (None: a memory store, nothing to restore).
     marker_dir: Option<PathBuf>,
-    _data_dir_lock: File,
+    /// The data directory's lock (None: a node without one, [`Node::assemble`]).
+    _data_dir_lock: Option<File>,
+}
+
+/// What a node is made of, besides the files of a data directory.
+pub struct NodeParts {
+    pub storage: Arc<dyn Storage>,
+    pub identity: NodeIdentity,
+    pub token: ClientToken,
+    /// Time, randomness and where commits run.
+    pub env: Env,
+    /// How the RPC layer reaches peers.
+    pub network: Network,
+    pub role: Role,
+    /// The longest pause between dials of an unreachable peer.
+    pub redial_max: Duration,
+}
+
+impl NodeParts {
+    /// A simulated node: `storage`, `identity` and `env` as given, a random client token, the
+    /// normal role, a 2 s redial cap, and TCP for a network it never uses (the simulation
+    /// links nodes through `sync::link` itself).
+    pub fn simulated(
+        storage: Arc<dyn Storage>,
+        identity: NodeIdentity,
+        env: Env,
+    ) -> anyhow::Result<NodeParts> {
+        Ok(NodeParts {
+            storage,
+            identity,
+            token: ClientToken::generate()?,
+            env,
+            network: Network::Tcp,
+            role: Role::Normal,
+            redial_max: Duration::from_secs(2),
+        })
+    }
 }
 
 impl Node {
     /// Opens the configured storage, loads (or makes) the client token and the peer identity,
-    /// and registers the peers of the config file and those added at run time before.
+    /// and registers the peers of the config file and those added at run time before. Reads
+    /// the system clock and draws from the operating system's generator (`Env::system`).
     pub fn open(config: &Config) -> anyhow::Result<Node> {
-        Node::open_with(config, Network::Tcp)
+        Node::open_with(config, Network::Tcp, Env::system())
     }
 
-    /// Like [`Node::open`], with peers reached over `network`.
-    pub fn open_with(config: &Config, network: Network) -> anyhow::Result<Node> {
+    /// Like [`Node::open`], with peers reached over `network`, reading time and drawing
+    /// randomness only through `env` (the client token and TLS key stay the operating
+    /// system's).
+    pub fn open_with(config: &Config, network: Network, env: Env) -> anyhow::Result<Node> {
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let storage_config = config.storage_config();
         let storage = syncbase_storage::open(&storage_config)
             .with_context(|| format!("opening {} storage", storage_config.backend))?;
-        let token = ClientToken::load_or_create(&config.token_path())?;
-        let identity = NodeIdentity::load_or_create(&config.data_dir)?;
-        let store = Store::open(storage, Arc::new(Clock::system()))?;
-        let marker_dir = epoch::marker_dir(&config.data_dir, &storage_config.backend);
-        if let Some(dir) = &marker_dir {
-            epoch::check_marker(dir, &store)?;
-        }
-        let node = Node {
-            store: Arc::new(store),
-            commits: tokio::sync::watch::Sender::new(0),
-            token,
-            writes: TaskTracker::new(),
-            commit_failures: Arc::new(crate::tally::RepeatLog::new("storage commit")),
-            identity,
-            peers: PeerRegistry::default(),
+        let parts = NodeParts {
+            storage,
+            identity: NodeIdentity::load_or_create(&config.data_dir)?,
+            token: ClientToken::load_or_create(&config.token_path())?,
+            env,
             network,
-            peer_address: OnceLock::new(),
-            redial_max: Duration::from_millis(config.sync.redial_max_ms),
             role: config.sync.role,
-            incoming: NodeBudget::default(),
-            marker_dir,
-            _data_dir_lock: data_dir_lock,
+            redial_max: Duration::from_millis(config.sync.redial_max_ms),
         };
+        let marker_dir = epoch::marker_dir(&config.data_dir, &storage_config.backend);
+        let node = Node::build(parts, marker_dir, Some(data_dir_lock))?;
         node.load_peers(config)?;
         node.refresh_syncgroup_peers()?;
         Ok(node)
+    }
+
+    /// Opens a node from its parts, with no data directory: no lock file, no run marker, no
+    /// config-file peers (the peers added at run time before are loaded from the store). For
+    /// the deterministic simulation, whose nodes live on memory stores it keeps across
+    /// crashes.
+    pub fn assemble(parts: NodeParts) -> anyhow::Result<Node> {
+        let node = Node::build(parts, None, None)?;
+        node.load_stored_peers()?;
+        node.refresh_syncgroup_peers()?;
+        Ok(node)
+    }
+
+    fn build(
+        parts: NodeParts,
+        marker_dir: Option<PathBuf>,
+        data_dir_lock: Option<File>,
+    ) -> anyhow::Result<Node> {
+        let store = Store::open(parts.storage, parts.env)?;
+        if let Some(dir) = &marker_dir {
+            epoch::check_marker(dir, &store)?;
+        }
+        Ok(Node {
+            store: Arc::new(store),
+            commits: tokio::sync::watch::Sender::new(0),
+            token: parts.token,
+            writes: TaskTracker::new(),
+            commit_failures: Arc::new(crate::tally::RepeatLog::new("storage commit")),
+            identity: parts.identity,
+            peers: PeerRegistry::default(),
+            network: parts.network,
+            peer_address: OnceLock::new(),
+            redial_max: parts.redial_max,
+            role: parts.role,
+            incoming: NodeBudget::default(),
+            marker_dir,
+            _data_dir_lock: data_dir_lock,
+        })
+    }
+
+    /// The environment the node was opened with: its time and random sources.
+    pub fn env(&self) -> &Env {
+        self.store.env()
     }
 
     /// This node's TLS identity.
@@ -233,8 +306,9 @@ impl Node {
         self.commits.subscribe()
     }
 
-    /// Runs a storage write on a blocking thread. The write finishes even if the caller's
-    /// future is dropped, and [`Node::finish_writes`] waits for it.
+    /// Runs a storage write where the environment says ([`Blocking`]): on a blocking thread
+    /// (the write finishes even if the caller's future is dropped, and
+    /// [`Node::finish_writes`] waits for it), or inline in the calling task.
     pub(crate) async fn write<T, F>(&self, write: F) -> Result<T>
     where
         T: Send + 'static,
@@ -242,18 +316,21 @@ impl Node {
     {
         let store = self.store.clone();
         let commits = self.commits.clone();
-        let handle = self.writes.spawn_blocking(move || {
+        let commit = move || {
             let result = write(&store);
             if result.is_ok() {
                 commits.send_modify(|count| *count += 1);
             }
             result
-        });
-        let result = match handle.await {
-            Ok(result) => result,
-            Err(join_error) => Err(Error::Internal(format!(
-                "storage write failed: {join_error}"
-            ))),
+        };
+        let result = match self.env().blocking {
+            Blocking::Inline => commit(),
+            Blocking::Threads => match self.writes.spawn_blocking(commit).await {
+                Ok(result) => result,
+                Err(join_error) => Err(Error::Internal(format!(
+                    "storage write failed: {join_error}"
+                ))),
+            },
         };
         self.log_commit(&result);
         result

@@ -28,6 +28,12 @@ impl Node {
             self.create_databases_of(&peer)?;
             self.peers.add(peer);
         }
+        self.load_stored_peers()?;
+        Ok(())
+    }
+
+    /// Registers the peers added at run time before (persisted in the store).
+    pub(super) fn load_stored_peers(&self) -> Result<()> {
         for peer in self.stored_peers()? {
             self.peers.add(peer);
         }

@@ -15,7 +15,6 @@ use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{SyncgroupTxn, Version};
-use crate::sync::initiator::now_nanos;
 use crate::syncgroup::invite::{Grant, Invite, PublishInviteToken, hash_secret};
 use crate::syncgroup::{LocalState, Proposal, Syncgroup, SyncgroupName, SyncgroupView, Tag};
 
@@ -95,12 +94,17 @@ impl Node {
     ) -> Result<PublishInviteToken> {
         let address = self.invite_address(uses)?;
         self.open_database(&db).await?;
-        let token = PublishInviteToken::mint(self.identity().fingerprint().clone(), address, db)?;
+        let token = PublishInviteToken::mint(
+            self.identity().fingerprint().clone(),
+            address,
+            db,
+            self.env().random.as_ref(),
+        )?;
         let invite = Invite {
             grant: Grant::Publish {
                 db: token.db.as_str().to_owned(),
             },
-            expires_nanos: expiry(expires_in),
+            expires_nanos: expiry(self.env().now_nanos(), expires_in),
             uses_left: uses.max(1),
         };
         let hash = token.hash();
@@ -147,7 +151,7 @@ fn publish_here(txn: &mut SyncgroupTxn<'_>, request: PublishRequest) -> Result<P
         version: request.version,
         checkpoint: request.checkpoint,
         publisher: request.publisher,
-        received_nanos: now_nanos(),
+        received_nanos: txn.env().now_nanos(),
     };
     match request.invite_secret {
         Some(secret) => {
@@ -208,7 +212,7 @@ fn hold(txn: &mut SyncgroupTxn<'_>, proposal: Proposal) -> Result<SyncgroupView>
 
 /// Spends one use of a publish invite for database `db`.
 fn redeem_publish_invite(txn: &mut SyncgroupTxn<'_>, secret: &str, db: &str) -> Result<()> {
-    txn.use_invite(&hash_secret(secret), now_nanos(), |grant| match grant {
+    txn.use_invite(&hash_secret(secret), |grant| match grant {
         Grant::Publish { db: minted } if minted == db => Ok(()),
         Grant::Publish { db: minted } => Err(Error::NoAccess(format!(
             "the publish invite is for database {minted:?}, not {db:?}"

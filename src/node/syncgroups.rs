@@ -19,7 +19,6 @@ use crate::genvec::{GenVector, Knowledge};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, Version};
-use crate::sync::initiator::now_nanos;
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
 use crate::syncgroup::invite::{Grant, Invite, InviteToken, hash_secret};
@@ -93,9 +92,9 @@ impl Node {
         self.open_database(&db).await?;
         let hosted_here = self.hosts(&name);
         let sg = Syncgroup {
-            id: SyncgroupId::random()?,
+            id: SyncgroupId::random(self.env().random.as_ref())?,
             name,
-            spec_version: new_spec_version()?,
+            spec_version: new_spec_version(self.env().random.as_ref())?,
             spec,
             creator: me.clone(),
             db: db.as_str().to_owned(),
@@ -248,7 +247,7 @@ impl Node {
                 return Err(Error::invalid("a syncgroup's prefixes cannot change"));
             }
             sg.spec = spec;
-            sg.spec_version = new_spec_version()?;
+            sg.spec_version = new_spec_version(txn.env().random.as_ref())?;
             sg.remember_former_writers(&before, |device| known.max_gen(device));
             txn.write_version(view.record.sg, view.local)
         })
@@ -306,11 +305,11 @@ impl Node {
         uses: u32,
     ) -> Result<InviteToken> {
         let address = self.invite_address(uses)?;
-        let expires_nanos = expiry(expires_in);
+        let expires_nanos = expiry(self.env().now_nanos(), expires_in);
         let me = self.identity().fingerprint().clone();
         self.change_syncgroups(move |txn| {
             let view = admin_view(txn, &me, &name)?;
-            let token = InviteToken::mint(me, address, name)?;
+            let token = InviteToken::mint(me, address, name, txn.env().random.as_ref())?;
             let invite = Invite {
                 grant: Grant::Join {
                     syncgroup: view.record.sg.id,
@@ -579,17 +578,18 @@ impl Node {
     }
 }
 
-/// When an invite minted now for `expires_in` expires (0: never), Unix nanoseconds.
-pub(super) fn expiry(expires_in: Option<Duration>) -> i64 {
+/// When an invite minted at `now_nanos` (the node's `Env` time) for `expires_in` expires (0:
+/// never), Unix nanoseconds.
+pub(super) fn expiry(now_nanos: i64, expires_in: Option<Duration>) -> i64 {
     match expires_in {
         None => 0,
-        Some(after) => now_nanos().saturating_add(after.as_nanos().try_into().unwrap_or(i64::MAX)),
+        Some(after) => now_nanos.saturating_add(after.as_nanos().try_into().unwrap_or(i64::MAX)),
     }
 }
 
 /// Spends one use of a join invite for syncgroup `id`; the level it grants.
 fn redeem_join_invite(txn: &mut SyncgroupTxn<'_>, secret: &str, id: SyncgroupId) -> Result<Level> {
-    let invite = txn.use_invite(&hash_secret(secret), now_nanos(), |grant| match grant {
+    let invite = txn.use_invite(&hash_secret(secret), |grant| match grant {
         Grant::Join { syncgroup, .. } if *syncgroup == id => Ok(()),
         Grant::Join { .. } => Err(Error::NoAccess(
             "the invite is for another syncgroup".into(),

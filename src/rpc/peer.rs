@@ -107,7 +107,7 @@ impl SyncImpl {
             pusher: WindowedPush::new(self.budget.clone(), PUSH_WINDOW)?,
             device: self.node.store().device(),
         };
-        respond(&self.node, &self.peer, &db, known, live, &mut sink).await?;
+        respond(&*self.node, &self.peer, &db, known, live, &mut sink).await?;
         sink.pusher.finish().await
     }
 }

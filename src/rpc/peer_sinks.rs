@@ -1,13 +1,9 @@
-//! The initiator's sinks on one authenticated link: `DeltaSinkImpl` takes the data pages a
-//! responder pushes for one database, `SyncgroupSinkImpl` the syncgroup metadata pages. Both
-//! apply pushes in order (one commit each) through `sync::initiator` / `sync::syncgroups` and
-//! record a failure in the peer's status. Once a push has failed, every later push of the
-//! call is refused unread: the responder pipelines pages, and applying one after a page that
-//! was not applied would let its knowledge or resume token cover records never applied. A
-//! syncgroup sink can announce the end of its first round, which the link waits for before
-//! it starts the database's data session.
+//! The initiator's sinks on one authenticated link, as Cap'n Proto objects: `DeltaSinkImpl`
+//! takes the data pages a responder pushes for one database, `SyncgroupSinkImpl` the
+//! syncgroup metadata pages. Each decodes a push (validating it) and hands it, or why it did
+//! not decode, to the engine's `sync::link::DataPages` / `SyncgroupPages`, which own the
+//! rules: pages in order, one commit each, and none after a failed one.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -17,61 +13,42 @@ use crate::rpc::wire;
 use crate::schema::sync_capnp::delta_sink;
 use crate::schema::types_capnp::delta_resp;
 use crate::store::Mark;
-use crate::sync::initiator::{Push, Session};
+use crate::sync::host::Host;
+use crate::sync::initiator::Push;
+use crate::sync::link::{DataPages, SyncgroupPages};
 use crate::sync::responder::MAX_MARKS;
-use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
+use crate::sync::syncgroups::SyncgroupPage;
 
-/// Takes the pages a responder pushes for one session, in order, one commit each.
-pub struct DeltaSinkImpl {
-    session: Rc<Session>,
-    order: tokio::sync::Mutex<()>,
-    failed: Cell<bool>,
+/// The capnp face of [`DataPages`]: decodes each push and hands it on.
+pub struct DeltaSinkImpl<H: Host> {
+    pages: Rc<DataPages<H>>,
 }
 
-impl DeltaSinkImpl {
-    pub fn new(session: Rc<Session>) -> DeltaSinkImpl {
-        DeltaSinkImpl {
-            session,
-            order: tokio::sync::Mutex::new(()),
-            failed: Cell::new(false),
-        }
+impl<H: Host> DeltaSinkImpl<H> {
+    pub fn new(pages: Rc<DataPages<H>>) -> DeltaSinkImpl<H> {
+        DeltaSinkImpl { pages }
     }
 }
 
-impl delta_sink::Server for DeltaSinkImpl {
+impl<H: Host> delta_sink::Server for DeltaSinkImpl<H> {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
-        let _in_order = self.order.lock().await;
-        refuse_after_failure(&self.failed)?;
-        let outcome = async {
-            let params = params.get()?;
-            let (records, knowledge) = decode_page(params.get_batch()?)?;
-            let push = Push {
-                records,
-                knowledge,
-                remaining: params.get_remaining(),
-                responder: DeviceId(params.get_responder_device()),
-                resume: wire::read_resume_token(params.get_resume())?,
-                marks: read_marks(params.get_mark_generations()?, params.get_mark_digests()?)?,
-                notices: wire::read_epoch_notices(params.get_epoch_notices())?,
-            };
-            self.session.receive(push).await?;
-            Ok::<_, capnp::Error>(())
-        }
-        .await;
-        if let Err(error) = &outcome {
-            self.failed.set(true);
-            self.session.fail(&error.extra);
-        }
-        outcome
+        let push = decode_push(&params).map_err(|error| Error::from_message(&error.extra));
+        Ok(self.pages.push(push).await?)
     }
 }
 
-/// Refuses a push that follows a failed one on the same call.
-fn refuse_after_failure(failed: &Cell<bool>) -> capnp::Result<()> {
-    if failed.get() {
-        return Err(Error::BadState("an earlier page of this call failed".into()).into());
-    }
-    Ok(())
+fn decode_push(params: &delta_sink::PushParams) -> Result<Push, capnp::Error> {
+    let params = params.get()?;
+    let (records, knowledge) = decode_page(params.get_batch()?)?;
+    Ok(Push {
+        records,
+        knowledge,
+        remaining: params.get_remaining(),
+        responder: DeviceId(params.get_responder_device()),
+        resume: wire::read_resume_token(params.get_resume())?,
+        marks: read_marks(params.get_mark_generations()?, params.get_mark_digests()?)?,
+        notices: wire::read_epoch_notices(params.get_epoch_notices())?,
+    })
 }
 
 /// The responder's marks: generations and digests, pairwise.
@@ -132,53 +109,30 @@ fn in_item(index: usize, error: Error) -> capnp::Error {
     }
 }
 
-/// Takes the syncgroup metadata pages a responder pushes for one database.
-pub struct SyncgroupSinkImpl {
-    session: Rc<SyncgroupSession>,
-    order: tokio::sync::Mutex<()>,
-    /// Told once the first round is applied: pages are bounded, so a round may take several;
-    /// the page that ends it says nothing remains.
-    caught_up: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
-    failed: Cell<bool>,
+/// The capnp face of [`SyncgroupPages`]: decodes each push and hands it on.
+pub struct SyncgroupSinkImpl<H: Host> {
+    pages: Rc<SyncgroupPages<H>>,
 }
 
-impl SyncgroupSinkImpl {
-    /// A sink that tells `caught_up` once the responder's first round is applied.
-    pub fn new(
-        session: Rc<SyncgroupSession>,
-        caught_up: tokio::sync::oneshot::Sender<()>,
-    ) -> SyncgroupSinkImpl {
-        SyncgroupSinkImpl {
-            session,
-            order: tokio::sync::Mutex::new(()),
-            caught_up: RefCell::new(Some(caught_up)),
-            failed: Cell::new(false),
-        }
+impl<H: Host> SyncgroupSinkImpl<H> {
+    pub fn new(pages: Rc<SyncgroupPages<H>>) -> SyncgroupSinkImpl<H> {
+        SyncgroupSinkImpl { pages }
     }
 }
 
-impl delta_sink::Server for SyncgroupSinkImpl {
+impl<H: Host> delta_sink::Server for SyncgroupSinkImpl<H> {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
-        let _in_order = self.order.lock().await;
-        refuse_after_failure(&self.failed)?;
-        let outcome = async {
-            let params = params.get()?;
-            let mut page = decode_syncgroup_page(params.get_batch()?)?;
-            page.more = params.get_remaining() != 0;
-            let round_ended = !page.more;
-            self.session.receive(page).await?;
-            if round_ended && let Some(caught_up) = self.caught_up.borrow_mut().take() {
-                let _ = caught_up.send(());
-            }
-            Ok::<_, capnp::Error>(())
-        }
-        .await;
-        if let Err(error) = &outcome {
-            self.failed.set(true);
-            self.session.fail(&error.extra);
-        }
-        outcome
+        let page =
+            decode_syncgroup_push(&params).map_err(|error| Error::from_message(&error.extra));
+        Ok(self.pages.push(page).await?)
     }
+}
+
+fn decode_syncgroup_push(params: &delta_sink::PushParams) -> Result<SyncgroupPage, capnp::Error> {
+    let params = params.get()?;
+    let mut page = decode_syncgroup_page(params.get_batch()?)?;
+    page.more = params.get_remaining() != 0;
+    Ok(page)
 }
 
 fn decode_syncgroup_page(

@@ -5,7 +5,6 @@
 //! `serve` returns once `shutdown` resolves, every connection has closed and every commit in
 //! flight has finished.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,18 +14,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{LocalPoolHandle, TaskTracker};
 
-use crate::identity::Fingerprint;
+use crate::env::OsRandom;
 use crate::node::Node;
 use crate::retry::Backoff;
 use crate::rpc::admission::{Admission, REFUSAL_LOG_PERIOD, Slot, abort_frame};
 use crate::rpc::gate::GateImpl;
 use crate::rpc::limits::{ConnectionBudget, PRE_AUTH_DEADLINE};
 use crate::rpc::network::rpc_system;
-use crate::rpc::peer_link::{keep_linked, serve_peer};
+use crate::rpc::peer_link::{link_peer, serve_peer};
 use crate::rpc::run_until_cancelled;
 use crate::rpc::transport::PeerListener;
 use crate::schema::service_capnp::gate;
-use crate::sync::peers::PeerConfig;
 use crate::tally::Repeats;
 
 /// What a node listens on.
@@ -160,7 +158,11 @@ struct AcceptRetry {
 impl AcceptRetry {
     fn new() -> AcceptRetry {
         AcceptRetry {
-            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
+            backoff: Backoff::new(
+                Duration::from_millis(50),
+                Duration::from_secs(2),
+                Arc::new(OsRandom),
+            ),
             repeats: Repeats::new(Duration::from_secs(60)),
         }
     }
@@ -180,45 +182,21 @@ impl AcceptRetry {
     }
 }
 
-/// Keeps one link task per configured peer, restarting a peer's task when its configuration
-/// changes and stopping it when the peer is removed.
+/// Keeps one link task per configured peer (`sync::link::follow_peers`), each on a
+/// LocalSet worker.
 async fn follow_peers(runtime: Runtime) {
-    let mut changes = runtime.node.peers().subscribe();
-    let mut links: BTreeMap<Fingerprint, (PeerConfig, CancellationToken)> = BTreeMap::new();
-    let mut device = runtime.node.store().device();
-    loop {
-        changes.borrow_and_update();
-        // After an epoch every link starts again, so every session asks as the new device.
-        let relink = std::mem::replace(&mut device, runtime.node.store().device()) != device;
-        let wanted: BTreeMap<_, _> = runtime
-            .node
-            .peers()
-            .list()
-            .into_iter()
-            .map(|(config, _)| (config.fingerprint.clone(), config))
-            .collect();
-        links.retain(|fingerprint, (config, cancel)| {
-            let keep = !relink && wanted.get(fingerprint) == Some(config);
-            if !keep {
-                cancel.cancel();
-            }
-            keep
-        });
-        for (fingerprint, config) in wanted {
-            // A peer without an address cannot be dialled; it syncs when it connects.
-            if links.contains_key(&fingerprint) || config.address.is_empty() {
-                continue;
-            }
-            let cancel = runtime.cancel.child_token();
-            let (node, peer, token) = (runtime.node.clone(), config.clone(), cancel.clone());
-            runtime.spawn_pinned(move || keep_linked(node, peer, token));
-            links.insert(fingerprint, (config, cancel));
-        }
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
-            () = runtime.cancel.cancelled() => return,
-        }
-    }
+    let node = runtime.node.clone();
+    let cancel = runtime.cancel.clone();
+    let spawner = runtime.clone();
+    crate::sync::link::follow_peers(
+        node,
+        move |peer, link| {
+            let node = spawner.node.clone();
+            spawner.spawn_pinned(move || link_peer(node, peer, link));
+        },
+        cancel,
+    )
+    .await;
 }
 
 /// Runs one app connection's RPC system until the client hangs up or the node stops; drops it

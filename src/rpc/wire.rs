@@ -231,9 +231,24 @@ pub(crate) fn malformed(error: capnp::Error) -> Error {
     Error::invalid(format!("malformed message: {}", error.extra))
 }
 
+impl From<Error> for capnp::Error {
+    /// Every node error travels as `Failed` (never `Disconnected`, which tells clients to
+    /// reconnect and retry) with the id-prefixed message as its description.
+    fn from(error: Error) -> Self {
+        capnp::Error::failed(error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_errors_travel_as_failed_and_keep_the_id() {
+        let error: capnp::Error = Error::NoAccess("wrong client token".into()).into();
+        assert_eq!(error.kind, capnp::ErrorKind::Failed);
+        assert_eq!(error.extra, "NoAccess: wrong client token");
+    }
 
     /// Reads a list of `count` notices, the first naming `first_device`.
     fn notices(count: u32, first_device: u64) -> Result<Vec<Notice>> {

@@ -129,6 +129,7 @@ pub fn switch(
     (old, new): (DeviceId, DeviceId),
     safe: &dyn Fn(&str, Generation) -> Generation,
     reason: String,
+    at_nanos: i64,
 ) -> Result<Epoch> {
     let mut relogged = 0;
     for db in databases(&*txn)? {
@@ -148,7 +149,7 @@ pub fn switch(
         device: new,
         replaced: old,
         reason,
-        at_nanos: now_nanos(),
+        at_nanos,
         relogged,
     };
     let mut epochs = history(&*txn)?;
@@ -264,12 +265,4 @@ pub fn own_generations(txn: &dyn ReadTxn) -> Result<BTreeMap<String, Generation>
         generations.insert(db, state.own_generation());
     }
     Ok(generations)
-}
-
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
-        })
 }

@@ -13,7 +13,7 @@ fn db() -> DbName {
 }
 
 fn open(storage: Arc<MemoryStorage>) -> Store {
-    Store::open(storage, Arc::new(Clock::system())).unwrap()
+    Store::open(storage, crate::env::Env::system()).unwrap()
 }
 
 fn put(store: &Store, key: &str, value: &str) {

@@ -8,18 +8,28 @@
 //! never seen here) that syncs and takes part in last-writer-wins like any write. Otherwise
 //! a delete acknowledged here would silently lose to an earlier put from a peer it had not
 //! received yet. The reply still says whether the row existed *here*.
+//!
+//! A write is stamped above the write it replaces: the clock's reading, or just above the
+//! parent's HLC when that is later (a peer's clock more than `clock::MAX_FORWARD_DRIFT_NANOS`
+//! ahead, which the clock refuses to follow). Otherwise a write made on top of a far-future
+//! one sorted below it, and a concurrent write between the two in time beat it on nodes that
+//! met them together but lost to its parent on nodes that resolved the parent first: nodes
+//! settled on different heads for good (`sim::tests`, found by the oracle).
 
 use crate::clock::Clock;
+use crate::env::Random;
 use crate::error::Result;
 use crate::genvec::DeviceId;
 use crate::store::Mutation;
 use crate::store::records::{Change, DagNode, EntryKind, LogEntry, RowHead, Version};
 use crate::store::writer::DbWriter;
 
-/// Who is writing: this node's device id and clock.
+/// Who is writing: this node's device id, clock, and the random source versions are drawn
+/// from.
 pub struct Writer<'a> {
     pub device: DeviceId,
     pub clock: &'a Clock,
+    pub random: &'a dyn Random,
 }
 
 /// Applies the mutations as one app transaction; per mutation, whether its row existed.
@@ -29,7 +39,7 @@ pub fn commit(
     mutations: &[Mutation],
 ) -> Result<Vec<bool>> {
     let batch_id = if mutations.len() > 1 {
-        Version::random()?.0
+        Version::random(writer.random)?.0
     } else {
         0
     };
@@ -62,12 +72,18 @@ fn apply_one(
     };
     let head = db.head(table, row)?;
     let existed = head.as_ref().is_some_and(|head| !head.deleted);
-    let version = Version::random()?;
+    let parent = head.map(|head| head.version);
+    let parent_hlc = match parent {
+        Some(parent) => db.node(table, row, parent)?.map(|node| node.hlc),
+        None => None,
+    };
+    let now = writer.clock.now();
+    let version = Version::random(writer.random)?;
     let node = DagNode {
-        parents: head.map(|head| head.version).into_iter().collect(),
+        parents: parent.into_iter().collect(),
         device: writer.device,
         generation: db.next_generation(),
-        hlc: writer.clock.now(),
+        hlc: parent_hlc.map_or(now, |parent| now.max(parent.successor())),
         deleted: value.is_none(),
         batch_id: batch.id,
         batch_count: batch.count,

@@ -13,11 +13,13 @@
 //! - `epoch`: moving to a fresh device id, the epoch history and record marks;
 //! - `notice`: epoch notices, announced and taken;
 //! - `syncgroups`: syncgroup versions, local state, the name index and invites;
-//! - `proposals`: syncgroups published here and not accepted.
+//! - `proposals`: syncgroups published here and not accepted;
+//! - `inspect`: read-only views for checks from outside the write paths (the simulation).
 
 mod apply;
 mod dag;
 mod epoch;
+mod inspect;
 mod keys;
 mod local;
 mod log;
@@ -36,6 +38,7 @@ use syncbase_storage::{Scan, Storage, prefix_end};
 
 pub use apply::{Applied, Resolution};
 pub use epoch::{Epoch, MARK_POINTS, Mark};
+pub use inspect::{Logged, RowDag};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
 pub use notice::{MAX_NOTICES, MAX_TAKEN_PER_LINEAGE, Notice, Taken};
@@ -50,6 +53,7 @@ pub use syncgroups::{
 };
 
 use crate::clock::Clock;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::names::{DbName, KeyPrefix, RowKey, TableName};
@@ -117,6 +121,9 @@ pub struct Store {
     storage: Arc<dyn Storage>,
     /// This node's current device id (changed only by an epoch, see `epoch`).
     device: AtomicU64,
+    /// The time and random sources (`env`): the clock reads `env.time`, ids and versions are
+    /// drawn from `env.random`.
+    env: Env,
     clock: Arc<Clock>,
     /// Bumped twice whenever an epoch notice lowers knowledge, once before its commit (odd:
     /// a lowering is committing) and once after: a session that read another value when it
@@ -125,16 +132,19 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store, making this node's device id on first use.
-    pub fn open(storage: Arc<dyn Storage>, clock: Arc<Clock>) -> Result<Store> {
-        let device = load_or_create_device(storage.as_ref())?;
+    /// Opens the store in `env`: its hybrid logical clock reads `env.time`, and its device id
+    /// (drawn from `env.random` on first use), versions and epoch ids come from `env.random`.
+    /// Errors: the storage's, `Internal:` for a corrupt device id or no randomness.
+    pub fn open(storage: Arc<dyn Storage>, env: Env) -> Result<Store> {
+        let device = load_or_create_device(storage.as_ref(), &env)?;
         let mut txn = storage.write()?;
         epoch::note_open(txn.as_mut())?;
         txn.commit()?;
         let store = Store {
             storage,
             device: AtomicU64::new(device.0),
-            clock,
+            clock: Arc::new(Clock::new(env.time.clone())),
+            env,
             lowerings: AtomicU64::new(0),
         };
         store.restore_clock()?;
@@ -173,7 +183,7 @@ impl Store {
         if old != expected {
             return Ok(None);
         }
-        let new = fresh_device(txn.as_ref(), old)?;
+        let new = fresh_device(txn.as_ref(), old, &self.env)?;
         let lowest = epoch::lowest_mark_points(txn.as_ref())?;
         let safe_point = |db: &str, own: Generation| -> Generation {
             let recent = lowest.get(db).map_or(0, |point| point.saturating_sub(1));
@@ -184,7 +194,15 @@ impl Store {
                 });
             own.min(recent).min(clashed)
         };
-        let epoch = epoch::switch(txn.as_mut(), &self.clock, (old, new), &safe_point, reason)?;
+        let at_nanos = self.env.now_nanos();
+        let epoch = epoch::switch(
+            txn.as_mut(),
+            &self.clock,
+            (old, new),
+            &safe_point,
+            reason,
+            at_nanos,
+        )?;
         // Writers read the device once they hold the write transaction, which this one still
         // holds: none can write under the old device after the commit.
         self.device.store(new.0, Ordering::SeqCst);
@@ -232,6 +250,11 @@ impl Store {
     /// The node's clock.
     pub fn clock(&self) -> &Arc<Clock> {
         &self.clock
+    }
+
+    /// The environment the store was opened in (its time and random sources).
+    pub fn env(&self) -> &Env {
+        &self.env
     }
 
     /// The storage backend's name.
@@ -618,15 +641,16 @@ impl Store {
         Writer {
             device: self.device(),
             clock: &self.clock,
+            random: self.env.random.as_ref(),
         }
     }
 }
 
-fn load_or_create_device(storage: &dyn Storage) -> Result<DeviceId> {
+fn load_or_create_device(storage: &dyn Storage, env: &Env) -> Result<DeviceId> {
     if let Some(bytes) = storage.read()?.get(&keys::device_id())? {
         return decode(&bytes, "device id");
     }
-    let device = DeviceId(Version::random()?.0);
+    let device = DeviceId(Version::random(env.random.as_ref())?.0);
     let mut txn = storage.write()?;
     txn.put(&keys::device_id(), &encode(&device)?)?;
     txn.commit()?;
@@ -635,7 +659,7 @@ fn load_or_create_device(storage: &dyn Storage) -> Result<DeviceId> {
 
 /// A device id of `old`'s lineage with fresh random epoch bits: neither 0 nor `old` nor any
 /// earlier epoch's.
-fn fresh_device(txn: &dyn syncbase_storage::ReadTxn, old: DeviceId) -> Result<DeviceId> {
+fn fresh_device(txn: &dyn syncbase_storage::ReadTxn, old: DeviceId, env: &Env) -> Result<DeviceId> {
     let used: Vec<DeviceId> = epoch::history(txn)?
         .iter()
         .flat_map(|epoch| [epoch.device, epoch.replaced])
@@ -647,7 +671,7 @@ fn fresh_device(txn: &dyn syncbase_storage::ReadTxn, old: DeviceId) -> Result<De
         )));
     }
     loop {
-        let epoch = Version::random()?.0 as u16;
+        let epoch = Version::random(env.random.as_ref())?.0 as u16;
         let device = old.with_epoch(epoch);
         if device.0 != 0 && device != old && !used.contains(&device) {
             return Ok(device);
@@ -672,3 +696,6 @@ mod tests;
 
 #[cfg(test)]
 mod epoch_tests;
+
+#[cfg(test)]
+mod env_tests;

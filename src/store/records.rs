@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::clock::Hlc;
+use crate::env::Random;
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation};
 
@@ -13,13 +14,11 @@ use crate::genvec::{DeviceId, Generation};
 pub struct Version(pub u64);
 
 impl Version {
-    /// A fresh random version.
-    pub fn random() -> Result<Version> {
+    /// A fresh random non-zero version drawn from `random` (the node's `Env`); fails only
+    /// as `random` does (`Internal: no randomness`).
+    pub fn random(random: &dyn Random) -> Result<Version> {
         loop {
-            let mut bytes = [0u8; 8];
-            getrandom::fill(&mut bytes)
-                .map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-            let value = u64::from_be_bytes(bytes);
+            let value = random.next_u64()?;
             if value != 0 {
                 return Ok(Version(value));
             }
@@ -201,7 +200,7 @@ mod tests {
 
     #[test]
     fn versions_round_trip_through_hex() {
-        let version = Version::random().unwrap();
+        let version = Version::random(&crate::env::OsRandom).unwrap();
         assert_eq!(Version::from_hex(&version.to_hex()).unwrap(), version);
         assert_eq!(Version(0xab).to_hex(), "00000000000000ab");
         for bad in [

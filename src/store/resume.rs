@@ -182,13 +182,12 @@ mod tests {
     use syncbase_storage::MemoryStorage;
 
     use super::*;
-    use crate::clock::Clock;
     use crate::genvec::{GenVector, Scope};
     use crate::names::{DbName, RowKey, TableName};
     use crate::store::{Mutation, PageRequest, Store};
 
     fn store() -> Store {
-        Store::open(Arc::new(MemoryStorage::new()), Arc::new(Clock::system())).unwrap()
+        Store::open(Arc::new(MemoryStorage::new()), crate::env::Env::system()).unwrap()
     }
 
     fn db() -> DbName {

@@ -15,6 +15,7 @@ use syncbase_storage::{Scan, WriteTxn};
 
 use super::records::{decode, encode};
 use super::{Store, keys};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
@@ -203,7 +204,7 @@ impl SyncgroupTxn<'_> {
             device: self.store.device(),
             generation: local.own_generation,
             hlc: self.store.clock().now(),
-            version: Version::random()?,
+            version: Version::random(self.store.env().random.as_ref())?,
         };
         local.knowledge.raise(stamp.device, stamp.generation);
         self.put(SyncgroupRecord { stamp, sg }, local)
@@ -235,15 +236,20 @@ impl SyncgroupTxn<'_> {
         Ok(self.txn.put(&keys::invite(hash), &encode(invite)?)?)
     }
 
-    /// Uses one of an invite's uses, if it is valid now and `fits` its grant; `NoAccess`
-    /// otherwise (an unknown, expired, used-up or other syncgroup's or database's invite).
-    /// Nothing is spent unless the whole transaction commits.
+    /// The environment of the store this transaction writes (its time and random sources).
+    pub fn env(&self) -> &Env {
+        self.store.env()
+    }
+
+    /// Uses one of an invite's uses, if it is valid now (the environment's time) and `fits`
+    /// its grant; `NoAccess` otherwise (an unknown, expired, used-up or other syncgroup's or
+    /// database's invite). Nothing is spent unless the whole transaction commits.
     pub fn use_invite(
         &mut self,
         hash: &str,
-        now_nanos: i64,
         fits: impl FnOnce(&Grant) -> Result<()>,
     ) -> Result<Invite> {
+        let now_nanos = self.env().now_nanos();
         let key = keys::invite(hash);
         let Some(bytes) = self.txn.get(&key)? else {
             return Err(Error::NoAccess(
@@ -409,7 +415,8 @@ mod tests {
     use syncbase_storage::MemoryStorage;
 
     use super::*;
-    use crate::clock::{Clock, Hlc};
+    use crate::clock::Hlc;
+    use crate::env::Env;
     use crate::genvec::{DeviceId, Scope};
     use crate::syncgroup::{MemberInfo, Permissions, Spec, Status};
 
@@ -447,7 +454,7 @@ mod tests {
 
     #[test]
     fn knowledge_of_a_syncgroup_whose_version_was_refused_is_not_merged() {
-        let store = Store::open(Arc::new(MemoryStorage::new()), Arc::new(Clock::system())).unwrap();
+        let store = Store::open(Arc::new(MemoryStorage::new()), Env::system()).unwrap();
         let db = DbName::parse("db").unwrap();
         let sg = syncgroup();
         store

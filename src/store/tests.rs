@@ -9,7 +9,7 @@ use super::*;
 use crate::genvec::Scope;
 
 fn store() -> Store {
-    Store::open(Arc::new(MemoryStorage::new()), Arc::new(Clock::system())).unwrap()
+    Store::open(Arc::new(MemoryStorage::new()), crate::env::Env::system()).unwrap()
 }
 
 fn db() -> DbName {

@@ -3,7 +3,7 @@
 //! responder pushes (records only under the scopes asked for, knowledge only for them), and
 //! applies each page in one commit. A page showing that the responder holds generations of this
 //! node's device beyond what it has made, or another record at one it made, means this store
-//! was restored or copied: the node starts an epoch (`Node::start_epoch`) and the session ends.
+//! was restored or copied: the node starts an epoch (`Host::start_epoch`) and the session ends.
 //! A page that fails a check is refused whole: nothing of it is committed, the session ends
 //! with the error, and the next session starts from the knowledge last committed, or from the
 //! resume cursor committed with the last page applied (`store::resume`): each page's token is
@@ -12,7 +12,7 @@
 //! the cursor, so they are asked for again from knowledge.
 //!
 //! A responder's first page carries its epoch notices (`store::notice`), taken before the
-//! page is applied (`Node::take_notices`); one that lowers knowledge makes every session that
+//! page is applied (`Host::take_notices`); one that lowers knowledge makes every session that
 //! asked before it stale: its pages still apply records but merge no knowledge and move no
 //! cursor (checked inside the page's transaction), and [`Session::knowledge_lowered`] tells
 //! the link to restart it from the lowered knowledge.
@@ -31,14 +31,14 @@ use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::node::Node;
 use crate::store::{Applied, CursorUpdate, LogRecord, Mark, Notice, PageFrom, ResumeCursor};
+use crate::sync::host::Host;
 use crate::sync::refused::Refused;
 use crate::sync::responder::{DeltaRequest, once_it_holds};
 
 /// One database's sync with one peer.
-pub struct Session {
-    node: Arc<Node>,
+pub struct Session<H: Host> {
+    node: Arc<H>,
     peer: Fingerprint,
     /// This node's failure applying a page, if one failed.
     failure: RefCell<Option<String>>,
@@ -81,8 +81,8 @@ pub struct Push {
     pub notices: Vec<Notice>,
 }
 
-impl Session {
-    pub fn new(node: Arc<Node>, peer: Fingerprint, db: DbName, scopes: Vec<Scope>) -> Session {
+impl<H: Host> Session<H> {
+    pub fn new(node: Arc<H>, peer: Fingerprint, db: DbName, scopes: Vec<Scope>) -> Session<H> {
         Session {
             node,
             peer,
@@ -167,7 +167,7 @@ impl Session {
             status.bytes_received += bytes as u64;
             status.pending_in = remaining;
             if ended_log {
-                status.last_success_nanos = now_nanos();
+                status.last_success_nanos = self.node.now_nanos();
             }
         });
         for resolution in &applied.resolutions {
@@ -242,7 +242,7 @@ impl Session {
     }
 
     /// Drops the records whose writer had no right to make them (see
-    /// [`crate::node::WriterCheck`]); they are logged, counted in the peer's `recordsRefused`,
+    /// [`crate::sync::host::WriterCheck`]); they are logged, counted in the peer's `recordsRefused`,
     /// never applied nor relayed, and noted in the session's [`Refused`], so the knowledge it
     /// merges does not cover them and they are fetched again once permitted.
     fn drop_unauthorized(&self, records: Vec<LogRecord>) -> Result<Vec<LogRecord>> {
@@ -283,7 +283,7 @@ impl Session {
     /// metadata or the declared peers changed); never while nothing was refused. The caller
     /// restarts the session: its new request, from the lowered knowledge, asks for it again.
     pub async fn refused_now_permitted(&self) -> Result<()> {
-        once_it_holds(&self.node, &self.refusal, || {
+        once_it_holds(&*self.node, &self.refusal, || {
             if self.refused.borrow().is_empty() {
                 return Ok(false);
             }
@@ -298,7 +298,7 @@ impl Session {
     /// it must now fetch, so its later pages merge no knowledge and the caller restarts it.
     pub async fn knowledge_lowered(&self) -> Result<()> {
         let nudge = tokio::sync::Notify::new();
-        once_it_holds(&self.node, &nudge, || {
+        once_it_holds(&*self.node, &nudge, || {
             Ok(self
                 .asked_at
                 .get()
@@ -405,13 +405,4 @@ impl Session {
     pub fn local_failure(&self) -> Option<String> {
         self.failure.borrow().clone()
     }
-}
-
-/// Unix time in nanoseconds.
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
-        })
 }

@@ -6,7 +6,9 @@
 //!
 //! The write paths that keep sync metadata in the same commit as the data are in `store`.
 
+pub mod host;
 pub mod initiator;
+pub mod link;
 pub mod peers;
 pub mod refused;
 pub mod responder;

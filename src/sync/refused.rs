@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
-use crate::node::WriterCheck;
 use crate::store::LogRecord;
+use crate::sync::host::WriterCheck;
 
 /// Most (device, asked scope) floors one session keeps before it stops merging knowledge.
 pub const MAX_FLOORS: usize = 1024;

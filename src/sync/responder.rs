@@ -29,8 +29,8 @@ use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::node::Node;
 use crate::store::{Mark, Page, PageRequest};
+use crate::sync::host::Host;
 
 /// The most mark generations a request may name: every mark point a store keeps.
 pub const MAX_MARKS: usize = crate::store::MARK_POINTS;
@@ -65,13 +65,13 @@ pub trait PageSink {
 }
 
 /// Serves GetDeltas to one authenticated peer.
-pub struct Responder {
-    node: Arc<Node>,
+pub struct Responder<H: Host> {
+    node: Arc<H>,
     peer: Fingerprint,
 }
 
-impl Responder {
-    pub fn new(node: Arc<Node>, peer: Fingerprint) -> Responder {
+impl<H: Host> Responder<H> {
+    pub fn new(node: Arc<H>, peer: Fingerprint) -> Responder<H> {
         Responder { node, peer }
     }
 
@@ -256,6 +256,7 @@ pub(crate) async fn wait_for_change(
     peers: &mut tokio::sync::watch::Receiver<u64>,
 ) -> bool {
     let woken = tokio::select! {
+        biased;
         woken = commits.changed() => woken,
         woken = peers.changed() => woken,
     };
@@ -266,7 +267,7 @@ pub(crate) async fn wait_for_change(
 /// of `node`, and whenever `nudge` is notified; never once the node is gone. (How a session
 /// waits until something it refused would now be taken.)
 pub(crate) async fn once_it_holds(
-    node: &Node,
+    node: &impl Host,
     nudge: &tokio::sync::Notify,
     mut holds: impl FnMut() -> Result<bool>,
 ) -> Result<()> {
@@ -279,6 +280,7 @@ pub(crate) async fn once_it_holds(
             return Ok(());
         }
         tokio::select! {
+            biased;
             alive = wait_for_change(&mut commits, &mut peers) => {
                 if !alive {
                     return std::future::pending().await;

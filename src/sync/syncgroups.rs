@@ -20,8 +20,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::node::Node;
 use crate::store::{SyncgroupDeltas, SyncgroupKnowledge};
+use crate::sync::host::Host;
 use crate::sync::responder::{once_it_holds, wait_for_change};
 use crate::syncgroup::{SyncgroupId, SyncgroupRecord};
 
@@ -49,7 +49,7 @@ pub trait SyncgroupSink {
 /// bounded by `paging::SYNCGROUPS` (a page's knowledge covers only the syncgroups it settles,
 /// so a version left for the next page is never claimed as sent).
 pub async fn respond(
-    node: &Arc<Node>,
+    node: &impl Host,
     peer: &Fingerprint,
     db: &DbName,
     mut knowledge: SyncgroupKnowledge,
@@ -99,8 +99,8 @@ pub async fn respond(
 }
 
 /// The initiator's side of one database's syncgroup metadata sync with one peer.
-pub struct SyncgroupSession {
-    node: Arc<Node>,
+pub struct SyncgroupSession<H: Host> {
+    node: Arc<H>,
     peer: Fingerprint,
     /// This node's failure applying a page, if one failed.
     failure: RefCell<Option<String>>,
@@ -112,10 +112,10 @@ pub struct SyncgroupSession {
     refusal: tokio::sync::Notify,
 }
 
-impl SyncgroupSession {
+impl<H: Host> SyncgroupSession<H> {
     /// A session for the syncgroups this node shares with `peer` in `db`; None if none.
     pub fn new(
-        node: Arc<Node>,
+        node: Arc<H>,
         peer: Fingerprint,
         db: DbName,
     ) -> Result<Option<(Self, SyncgroupKnowledge)>> {
@@ -207,7 +207,7 @@ impl SyncgroupSession {
     /// refused version that no longer wins is forgotten (the held copy supersedes it), and
     /// that syncgroup's knowledge is merged again. The caller re-issues the session.
     pub async fn refused_now_acceptable(&self) -> Result<()> {
-        once_it_holds(&self.node, &self.refusal, || self.reexamine()).await
+        once_it_holds(&*self.node, &self.refusal, || self.reexamine()).await
     }
 
     /// Drops the refused versions the held copies supersede; whether one would now be taken.

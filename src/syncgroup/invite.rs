@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::SyncgroupId;
 use super::access::Level;
 use super::name::SyncgroupName;
+use crate::env::Random;
 use crate::error::{Error, Result};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
@@ -89,10 +90,10 @@ impl<'a> TokenParts<'a> {
     }
 }
 
-/// A fresh random secret, as hex.
-fn new_secret() -> Result<String> {
+/// A fresh secret of [`SECRET_BYTES`] drawn from `random`, as hex.
+fn new_secret(random: &dyn Random) -> Result<String> {
     let mut secret = [0u8; SECRET_BYTES];
-    getrandom::fill(&mut secret).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    random.fill(&mut secret)?;
     Ok(hex::encode(secret))
 }
 
@@ -105,13 +106,19 @@ pub fn check_secret(secret: &str) -> Result<String> {
 }
 
 impl InviteToken {
-    /// A token with a fresh random secret.
-    pub fn mint(admin: Fingerprint, address: String, name: SyncgroupName) -> Result<InviteToken> {
+    /// A token with a fresh secret drawn from `random` (the node's `Env`: the operating
+    /// system's generator in production). Fails only as `random` does (`Internal:`).
+    pub fn mint(
+        admin: Fingerprint,
+        address: String,
+        name: SyncgroupName,
+        random: &dyn Random,
+    ) -> Result<InviteToken> {
         Ok(InviteToken {
             admin,
             address,
             name,
-            secret: new_secret()?,
+            secret: new_secret(random)?,
         })
     }
 
@@ -143,13 +150,19 @@ impl InviteToken {
 }
 
 impl PublishInviteToken {
-    /// A token with a fresh random secret.
-    pub fn mint(host: Fingerprint, address: String, db: DbName) -> Result<PublishInviteToken> {
+    /// A token with a fresh secret drawn from `random` (the node's `Env`). Fails only as
+    /// `random` does (`Internal:`).
+    pub fn mint(
+        host: Fingerprint,
+        address: String,
+        db: DbName,
+        random: &dyn Random,
+    ) -> Result<PublishInviteToken> {
         Ok(PublishInviteToken {
             host,
             address,
             db,
-            secret: new_secret()?,
+            secret: new_secret(random)?,
         })
     }
 
@@ -240,14 +253,30 @@ impl Invite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::{OsRandom, SeededRandom};
 
     fn token() -> InviteToken {
+        token_from(&OsRandom)
+    }
+
+    fn token_from(random: &dyn Random) -> InviteToken {
         InviteToken::mint(
             Fingerprint::parse(&"a".repeat(64)).unwrap(),
             "127.0.0.1:7001".into(),
             SyncgroupName::parse("127.0.0.1:7001/photos").unwrap(),
+            random,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn invite_secrets_are_drawn_from_the_given_random_source() {
+        let seeded = token_from(&SeededRandom::new(5));
+        assert_eq!(seeded, token_from(&SeededRandom::new(5)));
+        let mut expected = [0u8; SECRET_BYTES];
+        SeededRandom::new(5).fill(&mut expected).unwrap();
+        assert_eq!(seeded.secret, hex::encode(expected));
+        assert_ne!(seeded.secret, token_from(&SeededRandom::new(6)).secret);
     }
 
     #[test]
@@ -317,6 +346,7 @@ mod tests {
             Fingerprint::parse(&"b".repeat(64)).unwrap(),
             "127.0.0.1:7001".into(),
             DbName::parse("photos").unwrap(),
+            &OsRandom,
         )
         .unwrap();
         let text = token.to_string();

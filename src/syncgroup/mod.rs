@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Hlc;
+use crate::env::Random;
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Generation, Scope};
 use crate::identity::Fingerprint;
@@ -45,9 +46,10 @@ pub const MAX_MEMBERS: usize = 10_000;
 pub struct SyncgroupId(pub u64);
 
 impl SyncgroupId {
-    /// A fresh random id.
-    pub fn random() -> Result<SyncgroupId> {
-        Ok(SyncgroupId(Version::random()?.0))
+    /// A fresh random non-zero id drawn from `random` (the node's `Env`); fails only as
+    /// `random` does (`Internal:`).
+    pub fn random(random: &dyn Random) -> Result<SyncgroupId> {
+        Ok(SyncgroupId(Version::random(random)?.0))
     }
 
     /// 16 lowercase hex digits (its scope in syncgroup knowledge).
@@ -363,9 +365,10 @@ pub struct SyncgroupView {
     pub local: LocalState,
 }
 
-/// A fresh random spec version (etag).
-pub fn new_spec_version() -> Result<String> {
-    Ok(Version::random()?.to_hex())
+/// A fresh random spec version (etag), 16 hex digits drawn from `random` (the node's `Env`);
+/// fails only as `random` does (`Internal:`).
+pub fn new_spec_version(random: &dyn Random) -> Result<String> {
+    Ok(Version::random(random)?.to_hex())
 }
 
 #[cfg(test)]

@@ -32,6 +32,16 @@ impl MemoryStorage {
         Self::default()
     }
 
+    /// A new, independent store holding what this one has committed (O(1): the map is
+    /// persistent). What a backup taken now would restore; the deterministic simulation
+    /// restarts nodes from such copies.
+    pub fn copy(&self) -> MemoryStorage {
+        MemoryStorage {
+            current: RwLock::new(self.snapshot()),
+            writer: Mutex::new(()),
+        }
+    }
+
     /// A snapshot of the last committed map.
     ///
     /// A poisoned lock is recovered rather than reported: the map is only ever replaced
@@ -148,4 +158,33 @@ fn scan(map: &Map, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_holds_what_was_committed_and_goes_its_own_way() {
+        let original = MemoryStorage::new();
+        let mut txn = original.write().unwrap();
+        txn.put(b"k", b"one").unwrap();
+        txn.commit().unwrap();
+        let copy = original.copy();
+        let mut txn = original.write().unwrap();
+        txn.put(b"k", b"two").unwrap();
+        txn.commit().unwrap();
+        assert_eq!(
+            copy.read().unwrap().get(b"k").unwrap(),
+            Some(b"one".to_vec())
+        );
+        let mut txn = copy.write().unwrap();
+        txn.put(b"other", b"x").unwrap();
+        txn.commit().unwrap();
+        assert_eq!(original.read().unwrap().get(b"other").unwrap(), None);
+        assert_eq!(
+            original.read().unwrap().get(b"k").unwrap(),
+            Some(b"two".to_vec())
+        );
+    }
 }

@@ -1,0 +1,99 @@
+//! `Node` as the sync engine's [`Host`]: each method delegates to the node's own (its access
+//! decisions in `access`, syncgroup metadata in `syncgroups`, epochs in `epoch`, commits on
+//! blocking threads through `Node::write`).
+
+use super::Node;
+use crate::error::Result;
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
+use crate::identity::Fingerprint;
+use crate::names::DbName;
+use crate::store::{
+    Applied, Epoch, LogRecord, Notice, PageFrom, Store, SyncgroupDeltas, SyncgroupKnowledge,
+    SyncgroupsApplied, Taken,
+};
+use crate::sync::host::{Host, WriterCheck};
+use crate::sync::peers::PeerRegistry;
+use crate::syncgroup::SyncgroupRecord;
+
+impl Host for Node {
+    fn store(&self) -> &Store {
+        Node::store(self)
+    }
+
+    fn peers(&self) -> &PeerRegistry {
+        Node::peers(self)
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        Node::subscribe(self)
+    }
+
+    fn now_nanos(&self) -> i64 {
+        self.env().now_nanos()
+    }
+
+    fn may_read_scope(&self, peer: &Fingerprint, db: &DbName, scope: &Scope) -> Result<bool> {
+        Node::may_read_scope(self, peer, db, scope)
+    }
+
+    fn writer_check(&self, peer: &Fingerprint, db: &DbName) -> Result<WriterCheck> {
+        Node::writer_check(self, peer, db)
+    }
+
+    fn syncgroup_deltas(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+        wanted: &SyncgroupKnowledge,
+    ) -> Result<SyncgroupDeltas> {
+        Node::syncgroup_deltas(self, peer, db, wanted)
+    }
+
+    fn syncgroups_shared_with(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+    ) -> Result<SyncgroupKnowledge> {
+        Node::syncgroups_shared_with(self, peer, db)
+    }
+
+    async fn apply_page(
+        &self,
+        db: DbName,
+        from: DeviceId,
+        records: Vec<LogRecord>,
+        knowledge: Option<Knowledge>,
+        page: PageFrom,
+    ) -> Result<Applied> {
+        Node::apply_page(self, db, from, records, knowledge, page).await
+    }
+
+    async fn take_notices(
+        &self,
+        db: DbName,
+        peer: &Fingerprint,
+        announcer: DeviceId,
+        notices: Vec<Notice>,
+    ) -> Result<Taken> {
+        Node::take_notices(self, db, peer, announcer, notices).await
+    }
+
+    async fn start_epoch(
+        &self,
+        expected: DeviceId,
+        reason: String,
+        clash: Option<(DbName, Generation)>,
+    ) -> Result<Option<Epoch>> {
+        Node::start_epoch(self, expected, reason, clash).await
+    }
+
+    async fn apply_syncgroups(
+        &self,
+        db: DbName,
+        sender: Fingerprint,
+        records: Vec<SyncgroupRecord>,
+        knowledge: SyncgroupKnowledge,
+    ) -> Result<SyncgroupsApplied> {
+        Node::apply_syncgroups(self, db, sender, records, knowledge).await
+    }
+}

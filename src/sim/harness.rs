@@ -1,0 +1,194 @@
+//! What the oracle's tests share: memory stores on manual clocks synced by hand (a page read
+//! from one, applied to another, as `store/tests.rs` does), with the oracle told of every
+//! acknowledged write and clock reading.
+
+use std::sync::Arc;
+
+use syncbase_storage::{MemoryStorage, Scan, Storage};
+
+use super::check::{Share, Violation, check_all};
+use super::oracle::{Oracle, RowId};
+use crate::clock::ManualTime;
+use crate::genvec::Scope;
+use crate::names::{DbName, RowKey, TableName};
+use crate::store::{Applied, Mutation, PageRequest, RowHead, Store, Version};
+
+pub(super) const SECOND: i64 = 1_000_000_000;
+
+pub(super) fn db() -> DbName {
+    DbName::parse("db").unwrap()
+}
+
+pub(super) fn put(key: &str, value: &str) -> Mutation {
+    Mutation::Put {
+        table: TableName::parse("t").unwrap(),
+        key: RowKey::parse(key).unwrap(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+pub(super) fn delete(key: &str) -> Mutation {
+    Mutation::Delete {
+        table: TableName::parse("t").unwrap(),
+        key: RowKey::parse(key).unwrap(),
+    }
+}
+
+pub(super) fn row(key: &str) -> RowId {
+    RowId {
+        db: db(),
+        table: "t".into(),
+        row: key.into(),
+    }
+}
+
+pub(super) fn whole_table() -> Scope {
+    Scope::new("t", "")
+}
+
+/// A byte-for-byte copy of a store's storage (a backup).
+pub(super) fn copy(store: &Store) -> Arc<MemoryStorage> {
+    let copy = Arc::new(MemoryStorage::new());
+    let mut txn = copy.write().unwrap();
+    let snapshot = store.storage().read().unwrap();
+    snapshot
+        .scan_prefix(b"", &mut |key, value| {
+            txn.put(key, value)?;
+            Ok(Scan::Continue)
+        })
+        .unwrap();
+    txn.commit().unwrap();
+    copy
+}
+
+/// Stores on manual clocks (node i's time starts at i seconds), the oracle, and the shares.
+pub(super) struct Sim {
+    pub(super) stores: Vec<Store>,
+    pub(super) times: Vec<ManualTime>,
+    pub(super) oracle: Oracle,
+    pub(super) shares: Vec<Share>,
+}
+
+impl Sim {
+    /// `count` stores all sharing table `t`.
+    pub(super) fn new(count: usize) -> Sim {
+        let times: Vec<ManualTime> = (0..count)
+            .map(|i| ManualTime::new(1_000 * SECOND + i as i64 * SECOND))
+            .collect();
+        let stores = times
+            .iter()
+            .map(|time| open(Arc::new(MemoryStorage::new()), time))
+            .collect();
+        Sim {
+            stores,
+            times,
+            oracle: Oracle::new(),
+            shares: vec![Share {
+                db: db(),
+                scope: whole_table(),
+                nodes: (0..count).collect(),
+            }],
+        }
+    }
+
+    /// Commits on `node`, tells the oracle, then the clock reading after the step.
+    pub(super) fn write(&mut self, node: usize, mutations: &[Mutation]) {
+        let store = &self.stores[node];
+        store.commit(&db(), mutations).unwrap();
+        self.oracle
+            .acknowledged(node, store, &db(), mutations)
+            .unwrap();
+        self.oracle
+            .observe_clock(node, store.clock().last())
+            .unwrap();
+    }
+
+    /// Pulls everything `from` holds for table `t` into `to`, as one session would.
+    pub(super) fn sync(&mut self, to: usize, from: usize) -> Applied {
+        let applied = pull(&self.stores[to], &self.stores[from]);
+        let last = self.stores[to].clock().last();
+        self.oracle.observe_clock(to, last).unwrap();
+        applied
+    }
+
+    /// Every store pulls from every other, twice (so resolutions travel back too).
+    pub(super) fn sync_all(&mut self) -> usize {
+        let mut resolutions = 0;
+        for _ in 0..2 {
+            for to in 0..self.stores.len() {
+                for from in 0..self.stores.len() {
+                    if to != from {
+                        resolutions += self.sync(to, from).resolutions.len();
+                    }
+                }
+            }
+        }
+        resolutions
+    }
+
+    pub(super) fn live(&self) -> Vec<(usize, &Store)> {
+        self.stores.iter().enumerate().collect()
+    }
+
+    pub(super) fn check(&self) -> Result<(), Violation> {
+        check_all(&self.oracle, &self.live(), &self.shares)
+    }
+
+    pub(super) fn head(&self, node: usize, key: &str) -> RowHead {
+        let dag = self.stores[node].row_dag(&db(), "t", key).unwrap();
+        dag.head.expect("the row has a head")
+    }
+
+    /// The version of the write `node` acknowledged last for `key`.
+    pub(super) fn acked(&self, node: usize, key: &str) -> Version {
+        let writes = self.oracle.writes().iter().rev();
+        writes
+            .filter(|write| write.node == node && write.row == row(key))
+            .map(|write| write.version)
+            .next()
+            .expect("an acknowledged write")
+    }
+}
+
+/// A store on `storage` whose clock reads `time`, with the database in its catalog (so its
+/// clock is restored from it at open, and an epoch covers it).
+pub(super) fn open(storage: Arc<MemoryStorage>, time: &ManualTime) -> Store {
+    let env = crate::env::Env {
+        time: Arc::new(time.clone()),
+        ..crate::env::Env::system()
+    };
+    let store = Store::open(storage, env).unwrap();
+    store.create_database(&db()).unwrap();
+    store
+}
+
+pub(super) fn pull(to: &Store, from: &Store) -> Applied {
+    let scopes = [whole_table()];
+    let own = to.state(&db()).unwrap().own_generation();
+    let knowledge = to
+        .knowledge(&db())
+        .unwrap()
+        .request_for(&scopes, to.device(), own);
+    let mut position = from.start_position(&db(), to.device(), &knowledge).unwrap();
+    let mut total = Applied::default();
+    loop {
+        let request = PageRequest {
+            initiator: to.device(),
+            echoes_from: 0,
+            knowledge: &knowledge,
+            position,
+            max_records: 3,
+            max_bytes: usize::MAX,
+        };
+        let page = from.read_page(&db(), &request).unwrap();
+        position = page.next_position;
+        let applied = to
+            .apply(&db(), from.device(), &page.records, page.knowledge.as_ref())
+            .unwrap();
+        total.records += applied.records;
+        total.resolutions.extend(applied.resolutions);
+        if page.knowledge.is_some() {
+            return total;
+        }
+    }
+}

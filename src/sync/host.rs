@@ -1,0 +1,131 @@
+//! What the sync engine asks of the node it runs in: the [`Host`] trait. The protocol
+//! (`initiator`, `responder`, `syncgroups`, `link`) is written against it and never names the
+//! node type, so the same code runs in a served node (`node::Node` implements it) and in the
+//! deterministic simulation, where commits run inline and time is virtual.
+//!
+//! A host owns four things the protocol needs and must not reach around:
+//! - the store, read in short snapshot reads, and its commits (the `async` methods: a served
+//!   node runs them on blocking threads; each is one storage transaction);
+//! - the access policy: who may read which scope (`may_read_scope`), whose records count
+//!   (`writer_check`, a [`WriterCheck`]), which syncgroups are shared with a peer and what of
+//!   them it may read;
+//! - the peer registry, the one owner of peer status (`peers()`);
+//! - the change feed: a watch channel bumped after every commit (`subscribe`), which wakes
+//!   live streams (push, never poll), and the time status readings are stamped with.
+
+use std::future::Future;
+
+use crate::error::Result;
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
+use crate::identity::Fingerprint;
+use crate::names::DbName;
+use crate::store::{
+    Applied, Epoch, LogRecord, Notice, PageFrom, Store, SyncgroupDeltas, SyncgroupKnowledge,
+    SyncgroupsApplied, Taken,
+};
+use crate::sync::peers::PeerRegistry;
+use crate::syncgroup::{Syncgroup, SyncgroupRecord};
+
+/// The node a sync session runs in (see the module doc).
+pub trait Host: 'static {
+    /// The store, for snapshot reads.
+    fn store(&self) -> &Store;
+
+    /// The peer registry: declared and derived peers, and every peer's status.
+    fn peers(&self) -> &PeerRegistry;
+
+    /// A receiver that changes after every commit.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Wall time in nanoseconds since the Unix epoch, for status readings (from the host's
+    /// environment, never read from the system directly).
+    fn now_nanos(&self) -> i64;
+
+    /// Whether the authenticated `peer` may read `scope` of `db` (a declared scope, or Read in
+    /// a held syncgroup covering it).
+    fn may_read_scope(&self, peer: &Fingerprint, db: &DbName, scope: &Scope) -> Result<bool>;
+
+    /// Whose records of `db` a page from `peer` may carry.
+    fn writer_check(&self, peer: &Fingerprint, db: &DbName) -> Result<WriterCheck>;
+
+    /// For `peer`: the versions it lacks of the syncgroups in `wanted` it may read, and this
+    /// node's knowledge of them (`NoAccess:` if it may read none).
+    fn syncgroup_deltas(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+        wanted: &SyncgroupKnowledge,
+    ) -> Result<SyncgroupDeltas>;
+
+    /// What to ask `peer` for in `db`: the held syncgroups it reads, with this node's knowledge.
+    fn syncgroups_shared_with(&self, peer: &Fingerprint, db: &DbName)
+    -> Result<SyncgroupKnowledge>;
+
+    /// Applies one data page from `from` (and its knowledge, when it ended the responder's
+    /// log) in one commit, with the resume cursor kept for the peer.
+    fn apply_page(
+        &self,
+        db: DbName,
+        from: DeviceId,
+        records: Vec<LogRecord>,
+        knowledge: Option<Knowledge>,
+        page: PageFrom,
+    ) -> impl Future<Output = Result<Applied>>;
+
+    /// Takes the epoch notices the responder `announcer` (authenticated as `peer`) sent, if it
+    /// may speak for their devices.
+    fn take_notices(
+        &self,
+        db: DbName,
+        peer: &Fingerprint,
+        announcer: DeviceId,
+        notices: Vec<Notice>,
+    ) -> impl Future<Output = Result<Taken>>;
+
+    /// Moves this node to a fresh device id unless it already left `expected`.
+    fn start_epoch(
+        &self,
+        expected: DeviceId,
+        reason: String,
+        clash: Option<(DbName, Generation)>,
+    ) -> impl Future<Output = Result<Option<Epoch>>>;
+
+    /// Applies syncgroup versions and knowledge relayed by the authenticated `sender`.
+    fn apply_syncgroups(
+        &self,
+        db: DbName,
+        sender: Fingerprint,
+        records: Vec<SyncgroupRecord>,
+        knowledge: SyncgroupKnowledge,
+    ) -> impl Future<Output = Result<SyncgroupsApplied>>;
+}
+
+/// Decides which records of one database a peer's page may carry: a record's writer (its
+/// device) must be bound to a member holding Write in a syncgroup covering the row, unless the
+/// peer was declared with that scope (declared peers are trusted for what they share).
+/// Two checks are equal when they decide alike (same syncgroups, same declared scopes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterCheck {
+    syncgroups: Vec<Syncgroup>,
+    declared: Vec<Scope>,
+}
+
+impl WriterCheck {
+    /// The rule of these held syncgroups and the declared peer's scopes.
+    pub fn new(syncgroups: Vec<Syncgroup>, declared: Vec<Scope>) -> WriterCheck {
+        WriterCheck {
+            syncgroups,
+            declared,
+        }
+    }
+
+    /// Whether `device` may have written its record at `generation` for row `row` of
+    /// `table`.
+    pub fn allows(&self, device: DeviceId, generation: Generation, table: &str, row: &str) -> bool {
+        self.declared.iter().any(|scope| scope.covers(table, row))
+            || self
+                .syncgroups
+                .iter()
+                .any(|sg| sg.spec.covers(table, row) && sg.device_may_write(device, generation))
+    }
+}

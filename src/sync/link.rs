@@ -1,0 +1,563 @@
+//! The link loop, without Cap'n Proto: one live connection per peer, re-dialled with capped
+//! exponential backoff, one live GetDeltas session per shared database, and the sinks that
+//! take the pages a responder pushes. A peer is reached through the engine's [`Dialer`] and
+//! [`PeerClient`] traits: `rpc::peer_link` implements them over TLS and Cap'n Proto, the
+//! simulation over its in-memory network, so both run this same loop.
+//!
+//! Rules this module owns:
+//! - On each link a database's syncgroup metadata is synced before its data: the data session
+//!   starts once the syncgroup session's first round is applied, so records of a member this
+//!   node has not heard of yet are not refused for want of its membership.
+//! - A data session that refused records is restarted (on the same connection) as soon as the
+//!   syncgroup metadata would accept one of them; its knowledge was kept below them, so the
+//!   new request fetches them. Every data session is restarted once an epoch notice lowered
+//!   knowledge after it asked (`store::notice`). A syncgroup session that refused a version
+//!   that would now be taken is re-issued the same way.
+//! - Pages are applied in order, one commit each; after a failed page every later page of the
+//!   call is refused unread ([`DataPages`], [`SyncgroupPages`]): the responder pipelines
+//!   pages, and applying one after a page that was not applied would let its knowledge or
+//!   resume token cover records never applied.
+//! - A failed link is dialled again after [`Backoff`], which goes back to its minimum only
+//!   after the link made progress ([`made_progress`]); a failure repeated word for word is
+//!   logged once, then with its count ([`Repeats`]).
+//! - Every `select!` here is `biased`, so a run under a seeded runtime replays exactly.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{FutureExt, select_all};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::genvec::{DeviceId, Scope};
+use crate::identity::Fingerprint;
+use crate::names::DbName;
+use crate::retry::Backoff;
+use crate::store::SyncgroupKnowledge;
+use crate::sync::host::Host;
+use crate::sync::initiator::{Push, Session};
+use crate::sync::peers::PeerConfig;
+use crate::sync::responder::DeltaRequest;
+use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
+use crate::tally::Repeats;
+
+/// How long a link that caught up must have stayed up for its end to count as progress (a
+/// link refused or dropped at once after catching up, e.g. one session refused while the other
+/// caught up, makes none).
+pub const LINK_STABLE: Duration = Duration::from_secs(5);
+/// Identical link failures are logged once, then summed up at most this often.
+const REPEAT_LOG_PERIOD: Duration = Duration::from_secs(60);
+
+/// A GetDeltas request for syncgroup metadata (reference §2.3, `SgDeltaReq`).
+#[derive(Debug, Clone)]
+pub struct SyncgroupRequest {
+    pub db: DbName,
+    pub initiator_device: DeviceId,
+    pub knowledge: SyncgroupKnowledge,
+    pub live: bool,
+}
+
+/// One connection to a peer, as the link loop calls it.
+pub trait PeerClient {
+    /// Sends a data GetDeltas call whose pushed pages go to `pages`, in order; resolves when
+    /// the responder ends the call. `Err`: the responder's or the connection's error text.
+    fn get_deltas<H: Host>(
+        &self,
+        request: DeltaRequest,
+        pages: Rc<DataPages<H>>,
+    ) -> impl Future<Output = std::result::Result<(), String>>;
+
+    /// Sends a syncgroup GetDeltas call whose pushed pages go to `pages`, in order.
+    fn get_syncgroup_deltas<H: Host>(
+        &self,
+        request: SyncgroupRequest,
+        pages: Rc<SyncgroupPages<H>>,
+    ) -> impl Future<Output = std::result::Result<(), String>>;
+}
+
+/// Opens connections to peers.
+pub trait Dialer {
+    type Client: PeerClient;
+    type Driver: LinkDriver;
+    /// Connects to `peer` and authenticates it; a failure is `ConnFail:`.
+    fn dial(&self, peer: &PeerConfig)
+    -> impl Future<Output = Result<(Self::Client, Self::Driver)>>;
+}
+
+/// What keeps a dialled connection going.
+pub trait LinkDriver {
+    /// Runs the connection; resolves when it ends, with why.
+    fn run(&mut self) -> impl Future<Output = String>;
+    /// Closes the connection, once its client is dropped.
+    fn close(self) -> impl Future<Output = ()>;
+}
+
+/// Takes the data pages a responder pushes for one session, in order, one commit each.
+pub struct DataPages<H: Host> {
+    session: Rc<Session<H>>,
+    order: tokio::sync::Mutex<()>,
+    failed: Cell<bool>,
+}
+
+impl<H: Host> DataPages<H> {
+    pub fn new(session: Rc<Session<H>>) -> DataPages<H> {
+        DataPages {
+            session,
+            order: tokio::sync::Mutex::new(()),
+            failed: Cell::new(false),
+        }
+    }
+
+    /// Applies one pushed page (`Err`: it did not decode). A failure is recorded in the peer's
+    /// status and refuses every later page of the call.
+    pub async fn push(&self, page: Result<Push>) -> Result<()> {
+        let _in_order = self.order.lock().await;
+        refuse_after_failure(&self.failed)?;
+        let outcome = match page {
+            Ok(push) => self.session.receive(push).await.map(drop),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &outcome {
+            self.failed.set(true);
+            self.session.fail(&error.to_string());
+        }
+        outcome
+    }
+}
+
+/// Takes the syncgroup metadata pages a responder pushes for one database, and tells the link
+/// once the first round is applied (pages are bounded, so a round may take several; the page
+/// that ends it says nothing remains).
+pub struct SyncgroupPages<H: Host> {
+    session: Rc<SyncgroupSession<H>>,
+    order: tokio::sync::Mutex<()>,
+    caught_up: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
+    failed: Cell<bool>,
+}
+
+impl<H: Host> SyncgroupPages<H> {
+    /// Pages for `session`, telling `caught_up` once its first round is applied.
+    pub fn new(
+        session: Rc<SyncgroupSession<H>>,
+        caught_up: tokio::sync::oneshot::Sender<()>,
+    ) -> SyncgroupPages<H> {
+        SyncgroupPages {
+            session,
+            order: tokio::sync::Mutex::new(()),
+            caught_up: RefCell::new(Some(caught_up)),
+            failed: Cell::new(false),
+        }
+    }
+
+    /// Applies one pushed page (`Err`: it did not decode), like [`DataPages::push`].
+    pub async fn push(&self, page: Result<SyncgroupPage>) -> Result<()> {
+        let _in_order = self.order.lock().await;
+        refuse_after_failure(&self.failed)?;
+        let outcome = match page {
+            Ok(page) => {
+                let round_ended = !page.more;
+                let applied = self.session.receive(page).await;
+                if applied.is_ok()
+                    && round_ended
+                    && let Some(caught_up) = self.caught_up.borrow_mut().take()
+                {
+                    let _ = caught_up.send(());
+                }
+                applied
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &outcome {
+            self.failed.set(true);
+            self.session.fail(&error.to_string());
+        }
+        outcome
+    }
+}
+
+/// Refuses a push that follows a failed one on the same call.
+fn refuse_after_failure(failed: &Cell<bool>) -> Result<()> {
+    if failed.get() {
+        return Err(Error::BadState(
+            "an earlier page of this call failed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps a live link to `peer` until cancelled: dial, sync, and on failure record
+/// `ConnFail` and dial again after `backoff`, which goes back to its minimum only after a
+/// link made progress ([`made_progress`]), whatever the failure (unreachable, `NoAccess:`,
+/// `StorageFull:`, `BadState:`). A failure repeated word for word is logged once, then with
+/// its count ([`Repeats`]).
+pub async fn keep_linked<H: Host, D: Dialer>(
+    host: Arc<H>,
+    dialer: D,
+    peer: PeerConfig,
+    mut backoff: Backoff,
+    cancel: CancellationToken,
+) {
+    let mut repeats = Repeats::new(REPEAT_LOG_PERIOD);
+    loop {
+        let before = LinkMark::of(&*host, &peer.fingerprint);
+        let outcome = run_link(&host, &dialer, &peer, &cancel).await;
+        if cancel.is_cancelled() {
+            break;
+        }
+        host.peers()
+            .update_status(&peer.fingerprint, |status| status.connected = false);
+        if made_progress(&before, &LinkMark::of(&*host, &peer.fingerprint)) {
+            backoff.progress();
+            if let Some(line) = repeats.flush() {
+                tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
+            }
+        }
+        if let Err(LinkError { message }) = outcome {
+            for line in repeats.note(&message) {
+                tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
+            }
+            tracing::debug!(peer = %peer.fingerprint, "{message}");
+            host.peers().update_status(&peer.fingerprint, |status| {
+                status.last_error = Some(message)
+            });
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(backoff.fail()) => {}
+        }
+    }
+    if let Some(line) = repeats.flush() {
+        tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
+    }
+    host.peers()
+        .update_status(&peer.fingerprint, |status| status.connected = false);
+}
+
+/// Keeps one link task per peer in the registry that has an address, restarting a peer's
+/// task when its configuration changes or this node moved to an epoch (so every session asks
+/// as the new device), and stopping it when the peer is removed. `start` spawns a link task
+/// (usually [`keep_linked`]) that must end when its token is cancelled.
+pub async fn follow_peers<H: Host>(
+    host: Arc<H>,
+    mut start: impl FnMut(PeerConfig, CancellationToken),
+    cancel: CancellationToken,
+) {
+    let mut changes = host.peers().subscribe();
+    let mut links: BTreeMap<Fingerprint, (PeerConfig, CancellationToken)> = BTreeMap::new();
+    let mut device = host.store().device();
+    loop {
+        changes.borrow_and_update();
+        let relink = std::mem::replace(&mut device, host.store().device()) != device;
+        let wanted: BTreeMap<_, _> = host
+            .peers()
+            .list()
+            .into_iter()
+            .map(|(config, _)| (config.fingerprint.clone(), config))
+            .collect();
+        links.retain(|fingerprint, (config, link)| {
+            let keep = !relink && wanted.get(fingerprint) == Some(config);
+            if !keep {
+                link.cancel();
+            }
+            keep
+        });
+        for (fingerprint, config) in wanted {
+            // A peer without an address cannot be dialled; it syncs when it connects.
+            if links.contains_key(&fingerprint) || config.address.is_empty() {
+                continue;
+            }
+            let link = cancel.child_token();
+            start(config.clone(), link.clone());
+            links.insert(fingerprint, (config, link));
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            changed = changes.changed() => if changed.is_err() { break },
+        }
+    }
+    for (_, link) in links.values() {
+        link.cancel();
+    }
+}
+
+/// What a link had achieved with a peer at one moment: records applied from it, when a round
+/// with it last reached the end of its log, and when that was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkMark {
+    records: u64,
+    caught_up_nanos: i64,
+    at: Instant,
+}
+
+impl LinkMark {
+    pub fn of(host: &impl Host, peer: &Fingerprint) -> LinkMark {
+        let status = host.peers().status(peer).unwrap_or_default();
+        LinkMark {
+            records: status.records_received,
+            caught_up_nanos: status.last_success_nanos,
+            at: tokio::time::Instant::now(),
+        }
+    }
+}
+
+/// Whether a link made progress between two marks: it applied records, or it reached the end
+/// of the peer's log and stayed up [`LINK_STABLE`]. Connecting is not progress: a peer that
+/// refuses every session right after the handshake would otherwise be redialled at once.
+pub fn made_progress(before: &LinkMark, after: &LinkMark) -> bool {
+    let lasted = after.at.duration_since(before.at) >= LINK_STABLE;
+    after.records > before.records || (after.caught_up_nanos != before.caught_up_nanos && lasted)
+}
+
+/// Why a link ended: the line for the peer's status and the log.
+#[derive(Debug)]
+pub struct LinkError {
+    pub message: String,
+}
+
+fn conn_fail(error: impl std::fmt::Display) -> LinkError {
+    LinkError {
+        message: format!("ConnFail: connection to peer failed: {error}"),
+    }
+}
+
+/// One connection's life: dial, authenticate, open a live session per shared database, and
+/// return when any of them (or the connection) ends.
+async fn run_link<H: Host, D: Dialer>(
+    host: &Arc<H>,
+    dialer: &D,
+    peer: &PeerConfig,
+    cancel: &CancellationToken,
+) -> std::result::Result<(), LinkError> {
+    let dialled = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(()),
+        dialled = dialer.dial(peer) => dialled,
+    };
+    let (client, mut driver) = dialled.map_err(|error| {
+        conn_fail(
+            error
+                .to_string()
+                .trim_start_matches("ConnFail: connection to peer failed: "),
+        )
+    })?;
+    let outcome = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Ok(()),
+        ended = driver.run() => Err(conn_fail(format!("connection closed: {ended}"))),
+        outcome = sync_over(host, peer, &client) => outcome,
+    };
+    drop(client);
+    driver.close().await;
+    outcome
+}
+
+/// Runs one live session per shared database over `client` until one ends (the responder
+/// names its device in every push, so no `deviceInfo` round trip comes first). Used by the
+/// dialling side and by the accepting side of a link to a peer that cannot be dialled.
+pub async fn sync_over<H: Host, C: PeerClient>(
+    host: &Arc<H>,
+    peer: &PeerConfig,
+    client: &C,
+) -> std::result::Result<(), LinkError> {
+    host.peers().update_status(&peer.fingerprint, |status| {
+        status.connected = true;
+        status.last_error = None;
+    });
+    let mut sessions = Vec::new();
+    for (db, scopes) in &peer.databases {
+        let db = DbName::parse(db).map_err(conn_fail)?;
+        let scopes: Vec<_> = scopes.iter().cloned().collect();
+        let (caught_up, metadata_first) = tokio::sync::oneshot::channel();
+        match SyncgroupSession::new(host.clone(), peer.fingerprint.clone(), db.clone()) {
+            Ok(Some((session, known))) => {
+                let metadata = live_metadata(client, session, known, caught_up);
+                sessions.push(metadata.boxed_local());
+            }
+            Ok(None) => drop(caught_up),
+            Err(error) => return Err(conn_fail(error)),
+        }
+        let data = async move {
+            // Dropped unsent (no syncgroup shared, or its session ended first): go ahead.
+            let _ = metadata_first.await;
+            live_data(host, &peer.fingerprint, client, &db, &scopes).await
+        };
+        sessions.push(data.boxed_local());
+    }
+    let (ended, _, _) = select_all(sessions).await;
+    Err(LinkError {
+        message: match ended {
+            Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
+            Err(SessionEnd::Peer(message)) => peer_ended(&message),
+            // This node's own failure (a full disk applying a page): its own id and fix, not
+            // the echo the peer's failed push carried back.
+            Err(SessionEnd::Local(message)) => format!("{message} (syncing with this peer)"),
+        },
+    })
+}
+
+/// How a session the peer ended reads in the status and the log: a refusal with its own id
+/// (`NoAccess:`, `BadState:`, ...) keeps it, since the connection did not fail; a broken
+/// connection or an error without an id is `ConnFail`.
+fn peer_ended(message: &str) -> String {
+    match Error::from_message(message).id() {
+        "ConnFail" | "Internal" => format!("ConnFail: connection to peer failed: {message}"),
+        _ => format!("{message} (answered by this peer)"),
+    }
+}
+
+/// Why a session ended: the peer or the connection failed it, or this node failed (to
+/// apply what the peer sent, or to read its own store).
+#[derive(Debug)]
+enum SessionEnd {
+    Peer(String),
+    Local(String),
+}
+
+impl From<Error> for SessionEnd {
+    fn from(error: Error) -> SessionEnd {
+        SessionEnd::Local(error.to_string())
+    }
+}
+
+/// Runs a database's data sessions: one live GetDeltas call at a time, a new one (from the
+/// knowledge committed so far) whenever the current one refused records that would now be
+/// accepted, or an epoch notice lowered knowledge after it asked. Returns when a call ends or
+/// fails.
+async fn live_data<H: Host, C: PeerClient>(
+    host: &Arc<H>,
+    peer: &Fingerprint,
+    client: &C,
+    db: &DbName,
+    scopes: &[Scope],
+) -> std::result::Result<(), SessionEnd> {
+    loop {
+        let session = Rc::new(Session::new(
+            host.clone(),
+            peer.clone(),
+            db.clone(),
+            scopes.to_vec(),
+        ));
+        tokio::select! {
+            biased;
+            ended = live_session(client, session.clone()) => return ended,
+            permitted = session.refused_now_permitted() => {
+                permitted?;
+                tracing::info!(%peer, db = %db.as_str(), "records refused earlier may now be accepted: fetching them again");
+            }
+            lowered = session.knowledge_lowered() => {
+                lowered?;
+                tracing::debug!(%peer, db = %db.as_str(), "an epoch notice lowered knowledge: asking again");
+            }
+        }
+    }
+}
+
+/// Runs one live GetDeltas call; returns when the responder ends it or fails.
+async fn live_session<H: Host, C: PeerClient>(
+    client: &C,
+    session: Rc<Session<H>>,
+) -> std::result::Result<(), SessionEnd> {
+    let request = session.request()?;
+    let pages = Rc::new(DataPages::new(session.clone()));
+    client.get_deltas(request, pages).await.map_err(|peer| {
+        session
+            .local_failure()
+            .map_or(SessionEnd::Peer(peer), SessionEnd::Local)
+    })
+}
+
+/// Runs a database's syncgroup metadata sessions: one live GetDeltas call at a time (the
+/// first tells `caught_up` when its first round is applied), a new one whenever the current
+/// one refused a version that would now be taken. Returns when a call ends or fails, or
+/// when no syncgroup is shared any more.
+async fn live_metadata<H: Host, C: PeerClient>(
+    client: &C,
+    session: SyncgroupSession<H>,
+    known: SyncgroupKnowledge,
+    caught_up: tokio::sync::oneshot::Sender<()>,
+) -> std::result::Result<(), SessionEnd> {
+    let mut next = Some((session, known));
+    let mut caught_up = Some(caught_up);
+    while let Some((session, known)) = next.take() {
+        let session = Rc::new(session);
+        // Only the first call's first round gates the data session.
+        let caught_up = caught_up
+            .take()
+            .unwrap_or_else(|| tokio::sync::oneshot::channel().0);
+        let request = SyncgroupRequest {
+            db: session.db().clone(),
+            initiator_device: session.device(),
+            knowledge: known,
+            live: true,
+        };
+        let pages = Rc::new(SyncgroupPages::new(session.clone(), caught_up));
+        tokio::select! {
+            biased;
+            ended = client.get_syncgroup_deltas(request, pages) => {
+                return ended.map_err(|peer| {
+                    session
+                        .local_failure()
+                        .map_or(SessionEnd::Peer(peer), SessionEnd::Local)
+                });
+            }
+            acceptable = session.refused_now_acceptable() => {
+                acceptable?;
+                tracing::info!(peer = %session.peer(), db = %session.db().as_str(), "syncgroup versions refused earlier may now be taken: asking again");
+            }
+        }
+        next = session.renew()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_refusal_keeps_its_id_and_a_broken_connection_is_conn_fail() {
+        let refused = peer_ended("NoAccess: x holds no Read capability");
+        assert!(refused.starts_with("NoAccess: "), "{refused}");
+        let broken = peer_ended("Disconnected: connection reset");
+        assert!(
+            broken.starts_with("ConnFail: connection to peer failed: "),
+            "{broken}"
+        );
+        let failed = peer_ended("ConnFail: no route");
+        assert!(
+            failed.starts_with("ConnFail: connection to peer failed: "),
+            "{failed}"
+        );
+    }
+
+    fn mark(records: u64, caught_up_nanos: i64, at: Instant) -> LinkMark {
+        LinkMark {
+            records,
+            caught_up_nanos,
+            at,
+        }
+    }
+
+    #[test]
+    fn only_applied_records_or_a_lasting_caught_up_link_count_as_progress() {
+        let start = Instant::now();
+        let soon = start + Duration::from_millis(100);
+        let later = start + LINK_STABLE;
+        let before = mark(10, 1, start);
+        // Connected, refused at once: nothing applied, nothing caught up.
+        assert!(!made_progress(&before, &mark(10, 1, later)));
+        // Records applied, however short the link.
+        assert!(made_progress(&before, &mark(11, 1, soon)));
+        // Caught up, then dropped at once (another session refused): not progress.
+        assert!(!made_progress(&before, &mark(10, 2, soon)));
+        // Caught up and stayed up.
+        assert!(made_progress(&before, &mark(10, 2, later)));
+    }
+}
