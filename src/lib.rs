@@ -11,7 +11,7 @@
 //! - [`genvec`]: the engine's vocabulary: device ids, generations, vectors, scopes, knowledge;
 //! - [`syncgroup`]: what a syncgroup is and its rules (spec, access, names, invites, versions);
 //! - [`store`]: a node's databases on `syncbase-storage`: app writes, peers' records, the log;
-//! - [`sync`]: the sync protocol without Cap'n Proto: peers, responder, initiator, metadata;
+//! - [`sync`]: the sync protocol without Cap'n Proto: peers, sessions, the link loop;
 //! - [`node`]: a node's shared state (store, token, identity, peers) and its async operations;
 //! - [`config`]: the TOML config, its defaults and the paths derived from the data directory;
 //! - [`token`]: the client token file and its constant-time check;

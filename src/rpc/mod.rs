@@ -15,8 +15,8 @@
 //! - `watch`: `Database.watch`;
 //! - `app_syncgroups`: `Syncgroups`, the app's syncgroup calls;
 //! - `peer`: `SyncImpl` (the `Sync` a peer holds, bound to its identity) and `SyncgroupAdmin`;
-//! - `peer_link`: accepting peers and keeping one live link per peer;
-//! - `peer_sinks`: the initiator's sinks for pushed data and syncgroup pages;
+//! - `peer_link`: accepting peers, and the engine's `sync::link` traits over TLS and Cap'n Proto;
+//! - `peer_sinks`: the capnp faces of the initiator's page sinks (decode, hand to the engine);
 //! - `peer_call`: one-off calls to a peer (join at an admin, publish at a host);
 //! - `wire`: engine types <-> capnp, validating;
 //! - `syncgroup_wire`: syncgroup types <-> capnp, validating;
