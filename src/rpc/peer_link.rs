@@ -1,9 +1,9 @@
-//! Peer links over TLS and Cap'n Proto: the accept side (TLS with any client certificate whose
-//! key the client proves, then `Sync` as the bootstrap) and the dial side, the engine's
-//! `sync::link` traits implemented by [`CapnpDialer`] (dial, authenticate, serve `Sync` back), [`CapnpPeer`]
-//! (GetDeltas calls with their sinks) and [`CapnpDriver`] (the RPC system). The link loop
-//! itself, its session rules and its backoff, is `sync::link`'s. Both sides run on the
-//! LocalSet workers because Cap'n Proto objects are `!Send`.
+//! Peer links over TLS and Cap'n Proto: the accept side (TLS with any client certificate whose key
+//! the client proves, then `Sync` as the bootstrap) and the dial side, the engine's `sync::link`
+//! traits implemented by [`CapnpDialer`] (dial, authenticate, serve `Sync` back), [`CapnpPeer`]
+//! (GetDeltas calls with their sinks) and [`CapnpDriver`] (the RPC system). The link loop itself,
+//! its session rules and its backoff, is `sync::link`'s. Both sides run on the LocalSet workers
+//! because Cap'n Proto objects are `!Send`.
 
 use std::pin::Pin;
 use std::rc::Rc;
