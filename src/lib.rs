@@ -1,22 +1,29 @@
 //! syncbase: a peer-to-peer replicated key-value store served over Cap'n Proto RPC.
 //!
-//! Crate map (one job per module; see ARCHITECTURE.md for what each may call):
-//! - [`config`]: the TOML config, its defaults and the paths derived from the data directory;
-//! - [`env`]: the time and random sources a node is opened with (the engine uses no others);
-//! - [`genvec`]: device ids, generations, generation vectors, scopes and knowledge (reference §1.2, §2.7): the vocabulary below `syncgroup`, `store` and `sync`;
-//! - [`names`]: validated database/table names, row keys and the size limits;
+//! Crate map (one job per module, in the order of the layers; ARCHITECTURE.md says what each
+//! may call):
+//! - [`error`]: the node's error type, each message starting with its stable id;
+//! - [`names`]: validated database/table names, row keys and prefixes, and the size limits;
 //! - [`paging`]: every streamed message's bounds in items and bytes (one helper for all streams);
-//! - [`store`]: the keyspace layout on top of the `syncbase-storage` trait, and row commits;
-//! - [`node`]: a node's shared state (store, client token) and the async row operations;
+//! - [`clock`]: the hybrid logical clock (wall time + logical counter) and its time source;
+//! - [`env`]: the time and random sources a node is opened with (the engine uses no others);
+//! - [`identity`]: a node's TLS key and certificate, fingerprints, and the secret-file rule;
+//! - [`genvec`]: the engine's vocabulary: device ids, generations, vectors, scopes, knowledge;
+//! - [`syncgroup`]: what a syncgroup is and its rules (spec, access, names, invites, versions);
+//! - [`store`]: a node's databases on `syncbase-storage`: app writes, peers' records, the log;
+//! - [`sync`]: the sync protocol without Cap'n Proto: peers, sessions, the link loop;
+//! - [`node`]: a node's shared state (store, token, identity, peers) and its async operations;
+//! - [`config`]: the TOML config, its defaults and the paths derived from the data directory;
 //! - [`token`]: the client token file and its constant-time check;
-//! - [`rpc`]: the Cap'n Proto adapters, accept loop and client session;
-//! - [`embedded`]: an in-process node on an ephemeral port, for tests;
-//! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks);
-//! - [`schema`]: code generated from `schema/*.capnp`;
-//! - [`sim`]: the deterministic simulation's oracle and the invariants it checks;
 //! - [`retry`]: the capped exponential backoff of every retry loop;
 //! - [`tally`]: repeated log lines, logged once then counted;
-//! - [`error`]: the node's error type with stable ids.
+//! - [`changes`]: the change feeds (commits, peers) whose waiters wake in a fixed order;
+//! - [`schema`]: code generated from `schema/*.capnp`;
+//! - [`rpc`]: everything Cap'n Proto: app and peer adapters, connections, limits, TLS, client;
+//! - [`embedded`]: an in-process node on an ephemeral port, for tests;
+//! - [`sim`]: the deterministic simulation: seeded runs of many nodes with faults, and their checks;
+//! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks, the simulation);
+//! - [`bench`]: the benchmarks (storage, sync, abuse) behind `syncbase bench`.
 
 pub mod bench;
 pub mod changes;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use common::peer_client::{Deltas, Join, PeerCalls};
 use common::process::Served;
 use common::{DB, app, on_local};
 use syncbase::bench::abuse::attack::{self, Attack, Attacking, Target};
@@ -33,7 +34,6 @@ use syncbase::rpc::admission::{
 use syncbase::rpc::client::{Session, error_message};
 use syncbase::rpc::limits::{ConnectionBudget, MAX_STREAMS, NodeBudget};
 use syncbase::rpc::network::rpc_system;
-use syncbase::rpc::syncgroup_wire::write_member_info;
 use syncbase::rpc::tls::TlsConnector;
 use syncbase::schema::service_capnp::{database, gate, table, watch_sink};
 use syncbase::schema::sync_capnp::{delta_sink, sync};
@@ -390,11 +390,7 @@ fn watch_request(
     db: &database::Client,
     sink: watch_sink::Client,
 ) -> capnp::capability::RemotePromise<database::watch_results::Owned> {
-    let mut request = db.watch_request();
-    request.get().set_table("t");
-    request.get().set_initial_state(true);
-    request.get().set_sink(sink);
-    request.send()
+    app::watch_request(db, "t", "", true, &[], sink)
 }
 
 #[test]
@@ -463,9 +459,6 @@ impl Setup {
             device: 4242,
         };
         let (sync, _) = self.peer_connection(&reader).await;
-        let mut join = sync.join_syncgroup_at_admin_request();
-        join.get().set_sg_name(name.as_str());
-        join.get().set_invite(&invite.secret);
         let info = MemberInfo {
             sync_priority: 0,
             is_server: false,
@@ -474,8 +467,8 @@ impl Setup {
             // back over the member's own connections, which serve nothing.
             address: "127.0.0.1:1".into(),
         };
-        write_member_info(&info, join.get().init_my_info());
-        join.send().promise.await.unwrap();
+        let join = Join::new(&name, info).invite(&invite.secret);
+        PeerCalls::new(&sync).join(join).await.unwrap();
         reader
     }
 
@@ -493,25 +486,19 @@ impl Setup {
     }
 }
 
-/// A `getDeltas` for all of table `t` as `reader`, `live` or not, on `sink`.
+/// A `getDeltas` for all of table `t` as `reader`, `live` or not, on `sink`: sent at once,
+/// open while its promise is held.
 fn deltas_request(
     sync: &sync::Client,
     reader: &Reader,
     live: bool,
     sink: delta_sink::Client,
-) -> capnp::capability::RemotePromise<sync::get_deltas_results::Owned> {
-    let mut request = sync.get_deltas_request();
-    {
-        let mut data = request.get().init_req().init_data();
-        data.set_db_name(DB);
-        data.set_initiator_device(reader.device);
-        data.set_live(live);
-        let mut scopes = data.init_init_vec().init_scopes(1);
-        scopes.reborrow().get(0).set_scope(&b"t\xfe"[..]);
-        scopes.get(0).init_vector();
-    }
-    request.get().set_sink(sink);
-    request.send()
+) -> capnp::capability::Promise<(), capnp::Error> {
+    let data = Deltas::Data {
+        tables: &["t"],
+        live,
+    };
+    PeerCalls::new(sync).get_deltas(DB, reader.device, data, sink)
 }
 
 #[test]
@@ -523,10 +510,7 @@ fn live_get_deltas_nobody_acknowledges_stay_within_the_outgoing_budget() {
         // The member may read the data: a whole non-live pull goes through.
         let (sync, _) = setup.peer_connection(&reader).await;
         let taking: delta_sink::Client = capnp_rpc::new_client(TakingDeltaSink);
-        deltas_request(&sync, &reader, false, taking)
-            .promise
-            .await
-            .unwrap();
+        deltas_request(&sync, &reader, false, taking).await.unwrap();
 
         let before = resident_bytes(Some(setup.pid())).unwrap();
         let sampler = Sampler::start(Some(setup.pid()));

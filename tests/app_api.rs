@@ -101,15 +101,14 @@ fn scan_streams_prefix_rows_in_key_order_across_pages() {
         let t = table(&d, "rows").await.unwrap();
         let other = table(&d, "other").await.unwrap();
         put(&other, "p/0", b"elsewhere").await.unwrap();
-        let mut request = d.batch_request();
-        let mut ops = request.get().init_ops(3000);
-        for i in 0..3000u32 {
-            let mut op = ops.reborrow().get(i);
-            op.set_table("rows");
-            op.set_key(format!("p/{i:05}"));
-            op.set_put(format!("v{i}").as_bytes());
-        }
-        request.send().promise.await.unwrap();
+        let rows: Vec<(String, String)> = (0..3000u32)
+            .map(|i| (format!("p/{i:05}"), format!("v{i}")))
+            .collect();
+        let ops: Vec<_> = rows
+            .iter()
+            .map(|(key, value)| ("rows", key.as_str(), Some(value.as_bytes())))
+            .collect();
+        batch(&d, &ops).await.unwrap();
         put(&t, "q", b"not in prefix").await.unwrap();
         let (count, rows) = scan(&t, "p/").await;
         assert_eq!(count, 3000);
@@ -267,16 +266,14 @@ fn an_oversized_message_drops_only_its_own_connection() {
     on_every_backend(|server| async move {
         let victim = server.connect().await.unwrap();
         let d = database(&victim.service, "app").await.unwrap();
-        let mut request = d.batch_request();
-        let mut ops = request.get().init_ops(20);
-        for i in 0..20u32 {
-            let mut op = ops.reborrow().get(i);
-            op.set_table("t");
-            op.set_key(format!("k{i}"));
-            op.init_put(4 << 20);
-        }
+        let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        let value = vec![0u8; 4 << 20];
+        let ops: Vec<_> = keys
+            .iter()
+            .map(|key| ("t", key.as_str(), Some(&value[..])))
+            .collect();
         assert!(
-            request.send().promise.await.is_err(),
+            batch(&d, &ops).await.is_err(),
             "an 80 MiB message must be refused"
         );
         let t = table(&database(server.service(), "app").await.unwrap(), "t")

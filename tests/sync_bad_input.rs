@@ -21,13 +21,13 @@ use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::genvec::{DeviceId, Scope};
 use syncbase::identity::NodeIdentity;
 use syncbase::names::{DbName, RowKey, TableName};
-use syncbase::rpc::tls::{TlsAcceptor, TrustedPeers};
+use syncbase::rpc::tls::TlsAcceptor;
 use syncbase::schema::service_capnp::{service, table};
 use syncbase::schema::sync_capnp::{delta_sink, sync};
 use syncbase::schema::types_capnp::{RecType, delta_req};
 use syncbase::sync::peers::{PeerConfig, PeerStatus};
 
-use common::app::{database, put, table};
+use common::app::{database, get, put, table};
 use common::{DB, eventually, on_local};
 
 /// The fake peer's device id.
@@ -207,15 +207,12 @@ impl sync::Server for FakeSync {
 }
 
 async fn push(sink: &delta_sink::Client, items: &[Item]) -> capnp::Result<()> {
-    // An ordinary call rather than a flow-controlled stream call, so each push's own error
-    // comes back to it (as the node's responder does).
-    let mut request = sink
-        .client
-        .new_call::<delta_sink::push_params::Owned, capnp::any_pointer::Owned>(
-            <delta_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
-            0,
-            None,
-        );
+    // The generated `push` request sent as an ordinary call rather than a flow-controlled
+    // stream call, so each push's own error comes back to it (as the node's responder does).
+    let mut request = capnp::capability::Request::<
+        delta_sink::push_params::Owned,
+        capnp::any_pointer::Owned,
+    >::new(sink.push_request().hook);
     request.get().set_responder_device(FAKE);
     let mut list = request.get().init_batch(items.len() as u32);
     for (i, item) in items.iter().enumerate() {
@@ -254,7 +251,7 @@ async fn push(sink: &delta_sink::Client, items: &[Item]) -> capnp::Result<()> {
     request.send().promise.await.map(drop)
 }
 
-/// A fake peer listening on loopback TCP, trusting one node.
+/// A fake peer listening on loopback TCP, admitting any node (as nodes do).
 struct Fake {
     identity: NodeIdentity,
     address: String,
@@ -262,11 +259,9 @@ struct Fake {
 }
 
 impl Fake {
-    async fn start(trusts: &EmbeddedServer, scripts: Vec<Script>) -> Fake {
+    async fn start(scripts: Vec<Script>) -> Fake {
         let identity = NodeIdentity::generate().unwrap();
-        let trusted = TrustedPeers::new();
-        trusted.add(trusts.node().identity().fingerprint().clone());
-        let acceptor = TlsAcceptor::new(&identity, trusted).unwrap();
+        let acceptor = TlsAcceptor::new(&identity).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let state = Rc::new(FakeState {
@@ -385,10 +380,7 @@ async fn still_serves_apps(node: &EmbeddedServer) {
     for service in [&session.service, node.service()] {
         let table = app_table(service).await;
         put(&table, "alive", b"yes").await.expect("put works");
-        let mut get = table.get_request();
-        get.get().set_key("alive");
-        let response = get.send().promise.await.expect("get works");
-        assert_eq!(response.get().unwrap().get_value().unwrap(), b"yes");
+        assert_eq!(get(&table, "alive").await.as_deref(), Some(&b"yes"[..]));
     }
 }
 
@@ -423,13 +415,10 @@ async fn refuses_then_recovers(bad: Vec<Item>, absent: &[(&str, &str)], phrase: 
     let node = start_node().await;
     let release = Rc::new(Notify::new());
     let good = vec![Item::Rec(rec(7, "good", "after recovery")), knows(7)];
-    let fake = Fake::start(
-        &node,
-        vec![
-            script(vec![bad], End::Hold(release.clone())),
-            script(vec![good], End::Hold(Rc::new(Notify::new()))),
-        ],
-    )
+    let fake = Fake::start(vec![
+        script(vec![bad], End::Hold(release.clone())),
+        script(vec![good], End::Hold(Rc::new(Notify::new()))),
+    ])
     .await;
     add_fake(&node, &fake, "").await;
     let error = error_naming(&node, phrase).await;
@@ -474,13 +463,10 @@ fn a_record_outside_the_scopes_asked_for_is_refused_with_its_batch() {
             Item::Rec(rec(3, "in/3", "after recovery")),
             Item::Knows(vec![(scope_bytes("t", "in/"), vec![(FAKE, 3)])]),
         ];
-        let fake = Fake::start(
-            &node,
-            vec![
-                script(vec![bad], End::Hold(release.clone())),
-                script(vec![good], End::Hold(Rc::new(Notify::new()))),
-            ],
-        )
+        let fake = Fake::start(vec![
+            script(vec![bad], End::Hold(release.clone())),
+            script(vec![good], End::Hold(Rc::new(Notify::new()))),
+        ])
         .await;
         add_fake(&node, &fake, "in/").await;
         let error = error_naming(&node, "outside the scopes asked for").await;
@@ -575,13 +561,10 @@ fn knowledge_claiming_more_of_the_nodes_own_generations_is_refused_and_starts_an
             Item::Knows(vec![(scope_bytes("t", ""), vec![(FAKE, 1), (me, 99)])]),
         ];
         let good = vec![Item::Rec(rec(2, "good", "after recovery")), knows(2)];
-        let fake = Fake::start(
-            &node,
-            vec![
-                script(vec![bad], End::Hold(release.clone())),
-                script(vec![good], End::Hold(Rc::new(Notify::new()))),
-            ],
-        )
+        let fake = Fake::start(vec![
+            script(vec![bad], End::Hold(release.clone())),
+            script(vec![good], End::Hold(Rc::new(Notify::new()))),
+        ])
         .await;
         add_fake(&node, &fake, "").await;
         // Peers holding more of this node's generations than it made means its store was
@@ -641,16 +624,13 @@ fn a_stream_cut_half_way_keeps_its_valid_page_but_not_knowledge_and_resumes() {
             Item::Rec(rec(2, "two", "second page")),
             knows(2),
         ];
-        let fake = Fake::start(
-            &node,
-            vec![
-                script(vec![first], End::Fail("fake: stream broken")),
-                Script {
-                    gate: Some(gate.clone()),
-                    ..script(vec![rest], End::Hold(Rc::new(Notify::new())))
-                },
-            ],
-        )
+        let fake = Fake::start(vec![
+            script(vec![first], End::Fail("fake: stream broken")),
+            Script {
+                gate: Some(gate.clone()),
+                ..script(vec![rest], End::Hold(Rc::new(Notify::new())))
+            },
+        ])
         .await;
         add_fake(&node, &fake, "").await;
         let error = error_naming(&node, "stream broken").await;
@@ -703,16 +683,13 @@ fn a_good_page_applied_twice_changes_nothing_the_second_time() {
             Item::Rec(rec(2, "b", "beta")),
             knows(2),
         ];
-        let fake = Fake::start(
-            &node,
-            vec![
-                script(vec![page.clone()], End::Hold(release.clone())),
-                Script {
-                    gate: Some(gate.clone()),
-                    ..script(vec![page], End::Hold(Rc::new(Notify::new())))
-                },
-            ],
-        )
+        let fake = Fake::start(vec![
+            script(vec![page.clone()], End::Hold(release.clone())),
+            Script {
+                gate: Some(gate.clone()),
+                ..script(vec![page], End::Hold(Rc::new(Notify::new())))
+            },
+        ])
         .await;
         add_fake(&node, &fake, "").await;
         eventually("the page applied", LIMIT, || {
@@ -776,16 +753,13 @@ fn no_later_page_of_a_session_is_applied_after_a_refused_page() {
             Item::Rec(rec(1, "lost", "never applied")),
             Item::Rec(bad_version),
         ];
-        let fake = Fake::start(
-            &node,
-            vec![Script {
-                keep_pushing: true,
-                ..script(
-                    vec![refused, vec![knows(2)]],
-                    End::Hold(Rc::new(Notify::new())),
-                )
-            }],
-        )
+        let fake = Fake::start(vec![Script {
+            keep_pushing: true,
+            ..script(
+                vec![refused, vec![knows(2)]],
+                End::Hold(Rc::new(Notify::new())),
+            )
+        }])
         .await;
         add_fake(&node, &fake, "").await;
         eventually("both pushes answered", LIMIT, || {

@@ -15,16 +15,15 @@ use syncbase::genvec::{DeviceId, Scope};
 use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
 use syncbase::node::JoinReply;
-use syncbase::rpc::syncgroup_wire::{write_member_info, write_syncgroup};
 use syncbase::rpc::transport::MemoryNetwork;
-use syncbase::schema::sync_capnp::syncgroup_admin;
 use syncbase::store::Version;
 use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{MemberInfo, Permissions, Spec, SyncgroupName, Tag};
 
-use common::app::{database, get, put, table};
+use common::app::{AppSyncgroups, database, get, put, table};
 use common::members::join_by_invite;
 use common::peer::{BarePeer, accepting_sink, outcome};
+use common::peer_client::{AdminCalls, Deltas, Join, Publish};
 use common::{DB, eventually, nodes, on_local};
 
 /// How long a test waits for the nodes to do something.
@@ -84,20 +83,20 @@ async fn invite(host: &EmbeddedServer, name: &SyncgroupName, level: Level) -> St
         .secret
 }
 
-/// Calls `joinSyncgroupAtAdmin` as `peer` with device `device`.
-async fn join_as(
-    peer: &BarePeer,
-    name: &SyncgroupName,
-    device: u64,
-    invite: Option<&str>,
-    claimed: &str,
-) -> Result<(), capnp::Error> {
-    let mut call = peer.sync.join_syncgroup_at_admin_request();
-    call.get().set_sg_name(name.as_str());
-    call.get().set_joiner_name(claimed);
-    call.get().set_invite(invite.unwrap_or_default());
-    write_member_info(&member(device), call.get().init_my_info());
-    call.send().promise.await.map(drop)
+/// A `joinSyncgroupAtAdmin` of `name` as a member with device `device`.
+fn join(name: &SyncgroupName, device: u64) -> Join<'_> {
+    Join::new(name.as_str(), member(device))
+}
+
+/// Joins `name` as `peer` (device `device`) with the invite `secret`, and checks the admin
+/// answered for that syncgroup.
+async fn join_with(peer: &BarePeer, name: &SyncgroupName, device: u64, secret: &str) {
+    let reply = peer
+        .calls()
+        .join(join(name, device).invite(secret))
+        .await
+        .unwrap();
+    assert_eq!(&reply.sg.name, name);
 }
 
 /// Table `t` of the test database on `node`, through its app API.
@@ -127,18 +126,13 @@ async fn data_deltas(peer: &BarePeer, device: u64) -> Result<(), capnp::Error> {
 
 /// A non-live `getDeltas` for all of `table`, as `peer` with device `device`.
 async fn table_deltas(peer: &BarePeer, device: u64, table: &str) -> Result<(), capnp::Error> {
-    let mut request = peer.sync.get_deltas_request();
-    {
-        let mut data = request.get().init_req().init_data();
-        data.set_db_name(DB);
-        data.set_initiator_device(device);
-        let mut scopes = data.init_init_vec().init_scopes(1);
-        let scope = [table.as_bytes(), &[0xfe]].concat();
-        scopes.reborrow().get(0).set_scope(&scope[..]);
-        scopes.get(0).init_vector();
-    }
-    request.get().set_sink(accepting_sink());
-    request.send().promise.await.map(drop)
+    let data = Deltas::Data {
+        tables: &[table],
+        live: false,
+    };
+    peer.calls()
+        .get_deltas(DB, device, data, accepting_sink())
+        .await
 }
 
 // ---- The capability matrix ----
@@ -147,7 +141,7 @@ async fn table_deltas(peer: &BarePeer, device: u64, table: &str) -> Result<(), c
 struct Principal {
     peer: BarePeer,
     device: u64,
-    admin: Option<syncgroup_admin::Client>,
+    admin: Option<AdminCalls>,
 }
 
 /// The matrix as ARCHITECTURE.md writes it: (call, [admin, writer, reader, stranger, revoked]).
@@ -187,54 +181,35 @@ async fn matrix_call(
     name: &SyncgroupName,
     victim: &Fingerprint,
 ) -> String {
-    let sync = &who.peer.sync;
+    let calls = who.peer.calls();
     let view = host.node().syncgroup_view(name).unwrap();
     let sg = &view.record.sg;
     match call {
-        "Sync.deviceInfo" => outcome(sync.device_info_request().send().promise.await),
-        "Sync.getTime" => {
-            let mut request = sync.get_time_request();
-            request.get().init_req().set_send_ts(1);
-            outcome(request.send().promise.await)
-        }
+        "Sync.deviceInfo" => outcome(calls.device_info().await),
+        "Sync.getTime" => outcome(calls.get_time("").await),
         "Sync.getDeltas (data)" => outcome(data_deltas(&who.peer, who.device).await),
         "Sync.getDeltas (syncgroups)" => {
-            let mut request = sync.get_deltas_request();
-            {
-                let mut sgs = request.get().init_req().init_sgs();
-                sgs.set_db_name(DB);
-                sgs.set_initiator_device(who.device);
-                let mut scopes = sgs.init_init_vec().init_scopes(1);
-                scopes
-                    .reborrow()
-                    .get(0)
-                    .set_scope(sg.id.to_hex().as_bytes());
-                scopes.get(0).init_vector();
-            }
-            request.get().set_sink(accepting_sink());
-            outcome(request.send().promise.await)
+            let ids = Deltas::Syncgroups(&[sg.id]);
+            outcome(
+                calls
+                    .get_deltas(DB, who.device, ids, accepting_sink())
+                    .await,
+            )
         }
-        "Sync.joinSyncgroupAtAdmin" => {
-            outcome(join_as(&who.peer, name, who.device, None, "").await)
-        }
+        "Sync.joinSyncgroupAtAdmin" => outcome(calls.join(join(name, who.device)).await),
         "Sync.publishSyncgroup" => {
-            let mut request = sync.publish_syncgroup_request();
-            write_syncgroup(sg, request.get().init_sg());
-            request
-                .get()
-                .set_version(view.record.stamp.version.to_hex().as_str());
-            request.get().init_genvec();
-            outcome(request.send().promise.await)
+            let publish = Publish::new(sg).version(view.record.stamp.version);
+            outcome(calls.publish(publish).await)
         }
         "Sync.publishSyncgroup (new name)" => {
             let own = own_syncgroup(who, host);
-            outcome_or_proposed(publish(&who.peer, &own, None).await)
+            outcome_or_proposed(calls.publish(Publish::new(&own)).await)
         }
         "Sync.publishSyncgroup (known id, new name)" => {
             let mut taken = own_syncgroup(who, host);
             taken.id = sg.id;
             taken.name = self::name(&format!("{}/taken-{}", host.peer_address(), who.device));
-            outcome_or_proposed(publish(&who.peer, &taken, None).await)
+            outcome_or_proposed(calls.publish(Publish::new(&taken)).await)
         }
         "Sync.publishSyncgroup (publish invite)" => {
             let mut own = own_syncgroup(who, host);
@@ -245,41 +220,29 @@ async fn matrix_call(
                 .mint_publish_invite(db(), None, 1)
                 .await
                 .unwrap();
-            outcome_or_proposed(publish(&who.peer, &own, Some(&token.secret)).await)
+            let publish = Publish::new(&own).invite(&token.secret);
+            outcome_or_proposed(calls.publish(publish).await)
         }
         "Sync.getDeltas (own proposal)" => {
             outcome(table_deltas(&who.peer, who.device, &format!("p{}", who.device)).await)
         }
-        "Sync.haveBlob" => outcome(sync.have_blob_request().send().promise.await),
-        "Sync.fetchBlob" => outcome(sync.fetch_blob_request().send().promise.await),
-        "Sync.fetchBlobRecipe" => outcome(sync.fetch_blob_recipe_request().send().promise.await),
-        "Sync.fetchChunks" => outcome(sync.fetch_chunks_request().send().promise.await),
-        "Sync.syncgroupAdmin" => {
-            let mut request = sync.syncgroup_admin_request();
-            request.get().set_sg_name(name.as_str());
-            let response = request.send().promise.await;
-            outcome(response.and_then(|r| r.get()?.get_admin()))
-        }
+        "Sync.haveBlob" => outcome(calls.blob_call("haveBlob").await),
+        "Sync.fetchBlob" => outcome(calls.blob_call("fetchBlob").await),
+        "Sync.fetchBlobRecipe" => outcome(calls.blob_call("fetchBlobRecipe").await),
+        "Sync.fetchChunks" => outcome(calls.blob_call("fetchChunks").await),
+        "Sync.syncgroupAdmin" => outcome(calls.syncgroup_admin(name.as_str()).await),
         admin_call => {
             let Some(admin) = &who.admin else {
                 return "—".into();
             };
             match admin_call {
-                "SyncgroupAdmin.getSyncgroup" => {
-                    outcome(admin.get_syncgroup_request().send().promise.await)
-                }
+                "SyncgroupAdmin.getSyncgroup" => outcome(admin.get_syncgroup().await),
                 "SyncgroupAdmin.setSpec" => {
-                    let mut request = admin.set_spec_request();
                     let mut spec = sg.spec.clone();
                     spec.description = format!("set by {}", who.peer.fingerprint());
-                    syncbase::rpc::syncgroup_wire::write_spec(&spec, request.get().init_spec());
-                    outcome(request.send().promise.await)
+                    outcome(admin.set_spec(&spec).await)
                 }
-                "SyncgroupAdmin.eject" => {
-                    let mut request = admin.eject_request();
-                    request.get().set_member(victim.as_str());
-                    outcome(request.send().promise.await)
-                }
+                "SyncgroupAdmin.eject" => outcome(admin.eject(victim.as_str()).await),
                 other => panic!("ARCHITECTURE.md names an unknown call {other:?}"),
             }
         }
@@ -307,42 +270,12 @@ fn own_syncgroup(who: &Principal, host: &EmbeddedServer) -> syncbase::syncgroup:
     }
 }
 
-/// Calls `publishSyncgroup` as `peer`; whether the host took it as a proposal.
-async fn publish(
-    peer: &BarePeer,
-    sg: &syncbase::syncgroup::Syncgroup,
-    invite: Option<&str>,
-) -> Result<bool, capnp::Error> {
-    let mut request = peer.sync.publish_syncgroup_request();
-    write_syncgroup(sg, request.get().init_sg());
-    request.get().set_version("1");
-    request.get().set_invite(invite.unwrap_or_default());
-    request.get().init_genvec();
-    let response = request.send().promise.await?;
-    Ok(response.get()?.get_proposed())
-}
-
 /// `proposed` for a publish taken as a proposal, else the outcome id.
 fn outcome_or_proposed(result: Result<bool, capnp::Error>) -> String {
     match result {
         Ok(true) => "proposed".into(),
         other => outcome(other),
     }
-}
-
-/// The Admin capability `peer` obtains for `name`.
-async fn admin_capability(peer: &BarePeer, name: &SyncgroupName) -> syncgroup_admin::Client {
-    let mut request = peer.sync.syncgroup_admin_request();
-    request.get().set_sg_name(name.as_str());
-    request
-        .send()
-        .promise
-        .await
-        .unwrap()
-        .get()
-        .unwrap()
-        .get_admin()
-        .unwrap()
 }
 
 #[test]
@@ -366,12 +299,12 @@ fn every_cell_of_the_capability_matrix_holds() {
             let device = 100 + i as u64;
             if let Some(level) = level {
                 let secret = invite(&host, &name, level).await;
-                join_as(&peer, &name, device, Some(&secret), "")
-                    .await
-                    .unwrap();
+                join_with(&peer, &name, device, &secret).await;
             }
             let admin = match level {
-                Some(Level::Admin) => Some(admin_capability(&peer, &name).await),
+                Some(Level::Admin) => {
+                    Some(peer.calls().syncgroup_admin(name.as_str()).await.unwrap())
+                }
                 _ => None,
             };
             principals.push(Principal {
@@ -383,9 +316,7 @@ fn every_cell_of_the_capability_matrix_holds() {
         // A member for the admin to eject, and the revoked principal ejected (it held Admin).
         let victim = BarePeer::connect(&network, "victim:1", &host).await;
         let secret = invite(&host, &name, Level::Read).await;
-        join_as(&victim, &name, 200, Some(&secret), "")
-            .await
-            .unwrap();
+        join_with(&victim, &name, 200, &secret).await;
         let me = host.node().identity().fingerprint().clone();
         let revoked = principals[4].peer.identity.fingerprint().clone();
         host.node().eject(me, name.clone(), revoked).await.unwrap();
@@ -732,7 +663,10 @@ fn forged_caller_names_are_refused() {
         let peer = BarePeer::connect(&network, "p:1", &host).await;
         let secret = invite(&host, &name, Level::Read).await;
         let forged = host.node().identity().fingerprint().to_string();
-        let joined = join_as(&peer, &name, 5, Some(&secret), &forged).await;
+        let joined = peer
+            .calls()
+            .join(join(&name, 5).invite(&secret).claiming(&forged))
+            .await;
         assert_eq!(outcome(joined), "NoAccess");
         // The invite was not spent and nobody was added.
         assert_eq!(
@@ -745,20 +679,17 @@ fn forged_caller_names_are_refused() {
                 .len(),
             1
         );
-        join_as(&peer, &name, 5, Some(&secret), &peer.fingerprint())
+        let own = peer.fingerprint();
+        peer.calls()
+            .join(join(&name, 5).invite(&secret).claiming(&own))
             .await
             .unwrap();
 
-        let mut request = peer.sync.get_time_request();
-        request.get().set_initiator(forged.as_str());
-        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+        assert_eq!(outcome(peer.calls().get_time(&forged).await), "NoAccess");
+        assert_eq!(outcome(peer.calls().get_time(&own).await), "ok");
         let view = host.node().syncgroup_view(&name).unwrap();
-        let mut request = peer.sync.publish_syncgroup_request();
-        request.get().set_publisher(forged.as_str());
-        write_syncgroup(&view.record.sg, request.get().init_sg());
-        request.get().set_version("1");
-        request.get().init_genvec();
-        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+        let publish = Publish::new(&view.record.sg).claiming(&forged);
+        assert_eq!(outcome(peer.calls().publish(publish).await), "NoAccess");
     });
 }
 
@@ -772,11 +703,9 @@ fn spent_expired_and_foreign_invites_are_refused_and_change_nothing() {
         let first = BarePeer::connect(&network, "p:1", &host).await;
         let second = BarePeer::connect(&network, "q:1", &host).await;
         let secret = invite(&host, &name, Level::Read).await;
-        join_as(&first, &name, 5, Some(&secret), "").await.unwrap();
-        assert_eq!(
-            outcome(join_as(&second, &name, 6, Some(&secret), "").await),
-            "NoAccess"
-        );
+        join_with(&first, &name, 5, &secret).await;
+        let joined = second.calls().join(join(&name, 6).invite(&secret)).await;
+        assert_eq!(outcome(joined), "NoAccess");
 
         let expiring = host
             .node()
@@ -784,17 +713,15 @@ fn spent_expired_and_foreign_invites_are_refused_and_change_nothing() {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let expired = join_as(&second, &name, 6, Some(&expiring.secret), "").await;
+        let calls = second.calls();
+        let expired = calls.join(join(&name, 6).invite(&expiring.secret)).await;
+        let expired = expired.map(drop);
         assert!(format!("{expired:?}").contains("expired"), "{expired:?}");
         let unknown = "0".repeat(64);
-        assert_eq!(
-            outcome(join_as(&second, &name, 6, Some(&unknown), "").await),
-            "NoAccess"
-        );
-        assert_eq!(
-            outcome(join_as(&second, &name, 6, Some("not hex"), "").await),
-            "InvalidArgument"
-        );
+        let joined = calls.join(join(&name, 6).invite(&unknown)).await;
+        assert_eq!(outcome(joined), "NoAccess");
+        let joined = calls.join(join(&name, 6).invite("not hex")).await;
+        assert_eq!(outcome(joined), "InvalidArgument");
         let after = host.node().syncgroup_view(&name).unwrap();
         assert!(
             !after
@@ -871,11 +798,8 @@ fn a_publish_of_a_known_name_with_another_id_is_exist() {
         let publisher: Fingerprint = peer.identity.fingerprint().clone();
         sg.spec.perms = Permissions::only(&publisher);
         sg.creator = publisher;
-        let mut request = peer.sync.publish_syncgroup_request();
-        write_syncgroup(&sg, request.get().init_sg());
-        request.get().set_version("1");
-        request.get().init_genvec();
-        assert_eq!(outcome(request.send().promise.await), "Exist");
+        let published = peer.calls().publish(Publish::new(&sg)).await;
+        assert_eq!(outcome(published), "Exist");
         let kept = host.node().syncgroup_view(&name).unwrap();
         assert_ne!(kept.record.sg.id, sg.id);
         // The reply of a join naming another syncgroup under a known name is refused too.
@@ -912,7 +836,7 @@ fn a_publish_reusing_a_known_id_under_another_name_is_exist_and_the_host_stays_a
             ..before.record.sg.clone()
         };
         assert_eq!(
-            outcome_or_proposed(publish(&stranger, &taken, None).await),
+            outcome_or_proposed(stranger.calls().publish(Publish::new(&taken)).await),
             "Exist"
         );
         // A publish invite does not make it any better, and is not spent by the refusal.
@@ -922,7 +846,12 @@ fn a_publish_reusing_a_known_id_under_another_name_is_exist_and_the_host_stays_a
             .await
             .unwrap();
         assert_eq!(
-            outcome_or_proposed(publish(&stranger, &taken, Some(&token.secret)).await),
+            outcome_or_proposed(
+                stranger
+                    .calls()
+                    .publish(Publish::new(&taken).invite(&token.secret))
+                    .await
+            ),
             "Exist"
         );
 
@@ -935,13 +864,18 @@ fn a_publish_reusing_a_known_id_under_another_name_is_exist_and_the_host_stays_a
         // The host is still the admin: it mints invites and a new member joins with one.
         let secret = invite(&host, &name, Level::Read).await;
         let joiner = BarePeer::connect(&network, "q:1", &host).await;
-        join_as(&joiner, &name, 8, Some(&secret), "").await.unwrap();
+        join_with(&joiner, &name, 8, &secret).await;
         // The invite was not spent: a syncgroup of the stranger's own is taken with it.
         let mut own = taken.clone();
         own.id.0 ^= 0x5a5a;
         own.name = self::name("h:1/own");
         assert_eq!(
-            outcome_or_proposed(publish(&stranger, &own, Some(&token.secret)).await),
+            outcome_or_proposed(
+                stranger
+                    .calls()
+                    .publish(Publish::new(&own).invite(&token.secret))
+                    .await
+            ),
             "ok"
         );
     });
@@ -949,39 +883,15 @@ fn a_publish_reusing_a_known_id_under_another_name_is_exist_and_the_host_stays_a
 
 // ---- Publishing, spec versions, leaving ----
 
-/// The app API's `Syncgroups` of a node.
-fn app_syncgroups(node: &EmbeddedServer) -> syncbase::schema::service_capnp::syncgroups::Client {
-    node.service()
-        .syncgroups_request()
-        .send()
-        .pipeline
-        .get_syncgroups()
-}
-
 /// Creates syncgroup `name` (the test spec) through `node`'s app API, published at `host`.
 async fn app_create(
     node: &EmbeddedServer,
     name: &str,
     host: Option<&Fingerprint>,
 ) -> Result<(), capnp::Error> {
-    app_create_with(node, name, host, &spec()).await
-}
-
-/// Creates a syncgroup through the app API with `spec`.
-async fn app_create_with(
-    node: &EmbeddedServer,
-    name: &str,
-    host: Option<&Fingerprint>,
-    spec: &Spec,
-) -> Result<(), capnp::Error> {
-    let mut request = app_syncgroups(node).create_request();
-    request.get().set_database(DB);
-    request.get().set_name(name);
-    request
-        .get()
-        .set_host_fingerprint(host.map(Fingerprint::as_str).unwrap_or_default());
-    syncbase::rpc::syncgroup_wire::write_spec(spec, request.get().init_spec());
-    request.send().promise.await.map(drop)
+    AppSyncgroups::of(node.service())
+        .create(DB, name, host, &spec())
+        .await
 }
 
 #[test]
@@ -999,7 +909,8 @@ fn a_pending_proposal_does_not_stop_the_syncgroups_already_shared() {
             prefixes: vec![Scope::new("u", "")],
             ..spec()
         };
-        app_create_with(&member, proposed.as_str(), Some(&hid), &over_u)
+        AppSyncgroups::of(member.service())
+            .create(DB, proposed.as_str(), Some(&hid), &over_u)
             .await
             .unwrap();
         assert_eq!(host.node().proposals().unwrap().len(), 1);
@@ -1178,10 +1089,8 @@ fn removing_read_from_the_permissions_revokes_like_an_eject() {
         let name = create(&host).await;
         let peer = BarePeer::connect(&network, "p:1", &host).await;
         let secret = invite(&host, &name, Level::Read).await;
-        join_as(&peer, &name, 7, Some(&secret), "").await.unwrap();
-        let mut request = peer.sync.get_time_request();
-        request.get().init_req();
-        assert_eq!(outcome(request.send().promise.await), "ok");
+        join_with(&peer, &name, 7, &secret).await;
+        assert_eq!(outcome(peer.calls().get_time("").await), "ok");
         let me = host.node().identity().fingerprint().clone();
         let view = host.node().syncgroup_view(&name).unwrap();
         let mut narrowed = view.record.sg.spec.clone();
@@ -1190,11 +1099,9 @@ fn removing_read_from_the_permissions_revokes_like_an_eject() {
             .set_spec(me, name.clone(), narrowed, String::new())
             .await
             .unwrap();
-        let rejoin = join_as(&peer, &name, 7, None, "").await;
+        let rejoin = peer.calls().join(join(&name, 7)).await;
         assert_eq!(outcome(rejoin), "NoAccess");
-        let mut request = peer.sync.get_time_request();
-        request.get().init_req();
-        assert_eq!(outcome(request.send().promise.await), "NoAccess");
+        assert_eq!(outcome(peer.calls().get_time("").await), "NoAccess");
         assert_eq!(outcome(data_deltas(&peer, 7).await), "NoAccess");
     });
 }
@@ -1209,9 +1116,10 @@ fn leaving_stops_sync_and_keeps_the_data() {
         put(&host_t, "before", b"1").await.unwrap();
         wait_for_row(&member_t, "before", "row never synced").await;
         let hid = host.node().identity().fingerprint().clone();
-        let mut request = app_syncgroups(&member).leave_request();
-        request.get().set_name(name.as_str());
-        request.send().promise.await.unwrap();
+        AppSyncgroups::of(member.service())
+            .leave(name.as_str())
+            .await
+            .unwrap();
         assert!(member.node().syncgroup_view(&name).unwrap().local.left);
         assert!(
             member.node().peers().get(&hid).is_none(),
@@ -1243,9 +1151,7 @@ fn records_count_only_from_devices_of_members_holding_write() {
         for (i, level) in [Level::ReadWrite, Level::Read].into_iter().enumerate() {
             let peer = BarePeer::connect(&network, &format!("p{i}:1"), &host).await;
             let secret = invite(&host, &name, level).await;
-            join_as(&peer, &name, 50 + i as u64, Some(&secret), "")
-                .await
-                .unwrap();
+            join_with(&peer, &name, 50 + i as u64, &secret).await;
         }
         let stranger = Fingerprint::parse(&"e".repeat(64)).unwrap();
         let check = host.node().writer_check(&stranger, &db()).unwrap();
@@ -1352,8 +1258,6 @@ fn syncgroups_invites_and_members_survive_a_restart() {
         wait_for_row(&table_t(&host).await, "while-down", "the member's row").await;
         // The invite minted before the restart still admits one joiner.
         let peer = BarePeer::connect(&network, "p:1", &host).await;
-        join_as(&peer, &name, 77, Some(&kept.secret), "")
-            .await
-            .unwrap();
+        join_with(&peer, &name, 77, &kept.secret).await;
     });
 }

@@ -15,7 +15,7 @@ use syncbase::rpc::client::error_message;
 use syncbase::rpc::transport::MemoryNetwork;
 use syncbase::schema::service_capnp::{database, table, watch_change, watch_sink};
 
-use common::app::{batch, database, delete, put, table};
+use common::app::{batch, database, delete, put, table, watch_request};
 use common::{DB, nodes, on_local};
 
 async fn start() -> EmbeddedServer {
@@ -116,23 +116,6 @@ impl Watch {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(self.changes().len(), count, "{:?}", self.whats());
     }
-}
-
-fn watch_request(
-    db: &database::Client,
-    table: &str,
-    prefix: &str,
-    initial: bool,
-    marker: &[u8],
-    sink: watch_sink::Client,
-) -> capnp::capability::RemotePromise<database::watch_results::Owned> {
-    let mut request = db.watch_request();
-    request.get().set_table(table);
-    request.get().set_prefix(prefix);
-    request.get().set_initial_state(initial);
-    request.get().set_resume_marker(marker);
-    request.get().set_sink(sink);
-    request.send()
 }
 
 /// Starts a watch; the call runs in a local task.

@@ -1,5 +1,6 @@
-//! The client verbs (`put`, `get`, `delete`, `scan`): find the node's address and token from
-//! the flags, config or data directory, dial it, do one call, print the outcome.
+//! The client verbs (`put`, `get`, `delete`, `scan`) and their arguments: find the node's
+//! address and token from the flags, config or data directory ([`Target`], which every verb
+//! that talks to a running node takes), dial it, do one call, print the outcome.
 
 use std::future::Future;
 use std::io::{IsTerminal, Read};
@@ -8,15 +9,67 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use anyhow::{Context, bail};
+use clap::Args;
 
-use crate::cli::Target;
 use crate::cli::output::{self, LocalFailure, outln};
 use crate::config::Config;
 use crate::rpc::client::{Session, remote_error};
 use crate::schema::service_capnp::{row_sink, service, table};
 use crate::token::ClientToken;
 
-pub fn put(target: &Target, db: &str, table: &str, key: &str, value: &str) -> anyhow::Result<()> {
+/// How a client verb finds its node.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Config file of the node to talk to (its data_dir and token_file are used).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the node (holds node.addr and client.token) [default: ./syncbase-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The node's app address, instead of the one recorded in the data directory.
+    #[arg(long, value_name = "ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// The client token file, instead of the configured one.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+// The argument structs carry no doc comment: a subcommand's help is its variant's in
+// `cli::Command`.
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    target: Target,
+    db: String,
+    table: String,
+    key: String,
+    value: String,
+}
+
+// `get` and `delete`: one row.
+#[derive(Debug, Args)]
+pub struct RowArgs {
+    #[command(flatten)]
+    target: Target,
+    db: String,
+    table: String,
+    key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    target: Target,
+    db: String,
+    table: String,
+    #[arg(default_value = "")]
+    prefix: String,
+}
+
+/// `put`: stores the value ("-": read from stdin).
+pub fn put(args: &PutArgs) -> anyhow::Result<()> {
+    let (key, value) = (args.key.as_str(), args.value.as_str());
     let value = if value == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -26,7 +79,7 @@ pub fn put(target: &Target, db: &str, table: &str, key: &str, value: &str) -> an
     } else {
         value.as_bytes().to_vec()
     };
-    with_table(target, db, table, |table| async move {
+    with_table(&args.target, &args.db, &args.table, |table| async move {
         let mut request = table.put_request();
         request.get().set_key(key);
         request.get().set_value(&value);
@@ -35,7 +88,15 @@ pub fn put(target: &Target, db: &str, table: &str, key: &str, value: &str) -> an
     })
 }
 
-pub fn get(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Result<()> {
+/// `get`: prints the value; a missing row fails with `NoExist:`.
+pub fn get(args: &RowArgs) -> anyhow::Result<()> {
+    let RowArgs {
+        target,
+        db,
+        table,
+        key,
+    } = args;
+    let key = key.as_str();
     let value = with_table(target, db, table, |table| async move {
         let mut request = table.get_request();
         request.get().set_key(key);
@@ -56,8 +117,10 @@ pub fn get(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Result<
     Ok(())
 }
 
-pub fn delete(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Result<()> {
-    let existed = with_table(target, db, table, |table| async move {
+/// `delete`: prints whether the row existed here.
+pub fn delete(args: &RowArgs) -> anyhow::Result<()> {
+    let key = args.key.as_str();
+    let existed = with_table(&args.target, &args.db, &args.table, |table| async move {
         let mut request = table.delete_request();
         request.get().set_key(key);
         let response = request.send().promise.await.map_err(remote_error)?;
@@ -67,8 +130,10 @@ pub fn delete(target: &Target, db: &str, table: &str, key: &str) -> anyhow::Resu
     Ok(())
 }
 
-pub fn scan(target: &Target, db: &str, table: &str, prefix: &str) -> anyhow::Result<()> {
-    with_table(target, db, table, |table| async move {
+/// `scan`: prints every row under the prefix.
+pub fn scan(args: &ScanArgs) -> anyhow::Result<()> {
+    let prefix = args.prefix.as_str();
+    with_table(&args.target, &args.db, &args.table, |table| async move {
         let failure = LocalFailure::default();
         let sink: row_sink::Client = capnp_rpc::new_client(PrintingSink {
             failure: failure.clone(),

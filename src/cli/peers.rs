@@ -1,15 +1,61 @@
 //! The sync verbs of the command line: `id` (this node's identity), `peer add | list |
-//! remove`, and `status`, all through the running node's app API.
+//! remove` (with their arguments, [`PeerAction`]), and `status`, all through the running
+//! node's app API.
 
 use anyhow::Context;
+use clap::Subcommand;
 
-use crate::cli::Target;
-use crate::cli::client::with_service;
+use crate::cli::client::{Target, with_service};
 use crate::cli::output::outln;
 use crate::clock::TimeSource;
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::peer_status;
 use crate::sync::peers::parse_scope;
+
+#[derive(Debug, Subcommand)]
+pub enum PeerAction {
+    /// Sync DB's scopes with the peer at ADDR whose identity is FINGERPRINT (from `syncbase
+    /// id` on that node), and accept its connections. Scopes are TABLE or TABLE/PREFIX.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        #[arg(value_name = "ADDR")]
+        peer_addr: String,
+        fingerprint: String,
+        db: String,
+        #[arg(required = true, value_name = "TABLE[/PREFIX]")]
+        scopes: Vec<String>,
+    },
+    /// List peers.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Stop syncing with a peer (added at run time) and refuse its connections.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        fingerprint: String,
+    },
+}
+
+/// `peer ...`: runs one peer action.
+pub fn run(action: PeerAction) -> anyhow::Result<()> {
+    match action {
+        PeerAction::Add {
+            target,
+            peer_addr,
+            fingerprint,
+            db,
+            scopes,
+        } => add(&target, &peer_addr, &fingerprint, &db, &scopes),
+        PeerAction::List { target } => list(&target, false),
+        PeerAction::Remove {
+            target,
+            fingerprint,
+        } => remove(&target, &fingerprint),
+    }
+}
 
 /// Prints the node's fingerprint, peer address and device id.
 pub fn id(target: &Target) -> anyhow::Result<()> {
@@ -40,7 +86,7 @@ pub fn id(target: &Target) -> anyhow::Result<()> {
 }
 
 /// Adds a peer sharing the given scopes of one database.
-pub fn add(
+fn add(
     target: &Target,
     address: &str,
     fingerprint: &str,
@@ -70,7 +116,7 @@ pub fn add(
 }
 
 /// Removes a peer added at run time.
-pub fn remove(target: &Target, fingerprint: &str) -> anyhow::Result<()> {
+fn remove(target: &Target, fingerprint: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = service.remove_peer_request();
         request.get().set_fingerprint(fingerprint);

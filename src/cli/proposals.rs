@@ -2,8 +2,7 @@
 //! nothing until accepted (`sg accept`, `sg reject`), and publish invites (`sg
 //! publish-invite`) that let a node's publish be taken at once.
 
-use crate::cli::Target;
-use crate::cli::client::with_service;
+use crate::cli::client::{Target, with_service};
 use crate::cli::output::{OutputError, outln};
 use crate::cli::syncgroups::{print_record, print_syncgroup, scopes, syncgroups_of};
 use crate::rpc::client::remote_error;

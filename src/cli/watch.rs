@@ -3,20 +3,34 @@
 
 use std::rc::Rc;
 
-use crate::cli::Target;
-use crate::cli::client::{printable, with_service};
+use clap::Args;
+
+use crate::cli::client::{Target, printable, with_service};
 use crate::cli::output::{self, LocalFailure};
 use crate::schema::service_capnp::{watch_change, watch_sink};
 
-/// Watches until the node stops or the user interrupts.
-pub fn run(
-    target: &Target,
-    db: &str,
-    table: &str,
-    prefix: &str,
+// No doc comment: the subcommand's help is its variant's in `cli::Command`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    target: Target,
+    db: String,
+    /// Only this table ("" or absent: every table).
+    #[arg(default_value = "")]
+    table: String,
+    /// Only keys starting with this prefix.
+    #[arg(default_value = "")]
+    prefix: String,
+    /// First print the current rows (needs TABLE).
+    #[arg(long)]
     initial: bool,
-) -> anyhow::Result<()> {
-    with_service(target, |service| async move {
+}
+
+/// Watches until the node stops or the user interrupts.
+pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
+    let (db, table, prefix) = (args.db.as_str(), args.table.as_str(), args.prefix.as_str());
+    let initial = args.initial;
+    with_service(&args.target, |service| async move {
         let mut request = service.database_request();
         request.get().set_name(db);
         let database = request.send().pipeline.get_db();

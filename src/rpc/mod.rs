@@ -1,12 +1,26 @@
-//! The Cap'n Proto face of a node: thin adapters that decode arguments, call [`crate::node`],
-//! and fill results. No storage or sync logic lives here.
+//! The Cap'n Proto face of a node: everything that knows Cap'n Proto, as adapters that
+//! decode arguments, call the engine ([`crate::node`], [`crate::sync`]) and fill results.
 //!
-//! - `server`: the accept loop; each connection's RPC system runs on a pinned LocalSet worker;
-//! - `network`: the two-party vat network every connection runs on, with `limits` (memory
-//!   budgets), `frame` (incremental frame reading) and `admission` (connection caps);
+//! - `server`: the app and peer accept loops and the dialer; each connection's RPC system runs
+//!   on a pinned LocalSet worker;
+//! - `network`: the two-party vat network every connection runs on (in place of `twoparty`);
+//! - `frame`: incremental frame reading, allocating as bytes arrive;
+//! - `limits`: the node's and each connection's memory budgets and stream caps;
+//! - `admission`: the connection caps of a port;
+//! - `transport`: TCP or an in-memory network of pipes, under every peer link;
+//! - `tls`: TLS 1.3 mutual authentication of peers by fingerprint;
 //! - `gate`: the bootstrap `Gate` and its token check;
 //! - `service`: `Service`, `Database` and `Table`;
-//! - `push`: sending batches to a caller's sink capability with a bounded window;
+//! - `admin`: the identity and peer calls of `Service`;
+//! - `watch`: `Database.watch`;
+//! - `app_syncgroups`: `Syncgroups`, the app's syncgroup calls;
+//! - `peer`: `SyncImpl` (the `Sync` a peer holds, bound to its identity) and `SyncgroupAdmin`;
+//! - `peer_link`: accepting peers, and the engine's `sync::link` traits over TLS and Cap'n Proto;
+//! - `peer_sinks`: the capnp faces of the initiator's page sinks (decode, hand to the engine);
+//! - `peer_call`: one-off calls to a peer (join at an admin, publish at a host);
+//! - `wire`: engine types <-> capnp, validating;
+//! - `syncgroup_wire`: syncgroup types <-> capnp, validating;
+//! - `push`: sending pages to a caller's sink capability with a bounded window and budget;
 //! - `client`: dialling a node and logging in (CLI, tests, benchmarks).
 
 pub mod admin;

@@ -350,14 +350,8 @@ fn push_request(
     sink: &delta_sink::Client,
     device: DeviceId,
     remaining: u64,
-) -> capnp::capability::Request<delta_sink::push_params::Owned, capnp::any_pointer::Owned> {
-    let mut request = sink
-        .client
-        .new_call::<delta_sink::push_params::Owned, capnp::any_pointer::Owned>(
-            <delta_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
-            0,
-            None,
-        );
+) -> capnp::capability::StreamingRequest<delta_sink::push_params::Owned> {
+    let mut request = sink.push_request();
     request.get().set_remaining(remaining);
     request.get().set_responder_device(device.0);
     request

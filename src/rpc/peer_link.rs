@@ -1,9 +1,9 @@
-//! Peer links over TLS and Cap'n Proto: the accept side (TLS with a known client certificate,
-//! then `Sync` as the bootstrap) and the dial side, the engine's `sync::link` traits
-//! implemented by [`CapnpDialer`] (dial, authenticate, serve `Sync` back), [`CapnpPeer`]
-//! (GetDeltas calls with their sinks) and [`CapnpDriver`] (the RPC system). The link loop
-//! itself, its session rules and its backoff, is `sync::link`'s. Both sides run on the
-//! LocalSet workers because Cap'n Proto objects are `!Send`.
+//! Peer links over TLS and Cap'n Proto: the accept side (TLS with any client certificate whose key
+//! the client proves, then `Sync` as the bootstrap) and the dial side, the engine's `sync::link`
+//! traits implemented by [`CapnpDialer`] (dial, authenticate, serve `Sync` back), [`CapnpPeer`]
+//! (GetDeltas calls with their sinks) and [`CapnpDriver`] (the RPC system). The link loop itself,
+//! its session rules and its backoff, is `sync::link`'s. Both sides run on the LocalSet workers
+//! because Cap'n Proto objects are `!Send`.
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -25,7 +25,7 @@ use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
 use crate::rpc::peer_sinks::{DeltaSinkImpl, SyncgroupSinkImpl};
 use crate::rpc::syncgroup_wire::write_syncgroup_knowledge;
-use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector, TrustedPeers};
+use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector};
 use crate::rpc::transport::BoxIo;
 use crate::rpc::wire;
 use crate::rpc::{disconnect, run_until_cancelled};
@@ -48,7 +48,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// under the peer port's caps: the TLS handshake must finish within [`CONNECT_TIMEOUT`], and
 /// an identity over its connection cap is refused with `ResourceExhausted:`.
 pub async fn serve_peer(io: BoxIo, mut slot: Slot, node: Arc<Node>, cancel: CancellationToken) {
-    let acceptor = match TlsAcceptor::new(node.identity(), TrustedPeers::anyone()) {
+    let acceptor = match TlsAcceptor::new(node.identity()) {
         Ok(acceptor) => acceptor,
         Err(error) => return tracing::error!(%error, "peer TLS setup"),
     };

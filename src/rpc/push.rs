@@ -17,11 +17,19 @@
 //!
 //! Each pusher is also one of the connection's [`MAX_STREAMS`](crate::rpc::limits::MAX_STREAMS)
 //! streams for as long as it lives.
+//!
+//! Callers build each page with the generated client's typed request for the sink's
+//! `-> stream` method (`sink.push_request()`), so the method is named by the schema, never by
+//! its ordinal. [`WindowedPush::send`] sends it as an ordinary call rather than with capnp-rpc's
+//! `send_streaming`: a streaming send resolves once capnp-rpc's own flow window (64 KiB, not
+//! settable on our network) has room and reports a failed call only on a later send, so it
+//! could neither ramp the window per acknowledgement nor stop at the page that failed, and its
+//! window would not count against the connection's budget.
 
 use std::rc::Rc;
 
-use capnp::capability::{FromTypelessPipeline, Promise, Request};
-use capnp::traits::{Owned, Pipelined};
+use capnp::capability::{Promise, Request, StreamingRequest};
+use capnp::traits::Owned;
 use futures::stream::FuturesOrdered;
 use futures::{StreamExt, TryFutureExt};
 
@@ -74,19 +82,18 @@ impl WindowedPush {
         Ok(PageRoom(self.budget.reserve(bytes).await))
     }
 
-    /// Sends `request`, the page built in `room`: its reservation becomes the call's encoded
-    /// size (grown first if the page is larger than reserved) and passes to the write queue.
-    pub async fn send<Params, Results>(
+    /// Sends `request` (a sink's generated `push_request()`, filled), the page built in
+    /// `room`: its reservation becomes the call's encoded size (grown first if the page is
+    /// larger than reserved) and passes to the write queue. The call is acknowledged like an
+    /// ordinary call (see the module doc), and its error, if any, fails a later `room`, `send`
+    /// or `finish`.
+    pub async fn send<Params: Owned>(
         &mut self,
         room: PageRoom,
-        mut request: Request<Params, Results>,
-    ) -> capnp::Result<()>
-    where
-        Params: Owned,
-        Results: Pipelined + Owned + Unpin + 'static,
-        <Results as Pipelined>::Pipeline: FromTypelessPipeline,
-    {
+        request: StreamingRequest<Params>,
+    ) -> capnp::Result<()> {
         let PageRoom(mut room) = room;
+        let mut request = acknowledged(request);
         let bytes = encoded_size(&mut request)?;
         room.grow_to(bytes).await;
         room.shrink_to(bytes);
@@ -123,6 +130,13 @@ impl WindowedPush {
             None => Ok(()),
         }
     }
+}
+
+/// `request` as an ordinary call, whose answer (empty for a `-> stream` method) acknowledges it.
+fn acknowledged<Params: Owned>(
+    request: StreamingRequest<Params>,
+) -> Request<Params, capnp::any_pointer::Owned> {
+    Request::new(request.hook)
 }
 
 /// The bytes `request` will take in the write queue: its parameters plus [`CALL_OVERHEAD`].

@@ -340,13 +340,7 @@ impl TableImpl {
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
             count += page.len() as u64;
-            let mut request = sink
-                .client
-                .new_call::<row_sink::push_params::Owned, capnp::any_pointer::Owned>(
-                    <row_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
-                    0,
-                    None,
-                );
+            let mut request = sink.push_request();
             write_rows(&page, request.get())?;
             pusher.send(room, request).await?;
         }

@@ -1,9 +1,11 @@
 //! The peer transport: TLS 1.3 with mutual authentication by [`Fingerprint`]. Both sides
 //! present their self-signed certificate and nobody uses a CA: the verifiers accept any
 //! certificate as a chain, but check the handshake signature with the certificate's key, so a
-//! peer proves it holds the key its fingerprint names. The server admits the fingerprints in
-//! [`TrustedPeers`] (a node admits anyone and authorises per call); the client pins the one fingerprint it expects. Session resumption is off
-//! on both sides, so every connection is checked against the current trust set.
+//! peer proves it holds the key its fingerprint names. The server admits every client that
+//! proves its key (what a peer may do is decided per call by the capabilities its identity
+//! holds, so a stranger can connect, redeem an invite, and do nothing else) and hands its
+//! fingerprint to the caller; the client pins the one fingerprint it expects. Session
+//! resumption is off on both sides, so every connection runs both checks.
 //!
 //! After the handshake the server sends one confirmation byte (`0x01`; `0x02` instead when it
 //! refuses the client for holding too many connections, `ResourceExhausted:`), and the client's
@@ -11,9 +13,8 @@
 //! handshake before the server has judged its certificate, so without it a refused client would
 //! learn of the refusal only at its first read.
 
-use std::collections::BTreeSet;
 use std::io;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -46,60 +47,6 @@ const ACCEPTED: u8 = 0x01;
 /// The byte the server sends instead when the client's identity holds too many connections.
 const BUSY: u8 = 0x02;
 
-/// Who may connect (a set of fingerprints, or anyone who proves a key), shared and updatable
-/// at run time.
-#[derive(Clone, Debug, Default)]
-pub struct TrustedPeers {
-    set: Arc<RwLock<BTreeSet<Fingerprint>>>,
-    anyone: bool,
-}
-
-impl TrustedPeers {
-    /// An empty set: nobody is trusted.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every client that proves it holds its certificate's key. A node's peer listener uses
-    /// this: what a peer may do is decided per call by the capabilities its identity holds, so
-    /// a stranger can connect, redeem an invite, and do nothing else.
-    pub fn anyone() -> Self {
-        TrustedPeers {
-            anyone: true,
-            ..Self::default()
-        }
-    }
-
-    /// Trusts `f` from the next handshake on.
-    pub fn add(&self, f: Fingerprint) {
-        self.write().insert(f);
-    }
-
-    /// Stops trusting `f` for new handshakes; whether it was trusted. Open connections stay.
-    pub fn remove(&self, f: &Fingerprint) -> bool {
-        self.write().remove(f)
-    }
-
-    /// Whether `f` is trusted.
-    pub fn contains(&self, f: &Fingerprint) -> bool {
-        self.anyone || self.read().contains(f)
-    }
-
-    /// The trusted fingerprints, in order.
-    pub fn list(&self) -> Vec<Fingerprint> {
-        self.read().iter().cloned().collect()
-    }
-
-    // The set stays valid whatever a panicking holder did, so a poisoned lock is still used.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeSet<Fingerprint>> {
-        self.set.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeSet<Fingerprint>> {
-        self.set.write().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// An authenticated TLS stream and the peer's identity.
 pub struct PeerStream<S> {
     /// The encrypted stream, handshake done.
@@ -111,25 +58,23 @@ pub struct PeerStream<S> {
 /// Server side of the peer transport.
 pub struct TlsAcceptor {
     inner: tokio_rustls::TlsAcceptor,
-    trusted: TrustedPeers,
     timeout: Duration,
 }
 
 impl TlsAcceptor {
-    /// An acceptor presenting `identity` and admitting only the clients in `trusted` (read at
-    /// each handshake, so later changes apply to new connections).
-    pub fn new(identity: &NodeIdentity, trusted: TrustedPeers) -> anyhow::Result<Self> {
-        let config = server_config(identity, trusted.clone())?;
+    /// An acceptor presenting `identity` and admitting every client that proves the key of
+    /// the certificate it presents.
+    pub fn new(identity: &NodeIdentity) -> anyhow::Result<Self> {
+        let config = server_config(identity)?;
         Ok(TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-            trusted,
             timeout: HANDSHAKE_TIMEOUT,
         })
     }
 
     /// Accepts a TLS connection on `io` (a `TcpStream`, or a `DuplexStream` in tests and
-    /// simulations), requiring a client certificate. An untrusted client fails with an error
-    /// starting `NoAccess: unknown peer <fingerprint>` (and its handshake fails too).
+    /// simulations), requiring a client certificate and the handshake signature of its key;
+    /// a client without either fails the handshake (and its `connect` fails with `NoAccess:`).
     pub async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send>(
         &self,
         io: S,
@@ -166,12 +111,6 @@ impl TlsAcceptor {
             .map_err(|error| handshake_error(error, "TLS handshake with a connecting peer"))?;
         let (_, connection) = stream.get_ref();
         let peer = authenticated_peer(connection.alpn_protocol(), connection.peer_certificates())?;
-        // Re-checked here as well as in the verifier, as a second line of defence.
-        if !self.trusted.contains(&peer) {
-            // Best effort: the peer is refused whether or not the close reaches it.
-            let _ = stream.shutdown().await;
-            return Err(no_access(format!("unknown peer {peer}")));
-        }
         let admitted = match admit(&peer) {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -361,9 +300,8 @@ fn signature_algorithms() -> WebPkiSupportedAlgorithms {
     ring::default_provider().signature_verification_algorithms
 }
 
-fn server_config(identity: &NodeIdentity, trusted: TrustedPeers) -> anyhow::Result<ServerConfig> {
-    let verifier = Arc::new(TrustedClientVerifier {
-        trusted,
+fn server_config(identity: &NodeIdentity) -> anyhow::Result<ServerConfig> {
+    let verifier = Arc::new(KeyHolderVerifier {
         algorithms: signature_algorithms(),
     });
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -416,14 +354,14 @@ fn fingerprint_or_bad_encoding(cert: &CertificateDer<'_>) -> Result<Fingerprint,
         .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))
 }
 
-/// Server-side verifier: any certificate whose fingerprint is trusted.
+/// Server-side verifier: any well-formed certificate; the handshake signature proves the
+/// client holds its key.
 #[derive(Debug)]
-struct TrustedClientVerifier {
-    trusted: TrustedPeers,
+struct KeyHolderVerifier {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ClientCertVerifier for TrustedClientVerifier {
+impl ClientCertVerifier for KeyHolderVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
@@ -434,12 +372,8 @@ impl ClientCertVerifier for TrustedClientVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let peer = fingerprint_or_bad_encoding(end_entity)?;
-        if self.trusted.contains(&peer) {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            Err(refusal(format!("unknown peer {peer}")))
-        }
+        fingerprint_or_bad_encoding(end_entity)?;
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -522,18 +456,16 @@ mod tests {
 
     struct Node {
         identity: NodeIdentity,
-        trusted: TrustedPeers,
     }
 
     fn node() -> Node {
         Node {
             identity: NodeIdentity::generate().unwrap(),
-            trusted: TrustedPeers::new(),
         }
     }
 
     fn acceptor(server: &Node) -> TlsAcceptor {
-        TlsAcceptor::new(&server.identity, server.trusted.clone()).unwrap()
+        TlsAcceptor::new(&server.identity).unwrap()
     }
 
     fn connector(client: &Node) -> TlsConnector {
@@ -575,7 +507,6 @@ mod tests {
     #[tokio::test]
     async fn mutual_auth_over_a_pipe_and_bytes_flow_both_ways() {
         let (server, client) = (node(), node());
-        server.trusted.add(client.identity.fingerprint().clone());
         let (accepted, connected) = handshake(
             &acceptor(&server),
             &connector(&client),
@@ -596,7 +527,6 @@ mod tests {
     #[tokio::test]
     async fn mutual_auth_over_loopback_tcp() {
         let (server, client) = (node(), node());
-        server.trusted.add(client.identity.fingerprint().clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let acceptor = acceptor(&server);
@@ -618,42 +548,57 @@ mod tests {
         exchange(&mut accepted.stream, &mut connected.stream).await;
     }
 
+    /// A resolver that offers no client certificate.
+    #[derive(Debug)]
+    struct NoCertificate;
+
+    impl rustls::client::ResolvesClientCert for NoCertificate {
+        fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            None
+        }
+
+        fn has_certs(&self) -> bool {
+            false
+        }
+    }
+
     #[tokio::test]
-    async fn an_untrusted_client_is_refused_on_both_sides() {
+    async fn a_client_without_a_certificate_is_refused_on_both_sides() {
         let (server, client) = (node(), node());
-        server.trusted.add(node().identity.fingerprint().clone());
+        let mut connector = connector(&client);
+        connector.config.client_auth_cert_resolver = Arc::new(NoCertificate);
         let (accepted, connected) = handshake(
             &acceptor(&server),
-            &connector(&client),
+            &connector,
             server.identity.fingerprint(),
         )
         .await;
-        let message = accepted.err().unwrap().to_string();
-        assert_eq!(
-            message,
-            format!("NoAccess: unknown peer {}", client.identity.fingerprint())
-        );
+        let message = format!("{:#}", accepted.err().unwrap());
+        assert!(message.contains("peer sent no certificates"), "{message}");
         let message = connected.err().unwrap().to_string();
         assert!(message.starts_with("NoAccess: peer "), "{message}");
         assert!(message.contains("refused this node"), "{message}");
     }
 
     #[tokio::test]
-    async fn trust_changes_apply_to_the_next_handshake() {
-        let (server, client) = (node(), node());
-        let (acceptor, connector) = (acceptor(&server), connector(&client));
-        let expected = server.identity.fingerprint();
-        assert!(handshake(&acceptor, &connector, expected).await.0.is_err());
-        server.trusted.add(client.identity.fingerprint().clone());
-        assert!(handshake(&acceptor, &connector, expected).await.0.is_ok());
-        assert!(server.trusted.remove(client.identity.fingerprint()));
-        assert!(handshake(&acceptor, &connector, expected).await.0.is_err());
+    async fn any_client_proving_its_key_is_admitted_with_its_fingerprint() {
+        let server = node();
+        let acceptor = acceptor(&server);
+        for client in [node(), node()] {
+            let (accepted, connected) = handshake(
+                &acceptor,
+                &connector(&client),
+                server.identity.fingerprint(),
+            )
+            .await;
+            assert_eq!(&accepted.unwrap().peer, client.identity.fingerprint());
+            assert!(connected.is_ok());
+        }
     }
 
     #[tokio::test]
     async fn a_client_over_its_connection_cap_learns_so_at_connect() {
         let (server, client) = (node(), node());
-        server.trusted.add(client.identity.fingerprint().clone());
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let (acceptor, connector) = (acceptor(&server), connector(&client));
         let busy = |_: &Fingerprint| -> Result<(), Error> {
@@ -672,7 +617,6 @@ mod tests {
     #[tokio::test]
     async fn a_client_pinning_another_fingerprint_is_refused() {
         let (server, client, other) = (node(), node(), node());
-        server.trusted.add(client.identity.fingerprint().clone());
         let expected = other.identity.fingerprint();
         let (accepted, connected) =
             handshake(&acceptor(&server), &connector(&client), expected).await;
@@ -718,9 +662,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_client_presenting_a_trusted_certificate_without_its_key_is_refused() {
+    async fn a_client_presenting_another_nodes_certificate_without_its_key_is_refused() {
         let (server, victim, attacker) = (node(), node(), node());
-        server.trusted.add(victim.identity.fingerprint().clone());
         let mut connector = connector(&attacker);
         connector.config.client_auth_cert_resolver =
             Impostor::new(&victim.identity, &attacker.identity);
@@ -738,9 +681,8 @@ mod tests {
     #[tokio::test]
     async fn a_server_presenting_the_pinned_certificate_without_its_key_is_refused() {
         let (server, victim, client) = (node(), node(), node());
-        server.trusted.add(client.identity.fingerprint().clone());
         let acceptor = acceptor(&server);
-        let mut config = server_config(&server.identity, server.trusted.clone()).unwrap();
+        let mut config = server_config(&server.identity).unwrap();
         config.cert_resolver = Impostor::new(&victim.identity, &server.identity);
         let acceptor = TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
@@ -760,7 +702,6 @@ mod tests {
     #[tokio::test]
     async fn a_client_without_alpn_is_refused() {
         let (server, client) = (node(), node());
-        server.trusted.add(client.identity.fingerprint().clone());
         let mut connector = connector(&client);
         connector.config.alpn_protocols.clear();
         let (accepted, connected) = handshake(
@@ -794,22 +735,5 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(message.contains("timed out"), "{message}");
-    }
-
-    #[test]
-    fn trusted_peers_add_remove_list() {
-        let trusted = TrustedPeers::new();
-        let (a, b) = (
-            Fingerprint::parse(&"a".repeat(64)).unwrap(),
-            Fingerprint::parse(&"b".repeat(64)).unwrap(),
-        );
-        trusted.add(b.clone());
-        trusted.clone().add(a.clone());
-        assert!(trusted.contains(&a));
-        assert_eq!(trusted.list(), vec![a.clone(), b.clone()]);
-        assert!(trusted.remove(&a));
-        assert!(!trusted.remove(&a));
-        assert!(!trusted.contains(&a));
-        assert_eq!(trusted.list(), vec![b]);
     }
 }

@@ -138,7 +138,7 @@ async fn push_initial(
             return Ok(());
         };
         after = Some(last.key.clone());
-        let mut request = push_call(sink);
+        let mut request = sink.push_request();
         let mut list = request.get().init_changes(rows.len() as u32);
         for (i, row) in rows.iter().enumerate() {
             let mut out = list.reborrow().get(i as u32);
@@ -152,19 +152,10 @@ async fn push_initial(
     }
 }
 
-type PushRequest =
-    capnp::capability::Request<watch_sink::push_params::Owned, capnp::any_pointer::Owned>;
-
-fn push_call(sink: &watch_sink::Client) -> PushRequest {
-    sink.client.new_call(
-        <watch_sink::Client as capnp::traits::HasTypeId>::TYPE_ID,
-        0,
-        None,
-    )
-}
+type PushRequest = capnp::capability::StreamingRequest<watch_sink::push_params::Owned>;
 
 fn change_request(db: &DbName, sink: &watch_sink::Client, items: &[FeedItem]) -> PushRequest {
-    let mut request = push_call(sink);
+    let mut request = sink.push_request();
     let mut list = request.get().init_changes(items.len() as u32);
     for (i, item) in items.iter().enumerate() {
         write_change(db, item, list.reborrow().get(i as u32));

@@ -1,8 +1,20 @@
 //! A node's databases on top of [`Storage`]: rows with their version DAGs, the log, the change
 //! feed, knowledge, and the catalog. Every operation is one storage transaction and blocking
-//! (callers run writes off the async threads). The key layout is in `keys`; the two write
-//! paths are `local` (app commits) and `apply` (records from peers); `log` reads for peers and
-//! watchers.
+//! (callers run writes off the async threads).
+//!
+//! - `keys`: the storage key layout, every key the node writes;
+//! - `records`: the stored types and their postcard encoding;
+//! - `writer`: `DbWriter`, one database's records inside one write transaction;
+//! - `local`: the app write path (every acknowledged write is a versioned DAG node);
+//! - `apply`: records from peers: logged under their origin, grafted, resolved;
+//! - `dag`: an object's version DAG and the common-ancestor search;
+//! - `log`: reading the log for a peer, start positions, the watch feed;
+//! - `resume`: resume cursors, the responder's token and the initiator's cursor per peer;
+//! - `epoch`: moving to a fresh device id, the epoch history and record marks;
+//! - `notice`: epoch notices, announced and taken;
+//! - `syncgroups`: syncgroup versions, local state, the name index and invites;
+//! - `proposals`: syncgroups published here and not accepted;
+//! - `inspect`: read-only views for checks from outside the write paths (the simulation).
 
 mod apply;
 mod dag;

@@ -1,8 +1,12 @@
-//! The sync engine, without Cap'n Proto (the `rpc` module adapts it to the wire):
+//! The sync engine, without Cap'n Proto (the `rpc` module adapts it to the wire, the
+//! simulation runs it over its own network):
+//! - `host`: what the engine asks of the node it runs in (store, access policy, peers, commits);
+//! - `link`: the link loop (dial, backoff, one live session per database) and its peer traits;
 //! - `peers`: who this node syncs with, what it shares with each, and their status;
 //! - `responder`: serving GetDeltas to a peer, including live push (the protocol is its doc);
 //! - `initiator`: one database's session with a peer: the request, checks, and applying;
-//! - `refused`: what a session refused, kept out of the knowledge it merges and re-examined.
+//! - `refused`: what a session refused, kept out of the knowledge it merges and re-examined;
+//! - `syncgroups`: syncgroup metadata sync, both sides.
 //!
 //! The write paths that keep sync metadata in the same commit as the data are in `store`.
 

@@ -1,9 +1,14 @@
 //! Syncgroups (reference §3) without Cap'n Proto: what a syncgroup is (its name, spec,
 //! permissions, members and status), the checks on a spec, and the rules that decide who may
 //! do what: which identity holds which access tag, which device wrote a record, and which new
-//! version of a syncgroup a node accepts from a peer. `access` holds the permissions, `name`
-//! the routable names, `invite` the invite tokens. Storage is `store::syncgroups`; the
+//! version of a syncgroup a node accepts from a peer. Storage is `store::syncgroups`; the
 //! operations that change syncgroups are `node::syncgroups`.
+//!
+//! - `access`: permissions, per tag the identities admitted and refused, and invite levels;
+//! - `name`: the routable names, `HOST:PORT/SUFFIX`;
+//! - `binding`: what a syncgroup id is bound to at first sight;
+//! - `proposal`: a syncgroup published here and not accepted, and its limits;
+//! - `invite`: join and publish tokens, their hashing, expiry and uses.
 
 pub mod access;
 pub mod binding;

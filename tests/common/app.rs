@@ -1,6 +1,10 @@
-//! The app API over Cap'n Proto: a database, a table, and row puts, gets, deletes and batches.
+//! The app API over Cap'n Proto: a database, a table, row puts, gets, deletes and batches,
+//! and the app's syncgroup calls ([`AppSyncgroups`]).
 
-use syncbase::schema::service_capnp::{database, service, table};
+use syncbase::identity::Fingerprint;
+use syncbase::rpc::syncgroup_wire::write_spec;
+use syncbase::schema::service_capnp::{database, service, syncgroups, table, watch_sink};
+use syncbase::syncgroup::Spec;
 
 /// The database `name` (created on first use).
 pub async fn database(
@@ -73,4 +77,73 @@ pub async fn batch(
         }
     }
     request.send().promise.await.map(drop)
+}
+
+/// `Database.watch` of `table` ("" for every table) under `prefix`, from the current rows if
+/// `initial`, after `marker` if not empty, pushing into `sink`: sent at once.
+pub fn watch_request(
+    db: &database::Client,
+    table: &str,
+    prefix: &str,
+    initial: bool,
+    marker: &[u8],
+    sink: watch_sink::Client,
+) -> capnp::capability::RemotePromise<database::watch_results::Owned> {
+    let mut request = db.watch_request();
+    request.get().set_table(table);
+    request.get().set_prefix(prefix);
+    request.get().set_initial_state(initial);
+    request.get().set_resume_marker(marker);
+    request.get().set_sink(sink);
+    request.send()
+}
+
+/// The app's `Syncgroups` calls on one node.
+pub struct AppSyncgroups {
+    syncgroups: syncgroups::Client,
+}
+
+impl AppSyncgroups {
+    /// The `Syncgroups` capability of `service` (pipelined: no round trip here).
+    pub fn of(service: &service::Client) -> Self {
+        let syncgroups = service
+            .syncgroups_request()
+            .send()
+            .pipeline
+            .get_syncgroups();
+        AppSyncgroups { syncgroups }
+    }
+
+    /// `create`: syncgroup `name` of database `db` with `spec`, published at the node with
+    /// fingerprint `host` if given.
+    pub async fn create(
+        &self,
+        db: &str,
+        name: &str,
+        host: Option<&Fingerprint>,
+        spec: &Spec,
+    ) -> Result<(), capnp::Error> {
+        let mut request = self.syncgroups.create_request();
+        request.get().set_database(db);
+        request.get().set_name(name);
+        request
+            .get()
+            .set_host_fingerprint(host.map(Fingerprint::as_str).unwrap_or_default());
+        write_spec(spec, request.get().init_spec());
+        request.send().promise.await.map(drop)
+    }
+
+    /// `join` with an invite token (`syncbase://...`).
+    pub async fn join(&self, invite: &str) -> Result<(), capnp::Error> {
+        let mut request = self.syncgroups.join_request();
+        request.get().set_invite(invite);
+        request.send().promise.await.map(drop)
+    }
+
+    /// `leave` syncgroup `name`.
+    pub async fn leave(&self, name: &str) -> Result<(), capnp::Error> {
+        let mut request = self.syncgroups.leave_request();
+        request.get().set_name(name);
+        request.send().promise.await.map(drop)
+    }
 }

@@ -11,6 +11,7 @@ use syncbase::names::DbName;
 use syncbase::syncgroup::access::Level;
 use syncbase::syncgroup::{Permissions, Spec, SyncgroupName};
 
+use super::app::AppSyncgroups;
 use super::{DB, eventually};
 
 /// Creates the syncgroup `HOST/suffix` on `host` (its creator and only admin), sharing all of
@@ -44,15 +45,10 @@ pub async fn join_by_invite(
         .mint_invite(name.clone(), level, None, 1)
         .await
         .unwrap();
-    let syncgroups = member
-        .service()
-        .syncgroups_request()
-        .send()
-        .pipeline
-        .get_syncgroups();
-    let mut request = syncgroups.join_request();
-    request.get().set_invite(token.to_string().as_str());
-    request.send().promise.await.expect("join");
+    AppSyncgroups::of(member.service())
+        .join(&token.to_string())
+        .await
+        .expect("join");
 }
 
 /// Stops `node` and waits until it has released its store (so it can be opened again).

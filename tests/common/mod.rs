@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a current-thread runtime with a `LocalSet` for
 //! the `!Send` Cap'n Proto clients, polling until a condition holds, app-API calls over
-//! Cap'n Proto (`app`), embedded nodes linked on an in-memory network (`nodes`), rows written
+//! Cap'n Proto (`app`, with the app's syncgroup calls), typed calls on the peer API
+//! (`peer_client`, made by the bare peers of `peer`), embedded nodes linked on an in-memory network (`nodes`), rows written
 //! below the app API and the randomised tests' generator (`rows`), syncgroup joins, stops and
 //! data-directory copies (`members`), and the `syncbase serve` child process the CLI tests
 //! drive (`process`).
@@ -12,6 +13,7 @@ pub mod app;
 pub mod members;
 pub mod nodes;
 pub mod peer;
+pub mod peer_client;
 pub mod process;
 pub mod rows;
 

@@ -8,6 +8,7 @@ use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
 use futures::AsyncReadExt;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
+use super::peer_client::PeerCalls;
 use syncbase::embedded::EmbeddedServer;
 use syncbase::identity::NodeIdentity;
 use syncbase::rpc::client::error_message;
@@ -50,6 +51,11 @@ impl BarePeer {
     /// This peer's identity as text.
     pub fn fingerprint(&self) -> String {
         self.identity.fingerprint().to_string()
+    }
+
+    /// Typed calls on this peer's `Sync` capability.
+    pub fn calls(&self) -> PeerCalls<'_> {
+        PeerCalls::new(&self.sync)
     }
 }
 

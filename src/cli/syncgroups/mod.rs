@@ -1,12 +1,17 @@
 //! The `syncbase sg` verbs: create, join, list, show, invite, eject and leave syncgroups,
-//! through the running node's app API (`Service.syncgroups`). Proposals (accept, reject,
-//! publish invites) are `cli::proposals`.
+//! through the running node's app API (`Service.syncgroups`); their arguments are `args`
+//! ([`SgAction`]). Proposals (accept, reject, publish invites) are run by `cli::proposals`.
+
+mod args;
+
+pub use args::SgAction;
 
 use anyhow::Context;
 
-use crate::cli::Target;
-use crate::cli::client::with_service;
+use self::args::{CreateArgs, LevelArg};
+use crate::cli::client::{Target, with_service};
 use crate::cli::output::{OutputError, out, outln};
+use crate::cli::proposals;
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
 use crate::schema::service_capnp::{InviteLevel, service, syncgroup_info, syncgroups};
@@ -15,46 +20,66 @@ use crate::sync::peers::parse_scope;
 use crate::syncgroup::access::Level;
 use crate::syncgroup::{Permissions, Spec, Syncgroup};
 
-/// What `sg create` asks for.
-pub struct CreateArgs<'a> {
-    pub db: &'a str,
-    pub name: &'a str,
-    pub prefixes: &'a [String],
-    pub description: &'a str,
-    pub host: Option<&'a str>,
-    pub invite: Option<&'a str>,
-    pub admins: &'a [String],
-    pub writers: &'a [String],
-    pub readers: &'a [String],
-}
-
-/// The level of `sg invite --level`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LevelArg {
-    Read,
-    ReadWrite,
-    Admin,
-}
-
-impl From<LevelArg> for Level {
-    fn from(level: LevelArg) -> Level {
-        match level {
-            LevelArg::Read => Level::Read,
-            LevelArg::ReadWrite => Level::ReadWrite,
-            LevelArg::Admin => Level::Admin,
-        }
+/// `sg ...`: runs one syncgroup action.
+pub fn run(action: SgAction) -> anyhow::Result<()> {
+    match action {
+        SgAction::Create(args) => create(&args),
+        SgAction::Join {
+            target,
+            invite_or_name,
+            admin,
+        } => join(&target, &invite_or_name, admin.as_deref()),
+        SgAction::List { target, db } => list(&target, &db),
+        SgAction::Show { target, name } => show(&target, &name),
+        SgAction::Invite {
+            target,
+            name,
+            level,
+            expires,
+            uses,
+        } => invite(&target, &name, level, expires, uses),
+        SgAction::Eject {
+            target,
+            name,
+            fingerprint,
+        } => eject(&target, &name, &fingerprint),
+        SgAction::Grant {
+            target,
+            name,
+            fingerprint,
+            level,
+        } => access(
+            &target,
+            &name,
+            &fingerprint,
+            AccessChange::Grant(level.into()),
+        ),
+        SgAction::Revoke {
+            target,
+            name,
+            fingerprint,
+        } => access(&target, &name, &fingerprint, AccessChange::Revoke),
+        SgAction::Leave { target, name } => leave(&target, &name),
+        SgAction::Accept { target, name } => proposals::accept(&target, &name),
+        SgAction::Reject { target, name } => proposals::reject(&target, &name),
+        SgAction::PublishInvite {
+            target,
+            db,
+            expires,
+            uses,
+        } => proposals::publish_invite(&target, &db, expires, uses),
     }
 }
 
 /// `sg create`: creates the syncgroup and prints it.
-pub fn create(target: &Target, args: CreateArgs<'_>) -> anyhow::Result<()> {
+fn create(args: &CreateArgs) -> anyhow::Result<()> {
     let prefixes = args
         .prefixes
         .iter()
         .map(|prefix| parse_scope(prefix).with_context(|| format!("--prefix {prefix:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    with_service(target, |service| async move {
-        let perms = permissions(&service, &args).await?;
+    with_service(&args.target, |service| async move {
+        let perms = permissions(&service, args).await?;
         let spec = Spec {
             description: args.description.to_owned(),
             perms,
@@ -63,14 +88,14 @@ pub fn create(target: &Target, args: CreateArgs<'_>) -> anyhow::Result<()> {
             is_private: false,
         };
         let mut request = syncgroups_of(&service).create_request();
-        request.get().set_database(args.db);
-        request.get().set_name(args.name);
+        request.get().set_database(&args.db);
+        request.get().set_name(&args.name);
         request
             .get()
-            .set_host_fingerprint(args.host.unwrap_or_default());
+            .set_host_fingerprint(args.host.as_deref().unwrap_or_default());
         request
             .get()
-            .set_publish_invite(args.invite.unwrap_or_default());
+            .set_publish_invite(args.invite.as_deref().unwrap_or_default());
         write_spec(&spec, request.get().init_spec());
         let response = request.send().promise.await.map_err(remote_error)?;
         let info = response.get()?.get_sg()?;
@@ -88,10 +113,7 @@ pub fn create(target: &Target, args: CreateArgs<'_>) -> anyhow::Result<()> {
 
 /// The permissions `sg create` sends: none (the node alone) unless members are named, then
 /// this node and the named admins as admins, writers and readers at their levels.
-async fn permissions(
-    service: &service::Client,
-    args: &CreateArgs<'_>,
-) -> anyhow::Result<Permissions> {
+async fn permissions(service: &service::Client, args: &CreateArgs) -> anyhow::Result<Permissions> {
     let mut perms = Permissions::default();
     if args.admins.is_empty() && args.writers.is_empty() && args.readers.is_empty() {
         return Ok(perms);
@@ -105,9 +127,9 @@ async fn permissions(
     let me = response.get()?.get_fingerprint()?.to_str()?.to_owned();
     let named = [
         (Level::Admin, std::slice::from_ref(&me)),
-        (Level::Admin, args.admins),
-        (Level::ReadWrite, args.writers),
-        (Level::Read, args.readers),
+        (Level::Admin, args.admins.as_slice()),
+        (Level::ReadWrite, args.writers.as_slice()),
+        (Level::Read, args.readers.as_slice()),
     ];
     for (level, identities) in named {
         for identity in identities {
@@ -125,7 +147,7 @@ async fn permissions(
 }
 
 /// `sg join`: joins with an invite token, or by name at the admin with `admin`'s fingerprint.
-pub fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::Result<()> {
+fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).join_request();
         match admin {
@@ -153,7 +175,7 @@ pub fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyho
 }
 
 /// `sg list`: one line per syncgroup.
-pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
+fn list(target: &Target, db: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).list_request();
         request.get().set_database(db);
@@ -185,7 +207,7 @@ pub fn list(target: &Target, db: &str) -> anyhow::Result<()> {
 
 /// `sg show`: everything about one syncgroup, or about a proposal of that name waiting here
 /// (so its operator can see what it would share, and with whom, before `sg accept`).
-pub fn show(target: &Target, name: &str) -> anyhow::Result<()> {
+fn show(target: &Target, name: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).get_request();
         request.get().set_name(name);
@@ -208,7 +230,7 @@ pub fn show(target: &Target, name: &str) -> anyhow::Result<()> {
 }
 
 /// `sg invite`: prints only the token, so `$(syncbase sg invite ...)` captures it.
-pub fn invite(
+fn invite(
     target: &Target,
     name: &str,
     level: LevelArg,
@@ -234,7 +256,7 @@ pub fn invite(
 }
 
 /// `sg eject`: removes a member and its permissions.
-pub fn eject(target: &Target, name: &str, member: &str) -> anyhow::Result<()> {
+fn eject(target: &Target, name: &str, member: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).eject_request();
         request.get().set_name(name);
@@ -246,7 +268,7 @@ pub fn eject(target: &Target, name: &str, member: &str) -> anyhow::Result<()> {
 }
 
 /// How `sg access` changes one identity's permissions.
-pub enum AccessChange {
+enum AccessChange {
     /// List it at a level (in addition to what it has).
     Grant(Level),
     /// Remove it from every access list (it stays listed as a member).
@@ -255,7 +277,7 @@ pub enum AccessChange {
 
 /// `sg access`: changes one identity's permissions with a spec change at the current spec
 /// version (a concurrent change makes it fail with `BadVersion:`; run it again).
-pub fn access(target: &Target, name: &str, who: &str, change: AccessChange) -> anyhow::Result<()> {
+fn access(target: &Target, name: &str, who: &str, change: AccessChange) -> anyhow::Result<()> {
     let who = crate::rpc::syncgroup_wire::identity(who)?;
     with_service(target, |service| async move {
         let syncgroups = syncgroups_of(&service);
@@ -282,7 +304,7 @@ pub fn access(target: &Target, name: &str, who: &str, change: AccessChange) -> a
 }
 
 /// `sg leave`: stops syncing the syncgroup here; the data stays.
-pub fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
+fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).leave_request();
         request.get().set_name(name);
