@@ -126,6 +126,39 @@ impl Sim {
         resolutions
     }
 
+    /// Every store pulls from every other once; how many records moved.
+    pub(super) fn sync_all_counting(&mut self) -> u64 {
+        let mut records = 0;
+        for to in 0..self.stores.len() {
+            for from in 0..self.stores.len() {
+                if to != from {
+                    records += self.sync(to, from).records;
+                }
+            }
+        }
+        records
+    }
+
+    /// Replaces `node`'s store by one opened on `backup`, which moves to a new device at once
+    /// (as the run marker makes a node do at open), and tells the oracle.
+    pub(super) fn restore(&mut self, node: usize, backup: Arc<MemoryStorage>) {
+        let restored = open(backup, &self.times[node]);
+        let device = restored.device();
+        restored
+            .start_epoch(device, "restored from a backup".into(), None)
+            .unwrap();
+        let before = std::mem::replace(&mut self.stores[node], restored);
+        let others: Vec<(usize, &Store)> = self
+            .stores
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != node)
+            .collect();
+        self.oracle
+            .restored(node, &before, &self.stores[node], &others)
+            .unwrap();
+    }
+
     pub(super) fn live(&self) -> Vec<(usize, &Store)> {
         self.stores.iter().enumerate().collect()
     }

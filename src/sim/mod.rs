@@ -12,4 +12,6 @@ pub mod oracle;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]
+mod random_tests;
+#[cfg(test)]
 mod tests;
