@@ -6,6 +6,7 @@
 //! `violation::Violation`. The runtime that drives nodes, network and faults from a seed comes
 //! later and calls `Oracle::acknowledged`, `Oracle::observe_clock`, `Oracle::restarted`,
 //! `Oracle::restored` and `check::check_all`.
+
 pub mod check;
 pub mod oracle;
 pub mod violation;
