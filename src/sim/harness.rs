@@ -103,9 +103,19 @@ impl Sim {
             .unwrap();
     }
 
-    /// Pulls everything `from` holds for table `t` into `to`, as one session would.
+    /// Pulls into `to` what `from` holds under the scopes of the shares holding both
+    /// (nothing if none does).
     pub(super) fn sync(&mut self, to: usize, from: usize) -> Applied {
-        let applied = pull(&self.stores[to], &self.stores[from]);
+        let scopes: Vec<Scope> = self
+            .shares
+            .iter()
+            .filter(|share| share.nodes.contains(&to) && share.nodes.contains(&from))
+            .map(|share| share.scope.clone())
+            .collect();
+        if scopes.is_empty() {
+            return Applied::default();
+        }
+        let applied = pull(&self.stores[to], &self.stores[from], &scopes);
         let last = self.stores[to].clock().last();
         self.oracle.observe_clock(to, last).unwrap();
         applied
@@ -191,13 +201,13 @@ pub(super) fn open(storage: Arc<MemoryStorage>, time: &ManualTime) -> Store {
     store
 }
 
-pub(super) fn pull(to: &Store, from: &Store) -> Applied {
-    let scopes = [whole_table()];
+/// Pulls everything `from` holds under `scopes` into `to`, as one session would.
+pub(super) fn pull(to: &Store, from: &Store, scopes: &[Scope]) -> Applied {
     let own = to.state(&db()).unwrap().own_generation();
     let knowledge = to
         .knowledge(&db())
         .unwrap()
-        .request_for(&scopes, to.device(), own);
+        .request_for(scopes, to.device(), own);
     let mut position = from.start_position(&db(), to.device(), &knowledge).unwrap();
     let mut total = Applied::default();
     loop {
