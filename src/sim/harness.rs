@@ -64,6 +64,8 @@ pub(super) fn copy(store: &Store) -> Arc<MemoryStorage> {
 /// Stores on manual clocks (node i's time starts at i seconds), the oracle, and the shares.
 pub(super) struct Sim {
     pub(super) stores: Vec<Store>,
+    /// Each store's storage, which survives a crash.
+    storages: Vec<Arc<MemoryStorage>>,
     pub(super) times: Vec<ManualTime>,
     pub(super) oracle: Oracle,
     pub(super) shares: Vec<Share>,
@@ -75,12 +77,16 @@ impl Sim {
         let times: Vec<ManualTime> = (0..count)
             .map(|i| ManualTime::new(1_000 * SECOND + i as i64 * SECOND))
             .collect();
-        let stores = times
+        let storages: Vec<Arc<MemoryStorage>> =
+            (0..count).map(|_| Arc::new(MemoryStorage::new())).collect();
+        let stores = storages
             .iter()
-            .map(|time| open(Arc::new(MemoryStorage::new()), time))
+            .zip(&times)
+            .map(|(storage, time)| open(storage.clone(), time))
             .collect();
         Sim {
             stores,
+            storages,
             times,
             oracle: Oracle::new(),
             shares: vec![Share {
@@ -152,6 +158,7 @@ impl Sim {
     /// Replaces `node`'s store by one opened on `backup`, which moves to a new device at once
     /// (as the run marker makes a node do at open), and tells the oracle.
     pub(super) fn restore(&mut self, node: usize, backup: Arc<MemoryStorage>) {
+        self.storages[node] = backup.clone();
         let restored = open(backup, &self.times[node]);
         let device = restored.device();
         restored
@@ -167,6 +174,19 @@ impl Sim {
         self.oracle
             .restored(node, &before, &self.stores[node], &others)
             .unwrap();
+    }
+
+    /// Node `node` stops uncleanly and restarts on the storage it had: it moves to a new
+    /// device at open (the run marker's rule), and its clock only stays above what it
+    /// committed.
+    pub(super) fn crash_and_restart(&mut self, node: usize) {
+        let restarted = open(self.storages[node].clone(), &self.times[node]);
+        let device = restarted.device();
+        restarted
+            .start_epoch(device, "an unclean stop".into(), None)
+            .unwrap();
+        self.oracle.restarted(node, &restarted).unwrap();
+        self.stores[node] = restarted;
     }
 
     pub(super) fn live(&self) -> Vec<(usize, &Store)> {

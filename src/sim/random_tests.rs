@@ -1,7 +1,7 @@
 //! Randomised runs of the oracle against real stores: four memory stores write, delete, sync
 //! pairwise by hand, jump their clocks (an hour ahead, or back), and are backed up and
-//! restored from older copies (moving to a new device at once, as the run marker makes a
-//! node do at open); once every store has pulled from every other, every check must pass.
+//! restored from older copies or crash and restart (moving to a new device at once, as the
+//! run marker makes a node do at open); once every store has pulled from every other, every check must pass.
 //! The checks must accept every correct run, not only the hand-made ones. Nodes 0-2 share
 //! table `t`, nodes 2 and 3 only its rows under `a`, so node 0's `a` rows reach node 3
 //! through node 2 and node 3's `b` rows stay its own.
@@ -36,6 +36,9 @@ enum Op {
     Restore {
         node: usize,
     },
+    Crash {
+        node: usize,
+    },
 }
 
 fn any_op() -> impl Strategy<Value = Op> {
@@ -48,7 +51,8 @@ fn any_op() -> impl Strategy<Value = Op> {
         1 => (node.clone(), prop_oneof![-120i64..0, 3_500i64..3_700])
             .prop_map(|(node, seconds)| Op::Jump { node, seconds }),
         1 => node.clone().prop_map(|node| Op::Backup { node }),
-        1 => node.prop_map(|node| Op::Restore { node }),
+        1 => node.clone().prop_map(|node| Op::Restore { node }),
+        1 => node.prop_map(|node| Op::Crash { node }),
     ]
 }
 
@@ -94,6 +98,7 @@ fn run(ops: &[Op]) -> Result<(), String> {
             Op::Sync { .. } => {}
             Op::Jump { node, seconds } => sim.times[*node].advance(seconds * SECOND),
             Op::Backup { node } => backups[*node] = Some(copy(&sim.stores[*node])),
+            Op::Crash { node } => sim.crash_and_restart(*node),
             Op::Restore { node } => {
                 if let Some(backup) = backups[*node].take() {
                     sim.restore(*node, backup);
