@@ -64,6 +64,8 @@ pub(super) fn copy(store: &Store) -> Arc<MemoryStorage> {
 /// Stores on manual clocks (node i's time starts at i seconds), the oracle, and the shares.
 pub(super) struct Sim {
     pub(super) stores: Vec<Store>,
+    /// Each store's storage, which survives a crash.
+    storages: Vec<Arc<MemoryStorage>>,
     pub(super) times: Vec<ManualTime>,
     pub(super) oracle: Oracle,
     pub(super) shares: Vec<Share>,
@@ -75,12 +77,16 @@ impl Sim {
         let times: Vec<ManualTime> = (0..count)
             .map(|i| ManualTime::new(1_000 * SECOND + i as i64 * SECOND))
             .collect();
-        let stores = times
+        let storages: Vec<Arc<MemoryStorage>> =
+            (0..count).map(|_| Arc::new(MemoryStorage::new())).collect();
+        let stores = storages
             .iter()
-            .map(|time| open(Arc::new(MemoryStorage::new()), time))
+            .zip(&times)
+            .map(|(storage, time)| open(storage.clone(), time))
             .collect();
         Sim {
             stores,
+            storages,
             times,
             oracle: Oracle::new(),
             shares: vec![Share {
@@ -103,9 +109,19 @@ impl Sim {
             .unwrap();
     }
 
-    /// Pulls everything `from` holds for table `t` into `to`, as one session would.
+    /// Pulls into `to` what `from` holds under the scopes of the shares holding both
+    /// (nothing if none does).
     pub(super) fn sync(&mut self, to: usize, from: usize) -> Applied {
-        let applied = pull(&self.stores[to], &self.stores[from]);
+        let scopes: Vec<Scope> = self
+            .shares
+            .iter()
+            .filter(|share| share.nodes.contains(&to) && share.nodes.contains(&from))
+            .map(|share| share.scope.clone())
+            .collect();
+        if scopes.is_empty() {
+            return Applied::default();
+        }
+        let applied = pull(&self.stores[to], &self.stores[from], &scopes);
         let last = self.stores[to].clock().last();
         self.oracle.observe_clock(to, last).unwrap();
         applied
@@ -124,6 +140,53 @@ impl Sim {
             }
         }
         resolutions
+    }
+
+    /// Every store pulls from every other once; how many records moved.
+    pub(super) fn sync_all_counting(&mut self) -> u64 {
+        let mut records = 0;
+        for to in 0..self.stores.len() {
+            for from in 0..self.stores.len() {
+                if to != from {
+                    records += self.sync(to, from).records;
+                }
+            }
+        }
+        records
+    }
+
+    /// Replaces `node`'s store by one opened on `backup`, which moves to a new device at once
+    /// (as the run marker makes a node do at open), and tells the oracle.
+    pub(super) fn restore(&mut self, node: usize, backup: Arc<MemoryStorage>) {
+        self.storages[node] = backup.clone();
+        let restored = open(backup, &self.times[node]);
+        let device = restored.device();
+        restored
+            .start_epoch(device, "restored from a backup".into(), None)
+            .unwrap();
+        let before = std::mem::replace(&mut self.stores[node], restored);
+        let others: Vec<(usize, &Store)> = self
+            .stores
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != node)
+            .collect();
+        self.oracle
+            .restored(node, &before, &self.stores[node], &others)
+            .unwrap();
+    }
+
+    /// Node `node` stops uncleanly and restarts on the storage it had: it moves to a new
+    /// device at open (the run marker's rule), and its clock only stays above what it
+    /// committed.
+    pub(super) fn crash_and_restart(&mut self, node: usize) {
+        let restarted = open(self.storages[node].clone(), &self.times[node]);
+        let device = restarted.device();
+        restarted
+            .start_epoch(device, "an unclean stop".into(), None)
+            .unwrap();
+        self.oracle.restarted(node, &restarted).unwrap();
+        self.stores[node] = restarted;
     }
 
     pub(super) fn live(&self) -> Vec<(usize, &Store)> {
@@ -162,13 +225,13 @@ pub(super) fn open(storage: Arc<MemoryStorage>, time: &ManualTime) -> Store {
     store
 }
 
-pub(super) fn pull(to: &Store, from: &Store) -> Applied {
-    let scopes = [whole_table()];
+/// Pulls everything `from` holds under `scopes` into `to`, as one session would.
+pub(super) fn pull(to: &Store, from: &Store, scopes: &[Scope]) -> Applied {
     let own = to.state(&db()).unwrap().own_generation();
     let knowledge = to
         .knowledge(&db())
         .unwrap()
-        .request_for(&scopes, to.device(), own);
+        .request_for(scopes, to.device(), own);
     let mut position = from.start_position(&db(), to.device(), &knowledge).unwrap();
     let mut total = Applied::default();
     loop {

@@ -551,3 +551,25 @@ fn a_write_on_top_of_one_from_a_clock_far_ahead_wins_the_same_way_everywhere() {
     sim.check().unwrap();
     assert_eq!(sim.head(2, "k").value, b"on top");
 }
+
+/// An epoch (after an unclean stop or a restore) logs the node's own records again under its
+/// new device. Node 0's resolution naming node 2's write as winner sat in node 2's log before
+/// that write's new entry, so a node pulling from node 2 afterwards met the link first and
+/// refused the page ("names version ... that was never sent"), every time it asked.
+#[test]
+fn a_peer_pulls_a_relogged_write_before_a_resolution_naming_it() {
+    let mut sim = Sim::new(3);
+    sim.write(0, &[put("k", "early")]);
+    sim.write(2, &[put("k", "late")]);
+    assert_eq!(sim.sync(0, 2).resolutions.len(), 1);
+    sim.sync(2, 0);
+    let device = sim.stores[2].device();
+    let epoch = sim.stores[2]
+        .start_epoch(device, "an unclean stop".into(), None)
+        .unwrap()
+        .expect("an epoch");
+    assert_eq!(epoch.relogged, 1);
+    sim.sync(1, 2);
+    sim.sync_all();
+    sim.check().unwrap();
+}

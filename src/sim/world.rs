@@ -293,7 +293,17 @@ impl World {
             cancel.clone(),
         ));
         member.running = Some((node.clone(), cancel));
-        member.last = Some(node);
+        member.last = Some(node.clone());
+        let db = DbName::parse(DB).map_err(|error| error.to_string())?;
+        if !node
+            .store()
+            .has_database(&db)
+            .map_err(|error| error.to_string())?
+        {
+            node.store()
+                .create_database(&db)
+                .map_err(|error| format!("node {index} cannot create {DB}: {error}"))?;
+        }
         Ok(())
     }
 
@@ -476,7 +486,7 @@ impl World {
                 }
             }
             70..76 => {
-                if self.members[a].running.is_some() {
+                if self.members[a].running.is_some() && !self.members[a].copies.is_empty() {
                     self.network.note(&format!("restore {first}"));
                     self.restore(a)?;
                 }

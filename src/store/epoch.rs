@@ -159,15 +159,15 @@ pub fn switch(
     Ok(epoch)
 }
 
-/// Logs `old`'s records above `safe` again under `new` (next generations, same versions),
-/// dropping their old log entries; how many.
+/// Logs `old`'s records above `safe` again under `new` (next generations, same versions), in
+/// place of their old log entries (same positions, so the log keeps every write after its
+/// parent and every resolution after the writes it names); how many.
 fn relog(db: &mut DbWriter<'_>, old: DeviceId, new: DeviceId, safe: Generation) -> Result<u64> {
     let generations = db.generations_after(old, safe)?;
     for generation in &generations {
-        let Some(entry) = db.remove_record(old, *generation)? else {
+        let Some(entry) = db.relog_record(old, *generation, new)? else {
             continue;
         };
-        let generation = db.next_generation();
         if entry.kind == EntryKind::Node {
             let Some(mut node) = db.node(&entry.table, &entry.row, entry.version)? else {
                 return Err(Error::Internal(format!(
@@ -176,15 +176,9 @@ fn relog(db: &mut DbWriter<'_>, old: DeviceId, new: DeviceId, safe: Generation) 
                 )));
             };
             node.device = new;
-            node.generation = generation;
+            node.generation = entry.generation;
             db.put_node(&entry.table, &entry.row, entry.version, &node)?;
         }
-        db.append_log(&LogEntry {
-            device: new,
-            generation,
-            from: new,
-            ..entry
-        })?;
     }
     Ok(generations.len() as u64)
 }

@@ -140,13 +140,18 @@ impl<'t> DbWriter<'t> {
         Ok(generations)
     }
 
-    /// Removes the log entry of (device, generation) and its index entry; the entry, if any.
-    pub fn remove_record(
+    /// Logs the record of (`old`, `generation`) again under `new` at this device's next
+    /// generation, in place: the entry keeps its log position (so a resolution naming the
+    /// record still comes after it, and a write after its parent, in every page read from
+    /// this log) and is indexed under its new pair only. The entry as now logged, if there
+    /// was one.
+    pub fn relog_record(
         &mut self,
-        device: DeviceId,
+        old: DeviceId,
         generation: Generation,
+        new: DeviceId,
     ) -> Result<Option<LogEntry>> {
-        let index = self.keys.index(device, generation);
+        let index = self.keys.index(old, generation);
         let Some(position) = self.txn.get(&index)? else {
             return Ok(None);
         };
@@ -157,14 +162,24 @@ impl<'t> DbWriter<'t> {
                 .map_err(|_| crate::error::Error::Internal("corrupt log index entry".into()))?,
         );
         let log = self.keys.log(position);
-        let entry = self
-            .txn
-            .get(&log)?
-            .map(|bytes| decode(&bytes, "log entry"))
-            .transpose()?;
-        self.txn.delete(&log)?;
+        let Some(bytes) = self.txn.get(&log)? else {
+            return Ok(None);
+        };
+        let entry = LogEntry {
+            device: new,
+            generation: self.next_generation(),
+            from: new,
+            ..decode(&bytes, "log entry")?
+        };
+        self.txn.put(&log, &encode(&entry)?)?;
         self.txn.delete(&index)?;
-        Ok(entry)
+        let renamed = self.keys.index(new, entry.generation);
+        self.txn.put(&renamed, &position.to_be_bytes())?;
+        let last = self.last_logged.get(&new);
+        if last.is_none_or(|last| last.generation < entry.generation) {
+            self.last_logged.insert(new, entry.clone());
+        }
+        Ok(Some(entry))
     }
 
     /// Appends a row change to the watch feed.
