@@ -13,8 +13,9 @@ use crate::store::{
     SyncgroupsApplied, Taken,
 };
 use crate::sync::host::{Host, WriterCheck};
+use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
-use crate::syncgroup::SyncgroupRecord;
+use crate::syncgroup::{MemberInfo, SyncgroupName, SyncgroupRecord, SyncgroupView};
 
 impl Host for Node {
     fn store(&self) -> &Store {
@@ -86,6 +87,50 @@ impl Host for Node {
         clash: Option<(DbName, Generation)>,
     ) -> Result<Option<Epoch>> {
         Node::start_epoch(self, expected, reason, clash).await
+    }
+
+    fn fingerprint(&self) -> &Fingerprint {
+        self.identity().fingerprint()
+    }
+
+    fn member_info(&self) -> MemberInfo {
+        Node::member_info(self)
+    }
+
+    async fn join_reply(&self, reply: JoinReply) -> Result<SyncgroupView> {
+        Node::join_reply(self, reply).await
+    }
+
+    async fn admit_host(
+        &self,
+        name: SyncgroupName,
+        host: Fingerprint,
+        info: MemberInfo,
+    ) -> Result<SyncgroupView> {
+        Node::admit_host(self, name, host, info).await
+    }
+
+    async fn publish_reply(
+        &self,
+        name: SyncgroupName,
+        host: Fingerprint,
+        outcome: Result<PublishOutcome>,
+    ) -> Result<SyncgroupView> {
+        Node::publish_reply(self, name, host, outcome).await
+    }
+
+    async fn join_at_admin(
+        &self,
+        joiner: Fingerprint,
+        name: SyncgroupName,
+        info: MemberInfo,
+        invite_secret: Option<String>,
+    ) -> Result<JoinReply> {
+        Node::join_at_admin(self, joiner, name, info, invite_secret).await
+    }
+
+    async fn accept_publish(&self, request: PublishRequest) -> Result<PublishOutcome> {
+        Node::accept_publish(self, request).await
     }
 
     async fn apply_syncgroups(

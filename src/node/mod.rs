@@ -14,9 +14,9 @@ mod proposals;
 mod syncgroups;
 
 pub use crate::sync::host::WriterCheck;
+pub use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 pub use access::TrustSets;
-pub use proposals::{PublishOutcome, PublishRequest};
-pub use syncgroups::{JoinReply, MAX_INVITE_USES};
+pub use syncgroups::MAX_INVITE_USES;
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};

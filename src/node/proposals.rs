@@ -11,32 +11,11 @@ use std::time::Duration;
 use super::Node;
 use super::syncgroups::expiry;
 use crate::error::{Error, Result};
-use crate::genvec::GenVector;
-use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::store::{SyncgroupTxn, Version};
+use crate::store::SyncgroupTxn;
+use crate::sync::membership::{PublishOutcome, PublishRequest};
 use crate::syncgroup::invite::{Grant, Invite, PublishInviteToken, hash_secret};
-use crate::syncgroup::{LocalState, Proposal, Syncgroup, SyncgroupName, SyncgroupView, Tag};
-
-/// How a host took a publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishOutcome {
-    /// The syncgroup is held and syncs (a publish invite, or a name the host already held).
-    Accepted,
-    /// Stored as a proposal: nothing syncs until the host's operator accepts it.
-    Proposed,
-}
-
-/// A publish as the host received it.
-#[derive(Debug, Clone)]
-pub struct PublishRequest {
-    pub publisher: Fingerprint,
-    pub sg: Syncgroup,
-    pub version: Version,
-    pub checkpoint: GenVector,
-    /// The secret of a publish invite this node minted, if the publisher has one.
-    pub invite_secret: Option<String>,
-}
+use crate::syncgroup::{LocalState, Proposal, SyncgroupName, SyncgroupView, Tag};
 
 impl Node {
     /// Serves `PublishSyncgroup` (§3, publishee side). The name must route here and the

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::Node;
-use super::proposals::PublishOutcome;
 use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::genvec::{GenVector, Knowledge};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::store::{SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, Version};
+use crate::store::{SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied};
+use crate::sync::membership::{JoinReply, PublishOutcome};
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
 use crate::syncgroup::invite::{Grant, Invite, InviteToken, hash_secret};
@@ -29,15 +29,6 @@ use crate::syncgroup::{
 
 /// Most uses one invite can be minted with.
 pub const MAX_INVITE_USES: u32 = 10_000;
-
-/// What the admin hands a joiner: the syncgroup, its version, and the checkpoint vector the
-/// joiner must reach before it may change the syncgroup or admit others.
-#[derive(Debug, Clone)]
-pub struct JoinReply {
-    pub sg: Syncgroup,
-    pub version: Version,
-    pub checkpoint: GenVector,
-}
 
 impl Node {
     /// This node as a member: its device, whether it is a server, and the address it

@@ -1,6 +1,6 @@
 //! `Syncgroups`: the app API's syncgroup management, acting as this node's identity. Each
 //! method decodes and validates its arguments, calls the node (and, for create and join,
-//! `rpc::peer_call` to reach the host or admin node), and fills its results.
+//! `sync::membership` over `rpc::peer_link::CapnpDialer` to reach the host or admin node), and fills its results.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,10 +10,11 @@ use crate::error::Error;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::Node;
-use crate::rpc::peer_call;
+use crate::rpc::peer_link::CapnpDialer;
 use crate::rpc::syncgroup_wire::{identity, read_spec, write_syncgroup};
 use crate::rpc::wire::text;
 use crate::schema::service_capnp::{InviteLevel, syncgroup_info, syncgroups};
+use crate::sync::membership;
 use crate::syncgroup::access::Level;
 use crate::syncgroup::invite::{InviteToken, PublishInviteToken};
 use crate::syncgroup::{SyncgroupName, SyncgroupView};
@@ -26,6 +27,13 @@ pub struct SyncgroupsImpl {
 impl SyncgroupsImpl {
     pub fn new(node: Arc<Node>) -> Self {
         SyncgroupsImpl { node }
+    }
+
+    /// How this node reaches an admin or a host: TLS and Cap'n Proto.
+    fn dialer(&self) -> CapnpDialer {
+        CapnpDialer {
+            node: self.node.clone(),
+        }
     }
 }
 
@@ -72,7 +80,7 @@ impl syncgroups::Server for SyncgroupsImpl {
         let mut view = self.node.create_syncgroup(db, name.clone(), spec).await?;
         if let Some(host) = host.filter(|_| !hosted_here) {
             let secret = invite.as_ref().map(|invite| invite.secret.as_str());
-            view = peer_call::publish(&self.node, &name, &host, secret).await?;
+            view = membership::publish(&self.node, &self.dialer(), &name, &host, secret).await?;
         }
         write_info(&view, results.get().init_sg());
         Ok(())
@@ -94,12 +102,13 @@ impl syncgroups::Server for SyncgroupsImpl {
                 let name = SyncgroupName::parse(name)?;
                 let admin = identity(text(params.get_admin_fingerprint())?)?;
                 let address = name.host().to_owned();
-                peer_call::join(&self.node, &admin, &address, &name, None).await?
+                membership::join(&self.node, &self.dialer(), &admin, &address, &name, None).await?
             }
             (invite, _) => {
                 let token = InviteToken::parse(invite)?;
-                peer_call::join(
+                membership::join(
                     &self.node,
+                    &self.dialer(),
                     &token.admin,
                     &token.address,
                     &token.name,

@@ -17,7 +17,6 @@
 //! - `peer`: `SyncImpl` (the `Sync` a peer holds, bound to its identity) and `SyncgroupAdmin`;
 //! - `peer_link`: accepting peers, and the engine's `sync::link` traits over TLS and Cap'n Proto;
 //! - `peer_sinks`: the capnp faces of the initiator's page sinks (decode, hand to the engine);
-//! - `peer_call`: one-off calls to a peer (join at an admin, publish at a host);
 //! - `wire`: engine types <-> capnp, validating;
 //! - `syncgroup_wire`: syncgroup types <-> capnp, validating;
 //! - `push`: sending pages to a caller's sink capability with a bounded window and budget;
@@ -32,7 +31,6 @@ pub mod gate;
 pub mod limits;
 pub mod network;
 pub mod peer;
-pub mod peer_call;
 pub mod peer_link;
 pub mod peer_sinks;
 pub mod push;

@@ -15,6 +15,7 @@ use capnp_rpc::{RpcSystem, rpc_twoparty_capnp};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::genvec::DeviceId;
 use crate::identity::Fingerprint;
 use crate::node::Node;
 use crate::retry::Backoff;
@@ -25,16 +26,20 @@ use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
 use crate::rpc::peer_sinks::{DeltaSinkImpl, SyncgroupSinkImpl};
 use crate::rpc::syncgroup_wire::write_syncgroup_knowledge;
+use crate::rpc::syncgroup_wire::{read_syncgroup, write_member_info, write_syncgroup};
 use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector};
 use crate::rpc::transport::BoxIo;
 use crate::rpc::wire;
+use crate::rpc::wire::{read_vector, write_vector};
 use crate::rpc::{disconnect, run_until_cancelled};
 use crate::schema::sync_capnp::{delta_sink, sync};
+use crate::store::Version;
 use crate::sync::host::Host;
 use crate::sync::link::{
     DataPages, Dialer, LinkDriver, LinkError, PeerClient, SyncgroupPages, SyncgroupRequest,
     keep_linked, sync_over,
 };
+use crate::sync::membership::{JoinReply, JoinRequest, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerConfig;
 use crate::sync::responder::DeltaRequest;
 
@@ -104,6 +109,7 @@ async fn sync_back(
     let peer = &config.fingerprint;
     let remote = CapnpPeer {
         remote: rpc_system.bootstrap(rpc_twoparty_capnp::Side::Client),
+        me: node.identity().fingerprint().clone(),
     };
     let mut driver = CapnpDriver::new(rpc_system);
     tokio::select! {
@@ -197,13 +203,17 @@ impl Dialer for CapnpDialer {
     type Client = CapnpPeer;
     type Driver = CapnpDriver;
 
-    async fn dial(&self, peer: &PeerConfig) -> Result<(CapnpPeer, CapnpDriver), Error> {
+    async fn dial(
+        &self,
+        address: &str,
+        fingerprint: &Fingerprint,
+    ) -> Result<(CapnpPeer, CapnpDriver), Error> {
         let node = &self.node;
-        let link = dial(node, &peer.address, &peer.fingerprint).await?;
-        let budget = peer_budget(node, &peer.fingerprint);
+        let link = dial(node, address, fingerprint).await?;
+        let budget = peer_budget(node, fingerprint);
         let ours: sync::Client = capnp_rpc::new_client(SyncImpl::new(
             node.clone(),
-            peer.fingerprint.clone(),
+            fingerprint.clone(),
             budget.clone(),
         ));
         let mut rpc_system = rpc_system(
@@ -213,7 +223,8 @@ impl Dialer for CapnpDialer {
             Some(ours.client),
         );
         let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
-        Ok((CapnpPeer { remote }, CapnpDriver::new(rpc_system)))
+        let me = node.identity().fingerprint().clone();
+        Ok((CapnpPeer { remote, me }, CapnpDriver::new(rpc_system)))
     }
 }
 
@@ -249,6 +260,8 @@ impl LinkDriver for CapnpDriver {
 /// A peer's `Sync` capability, as the engine's [`PeerClient`].
 pub struct CapnpPeer {
     remote: sync::Client,
+    /// This node's identity, named as the caller where a call names one.
+    me: Fingerprint,
 }
 
 impl PeerClient for CapnpPeer {
@@ -295,6 +308,72 @@ impl PeerClient for CapnpPeer {
         let sink: delta_sink::Client = capnp_rpc::new_client(SyncgroupSinkImpl::new(pages));
         run_get_deltas(call, sink).await
     }
+
+    async fn device_info(&self) -> Result<DeviceId, Error> {
+        self.call_device_info().await
+    }
+
+    async fn join_at_admin(&self, request: JoinRequest) -> Result<JoinReply, Error> {
+        let me = self.me.clone();
+        self.call_join(request, me.as_str()).await
+    }
+
+    async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome, Error> {
+        self.call_publish(request).await
+    }
+}
+
+impl CapnpPeer {
+    async fn call_device_info(&self) -> Result<DeviceId, Error> {
+        let info = self.remote.device_info_request().send().promise.await;
+        let info = info.map_err(remote_error)?;
+        Ok(DeviceId(info.get().map_err(remote_error)?.get_device_id()))
+    }
+
+    async fn call_join(&self, request: JoinRequest, me: &str) -> Result<JoinReply, Error> {
+        let mut call = self.remote.join_syncgroup_at_admin_request();
+        {
+            let mut params = call.get();
+            params.set_sg_name(request.name.as_str());
+            params.set_joiner_name(me);
+            params.set_invite(request.invite_secret.as_deref().unwrap_or_default());
+            write_member_info(&request.info, params.init_my_info());
+        }
+        let response = call.send().promise.await.map_err(remote_error)?;
+        let results = response.get().map_err(remote_error)?;
+        Ok(JoinReply {
+            sg: read_syncgroup(results.get_sg().map_err(remote_error)?)?,
+            version: Version::from_hex(wire::text(results.get_version())?)?,
+            checkpoint: read_vector(results.get_genvec().map_err(remote_error)?)?,
+        })
+    }
+
+    async fn call_publish(&self, request: PublishRequest) -> Result<PublishOutcome, Error> {
+        let mut call = self.remote.publish_syncgroup_request();
+        {
+            let mut params = call.get();
+            params.set_publisher(request.publisher.as_str());
+            params.set_version(request.version.to_hex().as_str());
+            write_syncgroup(&request.sg, params.reborrow().init_sg());
+            params.set_invite(request.invite_secret.as_deref().unwrap_or_default());
+            write_vector(&request.checkpoint, params.reborrow().init_genvec());
+        }
+        let published = call.send().promise.await.map_err(remote_error)?;
+        Ok(
+            match published.get().map_err(remote_error)?.get_proposed() {
+                true => PublishOutcome::Proposed,
+                false => PublishOutcome::Accepted,
+            },
+        )
+    }
+}
+
+/// The node error a remote exception carries: its id kept; a broken connection `ConnFail:`.
+fn remote_error(error: capnp::Error) -> Error {
+    if error.kind == capnp::ErrorKind::Disconnected {
+        return Error::ConnFail(error_message(&error).to_owned());
+    }
+    Error::from_message(error_message(&error))
 }
 
 /// Sends a GetDeltas call with its sink; returns when the responder ends it, with the

@@ -20,6 +20,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use crate::changes::Changes;
 use crate::env::Random;
 use crate::error::{Error, Result};
+use crate::genvec::DeviceId;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{Page, SyncgroupKnowledge};
@@ -35,7 +37,7 @@ use crate::sync::initiator::Push;
 use crate::sync::link::{
     DataPages, Dialer, LinkDriver, PeerClient, SyncgroupPages, SyncgroupRequest,
 };
-use crate::sync::peers::PeerConfig;
+use crate::sync::membership::{JoinReply, JoinRequest, PublishOutcome, PublishRequest};
 use crate::sync::responder::{DeltaRequest, PageSink, Responder};
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSink, respond};
 
@@ -361,19 +363,20 @@ impl<H: Host> Dialer for SimDialer<H> {
     type Client = SimLink<H>;
     type Driver = SimDriver<H>;
 
-    async fn dial(&self, peer: &PeerConfig) -> Result<(SimLink<H>, SimDriver<H>)> {
+    async fn dial(
+        &self,
+        address: &str,
+        fingerprint: &Fingerprint,
+    ) -> Result<(SimLink<H>, SimDriver<H>)> {
         tokio::time::sleep(self.network.delay()).await;
-        let link = self
-            .network
-            .connect(&self.from, &peer.address, &peer.fingerprint);
+        let link = self.network.connect(&self.from, address, fingerprint);
         match &link {
-            Ok(link) => self.network.note(&format!(
-                "connect {} {} -> {}",
-                link.id, self.from, peer.address
-            )),
+            Ok(link) => self
+                .network
+                .note(&format!("connect {} {} -> {address}", link.id, self.from)),
             Err(error) => self
                 .network
-                .note(&format!("dial {} -> {}: {error}", self.from, peer.address)),
+                .note(&format!("dial {} -> {address}: {error}", self.from)),
         }
         let link = link?;
         let driver = SimDriver {
@@ -431,6 +434,57 @@ impl<H: Host> PeerClient for SimLink<H> {
             ended = serve_metadata(&*self.remote, &self.caller, &db, knowledge, live, &mut sink) => {
                 ended.map_err(|error| error.to_string())
             }
+        }
+    }
+
+    async fn device_info(&self) -> Result<DeviceId> {
+        let remote = self.remote.clone();
+        self.call("deviceInfo", async move { Ok(remote.store().device()) })
+            .await
+    }
+
+    async fn join_at_admin(&self, request: JoinRequest) -> Result<JoinReply> {
+        let what = format!("join {}", request.name);
+        let joined = self.remote.join_at_admin(
+            self.caller.clone(),
+            request.name,
+            request.info,
+            request.invite_secret,
+        );
+        self.call(&what, joined).await
+    }
+
+    async fn publish(&self, request: PublishRequest) -> Result<PublishOutcome> {
+        let what = format!("publish {}", request.sg.name);
+        let request = PublishRequest {
+            publisher: self.caller.clone(),
+            ..request
+        };
+        self.call(&what, self.remote.accept_publish(request)).await
+    }
+}
+
+impl<H: Host> SimLink<H> {
+    /// Runs a one-off call at the remote node: the request and the answer each cross the
+    /// network (delayed, or lost with the connection), the call itself runs there as the
+    /// authenticated caller.
+    async fn call<T>(&self, what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let exchange = async {
+            self.carry(format!("call {what}")).await?;
+            let answer = call.await;
+            self.carry(format!(
+                "answer {what}: {}",
+                answer
+                    .as_ref()
+                    .map_or_else(ToString::to_string, |_| "ok".to_owned())
+            ))
+            .await?;
+            answer
+        };
+        tokio::select! {
+            biased;
+            why = self.network.broken(self.id) => Err(Error::ConnFail(format!("Disconnected: {why}"))),
+            answer = exchange => answer,
         }
     }
 }

@@ -24,8 +24,9 @@ use crate::store::{
     Applied, Epoch, LogRecord, Notice, PageFrom, Store, SyncgroupDeltas, SyncgroupKnowledge,
     SyncgroupsApplied, Taken,
 };
+use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
-use crate::syncgroup::{Syncgroup, SyncgroupRecord};
+use crate::syncgroup::{MemberInfo, Syncgroup, SyncgroupName, SyncgroupRecord, SyncgroupView};
 
 /// The node a sync session runs in (see the module doc).
 pub trait Host: 'static {
@@ -90,6 +91,48 @@ pub trait Host: 'static {
         reason: String,
         clash: Option<(DbName, Generation)>,
     ) -> impl Future<Output = Result<Option<Epoch>>>;
+
+    /// This node's identity (its key's fingerprint).
+    fn fingerprint(&self) -> &Fingerprint;
+
+    /// This node as a syncgroup member: device, server or not, advertised address.
+    fn member_info(&self) -> MemberInfo;
+
+    /// Takes an admin's answer to this node's join: holds the syncgroup, pending until its
+    /// knowledge reaches the checkpoint.
+    fn join_reply(&self, reply: JoinReply) -> impl Future<Output = Result<SyncgroupView>>;
+
+    /// Lists the publishee `host` (its member info as it answered) as a member and an admin of
+    /// `name`, before publishing there.
+    fn admit_host(
+        &self,
+        name: SyncgroupName,
+        host: Fingerprint,
+        info: MemberInfo,
+    ) -> impl Future<Output = Result<SyncgroupView>>;
+
+    /// Records how the publish at `host` ended (a failure undoes the creation).
+    fn publish_reply(
+        &self,
+        name: SyncgroupName,
+        host: Fingerprint,
+        outcome: Result<PublishOutcome>,
+    ) -> impl Future<Output = Result<SyncgroupView>>;
+
+    /// Serves a join by the authenticated `joiner` (this node an admin of `name`).
+    fn join_at_admin(
+        &self,
+        joiner: Fingerprint,
+        name: SyncgroupName,
+        info: MemberInfo,
+        invite_secret: Option<String>,
+    ) -> impl Future<Output = Result<JoinReply>>;
+
+    /// Serves a publish by the authenticated `request.publisher`.
+    fn accept_publish(
+        &self,
+        request: PublishRequest,
+    ) -> impl Future<Output = Result<PublishOutcome>>;
 
     /// Applies syncgroup versions and knowledge relayed by the authenticated `sender`.
     fn apply_syncgroups(

@@ -41,6 +41,7 @@ use crate::retry::Backoff;
 use crate::store::SyncgroupKnowledge;
 use crate::sync::host::Host;
 use crate::sync::initiator::{Push, Session};
+use crate::sync::membership::{JoinReply, JoinRequest, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerConfig;
 use crate::sync::responder::DeltaRequest;
 use crate::sync::syncgroups::{SyncgroupPage, SyncgroupSession};
@@ -78,15 +79,28 @@ pub trait PeerClient {
         request: SyncgroupRequest,
         pages: Rc<SyncgroupPages<H>>,
     ) -> impl Future<Output = std::result::Result<(), String>>;
+
+    /// The peer's device id (`DeviceInfo`).
+    fn device_info(&self) -> impl Future<Output = Result<DeviceId>>;
+
+    /// Joins a syncgroup at the peer, an admin of it (`JoinSyncgroupAtAdmin`).
+    fn join_at_admin(&self, request: JoinRequest) -> impl Future<Output = Result<JoinReply>>;
+
+    /// Publishes a syncgroup at the peer its name routes to (`PublishSyncgroup`).
+    fn publish(&self, request: PublishRequest) -> impl Future<Output = Result<PublishOutcome>>;
 }
 
 /// Opens connections to peers.
 pub trait Dialer {
     type Client: PeerClient;
     type Driver: LinkDriver;
-    /// Connects to `peer` and authenticates it; a failure is `ConnFail:`.
-    fn dial(&self, peer: &PeerConfig)
-    -> impl Future<Output = Result<(Self::Client, Self::Driver)>>;
+    /// Connects to the node at `address` and authenticates it as `fingerprint`; a failure is
+    /// `ConnFail:`.
+    fn dial(
+        &self,
+        address: &str,
+        fingerprint: &Fingerprint,
+    ) -> impl Future<Output = Result<(Self::Client, Self::Driver)>>;
 }
 
 /// What keeps a dialled connection going.
@@ -338,7 +352,7 @@ async fn run_link<H: Host, D: Dialer>(
     let dialled = tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(()),
-        dialled = dialer.dial(peer) => dialled,
+        dialled = dialer.dial(&peer.address, &peer.fingerprint) => dialled,
     };
     let (client, mut driver) = dialled.map_err(|error| {
         conn_fail(

@@ -2,6 +2,7 @@
 //! simulation runs it over its own network):
 //! - `host`: what the engine asks of the node it runs in (store, access policy, peers, commits);
 //! - `link`: the link loop (dial, backoff, one live session per database) and its peer traits;
+//! - `membership`: joining a syncgroup at an admin and publishing one at its host;
 //! - `peers`: who this node syncs with, what it shares with each, and their status;
 //! - `responder`: serving GetDeltas to a peer, including live push (the protocol is its doc);
 //! - `initiator`: one database's session with a peer: the request, checks, and applying;
@@ -13,6 +14,7 @@
 pub mod host;
 pub mod initiator;
 pub mod link;
+pub mod membership;
 pub mod peers;
 pub mod refused;
 pub mod responder;
