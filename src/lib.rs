@@ -14,7 +14,8 @@
 //! - [`schema`]: code generated from `schema/*.capnp`;
 //! - [`retry`]: the capped exponential backoff of every retry loop;
 //! - [`tally`]: repeated log lines, logged once then counted;
-//! - [`error`]: the node's error type with stable ids.
+//! - [`error`]: the node's error type with stable ids;
+//! - `fuzzing` (hidden): entry points for fuzz/ only.
 
 pub mod bench;
 pub mod cli;
@@ -22,6 +23,8 @@ pub mod clock;
 pub mod config;
 pub mod embedded;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod genvec;
 pub mod identity;
 pub mod names;

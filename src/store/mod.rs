@@ -7,12 +7,12 @@
 mod apply;
 mod dag;
 mod epoch;
-mod keys;
+pub(crate) mod keys;
 mod local;
 mod log;
 mod notice;
 mod proposals;
-mod records;
+pub(crate) mod records;
 mod resume;
 mod syncgroups;
 mod writer;
