@@ -11,9 +11,9 @@
 //! - [`records`]: postcard decoding of every stored record type;
 //! - [`seeds`]: real encoded inputs for each target, the committed seed corpus.
 
-mod seeds;
+pub mod seeds;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Serialize, de::DeserializeOwned};
 use syncbase_storage::MemoryStorage;
@@ -21,13 +21,13 @@ use syncbase_storage::MemoryStorage;
 use crate::clock::Clock;
 use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
 use crate::identity::Fingerprint;
-use crate::names::DbName;
+use crate::names::{DbName, RowKey, TableName};
 use crate::rpc::{reader_options, syncgroup_wire, wire};
 use crate::schema::sync_capnp::delta_sink;
 use crate::schema::types_capnp;
 use crate::store::Version;
 use crate::store::keys::{self, DbKeys};
-use crate::store::{CursorUpdate, PageFrom, PageRequest, ResumeCursor, Store, records};
+use crate::store::{CursorUpdate, Mutation, PageFrom, PageRequest, ResumeCursor, Store, records};
 use crate::syncgroup::LocalState;
 
 pub use seeds::{seed_syncgroup, seeds};
@@ -38,9 +38,11 @@ pub const PEER: &str = "00000000000000000000000000000000000000000000000000000000
 /// Decodes `bytes` as a flat capnp message of `DeltaSink.push` parameters, exactly as the
 /// initiator's data sink does (`wire::decode_page`, `read_marks`, the resume token and epoch
 /// notices), then takes the notices and applies the records and knowledge to a fresh memory
-/// store holding database `db` (`Store::take_notices`, `Store::apply_session_page`, twice),
-/// and reads the result back. Returns the records the first apply added (0 for a page that
-/// did not decode or apply). Panics only on a bug.
+/// store holding database `db` and the rows of [`seeds::base_page`], so that fuzzed records
+/// can meet existing rows and versions (`Store::take_notices`, `Store::apply_session_page`,
+/// twice), makes local writes over the rows the page touched (`Store::commit`), and reads the
+/// result back. Returns the records the first apply added (0 for a page that did not decode
+/// or apply). Panics only on a bug.
 pub fn delta_page(bytes: &[u8]) -> usize {
     let Ok(message) = read_message(bytes) else {
         return 0;
@@ -52,6 +54,10 @@ pub fn delta_page(bytes: &[u8]) -> usize {
         return 0;
     };
     let (store, db) = store_with_database();
+    let (base_device, base_records) = BASE.get_or_init(seeds::base_page);
+    store
+        .apply(&db, *base_device, base_records, None)
+        .expect("the base page applies");
     // The initiator refuses a responder that is device 0 or itself, and records it made.
     let me = store.device();
     if push.responder.0 == 0
@@ -84,8 +90,39 @@ pub fn delta_page(bytes: &[u8]) -> usize {
     };
     let added = apply().map_or(0, |applied| applied.records);
     let _ = apply();
+    write_over(&store, &db, &push.records);
     read_back(&store, &db, &push.records);
     added as usize
+}
+
+/// The rows of every seed store before any sync: fuzzed pages are applied on top of them.
+static BASE: OnceLock<(DeviceId, Vec<crate::store::LogRecord>)> = OnceLock::new();
+
+/// Local writes over the first rows `records` touched, with valid names: a put, then a delete
+/// in one batch with a put of the next row.
+fn write_over(store: &Store, db: &DbName, records: &[crate::store::LogRecord]) {
+    let rows: Vec<(TableName, RowKey)> = records
+        .iter()
+        .filter_map(|record| {
+            let table = TableName::parse(&record.table).ok()?;
+            Some((table, RowKey::parse(&record.row).ok()?))
+        })
+        .take(2)
+        .collect();
+    let put = |(table, key): &(TableName, RowKey)| Mutation::Put {
+        table: table.clone(),
+        key: key.clone(),
+        value: b"local".to_vec(),
+    };
+    if let Some(first) = rows.first() {
+        let _ = store.commit(db, &[put(first)]);
+        let mut batch = vec![Mutation::Delete {
+            table: first.0.clone(),
+            key: first.1.clone(),
+        }];
+        batch.extend(rows.get(1).map(put));
+        let _ = store.commit(db, &batch);
+    }
 }
 
 /// What one data push decodes to.

@@ -16,7 +16,9 @@ use crate::rpc::{syncgroup_wire, wire};
 use crate::schema::sync_capnp::delta_sink;
 use crate::schema::types_capnp;
 use crate::store::keys::{self, SEP};
-use crate::store::{Mark, Mutation, Notice, Page, PageRequest, Store, SyncgroupKnowledge};
+use crate::store::{
+    LogRecord, Mark, Mutation, Notice, Page, PageRequest, Store, SyncgroupKnowledge,
+};
 use crate::syncgroup::{
     LocalState, MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName,
 };
@@ -117,6 +119,16 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         }
     }
     out
+}
+
+/// The device and the records of a store that made the rows of [`write_rows`]: the base
+/// every fuzzed data page is applied over.
+pub fn base_page() -> (DeviceId, Vec<LogRecord>) {
+    let db = DbName::parse("db").expect("a valid name");
+    let store = memory_store(&db);
+    write_rows(&store, &db);
+    let records = page(&store, &db, &scopes(&["t", "u"]), 1 << 20).records;
+    (store.device(), records)
 }
 
 fn memory_store(db: &DbName) -> Store {
