@@ -67,7 +67,7 @@ pub fn delta_page(bytes: &[u8]) -> usize {
         return 0;
     }
     let _ = store.take_notices(&db, push.responder, &push.notices);
-    let cursor = match push.resume {
+    let cursor = match push.resume.clone() {
         Some(token) => CursorUpdate::Save(ResumeCursor {
             token,
             asked: Knowledge::new(),
@@ -92,6 +92,11 @@ pub fn delta_page(bytes: &[u8]) -> usize {
     let _ = apply();
     write_over(&store, &db, &push.records);
     read_back(&store, &db, &push.records);
+    if let Some(token) = &push.resume {
+        // As a responder takes it back from an initiator (`DataDeltaReq.resume`).
+        let served = push.knowledge.clone().unwrap_or_default();
+        let _ = store.resume_position(&db, push.responder, &served, token);
+    }
     added as usize
 }
 
