@@ -23,7 +23,8 @@
 //! - [`embedded`]: an in-process node on an ephemeral port, for tests;
 //! - [`sim`]: the deterministic simulation: seeded runs of many nodes with faults, and their checks;
 //! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks, the simulation);
-//! - [`bench`]: the benchmarks (storage, sync, abuse) behind `syncbase bench`.
+//! - [`bench`]: the benchmarks (storage, sync, abuse) behind `syncbase bench`;
+//! - [`fuzzing`]: entry points for fuzz/ only (hidden from the docs).
 
 pub mod bench;
 pub mod changes;
@@ -33,6 +34,8 @@ pub mod config;
 pub mod embedded;
 pub mod env;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod genvec;
 pub mod identity;
 pub mod names;

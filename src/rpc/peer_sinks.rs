@@ -8,15 +8,11 @@ use std::rc::Rc;
 
 use crate::error::Error;
 use crate::genvec::DeviceId;
-use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record};
-use crate::rpc::wire;
+use crate::rpc::wire::{self, decode_page, decode_syncgroup_page, read_marks};
 use crate::schema::sync_capnp::delta_sink;
-use crate::schema::types_capnp::delta_resp;
-use crate::store::Mark;
 use crate::sync::host::Host;
 use crate::sync::initiator::Push;
 use crate::sync::link::{DataPages, SyncgroupPages};
-use crate::sync::responder::MAX_MARKS;
 use crate::sync::syncgroups::SyncgroupPage;
 
 /// The capnp face of [`DataPages`]: decodes each push and hands it on.
@@ -51,64 +47,6 @@ fn decode_push(params: &delta_sink::PushParams) -> Result<Push, capnp::Error> {
     })
 }
 
-/// The responder's marks: generations and digests, pairwise.
-fn read_marks(
-    generations: capnp::primitive_list::Reader<'_, u64>,
-    digests: capnp::primitive_list::Reader<'_, u64>,
-) -> Result<Vec<Mark>, capnp::Error> {
-    if generations.len() != digests.len() || generations.len() as usize > MAX_MARKS {
-        return Err(Error::invalid("mark generations and digests do not pair up").into());
-    }
-    Ok(generations
-        .iter()
-        .zip(digests.iter())
-        .map(|(generation, digest)| Mark { generation, digest })
-        .collect())
-}
-
-fn decode_page(
-    batch: capnp::struct_list::Reader<'_, delta_resp::Owned>,
-) -> Result<
-    (
-        Vec<crate::store::LogRecord>,
-        Option<crate::genvec::Knowledge>,
-    ),
-    capnp::Error,
-> {
-    let mut records = Vec::with_capacity(batch.len() as usize);
-    let mut knowledge = None;
-    for (i, item) in batch.iter().enumerate() {
-        match item.which()? {
-            delta_resp::Rec(record) => {
-                if knowledge.is_some() {
-                    return Err(
-                        Error::invalid("a record came after the responder's knowledge").into(),
-                    );
-                }
-                records.push(wire::read_record(record?).map_err(|e| in_item(i, e))?);
-            }
-            delta_resp::SgRec(_) => {
-                return Err(Error::invalid("a syncgroup record in a data page").into());
-            }
-            delta_resp::RespVec(vector) => {
-                if knowledge.is_some() {
-                    return Err(Error::invalid("two knowledge items in one batch").into());
-                }
-                knowledge = Some(wire::read_knowledge(vector?)?);
-            }
-        }
-    }
-    Ok((records, knowledge))
-}
-
-fn in_item(index: usize, error: Error) -> capnp::Error {
-    let message = error.to_string();
-    match message.split_once(": ") {
-        Some((id, rest)) => capnp::Error::failed(format!("{id}: batch item {index}: {rest}")),
-        None => capnp::Error::failed(message),
-    }
-}
-
 /// The capnp face of [`SyncgroupPages`]: decodes each push and hands it on.
 pub struct SyncgroupSinkImpl<H: Host> {
     pages: Rc<SyncgroupPages<H>>,
@@ -132,30 +70,5 @@ fn decode_syncgroup_push(params: &delta_sink::PushParams) -> Result<SyncgroupPag
     let params = params.get()?;
     let mut page = decode_syncgroup_page(params.get_batch()?)?;
     page.more = params.get_remaining() != 0;
-    Ok(page)
-}
-
-fn decode_syncgroup_page(
-    batch: capnp::struct_list::Reader<'_, delta_resp::Owned>,
-) -> Result<SyncgroupPage, capnp::Error> {
-    let mut page = SyncgroupPage::default();
-    let mut ended = false;
-    for (i, item) in batch.iter().enumerate() {
-        if ended {
-            return Err(Error::invalid("an item came after the responder's knowledge").into());
-        }
-        match item.which()? {
-            delta_resp::SgRec(record) => page
-                .records
-                .push(read_syncgroup_record(record?).map_err(|e| in_item(i, e))?),
-            delta_resp::RespVec(vector) => {
-                page.knowledge = read_syncgroup_knowledge(vector?)?;
-                ended = true;
-            }
-            delta_resp::Rec(_) => {
-                return Err(Error::invalid("a data record in a syncgroup page").into());
-            }
-        }
-    }
     Ok(page)
 }

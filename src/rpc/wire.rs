@@ -1,5 +1,5 @@
 //! Conversions between the engine's plain types and their Cap'n Proto form in
-//! `schema/types.capnp`: log records and knowledge. Decoding validates what the types can't
+//! `schema/types.capnp`: log records, knowledge, and the pages a responder pushes. Decoding validates what the types can't
 //! express (names, sizes, non-zero ids), so a malformed record is refused before the engine
 //! sees it.
 
@@ -7,10 +7,15 @@ use crate::clock::Hlc;
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
 use crate::names::{self, RowKey, TableName};
-use crate::schema::types_capnp::{RecType, epoch_notice, gen_vector, knowledge, log_rec};
-use crate::store::{
-    DagNode, LogRecord, MAX_NOTICES, MAX_TOKEN_BYTES, Notice, RecordContent, Version,
+use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record};
+use crate::schema::types_capnp::{
+    RecType, delta_resp, epoch_notice, gen_vector, knowledge, log_rec,
 };
+use crate::store::{
+    DagNode, LogRecord, MAX_NOTICES, MAX_TOKEN_BYTES, Mark, Notice, RecordContent, Version,
+};
+use crate::sync::responder::MAX_MARKS;
+use crate::sync::syncgroups::SyncgroupPage;
 
 /// Most parents a record may name (writes have at most one; merges name every loser).
 const MAX_PARENTS: usize = 64;
@@ -218,6 +223,93 @@ pub fn read_epoch_notices(
             })
         })
         .collect()
+}
+
+/// The responder's marks: generations and digests, pairwise.
+pub fn read_marks(
+    generations: capnp::primitive_list::Reader<'_, u64>,
+    digests: capnp::primitive_list::Reader<'_, u64>,
+) -> std::result::Result<Vec<Mark>, capnp::Error> {
+    if generations.len() != digests.len() || generations.len() as usize > MAX_MARKS {
+        return Err(Error::invalid("mark generations and digests do not pair up").into());
+    }
+    Ok(generations
+        .iter()
+        .zip(digests.iter())
+        .map(|(generation, digest)| Mark { generation, digest })
+        .collect())
+}
+
+/// Decodes a data page (`DeltaSink.push`'s `batch`): its records, then at most one knowledge
+/// item, which ends it. A syncgroup record, or anything after the knowledge, is refused.
+pub fn decode_page(
+    batch: capnp::struct_list::Reader<'_, delta_resp::Owned>,
+) -> std::result::Result<
+    (
+        Vec<crate::store::LogRecord>,
+        Option<crate::genvec::Knowledge>,
+    ),
+    capnp::Error,
+> {
+    let mut records = Vec::with_capacity(batch.len() as usize);
+    let mut knowledge = None;
+    for (i, item) in batch.iter().enumerate() {
+        match item.which()? {
+            delta_resp::Rec(record) => {
+                if knowledge.is_some() {
+                    return Err(
+                        Error::invalid("a record came after the responder's knowledge").into(),
+                    );
+                }
+                records.push(read_record(record?).map_err(|e| in_item(i, e))?);
+            }
+            delta_resp::SgRec(_) => {
+                return Err(Error::invalid("a syncgroup record in a data page").into());
+            }
+            delta_resp::RespVec(vector) => {
+                if knowledge.is_some() {
+                    return Err(Error::invalid("two knowledge items in one batch").into());
+                }
+                knowledge = Some(read_knowledge(vector?)?);
+            }
+        }
+    }
+    Ok((records, knowledge))
+}
+
+fn in_item(index: usize, error: Error) -> capnp::Error {
+    let message = error.to_string();
+    match message.split_once(": ") {
+        Some((id, rest)) => capnp::Error::failed(format!("{id}: batch item {index}: {rest}")),
+        None => capnp::Error::failed(message),
+    }
+}
+
+/// Decodes a syncgroup metadata page: its versions, then the responder's knowledge, which ends
+/// it. A data record, or anything after the knowledge, is refused.
+pub fn decode_syncgroup_page(
+    batch: capnp::struct_list::Reader<'_, delta_resp::Owned>,
+) -> std::result::Result<SyncgroupPage, capnp::Error> {
+    let mut page = SyncgroupPage::default();
+    let mut ended = false;
+    for (i, item) in batch.iter().enumerate() {
+        if ended {
+            return Err(Error::invalid("an item came after the responder's knowledge").into());
+        }
+        match item.which()? {
+            delta_resp::SgRec(record) => page
+                .records
+                .push(read_syncgroup_record(record?).map_err(|e| in_item(i, e))?),
+            delta_resp::RespVec(vector) => {
+                page.knowledge = read_syncgroup_knowledge(vector?)?;
+                ended = true;
+            }
+            delta_resp::Rec(_) => {
+                return Err(Error::invalid("a data record in a syncgroup page").into());
+            }
+        }
+    }
+    Ok(page)
 }
 
 pub(crate) fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<&str> {

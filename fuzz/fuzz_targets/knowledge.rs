@@ -1,0 +1,6 @@
+//! Fuzz target: `syncbase::fuzzing::knowledge` on arbitrary bytes (see its docs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = syncbase::fuzzing::knowledge(data);
+});
