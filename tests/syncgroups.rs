@@ -564,6 +564,35 @@ fn leaving_one_syncgroup_keeps_the_others_syncing_both_ways() {
     });
 }
 
+/// Found by the simulation (`syncbase sim --membership`): a member that left the only
+/// syncgroup it shared with a declared peer refused that peer's syncgroup metadata session,
+/// and the refusal ended the whole link, so the peer no longer pulled the declared scopes
+/// from it. A session the peer refuses now ends alone.
+#[test]
+fn a_peer_that_left_the_only_shared_syncgroup_keeps_syncing_its_declared_scopes() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let member = nodes::start(&network, "m:1").await;
+        nodes::link(&host, &member).await;
+        let sg = create_for_table(&host, "su", "u").await;
+        join_by_invite(&host, &member, &sg, Level::ReadWrite).await;
+        member.node().leave(sg).await.unwrap();
+        let member_id = member.node().identity().fingerprint().clone();
+        for round in 0..3 {
+            let key = format!("after-leaving-{round}");
+            put(&table_t(&member).await, &key, b"x").await.unwrap();
+            wait_for_row(&table_t(&host).await, &key, "the leaver's declared row").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let status = host.node().peers().status(&member_id).unwrap();
+        assert!(
+            status.connected,
+            "the host's link to the leaver is down: {status:?}"
+        );
+    });
+}
+
 #[test]
 fn an_eject_from_one_syncgroup_keeps_the_others_syncing_both_ways() {
     on_local(async {

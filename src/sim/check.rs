@@ -133,6 +133,24 @@ impl<'a> View<'a> {
             .map(|index| &self.oracle.writes()[*index])
             .collect()
     }
+
+    /// The writes of a row that count on `node`: the required ones, and every other
+    /// acknowledged write the node holds (one it need not have received, e.g. by a member
+    /// that left since, still takes part in conflict resolution once it arrived).
+    fn counted_writes(&self, node: usize, id: &RowId, indexes: &[usize]) -> Vec<&'a Write> {
+        let held = self.dag(node, id);
+        indexes
+            .iter()
+            .filter(|index| {
+                self.required[**index].contains(&node)
+                    || held.is_some_and(|dag| {
+                        dag.nodes
+                            .contains_key(&self.oracle.writes()[**index].version)
+                    })
+            })
+            .map(|index| &self.oracle.writes()[*index])
+            .collect()
+    }
 }
 
 /// Convergence: every live node of a share holds the same row heads (tombstones included)
@@ -207,7 +225,7 @@ pub fn check_no_write_lost(view: &View<'_>) -> Result<(), Violation> {
 pub fn check_winners(view: &View<'_>) -> Result<(), Violation> {
     for (id, indexes) in view.oracle.rows() {
         for node in view.nodes.keys() {
-            let writes = view.required_writes(*node, indexes);
+            let writes = view.counted_writes(*node, id, indexes);
             let latest = writes
                 .iter()
                 .filter(|write| !writes.iter().any(|o| o.context.contains(&write.version)));

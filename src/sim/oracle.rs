@@ -206,6 +206,38 @@ impl Oracle {
         Ok(lost.len())
     }
 
+    /// Node `node`, restored from a copy of its store that no longer lets it read `table` (the
+    /// copy predates its join, or it left or was ejected since): its writes of `table` that
+    /// the copy lacks cannot come back to it, since no peer serves that table to it any more.
+    /// Marks them lost by restore (the other nodes that hold them are still held to
+    /// convergence and the right winner). Returns how many it marked.
+    pub fn restored_without(
+        &mut self,
+        node: usize,
+        after: &Store,
+        table: &str,
+    ) -> Result<usize, Violation> {
+        let mut lost = Vec::new();
+        for (id, indexes) in &self.rows {
+            if id.table != table {
+                continue;
+            }
+            let held = after
+                .row_dag(&id.db, &id.table, &id.row)
+                .map_err(|error| Violation::unreadable(node, error))?;
+            lost.extend(indexes.iter().copied().filter(|index| {
+                let write = &self.writes[*index];
+                write.node == node
+                    && !write.lost_by_restore
+                    && !held.nodes.contains_key(&write.version)
+            }));
+        }
+        for index in &lost {
+            self.writes[*index].lost_by_restore = true;
+        }
+        Ok(lost.len())
+    }
+
     /// Every acknowledged write, in acknowledgement order.
     pub fn writes(&self) -> &[Write] {
         &self.writes

@@ -17,6 +17,9 @@
 //!   call is refused unread ([`DataPages`], [`SyncgroupPages`]): the responder pipelines
 //!   pages, and applying one after a page that was not applied would let its knowledge or
 //!   resume token cover records never applied.
+//! - A session the peer refuses (`NoAccess:`) ends alone: the link lives while any other of
+//!   its sessions does, so one syncgroup left or lost never stops the others or the declared
+//!   scopes.
 //! - A failed link is dialled again after [`Backoff`], which goes back to its minimum only
 //!   after the link made progress ([`made_progress`]); a failure repeated word for word is
 //!   logged once, then with its count ([`Repeats`]).
@@ -404,7 +407,25 @@ pub async fn sync_over<H: Host, C: PeerClient>(
         };
         sessions.push(data.boxed_local());
     }
-    let (ended, _, _) = select_all(sessions).await;
+    // A session the peer refuses (`NoAccess:`: this node may no longer read what it asked,
+    // or the peer left that syncgroup) ends alone: the link lives while another session
+    // does, so losing one syncgroup never stops the declared scopes or the other syncgroups.
+    let ended = loop {
+        let (ended, _, rest) = select_all(sessions).await;
+        match &ended {
+            Err(SessionEnd::Peer(message))
+                if Error::from_message(message).id() == "NoAccess" && !rest.is_empty() =>
+            {
+                let message = peer_ended(message);
+                tracing::debug!(peer = %peer.fingerprint, "{message}; the link goes on");
+                host.peers().update_status(&peer.fingerprint, |status| {
+                    status.last_error = Some(message);
+                });
+                sessions = rest;
+            }
+            _ => break ended,
+        }
+    };
     Err(LinkError {
         message: match ended {
             Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
