@@ -448,7 +448,7 @@ impl Node {
     /// `Running` once this node is an admin of a settled copy still `PublishPending`.
     /// The candidates are found on a snapshot; each is checked again inside the transaction
     /// that marks it (an admin may have taken this node's Admin away, or it left, meanwhile).
-    async fn confirm_published(&self) -> Result<()> {
+    pub(super) async fn confirm_published(&self) -> Result<()> {
         let me = self.identity().fingerprint().clone();
         let waiting: Vec<SyncgroupName> = self
             .store()

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::genvec::{DeviceId, Knowledge, Scope};
 use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::{DbName, RowKey, TableName};
-use crate::store::{Mutation, PageRequest, Store};
+use crate::store::{Mutation, Notice, PageRequest, Store};
 use crate::sync::initiator::{Push, Session};
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
@@ -163,6 +163,41 @@ fn commit_eject(node: &Node, name: &SyncgroupName, member: &Fingerprint) {
         .unwrap();
 }
 
+/// Lists `member` (device `device`) in `name` with ReadWrite, as a join at `node` would.
+fn add_writer(node: &Node, name: &SyncgroupName, member: &Fingerprint, device: DeviceId) {
+    node.store()
+        .syncgroup_txn(|txn| {
+            let mut view = txn.get(name)?;
+            view.record.sg.spec.perms.grant(Level::ReadWrite, member);
+            let info = MemberInfo {
+                sync_priority: 0,
+                is_server: false,
+                device,
+                address: String::new(),
+            };
+            view.record.sg.joiners.insert(member.clone(), info);
+            txn.write_version(view.record.sg, view.local)
+        })
+        .unwrap();
+}
+
+/// One page of everything `from` holds in `db` that `to` lacks.
+fn page_for(to: &Store, from: &Store) -> crate::store::Page {
+    let knowledge =
+        to.knowledge(&db())
+            .unwrap()
+            .request_for(&[Scope::new("t", "")], to.device(), 0);
+    let request = PageRequest {
+        initiator: to.device(),
+        knowledge: &knowledge,
+        position: 0,
+        echoes_from: 0,
+        max_records: 100,
+        max_bytes: usize::MAX,
+    };
+    from.read_page(&db(), &request).unwrap()
+}
+
 #[tokio::test]
 async fn an_app_write_checked_and_committed_in_one_transaction() {
     let storage = Arc::new(Interposed::default());
@@ -196,20 +231,7 @@ async fn a_page_whose_writer_was_ejected_after_the_request_is_refused_in_its_own
     let b = node_on(storage.clone(), 1);
     let name = create_syncgroup(&b).await;
     let a_id = fingerprint(2);
-    b.store()
-        .syncgroup_txn(|txn| {
-            let mut view = txn.get(&name)?;
-            view.record.sg.spec.perms.grant(Level::ReadWrite, &a_id);
-            let info = MemberInfo {
-                sync_priority: 0,
-                is_server: false,
-                device: a.device(),
-                address: String::new(),
-            };
-            view.record.sg.joiners.insert(a_id.clone(), info);
-            txn.write_version(view.record.sg, view.local)
-        })
-        .unwrap();
+    add_writer(&b, &name, &a_id, a.device());
     let scopes = vec![Scope::new("t", "")];
     let session = Session::new(b.clone(), a_id.clone(), db(), scopes.clone());
     let request = session.request().unwrap();
@@ -286,4 +308,104 @@ async fn a_failed_peer_persist_leaves_the_registry_unchanged() {
     drop(node);
     let reopened = node_on(storage, 1);
     assert!(reopened.peers().is_declared(&peer_id));
+}
+
+#[tokio::test]
+async fn an_eject_bounds_its_former_writer_by_the_writes_applied_just_before_it() {
+    let a = Store::open(Arc::new(MemoryStorage::new()), Env::system()).unwrap();
+    a.commit(&db(), &[put("k")]).unwrap();
+    let storage = Arc::new(Interposed::default());
+    let b = node_on(storage.clone(), 1);
+    let name = create_syncgroup(&b).await;
+    let a_id = fingerprint(2);
+    add_writer(&b, &name, &a_id, a.device());
+
+    // A's record (generation 1, valid: A holds Write) is applied just before the eject's
+    // transaction, after anything the eject read before it began.
+    let page = page_for(b.store(), &a);
+    let (applying, from) = (b.clone(), a.device());
+    storage.before_next_write(move || {
+        let applied = applying
+            .store()
+            .apply(&db(), from, &page.records, page.knowledge.as_ref())
+            .unwrap();
+        assert_eq!(applied.records, 1);
+    });
+    let me = b.identity().fingerprint().clone();
+    let view = b.eject(me, name, a_id).await.unwrap();
+
+    let sg = &view.record.sg;
+    assert!(
+        sg.device_may_write(a.device(), 1),
+        "the eject must keep valid the write this node held when it committed"
+    );
+    assert!(!sg.device_may_write(a.device(), 2));
+}
+
+#[tokio::test]
+async fn epoch_notices_of_a_member_ejected_before_their_commit_are_not_taken() {
+    let storage = Arc::new(Interposed::default());
+    let b = node_on(storage.clone(), 1);
+    let name = create_syncgroup(&b).await;
+    let (a_id, a_device) = (fingerprint(2), DeviceId(0x0000_1234_5678_9abc));
+    add_writer(&b, &name, &a_id, a_device);
+    let announcer = a_device.with_epoch(5);
+    let notices = vec![Notice {
+        old: a_device,
+        safe: 0,
+    }];
+
+    let (ejecting, member) = (b.clone(), a_id.clone());
+    storage.before_next_write(move || commit_eject(&ejecting, &name, &member));
+    let taken = b
+        .take_notices(db(), &a_id, announcer, notices)
+        .await
+        .unwrap();
+
+    assert!(
+        taken.notices.is_empty(),
+        "an ejected member spoke for its lineage: {taken:?}"
+    );
+    assert!(b.store().taken_notices(&db()).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_publish_is_confirmed_only_by_a_host_still_admin_when_it_commits() {
+    let storage = Arc::new(Interposed::default());
+    let host = node_on(storage.clone(), 1);
+    host.set_peer_address("h:1".into());
+    let name = create_syncgroup(&host).await;
+    let (me, publisher) = (host.identity().fingerprint().clone(), fingerprint(2));
+    // As a syncgroup published here by `publisher` and caught up: waiting for confirmation.
+    host.store()
+        .syncgroup_txn(|txn| {
+            let mut view = txn.get(&name)?;
+            view.record.sg.status = crate::syncgroup::Status::PublishPending;
+            view.record.sg.spec.perms.grant(Level::Admin, &publisher);
+            view.local.remote_publisher = Some(publisher.clone());
+            txn.write_version(view.record.sg, view.local)
+        })
+        .unwrap();
+
+    // The publisher takes the host's Admin away, committed just before the confirmation.
+    let (changing, changed) = (host.clone(), name.clone());
+    storage.before_next_write(move || {
+        changing
+            .store()
+            .syncgroup_txn(|txn| {
+                let mut view = txn.get(&changed)?;
+                view.record.sg.spec.perms.revoke(&me);
+                view.record.sg.spec.perms.grant(Level::Read, &me);
+                txn.write_version(view.record.sg, view.local)
+            })
+            .unwrap();
+    });
+    host.confirm_published().await.unwrap();
+
+    let view = host.syncgroup_view(&name).unwrap();
+    assert_eq!(
+        view.record.sg.status,
+        crate::syncgroup::Status::PublishPending,
+        "a host that is no admin wrote the confirming version"
+    );
 }
