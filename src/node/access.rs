@@ -129,46 +129,52 @@ impl Node {
 
     /// Refuses app writes under a syncgroup this node belongs to without holding Write there
     /// (unless another syncgroup covering the row grants it): nobody would accept them.
+    /// Checked on one snapshot: [`Node::commit`] checks the same rule ([`local_writes_allowed`])
+    /// inside the transaction that commits the rows.
     pub fn check_local_writes<'a>(
         &self,
         db: &DbName,
         rows: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<()> {
-        let syncgroups = self.held_syncgroups(db)?;
-        if syncgroups.is_empty() {
-            return Ok(());
-        }
-        let me = self.identity().fingerprint();
-        for (table, row) in rows {
-            let covering: Vec<_> = syncgroups
-                .iter()
-                .filter(|sg| sg.spec.covers(table, row))
-                .collect();
-            if !covering.is_empty() && !covering.iter().any(|sg| sg.allows(Tag::Write, me)) {
-                return Err(Error::NoAccess(format!(
-                    "row {table}:{row} is shared by syncgroup {}, where this node may only read",
-                    covering[0].name
-                )));
-            }
-        }
-        Ok(())
+        let held = self.held_syncgroups(db)?;
+        local_writes_allowed(&held, self.identity().fingerprint(), rows)
     }
 
     /// The syncgroups of `db` this node holds (created, joined or accepted) and has not left:
     /// with the declared peers, the only source of every access decision.
     pub fn held_syncgroups(&self, db: &DbName) -> Result<Vec<Syncgroup>> {
-        Ok(self
-            .store()
-            .syncgroups(db)?
-            .into_iter()
-            .filter(|view| !view.local.left)
-            .map(|view| view.record.sg)
-            .collect())
+        self.store().held_syncgroups(db)
     }
 }
 
+/// The rule of [`Node::check_local_writes`] over the held syncgroups `held`, for the node
+/// `me`: `NoAccess:` for the first row a syncgroup covers where `me` holds no Write in any
+/// syncgroup covering it.
+pub(super) fn local_writes_allowed<'a>(
+    held: &[Syncgroup],
+    me: &Fingerprint,
+    rows: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    for (table, row) in rows {
+        let covering: Vec<_> = held
+            .iter()
+            .filter(|sg| sg.spec.covers(table, row))
+            .collect();
+        if !covering.is_empty() && !covering.iter().any(|sg| sg.allows(Tag::Write, me)) {
+            return Err(Error::NoAccess(format!(
+                "row {table}:{row} is shared by syncgroup {}, where this node may only read",
+                covering[0].name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The rule of [`Node::may_announce`] over the held syncgroups.
-fn lineage_owner(
+pub(super) fn lineage_owner(
     held: &[Syncgroup],
     declared: bool,
     peer: &Fingerprint,

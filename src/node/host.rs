@@ -5,16 +5,16 @@
 use super::Node;
 use crate::changes::ChangeReceiver;
 use crate::error::Result;
-use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
+use crate::genvec::{DeviceId, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    Applied, Epoch, LogRecord, Notice, PageFrom, Store, SyncgroupDeltas, SyncgroupKnowledge,
-    SyncgroupsApplied, Taken,
+    Applied, Epoch, Notice, Store, SyncgroupDeltas, SyncgroupKnowledge, SyncgroupsApplied, Taken,
 };
 use crate::sync::host::{Host, WriterCheck};
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
+use crate::sync::screen::{IncomingPage, Screened};
 use crate::syncgroup::{MemberInfo, SyncgroupName, SyncgroupRecord, SyncgroupView};
 
 impl Host for Node {
@@ -63,11 +63,9 @@ impl Host for Node {
         &self,
         db: DbName,
         from: DeviceId,
-        records: Vec<LogRecord>,
-        knowledge: Option<Knowledge>,
-        page: PageFrom,
-    ) -> Result<Applied> {
-        Node::apply_page(self, db, from, records, knowledge, page).await
+        page: IncomingPage,
+    ) -> Result<(Applied, Screened)> {
+        Node::apply_page(self, db, from, page).await
     }
 
     async fn take_notices(

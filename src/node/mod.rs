@@ -12,6 +12,8 @@ mod host;
 mod peers;
 mod proposals;
 mod syncgroups;
+#[cfg(test)]
+mod txn_tests;
 
 pub use crate::sync::host::WriterCheck;
 pub use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
@@ -31,13 +33,14 @@ use crate::changes::{ChangeReceiver, Changes};
 use crate::config::{Config, Role};
 use crate::env::{Blocking, Env};
 use crate::error::{Error, Result};
-use crate::genvec::{DeviceId, Knowledge};
+use crate::genvec::DeviceId;
 use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, LogRecord, Mutation, Notice, PageFrom, Store, Taken};
+use crate::store::{Applied, Mutation, Notice, Store, Taken};
 use crate::sync::peers::PeerRegistry;
+use crate::sync::screen::{IncomingPage, Screened};
 use crate::token::ClientToken;
 
 /// Name of the lock file that keeps two nodes off one data directory.
@@ -52,7 +55,8 @@ pub struct Node {
     /// Failed commits, each logged (a repeat with a count, see `tally::RepeatLog`).
     commit_failures: Arc<crate::tally::RepeatLog>,
     identity: NodeIdentity,
-    peers: PeerRegistry,
+    /// Shared with the commits that read it inside their transaction (`apply_page`).
+    peers: Arc<PeerRegistry>,
     network: Network,
     peer_address: OnceLock<String>,
     redial_max: Duration,
@@ -158,7 +162,7 @@ impl Node {
             writes: TaskTracker::new(),
             commit_failures: Arc::new(crate::tally::RepeatLog::new("storage commit")),
             identity: parts.identity,
-            peers: PeerRegistry::default(),
+            peers: Arc::default(),
             network: parts.network,
             peer_address: OnceLock::new(),
             redial_max: parts.redial_max,
@@ -233,42 +237,44 @@ impl Node {
         self.write(move |store| store.create_database(&db)).await
     }
 
-    /// Commits the mutations atomically; per mutation, whether its key existed before.
+    /// Commits the mutations atomically; per mutation, whether its key existed before. The
+    /// local write rule ([`Node::check_local_writes`]: `NoAccess:` under a syncgroup where this
+    /// node may only read) is checked inside the transaction that commits the rows, so a
+    /// syncgroup change cannot commit between the check and the write.
     pub async fn commit(&self, db: DbName, mutations: Vec<Mutation>) -> Result<Vec<bool>> {
-        self.check_local_writes(&db, mutations.iter().map(Mutation::row))?;
-        self.write(move |store| store.commit(&db, &mutations)).await
+        let me = self.identity().fingerprint().clone();
+        self.write(move |store| {
+            store.commit_checked(&db, &mutations, |held| {
+                access::local_writes_allowed(held, &me, mutations.iter().map(Mutation::row))
+            })
+        })
+        .await
     }
 
-    /// Applies a page of records from peer `from` (and its knowledge, if the page ended its
-    /// log) in one commit.
-    pub async fn apply(
-        &self,
-        db: DbName,
-        from: DeviceId,
-        records: Vec<LogRecord>,
-        knowledge: Option<Knowledge>,
-    ) -> Result<Applied> {
-        self.write(move |store| store.apply(&db, from, &records, knowledge.as_ref()))
-            .await
-    }
-
-    /// [`Node::apply`], also updating the resume cursor kept with `peer` in the same commit.
+    /// Applies a session's page from the responder `from` in one commit, with the resume
+    /// cursor kept for its peer: inside the commit's transaction, the page is screened
+    /// ([`IncomingPage::screen`]) by the [`WriterCheck`] of the syncgroups held there and the
+    /// peer's declared scopes. Returns what was applied and what the screen refused.
     pub async fn apply_page(
         &self,
         db: DbName,
         from: DeviceId,
-        records: Vec<LogRecord>,
-        knowledge: Option<Knowledge>,
-        page: PageFrom,
-    ) -> Result<Applied> {
+        page: IncomingPage,
+    ) -> Result<(Applied, Screened)> {
+        let peers = self.peers.clone();
         self.write(move |store| {
-            store.apply_session_page(&db, from, &records, knowledge.as_ref(), &page)
+            store.apply_screened_page(&db, from, |held| {
+                let declared = peers.declared_scopes(&page.peer, db.as_str());
+                let check = WriterCheck::new(held.to_vec(), declared);
+                Ok(page.screen(&check))
+            })
         })
         .await
     }
 
     /// Takes the epoch notices `peer`'s responder (device `announcer`) sent for `db`, if the
-    /// announcer may speak for their devices (`Node::may_announce`); see `store::notice`.
+    /// announcer may speak for their devices (`Node::may_announce`, decided inside the
+    /// transaction that takes them); see `store::notice`.
     pub async fn take_notices(
         &self,
         db: DbName,
@@ -276,14 +282,17 @@ impl Node {
         announcer: DeviceId,
         notices: Vec<Notice>,
     ) -> Result<Taken> {
-        if notices.is_empty()
-            || !self.store.would_take_notices(&db, announcer, &notices)?
-            || !self.may_announce(peer, &db, announcer)?
-        {
+        if notices.is_empty() || !self.store.would_take_notices(&db, announcer, &notices)? {
             return Ok(Taken::default());
         }
+        let (peers, who) = (self.peers.clone(), peer.clone());
         let taken = self
-            .write(move |store| store.take_notices(&db, announcer, &notices))
+            .write(move |store| {
+                store.take_notices_checked(&db, announcer, &notices, |held| {
+                    let declared = !peers.declared_scopes(&who, db.as_str()).is_empty();
+                    access::lineage_owner(held, declared, &who, announcer)
+                })
+            })
             .await?;
         for notice in &taken.notices {
             tracing::info!(

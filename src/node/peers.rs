@@ -67,7 +67,10 @@ impl Node {
         failure.map_or(Ok(peers), Err)
     }
 
-    /// Adds (or extends) a peer and remembers it across restarts.
+    /// Adds (or extends) a peer and remembers it across restarts: the merged declaration is
+    /// persisted first, and the registry updated only once that commit succeeded (a failed
+    /// commit leaves the peer list as it was). Both happen inside the write, which serializes
+    /// peer changes with each other and with the commits that read the registry.
     pub async fn add_peer(&self, peer: PeerConfig) -> Result<()> {
         if peer.fingerprint == *self.identity.fingerprint() {
             return Err(Error::invalid("a node cannot be its own peer"));
@@ -75,30 +78,33 @@ impl Node {
         for db in peer.databases.keys() {
             self.open_database(&DbName::parse(db)?).await?;
         }
-        let mut merged = self.peers.add(peer);
-        merged.from_config = false;
-        let (key, value) = (
-            peer_key(merged.fingerprint.as_str()),
-            encode_record(&merged)?,
-        );
+        let peers = self.peers.clone();
         self.write(move |store| {
+            let mut merged = peers.merged_with(&peer);
+            merged.from_config = false;
             let mut txn = store.storage().write()?;
-            txn.put(&key, &value)?;
-            Ok(txn.commit()?)
+            txn.put(
+                &peer_key(merged.fingerprint.as_str()),
+                &encode_record(&merged)?,
+            )?;
+            txn.commit()?;
+            peers.add(peer);
+            Ok(())
         })
         .await
     }
 
-    /// Removes a peer added at run time; returns whether it was known.
+    /// Removes a peer added at run time; returns whether it was known. The removal is
+    /// persisted first and the registry updated only once that commit succeeded.
     pub async fn remove_peer(&self, fingerprint: &Fingerprint) -> Result<bool> {
-        let existed = self.peers.remove(fingerprint)?;
-        let key = peer_key(fingerprint.as_str());
+        let (peers, fingerprint) = (self.peers.clone(), fingerprint.clone());
         self.write(move |store| {
+            let known = peers.check_removable(&fingerprint)?;
             let mut txn = store.storage().write()?;
-            txn.delete(&key)?;
-            Ok(txn.commit()?)
+            txn.delete(&peer_key(fingerprint.as_str()))?;
+            txn.commit()?;
+            Ok(known && peers.remove(&fingerprint)?)
         })
-        .await?;
-        Ok(existed)
+        .await
     }
 }

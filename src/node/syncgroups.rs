@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::Node;
 use crate::config::Role;
 use crate::error::{Error, Result};
-use crate::genvec::{GenVector, Knowledge};
+use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied};
@@ -223,9 +223,9 @@ impl Node {
         version: String,
     ) -> Result<SyncgroupView> {
         spec.validate()?;
-        let known = self.data_knowledge(&name)?;
         self.change_syncgroups(move |txn| {
             let mut view = admin_view(txn, &actor, &name)?;
+            let known = txn.data_knowledge(&view.record.sg.db)?;
             let before = view.record.sg.clone();
             let sg = &mut view.record.sg;
             if !version.is_empty() && version != sg.spec_version {
@@ -252,9 +252,9 @@ impl Node {
         name: SyncgroupName,
         member: Fingerprint,
     ) -> Result<SyncgroupView> {
-        let known = self.data_knowledge(&name)?;
         self.change_syncgroups(move |txn| {
             let mut view = admin_view(txn, &actor, &name)?;
+            let known = txn.data_knowledge(&view.record.sg.db)?;
             let before = view.record.sg.clone();
             if !view.record.sg.eject(&member) {
                 return Err(Error::NoExist(format!(
@@ -437,28 +437,22 @@ impl Node {
 
     /// As the host of a syncgroup it accepted (or took by publish invite), marks it
     /// `Running` once this node is an admin of a settled copy still `PublishPending`.
-    async fn confirm_published(&self) -> Result<()> {
+    /// The candidates are found on a snapshot; each is checked again inside the transaction
+    /// that marks it (an admin may have taken this node's Admin away, or it left, meanwhile).
+    pub(super) async fn confirm_published(&self) -> Result<()> {
         let me = self.identity().fingerprint().clone();
         let waiting: Vec<SyncgroupName> = self
             .store()
             .all_syncgroups()?
             .into_iter()
-            .filter(|view| {
-                let sg = &view.record.sg;
-                sg.status == Status::PublishPending
-                    && view.local.remote_publisher.is_some()
-                    && view.local.pending.is_none()
-                    && !view.local.left
-                    && !view.record.stamp.is_provisional()
-                    && self.hosts(&sg.name)
-                    && sg.allows(Tag::Admin, &me)
-            })
+            .filter(|view| self.hosts(&view.record.sg.name) && awaits_confirmation(view, &me))
             .map(|view| view.record.sg.name)
             .collect();
         for name in waiting {
+            let me = me.clone();
             self.change_syncgroups(move |txn| {
                 let mut view = txn.get(&name)?;
-                if view.record.sg.status != Status::PublishPending {
+                if !awaits_confirmation(&view, &me) {
                     return Ok(());
                 }
                 view.record.sg.status = Status::Running;
@@ -527,15 +521,6 @@ impl Node {
         Ok(())
     }
 
-    /// What this node knows of the data of the syncgroup's database (empty for an unknown
-    /// name, which the caller's transaction then reports).
-    fn data_knowledge(&self, name: &SyncgroupName) -> Result<Knowledge> {
-        match self.store().syncgroup_by_name(name)? {
-            Some(view) => self.store().knowledge(&DbName::parse(&view.record.sg.db)?),
-            None => Ok(Knowledge::new()),
-        }
-    }
-
     /// The address an invite names (this node's peer listener), after checking `uses`.
     pub(super) fn invite_address(&self, uses: u32) -> Result<String> {
         if uses > MAX_INVITE_USES {
@@ -567,6 +552,19 @@ impl Node {
         self.refresh_syncgroup_peers()?;
         Ok(outcome)
     }
+}
+
+/// Whether this node (`me`), the host of the syncgroup, should mark its copy `Running`: a
+/// settled copy it holds, published here by a remote publisher, still `PublishPending`, in
+/// which `me` holds Admin.
+fn awaits_confirmation(view: &SyncgroupView, me: &Fingerprint) -> bool {
+    let sg = &view.record.sg;
+    sg.status == Status::PublishPending
+        && view.local.remote_publisher.is_some()
+        && view.local.pending.is_none()
+        && !view.local.left
+        && !view.record.stamp.is_provisional()
+        && sg.allows(Tag::Admin, me)
 }
 
 /// When an invite minted at `now_nanos` (the node's `Env` time) for `expires_in` expires (0:

@@ -109,6 +109,16 @@ pub struct PageFrom {
     pub asked_at: Option<u64>,
 }
 
+/// A data page as a screen run inside its write transaction left it
+/// ([`Store::apply_screened_page`]): the records to apply, the knowledge to merge (None: none),
+/// and where it came from, with what to do with the peer's resume cursor.
+#[derive(Debug, Clone)]
+pub struct ScreenedPage {
+    pub records: Vec<LogRecord>,
+    pub knowledge: Option<Knowledge>,
+    pub from: PageFrom,
+}
+
 /// A row read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
@@ -309,8 +319,23 @@ impl Store {
     /// nothing. Returns, per mutation, whether its row existed before it. A batch over the
     /// batch limits (`names::check_batch`) fails with `InvalidArgument:` and writes nothing.
     pub fn commit(&self, db: &DbName, mutations: &[Mutation]) -> Result<Vec<bool>> {
+        self.commit_checked(db, mutations, |_| Ok(()))
+    }
+
+    /// [`Store::commit`] guarded by `check`, which is given the syncgroups of `db` this node
+    /// holds (not left) as read inside the same write transaction that commits the rows: a
+    /// syncgroup change (an eject, a leave, a spec change) committed before the write is seen
+    /// by the check, and none can commit between the check and the write. An error from
+    /// `check` (e.g. `NoAccess:`) is returned and nothing is written.
+    pub fn commit_checked(
+        &self,
+        db: &DbName,
+        mutations: &[Mutation],
+        check: impl FnOnce(&[crate::syncgroup::Syncgroup]) -> Result<()>,
+    ) -> Result<Vec<bool>> {
         crate::names::check_batch(mutations.len(), mutations.iter().map(Mutation::bytes).sum())?;
         let mut txn = self.storage.write()?;
+        check(&syncgroups::held(txn.as_ref(), db.as_str())?)?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
         let existed = local::commit(&mut writer, &self.writer(), mutations)?;
         writer.finish(self.clock.last())?;
@@ -363,10 +388,57 @@ impl Store {
         page: &PageFrom,
     ) -> Result<Applied> {
         let forget = page.cursor == CursorUpdate::Forget;
-        if records.is_empty() && !forget && !self.knowledge_would_grow(db, knowledge)? {
+        if records.is_empty()
+            && !forget
+            && !knowledge_would_grow(self.storage.read()?.as_ref(), db, knowledge)?
+        {
             return Ok(Applied::default());
         }
-        let mut txn = self.storage.write()?;
+        let txn = self.storage.write()?;
+        self.apply_in(txn, db, from, records, knowledge, page)
+    }
+
+    /// [`Store::apply_session_page`] for a page whose records are checked inside the write
+    /// transaction that applies them: `screen` is given the syncgroups of `db` this node holds
+    /// (not left) as that transaction reads them, and returns what to apply (the records it
+    /// kept, the knowledge to merge, the cursor) and an outcome of its own (what it refused),
+    /// returned with what was applied. So a syncgroup change committed before the page is
+    /// seen by the check, and none can commit between the check and the write. A page left
+    /// with nothing to apply and no knowledge or cursor to change commits nothing.
+    pub fn apply_screened_page<T>(
+        &self,
+        db: &DbName,
+        from: DeviceId,
+        screen: impl FnOnce(&[crate::syncgroup::Syncgroup]) -> Result<(ScreenedPage, T)>,
+    ) -> Result<(Applied, T)> {
+        let txn = self.storage.write()?;
+        let (page, outcome) = screen(&syncgroups::held(txn.as_ref(), db.as_str())?)?;
+        let ScreenedPage {
+            records,
+            knowledge,
+            from: page,
+        } = page;
+        let knowledge = knowledge.as_ref();
+        if records.is_empty()
+            && page.cursor != CursorUpdate::Forget
+            && !knowledge_would_grow(txn.as_ref(), db, knowledge)?
+        {
+            return Ok((Applied::default(), outcome)); // dropped: nothing committed
+        }
+        let applied = self.apply_in(txn, db, from, &records, knowledge, &page)?;
+        Ok((applied, outcome))
+    }
+
+    /// The body of [`Store::apply_session_page`], in `txn`, which it commits.
+    fn apply_in(
+        &self,
+        mut txn: Box<dyn syncbase_storage::WriteTxn + '_>,
+        db: &DbName,
+        from: DeviceId,
+        records: &[LogRecord],
+        knowledge: Option<&Knowledge>,
+        page: &PageFrom,
+    ) -> Result<Applied> {
         let stale = page
             .asked_at
             .is_some_and(|asked_at| asked_at != self.lowerings());
@@ -432,9 +504,25 @@ impl Store {
         announcer: DeviceId,
         notices: &[Notice],
     ) -> Result<Taken> {
+        self.take_notices_checked(db, announcer, notices, |_| true)
+    }
+
+    /// [`Store::take_notices`] if `may_announce`, given the syncgroups of `db` this node holds
+    /// (not left) as read inside the same transaction, says the announcer may speak for its
+    /// lineage; nothing is taken otherwise.
+    pub fn take_notices_checked(
+        &self,
+        db: &DbName,
+        announcer: DeviceId,
+        notices: &[Notice],
+        may_announce: impl FnOnce(&[crate::syncgroup::Syncgroup]) -> bool,
+    ) -> Result<Taken> {
         let keys = DbKeys::new(db.as_str());
         let me = self.device();
         let mut txn = self.storage.write()?;
+        if !may_announce(&syncgroups::held(txn.as_ref(), db.as_str())?) {
+            return Ok(Taken::default());
+        }
         let taken = notice::take(txn.as_mut(), &keys, (announcer, me), notices)?;
         if taken.notices.is_empty() {
             return Ok(taken);
@@ -504,21 +592,6 @@ impl Store {
             served,
             token,
         )
-    }
-
-    /// Whether merging `response` would change the stored knowledge (if not, a page with no
-    /// records needs no commit).
-    fn knowledge_would_grow(&self, db: &DbName, response: Option<&Knowledge>) -> Result<bool> {
-        let Some(response) = response else {
-            return Ok(false);
-        };
-        let txn = self.storage.read()?;
-        let keys = DbKeys::new(db.as_str());
-        let mine = load_knowledge(txn.as_ref(), &keys)?;
-        let mut merged = mine.clone();
-        merged.merge_response(response);
-        notice::cap(&notice::caps(txn.as_ref(), &keys)?, &mut merged);
-        Ok(merged != mine)
     }
 
     /// The rows of `table` whose keys start with `prefix` that fit `limit` (`paging`: at least
@@ -644,6 +717,24 @@ impl Store {
             random: self.env.random.as_ref(),
         }
     }
+}
+
+/// Whether merging `response` would change the knowledge `txn` holds for `db` (if not, a
+/// page with no records needs no commit).
+fn knowledge_would_grow(
+    txn: &dyn syncbase_storage::ReadTxn,
+    db: &DbName,
+    response: Option<&Knowledge>,
+) -> Result<bool> {
+    let Some(response) = response else {
+        return Ok(false);
+    };
+    let keys = DbKeys::new(db.as_str());
+    let mine = load_knowledge(txn, &keys)?;
+    let mut merged = mine.clone();
+    merged.merge_response(response);
+    notice::cap(&notice::caps(txn, &keys)?, &mut merged);
+    Ok(merged != mine)
 }
 
 fn load_or_create_device(storage: &dyn Storage, env: &Env) -> Result<DeviceId> {

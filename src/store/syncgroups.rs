@@ -17,7 +17,7 @@ use super::records::{decode, encode};
 use super::{Store, keys};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::genvec::GenVector;
+use crate::genvec::{GenVector, Knowledge};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::paging::{self, PageFill};
@@ -78,18 +78,15 @@ impl Store {
 
     /// Every syncgroup of a database, by id.
     pub fn syncgroups(&self, db: &DbName) -> Result<Vec<SyncgroupView>> {
-        let txn = self.storage.read()?;
-        let prefix = DbKeys::new(db.as_str()).syncgroup_prefix();
-        let mut ids = Vec::new();
-        txn.scan_prefix(&prefix, &mut |key, _| {
-            ids.push(keys::trailing_u64(key).unwrap_or_default());
-            Ok(Scan::Continue)
-        })?;
-        let mut views = Vec::with_capacity(ids.len());
-        for id in ids {
-            views.extend(load(txn.as_ref(), db.as_str(), SyncgroupId(id))?);
-        }
-        Ok(views)
+        views(self.storage.read()?.as_ref(), db.as_str())
+    }
+
+    /// The syncgroups of `db` this node holds (created, joined or accepted) and has not left,
+    /// by id, in one snapshot: what access decisions read (ARCHITECTURE.md, "Who may write
+    /// what"). A check guarding a write reads them inside the write's own transaction instead
+    /// ([`Store::commit_checked`], [`Store::apply_screened_page`]).
+    pub fn held_syncgroups(&self, db: &DbName) -> Result<Vec<Syncgroup>> {
+        held(self.storage.read()?.as_ref(), db.as_str())
     }
 
     /// Every syncgroup of every database.
@@ -236,6 +233,13 @@ impl SyncgroupTxn<'_> {
         Ok(self.txn.put(&keys::invite(hash), &encode(invite)?)?)
     }
 
+    /// What this node knows of the data of database `db`, as this transaction sees it: an
+    /// eject or a spec change reads the generations it records for former writers here, so a
+    /// page applied just before it is counted and none can land in between.
+    pub fn data_knowledge(&self, db: &str) -> Result<Knowledge> {
+        super::writer::load_knowledge(self.txn.as_ref(), &DbKeys::new(db))
+    }
+
     /// The environment of the store this transaction writes (its time and random sources).
     pub fn env(&self) -> &Env {
         self.store.env()
@@ -377,6 +381,31 @@ impl SyncgroupTxn<'_> {
             .put(&keys.syncgroup_local(sg.id.0), &encode(&local)?)?;
         Ok(SyncgroupView { record, local })
     }
+}
+
+/// Every syncgroup of `db` in `txn`, by id.
+fn views(txn: &dyn syncbase_storage::ReadTxn, db: &str) -> Result<Vec<SyncgroupView>> {
+    let prefix = DbKeys::new(db).syncgroup_prefix();
+    let mut ids = Vec::new();
+    txn.scan_prefix(&prefix, &mut |key, _| {
+        ids.push(keys::trailing_u64(key).unwrap_or_default());
+        Ok(Scan::Continue)
+    })?;
+    let mut views = Vec::with_capacity(ids.len());
+    for id in ids {
+        views.extend(load(txn, db, SyncgroupId(id))?);
+    }
+    Ok(views)
+}
+
+/// The syncgroups of `db` held (not left) as `txn` sees them: read inside a write
+/// transaction, they are the rule that write commits under.
+pub(super) fn held(txn: &dyn syncbase_storage::ReadTxn, db: &str) -> Result<Vec<Syncgroup>> {
+    Ok(views(txn, db)?
+        .into_iter()
+        .filter(|view| !view.local.left)
+        .map(|view| view.record.sg)
+        .collect())
 }
 
 fn find_by_name(

@@ -5,7 +5,8 @@
 //!
 //! A host owns four things the protocol needs and must not reach around:
 //! - the store, read in short snapshot reads, and its commits (the `async` methods: a served
-//!   node runs them on blocking threads; each is one storage transaction);
+//!   node runs them on blocking threads; each is one storage transaction, and an access
+//!   check guarding one runs inside it: `apply_page` screens the page's writers there);
 //! - the access policy: who may read which scope (`may_read_scope`), whose records count
 //!   (`writer_check`, a [`WriterCheck`]), which syncgroups are shared with a peer and what of
 //!   them it may read;
@@ -17,15 +18,15 @@ use std::future::Future;
 
 use crate::changes::ChangeReceiver;
 use crate::error::Result;
-use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
+use crate::genvec::{DeviceId, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    Applied, Epoch, LogRecord, Notice, PageFrom, Store, SyncgroupDeltas, SyncgroupKnowledge,
-    SyncgroupsApplied, Taken,
+    Applied, Epoch, Notice, Store, SyncgroupDeltas, SyncgroupKnowledge, SyncgroupsApplied, Taken,
 };
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
+use crate::sync::screen::{IncomingPage, Screened};
 use crate::syncgroup::{MemberInfo, Syncgroup, SyncgroupName, SyncgroupRecord, SyncgroupView};
 
 /// The node a sync session runs in (see the module doc).
@@ -63,16 +64,18 @@ pub trait Host: 'static {
     fn syncgroups_shared_with(&self, peer: &Fingerprint, db: &DbName)
     -> Result<SyncgroupKnowledge>;
 
-    /// Applies one data page from `from` (and its knowledge, when it ended the responder's
-    /// log) in one commit, with the resume cursor kept for the peer.
+    /// Applies one data page from the responder `from` (and its knowledge, when it ended the
+    /// responder's log) in one commit, with the resume cursor kept for the peer. Inside that
+    /// commit's transaction it builds the [`WriterCheck`] (the held syncgroups as read there,
+    /// the peer's declared scopes) and runs [`IncomingPage::screen`] with it, so no syncgroup
+    /// change can commit between the check and the write. Returns what was applied and what
+    /// the screen refused.
     fn apply_page(
         &self,
         db: DbName,
         from: DeviceId,
-        records: Vec<LogRecord>,
-        knowledge: Option<Knowledge>,
-        page: PageFrom,
-    ) -> impl Future<Output = Result<Applied>>;
+        page: IncomingPage,
+    ) -> impl Future<Output = Result<(Applied, Screened)>>;
 
     /// Takes the epoch notices the responder `announcer` (authenticated as `peer`) sent, if it
     /// may speak for their devices.

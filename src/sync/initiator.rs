@@ -31,10 +31,11 @@ use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::store::{Applied, CursorUpdate, LogRecord, Mark, Notice, PageFrom, ResumeCursor};
+use crate::store::{Applied, CursorUpdate, LogRecord, Mark, Notice, ResumeCursor};
 use crate::sync::host::Host;
 use crate::sync::refused::Refused;
 use crate::sync::responder::{DeltaRequest, once_it_holds};
+use crate::sync::screen::{IncomingPage, Screened};
 
 /// One database's sync with one peer.
 pub struct Session<H: Host> {
@@ -142,29 +143,25 @@ impl<H: Host> Session<H> {
         self.node
             .take_notices(self.db.clone(), &self.peer, responder, notices)
             .await?;
-        let sent = records.len();
         let ended_log = knowledge.is_some();
-        let records = self.drop_unauthorized(records)?;
-        let cursor = self.cursor_update(records.len() < sent, resume);
-        let knowledge = knowledge.and_then(|knowledge| self.refused.borrow().lower(knowledge));
-        let bytes: usize = records.iter().map(LogRecord::payload_len).sum();
-        let applied = self
+        let page = IncomingPage {
+            peer: self.peer.clone(),
+            records,
+            knowledge,
+            scopes: self.scopes.clone(),
+            refused: self.refused.borrow().clone(),
+            cursor: self.cursor_update(resume),
+            asked_at: self.asked_at.get(),
+        };
+        let (applied, screened) = self
             .node
-            .apply_page(
-                self.db.clone(),
-                responder,
-                records,
-                knowledge,
-                PageFrom {
-                    peer: self.peer.as_str().to_owned(),
-                    cursor,
-                    asked_at: self.asked_at.get(),
-                },
-            )
+            .apply_page(self.db.clone(), responder, page)
             .await?;
+        let bytes = screened.kept_bytes;
+        self.note_refused(screened);
         self.node.peers().update_status(&self.peer, |status| {
             status.records_received += applied.records;
-            status.bytes_received += bytes as u64;
+            status.bytes_received += bytes;
             status.pending_in = remaining;
             if ended_log {
                 status.last_success_nanos = self.node.now_nanos();
@@ -183,13 +180,9 @@ impl<H: Host> Session<H> {
         Ok(applied)
     }
 
-    /// What a page does to the resume cursor: a page with refused records forgets it (and
-    /// the rest of the session leaves it), any other page with a token moves it there.
-    fn cursor_update(&self, refused: bool, resume: Option<Vec<u8>>) -> CursorUpdate {
-        if refused {
-            self.resumable.set(false);
-            return CursorUpdate::Forget;
-        }
+    /// What a page does to the resume cursor unless its screen refuses a record (then it
+    /// forgets it, and the rest of the session leaves it): a page with a token moves it there.
+    fn cursor_update(&self, resume: Option<Vec<u8>>) -> CursorUpdate {
         let asked = self.asked.borrow().clone();
         match (self.resumable.get(), resume, asked) {
             (true, Some(token), Some(asked)) => CursorUpdate::Save(ResumeCursor { token, asked }),
@@ -241,20 +234,18 @@ impl<H: Host> Session<H> {
         Ok(())
     }
 
-    /// Drops the records whose writer had no right to make them (see
-    /// [`crate::sync::host::WriterCheck`]); they are logged, counted in the peer's `recordsRefused`,
-    /// never applied nor relayed, and noted in the session's [`Refused`], so the knowledge it
-    /// merges does not cover them and they are fetched again once permitted.
-    fn drop_unauthorized(&self, records: Vec<LogRecord>) -> Result<Vec<LogRecord>> {
-        let check = self.node.writer_check(&self.peer, &self.db)?;
-        let (kept, dropped): (Vec<_>, Vec<_>) = records.into_iter().partition(|record| {
-            check.allows(
-                record.device(),
-                record.generation(),
-                &record.table,
-                &record.row,
-            )
-        });
+    /// Keeps what the page's screen (run inside its commit, see [`crate::sync::screen`])
+    /// refused: the records whose writer had no right to make them are logged, counted in the
+    /// peer's `recordsRefused`, never applied nor relayed, and noted in the session's
+    /// [`Refused`], so the knowledge it merges does not cover them and they are fetched again
+    /// once permitted; the rest of the session leaves the resume cursor.
+    fn note_refused(&self, screened: Screened) {
+        let Screened {
+            refused, dropped, ..
+        } = screened;
+        if dropped.is_empty() {
+            return;
+        }
         for record in &dropped {
             tracing::warn!(
                 peer = %self.peer,
@@ -265,18 +256,12 @@ impl<H: Host> Session<H> {
                 "dropped a record whose writer holds no Write permission"
             );
         }
-        if !dropped.is_empty() {
-            let mut refused = self.refused.borrow_mut();
-            for record in &dropped {
-                refused.note(record, &self.scopes, &check);
-            }
-            drop(refused);
-            self.refusal.notify_one();
-            self.node.peers().update_status(&self.peer, |status| {
-                status.records_refused += dropped.len() as u64
-            });
-        }
-        Ok(kept)
+        *self.refused.borrow_mut() = refused;
+        self.resumable.set(false);
+        self.refusal.notify_one();
+        self.node.peers().update_status(&self.peer, |status| {
+            status.records_refused += dropped.len() as u64
+        });
     }
 
     /// Resolves once a record this session refused would now be accepted (the syncgroup

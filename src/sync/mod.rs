@@ -7,6 +7,7 @@
 //! - `responder`: serving GetDeltas to a peer, including live push (the protocol is its doc);
 //! - `initiator`: one database's session with a peer: the request, checks, and applying;
 //! - `refused`: what a session refused, kept out of the knowledge it merges and re-examined;
+//! - `screen`: a data page's writer check, run inside the commit that applies the page;
 //! - `syncgroups`: syncgroup metadata sync, both sides.
 //!
 //! The write paths that keep sync metadata in the same commit as the data are in `store`.
@@ -18,4 +19,5 @@ pub mod membership;
 pub mod peers;
 pub mod refused;
 pub mod responder;
+pub mod screen;
 pub mod syncgroups;

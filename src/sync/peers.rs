@@ -137,6 +137,34 @@ impl Entry {
     }
 }
 
+/// Merges `config` into the declaration `declared`: the address is replaced, databases and
+/// scopes are added.
+fn merge_declaration(declared: &mut PeerConfig, config: PeerConfig) {
+    declared.address = config.address;
+    declared.from_config |= config.from_config;
+    for (db, scopes) in config.databases {
+        declared.databases.entry(db).or_default().extend(scopes);
+    }
+}
+
+/// Whether a peer whose registry entry is `entry` can be removed by `peer remove`: false if
+/// unknown; an error if it is only a syncgroup member or declared in the config file.
+fn removable(entry: Option<&Entry>, fingerprint: &Fingerprint) -> Result<bool> {
+    let Some(entry) = entry else {
+        return Ok(false);
+    };
+    match &entry.declared {
+        None => Err(Error::invalid(format!(
+            "peer {fingerprint} comes from syncgroup membership, not from `peer \
+             add`; eject it or leave the syncgroup instead"
+        ))),
+        Some(config) if config.from_config => Err(Error::invalid(format!(
+            "peer {fingerprint} is declared in the config file; remove it there"
+        ))),
+        Some(_) => Ok(true),
+    }
+}
+
 /// Every peer of a node.
 #[derive(Default)]
 pub struct PeerRegistry {
@@ -157,15 +185,32 @@ impl PeerRegistry {
                 databases: BTreeMap::new(),
                 ..config.clone()
             });
-            declared.address = config.address.clone();
-            declared.from_config |= config.from_config;
-            for (db, scopes) in config.databases {
-                declared.databases.entry(db).or_default().extend(scopes);
-            }
+            merge_declaration(declared, config);
             declared.clone()
         };
         self.announce();
         merged
+    }
+
+    /// The declaration [`PeerRegistry::add`] would make of `config`, without making it (so a
+    /// caller can persist it first).
+    pub fn merged_with(&self, config: &PeerConfig) -> PeerConfig {
+        let declared = self
+            .lock()
+            .get(&config.fingerprint)
+            .and_then(|entry| entry.declared.clone());
+        let mut merged = declared.unwrap_or_else(|| PeerConfig {
+            databases: BTreeMap::new(),
+            ..config.clone()
+        });
+        merge_declaration(&mut merged, config.clone());
+        merged
+    }
+
+    /// Whether [`PeerRegistry::remove`] would remove the peer (false: unknown), without
+    /// removing it; the same errors.
+    pub fn check_removable(&self, fingerprint: &Fingerprint) -> Result<bool> {
+        removable(self.lock().get(fingerprint), fingerprint)
     }
 
     /// Removes a peer declared at run time; a peer from the config file stays (error). A peer
@@ -173,29 +218,16 @@ impl PeerRegistry {
     pub fn remove(&self, fingerprint: &Fingerprint) -> Result<bool> {
         let removed = {
             let mut peers = self.lock();
-            let Some(entry) = peers.get_mut(fingerprint) else {
+            if !removable(peers.get(fingerprint), fingerprint)? {
                 return Ok(false);
-            };
-            match &entry.declared {
-                None => {
-                    return Err(Error::invalid(format!(
-                        "peer {fingerprint} comes from syncgroup membership, not from `peer \
-                         add`; eject it or leave the syncgroup instead"
-                    )));
-                }
-                Some(config) if config.from_config => {
-                    return Err(Error::invalid(format!(
-                        "peer {fingerprint} is declared in the config file; remove it there"
-                    )));
-                }
-                Some(_) => {
-                    entry.declared = None;
-                    if entry.derived.is_none() {
-                        peers.remove(fingerprint);
-                    }
-                    true
+            }
+            if let Some(entry) = peers.get_mut(fingerprint) {
+                entry.declared = None;
+                if entry.derived.is_none() {
+                    peers.remove(fingerprint);
                 }
             }
+            true
         };
         if removed {
             self.announce();

@@ -29,7 +29,7 @@ struct Sample {
 }
 
 /// The records one session refused.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Refused {
     /// (writer, asked scope holding the row) -> lowest generation refused there.
     floors: BTreeMap<(DeviceId, Scope), Generation>,
