@@ -34,8 +34,8 @@ pub struct SimArgs {
     #[arg(long, requires = "seed")]
     trace: bool,
     /// Threads running seeds (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    jobs: Option<u64>,
 }
 
 /// Runs the sweep or the replay; fails (exit 1) if a seed failed, after printing each failure
@@ -72,14 +72,19 @@ pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         )?;
         return Ok(());
     }
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
-    let found = sweep(
-        args.first..args.first.saturating_add(args.seeds),
-        &config,
-        jobs,
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        |jobs| jobs as usize,
     );
+    let Some(end) = args.first.checked_add(args.seeds) else {
+        anyhow::bail!(
+            "InvalidArgument: --first {} --seeds {} runs past the last seed ({}); lower either",
+            args.first,
+            args.seeds,
+            u64::MAX
+        );
+    };
+    let found = sweep(args.first..end, &config, jobs);
     for failure in &found.failures {
         eprintln!("{failure}");
     }

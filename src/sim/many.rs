@@ -36,10 +36,13 @@ pub fn sweep(seeds: Range<u64>, config: &SimConfig, jobs: usize) -> Sweep {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| {
                 loop {
-                    let seed = next.fetch_add(1, Ordering::SeqCst);
-                    if seed >= seeds.end {
+                    // Never wraps: the counter stops at the end of the range.
+                    let taken = next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |seed| {
+                        (seed < seeds.end).then_some(seed + 1)
+                    });
+                    let Ok(seed) = taken else {
                         break;
-                    }
+                    };
                     match run(seed, config) {
                         Ok(_) => {
                             passed.fetch_add(1, Ordering::SeqCst);

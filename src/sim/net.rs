@@ -392,7 +392,11 @@ impl<H: Host> LinkDriver for SimDriver<H> {
         self.network.broken(self.id).await
     }
 
+    /// Closing takes a network delay, as a real close handshake does (a Cap'n Proto
+    /// connection waits up to a second for its peer), so a link replaced meanwhile can come up
+    /// before the old one is gone.
     async fn close(self) {
+        tokio::time::sleep(self.network.delay()).await;
         self.network.close(self.id);
     }
 }

@@ -772,6 +772,7 @@ impl World {
         }
         verdict?;
         self.check_nothing_shared_outside()?;
+        self.check_links_up()?;
         for index in self.up() {
             self.crash(index);
         }
@@ -811,6 +812,24 @@ impl World {
                     .collect(),
             },
         ]
+    }
+
+    /// Status tells the truth: once the run settled with every node up and no partition,
+    /// every node reports each of its peers connected.
+    fn check_links_up(&self) -> Result<(), String> {
+        for index in self.up() {
+            let node = self.node(index)?;
+            for (peer, status) in node.peers().list() {
+                if !status.connected {
+                    return Err(format!(
+                        "node {index} reports its link to {} down though both are up and \
+                         reachable (last error: {:?})",
+                        peer.address, status.last_error
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Who may read what: a node that never joined the syncgroup holds no row of its table

@@ -17,9 +17,12 @@
 //!   call is refused unread ([`DataPages`], [`SyncgroupPages`]): the responder pipelines
 //!   pages, and applying one after a page that was not applied would let its knowledge or
 //!   resume token cover records never applied.
-//! - A session the peer refuses (`NoAccess:`) ends alone: the link lives while any other of
-//!   its sessions does, so one syncgroup left or lost never stops the others or the declared
-//!   scopes.
+//! - A syncgroup metadata session the peer refuses (`NoAccess:`: it left those syncgroups,
+//!   has not accepted a publish yet, or this node may no longer read them) ends alone and is
+//!   asked for again after a growing pause: the data sessions keep the link, so a syncgroup
+//!   left or lost never stops the declared scopes. A data session the peer refuses
+//!   ends the link, which dials again and asks anew (the peer leaves out what it no longer
+//!   serves).
 //! - A failed link is dialled again after [`Backoff`], which goes back to its minimum only
 //!   after the link made progress ([`made_progress`]); a failure repeated word for word is
 //!   logged once, then with its count ([`Repeats`]).
@@ -252,8 +255,9 @@ pub async fn keep_linked<H: Host, D: Dialer>(
     if let Some(line) = repeats.flush() {
         tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
     }
-    host.peers()
-        .update_status(&peer.fingerprint, |status| status.connected = false);
+    // Cancelled: the link is replaced (its peer's configuration changed, or an epoch), the
+    // peer removed, or the node stopping. Its status is the replacement's to set: marking it
+    // down here could land after the new link came up and leave it "not connected" for good.
 }
 
 /// Keeps one link task per peer in the registry that has an address, restarting a peer's
@@ -394,7 +398,15 @@ pub async fn sync_over<H: Host, C: PeerClient>(
         let (caught_up, metadata_first) = tokio::sync::oneshot::channel();
         match SyncgroupSession::new(host.clone(), peer.fingerprint.clone(), db.clone()) {
             Ok(Some((session, known))) => {
-                let metadata = live_metadata(client, session, known, caught_up);
+                let metadata = metadata_until_refused(
+                    host,
+                    peer,
+                    db.clone(),
+                    client,
+                    session,
+                    known,
+                    caught_up,
+                );
                 sessions.push(metadata.boxed_local());
             }
             Ok(None) => drop(caught_up),
@@ -407,25 +419,7 @@ pub async fn sync_over<H: Host, C: PeerClient>(
         };
         sessions.push(data.boxed_local());
     }
-    // A session the peer refuses (`NoAccess:`: this node may no longer read what it asked,
-    // or the peer left that syncgroup) ends alone: the link lives while another session
-    // does, so losing one syncgroup never stops the declared scopes or the other syncgroups.
-    let ended = loop {
-        let (ended, _, rest) = select_all(sessions).await;
-        match &ended {
-            Err(SessionEnd::Peer(message))
-                if Error::from_message(message).id() == "NoAccess" && !rest.is_empty() =>
-            {
-                let message = peer_ended(message);
-                tracing::debug!(peer = %peer.fingerprint, "{message}; the link goes on");
-                host.peers().update_status(&peer.fingerprint, |status| {
-                    status.last_error = Some(message);
-                });
-                sessions = rest;
-            }
-            _ => break ended,
-        }
-    };
+    let (ended, _, _) = select_all(sessions).await;
     Err(LinkError {
         message: match ended {
             Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
@@ -506,6 +500,46 @@ async fn live_session<H: Host, C: PeerClient>(
             .local_failure()
             .map_or(SessionEnd::Peer(peer), SessionEnd::Local)
     })
+}
+
+/// First pause before asking again for syncgroup metadata the peer refused; it doubles up to
+/// [`METADATA_RETRY_MAX`].
+const METADATA_RETRY_MIN: Duration = Duration::from_millis(500);
+const METADATA_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Runs a database's syncgroup metadata sessions ([`live_metadata`]) on the link. When the
+/// peer refuses them (`NoAccess:`: it left those syncgroups, has not accepted a publish yet,
+/// or this node may no longer read them), they end alone, the data sessions keep the link,
+/// and they are asked for again after a pause that doubles from [`METADATA_RETRY_MIN`] to
+/// [`METADATA_RETRY_MAX`] (the peer's answer can change without anything changing here).
+async fn metadata_until_refused<H: Host, C: PeerClient>(
+    host: &Arc<H>,
+    peer: &PeerConfig,
+    db: DbName,
+    client: &C,
+    session: SyncgroupSession<H>,
+    known: SyncgroupKnowledge,
+    caught_up: tokio::sync::oneshot::Sender<()>,
+) -> std::result::Result<(), SessionEnd> {
+    let mut next = Some((session, known, caught_up));
+    let mut pause = METADATA_RETRY_MIN;
+    loop {
+        let Some((session, known, caught_up)) = next.take() else {
+            // No syncgroup is shared with the peer any more.
+            return std::future::pending().await;
+        };
+        let ended = live_metadata(client, session, known, caught_up).await;
+        match &ended {
+            Err(SessionEnd::Peer(message)) if Error::from_message(message).id() == "NoAccess" => {
+                tracing::debug!(peer = %peer.fingerprint, "{}; asking again in {pause:?}", peer_ended(message));
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(METADATA_RETRY_MAX);
+                next = SyncgroupSession::new(host.clone(), peer.fingerprint.clone(), db.clone())?
+                    .map(|(session, known)| (session, known, tokio::sync::oneshot::channel().0));
+            }
+            _ => return ended,
+        }
+    }
 }
 
 /// Runs a database's syncgroup metadata sessions: one live GetDeltas call at a time (the

@@ -6,6 +6,7 @@
 //! an unreachable node is `ConnFail:`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::genvec::GenVector;
@@ -121,7 +122,11 @@ pub async fn publish<H: Host, D: Dialer>(
         .await
 }
 
-/// Dials the node, runs `call` with it, and hangs up.
+/// How long the other node has to answer a join or a publish, once connected.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Dials the node, runs `call` with it, and hangs up. A node that connects and then does not
+/// answer within [`CALL_TIMEOUT`] is `ConnFail:`.
 async fn with_peer<D: Dialer, T>(
     dialer: &D,
     address: &str,
@@ -135,6 +140,9 @@ async fn with_peer<D: Dialer, T>(
             "the connection to {address} closed: {ended}"
         ))),
         outcome = call(&peer) => outcome,
+        () = tokio::time::sleep(CALL_TIMEOUT) => Err(Error::ConnFail(format!(
+            "{address} did not answer within {CALL_TIMEOUT:?}"
+        ))),
     };
     drop(peer);
     driver.close().await;

@@ -1,0 +1,105 @@
+//! Joining and publishing (`sync::membership`) against a node that connects and then never
+//! answers: the call ends with `ConnFail:` after `CALL_TIMEOUT` instead of hanging (found by
+//! a break test: `sg join` at such a node hung the CLI for good).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use syncbase::env::{Blocking, Env, SeededRandom};
+use syncbase::error::Result;
+use syncbase::genvec::DeviceId;
+use syncbase::identity::{Fingerprint, NodeIdentity};
+use syncbase::node::{Node, NodeParts};
+use syncbase::sync::host::Host;
+use syncbase::sync::link::{
+    DataPages, Dialer, LinkDriver, PeerClient, SyncgroupPages, SyncgroupRequest,
+};
+use syncbase::sync::membership::{
+    self, CALL_TIMEOUT, JoinReply, JoinRequest, PublishOutcome, PublishRequest,
+};
+use syncbase::sync::responder::DeltaRequest;
+use syncbase::syncgroup::SyncgroupName;
+use syncbase_storage::MemoryStorage;
+
+/// A node that accepts the connection and then answers nothing.
+struct Silent;
+
+impl Dialer for Silent {
+    type Client = Silent;
+    type Driver = Silent;
+
+    async fn dial(&self, _: &str, _: &Fingerprint) -> Result<(Silent, Silent)> {
+        Ok((Silent, Silent))
+    }
+}
+
+impl LinkDriver for Silent {
+    async fn run(&mut self) -> String {
+        std::future::pending().await
+    }
+
+    async fn close(self) {}
+}
+
+impl PeerClient for Silent {
+    async fn get_deltas<H: Host>(
+        &self,
+        _: DeltaRequest,
+        _: Rc<DataPages<H>>,
+    ) -> std::result::Result<(), String> {
+        std::future::pending().await
+    }
+
+    async fn get_syncgroup_deltas<H: Host>(
+        &self,
+        _: SyncgroupRequest,
+        _: Rc<SyncgroupPages<H>>,
+    ) -> std::result::Result<(), String> {
+        std::future::pending().await
+    }
+
+    async fn device_info(&self) -> Result<DeviceId> {
+        std::future::pending().await
+    }
+
+    async fn join_at_admin(&self, _: JoinRequest) -> Result<JoinReply> {
+        std::future::pending().await
+    }
+
+    async fn publish(&self, _: PublishRequest) -> Result<PublishOutcome> {
+        std::future::pending().await
+    }
+}
+
+fn node() -> Arc<Node> {
+    let env = Env {
+        blocking: Blocking::Inline,
+        random: Arc::new(SeededRandom::new(1)),
+        ..Env::system()
+    };
+    let identity = NodeIdentity::from_seed([7; 32]).unwrap();
+    let parts = NodeParts::simulated(Arc::new(MemoryStorage::new()), identity, env).unwrap();
+    Arc::new(Node::assemble(parts).unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_at_a_node_that_never_answers_fails_with_conn_fail_after_the_call_timeout() {
+    let node = node();
+    let admin = NodeIdentity::from_seed([8; 32]).unwrap();
+    let name = SyncgroupName::parse("silent:1/sg").unwrap();
+    let started = tokio::time::Instant::now();
+    let join = membership::join(
+        &node,
+        &Silent,
+        admin.fingerprint(),
+        "silent:1",
+        &name,
+        Some("00"),
+    );
+    let joined = tokio::time::timeout(CALL_TIMEOUT * 2, join)
+        .await
+        .expect("the join still waits for an answer");
+    let error = joined.expect_err("a join nobody answers");
+    assert_eq!(error.id(), "ConnFail", "{error}");
+    assert_eq!(started.elapsed(), CALL_TIMEOUT);
+}
