@@ -15,9 +15,7 @@ use crate::rpc::{syncgroup_wire, wire};
 use crate::schema::sync_capnp::delta_sink;
 use crate::schema::types_capnp;
 use crate::store::keys::{self, SEP};
-use crate::store::{
-    LogRecord, Mark, Mutation, Notice, Page, PageRequest, Store, SyncgroupKnowledge,
-};
+use crate::store::{LogRecord, Mark, Mutation, Page, PageRequest, Store, SyncgroupKnowledge};
 use crate::syncgroup::{
     LocalState, MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName,
 };
@@ -202,32 +200,7 @@ fn push_message(page: &Page, responder: DeviceId) -> Vec<u8> {
     let mut params = message.init_root::<delta_sink::push_params::Builder<'_>>();
     params.set_remaining(page.remaining);
     params.set_responder_device(responder.0);
-    params.set_resume(&page.resume);
-    let marks = &page.initiator_marks;
-    let mut generations = params.reborrow().init_mark_generations(marks.len() as u32);
-    for (i, mark) in marks.iter().enumerate() {
-        generations.set(i as u32, mark.generation);
-    }
-    let mut digests = params.reborrow().init_mark_digests(marks.len() as u32);
-    for (i, mark) in marks.iter().enumerate() {
-        digests.set(i as u32, mark.digest);
-    }
-    let notices: &[Notice] = &page.notices;
-    let mut list = params.reborrow().init_epoch_notices(notices.len() as u32);
-    for (i, notice) in notices.iter().enumerate() {
-        let mut entry = list.reborrow().get(i as u32);
-        entry.set_old_device(notice.old.0);
-        entry.set_safe_generation(notice.safe);
-    }
-    let count = page.records.len() + usize::from(page.knowledge.is_some());
-    let mut batch = params.init_batch(count as u32);
-    for (i, record) in page.records.iter().enumerate() {
-        wire::write_record(record, batch.reborrow().get(i as u32).init_rec());
-    }
-    if let Some(knowledge) = &page.knowledge {
-        let item = batch.reborrow().get(page.records.len() as u32);
-        wire::write_knowledge(knowledge, item.init_resp_vec());
-    }
+    crate::rpc::peer::write_page(page, params);
     capnp::serialize::write_message_to_words(&message)
 }
 

@@ -385,7 +385,7 @@ impl PageSink for CapnpPageSink {
 
 /// Fills a push's parameters with a data page: its resume token, marks and epoch notices, its
 /// records, then its knowledge if any.
-fn write_page(page: &Page, mut params: delta_sink::push_params::Builder<'_>) {
+pub(crate) fn write_page(page: &Page, mut params: delta_sink::push_params::Builder<'_>) {
     params.set_resume(&page.resume);
     let marks = &page.initiator_marks;
     let mut generations = params.reborrow().init_mark_generations(marks.len() as u32);
