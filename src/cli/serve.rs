@@ -78,6 +78,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Watched before anything announces the node (the address files, the banner): a stop
+    // signal sent as soon as `node.addr` appears must shut it down gracefully, not kill it.
+    let stop = shutdown_signal();
     let node = Arc::new(Node::open(&config)?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -94,7 +97,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app: listener,
         peer,
     };
-    crate::rpc::server::serve(listeners, node, shutdown_signal()).await;
+    crate::rpc::server::serve(listeners, node, stop).await;
     drop(addr_files);
     Ok(())
 }
@@ -175,8 +178,9 @@ async fn bind_peers(
 /// closes; its default action would kill the process without a shutdown and leave the
 /// address files behind. There is no config to reload and no log file to reopen (the log is
 /// stderr), so it stops the node like SIGTERM. A SIGHUP already ignored when the node starts
-/// (`nohup syncbase serve`) stays ignored.
-async fn shutdown_signal() {
+/// (`nohup syncbase serve`) stays ignored. The handlers are installed when this is called,
+/// not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut kinds = vec![SignalKind::interrupt(), SignalKind::terminate()];
     if !hangup_ignored() {
@@ -186,13 +190,15 @@ async fn shutdown_signal() {
         .into_iter()
         .filter_map(|kind| signal(kind).ok())
         .collect();
-    if signals.is_empty() {
-        tracing::warn!("no stop signal could be watched; the node stops only when killed");
-        return std::future::pending().await;
+    async move {
+        if signals.is_empty() {
+            tracing::warn!("no stop signal could be watched; the node stops only when killed");
+            return std::future::pending().await;
+        }
+        let received = signals.iter_mut().map(|signal| Box::pin(signal.recv()));
+        futures::future::select_all(received).await;
+        tracing::info!("shutdown requested");
     }
-    let received = signals.iter_mut().map(|signal| Box::pin(signal.recv()));
-    futures::future::select_all(received).await;
-    tracing::info!("shutdown requested");
 }
 
 /// Whether this process started with SIGHUP ignored (`nohup`), read from the `SigIgn` mask of
