@@ -11,7 +11,7 @@ use super::oracle::{Oracle, RowId};
 use crate::clock::ManualTime;
 use crate::genvec::Scope;
 use crate::names::{DbName, RowKey, TableName};
-use crate::store::{Applied, Mutation, PageRequest, RowHead, Store, Version};
+use crate::store::{Applied, Mutation, RowHead, Store, Version};
 
 pub(super) const SECOND: i64 = 1_000_000_000;
 
@@ -227,31 +227,5 @@ pub(super) fn open(storage: Arc<MemoryStorage>, time: &ManualTime) -> Store {
 
 /// Pulls everything `from` holds under `scopes` into `to`, as one session would.
 pub(super) fn pull(to: &Store, from: &Store, scopes: &[Scope]) -> Applied {
-    let own = to.state(&db()).unwrap().own_generation();
-    let knowledge = to
-        .knowledge(&db())
-        .unwrap()
-        .request_for(scopes, to.device(), own);
-    let mut position = from.start_position(&db(), to.device(), &knowledge).unwrap();
-    let mut total = Applied::default();
-    loop {
-        let request = PageRequest {
-            initiator: to.device(),
-            echoes_from: 0,
-            knowledge: &knowledge,
-            position,
-            max_records: 3,
-            max_bytes: usize::MAX,
-        };
-        let page = from.read_page(&db(), &request).unwrap();
-        position = page.next_position;
-        let applied = to
-            .apply(&db(), from.device(), &page.records, page.knowledge.as_ref())
-            .unwrap();
-        total.records += applied.records;
-        total.resolutions.extend(applied.resolutions);
-        if page.knowledge.is_some() {
-            return total;
-        }
-    }
+    crate::store::test_sync::pull(to, from, &db(), scopes)
 }

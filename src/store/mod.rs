@@ -783,6 +783,8 @@ fn visitor_error(error: Error) -> syncbase_storage::StorageError {
 }
 
 #[cfg(test)]
+pub(crate) mod test_sync;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

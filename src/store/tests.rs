@@ -48,35 +48,7 @@ const ALL: PageLimit = PageLimit {
 
 /// Pulls everything `from` has for scope `t` into `to`, as one session would.
 fn pull(to: &Store, from: &Store) -> Applied {
-    let scopes = [Scope::new("t", "")];
-    let own = to.state(&db()).unwrap().own_generation();
-    let knowledge = to
-        .knowledge(&db())
-        .unwrap()
-        .request_for(&scopes, to.device(), own);
-    let mut position = from.start_position(&db(), to.device(), &knowledge).unwrap();
-    let mut total = Applied::default();
-    loop {
-        let request = PageRequest {
-            initiator: to.device(),
-            echoes_from: 0,
-            knowledge: &knowledge,
-            position,
-            max_records: 3,
-            max_bytes: usize::MAX,
-        };
-        let page = from.read_page(&db(), &request).unwrap();
-        position = page.next_position;
-        let applied = to
-            .apply(&db(), from.device(), &page.records, page.knowledge.as_ref())
-            .unwrap();
-        total.records += applied.records;
-        total.duplicates += applied.duplicates;
-        total.resolutions.extend(applied.resolutions);
-        if page.knowledge.is_some() {
-            return total;
-        }
-    }
+    super::test_sync::pull(to, from, &db(), &[Scope::new("t", "")])
 }
 
 #[test]
