@@ -26,19 +26,20 @@ pub struct Share {
     pub nodes: Vec<usize>,
 }
 
-/// Runs every check, in this order: convergence, no write lost, the right winner, no
-/// resurrection, knowledge, clocks. `nodes` are the live nodes (index and store).
+/// Runs every check, in this order: knowledge (a claim without the record is what makes
+/// the others fail for good, so it is named first), convergence, no write lost, the right
+/// winner, no resurrection, clocks. `nodes` are the live nodes (index and store).
 pub fn check_all(
     oracle: &Oracle,
     nodes: &[(usize, &Store)],
     shares: &[Share],
 ) -> Result<(), Violation> {
     let view = View::read(oracle, nodes, shares)?;
+    check_knowledge(&view)?;
     check_convergence(&view)?;
     check_no_write_lost(&view)?;
     check_winners(&view)?;
     check_no_resurrection(&view)?;
-    check_knowledge(&view)?;
     check_clocks(oracle)
 }
 
@@ -205,13 +206,19 @@ pub fn check_no_write_lost(view: &View<'_>) -> Result<(), Violation> {
                 continue;
             };
             if !dag.reachable().contains(&write.version) {
+                let knowledge = view.nodes[node]
+                    .knowledge(&write.row.db)
+                    .map_err(|error| Violation::unreadable(*node, error))?;
                 return Err(Violation::WriteLost {
                     node: *node,
-                    row: write.row.clone(),
+                    row: Box::new(write.row.clone()),
                     version: write.version,
                     writer: write.node,
                     head: dag.head.as_ref().map(|head| head.version),
                     held: dag.nodes.contains_key(&write.version),
+                    device: write.device,
+                    generation: write.generation,
+                    known: knowledge.known_gen(&write.row.table, &write.row.row, write.device),
                 });
             }
         }

@@ -6,7 +6,7 @@ use super::check::{self, Share, View, Violation, check_all};
 use super::harness::*;
 use super::oracle::Oracle;
 use crate::clock::Hlc;
-use crate::genvec::{GenVector, Knowledge, Scope};
+use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
 use crate::store::{PageRequest, RecordContent, RowHead, Store, Version};
 
 /// Three stores: concurrent puts of one row, a batch writing a row twice, a delete of a row
@@ -90,13 +90,17 @@ fn a_node_that_never_received_a_write_it_must_reflect_lost_it() {
     sim.write(0, &[put("k", "1")]);
     let view = View::read(&sim.oracle, &sim.live(), &sim.shares).unwrap();
     let violation = check::check_no_write_lost(&view).unwrap_err();
+    let write = sim.oracle.writes()[0].clone();
     let expected = Violation::WriteLost {
         node: 1,
-        row: row("k"),
+        row: Box::new(row("k")),
         version: sim.acked(0, "k"),
         writer: 0,
         head: None,
         held: false,
+        device: write.device,
+        generation: write.generation,
+        known: 0,
     };
     assert_eq!(violation, expected);
 }
@@ -504,15 +508,19 @@ fn a_write_another_node_received_survives_the_restore() {
 fn violations_name_the_nodes_row_and_versions() {
     let lost = Violation::WriteLost {
         node: 2,
-        row: row("k"),
+        row: Box::new(row("k")),
         version: Version(0xab),
         writer: 0,
         head: Some(Version(0xcd)),
         held: true,
+        device: DeviceId(0xef),
+        generation: 4,
+        known: 3,
     };
     assert_eq!(
         lost.to_string(),
-        "node 2 lost the write 00000000000000ab of db/t:k acknowledged by node 0: not \
+        "node 2 lost the write 00000000000000ab of db/t:k acknowledged by node 0 (logged as \
+         00000000000000ef:4; the node's knowledge covers that device up to 3 there): not \
          reachable from its head 00000000000000cd"
     );
     let diverged = Violation::Diverged {

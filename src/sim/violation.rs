@@ -23,18 +23,24 @@ pub enum Violation {
     /// An acknowledged write is neither the head of its row on a node that must reflect it
     /// nor reachable from that head (superseded, or linked as a conflict's loser).
     #[error(
-        "node {node} lost the write {} of {row} acknowledged by node {writer}: {}",
-        .version.to_hex(),
+        "node {node} lost the write {} of {row} acknowledged by node {writer} (logged as \
+         {:016x}:{}; the node's knowledge covers that device up to {} there): {}",
+        .version.to_hex(), .device.0, .generation, .known,
         if *.held { format!("not reachable from its head {}", hex(.head)) }
         else { "not in its DAG".to_owned() }
     )]
     WriteLost {
         node: usize,
-        row: RowId,
+        /// Boxed: the variant is the enum's largest.
+        row: Box<RowId>,
         version: Version,
         writer: usize,
         head: Option<Version>,
         held: bool,
+        device: DeviceId,
+        generation: Generation,
+        /// The lacking node's knowledge of `device` at the row.
+        known: Generation,
     },
     /// A row's head is not the write last-writer-wins picks among the causally latest.
     #[error(

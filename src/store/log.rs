@@ -199,9 +199,15 @@ fn wanted(entry: &LogEntry, request: &PageRequest<'_>, position: u64) -> bool {
         && entry.generation > request.knowledge.known_gen(table, row, entry.device)
 }
 
-/// The first log position holding a record the initiator may lack: the earliest, over every
-/// device in the log but the initiator, of its first generation past what the initiator
-/// knows in all its scopes. The log's end if there is none.
+/// The first log position holding a record the initiator may lack: the earliest position,
+/// over every device in the log but the initiator, of any of its generations past what the
+/// initiator knows in all its scopes. The log's end if there is none.
+///
+/// A device's generations are not logged in generation order: a record of a scope this node
+/// gained later (a syncgroup joined) arrives after higher generations of the same device
+/// from scopes it already had, and an epoch relogs a record in place under a new generation.
+/// So every unknown generation's position counts, not just the lowest one's (scanning them
+/// costs what the initiator lacks of that device, which the pages then send).
 pub fn start_position(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
@@ -251,7 +257,7 @@ fn logged_devices(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<Vec<DeviceId>> {
     Ok(devices)
 }
 
-/// The position of `device`'s first logged record with a generation above `known`.
+/// The lowest log position of any of `device`'s records with a generation above `known`.
 fn first_position_after(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
@@ -260,12 +266,15 @@ fn first_position_after(
 ) -> Result<Option<u64>> {
     let start = keys.index(device, known.saturating_add(1));
     let end = prefix_end(&keys.index(device, 0)[..keys.index_prefix().len() + 8]);
-    let mut position = None;
+    let mut first: Option<u64> = None;
     txn.scan(&start, end.as_deref(), &mut |_, value| {
-        position = value.try_into().ok().map(u64::from_be_bytes);
-        Ok(Scan::Stop)
+        if let Ok(bytes) = value.try_into() {
+            let position = u64::from_be_bytes(bytes);
+            first = Some(first.map_or(position, |first| first.min(position)));
+        }
+        Ok(Scan::Continue)
     })?;
-    Ok(position)
+    Ok(first)
 }
 
 /// One change from the watch feed, with the row's value at that version.

@@ -241,6 +241,30 @@ fn a_record_relays_through_a_middle_node() {
     );
 }
 
+#[test]
+fn a_record_logged_after_a_later_generation_of_its_device_is_still_sent() {
+    // a writes s:k (generation 1) then t:k (generation 2); b takes table t first and table s
+    // later (a syncgroup joined), so b logs generation 2 before generation 1.
+    let (a, b, c) = (store(), store(), store());
+    let other = Mutation::Put {
+        table: TableName::parse("s").unwrap(),
+        key: RowKey::parse("k").unwrap(),
+        value: b"s".to_vec(),
+    };
+    a.commit(&db(), &[other]).unwrap();
+    a.commit(&db(), &[put("k", b"t")]).unwrap();
+    let t = [Scope::new("t", "")];
+    assert_eq!(super::test_sync::pull(&b, &a, &db(), &t).records, 1);
+    let s = [Scope::new("s", "")];
+    assert_eq!(super::test_sync::pull(&b, &a, &db(), &s).records, 1);
+    assert_eq!(
+        super::test_sync::pull(&c, &b, &db(), &t).records,
+        1,
+        "c, knowing nothing of a, gets a's generation 2 though b logged generation 1 after it"
+    );
+    assert_eq!(get(&c, "k").as_deref(), Some(&b"t"[..]));
+}
+
 fn head(store: &Store, key: &str) -> Version {
     let key = DbKeys::new("db").row("t", key);
     let bytes = store.storage.read().unwrap().get(&key).unwrap().unwrap();
