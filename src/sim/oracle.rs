@@ -8,7 +8,10 @@
 //! writes its copy lacks. An acknowledged write is *lost by restore* (and no longer checked)
 //! only if the store replaced held it and neither the restored copy nor any other node's
 //! store (down nodes' included) held it at the restore: a write another node had received
-//! must survive, since that node relays it back.
+//! must survive, since that node relays it back. A node that can no longer read a table
+//! (it left, was ejected, or a restore took it back to before it joined) cannot get back its
+//! own writes of that table a restore took from it: they are lost by restore too
+//! ([`Oracle::cut_off`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -206,17 +209,12 @@ impl Oracle {
         Ok(lost.len())
     }
 
-    /// Node `node`, restored from a copy of its store that no longer lets it read `table` (the
-    /// copy predates its join, or it left or was ejected since): its writes of `table` that
-    /// the copy lacks cannot come back to it, since no peer serves that table to it any more.
-    /// Marks them lost by restore (the other nodes that hold them are still held to
-    /// convergence and the right winner). Returns how many it marked.
-    pub fn restored_without(
-        &mut self,
-        node: usize,
-        after: &Store,
-        table: &str,
-    ) -> Result<usize, Violation> {
+    /// Node `node` can no longer read `table`: it left or was ejected, or was restored from a
+    /// copy of its store that predates its join or its leaving. Its writes of `table` that
+    /// its store lacks now (lost by a restore) cannot come back to it, since no peer serves
+    /// that table to it any more: marks them lost by restore (the other nodes that hold them
+    /// are still held to convergence and the right winner). Returns how many it marked.
+    pub fn cut_off(&mut self, node: usize, after: &Store, table: &str) -> Result<usize, Violation> {
         let mut lost = Vec::new();
         for (id, indexes) in &self.rows {
             if id.table != table {

@@ -480,6 +480,31 @@ fn a_write_only_the_restored_node_held_is_lost_by_restore_and_excused() {
 }
 
 #[test]
+fn a_write_a_restore_took_from_a_node_that_then_left_is_excused_there_only() {
+    let (mut sim, before) = restore_after_second_write(true);
+    let others = [(1, &sim.stores[1])];
+    let lost = sim
+        .oracle
+        .restored(0, &before, &sim.stores[0], &others)
+        .unwrap();
+    assert_eq!(lost, 0, "node 1 holds k2");
+    // Node 0 leaves the share: nothing serves it k2 again.
+    sim.shares[0].nodes = vec![1];
+    let stuck = sim.check().unwrap_err();
+    assert!(
+        matches!(&stuck, Violation::WriteLost { node: 0, row, .. } if row.row == "k2"),
+        "{stuck}"
+    );
+    assert_eq!(
+        sim.oracle.cut_off(0, &sim.stores[0], "t").unwrap(),
+        1,
+        "k2 only: k1, which node 0 still holds, stays required"
+    );
+    assert!(sim.oracle.writes()[1].lost_by_restore);
+    sim.check().unwrap();
+}
+
+#[test]
 fn a_write_another_node_received_survives_the_restore() {
     let (mut sim, before) = restore_after_second_write(true);
     let others = [(1, &sim.stores[1])];

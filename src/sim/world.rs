@@ -468,7 +468,7 @@ impl World {
             let lost = self
                 .oracle
                 .borrow_mut()
-                .restored_without(index, after.store(), SHARED)
+                .cut_off(index, after.store(), SHARED)
                 .map_err(|violation| violation.to_string())?;
             self.network.note(&format!(
                 "restore node{index}: {lost} writes of {SHARED} it may no longer read"
@@ -615,6 +615,7 @@ impl World {
                     .map_err(|error| format!("node {member} cannot leave: {error}"))?;
                 self.members[member].role = Role::Left;
                 self.network.note(&format!("leave node{member}"));
+                self.cut_off(member)?;
             } else if self.members[0].running.is_some() {
                 let admin = self.node(0)?;
                 let me = admin.identity().fingerprint().clone();
@@ -623,10 +624,30 @@ impl World {
                     Ok(_) => {
                         self.members[member].role = Role::Ejected;
                         self.network.note(&format!("eject node{member}"));
+                        self.cut_off(member)?;
                     }
                     Err(error) => self.network.note(&format!("eject node{member}: {error}")),
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Node `index` left or was ejected: the oracle excuses its writes of the syncgroup's
+    /// table that a restore took from it (`Oracle::cut_off`).
+    fn cut_off(&mut self, index: usize) -> Result<(), String> {
+        let Some(node) = self.members[index].last.clone() else {
+            return Ok(());
+        };
+        let lost = self
+            .oracle
+            .borrow_mut()
+            .cut_off(index, node.store(), SHARED)
+            .map_err(|violation| violation.to_string())?;
+        if lost > 0 {
+            self.network.note(&format!(
+                "node{index}: {lost} writes of {SHARED} a restore took and it may no longer read"
+            ));
         }
         Ok(())
     }
