@@ -239,7 +239,7 @@ impl Node {
             }
             sg.spec = spec;
             sg.spec_version = new_spec_version(txn.env().random.as_ref())?;
-            sg.remember_former_writers(&before, |device| known.max_gen(device));
+            sg.remember_former_writers(&before, &known);
             txn.write_version(view.record.sg, view.local)
         })
         .await
@@ -266,9 +266,7 @@ impl Node {
                     "ejecting {member} would leave {name} without an admin"
                 ))
             })?;
-            view.record
-                .sg
-                .remember_former_writers(&before, |device| known.max_gen(device));
+            view.record.sg.remember_former_writers(&before, &known);
             txn.write_version(view.record.sg, view.local)
         })
         .await

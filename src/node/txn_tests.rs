@@ -155,9 +155,7 @@ fn commit_eject(node: &Node, name: &SyncgroupName, member: &Fingerprint) {
             let known = txn.data_knowledge(&view.record.sg.db)?;
             let before = view.record.sg.clone();
             assert!(view.record.sg.eject(member));
-            view.record
-                .sg
-                .remember_former_writers(&before, |device| known.max_gen(device));
+            view.record.sg.remember_former_writers(&before, &known);
             txn.write_version(view.record.sg, view.local)
         })
         .unwrap();

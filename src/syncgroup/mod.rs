@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Hlc;
 use crate::env::Random;
 use crate::error::{Error, Result};
-use crate::genvec::{DeviceId, GenVector, Generation, Scope};
+use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::{DbName, KeyPrefix, TableName};
 use crate::store::Version;
@@ -214,16 +214,23 @@ impl Syncgroup {
     }
 
     /// Records, for every member that held Write in `before` and no longer does, the last
-    /// generation of its records that stays valid: what `known` says of its device.
-    pub fn remember_former_writers(
-        &mut self,
-        before: &Syncgroup,
-        known: impl Fn(DeviceId) -> Generation,
-    ) {
+    /// generation of its records that stays valid: what `known` (the admin's data knowledge)
+    /// says of each device of the member's lineage. Records name the device they were written
+    /// under, and a member restored from a copy wrote under earlier devices of its lineage
+    /// (see ARCHITECTURE.md, "Epochs"): those writes stay valid too.
+    pub fn remember_former_writers(&mut self, before: &Syncgroup, known: &Knowledge) {
+        let devices = known.devices();
         for (member, info) in &before.joiners {
             let still_writes = self.joiners.contains_key(member) && self.allows(Tag::Write, member);
             if before.allows(Tag::Write, member) && !still_writes {
-                self.former_writers.raise(info.device, known(info.device));
+                let lineage = devices
+                    .iter()
+                    .copied()
+                    .filter(|device| device.same_lineage(info.device))
+                    .chain([info.device]);
+                for device in lineage {
+                    self.former_writers.raise(device, known.max_gen(device));
+                }
             }
         }
     }

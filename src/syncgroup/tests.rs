@@ -155,7 +155,7 @@ fn ejecting_removes_the_member_everywhere() {
     assert!(sg.eject(&id('b')));
     assert!(!sg.device_may_write(DeviceId(2), 9));
     // Its writes up to what the admin had seen stay valid; later ones do not.
-    sg.remember_former_writers(&before, |device| if device == DeviceId(2) { 5 } else { 0 });
+    sg.remember_former_writers(&before, &known(&[(DeviceId(2), 5)]));
     assert!(sg.device_may_write(DeviceId(2), 5));
     assert!(!sg.device_may_write(DeviceId(2), 6));
     assert_eq!(
@@ -165,6 +165,36 @@ fn ejecting_removes_the_member_everywhere() {
     );
     assert!(!sg.allows(Tag::Read, &id('b')));
     assert!(!sg.eject(&id('b')));
+}
+
+/// Data knowledge of table `t` holding `entries`.
+fn known(entries: &[(DeviceId, Generation)]) -> Knowledge {
+    let mut knowledge = Knowledge::new();
+    knowledge.insert(Scope::new("t", ""), entries.iter().copied().collect());
+    knowledge
+}
+
+#[test]
+fn an_ejected_writers_records_from_its_earlier_epochs_stay_valid_up_to_what_the_admin_saw() {
+    let mut sg = syncgroup();
+    sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
+    // b wrote as 2 at epoch 1, was restored from a copy, and joined again as epoch 2.
+    let (earlier, current) = (DeviceId(2).with_epoch(1), DeviceId(2).with_epoch(2));
+    sg.joiners.get_mut(&id('b')).unwrap().device = current;
+    assert!(sg.device_may_write(earlier, 9), "a member's lineage writes");
+    let before = sg.clone();
+    assert!(sg.eject(&id('b')));
+    sg.remember_former_writers(
+        &before,
+        &known(&[(earlier, 7), (current, 3), (DeviceId(9), 4)]),
+    );
+    assert!(
+        sg.device_may_write(earlier, 7),
+        "seen by the admin before the eject"
+    );
+    assert!(!sg.device_may_write(earlier, 8));
+    assert!(sg.device_may_write(current, 3) && !sg.device_may_write(current, 4));
+    assert_eq!(sg.former_writers.get(DeviceId(9)), 0, "another lineage");
 }
 
 #[test]
