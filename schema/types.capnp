@@ -227,6 +227,11 @@ struct Syncgroup {
   # Not in the original: for each device whose member lost Write (ejected, or narrowed by a
   # spec change), the last generation of its records that stays valid (what the admin had
   # seen then). Its earlier writes still sync to members that lack them; later ones do not.
+  formerLineages @10 :List(UInt64);
+  # Not in the original: the device lineages (low 48 bits) of the members that lost Write.
+  # Their records at any generation are accepted when another member relays them (one that
+  # accepted them before it learned of the change), so every member converges; only the
+  # former writer's own later records, straight from it, are held to `formerWriters`.
   struct Joiner {
     member @0 :Text;          # The member's identity (certificate key fingerprint).
     info @1 :SyncgroupMemberInfo;

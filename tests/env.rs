@@ -161,6 +161,7 @@ fn published(publisher: &Fingerprint, suffix: &str) -> PublishRequest {
         status: Status::PublishPending,
         joiners: BTreeMap::from([(publisher.clone(), info(9))]),
         former_writers: GenVector::new(),
+        former_lineages: Default::default(),
     };
     PublishRequest {
         publisher: publisher.clone(),

@@ -202,6 +202,7 @@ fn own_syncgroup(who: usize, kind: usize, scope_choice: usize, a: &Syncgroup) ->
         status: Status::PublishPending,
         joiners: BTreeMap::from([(me, info(who))]),
         former_writers: GenVector::new(),
+        former_lineages: Default::default(),
     };
     match kind {
         0 => {}

@@ -267,6 +267,7 @@ fn own_syncgroup(who: &Principal, host: &EmbeddedServer) -> syncbase::syncgroup:
         status: syncbase::syncgroup::Status::PublishPending,
         joiners: [(me, member(who.device))].into(),
         former_writers: Default::default(),
+        former_lineages: Default::default(),
     }
 }
 
@@ -862,6 +863,7 @@ fn a_publish_reusing_a_known_id_under_another_name_is_exist_and_the_host_stays_a
             status: syncbase::syncgroup::Status::PublishPending,
             joiners: [(me, member(7))].into(),
             former_writers: Default::default(),
+            former_lineages: Default::default(),
             ..before.record.sg.clone()
         };
         assert_eq!(

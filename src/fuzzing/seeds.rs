@@ -50,6 +50,7 @@ pub fn seed_syncgroup() -> Syncgroup {
             },
         )]),
         former_writers: GenVector::new(),
+        former_lineages: Default::default(),
     }
 }
 

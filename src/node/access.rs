@@ -109,7 +109,11 @@ impl Node {
     /// The rule records from peers must pass in `db` for a session with `peer`.
     pub fn writer_check(&self, peer: &Fingerprint, db: &DbName) -> Result<WriterCheck> {
         let declared = self.peers().declared_scopes(peer, db.as_str());
-        Ok(WriterCheck::new(self.held_syncgroups(db)?, declared))
+        Ok(WriterCheck::new(
+            peer.clone(),
+            self.held_syncgroups(db)?,
+            declared,
+        ))
     }
 
     /// Whether `peer`, whose responder names itself `announcer`, may announce epochs of
@@ -259,6 +263,7 @@ mod tests {
             status: Status::Running,
             joiners: BTreeMap::from([(id('a'), member(1)), (id('b'), member(2))]),
             former_writers: GenVector::new(),
+            former_lineages: Default::default(),
         }
     }
 

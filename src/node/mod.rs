@@ -265,7 +265,7 @@ impl Node {
         self.write(move |store| {
             store.apply_screened_page(&db, from, |held| {
                 let declared = peers.declared_scopes(&page.peer, db.as_str());
-                let check = WriterCheck::new(held.to_vec(), declared);
+                let check = WriterCheck::new(page.peer.clone(), held.to_vec(), declared);
                 Ok(page.screen(&check))
             })
         })

@@ -96,6 +96,7 @@ impl Node {
             },
             joiners: BTreeMap::from([(me, self.member_info())]),
             former_writers: GenVector::new(),
+            former_lineages: Default::default(),
         };
         self.change_syncgroups(move |txn| {
             if let Some(existing) = txn.find(&sg.name)? {

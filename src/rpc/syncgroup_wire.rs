@@ -165,6 +165,12 @@ pub fn write_syncgroup(sg: &Syncgroup, mut out: syncgroup::Builder<'_>) {
         Status::Running => SyncgroupStatus::Running,
     });
     write_vector(&sg.former_writers, out.reborrow().init_former_writers());
+    let mut lineages = out
+        .reborrow()
+        .init_former_lineages(sg.former_lineages.len() as u32);
+    for (i, lineage) in sg.former_lineages.iter().enumerate() {
+        lineages.set(i as u32, *lineage);
+    }
     let mut joiners = out.init_joiners(sg.joiners.len() as u32);
     for (i, (member, info)) in sg.joiners.iter().enumerate() {
         let mut joiner = joiners.reborrow().get(i as u32);
@@ -203,9 +209,25 @@ pub fn read_syncgroup(reader: syncgroup::Reader<'_>) -> Result<Syncgroup> {
         status,
         joiners,
         former_writers: read_vector(reader.get_former_writers().map_err(malformed)?)?,
+        former_lineages: read_lineages(reader.get_former_lineages().map_err(malformed)?)?,
     };
     sg.validate()?;
     Ok(sg)
+}
+
+/// Decodes the lineages of former writers: at most `MAX_MEMBERS`, each listed once.
+fn read_lineages(list: capnp::primitive_list::Reader<'_, u64>) -> Result<BTreeSet<u64>> {
+    if list.len() as usize > crate::syncgroup::MAX_MEMBERS {
+        return Err(Error::invalid(format!(
+            "a syncgroup has at most {} former writers",
+            crate::syncgroup::MAX_MEMBERS
+        )));
+    }
+    let lineages: BTreeSet<u64> = list.iter().collect();
+    if lineages.len() != list.len() as usize {
+        return Err(Error::invalid("a former writer's lineage is listed twice"));
+    }
+    Ok(lineages)
 }
 
 /// Fills `out` with one syncgroup version.
@@ -332,6 +354,7 @@ mod tests {
                 former_writers: (1..=members as u64)
                     .map(|i| (DeviceId(u64::MAX - i), i))
                     .collect(),
+                former_lineages: (1..=members as u64).map(|i| u64::MAX - i).collect(),
             },
         }
     }
@@ -393,6 +416,7 @@ mod tests {
                     },
                 )]),
                 former_writers: [(DeviceId(9), 4)].into_iter().collect(),
+                former_lineages: BTreeSet::from([9]),
             },
         };
         let mut message = capnp::message::Builder::new_default();

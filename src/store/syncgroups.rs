@@ -478,6 +478,7 @@ mod tests {
                 },
             )]),
             former_writers: GenVector::new(),
+            former_lineages: Default::default(),
         }
     }
 

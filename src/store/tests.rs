@@ -549,6 +549,7 @@ fn large_syncgroup(id: u64, suffix: &str, bytes: usize) -> crate::syncgroup::Syn
             .map(|i| (fingerprint(i), member.clone()))
             .collect(),
         former_writers: Default::default(),
+        former_lineages: Default::default(),
     }
 }
 

@@ -153,14 +153,22 @@ pub trait Host: 'static {
 /// Two checks are equal when they decide alike (same syncgroups, same declared scopes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriterCheck {
+    /// The peer the records come from, as authenticated.
+    sender: Fingerprint,
     syncgroups: Vec<Syncgroup>,
     declared: Vec<Scope>,
 }
 
 impl WriterCheck {
-    /// The rule of these held syncgroups and the declared peer's scopes.
-    pub fn new(syncgroups: Vec<Syncgroup>, declared: Vec<Scope>) -> WriterCheck {
+    /// The rule of these held syncgroups and the scopes declared with `sender`, for records
+    /// `sender` hands over.
+    pub fn new(
+        sender: Fingerprint,
+        syncgroups: Vec<Syncgroup>,
+        declared: Vec<Scope>,
+    ) -> WriterCheck {
         WriterCheck {
+            sender,
             syncgroups,
             declared,
         }
@@ -170,9 +178,8 @@ impl WriterCheck {
     /// `table`.
     pub fn allows(&self, device: DeviceId, generation: Generation, table: &str, row: &str) -> bool {
         self.declared.iter().any(|scope| scope.covers(table, row))
-            || self
-                .syncgroups
-                .iter()
-                .any(|sg| sg.spec.covers(table, row) && sg.device_may_write(device, generation))
+            || self.syncgroups.iter().any(|sg| {
+                sg.spec.covers(table, row) && sg.device_may_write(device, generation, &self.sender)
+            })
     }
 }

@@ -159,8 +159,12 @@ mod tests {
         knowledge
     }
 
+    fn peer() -> crate::identity::Fingerprint {
+        crate::identity::Fingerprint::parse(&"e".repeat(64)).unwrap()
+    }
+
     fn no_writers() -> WriterCheck {
-        WriterCheck::new(Vec::new(), Vec::new())
+        WriterCheck::new(peer(), Vec::new(), Vec::new())
     }
 
     #[test]
@@ -233,9 +237,9 @@ mod tests {
         refused.note(&record(C, 4, "c1"), &asked, &no_writers());
         assert!(!refused.is_empty());
         assert!(!refused.permitted_by(&no_writers()));
-        let declared = WriterCheck::new(Vec::new(), vec![Scope::new("t", "c")]);
+        let declared = WriterCheck::new(peer(), Vec::new(), vec![Scope::new("t", "c")]);
         assert!(refused.permitted_by(&declared));
-        let elsewhere = WriterCheck::new(Vec::new(), vec![Scope::new("t", "d")]);
+        let elsewhere = WriterCheck::new(peer(), Vec::new(), vec![Scope::new("t", "d")]);
         assert!(!refused.permitted_by(&elsewhere));
     }
 
@@ -248,7 +252,7 @@ mod tests {
         }
         refused.note(&record(C, 999, "z9"), &asked, &no_writers());
         assert!(!refused.permitted_by(&no_writers()));
-        let changed = WriterCheck::new(Vec::new(), vec![Scope::new("t", "q")]);
+        let changed = WriterCheck::new(peer(), Vec::new(), vec![Scope::new("t", "q")]);
         assert!(refused.permitted_by(&changed));
         // Refused again under the new rule: the change since the first is still seen.
         refused.note(&record(C, 1000, "z8"), &asked, &changed);

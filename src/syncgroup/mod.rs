@@ -163,6 +163,11 @@ pub struct Syncgroup {
     pub joiners: BTreeMap<Fingerprint, MemberInfo>,
     /// Devices of members that lost Write -> their last generation that stays valid.
     pub former_writers: GenVector,
+    /// The device lineages ([`DeviceId::lineage`]) of members that lost Write: their records
+    /// relayed by another member are valid at any generation (see
+    /// [`Syncgroup::device_may_write`]).
+    #[serde(default)]
+    pub former_lineages: BTreeSet<u64>,
 }
 
 impl Syncgroup {
@@ -174,7 +179,10 @@ impl Syncgroup {
         }
         DbName::parse(&self.db)?;
         self.spec.validate()?;
-        if self.joiners.len() > MAX_MEMBERS || self.former_writers.len() > MAX_MEMBERS {
+        if self.joiners.len() > MAX_MEMBERS
+            || self.former_writers.len() > MAX_MEMBERS
+            || self.former_lineages.len() > MAX_MEMBERS
+        {
             return Err(Error::invalid(format!(
                 "a syncgroup has at most {MAX_MEMBERS} members"
             )));
@@ -204,13 +212,32 @@ impl Syncgroup {
             .map(|(member, _)| member)
     }
 
-    /// Whether `device` may have written its record at `generation`: it belongs to a member
-    /// holding Write, or to one that lost Write after the admin had seen that generation.
-    pub fn device_may_write(&self, device: DeviceId, generation: Generation) -> bool {
-        let member_writes = self
-            .member_of_device(device)
-            .is_some_and(|member| self.allows(Tag::Write, member));
-        member_writes || generation <= self.former_writers.get(device)
+    /// Whether `device` may have written its record at `generation`, as `sender` (the
+    /// authenticated peer the record came from) hands it over: it belongs to a member holding
+    /// Write; or to one that lost Write, and either the admin had seen that generation then,
+    /// or another member relays it.
+    ///
+    /// Why relays count: a member that had not learned of the change yet accepted the former
+    /// writer's later records as valid, and holds them as heads; refusing them elsewhere would
+    /// leave members diverged for ever (no member can tell when another learned of it). Only
+    /// the former writer's own sends are held to the cutoff: once every member knows, no member
+    /// takes its records from it, so the set of its records among the members stops growing.
+    /// Records carry no signature, so a relay is trusted as a relay is for every record
+    /// (ARCHITECTURE.md, "Who may write what").
+    pub fn device_may_write(
+        &self,
+        device: DeviceId,
+        generation: Generation,
+        sender: &Fingerprint,
+    ) -> bool {
+        let owner = self.member_of_device(device);
+        if owner.is_some_and(|member| self.allows(Tag::Write, member)) {
+            return true;
+        }
+        let relayed = owner != Some(sender)
+            && self.joiners.contains_key(sender)
+            && self.former_lineages.contains(&device.lineage());
+        relayed || generation <= self.former_writers.get(device)
     }
 
     /// Records, for every member that held Write in `before` and no longer does, the last
@@ -223,6 +250,7 @@ impl Syncgroup {
         for (member, info) in &before.joiners {
             let still_writes = self.joiners.contains_key(member) && self.allows(Tag::Write, member);
             if before.allows(Tag::Write, member) && !still_writes {
+                self.former_lineages.insert(info.device.lineage());
                 let lineage = devices
                     .iter()
                     .copied()

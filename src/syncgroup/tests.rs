@@ -30,6 +30,7 @@ fn syncgroup() -> Syncgroup {
         status: Status::Running,
         joiners: BTreeMap::from([(id('a'), member(1)), (id('b'), member(2))]),
         former_writers: GenVector::new(),
+        former_lineages: Default::default(),
     }
 }
 
@@ -150,14 +151,14 @@ fn a_version_cannot_rebind_an_admins_identity_to_another_device() {
 fn ejecting_removes_the_member_everywhere() {
     let mut sg = syncgroup();
     sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
-    assert!(sg.device_may_write(DeviceId(2), 9));
+    assert!(sg.device_may_write(DeviceId(2), 9, &id('b')));
     let before = sg.clone();
     assert!(sg.eject(&id('b')));
-    assert!(!sg.device_may_write(DeviceId(2), 9));
+    assert!(!sg.device_may_write(DeviceId(2), 9, &id('b')));
     // Its writes up to what the admin had seen stay valid; later ones do not.
     sg.remember_former_writers(&before, &known(&[(DeviceId(2), 5)]));
-    assert!(sg.device_may_write(DeviceId(2), 5));
-    assert!(!sg.device_may_write(DeviceId(2), 6));
+    assert!(sg.device_may_write(DeviceId(2), 5, &id('b')));
+    assert!(!sg.device_may_write(DeviceId(2), 6, &id('b')));
     assert_eq!(
         sg.former_writers.get(DeviceId(1)),
         0,
@@ -165,6 +166,33 @@ fn ejecting_removes_the_member_everywhere() {
     );
     assert!(!sg.allows(Tag::Read, &id('b')));
     assert!(!sg.eject(&id('b')));
+}
+
+#[test]
+fn an_ejected_writers_later_records_are_valid_relayed_by_a_member_and_not_from_itself() {
+    let mut sg = syncgroup();
+    sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
+    let before = sg.clone();
+    assert!(sg.eject(&id('b')));
+    sg.remember_former_writers(&before, &known(&[(DeviceId(2), 5)]));
+    // Member a accepted b's generation 9 before it learned of the eject: every member must
+    // take it from a, or a and they diverge for ever.
+    assert!(
+        sg.device_may_write(DeviceId(2), 9, &id('a')),
+        "relayed by a member"
+    );
+    assert!(
+        !sg.device_may_write(DeviceId(2), 9, &id('b')),
+        "from b itself"
+    );
+    assert!(
+        !sg.device_may_write(DeviceId(2), 9, &id('c')),
+        "from a non-member"
+    );
+    assert!(
+        !sg.device_may_write(DeviceId(7), 1, &id('a')),
+        "a device no member ever wrote from"
+    );
 }
 
 /// Data knowledge of table `t` holding `entries`.
@@ -181,7 +209,10 @@ fn an_ejected_writers_records_from_its_earlier_epochs_stay_valid_up_to_what_the_
     // b wrote as 2 at epoch 1, was restored from a copy, and joined again as epoch 2.
     let (earlier, current) = (DeviceId(2).with_epoch(1), DeviceId(2).with_epoch(2));
     sg.joiners.get_mut(&id('b')).unwrap().device = current;
-    assert!(sg.device_may_write(earlier, 9), "a member's lineage writes");
+    assert!(
+        sg.device_may_write(earlier, 9, &id('b')),
+        "a member's lineage writes"
+    );
     let before = sg.clone();
     assert!(sg.eject(&id('b')));
     sg.remember_former_writers(
@@ -189,11 +220,13 @@ fn an_ejected_writers_records_from_its_earlier_epochs_stay_valid_up_to_what_the_
         &known(&[(earlier, 7), (current, 3), (DeviceId(9), 4)]),
     );
     assert!(
-        sg.device_may_write(earlier, 7),
+        sg.device_may_write(earlier, 7, &id('b')),
         "seen by the admin before the eject"
     );
-    assert!(!sg.device_may_write(earlier, 8));
-    assert!(sg.device_may_write(current, 3) && !sg.device_may_write(current, 4));
+    assert!(!sg.device_may_write(earlier, 8, &id('b')));
+    assert!(
+        sg.device_may_write(current, 3, &id('b')) && !sg.device_may_write(current, 4, &id('b'))
+    );
     assert_eq!(sg.former_writers.get(DeviceId(9)), 0, "another lineage");
 }
 
@@ -245,8 +278,8 @@ fn a_members_records_from_a_later_epoch_are_still_its_own() {
     let mut sg = syncgroup();
     let epoch = DeviceId(1).with_epoch(3);
     assert_eq!(sg.member_of_device(epoch), Some(&id('a')));
-    assert!(sg.device_may_write(epoch, 1), "a holds Write");
-    assert!(!sg.device_may_write(DeviceId(3).with_epoch(3), 1));
+    assert!(sg.device_may_write(epoch, 1, &id('b')), "a holds Write");
+    assert!(!sg.device_may_write(DeviceId(3).with_epoch(3), 1, &id('b')));
     sg.joiners
         .insert(id('c'), member(DeviceId(2).with_epoch(5).0));
     let error = sg.validate().unwrap_err().to_string();
