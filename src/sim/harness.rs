@@ -172,7 +172,7 @@ impl Sim {
             .filter(|(other, _)| *other != node)
             .collect();
         self.oracle
-            .restored(node, &before, &self.stores[node], &others)
+            .restored(node, &before, &self.stores[node], &others, &|_, _| true)
             .unwrap();
     }
 

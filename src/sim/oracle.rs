@@ -11,7 +11,9 @@
 //! must survive, since that node relays it back. A node that can no longer read a table
 //! (it left, was ejected, or a restore took it back to before it joined) cannot get back its
 //! own writes of that table a restore took from it: they are lost by restore too
-//! ([`Oracle::cut_off`]).
+//! ([`Oracle::cut_off`]). Only a node that shares a write's table relays it: a write whose
+//! only holders stopped sharing its table (they left or were ejected) is lost by restore as
+//! well ([`Oracle::stranded`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -162,15 +164,18 @@ impl Oracle {
 
     /// Node `node`'s store `before` is replaced by an older copy, `after`: call it before
     /// dropping `before`, with `others` every other node's store whose storage survives (down
-    /// nodes included). Marks lost by restore each write `before` held that neither `after`
-    /// nor any of `others` holds (the module doc's rule) and sets the node's clock floor as
-    /// [`Oracle::restarted`] does for `after`. Returns how many writes it marked.
+    /// nodes included) and `relays`, whether another node can serve a table's rows back (it
+    /// shares the table: a node outside a syncgroup holding its rows relays none of them).
+    /// Marks lost by restore each write `before` held that neither `after` nor any of
+    /// `others` that relays its table holds (the module doc's rule) and sets the node's clock
+    /// floor as [`Oracle::restarted`] does for `after`. Returns how many writes it marked.
     pub fn restored(
         &mut self,
         node: usize,
         before: &Store,
         after: &Store,
         others: &[(usize, &Store)],
+        relays: &dyn Fn(usize, &str) -> bool,
     ) -> Result<usize, Violation> {
         let mut lost = Vec::new();
         for (id, indexes) in &self.rows {
@@ -192,7 +197,7 @@ impl Oracle {
                 continue;
             }
             let mut survivors = vec![dag((node, after))?];
-            for other in others {
+            for other in others.iter().filter(|(other, _)| relays(*other, &id.table)) {
                 survivors.push(dag(*other)?);
             }
             lost.extend(candidates.into_iter().filter(|index| {
@@ -228,6 +233,43 @@ impl Oracle {
                 write.node == node
                     && !write.lost_by_restore
                     && !held.nodes.contains_key(&write.version)
+            }));
+        }
+        for index in &lost {
+            self.writes[*index].lost_by_restore = true;
+        }
+        Ok(lost.len())
+    }
+
+    /// A node stopped sharing `table` (it left or was ejected): marks lost by restore every
+    /// write of `table` that none of `sharing` (the stores of the nodes that still share it,
+    /// down ones included) holds. Its writer lost it to a restore and only the node that
+    /// stopped held it, so nothing can bring it to the nodes that share the table. Returns
+    /// how many it marked.
+    pub fn stranded(
+        &mut self,
+        table: &str,
+        sharing: &[(usize, &Store)],
+    ) -> Result<usize, Violation> {
+        let mut lost = Vec::new();
+        for (id, indexes) in &self.rows {
+            if id.table != table {
+                continue;
+            }
+            let mut held = Vec::new();
+            for (node, store) in sharing {
+                held.push(
+                    store
+                        .row_dag(&id.db, &id.table, &id.row)
+                        .map_err(|error| Violation::unreadable(*node, error))?,
+                );
+            }
+            lost.extend(indexes.iter().copied().filter(|index| {
+                let write = &self.writes[*index];
+                !write.lost_by_restore
+                    && held
+                        .iter()
+                        .all(|dag| !dag.nodes.contains_key(&write.version))
             }));
         }
         for index in &lost {

@@ -472,7 +472,7 @@ fn a_write_only_the_restored_node_held_is_lost_by_restore_and_excused() {
     let others = [(1, &sim.stores[1])];
     let lost = sim
         .oracle
-        .restored(0, &before, &sim.stores[0], &others)
+        .restored(0, &before, &sim.stores[0], &others, &|_, _| true)
         .unwrap();
     assert_eq!(lost, 1);
     assert!(sim.oracle.writes()[1].lost_by_restore);
@@ -485,7 +485,7 @@ fn a_write_a_restore_took_from_a_node_that_then_left_is_excused_there_only() {
     let others = [(1, &sim.stores[1])];
     let lost = sim
         .oracle
-        .restored(0, &before, &sim.stores[0], &others)
+        .restored(0, &before, &sim.stores[0], &others, &|_, _| true)
         .unwrap();
     assert_eq!(lost, 0, "node 1 holds k2");
     // Node 0 leaves the share: nothing serves it k2 again.
@@ -505,12 +505,43 @@ fn a_write_a_restore_took_from_a_node_that_then_left_is_excused_there_only() {
 }
 
 #[test]
+fn a_write_only_a_node_that_stopped_sharing_held_is_stranded() {
+    // Node 1 received k2, then node 0 lost it to a restore.
+    let (mut sim, before) = restore_after_second_write(true);
+    let others = [(1, &sim.stores[1])];
+    let shares = |_: usize, _: &str| true;
+    let lost = sim
+        .oracle
+        .restored(0, &before, &sim.stores[0], &others, &shares)
+        .unwrap();
+    assert_eq!(lost, 0, "node 1 holds k2 and shares t");
+    // Node 1 stops sharing t: nothing brings k2 back to node 0.
+    sim.shares[0].nodes = vec![0];
+    assert!(sim.check().is_err());
+    let sharing = [(0, &sim.stores[0])];
+    assert_eq!(sim.oracle.stranded("t", &sharing).unwrap(), 1);
+    sim.check().unwrap();
+}
+
+#[test]
+fn a_restore_counts_only_holders_that_share_the_table() {
+    let (mut sim, before) = restore_after_second_write(true);
+    let others = [(1, &sim.stores[1])];
+    let outside = |_: usize, _: &str| false;
+    let lost = sim
+        .oracle
+        .restored(0, &before, &sim.stores[0], &others, &outside)
+        .unwrap();
+    assert_eq!(lost, 1, "node 1 holds k2 but cannot serve t");
+}
+
+#[test]
 fn a_write_another_node_received_survives_the_restore() {
     let (mut sim, before) = restore_after_second_write(true);
     let others = [(1, &sim.stores[1])];
     let lost = sim
         .oracle
-        .restored(0, &before, &sim.stores[0], &others)
+        .restored(0, &before, &sim.stores[0], &others, &|_, _| true)
         .unwrap();
     assert_eq!(lost, 0, "node 1 holds k2");
     let view = View::read(&sim.oracle, &sim.live(), &sim.shares).unwrap();

@@ -66,9 +66,8 @@ pub struct SimConfig {
     pub operations: usize,
     /// Whether the script injects faults.
     pub faults: bool,
-    /// Whether nodes join, leave and are ejected from the run's syncgroup as it goes (else
-    /// only node 0 is in it). Off by default while the failures it finds are open: issue 11's
-    /// notes list them with their seeds.
+    /// Whether nodes join (by invites over the network), leave and are ejected from the
+    /// run's syncgroup as it goes (else only node 0 is in it).
     pub membership: bool,
     /// Whether the outcome keeps every event's text ([`Outcome::log`]).
     pub keep_trace: bool,
@@ -198,6 +197,13 @@ enum Role {
     Reader,
     Left,
     Ejected,
+}
+
+impl Role {
+    /// Whether a node in this role shares the syncgroup's table (serves and receives it).
+    fn shares(self) -> bool {
+        matches!(self, Role::Creator | Role::Writer | Role::Reader)
+    }
 }
 
 /// One simulated node: what survives a crash (its storage, identity, clock) and the running
@@ -455,24 +461,19 @@ impl World {
             .map(|(other, node)| (*other, node.store()))
             .collect();
         if let Some(before) = before {
+            let roles: Vec<Role> = self.members.iter().map(|member| member.role).collect();
+            let relays = |other: usize, table: &str| table != SHARED || roles[other].shares();
             let lost = self
                 .oracle
                 .borrow_mut()
-                .restored(index, before.store(), after.store(), &others)
+                .restored(index, before.store(), after.store(), &others, &relays)
                 .map_err(|violation| violation.to_string())?;
             self.network.note(&format!(
                 "restore node{index}: {lost} writes lost by the restore"
             ));
         }
-        if !matches!(self.members[index].role, Role::Writer | Role::Reader) {
-            let lost = self
-                .oracle
-                .borrow_mut()
-                .cut_off(index, after.store(), SHARED)
-                .map_err(|violation| violation.to_string())?;
-            self.network.note(&format!(
-                "restore node{index}: {lost} writes of {SHARED} it may no longer read"
-            ));
+        if !self.members[index].role.shares() {
+            self.cut_off(index)?;
         }
         Ok(())
     }
@@ -647,6 +648,24 @@ impl World {
         if lost > 0 {
             self.network.note(&format!(
                 "node{index}: {lost} writes of {SHARED} a restore took and it may no longer read"
+            ));
+        }
+        let sharing: Vec<(usize, Arc<Node>)> = (0..self.members.len())
+            .filter(|other| self.members[*other].role.shares())
+            .filter_map(|other| self.members[other].last.clone().map(|node| (other, node)))
+            .collect();
+        let sharing: Vec<(usize, &Store)> = sharing
+            .iter()
+            .map(|(other, node)| (*other, node.store()))
+            .collect();
+        let stranded = self
+            .oracle
+            .borrow_mut()
+            .stranded(SHARED, &sharing)
+            .map_err(|violation| violation.to_string())?;
+        if stranded > 0 {
+            self.network.note(&format!(
+                "node{index}: {stranded} writes of {SHARED} only it held since their writer's restore"
             ));
         }
         Ok(())
