@@ -183,7 +183,7 @@ impl<H: Host> SyncgroupSession<H> {
         for refused in &applied.refused {
             // Members relay versions to each other and only an admin's relay is taken: a
             // member's relay is refused in the normal course (and asked again of an admin).
-            if refused.starts_with("NoAccess:") {
+            if matches!(refused, Error::NoAccess(_)) {
                 tracing::debug!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
             } else {
                 tracing::warn!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
