@@ -20,7 +20,6 @@ use crate::identity::Fingerprint;
 use crate::node::Node;
 use crate::retry::Backoff;
 use crate::rpc::admission::Slot;
-use crate::rpc::client::error_message;
 use crate::rpc::limits::{ConnectionBudget, MAX_PEER_STREAMS};
 use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
@@ -36,8 +35,8 @@ use crate::schema::sync_capnp::{delta_sink, sync};
 use crate::store::Version;
 use crate::sync::host::Host;
 use crate::sync::link::{
-    DataPages, Dialer, LinkDriver, LinkError, PeerClient, SyncgroupPages, SyncgroupRequest,
-    keep_linked, sync_over,
+    DataPages, Dialer, LinkDriver, PeerClient, SyncgroupPages, SyncgroupRequest, keep_linked,
+    sync_over,
 };
 use crate::sync::membership::{JoinReply, JoinRequest, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerConfig;
@@ -117,7 +116,8 @@ async fn sync_back(
         () = cancel.cancelled() => {}
         ended = driver.run() => tracing::debug!(%ended, "peer connection ended"),
         ended = sync_over(node, config, &remote) => {
-            if let Err(LinkError { message }) = ended {
+            if let Err(error) = ended {
+                let message = error.to_string();
                 tracing::debug!(%peer, "{message}");
                 node.peers().update_status(peer, |status| status.last_error = Some(message));
             }
@@ -269,7 +269,7 @@ impl PeerClient for CapnpPeer {
         &self,
         request: DeltaRequest,
         pages: Rc<DataPages<H>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let mut call = self.remote.get_deltas_request();
         {
             let mut params = call.get();
@@ -296,7 +296,7 @@ impl PeerClient for CapnpPeer {
         &self,
         request: SyncgroupRequest,
         pages: Rc<SyncgroupPages<H>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let mut call = self.remote.get_deltas_request();
         {
             let mut sgs = call.get().init_req().init_sgs();
@@ -325,9 +325,8 @@ impl PeerClient for CapnpPeer {
 
 impl CapnpPeer {
     async fn call_device_info(&self) -> Result<DeviceId, Error> {
-        let info = self.remote.device_info_request().send().promise.await;
-        let info = info.map_err(remote_error)?;
-        Ok(DeviceId(info.get().map_err(remote_error)?.get_device_id()))
+        let info = self.remote.device_info_request().send().promise.await?;
+        Ok(DeviceId(info.get()?.get_device_id()))
     }
 
     async fn call_join(&self, request: JoinRequest, me: &str) -> Result<JoinReply, Error> {
@@ -339,12 +338,12 @@ impl CapnpPeer {
             params.set_invite(request.invite_secret.as_deref().unwrap_or_default());
             write_member_info(&request.info, params.init_my_info());
         }
-        let response = call.send().promise.await.map_err(remote_error)?;
-        let results = response.get().map_err(remote_error)?;
+        let response = call.send().promise.await?;
+        let results = response.get()?;
         Ok(JoinReply {
-            sg: read_syncgroup(results.get_sg().map_err(remote_error)?)?,
+            sg: read_syncgroup(results.get_sg()?)?,
             version: Version::from_hex(wire::text(results.get_version())?)?,
-            checkpoint: read_vector(results.get_genvec().map_err(remote_error)?)?,
+            checkpoint: read_vector(results.get_genvec()?)?,
         })
     }
 
@@ -358,37 +357,24 @@ impl CapnpPeer {
             params.set_invite(request.invite_secret.as_deref().unwrap_or_default());
             write_vector(&request.checkpoint, params.reborrow().init_genvec());
         }
-        let published = call.send().promise.await.map_err(remote_error)?;
-        Ok(
-            match published.get().map_err(remote_error)?.get_proposed() {
-                true => PublishOutcome::Proposed,
-                false => PublishOutcome::Accepted,
-            },
-        )
+        let published = call.send().promise.await?;
+        Ok(match published.get()?.get_proposed() {
+            true => PublishOutcome::Proposed,
+            false => PublishOutcome::Accepted,
+        })
     }
 }
 
-/// The node error a remote exception carries: its id kept; a broken connection `ConnFail:`.
-fn remote_error(error: capnp::Error) -> Error {
-    if error.kind == capnp::ErrorKind::Disconnected {
-        return Error::ConnFail(error_message(&error).to_owned());
-    }
-    Error::from_message(error_message(&error))
-}
-
-/// Sends a GetDeltas call with its sink; returns when the responder ends it, with the
-/// responder's error text if it failed.
+/// Sends a GetDeltas call with its sink; returns when the responder ends it, with the error
+/// of the kind the responder raised if it failed, or `ConnFail` if the connection broke
+/// (`From<capnp::Error>`, `rpc::wire`).
 async fn run_get_deltas(
     mut call: capnp::capability::Request<
         sync::get_deltas_params::Owned,
         sync::get_deltas_results::Owned,
     >,
     sink: delta_sink::Client,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     call.get().set_sink(sink);
-    call.send()
-        .promise
-        .await
-        .map(drop)
-        .map_err(|e| error_message(&e).to_owned())
+    call.send().promise.await.map(drop).map_err(Error::from)
 }

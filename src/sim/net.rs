@@ -15,6 +15,9 @@
 //! Reordering is what TCP allows: pages of one call arrive in order, calls and connections
 //! interleave freely. Every connection, page and break is noted in the [`Trace`].
 //!
+//! Calls fail as they do over Cap'n Proto, typed: with the remote node's own error, of the
+//! kind it raised (`NoAccess`, `StorageFull`, ...), or `ConnFail` when the connection broke.
+//!
 //! Everything here runs on one thread (`Rc`, `RefCell`) under a paused tokio clock; no
 //! `RefCell` borrow is held across an `.await`.
 
@@ -406,7 +409,7 @@ impl<H: Host> PeerClient for SimLink<H> {
         &self,
         request: DeltaRequest,
         pages: Rc<DataPages<I>>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<()> {
         let responder = Responder::new(self.remote.clone(), self.caller.clone());
         let mut sink = DataSink {
             link: self,
@@ -415,8 +418,8 @@ impl<H: Host> PeerClient for SimLink<H> {
         };
         tokio::select! {
             biased;
-            why = self.network.broken(self.id) => Err(format!("Disconnected: {why}")),
-            ended = responder.run(&request, &mut sink) => ended.map_err(|error| error.to_string()),
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
+            ended = responder.run(&request, &mut sink) => ended,
         }
     }
 
@@ -424,7 +427,7 @@ impl<H: Host> PeerClient for SimLink<H> {
         &self,
         request: SyncgroupRequest,
         pages: Rc<SyncgroupPages<I>>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<()> {
         let mut sink = MetadataSink { link: self, pages };
         let SyncgroupRequest {
             db,
@@ -434,10 +437,8 @@ impl<H: Host> PeerClient for SimLink<H> {
         } = request;
         tokio::select! {
             biased;
-            why = self.network.broken(self.id) => Err(format!("Disconnected: {why}")),
-            ended = serve_metadata(&*self.remote, &self.caller, &db, knowledge, live, &mut sink) => {
-                ended.map_err(|error| error.to_string())
-            }
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
+            ended = serve_metadata(&*self.remote, &self.caller, &db, knowledge, live, &mut sink) => ended,
         }
     }
 
@@ -487,10 +488,15 @@ impl<H: Host> SimLink<H> {
         };
         tokio::select! {
             biased;
-            why = self.network.broken(self.id) => Err(Error::ConnFail(format!("Disconnected: {why}"))),
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
             answer = exchange => answer,
         }
     }
+}
+
+/// What a call on a broken connection fails with, as a real transport's does: `ConnFail`.
+fn disconnected(why: &str) -> Error {
+    Error::ConnFail(format!("Disconnected: {why}"))
 }
 
 async fn serve_metadata<H: Host>(
@@ -510,7 +516,7 @@ impl<H: Host> SimLink<H> {
         tokio::time::sleep(self.network.delay()).await;
         if self.network.lost() {
             self.network.break_connection(self.id, "a page was lost");
-            return Err(Error::ConnFail("Disconnected: a page was lost".into()));
+            return Err(disconnected("a page was lost"));
         }
         self.network.note(&format!("deliver {} {what}", self.id));
         Ok(())
