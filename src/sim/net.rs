@@ -585,3 +585,79 @@ impl<H: Host, I: Host> SyncgroupSink for MetadataSink<'_, H, I> {
         self.pages.push(Ok(page)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::ManualTime;
+    use crate::env::{Blocking, Env, SeededRandom};
+    use crate::genvec::Scope;
+    use crate::identity::NodeIdentity;
+    use crate::node::{Node, NodeParts};
+    use crate::sync::initiator::Session;
+    use crate::sync::peers::PeerConfig;
+    use syncbase_storage::MemoryStorage;
+
+    use super::*;
+
+    fn node(seed: u8) -> Arc<Node> {
+        let mut env = Env::seeded(u64::from(seed), Arc::new(ManualTime::new(1_000_000_000)));
+        env.blocking = Blocking::Inline;
+        let identity = NodeIdentity::from_seed([seed; 32]).unwrap();
+        let parts = NodeParts::simulated(Arc::new(MemoryStorage::new()), identity, env).unwrap();
+        let node = Arc::new(Node::assemble(parts).unwrap());
+        node.store()
+            .create_database(&DbName::parse("db").unwrap())
+            .unwrap();
+        node
+    }
+
+    /// A's data GetDeltas call to B over `link`, as the link loop sends it.
+    async fn get_deltas(a: &Arc<Node>, b: &Node, link: &SimLink<Node>) -> Result<()> {
+        let session = Rc::new(Session::new(
+            a.clone(),
+            b.identity().fingerprint().clone(),
+            DbName::parse("db").unwrap(),
+            vec![Scope::new("t", "")],
+        ));
+        let request = session.request()?;
+        link.get_deltas(request, Rc::new(DataPages::new(session)))
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_fail_with_the_responders_kind_or_conn_fail_when_the_connection_breaks() {
+        let no_loss = Faults {
+            loss_per_mille: 0,
+            ..Faults::default()
+        };
+        let network = Network::new(Arc::new(SeededRandom::new(1)), no_loss, false);
+        let (a, b) = (node(1), node(2));
+        network.attach("a", a.identity().fingerprint().clone(), a.clone());
+        network.attach("b", b.identity().fingerprint().clone(), b.clone());
+        let dialer = network.dialer("a");
+        let (link, _driver) = dialer.dial("b", b.identity().fingerprint()).await.unwrap();
+        // B shares nothing with A: its responder refuses the session.
+        let refused = get_deltas(&a, &b, &link).await;
+        assert!(matches!(refused, Err(Error::NoAccess(_))), "{refused:?}");
+        // Once B shares the table, the live call holds until the network cuts it.
+        let peer = PeerConfig::new(
+            "a",
+            a.identity().fingerprint().clone(),
+            "db",
+            vec![Scope::new("t", "")],
+        )
+        .unwrap();
+        b.add_peer(peer).await.unwrap();
+        let cut = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            network.cut("a", "b");
+            std::future::pending::<()>().await
+        };
+        let broken = tokio::select! {
+            biased;
+            broken = get_deltas(&a, &b, &link) => broken,
+            () = cut => unreachable!(),
+        };
+        assert!(matches!(broken, Err(Error::ConnFail(_))), "{broken:?}");
+    }
+}
