@@ -2,13 +2,16 @@
 //! that starts the message, so any client, in any language, can tell errors apart by the text
 //! before the first colon of a Cap'n Proto exception's description.
 
+use std::sync::Arc;
+
 use syncbase_storage::StorageError;
 
 /// Result of a node operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a node operation failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a node operation failed. Cheap to clone (a storage error is shared), so a session can
+/// keep the error it failed with and still hand it on.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The caller may not do this (a wrong token, a missing capability).
     #[error("NoAccess: {0}")]
@@ -56,7 +59,7 @@ pub enum Error {
 
     /// Any other storage failure.
     #[error("Internal: {0}")]
-    Storage(StorageError),
+    Storage(Arc<StorageError>),
 
     /// A broken invariant inside the node (a corrupt record, a crashed write).
     #[error("Internal: {0}")]
@@ -82,7 +85,8 @@ impl Error {
     }
 
     /// The error a message names: the inverse of `to_string`, for errors that come back from
-    /// another node. An unknown id becomes `Internal` with the whole message.
+    /// another node (only the wire decodes one: `rpc::wire`'s `From<capnp::Error>`). An
+    /// unknown id becomes `Internal` with the whole message.
     pub fn from_message(message: &str) -> Error {
         let Some((id, rest)) = message.split_once(": ") else {
             return Error::Internal(message.to_owned());
@@ -105,6 +109,7 @@ impl Error {
                 rest.trim_start_matches("connection to peer failed: ")
                     .to_owned(),
             ),
+            "Internal" => Error::Internal(rest),
             _ => Error::Internal(message.to_owned()),
         }
     }
@@ -121,7 +126,7 @@ impl From<StorageError> for Error {
         match error {
             error if error.is_full() => Error::StorageFull(error.to_string()),
             StorageError::KeyTooLong { .. } => Error::InvalidArgument(error.to_string()),
-            other => Error::Storage(other),
+            other => Error::Storage(Arc::new(other)),
         }
     }
 }
@@ -153,9 +158,7 @@ mod tests {
         for error in errors {
             let text = error.to_string();
             assert!(text.starts_with(&format!("{}: ", error.id())), "{text}");
-            if error.id() != "Internal" {
-                assert_eq!(Error::from_message(&text).to_string(), text);
-            }
+            assert_eq!(Error::from_message(&text).to_string(), text);
         }
     }
 

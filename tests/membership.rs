@@ -42,11 +42,7 @@ impl LinkDriver for Silent {
 }
 
 impl PeerClient for Silent {
-    async fn get_deltas<H: Host>(
-        &self,
-        _: DeltaRequest,
-        _: Rc<DataPages<H>>,
-    ) -> std::result::Result<(), String> {
+    async fn get_deltas<H: Host>(&self, _: DeltaRequest, _: Rc<DataPages<H>>) -> Result<()> {
         std::future::pending().await
     }
 
@@ -54,7 +50,7 @@ impl PeerClient for Silent {
         &self,
         _: SyncgroupRequest,
         _: Rc<SyncgroupPages<H>>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<()> {
         std::future::pending().await
     }
 

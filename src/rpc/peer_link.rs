@@ -20,7 +20,6 @@ use crate::identity::Fingerprint;
 use crate::node::Node;
 use crate::retry::Backoff;
 use crate::rpc::admission::Slot;
-use crate::rpc::client::error_message;
 use crate::rpc::limits::{ConnectionBudget, MAX_PEER_STREAMS};
 use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
@@ -36,8 +35,8 @@ use crate::schema::sync_capnp::{delta_sink, sync};
 use crate::store::Version;
 use crate::sync::host::Host;
 use crate::sync::link::{
-    DataPages, Dialer, LinkDriver, LinkError, PeerClient, SyncgroupPages, SyncgroupRequest,
-    keep_linked, sync_over,
+    DataPages, Dialer, LinkDriver, PeerClient, SyncgroupPages, SyncgroupRequest, keep_linked,
+    sync_over,
 };
 use crate::sync::membership::{JoinReply, JoinRequest, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerConfig;
@@ -117,7 +116,8 @@ async fn sync_back(
         () = cancel.cancelled() => {}
         ended = driver.run() => tracing::debug!(%ended, "peer connection ended"),
         ended = sync_over(node, config, &remote) => {
-            if let Err(LinkError { message }) = ended {
+            if let Err(error) = ended {
+                let message = error.to_string();
                 tracing::debug!(%peer, "{message}");
                 node.peers().update_status(peer, |status| status.last_error = Some(message));
             }
@@ -269,7 +269,7 @@ impl PeerClient for CapnpPeer {
         &self,
         request: DeltaRequest,
         pages: Rc<DataPages<H>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let mut call = self.remote.get_deltas_request();
         {
             let mut params = call.get();
@@ -296,7 +296,7 @@ impl PeerClient for CapnpPeer {
         &self,
         request: SyncgroupRequest,
         pages: Rc<SyncgroupPages<H>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let mut call = self.remote.get_deltas_request();
         {
             let mut sgs = call.get().init_req().init_sgs();
@@ -325,9 +325,8 @@ impl PeerClient for CapnpPeer {
 
 impl CapnpPeer {
     async fn call_device_info(&self) -> Result<DeviceId, Error> {
-        let info = self.remote.device_info_request().send().promise.await;
-        let info = info.map_err(remote_error)?;
-        Ok(DeviceId(info.get().map_err(remote_error)?.get_device_id()))
+        let info = self.remote.device_info_request().send().promise.await?;
+        Ok(DeviceId(info.get()?.get_device_id()))
     }
 
     async fn call_join(&self, request: JoinRequest, me: &str) -> Result<JoinReply, Error> {
@@ -339,12 +338,12 @@ impl CapnpPeer {
             params.set_invite(request.invite_secret.as_deref().unwrap_or_default());
             write_member_info(&request.info, params.init_my_info());
         }
-        let response = call.send().promise.await.map_err(remote_error)?;
-        let results = response.get().map_err(remote_error)?;
+        let response = call.send().promise.await?;
+        let results = response.get()?;
         Ok(JoinReply {
-            sg: read_syncgroup(results.get_sg().map_err(remote_error)?)?,
+            sg: read_syncgroup(results.get_sg()?)?,
             version: Version::from_hex(wire::text(results.get_version())?)?,
-            checkpoint: read_vector(results.get_genvec().map_err(remote_error)?)?,
+            checkpoint: read_vector(results.get_genvec()?)?,
         })
     }
 
@@ -358,37 +357,367 @@ impl CapnpPeer {
             params.set_invite(request.invite_secret.as_deref().unwrap_or_default());
             write_vector(&request.checkpoint, params.reborrow().init_genvec());
         }
-        let published = call.send().promise.await.map_err(remote_error)?;
-        Ok(
-            match published.get().map_err(remote_error)?.get_proposed() {
-                true => PublishOutcome::Proposed,
-                false => PublishOutcome::Accepted,
-            },
-        )
+        let published = call.send().promise.await?;
+        Ok(match published.get()?.get_proposed() {
+            true => PublishOutcome::Proposed,
+            false => PublishOutcome::Accepted,
+        })
     }
 }
 
-/// The node error a remote exception carries: its id kept; a broken connection `ConnFail:`.
-fn remote_error(error: capnp::Error) -> Error {
-    if error.kind == capnp::ErrorKind::Disconnected {
-        return Error::ConnFail(error_message(&error).to_owned());
-    }
-    Error::from_message(error_message(&error))
-}
-
-/// Sends a GetDeltas call with its sink; returns when the responder ends it, with the
-/// responder's error text if it failed.
+/// Sends a GetDeltas call with its sink; returns when the responder ends it, with the error
+/// of the kind the responder raised if it failed, or `ConnFail` if the connection broke
+/// (`From<capnp::Error>`, `rpc::wire`).
 async fn run_get_deltas(
     mut call: capnp::capability::Request<
         sync::get_deltas_params::Owned,
         sync::get_deltas_results::Owned,
     >,
     sink: delta_sink::Client,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     call.get().set_sink(sink);
-    call.send()
-        .promise
-        .await
-        .map(drop)
-        .map_err(|e| error_message(&e).to_owned())
+    call.send().promise.await.map(drop).map_err(Error::from)
+}
+
+/// The decisions the link makes on a peer's errors, over a real Cap'n Proto connection to a
+/// stub peer that answers GetDeltas with chosen errors: each fails if the adapter lost the
+/// kind (mapped every remote exception to `Internal`, say).
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use syncbase_storage::{
+        MemoryStorage, ReadTxn, Result as StorageResult, Storage, StorageError, WriteTxn,
+    };
+
+    use super::*;
+    use crate::clock::ManualTime;
+    use crate::env::{Blocking, Env};
+    use crate::genvec::Scope;
+    use crate::identity::NodeIdentity;
+    use crate::names::DbName;
+    use crate::node::NodeParts;
+    use crate::schema::types_capnp::delta_req;
+    use crate::sync::link::LinkError;
+    use crate::syncgroup::access::Level;
+    use crate::syncgroup::{MemberInfo, Permissions, Spec, SyncgroupName};
+
+    /// A memory storage whose write transactions fail as a full LMDB map does, once full.
+    #[derive(Default)]
+    struct Fillable {
+        inner: MemoryStorage,
+        full: AtomicBool,
+    }
+
+    impl Storage for Fillable {
+        fn read(&self) -> StorageResult<Box<dyn ReadTxn + '_>> {
+            self.inner.read()
+        }
+
+        fn write(&self) -> StorageResult<Box<dyn WriteTxn + '_>> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(StorageError::MapFull { map_size: 1 << 20 });
+            }
+            self.inner.write()
+        }
+
+        fn backend(&self) -> &'static str {
+            "fillable"
+        }
+    }
+
+    /// How the stub answers one kind of GetDeltas call.
+    #[derive(Clone)]
+    enum Answer {
+        /// Never ends the call.
+        Hold,
+        /// Fails it with this error.
+        Fail(Error),
+        /// Pushes one page (the responder's knowledge) and, when the sink fails it, fails the
+        /// call with the echo, as `rpc::peer` does.
+        PushThenEcho,
+    }
+
+    /// A peer's `Sync` answering data and syncgroup GetDeltas calls as told, counting the
+    /// syncgroup calls.
+    struct Stub {
+        data: Answer,
+        syncgroups: Answer,
+        syncgroup_calls: Rc<Cell<u32>>,
+    }
+
+    impl sync::Server for Stub {
+        async fn get_deltas(
+            self: Rc<Self>,
+            params: sync::GetDeltasParams,
+            _: sync::GetDeltasResults,
+        ) -> capnp::Result<()> {
+            let params = params.get()?;
+            let answer = match params.get_req()?.which()? {
+                delta_req::Data(_) => self.data.clone(),
+                delta_req::Sgs(_) => {
+                    self.syncgroup_calls.set(self.syncgroup_calls.get() + 1);
+                    self.syncgroups.clone()
+                }
+            };
+            match answer {
+                Answer::Hold => std::future::pending().await,
+                Answer::Fail(error) => Err(error.into()),
+                Answer::PushThenEcho => {
+                    let mut push = params.get_sink()?.push_request();
+                    push.get().set_responder_device(42);
+                    // The responder's knowledge of a record of its own: merging it commits.
+                    let mut knowledge = crate::genvec::Knowledge::new();
+                    knowledge.insert(
+                        Scope::new("t", ""),
+                        [(DeviceId(42), 1)].into_iter().collect(),
+                    );
+                    let batch = push.get().init_batch(1);
+                    wire::write_knowledge(&knowledge, batch.get(0).init_resp_vec());
+                    // Acknowledged, as `rpc::push` sends pages, so the sink's error comes back.
+                    let push = capnp::capability::Request::<
+                        delta_sink::push_params::Owned,
+                        capnp::any_pointer::Owned,
+                    >::new(push.hook);
+                    match push.send().promise.await {
+                        // Applied: end the call, which the test then reports.
+                        Ok(_) => Ok(()),
+                        Err(error) => Err(Error::Internal(format!(
+                            "pushing to the peer: {}",
+                            error.extra
+                        ))
+                        .into()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn db() -> DbName {
+        DbName::parse("db").unwrap()
+    }
+
+    fn stub_identity() -> Fingerprint {
+        NodeIdentity::from_seed([9; 32])
+            .unwrap()
+            .fingerprint()
+            .clone()
+    }
+
+    /// A node on `storage` holding database `db`.
+    async fn node_on(storage: Arc<Fillable>) -> Arc<Node> {
+        let mut env = Env::seeded(1, Arc::new(ManualTime::new(1_000_000_000)));
+        env.blocking = Blocking::Inline;
+        let identity = NodeIdentity::from_seed([1; 32]).unwrap();
+        let parts = NodeParts::simulated(storage, identity, env).unwrap();
+        let node = Arc::new(Node::assemble(parts).unwrap());
+        node.store().create_database(&db()).unwrap();
+        node
+    }
+
+    /// Makes `node` share a syncgroup of `db` with the stub, so links open a syncgroup
+    /// session with it.
+    async fn share_a_syncgroup_with_the_stub(node: &Node) {
+        let name = SyncgroupName::parse("h:1/sg").unwrap();
+        let spec = Spec {
+            description: String::new(),
+            perms: Permissions::only(node.identity().fingerprint()),
+            prefixes: vec![Scope::new("t", "")],
+            mount_tables: vec![],
+            is_private: false,
+        };
+        node.create_syncgroup(db(), name.clone(), spec)
+            .await
+            .unwrap();
+        node.store()
+            .syncgroup_txn(|txn| {
+                let mut view = txn.get(&name)?;
+                view.record
+                    .sg
+                    .spec
+                    .perms
+                    .grant(Level::Read, &stub_identity());
+                let info = MemberInfo {
+                    sync_priority: 0,
+                    is_server: false,
+                    device: DeviceId(42),
+                    address: "stub:1".into(),
+                };
+                view.record.sg.joiners.insert(stub_identity(), info);
+                txn.write_version(view.record.sg, view.local)
+            })
+            .unwrap();
+    }
+
+    fn stub_peer() -> PeerConfig {
+        PeerConfig::new("stub:1", stub_identity(), "db", vec![Scope::new("t", "")]).unwrap()
+    }
+
+    /// Connects `node` to `stub` over an in-memory pipe, both ends on Cap'n Proto RPC; the
+    /// stub's end runs until `hang_up` is cancelled.
+    fn connect(node: &Arc<Node>, stub: Stub, hang_up: CancellationToken) -> CapnpPeer {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let me = node.identity().fingerprint().clone();
+        let served: sync::Client = capnp_rpc::new_client(stub);
+        let far = rpc_system(
+            peer_budget(node, &me),
+            far,
+            rpc_twoparty_capnp::Side::Server,
+            Some(served.client),
+        );
+        tokio::task::spawn_local(async move {
+            tokio::select! {
+                biased;
+                // Dropping the RPC system closes its end of the pipe.
+                () = hang_up.cancelled() => {}
+                _ = far => {}
+            }
+        });
+        let mut near = rpc_system(
+            peer_budget(node, &stub_identity()),
+            near,
+            rpc_twoparty_capnp::Side::Client,
+            None,
+        );
+        let remote = near.bootstrap(rpc_twoparty_capnp::Side::Server);
+        tokio::task::spawn_local(near);
+        CapnpPeer { remote, me }
+    }
+
+    /// Runs `test` on a LocalSet (capnp objects are `!Send`) under tokio's paused clock.
+    fn on_local(test: impl Future<Output = ()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(tokio::task::LocalSet::new().run_until(test));
+    }
+
+    #[test]
+    fn a_syncgroup_session_the_peer_refuses_with_no_access_is_asked_again_and_the_link_stays() {
+        on_local(async {
+            let node = node_on(Arc::default()).await;
+            share_a_syncgroup_with_the_stub(&node).await;
+            let calls = Rc::new(Cell::new(0));
+            let stub = Stub {
+                data: Answer::Hold,
+                syncgroups: Answer::Fail(Error::NoAccess("no syncgroup shared".into())),
+                syncgroup_calls: calls.clone(),
+            };
+            let client = connect(&node, stub, CancellationToken::new());
+            let peer = stub_peer();
+            let linked = sync_over(&node, &peer, &client);
+            // Asked at 0, 0.5, 1.5, 3.5 and 7.5 s: the pause doubles.
+            let ended = tokio::time::timeout(Duration::from_secs(10), linked).await;
+            assert!(ended.is_err(), "the link ended: {ended:?}");
+            assert_eq!(calls.get(), 5);
+        });
+    }
+
+    #[test]
+    fn a_syncgroup_session_the_peer_fails_otherwise_ends_the_link_with_the_peers_error() {
+        on_local(async {
+            let node = node_on(Arc::default()).await;
+            share_a_syncgroup_with_the_stub(&node).await;
+            let stub = Stub {
+                data: Answer::Hold,
+                syncgroups: Answer::Fail(Error::BadState("the syncgroup is pending".into())),
+                syncgroup_calls: Rc::default(),
+            };
+            let client = connect(&node, stub, CancellationToken::new());
+            let ended = sync_over(&node, &stub_peer(), &client).await;
+            let error = ended.expect_err("a link whose session failed");
+            assert!(
+                matches!(error, LinkError::Peer(Error::BadState(_))),
+                "{error:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_peers_own_failures_keep_their_kind_and_are_the_peers() {
+        for (raised, line) in [
+            (
+                Error::StorageFull("raise storage.map_size".into()),
+                "StorageFull: raise storage.map_size (answered by this peer)",
+            ),
+            (
+                Error::NoAccess("no Read capability".into()),
+                "NoAccess: no Read capability (answered by this peer)",
+            ),
+        ] {
+            on_local(async {
+                let node = node_on(Arc::default()).await;
+                let stub = Stub {
+                    data: Answer::Fail(raised),
+                    syncgroups: Answer::Hold,
+                    syncgroup_calls: Rc::default(),
+                };
+                let client = connect(&node, stub, CancellationToken::new());
+                let error = sync_over(&node, &stub_peer(), &client)
+                    .await
+                    .expect_err("a link whose data session the peer failed");
+                assert!(matches!(error, LinkError::Peer(_)), "{error:?}");
+                assert_eq!(error.to_string(), line);
+            });
+        }
+    }
+
+    #[test]
+    fn a_connection_that_breaks_mid_call_is_conn_fail() {
+        on_local(async {
+            let node = node_on(Arc::default()).await;
+            let hang_up = CancellationToken::new();
+            let stub = Stub {
+                data: Answer::Hold,
+                syncgroups: Answer::Hold,
+                syncgroup_calls: Rc::default(),
+            };
+            let client = connect(&node, stub, hang_up.clone());
+            let peer = stub_peer();
+            let linked = sync_over(&node, &peer, &client);
+            let hung_up = async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                hang_up.cancel();
+                std::future::pending::<()>().await
+            };
+            let error = tokio::select! {
+                ended = linked => ended.expect_err("a link whose connection broke"),
+                () = hung_up => unreachable!(),
+            };
+            assert!(
+                matches!(error.error(), Error::ConnFail(text) if !text.contains("Internal")),
+                "{error:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn this_nodes_full_store_is_its_own_failure_not_the_peers_echo() {
+        on_local(async {
+            let storage = Arc::new(Fillable::default());
+            let node = node_on(storage.clone()).await;
+            storage.full.store(true, Ordering::SeqCst);
+            let stub = Stub {
+                data: Answer::PushThenEcho,
+                syncgroups: Answer::Hold,
+                syncgroup_calls: Rc::default(),
+            };
+            let client = connect(&node, stub, CancellationToken::new());
+            let error = sync_over(&node, &stub_peer(), &client)
+                .await
+                .expect_err("a link whose page did not commit");
+            assert!(
+                matches!(error, LinkError::Local(Error::StorageFull(_))),
+                "{error:?}"
+            );
+            let line = error.to_string();
+            assert!(
+                line.starts_with("StorageFull: ") && line.ends_with("(syncing with this peer)"),
+                "{line}"
+            );
+        });
+    }
 }

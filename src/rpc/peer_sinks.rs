@@ -28,7 +28,7 @@ impl<H: Host> DeltaSinkImpl<H> {
 
 impl<H: Host> delta_sink::Server for DeltaSinkImpl<H> {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
-        let push = decode_push(&params).map_err(|error| Error::from_message(&error.extra));
+        let push = decode_push(&params).map_err(Error::from);
         Ok(self.pages.push(push).await?)
     }
 }
@@ -60,8 +60,7 @@ impl<H: Host> SyncgroupSinkImpl<H> {
 
 impl<H: Host> delta_sink::Server for SyncgroupSinkImpl<H> {
     async fn push(self: Rc<Self>, params: delta_sink::PushParams) -> capnp::Result<()> {
-        let page =
-            decode_syncgroup_push(&params).map_err(|error| Error::from_message(&error.extra));
+        let page = decode_syncgroup_push(&params).map_err(Error::from);
         Ok(self.pages.push(page).await?)
     }
 }

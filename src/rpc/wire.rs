@@ -7,6 +7,7 @@ use crate::clock::Hlc;
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
 use crate::names::{self, RowKey, TableName};
+use crate::rpc::client::error_message;
 use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record};
 use crate::schema::types_capnp::{
     RecType, delta_resp, epoch_notice, gen_vector, knowledge, log_rec,
@@ -331,6 +332,21 @@ impl From<Error> for capnp::Error {
     }
 }
 
+impl From<capnp::Error> for Error {
+    /// The node error a call's failure carries, decided here once for every peer call: a
+    /// broken connection (`Disconnected`) is `ConnFail`; a remote exception keeps the kind its
+    /// id prefix names (`NoAccess: ...` is `NoAccess`, `StorageFull: ...` is `StorageFull`),
+    /// without capnp-rpc's `remote exception: ` wrapper; a text with no known id is
+    /// `Internal`. (A malformed message being decoded is [`malformed`]'s `InvalidArgument`.)
+    fn from(error: capnp::Error) -> Self {
+        let message = error_message(&error);
+        match error.kind {
+            capnp::ErrorKind::Disconnected => Error::ConnFail(message.to_owned()),
+            _ => Error::from_message(message),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +356,38 @@ mod tests {
         let error: capnp::Error = Error::NoAccess("wrong client token".into()).into();
         assert_eq!(error.kind, capnp::ErrorKind::Failed);
         assert_eq!(error.extra, "NoAccess: wrong client token");
+    }
+
+    #[test]
+    fn a_remote_exception_keeps_the_kind_the_peer_raised_and_a_disconnect_is_conn_fail() {
+        let remote = |error: Error| {
+            let sent = capnp::Error::from(error);
+            Error::from(capnp::Error::failed(format!(
+                "remote exception: {}",
+                sent.extra
+            )))
+        };
+        let refused = remote(Error::NoAccess("no Read capability".into()));
+        assert!(
+            matches!(&refused, Error::NoAccess(m) if m == "no Read capability"),
+            "{refused:?}"
+        );
+        let full = remote(Error::StorageFull("raise storage.map_size".into()));
+        assert!(matches!(full, Error::StorageFull(_)), "{full:?}");
+        let state = remote(Error::BadState("pending".into()));
+        assert!(matches!(state, Error::BadState(_)), "{state:?}");
+        let internal = remote(Error::Internal("corrupt row".into()));
+        assert!(
+            matches!(&internal, Error::Internal(m) if m == "corrupt row"),
+            "{internal:?}"
+        );
+        let broken = Error::from(capnp::Error::disconnected("connection reset".into()));
+        assert!(
+            matches!(&broken, Error::ConnFail(m) if m == "connection reset"),
+            "{broken:?}"
+        );
+        let unknown = Error::from(capnp::Error::failed("method not implemented".into()));
+        assert!(matches!(unknown, Error::Internal(_)), "{unknown:?}");
     }
 
     /// Reads a list of `count` notices, the first naming `first_device`.

@@ -15,6 +15,9 @@
 //! Reordering is what TCP allows: pages of one call arrive in order, calls and connections
 //! interleave freely. Every connection, page and break is noted in the [`Trace`].
 //!
+//! Calls fail as they do over Cap'n Proto, typed: with the remote node's own error, of the
+//! kind it raised (`NoAccess`, `StorageFull`, ...), or `ConnFail` when the connection broke.
+//!
 //! Everything here runs on one thread (`Rc`, `RefCell`) under a paused tokio clock; no
 //! `RefCell` borrow is held across an `.await`.
 
@@ -406,7 +409,7 @@ impl<H: Host> PeerClient for SimLink<H> {
         &self,
         request: DeltaRequest,
         pages: Rc<DataPages<I>>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<()> {
         let responder = Responder::new(self.remote.clone(), self.caller.clone());
         let mut sink = DataSink {
             link: self,
@@ -415,8 +418,8 @@ impl<H: Host> PeerClient for SimLink<H> {
         };
         tokio::select! {
             biased;
-            why = self.network.broken(self.id) => Err(format!("Disconnected: {why}")),
-            ended = responder.run(&request, &mut sink) => ended.map_err(|error| error.to_string()),
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
+            ended = responder.run(&request, &mut sink) => ended,
         }
     }
 
@@ -424,7 +427,7 @@ impl<H: Host> PeerClient for SimLink<H> {
         &self,
         request: SyncgroupRequest,
         pages: Rc<SyncgroupPages<I>>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<()> {
         let mut sink = MetadataSink { link: self, pages };
         let SyncgroupRequest {
             db,
@@ -434,10 +437,8 @@ impl<H: Host> PeerClient for SimLink<H> {
         } = request;
         tokio::select! {
             biased;
-            why = self.network.broken(self.id) => Err(format!("Disconnected: {why}")),
-            ended = serve_metadata(&*self.remote, &self.caller, &db, knowledge, live, &mut sink) => {
-                ended.map_err(|error| error.to_string())
-            }
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
+            ended = serve_metadata(&*self.remote, &self.caller, &db, knowledge, live, &mut sink) => ended,
         }
     }
 
@@ -487,10 +488,15 @@ impl<H: Host> SimLink<H> {
         };
         tokio::select! {
             biased;
-            why = self.network.broken(self.id) => Err(Error::ConnFail(format!("Disconnected: {why}"))),
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
             answer = exchange => answer,
         }
     }
+}
+
+/// What a call on a broken connection fails with, as a real transport's does: `ConnFail`.
+fn disconnected(why: &str) -> Error {
+    Error::ConnFail(format!("Disconnected: {why}"))
 }
 
 async fn serve_metadata<H: Host>(
@@ -510,7 +516,7 @@ impl<H: Host> SimLink<H> {
         tokio::time::sleep(self.network.delay()).await;
         if self.network.lost() {
             self.network.break_connection(self.id, "a page was lost");
-            return Err(Error::ConnFail("Disconnected: a page was lost".into()));
+            return Err(disconnected("a page was lost"));
         }
         self.network.note(&format!("deliver {} {what}", self.id));
         Ok(())
@@ -577,5 +583,81 @@ impl<H: Host, I: Host> SyncgroupSink for MetadataSink<'_, H, I> {
         );
         self.link.carry(what).await?;
         self.pages.push(Ok(page)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::ManualTime;
+    use crate::env::{Blocking, Env, SeededRandom};
+    use crate::genvec::Scope;
+    use crate::identity::NodeIdentity;
+    use crate::node::{Node, NodeParts};
+    use crate::sync::initiator::Session;
+    use crate::sync::peers::PeerConfig;
+    use syncbase_storage::MemoryStorage;
+
+    use super::*;
+
+    fn node(seed: u8) -> Arc<Node> {
+        let mut env = Env::seeded(u64::from(seed), Arc::new(ManualTime::new(1_000_000_000)));
+        env.blocking = Blocking::Inline;
+        let identity = NodeIdentity::from_seed([seed; 32]).unwrap();
+        let parts = NodeParts::simulated(Arc::new(MemoryStorage::new()), identity, env).unwrap();
+        let node = Arc::new(Node::assemble(parts).unwrap());
+        node.store()
+            .create_database(&DbName::parse("db").unwrap())
+            .unwrap();
+        node
+    }
+
+    /// A's data GetDeltas call to B over `link`, as the link loop sends it.
+    async fn get_deltas(a: &Arc<Node>, b: &Node, link: &SimLink<Node>) -> Result<()> {
+        let session = Rc::new(Session::new(
+            a.clone(),
+            b.identity().fingerprint().clone(),
+            DbName::parse("db").unwrap(),
+            vec![Scope::new("t", "")],
+        ));
+        let request = session.request()?;
+        link.get_deltas(request, Rc::new(DataPages::new(session)))
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_fail_with_the_responders_kind_or_conn_fail_when_the_connection_breaks() {
+        let no_loss = Faults {
+            loss_per_mille: 0,
+            ..Faults::default()
+        };
+        let network = Network::new(Arc::new(SeededRandom::new(1)), no_loss, false);
+        let (a, b) = (node(1), node(2));
+        network.attach("a", a.identity().fingerprint().clone(), a.clone());
+        network.attach("b", b.identity().fingerprint().clone(), b.clone());
+        let dialer = network.dialer("a");
+        let (link, _driver) = dialer.dial("b", b.identity().fingerprint()).await.unwrap();
+        // B shares nothing with A: its responder refuses the session.
+        let refused = get_deltas(&a, &b, &link).await;
+        assert!(matches!(refused, Err(Error::NoAccess(_))), "{refused:?}");
+        // Once B shares the table, the live call holds until the network cuts it.
+        let peer = PeerConfig::new(
+            "a",
+            a.identity().fingerprint().clone(),
+            "db",
+            vec![Scope::new("t", "")],
+        )
+        .unwrap();
+        b.add_peer(peer).await.unwrap();
+        let cut = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            network.cut("a", "b");
+            std::future::pending::<()>().await
+        };
+        let broken = tokio::select! {
+            biased;
+            broken = get_deltas(&a, &b, &link) => broken,
+            () = cut => unreachable!(),
+        };
+        assert!(matches!(broken, Err(Error::ConnFail(_))), "{broken:?}");
     }
 }

@@ -44,8 +44,9 @@ struct NameEntry {
 pub struct SyncgroupsApplied {
     /// Versions that replaced the held one.
     pub replaced: usize,
-    /// Versions refused, with why (their writer was no admin, they changed fixed fields).
-    pub refused: Vec<String>,
+    /// Versions refused, with why: `NoAccess` (relayed by a non-admin, or their writer was
+    /// no admin), `InvalidArgument` (not asked for, another database, changed fixed fields).
+    pub refused: Vec<Error>,
     /// The syncgroups (held here) a version of which was refused: their knowledge was not
     /// merged.
     pub refused_ids: std::collections::BTreeSet<SyncgroupId>,
@@ -287,21 +288,22 @@ impl SyncgroupTxn<'_> {
         let mut refused_ids = std::collections::BTreeSet::new();
         for record in records {
             let Some(current) = load(self.txn.as_ref(), db.as_str(), record.sg.id)? else {
-                applied.refused.push(format!(
+                applied.refused.push(Error::invalid(format!(
                     "syncgroup {} was not asked for",
                     record.sg.id.to_hex()
-                ));
+                )));
                 continue;
             };
             if record.sg.db != db.as_str() {
-                applied
-                    .refused
-                    .push(format!("syncgroup {} of another database", record.sg.name));
+                applied.refused.push(Error::invalid(format!(
+                    "syncgroup {} of another database",
+                    record.sg.name
+                )));
                 refused_ids.insert(record.sg.id);
                 continue;
             }
             if let Err(error) = record.acceptable_from(&current.record, sender) {
-                applied.refused.push(error.to_string());
+                applied.refused.push(error);
                 refused_ids.insert(record.sg.id);
                 continue;
             }
@@ -508,10 +510,47 @@ mod tests {
         let applied = store
             .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[version], &knowledge))
             .unwrap();
-        assert_eq!(applied.refused.len(), 1);
+        assert!(
+            matches!(applied.refused[..], [Error::InvalidArgument(_)]),
+            "{:?}",
+            applied.refused
+        );
         assert_eq!(applied.refused_ids, [sg.id].into());
         let held = store.syncgroup(&db, sg.id).unwrap().unwrap();
         assert_eq!(held.local.knowledge.get(DeviceId(1)), 0);
         assert_eq!(held.record.sg.db, "db");
+    }
+
+    /// Members relay versions to each other in the normal course; the initiator logs a refusal
+    /// of one quietly on its kind (`NoAccess`), so the kind must survive to it.
+    #[test]
+    fn a_version_relayed_by_a_non_admin_is_refused_as_no_access() {
+        let store = Store::open(Arc::new(MemoryStorage::new()), Env::system()).unwrap();
+        let db = DbName::parse("db").unwrap();
+        let sg = syncgroup();
+        store
+            .syncgroup_txn(|txn| txn.put_provisional(sg.clone(), Version(1), LocalState::default()))
+            .unwrap();
+        let version = SyncgroupRecord {
+            stamp: VersionStamp {
+                device: DeviceId(1),
+                generation: 5,
+                hlc: Hlc {
+                    wall_nanos: 1,
+                    logical: 0,
+                },
+                version: Version(9),
+            },
+            sg,
+        };
+        let relay = Fingerprint::parse(&"b".repeat(64)).unwrap();
+        let applied = store
+            .syncgroup_txn(|txn| txn.apply(&db, &relay, &[version], &BTreeMap::new()))
+            .unwrap();
+        assert!(
+            matches!(applied.refused[..], [Error::NoAccess(_)]),
+            "{:?}",
+            applied.refused
+        );
     }
 }

@@ -42,7 +42,7 @@ pub struct Session<H: Host> {
     node: Arc<H>,
     peer: Fingerprint,
     /// This node's failure applying a page, if one failed.
-    failure: RefCell<Option<String>>,
+    failure: RefCell<Option<Error>>,
     /// The responder's device, as its first push named it.
     responder: Cell<Option<DeviceId>>,
     /// This node's device when the request was built.
@@ -377,17 +377,18 @@ impl<H: Host> Session<H> {
         Ok(None)
     }
 
-    /// Records a failure in the peer's status.
-    pub fn fail(&self, error: &str) {
+    /// Records this node's failure to take a page: in the peer's status (its text), and kept
+    /// with its kind for [`Self::local_failure`].
+    pub fn fail(&self, error: &Error) {
         self.node.peers().update_status(&self.peer, |status| {
-            status.last_error = Some(error.to_owned())
+            status.last_error = Some(error.to_string())
         });
-        self.failure.replace(Some(error.to_owned()));
+        self.failure.replace(Some(error.clone()));
     }
 
     /// The failure this node met applying a page of this session, if any (what the session
-    /// ended with, rather than the peer's echo of it).
-    pub fn local_failure(&self) -> Option<String> {
+    /// ended with, rather than the peer's echo of it), with its kind.
+    pub fn local_failure(&self) -> Option<Error> {
         self.failure.borrow().clone()
     }
 }

@@ -17,7 +17,7 @@
 //!   call is refused unread ([`DataPages`], [`SyncgroupPages`]): the responder pipelines
 //!   pages, and applying one after a page that was not applied would let its knowledge or
 //!   resume token cover records never applied.
-//! - A syncgroup metadata session the peer refuses (`NoAccess:`: it left those syncgroups,
+//! - A syncgroup metadata session the peer refuses (`NoAccess`: it left those syncgroups,
 //!   has not accepted a publish yet, or this node may no longer read them) ends alone and is
 //!   asked for again after a growing pause: the data sessions keep the link, so a syncgroup
 //!   left or lost never stops the declared scopes. A data session the peer refuses
@@ -26,6 +26,11 @@
 //! - A failed link is dialled again after [`Backoff`], which goes back to its minimum only
 //!   after the link made progress ([`made_progress`]); a failure repeated word for word is
 //!   logged once, then with its count ([`Repeats`]).
+//! - Errors stay typed ([`Error`]) until the peer's status: a [`PeerClient`] hands back the
+//!   kind the peer raised (`NoAccess`, `StorageFull`, ...) or `ConnFail` for a broken
+//!   connection, decided once by the transport; the loop decides on kinds and on who failed
+//!   (the peer, or this node applying what it sent: [`LinkError`]), never on text. The text is
+//!   made once, at the edge ([`keep_linked`]'s status line and log).
 //! - Every `select!` here is `biased`, so a run under a seeded runtime replays exactly.
 
 use std::cell::{Cell, RefCell};
@@ -72,19 +77,23 @@ pub struct SyncgroupRequest {
 /// One connection to a peer, as the link loop calls it.
 pub trait PeerClient {
     /// Sends a data GetDeltas call whose pushed pages go to `pages`, in order; resolves when
-    /// the responder ends the call. `Err`: the responder's or the connection's error text.
+    /// the responder ends the call. `Err`: the error the responder raised, of the kind it
+    /// raised (`NoAccess:` for a refused session, `StorageFull:` for its full store, ...;
+    /// the echo of a page `pages` failed, when one did), or `ConnFail:` when the connection
+    /// broke.
     fn get_deltas<H: Host>(
         &self,
         request: DeltaRequest,
         pages: Rc<DataPages<H>>,
-    ) -> impl Future<Output = std::result::Result<(), String>>;
+    ) -> impl Future<Output = Result<()>>;
 
-    /// Sends a syncgroup GetDeltas call whose pushed pages go to `pages`, in order.
+    /// Sends a syncgroup GetDeltas call whose pushed pages go to `pages`, in order; errors
+    /// as [`PeerClient::get_deltas`].
     fn get_syncgroup_deltas<H: Host>(
         &self,
         request: SyncgroupRequest,
         pages: Rc<SyncgroupPages<H>>,
-    ) -> impl Future<Output = std::result::Result<(), String>>;
+    ) -> impl Future<Output = Result<()>>;
 
     /// The peer's device id (`DeviceInfo`).
     fn device_info(&self) -> impl Future<Output = Result<DeviceId>>;
@@ -144,7 +153,7 @@ impl<H: Host> DataPages<H> {
         };
         if let Err(error) = &outcome {
             self.failed.set(true);
-            self.session.fail(&error.to_string());
+            self.session.fail(error);
         }
         outcome
     }
@@ -194,7 +203,7 @@ impl<H: Host> SyncgroupPages<H> {
         };
         if let Err(error) = &outcome {
             self.failed.set(true);
-            self.session.fail(&error.to_string());
+            self.session.fail(error);
         }
         outcome
     }
@@ -210,11 +219,11 @@ fn refuse_after_failure(failed: &Cell<bool>) -> Result<()> {
     Ok(())
 }
 
-/// Keeps a live link to `peer` until cancelled: dial, sync, and on failure record
-/// `ConnFail` and dial again after `backoff`, which goes back to its minimum only after a
-/// link made progress ([`made_progress`]), whatever the failure (unreachable, `NoAccess:`,
-/// `StorageFull:`, `BadState:`). A failure repeated word for word is logged once, then with
-/// its count ([`Repeats`]).
+/// Keeps a live link to `peer` until cancelled: dial, sync, and on failure record why in
+/// the peer's status (the [`LinkError`]'s line) and dial again after `backoff`, which goes
+/// back to its minimum only after a link made progress ([`made_progress`]), whatever the
+/// failure (unreachable, `NoAccess:`, `StorageFull:`, `BadState:`). A failure repeated word
+/// for word is logged once, then with its count ([`Repeats`]).
 pub async fn keep_linked<H: Host, D: Dialer>(
     host: Arc<H>,
     dialer: D,
@@ -237,7 +246,8 @@ pub async fn keep_linked<H: Host, D: Dialer>(
                 tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
             }
         }
-        if let Err(LinkError { message }) = outcome {
+        if let Err(error) = outcome {
+            let message = error.to_string();
             for line in repeats.note(&message) {
                 tracing::warn!(peer = %peer.fingerprint, address = %peer.address, "{line}");
             }
@@ -336,15 +346,61 @@ pub fn made_progress(before: &LinkMark, after: &LinkMark) -> bool {
     after.records > before.records || (after.caught_up_nanos != before.caught_up_nanos && lasted)
 }
 
-/// Why a link ended: the line for the peer's status and the log.
-#[derive(Debug)]
-pub struct LinkError {
-    pub message: String,
+/// Why a link ended, by who failed. Its `Display` is the line for the peer's status and the
+/// log: `ConnFail: connection to peer failed: ...` for the connection, the peer's own error
+/// followed by `(answered by this peer)`, or this node's followed by `(syncing with this
+/// peer)`.
+#[derive(Debug, Clone)]
+pub enum LinkError {
+    /// The connection failed, never came up, or ended; always `ConnFail`.
+    Connection(Error),
+    /// The peer refused or failed a session, with the kind it raised (`NoAccess`,
+    /// `StorageFull`, `BadState`, ...): the connection itself did not fail.
+    Peer(Error),
+    /// This node failed: applying what the peer sent (a full store: `StorageFull`) or reading
+    /// its own store. The peer's echo of such a failure is never taken for the peer's.
+    Local(Error),
 }
 
-fn conn_fail(error: impl std::fmt::Display) -> LinkError {
-    LinkError {
-        message: format!("ConnFail: connection to peer failed: {error}"),
+impl LinkError {
+    /// A connection failure: `ConnFail` kept as it is, any other error wrapped in one.
+    pub fn connection(error: Error) -> LinkError {
+        match error {
+            Error::ConnFail(_) => LinkError::Connection(error),
+            other => LinkError::Connection(Error::ConnFail(other.to_string())),
+        }
+    }
+
+    /// How an error the peer ended a session with counts: a refusal or failure with its own
+    /// kind is the peer's, since the connection did not fail; a broken connection
+    /// (`ConnFail`) or an error without a kind (`Internal`: no id, or the peer's own internal
+    /// failure) is the connection's.
+    pub fn from_peer(error: Error) -> LinkError {
+        match error {
+            Error::ConnFail(_) | Error::Internal(_) | Error::Storage(_) => {
+                LinkError::connection(error)
+            }
+            other => LinkError::Peer(other),
+        }
+    }
+
+    /// The error, with its kind.
+    pub fn error(&self) -> &Error {
+        match self {
+            LinkError::Connection(error) | LinkError::Peer(error) | LinkError::Local(error) => {
+                error
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Connection(error) => write!(f, "{error}"),
+            LinkError::Peer(error) => write!(f, "{error} (answered by this peer)"),
+            LinkError::Local(error) => write!(f, "{error} (syncing with this peer)"),
+        }
     }
 }
 
@@ -361,17 +417,11 @@ async fn run_link<H: Host, D: Dialer>(
         () = cancel.cancelled() => return Ok(()),
         dialled = dialer.dial(&peer.address, &peer.fingerprint) => dialled,
     };
-    let (client, mut driver) = dialled.map_err(|error| {
-        conn_fail(
-            error
-                .to_string()
-                .trim_start_matches("ConnFail: connection to peer failed: "),
-        )
-    })?;
+    let (client, mut driver) = dialled.map_err(LinkError::connection)?;
     let outcome = tokio::select! {
         biased;
         () = cancel.cancelled() => Ok(()),
-        ended = driver.run() => Err(conn_fail(format!("connection closed: {ended}"))),
+        ended = driver.run() => Err(LinkError::Connection(Error::ConnFail(format!("connection closed: {ended}")))),
         outcome = sync_over(host, peer, &client) => outcome,
     };
     drop(client);
@@ -393,7 +443,7 @@ pub async fn sync_over<H: Host, C: PeerClient>(
     });
     let mut sessions = Vec::new();
     for (db, scopes) in &peer.databases {
-        let db = DbName::parse(db).map_err(conn_fail)?;
+        let db = DbName::parse(db).map_err(LinkError::Local)?;
         let scopes: Vec<_> = scopes.iter().cloned().collect();
         let (caught_up, metadata_first) = tokio::sync::oneshot::channel();
         match SyncgroupSession::new(host.clone(), peer.fingerprint.clone(), db.clone()) {
@@ -410,7 +460,7 @@ pub async fn sync_over<H: Host, C: PeerClient>(
                 sessions.push(metadata.boxed_local());
             }
             Ok(None) => drop(caught_up),
-            Err(error) => return Err(conn_fail(error)),
+            Err(error) => return Err(LinkError::Local(error)),
         }
         let data = async move {
             // Dropped unsent (no syncgroup shared, or its session ended first): go ahead.
@@ -420,24 +470,17 @@ pub async fn sync_over<H: Host, C: PeerClient>(
         sessions.push(data.boxed_local());
     }
     let (ended, _, _) = select_all(sessions).await;
-    Err(LinkError {
-        message: match ended {
-            Ok(()) => "ConnFail: connection to peer failed: the session ended".to_owned(),
-            Err(SessionEnd::Peer(message)) => peer_ended(&message),
-            // This node's own failure (a full disk applying a page): its own id and fix, not
-            // the echo the peer's failed push carried back.
-            Err(SessionEnd::Local(message)) => format!("{message} (syncing with this peer)"),
-        },
-    })
+    Err(link_ended(ended))
 }
 
-/// How a session the peer ended reads in the status and the log: a refusal with its own id
-/// (`NoAccess:`, `BadState:`, ...) keeps it, since the connection did not fail; a broken
-/// connection or an error without an id is `ConnFail`.
-fn peer_ended(message: &str) -> String {
-    match Error::from_message(message).id() {
-        "ConnFail" | "Internal" => format!("ConnFail: connection to peer failed: {message}"),
-        _ => format!("{message} (answered by this peer)"),
+/// Why the link ends when one of its sessions ended.
+fn link_ended(ended: std::result::Result<(), SessionEnd>) -> LinkError {
+    match ended {
+        Ok(()) => LinkError::Connection(Error::ConnFail("the session ended".into())),
+        Err(SessionEnd::Peer(error)) => LinkError::from_peer(error),
+        // This node's own failure (a full disk applying a page): its own kind and fix, not
+        // the echo the peer's failed push carried back.
+        Err(SessionEnd::Local(error)) => LinkError::Local(error),
     }
 }
 
@@ -445,14 +488,20 @@ fn peer_ended(message: &str) -> String {
 /// apply what the peer sent, or to read its own store).
 #[derive(Debug)]
 enum SessionEnd {
-    Peer(String),
-    Local(String),
+    Peer(Error),
+    Local(Error),
 }
 
 impl From<Error> for SessionEnd {
     fn from(error: Error) -> SessionEnd {
-        SessionEnd::Local(error.to_string())
+        SessionEnd::Local(error)
     }
+}
+
+/// How a call the peer ended counts: as this node's failure if it failed a page of the call
+/// (the peer's error is then its echo), else as the peer's.
+fn session_end(local_failure: Option<Error>, peer: Error) -> SessionEnd {
+    local_failure.map_or(SessionEnd::Peer(peer), SessionEnd::Local)
 }
 
 /// Runs a database's data sessions: one live GetDeltas call at a time, a new one (from the
@@ -495,11 +544,10 @@ async fn live_session<H: Host, C: PeerClient>(
 ) -> std::result::Result<(), SessionEnd> {
     let request = session.request()?;
     let pages = Rc::new(DataPages::new(session.clone()));
-    client.get_deltas(request, pages).await.map_err(|peer| {
-        session
-            .local_failure()
-            .map_or(SessionEnd::Peer(peer), SessionEnd::Local)
-    })
+    client
+        .get_deltas(request, pages)
+        .await
+        .map_err(|peer| session_end(session.local_failure(), peer))
 }
 
 /// First pause before asking again for syncgroup metadata the peer refused; it doubles up to
@@ -508,7 +556,7 @@ const METADATA_RETRY_MIN: Duration = Duration::from_millis(500);
 const METADATA_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Runs a database's syncgroup metadata sessions ([`live_metadata`]) on the link. When the
-/// peer refuses them (`NoAccess:`: it left those syncgroups, has not accepted a publish yet,
+/// peer refuses them (`NoAccess`: it left those syncgroups, has not accepted a publish yet,
 /// or this node may no longer read them), they end alone, the data sessions keep the link,
 /// and they are asked for again after a pause that doubles from [`METADATA_RETRY_MIN`] to
 /// [`METADATA_RETRY_MAX`] (the peer's answer can change without anything changing here).
@@ -529,9 +577,9 @@ async fn metadata_until_refused<H: Host, C: PeerClient>(
             return std::future::pending().await;
         };
         let ended = live_metadata(client, session, known, caught_up).await;
-        match &ended {
-            Err(SessionEnd::Peer(message)) if Error::from_message(message).id() == "NoAccess" => {
-                tracing::debug!(peer = %peer.fingerprint, "{}; asking again in {pause:?}", peer_ended(message));
+        match ended {
+            Err(SessionEnd::Peer(refused @ Error::NoAccess(_))) => {
+                tracing::debug!(peer = %peer.fingerprint, "{}; asking again in {pause:?}", LinkError::Peer(refused));
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(METADATA_RETRY_MAX);
                 next = SyncgroupSession::new(host.clone(), peer.fingerprint.clone(), db.clone())?
@@ -570,11 +618,7 @@ async fn live_metadata<H: Host, C: PeerClient>(
         tokio::select! {
             biased;
             ended = client.get_syncgroup_deltas(request, pages) => {
-                return ended.map_err(|peer| {
-                    session
-                        .local_failure()
-                        .map_or(SessionEnd::Peer(peer), SessionEnd::Local)
-                });
+                return ended.map_err(|peer| session_end(session.local_failure(), peer));
             }
             acceptable = session.refused_now_acceptable() => {
                 acceptable?;
@@ -591,18 +635,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_peers_refusal_keeps_its_id_and_a_broken_connection_is_conn_fail() {
-        let refused = peer_ended("NoAccess: x holds no Read capability");
-        assert!(refused.starts_with("NoAccess: "), "{refused}");
-        let broken = peer_ended("Disconnected: connection reset");
+    fn a_peers_refusal_is_the_peers_and_a_broken_connection_is_conn_fail() {
+        let refused = LinkError::from_peer(Error::NoAccess("x holds no Read capability".into()));
         assert!(
-            broken.starts_with("ConnFail: connection to peer failed: "),
-            "{broken}"
+            matches!(refused, LinkError::Peer(Error::NoAccess(_))),
+            "{refused:?}"
         );
-        let failed = peer_ended("ConnFail: no route");
+        assert_eq!(
+            refused.to_string(),
+            "NoAccess: x holds no Read capability (answered by this peer)"
+        );
+        let full = LinkError::from_peer(Error::StorageFull("raise storage.map_size".into()));
         assert!(
-            failed.starts_with("ConnFail: connection to peer failed: "),
-            "{failed}"
+            matches!(full, LinkError::Peer(Error::StorageFull(_))),
+            "{full:?}"
+        );
+        assert!(
+            full.to_string().ends_with("(answered by this peer)"),
+            "{full}"
+        );
+        // A broken connection keeps its one `ConnFail` prefix.
+        let broken = LinkError::from_peer(Error::ConnFail("Disconnected: reset".into()));
+        assert!(
+            matches!(broken, LinkError::Connection(Error::ConnFail(_))),
+            "{broken:?}"
+        );
+        assert_eq!(
+            broken.to_string(),
+            "ConnFail: connection to peer failed: Disconnected: reset"
+        );
+        // An error without a kind is taken for the connection's.
+        let unknown = LinkError::from_peer(Error::Internal("no id".into()));
+        assert!(
+            matches!(unknown, LinkError::Connection(Error::ConnFail(_))),
+            "{unknown:?}"
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "ConnFail: connection to peer failed: Internal: no id"
+        );
+    }
+
+    #[test]
+    fn this_nodes_failure_on_a_call_is_its_own_not_the_peers_echo() {
+        let own = Error::StorageFull("raise storage.map_size".into());
+        let echo = Error::Internal(format!("pushing to the peer: {own}"));
+        let link = link_ended(Err(session_end(Some(own), echo)));
+        assert!(
+            matches!(link, LinkError::Local(Error::StorageFull(_))),
+            "{link:?}"
+        );
+        assert_eq!(
+            link.to_string(),
+            "StorageFull: raise storage.map_size (syncing with this peer)"
+        );
+        // Without a failure here, the peer's full store is the peer's.
+        let theirs = link_ended(Err(session_end(
+            None,
+            Error::StorageFull("their disk".into()),
+        )));
+        assert!(
+            matches!(theirs, LinkError::Peer(Error::StorageFull(_))),
+            "{theirs:?}"
+        );
+        assert_eq!(
+            theirs.to_string(),
+            "StorageFull: their disk (answered by this peer)"
         );
     }
 

@@ -103,7 +103,7 @@ pub struct SyncgroupSession<H: Host> {
     node: Arc<H>,
     peer: Fingerprint,
     /// This node's failure applying a page, if one failed.
-    failure: RefCell<Option<String>>,
+    failure: RefCell<Option<Error>>,
     db: DbName,
     asked: BTreeSet<SyncgroupId>,
     /// The last version refused of each syncgroup, this session.
@@ -183,7 +183,7 @@ impl<H: Host> SyncgroupSession<H> {
         for refused in &applied.refused {
             // Members relay versions to each other and only an admin's relay is taken: a
             // member's relay is refused in the normal course (and asked again of an admin).
-            if refused.starts_with("NoAccess:") {
+            if matches!(refused, Error::NoAccess(_)) {
                 tracing::debug!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
             } else {
                 tracing::warn!(peer = %self.peer, db = %self.db.as_str(), "refused a syncgroup version: {refused}");
@@ -227,17 +227,18 @@ impl<H: Host> SyncgroupSession<H> {
         Ok(acceptable)
     }
 
-    /// Records a failure in the peer's status.
-    pub fn fail(&self, error: &str) {
+    /// Records this node's failure to take a page: in the peer's status (its text), and kept
+    /// with its kind for [`Self::local_failure`].
+    pub fn fail(&self, error: &Error) {
         self.node.peers().update_status(&self.peer, |status| {
-            status.last_error = Some(error.to_owned())
+            status.last_error = Some(error.to_string())
         });
-        self.failure.replace(Some(error.to_owned()));
+        self.failure.replace(Some(error.clone()));
     }
 
     /// The failure this node met applying a page of this session, if any (what the session
-    /// ended with, rather than the peer's echo of it).
-    pub fn local_failure(&self) -> Option<String> {
+    /// ended with, rather than the peer's echo of it), with its kind.
+    pub fn local_failure(&self) -> Option<Error> {
         self.failure.borrow().clone()
     }
 }

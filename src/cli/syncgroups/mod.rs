@@ -12,6 +12,7 @@ use self::args::{CreateArgs, LevelArg};
 use crate::cli::client::{Target, with_service};
 use crate::cli::output::{OutputError, out, outln};
 use crate::cli::proposals;
+use crate::error::Error;
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
 use crate::schema::service_capnp::{InviteLevel, service, syncgroup_info, syncgroups};
@@ -213,11 +214,12 @@ fn show(target: &Target, name: &str) -> anyhow::Result<()> {
         request.get().set_name(name);
         let error = match request.send().promise.await {
             Ok(response) => return print_syncgroup(response.get()?.get_sg()?),
-            Err(error) => remote_error(error),
+            Err(error) => error,
         };
-        if !error.to_string().starts_with("NoExist:") {
-            return Err(error);
+        if !matches!(Error::from(error.clone()), Error::NoExist(_)) {
+            return Err(remote_error(error));
         }
+        let error = remote_error(error);
         let proposals = super::proposals::fetch(&service).await?;
         match proposals.iter().find(|p| p.sg.name.as_str() == name) {
             Some(proposal) => {
