@@ -38,7 +38,7 @@ use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, Mutation, Notice, Store, Taken};
+use crate::store::{Applied, LastWriterWins, Mutation, Notice, Store, Taken};
 use crate::sync::peers::PeerRegistry;
 use crate::sync::screen::{IncomingPage, Screened};
 use crate::token::ClientToken;
@@ -263,7 +263,7 @@ impl Node {
     ) -> Result<(Applied, Screened)> {
         let peers = self.peers.clone();
         self.write(move |store| {
-            store.apply_screened_page(&db, from, |held| {
+            store.apply_screened_page(&db, from, &LastWriterWins, |held| {
                 let declared = peers.declared_scopes(&page.peer, db.as_str());
                 let check = WriterCheck::new(held.to_vec(), declared);
                 Ok(page.screen(&check))

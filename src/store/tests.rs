@@ -227,6 +227,100 @@ fn concurrent_writes_converge_on_the_later_one_and_the_loser_stays_in_the_dag() 
     );
 }
 
+/// The opposite of last-writer-wins, for tests: the earliest (HLC, version) wins. It notes
+/// the conflicts it settled.
+#[derive(Default)]
+struct FirstWriterWins {
+    seen: std::sync::Mutex<Vec<Conflict>>,
+}
+
+impl Resolver for FirstWriterWins {
+    fn name(&self) -> &'static str {
+        "first-writer-wins"
+    }
+
+    fn resolve(&self, conflict: &Conflict) -> Result<Decision> {
+        self.seen.lock().unwrap().push(conflict.clone());
+        let first = conflict.heads.iter().min_by_key(|h| (h.hlc, h.version));
+        Ok(Decision::Winner(
+            first.expect("a conflict has heads").version,
+        ))
+    }
+}
+
+#[test]
+fn stores_settle_a_conflict_by_the_resolver_they_are_given() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"from a")]).unwrap();
+    b.commit(&db(), &[put("k", b"from b")]).unwrap();
+    let (scopes, resolver) = ([Scope::new("t", "")], FirstWriterWins::default());
+    let pull = |to: &Store, from: &Store| {
+        super::test_sync::pull_resolved(to, from, &db(), &scopes, &resolver)
+    };
+    let winner = pull(&a, &b).resolutions[0].winner;
+    pull(&b, &a);
+    let seen = resolver.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        1,
+        "b takes a's link: no conflict left to settle"
+    );
+    let lww = LastWriterWins.resolve(&seen[0]).unwrap();
+    assert_ne!(lww, Decision::Winner(winner), "the two rules disagree here");
+    let value = seen[0].heads.iter().find(|h| h.version == winner).unwrap();
+    for store in [&a, &b] {
+        assert_eq!(head(store, "k"), winner);
+        assert_eq!(get(store, "k"), value.value);
+    }
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
+}
+
+/// A broken rule, for tests: it names a version that is none of the heads.
+struct PicksNoHead;
+
+impl Resolver for PicksNoHead {
+    fn name(&self) -> &'static str {
+        "picks-no-head"
+    }
+
+    fn resolve(&self, _: &Conflict) -> Result<Decision> {
+        Ok(Decision::Winner(Version(0)))
+    }
+}
+
+#[test]
+fn a_resolver_picking_no_head_fails_the_page_and_commits_nothing() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"from a")]).unwrap();
+    b.commit(&db(), &[put("k", b"from b")]).unwrap();
+    let before = a.digest(&db()).unwrap();
+    let knowledge = a.knowledge(&db()).unwrap();
+    let request = PageRequest {
+        initiator: a.device(),
+        echoes_from: 0,
+        knowledge: &knowledge.request_for(&[Scope::new("t", "")], a.device(), 1),
+        position: 0,
+        max_records: 10,
+        max_bytes: usize::MAX,
+    };
+    let page = b.read_page(&db(), &request).unwrap();
+    let keep = PageFrom {
+        peer: String::new(),
+        cursor: CursorUpdate::Keep,
+        asked_at: None,
+    };
+    let error = a
+        .apply_session_page(&db(), b.device(), &PicksNoHead, &page.records, None, &keep)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("Internal: resolver picks-no-head"),
+        "{error}"
+    );
+    assert_eq!(a.digest(&db()).unwrap(), before);
+}
+
 #[test]
 fn a_record_relays_through_a_middle_node() {
     let (a, b, c) = (store(), store(), store());
