@@ -252,9 +252,10 @@ fn settle_conflict(
             .iter()
             .map(|version| head_of(db, table, row, *version))
             .collect::<Result<_>>()?,
-        ancestor: ancestor
-            .map(|version| head_of(db, table, row, version))
-            .transpose()?,
+        ancestor: match ancestor {
+            Some(version) => held_head(db, table, row, version)?,
+            None => None,
+        },
     };
     let winner = match resolver.resolve(&conflict)? {
         Decision::Winner(winner) if heads.contains(&winner) => winner,
@@ -276,15 +277,20 @@ fn settle_conflict(
     })
 }
 
-/// The version as a resolver sees it (its DAG node's HLC, writer and value or tombstone).
+/// A head as a resolver sees it (its DAG node's HLC, writer and value or tombstone).
 fn head_of(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<Head> {
-    let node = known_node(db, table, row, version)?;
-    Ok(Head {
+    held_head(db, table, row, version)?.ok_or_else(|| missing(table, row, version))
+}
+
+/// [`head_of`] for a version this node may not hold: an ancestor search can end on a parent
+/// both heads name whose own record never reached this node (None then).
+fn held_head(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<Option<Head>> {
+    Ok(db.node(table, row, version)?.map(|node| Head {
         version,
         hlc: node.hlc,
         device: node.device,
         value: (!node.deleted).then_some(node.value),
-    })
+    }))
 }
 
 /// The object's heads: the old head, minus every version a graft names as a parent, plus
@@ -309,12 +315,15 @@ fn heads_after(old_head: Option<Version>, grafts: &[Graft]) -> BTreeSet<Version>
 }
 
 fn known_node(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<DagNode> {
-    db.node(table, row, version)?.ok_or_else(|| {
-        Error::Internal(format!(
-            "DAG of {table}:{row} lacks version {}",
-            version.to_hex()
-        ))
-    })
+    db.node(table, row, version)?
+        .ok_or_else(|| missing(table, row, version))
+}
+
+fn missing(table: &str, row: &str, version: Version) -> Error {
+    Error::Internal(format!(
+        "DAG of {table}:{row} lacks version {}",
+        version.to_hex()
+    ))
 }
 
 /// Records the resolution as a link at this device's next generation, so it syncs onward.

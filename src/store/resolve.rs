@@ -35,7 +35,8 @@ pub struct Conflict {
     /// The heads, in no meaningful order (two or more).
     pub heads: Vec<Head>,
     /// The nearest common ancestor of two of the heads (this node's head, if it still is one,
-    /// and the first head the page brought), if they share history and the search found it.
+    /// and the first head the page brought), if they share history, the search found it and
+    /// this node holds it (a head's parent may be a version whose record never came here).
     pub ancestor: Option<Head>,
 }
 

@@ -275,6 +275,38 @@ fn stores_settle_a_conflict_by_the_resolver_they_are_given() {
     assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
 }
 
+#[test]
+fn a_resolver_is_given_every_head_and_their_ancestor_with_values_and_tombstones() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"base")]).unwrap();
+    pull(&b, &a);
+    a.commit(&db(), &[put("k", b"a1")]).unwrap();
+    b.commit(&db(), &[delete("k")]).unwrap();
+    let (from_a, from_b) = (head(&a, "k"), head(&b, "k"));
+    let (scopes, resolver) = ([Scope::new("t", "")], FirstWriterWins::default());
+    super::test_sync::pull_resolved(&a, &b, &db(), &scopes, &resolver);
+    let seen = resolver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let mut heads: Vec<_> = seen[0]
+        .heads
+        .iter()
+        .map(|h| (h.version, h.device, h.value.clone()))
+        .collect();
+    heads.sort();
+    let mut expected = vec![
+        (from_a, a.device(), Some(b"a1".to_vec())),
+        (from_b, b.device(), None),
+    ];
+    expected.sort();
+    assert_eq!(heads, expected, "b's delete is a tombstone");
+    let ancestor = seen[0]
+        .ancestor
+        .as_ref()
+        .expect("both wrote on top of base");
+    assert_eq!(ancestor.value.as_deref(), Some(&b"base"[..]));
+    assert_eq!(ancestor.device, a.device());
+}
+
 /// A broken rule, for tests: it names a version that is none of the heads.
 struct PicksNoHead;
 
@@ -397,6 +429,41 @@ fn a_conflict_names_both_heads_and_their_nearest_common_ancestor() {
         Some(remote),
         "both wrote on top of the merged head"
     );
+}
+
+#[test]
+fn a_conflict_whose_common_ancestor_never_came_here_is_still_resolved() {
+    let (a, b, c) = (store(), store(), store());
+    a.commit(&db(), &[put("k", b"base")]).unwrap();
+    pull(&b, &a);
+    let base = head(&a, "k");
+    a.commit(&db(), &[put("k", b"a1")]).unwrap();
+    b.commit(&db(), &[put("k", b"b1")]).unwrap();
+    // c gets both children of `base` but not `base` itself (as a node that met the row
+    // through two peers, each page without the parent, would).
+    let children = |from: &Store| {
+        let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], c.device(), 0);
+        let request = PageRequest {
+            initiator: c.device(),
+            echoes_from: 0,
+            knowledge: &knowledge,
+            position: 0,
+            max_records: 10,
+            max_bytes: usize::MAX,
+        };
+        let mut records = from.read_page(&db(), &request).unwrap().records;
+        records.retain(|record| record.version != base);
+        records
+    };
+    c.apply(&db(), a.device(), &children(&a), None).unwrap();
+    let applied = c.apply(&db(), b.device(), &children(&b), None).unwrap();
+    assert_eq!(applied.resolutions.len(), 1);
+    assert_eq!(applied.resolutions[0].ancestor, Some(base));
+    pull(&a, &c);
+    pull(&b, &c);
+    pull(&a, &b);
+    assert_eq!(a.digest(&db()).unwrap(), c.digest(&db()).unwrap());
+    assert_eq!(b.digest(&db()).unwrap(), c.digest(&db()).unwrap());
 }
 
 #[test]
