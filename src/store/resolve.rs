@@ -8,7 +8,7 @@
 //! the same winner, whatever the order the heads arrive in and whichever head is its own, or
 //! the nodes' link records name different winners and they never converge. A causally later
 //! write never reaches a resolver: it is a child of the write it replaced, so the DAG makes it
-//! the only head. Calls `clock`, `genvec` and `store::records` only.
+//! the only head. Calls `clock`, `genvec`, `error` and `store::records` only.
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
