@@ -82,6 +82,7 @@ pub fn delta_page(bytes: &[u8]) -> usize {
         store.apply_session_page(
             &db,
             push.responder,
+            &crate::store::LastWriterWins,
             &push.records,
             push.knowledge.as_ref(),
             &page,

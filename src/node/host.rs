@@ -9,7 +9,8 @@ use crate::genvec::{DeviceId, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    Applied, Epoch, Notice, Store, SyncgroupDeltas, SyncgroupKnowledge, SyncgroupsApplied, Taken,
+    Applied, Epoch, Notice, Resolver, Store, SyncgroupDeltas, SyncgroupKnowledge,
+    SyncgroupsApplied, Taken,
 };
 use crate::sync::host::{Host, WriterCheck};
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
@@ -24,6 +25,10 @@ impl Host for Node {
 
     fn peers(&self) -> &PeerRegistry {
         Node::peers(self)
+    }
+
+    fn resolver(&self) -> &dyn Resolver {
+        Node::resolver(self)
     }
 
     fn subscribe(&self) -> ChangeReceiver {

@@ -38,7 +38,7 @@ use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, Mutation, Notice, Store, Taken};
+use crate::store::{Applied, LastWriterWins, Mutation, Notice, Resolver, Store, Taken};
 use crate::sync::peers::PeerRegistry;
 use crate::sync::screen::{IncomingPage, Screened};
 use crate::token::ClientToken;
@@ -57,6 +57,9 @@ pub struct Node {
     identity: NodeIdentity,
     /// Shared with the commits that read it inside their transaction (`apply_page`).
     peers: Arc<PeerRegistry>,
+    /// How applied pages settle conflicts: [`LastWriterWins`] (app-resolved conflicts will
+    /// plug in here); shared with the commits that use it (`apply_page`).
+    resolver: Arc<dyn Resolver>,
     network: Network,
     peer_address: OnceLock<String>,
     redial_max: Duration,
@@ -163,6 +166,7 @@ impl Node {
             commit_failures: Arc::new(crate::tally::RepeatLog::new("storage commit")),
             identity: parts.identity,
             peers: Arc::default(),
+            resolver: Arc::new(LastWriterWins),
             network: parts.network,
             peer_address: OnceLock::new(),
             redial_max: parts.redial_max,
@@ -171,6 +175,11 @@ impl Node {
             marker_dir,
             _data_dir_lock: data_dir_lock,
         })
+    }
+
+    /// The rule this node settles conflicts by: [`LastWriterWins`].
+    pub fn resolver(&self) -> &dyn Resolver {
+        self.resolver.as_ref()
     }
 
     /// The environment the node was opened with: its time and random sources.
@@ -254,16 +263,17 @@ impl Node {
     /// Applies a session's page from the responder `from` in one commit, with the resume
     /// cursor kept for its peer: inside the commit's transaction, the page is screened
     /// ([`IncomingPage::screen`]) by the [`WriterCheck`] of the syncgroups held there and the
-    /// peer's declared scopes. Returns what was applied and what the screen refused.
+    /// peer's declared scopes; conflicts are settled by [`Node::resolver`]. Returns what was
+    /// applied and what the screen refused.
     pub async fn apply_page(
         &self,
         db: DbName,
         from: DeviceId,
         page: IncomingPage,
     ) -> Result<(Applied, Screened)> {
-        let peers = self.peers.clone();
+        let (peers, resolver) = (self.peers.clone(), self.resolver.clone());
         self.write(move |store| {
-            store.apply_screened_page(&db, from, |held| {
+            store.apply_screened_page(&db, from, resolver.as_ref(), |held| {
                 let declared = peers.declared_scopes(&page.peer, db.as_str());
                 let check = WriterCheck::new(page.peer.clone(), held.to_vec(), declared);
                 Ok(page.screen(&check))

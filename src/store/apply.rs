@@ -1,9 +1,10 @@
 //! Applying records from a peer (the initiator's receive step, reference §2.4-2.6), inside one
 //! write transaction: each new record is logged under its origin's (device, generation) so it
 //! relays onward, its DAG node or link is grafted, and then every touched object is resolved:
-//! one head moves the row (fast-forward); several heads are a conflict, settled by
-//! last-writer-wins on (HLC, version) with a link record naming the losers, written at this
-//! device's next generation so every node converges on the same head.
+//! one head moves the row (fast-forward); several heads are a conflict, settled by the
+//! [`Resolver`] the caller passes (last-writer-wins by default, `store::resolve`) with a link
+//! record naming the losers, written at this device's next generation so every node converges
+//! on the same head.
 //!
 //! Records already logged (same device and generation) are skipped, so a page applied twice
 //! changes nothing: an interrupted round can fetch again safely. A write under a logged pair
@@ -19,6 +20,7 @@ use crate::store::local::Writer;
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, RowHead, Version,
 };
+use crate::store::resolve::{Conflict, Decision, Head, Resolver};
 use crate::store::writer::DbWriter;
 
 /// What applying a page did.
@@ -32,7 +34,7 @@ pub struct Applied {
     pub resolutions: Vec<Resolution>,
 }
 
-/// One conflict (reference §2.5) and how last-writer-wins settled it.
+/// One conflict (reference §2.5) and how the resolver settled it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
     pub table: String,
@@ -62,10 +64,12 @@ enum Graft {
     Known,
 }
 
-/// Applies `records`, received from peer `from`, then resolves every object they touched.
+/// Applies `records`, received from peer `from`, then resolves every object they touched,
+/// each conflict by `resolver`.
 pub fn apply(
     db: &mut DbWriter<'_>,
     writer: &Writer<'_>,
+    resolver: &dyn Resolver,
     from: DeviceId,
     records: &[LogRecord],
 ) -> Result<Applied> {
@@ -90,7 +94,7 @@ pub fn apply(
         applied.records += 1;
     }
     for ((table, row), grafts) in touched {
-        if let Some(resolution) = resolve(db, writer, &table, &row, &grafts)? {
+        if let Some(resolution) = resolve(db, writer, resolver, &table, &row, &grafts)? {
             applied.resolutions.push(resolution);
         }
     }
@@ -192,6 +196,7 @@ fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Re
 fn resolve(
     db: &mut DbWriter<'_>,
     writer: &Writer<'_>,
+    resolver: &dyn Resolver,
     table: &str,
     row: &str,
     grafts: &[Graft],
@@ -201,7 +206,7 @@ fn resolve(
     let resolution = match heads.len() {
         0 => return Ok(None),
         1 => None,
-        _ => Some(describe_conflict(db, table, row, local, &heads)?),
+        _ => Some(settle_conflict(db, resolver, table, row, local, &heads)?),
     };
     let winner = match &resolution {
         Some(resolution) => {
@@ -221,9 +226,10 @@ fn resolve(
     Ok(resolution)
 }
 
-/// The conflict's sides, their nearest common ancestor, and the last writer's head.
-fn describe_conflict(
+/// The conflict's sides, their nearest common ancestor, and the head `resolver` keeps.
+fn settle_conflict(
     db: &DbWriter<'_>,
+    resolver: &dyn Resolver,
     table: &str,
     row: &str,
     local: Option<Version>,
@@ -238,14 +244,53 @@ fn describe_conflict(
         Some(local) => (local, remote[0]),
         None => (remote[0], remote[1]),
     };
-    Ok(Resolution {
+    let ancestor = common_ancestor(db, table, row, first, second)?;
+    let conflict = Conflict {
         table: table.to_owned(),
         row: row.to_owned(),
+        heads: heads
+            .iter()
+            .map(|version| head_of(db, table, row, *version))
+            .collect::<Result<_>>()?,
+        ancestor: match ancestor {
+            Some(version) => held_head(db, table, row, version)?,
+            None => None,
+        },
+    };
+    let winner = match resolver.resolve(&conflict)? {
+        Decision::Winner(winner) if heads.contains(&winner) => winner,
+        Decision::Winner(other) => {
+            return Err(Error::Internal(format!(
+                "resolver {} picked version {} of {table}:{row}, not one of its heads",
+                resolver.name(),
+                other.to_hex()
+            )));
+        }
+    };
+    Ok(Resolution {
+        table: conflict.table,
+        row: conflict.row,
         local,
-        ancestor: common_ancestor(db, table, row, first, second)?,
-        winner: pick_winner(db, table, row, heads)?,
         remote,
+        ancestor,
+        winner,
     })
+}
+
+/// A head as a resolver sees it (its DAG node's HLC, writer and value or tombstone).
+fn head_of(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<Head> {
+    held_head(db, table, row, version)?.ok_or_else(|| missing(table, row, version))
+}
+
+/// [`head_of`] for a version this node may not hold: an ancestor search can end on a parent
+/// both heads name whose own record never reached this node (None then).
+fn held_head(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<Option<Head>> {
+    Ok(db.node(table, row, version)?.map(|node| Head {
+        version,
+        hlc: node.hlc,
+        device: node.device,
+        value: (!node.deleted).then_some(node.value),
+    }))
 }
 
 /// The object's heads: the old head, minus every version a graft names as a parent, plus
@@ -269,32 +314,16 @@ fn heads_after(old_head: Option<Version>, grafts: &[Graft]) -> BTreeSet<Version>
     heads
 }
 
-/// Last writer wins: the head with the latest HLC, ties broken by the larger version.
-fn pick_winner(
-    db: &DbWriter<'_>,
-    table: &str,
-    row: &str,
-    heads: &BTreeSet<Version>,
-) -> Result<Version> {
-    let mut best: Option<(crate::clock::Hlc, Version)> = None;
-    for version in heads {
-        let node = known_node(db, table, row, *version)?;
-        let candidate = (node.hlc, *version);
-        if best.is_none_or(|best| candidate > best) {
-            best = Some(candidate);
-        }
-    }
-    best.map(|(_, version)| version)
-        .ok_or_else(|| Error::Internal("conflict with no heads".into()))
+fn known_node(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<DagNode> {
+    db.node(table, row, version)?
+        .ok_or_else(|| missing(table, row, version))
 }
 
-fn known_node(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Result<DagNode> {
-    db.node(table, row, version)?.ok_or_else(|| {
-        Error::Internal(format!(
-            "DAG of {table}:{row} lacks version {}",
-            version.to_hex()
-        ))
-    })
+fn missing(table: &str, row: &str, version: Version) -> Error {
+    Error::Internal(format!(
+        "DAG of {table}:{row} lacks version {}",
+        version.to_hex()
+    ))
 }
 
 /// Records the resolution as a link at this device's next generation, so it syncs onward.

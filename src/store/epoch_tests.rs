@@ -417,6 +417,7 @@ fn a_page_of_a_session_that_asked_before_a_lowering_merges_no_knowledge() {
     c.apply_session_page(
         &db(),
         a.device(),
+        &LastWriterWins,
         &page.records,
         page.knowledge.as_ref(),
         &from,

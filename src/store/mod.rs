@@ -7,6 +7,7 @@
 //! - `writer`: `DbWriter`, one database's records inside one write transaction;
 //! - `local`: the app write path (every acknowledged write is a versioned DAG node);
 //! - `apply`: records from peers: logged under their origin, grafted, resolved;
+//! - `resolve`: the conflict `Resolver` trait and `LastWriterWins`, the default rule;
 //! - `dag`: an object's version DAG and the common-ancestor search;
 //! - `log`: reading the log for a peer, start positions, the watch feed;
 //! - `resume`: resume cursors, the responder's token and the initiator's cursor per peer;
@@ -26,6 +27,7 @@ mod log;
 mod notice;
 mod proposals;
 pub(crate) mod records;
+mod resolve;
 mod resume;
 mod syncgroups;
 mod writer;
@@ -46,6 +48,7 @@ pub use records::{
     Change, DagNode, LogRecord, RecordContent, RowHead, SyncState, Version,
     decode as decode_record, encode as encode_record,
 };
+pub use resolve::{Conflict, Decision, Head, LastWriterWins, Resolver};
 pub use resume::{CursorUpdate, MAX_TOKEN_BYTES, ResumeCursor};
 pub use syncgroups::{
     SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied,
@@ -117,6 +120,13 @@ pub struct ScreenedPage {
     pub records: Vec<LogRecord>,
     pub knowledge: Option<Knowledge>,
     pub from: PageFrom,
+}
+
+/// A page's records from the peer device `from`, and the knowledge it brings (None: none).
+struct Incoming<'a> {
+    from: DeviceId,
+    records: &'a [LogRecord],
+    knowledge: Option<&'a Knowledge>,
 }
 
 /// A row read back from the store.
@@ -345,6 +355,9 @@ impl Store {
 
     /// Applies a page of records from peer `from`, and merges `knowledge` (the peer's, sent
     /// with the page that reached the end of its log) into ours, in one transaction.
+    /// Conflicts resolve by [`LastWriterWins`] (this and [`Store::apply_page`] are the by-hand
+    /// paths of tests and tools; a session passes its host's resolver to
+    /// [`Store::apply_session_page`] or [`Store::apply_screened_page`]).
     pub fn apply(
         &self,
         db: &DbName,
@@ -372,17 +385,19 @@ impl Store {
             cursor: cursor.clone(),
             asked_at: None,
         };
-        self.apply_session_page(db, from, records, knowledge, &page)
+        self.apply_session_page(db, from, &LastWriterWins, records, knowledge, &page)
     }
 
     /// [`Store::apply_page`] for a session that asked when [`Store::lowerings`] was
     /// `page.asked_at`: if an epoch notice lowered knowledge since (checked inside the
     /// transaction), the page's records are applied but its knowledge is not merged and the
     /// cursor is not moved, since the session asked with knowledge that was too high.
+    /// Conflicts resolve by `resolver`.
     pub fn apply_session_page(
         &self,
         db: &DbName,
         from: DeviceId,
+        resolver: &dyn Resolver,
         records: &[LogRecord],
         knowledge: Option<&Knowledge>,
         page: &PageFrom,
@@ -395,7 +410,12 @@ impl Store {
             return Ok(Applied::default());
         }
         let txn = self.storage.write()?;
-        self.apply_in(txn, db, from, records, knowledge, page)
+        let incoming = Incoming {
+            from,
+            records,
+            knowledge,
+        };
+        self.apply_in(txn, db, incoming, resolver, page)
     }
 
     /// [`Store::apply_session_page`] for a page whose records are checked inside the write
@@ -404,11 +424,13 @@ impl Store {
     /// kept, the knowledge to merge, the cursor) and an outcome of its own (what it refused),
     /// returned with what was applied. So a syncgroup change committed before the page is
     /// seen by the check, and none can commit between the check and the write. A page left
-    /// with nothing to apply and no knowledge or cursor to change commits nothing.
+    /// with nothing to apply and no knowledge or cursor to change commits nothing. Conflicts
+    /// resolve by `resolver`.
     pub fn apply_screened_page<T>(
         &self,
         db: &DbName,
         from: DeviceId,
+        resolver: &dyn Resolver,
         screen: impl FnOnce(&[crate::syncgroup::Syncgroup]) -> Result<(ScreenedPage, T)>,
     ) -> Result<(Applied, T)> {
         let txn = self.storage.write()?;
@@ -425,7 +447,12 @@ impl Store {
         {
             return Ok((Applied::default(), outcome)); // dropped: nothing committed
         }
-        let applied = self.apply_in(txn, db, from, &records, knowledge, &page)?;
+        let incoming = Incoming {
+            from,
+            records: &records,
+            knowledge,
+        };
+        let applied = self.apply_in(txn, db, incoming, resolver, &page)?;
         Ok((applied, outcome))
     }
 
@@ -434,11 +461,15 @@ impl Store {
         &self,
         mut txn: Box<dyn syncbase_storage::WriteTxn + '_>,
         db: &DbName,
-        from: DeviceId,
-        records: &[LogRecord],
-        knowledge: Option<&Knowledge>,
+        incoming: Incoming<'_>,
+        resolver: &dyn Resolver,
         page: &PageFrom,
     ) -> Result<Applied> {
+        let Incoming {
+            from,
+            records,
+            knowledge,
+        } = incoming;
         let stale = page
             .asked_at
             .is_some_and(|asked_at| asked_at != self.lowerings());
@@ -450,7 +481,7 @@ impl Store {
         let peer = page.peer.as_str();
         let caps = notice::caps(txn.as_ref(), &DbKeys::new(db.as_str()))?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
-        let applied = apply::apply(&mut writer, &self.writer(), from, records)?;
+        let applied = apply::apply(&mut writer, &self.writer(), resolver, from, records)?;
         if let Some(response) = knowledge {
             let mut mine = writer.knowledge()?;
             mine.merge_response(response);

@@ -3,11 +3,27 @@
 
 use crate::genvec::Scope;
 use crate::names::DbName;
-use crate::store::{Applied, PageRequest, Store};
+use crate::store::{Applied, CursorUpdate, LastWriterWins, PageFrom, PageRequest, Resolver, Store};
 
 /// Pulls everything `from` holds of `db` under `scopes` into `to`, in pages of three records,
-/// as one session would; returns what was applied, summed.
+/// as one session would; returns what was applied, summed. Conflicts: last-writer-wins.
 pub(crate) fn pull(to: &Store, from: &Store, db: &DbName, scopes: &[Scope]) -> Applied {
+    pull_resolved(to, from, db, scopes, &LastWriterWins)
+}
+
+/// [`pull`], settling conflicts by `resolver`.
+pub(crate) fn pull_resolved(
+    to: &Store,
+    from: &Store,
+    db: &DbName,
+    scopes: &[Scope],
+    resolver: &dyn Resolver,
+) -> Applied {
+    let keep = PageFrom {
+        peer: String::new(),
+        cursor: CursorUpdate::Keep,
+        asked_at: None,
+    };
     let own = to.state(db).unwrap().own_generation();
     let knowledge = to
         .knowledge(db)
@@ -26,8 +42,9 @@ pub(crate) fn pull(to: &Store, from: &Store, db: &DbName, scopes: &[Scope]) -> A
         };
         let page = from.read_page(db, &request).unwrap();
         position = page.next_position;
+        let (records, knowledge) = (&page.records, page.knowledge.as_ref());
         let applied = to
-            .apply(db, from.device(), &page.records, page.knowledge.as_ref())
+            .apply_session_page(db, from.device(), resolver, records, knowledge, &keep)
             .unwrap();
         total.records += applied.records;
         total.duplicates += applied.duplicates;

@@ -227,6 +227,132 @@ fn concurrent_writes_converge_on_the_later_one_and_the_loser_stays_in_the_dag() 
     );
 }
 
+/// The opposite of last-writer-wins, for tests: the earliest (HLC, version) wins. It notes
+/// the conflicts it settled.
+#[derive(Default)]
+struct FirstWriterWins {
+    seen: std::sync::Mutex<Vec<Conflict>>,
+}
+
+impl Resolver for FirstWriterWins {
+    fn name(&self) -> &'static str {
+        "first-writer-wins"
+    }
+
+    fn resolve(&self, conflict: &Conflict) -> Result<Decision> {
+        self.seen.lock().unwrap().push(conflict.clone());
+        let first = conflict.heads.iter().min_by_key(|h| (h.hlc, h.version));
+        Ok(Decision::Winner(
+            first.expect("a conflict has heads").version,
+        ))
+    }
+}
+
+#[test]
+fn stores_settle_a_conflict_by_the_resolver_they_are_given() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"from a")]).unwrap();
+    b.commit(&db(), &[put("k", b"from b")]).unwrap();
+    let (scopes, resolver) = ([Scope::new("t", "")], FirstWriterWins::default());
+    let pull = |to: &Store, from: &Store| {
+        super::test_sync::pull_resolved(to, from, &db(), &scopes, &resolver)
+    };
+    let winner = pull(&a, &b).resolutions[0].winner;
+    pull(&b, &a);
+    let seen = resolver.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        1,
+        "b takes a's link: no conflict left to settle"
+    );
+    let lww = LastWriterWins.resolve(&seen[0]).unwrap();
+    assert_ne!(lww, Decision::Winner(winner), "the two rules disagree here");
+    let value = seen[0].heads.iter().find(|h| h.version == winner).unwrap();
+    for store in [&a, &b] {
+        assert_eq!(head(store, "k"), winner);
+        assert_eq!(get(store, "k"), value.value);
+    }
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
+}
+
+#[test]
+fn a_resolver_is_given_every_head_and_their_ancestor_with_values_and_tombstones() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"base")]).unwrap();
+    pull(&b, &a);
+    a.commit(&db(), &[put("k", b"a1")]).unwrap();
+    b.commit(&db(), &[delete("k")]).unwrap();
+    let (from_a, from_b) = (head(&a, "k"), head(&b, "k"));
+    let (scopes, resolver) = ([Scope::new("t", "")], FirstWriterWins::default());
+    super::test_sync::pull_resolved(&a, &b, &db(), &scopes, &resolver);
+    let seen = resolver.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let mut heads: Vec<_> = seen[0]
+        .heads
+        .iter()
+        .map(|h| (h.version, h.device, h.value.clone()))
+        .collect();
+    heads.sort();
+    let mut expected = vec![
+        (from_a, a.device(), Some(b"a1".to_vec())),
+        (from_b, b.device(), None),
+    ];
+    expected.sort();
+    assert_eq!(heads, expected, "b's delete is a tombstone");
+    let ancestor = seen[0]
+        .ancestor
+        .as_ref()
+        .expect("both wrote on top of base");
+    assert_eq!(ancestor.value.as_deref(), Some(&b"base"[..]));
+    assert_eq!(ancestor.device, a.device());
+}
+
+/// A broken rule, for tests: it names a version that is none of the heads.
+struct PicksNoHead;
+
+impl Resolver for PicksNoHead {
+    fn name(&self) -> &'static str {
+        "picks-no-head"
+    }
+
+    fn resolve(&self, _: &Conflict) -> Result<Decision> {
+        Ok(Decision::Winner(Version(0)))
+    }
+}
+
+#[test]
+fn a_resolver_picking_no_head_fails_the_page_and_commits_nothing() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"from a")]).unwrap();
+    b.commit(&db(), &[put("k", b"from b")]).unwrap();
+    let before = a.digest(&db()).unwrap();
+    let knowledge = a.knowledge(&db()).unwrap();
+    let request = PageRequest {
+        initiator: a.device(),
+        echoes_from: 0,
+        knowledge: &knowledge.request_for(&[Scope::new("t", "")], a.device(), 1),
+        position: 0,
+        max_records: 10,
+        max_bytes: usize::MAX,
+    };
+    let page = b.read_page(&db(), &request).unwrap();
+    let keep = PageFrom {
+        peer: String::new(),
+        cursor: CursorUpdate::Keep,
+        asked_at: None,
+    };
+    let error = a
+        .apply_session_page(&db(), b.device(), &PicksNoHead, &page.records, None, &keep)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("Internal: resolver picks-no-head"),
+        "{error}"
+    );
+    assert_eq!(a.digest(&db()).unwrap(), before);
+}
+
 #[test]
 fn a_record_relays_through_a_middle_node() {
     let (a, b, c) = (store(), store(), store());
@@ -303,6 +429,41 @@ fn a_conflict_names_both_heads_and_their_nearest_common_ancestor() {
         Some(remote),
         "both wrote on top of the merged head"
     );
+}
+
+#[test]
+fn a_conflict_whose_common_ancestor_never_came_here_is_still_resolved() {
+    let (a, b, c) = (store(), store(), store());
+    a.commit(&db(), &[put("k", b"base")]).unwrap();
+    pull(&b, &a);
+    let base = head(&a, "k");
+    a.commit(&db(), &[put("k", b"a1")]).unwrap();
+    b.commit(&db(), &[put("k", b"b1")]).unwrap();
+    // c gets both children of `base` but not `base` itself (as a node that met the row
+    // through two peers, each page without the parent, would).
+    let children = |from: &Store| {
+        let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], c.device(), 0);
+        let request = PageRequest {
+            initiator: c.device(),
+            echoes_from: 0,
+            knowledge: &knowledge,
+            position: 0,
+            max_records: 10,
+            max_bytes: usize::MAX,
+        };
+        let mut records = from.read_page(&db(), &request).unwrap().records;
+        records.retain(|record| record.version != base);
+        records
+    };
+    c.apply(&db(), a.device(), &children(&a), None).unwrap();
+    let applied = c.apply(&db(), b.device(), &children(&b), None).unwrap();
+    assert_eq!(applied.resolutions.len(), 1);
+    assert_eq!(applied.resolutions[0].ancestor, Some(base));
+    pull(&a, &c);
+    pull(&b, &c);
+    pull(&a, &b);
+    assert_eq!(a.digest(&db()).unwrap(), c.digest(&db()).unwrap());
+    assert_eq!(b.digest(&db()).unwrap(), c.digest(&db()).unwrap());
 }
 
 #[test]

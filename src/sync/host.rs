@@ -3,13 +3,15 @@
 //! node type, so the same code runs in a served node (`node::Node` implements it) and in the
 //! deterministic simulation, where commits run inline and time is virtual.
 //!
-//! A host owns four things the protocol needs and must not reach around:
+//! A host owns five things the protocol needs and must not reach around:
 //! - the store, read in short snapshot reads, and its commits (the `async` methods: a served
 //!   node runs them on blocking threads; each is one storage transaction, and an access
 //!   check guarding one runs inside it: `apply_page` screens the page's writers there);
 //! - the access policy: who may read which scope (`may_read_scope`), whose records count
 //!   (`writer_check`, a [`WriterCheck`]), which syncgroups are shared with a peer and what of
 //!   them it may read;
+//! - the conflict resolver (`resolver()`, a [`Resolver`]; a node's is last-writer-wins),
+//!   which settles every conflict `apply_page` meets, inside its commit;
 //! - the peer registry, the one owner of peer status (`peers()`);
 //! - the change feed: a watch channel bumped after every commit (`subscribe`), which wakes
 //!   live streams (push, never poll), and the time status readings are stamped with.
@@ -22,7 +24,8 @@ use crate::genvec::{DeviceId, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    Applied, Epoch, Notice, Store, SyncgroupDeltas, SyncgroupKnowledge, SyncgroupsApplied, Taken,
+    Applied, Epoch, Notice, Resolver, Store, SyncgroupDeltas, SyncgroupKnowledge,
+    SyncgroupsApplied, Taken,
 };
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
@@ -36,6 +39,10 @@ pub trait Host: 'static {
 
     /// The peer registry: declared and derived peers, and every peer's status.
     fn peers(&self) -> &PeerRegistry;
+
+    /// The rule conflicts are settled by. It must be the same rule on every node sharing a
+    /// database, or their resolutions never converge (`store::resolve`).
+    fn resolver(&self) -> &dyn Resolver;
 
     /// A receiver that changes after every commit.
     fn subscribe(&self) -> ChangeReceiver;
@@ -68,8 +75,9 @@ pub trait Host: 'static {
     /// responder's log) in one commit, with the resume cursor kept for the peer. Inside that
     /// commit's transaction it builds the [`WriterCheck`] (the held syncgroups as read there,
     /// the peer's declared scopes) and runs [`IncomingPage::screen`] with it, so no syncgroup
-    /// change can commit between the check and the write. Returns what was applied and what
-    /// the screen refused.
+    /// change can commit between the check and the write. Every conflict the page leaves is
+    /// settled there by [`Host::resolver`]. Returns what was applied and what the screen
+    /// refused.
     fn apply_page(
         &self,
         db: DbName,

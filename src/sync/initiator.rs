@@ -174,7 +174,8 @@ impl<H: Host> Session<H> {
                 row = %resolution.row,
                 ancestor = ?resolution.ancestor.map(|v| v.to_hex()),
                 winner = %resolution.winner.to_hex(),
-                "conflict resolved by last writer wins"
+                rule = self.node.resolver().name(),
+                "conflict resolved"
             );
         }
         Ok(applied)
