@@ -273,10 +273,10 @@ impl Node {
     ) -> Result<(Applied, Screened)> {
         let (peers, resolver) = (self.peers.clone(), self.resolver.clone());
         self.write(move |store| {
-            store.apply_screened_page(&db, from, resolver.as_ref(), |held| {
+            store.apply_screened_page(&db, from, resolver.as_ref(), |held, nodes| {
                 let declared = peers.declared_scopes(&page.peer, db.as_str());
                 let check = WriterCheck::new(page.peer.clone(), held.to_vec(), declared);
-                Ok(page.screen(&check))
+                page.screen(&check, nodes)
             })
         })
         .await

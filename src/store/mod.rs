@@ -112,6 +112,28 @@ pub struct PageFrom {
     pub asked_at: Option<u64>,
 }
 
+/// Which DAG nodes a store holds, as a screen running inside a page's write transaction
+/// reads them.
+pub trait HeldNodes {
+    /// Whether the DAG of `table`/`row` holds `version`.
+    fn holds(&self, table: &str, row: &str, version: Version) -> Result<bool>;
+}
+
+/// [`HeldNodes`] over a transaction.
+struct TxnNodes<'a> {
+    txn: &'a dyn syncbase_storage::ReadTxn,
+    keys: DbKeys,
+}
+
+impl HeldNodes for TxnNodes<'_> {
+    fn holds(&self, table: &str, row: &str, version: Version) -> Result<bool> {
+        Ok(self
+            .txn
+            .get(&self.keys.node(table, row, version))?
+            .is_some())
+    }
+}
+
 /// A data page as a screen run inside its write transaction left it
 /// ([`Store::apply_screened_page`]): the records to apply, the knowledge to merge (None: none),
 /// and where it came from, with what to do with the peer's resume cursor.
@@ -431,10 +453,15 @@ impl Store {
         db: &DbName,
         from: DeviceId,
         resolver: &dyn Resolver,
-        screen: impl FnOnce(&[crate::syncgroup::Syncgroup]) -> Result<(ScreenedPage, T)>,
+        screen: impl FnOnce(&[crate::syncgroup::Syncgroup], &dyn HeldNodes) -> Result<(ScreenedPage, T)>,
     ) -> Result<(Applied, T)> {
         let txn = self.storage.write()?;
-        let (page, outcome) = screen(&syncgroups::held(txn.as_ref(), db.as_str())?)?;
+        let held = syncgroups::held(txn.as_ref(), db.as_str())?;
+        let nodes = TxnNodes {
+            txn: txn.as_ref(),
+            keys: DbKeys::new(db.as_str()),
+        };
+        let (page, outcome) = screen(&held, &nodes)?;
         let ScreenedPage {
             records,
             knowledge,

@@ -242,10 +242,22 @@ impl<H: Host> Session<H> {
     /// once permitted; the rest of the session leaves the resume cursor.
     fn note_refused(&self, screened: Screened) {
         let Screened {
-            refused, dropped, ..
+            refused,
+            dropped,
+            orphans,
+            ..
         } = screened;
-        if dropped.is_empty() {
+        if dropped.is_empty() && orphans.is_empty() {
             return;
+        }
+        for record in &orphans {
+            tracing::debug!(
+                peer = %self.peer,
+                db = %self.db.as_str(),
+                table = %record.table,
+                row = %record.row,
+                "held back a resolution whose winner was refused"
+            );
         }
         for record in &dropped {
             tracing::warn!(

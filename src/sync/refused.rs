@@ -54,6 +54,24 @@ impl Refused {
 
     /// Notes `record`, refused under `check`, for a session that asked for `asked`.
     pub fn note(&mut self, record: &LogRecord, asked: &[Scope], check: &WriterCheck) {
+        self.lower_below(record, asked);
+        let (device, generation) = (record.device(), record.generation());
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(Sample {
+                device,
+                generation,
+                table: record.table.clone(),
+                row: record.row.clone(),
+            });
+        } else if self.unsampled_under.is_none() {
+            // The first rule counts: a later refusal under a newer rule must not hide that
+            // the rule changed since the earlier ones.
+            self.unsampled_under = Some(check.clone());
+        }
+    }
+
+    /// Keeps the knowledge merged below `record` in every asked scope covering its row.
+    fn lower_below(&mut self, record: &LogRecord, asked: &[Scope]) {
         let (device, generation) = (record.device(), record.generation());
         for scope in asked
             .iter()
@@ -69,18 +87,13 @@ impl Refused {
                 None => self.blind = true,
             }
         }
-        if self.samples.len() < MAX_SAMPLES {
-            self.samples.push(Sample {
-                device,
-                generation,
-                table: record.table.clone(),
-                row: record.row.clone(),
-            });
-        } else if self.unsampled_under.is_none() {
-            // The first rule counts: a later refusal under a newer rule must not hide that
-            // the rule changed since the earlier ones.
-            self.unsampled_under = Some(check.clone());
-        }
+    }
+
+    /// Notes `record`, a link kept out because its winner was refused: the knowledge stays
+    /// below it, but it takes no sample (its own writer may write: the session is re-issued
+    /// when its winner's writer may, which the winner's refusal samples).
+    pub fn note_dependent(&mut self, record: &LogRecord, asked: &[Scope]) {
+        self.lower_below(record, asked);
     }
 
     /// The part of a responder's `knowledge` the session may merge: each vector's entry for a
