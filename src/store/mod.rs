@@ -171,6 +171,8 @@ pub struct Store {
     /// a lowering is committing) and once after: a session that read another value when it
     /// asked must not merge knowledge or move its cursor (see [`Store::apply_session_page`]).
     lowerings: AtomicU64,
+    /// This run's id, drawn at open: resume tokens name it (`store::resume`).
+    run: u64,
 }
 
 impl Store {
@@ -182,12 +184,14 @@ impl Store {
         let mut txn = storage.write()?;
         epoch::note_open(txn.as_mut())?;
         txn.commit()?;
+        let run = env.random.next_u64()?;
         let store = Store {
             storage,
             device: AtomicU64::new(device.0),
             clock: Arc::new(Clock::new(env.time.clone())),
             env,
             lowerings: AtomicU64::new(0),
+            run,
         };
         store.restore_clock()?;
         Ok(store)
@@ -626,11 +630,19 @@ impl Store {
         resume::token(
             self.storage.read()?.as_ref(),
             &DbKeys::new(db.as_str()),
-            self.device(),
+            self.issuer(),
             initiator,
             served,
             position,
         )
+    }
+
+    /// This store as the issuer of resume tokens: its device and this run's id.
+    fn issuer(&self) -> resume::Issuer {
+        resume::Issuer {
+            device: self.device(),
+            run: self.run,
+        }
     }
 
     /// Where a request from `initiator` carrying `token` may start, if the token is valid
@@ -645,7 +657,7 @@ impl Store {
         resume::resume_position(
             self.storage.read()?.as_ref(),
             &DbKeys::new(db.as_str()),
-            self.device(),
+            self.issuer(),
             initiator,
             served,
             token,

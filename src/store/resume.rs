@@ -1,14 +1,23 @@
 //! Resume cursors: where an interrupted catch-up starts again, so a cut, a crash or a full
 //! disk costs at most one page again, never the whole backlog.
 //!
-//! *Responder side.* Every data page carries a **token**: the responder's device, the log
-//! position the next page starts at, the (device, generation) of the last log entry before
-//! it, and a digest of the initiator's device and the scopes served. It means: every entry
-//! before that position was examined for this initiator and these scopes. A request carrying
-//! a token starts there ([`resume_position`]) only if all of it still holds: same responder
-//! device, the position inside the log and the entry before it unchanged (a log rewritten by
-//! a restore fails this), same initiator and served scopes; otherwise the start falls back to
-//! the initiator's knowledge. Knowledge-based filtering applies either way.
+//! *Responder side.* Every data page carries a **token**: the responder's device and *run*
+//! (a random id drawn each time the store opens), the log position the next page starts at,
+//! the (device, generation) of the last log entry before it, and a digest of the initiator's
+//! device and the scopes served. It means: every entry before that position was examined for
+//! this initiator and these scopes. A request carrying a token starts there
+//! ([`resume_position`]) only if all of it still holds: same responder device and run, the
+//! position inside the log and the entry before it unchanged, same initiator and served
+//! scopes; otherwise the start falls back to the initiator's knowledge. Knowledge-based
+//! filtering applies either way.
+//!
+//! Why the run: a store restored from a copy of itself keeps its device until a peer shows
+//! it a record under one of its own generations, and appends at positions the old log had
+//! used; the same records arriving again in the same order can put the same entry before a
+//! token's position, so a check of the log alone takes an old token for a valid one and skips
+//! the restored store's new writes (simulation seed 8184). A copy is opened anew, so its run
+//! differs from every run that issued a token. The cost: a responder's restart sends an
+//! interrupted catch-up again from the initiator's knowledge.
 //!
 //! *Initiator side.* The token is opaque; the initiator keeps one [`ResumeCursor`] per peer
 //! (key `D u 0xfe <fingerprint>`), written in the same transaction as the page it came with,
@@ -30,7 +39,7 @@ use crate::store::writer::load_state;
 
 /// Longest token a responder makes or reads (the wire refuses longer ones).
 pub const MAX_TOKEN_BYTES: usize = 128;
-const TOKEN_BYTES: usize = 8 + 8 + 8 + 8 + 32;
+const TOKEN_BYTES: usize = 8 + 8 + 8 + 8 + 8 + 32;
 
 /// The initiator's progress with one peer: the peer's last token and what it asked with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,19 +113,27 @@ pub fn forget_all(txn: &mut dyn WriteTxn, keys: &DbKeys) -> Result<usize> {
     Ok(found.len())
 }
 
+/// The responder a token names: its device and the run of its store (drawn at open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Issuer {
+    pub device: DeviceId,
+    pub run: u64,
+}
+
 /// The token for a page that ends before log `position`, served to `initiator` for the
 /// scopes of `served`.
 pub fn token(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
-    me: DeviceId,
+    me: Issuer,
     initiator: DeviceId,
     served: &Knowledge,
     position: u64,
 ) -> Result<Vec<u8>> {
     let last = entry_before(txn, keys, position)?;
     let mut token = Vec::with_capacity(TOKEN_BYTES);
-    token.extend_from_slice(&me.0.to_be_bytes());
+    token.extend_from_slice(&me.device.0.to_be_bytes());
+    token.extend_from_slice(&me.run.to_be_bytes());
     token.extend_from_slice(&position.to_be_bytes());
     token.extend_from_slice(&last.0.to_be_bytes());
     token.extend_from_slice(&last.1.to_be_bytes());
@@ -129,7 +146,7 @@ pub fn token(
 pub fn resume_position(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
-    me: DeviceId,
+    me: Issuer,
     initiator: DeviceId,
     served: &Knowledge,
     token: &[u8],
@@ -139,8 +156,8 @@ pub fn resume_position(
     }
     let word =
         |i: usize| u64::from_be_bytes(token[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-    let (device, position, last) = (word(0), word(1), (word(2), word(3)));
-    if device != me.0 || token[32..] != scopes_digest(initiator, served) {
+    let (device, run, position, last) = (word(0), word(1), word(2), (word(3), word(4)));
+    if device != me.device.0 || run != me.run || token[40..] != scopes_digest(initiator, served) {
         return Ok(None);
     }
     if position > load_state(txn, keys)?.next_position {
@@ -281,6 +298,26 @@ mod tests {
     }
 
     #[test]
+    fn a_store_opened_on_a_copy_refuses_the_tokens_its_original_issued() {
+        let storage = Arc::new(MemoryStorage::new());
+        let a = Store::open(storage.clone(), crate::env::Env::system()).unwrap();
+        let b = store();
+        write_rows(&a, 5);
+        let knowledge = asked(&b);
+        let token = a.resume_token(&db(), b.device(), &knowledge, 3).unwrap();
+        let at = |store: &Store| {
+            store
+                .resume_position(&db(), b.device(), &knowledge, &token)
+                .unwrap()
+        };
+        assert_eq!(at(&a), Some(3));
+        // Same device, same log: only the run tells a restored copy from the original.
+        let copy = Store::open(Arc::new(storage.copy()), crate::env::Env::system()).unwrap();
+        assert_eq!(copy.device(), a.device());
+        assert_eq!(at(&copy), None);
+    }
+
+    #[test]
     fn a_token_is_refused_for_another_initiator_other_scopes_or_a_changed_log() {
         let (a, b) = (store(), store());
         write_rows(&a, 5);
@@ -300,10 +337,10 @@ mod tests {
         let foreign = c.resume_token(&db(), b.device(), &knowledge, 3).unwrap();
         assert_eq!(at(b.device(), &knowledge, &foreign), None);
         let mut beyond = token.clone();
-        beyond[8..16].copy_from_slice(&99u64.to_be_bytes());
+        beyond[16..24].copy_from_slice(&99u64.to_be_bytes());
         assert_eq!(at(b.device(), &knowledge, &beyond), None);
         let mut rewritten = token.clone();
-        rewritten[24..32].copy_from_slice(&77u64.to_be_bytes());
+        rewritten[32..40].copy_from_slice(&77u64.to_be_bytes());
         assert_eq!(at(b.device(), &knowledge, &rewritten), None);
         assert_eq!(at(b.device(), &knowledge, &token[..10]), None);
     }
