@@ -24,7 +24,8 @@ fn assert_all_passed(found: &syncbase::sim::Sweep) {
 }
 
 #[test]
-fn seeds_of_five_nodes_with_partitions_crashes_restores_and_clock_jumps_all_pass() {
+fn seeds_of_five_nodes_joining_leaving_and_ejected_with_partitions_crashes_restores_and_clock_jumps_all_pass()
+ {
     let found = sweep(0..seeds(), &SimConfig::default(), 2);
     assert_all_passed(&found);
     eprintln!(
@@ -45,6 +46,15 @@ fn sixteen_nodes_and_three_nodes_converge_too() {
         };
         assert_all_passed(&sweep(seeds, &config, 1));
     }
+}
+
+#[test]
+fn runs_with_node_0_alone_in_the_syncgroup_converge() {
+    let config = SimConfig {
+        membership: false,
+        ..SimConfig::default()
+    };
+    assert_all_passed(&sweep(3000..3020, &config, 2));
 }
 
 #[test]

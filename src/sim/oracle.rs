@@ -69,7 +69,7 @@ impl Write {
 
     /// Whether this write wins over `other` by the conflict rule: a causally later write
     /// always wins (it saw `other`), a causally earlier one never does, and concurrent writes
-    /// go to the later (HLC, version), last-writer-wins as `store::apply` resolves.
+    /// go to the later (HLC, version), last-writer-wins as `store::resolve::LastWriterWins` picks.
     pub fn beats(&self, other: &Write) -> bool {
         if self.context.contains(&other.version) {
             return true;

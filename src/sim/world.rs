@@ -37,7 +37,7 @@ use crate::sync::link::{follow_peers, keep_linked};
 use crate::sync::membership;
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
-use crate::syncgroup::{Permissions, Spec, SyncgroupName, Tag};
+use crate::syncgroup::{Permissions, Spec, SyncgroupName, Tag, VersionStamp};
 
 /// The database every simulated node shares, the table every node declares to every other
 /// (`TABLE`), and the table of the run's syncgroup (`SHARED`), which nodes join, leave and are
@@ -79,7 +79,7 @@ impl Default for SimConfig {
             nodes: 5,
             operations: 200,
             faults: true,
-            membership: false,
+            membership: true,
             keep_trace: false,
         }
     }
@@ -136,9 +136,9 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<Outcome, Failure> {
             config.operations,
             if config.faults { "" } else { " --no-faults" },
             if config.membership {
-                " --membership"
-            } else {
                 ""
+            } else {
+                " --no-membership"
             }
         ),
     };
@@ -812,6 +812,7 @@ impl World {
         }
         verdict?;
         self.check_nothing_shared_outside()?;
+        self.check_syncgroup_converged()?;
         self.check_links_up()?;
         for index in self.up() {
             self.crash(index);
@@ -874,6 +875,38 @@ impl World {
 
     /// Who may read what: a node that never joined the syncgroup holds no row of its table
     /// that another node wrote.
+    /// Syncgroup metadata converges too: every member (creator, writers, readers, all up once
+    /// faults stop) holds the same version of the syncgroup as node 0, its admin.
+    fn check_syncgroup_converged(&self) -> Result<(), String> {
+        let db = DbName::parse(DB).map_err(|error| error.to_string())?;
+        let version = |index: usize| -> Result<Option<VersionStamp>, String> {
+            Ok(self
+                .node(index)?
+                .store()
+                .syncgroups(&db)
+                .map_err(|error| error.to_string())?
+                .into_iter()
+                .find(|view| view.record.sg.name == Self::syncgroup_name())
+                .map(|view| view.record.stamp))
+        };
+        let admin = version(0)?;
+        for index in self.up() {
+            if index == 0 || !self.members[index].role.shares() {
+                continue;
+            }
+            let held = version(index)?;
+            if held != admin {
+                return Err(format!(
+                    "node {index}, a member, holds syncgroup version {} but node 0, its \
+                     admin, holds {}",
+                    stamp_text(held.as_ref()),
+                    stamp_text(admin.as_ref())
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_nothing_shared_outside(&self) -> Result<(), String> {
         let db = DbName::parse(DB).map_err(|error| error.to_string())?;
         for index in self.up() {
@@ -906,6 +939,21 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// A syncgroup version as `version@device:generation`, or `none`.
+fn stamp_text(stamp: Option<&VersionStamp>) -> String {
+    stamp.map_or_else(
+        || "none".to_owned(),
+        |stamp| {
+            format!(
+                "{}@{:016x}:{}",
+                stamp.version.to_hex(),
+                stamp.device.0,
+                stamp.generation
+            )
+        },
+    )
 }
 
 #[cfg(test)]
