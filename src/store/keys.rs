@@ -218,6 +218,15 @@ mod tests {
     }
 
     #[test]
+    fn index_key_bytes_stay_those_an_existing_store_holds() {
+        let key = DbKeys::new("db").index(DeviceId(0x0102_0304_0506_0708), 0x1112_1314_1516_1718);
+        let mut expected = b"d\xfedb\xfel\xfe".to_vec();
+        expected.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        expected.extend_from_slice(&[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
+        assert_eq!(key, expected);
+    }
+
+    #[test]
     fn databases_do_not_share_keys() {
         let (a, b) = (DbKeys::new("a"), DbKeys::new("ab"));
         assert!(!b.row("t", "k").starts_with(&a.table_prefix("t")));

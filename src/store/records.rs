@@ -241,4 +241,46 @@ mod tests {
             "{error}"
         );
     }
+
+    #[test]
+    fn record_encodings_stay_those_an_existing_store_holds() {
+        let node = DagNode {
+            parents: vec![Version(1)],
+            device: DeviceId(7),
+            generation: 300,
+            hlc: Hlc {
+                wall_nanos: 5,
+                logical: 1,
+            },
+            deleted: false,
+            batch_id: 0,
+            batch_count: 1,
+            value: b"v".to_vec(),
+            linked: Vec::new(),
+        };
+        // parents [1], device 7, generation 300 (varint ac 02), HLC (zigzag 5, 1), not
+        // deleted, batch 0 of 1, value "v", no linked parents.
+        let node_bytes = [1, 1, 7, 0xac, 2, 10, 1, 0, 0, 1, 1, b'v', 0];
+        assert_eq!(encode(&node).unwrap(), node_bytes);
+        assert_eq!(decode::<DagNode>(&node_bytes, "node").unwrap(), node);
+        let state = SyncState {
+            next_generation: 301,
+            next_position: 2,
+            next_change: 3,
+            last_hlc: Hlc::default(),
+        };
+        let state_bytes = [0xad, 2, 2, 3, 0, 0];
+        assert_eq!(encode(&state).unwrap(), state_bytes);
+        assert_eq!(decode::<SyncState>(&state_bytes, "state").unwrap(), state);
+        let mut knowledge = crate::genvec::Knowledge::new();
+        let vector = [(DeviceId(7), 300)].into_iter().collect();
+        knowledge.insert(crate::genvec::Scope::new("t", ""), vector);
+        // One scope ("t", ""), its vector {7: 300}.
+        let knowledge_bytes = [1, 1, b't', 0, 1, 7, 0xac, 2];
+        assert_eq!(encode(&knowledge).unwrap(), knowledge_bytes);
+        assert_eq!(
+            decode::<crate::genvec::Knowledge>(&knowledge_bytes, "knowledge").unwrap(),
+            knowledge
+        );
+    }
 }
