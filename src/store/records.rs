@@ -180,7 +180,7 @@ pub struct SyncState {
 impl SyncState {
     /// The highest generation this device has written in the database (0 = none).
     pub fn own_generation(&self) -> Generation {
-        self.next_generation.saturating_sub(1)
+        self.next_generation.previous()
     }
 }
 
@@ -220,7 +220,7 @@ mod tests {
         let node = DagNode {
             parents: vec![Version(1), Version(2)],
             device: DeviceId(7),
-            generation: 9,
+            generation: Generation::new(9),
             hlc: Hlc {
                 wall_nanos: 5,
                 logical: 1,
@@ -247,7 +247,7 @@ mod tests {
         let node = DagNode {
             parents: vec![Version(1)],
             device: DeviceId(7),
-            generation: 300,
+            generation: Generation::new(300),
             hlc: Hlc {
                 wall_nanos: 5,
                 logical: 1,
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(encode(&node).unwrap(), node_bytes);
         assert_eq!(decode::<DagNode>(&node_bytes, "node").unwrap(), node);
         let state = SyncState {
-            next_generation: 301,
+            next_generation: Generation::new(301),
             next_position: 2,
             next_change: 3,
             last_hlc: Hlc::default(),
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(encode(&state).unwrap(), state_bytes);
         assert_eq!(decode::<SyncState>(&state_bytes, "state").unwrap(), state);
         let mut knowledge = crate::genvec::Knowledge::new();
-        let vector = [(DeviceId(7), 300)].into_iter().collect();
+        let vector = [(DeviceId(7), Generation::new(300))].into_iter().collect();
         knowledge.insert(crate::genvec::Scope::new("t", ""), vector);
         // One scope ("t", ""), its vector {7: 300}.
         let knowledge_bytes = [1, 1, b't', 0, 1, 7, 0xac, 2];
