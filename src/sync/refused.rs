@@ -149,24 +149,29 @@ mod tests {
     const A: DeviceId = DeviceId(1);
     const C: DeviceId = DeviceId(3);
 
-    fn record(device: DeviceId, generation: Generation, row: &str) -> LogRecord {
+    /// A link by `device` at generation `number`, with a version of the same number.
+    fn record(device: DeviceId, number: u64, row: &str) -> LogRecord {
         LogRecord {
             table: "t".into(),
             row: row.into(),
-            version: Version(generation.get()),
+            version: Version(number),
             content: RecordContent::Link {
                 device,
-                generation,
+                generation: Generation::new(number),
                 parents: Vec::new(),
                 hlc: Hlc::default(),
             },
         }
     }
 
-    fn knowledge(entries: &[(&str, &[(DeviceId, Generation)])]) -> Knowledge {
+    /// Knowledge of table `t`: prefix -> (device, generation number) entries.
+    fn knowledge(entries: &[(&str, &[(DeviceId, u64)])]) -> Knowledge {
         let mut knowledge = Knowledge::new();
         for (prefix, vector) in entries {
-            let vector: GenVector = vector.iter().copied().collect();
+            let vector: GenVector = vector
+                .iter()
+                .map(|&(device, number)| (device, Generation::new(number)))
+                .collect();
             knowledge.insert(Scope::new("t", *prefix), vector);
         }
         knowledge
@@ -184,20 +189,14 @@ mod tests {
     fn knowledge_merged_after_a_refusal_stops_below_the_refused_generation() {
         let asked = [Scope::new("t", "")];
         let mut refused = Refused::new();
-        refused.note(&record(C, Generation::new(4), "c1"), &asked, &no_writers());
-        refused.note(&record(C, Generation::new(6), "c2"), &asked, &no_writers());
+        refused.note(&record(C, 4, "c1"), &asked, &no_writers());
+        refused.note(&record(C, 6, "c2"), &asked, &no_writers());
         let lowered = refused
-            .lower(knowledge(&[
-                ("", &[(A, Generation::new(9)), (C, Generation::new(7))]),
-                ("c", &[(C, Generation::new(8))]),
-            ]))
+            .lower(knowledge(&[("", &[(A, 9), (C, 7)]), ("c", &[(C, 8)])]))
             .unwrap();
         assert_eq!(
             lowered,
-            knowledge(&[
-                ("", &[(A, Generation::new(9)), (C, Generation::new(3))]),
-                ("c", &[(C, Generation::new(3))])
-            ])
+            knowledge(&[("", &[(A, 9), (C, 3)]), ("c", &[(C, 3)])])
         );
         let mut stored = Knowledge::new();
         stored.merge_response(&lowered);
@@ -217,8 +216,8 @@ mod tests {
     fn knowledge_below_the_refused_generation_is_left_as_it_is() {
         let asked = [Scope::new("t", "")];
         let mut refused = Refused::new();
-        refused.note(&record(C, Generation::new(5), "c1"), &asked, &no_writers());
-        let incoming = knowledge(&[("", &[(C, Generation::new(2))])]);
+        refused.note(&record(C, 5, "c1"), &asked, &no_writers());
+        let incoming = knowledge(&[("", &[(C, 2)])]);
         assert_eq!(refused.lower(incoming.clone()), Some(incoming));
     }
 
@@ -226,21 +225,17 @@ mod tests {
     fn a_refusal_lowers_only_scopes_sharing_rows_with_its_asked_scope() {
         let asked = [Scope::new("t", "a"), Scope::new("t", "b")];
         let mut refused = Refused::new();
-        refused.note(&record(C, Generation::new(2), "a1"), &asked, &no_writers());
+        refused.note(&record(C, 2, "a1"), &asked, &no_writers());
         let lowered = refused
             .lower(knowledge(&[
-                ("a", &[(C, Generation::new(5))]),
-                ("b", &[(C, Generation::new(5))]),
-                ("a1", &[(C, Generation::new(5))]),
+                ("a", &[(C, 5)]),
+                ("b", &[(C, 5)]),
+                ("a1", &[(C, 5)]),
             ]))
             .unwrap();
         assert_eq!(
             lowered,
-            knowledge(&[
-                ("a", &[(C, Generation::FIRST)]),
-                ("b", &[(C, Generation::new(5))]),
-                ("a1", &[(C, Generation::FIRST)])
-            ])
+            knowledge(&[("a", &[(C, 1)]), ("b", &[(C, 5)]), ("a1", &[(C, 1)])])
         );
     }
 
@@ -250,21 +245,14 @@ mod tests {
         let mut refused = Refused::new();
         for device in 1..=MAX_FLOORS as u64 {
             refused.note(
-                &record(DeviceId(100 + device), Generation::FIRST, "x"),
+                &record(DeviceId(100 + device), 1, "x"),
                 &asked,
                 &no_writers(),
             );
         }
         assert!(refused.lower(knowledge(&[("", &[])])).is_some());
-        refused.note(
-            &record(DeviceId(7), Generation::FIRST, "x"),
-            &asked,
-            &no_writers(),
-        );
-        assert_eq!(
-            refused.lower(knowledge(&[("", &[(A, Generation::FIRST)])])),
-            None
-        );
+        refused.note(&record(DeviceId(7), 1, "x"), &asked, &no_writers());
+        assert_eq!(refused.lower(knowledge(&[("", &[(A, 1)])])), None);
     }
 
     #[test]
@@ -272,7 +260,7 @@ mod tests {
         let asked = [Scope::new("t", "")];
         let mut refused = Refused::new();
         assert!(refused.is_empty());
-        refused.note(&record(C, Generation::new(4), "c1"), &asked, &no_writers());
+        refused.note(&record(C, 4, "c1"), &asked, &no_writers());
         assert!(!refused.is_empty());
         assert!(!refused.permitted_by(&no_writers()));
         let declared = WriterCheck::new(peer(), Vec::new(), vec![Scope::new("t", "c")]);
@@ -286,22 +274,14 @@ mod tests {
         let asked = [Scope::new("t", "")];
         let mut refused = Refused::new();
         for generation in 1..=MAX_SAMPLES as u64 {
-            refused.note(
-                &record(C, Generation::new(generation), "c1"),
-                &asked,
-                &no_writers(),
-            );
+            refused.note(&record(C, generation, "c1"), &asked, &no_writers());
         }
-        refused.note(
-            &record(C, Generation::new(999), "z9"),
-            &asked,
-            &no_writers(),
-        );
+        refused.note(&record(C, 999, "z9"), &asked, &no_writers());
         assert!(!refused.permitted_by(&no_writers()));
         let changed = WriterCheck::new(peer(), Vec::new(), vec![Scope::new("t", "q")]);
         assert!(refused.permitted_by(&changed));
         // Refused again under the new rule: the change since the first is still seen.
-        refused.note(&record(C, Generation::new(1000), "z8"), &asked, &changed);
+        refused.note(&record(C, 1000, "z8"), &asked, &changed);
         assert!(refused.permitted_by(&changed));
     }
 }
