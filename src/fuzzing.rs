@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Serialize, de::DeserializeOwned};
 use syncbase_storage::MemoryStorage;
 
-use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
+use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::{DbName, RowKey, TableName};
 use crate::rpc::{reader_options, syncgroup_wire, wire};
@@ -278,7 +278,7 @@ pub fn store_keys_round_trip(parts: &KeyParts) {
         (keys.syncgroup_local(parts.syncgroup), parts.syncgroup),
         (keys.mark(DeviceId(parts.device)), parts.device),
         (
-            keys.index(DeviceId(parts.device), parts.generation),
+            keys.index(DeviceId(parts.device), Generation::new(parts.generation)),
             parts.generation,
         ),
         (
@@ -328,7 +328,8 @@ pub fn store_keys_round_trip(parts: &KeyParts) {
     );
     assert_eq!(keys.log(low) < keys.log(high), low < high);
     assert_eq!(
-        keys.index(DeviceId(parts.device), low) < keys.index(DeviceId(parts.device), high),
+        keys.index(DeviceId(parts.device), Generation::new(low))
+            < keys.index(DeviceId(parts.device), Generation::new(high)),
         low < high
     );
 }

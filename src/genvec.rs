@@ -44,8 +44,59 @@ impl DeviceId {
     }
 }
 
-/// A generation number of one device in one database (starts at 1; 0 means "none").
-pub type Generation = u64;
+/// A generation number of one device in one database: the device's count of the records it
+/// made there (its first is 1; [`Generation::NONE`], 0, means "none yet"). A distinct type so
+/// a generation is never taken for a log position, a version, a count or a device id; it
+/// becomes a `u64` only at the storage key and wire edges ([`Generation::get`],
+/// [`Generation::new`]). Stored and sent as a plain `u64` (serde transparent), so encodings
+/// are those of the former `u64` alias.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Generation(u64);
+
+impl Generation {
+    /// No generation: a device that has made no record (a vector's missing entry).
+    pub const NONE: Generation = Generation(0);
+    /// A device's first generation.
+    pub const FIRST: Generation = Generation(1);
+    /// The highest generation: "no bound".
+    pub const MAX: Generation = Generation(u64::MAX);
+
+    /// The generation numbered `value`, as read from a storage key or the wire.
+    pub const fn new(value: u64) -> Generation {
+        Generation(value)
+    }
+
+    /// The number, for a storage key or the wire.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Whether this is [`Generation::NONE`].
+    pub const fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The generation after this one (saturates at [`Generation::MAX`], never wraps to
+    /// `NONE`; 2^64 records are out of reach).
+    pub const fn next(self) -> Generation {
+        Generation(self.0.saturating_add(1))
+    }
+
+    /// The generation before this one ([`Generation::NONE`] stays `NONE`).
+    pub const fn previous(self) -> Generation {
+        Generation(self.0.saturating_sub(1))
+    }
+}
+
+/// Shows the number, e.g. `7`.
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// V2015 `PrefixGenVector`: device -> highest generation known. A missing device counts as 0;
 /// entries equal to 0 are never stored (so equal vectors have equal maps).
@@ -78,19 +129,19 @@ impl VectorOrder {
 }
 
 impl GenVector {
-    /// An empty vector: every device at 0.
+    /// An empty vector: every device at [`Generation::NONE`].
     pub fn new() -> Self {
         GenVector(BTreeMap::new())
     }
 
-    /// The generation known for `device` (0 if none).
+    /// The generation known for `device` ([`Generation::NONE`] if none).
     pub fn get(&self, device: DeviceId) -> Generation {
-        self.0.get(&device).copied().unwrap_or(0)
+        self.0.get(&device).copied().unwrap_or_default()
     }
 
-    /// Sets the generation of `device`; 0 removes its entry.
+    /// Sets the generation of `device`; [`Generation::NONE`] removes its entry.
     pub fn set(&mut self, device: DeviceId, generation: Generation) {
-        if generation == 0 {
+        if generation.is_none() {
             self.0.remove(&device);
         } else {
             self.0.insert(device, generation);
@@ -334,8 +385,8 @@ impl Knowledge {
     /// every stored scope nested under P with its vector also raised by
     /// {self_device: self_gen}.
     ///
-    /// With `self_gen == 0` (nothing written yet) no self entry appears, since a vector never
-    /// stores zeros.
+    /// With `self_gen` at [`Generation::NONE`] (nothing written yet) no self entry appears,
+    /// since a vector never stores zeros.
     pub fn request_for(
         &self,
         scopes: &[Scope],
@@ -390,7 +441,7 @@ impl Knowledge {
             .filter(|(scope, _)| scope.covers(table, row))
             .map(|(_, vector)| vector.get(device))
             .max()
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
     /// The highest generation of `device` any scope knows.
@@ -399,7 +450,7 @@ impl Knowledge {
             .values()
             .map(|vector| vector.get(device))
             .max()
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
     /// Every device mentioned anywhere.
@@ -422,8 +473,16 @@ mod tests {
     const D: DeviceId = DeviceId(4);
     const ME: DeviceId = DeviceId(9);
 
-    fn vector(entries: &[(DeviceId, Generation)]) -> GenVector {
-        entries.iter().copied().collect()
+    /// A generation in a test: `g(3)`.
+    fn g(number: u64) -> Generation {
+        Generation::new(number)
+    }
+
+    fn vector(entries: &[(DeviceId, u64)]) -> GenVector {
+        entries
+            .iter()
+            .map(|&(device, number)| (device, g(number)))
+            .collect()
     }
 
     fn scope(table: &str, prefix: &str) -> Scope {
@@ -438,19 +497,43 @@ mod tests {
         knowledge
     }
 
+    // ---- Generation ----
+
+    #[test]
+    fn a_generation_steps_without_wrapping() {
+        assert_eq!(Generation::NONE.next(), Generation::FIRST);
+        assert_eq!(g(7).next(), g(8));
+        assert_eq!(g(7).previous(), g(6));
+        assert_eq!(Generation::FIRST.previous(), Generation::NONE);
+        assert_eq!(Generation::NONE.previous(), Generation::NONE);
+        assert_eq!(Generation::MAX.next(), Generation::MAX);
+        assert!(Generation::NONE.is_none() && !Generation::FIRST.is_none());
+        assert_eq!(Generation::default(), Generation::NONE);
+        assert_eq!(g(300).get(), 300);
+        assert_eq!(g(300).to_string(), "300");
+        assert!(g(2) < g(10), "ordered by number");
+    }
+
+    #[test]
+    fn a_generation_encodes_as_its_number() {
+        let encoded = postcard::to_stdvec(&g(300)).expect("encode");
+        assert_eq!(encoded, postcard::to_stdvec(&300u64).expect("encode"));
+        assert_eq!(postcard::from_bytes::<Generation>(&encoded), Ok(g(300)));
+    }
+
     // ---- GenVector ----
 
     #[test]
     fn missing_entries_count_as_zero() {
         let mut zero = GenVector::new();
-        zero.set(A, 0);
+        zero.set(A, g(0));
         assert_eq!(zero, GenVector::new());
         assert_eq!(vector(&[(A, 0)]), GenVector::new());
         assert_eq!(
             vector(&[(A, 0)]).compare(&GenVector::new()),
             VectorOrder::Equal
         );
-        assert_eq!(GenVector::new().get(A), 0);
+        assert_eq!(GenVector::new().get(A), g(0));
     }
 
     #[test]
@@ -485,14 +568,14 @@ mod tests {
     #[test]
     fn set_raise_and_merge() {
         let mut v = GenVector::new();
-        v.set(A, 5);
-        v.raise(A, 3);
-        assert_eq!(v.get(A), 5);
-        v.raise(A, 7);
-        assert_eq!(v.get(A), 7);
-        v.set(A, 2);
-        assert_eq!(v.get(A), 2);
-        v.set(A, 0);
+        v.set(A, g(5));
+        v.raise(A, g(3));
+        assert_eq!(v.get(A), g(5));
+        v.raise(A, g(7));
+        assert_eq!(v.get(A), g(7));
+        v.set(A, g(2));
+        assert_eq!(v.get(A), g(2));
+        v.set(A, g(0));
         assert!(v.is_empty());
 
         let mut left = vector(&[(A, 10), (B, 5), (C, 1)]);
@@ -501,21 +584,21 @@ mod tests {
         assert_eq!(left.len(), 4);
         assert_eq!(
             left.iter().collect::<Vec<_>>(),
-            vec![(A, 10), (B, 10), (C, 1), (D, 2)]
+            vec![(A, g(10)), (B, g(10)), (C, g(1)), (D, g(2))]
         );
     }
 
     #[test]
     fn from_iter_keeps_highest_and_drops_zeros() {
         let v = vector(&[(A, 3), (A, 1), (B, 0)]);
-        assert_eq!(v.iter().collect::<Vec<_>>(), vec![(A, 3)]);
-        let from_map = GenVector::from(BTreeMap::from([(A, 0), (B, 4)]));
+        assert_eq!(v.iter().collect::<Vec<_>>(), vec![(A, g(3))]);
+        let from_map = GenVector::from(BTreeMap::from([(A, g(0)), (B, g(4))]));
         assert_eq!(from_map, vector(&[(B, 4)]));
     }
 
     #[test]
     fn decoding_drops_zero_entries() {
-        let raw: BTreeMap<DeviceId, Generation> = BTreeMap::from([(A, 0), (B, 4)]);
+        let raw: BTreeMap<DeviceId, Generation> = BTreeMap::from([(A, g(0)), (B, g(4))]);
         let bytes = postcard::to_stdvec(&raw).expect("encode");
         let decoded: GenVector = postcard::from_bytes(&bytes).expect("decode");
         assert_eq!(decoded, vector(&[(B, 4)]));
@@ -657,7 +740,7 @@ mod tests {
             (scope("t", "ab"), vector(&[(A, 3), (ME, 2)])),
             (scope("t", "b"), vector(&[(B, 4)])),
         ]);
-        let request = k.request_for(&[scope("t", "a"), scope("u", "")], ME, 7);
+        let request = k.request_for(&[scope("t", "a"), scope("u", "")], ME, g(7));
         let expected = knowledge(&[
             (scope("t", "a"), vector(&[(A, 1), (ME, 7)])),
             (scope("t", "ab"), vector(&[(A, 3), (ME, 7)])),
@@ -701,13 +784,13 @@ mod tests {
             (scope("t", "ab"), vector(&[(B, 8)])),
             (scope("t", "b"), vector(&[(A, 9)])),
         ]);
-        assert_eq!(k.known_gen("t", "abc", A), 5);
-        assert_eq!(k.known_gen("t", "abc", B), 8);
-        assert_eq!(k.known_gen("t", "ac", B), 2);
-        assert_eq!(k.known_gen("t", "b1", A), 9);
-        assert_eq!(k.known_gen("t", "c", A), 5);
-        assert_eq!(k.known_gen("u", "abc", A), 0);
-        assert_eq!(k.known_gen("t", "abc", C), 0);
+        assert_eq!(k.known_gen("t", "abc", A), g(5));
+        assert_eq!(k.known_gen("t", "abc", B), g(8));
+        assert_eq!(k.known_gen("t", "ac", B), g(2));
+        assert_eq!(k.known_gen("t", "b1", A), g(9));
+        assert_eq!(k.known_gen("t", "c", A), g(5));
+        assert_eq!(k.known_gen("u", "abc", A), g(0));
+        assert_eq!(k.known_gen("t", "abc", C), g(0));
     }
 
     #[test]
@@ -723,8 +806,12 @@ mod tests {
     // ---- properties ----
 
     fn any_vector() -> impl Strategy<Value = GenVector> {
-        prop::collection::vec((1u64..=6, 0u64..=20), 0..=5)
-            .prop_map(|entries| entries.into_iter().map(|(d, g)| (DeviceId(d), g)).collect())
+        prop::collection::vec((1u64..=6, 0u64..=20), 0..=5).prop_map(|entries| {
+            entries
+                .into_iter()
+                .map(|(d, n)| (DeviceId(d), g(n)))
+                .collect()
+        })
     }
 
     fn any_scope() -> impl Strategy<Value = Scope> {
@@ -788,7 +875,7 @@ mod tests {
             for d in all_devices(&[&a, &b, &m]) {
                 prop_assert_eq!(m.get(d), a.get(d).max(b.get(d)));
             }
-            prop_assert!(m.iter().all(|(_, g)| g > 0));
+            prop_assert!(m.iter().all(|(_, generation)| !generation.is_none()));
         }
 
         #[test]
@@ -823,17 +910,17 @@ mod tests {
             scopes in prop::collection::vec(any_scope(), 0..=4),
             self_gen in 1u64..=20,
         ) {
-            let request = local.request_for(&scopes, ME, self_gen);
+            let request = local.request_for(&scopes, ME, g(self_gen));
             for scope in &scopes {
                 let sent = request.get(scope);
                 prop_assert!(sent.is_some(), "{} not sent", scope);
                 if let Some(sent) = sent {
-                    prop_assert!(sent.get(ME) >= self_gen);
+                    prop_assert!(sent.get(ME) >= g(self_gen));
                     prop_assert!(sent.dominates(&local.bound_for(scope)));
                 }
             }
             for (scope, vector) in request.iter() {
-                prop_assert!(vector.get(ME) >= self_gen);
+                prop_assert!(vector.get(ME) >= g(self_gen));
                 prop_assert!(scopes.iter().any(|p| p.contains(scope)));
             }
         }
@@ -847,7 +934,7 @@ mod tests {
                 .filter(|(s, _)| s.covers(&table, &row))
                 .map(|(_, v)| v.get(DeviceId(device)))
                 .max()
-                .unwrap_or(0);
+                .unwrap_or(g(0));
             prop_assert_eq!(k.known_gen(&table, &row, DeviceId(device)), expected);
         }
 

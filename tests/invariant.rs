@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use syncbase::clock::Hlc;
 use syncbase::config::Config;
-use syncbase::genvec::{DeviceId, GenVector, Scope};
+use syncbase::genvec::{DeviceId, GenVector, Generation, Scope};
 use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
 use syncbase::node::{Node, PublishRequest, TrustSets};
@@ -233,7 +233,7 @@ fn version_by(
     SyncgroupRecord {
         stamp: VersionStamp {
             device: device(writer),
-            generation: 1_000,
+            generation: Generation::new(1_000),
             hlc: Hlc {
                 wall_nanos: i64::MAX / 2,
                 logical: 0,
@@ -487,7 +487,7 @@ fn syncgroup_knowledge_from_a_non_admin_is_not_merged() {
         let dir = tempfile::tempdir().unwrap();
         let node = node_a(dir.path()).await;
         let id = node.syncgroup_view(&sg_name()).unwrap().record.sg.id;
-        let forged = GenVector::from_iter([(device(0), 1_000_000_000_000)]);
+        let forged = GenVector::from_iter([(device(0), Generation::new(1_000_000_000_000))]);
         let known = || node.syncgroup_view(&sg_name()).unwrap().local.knowledge;
         let before = known();
         for (who, (name, _)) in PRINCIPALS.iter().enumerate().skip(1) {

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
+use syncbase::genvec::Generation;
 use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
 use syncbase::rpc::transport::MemoryNetwork;
@@ -137,7 +138,7 @@ fn a_refused_record_is_fetched_again_from_the_same_relay_once_its_writer_is_perm
         let knowledge = b.node().store().knowledge(&db()).unwrap();
         assert_eq!(
             knowledge.known_gen("t", "c1", c_device),
-            0,
+            Generation::NONE,
             "B's knowledge covers a record it refused"
         );
 

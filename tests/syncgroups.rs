@@ -11,7 +11,7 @@ use std::time::Duration;
 use syncbase::config::Role;
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::error::Error;
-use syncbase::genvec::{DeviceId, Scope};
+use syncbase::genvec::{DeviceId, Generation, Scope};
 use syncbase::identity::Fingerprint;
 use syncbase::names::DbName;
 use syncbase::node::JoinReply;
@@ -633,10 +633,10 @@ fn members_sync_and_an_ejected_member_is_cut_off() {
         // relays them (one that took them before it learned of the eject).
         let device = member.node().store().device();
         let from_itself = host.node().writer_check(&mid, &db()).unwrap();
-        assert!(from_itself.allows(device, 1, "t", "from-member"));
-        assert!(!from_itself.allows(device, 2, "t", "later"));
+        assert!(from_itself.allows(device, Generation::FIRST, "t", "from-member"));
+        assert!(!from_itself.allows(device, Generation::new(2), "t", "later"));
         let relayed = host.node().writer_check(&hid, &db()).unwrap();
-        assert!(relayed.allows(device, 2, "t", "later"));
+        assert!(relayed.allows(device, Generation::new(2), "t", "later"));
         eventually("the member's session to be refused", LIMIT, || {
             member
                 .node()
@@ -1191,23 +1191,26 @@ fn records_count_only_from_devices_of_members_holding_write() {
         let stranger = Fingerprint::parse(&"e".repeat(64)).unwrap();
         let check = host.node().writer_check(&stranger, &db()).unwrap();
         assert!(
-            check.allows(DeviceId(50), 1, "t", "row"),
+            check.allows(DeviceId(50), Generation::FIRST, "t", "row"),
             "the writer's device"
         );
         assert!(
-            !check.allows(DeviceId(51), 1, "t", "row"),
+            !check.allows(DeviceId(51), Generation::FIRST, "t", "row"),
             "the reader's device"
         );
         assert!(
-            !check.allows(DeviceId(52), 1, "t", "row"),
+            !check.allows(DeviceId(52), Generation::FIRST, "t", "row"),
             "an unknown device"
         );
         assert!(
-            !check.allows(DeviceId(50), 1, "u", "row"),
+            !check.allows(DeviceId(50), Generation::FIRST, "u", "row"),
             "outside the prefixes"
         );
         let own = host.node().store().device();
-        assert!(check.allows(own, 1, "t", "row"), "the admin itself");
+        assert!(
+            check.allows(own, Generation::FIRST, "t", "row"),
+            "the admin itself"
+        );
     });
 }
 

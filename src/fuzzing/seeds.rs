@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use syncbase_storage::{MemoryStorage, Scan};
 
-use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
+use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::{DbName, RowKey, TableName};
 use crate::rpc::{syncgroup_wire, wire};
@@ -73,7 +73,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     push("a-first-page", &first, a.device());
     let mut from_b = page(&b, &db, &everything, 1 << 20);
     from_b.initiator_marks = vec![Mark {
-        generation: 1,
+        generation: Generation::FIRST,
         digest: 0xd1,
     }];
     push("b-conflict-and-link", &from_b, b.device());

@@ -64,7 +64,7 @@ fn mismatch(marker: &Marker, now: &Marker) -> Option<String> {
         );
     }
     marker.generations.iter().find_map(|(db, last)| {
-        let held = now.generations.get(db).copied().unwrap_or(0);
+        let held = now.generations.get(db).copied().unwrap_or_default();
         (held < *last).then(|| {
             format!(
                 "database {db:?} holds generation {held} of this device, which had made {last} \
@@ -79,7 +79,10 @@ fn mismatch(marker: &Marker, now: &Marker) -> Option<String> {
 /// original may still be writing under the same device. (A data directory from before markers
 /// pays one epoch once.)
 fn unmarked(now: &Marker) -> Option<String> {
-    let written = now.generations.values().any(|generation| *generation > 0);
+    let written = now
+        .generations
+        .values()
+        .any(|generation| !generation.is_none());
     written.then(|| {
         "the store has written records but this data directory has no run marker: the store \
          was copied or moved here"
@@ -194,7 +197,7 @@ mod tests {
             clean,
             generations: generations
                 .iter()
-                .map(|(db, generation)| ((*db).to_owned(), *generation))
+                .map(|(db, generation)| ((*db).to_owned(), Generation::new(*generation)))
                 .collect(),
         }
     }

@@ -308,7 +308,7 @@ impl Node {
             tracing::info!(
                 %peer,
                 old_device = format!("{:016x}", notice.old.0),
-                safe_generation = notice.safe,
+                safe_generation = notice.safe.get(),
                 "a peer moved to an epoch: fetching its old device's records above the safe \
                  point again"
             );

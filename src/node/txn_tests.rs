@@ -15,7 +15,7 @@ use super::{Node, NodeParts};
 use crate::clock::ManualTime;
 use crate::env::{Blocking, Env};
 use crate::error::Error;
-use crate::genvec::{DeviceId, Knowledge, Scope};
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::{DbName, RowKey, TableName};
 use crate::store::{Mutation, Notice, PageRequest, Store};
@@ -181,10 +181,11 @@ fn add_writer(node: &Node, name: &SyncgroupName, member: &Fingerprint, device: D
 
 /// One page of everything `from` holds in `db` that `to` lacks.
 fn page_for(to: &Store, from: &Store) -> crate::store::Page {
-    let knowledge =
-        to.knowledge(&db())
-            .unwrap()
-            .request_for(&[Scope::new("t", "")], to.device(), 0);
+    let knowledge = to.knowledge(&db()).unwrap().request_for(
+        &[Scope::new("t", "")],
+        to.device(),
+        Generation::NONE,
+    );
     let request = PageRequest {
         initiator: to.device(),
         knowledge: &knowledge,
@@ -273,7 +274,7 @@ async fn a_page_whose_writer_was_ejected_after_the_request_is_refused_in_its_own
     let known: Knowledge = b.store().knowledge(&db()).unwrap();
     assert_eq!(
         known.max_gen(a.device()),
-        0,
+        Generation::NONE,
         "the knowledge merged must stay below the refused record"
     );
     assert_ne!(a.device(), DeviceId(0));
@@ -335,10 +336,10 @@ async fn an_eject_bounds_its_former_writer_by_the_writes_applied_just_before_it(
     // As A itself sends them (relays by other members are not held to the cutoff).
     let sg = &view.record.sg;
     assert!(
-        sg.device_may_write(a.device(), 1, &a_id),
+        sg.device_may_write(a.device(), Generation::FIRST, &a_id),
         "the eject must keep valid the write this node held when it committed"
     );
-    assert!(!sg.device_may_write(a.device(), 2, &a_id));
+    assert!(!sg.device_may_write(a.device(), Generation::new(2), &a_id));
 }
 
 #[tokio::test]
@@ -351,7 +352,7 @@ async fn epoch_notices_of_a_member_ejected_before_their_commit_are_not_taken() {
     let announcer = a_device.with_epoch(5);
     let notices = vec![Notice {
         old: a_device,
-        safe: 0,
+        safe: Generation::NONE,
     }];
 
     let (ejecting, member) = (b.clone(), a_id.clone());

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::genvec::DeviceId;
+use crate::genvec::{DeviceId, Generation};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::node::{Node, PublishOutcome, PublishRequest};
@@ -327,7 +327,11 @@ impl syncgroup_admin::Server for SyncgroupAdminImpl {
 fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capnp::Error> {
     let db = DbName::parse(wire::text(data.get_db_name())?)?;
     let knowledge = wire::read_knowledge(data.get_init_vec()?)?;
-    let mark_at: Vec<u64> = data.get_mark_generations()?.iter().collect();
+    let mark_at: Vec<Generation> = data
+        .get_mark_generations()?
+        .iter()
+        .map(Generation::new)
+        .collect();
     if mark_at.len() > MAX_MARKS {
         return Err(Error::invalid(format!("more than {MAX_MARKS} mark generations")).into());
     }
@@ -390,7 +394,7 @@ pub(crate) fn write_page(page: &Page, mut params: delta_sink::push_params::Build
     let marks = &page.initiator_marks;
     let mut generations = params.reborrow().init_mark_generations(marks.len() as u32);
     for (i, mark) in marks.iter().enumerate() {
-        generations.set(i as u32, mark.generation);
+        generations.set(i as u32, mark.generation.get());
     }
     let mut digests = params.reborrow().init_mark_digests(marks.len() as u32);
     for (i, mark) in marks.iter().enumerate() {
@@ -402,7 +406,7 @@ pub(crate) fn write_page(page: &Page, mut params: delta_sink::push_params::Build
     for (i, notice) in page.notices.iter().enumerate() {
         let mut entry = notices.reborrow().get(i as u32);
         entry.set_old_device(notice.old.0);
-        entry.set_safe_generation(notice.safe);
+        entry.set_safe_generation(notice.safe.get());
     }
     let count = page.records.len() + usize::from(page.knowledge.is_some());
     let mut batch = params.init_batch(count as u32);
@@ -467,7 +471,7 @@ mod tests {
             content: RecordContent::Node(DagNode {
                 parents: vec![Version(u64::MAX - generation)],
                 device: DeviceId(u64::MAX),
-                generation,
+                generation: Generation::new(generation),
                 hlc: Hlc {
                     wall_nanos: i64::MAX,
                     logical: u32::MAX,
@@ -496,7 +500,7 @@ mod tests {
             records,
             initiator_marks: vec![
                 crate::store::Mark {
-                    generation: u64::MAX,
+                    generation: Generation::MAX,
                     digest: u64::MAX
                 };
                 crate::sync::responder::MAX_MARKS
@@ -504,7 +508,7 @@ mod tests {
             notices: vec![
                 crate::store::Notice {
                     old: DeviceId(u64::MAX),
-                    safe: u64::MAX
+                    safe: Generation::MAX
                 };
                 crate::store::MAX_NOTICES
             ],

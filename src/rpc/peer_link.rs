@@ -284,7 +284,7 @@ impl PeerClient for CapnpPeer {
                 .reborrow()
                 .init_mark_generations(request.mark_at.len() as u32);
             for (i, generation) in request.mark_at.iter().enumerate() {
-                marks.set(i as u32, *generation);
+                marks.set(i as u32, generation.get());
             }
             wire::write_knowledge(&request.knowledge, data.init_init_vec());
         }
@@ -394,7 +394,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualTime;
     use crate::env::{Blocking, Env};
-    use crate::genvec::Scope;
+    use crate::genvec::{Generation, Scope};
     use crate::identity::NodeIdentity;
     use crate::names::DbName;
     use crate::node::NodeParts;
@@ -471,7 +471,7 @@ mod tests {
                     let mut knowledge = crate::genvec::Knowledge::new();
                     knowledge.insert(
                         Scope::new("t", ""),
-                        [(DeviceId(42), 1)].into_iter().collect(),
+                        [(DeviceId(42), Generation::FIRST)].into_iter().collect(),
                     );
                     let batch = push.get().init_batch(1);
                     wire::write_knowledge(&knowledge, batch.get(0).init_resp_vec());

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
-use crate::genvec::{DeviceId, Scope};
+use crate::genvec::{DeviceId, Generation, Scope};
 use crate::identity::Fingerprint;
 use crate::rpc::wire::{malformed, read_vector, text, write_vector};
 use crate::schema::types_capnp::{
@@ -235,7 +235,7 @@ pub fn write_syncgroup_record(record: &SyncgroupRecord, mut out: syncgroup_rec::
     let stamp = &record.stamp;
     let mut meta = out.reborrow().init_metadata();
     meta.set_id(stamp.device.0);
-    meta.set_gen(stamp.generation);
+    meta.set_gen(stamp.generation.get());
     meta.set_obj_id(record.sg.id.to_hex().as_bytes());
     meta.set_cur_vers(stamp.version.to_hex().as_str());
     let mut time = meta.init_upd_time();
@@ -260,7 +260,7 @@ pub fn read_syncgroup_record(reader: syncgroup_rec::Reader<'_>) -> Result<Syncgr
     Ok(SyncgroupRecord {
         stamp: VersionStamp {
             device: DeviceId(meta.get_id()),
-            generation: meta.get_gen(),
+            generation: Generation::new(meta.get_gen()),
             hlc: Hlc {
                 wall_nanos: time.get_wall_nanos(),
                 logical: time.get_logical(),
@@ -329,7 +329,7 @@ mod tests {
         SyncgroupRecord {
             stamp: VersionStamp {
                 device: DeviceId(u64::MAX),
-                generation: u64::MAX,
+                generation: Generation::MAX,
                 hlc: Hlc {
                     wall_nanos: i64::MAX,
                     logical: u32::MAX,
@@ -352,7 +352,7 @@ mod tests {
                 status: Status::Running,
                 joiners,
                 former_writers: (1..=members as u64)
-                    .map(|i| (DeviceId(u64::MAX - i), i))
+                    .map(|i| (DeviceId(u64::MAX - i), Generation::new(i)))
                     .collect(),
                 former_lineages: (1..=members as u64).map(|i| u64::MAX - i).collect(),
             },
@@ -385,7 +385,7 @@ mod tests {
         let record = SyncgroupRecord {
             stamp: VersionStamp {
                 device: DeviceId(5),
-                generation: 2,
+                generation: Generation::new(2),
                 hlc: Hlc {
                     wall_nanos: 99,
                     logical: 1,
@@ -415,7 +415,7 @@ mod tests {
                         address: "h:1".into(),
                     },
                 )]),
-                former_writers: [(DeviceId(9), 4)].into_iter().collect(),
+                former_writers: [(DeviceId(9), Generation::new(4))].into_iter().collect(),
                 former_lineages: BTreeSet::from([9]),
             },
         };
@@ -426,8 +426,10 @@ mod tests {
             .unwrap();
         assert_eq!(read_syncgroup_record(reader).unwrap(), record);
 
-        let known =
-            SyncgroupKnowledge::from([(SyncgroupId(3), [(DeviceId(5), 2)].into_iter().collect())]);
+        let known = SyncgroupKnowledge::from([(
+            SyncgroupId(3),
+            [(DeviceId(5), Generation::new(2))].into_iter().collect(),
+        )]);
         let mut message = capnp::message::Builder::new_default();
         write_syncgroup_knowledge(&known, message.init_root());
         let reader = message

@@ -5,7 +5,7 @@
 
 use crate::clock::Hlc;
 use crate::error::{Error, Result};
-use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
+use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::names::{self, RowKey, TableName};
 use crate::rpc::client::error_message;
 use crate::rpc::syncgroup_wire::{read_syncgroup_knowledge, read_syncgroup_record};
@@ -28,7 +28,7 @@ pub fn write_record(record: &LogRecord, mut out: log_rec::Builder<'_>) {
     }
     let mut meta = out.init_metadata();
     meta.set_id(record.device().0);
-    meta.set_gen(record.generation());
+    meta.set_gen(record.generation().get());
     meta.set_obj_id(object_id(&record.table, &record.row).as_slice());
     meta.set_cur_vers(record.version.to_hex().as_str());
     let hlc = record.hlc();
@@ -60,8 +60,8 @@ pub fn read_record(record: log_rec::Reader<'_>) -> Result<LogRecord> {
     let (table, row) = split_object_id(meta.get_obj_id().map_err(malformed)?)?;
     let version = Version::from_hex(text(meta.get_cur_vers())?)?;
     let device = DeviceId(meta.get_id());
-    let generation = meta.get_gen();
-    if device.0 == 0 || generation == 0 {
+    let generation = Generation::new(meta.get_gen());
+    if device.0 == 0 || generation.is_none() {
         return Err(Error::invalid("record with device 0 or generation 0"));
     }
     let parents = read_parents(meta.get_parents().map_err(malformed)?)?;
@@ -155,7 +155,7 @@ pub fn write_vector(vector: &GenVector, out: gen_vector::Builder<'_>) {
     for (i, (device, generation)) in vector.iter().enumerate() {
         let mut entry = entries.reborrow().get(i as u32);
         entry.set_device_id(device.0);
-        entry.set_generation(generation);
+        entry.set_generation(generation.get());
     }
 }
 
@@ -179,7 +179,10 @@ pub fn read_vector(reader: gen_vector::Reader<'_>) -> Result<GenVector> {
         if entry.get_device_id() == 0 {
             return Err(Error::invalid("generation vector names device 0"));
         }
-        vector.raise(DeviceId(entry.get_device_id()), entry.get_generation());
+        vector.raise(
+            DeviceId(entry.get_device_id()),
+            Generation::new(entry.get_generation()),
+        );
     }
     Ok(vector)
 }
@@ -220,7 +223,7 @@ pub fn read_epoch_notices(
             }
             Ok(Notice {
                 old,
-                safe: notice.get_safe_generation(),
+                safe: Generation::new(notice.get_safe_generation()),
             })
         })
         .collect()
@@ -237,7 +240,10 @@ pub fn read_marks(
     Ok(generations
         .iter()
         .zip(digests.iter())
-        .map(|(generation, digest)| Mark { generation, digest })
+        .map(|(generation, digest)| Mark {
+            generation: Generation::new(generation),
+            digest,
+        })
         .collect())
 }
 
@@ -412,7 +418,7 @@ mod tests {
             read[0],
             Notice {
                 old: DeviceId(9),
-                safe: 0
+                safe: Generation::NONE
             }
         );
         let error = notices(MAX_NOTICES as u32 + 1, 9).unwrap_err().to_string();
@@ -439,7 +445,7 @@ mod tests {
             content: RecordContent::Node(DagNode {
                 parents: vec![Version(1)],
                 device: DeviceId(5),
-                generation: 3,
+                generation: Generation::new(3),
                 hlc: Hlc {
                     wall_nanos: 99,
                     logical: 2,
@@ -460,7 +466,7 @@ mod tests {
         let link = LogRecord {
             content: RecordContent::Link {
                 device: DeviceId(9),
-                generation: 4,
+                generation: Generation::new(4),
                 parents: vec![Version(2), Version(3)],
                 hlc: Hlc {
                     wall_nanos: 1,
@@ -484,7 +490,7 @@ mod tests {
         );
         let mut zero_gen = node_record();
         if let RecordContent::Node(node) = &mut zero_gen.content {
-            node.generation = 0;
+            node.generation = Generation::NONE;
         }
         assert!(round_trip(&zero_gen).is_err());
     }
@@ -494,7 +500,12 @@ mod tests {
         let mut knowledge = Knowledge::new();
         knowledge.insert(
             Scope::new("t", "a/"),
-            [(DeviceId(1), 4), (DeviceId(2), 9)].into_iter().collect(),
+            [
+                (DeviceId(1), Generation::new(4)),
+                (DeviceId(2), Generation::new(9)),
+            ]
+            .into_iter()
+            .collect(),
         );
         knowledge.insert(Scope::new("u", ""), GenVector::new());
         let mut message = capnp::message::Builder::new_default();

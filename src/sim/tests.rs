@@ -6,7 +6,7 @@ use super::check::{self, Share, View, Violation, check_all};
 use super::harness::*;
 use super::oracle::Oracle;
 use crate::clock::Hlc;
-use crate::genvec::{DeviceId, GenVector, Knowledge, Scope};
+use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::store::{PageRequest, RecordContent, RowHead, Store, Version};
 
 /// Three stores: concurrent puts of one row, a batch writing a row twice, a delete of a row
@@ -100,7 +100,7 @@ fn a_node_that_never_received_a_write_it_must_reflect_lost_it() {
         held: false,
         device: write.device,
         generation: write.generation,
-        known: 0,
+        known: Generation::NONE,
     };
     assert_eq!(violation, expected);
 }
@@ -285,7 +285,10 @@ fn knowledge_merged_without_the_record_claims_what_the_node_lacks() {
     sim.write(0, &[put("k", "1")]);
     let writer = sim.stores[0].device();
     let mut claim = Knowledge::new();
-    claim.insert(whole_table(), GenVector::from_iter([(writer, 1)]));
+    claim.insert(
+        whole_table(),
+        GenVector::from_iter([(writer, Generation::FIRST)]),
+    );
     sim.stores[1]
         .apply(&db(), writer, &[], Some(&claim))
         .unwrap();
@@ -296,8 +299,8 @@ fn knowledge_merged_without_the_record_claims_what_the_node_lacks() {
             node: 1,
             db: db(),
             device: writer,
-            generation: 1,
-            known: 1,
+            generation: Generation::FIRST,
+            known: Generation::FIRST,
             table: "t".into(),
             row: "k".into(),
             version: sim.acked(0, "k"),
@@ -570,8 +573,8 @@ fn violations_name_the_nodes_row_and_versions() {
         head: Some(Version(0xcd)),
         held: true,
         device: DeviceId(0xef),
-        generation: 4,
-        known: 3,
+        generation: Generation::new(4),
+        known: Generation::new(3),
     };
     assert_eq!(
         lost.to_string(),

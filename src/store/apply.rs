@@ -123,7 +123,7 @@ fn graft_reused_pair(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) 
         table = %record.table,
         row = %record.row,
         device = format!("{:016x}", record.device().0),
-        generation = record.generation(),
+        generation = record.generation().get(),
         "a write reuses a (device, generation) this node holds for another record (its \
          writer's store was restored); kept and relayed beside it"
     );

@@ -139,7 +139,7 @@ pub fn switch(
         writer.forget_mark(old)?;
         lower_knowledge(&mut writer, old, safe)?;
         // The new device's generations start here; none before can clash.
-        let next = writer.own_generation() + 1;
+        let next = writer.own_generation().next();
         writer.finish(clock.last())?;
         let keys = DbKeys::new(&db);
         txn.put(&keys.mark_points(), &encode(&vec![next])?)?;

@@ -96,15 +96,15 @@ fn a_restored_store_reuses_a_generation_that_the_mark_exposes() {
         .last_mark(&db(), me)
         .unwrap()
         .expect("A holds B's records");
-    assert_eq!(theirs.generation, 2);
+    assert_eq!(theirs.generation, Generation::new(2));
     let ours = b
-        .mark_at(&db(), me, 2)
+        .mark_at(&db(), me, Generation::new(2))
         .unwrap()
         .expect("B made generation 2");
     assert_ne!(ours.digest, theirs.digest, "k3 and k2 share (device, 2)");
     assert_eq!(
-        b.mark_at(&db(), me, 1).unwrap(),
-        a.mark_at(&db(), me, 1).unwrap()
+        b.mark_at(&db(), me, Generation::FIRST).unwrap(),
+        a.mark_at(&db(), me, Generation::FIRST).unwrap()
     );
 }
 
@@ -113,14 +113,18 @@ fn an_epoch_relogs_own_records_above_the_safe_point_and_both_stores_converge() {
     let (a, b) = restored_pair();
     let old = b.device();
     let epoch = b
-        .start_epoch(old, "test: a clash".into(), Some((&db(), 2)))
+        .start_epoch(
+            old,
+            "test: a clash".into(),
+            Some((&db(), Generation::new(2))),
+        )
         .unwrap()
         .expect("an epoch starts");
     assert_eq!((epoch.replaced, epoch.device), (old, b.device()));
     assert_ne!(b.device(), old);
     assert_eq!(epoch.relogged, 1, "k3, above the safe point 1");
     assert!(
-        b.mark_at(&db(), old, 2).unwrap().is_none(),
+        b.mark_at(&db(), old, Generation::new(2)).unwrap().is_none(),
         "(old, 2) dropped"
     );
     assert_eq!(b.epochs().unwrap(), vec![epoch]);
@@ -156,8 +160,10 @@ fn new_writes_take_the_fresh_device_and_old_records_stay_valid() {
     put(&b, "k2", "v2");
     let new = b.device();
     assert_eq!(
-        b.mark_at(&db(), new, 2).unwrap().map(|m| m.generation),
-        Some(2)
+        b.mark_at(&db(), new, Generation::new(2))
+            .unwrap()
+            .map(|m| m.generation),
+        Some(Generation::new(2))
     );
     pull(&a, &b);
     assert_eq!(get(&a, "k1").as_deref(), Some("v1"));
@@ -176,8 +182,12 @@ fn records_written_since_the_store_was_opened_are_logged_again() {
         epoch.relogged, 1,
         "k1 may clash: it was written since the open"
     );
-    assert!(b.mark_at(&db(), old, 1).unwrap().is_none());
-    assert!(b.mark_at(&db(), b.device(), 2).unwrap().is_some());
+    assert!(b.mark_at(&db(), old, Generation::FIRST).unwrap().is_none());
+    assert!(
+        b.mark_at(&db(), b.device(), Generation::new(2))
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(get(&b, "k1").as_deref(), Some("v1"));
 }
 
@@ -235,9 +245,13 @@ fn third_store_after_the_epoch() -> (Store, Store, Store, DeviceId) {
     let c = open(Arc::new(MemoryStorage::new()));
     pull(&c, &b);
     let old = b.device();
-    b.start_epoch(old, "test: a clash".into(), Some((&db(), 2)))
-        .unwrap()
-        .unwrap();
+    b.start_epoch(
+        old,
+        "test: a clash".into(),
+        Some((&db(), Generation::new(2))),
+    )
+    .unwrap()
+    .unwrap();
     (a, b, c, old)
 }
 
@@ -246,7 +260,10 @@ fn an_epoch_announces_the_old_device_and_the_safe_point_of_each_database() {
     let (_a, b, _c, old) = third_store_after_the_epoch();
     assert_eq!(
         b.announced_notices(&db()).unwrap(),
-        vec![Notice { old, safe: 1 }]
+        vec![Notice {
+            old,
+            safe: Generation::FIRST
+        }]
     );
 }
 
@@ -265,7 +282,7 @@ fn a_third_store_that_took_the_reused_pair_fetches_the_original_once_it_takes_th
     assert_eq!(taken.notices, notices);
     assert!(taken.lowered);
     assert_eq!(c.lowerings(), before + 2);
-    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), 1);
+    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), Generation::FIRST);
     pull(&c, &a);
     pull(&c, &b);
     for key in ["k1", "k2", "k3"] {
@@ -310,7 +327,7 @@ fn a_notice_naming_the_announcer_itself_or_this_stores_lineage_is_ignored() {
     let (_a, b, c, _old) = third_store_after_the_epoch();
     let itself = Notice {
         old: b.device(),
-        safe: 0,
+        safe: Generation::NONE,
     };
     assert_eq!(
         c.take_notices(&db(), b.device(), &[itself]).unwrap(),
@@ -318,7 +335,7 @@ fn a_notice_naming_the_announcer_itself_or_this_stores_lineage_is_ignored() {
     );
     let ours = Notice {
         old: c.device(),
-        safe: 0,
+        safe: Generation::NONE,
     };
     let copy_of_c = c.device().with_epoch(7);
     assert_ne!(copy_of_c, c.device());
@@ -334,7 +351,7 @@ fn a_notice_is_taken_once_only_lowers_and_forgets_the_resume_cursors() {
     let asked = c.knowledge(&db()).unwrap();
     let mut grown = asked.clone();
     let mut vector = grown.bound_for(&Scope::new("t", ""));
-    vector.set(DeviceId(12345), 1);
+    vector.set(DeviceId(12345), Generation::FIRST);
     grown.insert(Scope::new("t", ""), vector);
     let cursor = CursorUpdate::Save(ResumeCursor {
         token: vec![1],
@@ -355,13 +372,19 @@ fn a_notice_is_taken_once_only_lowers_and_forgets_the_resume_cursors() {
     let again = c.take_notices(&db(), b.device(), &notices).unwrap();
     assert_eq!(again, Taken::default(), "taken once");
     assert_eq!(c.lowerings(), lowerings);
-    let higher = Notice { old, safe: 5 };
+    let higher = Notice {
+        old,
+        safe: Generation::new(5),
+    };
     let taken = c.take_notices(&db(), b.device(), &[higher]).unwrap();
     assert!(taken.notices.is_empty(), "not lower than the one taken");
-    let lower = Notice { old, safe: 0 };
+    let lower = Notice {
+        old,
+        safe: Generation::NONE,
+    };
     let taken = c.take_notices(&db(), b.device(), &[lower]).unwrap();
     assert_eq!(taken.notices, vec![lower], "a lower safe point is new");
-    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), 0);
+    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), Generation::NONE);
     assert_eq!(c.lowerings(), lowerings + 2);
 }
 
@@ -370,7 +393,10 @@ fn a_lineage_gets_only_so_many_notices_taken() {
     let (_a, b, c, old) = third_store_after_the_epoch();
     let limit = MAX_TAKEN_PER_LINEAGE as u64;
     for safe in (1..=limit + 1).rev() {
-        let notice = Notice { old, safe };
+        let notice = Notice {
+            old,
+            safe: Generation::new(safe),
+        };
         let taken = c.take_notices(&db(), b.device(), &[notice]).unwrap();
         assert_eq!(
             taken.notices.len(),
@@ -387,7 +413,7 @@ fn a_page_of_a_session_that_asked_before_a_lowering_merges_no_knowledge() {
     let asked_at = c.lowerings();
     let scopes = [Scope::new("t", "")];
     let known = c.knowledge(&db()).unwrap();
-    let request = known.request_for(&scopes, c.device(), 0);
+    let request = known.request_for(&scopes, c.device(), Generation::NONE);
     let notices = b.announced_notices(&db()).unwrap();
     c.take_notices(&db(), b.device(), &notices).unwrap();
     // A's page for the request asked before the notice: it skips k2 and claims (old, 2).
@@ -423,7 +449,11 @@ fn a_page_of_a_session_that_asked_before_a_lowering_merges_no_knowledge() {
         &from,
     )
     .unwrap();
-    assert_eq!(c.knowledge(&db()).unwrap().max_gen(old), 1, "not merged");
+    assert_eq!(
+        c.knowledge(&db()).unwrap().max_gen(old),
+        Generation::FIRST,
+        "not merged"
+    );
     assert!(c.resume_cursor(&db(), "a").unwrap().is_none(), "not saved");
 }
 
@@ -436,7 +466,7 @@ fn knowledge_of_a_device_left_at_an_epoch_never_rises_above_its_safe_point() {
     // knowledge of the old device, so both keep asking every peer for its records above 1.
     for (to, from) in [(&b, &a), (&b, &c), (&c, &a), (&c, &b)] {
         pull(to, from);
-        assert_eq!(to.knowledge(&db()).unwrap().max_gen(old), 1);
+        assert_eq!(to.knowledge(&db()).unwrap().max_gen(old), Generation::FIRST);
     }
     for store in [&b, &c] {
         for key in ["k1", "k2", "k3"] {

@@ -129,7 +129,7 @@ impl DbKeys {
             b"l",
             &[SEP],
             &device.0.to_be_bytes(),
-            &generation.to_be_bytes(),
+            &generation.get().to_be_bytes(),
         ])
     }
 
@@ -213,8 +213,22 @@ mod tests {
     fn binary_parts_sort_numerically() {
         let keys = DbKeys::new("db");
         assert!(keys.log(255) < keys.log(256));
-        assert!(keys.index(DeviceId(1), u64::MAX) < keys.index(DeviceId(2), 0));
+        assert!(
+            keys.index(DeviceId(1), Generation::MAX) < keys.index(DeviceId(2), Generation::NONE)
+        );
         assert_eq!(trailing_u64(&keys.log(77)), Some(77));
+    }
+
+    #[test]
+    fn index_key_bytes_stay_those_an_existing_store_holds() {
+        let key = DbKeys::new("db").index(
+            DeviceId(0x0102_0304_0506_0708),
+            Generation::new(0x1112_1314_1516_1718),
+        );
+        let mut expected = b"d\xfedb\xfel\xfe".to_vec();
+        expected.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        expected.extend_from_slice(&[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
+        assert_eq!(key, expected);
     }
 
     #[test]

@@ -223,7 +223,7 @@ pub fn start_position(
             .iter()
             .map(|(_, vector)| vector.get(device))
             .min()
-            .unwrap_or(0);
+            .unwrap_or_default();
         if let Some(position) = first_position_after(txn, keys, device, known)? {
             start = start.min(position);
         }
@@ -264,8 +264,8 @@ fn first_position_after(
     device: DeviceId,
     known: Generation,
 ) -> Result<Option<u64>> {
-    let start = keys.index(device, known.saturating_add(1));
-    let end = prefix_end(&keys.index(device, 0)[..keys.index_prefix().len() + 8]);
+    let start = keys.index(device, known.next());
+    let end = prefix_end(&keys.index(device, Generation::NONE)[..keys.index_prefix().len() + 8]);
     let mut first: Option<u64> = None;
     txn.scan(&start, end.as_deref(), &mut |_, value| {
         if let Ok(bytes) = value.try_into() {

@@ -232,12 +232,12 @@ impl Store {
         let new = fresh_device(txn.as_ref(), old, &self.env)?;
         let lowest = epoch::lowest_mark_points(txn.as_ref())?;
         let safe_point = |db: &str, own: Generation| -> Generation {
-            let recent = lowest.get(db).map_or(0, |point| point.saturating_sub(1));
+            let recent = lowest
+                .get(db)
+                .map_or(Generation::NONE, |point| point.previous());
             let clashed = clash
                 .filter(|(clashed, _)| clashed.as_str() == db)
-                .map_or(Generation::MAX, |(_, generation)| {
-                    generation.saturating_sub(1)
-                });
+                .map_or(Generation::MAX, |(_, generation)| generation.previous());
             own.min(recent).min(clashed)
         };
         let at_nanos = self.env.now_nanos();

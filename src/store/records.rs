@@ -180,7 +180,7 @@ pub struct SyncState {
 impl SyncState {
     /// The highest generation this device has written in the database (0 = none).
     pub fn own_generation(&self) -> Generation {
-        self.next_generation.saturating_sub(1)
+        self.next_generation.previous()
     }
 }
 
@@ -220,7 +220,7 @@ mod tests {
         let node = DagNode {
             parents: vec![Version(1), Version(2)],
             device: DeviceId(7),
-            generation: 9,
+            generation: Generation::new(9),
             hlc: Hlc {
                 wall_nanos: 5,
                 logical: 1,
@@ -239,6 +239,48 @@ mod tests {
         assert!(
             error.to_string().starts_with("Internal: corrupt DAG node"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn record_encodings_stay_those_an_existing_store_holds() {
+        let node = DagNode {
+            parents: vec![Version(1)],
+            device: DeviceId(7),
+            generation: Generation::new(300),
+            hlc: Hlc {
+                wall_nanos: 5,
+                logical: 1,
+            },
+            deleted: false,
+            batch_id: 0,
+            batch_count: 1,
+            value: b"v".to_vec(),
+            linked: Vec::new(),
+        };
+        // parents [1], device 7, generation 300 (varint ac 02), HLC (zigzag 5, 1), not
+        // deleted, batch 0 of 1, value "v", no linked parents.
+        let node_bytes = [1, 1, 7, 0xac, 2, 10, 1, 0, 0, 1, 1, b'v', 0];
+        assert_eq!(encode(&node).unwrap(), node_bytes);
+        assert_eq!(decode::<DagNode>(&node_bytes, "node").unwrap(), node);
+        let state = SyncState {
+            next_generation: Generation::new(301),
+            next_position: 2,
+            next_change: 3,
+            last_hlc: Hlc::default(),
+        };
+        let state_bytes = [0xad, 2, 2, 3, 0, 0];
+        assert_eq!(encode(&state).unwrap(), state_bytes);
+        assert_eq!(decode::<SyncState>(&state_bytes, "state").unwrap(), state);
+        let mut knowledge = crate::genvec::Knowledge::new();
+        let vector = [(DeviceId(7), Generation::new(300))].into_iter().collect();
+        knowledge.insert(crate::genvec::Scope::new("t", ""), vector);
+        // One scope ("t", ""), its vector {7: 300}.
+        let knowledge_bytes = [1, 1, b't', 0, 1, 7, 0xac, 2];
+        assert_eq!(encode(&knowledge).unwrap(), knowledge_bytes);
+        assert_eq!(
+            decode::<crate::genvec::Knowledge>(&knowledge_bytes, "knowledge").unwrap(),
+            knowledge
         );
     }
 }

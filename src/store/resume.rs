@@ -174,7 +174,7 @@ fn entry_before(txn: &dyn ReadTxn, keys: &DbKeys, position: u64) -> Result<(u64,
     match txn.get(&keys.log(before))? {
         Some(bytes) => {
             let entry: LogEntry = decode(&bytes, "log entry")?;
-            Ok((entry.device.0, entry.generation))
+            Ok((entry.device.0, entry.generation.get()))
         }
         None => Ok((u64::MAX, u64::MAX)),
     }
@@ -199,7 +199,7 @@ mod tests {
     use syncbase_storage::MemoryStorage;
 
     use super::*;
-    use crate::genvec::{GenVector, Scope};
+    use crate::genvec::{GenVector, Generation, Scope};
     use crate::names::{DbName, RowKey, TableName};
     use crate::store::{Mutation, PageRequest, Store};
 
@@ -352,7 +352,9 @@ mod tests {
             let mut knowledge = Knowledge::new();
             knowledge.insert(
                 scope.clone(),
-                [(DeviceId(7), generation)].into_iter().collect(),
+                [(DeviceId(7), Generation::new(generation))]
+                    .into_iter()
+                    .collect(),
             );
             knowledge
         };

@@ -197,7 +197,7 @@ impl SyncgroupTxn<'_> {
     /// Writes `sg` as a new version by this node: its next generation in the syncgroup's
     /// space, a fresh HLC reading and version. The name must be free or already this id's.
     pub fn write_version(&mut self, sg: Syncgroup, mut local: LocalState) -> Result<SyncgroupView> {
-        local.own_generation += 1;
+        local.own_generation = local.own_generation.next();
         let stamp = VersionStamp {
             device: self.store.device(),
             generation: local.own_generation,
@@ -448,7 +448,7 @@ mod tests {
     use super::*;
     use crate::clock::Hlc;
     use crate::env::Env;
-    use crate::genvec::{DeviceId, Scope};
+    use crate::genvec::{DeviceId, Generation, Scope};
     use crate::syncgroup::{MemberInfo, Permissions, Spec, Status};
 
     fn admin() -> Fingerprint {
@@ -497,7 +497,7 @@ mod tests {
         let version = SyncgroupRecord {
             stamp: VersionStamp {
                 device: DeviceId(1),
-                generation: 5,
+                generation: Generation::new(5),
                 hlc: Hlc {
                     wall_nanos: i64::MAX / 2,
                     logical: 0,
@@ -506,7 +506,10 @@ mod tests {
             },
             sg: elsewhere,
         };
-        let knowledge = BTreeMap::from([(sg.id, [(DeviceId(1), 5)].into_iter().collect())]);
+        let knowledge = BTreeMap::from([(
+            sg.id,
+            [(DeviceId(1), Generation::new(5))].into_iter().collect(),
+        )]);
         let applied = store
             .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[version], &knowledge))
             .unwrap();
@@ -517,7 +520,7 @@ mod tests {
         );
         assert_eq!(applied.refused_ids, [sg.id].into());
         let held = store.syncgroup(&db, sg.id).unwrap().unwrap();
-        assert_eq!(held.local.knowledge.get(DeviceId(1)), 0);
+        assert_eq!(held.local.knowledge.get(DeviceId(1)), Generation::NONE);
         assert_eq!(held.record.sg.db, "db");
     }
 
@@ -534,7 +537,7 @@ mod tests {
         let version = SyncgroupRecord {
             stamp: VersionStamp {
                 device: DeviceId(1),
-                generation: 5,
+                generation: Generation::new(5),
                 hlc: Hlc {
                     wall_nanos: 1,
                     logical: 0,

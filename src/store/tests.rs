@@ -65,7 +65,7 @@ fn commits_report_which_rows_existed_and_deletes_leave_no_row() {
     assert_eq!(store.commit(&db(), &[delete("never")]).unwrap(), [false]);
     assert_eq!(
         store.state(&db()).unwrap().own_generation(),
-        5,
+        Generation::new(5),
         "every delete is logged, of a row absent here too (as a tombstone)"
     );
 }
@@ -174,7 +174,8 @@ fn records_flow_one_way_and_a_second_pull_sends_nothing() {
 fn applying_a_page_twice_changes_nothing() {
     let (a, b) = (store(), store());
     a.commit(&db(), &[put("x", b"1")]).unwrap();
-    let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
+    let knowledge =
+        Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), Generation::NONE);
     let request = PageRequest {
         initiator: b.device(),
         echoes_from: 0,
@@ -222,7 +223,7 @@ fn concurrent_writes_converge_on_the_later_one_and_the_loser_stays_in_the_dag() 
     let loser = a.state(&db()).unwrap();
     assert_eq!(
         loser.own_generation(),
-        2,
+        Generation::new(2),
         "a logged its write and the link that resolved it"
     );
 }
@@ -330,7 +331,7 @@ fn a_resolver_picking_no_head_fails_the_page_and_commits_nothing() {
     let request = PageRequest {
         initiator: a.device(),
         echoes_from: 0,
-        knowledge: &knowledge.request_for(&[Scope::new("t", "")], a.device(), 1),
+        knowledge: &knowledge.request_for(&[Scope::new("t", "")], a.device(), Generation::FIRST),
         position: 0,
         max_records: 10,
         max_bytes: usize::MAX,
@@ -442,7 +443,8 @@ fn a_conflict_whose_common_ancestor_never_came_here_is_still_resolved() {
     // c gets both children of `base` but not `base` itself (as a node that met the row
     // through two peers, each page without the parent, would).
     let children = |from: &Store| {
-        let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], c.device(), 0);
+        let knowledge =
+            Knowledge::new().request_for(&[Scope::new("t", "")], c.device(), Generation::NONE);
         let request = PageRequest {
             initiator: c.device(),
             echoes_from: 0,
@@ -473,7 +475,8 @@ fn a_page_keeps_an_app_batch_whole() {
     let batch: Vec<_> = (0..5).map(|i| put(&format!("b{i}"), b"v")).collect();
     a.commit(&db(), &batch).unwrap();
     a.commit(&db(), &[put("after", b"2")]).unwrap();
-    let knowledge = Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), 0);
+    let knowledge =
+        Knowledge::new().request_for(&[Scope::new("t", "")], b.device(), Generation::NONE);
     let request = PageRequest {
         initiator: b.device(),
         echoes_from: 0,
@@ -634,7 +637,7 @@ fn a_page_never_splits_the_largest_legal_batch_and_stays_within_its_bound() {
     let knowledge = b
         .knowledge(&db())
         .unwrap()
-        .request_for(&scopes, b.device(), 0);
+        .request_for(&scopes, b.device(), Generation::NONE);
     let mut position = 0;
     let mut pages = Vec::new();
     loop {
@@ -675,7 +678,10 @@ fn a_batch_over_the_byte_limit_fails_naming_the_limit_and_writes_nothing() {
     assert_eq!(error.id(), "InvalidArgument");
     assert!(error.to_string().contains("MAX_BATCH_BYTES"), "{error}");
     assert_eq!(get(&store, "b0000"), None);
-    assert_eq!(store.state(&db()).unwrap().own_generation(), 0);
+    assert_eq!(
+        store.state(&db()).unwrap().own_generation(),
+        Generation::NONE
+    );
     let legal = sized_puts("c", 4, crate::names::MAX_BATCH_BYTES / 4);
     store.commit(&db(), &legal).unwrap();
 }

@@ -45,7 +45,7 @@ impl<'t> DbWriter<'t> {
     /// Takes this device's next generation.
     pub fn next_generation(&mut self) -> Generation {
         let generation = self.state.next_generation;
-        self.state.next_generation += 1;
+        self.state.next_generation = generation.next();
         generation
     }
 
@@ -129,12 +129,13 @@ impl<'t> DbWriter<'t> {
         device: DeviceId,
         after: Generation,
     ) -> Result<Vec<Generation>> {
-        let start = self.keys.index(device, after.saturating_add(1));
-        let device_prefix = &self.keys.index(device, 0)[..self.keys.index_prefix().len() + 8];
+        let start = self.keys.index(device, after.next());
+        let device_prefix =
+            &self.keys.index(device, Generation::NONE)[..self.keys.index_prefix().len() + 8];
         let end = syncbase_storage::prefix_end(device_prefix);
         let mut generations = Vec::new();
         self.txn.scan(&start, end.as_deref(), &mut |key, _| {
-            generations.extend(crate::store::keys::trailing_u64(key));
+            generations.extend(crate::store::keys::trailing_u64(key).map(Generation::new));
             Ok(syncbase_storage::Scan::Continue)
         })?;
         Ok(generations)
@@ -242,7 +243,7 @@ pub fn load_state(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<
     match txn.get(&keys.state())? {
         Some(bytes) => decode(&bytes, "sync state"),
         None => Ok(SyncState {
-            next_generation: 1,
+            next_generation: Generation::FIRST,
             ..SyncState::default()
         }),
     }

@@ -385,7 +385,7 @@ impl<H: Host> Session<H> {
                 "holds generation {claimed} of this node's device {:016x}, which has made {own}",
                 me.0
             );
-            return Ok(Some((own + 1, reason)));
+            return Ok(Some((own.next(), reason)));
         }
         Ok(None)
     }

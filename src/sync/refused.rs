@@ -111,7 +111,7 @@ impl Refused {
             let mut vector = vector.clone();
             for ((device, asked), floor) in &self.floors {
                 if overlaps(scope, asked) && vector.get(*device) >= *floor {
-                    vector.set(*device, floor - 1);
+                    vector.set(*device, floor.previous());
                 }
             }
             lowered.insert(scope.clone(), vector);
@@ -149,24 +149,29 @@ mod tests {
     const A: DeviceId = DeviceId(1);
     const C: DeviceId = DeviceId(3);
 
-    fn record(device: DeviceId, generation: Generation, row: &str) -> LogRecord {
+    /// A link by `device` at generation `number`, with a version of the same number.
+    fn record(device: DeviceId, number: u64, row: &str) -> LogRecord {
         LogRecord {
             table: "t".into(),
             row: row.into(),
-            version: Version(generation),
+            version: Version(number),
             content: RecordContent::Link {
                 device,
-                generation,
+                generation: Generation::new(number),
                 parents: Vec::new(),
                 hlc: Hlc::default(),
             },
         }
     }
 
-    fn knowledge(entries: &[(&str, &[(DeviceId, Generation)])]) -> Knowledge {
+    /// Knowledge of table `t`: prefix -> (device, generation number) entries.
+    fn knowledge(entries: &[(&str, &[(DeviceId, u64)])]) -> Knowledge {
         let mut knowledge = Knowledge::new();
         for (prefix, vector) in entries {
-            let vector: GenVector = vector.iter().copied().collect();
+            let vector: GenVector = vector
+                .iter()
+                .map(|&(device, number)| (device, Generation::new(number)))
+                .collect();
             knowledge.insert(Scope::new("t", *prefix), vector);
         }
         knowledge
@@ -195,8 +200,16 @@ mod tests {
         );
         let mut stored = Knowledge::new();
         stored.merge_response(&lowered);
-        assert_eq!(stored.known_gen("t", "c1", C), 3, "c1 is wanted again");
-        assert_eq!(stored.known_gen("t", "zz", A), 9, "other writers advance");
+        assert_eq!(
+            stored.known_gen("t", "c1", C),
+            Generation::new(3),
+            "c1 is wanted again"
+        );
+        assert_eq!(
+            stored.known_gen("t", "zz", A),
+            Generation::new(9),
+            "other writers advance"
+        );
     }
 
     #[test]

@@ -307,7 +307,7 @@ fn without(knowledge: &Knowledge, device: DeviceId) -> Knowledge {
     let mut trimmed = Knowledge::new();
     for (scope, vector) in knowledge.iter() {
         let mut vector = vector.clone();
-        vector.set(device, 0);
+        vector.set(device, Generation::NONE);
         trimmed.insert(scope.clone(), vector);
     }
     trimmed
@@ -319,7 +319,10 @@ mod tests {
     use crate::genvec::{GenVector, Scope};
 
     fn knowledge(entries: &[(u64, u64)]) -> Knowledge {
-        let vector: GenVector = entries.iter().map(|(d, g)| (DeviceId(*d), *g)).collect();
+        let vector: GenVector = entries
+            .iter()
+            .map(|&(device, generation)| (DeviceId(device), Generation::new(generation)))
+            .collect();
         let mut knowledge = Knowledge::new();
         knowledge.insert(Scope::new("t", ""), vector);
         knowledge

@@ -147,7 +147,7 @@ fn without_orphan_links(
 mod tests {
     use super::*;
     use crate::clock::Hlc;
-    use crate::genvec::{DeviceId, GenVector};
+    use crate::genvec::{DeviceId, GenVector, Generation};
     use crate::store::DagNode;
 
     const WRITER: DeviceId = DeviceId(1);
@@ -170,7 +170,7 @@ mod tests {
             content: RecordContent::Node(DagNode {
                 parents: Vec::new(),
                 device: WRITER,
-                generation,
+                generation: Generation::new(generation),
                 hlc: Hlc::default(),
                 deleted: false,
                 batch_id: 0,
@@ -188,7 +188,7 @@ mod tests {
             version: Version(winner),
             content: RecordContent::Link {
                 device: RESOLVER,
-                generation,
+                generation: Generation::new(generation),
                 parents: vec![Version(100 + generation)],
                 hlc: Hlc::default(),
             },
@@ -203,7 +203,9 @@ mod tests {
     fn a_link_whose_winner_is_neither_held_nor_on_the_page_is_held_back_below_the_knowledge() {
         let scope = Scope::new("t", "");
         let mut knowledge = Knowledge::new();
-        let vector: GenVector = [(WRITER, 1), (RESOLVER, 3)].into_iter().collect();
+        let vector: GenVector = [(WRITER, Generation::FIRST), (RESOLVER, Generation::new(3))]
+            .into_iter()
+            .collect();
         knowledge.insert(scope.clone(), vector);
         let page = IncomingPage {
             peer: peer(),
@@ -218,7 +220,11 @@ mod tests {
         // Declared with the whole table: every writer may write there.
         let check = WriterCheck::new(peer(), Vec::new(), vec![scope.clone()]);
         let (page, screened) = page.screen(&check, &HoldsSeven).unwrap();
-        let kept: Vec<u64> = page.records.iter().map(LogRecord::generation).collect();
+        let kept: Vec<u64> = page
+            .records
+            .iter()
+            .map(|record| record.generation().get())
+            .collect();
         assert_eq!(
             kept,
             [1, 1, 2],
@@ -229,7 +235,7 @@ mod tests {
         let merged = page.knowledge.expect("knowledge to merge");
         assert_eq!(
             merged.get(&scope).unwrap().get(RESOLVER),
-            2,
+            Generation::new(2),
             "below the held-back link, so it comes again"
         );
         assert_eq!(page.from.cursor, CursorUpdate::Forget);

@@ -286,7 +286,7 @@ impl VersionStamp {
     pub fn provisional(version: Version) -> VersionStamp {
         VersionStamp {
             device: DeviceId(0),
-            generation: 0,
+            generation: Generation::NONE,
             hlc: Hlc::default(),
             version,
         }

@@ -38,7 +38,7 @@ fn record(device: u64, wall: i64, sg: Syncgroup) -> SyncgroupRecord {
     SyncgroupRecord {
         stamp: VersionStamp {
             device: DeviceId(device),
-            generation: 1,
+            generation: Generation::FIRST,
             hlc: Hlc {
                 wall_nanos: wall,
                 logical: 0,
@@ -151,17 +151,17 @@ fn a_version_cannot_rebind_an_admins_identity_to_another_device() {
 fn ejecting_removes_the_member_everywhere() {
     let mut sg = syncgroup();
     sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
-    assert!(sg.device_may_write(DeviceId(2), 9, &id('b')));
+    assert!(sg.device_may_write(DeviceId(2), Generation::new(9), &id('b')));
     let before = sg.clone();
     assert!(sg.eject(&id('b')));
-    assert!(!sg.device_may_write(DeviceId(2), 9, &id('b')));
+    assert!(!sg.device_may_write(DeviceId(2), Generation::new(9), &id('b')));
     // Its writes up to what the admin had seen stay valid; later ones do not.
-    sg.remember_former_writers(&before, &known(&[(DeviceId(2), 5)]));
-    assert!(sg.device_may_write(DeviceId(2), 5, &id('b')));
-    assert!(!sg.device_may_write(DeviceId(2), 6, &id('b')));
+    sg.remember_former_writers(&before, &known(&[(DeviceId(2), Generation::new(5))]));
+    assert!(sg.device_may_write(DeviceId(2), Generation::new(5), &id('b')));
+    assert!(!sg.device_may_write(DeviceId(2), Generation::new(6), &id('b')));
     assert_eq!(
         sg.former_writers.get(DeviceId(1)),
-        0,
+        Generation::NONE,
         "the admin kept Write"
     );
     assert!(!sg.allows(Tag::Read, &id('b')));
@@ -174,23 +174,23 @@ fn an_ejected_writers_later_records_are_valid_relayed_by_a_member_and_not_from_i
     sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
     let before = sg.clone();
     assert!(sg.eject(&id('b')));
-    sg.remember_former_writers(&before, &known(&[(DeviceId(2), 5)]));
+    sg.remember_former_writers(&before, &known(&[(DeviceId(2), Generation::new(5))]));
     // Member a accepted b's generation 9 before it learned of the eject: every member must
     // take it from a, or a and they diverge for ever.
     assert!(
-        sg.device_may_write(DeviceId(2), 9, &id('a')),
+        sg.device_may_write(DeviceId(2), Generation::new(9), &id('a')),
         "relayed by a member"
     );
     assert!(
-        !sg.device_may_write(DeviceId(2), 9, &id('b')),
+        !sg.device_may_write(DeviceId(2), Generation::new(9), &id('b')),
         "from b itself"
     );
     assert!(
-        !sg.device_may_write(DeviceId(2), 9, &id('c')),
+        !sg.device_may_write(DeviceId(2), Generation::new(9), &id('c')),
         "from a non-member"
     );
     assert!(
-        !sg.device_may_write(DeviceId(7), 1, &id('a')),
+        !sg.device_may_write(DeviceId(7), Generation::FIRST, &id('a')),
         "a device no member ever wrote from"
     );
 }
@@ -210,24 +210,33 @@ fn an_ejected_writers_records_from_its_earlier_epochs_stay_valid_up_to_what_the_
     let (earlier, current) = (DeviceId(2).with_epoch(1), DeviceId(2).with_epoch(2));
     sg.joiners.get_mut(&id('b')).unwrap().device = current;
     assert!(
-        sg.device_may_write(earlier, 9, &id('b')),
+        sg.device_may_write(earlier, Generation::new(9), &id('b')),
         "a member's lineage writes"
     );
     let before = sg.clone();
     assert!(sg.eject(&id('b')));
     sg.remember_former_writers(
         &before,
-        &known(&[(earlier, 7), (current, 3), (DeviceId(9), 4)]),
+        &known(&[
+            (earlier, Generation::new(7)),
+            (current, Generation::new(3)),
+            (DeviceId(9), Generation::new(4)),
+        ]),
     );
     assert!(
-        sg.device_may_write(earlier, 7, &id('b')),
+        sg.device_may_write(earlier, Generation::new(7), &id('b')),
         "seen by the admin before the eject"
     );
-    assert!(!sg.device_may_write(earlier, 8, &id('b')));
+    assert!(!sg.device_may_write(earlier, Generation::new(8), &id('b')));
     assert!(
-        sg.device_may_write(current, 3, &id('b')) && !sg.device_may_write(current, 4, &id('b'))
+        sg.device_may_write(current, Generation::new(3), &id('b'))
+            && !sg.device_may_write(current, Generation::new(4), &id('b'))
     );
-    assert_eq!(sg.former_writers.get(DeviceId(9)), 0, "another lineage");
+    assert_eq!(
+        sg.former_writers.get(DeviceId(9)),
+        Generation::NONE,
+        "another lineage"
+    );
 }
 
 #[test]
@@ -242,7 +251,7 @@ fn last_writer_wins_by_hlc_then_version() {
 fn pending_settles_once_knowledge_reaches_the_checkpoint() {
     let name = SyncgroupName::parse("h:1/x").unwrap();
     let mut local = LocalState {
-        pending: Some([(DeviceId(1), 3)].into_iter().collect()),
+        pending: Some([(DeviceId(1), Generation::new(3))].into_iter().collect()),
         ..LocalState::default()
     };
     assert!(
@@ -252,9 +261,9 @@ fn pending_settles_once_knowledge_reaches_the_checkpoint() {
             .to_string()
             .starts_with("BadState:")
     );
-    local.knowledge.set(DeviceId(1), 2);
+    local.knowledge.set(DeviceId(1), Generation::new(2));
     assert!(!local.settle());
-    local.knowledge.set(DeviceId(1), 3);
+    local.knowledge.set(DeviceId(1), Generation::new(3));
     assert!(local.settle());
     local.check_settled(&name).unwrap();
 }
@@ -278,8 +287,11 @@ fn a_members_records_from_a_later_epoch_are_still_its_own() {
     let mut sg = syncgroup();
     let epoch = DeviceId(1).with_epoch(3);
     assert_eq!(sg.member_of_device(epoch), Some(&id('a')));
-    assert!(sg.device_may_write(epoch, 1, &id('b')), "a holds Write");
-    assert!(!sg.device_may_write(DeviceId(3).with_epoch(3), 1, &id('b')));
+    assert!(
+        sg.device_may_write(epoch, Generation::FIRST, &id('b')),
+        "a holds Write"
+    );
+    assert!(!sg.device_may_write(DeviceId(3).with_epoch(3), Generation::FIRST, &id('b')));
     sg.joiners
         .insert(id('c'), member(DeviceId(2).with_epoch(5).0));
     let error = sg.validate().unwrap_err().to_string();
