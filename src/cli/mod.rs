@@ -90,11 +90,15 @@ pub enum Command {
     },
     /// Run a benchmark; prints one JSON object per line.
     Bench(bench::BenchArgs),
-    /// Show what syncbase does: three nodes in this process form a syncgroup through invites;
-    /// writes flow between them with their latency, a partition cuts one off and heals, and a
-    /// row written on both sides ends with the same winner everywhere. Ends with a summary
-    /// (records, bytes synced, p50/p95 latency) after about 15 s, or keeps the nodes running
-    /// with `--keep`. Colour only on a terminal and without NO_COLOR.
+    /// Show what syncbase does: three nodes in this process sync, split, heal and agree.
+    ///
+    /// The nodes (LMDB in temporary directories, loopback ports) form a syncgroup through
+    /// invites; each write is shown reaching the other two with its latency; then one node is
+    /// cut off (its links run through TCP relays the demo cuts), rows are written on both sides
+    /// and one row on both, and after the heal every node holds the same winner. Ends after
+    /// about 15 s with a summary (records, bytes synced, p50/p95 latency), or with `--keep`
+    /// prints CLI lines that reach each node and runs until Ctrl-C. Colour only on a terminal
+    /// and without NO_COLOR.
     Demo(demo::DemoArgs),
     /// Run the deterministic simulation: many nodes, one seed each run, faults included;
     /// prints one JSON line (seeds passed, seeds per minute) and each failing seed's replay.

@@ -23,20 +23,23 @@ use clap::Args;
 use self::cluster::Cluster;
 use self::show::Show;
 use crate::cli::output::outln;
+use crate::cli::serve::shutdown_signal;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// How long the scenes take, about (the partition scene keeps its own few seconds).
+    /// About how long the scenes run, in seconds (fewer seconds, fewer writes; the start of
+    /// the nodes comes on top).
     #[arg(long, value_name = "N", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
     seconds: u64,
     /// After the summary, keep the nodes running and print how to reach each with the CLI;
-    /// Ctrl-C stops them and removes their directories.
+    /// Ctrl-C (or SIGTERM) stops them and removes their directories.
     #[arg(long)]
     keep: bool,
 }
 
-/// `demo`: runs the scenes, then stops (or, with `--keep`, waits for Ctrl-C). Ctrl-C at any
-/// point shuts the nodes down and removes their temporary directories; the exit status is 0.
+/// `demo`: runs the scenes, then stops (or, with `--keep`, waits for a stop signal). Ctrl-C
+/// (or SIGTERM, or SIGHUP: `serve`'s stop signals) at any point shuts the nodes down and
+/// removes their temporary directories; the exit status is then 0.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -44,12 +47,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let local = tokio::task::LocalSet::new();
     let show = Show::for_stdout();
     local.block_on(&runtime, async move {
-        let interrupted = tokio::select! {
+        let stop = shutdown_signal();
+        let stopped = tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => true,
+            () = stop => true,
             outcome = demo(args, show) => { outcome?; false }
         };
-        if interrupted {
+        if stopped {
             outln!()?;
             outln!("stopped: the nodes shut down and their temporary directories are removed")?;
         }

@@ -168,6 +168,9 @@ async fn partition(
     tokio::time::sleep(CONCURRENT_GAP).await;
     carol.put("color", CAROL_COLOR).await?;
     tally.records += 2;
+    // bob's side of the partition shows alice's value once it got there.
+    let bob = [cluster.node("bob")];
+    arrivals(&bob, "color", ALICE_COLOR, Instant::now(), DELIVERY_LIMIT).await?;
     print_row(cluster, show, "color")
 }
 

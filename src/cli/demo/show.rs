@@ -9,7 +9,7 @@ use anstyle::{AnsiColor, Style};
 
 use crate::cli::output::{OutputError, outln};
 
-/// The demo's printer: whether it colours, and how wide the node-name column is.
+/// The demo's printer: whether it colours.
 #[derive(Debug, Clone, Copy)]
 pub struct Show {
     colour: bool,
