@@ -180,7 +180,7 @@ async fn bind_peers(
 /// stderr), so it stops the node like SIGTERM. A SIGHUP already ignored when the node starts
 /// (`nohup syncbase serve`) stays ignored. The handlers are installed when this is called,
 /// not when the future is first polled.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub(super) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut kinds = vec![SignalKind::interrupt(), SignalKind::terminate()];
     if !hangup_ignored() {
