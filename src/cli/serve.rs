@@ -234,8 +234,9 @@ fn init_logging(level: &str) {
 }
 
 /// Colour codes only on a terminal, and not when `NO_COLOR` is set to anything non-empty
-/// (no-color.org): a log redirected to a file or a pipe stays plain text.
-fn log_in_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+/// (no-color.org): a log redirected to a file or a pipe stays plain text. The one rule for
+/// every colour the CLI prints (the log, `demo`).
+pub(super) fn log_in_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
     terminal && no_color.is_none_or(|value| value.is_empty())
 }
 

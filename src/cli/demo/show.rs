@@ -34,7 +34,7 @@ impl Show {
     /// Colour only when stdout is a terminal and `NO_COLOR` is unset or empty (no-color.org).
     pub fn for_stdout() -> Show {
         Show {
-            colour: colour_wanted(
+            colour: crate::cli::serve::log_in_colour(
                 std::io::stdout().is_terminal(),
                 std::env::var_os("NO_COLOR"),
             ),
@@ -75,10 +75,6 @@ impl Show {
 
 /// The widest node name ("alice", "carol").
 const NAME_WIDTH: usize = 5;
-
-fn colour_wanted(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
-    terminal && no_color.is_none_or(|value| value.is_empty())
-}
 
 /// A duration as whole milliseconds, or with one decimal under 10 ms: `4.2 ms`, `37 ms`.
 pub fn millis(duration: Duration) -> String {
@@ -126,11 +122,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn colour_only_on_a_terminal_without_no_color() {
-        assert!(colour_wanted(true, None));
-        assert!(colour_wanted(true, Some("".into())));
-        assert!(!colour_wanted(true, Some("1".into())));
-        assert!(!colour_wanted(false, None));
+    fn paint_adds_codes_only_when_colour_is_on() {
         let plain = Show { colour: false };
         assert_eq!(plain.paint(Tone::Bad, "cut"), "cut");
         assert_eq!(plain.node("bob"), "bob  ");
