@@ -804,15 +804,16 @@ impl World {
             let converged = View::read(&oracle, &stores, &shares)
                 .and_then(|view| check_convergence(&view))
                 .is_ok();
-            verdict =
-                check_all(&oracle, &stores, &shares).map_err(|violation| violation.to_string());
-            if converged {
+            let metadata = self.check_syncgroup_converged();
+            verdict = check_all(&oracle, &stores, &shares)
+                .map_err(|violation| violation.to_string())
+                .and(metadata.clone());
+            if converged && metadata.is_ok() {
                 break;
             }
         }
         verdict?;
         self.check_nothing_shared_outside()?;
-        self.check_syncgroup_converged()?;
         self.check_links_up()?;
         for index in self.up() {
             self.crash(index);
@@ -941,16 +942,18 @@ impl World {
     }
 }
 
-/// A syncgroup version as `version@device:generation`, or `none`.
+/// A syncgroup version as `version@device:generation (HLC wall.logical)`, or `none`.
 fn stamp_text(stamp: Option<&VersionStamp>) -> String {
     stamp.map_or_else(
         || "none".to_owned(),
         |stamp| {
             format!(
-                "{}@{:016x}:{}",
+                "{}@{:016x}:{} (HLC {}.{})",
                 stamp.version.to_hex(),
                 stamp.device.0,
-                stamp.generation
+                stamp.generation,
+                stamp.hlc.wall_nanos,
+                stamp.hlc.logical
             )
         },
     )

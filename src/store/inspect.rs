@@ -125,8 +125,10 @@ impl Store {
         Ok(logged)
     }
 
-    /// The highest clock reading any database committed: a store opened on this storage
-    /// issues readings above it.
+    /// The highest clock reading committed: any database's data commits and the stamps of
+    /// the syncgroup versions it holds (an admin's later version must carry a later stamp
+    /// than its earlier ones, or members keep the earlier one by last-writer-wins). A store
+    /// opened on this storage issues readings above it.
     pub fn committed_hlc(&self) -> Result<Hlc> {
         let txn = self.storage.read()?;
         let mut highest = Hlc::default();
@@ -139,6 +141,9 @@ impl Store {
         for name in names {
             let state = load_state(txn.as_ref(), &DbKeys::new(&name))?;
             highest = highest.max(state.last_hlc);
+            for view in crate::store::syncgroups::views(txn.as_ref(), &name)? {
+                highest = highest.max(view.record.stamp.hlc);
+            }
         }
         Ok(highest)
     }

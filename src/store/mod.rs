@@ -197,12 +197,10 @@ impl Store {
         Ok(store)
     }
 
-    /// Moves the clock past the last reading any database committed before a restart.
+    /// Moves the clock past the last reading committed before a restart: data commits and
+    /// syncgroup versions (`Store::committed_hlc`).
     fn restore_clock(&self) -> Result<()> {
-        for name in self.list_databases()? {
-            let db = DbName::parse(&name)?;
-            self.clock.restore(self.state(&db)?.last_hlc);
-        }
+        self.clock.restore(self.committed_hlc()?);
         Ok(())
     }
 

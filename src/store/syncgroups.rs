@@ -386,7 +386,7 @@ impl SyncgroupTxn<'_> {
 }
 
 /// Every syncgroup of `db` in `txn`, by id.
-fn views(txn: &dyn syncbase_storage::ReadTxn, db: &str) -> Result<Vec<SyncgroupView>> {
+pub(crate) fn views(txn: &dyn syncbase_storage::ReadTxn, db: &str) -> Result<Vec<SyncgroupView>> {
     let prefix = DbKeys::new(db).syncgroup_prefix();
     let mut ids = Vec::new();
     txn.scan_prefix(&prefix, &mut |key, _| {
@@ -482,6 +482,36 @@ mod tests {
             former_writers: GenVector::new(),
             former_lineages: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_reopened_store_stamps_syncgroup_versions_after_those_it_wrote_though_its_clock_went_back()
+    {
+        let storage = Arc::new(MemoryStorage::new());
+        let time = Arc::new(crate::clock::ManualTime::new(5_000_000_000));
+        let store = Store::open(storage.clone(), Env::seeded(1, time.clone())).unwrap();
+        store
+            .create_database(&DbName::parse(&syncgroup().db).unwrap())
+            .unwrap();
+        let first = store
+            .syncgroup_txn(|txn| txn.write_version(syncgroup(), LocalState::default()))
+            .unwrap();
+        drop(store);
+        // The wall clock steps back a second across the restart (no data commit since).
+        time.set(4_000_000_000);
+        let store = Store::open(storage, Env::seeded(2, time)).unwrap();
+        let second = store
+            .syncgroup_txn(|txn| {
+                let view = txn.get(&syncgroup().name)?;
+                txn.write_version(view.record.sg, view.local)
+            })
+            .unwrap();
+        assert!(
+            second.record.stamp.hlc > first.record.stamp.hlc,
+            "{:?} after {:?}: members would keep the earlier version",
+            second.record.stamp.hlc,
+            first.record.stamp.hlc
+        );
     }
 
     #[test]
