@@ -223,6 +223,19 @@ pub fn mark_points(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<Vec<Generation>> 
     }
 }
 
+/// At a database's creation: its first mark point is its next generation (1 for a new one),
+/// unless it has points already. A store opens before it holds any database, so without this
+/// a database's points would start at the next open, and a copy taken before that open
+/// would have none below the generations a restore from it reuses.
+pub fn note_created(txn: &mut dyn WriteTxn, db: &str) -> Result<()> {
+    let keys = DbKeys::new(db);
+    if mark_points(&*txn, &keys)?.is_empty() {
+        let next = crate::store::writer::load_state(&*txn, &keys)?.next_generation;
+        txn.put(&keys.mark_points(), &encode(&vec![next])?)?;
+    }
+    Ok(())
+}
+
 /// Each database's lowest mark point (databases without any are left out).
 pub fn lowest_mark_points(txn: &dyn ReadTxn) -> Result<BTreeMap<String, Generation>> {
     let mut lowest = BTreeMap::new();

@@ -79,6 +79,9 @@ fn restored_pair() -> (Store, Store) {
     let a = open(Arc::new(MemoryStorage::new()));
     let b = open(Arc::new(MemoryStorage::new()));
     put(&b, "k1", "v1");
+    // B has run long enough that its first run's mark point aged out: a copy of it may
+    // diverge only from its next open on.
+    b.retire_mark_points(&db());
     pull(&a, &b);
     let backup = copy(&b);
     put(&b, "k2", "v2");
@@ -148,7 +151,9 @@ fn an_epoch_relogs_own_records_above_the_safe_point_and_both_stores_converge() {
 fn new_writes_take_the_fresh_device_and_old_records_stay_valid() {
     let a = open(Arc::new(MemoryStorage::new()));
     let storage = Arc::new(MemoryStorage::new());
-    put(&open(storage.clone()), "k1", "v1");
+    let first = open(storage.clone());
+    put(&first, "k1", "v1");
+    first.retire_mark_points(&db());
     let b = open(storage);
     let old = b.device();
     b.start_epoch(old, "test".into(), None).unwrap().unwrap();
@@ -189,6 +194,30 @@ fn records_written_since_the_store_was_opened_are_logged_again() {
             .is_some()
     );
     assert_eq!(get(&b, "k1").as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_copy_taken_before_any_reopen_relogs_from_the_databases_first_generation() {
+    // Written in the store's first run: the database did not exist when the store opened.
+    let b = open(Arc::new(MemoryStorage::new()));
+    put(&b, "k1", "v1");
+    put(&b, "k2", "v2");
+    assert_eq!(
+        b.mark_points(&db()).unwrap(),
+        [Generation::FIRST],
+        "a new database marks its first generation"
+    );
+    // Restored from that copy: peers may hold other records under any generation since 1.
+    let restored = open(copy(&b));
+    put(&restored, "k3", "v3");
+    let epoch = restored
+        .start_epoch(restored.device(), "a clash".into(), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        epoch.relogged, 3,
+        "k1, k2 and k3, not only what the last run wrote"
+    );
 }
 
 #[test]

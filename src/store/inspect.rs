@@ -152,6 +152,14 @@ impl Store {
 /// Writes that break a store on purpose, for the tests of the checks that must catch them.
 #[cfg(test)]
 impl Store {
+    /// Drops the database's mark points, as if its opens so far had aged out of the last
+    /// `epoch::MARK_POINTS` (a long-lived store): the next open's point is then the lowest.
+    pub(crate) fn retire_mark_points(&self, db: &DbName) {
+        let mut txn = self.storage.write().unwrap();
+        txn.delete(&DbKeys::new(db.as_str()).mark_points()).unwrap();
+        txn.commit().unwrap();
+    }
+
     /// Replaces a row's head as is, bypassing the write paths.
     pub(crate) fn tamper_head(&self, db: &DbName, table: &str, row: &str, head: &RowHead) {
         let keys = DbKeys::new(db.as_str());

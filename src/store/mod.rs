@@ -320,10 +320,12 @@ impl Store {
             .is_some())
     }
 
-    /// Records the database in the catalog (idempotent).
+    /// Records the database in the catalog, with its first mark point (`epoch::note_created`)
+    /// (idempotent).
     pub fn create_database(&self, db: &DbName) -> Result<()> {
         let mut txn = self.storage.write()?;
         txn.put(&keys::catalog(db.as_str()), b"")?;
+        epoch::note_created(txn.as_mut(), db.as_str())?;
         txn.commit()?;
         Ok(())
     }
