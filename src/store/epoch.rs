@@ -95,6 +95,40 @@ pub fn mark_at(
     entry_mark(txn, keys, position, generation)
 }
 
+/// The mark of `device`'s first record logged here at or above `generation`, if any: what a
+/// responder reports for an initiator's mark point. Not only the record at the point: a
+/// responder may lack that one (a scope it does not share) and hold a later one the
+/// initiator made again after a restore, which must show too.
+pub fn mark_from(
+    txn: &dyn ReadTxn,
+    keys: &DbKeys,
+    device: DeviceId,
+    generation: Generation,
+) -> Result<Option<Mark>> {
+    let start = keys.index(device, generation);
+    let end = syncbase_storage::prefix_end(
+        &keys.index(device, Generation::NONE)[..keys.index_prefix().len() + 8],
+    );
+    let mut first = None;
+    txn.scan(&start, end.as_deref(), &mut |key, value| {
+        first = Some((key.to_vec(), value.to_vec()));
+        Ok(Scan::Stop)
+    })?;
+    let Some((key, value)) = first else {
+        return Ok(None);
+    };
+    let generation = crate::store::keys::trailing_u64(&key)
+        .map(Generation::new)
+        .ok_or_else(|| Error::Internal("corrupt log index key".into()))?;
+    let position = u64::from_be_bytes(
+        value
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Internal("corrupt log index entry".into()))?,
+    );
+    entry_mark(txn, keys, position, generation)
+}
+
 fn entry_mark(
     txn: &dyn ReadTxn,
     keys: &DbKeys,

@@ -221,6 +221,36 @@ fn a_copy_taken_before_any_reopen_relogs_from_the_databases_first_generation() {
 }
 
 #[test]
+fn a_store_lacking_the_record_at_a_mark_point_reports_the_next_one_it_holds() {
+    // B writes s:x (generation 1), then t:k (generation 2); C shares only table t with B.
+    let (b, c) = (
+        open(Arc::new(MemoryStorage::new())),
+        open(Arc::new(MemoryStorage::new())),
+    );
+    b.create_database(&db()).unwrap();
+    let other = Mutation::Put {
+        table: TableName::parse("s").unwrap(),
+        key: RowKey::parse("x").unwrap(),
+        value: b"s".to_vec(),
+    };
+    b.commit(&db(), &[other]).unwrap();
+    put(&b, "k", "t");
+    pull(&c, &b);
+    let me = b.device();
+    assert!(c.mark_at(&db(), me, Generation::FIRST).unwrap().is_none());
+    let reported = c
+        .mark_from(&db(), me, Generation::FIRST)
+        .unwrap()
+        .expect("C holds B's generation 2");
+    assert_eq!(
+        Some(reported),
+        b.mark_at(&db(), me, Generation::new(2)).unwrap(),
+        "what B compares with its own record at 2: a restored B that made another one \
+         there sees the clash"
+    );
+}
+
+#[test]
 fn an_epoch_for_a_device_already_replaced_is_not_started_twice() {
     let b = open(Arc::new(MemoryStorage::new()));
     let old = b.device();

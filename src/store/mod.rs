@@ -279,6 +279,18 @@ impl Store {
         epoch::mark_at(self.storage.read()?.as_ref(), &keys, device, generation)
     }
 
+    /// The mark of `device`'s first record logged in the database at or above `generation`
+    /// (`epoch::mark_from`): what a responder reports at an initiator's mark point.
+    pub fn mark_from(
+        &self,
+        db: &DbName,
+        device: DeviceId,
+        generation: Generation,
+    ) -> Result<Option<Mark>> {
+        let keys = DbKeys::new(db.as_str());
+        epoch::mark_from(self.storage.read()?.as_ref(), &keys, device, generation)
+    }
+
     /// The database's mark points: the first generation of this device after each of its last
     /// opens (see `epoch::mark_points`).
     pub fn mark_points(&self, db: &DbName) -> Result<Vec<Generation>> {

@@ -225,7 +225,7 @@ impl<H: Host> Responder<H> {
         let store = self.node.store();
         let mut marks = Vec::new();
         for generation in &request.mark_at {
-            marks.extend(store.mark_at(&request.db, request.initiator_device, *generation)?);
+            marks.extend(store.mark_from(&request.db, request.initiator_device, *generation)?);
         }
         Ok(marks)
     }
