@@ -1068,6 +1068,70 @@ fn a_syncgroup_named_after_another_node_is_published_there() {
 }
 
 #[test]
+fn a_spec_read_before_a_join_or_an_eject_cannot_be_written_back_over_it() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let me = host.node().identity().fingerprint().clone();
+        let before_join = host.node().syncgroup_view(&name).unwrap();
+        let member = nodes::start(&network, "m:1").await;
+        join_by_invite(&host, &member, &name, Level::ReadWrite).await;
+        let sg = before_join.record.sg;
+        let stale = host
+            .node()
+            .set_spec(me.clone(), name.clone(), sg.spec, sg.spec_version)
+            .await;
+        assert_eq!(id_of(stale), "BadVersion");
+        let before_eject = host.node().syncgroup_view(&name).unwrap();
+        let mid = member.node().identity().fingerprint().clone();
+        host.node()
+            .eject(me.clone(), name.clone(), mid.clone())
+            .await
+            .unwrap();
+        let sg = before_eject.record.sg;
+        let stale = host
+            .node()
+            .set_spec(me.clone(), name.clone(), sg.spec, sg.spec_version)
+            .await;
+        assert_eq!(
+            id_of(stale),
+            "BadVersion",
+            "a grant based on the spec before the eject would give the member Read again"
+        );
+        let now = host.node().syncgroup_view(&name).unwrap();
+        assert!(!now.record.sg.allows(Tag::Read, &mid));
+    });
+}
+
+#[test]
+fn a_spec_change_leaving_no_member_an_admin_is_refused() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let host = nodes::start(&network, "h:1").await;
+        let name = create(&host).await;
+        let me = host.node().identity().fingerprint().clone();
+        // Admin only for a stranger that never joined: nobody could run the syncgroup.
+        let stranger = Fingerprint::parse(&"5".repeat(64)).unwrap();
+        let mut spec = host.node().syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms = Permissions::only(&stranger);
+        let refused = host
+            .node()
+            .set_spec(me.clone(), name.clone(), spec, String::new())
+            .await;
+        assert_eq!(id_of(refused), "InvalidArgument");
+        assert!(
+            host.node()
+                .syncgroup_view(&name)
+                .unwrap()
+                .record
+                .sg
+                .allows(Tag::Admin, &me)
+        );
+    });
+}
+
+#[test]
 fn spec_changes_check_the_version_and_keep_the_prefixes() {
     on_local(async {
         let network = MemoryNetwork::new();

@@ -239,6 +239,12 @@ impl Node {
                 return Err(Error::invalid("a syncgroup's prefixes cannot change"));
             }
             sg.spec = spec;
+            if !sg.has_member_admin() {
+                return Err(Error::invalid(format!(
+                    "the change would leave no member of syncgroup {name} an admin (grant \
+                     Admin to a member first)"
+                )));
+            }
             sg.spec_version = new_spec_version(txn.env().random.as_ref())?;
             sg.remember_former_writers(&before, &known);
             txn.write_version(view.record.sg, view.local)
@@ -262,11 +268,12 @@ impl Node {
                     "{member} is not a member of syncgroup {name}"
                 )));
             }
-            view.record.sg.spec.perms.validate().map_err(|_| {
-                Error::invalid(format!(
-                    "ejecting {member} would leave {name} without an admin"
-                ))
-            })?;
+            let validated = view.record.sg.spec.perms.validate();
+            if validated.is_err() || !view.record.sg.has_member_admin() {
+                return Err(Error::invalid(format!(
+                    "ejecting {member} would leave {name} without an admin among its members"
+                )));
+            }
             view.record.sg.remember_former_writers(&before, &known);
             txn.write_version(view.record.sg, view.local)
         })

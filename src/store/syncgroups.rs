@@ -196,7 +196,22 @@ impl SyncgroupTxn<'_> {
 
     /// Writes `sg` as a new version by this node: its next generation in the syncgroup's
     /// space, a fresh HLC reading and version. The name must be free or already this id's.
-    pub fn write_version(&mut self, sg: Syncgroup, mut local: LocalState) -> Result<SyncgroupView> {
+    /// A spec (permissions included) that differs from the version it replaces gets a fresh
+    /// spec version, whichever change made it (an eject, a join's grant, `setSpec`): a
+    /// read-modify-write of the spec checks it, so one based on the old spec fails with
+    /// `BadVersion:` instead of undoing the change.
+    pub fn write_version(
+        &mut self,
+        mut sg: Syncgroup,
+        mut local: LocalState,
+    ) -> Result<SyncgroupView> {
+        if let Some(current) = self.find(&sg.name)? {
+            let old = &current.record.sg;
+            if old.spec != sg.spec && old.spec_version == sg.spec_version {
+                sg.spec_version =
+                    crate::syncgroup::new_spec_version(self.store.env().random.as_ref())?;
+            }
+        }
         local.own_generation = local.own_generation.next();
         let stamp = VersionStamp {
             device: self.store.device(),

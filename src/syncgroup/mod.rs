@@ -263,6 +263,14 @@ impl Syncgroup {
         }
     }
 
+    /// Whether a member (a joiner, not just a fingerprint on the Admin list) holds Admin:
+    /// without one nobody can run the syncgroup (admit, eject, change its spec).
+    pub fn has_member_admin(&self) -> bool {
+        self.joiners
+            .keys()
+            .any(|member| self.allows(Tag::Admin, member))
+    }
+
     /// Removes `member` from the joiners and every access list; whether anything changed.
     pub fn eject(&mut self, member: &Fingerprint) -> bool {
         let was_member = self.joiners.remove(member).is_some();
