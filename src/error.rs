@@ -67,6 +67,27 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same kind, its message ending with ` (answered by {who})`: an error another node
+    /// raised and sent back, told apart from this node's own (a full store at the admin is not
+    /// ours). A connection failure is left as is: no node answered it.
+    pub fn answered_by(self, who: &str) -> Error {
+        let note = |message: String| format!("{message} (answered by {who})");
+        match self {
+            Error::NoAccess(m) => Error::NoAccess(note(m)),
+            Error::InvalidArgument(m) => Error::InvalidArgument(note(m)),
+            Error::BadState(m) => Error::BadState(note(m)),
+            Error::BadVersion(m) => Error::BadVersion(note(m)),
+            Error::Exist(m) => Error::Exist(note(m)),
+            Error::NoExist(m) => Error::NoExist(note(m)),
+            Error::DupSyncgroupPublish(m) => Error::DupSyncgroupPublish(note(m)),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(note(m)),
+            Error::StorageFull(m) => Error::StorageFull(note(m)),
+            Error::Storage(e) => Error::Internal(note(e.to_string())),
+            Error::Internal(m) => Error::Internal(note(m)),
+            connection @ Error::ConnFail(_) => connection,
+        }
+    }
+
     /// The stable id this error's message starts with.
     pub fn id(&self) -> &'static str {
         match self {
@@ -175,5 +196,22 @@ mod tests {
             assert_eq!(disk.id(), "StorageFull", "errno {errno}");
             assert!(disk.to_string().contains(fix), "{disk}");
         }
+    }
+
+    #[test]
+    fn an_answer_from_another_node_keeps_its_kind_and_says_who_answered() {
+        let full = Error::from(StorageError::MapFull { map_size: 10 }).answered_by("the admin");
+        assert_eq!(full.id(), "StorageFull");
+        assert!(
+            full.to_string().ends_with("(answered by the admin)"),
+            "{full}"
+        );
+        let refused = Error::NoAccess("no".into()).answered_by("the admin");
+        assert_eq!(refused.to_string(), "NoAccess: no (answered by the admin)");
+        let cut = Error::ConnFail("reset".into()).answered_by("the admin");
+        assert_eq!(
+            cut.to_string(),
+            "ConnFail: connection to peer failed: reset"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Joining and publishing (`sync::membership`) against a node that connects and then never
 //! answers: the call ends with `ConnFail:` after `CALL_TIMEOUT` instead of hanging (found by
-//! a break test: `sg join` at such a node hung the CLI for good).
+//! a break test: `sg join` at such a node hung the CLI for good); and against one that
+//! answers with its own error, which the joiner reports as the admin's, not its own.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -98,4 +99,63 @@ async fn a_join_at_a_node_that_never_answers_fails_with_conn_fail_after_the_call
     let error = joined.expect_err("a join nobody answers");
     assert_eq!(error.id(), "ConnFail", "{error}");
     assert_eq!(started.elapsed(), CALL_TIMEOUT);
+}
+
+/// A node whose every call answers with its own full store.
+struct Full;
+
+fn full() -> syncbase::error::Error {
+    syncbase::error::Error::StorageFull("the LMDB map size is exhausted".into())
+}
+
+impl Dialer for Full {
+    type Client = Full;
+    type Driver = Silent;
+
+    async fn dial(&self, _: &str, _: &Fingerprint) -> Result<(Full, Silent)> {
+        Ok((Full, Silent))
+    }
+}
+
+impl PeerClient for Full {
+    async fn get_deltas<H: Host>(&self, _: DeltaRequest, _: Rc<DataPages<H>>) -> Result<()> {
+        Err(full())
+    }
+
+    async fn get_syncgroup_deltas<H: Host>(
+        &self,
+        _: SyncgroupRequest,
+        _: Rc<SyncgroupPages<H>>,
+    ) -> Result<()> {
+        Err(full())
+    }
+
+    async fn device_info(&self) -> Result<DeviceId> {
+        Err(full())
+    }
+
+    async fn join_at_admin(&self, _: JoinRequest) -> Result<JoinReply> {
+        Err(full())
+    }
+
+    async fn publish(&self, _: PublishRequest) -> Result<PublishOutcome> {
+        Err(full())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_refused_by_the_admins_full_store_says_the_admin_answered() {
+    let node = node();
+    let admin = NodeIdentity::from_seed([8; 32]).unwrap();
+    let name = SyncgroupName::parse("full:1/sg").unwrap();
+    let error = membership::join(&node, &Full, admin.fingerprint(), "full:1", &name, None)
+        .await
+        .expect_err("the admin's store is full");
+    assert_eq!(error.id(), "StorageFull", "{error}");
+    assert!(
+        error
+            .to_string()
+            .ends_with("(answered by the admin at full:1)"),
+        "not ours: {error}"
+    );
 }

@@ -74,7 +74,9 @@ pub async fn join<H: Host, D: Dialer>(
         invite_secret: invite_secret.map(str::to_owned),
     };
     let reply = with_peer(dialer, address, admin, async |peer| {
-        peer.join_at_admin(request).await
+        peer.join_at_admin(request)
+            .await
+            .map_err(|error| error.answered_by(&format!("the admin at {address}")))
     })
     .await?;
     if &reply.sg.name != name {
@@ -116,6 +118,7 @@ pub async fn publish<H: Host, D: Dialer>(
             invite_secret: invite_secret.map(str::to_owned),
         })
         .await
+        .map_err(|error| error.answered_by(&format!("the host at {address}")))
     })
     .await;
     host.publish_reply(name.clone(), publishee.clone(), outcome)
