@@ -12,7 +12,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 100, conflicts_with = "seed")]
     seeds: u64,
     /// First seed of the sweep.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "seed")]
     first: u64,
     /// Replay this one seed (what a failure's `replay:` line runs).
     #[arg(long)]
@@ -71,10 +71,14 @@ pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         )?;
         return Ok(());
     }
-    let jobs = args.jobs.map_or_else(
-        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        |jobs| jobs as usize,
-    );
+    let jobs = args
+        .jobs
+        .map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            |jobs| jobs as usize,
+        )
+        .min(usize::try_from(args.seeds).unwrap_or(usize::MAX))
+        .max(1);
     let Some(end) = args.first.checked_add(args.seeds) else {
         anyhow::bail!(
             "InvalidArgument: --first {} --seeds {} runs past the last seed ({}); lower either",
