@@ -448,6 +448,15 @@ fn a_commit_the_row_does_not_show_is_not_applied() {
     );
 }
 
+/// Tells the oracle node 0's store `before` was replaced by the restored `sim.stores[0]`,
+/// with node 1 the only other holder, sharing every table or none; how many writes it marked.
+fn oracle_restore(sim: &mut Sim, before: &Store, node_1_shares: bool) -> usize {
+    let others = [(1, &sim.stores[1])];
+    sim.oracle
+        .restored(0, before, &sim.stores[0], &others, &|_, _| node_1_shares)
+        .unwrap()
+}
+
 /// Node 0 writes k1, is backed up, writes k2 (which node 1 receives or not), and is restored
 /// from the backup.
 fn restore_after_second_write(sent: bool) -> (Sim, Store) {
@@ -472,11 +481,7 @@ fn a_write_only_the_restored_node_held_is_lost_by_restore_and_excused() {
         matches!(&unreported, Violation::WriteLost { node: 0, row, held: false, .. } if row.row == "k2"),
         "{unreported}"
     );
-    let others = [(1, &sim.stores[1])];
-    let lost = sim
-        .oracle
-        .restored(0, &before, &sim.stores[0], &others, &|_, _| true)
-        .unwrap();
+    let lost = oracle_restore(&mut sim, &before, true);
     assert_eq!(lost, 1);
     assert!(sim.oracle.writes()[1].lost_by_restore);
     sim.check().unwrap();
@@ -485,11 +490,7 @@ fn a_write_only_the_restored_node_held_is_lost_by_restore_and_excused() {
 #[test]
 fn a_write_a_restore_took_from_a_node_that_then_left_is_excused_there_only() {
     let (mut sim, before) = restore_after_second_write(true);
-    let others = [(1, &sim.stores[1])];
-    let lost = sim
-        .oracle
-        .restored(0, &before, &sim.stores[0], &others, &|_, _| true)
-        .unwrap();
+    let lost = oracle_restore(&mut sim, &before, true);
     assert_eq!(lost, 0, "node 1 holds k2");
     // Node 0 leaves the share: nothing serves it k2 again.
     sim.shares[0].nodes = vec![1];
@@ -511,12 +512,7 @@ fn a_write_a_restore_took_from_a_node_that_then_left_is_excused_there_only() {
 fn a_write_only_a_node_that_stopped_sharing_held_is_stranded() {
     // Node 1 received k2, then node 0 lost it to a restore.
     let (mut sim, before) = restore_after_second_write(true);
-    let others = [(1, &sim.stores[1])];
-    let shares = |_: usize, _: &str| true;
-    let lost = sim
-        .oracle
-        .restored(0, &before, &sim.stores[0], &others, &shares)
-        .unwrap();
+    let lost = oracle_restore(&mut sim, &before, true);
     assert_eq!(lost, 0, "node 1 holds k2 and shares t");
     // Node 1 stops sharing t: nothing brings k2 back to node 0.
     sim.shares[0].nodes = vec![0];
@@ -529,23 +525,14 @@ fn a_write_only_a_node_that_stopped_sharing_held_is_stranded() {
 #[test]
 fn a_restore_counts_only_holders_that_share_the_table() {
     let (mut sim, before) = restore_after_second_write(true);
-    let others = [(1, &sim.stores[1])];
-    let outside = |_: usize, _: &str| false;
-    let lost = sim
-        .oracle
-        .restored(0, &before, &sim.stores[0], &others, &outside)
-        .unwrap();
+    let lost = oracle_restore(&mut sim, &before, false);
     assert_eq!(lost, 1, "node 1 holds k2 but cannot serve t");
 }
 
 #[test]
 fn a_write_another_node_received_survives_the_restore() {
     let (mut sim, before) = restore_after_second_write(true);
-    let others = [(1, &sim.stores[1])];
-    let lost = sim
-        .oracle
-        .restored(0, &before, &sim.stores[0], &others, &|_, _| true)
-        .unwrap();
+    let lost = oracle_restore(&mut sim, &before, true);
     assert_eq!(lost, 0, "node 1 holds k2");
     let view = View::read(&sim.oracle, &sim.live(), &sim.shares).unwrap();
     let missing = check::check_no_write_lost(&view).unwrap_err();
