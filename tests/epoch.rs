@@ -210,7 +210,9 @@ fn a_restored_data_dir_that_writes_before_syncing_moves_to_a_new_device_and_lose
         let lines = epochs(&b).await;
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("another record"), "{lines:?}");
-        assert!(lines[0].contains("1 own records logged again"), "{lines:?}");
+        // k1 and k3: the backup was taken in the database's first run, so every own record
+        // since its creation may name another record elsewhere (ARCHITECTURE.md, "Epochs").
+        assert!(lines[0].contains("2 own records logged again"), "{lines:?}");
     });
 }
 
