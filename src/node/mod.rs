@@ -13,7 +13,7 @@ mod peers;
 mod proposals;
 mod syncgroups;
 #[cfg(test)]
-mod txn_tests;
+pub(crate) mod txn_tests;
 
 pub use crate::sync::host::WriterCheck;
 pub use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};

@@ -130,8 +130,9 @@ fn node_on(storage: Arc<Interposed>, seed: u8) -> Arc<Node> {
     Arc::new(Node::assemble(parts).unwrap())
 }
 
-/// A syncgroup of `db` over table `t`, with this node as its admin.
-async fn create_syncgroup(node: &Node) -> SyncgroupName {
+/// A syncgroup of `db` over table `t`, with this node as its admin (also used by other
+/// modules' tests that need one).
+pub(crate) async fn create_syncgroup(node: &Node) -> SyncgroupName {
     let name = SyncgroupName::parse("h:1/sg").unwrap();
     let spec = Spec {
         description: String::new(),

@@ -400,8 +400,8 @@ mod tests {
     use crate::node::NodeParts;
     use crate::schema::types_capnp::delta_req;
     use crate::sync::link::LinkError;
+    use crate::syncgroup::MemberInfo;
     use crate::syncgroup::access::Level;
-    use crate::syncgroup::{MemberInfo, Permissions, Spec, SyncgroupName};
 
     /// A memory storage whose write transactions fail as a full LMDB map does, once full.
     #[derive(Default)]
@@ -519,17 +519,7 @@ mod tests {
     /// Makes `node` share a syncgroup of `db` with the stub, so links open a syncgroup
     /// session with it.
     async fn share_a_syncgroup_with_the_stub(node: &Node) {
-        let name = SyncgroupName::parse("h:1/sg").unwrap();
-        let spec = Spec {
-            description: String::new(),
-            perms: Permissions::only(node.identity().fingerprint()),
-            prefixes: vec![Scope::new("t", "")],
-            mount_tables: vec![],
-            is_private: false,
-        };
-        node.create_syncgroup(db(), name.clone(), spec)
-            .await
-            .unwrap();
+        let name = crate::node::txn_tests::create_syncgroup(node).await;
         node.store()
             .syncgroup_txn(|txn| {
                 let mut view = txn.get(&name)?;
