@@ -529,14 +529,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn knowledge_of_a_syncgroup_whose_version_was_refused_is_not_merged() {
+    /// A store holding `syncgroup()` as a provisional copy (a join reply), its database name
+    /// and the syncgroup.
+    fn holding_a_provisional_copy() -> (Store, DbName, Syncgroup) {
         let store = Store::open(Arc::new(MemoryStorage::new()), Env::system()).unwrap();
-        let db = DbName::parse("db").unwrap();
         let sg = syncgroup();
         store
             .syncgroup_txn(|txn| txn.put_provisional(sg.clone(), Version(1), LocalState::default()))
             .unwrap();
+        (store, DbName::parse("db").unwrap(), sg)
+    }
+
+    #[test]
+    fn knowledge_of_a_syncgroup_whose_version_was_refused_is_not_merged() {
+        let (store, db, sg) = holding_a_provisional_copy();
         let mut elsewhere = sg.clone();
         elsewhere.db = "other".into();
         let version = SyncgroupRecord {
@@ -573,12 +579,7 @@ mod tests {
     /// of one quietly on its kind (`NoAccess`), so the kind must survive to it.
     #[test]
     fn a_version_relayed_by_a_non_admin_is_refused_as_no_access() {
-        let store = Store::open(Arc::new(MemoryStorage::new()), Env::system()).unwrap();
-        let db = DbName::parse("db").unwrap();
-        let sg = syncgroup();
-        store
-            .syncgroup_txn(|txn| txn.put_provisional(sg.clone(), Version(1), LocalState::default()))
-            .unwrap();
+        let (store, db, sg) = holding_a_provisional_copy();
         let version = SyncgroupRecord {
             stamp: VersionStamp {
                 device: DeviceId(1),
