@@ -57,6 +57,12 @@ pub enum Error {
     #[error("StorageFull: {0}")]
     StorageFull(String),
 
+    /// The caller's knowledge of a database is below this node's collection floor: records
+    /// it lacks were collected here (history garbage collection), so it must catch up by
+    /// state (`sync::catchup`) before the log can serve it.
+    #[error("BehindHorizon: {0}")]
+    BehindHorizon(String),
+
     /// Any other storage failure.
     #[error("Internal: {0}")]
     Storage(Arc<StorageError>),
@@ -82,6 +88,7 @@ impl Error {
             Error::DupSyncgroupPublish(m) => Error::DupSyncgroupPublish(note(m)),
             Error::ResourceExhausted(m) => Error::ResourceExhausted(note(m)),
             Error::StorageFull(m) => Error::StorageFull(note(m)),
+            Error::BehindHorizon(m) => Error::BehindHorizon(note(m)),
             Error::Storage(e) => Error::Internal(note(e.to_string())),
             Error::Internal(m) => Error::Internal(note(m)),
             connection @ Error::ConnFail(_) => connection,
@@ -101,6 +108,7 @@ impl Error {
             Error::ResourceExhausted(_) => "ResourceExhausted",
             Error::ConnFail(_) => "ConnFail",
             Error::StorageFull(_) => "StorageFull",
+            Error::BehindHorizon(_) => "BehindHorizon",
             Error::Storage(_) | Error::Internal(_) => "Internal",
         }
     }
@@ -126,6 +134,7 @@ impl Error {
             ),
             "ResourceExhausted" => Error::ResourceExhausted(rest),
             "StorageFull" => Error::StorageFull(rest),
+            "BehindHorizon" => Error::BehindHorizon(rest),
             "ConnFail" => Error::ConnFail(
                 rest.trim_start_matches("connection to peer failed: ")
                     .to_owned(),
@@ -168,6 +177,7 @@ mod tests {
             Error::DupSyncgroupPublish("h:1/x".into()),
             Error::ConnFail("refused".into()),
             Error::ResourceExhausted("too many proposals".into()),
+            Error::BehindHorizon("collected up to 5".into()),
             Error::from(StorageError::MapFull { map_size: 10 }),
             Error::from(StorageError::DiskFull {
                 path: "/data/data.mdb".into(),

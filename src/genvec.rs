@@ -444,6 +444,32 @@ impl Knowledge {
             .unwrap_or_default()
     }
 
+    /// Everything this knowledge claims for rows under `scope`, taken as a collection floor:
+    /// the containing scope's vector ([`bound_for`](Self::bound_for)) merged with every
+    /// vector stored under `scope`, since any of those rows' records may be gone.
+    pub fn floor_for(&self, scope: &Scope) -> GenVector {
+        let mut floor = self.bound_for(scope);
+        for (_, vector) in self.nested_under(scope) {
+            floor.merge(vector);
+        }
+        floor
+    }
+
+    /// The first scope of `asked` (with the device, what `asked` knows of it and the
+    /// floor's generation) where this knowledge, taken as a collection floor, is above what
+    /// `asked` knows. None when `asked` covers the floor everywhere.
+    pub fn first_above(
+        &self,
+        asked: &Knowledge,
+    ) -> Option<(Scope, DeviceId, Generation, Generation)> {
+        asked.iter().find_map(|(scope, known)| {
+            self.floor_for(scope)
+                .iter()
+                .find(|(device, generation)| known.get(*device) < *generation)
+                .map(|(device, generation)| (scope.clone(), device, known.get(device), generation))
+        })
+    }
+
     /// The highest generation of `device` any scope knows.
     pub fn max_gen(&self, device: DeviceId) -> Generation {
         self.0
@@ -498,6 +524,34 @@ mod tests {
     }
 
     // ---- Generation ----
+
+    #[test]
+    fn a_floor_under_a_nested_scope_is_above_knowledge_of_the_outer_scope() {
+        let mut floor = Knowledge::new();
+        floor.insert(
+            Scope::new("t", "a"),
+            [(B, Generation::new(7))].into_iter().collect(),
+        );
+        let mut asked = Knowledge::new();
+        asked.insert(
+            Scope::new("t", ""),
+            [(B, Generation::new(5))].into_iter().collect(),
+        );
+        assert_eq!(
+            floor.first_above(&asked),
+            Some((
+                Scope::new("t", ""),
+                B,
+                Generation::new(5),
+                Generation::new(7)
+            ))
+        );
+        asked.insert(
+            Scope::new("t", ""),
+            [(B, Generation::new(7))].into_iter().collect(),
+        );
+        assert_eq!(floor.first_above(&asked), None);
+    }
 
     #[test]
     fn a_generation_steps_without_wrapping() {

@@ -75,9 +75,10 @@ pub fn apply(
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     let mut touched: BTreeMap<(String, String), Vec<Graft>> = BTreeMap::new();
+    let floor = db.floor()?;
     for record in records {
         let reused = db.has_record(record.device(), record.generation())?;
-        if reused && !is_unknown_write(db, record)? {
+        if (reused && !is_unknown_write(db, record)?) || (!reused && collected(&floor, record)) {
             applied.duplicates += 1;
             continue;
         }
@@ -85,7 +86,7 @@ pub fn apply(
         let graft = if reused {
             graft_reused_pair(db, record, from)?
         } else {
-            store_record(db, record, from)?
+            store_record(db, record, from, !floor.is_empty())?
         };
         touched
             .entry((record.table.clone(), record.row.clone()))
@@ -99,6 +100,13 @@ pub fn apply(
         }
     }
     Ok(applied)
+}
+
+/// Whether `record`, which the log does not hold, is one this node held and collected: the
+/// collection floor covers it (the floor never passes this node's knowledge, so a record
+/// under it was seen here). Applying it again would bring a superseded write back as a head.
+fn collected(floor: &crate::genvec::Knowledge, record: &LogRecord) -> bool {
+    floor.known_gen(&record.table, &record.row, record.device()) >= record.generation()
 }
 
 /// Whether `record`, whose (device, generation) the log already holds, is a write this node
@@ -143,8 +151,15 @@ fn graft_reused_pair(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) 
     })
 }
 
-/// Logs one record and stores its DAG node (a link's target must already be known).
-fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Result<Graft> {
+/// Logs one record and stores its DAG node. A link's target must already be known, unless
+/// this node collects history (`collecting`): then a link whose target is gone names a
+/// version superseded and collected here, and is logged (so it relays) without a graft.
+fn store_record(
+    db: &mut DbWriter<'_>,
+    record: &LogRecord,
+    from: DeviceId,
+    collecting: bool,
+) -> Result<Graft> {
     let (table, row, version) = (record.table.as_str(), record.row.as_str(), record.version);
     let (kind, graft) = match &record.content {
         RecordContent::Node(node) => {
@@ -160,23 +175,27 @@ fn store_record(db: &mut DbWriter<'_>, record: &LogRecord, from: DeviceId) -> Re
             (EntryKind::Node, graft)
         }
         RecordContent::Link { parents, hlc, .. } => {
-            if db.node(table, row, version)?.is_none() {
-                return Err(Error::invalid(format!(
-                    "link record for {table}:{row} names version {} that was never sent",
-                    version.to_hex()
-                )));
-            }
-            add_links(db, table, row, version, parents)?;
             let kind = EntryKind::Link {
                 parents: parents.clone(),
                 hlc: *hlc,
             };
-            (
-                kind,
-                Graft::Link {
-                    parents: parents.clone(),
-                },
-            )
+            if db.node(table, row, version)?.is_none() {
+                if !collecting {
+                    return Err(Error::invalid(format!(
+                        "link record for {table}:{row} names version {} that was never sent",
+                        version.to_hex()
+                    )));
+                }
+                (kind, Graft::Known)
+            } else {
+                add_links(db, table, row, version, parents)?;
+                (
+                    kind,
+                    Graft::Link {
+                        parents: parents.clone(),
+                    },
+                )
+            }
         }
     };
     db.append_log(&LogEntry {

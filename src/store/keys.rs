@@ -163,6 +163,12 @@ impl DbKeys {
         self.key(&[b"k"])
     }
 
+    /// `z` -> Knowledge: the collection floor, per scope the generations below which this
+    /// node may have collected records (history garbage collection, `store::collect`).
+    pub fn floor(&self) -> Vec<u8> {
+        self.key(&[b"z"])
+    }
+
     /// `e` -> `Vec<Notice>`: this node's epoch notices, announced to peers (`store::notice`).
     pub fn announced_notices(&self) -> Vec<u8> {
         self.key(&[b"e"])

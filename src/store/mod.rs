@@ -64,7 +64,7 @@ use crate::paging::PageFill;
 use keys::DbKeys;
 use local::Writer;
 use records::{decode, encode};
-use writer::{DbWriter, load_knowledge, load_state};
+use writer::{DbWriter, load_floor, load_knowledge, load_state};
 
 /// One change in an atomic commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -727,6 +727,13 @@ impl Store {
     /// What this node knows of other devices' records in the database.
     pub fn knowledge(&self, db: &DbName) -> Result<Knowledge> {
         load_knowledge(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
+    }
+
+    /// The database's collection floor: per scope, the generations at or below which its
+    /// records may have been collected here (empty if nothing was). An initiator whose
+    /// knowledge does not cover it cannot be served from the log (`BehindHorizon:`).
+    pub fn floor(&self, db: &DbName) -> Result<Knowledge> {
+        load_floor(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
     }
 
     /// The first log position an initiator with `knowledge` may lack.

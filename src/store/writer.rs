@@ -200,6 +200,21 @@ impl<'t> DbWriter<'t> {
         Ok(self.txn.put(&self.keys.knowledge(), &encode(knowledge)?)?)
     }
 
+    /// The collection floor (empty if nothing was ever collected): per scope, the
+    /// generations at or below which records of that scope may be gone from this node.
+    pub fn floor(&self) -> Result<Knowledge> {
+        load_floor(&*self.txn, &self.keys)
+    }
+
+    /// Raises the collection floor to cover `floor` too (per scope, element-wise max; never
+    /// lowered: collected records stay gone).
+    #[allow(dead_code)] // its callers (collection, catch-up by state) land next
+    pub fn raise_floor(&mut self, floor: &Knowledge) -> Result<()> {
+        let mut stored = self.floor()?;
+        stored.merge_response(floor);
+        Ok(self.txn.put(&self.keys.floor(), &encode(&stored)?)?)
+    }
+
     /// Forgets the mark of `device`'s highest logged generation (its entries above the safe
     /// point were just removed by an epoch).
     pub fn forget_mark(&mut self, device: DeviceId) -> Result<()> {
@@ -246,6 +261,14 @@ pub fn load_state(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<
             next_generation: Generation::FIRST,
             ..SyncState::default()
         }),
+    }
+}
+
+/// A database's collection floor (empty if nothing was collected).
+pub fn load_floor(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<Knowledge> {
+    match txn.get(&keys.floor())? {
+        Some(bytes) => decode(&bytes, "collection floor"),
+        None => Ok(Knowledge::new()),
     }
 }
 

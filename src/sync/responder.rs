@@ -142,6 +142,7 @@ impl<H: Host> Responder<H> {
                 )));
             }
             let now = self.authorize(request)?;
+            check_floor(store, request, &now, last_knowledge.as_ref())?;
             if let Some(lost) = served
                 .iter()
                 .map(|(scope, _)| scope)
@@ -289,6 +290,37 @@ pub(crate) async fn once_it_holds(
             }
             () = nudge.notified() => {}
         }
+    }
+}
+
+/// Refuses (`BehindHorizon:`) to serve an initiator whose knowledge, with what this session
+/// already sent it (`sent`, the knowledge of the last page that carried it), does not cover
+/// this node's collection floor for a served scope: records it lacks may be collected here,
+/// so the log cannot bring it up to date; it catches up by state (`sync::catchup`) and asks
+/// again. Checked before every page, since collection may raise the floor mid-session.
+fn check_floor(
+    store: &crate::store::Store,
+    request: &DeltaRequest,
+    served: &Knowledge,
+    sent: Option<&Knowledge>,
+) -> Result<()> {
+    let floor = store.floor(&request.db)?;
+    if floor.is_empty() {
+        return Ok(());
+    }
+    let mut known = served.clone();
+    if let Some(sent) = sent {
+        known.merge_response(sent);
+    }
+    match floor.first_above(&known) {
+        None => Ok(()),
+        Some((scope, device, known, collected)) => Err(Error::BehindHorizon(format!(
+            "database {:?} scope {scope}: this node collected the records of device {:016x} \
+             up to generation {collected} and the initiator knows them up to {known}; catch up \
+             by state",
+            request.db.as_str(),
+            device.0
+        ))),
     }
 }
 
