@@ -18,6 +18,9 @@
 //! peer_listen = "127.0.0.1:7701"    # TLS peer listener; absent = accept no peers
 //! redial_max_ms = 5000              # cap of the exponential backoff between dials
 //! role = "normal"                   # normal | server | leaf (syncs only with servers)
+//! horizon_secs = 604800             # a member silent this long stops holding back history
+//!                                   # collection (it catches up by state when it returns)
+//! collect_interval_secs = 60        # pause between background collection passes; 0 = none
 //!
 //! [[sync.peers]]                    # a peer to sync with (and to accept)
 //! address = "127.0.0.1:7801"
@@ -69,6 +72,10 @@ pub struct SyncSection {
     pub redial_max_ms: u64,
     /// How this node takes part in syncgroups (the original's device types).
     pub role: Role,
+    /// Seconds after which a silent member no longer holds back history collection.
+    pub horizon_secs: u64,
+    /// Seconds between background collection passes (0: collect only on `syncbase gc`).
+    pub collect_interval_secs: u64,
     pub peers: Vec<DeclaredPeer>,
 }
 
@@ -78,6 +85,8 @@ impl Default for SyncSection {
             peer_listen: None,
             redial_max_ms: 5000,
             role: Role::Normal,
+            horizon_secs: 7 * 24 * 3600,
+            collect_interval_secs: 60,
             peers: Vec::new(),
         }
     }
@@ -186,6 +195,11 @@ impl Config {
                 self.sync.redial_max_ms
             );
         }
+        if self.sync.horizon_secs == 0 {
+            bail!(
+                "sync.horizon_secs: must be at least 1 (a member silent this long stops holding back history collection)"
+            );
+        }
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir: must not be empty");
         }
@@ -212,6 +226,15 @@ impl Config {
     /// Whether the node keeps its rows on disk.
     pub fn is_memory(&self) -> bool {
         self.storage.backend == "memory"
+    }
+
+    /// How the node collects history (`node::collect`), from `[sync]`.
+    pub fn collect_settings(&self) -> crate::node::CollectSettings {
+        crate::node::CollectSettings {
+            horizon: std::time::Duration::from_secs(self.sync.horizon_secs),
+            interval: std::time::Duration::from_secs(self.sync.collect_interval_secs),
+            ..crate::node::CollectSettings::default()
+        }
     }
 
     /// The storage backend's settings, with the LMDB path derived from the data directory.

@@ -197,6 +197,14 @@ impl GenVector {
         }
     }
 
+    /// The element-wise minimum: what both vectors know (a device missing from either is
+    /// dropped, as known up to nothing).
+    pub fn meet(&self, other: &GenVector) -> GenVector {
+        self.iter()
+            .map(|(device, generation)| (device, generation.min(other.get(device))))
+            .collect()
+    }
+
     /// Whether this vector knows at least everything `other` knows (compare is Equal or Greater).
     pub fn dominates(&self, other: &GenVector) -> bool {
         other
@@ -524,6 +532,17 @@ mod tests {
     }
 
     // ---- Generation ----
+
+    #[test]
+    fn the_meet_of_two_vectors_keeps_what_both_know() {
+        let a: GenVector = [(A, Generation::new(3)), (B, Generation::new(9))]
+            .into_iter()
+            .collect();
+        let b: GenVector = [(B, Generation::new(4))].into_iter().collect();
+        let meet: GenVector = [(B, Generation::new(4))].into_iter().collect();
+        assert_eq!(a.meet(&b), meet);
+        assert_eq!(b.meet(&a), meet);
+    }
 
     #[test]
     fn a_floor_under_a_nested_scope_is_above_knowledge_of_the_outer_scope() {

@@ -29,6 +29,9 @@ pub struct SimArgs {
     /// Only node 0 is in the syncgroup: no joins, leaves or ejects as the run goes.
     #[arg(long)]
     no_membership: bool,
+    /// No history collection (by default every running node collects after every step).
+    #[arg(long)]
+    no_collect: bool,
     /// With --seed: print every event of the run.
     #[arg(long, requires = "seed")]
     trace: bool,
@@ -45,6 +48,7 @@ pub fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         operations: args.operations,
         faults: !args.no_faults,
         membership: !args.no_membership,
+        collect: !args.no_collect,
         keep_trace: args.trace,
     };
     if let Some(seed) = args.seed {

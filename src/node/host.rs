@@ -5,7 +5,7 @@
 use super::Node;
 use crate::changes::ChangeReceiver;
 use crate::error::Result;
-use crate::genvec::{DeviceId, Generation, Scope};
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
@@ -71,6 +71,17 @@ impl Host for Node {
         page: IncomingPage,
     ) -> Result<(Applied, Screened)> {
         Node::apply_page(self, db, from, page).await
+    }
+
+    async fn note_member_knowledge(
+        &self,
+        db: DbName,
+        peer: &Fingerprint,
+        knowledge: Knowledge,
+    ) -> Result<()> {
+        let peer = peer.to_string();
+        self.write(move |store| store.note_member_knowledge(&db, &peer, &knowledge))
+            .await
     }
 
     async fn take_notices(

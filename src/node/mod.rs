@@ -7,6 +7,7 @@
 //! syncgroup operations, `access` the access decisions made from syncgroup permissions.
 
 mod access;
+mod collect;
 mod epoch;
 mod host;
 mod peers;
@@ -43,6 +44,8 @@ use crate::sync::peers::PeerRegistry;
 use crate::sync::screen::{IncomingPage, Screened};
 use crate::token::ClientToken;
 
+pub use collect::{CollectSettings, Pass};
+
 /// Name of the lock file that keeps two nodes off one data directory.
 const LOCK_FILE: &str = "node.lock";
 
@@ -64,6 +67,7 @@ pub struct Node {
     peer_address: OnceLock<String>,
     redial_max: Duration,
     role: Role,
+    collect: collect::CollectSettings,
     incoming: NodeBudget,
     /// Where the run marker lives (None: a memory store, nothing to restore).
     marker_dir: Option<PathBuf>,
@@ -83,6 +87,8 @@ pub struct NodeParts {
     pub role: Role,
     /// The longest pause between dials of an unreachable peer.
     pub redial_max: Duration,
+    /// How the node collects history (`node::collect`).
+    pub collect: collect::CollectSettings,
 }
 
 impl NodeParts {
@@ -102,6 +108,7 @@ impl NodeParts {
             network: Network::Tcp,
             role: Role::Normal,
             redial_max: Duration::from_secs(2),
+            collect: collect::CollectSettings::default(),
         })
     }
 }
@@ -130,6 +137,7 @@ impl Node {
             network,
             role: config.sync.role,
             redial_max: Duration::from_millis(config.sync.redial_max_ms),
+            collect: config.collect_settings(),
         };
         let marker_dir = epoch::marker_dir(&config.data_dir, &storage_config.backend);
         let node = Node::build(parts, marker_dir, Some(data_dir_lock))?;
@@ -171,6 +179,7 @@ impl Node {
             peer_address: OnceLock::new(),
             redial_max: parts.redial_max,
             role: parts.role,
+            collect: parts.collect,
             incoming: NodeBudget::default(),
             marker_dir,
             _data_dir_lock: data_dir_lock,
@@ -211,6 +220,11 @@ impl Node {
     /// connection (`rpc::limits`).
     pub fn node_budget(&self) -> &NodeBudget {
         &self.incoming
+    }
+
+    /// How this node collects history.
+    pub fn collect_settings(&self) -> collect::CollectSettings {
+        self.collect
     }
 
     /// The longest pause between dials of an unreachable peer.

@@ -76,6 +76,12 @@ pub async fn serve(listeners: Listeners, node: Arc<Node>, shutdown: impl Future<
         runtime.tasks.spawn(accept_peers(peer, runtime.clone()));
     }
     runtime.tasks.spawn(follow_peers(runtime.clone()));
+    let (collector, stop) = (node.clone(), runtime.cancel.clone());
+    runtime.tasks.spawn(async move {
+        collector
+            .collect_in_background(stop.cancelled_owned())
+            .await;
+    });
     shutdown.await;
     tracing::info!("shutting down: closing connections");
     runtime.cancel.cancel();

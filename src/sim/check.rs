@@ -176,7 +176,7 @@ pub fn check_convergence(view: &View<'_>) -> Result<(), Violation> {
             let rows: BTreeSet<&String> = expected.keys().chain(got.keys()).collect();
             let differs = rows
                 .into_iter()
-                .find(|row| expected.get(*row) != got.get(*row));
+                .find(|row| !same_state(expected.get(*row), got.get(*row)));
             if let Some(row) = differs {
                 return Err(Violation::Diverged {
                     nodes: (first, node),
@@ -196,16 +196,41 @@ pub fn check_convergence(view: &View<'_>) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Whether two nodes' heads of a row show the same state: the same head, or no live row on
+/// either (a tombstone one node still holds and another collected, `store::collect`).
+fn same_state(a: Option<&crate::store::RowHead>, b: Option<&crate::store::RowHead>) -> bool {
+    let gone = |head: Option<&crate::store::RowHead>| head.is_none_or(|head| head.deleted);
+    a == b || (gone(a) && gone(b))
+}
+
+/// Whether `node` collected the record (`device`, `generation`) of a row: its collection
+/// floor covers it (`store::collect`), so its absence from the DAG is no loss (the head it
+/// was superseded by is judged by `check_winners`).
+fn collected(
+    view: &View<'_>,
+    node: usize,
+    row: &RowId,
+    device: DeviceId,
+    generation: Generation,
+) -> Result<bool, Violation> {
+    let floor = view.nodes[&node]
+        .floor(&row.db)
+        .map_err(|error| Violation::unreadable(node, error))?;
+    Ok(floor.known_gen(&row.table, &row.row, device) >= generation)
+}
+
 /// No acknowledged write lost: on every node that must reflect it, a write is the row's head
 /// or reachable from it through parents (superseded) or links (lost to a concurrent write;
-/// `check_winners` judges the winner).
+/// `check_winners` judges the winner), or was collected there.
 pub fn check_no_write_lost(view: &View<'_>) -> Result<(), Violation> {
     for (index, write) in view.oracle.writes().iter().enumerate() {
         for node in &view.required[index] {
             let Some(dag) = view.dag(*node, &write.row) else {
                 continue;
             };
-            if !dag.reachable().contains(&write.version) {
+            if !dag.reachable().contains(&write.version)
+                && !collected(view, *node, &write.row, write.device, write.generation)?
+            {
                 let knowledge = view.nodes[node]
                     .knowledge(&write.row.db)
                     .map_err(|error| Violation::unreadable(*node, error))?;
@@ -227,8 +252,8 @@ pub fn check_no_write_lost(view: &View<'_>) -> Result<(), Violation> {
 }
 
 /// The right winner: on every live node, a row's head is the write last-writer-wins picks
-/// among the required writes no other required write came after; a head that a required
-/// write came after is `CausallyLaterLost`.
+/// among the required writes no other required write came after (or, for a delete the node
+/// collected, no row); a head that a required write came after is `CausallyLaterLost`.
 pub fn check_winners(view: &View<'_>) -> Result<(), Violation> {
     for (id, indexes) in view.oracle.rows() {
         for node in view.nodes.keys() {
@@ -243,7 +268,11 @@ pub fn check_winners(view: &View<'_>) -> Result<(), Violation> {
                 .dag(*node, id)
                 .and_then(|dag| dag.head.as_ref())
                 .map(|head| head.version);
-            if head == Some(expected.version) {
+            if head == Some(expected.version)
+                || (head.is_none()
+                    && expected.is_delete()
+                    && collected(view, *node, id, expected.device, expected.generation)?)
+            {
                 continue;
             }
             let later = head.and_then(|head| {
@@ -337,9 +366,28 @@ pub fn check_knowledge(view: &View<'_>) -> Result<(), Violation> {
             let knowledge = store
                 .knowledge(db)
                 .map_err(|error| Violation::unreadable(*node, error))?;
+            // Links this node logged: held even where their winner was collected here.
+            let links: BTreeSet<(DeviceId, Generation)> = store
+                .logged(db)
+                .map_err(|error| Violation::unreadable(*node, error))?
+                .into_iter()
+                .filter(|entry| entry.link.is_some())
+                .map(|entry| (entry.device, entry.generation))
+                .collect();
             for record in &records {
                 let known = knowledge.known_gen(&record.table, &record.row, record.device);
                 if known < record.generation || holds(view, *node, store, db, record)? {
+                    continue;
+                }
+                if record.link.is_some() && links.contains(&(record.device, record.generation)) {
+                    continue;
+                }
+                let row = RowId {
+                    db: db.clone(),
+                    table: record.table.clone(),
+                    row: record.row.clone(),
+                };
+                if collected(view, *node, &row, record.device, record.generation)? {
                     continue;
                 }
                 return Err(Violation::KnowledgeWithoutRecord {

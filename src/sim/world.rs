@@ -69,6 +69,9 @@ pub struct SimConfig {
     /// Whether nodes join (by invites over the network), leave and are ejected from the
     /// run's syncgroup as it goes (else only node 0 is in it).
     pub membership: bool,
+    /// Whether every running node collects history after every step (`node::collect`), so
+    /// peers below a floor catch up by state.
+    pub collect: bool,
     /// Whether the outcome keeps every event's text ([`Outcome::log`]).
     pub keep_trace: bool,
 }
@@ -80,6 +83,7 @@ impl Default for SimConfig {
             operations: 200,
             faults: true,
             membership: true,
+            collect: false,
             keep_trace: false,
         }
     }
@@ -131,7 +135,7 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<Outcome, Failure> {
         reason,
         log,
         replay: format!(
-            "cargo run --release -- sim --seed {seed} --nodes {} --operations {}{}{}",
+            "cargo run --release -- sim --seed {seed} --nodes {} --operations {}{}{}{}",
             config.nodes,
             config.operations,
             if config.faults { "" } else { " --no-faults" },
@@ -139,7 +143,8 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<Outcome, Failure> {
                 ""
             } else {
                 " --no-membership"
-            }
+            },
+            if config.collect { "" } else { " --no-collect" }
         ),
     };
     if !(3..=16).contains(&config.nodes) {
@@ -499,7 +504,35 @@ impl World {
                 self.write(index, step, roll).await?;
             }
             self.observe_clocks()?;
+            self.collect().await?;
             tokio::time::sleep(Duration::from_millis(self.below(120))).await;
+        }
+        Ok(())
+    }
+
+    /// With [`SimConfig::collect`], one collection pass on every running node.
+    async fn collect(&self) -> Result<(), String> {
+        if !self.config.collect {
+            return Ok(());
+        }
+        let db = DbName::parse(DB).map_err(|error| error.to_string())?;
+        for index in self.up() {
+            let node = self.node(index)?;
+            if !node
+                .store()
+                .has_database(&db)
+                .map_err(|error| error.to_string())?
+            {
+                continue;
+            }
+            match node.collect(&db).await {
+                Ok(pass) if pass.collected != Default::default() => self.network.note(&format!(
+                    "collect node{index} {:?} cut {:?}",
+                    pass.collected, pass.cut
+                )),
+                Ok(_) => {}
+                Err(error) => return Err(format!("collect node{index}: {error}")),
+            }
         }
         Ok(())
     }
@@ -790,6 +823,7 @@ impl World {
         for _ in 0..SETTLE_ROUNDS {
             tokio::time::sleep(SETTLE_ROUND).await;
             self.observe_clocks()?;
+            self.collect().await?;
             let nodes: Vec<(usize, Arc<Node>)> = self
                 .up()
                 .into_iter()
@@ -970,6 +1004,7 @@ mod tests {
             operations: 60,
             faults: true,
             membership: true,
+            collect: true,
             keep_trace: true,
         };
         let first = run(7, &config).unwrap_or_else(|failure| panic!("{failure}"));

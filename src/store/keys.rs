@@ -189,6 +189,17 @@ impl DbKeys {
         self.key(&[b"u", &[SEP], peer.as_bytes()])
     }
 
+    /// `y 0xfe`: the prefix of the members' knowledge reports.
+    pub fn member_prefix(&self) -> Vec<u8> {
+        self.key(&[b"y", &[SEP]])
+    }
+
+    /// `y 0xfe <fingerprint>` -> `Reports`: what that member said it knows, its last few
+    /// reports (`store::members`).
+    pub fn member(&self, peer: &str) -> Vec<u8> {
+        self.key(&[b"y", &[SEP], peer.as_bytes()])
+    }
+
     /// `g 0xfe`: the prefix of the database's syncgroups.
     pub fn syncgroup_prefix(&self) -> Vec<u8> {
         self.key(&[b"g", &[SEP]])

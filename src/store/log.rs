@@ -79,6 +79,7 @@ pub fn read_page(
     });
     let end = prefix_end(&keys.log_prefix());
     let mut failure = None;
+    let mut full = false;
     txn.scan(
         &keys.log(request.position),
         end.as_deref(),
@@ -87,6 +88,7 @@ pub fn read_page(
             match wanted_record(txn, keys, request, position, value) {
                 Ok(Some(record)) => {
                     if !fits(&fill, page.records.last(), &record) {
+                        full = true;
                         return Ok(Scan::Stop);
                     }
                     fill.add(record.payload_len());
@@ -104,6 +106,11 @@ pub fn read_page(
     )?;
     if let Some(error) = failure {
         return Err(error);
+    }
+    if !full {
+        // The scan reached the log's end: positions after the last entry were collected
+        // (`store::collect`), or never used.
+        page.next_position = page.next_position.max(state.next_position);
     }
     page.remaining = state.next_position.saturating_sub(page.next_position);
     if page.next_position >= state.next_position {
@@ -366,7 +373,8 @@ fn feed_item(
         let key = keys.node(&change.table, &change.row, change.version);
         match txn.get(&key)? {
             Some(bytes) => decode::<DagNode>(&bytes, "DAG node")?.value,
-            None => Vec::new(),
+            // Collected (`store::collect`): a later change of the row supersedes it.
+            None => return Ok(None),
         }
     };
     Ok(Some(FeedItem {

@@ -18,12 +18,14 @@
 //! - `inspect`: read-only views for checks from outside the write paths (the simulation).
 
 mod apply;
+mod collect;
 mod dag;
 mod epoch;
 mod inspect;
 pub(crate) mod keys;
 mod local;
 mod log;
+mod members;
 mod notice;
 mod proposals;
 pub(crate) mod records;
@@ -39,10 +41,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use syncbase_storage::{Scan, Storage, prefix_end};
 
 pub use apply::{Applied, Resolution};
+pub use collect::{Collected, Cursor as CollectCursor, Cut};
 pub use epoch::{Epoch, MARK_POINTS, Mark};
 pub use inspect::{Logged, RowDag};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
+pub use members::{MAX_REPORTS, REPORT_SPACING_NANOS, Report, Reports};
 pub use notice::{MAX_NOTICES, MAX_TAKEN_PER_LINEAGE, Notice, Taken};
 pub use records::{
     Change, DagNode, LogRecord, RecordContent, RowHead, SyncState, Version,
@@ -117,6 +121,10 @@ pub struct PageFrom {
 pub trait HeldNodes {
     /// Whether the DAG of `table`/`row` holds `version`.
     fn holds(&self, table: &str, row: &str, version: Version) -> Result<bool>;
+
+    /// Whether this store collects history (its collection floor is not empty): a version
+    /// it lacks may then have been held and collected.
+    fn collecting(&self) -> Result<bool>;
 }
 
 /// [`HeldNodes`] over a transaction.
@@ -131,6 +139,10 @@ impl HeldNodes for TxnNodes<'_> {
             .txn
             .get(&self.keys.node(table, row, version))?
             .is_some())
+    }
+
+    fn collecting(&self) -> Result<bool> {
+        Ok(!load_floor(self.txn, &self.keys)?.is_empty())
     }
 }
 
@@ -526,6 +538,11 @@ impl Store {
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
         let applied = apply::apply(&mut writer, &self.writer(), resolver, from, records)?;
         if let Some(response) = knowledge {
+            // The responder's knowledge at its snapshot: a report of what that member knows.
+            if !peer.is_empty() {
+                let keys = DbKeys::new(db.as_str());
+                members::note(writer.txn(), &keys, peer, response, self.env.now_nanos())?;
+            }
             let mut mine = writer.knowledge()?;
             mine.merge_response(response);
             notice::cap(&caps, &mut mine);
@@ -736,6 +753,63 @@ impl Store {
         load_floor(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
     }
 
+    /// Keeps `knowledge` as a report of what `peer` knows of `db` now (the knowledge its
+    /// getDeltas request carried), for collection (`store::members`).
+    pub fn note_member_knowledge(
+        &self,
+        db: &DbName,
+        peer: &str,
+        knowledge: &Knowledge,
+    ) -> Result<()> {
+        let mut txn = self.storage.write()?;
+        let keys = DbKeys::new(db.as_str());
+        members::note(txn.as_mut(), &keys, peer, knowledge, self.env.now_nanos())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// What `peer` reported it knows of `db` (`store::members`).
+    pub fn member_report(&self, db: &DbName, peer: &str) -> Result<Reports> {
+        members::of(
+            self.storage.read()?.as_ref(),
+            &DbKeys::new(db.as_str()),
+            peer,
+        )
+    }
+
+    /// What each member reported it knows of `db`, by fingerprint (`store::members`).
+    pub fn member_reports(&self, db: &DbName) -> Result<Vec<(String, Reports)>> {
+        members::all(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
+    }
+
+    /// One bounded step of history garbage collection in `db` (`store::collect`): raises the
+    /// floor to `cut` and removes what it covers among up to `max_entries` log entries (and
+    /// then watch-feed changes) from `cursor`, in one write transaction. Returns where the
+    /// next step starts and what this one removed.
+    pub fn collect_step(
+        &self,
+        db: &DbName,
+        cut: &Cut,
+        cursor: CollectCursor,
+        max_entries: usize,
+    ) -> Result<(CollectCursor, Collected)> {
+        let mut txn = self.storage.write()?;
+        let keys = DbKeys::new(db.as_str());
+        let mut collected = Collected::default();
+        let next = collect::step(
+            txn.as_mut(),
+            &keys,
+            cut,
+            cursor,
+            max_entries,
+            &mut collected,
+        )?;
+        if collected != Collected::default() || next.done {
+            txn.commit()?;
+        }
+        Ok((next, collected))
+    }
+
     /// The first log position an initiator with `knowledge` may lack.
     pub fn start_position(
         &self,
@@ -881,3 +955,6 @@ mod epoch_tests;
 
 #[cfg(test)]
 mod env_tests;
+
+#[cfg(test)]
+mod collect_tests;

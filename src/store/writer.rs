@@ -42,6 +42,11 @@ impl<'t> DbWriter<'t> {
         })
     }
 
+    /// The transaction, for writes of other modules' keys in the same commit.
+    pub fn txn(&mut self) -> &mut dyn WriteTxn {
+        &mut *self.txn
+    }
+
     /// Takes this device's next generation.
     pub fn next_generation(&mut self) -> Generation {
         let generation = self.state.next_generation;
@@ -208,7 +213,7 @@ impl<'t> DbWriter<'t> {
 
     /// Raises the collection floor to cover `floor` too (per scope, element-wise max; never
     /// lowered: collected records stay gone).
-    #[allow(dead_code)] // its callers (collection, catch-up by state) land next
+    #[allow(dead_code)] // its caller (catch-up by state) lands next
     pub fn raise_floor(&mut self, floor: &Knowledge) -> Result<()> {
         let mut stored = self.floor()?;
         stored.merge_response(floor);

@@ -20,7 +20,7 @@ use std::future::Future;
 
 use crate::changes::ChangeReceiver;
 use crate::error::Result;
-use crate::genvec::{DeviceId, Generation, Scope};
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
@@ -84,6 +84,16 @@ pub trait Host: 'static {
         from: DeviceId,
         page: IncomingPage,
     ) -> impl Future<Output = Result<(Applied, Screened)>>;
+
+    /// Keeps `knowledge` as a report of what `peer` knows of `db` now (its getDeltas
+    /// request's knowledge), for history collection (`store::members`), in a commit of its
+    /// own.
+    fn note_member_knowledge(
+        &self,
+        db: DbName,
+        peer: &Fingerprint,
+        knowledge: Knowledge,
+    ) -> impl Future<Output = Result<()>>;
 
     /// Takes the epoch notices the responder `announcer` (authenticated as `peer`) sent, if it
     /// may speak for their devices.

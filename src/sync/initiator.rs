@@ -365,8 +365,14 @@ impl<H: Host> Session<H> {
         let own = store.state(&self.db)?.own_generation();
         let mut marks = marks.to_vec();
         marks.sort_by_key(|mark| mark.generation);
+        // Our own records this node collected (`store::collect`) cannot be compared: every
+        // member that counts had them, so they are no sign of a copy.
+        let collected = store.floor(&self.db)?.max_gen(me);
         for mark in marks.iter().filter(|mark| mark.generation <= own) {
             let ours = store.mark_at(&self.db, me, mark.generation)?;
+            if ours.is_none() && mark.generation <= collected {
+                continue;
+            }
             if ours.is_none_or(|ours| ours.digest != mark.digest) {
                 let reason = format!(
                     "holds another record than this node's at generation {} of its device \

@@ -116,6 +116,10 @@ impl<H: Host> Responder<H> {
     /// going back to where the new scopes start.
     pub async fn run(&self, request: &DeltaRequest, sink: &mut impl PageSink) -> Result<()> {
         let mut served = self.authorize(request)?;
+        let started = self.node.now_nanos();
+        self.node
+            .note_member_knowledge(request.db.clone(), &self.peer, served.clone())
+            .await?;
         let store = self.node.store();
         let mut position = self.start(request, &served)?;
         // Echoes are suppressed only for records the initiator sends during this session: a
@@ -142,7 +146,13 @@ impl<H: Host> Responder<H> {
                 )));
             }
             let now = self.authorize(request)?;
-            check_floor(store, request, &now, last_knowledge.as_ref())?;
+            let reported = self.reported_since(&request.db, started)?;
+            check_floor(
+                store,
+                request,
+                &now,
+                [last_knowledge.as_ref(), reported.as_ref()],
+            )?;
             if let Some(lost) = served
                 .iter()
                 .map(|(scope, _)| scope)
@@ -220,6 +230,21 @@ impl<H: Host> Responder<H> {
         Ok(resumed.map_or(from_knowledge, |position| position.max(from_knowledge)))
     }
 
+    /// The peer's latest knowledge report taken after `since` (a page it sent this node's
+    /// initiator, or a later request of its own), if any.
+    fn reported_since(&self, db: &DbName, since: i64) -> Result<Option<Knowledge>> {
+        let reports = self
+            .node
+            .store()
+            .member_report(db, &self.peer.to_string())?;
+        Ok(reports
+            .reports
+            .into_iter()
+            .last()
+            .filter(|report| report.at_nanos >= since)
+            .map(|report| report.knowledge))
+    }
+
     /// The marks of the initiator's records held here at the generations it asked about, so it
     /// can tell whether this node holds other records there.
     fn marks_for(&self, request: &DeltaRequest) -> Result<Vec<Mark>> {
@@ -293,8 +318,9 @@ pub(crate) async fn once_it_holds(
     }
 }
 
-/// Refuses (`BehindHorizon:`) to serve an initiator whose knowledge, with what this session
-/// already sent it (`sent`, the knowledge of the last page that carried it), does not cover
+/// Refuses (`BehindHorizon:`) to serve an initiator whose knowledge, with what it is known to
+/// hold since (`also_known`: the knowledge of the last page this session sent that carried
+/// it, and its latest report since the session began, `store::members`), does not cover
 /// this node's collection floor for a served scope: records it lacks may be collected here,
 /// so the log cannot bring it up to date; it catches up by state (`sync::catchup`) and asks
 /// again. Checked before every page, since collection may raise the floor mid-session.
@@ -302,15 +328,15 @@ fn check_floor(
     store: &crate::store::Store,
     request: &DeltaRequest,
     served: &Knowledge,
-    sent: Option<&Knowledge>,
+    also_known: [Option<&Knowledge>; 2],
 ) -> Result<()> {
     let floor = store.floor(&request.db)?;
     if floor.is_empty() {
         return Ok(());
     }
     let mut known = served.clone();
-    if let Some(sent) = sent {
-        known.merge_response(sent);
+    for also in also_known.into_iter().flatten() {
+        known.merge_response(also);
     }
     match floor.first_above(&known) {
         None => Ok(()),

@@ -86,7 +86,14 @@ impl IncomingPage {
         for record in &dropped {
             refused.note(record, &scopes, check);
         }
-        let (kept, orphans) = without_orphan_links(kept, held)?;
+        // A missing winner was refused, or collected here; with no refusal in the session
+        // it can only have been collected, and the link is kept (logged without a graft).
+        let only_collected = refused.is_empty() && dropped.is_empty() && held.collecting()?;
+        let (kept, orphans) = if only_collected {
+            (kept, Vec::new())
+        } else {
+            without_orphan_links(kept, held)?
+        };
         for record in &orphans {
             refused.note_dependent(record, &scopes);
         }
@@ -159,6 +166,10 @@ mod tests {
     impl HeldNodes for HoldsSeven {
         fn holds(&self, _: &str, _: &str, version: Version) -> Result<bool> {
             Ok(version == Version(7))
+        }
+
+        fn collecting(&self) -> Result<bool> {
+            Ok(false)
         }
     }
 

@@ -1,0 +1,326 @@
+//! History garbage collection inside one database: removing what every member that counts
+//! has seen, in bounded steps, each one short write transaction.
+//!
+//! The node decides *what* may go (`node::collect` builds a [`Cut`] from its members'
+//! knowledge reports, `store::members`); this module removes it. A record (device,
+//! generation) of a row is collectable when the cut for that row covers it: the element-wise
+//! minimum of the cuts of every shared scope covering the row (a row in a table no scope
+//! shares is this node's alone: everything it has seen is collectable). Then:
+//! - its log entry and index entry go (every member that counts holds it; anyone else is
+//!   below the floor and catches up by state);
+//! - a DAG node that is not the row's head goes with its value (no head can be a descendant
+//!   of nothing, and last-writer-wins never reads an ancestor: a late sibling of it settles
+//!   against the head);
+//! - a head that is a tombstone goes with its row (every member has seen the delete, and by
+//!   the cut's matrix condition holds every write concurrent with it: none can arrive later
+//!   and come back to life);
+//! - a live head keeps its row and node (the row's state and what a conflict reads).
+//!
+//! Before removing anything, a step raises the database's **collection floor** (`D z`) to
+//! the cut in the same transaction, so a responder refuses (`BehindHorizon:`) an initiator
+//! whose knowledge does not cover what may be gone, and a collected record arriving again
+//! is known as seen (`store::apply`). The watch feed is trimmed in the same steps: a change
+//! whose version was collected is superseded by a later change of its row (watchers coalesce;
+//! `log::read_changes` skips it), and a change of a row whose tombstone was collected goes
+//! with it.
+
+use serde::{Deserialize, Serialize};
+use syncbase_storage::{Scan, WriteTxn, prefix_end};
+
+use crate::error::{Error, Result};
+use crate::genvec::{GenVector, Knowledge, Scope};
+use crate::store::keys::{DbKeys, trailing_u64};
+use crate::store::records::{Change, EntryKind, LogEntry, RowHead, decode};
+use crate::store::writer::load_floor;
+
+/// What collection may remove in one database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// Every scope the database is shared under (with declared peers, in held syncgroups),
+    /// each with its stable cut: every member that counts has seen its records up to there,
+    /// and this node holds everything those members had seen when they said so.
+    pub shared: Knowledge,
+    /// For a table no scope shares: this node's knowledge raised by its own generation.
+    pub unshared: GenVector,
+}
+
+impl Cut {
+    /// The generations collectable in row (`table`, `row`); None if the row may keep all
+    /// its history (a table shared under another prefix only).
+    pub fn for_row(&self, table: &str, row: &str) -> Option<GenVector> {
+        let mut covering = self
+            .shared
+            .iter()
+            .filter(|(scope, _)| scope.covers(table, row))
+            .map(|(_, vector)| vector);
+        match covering.next() {
+            Some(first) => Some(covering.fold(first.clone(), |cut, vector| cut.meet(vector))),
+            None if self.shared.iter().any(|(scope, _)| scope.table == table) => None,
+            None => Some(self.unshared.clone()),
+        }
+    }
+}
+
+/// What collection removed (added up over steps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Collected {
+    /// Log entries removed (writes and resolutions).
+    pub records: u64,
+    /// DAG nodes removed (superseded versions and collected tombstones).
+    pub versions: u64,
+    /// Rows removed: tombstones every member had seen.
+    pub tombstones: u64,
+    /// Watch-feed changes removed.
+    pub changes: u64,
+    /// Key and value bytes removed.
+    pub bytes: u64,
+}
+
+impl Collected {
+    pub fn add(&mut self, other: &Collected) {
+        self.records += other.records;
+        self.versions += other.versions;
+        self.tombstones += other.tombstones;
+        self.changes += other.changes;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Where a collection pass stands between steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The next log position to examine.
+    pub log: u64,
+    /// The next watch-feed sequence to examine.
+    pub feed: u64,
+    /// Whether both reached their end.
+    pub done: bool,
+}
+
+/// One step of a pass: raises the floor to `cut`, then examines up to `max_entries` log
+/// entries and watch-feed changes from `cursor`, removing what the cut covers, in `txn`
+/// (which the caller commits). Returns where the next step starts.
+pub fn step(
+    txn: &mut dyn WriteTxn,
+    keys: &DbKeys,
+    cut: &Cut,
+    cursor: Cursor,
+    max_entries: usize,
+    collected: &mut Collected,
+) -> Result<Cursor> {
+    raise_floor(txn, keys, &cut.shared)?;
+    let (entries, log_done) = read_entries(txn, keys, cursor.log, max_entries)?;
+    let mut next = Cursor {
+        log: entries
+            .last()
+            .map_or(cursor.log, |(position, _)| position + 1),
+        ..cursor
+    };
+    for (position, entry) in entries {
+        collect_entry(txn, keys, cut, position, &entry, collected)?;
+    }
+    let feed_done = if log_done {
+        let (feed, done) = trim_feed(txn, keys, cursor.feed, max_entries, collected)?;
+        next.feed = feed;
+        done
+    } else {
+        false
+    };
+    next.done = log_done && feed_done;
+    Ok(next)
+}
+
+/// Raises the stored floor to cover `floor` (writes only if it changes).
+fn raise_floor(txn: &mut dyn WriteTxn, keys: &DbKeys, floor: &Knowledge) -> Result<()> {
+    if floor.is_empty() {
+        return Ok(());
+    }
+    let stored = load_floor(&*txn, keys)?;
+    let mut raised = stored.clone();
+    raised.merge_response(floor);
+    if raised != stored {
+        txn.put(&keys.floor(), &crate::store::records::encode(&raised)?)?;
+    }
+    Ok(())
+}
+
+/// Up to `max` log entries from `from`, and whether they reach the log's end.
+fn read_entries(
+    txn: &dyn WriteTxn,
+    keys: &DbKeys,
+    from: u64,
+    max: usize,
+) -> Result<(Vec<(u64, LogEntry)>, bool)> {
+    let end = prefix_end(&keys.log_prefix());
+    let mut entries = Vec::new();
+    let mut failure = None;
+    let mut more = false;
+    txn.scan(&keys.log(from), end.as_deref(), &mut |key, value| {
+        if entries.len() == max {
+            more = true;
+            return Ok(Scan::Stop);
+        }
+        let Some(position) = trailing_u64(key) else {
+            failure = Some(Error::Internal("corrupt log key".into()));
+            return Ok(Scan::Stop);
+        };
+        match decode::<LogEntry>(value, "log entry") {
+            Ok(entry) => entries.push((position, entry)),
+            Err(error) => {
+                failure = Some(error);
+                return Ok(Scan::Stop);
+            }
+        }
+        Ok(Scan::Continue)
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok((entries, !more)),
+    }
+}
+
+/// Removes the entry at `position` and what it alone kept, if the cut covers it.
+fn collect_entry(
+    txn: &mut dyn WriteTxn,
+    keys: &DbKeys,
+    cut: &Cut,
+    position: u64,
+    entry: &LogEntry,
+    collected: &mut Collected,
+) -> Result<()> {
+    let (table, row) = (entry.table.as_str(), entry.row.as_str());
+    let Some(row_cut) = cut.for_row(table, row) else {
+        return Ok(());
+    };
+    if entry.generation > row_cut.get(entry.device) {
+        return Ok(());
+    }
+    if !cut.shared.iter().any(|(scope, _)| scope.table == table) {
+        let mut floor = Knowledge::new();
+        floor.insert(Scope::new(table, ""), cut.unshared.clone());
+        raise_floor(txn, keys, &floor)?;
+    }
+    if entry.kind == EntryKind::Node {
+        collect_version(txn, keys, entry, collected)?;
+    }
+    remove(txn, &keys.log(position), collected)?;
+    let index = keys.index(entry.device, entry.generation);
+    if txn.get(&index)?.as_deref() == Some(&position.to_be_bytes()[..]) {
+        remove(txn, &index, collected)?;
+    }
+    collected.records += 1;
+    Ok(())
+}
+
+/// Removes the DAG node `entry` added unless it is the row's live head; a tombstone head
+/// goes with its row.
+fn collect_version(
+    txn: &mut dyn WriteTxn,
+    keys: &DbKeys,
+    entry: &LogEntry,
+    collected: &mut Collected,
+) -> Result<()> {
+    let (table, row) = (entry.table.as_str(), entry.row.as_str());
+    let row_key = keys.row(table, row);
+    let head: Option<RowHead> = txn
+        .get(&row_key)?
+        .map(|bytes| decode(&bytes, "row head"))
+        .transpose()?;
+    match head {
+        Some(head) if head.version == entry.version && !head.deleted => return Ok(()),
+        Some(head) if head.version == entry.version => {
+            remove(txn, &row_key, collected)?;
+            collected.tombstones += 1;
+        }
+        _ => {}
+    }
+    if remove(txn, &keys.node(table, row, entry.version), collected)? {
+        collected.versions += 1;
+    }
+    Ok(())
+}
+
+/// Deletes `key`, counting its bytes; whether it existed.
+fn remove(txn: &mut dyn WriteTxn, key: &[u8], collected: &mut Collected) -> Result<bool> {
+    let Some(value) = txn.get(key)? else {
+        return Ok(false);
+    };
+    txn.delete(key)?;
+    collected.bytes += (key.len() + value.len()) as u64;
+    Ok(true)
+}
+
+/// Removes up to `max` watch-feed changes from `from` that name a version collected here;
+/// returns where to go on and whether the feed's end was reached.
+fn trim_feed(
+    txn: &mut dyn WriteTxn,
+    keys: &DbKeys,
+    from: u64,
+    max: usize,
+    collected: &mut Collected,
+) -> Result<(u64, bool)> {
+    let end = prefix_end(&keys.change_prefix());
+    let mut changes = Vec::new();
+    let mut more = false;
+    txn.scan(&keys.change(from), end.as_deref(), &mut |key, value| {
+        if changes.len() == max {
+            more = true;
+            return Ok(Scan::Stop);
+        }
+        changes.push((key.to_vec(), value.to_vec()));
+        Ok(Scan::Continue)
+    })?;
+    let next = changes
+        .last()
+        .and_then(|(key, _)| trailing_u64(key))
+        .map_or(from, |sequence| sequence + 1);
+    for (key, value) in changes {
+        let change: Change = decode(&value, "change")?;
+        if superseded(txn, keys, &change)? {
+            remove(txn, &key, collected)?;
+            collected.changes += 1;
+        }
+    }
+    Ok((next, !more))
+}
+
+/// Whether a watch-feed change names a version gone from here: a non-head version collected
+/// (a later change of its row follows), or a row whose tombstone was collected.
+fn superseded(txn: &dyn WriteTxn, keys: &DbKeys, change: &Change) -> Result<bool> {
+    let (table, row) = (change.table.as_str(), change.row.as_str());
+    Ok(txn.get(&keys.node(table, row, change.version))?.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genvec::{DeviceId, Generation};
+
+    fn vector(entries: &[(u64, u64)]) -> GenVector {
+        entries
+            .iter()
+            .map(|(device, generation)| (DeviceId(*device), Generation::new(*generation)))
+            .collect()
+    }
+
+    #[test]
+    fn a_row_under_two_shared_scopes_is_cut_at_what_both_cover() {
+        let mut cut = Cut::default();
+        cut.shared
+            .insert(Scope::new("t", ""), vector(&[(1, 9), (2, 9)]));
+        cut.shared.insert(Scope::new("t", "a"), vector(&[(1, 4)]));
+        assert_eq!(cut.for_row("t", "ab"), Some(vector(&[(1, 4)])));
+        assert_eq!(cut.for_row("t", "b"), Some(vector(&[(1, 9), (2, 9)])));
+    }
+
+    #[test]
+    fn a_row_outside_the_shared_prefixes_of_its_table_keeps_its_history() {
+        let mut cut = Cut {
+            unshared: vector(&[(1, 50)]),
+            ..Cut::default()
+        };
+        cut.shared.insert(Scope::new("t", "a"), vector(&[(1, 4)]));
+        assert_eq!(cut.for_row("t", "b"), None);
+        assert_eq!(cut.for_row("other", "b"), Some(vector(&[(1, 50)])));
+    }
+}

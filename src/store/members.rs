@@ -1,0 +1,166 @@
+//! What each member told this node it knows of a database: the last few knowledge reports
+//! per peer identity, the input of history garbage collection (`store::collect`).
+//!
+//! A report is a peer's knowledge as it stood at one moment, exact in every entry, its own
+//! device's included: the knowledge a peer's getDeltas request carries (its knowledge raised
+//! by its own generation), and the knowledge a page from it carries when it reaches the end
+//! of its log (its knowledge at that snapshot). A report is only useful to collection once
+//! this node's own knowledge dominates it: then everything the member had seen, its own
+//! writes made before the report included, is held here too (the matrix-clock condition for
+//! causal stability: a tombstone both sides have seen can be dropped only when no write
+//! concurrent with it can still arrive from that member). So several reports are kept, at
+//! least [`REPORT_SPACING_NANOS`] apart, and collection uses the latest one it dominates.
+//!
+//! Stored under `D y 0xfe <fingerprint>`, written in the commit that applied the page (or, for
+//! a request, in a commit of its own when the session starts).
+
+use serde::{Deserialize, Serialize};
+use syncbase_storage::{ReadTxn, Scan, WriteTxn};
+
+use crate::error::Result;
+use crate::genvec::Knowledge;
+use crate::store::keys::DbKeys;
+use crate::store::records::{decode, encode};
+
+/// Reports kept per member.
+pub const MAX_REPORTS: usize = 4;
+
+/// Least wall time between two kept reports: a newer report closer than this to the latest
+/// kept one replaces it (1 s).
+pub const REPORT_SPACING_NANOS: i64 = 1_000_000_000;
+
+/// One member's knowledge at one moment (wall time in nanoseconds since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub at_nanos: i64,
+    pub knowledge: Knowledge,
+}
+
+/// A member's latest reports, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reports {
+    pub reports: Vec<Report>,
+}
+
+impl Reports {
+    /// Keeps `report`: it replaces the latest one if that is under the spacing old (or not
+    /// older at all), else it is added and the oldest beyond [`MAX_REPORTS`] is dropped.
+    pub fn add(&mut self, report: Report) {
+        if let Some(last) = self.reports.last_mut()
+            && report.at_nanos - last.at_nanos < REPORT_SPACING_NANOS
+        {
+            *last = report;
+            return;
+        }
+        self.reports.push(report);
+        if self.reports.len() > MAX_REPORTS {
+            self.reports.remove(0);
+        }
+    }
+
+    /// When the member last reported (None: never).
+    pub fn last_seen(&self) -> Option<i64> {
+        self.reports.last().map(|report| report.at_nanos)
+    }
+
+    /// The latest report `is_held` accepts (the caller's knowledge dominates it).
+    pub fn latest_held(&self, is_held: impl Fn(&Knowledge) -> bool) -> Option<&Report> {
+        self.reports
+            .iter()
+            .rev()
+            .find(|report| is_held(&report.knowledge))
+    }
+}
+
+/// Adds a report of `peer`'s knowledge at `at_nanos` to those kept.
+pub fn note(
+    txn: &mut dyn WriteTxn,
+    keys: &DbKeys,
+    peer: &str,
+    knowledge: &Knowledge,
+    at_nanos: i64,
+) -> Result<()> {
+    let key = keys.member(peer);
+    let mut reports = of(&*txn, keys, peer)?;
+    reports.add(Report {
+        at_nanos,
+        knowledge: knowledge.clone(),
+    });
+    txn.put(&key, &encode(&reports)?)?;
+    Ok(())
+}
+
+/// `peer`'s reports (none kept: empty).
+pub fn of(txn: &dyn ReadTxn, keys: &DbKeys, peer: &str) -> Result<Reports> {
+    match txn.get(&keys.member(peer))? {
+        Some(bytes) => decode(&bytes, "member reports"),
+        None => Ok(Reports::default()),
+    }
+}
+
+/// Every member's reports, by fingerprint.
+pub fn all(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<Vec<(String, Reports)>> {
+    let prefix = keys.member_prefix();
+    let mut members = Vec::new();
+    let mut failure = None;
+    txn.scan_prefix(&prefix, &mut |key, value| {
+        let peer = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        match decode(value, "member reports") {
+            Ok(reports) => members.push((peer, reports)),
+            Err(error) => {
+                failure = Some(error);
+                return Ok(Scan::Stop);
+            }
+        }
+        Ok(Scan::Continue)
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(members),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(at_secs: i64) -> Report {
+        Report {
+            at_nanos: at_secs * REPORT_SPACING_NANOS,
+            knowledge: Knowledge::new(),
+        }
+    }
+
+    #[test]
+    fn reports_closer_than_the_spacing_replace_the_latest() {
+        let mut reports = Reports::default();
+        reports.add(report(10));
+        reports.add(Report {
+            at_nanos: 10 * REPORT_SPACING_NANOS + 1,
+            ..report(0)
+        });
+        assert_eq!(reports.reports.len(), 1);
+        assert_eq!(reports.last_seen(), Some(10 * REPORT_SPACING_NANOS + 1));
+    }
+
+    #[test]
+    fn only_the_latest_few_reports_are_kept() {
+        let mut reports = Reports::default();
+        for at in 0..10 {
+            reports.add(report(at * 2));
+        }
+        assert_eq!(reports.reports.len(), MAX_REPORTS);
+        assert_eq!(reports.reports[0].at_nanos, 12 * REPORT_SPACING_NANOS);
+    }
+
+    #[test]
+    fn the_latest_report_the_caller_holds_is_chosen() {
+        let mut reports = Reports::default();
+        for at in 0..3 {
+            reports.add(report(at * 2));
+        }
+        let held = reports.latest_held(|_| true).map(|report| report.at_nanos);
+        assert_eq!(held, Some(4 * REPORT_SPACING_NANOS));
+        assert!(reports.latest_held(|_| false).is_none());
+    }
+}
