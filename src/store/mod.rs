@@ -883,4 +883,7 @@ mod tests;
 mod epoch_tests;
 
 #[cfg(test)]
+mod state_tests;
+
+#[cfg(test)]
 mod env_tests;

@@ -484,7 +484,7 @@ fn rewrite(
 
 /// Removes every trace of `rows`: heads, DAG nodes, and log entries with their index entries
 /// (one scan of the log for all of them).
-fn purge_rows(
+pub(super) fn purge_rows(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
     rows: &BTreeSet<(String, String)>,
