@@ -178,6 +178,31 @@ impl Store {
         Ok(records)
     }
 
+    /// Removes every trace of `rows` of `db` (heads, DAG nodes, log and index entries) and
+    /// raises its collection floor to its knowledge of `scopes`, own generations included,
+    /// in one transaction: what history collection does to rows whose tombstones every
+    /// member saw. A test hook (the end-to-end catch-up tests make a responder that collected
+    /// with it) until `store::collect` lands; nothing in the node calls it.
+    #[doc(hidden)]
+    pub fn collect_rows_by_hand(
+        &self,
+        db: &DbName,
+        scopes: &[Scope],
+        rows: &[(String, String)],
+    ) -> Result<()> {
+        let keys = DbKeys::new(db.as_str());
+        let rows: BTreeSet<(String, String)> = rows.iter().cloned().collect();
+        let mut txn = self.storage().write()?;
+        let own = load_state(txn.as_ref(), &keys)?.own_generation();
+        let floor = load_knowledge(txn.as_ref(), &keys)?.request_for(scopes, self.device(), own);
+        purge_rows(txn.as_mut(), &keys, &rows)?;
+        let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
+        writer.raise_floor(&floor)?;
+        writer.finish(self.clock().last())?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Applies one step of a catch-up by state in one write transaction (see the module doc).
     /// `allows` is given the syncgroups of `db` held here as the transaction reads them and
     /// returns whether a fetched record's writer may have written it; a page holding one it
@@ -484,7 +509,7 @@ fn rewrite(
 
 /// Removes every trace of `rows`: heads, DAG nodes, and log entries with their index entries
 /// (one scan of the log for all of them).
-pub(super) fn purge_rows(
+fn purge_rows(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
     rows: &BTreeSet<(String, String)>,

@@ -10,7 +10,6 @@ use syncbase_storage::MemoryStorage;
 
 use super::*;
 use crate::genvec::Scope;
-use crate::store::state::purge_rows;
 
 fn store() -> Store {
     Store::open(Arc::new(MemoryStorage::new()), crate::env::Env::system()).unwrap()
@@ -57,22 +56,11 @@ fn pull(to: &Store, from: &Store) -> Applied {
 /// What collection does to `rows` at `store`, by hand: every trace of them gone, and the
 /// floor raised to the store's knowledge (with its own generations).
 fn collect(store: &Store, rows: &[&str]) {
-    let keys = DbKeys::new(db().as_str());
-    let rows: BTreeSet<(String, String)> = rows
+    let rows: Vec<(String, String)> = rows
         .iter()
         .map(|row| ("t".to_owned(), (*row).to_owned()))
         .collect();
-    let own = store.state(&db()).unwrap().own_generation();
-    let floor = store
-        .knowledge(&db())
-        .unwrap()
-        .request_for(&scopes(), store.device(), own);
-    let mut txn = store.storage().write().unwrap();
-    purge_rows(txn.as_mut(), &keys, &rows).unwrap();
-    let mut writer = DbWriter::new(txn.as_mut(), db().as_str()).unwrap();
-    writer.raise_floor(&floor).unwrap();
-    writer.finish(store.clock().last()).unwrap();
-    txn.commit().unwrap();
+    store.collect_rows_by_hand(&db(), &scopes(), &rows).unwrap();
 }
 
 /// One catch-up of `to` from `from` by state: the items only `from` holds are fetched and
