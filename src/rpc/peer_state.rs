@@ -388,6 +388,51 @@ mod tests {
         }
     }
 
+    /// A responder holding `db` that declared the node of identity seed 2 for table `t`.
+    async fn responder() -> (Arc<Node>, Fingerprint) {
+        let node = node(1).await;
+        let peer = node_identity(2);
+        let config = PeerConfig::new("peer:1", peer.clone(), "db", scopes());
+        node.add_peer(config.unwrap()).await.unwrap();
+        (node, peer)
+    }
+
+    fn node_identity(seed: u8) -> Fingerprint {
+        NodeIdentity::from_seed([seed; 32])
+            .unwrap()
+            .fingerprint()
+            .clone()
+    }
+
+    fn request(scopes: Vec<Scope>) -> StateRequest {
+        StateRequest { db: db(), scopes }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_may_not_read_every_scope_asked_for_is_refused() {
+        let (node, peer) = responder().await;
+        let wider = vec![Scope::new("t", ""), Scope::new("other", "")];
+        let refused = StateResponder::begin(node.clone(), peer.clone(), request(wider));
+        assert_eq!(refused.err().map(|e| e.id()), Some("NoAccess"));
+        let none = StateResponder::begin(node.clone(), peer, request(Vec::new()));
+        assert_eq!(none.err().map(|e| e.id()), Some("InvalidArgument"));
+        let refused = StateResponder::begin(node, node_identity(3), request(scopes()));
+        assert_eq!(refused.err().map(|e| e.id()), Some("NoAccess"));
+    }
+
+    #[tokio::test]
+    async fn a_fetch_of_an_id_never_offered_or_of_too_many_ids_is_refused() {
+        let (node, peer) = responder().await;
+        let (_, session) = StateResponder::begin(node, peer, request(scopes())).unwrap();
+        let unknown = session.rows_for(&[[7; 32]]);
+        assert_eq!(unknown.err().map(|e| e.id()), Some("InvalidArgument"));
+        let many = session.rows_for(&vec![[7; 32]; MAX_FETCH_IDS + 1]);
+        assert_eq!(many.err().map(|e| e.id()), Some("InvalidArgument"));
+        let limit = crate::sync::catchup::FRAME_LIMIT as usize;
+        let huge = session.reconcile(&vec![0x61; limit + 1]);
+        assert_eq!(huge.err().map(|e| e.id()), Some("InvalidArgument"));
+    }
+
     #[tokio::test]
     async fn a_catch_up_of_a_few_differing_rows_costs_at_most_half_again_negentropy_plus_their_payload()
      {
