@@ -519,9 +519,9 @@ fn session_end(local_failure: Option<Error>, peer: Error) -> SessionEnd {
 /// knowledge committed so far) whenever the current one refused records that would now be
 /// accepted, or an epoch notice lowered knowledge after it asked. A call the peer refuses with
 /// `BehindHorizon:` (records this node lacks were collected there) is followed by a catch-up
-/// by state (`sync::catchup`) and a new call; a second refusal right after one ends the link,
-/// which is dialled again after its backoff, as is a catch-up that fails. Returns when a call
-/// ends or fails.
+/// by state (`sync::catchup`) and a new call; a second refusal before any record arrived
+/// since ends the link, which is dialled again after its backoff, as is a catch-up that
+/// fails. Returns when a call ends or fails.
 async fn live_data<H: Host, C: PeerClient>(
     host: &Arc<H>,
     peer: &Fingerprint,
@@ -529,7 +529,14 @@ async fn live_data<H: Host, C: PeerClient>(
     db: &DbName,
     scopes: &[Scope],
 ) -> std::result::Result<(), SessionEnd> {
-    let mut caught_up = false;
+    // Records received from the peer when the last catch-up ended: a refusal before any
+    // other record arrived means the catch-up did not bring this node past the horizon.
+    let mut caught_up_at: Option<u64> = None;
+    let received = || {
+        host.peers()
+            .status(peer)
+            .map_or(0, |status| status.records_received)
+    };
     loop {
         let session = Rc::new(Session::new(
             host.clone(),
@@ -540,10 +547,12 @@ async fn live_data<H: Host, C: PeerClient>(
         tokio::select! {
             biased;
             ended = live_session(client, session.clone()) => match ended {
-                Err(SessionEnd::Peer(Error::BehindHorizon(why))) if !caught_up => {
+                Err(SessionEnd::Peer(Error::BehindHorizon(why)))
+                    if caught_up_at.is_none_or(|at| received() > at) =>
+                {
                     tracing::info!(%peer, db = %db.as_str(), "{why} (answered by this peer): catching up by state");
                     catch_up_by_state(host, peer, client, db, scopes).await?;
-                    caught_up = true;
+                    caught_up_at = Some(received());
                 }
                 ended => return ended,
             },
