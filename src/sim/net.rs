@@ -749,4 +749,85 @@ mod tests {
         };
         assert!(matches!(broken, Err(Error::ConnFail(_))), "{broken:?}");
     }
+
+    /// Makes `node` share table `t` of `db` with `peer` as a declared peer.
+    async fn declare(node: &Node, peer: &Node, address: &str) {
+        let fingerprint = peer.identity().fingerprint().clone();
+        let config = PeerConfig::new(address, fingerprint, "db", vec![Scope::new("t", "")]);
+        node.add_peer(config.unwrap()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_by_state_runs_over_the_simulated_link_and_breaks_with_it() {
+        let no_loss = Faults {
+            loss_per_mille: 0,
+            ..Faults::default()
+        };
+        let network = Network::new(Arc::new(SeededRandom::new(1)), no_loss, true);
+        let (a, b) = (node(1), node(2));
+        network.attach("a", a.identity().fingerprint().clone(), a.clone());
+        network.attach("b", b.identity().fingerprint().clone(), b.clone());
+        declare(&a, &b, "b").await;
+        declare(&b, &a, "a").await;
+        let db = DbName::parse("db").unwrap();
+        let scopes = vec![Scope::new("t", "")];
+        let rows: Vec<crate::store::Mutation> = (0..50)
+            .map(|i| crate::store::Mutation::Put {
+                table: crate::names::TableName::parse("t").unwrap(),
+                key: crate::names::RowKey::parse(&format!("k{i}")).unwrap(),
+                value: vec![i],
+            })
+            .collect();
+        b.store().commit(&db, &rows).unwrap();
+        let (link, _driver) = network
+            .dialer("a")
+            .dial("b", b.identity().fingerprint())
+            .await
+            .unwrap();
+        let request = StateRequest {
+            db: db.clone(),
+            scopes: scopes.clone(),
+        };
+        let peer = b.identity().fingerprint().clone();
+        let done = crate::sync::catchup::catch_up(
+            &a,
+            &peer,
+            request.clone(),
+            link.reconcile_state(request.clone()),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error:?}"));
+        assert_eq!((done.records, done.applied.heads_taken), (50, 50));
+        assert_eq!(
+            a.store().state_items(&db, &scopes).unwrap(),
+            b.store().state_items(&db, &scopes).unwrap()
+        );
+        assert!(
+            network
+                .take_trace()
+                .iter()
+                .any(|event| event.contains("state 50 records"))
+        );
+        // A cut connection fails the catch-up with ConnFail, as a real one does.
+        let (link, _driver) = network
+            .dialer("a")
+            .dial("b", b.identity().fingerprint())
+            .await
+            .unwrap();
+        network.cut("a", "b");
+        let broken = crate::sync::catchup::catch_up(
+            &a,
+            &peer,
+            request.clone(),
+            link.reconcile_state(request),
+        )
+        .await;
+        assert!(
+            matches!(
+                broken,
+                Err(crate::sync::catchup::CatchUpError::Peer(Error::ConnFail(_)))
+            ),
+            "{broken:?}"
+        );
+    }
 }
