@@ -91,7 +91,9 @@ interface Sync {
   # lacks, and asks for deltas again. The answer carries this node's device, its knowledge
   # and its collection floor for the scopes, read from the same snapshot as the session's
   # row heads. Errors: NoAccess unless the caller may read every scope (as for getDeltas) and
-  # the database is here; InvalidArgument for no scope or a malformed one.
+  # the database is here; InvalidArgument for no scope or a malformed one; ResourceExhausted
+  # when the connection already runs its most streams (an open session counts as one until
+  # the caller drops it).
 }
 
 interface StateSession {

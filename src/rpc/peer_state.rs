@@ -14,7 +14,7 @@ use crate::identity::Fingerprint;
 use crate::names::{DbName, TableName};
 use crate::node::Node;
 use crate::paging;
-use crate::rpc::limits::ConnectionBudget;
+use crate::rpc::limits::{ConnectionBudget, StreamSlot};
 use crate::rpc::peer::write_page;
 use crate::rpc::push::WindowedPush;
 use crate::rpc::wire::{self, decode_page, read_knowledge, write_knowledge};
@@ -40,6 +40,9 @@ pub fn serve_reconcile_state(
     mut results: sync::reconcile_state_results::Builder<'_>,
 ) -> Result<()> {
     let request = read_state_request(params)?;
+    // An open session holds its snapshot in memory: it counts among the connection's streams
+    // for as long as the caller keeps it (`ResourceExhausted:` past them).
+    let slot = budget.open_stream()?;
     let (begin, responder) = StateResponder::begin(node.clone(), peer.clone(), request)?;
     results.set_responder_device(begin.responder.0);
     write_knowledge(&begin.knowledge, results.reborrow().init_knowledge());
@@ -47,6 +50,7 @@ pub fn serve_reconcile_state(
     let session = StateSessionImpl {
         responder,
         budget: budget.clone(),
+        _slot: slot,
     };
     results.set_session(capnp_rpc::new_client::<state_session::Client, _>(session));
     Ok(())
@@ -79,6 +83,8 @@ fn malformed(error: capnp::Error) -> Error {
 struct StateSessionImpl {
     responder: StateResponder<Node>,
     budget: Rc<ConnectionBudget>,
+    /// Its place among the connection's streams.
+    _slot: StreamSlot,
 }
 
 impl state_session::Server for StateSessionImpl {
