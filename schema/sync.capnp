@@ -80,6 +80,39 @@ interface Sync {
   syncgroupAdmin @9 (sgName :Text) -> (admin :SyncgroupAdmin);
   # {Admin} The Admin capability of a syncgroup, for a caller the syncgroup's permissions list
   # under Admin. Not in the original (it had no remote spec changes or eject).
+
+  reconcileState @10 (db :Text, scopes :List(Data))
+      -> (session :StateSession, responderDevice :UInt64, knowledge :T.Knowledge,
+          floor :T.Knowledge);
+  # {Read} Opens a catch-up by state for one database (not in the original; ARCHITECTURE.md,
+  # "Catch-up by state"): an initiator whose getDeltas was refused with `BehindHorizon:`
+  # (records it lacks were collected here) reconciles the row heads under `scopes` (each a
+  # data scope, `table 0xfe rowPrefix`) with this node's by negentropy, fetches those it
+  # lacks, and asks for deltas again. The answer carries this node's device, its knowledge
+  # and its collection floor for the scopes, read from the same snapshot as the session's
+  # row heads. Errors: NoAccess unless the caller may read every scope (as for getDeltas) and
+  # the database is here; InvalidArgument for no scope or a malformed one; ResourceExhausted
+  # when the connection already runs its most streams (an open session counts as one until
+  # the caller drops it).
+}
+
+interface StateSession {
+  # One catch-up by state, holding the responder's snapshot of row heads (one item per row,
+  # tombstones included; id = blake3(table 0xfe row 0xfe version as 8 big-endian bytes),
+  # timestamp 0). Every call re-checks the caller's Read (`NoAccess:` once revoked).
+
+  reconcile @0 (message :Data) -> (message :Data);
+  # One negentropy round (protocol version 0x61): the initiator's message in, the
+  # responder's out; each at most 512 KiB (the frame size limit). InvalidArgument for a
+  # larger or malformed message.
+
+  fetch @1 (ids :List(Data), sink :DeltaSink) -> ();
+  # {Read} Pushes into `sink` the current head of each row named by `ids` (at most 8192, each
+  # an id this session offered: InvalidArgument otherwise) as ordinary log records
+  # (`DeltaResp.rec`: the head's DAG node under its own device and generation), in pages
+  # bounded as getDeltas data pages; `remaining`, `resume` and the marks are empty. A row gone
+  # since the snapshot is skipped; one written since is sent at its current head. Returns
+  # when the last page is acknowledged.
 }
 
 interface SyncgroupAdmin {

@@ -11,6 +11,7 @@ use syncbase::error::Result;
 use syncbase::genvec::DeviceId;
 use syncbase::identity::{Fingerprint, NodeIdentity};
 use syncbase::node::{Node, NodeParts};
+use syncbase::sync::catchup::{StateBegin, StatePages, StateRequest, StateSession};
 use syncbase::sync::host::Host;
 use syncbase::sync::link::{
     DataPages, Dialer, LinkDriver, PeerClient, SyncgroupPages, SyncgroupRequest,
@@ -42,7 +43,23 @@ impl LinkDriver for Silent {
     async fn close(self) {}
 }
 
+impl StateSession for Silent {
+    async fn reconcile(&self, _: Vec<u8>) -> Result<Vec<u8>> {
+        std::future::pending().await
+    }
+
+    async fn fetch<H: Host>(&self, _: Vec<[u8; 32]>, _: Rc<StatePages<H>>) -> Result<()> {
+        std::future::pending().await
+    }
+}
+
 impl PeerClient for Silent {
+    type State = Silent;
+
+    async fn reconcile_state(&self, _: StateRequest) -> Result<(StateBegin, Silent)> {
+        std::future::pending().await
+    }
+
     async fn get_deltas<H: Host>(&self, _: DeltaRequest, _: Rc<DataPages<H>>) -> Result<()> {
         std::future::pending().await
     }
@@ -117,7 +134,23 @@ impl Dialer for Full {
     }
 }
 
+impl StateSession for Full {
+    async fn reconcile(&self, _: Vec<u8>) -> Result<Vec<u8>> {
+        Err(full())
+    }
+
+    async fn fetch<H: Host>(&self, _: Vec<[u8; 32]>, _: Rc<StatePages<H>>) -> Result<()> {
+        Err(full())
+    }
+}
+
 impl PeerClient for Full {
+    type State = Full;
+
+    async fn reconcile_state(&self, _: StateRequest) -> Result<(StateBegin, Full)> {
+        Err(full())
+    }
+
     async fn get_deltas<H: Host>(&self, _: DeltaRequest, _: Rc<DataPages<H>>) -> Result<()> {
         Err(full())
     }

@@ -9,8 +9,8 @@ use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    Applied, Epoch, Notice, Resolver, Store, SyncgroupDeltas, SyncgroupKnowledge,
-    SyncgroupsApplied, Taken,
+    Applied, Epoch, LogRecord, Notice, Resolver, StateApplied, StateStep, Store, SyncgroupDeltas,
+    SyncgroupKnowledge, SyncgroupsApplied, Taken,
 };
 use crate::sync::host::{Host, WriterCheck};
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
@@ -82,6 +82,30 @@ impl Host for Node {
         let peer = peer.to_string();
         self.write(move |store| store.note_member_knowledge(&db, &peer, &knowledge))
             .await
+    }
+
+    async fn apply_state(
+        &self,
+        db: DbName,
+        peer: &Fingerprint,
+        step: StateStep,
+    ) -> Result<StateApplied> {
+        let (peers, resolver, peer) = (self.peers.clone(), self.resolver.clone(), peer.clone());
+        self.write(move |store| {
+            store.apply_state(&db, resolver.as_ref(), &step, |held| {
+                let declared = peers.declared_scopes(&peer, db.as_str());
+                let check = WriterCheck::new(peer.clone(), held.to_vec(), declared);
+                move |record: &LogRecord| {
+                    check.allows(
+                        record.device(),
+                        record.generation(),
+                        &record.table,
+                        &record.row,
+                    )
+                }
+            })
+        })
+        .await
     }
 
     async fn take_notices(

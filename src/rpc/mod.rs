@@ -17,6 +17,7 @@
 //! - `peer`: `SyncImpl` (the `Sync` a peer holds, bound to its identity) and `SyncgroupAdmin`;
 //! - `peer_link`: accepting peers, and the engine's `sync::link` traits over TLS and Cap'n Proto;
 //! - `peer_sinks`: the capnp faces of the initiator's page sinks (decode, hand to the engine);
+//! - `peer_state`: catch-up by state on the wire (`reconcileState`, `StateSession`), both sides;
 //! - `wire`: engine types <-> capnp, validating;
 //! - `syncgroup_wire`: syncgroup types <-> capnp, validating;
 //! - `push`: sending pages to a caller's sink capability with a bounded window and budget;
@@ -33,6 +34,7 @@ pub mod network;
 pub mod peer;
 pub mod peer_link;
 pub mod peer_sinks;
+pub mod peer_state;
 pub mod push;
 pub mod server;
 pub mod service;

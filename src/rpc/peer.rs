@@ -235,6 +235,21 @@ impl sync::Server for SyncImpl {
         Ok(())
     }
 
+    async fn reconcile_state(
+        self: Rc<Self>,
+        params: sync::ReconcileStateParams,
+        mut results: sync::ReconcileStateResults,
+    ) -> capnp::Result<()> {
+        crate::rpc::peer_state::serve_reconcile_state(
+            &self.node,
+            &self.peer,
+            &self.budget,
+            params.get()?,
+            results.get(),
+        )?;
+        Ok(())
+    }
+
     async fn have_blob(
         self: Rc<Self>,
         _: sync::HaveBlobParams,

@@ -24,6 +24,7 @@ use crate::rpc::limits::{ConnectionBudget, MAX_PEER_STREAMS};
 use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
 use crate::rpc::peer_sinks::{DeltaSinkImpl, SyncgroupSinkImpl};
+use crate::rpc::peer_state::{CapnpState, read_state_answer};
 use crate::rpc::syncgroup_wire::write_syncgroup_knowledge;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_member_info, write_syncgroup};
 use crate::rpc::tls::{PeerStream, TlsAcceptor, TlsConnector};
@@ -33,6 +34,7 @@ use crate::rpc::wire::{read_vector, write_vector};
 use crate::rpc::{disconnect, run_until_cancelled};
 use crate::schema::sync_capnp::{delta_sink, sync};
 use crate::store::Version;
+use crate::sync::catchup::{StateBegin, StateRequest};
 use crate::sync::host::Host;
 use crate::sync::link::{
     DataPages, Dialer, LinkDriver, PeerClient, SyncgroupPages, SyncgroupRequest, keep_linked,
@@ -265,6 +267,25 @@ pub struct CapnpPeer {
 }
 
 impl PeerClient for CapnpPeer {
+    type State = CapnpState;
+
+    async fn reconcile_state(
+        &self,
+        request: StateRequest,
+    ) -> Result<(StateBegin, CapnpState), Error> {
+        let mut call = self.remote.reconcile_state_request();
+        {
+            let mut params = call.get();
+            params.set_db(request.db.as_str());
+            let mut scopes = params.init_scopes(request.scopes.len() as u32);
+            for (i, scope) in request.scopes.iter().enumerate() {
+                scopes.set(i as u32, scope.to_bytes().as_slice());
+            }
+        }
+        let answer = call.send().promise.await?;
+        read_state_answer(answer.get()?)
+    }
+
     async fn get_deltas<H: Host>(
         &self,
         request: DeltaRequest,

@@ -34,7 +34,9 @@ use crate::error::{Error, Result};
 use crate::genvec::DeviceId;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
+use crate::store::LogRecord;
 use crate::store::{Page, SyncgroupKnowledge};
+use crate::sync::catchup::{StateBegin, StatePages, StateRequest, StateResponder, StateSession};
 use crate::sync::host::Host;
 use crate::sync::initiator::Push;
 use crate::sync::link::{
@@ -405,6 +407,21 @@ impl<H: Host> LinkDriver for SimDriver<H> {
 }
 
 impl<H: Host> PeerClient for SimLink<H> {
+    type State = SimState<H>;
+
+    async fn reconcile_state(&self, request: StateRequest) -> Result<(StateBegin, SimState<H>)> {
+        let what = format!("reconcileState {}", request.db.as_str());
+        let (remote, caller) = (self.remote.clone(), self.caller.clone());
+        let opened = async move { StateResponder::begin(remote, caller, request) };
+        let (begin, responder) = self.call(&what, opened).await?;
+        let state = SimState {
+            network: self.network.clone(),
+            id: self.id,
+            responder,
+        };
+        Ok((begin, state))
+    }
+
     async fn get_deltas<I: Host>(
         &self,
         request: DeltaRequest,
@@ -513,14 +530,86 @@ async fn serve_metadata<H: Host>(
 impl<H: Host> SimLink<H> {
     /// Carries one page: after the network's delay, or lost (the connection breaks).
     async fn carry(&self, what: String) -> Result<()> {
-        tokio::time::sleep(self.network.delay()).await;
-        if self.network.lost() {
-            self.network.break_connection(self.id, "a page was lost");
-            return Err(disconnected("a page was lost"));
-        }
-        self.network.note(&format!("deliver {} {what}", self.id));
-        Ok(())
+        carry(&self.network, self.id, what).await
     }
+}
+
+/// Carries one message on connection `id`: after the network's delay, or lost (the
+/// connection breaks).
+async fn carry<H: Host>(network: &Network<H>, id: u64, what: String) -> Result<()> {
+    tokio::time::sleep(network.delay()).await;
+    if network.lost() {
+        network.break_connection(id, "a page was lost");
+        return Err(disconnected("a page was lost"));
+    }
+    network.note(&format!("deliver {id} {what}"));
+    Ok(())
+}
+
+/// A catch-up-by-state session at a simulated node: its own responder side, each message
+/// and page carried (delayed, or lost with the connection).
+pub struct SimState<H: Host> {
+    network: Network<H>,
+    id: u64,
+    responder: StateResponder<H>,
+}
+
+impl<H: Host> StateSession for SimState<H> {
+    async fn reconcile(&self, message: Vec<u8>) -> Result<Vec<u8>> {
+        let exchange = async {
+            carry(
+                &self.network,
+                self.id,
+                format!("reconcile {} bytes", message.len()),
+            )
+            .await?;
+            let answer = self.responder.reconcile(&message)?;
+            carry(
+                &self.network,
+                self.id,
+                format!("answer {} bytes", answer.len()),
+            )
+            .await?;
+            Ok(answer)
+        };
+        tokio::select! {
+            biased;
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
+            answer = exchange => answer,
+        }
+    }
+
+    async fn fetch<I: Host>(&self, ids: Vec<[u8; 32]>, pages: Rc<StatePages<I>>) -> Result<()> {
+        let serve = async {
+            carry(&self.network, self.id, format!("fetch {} ids", ids.len())).await?;
+            let rows = self.responder.rows_for(&ids)?;
+            let mut from = 0;
+            while from < rows.len() {
+                let (records, next) = self.responder.page(&rows, from)?;
+                from = next;
+                carry(&self.network, self.id, state_page(&records)).await?;
+                pages.push(Ok(records)).await?;
+            }
+            Ok(())
+        };
+        tokio::select! {
+            biased;
+            why = self.network.broken(self.id) => Err(disconnected(&why)),
+            served = serve => served,
+        }
+    }
+}
+
+/// How a fetched page shows in the trace.
+fn state_page(records: &[LogRecord]) -> String {
+    format!(
+        "state {} records {:?}",
+        records.len(),
+        records
+            .iter()
+            .map(|record| (record.device().0, record.generation()))
+            .collect::<Vec<_>>()
+    )
 }
 
 /// The responder's data pages, carried to the initiator's [`DataPages`].
@@ -659,5 +748,86 @@ mod tests {
             () = cut => unreachable!(),
         };
         assert!(matches!(broken, Err(Error::ConnFail(_))), "{broken:?}");
+    }
+
+    /// Makes `node` share table `t` of `db` with `peer` as a declared peer.
+    async fn declare(node: &Node, peer: &Node, address: &str) {
+        let fingerprint = peer.identity().fingerprint().clone();
+        let config = PeerConfig::new(address, fingerprint, "db", vec![Scope::new("t", "")]);
+        node.add_peer(config.unwrap()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_by_state_runs_over_the_simulated_link_and_breaks_with_it() {
+        let no_loss = Faults {
+            loss_per_mille: 0,
+            ..Faults::default()
+        };
+        let network = Network::new(Arc::new(SeededRandom::new(1)), no_loss, true);
+        let (a, b) = (node(1), node(2));
+        network.attach("a", a.identity().fingerprint().clone(), a.clone());
+        network.attach("b", b.identity().fingerprint().clone(), b.clone());
+        declare(&a, &b, "b").await;
+        declare(&b, &a, "a").await;
+        let db = DbName::parse("db").unwrap();
+        let scopes = vec![Scope::new("t", "")];
+        let rows: Vec<crate::store::Mutation> = (0..50)
+            .map(|i| crate::store::Mutation::Put {
+                table: crate::names::TableName::parse("t").unwrap(),
+                key: crate::names::RowKey::parse(&format!("k{i}")).unwrap(),
+                value: vec![i],
+            })
+            .collect();
+        b.store().commit(&db, &rows).unwrap();
+        let (link, _driver) = network
+            .dialer("a")
+            .dial("b", b.identity().fingerprint())
+            .await
+            .unwrap();
+        let request = StateRequest {
+            db: db.clone(),
+            scopes: scopes.clone(),
+        };
+        let peer = b.identity().fingerprint().clone();
+        let done = crate::sync::catchup::catch_up(
+            &a,
+            &peer,
+            request.clone(),
+            link.reconcile_state(request.clone()),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error:?}"));
+        assert_eq!((done.records, done.applied.heads_taken), (50, 50));
+        assert_eq!(
+            a.store().state_items(&db, &scopes).unwrap(),
+            b.store().state_items(&db, &scopes).unwrap()
+        );
+        assert!(
+            network
+                .take_trace()
+                .iter()
+                .any(|event| event.contains("state 50 records"))
+        );
+        // A cut connection fails the catch-up with ConnFail, as a real one does.
+        let (link, _driver) = network
+            .dialer("a")
+            .dial("b", b.identity().fingerprint())
+            .await
+            .unwrap();
+        network.cut("a", "b");
+        let broken = crate::sync::catchup::catch_up(
+            &a,
+            &peer,
+            request.clone(),
+            link.reconcile_state(request),
+        )
+        .await;
+        assert!(
+            matches!(
+                broken,
+                Err(crate::sync::catchup::CatchUpError::Peer(Error::ConnFail(_)))
+            ),
+            "{broken:?}"
+        );
     }
 }

@@ -108,6 +108,18 @@ impl DbKeys {
         ])
     }
 
+    /// `n 0xfe <table> 0xfe <row> 0xfe`: the prefix of one row's DAG nodes.
+    pub fn node_prefix(&self, table: &str, row: &str) -> Vec<u8> {
+        self.key(&[
+            b"n",
+            &[SEP],
+            table.as_bytes(),
+            &[SEP],
+            row.as_bytes(),
+            &[SEP],
+        ])
+    }
+
     /// `o 0xfe`: the log's prefix.
     pub fn log_prefix(&self) -> Vec<u8> {
         self.key(&[b"o", &[SEP]])

@@ -94,8 +94,8 @@ fn apply_one(
     Ok(existed)
 }
 
-/// Stores a new local node and makes it the row's head.
-fn write_node(
+/// Stores a new local node and makes it the row's head (also `state`'s rewrite).
+pub(super) fn write_node(
     db: &mut DbWriter<'_>,
     table: &str,
     row: &str,

@@ -13,6 +13,7 @@
 //! - `resume`: resume cursors, the responder's token and the initiator's cursor per peer;
 //! - `epoch`: moving to a fresh device id, the epoch history and record marks;
 //! - `notice`: epoch notices, announced and taken;
+//! - `state`: catch-up by state: row heads as reconciliation items, applying fetched heads;
 //! - `syncgroups`: syncgroup versions, local state, the name index and invites;
 //! - `proposals`: syncgroups published here and not accepted;
 //! - `inspect`: read-only views for checks from outside the write paths (the simulation).
@@ -31,6 +32,7 @@ mod proposals;
 pub(crate) mod records;
 mod resolve;
 mod resume;
+mod state;
 mod syncgroups;
 mod writer;
 
@@ -54,6 +56,7 @@ pub use records::{
 };
 pub use resolve::{Conflict, Decision, Head, LastWriterWins, Resolver};
 pub use resume::{CursorUpdate, MAX_TOKEN_BYTES, ResumeCursor};
+pub use state::{StateApplied, StateItem, StateSnapshot, StateStep, state_id};
 pub use syncgroups::{
     SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied,
     wire_estimate as syncgroup_wire_estimate,
@@ -952,6 +955,9 @@ mod tests;
 
 #[cfg(test)]
 mod epoch_tests;
+
+#[cfg(test)]
+mod state_tests;
 
 #[cfg(test)]
 mod env_tests;

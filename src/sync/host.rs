@@ -24,8 +24,8 @@ use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    Applied, Epoch, Notice, Resolver, Store, SyncgroupDeltas, SyncgroupKnowledge,
-    SyncgroupsApplied, Taken,
+    Applied, Epoch, Notice, Resolver, StateApplied, StateStep, Store, SyncgroupDeltas,
+    SyncgroupKnowledge, SyncgroupsApplied, Taken,
 };
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
@@ -94,6 +94,17 @@ pub trait Host: 'static {
         peer: &Fingerprint,
         knowledge: Knowledge,
     ) -> impl Future<Output = Result<()>>;
+
+    /// Applies one step of a catch-up by state from `peer` (`store::state`) in one commit,
+    /// conflicts settled by [`Host::resolver`]; each fetched head's writer is checked inside
+    /// that commit's transaction by the [`WriterCheck`] `apply_page` uses (`NoAccess:` for a
+    /// head it refuses: nothing is committed).
+    fn apply_state(
+        &self,
+        db: DbName,
+        peer: &Fingerprint,
+        step: StateStep,
+    ) -> impl Future<Output = Result<StateApplied>>;
 
     /// Takes the epoch notices the responder `announcer` (authenticated as `peer`) sent, if it
     /// may speak for their devices.

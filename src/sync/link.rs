@@ -50,6 +50,7 @@ use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::retry::Backoff;
 use crate::store::SyncgroupKnowledge;
+use crate::sync::catchup::{CatchUpError, StateBegin, StateRequest, StateSession, catch_up};
 use crate::sync::host::Host;
 use crate::sync::initiator::{Push, Session};
 use crate::sync::membership::{JoinReply, JoinRequest, PublishOutcome, PublishRequest};
@@ -76,6 +77,16 @@ pub struct SyncgroupRequest {
 
 /// One connection to a peer, as the link loop calls it.
 pub trait PeerClient {
+    /// A catch-up-by-state session at the peer (`sync::catchup`).
+    type State: StateSession;
+
+    /// Opens a catch-up by state (`reconcileState`): the peer's device, knowledge and floor
+    /// for the scopes, and the session. Errors as [`PeerClient::get_deltas`].
+    fn reconcile_state(
+        &self,
+        request: StateRequest,
+    ) -> impl Future<Output = Result<(StateBegin, Self::State)>>;
+
     /// Sends a data GetDeltas call whose pushed pages go to `pages`, in order; resolves when
     /// the responder ends the call. `Err`: the error the responder raised, of the kind it
     /// raised (`NoAccess:` for a refused session, `StorageFull:` for its full store, ...;
@@ -506,8 +517,11 @@ fn session_end(local_failure: Option<Error>, peer: Error) -> SessionEnd {
 
 /// Runs a database's data sessions: one live GetDeltas call at a time, a new one (from the
 /// knowledge committed so far) whenever the current one refused records that would now be
-/// accepted, or an epoch notice lowered knowledge after it asked. Returns when a call ends or
-/// fails.
+/// accepted, or an epoch notice lowered knowledge after it asked. A call the peer refuses with
+/// `BehindHorizon:` (records this node lacks were collected there) is followed by a catch-up
+/// by state (`sync::catchup`) and a new call; a second refusal before any record arrived
+/// since ends the link, which is dialled again after its backoff, as is a catch-up that
+/// fails. Returns when a call ends or fails.
 async fn live_data<H: Host, C: PeerClient>(
     host: &Arc<H>,
     peer: &Fingerprint,
@@ -515,6 +529,14 @@ async fn live_data<H: Host, C: PeerClient>(
     db: &DbName,
     scopes: &[Scope],
 ) -> std::result::Result<(), SessionEnd> {
+    // Records received from the peer when the last catch-up ended: a refusal before any
+    // other record arrived means the catch-up did not bring this node past the horizon.
+    let mut caught_up_at: Option<u64> = None;
+    let received = || {
+        host.peers()
+            .status(peer)
+            .map_or(0, |status| status.records_received)
+    };
     loop {
         let session = Rc::new(Session::new(
             host.clone(),
@@ -524,7 +546,16 @@ async fn live_data<H: Host, C: PeerClient>(
         ));
         tokio::select! {
             biased;
-            ended = live_session(client, session.clone()) => return ended,
+            ended = live_session(client, session.clone()) => match ended {
+                Err(SessionEnd::Peer(Error::BehindHorizon(why)))
+                    if caught_up_at.is_none_or(|at| received() > at) =>
+                {
+                    tracing::info!(%peer, db = %db.as_str(), "{why} (answered by this peer): catching up by state");
+                    catch_up_by_state(host, peer, client, db, scopes).await?;
+                    caught_up_at = Some(received());
+                }
+                ended => return ended,
+            },
             permitted = session.refused_now_permitted() => {
                 permitted?;
                 tracing::info!(%peer, db = %db.as_str(), "records refused earlier may now be accepted: fetching them again");
@@ -535,6 +566,39 @@ async fn live_data<H: Host, C: PeerClient>(
             }
         }
     }
+}
+
+/// One catch-up by state of `db`'s `scopes` from `peer` over `client`, logged.
+async fn catch_up_by_state<H: Host, C: PeerClient>(
+    host: &Arc<H>,
+    peer: &Fingerprint,
+    client: &C,
+    db: &DbName,
+    scopes: &[Scope],
+) -> std::result::Result<(), SessionEnd> {
+    let request = StateRequest {
+        db: db.clone(),
+        scopes: scopes.to_vec(),
+    };
+    let done = catch_up(host, peer, request.clone(), client.reconcile_state(request))
+        .await
+        .map_err(|error| match error {
+            CatchUpError::Peer(error) => SessionEnd::Peer(error),
+            CatchUpError::Local(error) => SessionEnd::Local(error),
+        })?;
+    tracing::info!(
+        %peer,
+        db = %db.as_str(),
+        rounds = done.rounds,
+        message_bytes = done.message_bytes,
+        fetched = done.records,
+        taken = done.applied.heads_taken,
+        grafted = done.applied.grafted,
+        removed = done.applied.removed,
+        rewritten = done.applied.rewritten,
+        "caught up by state"
+    );
+    Ok(())
 }
 
 /// Runs one live GetDeltas call; returns when the responder ends it or fails.

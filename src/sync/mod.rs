@@ -1,5 +1,6 @@
 //! The sync engine, without Cap'n Proto (the `rpc` module adapts it to the wire, the
 //! simulation runs it over its own network):
+//! - `catchup`: catch-up by state after a `BehindHorizon:` refusal (negentropy), both sides;
 //! - `host`: what the engine asks of the node it runs in (store, access policy, peers, commits);
 //! - `link`: the link loop (dial, backoff, one live session per database) and its peer traits;
 //! - `membership`: joining a syncgroup at an admin and publishing one at its host;
@@ -12,6 +13,7 @@
 //!
 //! The write paths that keep sync metadata in the same commit as the data are in `store`.
 
+pub mod catchup;
 pub mod host;
 pub mod initiator;
 pub mod link;

@@ -99,6 +99,9 @@ pub struct PeerStatus {
     pub pending_in: u64,
     /// Records from it dropped because their writer held no Write permission.
     pub records_refused: u64,
+    /// Catch-ups by state from it (`sync::catchup`): each after it refused a session because
+    /// records this node lacked were collected there.
+    pub catch_ups: u64,
 }
 
 struct Entry {

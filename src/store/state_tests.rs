@@ -1,0 +1,228 @@
+//! The rules of catch-up by state (`store::state`), each pinned on memory stores synced by
+//! hand: the responder's "collection" is done by hand too (its row's history removed, its
+//! floor raised to its knowledge), and the exchange is the set difference of the two stores'
+//! items, which is what negentropy finds (`sync::catchup` runs the real one).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use syncbase_storage::MemoryStorage;
+
+use super::*;
+use crate::genvec::Scope;
+
+fn store() -> Store {
+    Store::open(Arc::new(MemoryStorage::new()), crate::env::Env::system()).unwrap()
+}
+
+fn db() -> DbName {
+    DbName::parse("db").unwrap()
+}
+
+fn scopes() -> Vec<Scope> {
+    vec![Scope::new("t", "")]
+}
+
+fn put(store: &Store, key: &str, value: &[u8]) {
+    let mutation = Mutation::Put {
+        table: TableName::parse("t").unwrap(),
+        key: RowKey::parse(key).unwrap(),
+        value: value.to_vec(),
+    };
+    store.commit(&db(), &[mutation]).unwrap();
+}
+
+fn delete(store: &Store, key: &str) {
+    let mutation = Mutation::Delete {
+        table: TableName::parse("t").unwrap(),
+        key: RowKey::parse(key).unwrap(),
+    };
+    store.commit(&db(), &[mutation]).unwrap();
+}
+
+fn get(store: &Store, key: &str) -> Option<Vec<u8>> {
+    let (table, key) = (TableName::parse("t").unwrap(), RowKey::parse(key).unwrap());
+    store.get(&db(), &table, &key).unwrap()
+}
+
+fn head(store: &Store, key: &str) -> Option<RowHead> {
+    store.row_dag(&db(), "t", key).unwrap().head
+}
+
+fn pull(to: &Store, from: &Store) -> Applied {
+    super::test_sync::pull(to, from, &db(), &scopes())
+}
+
+/// What collection does to `rows` at `store`, by hand: every trace of them gone, and the
+/// floor raised to the store's knowledge (with its own generations).
+fn collect(store: &Store, rows: &[&str]) {
+    let rows: Vec<(String, String)> = rows
+        .iter()
+        .map(|row| ("t".to_owned(), (*row).to_owned()))
+        .collect();
+    store.collect_rows_by_hand(&db(), &scopes(), &rows).unwrap();
+}
+
+/// One catch-up of `to` from `from` by state: the items only `from` holds are fetched and
+/// applied in one page, then the rows only `to` holds settled and `from`'s knowledge and
+/// floor merged. Returns what it did and how many heads were fetched.
+fn catch_up(to: &Store, from: &Store) -> (StateApplied, usize) {
+    let snapshot = from.state_snapshot(&db(), &scopes()).unwrap();
+    let mine = to.state_items(&db(), &scopes()).unwrap();
+    let theirs: BTreeSet<_> = snapshot.items.iter().map(|item| item.id).collect();
+    let ours: BTreeSet<_> = mine.iter().map(|item| item.id).collect();
+    let need: Vec<(String, String)> = snapshot
+        .items
+        .iter()
+        .filter(|item| !ours.contains(&item.id))
+        .map(|item| (item.table.clone(), item.row.clone()))
+        .collect();
+    let records = from.head_records(&db(), &need).unwrap();
+    let page = StateStep::Page {
+        from: from.device(),
+        records,
+        knowledge: snapshot.knowledge.clone(),
+    };
+    let mut applied = to
+        .apply_state(&db(), &LastWriterWins, &page, |_| |_: &LogRecord| true)
+        .unwrap();
+    let fetched: BTreeSet<_> = need.iter().cloned().collect();
+    let rows = mine
+        .iter()
+        .filter(|item| !theirs.contains(&item.id))
+        .map(|item| (item.table.clone(), item.row.clone()))
+        .filter(|row| !fetched.contains(row))
+        .collect();
+    let finish = StateStep::Finish {
+        peer: "peer".into(),
+        rows,
+        knowledge: snapshot.knowledge,
+        floor: snapshot.floor,
+    };
+    applied.add(
+        to.apply_state(&db(), &LastWriterWins, &finish, |_| |_: &LogRecord| true)
+            .unwrap(),
+    );
+    (applied, need.len())
+}
+
+#[test]
+fn a_row_deleted_and_collected_at_the_responder_disappears_at_the_initiator() {
+    let (a, r) = (store(), store());
+    put(&r, "gone", b"1");
+    put(&r, "kept", b"2");
+    pull(&a, &r);
+    delete(&r, "gone");
+    collect(&r, &["gone"]);
+    let (applied, fetched) = catch_up(&a, &r);
+    assert_eq!(applied.removed, 1, "{applied:?}");
+    assert_eq!(fetched, 0, "nothing the initiator lacks");
+    assert_eq!(get(&a, "gone"), None);
+    let dag = a.row_dag(&db(), "t", "gone").unwrap();
+    assert!(dag.head.is_none() && dag.nodes.is_empty(), "{dag:?}");
+    assert!(
+        a.logged(&db())
+            .unwrap()
+            .iter()
+            .all(|entry| entry.row != "gone")
+    );
+    assert_eq!(get(&a, "kept").as_deref(), Some(&b"2"[..]));
+    assert_eq!(
+        a.floor(&db()).unwrap(),
+        r.floor(&db()).unwrap(),
+        "the floor is raised"
+    );
+    // Idempotent: a second run finds nothing to do.
+    let (again, fetched) = catch_up(&a, &r);
+    assert_eq!((again, fetched), (StateApplied::default(), 0));
+}
+
+#[test]
+fn a_write_the_responder_never_saw_survives_and_reaches_it() {
+    let (a, r) = (store(), store());
+    put(&r, "old", b"1");
+    put(&r, "gone", b"x");
+    pull(&a, &r);
+    put(&a, "new", b"only at a");
+    put(&a, "old", b"2 at a");
+    delete(&r, "gone");
+    collect(&r, &["gone"]);
+    let (applied, _) = catch_up(&a, &r);
+    assert_eq!((applied.removed, applied.rewritten), (1, 0), "{applied:?}");
+    assert_eq!(get(&a, "new").as_deref(), Some(&b"only at a"[..]));
+    assert_eq!(get(&a, "old").as_deref(), Some(&b"2 at a"[..]));
+    pull(&r, &a);
+    assert_eq!(get(&r, "new").as_deref(), Some(&b"only at a"[..]));
+    assert_eq!(get(&r, "old").as_deref(), Some(&b"2 at a"[..]));
+    assert_eq!(head(&r, "new"), head(&a, "new"));
+}
+
+#[test]
+fn a_write_on_a_row_deleted_and_collected_while_away_is_written_again_and_wins_everywhere() {
+    let (a, r, c) = (store(), store(), store());
+    put(&r, "k", b"1");
+    pull(&a, &r);
+    pull(&c, &r);
+    // A, away, writes k; then R deletes it, C takes the tombstone, and R collects it.
+    put(&a, "k", b"2 written while away");
+    delete(&r, "k");
+    pull(&c, &r);
+    assert_eq!(get(&c, "k"), None);
+    collect(&r, &["k"]);
+    let (applied, _) = catch_up(&a, &r);
+    assert_eq!(applied.rewritten, 1, "{applied:?}");
+    let value = Some(b"2 written while away".to_vec());
+    assert_eq!(get(&a, "k"), value);
+    // Both writes reach R (whose tombstone is gone) and C (which holds it): the rewrite is
+    // later than the delete, so every node settles on it.
+    pull(&r, &a);
+    pull(&c, &a);
+    assert_eq!(get(&r, "k"), value);
+    assert_eq!(get(&c, "k"), value, "the old delete lost to the rewrite");
+    pull(&a, &c);
+    assert_eq!(head(&a, "k").map(|h| h.value), value);
+}
+
+#[test]
+fn a_head_the_responder_superseded_is_replaced_and_one_it_never_saw_is_resolved() {
+    let (a, r) = (store(), store());
+    put(&r, "plain", b"1");
+    put(&r, "both", b"1");
+    pull(&a, &r);
+    put(&r, "plain", b"2 at r");
+    put(&a, "both", b"a's");
+    put(&r, "both", b"r's, later");
+    collect(&r, &[]);
+    let (applied, fetched) = catch_up(&a, &r);
+    assert_eq!(fetched, 2);
+    assert_eq!(
+        (applied.heads_taken, applied.grafted),
+        (1, 1),
+        "{applied:?}"
+    );
+    assert_eq!(applied.resolutions.len(), 1);
+    assert_eq!(get(&a, "plain").as_deref(), Some(&b"2 at r"[..]));
+    assert_eq!(get(&a, "both").as_deref(), Some(&b"r's, later"[..]));
+    // The resolution's link record reaches R by the log and they agree.
+    pull(&r, &a);
+    assert_eq!(head(&r, "both"), head(&a, "both"));
+}
+
+#[test]
+fn an_identical_row_costs_no_fetch() {
+    let (a, r) = (store(), store());
+    for key in ["a", "b", "c"] {
+        put(&r, key, b"same");
+    }
+    delete(&r, "c");
+    pull(&a, &r);
+    collect(&r, &[]);
+    let (applied, fetched) = catch_up(&a, &r);
+    assert_eq!(fetched, 0);
+    assert_eq!(applied, StateApplied::default());
+    assert_eq!(
+        a.state_items(&db(), &scopes()).unwrap().len(),
+        3,
+        "tombstones are items too"
+    );
+}
