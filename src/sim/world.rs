@@ -83,7 +83,7 @@ impl Default for SimConfig {
             operations: 200,
             faults: true,
             membership: true,
-            collect: false,
+            collect: true,
             keep_trace: false,
         }
     }

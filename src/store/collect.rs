@@ -7,14 +7,16 @@
 //! minimum of the cuts of every shared scope covering the row (a row in a table no scope
 //! shares is this node's alone: everything it has seen is collectable). Then:
 //! - its log entry and index entry go (every member that counts holds it; anyone else is
-//!   below the floor and catches up by state);
+//!   below the floor and catches up by state), except a live head's: the log is what names
+//!   every DAG node held, so a head's entry stays until a later version supersedes it and
+//!   the node goes with it;
 //! - a DAG node that is not the row's head goes with its value (no head can be a descendant
 //!   of nothing, and last-writer-wins never reads an ancestor: a late sibling of it settles
 //!   against the head);
 //! - a head that is a tombstone goes with its row (every member has seen the delete, and by
 //!   the cut's matrix condition holds every write concurrent with it: none can arrive later
 //!   and come back to life);
-//! - a live head keeps its row and node (the row's state and what a conflict reads).
+//! - a live head keeps its row, node and entry (the row's state and what a conflict reads).
 //!
 //! Before removing anything, a step raises the database's **collection floor** (`D z`) to
 //! the cut in the same transaction, so a responder refuses (`BehindHorizon:`) an initiator
@@ -200,8 +202,8 @@ fn collect_entry(
         floor.insert(Scope::new(table, ""), cut.unshared.clone());
         raise_floor(txn, keys, &floor)?;
     }
-    if entry.kind == EntryKind::Node {
-        collect_version(txn, keys, entry, collected)?;
+    if entry.kind == EntryKind::Node && !collect_version(txn, keys, entry, collected)? {
+        return Ok(());
     }
     remove(txn, &keys.log(position), collected)?;
     let index = keys.index(entry.device, entry.generation);
@@ -212,14 +214,15 @@ fn collect_entry(
     Ok(())
 }
 
-/// Removes the DAG node `entry` added unless it is the row's live head; a tombstone head
-/// goes with its row.
+/// Removes the DAG node `entry` added unless it is the row's live head (then the entry
+/// stays too, and goes with the node once a later version supersedes it); a tombstone head
+/// goes with its row. Whether the entry may go.
 fn collect_version(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
     entry: &LogEntry,
     collected: &mut Collected,
-) -> Result<()> {
+) -> Result<bool> {
     let (table, row) = (entry.table.as_str(), entry.row.as_str());
     let row_key = keys.row(table, row);
     let head: Option<RowHead> = txn
@@ -227,7 +230,7 @@ fn collect_version(
         .map(|bytes| decode(&bytes, "row head"))
         .transpose()?;
     match head {
-        Some(head) if head.version == entry.version && !head.deleted => return Ok(()),
+        Some(head) if head.version == entry.version && !head.deleted => return Ok(false),
         Some(head) if head.version == entry.version => {
             remove(txn, &row_key, collected)?;
             collected.tombstones += 1;
@@ -237,7 +240,7 @@ fn collect_version(
     if remove(txn, &keys.node(table, row, entry.version), collected)? {
         collected.versions += 1;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Deletes `key`, counting its bytes; whether it existed.

@@ -262,7 +262,10 @@ impl Store {
                 mine.merge_response(knowledge);
                 notice::cap(&caps, &mut mine);
                 writer.set_knowledge(&mine)?;
+                // The knowledge now claims records superseded at the responder that this
+                // node never got: like collected ones, they are under the floor.
                 writer.raise_floor(floor)?;
+                writer.raise_floor(knowledge)?;
                 writer.finish(self.clock().last())?;
                 purge_rows(txn.as_mut(), &keys, &removed)?;
                 resume::update(txn.as_mut(), &keys, peer, &CursorUpdate::Forget)?;

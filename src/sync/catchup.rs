@@ -134,6 +134,7 @@ where
     let mut message = negentropy.initiate().map_err(protocol).map_err(Local)?;
     let (begin, session) = open.await.map_err(Peer)?;
     check_begin(&request, &begin, store.device()).map_err(Local)?;
+    refuse_a_copy(host, peer, &request.db, &begin).await?;
     let mut done = CaughtUp::default();
     let (mut have, mut need) = (Vec::new(), Vec::new());
     loop {
@@ -221,6 +222,42 @@ fn protocol(error: negentropy::Error) -> Error {
 
 /// The responder's knowledge and floor must stay inside the scopes asked for, and name a
 /// real peer device.
+/// Like a data page's knowledge (`sync::initiator`), a responder's knowledge or floor holding
+/// more of this node's generations than it made shows that this store was restored or
+/// copied: the node moves to a fresh device id (an epoch) before taking anything, so none of
+/// its next writes reuses a (device, generation) pair the responder holds for another record.
+async fn refuse_a_copy<H: Host>(
+    host: &Arc<H>,
+    peer: &Fingerprint,
+    db: &DbName,
+    begin: &StateBegin,
+) -> std::result::Result<(), CatchUpError> {
+    let store = host.store();
+    let me = store.device();
+    let own = store
+        .state(db)
+        .map_err(CatchUpError::Local)?
+        .own_generation();
+    let claimed = begin.knowledge.max_gen(me).max(begin.floor.max_gen(me));
+    if claimed <= own {
+        return Ok(());
+    }
+    let reason = format!(
+        "peer {peer} holds generation {claimed} of this node's device {:016x}, which has made \
+         {own}, in database {:?}: this store was restored from a backup or copied",
+        me.0,
+        db.as_str()
+    );
+    let clash = Some((db.clone(), own.next()));
+    host.start_epoch(me, reason.clone(), clash)
+        .await
+        .map_err(CatchUpError::Local)?;
+    Err(CatchUpError::Local(Error::BadState(format!(
+        "{reason}; this node moved to a new device id ({:016x}, an epoch) and syncs again",
+        store.device().0
+    ))))
+}
+
 fn check_begin(request: &StateRequest, begin: &StateBegin, me: DeviceId) -> Result<()> {
     if begin.responder.0 == 0 || begin.responder == me {
         return Err(Error::invalid(format!(
