@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use syncbase_storage::{LmdbStorage, MemoryStorage};
+use syncbase_storage::{LmdbStorage, MapSize, MemoryStorage};
 use tempfile::TempDir;
 
 /// Map size of the LMDB test stores: room for the 16 MiB value with copy-on-write slack.
@@ -13,7 +13,7 @@ const MAP_SIZE: u64 = 256 << 20;
 /// A fresh LMDB store in a new temporary directory, which must outlive it.
 fn lmdb(durable: bool) -> (Arc<LmdbStorage>, TempDir) {
     let dir = tempfile::tempdir().expect("create a temp dir");
-    let store = LmdbStorage::open(&dir.path().join("store"), MAP_SIZE, durable)
+    let store = LmdbStorage::open(&dir.path().join("store"), MapSize::fixed(MAP_SIZE), durable)
         .expect("open a fresh LMDB store");
     (Arc::new(store), dir)
 }

@@ -1,0 +1,191 @@
+//! LMDB's map growing by itself and the reserve it keeps: a caller that redoes a transaction
+//! once after `MapFull` is never refused below the maximum; a store at its maximum refuses
+//! ordinary writes but takes the deletes that empty it, then writes again (no restart, no
+//! config change); readers on other threads read correctly across resizes.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use syncbase_storage::{
+    Limits, LmdbStorage, MapSize, Result, Scan, Storage, StorageError, retry_full,
+};
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+
+/// A store whose map starts at `initial` bytes and grows up to `max`, keeping `reserve`.
+fn open(path: &Path, initial: u64, max: u64, reserve: u64) -> LmdbStorage {
+    let map = MapSize {
+        initial,
+        limits: Limits::new(max, Some(reserve)).expect("valid limits"),
+    };
+    LmdbStorage::open(path, map, false).expect("open")
+}
+
+/// Commits `value` at `key` in an ordinary write transaction.
+fn put(store: &dyn Storage, key: &[u8], value: &[u8]) -> Result<()> {
+    let mut txn = store.write()?;
+    txn.put(key, value)?;
+    txn.commit()
+}
+
+/// [`put`], redone once if the store was full, counting the failed attempts in `failed`.
+fn put_retrying(store: &dyn Storage, key: &[u8], value: &[u8], failed: &mut u32) -> Result<()> {
+    retry_full(
+        || {
+            let outcome = put(store, key, value);
+            *failed += u32::from(outcome.is_err());
+            outcome
+        },
+        StorageError::is_full,
+    )
+}
+
+fn key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+fn count(store: &dyn Storage) -> u64 {
+    let mut count = 0;
+    let txn = store.read().expect("begin read");
+    txn.scan(b"", None, &mut |_, _| {
+        count += 1;
+        Ok(Scan::Continue)
+    })
+    .expect("scan");
+    count
+}
+
+#[test]
+fn a_caller_retrying_once_writes_three_mib_into_a_one_mib_map_growing_to_four() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), MIB, 4 * MIB, 256 * KIB);
+    let value = vec![0x5a; 64 * KIB as usize];
+    let mut failed = 0;
+    for i in 0..48 {
+        put_retrying(&store, &key(i), &value, &mut failed)
+            .unwrap_or_else(|err| panic!("put {i} after a retry: {err}"));
+    }
+    assert!(failed >= 1, "a 1 MiB map cannot take 3 MiB without growing");
+    assert!(
+        store.map_size() > 2 * MIB,
+        "the map grew: {}",
+        store.map_size()
+    );
+    assert!(
+        store.map_size() <= 4 * MIB - 256 * KIB,
+        "ordinary writes stay under the maximum less the reserve: {}",
+        store.map_size()
+    );
+    assert_eq!(count(&store), 48);
+    let usage = store.usage().unwrap();
+    assert!(usage.used_bytes >= 3 * MIB, "{usage:?}");
+    assert_eq!(usage.max_map_bytes, Some(4 * MIB), "{usage:?}");
+}
+
+#[test]
+fn a_store_at_its_maximum_refuses_writes_then_frees_and_writes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), MIB, 4 * MIB, 512 * KIB);
+    let value = vec![0xa5; 16 * KIB as usize];
+    let mut failed = 0;
+    let mut rows = 0;
+    let refused = loop {
+        match put_retrying(&store, &key(rows), &value, &mut failed) {
+            Ok(()) => rows += 1,
+            Err(err) => break err,
+        }
+        assert!(rows < 1000, "4 MiB cannot hold 16 MiB");
+    };
+    assert!(
+        matches!(refused, StorageError::LimitReached { freeing: false, .. }),
+        "{refused:?}"
+    );
+    assert!(
+        rows > 100,
+        "ordinary writes filled 3.5 MiB first: {rows} rows"
+    );
+
+    let mut txn = store.write_freeing().expect("a freeing transaction begins");
+    for i in (0..rows).step_by(2) {
+        assert!(txn.delete(&key(i)).expect("delete in the reserve"));
+    }
+    txn.commit().expect("the deletes commit in a full store");
+    assert_eq!(count(&store), rows / 2);
+
+    for i in 0..rows / 4 {
+        put_retrying(&store, &key(rows + i), &value, &mut failed)
+            .unwrap_or_else(|err| panic!("write {i} after the deletes: {err}"));
+    }
+    assert_eq!(count(&store), rows / 2 + rows / 4);
+}
+
+#[test]
+fn a_freeing_transaction_is_refused_only_at_the_maximum_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 4 * MIB, 4 * MIB, 512 * KIB);
+    let value = vec![1; 16 * KIB as usize];
+    let mut rows = 0;
+    while put(&store, &key(rows), &value).is_ok() {
+        rows += 1;
+    }
+    let mut txn = store.write_freeing().unwrap();
+    let refused = (0..1000)
+        .find_map(|i| txn.put(&key(rows + i), &value).err())
+        .expect("a freeing transaction cannot write past the maximum");
+    assert!(
+        matches!(refused, StorageError::LimitReached { freeing: true, limit_bytes, .. }
+            if limit_bytes == 4 * MIB),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("storage.max_map_size"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn readers_on_other_threads_read_correctly_across_resizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), MIB, 256 * MIB, 8 * MIB);
+    put(&store, b"stable", b"value").unwrap();
+    let (done, reads) = (AtomicBool::new(false), AtomicU64::new(0));
+    let value = vec![7; 256 * KIB as usize];
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                let mut last = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let txn = store.read().expect("begin read");
+                    assert_eq!(txn.get(b"stable").unwrap().as_deref(), Some(&b"value"[..]));
+                    let mut rows = 0;
+                    txn.scan(&[0; 8], Some(b"stable"), &mut |_, row| {
+                        assert!(row.iter().all(|&byte| byte == 7), "a row reads whole");
+                        rows += 1;
+                        Ok(Scan::Continue)
+                    })
+                    .unwrap();
+                    assert!(rows >= last, "a later snapshot holds every earlier row");
+                    last = rows;
+                    // Held a while, so resizes must wait for it.
+                    std::thread::sleep(Duration::from_millis(1));
+                    drop(txn);
+                    reads.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        let mut failed = 0;
+        for i in 0..256 {
+            put_retrying(&store, &key(i), &value, &mut failed).unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        assert!(
+            failed >= 2,
+            "the map grew at least twice: {failed} refusals"
+        );
+    });
+    assert!(store.map_size() >= 64 * MIB, "{}", store.map_size());
+    assert!(reads.load(Ordering::SeqCst) > 0);
+    assert_eq!(count(&store), 257);
+}
