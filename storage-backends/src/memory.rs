@@ -257,6 +257,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn usage_is_the_sum_of_key_and_value_lengths_and_a_copy_keeps_the_bound() {
+        let store = MemoryStorage::with_limits(Limits::new(100, Some(10)).unwrap());
+        let mut txn = store.write().unwrap();
+        txn.put(b"ab", b"cde").unwrap();
+        txn.put(b"ab", b"c").unwrap();
+        txn.put(b"x", b"").unwrap();
+        txn.commit().unwrap();
+        assert_eq!(store.usage().unwrap().used_bytes, 4);
+        let copy = store.copy();
+        let mut txn = copy.write().unwrap();
+        let refused = txn.put(b"big", &[0; 90]).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                crate::StorageError::LimitReached {
+                    limit_bytes: 90,
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert!(txn.commit().is_err(), "a refused transaction stays refused");
+        let mut txn = copy.write_freeing().unwrap();
+        txn.put(b"big", &[0; 90]).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(copy.usage().unwrap().used_bytes, 97);
+        assert_eq!(
+            store.usage().unwrap().used_bytes,
+            4,
+            "the original is apart"
+        );
+    }
+
+    #[test]
     fn a_copy_holds_what_was_committed_and_goes_its_own_way() {
         let original = MemoryStorage::new();
         let mut txn = original.write().unwrap();

@@ -161,6 +161,37 @@ mod tests {
     }
 
     #[test]
+    fn lmdb_grows_to_64_gib_by_default_and_memory_is_bounded_only_when_asked() {
+        let map = StorageConfig::default().lmdb_map().unwrap();
+        assert_eq!(
+            (map.initial, map.limits.max()),
+            (1 << 30, DEFAULT_MAX_MAP_SIZE)
+        );
+        let huge = StorageConfig {
+            map_size: 128 << 30,
+            ..StorageConfig::default()
+        };
+        assert_eq!(huge.lmdb_map().unwrap().limits.max(), 128 << 30);
+        let unbounded = open(&config("memory")).unwrap().usage().unwrap();
+        assert_eq!(unbounded.max_map_bytes, None);
+        let bounded = StorageConfig {
+            max_map_size: Some(4 << 20),
+            ..config("memory")
+        };
+        let usage = open(&bounded).unwrap().usage().unwrap();
+        assert_eq!(usage.max_map_bytes, Some(4 << 20));
+        assert_eq!(usage.reserve_bytes, 512 << 10);
+        let invalid = StorageConfig {
+            reserve: Some(4 << 20),
+            ..bounded
+        };
+        assert!(matches!(
+            open(&invalid),
+            Err(StorageError::InvalidLimits(_))
+        ));
+    }
+
+    #[test]
     fn every_listed_backend_opens() {
         let dir = tempfile::tempdir().expect("create a temp dir");
         for name in BACKENDS {

@@ -152,3 +152,37 @@ fn readers_on_other_threads_read_correctly_across_resizes() {
     assert!(reads.load(Ordering::SeqCst) > 0);
     assert_eq!(count(&store), 257);
 }
+
+/// Set in the environment of the second process of
+/// `a_map_another_process_grew_is_adopted`: the store's directory.
+const OTHER_PROCESS: &str = "SYNCBASE_STORAGE_OTHER_PROCESS";
+
+#[test]
+fn a_map_another_process_grew_is_adopted() {
+    if let Ok(dir) = std::env::var(OTHER_PROCESS) {
+        // The second process: the same environment, a larger map, 4 MiB written.
+        let store = open(Path::new(&dir), 16 * MIB, 16 * MIB, MIB);
+        let value = vec![9; 64 * KIB as usize];
+        for i in 0..64 {
+            put(&store, &key(i), &value).expect("the second process writes");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), MIB, 64 * MIB, MIB);
+    put(&store, b"first", b"process").unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_map_another_process_grew_is_adopted",
+            "--quiet",
+        ])
+        .env(OTHER_PROCESS, dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("the test binary runs again");
+    assert!(status.success(), "the second process failed: {status}");
+    assert_eq!(count(&store), 65, "reads see the other process's rows");
+    assert!(store.map_size() >= 4 * MIB, "{}", store.map_size());
+    put(&store, b"after", b"the resize").expect("writes go on in the adopted map");
+}
