@@ -118,12 +118,14 @@ pub struct Usage {
 /// Runs `attempt`, and runs it once more if it failed with an error `is_full` says is a
 /// lack of room; returns the last outcome.
 ///
-/// An LMDB store whose map was exhausted fails the transaction with
-/// [`StorageError::MapFull`] and grows the map before the next one, so redoing the whole
-/// transaction once succeeds whenever the store's maximum allows (one growth step, at least
-/// 64 MiB, covers any transaction of the node). `attempt` must begin, fill and commit its
-/// own transaction. Pass [`StorageError::is_full`] for storage errors, or the caller's own
-/// test for errors converted from them (the node's `StorageFull:`).
+/// An LMDB store grows its map before a write when less than 32 MiB is left, so below its
+/// cap a smaller transaction never fails. A larger one, or one just after a commit that
+/// freed pages at the cap, fails with [`StorageError::MapFull`] and the store makes room
+/// (grows the map, or settles the freed pages) before the next write transaction, so redoing
+/// the whole transaction once succeeds whenever the store's maximum allows (a growth step,
+/// at least 64 MiB, covers any transaction of the node). `attempt` must begin, fill and
+/// commit its own transaction. Pass [`StorageError::is_full`] for storage errors, or the
+/// caller's own test for errors converted from them (the node's `StorageFull:`).
 pub fn retry_full<T, E>(
     mut attempt: impl FnMut() -> Result<T, E>,
     is_full: impl Fn(&E) -> bool,

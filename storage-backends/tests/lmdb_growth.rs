@@ -68,7 +68,10 @@ fn a_caller_retrying_once_writes_three_mib_into_a_one_mib_map_growing_to_four() 
         put_retrying(&store, &key(i), &value, &mut failed)
             .unwrap_or_else(|err| panic!("put {i} after a retry: {err}"));
     }
-    assert!(failed >= 1, "a 1 MiB map cannot take 3 MiB without growing");
+    assert_eq!(
+        failed, 0,
+        "below the cap, small transactions never fail: the map grew first"
+    );
     assert!(
         store.map_size() > 2 * MIB,
         "the map grew: {}",
@@ -83,6 +86,34 @@ fn a_caller_retrying_once_writes_three_mib_into_a_one_mib_map_growing_to_four() 
     let usage = store.usage().unwrap();
     assert!(usage.used_bytes >= 3 * MIB, "{usage:?}");
     assert_eq!(usage.max_map_bytes, Some(4 * MIB), "{usage:?}");
+}
+
+#[test]
+fn a_transaction_larger_than_the_headroom_fails_with_map_full_once_then_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), MIB, 512 * MIB, 8 * MIB);
+    let value = vec![3; 64 * KIB as usize];
+    let write_80_mib = || {
+        let mut txn = store.write()?;
+        for i in 0..1280 {
+            txn.put(&key(i), &value)?;
+        }
+        txn.commit()
+    };
+    let mut outcomes = Vec::new();
+    let written = retry_full(
+        || {
+            let outcome = write_80_mib();
+            outcomes.push(format!("{outcome:?}"));
+            outcome
+        },
+        StorageError::is_full,
+    );
+    written.expect("80 MiB fit once the map grew");
+    assert_eq!(outcomes.len(), 2, "one refusal, one success: {outcomes:?}");
+    assert!(outcomes[0].contains("MapFull"), "{outcomes:?}");
+    assert_eq!(count(&store), 1280);
+    assert!(store.map_size() >= 80 * MIB, "{}", store.map_size());
 }
 
 #[test]
@@ -143,12 +174,16 @@ fn readers_on_other_threads_read_correctly_across_resizes() {
         let written = (0..256).try_for_each(|i| put_retrying(&store, &key(i), &value, &mut failed));
         done.store(true, Ordering::SeqCst);
         written.expect("every put succeeds after at most one retry");
-        assert!(
-            failed >= 2,
-            "the map grew at least twice: {failed} refusals"
+        assert_eq!(
+            failed, 0,
+            "transactions under the headroom are never refused"
         );
     });
-    assert!(store.map_size() >= 64 * MIB, "{}", store.map_size());
+    assert!(
+        store.map_size() >= 128 * MIB,
+        "the map grew twice (1 MiB, 65, 130) under the readers: {}",
+        store.map_size()
+    );
     assert!(reads.load(Ordering::SeqCst) > 0);
     assert_eq!(count(&store), 257);
 }

@@ -9,6 +9,9 @@
 //! most 1 GiB, up to the cap of the transaction's purpose: ordinary writes up to the maximum
 //! less the reserve, freeing transactions up to the maximum, where the maximum is
 //! `storage.max_map_size` or, if smaller, the disk's free space plus the data file's size.
+//! The map also grows before a write whenever less than [`HEADROOM`] is left past the last
+//! page in use (pages there are certainly free), up to the ordinary cap: so below the cap a
+//! transaction under 32 MiB never fails at all, and `MapFull` is for larger ones.
 //!
 //! The reserve is kept by the map size itself, so LMDB enforces it: ordinary writes run in a
 //! map no larger than their cap. A freeing transaction that begins while the map is at that
@@ -38,6 +41,10 @@ const MIN_STEP: u64 = 64 << 20;
 
 /// The most a growth step adds.
 const MAX_STEP: u64 = 1 << 30;
+
+/// The room past the last page in use below which the map grows before a write begins, so
+/// that a transaction smaller than this never finds the map full below the cap.
+const HEADROOM: u64 = 32 << 20;
 
 /// An environment's map size and its policy.
 #[derive(Debug)]
@@ -150,7 +157,8 @@ impl Map {
     /// cannot take the gate in time is skipped (and logged): the transaction runs in the
     /// map as it is.
     pub(super) fn before_write(&self, env: &Environment, gate: &Gate, purpose: Purpose) {
-        if self.target(&self.state.lock(), purpose).is_none() {
+        let low = self.headroom_low(env, gate);
+        if self.target(&self.state.lock(), purpose, low).is_none() {
             return;
         }
         let Some(_alone) = gate.exclusive() else {
@@ -162,9 +170,20 @@ impl Map {
             return;
         };
         let mut state = self.state.lock();
-        if let Some(target) = self.target(&state, purpose) {
+        if let Some(target) = self.target(&state, purpose, low) {
             self.set(env, &mut state, target, purpose);
         }
+    }
+
+    /// Whether less than [`HEADROOM`] is left past the last page in use. (LMDB's info reads
+    /// the meta pages in the map, so under a pass.)
+    fn headroom_low(&self, env: &Environment, gate: &Gate) -> bool {
+        let _pass = gate.enter();
+        let Ok(info) = env.info() else {
+            return false;
+        };
+        let used = (info.last_pgno() as u64 + 1) * self.page;
+        (info.map_size() as u64).saturating_sub(used) < HEADROOM
     }
 
     /// Takes the map size another process set (after `MDB_MAP_RESIZED`); call it holding no
@@ -175,17 +194,24 @@ impl Map {
         }
     }
 
-    /// The size to set before a write of `purpose`, if any.
-    fn target(&self, state: &State, purpose: Purpose) -> Option<u64> {
+    /// The size to set before a write of `purpose`, if any; `low`: the headroom is low.
+    fn target(&self, state: &State, purpose: Purpose, low: bool) -> Option<u64> {
         match purpose {
             Purpose::Ordinary if state.wide => Some(self.cap(Purpose::Ordinary)),
             Purpose::Freeing if state.size >= self.cap(Purpose::Ordinary) => {
                 let max = self.cap(Purpose::Freeing);
                 (max > state.size).then_some(max)
             }
-            _ if state.grow => {
+            _ if state.grow || low => {
+                // A low headroom alone grows the map for ordinary writes only: the reserve
+                // is for transactions that were refused.
+                let cap = self.cap(if state.grow {
+                    purpose
+                } else {
+                    Purpose::Ordinary
+                });
                 let grown = state.size + state.size.clamp(MIN_STEP, MAX_STEP);
-                let target = grown.min(self.cap(purpose));
+                let target = grown.min(cap);
                 (target > state.size).then_some(target)
             }
             _ => None,
