@@ -3,8 +3,10 @@
 //! The node sees storage only through the [`Storage`] trait: ordered byte keys, snapshot
 //! read transactions ([`ReadTxn`]), atomic write transactions ([`WriteTxn`]) and forward
 //! range scans. Backends live in their own modules (`memory`, `lmdb`) and are opened by
-//! name through the registry ([`open`]), so a config file picks one. Every backend runs
-//! the same conformance suite (`conformance`), one test body per property.
+//! name through the registry ([`open`]), so a config file picks one. `limits` holds what
+//! bounds a store ([`Limits`]: a maximum and a reserve), its size figures ([`Usage`]) and
+//! [`retry_full`]. Every backend runs the same conformance suite (`conformance`), one test
+//! body per property.
 //!
 //! Contract shared by every backend:
 //! - keys compare as unsigned bytes (memcmp order); keys and values may be empty, up to
