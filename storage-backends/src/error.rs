@@ -20,7 +20,7 @@ pub enum StorageError {
     /// grows before the next write transaction, so redoing the write once succeeds
     /// ([`crate::retry_full`]).
     #[error(
-        "storage is full: the LMDB map ({map_size} bytes) was exhausted; it grows before the next write, so retry the write"
+        "storage is full: the LMDB map ({map_size} bytes) was exhausted; room is made before the next write, so retry the write"
     )]
     MapFull { map_size: u64 },
 
