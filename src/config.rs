@@ -11,7 +11,12 @@
 //! [storage]
 //! backend = "lmdb"                  # lmdb | memory
 //! path = "/path/lmdb"               # default: <data_dir>/lmdb
-//! map_size = 1073741824             # bytes; the LMDB store's maximum size
+//! map_size = 1073741824             # bytes; the LMDB map's initial size
+//! max_map_size = 68719476736        # bytes; the map grows by itself up to this (default
+//!                                   # 64 GiB, never past the disk's free space); memory: a
+//!                                   # bound on keys and values (default none)
+//! reserve = 268435456               # bytes of the maximum kept for deletes and collection
+//!                                   # (default 1/16 of it, 8 MiB to 256 MiB, at most 1/8)
 //! durable = true                    # fsync every commit (lmdb)
 //!
 //! [sync]
@@ -123,7 +128,12 @@ pub struct DeclaredPeer {
 pub struct StorageSection {
     pub backend: String,
     pub path: Option<PathBuf>,
+    /// The LMDB map's initial size in bytes.
     pub map_size: u64,
+    /// The most the store may hold in bytes (see `StorageConfig::max_map_size`).
+    pub max_map_size: Option<u64>,
+    /// The bytes of the maximum kept for deletes and collection.
+    pub reserve: Option<u64>,
     pub durable: bool,
 }
 
@@ -147,6 +157,8 @@ impl Default for StorageSection {
             backend: defaults.backend,
             path: None,
             map_size: defaults.map_size,
+            max_map_size: defaults.max_map_size,
+            reserve: defaults.reserve,
             durable: defaults.durable,
         }
     }
@@ -182,6 +194,7 @@ impl Config {
                 self.storage.map_size
             );
         }
+        self.validate_limits()?;
         if !LOG_LEVELS.contains(&self.log_level.as_str()) {
             bail!(
                 "log_level: unknown level {:?}; use one of {}",
@@ -202,6 +215,29 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir: must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Checks `storage.max_map_size` against `map_size` and `storage.reserve` against the
+    /// maximum.
+    fn validate_limits(&self) -> anyhow::Result<()> {
+        let storage = &self.storage;
+        if let Some(max) = storage.max_map_size
+            && max < storage.map_size
+        {
+            bail!(
+                "storage.max_map_size: {max} bytes is less than storage.map_size ({} bytes)",
+                storage.map_size
+            );
+        }
+        if let Some(reserve) = storage.reserve {
+            let max = self.storage_config().max_map_size_or_default();
+            if reserve >= max {
+                bail!(
+                    "storage.reserve: {reserve} bytes must be less than the maximum ({max} bytes, storage.max_map_size)"
+                );
+            }
         }
         Ok(())
     }
@@ -249,6 +285,8 @@ impl Config {
             backend: self.storage.backend.clone(),
             path,
             map_size: self.storage.map_size,
+            max_map_size: self.storage.max_map_size,
+            reserve: self.storage.reserve,
             durable: self.storage.durable,
         }
     }
@@ -348,6 +386,34 @@ mod tests {
             "[sync]\nrole = \"boss\"",
         ] {
             assert!(Config::parse(text).is_err(), "{text} should be rejected");
+        }
+    }
+
+    #[test]
+    fn storage_limits_are_checked_and_each_error_names_its_key() {
+        let limits = |text: &str| Config::parse(&format!("[storage]\n{text}"));
+        let config =
+            limits("map_size = 1048576\nmax_map_size = 4194304\nreserve = 262144").unwrap();
+        let map = config.storage_config().lmdb_map().unwrap();
+        assert_eq!((map.initial, map.limits.max()), (1 << 20, 4 << 20));
+        assert_eq!(map.limits.reserve(), 256 << 10);
+        let default = Config::default().storage_config().lmdb_map().unwrap();
+        assert_eq!(default.limits.max(), syncbase_storage::DEFAULT_MAX_MAP_SIZE);
+        assert_eq!(default.limits.reserve(), 256 << 20);
+        for (text, key) in [
+            (
+                "map_size = 4194304\nmax_map_size = 2097152",
+                "storage.max_map_size:",
+            ),
+            (
+                "max_map_size = 4194304\nmap_size = 1048576\nreserve = 4194304",
+                "storage.reserve:",
+            ),
+            ("reserve = 68719476736", "storage.reserve:"),
+        ] {
+            let error = limits(text).unwrap_err().to_string();
+            assert!(error.starts_with(key), "{text}: {error}");
+            assert_eq!(error.lines().count(), 1, "{error}");
         }
     }
 }

@@ -55,8 +55,10 @@ pub struct EmbeddedOptions {
     pub data_dir: Option<PathBuf>,
     /// Longest pause between dials of an unreachable peer (tests that cut links use less).
     pub redial_max: std::time::Duration,
-    /// LMDB map size in bytes (the most the store can hold).
+    /// LMDB map size in bytes at start.
     pub map_size: u64,
+    /// The most the store may hold in bytes (`storage.max_map_size`); None: the default.
+    pub max_map_size: Option<u64>,
     /// How it takes part in syncgroups.
     pub role: crate::config::Role,
     /// The time and random sources it is opened with; None: the system's (`Env::system`).
@@ -73,6 +75,7 @@ impl EmbeddedOptions {
             data_dir: None,
             redial_max: std::time::Duration::from_secs(5),
             map_size: syncbase_storage::StorageConfig::default().map_size,
+            max_map_size: None,
             role: crate::config::Role::Normal,
             env: None,
         }
@@ -130,6 +133,7 @@ impl EmbeddedServer {
         };
         config.sync.peer_listen = options.peer_listen;
         config.storage.map_size = options.map_size;
+        config.storage.max_map_size = options.max_map_size;
         config.sync.role = options.role;
         config.sync.redial_max_ms = options
             .redial_max

@@ -197,7 +197,17 @@ mod tests {
     fn a_full_map_and_a_full_disk_are_both_storage_full_with_the_fix() {
         let map = Error::from(StorageError::MapFull { map_size: 10 });
         assert_eq!(map.id(), "StorageFull");
-        assert!(map.to_string().contains("raise storage.map_size"), "{map}");
+        assert!(map.to_string().contains("retry the write"), "{map}");
+        let limit = Error::from(StorageError::LimitReached {
+            limit_bytes: 10,
+            reserve_bytes: 1,
+            freeing: false,
+        });
+        assert_eq!(limit.id(), "StorageFull");
+        assert!(
+            limit.to_string().contains("raise storage.max_map_size"),
+            "{limit}"
+        );
         for (errno, fix) in [(28, "free space"), (122, "quota"), (27, "ulimit -f")] {
             let disk = Error::from(StorageError::DiskFull {
                 path: "/data/data.mdb".into(),

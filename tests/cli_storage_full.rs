@@ -1,7 +1,10 @@
 //! A node whose disk refuses to grow its store, as a user meets it: `serve` runs with a file
 //! size limit (`RLIMIT_FSIZE`, SIGXFSZ ignored, so writes past it fail with `EFBIG`, one of
 //! the out-of-space errors), puts fill it, and each failed put must say `StorageFull:` with
-//! the fix, while the node's log records the failure once and its repeats with a count.
+//! the fix, while the node's log records the failure once and its repeats with a count. And a
+//! node whose store reaches its configured maximum: the LMDB map grows (logged) from a small
+//! initial size without a failed put, then puts past the maximum less the reserve fail with
+//! `StorageFull:` naming `storage.max_map_size`.
 
 mod common;
 
@@ -35,6 +38,27 @@ fn serve_with_file_limit(data: &Path, log: &Path, kib: u64) -> Limited {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("bash runs");
+    let served = Limited(child);
+    eventually_blocking("node.addr", Duration::from_secs(20), || {
+        data.join("node.addr").exists()
+    });
+    served
+}
+
+/// `syncbase serve` on `data` with the TOML config `config`, logging to `log`.
+fn serve_with_config(data: &Path, log: &Path, config: &str) -> Limited {
+    let file = data.with_extension("toml");
+    std::fs::write(&file, config).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("syncbase serve starts");
     let served = Limited(child);
     eventually_blocking("node.addr", Duration::from_secs(20), || {
         data.join("node.addr").exists()
@@ -98,4 +122,44 @@ fn out_of_space_on_disk_is_storage_full_with_the_fix_and_logged_once_with_counts
         3,
         "6 identical failures are logged at the 1st, 2nd and 4th: {logged:#?}"
     );
+}
+
+#[test]
+fn the_map_grows_from_its_initial_size_and_a_store_at_its_maximum_names_the_key_to_raise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, log) = (dir.path().join("data"), dir.path().join("serve.log"));
+    let config = "[storage]\nmap_size = 1048576\nmax_map_size = 8388608\n";
+    let node = serve_with_config(&data, &log, config);
+    let value = vec![b'x'; 512 * 1024];
+    let mut written = 0;
+    let mut failures = Vec::new();
+    for i in 0..64 {
+        let output = put(&data, &format!("k{i}"), &value);
+        if output.status.success() {
+            written += 1;
+        } else {
+            failures.push(String::from_utf8(output.stderr).unwrap());
+            if failures.len() == 2 {
+                break;
+            }
+        }
+    }
+    drop(node);
+    assert!(
+        failures.len() == 2 && written >= 4,
+        "the first 2 MiB fit a 1 MiB map that grows; 32 MiB do not fit 8 MiB: {written} written, {failures:#?}"
+    );
+    for failure in &failures {
+        assert!(
+            failure.starts_with("syncbase: error: StorageFull: storage is full: "),
+            "{failure}"
+        );
+    }
+    assert!(
+        failures[1].contains("storage.max_map_size") && failures[1].contains("syncbase gc"),
+        "a store at its maximum says what to do: {}",
+        failures[1]
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("LMDB map resized"), "{log}");
 }

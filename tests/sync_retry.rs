@@ -116,6 +116,7 @@ fn a_full_receiver_is_resent_at_most_a_page_per_retry() {
         let b = start(&network, "b", |options| {
             options.storage = EmbeddedStorage::Lmdb;
             options.map_size = 8 << 20;
+            options.max_map_size = Some(8 << 20);
             options.redial_max = Duration::from_secs(2);
         })
         .await;

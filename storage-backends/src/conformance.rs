@@ -18,10 +18,14 @@
 //! (`Arc<MemoryStorage>`, `Box<dyn Storage>`, ...), `guard` anything that must outlive it,
 //! such as the temporary directory of an LMDB store. The store is dropped before the guard.
 //! The suite uses only `std`, so it compiles into the library.
+//!
+//! The properties of a bounded store ([`BOUNDED`]) need a store opened with given
+//! [`Limits`](crate::Limits): [`run_bounded`] runs each with a factory given them.
 
 mod basic;
 mod concurrency;
 mod model;
+mod room;
 mod scans;
 
 use std::ops::Deref;
@@ -35,6 +39,10 @@ pub use concurrency::{
     concurrent_writers_serialise, readers_keep_their_snapshot, uncommitted_writes_are_invisible,
 };
 pub use model::model_based;
+pub use room::{
+    a_full_store_frees_and_writes_again, bounded_limits, freeing_writes_are_write_transactions,
+    usage_follows_writes_and_deletes,
+};
 pub use scans::{prefix_scans, scan_boundaries, scan_stop_and_visitor_error};
 
 use crate::{ReadTxn, Result, Scan, Storage};
@@ -65,9 +73,17 @@ macro_rules! __conformance_properties {
             concurrent_writers_serialise
             model_based
             backend_name_is_registered
+            usage_follows_writes_and_deletes
+            freeing_writes_are_write_transactions
         }
     };
 }
+
+/// The properties of a store opened with [`bounded_limits`], with their names.
+pub const BOUNDED: &[(&str, Property)] = &[(
+    "a_full_store_frees_and_writes_again",
+    a_full_store_frees_and_writes_again,
+)];
 
 /// Expands the property list for `__conformance_properties!`.
 #[doc(hidden)]
@@ -146,6 +162,19 @@ where
 {
     for (_name, property) in PROPERTIES {
         run_one(&factory, *property);
+    }
+}
+
+/// Checks every property in [`BOUNDED`], each on a fresh store from `factory`, which is
+/// given [`bounded_limits`] and must open the store with them.
+pub fn run_bounded<S, G>(factory: impl Fn(crate::Limits) -> (S, G))
+where
+    S: Deref,
+    S::Target: AsStorage,
+{
+    for (name, property) in BOUNDED {
+        eprintln!("bounded property {name}");
+        run_one(|| factory(bounded_limits()), *property);
     }
 }
 

@@ -16,11 +16,28 @@ pub enum StorageError {
     #[error("storage backend {backend:?} needs a path")]
     MissingPath { backend: &'static str },
 
-    /// LMDB's map is full: the write was rolled back; raise `map_size`.
+    /// LMDB's map of `map_size` bytes was exhausted: the write was rolled back, and the map
+    /// grows before the next write transaction, so redoing the write once succeeds
+    /// ([`crate::retry_full`]).
     #[error(
-        "storage is full: the LMDB map size ({map_size} bytes) is exhausted; raise storage.map_size"
+        "storage is full: the LMDB map ({map_size} bytes) was exhausted; room is made before the next write, so retry the write"
     )]
     MapFull { map_size: u64 },
+
+    /// The store reached the most a transaction of its kind may fill it to: `limit_bytes`,
+    /// which for an ordinary write is the maximum less the `reserve_bytes` kept for deletes
+    /// and history collection, and for a freeing one the maximum itself. The write was
+    /// rolled back; the message says what to free or raise.
+    #[error("storage is full: {}", limit_message(*limit_bytes, *reserve_bytes, *freeing))]
+    LimitReached {
+        limit_bytes: u64,
+        reserve_bytes: u64,
+        freeing: bool,
+    },
+
+    /// A store's bounds that cannot hold (a reserve not smaller than the maximum).
+    #[error("invalid storage limits: {0}")]
+    InvalidLimits(String),
 
     /// The filesystem holding the store refused to grow it: no space left (`ENOSPC`), the
     /// user's quota reached (`EDQUOT`), or the process's file size limit reached (`EFBIG`).
@@ -69,7 +86,9 @@ impl StorageError {
     pub fn is_full(&self) -> bool {
         matches!(
             self,
-            StorageError::MapFull { .. } | StorageError::DiskFull { .. }
+            StorageError::MapFull { .. }
+                | StorageError::LimitReached { .. }
+                | StorageError::DiskFull { .. }
         )
     }
 }
@@ -82,6 +101,19 @@ pub fn is_out_of_space(error: &std::io::Error) -> bool {
         error.kind(),
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
     )
+}
+
+/// What [`StorageError::LimitReached`] says: what was reached, and what to do.
+fn limit_message(limit: u64, reserve: u64, freeing: bool) -> String {
+    if freeing {
+        format!(
+            "even deletes and collection reached the store's maximum of {limit} bytes; raise storage.max_map_size or free disk space"
+        )
+    } else {
+        format!(
+            "writes reached {limit} bytes, the maximum less the {reserve} bytes kept for deletes and collection; delete rows, run `syncbase gc DB`, raise storage.max_map_size, or free disk space"
+        )
+    }
 }
 
 /// What the operator can do about an out-of-space error.

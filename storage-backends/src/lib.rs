@@ -3,8 +3,10 @@
 //! The node sees storage only through the [`Storage`] trait: ordered byte keys, snapshot
 //! read transactions ([`ReadTxn`]), atomic write transactions ([`WriteTxn`]) and forward
 //! range scans. Backends live in their own modules (`memory`, `lmdb`) and are opened by
-//! name through the registry ([`open`]), so a config file picks one. Every backend runs
-//! the same conformance suite (`conformance`), one test body per property.
+//! name through the registry ([`open`]), so a config file picks one. `limits` holds what
+//! bounds a store ([`Limits`]: a maximum and a reserve), its size figures ([`Usage`]) and
+//! [`retry_full`]. Every backend runs the same conformance suite (`conformance`), one test
+//! body per property.
 //!
 //! Contract shared by every backend:
 //! - keys compare as unsigned bytes (memcmp order); keys and values may be empty, up to
@@ -15,12 +17,19 @@
 //!   every write;
 //! - at most one write transaction is open at a time per store (others block until it ends);
 //! - a write that fails for lack of room, in the backend's own limit or on the disk, fails
-//!   with an error for which [`StorageError::is_full`] holds (`MapFull`, `DiskFull`), never as
-//!   a generic backend error, and writes nothing;
+//!   with an error for which [`StorageError::is_full`] holds (`MapFull`, `LimitReached`,
+//!   `DiskFull`), never as a generic backend error, and writes nothing; after `MapFull` the
+//!   store has grown, so redoing the transaction once ([`retry_full`]) succeeds whenever its
+//!   maximum allows;
+//! - a bounded store ([`Limits`]) keeps a reserve: ordinary writes ([`Storage::write`]) fill
+//!   it up to its maximum less the reserve, freeing transactions
+//!   ([`Storage::write_freeing`]) up to the maximum, so deletes and history collection
+//!   succeed in a store that ordinary writes filled;
 //! - transactions are not `Send`: begin, use and end one on a single thread, and never hold
 //!   one across an `.await` (run writes on a blocking thread).
 
 mod error;
+mod limits;
 mod lmdb;
 mod memory;
 mod registry;
@@ -28,8 +37,11 @@ mod registry;
 pub mod conformance;
 
 pub use error::{Result, StorageError};
-pub use lmdb::LmdbStorage;
+pub use limits::{DEFAULT_MAX_MAP_SIZE, Limits, Usage, default_reserve, retry_full};
+pub use lmdb::{LmdbStorage, MapSize};
 pub use memory::MemoryStorage;
+
+pub(crate) use limits::Purpose;
 pub use registry::{BACKENDS, StorageConfig, open};
 
 /// Longest key any backend accepts (LMDB's default compile-time limit is 511 bytes).
@@ -66,7 +78,26 @@ pub trait Storage: Send + Sync + 'static {
     fn read(&self) -> Result<Box<dyn ReadTxn + '_>>;
 
     /// Begins the store's single write transaction, blocking while another one is open.
+    /// It may fill a bounded store up to its maximum less the reserve (`LimitReached` past
+    /// that).
     fn write(&self) -> Result<Box<dyn WriteTxn + '_>>;
+
+    /// Begins a write transaction for freeing space (deletes, history collection), which may
+    /// also use the reserve that ordinary writes leave; otherwise as [`Storage::write`] (the
+    /// same single writer). A store with no reserve needs no other behaviour, hence the
+    /// default.
+    fn write_freeing(&self) -> Result<Box<dyn WriteTxn + '_>> {
+        self.write()
+    }
+
+    /// The store's size figures (see [`Usage`]). The default, for wrappers of a store in
+    /// tests, fails with `Backend` saying so; every backend of this crate reports them.
+    fn usage(&self) -> Result<Usage> {
+        Err(StorageError::Backend {
+            backend: self.backend(),
+            message: "this store reports no size figures".to_owned(),
+        })
+    }
 
     /// The backend's registry name (`memory`, `lmdb`).
     fn backend(&self) -> &'static str;

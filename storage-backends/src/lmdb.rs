@@ -2,8 +2,9 @@
 //!
 //! This module owns opening an environment (directory creation, map size, durability
 //! flags), the process-wide registry that refuses to open one path twice (LMDB's locks break
-//! if a process opens the same environment twice), and the error mapping; the transactions
-//! live in `lmdb/txn.rs`.
+//! if a process opens the same environment twice), the size figures, and the error mapping;
+//! the transactions live in `lmdb/txn.rs`, the map's growth and reserve in `lmdb/map.rs`,
+//! the gate that keeps the map still while transactions use it in `lmdb/gate.rs`.
 //!
 //! LMDB forbids zero-length keys, and the contract allows them. Prefixing every key with a
 //! byte would push a [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) key past LMDB's own 511-byte limit,
@@ -11,9 +12,13 @@
 //! stored as is, and `empty-key`, whose single entry is the value of the empty key. The
 //! empty key sorts before every other key, so scans visit it first.
 
+mod gate;
+mod map;
 mod room;
 mod txn;
 
+use gate::{Gate, Pass};
+use map::Map;
 use room::Room;
 
 use std::collections::BTreeSet;
@@ -21,9 +26,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use ::lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags};
+use ::lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
 
-use crate::{ReadTxn, Result, Storage, StorageError, WriteTxn};
+use crate::{Limits, Purpose, ReadTxn, Result, Storage, StorageError, Usage, WriteTxn};
 
 /// Canonical paths of the environments open in this process.
 static OPEN: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
@@ -37,6 +42,25 @@ const KV_DB: &str = "kv";
 /// Name of the database holding the empty key's value.
 const EMPTY_KEY_DB: &str = "empty-key";
 
+/// The memory map of an LMDB store: its initial size and its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSize {
+    /// The map's size at open, in bytes (LMDB widens it to the pages in use if that is more).
+    pub initial: u64,
+    /// The most it grows to, and the reserve ordinary writes leave to freeing transactions.
+    pub limits: Limits,
+}
+
+impl MapSize {
+    /// A map of `size` bytes that never grows, with the [`default_reserve`](crate::default_reserve).
+    pub fn fixed(size: u64) -> MapSize {
+        MapSize {
+            initial: size,
+            limits: Limits::with_default_reserve(size),
+        }
+    }
+}
+
 /// A store in an LMDB environment on disk.
 ///
 /// Only one `LmdbStorage` per directory may be open in a process at a time; a second
@@ -47,39 +71,47 @@ pub struct LmdbStorage {
     // Field order matters: the environment closes before the path is released.
     env: Environment,
     dbs: Dbs,
-    map_size: u64,
+    map: Map,
+    gate: Gate,
     registration: Registration,
 }
 
 impl LmdbStorage {
-    /// Opens (creating if needed) the environment in directory `path`, with a memory map
-    /// (and so a maximum database size) of `map_size` bytes.
+    /// Opens (creating if needed) the environment in directory `path`, with a memory map of
+    /// `map.initial` bytes that grows by itself up to `map.limits` (see [`Storage::write`]'s
+    /// `MapFull` and the crate's [`Limits`]).
     ///
     /// With `durable`, every commit is flushed to disk (`fsync`) before it returns. Without
     /// it the environment uses `MDB_NOSYNC`: commits are atomic and isolated but a system
     /// crash may lose the latest ones. That is meant for benchmarks and tests only.
-    pub fn open(path: &Path, map_size: u64, durable: bool) -> Result<Self> {
+    pub fn open(path: &Path, map: MapSize, durable: bool) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|source| io_error(path, source))?;
         let canonical = path
             .canonicalize()
             .map_err(|source| io_error(path, source))?;
         let registration = Registration::claim(canonical)?;
-        let env = open_env(path, map_size, durable)?;
+        let env = open_env(path, map.initial, durable)?;
         let dbs = Dbs::create(&env, path)?;
-        let info = env.info().map_err(|err| {
-            backend_error(&format!("reading the info of {}", path.display()), err)
-        })?;
+        let map = Map::new(&env, &registration.path, map.limits);
         Ok(Self {
             env,
             dbs,
-            map_size: info.map_size() as u64,
+            map,
+            gate: Gate::default(),
             registration,
         })
     }
 
-    /// The size of the memory map in effect, in bytes: the most the database can hold.
+    /// The size of the memory map in effect, in bytes: what the store may hold before it
+    /// grows the map.
     pub fn map_size(&self) -> u64 {
-        self.map_size
+        self.map.size()
+    }
+
+    /// The most the map may grow to now, in bytes: the configured maximum, or the disk's
+    /// free space plus the data file's size if that is less.
+    pub fn max_map_size(&self) -> u64 {
+        self.map.max_now()
     }
 
     /// The canonical path of the environment's directory.
@@ -87,11 +119,64 @@ impl LmdbStorage {
         &self.registration.path
     }
 
-    fn room(&self) -> Room<'_> {
-        Room {
-            map_size: self.map_size,
-            path: &self.registration.path,
+    /// Begins a write transaction of `purpose`, settling and resizing the map first if it
+    /// needs to.
+    fn begin_write(&self, purpose: Purpose) -> Result<Box<dyn WriteTxn + '_>> {
+        if !self.gate.held_here() && self.map.take_settle() {
+            self.settle();
         }
+        self.map.before_write(&self.env, &self.gate, purpose);
+        let room = Room {
+            map: &self.map,
+            purpose,
+        };
+        let (txn, pass) = self.begin(Environment::begin_rw_txn, |err| {
+            room.error("beginning a write transaction", err)
+        })?;
+        Ok(Box::new(txn::LmdbWrite::new(txn, self.dbs, room, pass)))
+    }
+
+    /// A settling commit (see `lmdb/map.rs`): a freeing transaction that writes and removes a
+    /// scratch entry beside the empty key's slot, so it commits and changes nothing visible.
+    /// A failure is logged: the write after it is refused again, as `LimitReached`.
+    fn settle(&self) {
+        self.map
+            .before_write(&self.env, &self.gate, Purpose::Freeing);
+        let settled = self
+            .begin(Environment::begin_rw_txn, |err| {
+                backend_error("beginning a settling commit", err)
+            })
+            .and_then(|(mut txn, _pass)| {
+                let scratch: &[u8] = &[1];
+                txn.put(self.dbs.empty_key, &scratch, &[], WriteFlags::empty())
+                    .and_then(|()| txn.del(self.dbs.empty_key, &scratch, None))
+                    .and_then(|()| txn.commit())
+                    .map_err(|err| backend_error("a settling commit", err))
+            });
+        match settled {
+            Ok(()) => self.map.committed(true),
+            Err(err) => {
+                tracing::warn!(path = %self.path().display(), %err, "LMDB settling commit failed")
+            }
+        }
+    }
+
+    /// Begins an LMDB transaction with `begin` under a gate pass. If another process
+    /// resized the map (`MDB_MAP_RESIZED`), takes its size and begins once more.
+    fn begin<'env, T>(
+        &'env self,
+        begin: impl Fn(&'env Environment) -> ::lmdb::Result<T>,
+        error: impl Fn(::lmdb::Error) -> StorageError,
+    ) -> Result<(T, Pass<'env>)> {
+        let pass = self.gate.enter();
+        match begin(&self.env) {
+            Ok(txn) => return Ok((txn, pass)),
+            Err(::lmdb::Error::MapResized) => drop(pass),
+            Err(err) => return Err(error(err)),
+        }
+        self.map.adopt(&self.env, &self.gate);
+        let pass = self.gate.enter();
+        begin(&self.env).map(|txn| (txn, pass)).map_err(error)
     }
 }
 
@@ -99,26 +184,43 @@ impl fmt::Debug for LmdbStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LmdbStorage")
             .field("path", &self.registration.path)
-            .field("map_size", &self.map_size)
+            .field("map", &self.map)
             .finish_non_exhaustive()
     }
 }
 
 impl Storage for LmdbStorage {
     fn read(&self) -> Result<Box<dyn ReadTxn + '_>> {
-        let txn = self
-            .env
-            .begin_ro_txn()
-            .map_err(|err| backend_error("beginning a read transaction", err))?;
-        Ok(Box::new(txn::LmdbRead::new(txn, self.dbs)))
+        let (txn, pass) = self.begin(Environment::begin_ro_txn, |err| {
+            backend_error("beginning a read transaction", err)
+        })?;
+        Ok(Box::new(txn::LmdbRead::new(txn, self.dbs, pass)))
     }
 
     fn write(&self) -> Result<Box<dyn WriteTxn + '_>> {
-        let txn = self
-            .env
-            .begin_rw_txn()
-            .map_err(|err| self.room().error("beginning a write transaction", err))?;
-        Ok(Box::new(txn::LmdbWrite::new(txn, self.dbs, self.room())))
+        self.begin_write(Purpose::Ordinary)
+    }
+
+    fn write_freeing(&self) -> Result<Box<dyn WriteTxn + '_>> {
+        self.begin_write(Purpose::Freeing)
+    }
+
+    fn usage(&self) -> Result<Usage> {
+        let _pass = self.gate.enter();
+        let failed = |err| backend_error("reading the store's size", err);
+        let info = self.env.info().map_err(failed)?;
+        let page = u64::from(self.env.stat().map_err(failed)?.page_size());
+        let free = self.env.freelist().map_err(failed)? as u64;
+        let file = std::fs::metadata(self.map.data_file())
+            .map_err(|source| io_error(&self.map.data_file(), source))?;
+        let pages = info.last_pgno() as u64 + 1;
+        Ok(Usage {
+            file_bytes: file.len(),
+            used_bytes: pages.saturating_sub(free) * page,
+            map_bytes: info.map_size() as u64,
+            max_map_bytes: Some(self.map.max_now()),
+            reserve_bytes: self.map.limits().reserve(),
+        })
     }
 
     fn backend(&self) -> &'static str {

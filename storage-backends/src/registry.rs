@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{LmdbStorage, MemoryStorage, Result, Storage, StorageError};
+use crate::{
+    DEFAULT_MAX_MAP_SIZE, Limits, LmdbStorage, MapSize, MemoryStorage, Result, Storage,
+    StorageError,
+};
 
 /// Which backend to open and where; filled from the node's TOML config.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,8 +16,15 @@ pub struct StorageConfig {
     pub backend: String,
     /// Directory of an on-disk store; required by `lmdb`, ignored by `memory`.
     pub path: Option<PathBuf>,
-    /// LMDB map size in bytes: the most the database can ever hold.
+    /// LMDB map size in bytes at open; the map grows by itself up to `max_map_size`.
     pub map_size: u64,
+    /// The most the store may hold, in bytes. LMDB: the map grows up to it (and never past
+    /// the disk's free space plus the data file); `None`: [`DEFAULT_MAX_MAP_SIZE`], or
+    /// `map_size` if that is larger. Memory: a bound on its keys and values; `None`: none.
+    pub max_map_size: Option<u64>,
+    /// The bytes of that maximum kept for deletes and collection
+    /// ([`Storage::write_freeing`]); `None`: [`crate::default_reserve`].
+    pub reserve: Option<u64>,
     /// Whether a commit is on disk before it returns (LMDB without `MDB_NOSYNC`).
     pub durable: bool,
 }
@@ -26,8 +36,35 @@ impl Default for StorageConfig {
             backend: "lmdb".to_owned(),
             path: None,
             map_size: 1 << 30,
+            max_map_size: None,
+            reserve: None,
             durable: true,
         }
+    }
+}
+
+impl StorageConfig {
+    /// The LMDB map this config asks for (see the fields' docs); fails with
+    /// `InvalidLimits` if the reserve is not smaller than the maximum.
+    pub fn lmdb_map(&self) -> Result<MapSize> {
+        Ok(MapSize {
+            initial: self.map_size,
+            limits: Limits::new(self.max_map_size_or_default(), self.reserve)?,
+        })
+    }
+
+    /// `max_map_size`, or if unset LMDB's default: [`DEFAULT_MAX_MAP_SIZE`], or `map_size`
+    /// if that is larger.
+    pub fn max_map_size_or_default(&self) -> u64 {
+        self.max_map_size
+            .unwrap_or(DEFAULT_MAX_MAP_SIZE.max(self.map_size))
+    }
+
+    /// The bound of a memory store, if this config sets one.
+    fn memory_limits(&self) -> Result<Option<Limits>> {
+        self.max_map_size
+            .map(|max| Limits::new(max, self.reserve))
+            .transpose()
     }
 }
 
@@ -37,7 +74,10 @@ pub const BACKENDS: &[&str] = &["memory", "lmdb"];
 /// Opens the backend `config` names.
 pub fn open(config: &StorageConfig) -> Result<Arc<dyn Storage>> {
     match config.backend.as_str() {
-        "memory" => Ok(Arc::new(MemoryStorage::new())),
+        "memory" => Ok(Arc::new(match config.memory_limits()? {
+            Some(limits) => MemoryStorage::with_limits(limits),
+            None => MemoryStorage::new(),
+        })),
         "lmdb" => open_lmdb(config),
         name => Err(StorageError::UnknownBackend {
             name: name.to_owned(),
@@ -52,7 +92,7 @@ fn open_lmdb(config: &StorageConfig) -> Result<Arc<dyn Storage>> {
         .path
         .as_deref()
         .ok_or(StorageError::MissingPath { backend: "lmdb" })?;
-    let store = LmdbStorage::open(path, config.map_size, config.durable)?;
+    let store = LmdbStorage::open(path, config.lmdb_map()?, config.durable)?;
     Ok(Arc::new(store))
 }
 
@@ -118,6 +158,37 @@ mod tests {
         };
         let store = open(&config).expect("lmdb backend opens");
         assert_eq!(store.backend(), "lmdb");
+    }
+
+    #[test]
+    fn lmdb_grows_to_64_gib_by_default_and_memory_is_bounded_only_when_asked() {
+        let map = StorageConfig::default().lmdb_map().unwrap();
+        assert_eq!(
+            (map.initial, map.limits.max()),
+            (1 << 30, DEFAULT_MAX_MAP_SIZE)
+        );
+        let huge = StorageConfig {
+            map_size: 128 << 30,
+            ..StorageConfig::default()
+        };
+        assert_eq!(huge.lmdb_map().unwrap().limits.max(), 128 << 30);
+        let unbounded = open(&config("memory")).unwrap().usage().unwrap();
+        assert_eq!(unbounded.max_map_bytes, None);
+        let bounded = StorageConfig {
+            max_map_size: Some(4 << 20),
+            ..config("memory")
+        };
+        let usage = open(&bounded).unwrap().usage().unwrap();
+        assert_eq!(usage.max_map_bytes, Some(4 << 20));
+        assert_eq!(usage.reserve_bytes, 512 << 10);
+        let invalid = StorageConfig {
+            reserve: Some(4 << 20),
+            ..bounded
+        };
+        assert!(matches!(
+            open(&invalid),
+            Err(StorageError::InvalidLimits(_))
+        ));
     }
 
     #[test]

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use syncbase_storage::{LmdbStorage, Scan, Storage, StorageError};
+use syncbase_storage::{LmdbStorage, MapSize, Scan, Storage, StorageError};
 
 /// A map size with plenty of room for these tests' data.
 const ROOMY: u64 = 64 << 20;
 
+/// A store whose map is `map_size` bytes and never grows.
 fn open(path: &Path, map_size: u64) -> LmdbStorage {
-    LmdbStorage::open(path, map_size, true)
+    LmdbStorage::open(path, MapSize::fixed(map_size), true)
         .unwrap_or_else(|err| panic!("open {}: {err}", path.display()))
 }
 
@@ -62,7 +63,7 @@ fn same_path_twice_is_already_open_until_dropped() {
 
     // The same directory under another spelling is still the same environment.
     let other_spelling = dir.path().join("store/../store");
-    match LmdbStorage::open(&other_spelling, ROOMY, true) {
+    match LmdbStorage::open(&other_spelling, MapSize::fixed(ROOMY), true) {
         Err(StorageError::AlreadyOpen { path: reported }) => {
             assert_eq!(
                 reported,
@@ -78,39 +79,54 @@ fn same_path_twice_is_already_open_until_dropped() {
     assert_eq!(get(&second, b"k").as_deref(), Some(&b"v"[..]));
 }
 
-#[test]
-fn full_map_is_map_full_and_rolls_back() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(dir.path(), 1 << 20);
-    put(&store, b"before", b"kept");
-
+/// Puts 64 values of 64 KiB in one write transaction until one fails; returns that error
+/// and what committing the failed transaction returns.
+fn overflow(store: &dyn Storage) -> (StorageError, Option<StorageError>, StorageError) {
     let chunk = vec![0xab; 64 << 10];
     let mut txn = store.write().expect("begin write");
     let err = (0..64u32)
         .find_map(|i| txn.put(&i.to_be_bytes(), &chunk).err())
         .expect("64 puts of 64 KiB must overflow a 1 MiB map");
-    let map_size = store.map_size();
+    let later = txn.put(b"small", b"x").err();
+    let commit = txn
+        .commit()
+        .expect_err("a failed transaction does not commit");
+    (err, later, commit)
+}
+
+#[test]
+fn a_full_map_that_may_not_grow_is_limit_reached_and_rolls_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path(), 1 << 20);
+    put(&store, b"before", b"kept");
+
+    // Right after a commit, a refusal may be the last commit's freed pages (not reusable
+    // yet): MapFull, and the retry settles them first.
+    let (first, _, _) = overflow(&store);
+    assert!(matches!(first, StorageError::MapFull { .. }), "{first:?}");
+    let (err, later, commit) = overflow(&store);
     assert!(
-        matches!(err, StorageError::MapFull { map_size: reported } if reported == map_size),
-        "expected MapFull, got {err:?}"
+        matches!(err, StorageError::LimitReached { limit_bytes, freeing: false, .. }
+            if limit_bytes == store.map_size()),
+        "expected LimitReached at the ordinary cap, got {err:?}"
+    );
+    let text = err.to_string();
+    for fix in ["delete rows", "syncbase gc", "storage.max_map_size"] {
+        assert!(text.contains(fix), "the message says what to do: {text}");
+    }
+    assert!(
+        matches!(later, Some(StorageError::LimitReached { .. })),
+        "a failed transaction keeps failing: {later:?}"
     );
     assert!(
-        err.to_string().contains("map_size"),
-        "the message says what to raise: {err}"
-    );
-    assert!(
-        matches!(txn.put(b"small", b"x"), Err(StorageError::MapFull { .. })),
-        "a failed transaction keeps failing"
-    );
-    assert!(
-        matches!(txn.commit(), Err(StorageError::MapFull { .. })),
-        "committing a failed transaction reports the failure"
+        matches!(commit, StorageError::LimitReached { .. }),
+        "committing a failed transaction reports the failure: {commit:?}"
     );
 
     assert_eq!(
         count(&store),
         1,
-        "nothing of the failed transaction is visible"
+        "nothing of the failed transactions is visible"
     );
     put(&store, b"after", b"small write");
     assert_eq!(get(&store, b"before").as_deref(), Some(&b"kept"[..]));
@@ -124,7 +140,7 @@ fn path_under_a_regular_file_is_an_io_error_naming_it() {
     std::fs::write(&file, b"not a directory").expect("write file");
     let path = file.join("store");
 
-    match LmdbStorage::open(&path, ROOMY, true) {
+    match LmdbStorage::open(&path, MapSize::fixed(ROOMY), true) {
         Err(err @ StorageError::Io { .. }) => {
             let text = err.to_string();
             assert!(
@@ -139,7 +155,8 @@ fn path_under_a_regular_file_is_an_io_error_naming_it() {
 #[test]
 fn non_durable_store_commits_and_reopens() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = LmdbStorage::open(dir.path(), ROOMY, false).expect("open with NO_SYNC");
+    let store =
+        LmdbStorage::open(dir.path(), MapSize::fixed(ROOMY), false).expect("open with NO_SYNC");
     put(&store, b"k", b"v");
     drop(store);
     let store = open(dir.path(), ROOMY);

@@ -7,9 +7,13 @@
 //! LMDB refuses further work in it — so it remembers the error, repeats it on every later
 //! call including `commit`, and is rolled back when dropped. Every write error keeps its
 //! kind (`Room::error`): a full map or a full disk is never a generic backend error.
+//!
+//! Each transaction holds a gate [`Pass`] declared after the LMDB transaction, so the
+//! transaction ends (commits or aborts) before the pass is returned and a resize can run.
 
 use ::lmdb::{Cursor, RoCursor, RoTransaction, RwTransaction, Transaction, WriteFlags};
 
+use super::gate::Pass;
 use super::{Dbs, Room, backend_error};
 use crate::{MAX_KEY_LEN, ReadTxn, Result, Scan, Visitor, WriteTxn, check_key_len};
 
@@ -17,11 +21,16 @@ use crate::{MAX_KEY_LEN, ReadTxn, Result, Scan, Visitor, WriteTxn, check_key_len
 pub(super) struct LmdbRead<'env> {
     txn: RoTransaction<'env>,
     dbs: Dbs,
+    _pass: Pass<'env>,
 }
 
 impl<'env> LmdbRead<'env> {
-    pub(super) fn new(txn: RoTransaction<'env>, dbs: Dbs) -> Self {
-        Self { txn, dbs }
+    pub(super) fn new(txn: RoTransaction<'env>, dbs: Dbs, pass: Pass<'env>) -> Self {
+        Self {
+            txn,
+            dbs,
+            _pass: pass,
+        }
     }
 }
 
@@ -42,15 +51,22 @@ pub(super) struct LmdbWrite<'env> {
     room: Room<'env>,
     /// The LMDB error that broke this transaction, if one did.
     failed: Option<::lmdb::Error>,
+    _pass: Pass<'env>,
 }
 
 impl<'env> LmdbWrite<'env> {
-    pub(super) fn new(txn: RwTransaction<'env>, dbs: Dbs, room: Room<'env>) -> Self {
+    pub(super) fn new(
+        txn: RwTransaction<'env>,
+        dbs: Dbs,
+        room: Room<'env>,
+        pass: Pass<'env>,
+    ) -> Self {
         Self {
             txn,
             dbs,
             room,
             failed: None,
+            _pass: pass,
         }
     }
 
@@ -112,7 +128,9 @@ impl WriteTxn for LmdbWrite<'_> {
         // On an early return the transaction is dropped, which aborts it.
         self.ensure_usable()?;
         let room = self.room;
-        self.txn.commit().map_err(|err| room.error("commit", err))
+        self.txn.commit().map_err(|err| room.error("commit", err))?;
+        room.map.committed(false);
+        Ok(())
     }
 }
 
