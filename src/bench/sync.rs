@@ -46,7 +46,7 @@ pub(crate) const TABLE: &str = "t";
 pub(crate) const KEY_BYTES: usize = 16;
 pub(crate) const VALUE_BYTES: usize = 100;
 /// Records per commit when preloading a node, and per raw LMDB transaction.
-const BATCH: usize = 1000;
+pub(crate) const BATCH: usize = 1000;
 
 type Records = [(String, Vec<u8>)];
 
@@ -286,7 +286,7 @@ impl Percentiles {
 }
 
 /// A target and whether `value` meets it (`at_most`: lower is better).
-fn target(value: f64, limit: f64, at_most: bool) -> serde_json::Value {
+pub(crate) fn target(value: f64, limit: f64, at_most: bool) -> serde_json::Value {
     let pass = if at_most {
         value <= limit
     } else {

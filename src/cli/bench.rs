@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 
 use crate::bench::abuse::{AbuseBench, Attack, TOKEN_ENV, Target, run_attacker};
+use crate::bench::disk::DiskBench;
 use crate::bench::soak::SoakBench;
 use crate::bench::storage::StorageBench;
 use crate::bench::sync::{BulkBench, LatencyBench, NoopBench};
@@ -72,6 +73,14 @@ enum Which {
         connections: usize,
         #[arg(long)]
         gets: usize,
+    },
+    /// B7: the disk one synced record takes: node A takes N records (16-byte keys, 100-byte
+    /// values), an empty node B syncs them; B's data file and used pages per record beside a
+    /// raw lmdb-rkv environment holding the same records.
+    Disk {
+        /// Records written on A and synced to B.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
     },
     /// Issue 12's soak: N peered embedded nodes (durable LMDB) each take R writes a second
     /// through the app RPC (80% puts over their own keys, 10% puts on keys every node writes,
@@ -203,6 +212,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             run_attacker(attack, target, connections, gets)
         }
+        Which::Disk { records } => DiskBench { records }.run(),
         Which::Soak {
             minutes,
             rate,
