@@ -8,8 +8,8 @@
 //! bytes of the rows a `Table.scan` returns), their `ratio` to live + 16 MiB, the process's
 //! RSS (one reading per set of lines: the nodes share the process), `pending` (log entries
 //! its responders have not examined for its peers) and `lag` (writes due and not yet
-//! acknowledged). When the time is up (or at Ctrl-C) the writes stop, it waits (at most 60 s)
-//! until every node's scan returns the same rows, and prints one summary line per node:
+//! acknowledged). When the time is up (or at Ctrl-C) the writes stop, it waits (at most 60 s,
+//! or until a second Ctrl-C) until every node's scan returns the same rows, and prints one summary line per node:
 //! first and last figures, the store's slope over the last half of the run, whether that
 //! slope projected to the 30-minute soak stays within 3 x live + 16 MiB
 //! (`levelled`), whether the nodes converged and how long it took, and the comparator: the
@@ -70,13 +70,7 @@ impl SoakBench {
     ) -> anyhow::Result<()> {
         self.check()?;
         on_local(async {
-            let interrupted = CancellationToken::new();
-            let on_signal = interrupted.clone();
-            tokio::task::spawn_local(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    on_signal.cancel();
-                }
-            });
+            let (interrupted, hurried) = watch_interrupts();
             let stop = CancellationToken::new();
             let (nodes, drivers) = self.start(&stop).await?;
             let start = Instant::now();
@@ -88,7 +82,7 @@ impl SoakBench {
                 driver.await??;
             }
             let converging = Instant::now();
-            let converged = converge(&nodes, &interrupted).await?;
+            let converged = converge(&nodes, &hurried).await?;
             let converge_s = converging.elapsed().as_secs_f64();
             let run_minutes = history[0].last().map_or(0.0, |s| s.t_s / 60.0);
             let rss = rss_bytes().unwrap_or(0);
@@ -260,9 +254,25 @@ async fn measure(
     Ok((sample, rows))
 }
 
+/// Tokens cancelled at the first Ctrl-C (stop writing, converge, summarise) and at the
+/// second (stop waiting for convergence).
+fn watch_interrupts() -> (CancellationToken, CancellationToken) {
+    let (first, second) = (CancellationToken::new(), CancellationToken::new());
+    let (on_first, on_second) = (first.clone(), second.clone());
+    tokio::task::spawn_local(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_first.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_second.cancel();
+            }
+        }
+    });
+    (first, second)
+}
+
 /// Waits until every node's scan returns the same rows: true if they do within
-/// [`CONVERGE_LIMIT`], false if not or at `interrupted`.
-async fn converge(nodes: &[Loaded], interrupted: &CancellationToken) -> anyhow::Result<bool> {
+/// [`CONVERGE_LIMIT`], false if not or at `hurried`.
+async fn converge(nodes: &[Loaded], hurried: &CancellationToken) -> anyhow::Result<bool> {
     let deadline = Instant::now() + CONVERGE_LIMIT;
     loop {
         let first = figures::scan(&nodes[0].table).await?;
@@ -273,10 +283,14 @@ async fn converge(nodes: &[Loaded], interrupted: &CancellationToken) -> anyhow::
         if same {
             return Ok(true);
         }
-        if Instant::now() >= deadline || interrupted.is_cancelled() {
+        if Instant::now() >= deadline || hurried.is_cancelled() {
             return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            biased;
+            _ = hurried.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
     }
 }
 
