@@ -1,6 +1,6 @@
-//! Benchmarks run by `syncbase bench` (`storage`; `sync latency|bulk|noop`; `abuse`): each
-//! measures ours and its comparator in the same run (`abuse`: a client under attack beside
-//! the same client without) and prints one JSON object per line. Shared here: the data set
+//! Benchmarks run by `syncbase bench` (`storage`; `sync latency|bulk|noop`; `abuse`; `soak`;
+//! `disk`): each measures ours and its comparator in the same run (`abuse`: a client under
+//! attack beside the same client without; `soak` and `disk`: raw LMDB holding the same rows) and prints one JSON object per line. Shared here: the data set
 //! generator, the repetition statistics, and opening a database and a table through an
 //! embedded node's app session. Results go to stdout through `cli::output` (a closed stdout
 //! ends the run quietly); `println!` is denied here.
@@ -8,6 +8,8 @@
 #![deny(clippy::print_stdout)]
 
 pub mod abuse;
+pub mod disk;
+pub mod soak;
 pub mod storage;
 pub mod sync;
 

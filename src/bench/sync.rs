@@ -40,19 +40,19 @@ use crate::sync::peers::{PeerConfig, PeerStatus};
 use proxy::{Proxy, ProxyHost};
 
 /// The database and table every sync benchmark writes.
-const DB: &str = "bench";
-const TABLE: &str = "t";
+pub(crate) const DB: &str = "bench";
+pub(crate) const TABLE: &str = "t";
 /// Key and value sizes (keys are 16 hex characters, see [`super::records`]).
-const KEY_BYTES: usize = 16;
-const VALUE_BYTES: usize = 100;
+pub(crate) const KEY_BYTES: usize = 16;
+pub(crate) const VALUE_BYTES: usize = 100;
 /// Records per commit when preloading a node, and per raw LMDB transaction.
-const BATCH: usize = 1000;
+pub(crate) const BATCH: usize = 1000;
 
 type Records = [(String, Vec<u8>)];
 
 /// Runs `body` on a current-thread runtime inside a `LocalSet` (Cap'n Proto clients are
 /// `!Send`).
-fn on_local<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn on_local<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -60,7 +60,7 @@ fn on_local<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<
 }
 
 /// A node on durable LMDB in a temporary directory with a TLS peer listener on loopback.
-async fn start_node() -> anyhow::Result<EmbeddedServer> {
+pub(crate) async fn start_node() -> anyhow::Result<EmbeddedServer> {
     let options = EmbeddedOptions {
         peer_listen: Some("127.0.0.1:0".into()),
         redial_max: Duration::from_millis(500),
@@ -73,11 +73,11 @@ async fn start_node() -> anyhow::Result<EmbeddedServer> {
     Ok(server)
 }
 
-fn db() -> DbName {
+pub(crate) fn db() -> DbName {
     DbName::parse(DB).expect("a valid name")
 }
 
-fn peer_addr(node: &EmbeddedServer) -> anyhow::Result<SocketAddr> {
+pub(crate) fn peer_addr(node: &EmbeddedServer) -> anyhow::Result<SocketAddr> {
     let address = node.peer_address();
     address
         .parse()
@@ -85,7 +85,7 @@ fn peer_addr(node: &EmbeddedServer) -> anyhow::Result<SocketAddr> {
 }
 
 /// Makes `node` sync the table with `peer`, dialling it at `via`.
-async fn add_peer(
+pub(crate) async fn add_peer(
     node: &EmbeddedServer,
     peer: &EmbeddedServer,
     via: SocketAddr,
@@ -143,7 +143,7 @@ impl Link {
 }
 
 /// `node`'s sync status with `peer` (default if it is not a peer).
-fn status(node: &EmbeddedServer, peer: &EmbeddedServer) -> PeerStatus {
+pub(crate) fn status(node: &EmbeddedServer, peer: &EmbeddedServer) -> PeerStatus {
     let fingerprint = peer.node().identity().fingerprint();
     node.node().peers().status(fingerprint).unwrap_or_default()
 }
@@ -166,7 +166,7 @@ async fn wait_until(
 }
 
 /// Waits until B has applied `count` records from A, then checks that their stores match.
-async fn wait_synced(
+pub(crate) async fn wait_synced(
     a: &EmbeddedServer,
     b: &EmbeddedServer,
     count: u64,
@@ -199,7 +199,7 @@ fn put(key: &str, value: &[u8]) -> anyhow::Result<Mutation> {
 }
 
 /// Commits `data` on `node` in batches of [`BATCH`].
-async fn preload(node: &EmbeddedServer, data: &Records) -> anyhow::Result<()> {
+pub(crate) async fn preload(node: &EmbeddedServer, data: &Records) -> anyhow::Result<()> {
     for chunk in data.chunks(BATCH) {
         let mutations = chunk
             .iter()
@@ -211,7 +211,7 @@ async fn preload(node: &EmbeddedServer, data: &Records) -> anyhow::Result<()> {
 }
 
 /// A raw lmdb-rkv environment in a temporary directory, durable (fsync per commit).
-fn raw_env() -> anyhow::Result<(tempfile::TempDir, lmdb::Environment, lmdb::Database)> {
+pub(crate) fn raw_env() -> anyhow::Result<(tempfile::TempDir, lmdb::Environment, lmdb::Database)> {
     let dir = tempfile::tempdir()?;
     let env = lmdb::Environment::new()
         .set_map_size(1 << 30)
@@ -222,7 +222,7 @@ fn raw_env() -> anyhow::Result<(tempfile::TempDir, lmdb::Environment, lmdb::Data
 
 /// Raw durable LMDB puts of `data`, one transaction per [`BATCH`]: records per second, and
 /// the data file's size after.
-fn raw_lmdb_batched_rate(data: &Records) -> anyhow::Result<(f64, u64)> {
+pub(crate) fn raw_lmdb_batched_rate(data: &Records) -> anyhow::Result<(f64, u64)> {
     let (dir, env, db) = raw_env()?;
     let start = Instant::now();
     for chunk in data.chunks(BATCH) {
@@ -237,7 +237,7 @@ fn raw_lmdb_batched_rate(data: &Records) -> anyhow::Result<(f64, u64)> {
 }
 
 /// The size of the LMDB data file in `dir` (0 if unreadable).
-fn lmdb_file_bytes(dir: &std::path::Path) -> u64 {
+pub(crate) fn lmdb_file_bytes(dir: &std::path::Path) -> u64 {
     std::fs::metadata(dir.join("data.mdb")).map_or(0, |meta| meta.len())
 }
 
@@ -286,7 +286,7 @@ impl Percentiles {
 }
 
 /// A target and whether `value` meets it (`at_most`: lower is better).
-fn target(value: f64, limit: f64, at_most: bool) -> serde_json::Value {
+pub(crate) fn target(value: f64, limit: f64, at_most: bool) -> serde_json::Value {
     let pass = if at_most {
         value <= limit
     } else {
@@ -306,8 +306,18 @@ fn reset_peak_rss() -> bool {
 
 /// The process's peak resident set in bytes (`VmHWM`), if readable.
 fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// The process's resident set in bytes (`VmRSS`), if readable.
+pub(crate) fn rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A figure of `/proc/self/status` given in kB (`field` with its colon), in bytes.
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -335,5 +345,6 @@ mod tests {
     #[test]
     fn peak_rss_is_readable() {
         assert!(peak_rss_bytes().is_some_and(|bytes| bytes > 0));
+        assert!(rss_bytes().is_some_and(|bytes| bytes > 0 && Some(bytes) <= peak_rss_bytes()));
     }
 }

@@ -5,6 +5,8 @@ use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 
 use crate::bench::abuse::{AbuseBench, Attack, TOKEN_ENV, Target, run_attacker};
+use crate::bench::disk::DiskBench;
+use crate::bench::soak::SoakBench;
 use crate::bench::storage::StorageBench;
 use crate::bench::sync::{BulkBench, LatencyBench, NoopBench};
 use crate::identity::Fingerprint;
@@ -72,6 +74,43 @@ enum Which {
         #[arg(long)]
         gets: usize,
     },
+    /// B7: the disk one synced record takes: node A takes N records (16-byte keys, 100-byte
+    /// values), an empty node B syncs them; B's data file and used pages per record beside a
+    /// raw lmdb-rkv environment holding the same records.
+    Disk {
+        /// Records written on A and synced to B.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+    },
+    /// Issue 12's soak: N peered embedded nodes (durable LMDB) each take R writes a second
+    /// through the app RPC (80% puts over their own keys, 10% puts on keys every node writes,
+    /// 10% deletes of keys they put); every few seconds one line per node with its store's
+    /// size on disk, its live key and value bytes, the process's RSS and the sync backlog;
+    /// at the end (or Ctrl-C) a summary per node: growth slope, whether the store levels off
+    /// within 3 x live + 16 MiB, convergence, and raw lmdb-rkv holding the same rows.
+    Soak {
+        /// How long the writes run, in minutes (fractions allowed: 0.5 is 30 s).
+        #[arg(long)]
+        minutes: f64,
+        /// Writes per second per node.
+        #[arg(long)]
+        rate: f64,
+        /// Nodes, each a peer of every other.
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        /// Keys in the table: a tenth written by every node, the rest split among the nodes.
+        #[arg(long, default_value_t = 5000)]
+        keys: usize,
+        /// Bytes of each value put.
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+        /// Seconds between sets of lines (fractions allowed).
+        #[arg(long, default_value_t = 10.0)]
+        every: f64,
+        /// The nodes' storage backend (LMDB: the one with a store on disk to measure).
+        #[arg(long, value_enum, default_value_t = SoakBackend::Lmdb)]
+        backend: SoakBackend,
+    },
     /// Peer sync between two embedded nodes (durable LMDB, TLS over loopback TCP, linked both
     /// ways through counting proxies): latency, bulk initial sync, no-op resync.
     Sync {
@@ -122,6 +161,12 @@ enum SyncWhich {
     },
 }
 
+/// The backends `bench soak` can measure.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SoakBackend {
+    Lmdb,
+}
+
 const ALL_ATTACKS: [Attack; 5] = [
     Attack::AppPreAuth,
     Attack::AppPostAuth,
@@ -167,6 +212,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             run_attacker(attack, target, connections, gets)
         }
+        Which::Disk { records } => DiskBench { records }.run(),
+        Which::Soak {
+            minutes,
+            rate,
+            nodes,
+            keys,
+            value_bytes,
+            every,
+            backend: SoakBackend::Lmdb,
+        } => SoakBench {
+            minutes,
+            rate,
+            nodes,
+            keys,
+            value_bytes,
+            every,
+        }
+        .run(),
         Which::Sync { which } => match which {
             SyncWhich::Latency {
                 warm,
