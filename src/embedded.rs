@@ -61,6 +61,9 @@ pub struct EmbeddedOptions {
     pub max_map_size: Option<u64>,
     /// How it takes part in syncgroups.
     pub role: crate::config::Role,
+    /// Seconds between background history collection passes (`sync.collect_interval_secs`;
+    /// 0: none, the default).
+    pub collect_interval_secs: u64,
     /// The time and random sources it is opened with; None: the system's (`Env::system`).
     pub env: Option<Env>,
 }
@@ -77,6 +80,7 @@ impl EmbeddedOptions {
             map_size: syncbase_storage::StorageConfig::default().map_size,
             max_map_size: None,
             role: crate::config::Role::Normal,
+            collect_interval_secs: 0,
             env: None,
         }
     }
@@ -135,6 +139,7 @@ impl EmbeddedServer {
         config.storage.map_size = options.map_size;
         config.storage.max_map_size = options.max_map_size;
         config.sync.role = options.role;
+        config.sync.collect_interval_secs = options.collect_interval_secs;
         config.sync.redial_max_ms = options
             .redial_max
             .as_millis()

@@ -18,7 +18,9 @@ const SEPARATOR: u8 = 0xfe;
 /// *lineage*, kept by every epoch (a move to a fresh device id after a restore or copy, see
 /// `store::epoch`), which draws only new high [`EPOCH_BITS`] bits; syncgroups bind a member
 /// to the lineage of the device it joined with, so its records stay its own across epochs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct DeviceId(pub u64);
 
 /// The high bits of a device id that an epoch changes.

@@ -24,7 +24,7 @@ use anyhow::ensure;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::sync::{DB, TABLE, add_peer, on_local, peer_addr, rss_bytes, start_node, status};
+use crate::bench::sync::{DB, TABLE, add_peer, on_local, peer_addr, rss_bytes, start_node_collecting, status};
 use crate::bench::{app_database, app_table};
 use crate::cli::output::outln;
 use crate::embedded::EmbeddedServer;
@@ -48,6 +48,8 @@ pub struct SoakBench {
     pub value_bytes: usize,
     /// Seconds between sets of lines.
     pub every: f64,
+    /// Seconds between each node's background history collection passes (0: none).
+    pub collect_every: u64,
 }
 
 /// One node under load: the server, its table through the app RPC, and its driver's
@@ -121,7 +123,7 @@ impl SoakBench {
     )> {
         let mut servers = Vec::new();
         for _ in 0..self.nodes {
-            servers.push(start_node().await?);
+            servers.push(start_node_collecting(self.collect_every).await?);
         }
         for (i, node) in servers.iter().enumerate() {
             for (j, peer) in servers.iter().enumerate() {
@@ -307,6 +309,7 @@ mod tests {
             keys: 100,
             value_bytes: 10,
             every: 1.0,
+            collect_every: 0,
         };
         assert!(good.check().is_ok());
         for bad in [

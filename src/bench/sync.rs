@@ -61,7 +61,14 @@ pub(crate) fn on_local<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyh
 
 /// A node on durable LMDB in a temporary directory with a TLS peer listener on loopback.
 pub(crate) async fn start_node() -> anyhow::Result<EmbeddedServer> {
+    start_node_collecting(0).await
+}
+
+/// [`start_node`], collecting history in the background every `collect_every` seconds
+/// (0: never).
+pub(crate) async fn start_node_collecting(collect_every: u64) -> anyhow::Result<EmbeddedServer> {
     let options = EmbeddedOptions {
+        collect_interval_secs: collect_every,
         peer_listen: Some("127.0.0.1:0".into()),
         redial_max: Duration::from_millis(500),
         // Room for a few million records (the default 1 GiB map holds about 1.2M).

@@ -110,6 +110,10 @@ enum Which {
         /// The nodes' storage backend (LMDB: the one with a store on disk to measure).
         #[arg(long, value_enum, default_value_t = SoakBackend::Lmdb)]
         backend: SoakBackend,
+        /// Seconds between each node's background history collection passes (0: none, the
+        /// baseline the issue measured).
+        #[arg(long, default_value_t = 5)]
+        collect_every: u64,
     },
     /// Peer sync between two embedded nodes (durable LMDB, TLS over loopback TCP, linked both
     /// ways through counting proxies): latency, bulk initial sync, no-op resync.
@@ -221,6 +225,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             value_bytes,
             every,
             backend: SoakBackend::Lmdb,
+            collect_every,
         } => SoakBench {
             minutes,
             rate,
@@ -228,6 +233,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             keys,
             value_bytes,
             every,
+            collect_every,
         }
         .run(),
         Which::Sync { which } => match which {

@@ -29,7 +29,7 @@ use crate::store::{CollectCursor, Collected, Cut, Reports};
 pub struct CollectSettings {
     /// A member silent for longer no longer holds collection back (default 7 days).
     pub horizon: Duration,
-    /// Pause between background passes (default 60 s; zero: no background collection).
+    /// Pause between background passes (zero, the default: no background collection).
     pub interval: Duration,
     /// Log entries (and then watch-feed changes) one step examines in one write
     /// transaction (default 1,000): what bounds how long collection holds the writer.
@@ -40,7 +40,7 @@ impl Default for CollectSettings {
     fn default() -> Self {
         CollectSettings {
             horizon: Duration::from_secs(7 * 24 * 3600),
-            interval: Duration::from_secs(60),
+            interval: Duration::ZERO,
             step_entries: 1_000,
         }
     }
@@ -80,12 +80,8 @@ impl Node {
             let vector = scope_cut(&scope, mine, &members, &reports, since);
             cut.shared.insert(scope, vector);
         }
-        let mut unshared = GenVector::new();
-        for (_, vector) in own.iter() {
-            unshared.merge(vector);
-        }
-        unshared.raise(device, own_generation);
-        cut.unshared = unshared;
+        cut.unshared = own;
+        cut.own = (device, own_generation);
         Ok(cut)
     }
 

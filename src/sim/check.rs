@@ -136,18 +136,19 @@ impl<'a> View<'a> {
     }
 
     /// The writes of a row that count on `node`: the required ones, and every other
-    /// acknowledged write the node holds (one it need not have received, e.g. by a member
-    /// that left since, still takes part in conflict resolution once it arrived).
+    /// acknowledged write the node holds or collected (one it need not have received, e.g.
+    /// by a member that left since, still takes part in conflict resolution once it
+    /// arrived).
     fn counted_writes(&self, node: usize, id: &RowId, indexes: &[usize]) -> Vec<&'a Write> {
         let held = self.dag(node, id);
+        let floor = self.nodes[&node].floor(&id.db).unwrap_or_default();
         indexes
             .iter()
             .filter(|index| {
+                let write = &self.oracle.writes()[**index];
                 self.required[**index].contains(&node)
-                    || held.is_some_and(|dag| {
-                        dag.nodes
-                            .contains_key(&self.oracle.writes()[**index].version)
-                    })
+                    || held.is_some_and(|dag| dag.nodes.contains_key(&write.version))
+                    || floor.known_gen(&id.table, &id.row, write.device) >= write.generation
             })
             .map(|index| &self.oracle.writes()[*index])
             .collect()
@@ -219,6 +220,36 @@ fn collected(
     Ok(floor.known_gen(&row.table, &row.row, device) >= generation)
 }
 
+/// Whether a write that wins over `write` (it saw it, or is concurrent and later by
+/// last-writer-wins) is the node's head, reachable from it, or collected there: the DAG may
+/// no longer show `write` (collection removes superseded versions and collected tombstones;
+/// a catch-up by state brings only heads), but what superseded it is accounted for.
+fn superseded_here(
+    view: &View<'_>,
+    node: usize,
+    dag: &RowDag,
+    write: &Write,
+) -> Result<bool, Violation> {
+    let reachable = dag.reachable();
+    for index in view
+        .oracle
+        .rows()
+        .find(|(id, _)| **id == write.row)
+        .map_or(&[][..], |(_, i)| i)
+    {
+        let later = &view.oracle.writes()[*index];
+        if later.version == write.version || !later.beats(write) {
+            continue;
+        }
+        if reachable.contains(&later.version)
+            || collected(view, node, &later.row, later.device, later.generation)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// No acknowledged write lost: on every node that must reflect it, a write is the row's head
 /// or reachable from it through parents (superseded) or links (lost to a concurrent write;
 /// `check_winners` judges the winner), or was collected there.
@@ -230,6 +261,7 @@ pub fn check_no_write_lost(view: &View<'_>) -> Result<(), Violation> {
             };
             if !dag.reachable().contains(&write.version)
                 && !collected(view, *node, &write.row, write.device, write.generation)?
+                && !superseded_here(view, *node, dag, write)?
             {
                 let knowledge = view.nodes[node]
                     .knowledge(&write.row.db)

@@ -134,8 +134,9 @@ impl Oracle {
             }
         }
         let floor = self.clocks.get(&node).copied();
-        for write in assigned.into_values() {
+        for mut write in assigned.into_values() {
             self.write_above(node, floor, write.hlc)?;
+            self.widen_context(&mut write);
             self.rows
                 .entry(write.row.clone())
                 .or_default()
@@ -335,6 +336,20 @@ impl Oracle {
         self.clock_violation
             .get_or_insert_with(|| violation.clone());
         violation
+    }
+}
+
+impl Oracle {
+    /// Adds to a write's context the contexts of the writes in it: what its writer had seen
+    /// of the row though the DAG no longer shows it (history collection removes superseded
+    /// versions, `store::collect`, and a catch-up by state brings only heads).
+    fn widen_context(&self, write: &mut Write) {
+        let seen: Vec<Version> = write.context.iter().copied().collect();
+        for version in seen {
+            if let Some(earlier) = self.write(&write.row, version) {
+                write.context.extend(earlier.context.iter().copied());
+            }
+        }
     }
 }
 

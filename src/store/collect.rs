@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use syncbase_storage::{Scan, WriteTxn, prefix_end};
 
 use crate::error::{Error, Result};
-use crate::genvec::{GenVector, Knowledge, Scope};
+use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::records::{Change, EntryKind, LogEntry, RowHead, decode};
 use crate::store::writer::load_floor;
@@ -42,8 +42,19 @@ pub struct Cut {
     /// each with its stable cut: every member that counts has seen its records up to there,
     /// and this node holds everything those members had seen when they said so.
     pub shared: Knowledge,
-    /// For a table no scope shares: this node's knowledge raised by its own generation.
-    pub unshared: GenVector,
+    /// For a table no scope shares: this node's knowledge (the cut of table T is its bound
+    /// for T), and its own device and generation, raised into it.
+    pub unshared: Knowledge,
+    pub own: (DeviceId, Generation),
+}
+
+impl Cut {
+    /// The cut of table `table`, which no scope shares: everything this node has seen there.
+    fn unshared_table(&self, table: &str) -> GenVector {
+        let mut cut = self.unshared.bound_for(&Scope::new(table, ""));
+        cut.raise(self.own.0, self.own.1);
+        cut
+    }
 }
 
 impl Cut {
@@ -58,7 +69,7 @@ impl Cut {
         match covering.next() {
             Some(first) => Some(covering.fold(first.clone(), |cut, vector| cut.meet(vector))),
             None if self.shared.iter().any(|(scope, _)| scope.table == table) => None,
-            None => Some(self.unshared.clone()),
+            None => Some(self.unshared_table(table)),
         }
     }
 }
@@ -199,7 +210,7 @@ fn collect_entry(
     }
     if !cut.shared.iter().any(|(scope, _)| scope.table == table) {
         let mut floor = Knowledge::new();
-        floor.insert(Scope::new(table, ""), cut.unshared.clone());
+        floor.insert(Scope::new(table, ""), cut.unshared_table(table));
         raise_floor(txn, keys, &floor)?;
     }
     if entry.kind == EntryKind::Node && !collect_version(txn, keys, entry, collected)? {
@@ -297,7 +308,6 @@ fn superseded(txn: &dyn WriteTxn, keys: &DbKeys, change: &Change) -> Result<bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::genvec::{DeviceId, Generation};
 
     fn vector(entries: &[(u64, u64)]) -> GenVector {
         entries
@@ -319,11 +329,18 @@ mod tests {
     #[test]
     fn a_row_outside_the_shared_prefixes_of_its_table_keeps_its_history() {
         let mut cut = Cut {
-            unshared: vector(&[(1, 50)]),
+            own: (DeviceId(1), Generation::new(50)),
             ..Cut::default()
         };
+        cut.unshared
+            .insert(Scope::new("other", ""), vector(&[(2, 7)]));
         cut.shared.insert(Scope::new("t", "a"), vector(&[(1, 4)]));
         assert_eq!(cut.for_row("t", "b"), None);
-        assert_eq!(cut.for_row("other", "b"), Some(vector(&[(1, 50)])));
+        assert_eq!(cut.for_row("other", "b"), Some(vector(&[(1, 50), (2, 7)])));
+        assert_eq!(
+            cut.for_row("third", "b"),
+            Some(vector(&[(1, 50)])),
+            "only its own records: what others wrote there it never knew"
+        );
     }
 }

@@ -90,7 +90,11 @@ fn a_pass_under_a_cut_covering_everything_keeps_only_the_live_heads() {
     assert_eq!(collected.tombstones, 1);
     assert_eq!(get(&store, "k1").as_deref(), Some(&b"3"[..]));
     assert_eq!(get(&store, "k2"), None);
-    assert_eq!(store.logged(&db()).unwrap().len(), 1, "the live head's entry stays");
+    assert_eq!(
+        store.logged(&db()).unwrap().len(),
+        1,
+        "the live head's entry stays"
+    );
     let k1 = store.row_dag(&db(), "t", "k1").unwrap();
     assert_eq!(k1.nodes.len(), 1, "only the head's node is left");
     assert_eq!(store.row_dag(&db(), "t", "k2").unwrap(), RowDag::default());
@@ -199,7 +203,11 @@ fn a_live_head_superseded_after_a_pass_is_collected_by_the_next() {
     store.commit(&db(), &[put("k1", b"4")]).unwrap();
     collect(&store, &shared_cut(everything(&store)), 1_000);
     let k1 = store.row_dag(&db(), "t", "k1").unwrap();
-    assert_eq!(k1.nodes.len(), 1, "version 3 went once version 4 superseded it");
+    assert_eq!(
+        k1.nodes.len(),
+        1,
+        "version 3 went once version 4 superseded it"
+    );
 }
 
 #[test]
@@ -227,7 +235,8 @@ fn a_table_no_scope_shares_is_collected_and_floored_whole() {
     let store = store();
     history(&store);
     let cut = Cut {
-        unshared: everything(&store),
+        unshared: store.knowledge(&db()).unwrap(),
+        own: (store.device(), store.state(&db()).unwrap().own_generation()),
         ..Cut::default()
     };
     let (collected, _) = collect(&store, &cut, 1_000);
@@ -271,7 +280,11 @@ fn a_page_read_where_every_later_entry_was_collected_reaches_the_log_end() {
             },
         )
         .unwrap();
-    assert_eq!(page.records.len(), 1, "k3's live head's entry, the last one");
+    assert_eq!(
+        page.records.len(),
+        1,
+        "k3's live head's entry, the last one"
+    );
     assert!(page.knowledge.is_some(), "the page must end the round");
     assert_eq!(
         page.next_position,

@@ -27,15 +27,19 @@ pub struct RowDag {
 
 impl RowDag {
     /// The versions `from` reaches through parents and links (`from` included, if held):
-    /// what a write made on top of `from` had seen of the row.
+    /// what a write made on top of `from` had seen of the row. A parent whose node is gone
+    /// (collected, `store::collect`) is reached but not walked past.
     pub fn reachable_from(&self, from: Version) -> BTreeSet<Version> {
         let mut seen = BTreeSet::new();
         let mut queue = vec![from];
+        let mut first = true;
         while let Some(version) = queue.pop() {
-            let Some(node) = self.nodes.get(&version) else {
+            let node = self.nodes.get(&version);
+            if (node.is_none() && std::mem::take(&mut first)) || !seen.insert(version) {
                 continue;
-            };
-            if seen.insert(version) {
+            }
+            first = false;
+            if let Some(node) = node {
                 queue.extend(node.parents.iter().chain(&node.linked).copied());
             }
         }

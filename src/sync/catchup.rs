@@ -156,6 +156,9 @@ where
             None => break,
         }
     }
+    // negentropy hands the ids out of a hash set: sorted, a seeded run replays.
+    need.sort_unstable();
+    have.sort_unstable();
     let pages = Rc::new(StatePages::new(
         host.clone(),
         peer.clone(),

@@ -330,10 +330,14 @@ fn check_floor(
     served: &Knowledge,
     also_known: [Option<&Knowledge>; 2],
 ) -> Result<()> {
-    let floor = store.floor(&request.db)?;
+    let mut floor = store.floor(&request.db)?;
     if floor.is_empty() {
         return Ok(());
     }
+    // Knowledge of a device left at an epoch stays at its safe point on every node that
+    // took the notice (`store::notice`), so a floor above it could never be covered: what was
+    // collected there was superseded, and the log serves what is left.
+    crate::store::cap_knowledge(&store.notice_caps(&request.db)?, &mut floor);
     let mut known = served.clone();
     for also in also_known.into_iter().flatten() {
         known.merge_response(also);
