@@ -1,6 +1,6 @@
 //! Issue 12's full-store recovery, on a node as an app runs it: an embedded LMDB node whose
 //! store may hold at most 8 MiB is filled with small rows until a put of one row fails
-//! `StorageFull:`; then deletes of half the rows succeed (singly and in batches: each adds a
+//! `StorageFull:`; members' knowledge reports still land; then deletes of half the rows succeed (singly and in batches: each adds a
 //! tombstone, its DAG node and log entry, more than the small value it frees, so they use
 //! the reserve ordinary writes leave, and once that is used up a delete collects the
 //! history of the earlier ones and goes on: `Node::delete_collecting`), a collection pass
@@ -12,6 +12,7 @@ mod common;
 use common::on_local;
 use syncbase::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use syncbase::error::Error;
+use syncbase::genvec::Knowledge;
 use syncbase::names::{DbName, RowKey, TableName};
 use syncbase::node::Node;
 use syncbase::store::Mutation;
@@ -76,6 +77,14 @@ fn a_node_filled_to_its_maximum_takes_deletes_collects_and_writes_again() {
             rows >= 5_000,
             "8 MiB less a 1 MiB reserve holds {rows} rows"
         );
+
+        // Members' knowledge reports, what lets collection advance, still land (200 of
+        // them, so that they need pages the ordinary writes left none of).
+        for member in 0..200 {
+            node.store()
+                .note_member_knowledge(&db, &format!("{member:064x}"), &Knowledge::new())
+                .expect("a report of a member's knowledge may use the reserve");
+        }
 
         let half = rows / 2;
         for i in 0..SINGLE_DELETES {

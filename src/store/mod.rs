@@ -821,18 +821,23 @@ impl Store {
     }
 
     /// Keeps `knowledge` as a report of what `peer` knows of `db` now (the knowledge its
-    /// getDeltas request carried), for collection (`store::members`).
+    /// getDeltas request carried), for collection (`store::members`). Reports are what lets
+    /// collection free a full store, and a member's are bounded (`MAX_REPORTS`), so the
+    /// write is a freeing one (it may use the reserve), redone once on `StorageFull:`.
     pub fn note_member_knowledge(
         &self,
         db: &DbName,
         peer: &str,
         knowledge: &Knowledge,
     ) -> Result<()> {
-        let mut txn = self.storage.write()?;
-        let keys = DbKeys::new(db.as_str());
-        members::note(txn.as_mut(), &keys, peer, knowledge, self.env.now_nanos())?;
-        txn.commit()?;
-        Ok(())
+        let note = || {
+            let mut txn = self.storage.write_freeing()?;
+            let keys = DbKeys::new(db.as_str());
+            members::note(txn.as_mut(), &keys, peer, knowledge, self.env.now_nanos())?;
+            txn.commit()?;
+            Ok(())
+        };
+        retry_full(note, is_storage_full)
     }
 
     /// What `peer` reported it knows of `db` (`store::members`).
