@@ -1054,3 +1054,6 @@ mod env_tests;
 
 #[cfg(test)]
 mod collect_tests;
+
+#[cfg(test)]
+mod room_tests;
