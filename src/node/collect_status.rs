@@ -97,7 +97,8 @@ impl Node {
     /// tombstones, and may use the reserve ordinary writes leave, but a small row's delete
     /// adds more than it frees, so deleting many rows can use it up), runs a collection
     /// pass over `db` ([`Node::collect`]: the history of earlier deletes every member has
-    /// seen goes) and, if it freed anything, commits once more. Errors: `Node::commit`'s.
+    /// seen goes) and, if it freed anything, commits once more. Errors: `Node::commit`'s
+    /// (`StorageFull:` when the pass failed or freed nothing).
     pub(super) async fn delete_collecting(
         &self,
         db: DbName,
@@ -105,7 +106,13 @@ impl Node {
     ) -> Result<Vec<bool>> {
         match self.commit_once(db.clone(), mutations.clone()).await {
             Err(Error::StorageFull(message)) => {
-                let pass = self.collect(&db).await?;
+                let pass = match self.collect(&db).await {
+                    Ok(pass) => pass,
+                    Err(error) => {
+                        tracing::warn!(%error, "collecting history for a delete failed");
+                        return Err(Error::StorageFull(message));
+                    }
+                };
                 if pass.collected == Collected::default() {
                     return Err(Error::StorageFull(message));
                 }
