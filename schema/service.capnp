@@ -95,7 +95,8 @@ struct HeldBack {
   scope @0 :ScopeSpec;
   member @1 :Text;                 # Its fingerprint.
   lastSeenNanos @2 :Int64;         # When it last reported, Unix nanoseconds; 0 = never.
-  generationsBehind @3 :UInt64;    # Generations of the scope held here that it lacks.
+  generationsBehind @3 :UInt64;    # Generations held here that it lacks (the generation
+                                   # vectors' gap: each device's commits in the database).
   mostBehindDevice @4 :UInt64;     # The device it lags most on (0 if it never reported),
   mostBehindGenerations @5 :UInt64; # and by how many generations.
 }

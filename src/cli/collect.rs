@@ -112,7 +112,9 @@ pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()>
     Ok(())
 }
 
-/// "member 3f2a... last seen 3.0 days ago holds back 120 generations of t/ (device ...)".
+/// "member 3f2a91c0... last seen 3.0 days ago holds back collection of t/: 120 generations
+/// behind (most on device ...: 118)". Generations count the commits of each device in the
+/// database that this node holds and the member's report lacks (not only the scope's).
 fn held_back_line(entry: held_back::Reader<'_>, now: i64) -> anyhow::Result<String> {
     let member = entry.get_member()?.to_str()?;
     let scope = entry.get_scope()?;
@@ -125,11 +127,12 @@ fn held_back_line(entry: held_back::Reader<'_>, now: i64) -> anyhow::Result<Stri
     let behind = entry.get_generations_behind();
     Ok(match entry.get_last_seen_nanos() {
         0 => format!(
-            "member {short}... never reported: holds back all {behind} generations of {scope}"
+            "member {short}... never reported: holds back collection of {scope} \
+             ({behind} generations held here)"
         ),
         seen => format!(
-            "member {short}... last seen {} ago holds back {behind} generations of {scope} \
-             (most of device {:016x}: {})",
+            "member {short}... last seen {} ago holds back collection of {scope}: \
+             {behind} generations behind (most on device {:016x}: {})",
             ago(now.saturating_sub(seen)),
             entry.get_most_behind_device(),
             entry.get_most_behind_generations()

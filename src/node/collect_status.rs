@@ -41,8 +41,9 @@ pub struct HeldBack {
     /// When it last reported, Unix nanoseconds; None: it never reported any knowledge (it
     /// holds back everything in the scope until it does, or for the horizon).
     pub last_seen_nanos: Option<i64>,
-    /// Generations (commits) of the scope this node holds and the member's report lacks,
-    /// summed over devices.
+    /// Generations (commits) this node holds and the member's report lacks, summed over
+    /// devices: the generation vectors' gap under the scope, which counts a device's commits
+    /// anywhere in the database, not only the scope's.
     pub generations_behind: u64,
     /// The device it lags most on, and by how many generations (None if it never reported).
     pub most_behind: Option<(DeviceId, u64)>,
