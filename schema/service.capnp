@@ -54,6 +54,51 @@ interface Service {
 
   syncgroups @7 () -> (syncgroups :Syncgroups);
   # Syncgroup management on this node, acting as this node's identity.
+
+  collect @8 (database :Text) -> (freed :Collected, steps :UInt64,
+                                  before :StoreUsage, after :StoreUsage);
+  # Runs one history-collection pass over the database now (what every member that counts
+  # has seen, ARCHITECTURE.md "History garbage collection") and returns what it freed, the
+  # write transactions it took, and the store's size figures before and after. Fails with
+  # `NoExist:` for a database this node does not have.
+
+  storeStatus @9 () -> (usage :StoreUsage, databases :List(DatabaseStatus));
+  # The store's size figures, and per database its live data and what collection waits
+  # for. Reads every database's row heads once (its cost grows with the number of rows).
+}
+
+struct Collected {
+  records @0 :UInt64;      # Log entries removed.
+  versions @1 :UInt64;     # Superseded versions (DAG nodes) and collected tombstones' nodes.
+  tombstones @2 :UInt64;   # Deleted rows every member had seen, removed.
+  changes @3 :UInt64;      # Watch-feed changes removed.
+  bytes @4 :UInt64;        # Key and value bytes removed.
+}
+
+struct StoreUsage {
+  fileBytes @0 :UInt64;    # The store's size on disk.
+  usedBytes @1 :UInt64;    # What its data takes (LMDB: pages in use less the free list).
+  mapBytes @2 :UInt64;     # What it may hold without growing (LMDB: the map size).
+  maxMapBytes @3 :UInt64;  # The most it may grow to; 0 = unbounded.
+  reserveBytes @4 :UInt64; # The part of the maximum kept for deletes and collection.
+}
+
+struct DatabaseStatus {
+  database @0 :Text;
+  liveRows @1 :UInt64;     # Rows not deleted.
+  liveBytes @2 :UInt64;    # Their tables', keys' and values' bytes.
+  heldBack @3 :List(HeldBack);
+}
+
+struct HeldBack {
+  # A member whose knowledge holds back collection of one shared scope.
+  scope @0 :ScopeSpec;
+  member @1 :Text;                 # Its fingerprint.
+  lastSeenNanos @2 :Int64;         # When it last reported, Unix nanoseconds; 0 = never.
+  generationsBehind @3 :UInt64;    # Generations held here that it lacks (the generation
+                                   # vectors' gap: each device's commits in the database).
+  mostBehindDevice @4 :UInt64;     # The device it lags most on (0 if it never reported),
+  mostBehindGenerations @5 :UInt64; # and by how many generations.
 }
 
 interface Syncgroups {

@@ -3,10 +3,14 @@
 //! linked as `bench sync` links them), then B's store is measured: its `data.mdb` file size
 //! per record, and, once B is stopped, the pages its LMDB environment uses (file pages less
 //! its free list, read by opening the file read-only with `lmdb-rkv`), which is what history
-//! collection lowers even though an LMDB file never shrinks. The comparator, in the same
+//! collection lowers even though an LMDB file never shrinks. B is measured twice: after the
+//! sync (its storage's usage, read live), and after a history-collection pass run through
+//! the app API (`Service.collect`, what `syncbase gc` calls). The comparator, in the same
 //! run: a raw `lmdb-rkv` environment holding the same keys and values (durable puts in
-//! transactions of 1,000). One JSON line with bytes per record, the ratios to raw LMDB and to
-//! the payload, and B7's targets.
+//! transactions of 1,000). One JSON line with bytes per record before and after
+//! collection, the ratios to raw LMDB and to the payload, what collection freed, and B7's
+//! targets (before: the file against the payload; after: the pages used against raw
+//! LMDB's, since collection frees pages and the file keeps its size).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,11 +20,13 @@ use serde_json::json;
 
 use super::records;
 use super::sync::{
-    BATCH, KEY_BYTES, VALUE_BYTES, add_peer, lmdb_file_bytes, on_local, peer_addr, preload,
+    BATCH, DB, KEY_BYTES, VALUE_BYTES, add_peer, lmdb_file_bytes, on_local, peer_addr, preload,
     raw_env, start_node, target, wait_synced,
 };
 use crate::cli::output::outln;
 use crate::embedded::EmbeddedServer;
+use crate::rpc::client::collect;
+use crate::store::Collected;
 
 /// B7: disk <= 2.5 x the key and value bytes before collection.
 const MAX_VS_PAYLOAD_BEFORE_COLLECTION: f64 = 2.5;
@@ -36,11 +42,15 @@ pub struct DiskBench {
 struct Synced {
     /// A's data file size after taking the records.
     writer_file: u64,
-    /// B's data file size after the sync (and collection, if it ran).
+    /// B's data file and used pages after the sync, before collection.
+    before: Size,
+    /// B's data file size after collection.
     file: u64,
-    /// Bytes of the pages B's environment uses, if its file could be read after B stopped.
+    /// Bytes of the pages B's environment uses after collection, if its file could be read
+    /// after B stopped.
     used: Option<u64>,
-    collected: bool,
+    /// What collection freed on B.
+    freed: Collected,
 }
 
 impl DiskBench {
@@ -61,14 +71,16 @@ impl DiskBench {
         let payload = (KEY_BYTES + VALUE_BYTES) as f64;
         let ratio = synced.file as f64 / raw.file as f64;
         let vs_payload = per_record(synced.file) / payload;
+        let before_vs_payload = per_record(synced.before.file) / payload;
+        let used_ratio = synced.used.map(|used| used as f64 / raw.used as f64);
         let mut targets = serde_json::Map::new();
-        if synced.collected {
-            let after = target(ratio, MAX_VS_RAW_AFTER_COLLECTION, true);
-            targets.insert("after_collection_vs_raw_lmdb".into(), after);
-        } else {
-            let before = target(vs_payload, MAX_VS_PAYLOAD_BEFORE_COLLECTION, true);
-            targets.insert("before_collection_vs_payload".into(), before);
+        let before = target(before_vs_payload, MAX_VS_PAYLOAD_BEFORE_COLLECTION, true);
+        targets.insert("before_collection_vs_payload".into(), before);
+        if let Some(used_ratio) = used_ratio {
+            let after = target(used_ratio, MAX_VS_RAW_AFTER_COLLECTION, true);
+            targets.insert("after_collection_used_vs_raw_lmdb_used".into(), after);
         }
+        let freed = synced.freed;
         Ok(json!({
             "bench": "disk",
             "records": n,
@@ -76,14 +88,28 @@ impl DiskBench {
             "key_bytes": KEY_BYTES,
             "value_bytes": VALUE_BYTES,
             "writer_store_bytes_per_record": per_record(synced.writer_file),
+            "before_collection": {
+                "synced_store_bytes_per_record": per_record(synced.before.file),
+                "synced_used_bytes_per_record": per_record(synced.before.used),
+                "ratio_vs_raw_lmdb": synced.before.file as f64 / raw.file as f64,
+                "used_ratio_vs_raw_lmdb": synced.before.used as f64 / raw.used as f64,
+                "store_vs_payload": before_vs_payload,
+            },
             "synced_store_bytes_per_record": per_record(synced.file),
             "synced_used_bytes_per_record": synced.used.map(per_record),
             "raw_lmdb_bytes_per_record": per_record(raw.file),
             "raw_lmdb_used_bytes_per_record": per_record(raw.used),
             "ratio_vs_raw_lmdb": ratio,
-            "used_ratio_vs_raw_lmdb": synced.used.map(|used| used as f64 / raw.used as f64),
+            "used_ratio_vs_raw_lmdb": used_ratio,
             "store_vs_payload": vs_payload,
-            "collected": synced.collected,
+            "collected": true,
+            "freed": {
+                "records": freed.records,
+                "versions": freed.versions,
+                "tombstones": freed.tombstones,
+                "changes": freed.changes,
+                "bytes": freed.bytes,
+            },
             "store_bytes_source": "size of data.mdb; used: its pages less LMDB's free list",
             "targets": targets,
         }))
@@ -112,8 +138,8 @@ fn raw_lmdb(data: &[(String, Vec<u8>)]) -> anyhow::Result<Size> {
     Ok(Size { file, used })
 }
 
-/// Preloads `data` on a fresh A, syncs it to a fresh B, collects B's history if the client
-/// API can, and measures both stores.
+/// Preloads `data` on a fresh A, syncs it to a fresh B, measures B, collects B's history
+/// through its app session, and measures both stores.
 async fn sync_to_fresh_node(data: &[(String, Vec<u8>)]) -> anyhow::Result<Synced> {
     let a = start_node().await?;
     preload(&a, data).await?;
@@ -123,7 +149,12 @@ async fn sync_to_fresh_node(data: &[(String, Vec<u8>)]) -> anyhow::Result<Synced
     add_peer(&a, &b, peer_addr(&b)?).await?;
     let limit = Duration::from_secs(60 + data.len() as u64 / 2000);
     wait_synced(&a, &b, data.len() as u64, limit).await?;
-    let collected = collect_history(&b).await?;
+    let usage = b.node().store().usage()?;
+    let before = Size {
+        file: usage.file_bytes,
+        used: usage.used_bytes,
+    };
+    let freed = collect_history(&b).await?;
     let writer_file = lmdb_file_bytes(&a.data_dir().join("lmdb"));
     drop(a);
     let (kept, dir) = keep_data_dir(b)?;
@@ -132,18 +163,17 @@ async fn sync_to_fresh_node(data: &[(String, Vec<u8>)]) -> anyhow::Result<Synced
     drop(kept);
     Ok(Synced {
         writer_file,
+        before,
         file,
         used,
-        collected,
+        freed,
     })
 }
 
-/// Where history collection runs before B is measured: the lead's admin `gc` call (issue 12,
-/// item 1) is not in `rpc::client` yet, so nothing runs and this answers false (the line
-/// then says `"collected": false` and checks the before-collection target). When the call
-/// lands, call it on `_node`'s app session here and answer true.
-async fn collect_history(_node: &EmbeddedServer) -> anyhow::Result<bool> {
-    Ok(false)
+/// Runs a history-collection pass over the bench database on `node` through its app
+/// session (`Service.collect`, as `syncbase gc` does); what it freed.
+async fn collect_history(node: &EmbeddedServer) -> anyhow::Result<Collected> {
+    Ok(collect(node.service(), DB).await?.freed)
 }
 
 /// Stops `node` and hands back a directory holding its final data file (the node's own
@@ -194,8 +224,17 @@ mod tests {
             raw_used > 116.0 && raw_used <= raw,
             "raw used {raw_used}, file {raw}"
         );
-        assert_eq!(line["collected"], false);
+        assert_eq!(line["collected"], true);
+        assert!(line["freed"]["records"].is_u64(), "{line}");
+        let before = line["before_collection"]["synced_used_bytes_per_record"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            used <= before,
+            "collection never adds pages: {before} -> {used}"
+        );
         assert!(line["targets"]["before_collection_vs_payload"]["pass"].is_boolean());
+        assert!(line["targets"]["after_collection_used_vs_raw_lmdb_used"]["pass"].is_boolean());
     }
 
     #[test]

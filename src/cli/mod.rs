@@ -6,6 +6,7 @@
 //! - `serve`: `serve` and its flags;
 //! - `client`: `put`, `get`, `delete`, `scan`, and `Target` (how a client verb finds its node);
 //! - `watch`: `watch`;
+//! - `collect`: `gc`, and the store's part of `status` (size, live data, what gc waits for);
 //! - `peers`: `id`, `peer add|list|remove` and `status`;
 //! - `syncgroups`: `sg` and its subcommands, running all but the proposal ones;
 //! - `proposals`: `sg accept|reject|publish-invite`, and printing proposals;
@@ -18,6 +19,7 @@
 
 mod bench;
 mod client;
+mod collect;
 mod demo;
 pub mod output;
 mod peers;
@@ -78,11 +80,16 @@ pub enum Command {
         #[command(subcommand)]
         action: peers::PeerAction,
     },
-    /// Show every peer and its sync status, and how many proposals wait for `sg accept`.
+    /// Show every peer and its sync status, how many proposals wait for `sg accept`, the
+    /// store's size (on disk, used, map and its maximum), and per database its live data and
+    /// the members that hold history collection back.
     Status {
         #[command(flatten)]
         target: Target,
     },
+    /// Collect DB's history now (what every member has seen) and print what it freed and
+    /// the store's size before and after, in bytes.
+    Gc(collect::GcArgs),
     /// Create, join and manage syncgroups: prefixes of a database shared with the members.
     Sg {
         #[command(subcommand)]
@@ -117,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Id { target } => peers::id(&target),
         Command::Peer { action } => peers::run(action),
         Command::Status { target } => peers::list(&target, true),
+        Command::Gc(args) => collect::gc(&args),
         Command::Sg { action } => syncgroups::run(action),
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(&args),

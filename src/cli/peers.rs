@@ -152,6 +152,7 @@ pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
         }
         if verbose {
             print_epochs(&service).await?;
+            super::collect::print_store_status(&service).await?;
             let waiting = super::proposals::fetch(&service).await?.len();
             if waiting > 0 {
                 outln!(

@@ -8,6 +8,7 @@
 
 mod access;
 mod collect;
+mod collect_status;
 mod epoch;
 mod host;
 mod peers;
@@ -45,6 +46,7 @@ use crate::sync::screen::{IncomingPage, Screened};
 use crate::token::ClientToken;
 
 pub use collect::{CollectSettings, Pass};
+pub use collect_status::{CollectionStatus, HeldBack, OnDemand};
 
 /// Name of the lock file that keeps two nodes off one data directory.
 const LOCK_FILE: &str = "node.lock";
@@ -264,7 +266,17 @@ impl Node {
     /// local write rule ([`Node::check_local_writes`]: `NoAccess:` under a syncgroup where this
     /// node may only read) is checked inside the transaction that commits the rows, so a
     /// syncgroup change cannot commit between the check and the write.
+    /// A batch of only deletes that finds the store full collects the database's history
+    /// and tries once more ([`Node::delete_collecting`]).
     pub async fn commit(&self, db: DbName, mutations: Vec<Mutation>) -> Result<Vec<bool>> {
+        if collect_status::deletes_only(&mutations) {
+            return self.delete_collecting(db, mutations).await;
+        }
+        self.commit_once(db, mutations).await
+    }
+
+    /// One attempt at [`Node::commit`].
+    async fn commit_once(&self, db: DbName, mutations: Vec<Mutation>) -> Result<Vec<bool>> {
         let me = self.identity().fingerprint().clone();
         self.write(move |store| {
             store.commit_checked(&db, &mutations, |held| {

@@ -1,14 +1,21 @@
-//! The app API's node-administration calls, used by `Service`: this node's identity, and
-//! adding, removing and listing peers with their sync status.
+//! The app API's node-administration calls, used by `Service`: this node's identity,
+//! adding, removing and listing peers with their sync status, and history collection on
+//! demand and the store's status (size figures, live data, what collection waits for).
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::genvec::Scope;
 use crate::identity::Fingerprint;
+use crate::names::DbName;
 use crate::node::Node;
-use crate::schema::service_capnp::{peer_spec, peer_status, scope_spec};
+use crate::node::{CollectionStatus, OnDemand};
+use crate::schema::service_capnp::{
+    collected, database_status, peer_spec, peer_status, scope_spec, store_usage,
+};
+use crate::store::Collected;
 use crate::sync::peers::{PeerConfig, PeerStatus};
+use syncbase_storage::Usage;
 
 /// Decodes a `PeerSpec` into a checked peer configuration.
 pub fn read_peer_spec(spec: peer_spec::Reader<'_>) -> Result<PeerConfig> {
@@ -78,6 +85,63 @@ pub async fn remove_peer(node: &Arc<Node>, fingerprint: &str) -> Result<bool> {
     let fingerprint = Fingerprint::parse(fingerprint)
         .map_err(|e| Error::invalid(format!("fingerprint: {e:#}")))?;
     node.remove_peer(&fingerprint).await
+}
+
+/// Runs a collection pass over the database named `db` now (`Node::collect_now`).
+pub async fn collect(node: &Arc<Node>, db: &str) -> Result<OnDemand> {
+    node.collect_now(&DbName::parse(db)?).await
+}
+
+/// Fills a `Collected`.
+pub fn write_collected(freed: &Collected, mut out: collected::Builder<'_>) {
+    out.set_records(freed.records);
+    out.set_versions(freed.versions);
+    out.set_tombstones(freed.tombstones);
+    out.set_changes(freed.changes);
+    out.set_bytes(freed.bytes);
+}
+
+/// Fills a `StoreUsage` (an unbounded maximum is 0).
+pub fn write_usage(usage: &Usage, mut out: store_usage::Builder<'_>) {
+    out.set_file_bytes(usage.file_bytes);
+    out.set_used_bytes(usage.used_bytes);
+    out.set_map_bytes(usage.map_bytes);
+    out.set_max_map_bytes(usage.max_map_bytes.unwrap_or(0));
+    out.set_reserve_bytes(usage.reserve_bytes);
+}
+
+/// Every database's collection status (`Node::collection_status`), in name order.
+pub fn databases_status(node: &Node) -> Result<Vec<(String, CollectionStatus)>> {
+    node.store()
+        .list_databases()?
+        .into_iter()
+        .map(|name| {
+            let status = node.collection_status(&DbName::parse(&name)?)?;
+            Ok((name, status))
+        })
+        .collect()
+}
+
+/// Fills a `DatabaseStatus`.
+pub fn write_database_status(
+    name: &str,
+    status: &CollectionStatus,
+    mut out: database_status::Builder<'_>,
+) {
+    out.set_database(name);
+    out.set_live_rows(status.live.rows);
+    out.set_live_bytes(status.live.bytes);
+    let mut list = out.init_held_back(status.held_back.len() as u32);
+    for (i, held) in status.held_back.iter().enumerate() {
+        let mut entry = list.reborrow().get(i as u32);
+        write_scope(&held.scope, entry.reborrow().init_scope());
+        entry.set_member(held.member.as_str());
+        entry.set_last_seen_nanos(held.last_seen_nanos.unwrap_or(0));
+        entry.set_generations_behind(held.generations_behind);
+        let (device, behind) = held.most_behind.unwrap_or((crate::genvec::DeviceId(0), 0));
+        entry.set_most_behind_device(device.0);
+        entry.set_most_behind_generations(behind);
+    }
 }
 
 fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<&str> {

@@ -1,5 +1,6 @@
-//! Dialling a node's app API and logging in: used by the CLI, the embedded test server and
-//! the benchmarks. Cap'n Proto clients are `!Send`: call these from inside a tokio `LocalSet`.
+//! Dialling a node's app API and logging in, and typed calls some callers share (history
+//! collection): used by the CLI, the embedded test server and the benchmarks. Cap'n Proto
+//! clients are `!Send`: call these from inside a tokio `LocalSet`.
 
 use std::net::SocketAddr;
 
@@ -8,7 +9,9 @@ use capnp_rpc::rpc_twoparty_capnp;
 
 use crate::rpc::limits::{ConnectionBudget, NodeBudget};
 use crate::rpc::network::rpc_system;
-use crate::schema::service_capnp::{gate, service};
+use crate::schema::service_capnp::{gate, service, store_usage};
+use crate::store::Collected;
+use syncbase_storage::Usage;
 
 /// A logged-in connection to a node.
 pub struct Session {
@@ -65,4 +68,47 @@ pub fn error_message(error: &capnp::Error) -> &str {
         .extra
         .strip_prefix("remote exception: ")
         .unwrap_or(&error.extra)
+}
+
+/// What `Service.collect` answered: what the pass freed, its steps (write transactions),
+/// and the store's size figures before and after it, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collection {
+    pub freed: Collected,
+    pub steps: u64,
+    pub before: Usage,
+    pub after: Usage,
+}
+
+/// Runs a history-collection pass over `db` on the node now (`Service.collect`). Errors:
+/// the node's, as one line (`NoExist: ...` for a database it does not have).
+pub async fn collect(service: &service::Client, db: &str) -> anyhow::Result<Collection> {
+    let mut request = service.collect_request();
+    request.get().set_database(db);
+    let response = request.send().promise.await.map_err(remote_error)?;
+    let response = response.get()?;
+    let freed = response.get_freed()?;
+    Ok(Collection {
+        freed: Collected {
+            records: freed.get_records(),
+            versions: freed.get_versions(),
+            tombstones: freed.get_tombstones(),
+            changes: freed.get_changes(),
+            bytes: freed.get_bytes(),
+        },
+        steps: response.get_steps(),
+        before: read_usage(response.get_before()?),
+        after: read_usage(response.get_after()?),
+    })
+}
+
+/// Decodes a `StoreUsage` (a maximum of 0 is none).
+pub fn read_usage(usage: store_usage::Reader<'_>) -> Usage {
+    Usage {
+        file_bytes: usage.get_file_bytes(),
+        used_bytes: usage.get_used_bytes(),
+        map_bytes: usage.get_map_bytes(),
+        max_map_bytes: Some(usage.get_max_map_bytes()).filter(|max| *max > 0),
+        reserve_bytes: usage.get_reserve_bytes(),
+    }
 }

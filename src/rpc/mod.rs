@@ -21,7 +21,7 @@
 //! - `wire`: engine types <-> capnp, validating;
 //! - `syncgroup_wire`: syncgroup types <-> capnp, validating;
 //! - `push`: sending pages to a caller's sink capability with a bounded window and budget;
-//! - `client`: dialling a node and logging in (CLI, tests, benchmarks).
+//! - `client`: dialling a node and logging in, and shared typed calls (CLI, tests, benchmarks).
 
 pub mod admin;
 pub mod admission;

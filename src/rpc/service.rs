@@ -128,6 +128,37 @@ impl service::Server for ServiceImpl {
         Ok(())
     }
 
+    async fn collect(
+        self: Rc<Self>,
+        params: service::CollectParams,
+        mut results: service::CollectResults,
+    ) -> capnp::Result<()> {
+        let db = text(params.get()?.get_database()?)?;
+        let done = admin::collect(&self.node, db).await?;
+        let mut results = results.get();
+        admin::write_collected(&done.pass.collected, results.reborrow().init_freed());
+        results.set_steps(done.pass.steps);
+        admin::write_usage(&done.before, results.reborrow().init_before());
+        admin::write_usage(&done.after, results.init_after());
+        Ok(())
+    }
+
+    async fn store_status(
+        self: Rc<Self>,
+        _: service::StoreStatusParams,
+        mut results: service::StoreStatusResults,
+    ) -> capnp::Result<()> {
+        let usage = self.node.store().usage()?;
+        let databases = admin::databases_status(&self.node)?;
+        let mut results = results.get();
+        admin::write_usage(&usage, results.reborrow().init_usage());
+        let mut list = results.init_databases(len_u32(databases.len())?);
+        for (i, (name, status)) in databases.iter().enumerate() {
+            admin::write_database_status(name, status, list.reborrow().get(i as u32));
+        }
+        Ok(())
+    }
+
     async fn syncgroups(
         self: Rc<Self>,
         _: service::SyncgroupsParams,

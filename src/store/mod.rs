@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use syncbase_storage::{Scan, Storage, prefix_end};
+use syncbase_storage::{Scan, Storage, Usage, prefix_end, retry_full};
 
 pub use apply::{Applied, Resolution};
 pub use collect::{Collected, Cursor as CollectCursor, Cut};
@@ -164,6 +164,15 @@ struct Incoming<'a> {
     from: DeviceId,
     records: &'a [LogRecord],
     knowledge: Option<&'a Knowledge>,
+}
+
+/// The live rows of a database ([`Store::live_data`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveData {
+    /// Rows that are not deleted.
+    pub rows: u64,
+    /// Their tables', keys' and values' bytes.
+    pub bytes: u64,
 }
 
 /// A row read back from the store.
@@ -394,10 +403,32 @@ impl Store {
         &self,
         db: &DbName,
         mutations: &[Mutation],
-        check: impl FnOnce(&[crate::syncgroup::Syncgroup]) -> Result<()>,
+        check: impl Fn(&[crate::syncgroup::Syncgroup]) -> Result<()>,
     ) -> Result<Vec<bool>> {
         crate::names::check_batch(mutations.len(), mutations.iter().map(Mutation::bytes).sum())?;
-        let mut txn = self.storage.write()?;
+        let freeing = mutations
+            .iter()
+            .all(|mutation| matches!(mutation, Mutation::Delete { .. }));
+        retry_full(
+            || self.commit_once(db, mutations, freeing, &check),
+            is_storage_full,
+        )
+    }
+
+    /// One attempt at [`Store::commit_checked`], in its own transaction: a freeing one
+    /// (which may use the storage's reserve) for a batch of only deletes.
+    fn commit_once(
+        &self,
+        db: &DbName,
+        mutations: &[Mutation],
+        freeing: bool,
+        check: &dyn Fn(&[crate::syncgroup::Syncgroup]) -> Result<()>,
+    ) -> Result<Vec<bool>> {
+        let mut txn = if freeing {
+            self.storage.write_freeing()?
+        } else {
+            self.storage.write()?
+        };
         check(&syncgroups::held(txn.as_ref(), db.as_str())?)?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
         let existed = local::commit(&mut writer, &self.writer(), mutations)?;
@@ -462,13 +493,18 @@ impl Store {
         {
             return Ok(Applied::default());
         }
-        let txn = self.storage.write()?;
-        let incoming = Incoming {
-            from,
-            records,
-            knowledge,
-        };
-        self.apply_in(txn, db, incoming, resolver, page)
+        retry_full(
+            || {
+                let txn = self.storage.write()?;
+                let incoming = Incoming {
+                    from,
+                    records,
+                    knowledge,
+                };
+                self.apply_in(txn, db, incoming, resolver, page)
+            },
+            is_storage_full,
+        )
     }
 
     /// [`Store::apply_session_page`] for a page whose records are checked inside the write
@@ -746,6 +782,34 @@ impl Store {
         Ok(rows)
     }
 
+    /// The storage's size figures in bytes (file, used, map, maximum, reserve). Errors: the
+    /// storage's (`Internal:` from a backend that reports none).
+    pub fn usage(&self) -> Result<Usage> {
+        Ok(self.storage.usage()?)
+    }
+
+    /// The live data of `db`: its rows that are not deleted, and the sum of their tables',
+    /// keys' and values' bytes. One snapshot scan over every row head of the database
+    /// (tombstones included): its cost grows with the number of rows, not with history.
+    pub fn live_data(&self, db: &DbName) -> Result<LiveData> {
+        let prefix = DbKeys::new(db.as_str()).table_prefix("");
+        let rows_prefix = &prefix[..prefix.len() - 1];
+        let mut live = LiveData::default();
+        self.storage
+            .read()?
+            .scan_prefix(rows_prefix, &mut |key, value| {
+                let head: RowHead = decode(value, "row head").map_err(visitor_error)?;
+                if !head.deleted {
+                    live.rows += 1;
+                    // The table and key, less the separator between them.
+                    let name = key.len().saturating_sub(rows_prefix.len() + 1);
+                    live.bytes += (name + head.value.len()) as u64;
+                }
+                Ok(Scan::Continue)
+            })?;
+        Ok(live)
+    }
+
     /// The database's counters.
     pub fn state(&self, db: &DbName) -> Result<SyncState> {
         load_state(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
@@ -764,18 +828,23 @@ impl Store {
     }
 
     /// Keeps `knowledge` as a report of what `peer` knows of `db` now (the knowledge its
-    /// getDeltas request carried), for collection (`store::members`).
+    /// getDeltas request carried), for collection (`store::members`). Reports are what lets
+    /// collection free a full store, and a member's are bounded (`MAX_REPORTS`), so the
+    /// write is a freeing one (it may use the reserve), redone once on `StorageFull:`.
     pub fn note_member_knowledge(
         &self,
         db: &DbName,
         peer: &str,
         knowledge: &Knowledge,
     ) -> Result<()> {
-        let mut txn = self.storage.write()?;
-        let keys = DbKeys::new(db.as_str());
-        members::note(txn.as_mut(), &keys, peer, knowledge, self.env.now_nanos())?;
-        txn.commit()?;
-        Ok(())
+        let note = || {
+            let mut txn = self.storage.write_freeing()?;
+            let keys = DbKeys::new(db.as_str());
+            members::note(txn.as_mut(), &keys, peer, knowledge, self.env.now_nanos())?;
+            txn.commit()?;
+            Ok(())
+        };
+        retry_full(note, is_storage_full)
     }
 
     /// What `peer` reported it knows of `db` (`store::members`).
@@ -803,7 +872,22 @@ impl Store {
         cursor: CollectCursor,
         max_entries: usize,
     ) -> Result<(CollectCursor, Collected)> {
-        let mut txn = self.storage.write()?;
+        retry_full(
+            || self.collect_step_once(db, cut, cursor, max_entries),
+            is_storage_full,
+        )
+    }
+
+    /// One attempt at [`Store::collect_step`], in its own freeing transaction (which may
+    /// use the storage's reserve, so collection succeeds in a store ordinary writes filled).
+    fn collect_step_once(
+        &self,
+        db: &DbName,
+        cut: &Cut,
+        cursor: CollectCursor,
+        max_entries: usize,
+    ) -> Result<(CollectCursor, Collected)> {
+        let mut txn = self.storage.write_freeing()?;
         let keys = DbKeys::new(db.as_str());
         let mut collected = Collected::default();
         let next = collect::step(
@@ -892,6 +976,12 @@ impl Store {
     }
 }
 
+/// Whether `error` is a lack of room in storage (`StorageFull:`), which one more attempt of
+/// the whole transaction may get past (`syncbase_storage::retry_full`).
+fn is_storage_full(error: &Error) -> bool {
+    matches!(error, Error::StorageFull(_))
+}
+
 /// Whether merging `response` would change the knowledge `txn` holds for `db` (if not, a
 /// page with no records needs no commit).
 fn knowledge_would_grow(
@@ -971,3 +1061,6 @@ mod env_tests;
 
 #[cfg(test)]
 mod collect_tests;
+
+#[cfg(test)]
+mod room_tests;
