@@ -24,7 +24,9 @@ use anyhow::ensure;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::sync::{DB, TABLE, add_peer, on_local, peer_addr, rss_bytes, start_node_collecting, status};
+use crate::bench::sync::{
+    DB, TABLE, add_peer, on_local, peer_addr, rss_bytes, start_node_collecting, status,
+};
 use crate::bench::{app_database, app_table};
 use crate::cli::output::outln;
 use crate::embedded::EmbeddedServer;

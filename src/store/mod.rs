@@ -13,6 +13,8 @@
 //! - `resume`: resume cursors, the responder's token and the initiator's cursor per peer;
 //! - `epoch`: moving to a fresh device id, the epoch history and record marks;
 //! - `notice`: epoch notices, announced and taken;
+//! - `members`: what each member reported it knows, the input of collection;
+//! - `collect`: history garbage collection in bounded steps, the floor, the feed trimmed;
 //! - `state`: catch-up by state: row heads as reconciliation items, applying fetched heads;
 //! - `syncgroups`: syncgroup versions, local state, the name index and invites;
 //! - `proposals`: syncgroups published here and not accepted;

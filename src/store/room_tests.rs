@@ -196,13 +196,9 @@ fn a_peers_page_a_members_report_and_a_collection_step_are_redone_once() {
         1
     );
 
-    let mut everything = store
-        .knowledge(&db())
-        .unwrap()
-        .bound_for(&Scope::new("t", ""));
-    everything.raise(store.device(), store.state(&db()).unwrap().own_generation());
     let cut = Cut {
-        unshared: everything,
+        unshared: store.knowledge(&db()).unwrap(),
+        own: (store.device(), store.state(&db()).unwrap().own_generation()),
         ..Cut::default()
     };
     storage.full.store(1, Ordering::SeqCst);
