@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use syncbase_storage::{
-    MemoryStorage, ReadTxn, Result as StorageResult, Storage, StorageError, Visitor, WriteTxn,
+    MemoryStorage, ReadTxn, Result as StorageResult, Storage, StorageError, WriteTxn,
 };
 
 use super::{Node, NodeParts};
@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::{DbName, RowKey, TableName};
+use crate::store::test_txn::FailingCommit;
 use crate::store::{Mutation, Notice, PageRequest, Store};
 use crate::sync::initiator::{Push, Session};
 use crate::sync::peers::PeerConfig;
@@ -53,47 +54,17 @@ impl Storage for Interposed {
         }
         let txn = self.inner.write()?;
         let fail = self.fail_next_commit.swap(false, Ordering::SeqCst);
-        Ok(Box::new(Failing { txn, fail }))
+        Ok(Box::new(FailingCommit {
+            txn,
+            error: fail.then(|| StorageError::Backend {
+                backend: "interposed",
+                message: "the commit failed (injected)".into(),
+            }),
+        }))
     }
 
     fn backend(&self) -> &'static str {
         "interposed"
-    }
-}
-
-/// A write transaction whose commit fails (writing nothing) when `fail` is set.
-struct Failing<'a> {
-    txn: Box<dyn WriteTxn + 'a>,
-    fail: bool,
-}
-
-impl ReadTxn for Failing<'_> {
-    fn get(&self, key: &[u8]) -> StorageResult<Option<Vec<u8>>> {
-        self.txn.get(key)
-    }
-
-    fn scan(&self, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) -> StorageResult<()> {
-        self.txn.scan(start, end, visit)
-    }
-}
-
-impl WriteTxn for Failing<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8]) -> StorageResult<()> {
-        self.txn.put(key, value)
-    }
-
-    fn delete(&mut self, key: &[u8]) -> StorageResult<bool> {
-        self.txn.delete(key)
-    }
-
-    fn commit(self: Box<Self>) -> StorageResult<()> {
-        if self.fail {
-            return Err(StorageError::Backend {
-                backend: "interposed",
-                message: "the commit failed (injected)".into(),
-            });
-        }
-        self.txn.commit()
     }
 }
 

@@ -1050,6 +1050,8 @@ fn visitor_error(error: Error) -> syncbase_storage::StorageError {
 #[cfg(test)]
 pub(crate) mod test_sync;
 #[cfg(test)]
+pub(crate) mod test_txn;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

@@ -8,12 +8,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use syncbase_storage::{
-    MemoryStorage, ReadTxn, Result as StorageResult, StorageError, Visitor, WriteTxn,
-};
+use syncbase_storage::{MemoryStorage, ReadTxn, Result as StorageResult, StorageError, WriteTxn};
 
 use super::*;
 use crate::genvec::{GenVector, Scope};
+use crate::store::test_txn::FailingCommit;
 
 /// A memory storage whose next `full` commits fail with `MapFull` (writing nothing), and
 /// which counts ordinary and freeing write transactions.
@@ -32,7 +31,10 @@ impl Tight {
             .full
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-        Ok(Box::new(Refusing { txn, full }))
+        Ok(Box::new(FailingCommit {
+            txn,
+            error: full.then_some(StorageError::MapFull { map_size: 1 << 20 }),
+        }))
     }
 
     /// (ordinary, freeing) write transactions begun so far.
@@ -61,39 +63,6 @@ impl Storage for Tight {
 
     fn backend(&self) -> &'static str {
         "tight"
-    }
-}
-
-/// A write transaction whose commit fails with `MapFull` (writing nothing) when `full`.
-struct Refusing<'a> {
-    txn: Box<dyn WriteTxn + 'a>,
-    full: bool,
-}
-
-impl ReadTxn for Refusing<'_> {
-    fn get(&self, key: &[u8]) -> StorageResult<Option<Vec<u8>>> {
-        self.txn.get(key)
-    }
-
-    fn scan(&self, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) -> StorageResult<()> {
-        self.txn.scan(start, end, visit)
-    }
-}
-
-impl WriteTxn for Refusing<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8]) -> StorageResult<()> {
-        self.txn.put(key, value)
-    }
-
-    fn delete(&mut self, key: &[u8]) -> StorageResult<bool> {
-        self.txn.delete(key)
-    }
-
-    fn commit(self: Box<Self>) -> StorageResult<()> {
-        if self.full {
-            return Err(StorageError::MapFull { map_size: 1 << 20 });
-        }
-        self.txn.commit()
     }
 }
 
