@@ -121,6 +121,13 @@ pub fn step(
     max_entries: usize,
     collected: &mut Collected,
 ) -> Result<Cursor> {
+    // Records of a device left at an epoch above its safe point stay: their pairs may name
+    // other records elsewhere, which peers will send again (`store::notice`).
+    let caps = crate::store::notice::caps(&*txn, keys)?;
+    let mut cut = cut.clone();
+    crate::store::notice::cap(&caps, &mut cut.shared);
+    crate::store::notice::cap(&caps, &mut cut.unshared);
+    let cut = &cut;
     raise_floor(txn, keys, &cut.shared)?;
     let (entries, log_done) = read_entries(txn, keys, cursor.log, max_entries)?;
     let mut next = Cursor {

@@ -51,7 +51,7 @@ pub use inspect::{Logged, RowDag};
 pub use keys::{peer as peer_key, peer_prefix};
 pub use log::{FeedItem, FeedPage, Page, PageRequest};
 pub use members::{MAX_REPORTS, REPORT_SPACING_NANOS, Report, Reports};
-pub use notice::{MAX_NOTICES, MAX_TAKEN_PER_LINEAGE, Notice, Taken, cap as cap_knowledge};
+pub use notice::{MAX_NOTICES, MAX_TAKEN_PER_LINEAGE, Notice, Taken};
 pub use records::{
     Change, DagNode, LogRecord, RecordContent, RowHead, SyncState, Version,
     decode as decode_record, encode as encode_record,
@@ -599,13 +599,6 @@ impl Store {
     /// (odd while one is committing). Read it before the knowledge a request is built from.
     pub fn lowerings(&self) -> u64 {
         self.lowerings.load(Ordering::SeqCst)
-    }
-
-    /// The safe point of every device left at an epoch this node knows of in `db`
-    /// (announced here or taken from a peer, `store::notice`): its knowledge of such a
-    /// device stays at or below it.
-    pub fn notice_caps(&self, db: &DbName) -> Result<BTreeMap<DeviceId, Generation>> {
-        notice::caps(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
     }
 
     /// This node's epoch notices for `db` (its latest epochs, `store::notice`).

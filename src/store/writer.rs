@@ -269,12 +269,17 @@ pub fn load_state(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<
     }
 }
 
-/// A database's collection floor (empty if nothing was collected).
+/// A database's collection floor (empty if nothing was collected), kept at or below the safe
+/// point of every device left at an epoch (`store::notice`), as knowledge is: above it a
+/// (device, generation) pair may name two records, so one arriving there is never taken as
+/// one collected here, and a peer is never asked to know past it.
 pub fn load_floor(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<Knowledge> {
-    match txn.get(&keys.floor())? {
-        Some(bytes) => decode(&bytes, "collection floor"),
-        None => Ok(Knowledge::new()),
-    }
+    let mut floor = match txn.get(&keys.floor())? {
+        Some(bytes) => decode(&bytes, "collection floor")?,
+        None => return Ok(Knowledge::new()),
+    };
+    crate::store::notice::cap(&crate::store::notice::caps(txn, keys)?, &mut floor);
+    Ok(floor)
 }
 
 /// A database's stored knowledge (empty if it never synced).

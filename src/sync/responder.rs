@@ -330,14 +330,12 @@ fn check_floor(
     served: &Knowledge,
     also_known: [Option<&Knowledge>; 2],
 ) -> Result<()> {
-    let mut floor = store.floor(&request.db)?;
+    // Kept at the safe point of every device left at an epoch (`store::load_floor`):
+    // knowledge of such a device stays there on every node that took the notice.
+    let floor = store.floor(&request.db)?;
     if floor.is_empty() {
         return Ok(());
     }
-    // Knowledge of a device left at an epoch stays at its safe point on every node that
-    // took the notice (`store::notice`), so a floor above it could never be covered: what was
-    // collected there was superseded, and the log serves what is left.
-    crate::store::cap_knowledge(&store.notice_caps(&request.db)?, &mut floor);
     let mut known = served.clone();
     for also in also_known.into_iter().flatten() {
         known.merge_response(also);
