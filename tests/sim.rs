@@ -77,8 +77,8 @@ fn runs_without_faults_converge() {
 /// History collection after every step on every node (issue 12): members joining, leaving
 /// and ejected, new members and returning ones catching up by state, and every check
 /// (convergence, no acknowledged write lost, no resurrection, knowledge) still passes.
-/// Without faults only: with partitions, crashes, restores and clock jumps a few percent of
-/// seeds still fail with collection on (see ARCHITECTURE.md, "History garbage collection").
+/// Without faults only: with partitions, crashes, restores and clock jumps about one seed in
+/// eight still fails with collection on (ARCHITECTURE.md, "History garbage collection").
 #[test]
 fn seeds_collecting_history_after_every_step_with_joins_leaves_and_ejects_all_pass() {
     let config = SimConfig {
