@@ -49,6 +49,9 @@ pub struct HeldBack {
     pub most_behind: Option<(DeviceId, u64)>,
 }
 
+/// Collection passes a delete that did not fit may run, each followed by a retry.
+const DELETE_ROUNDS: usize = 3;
+
 impl Node {
     /// Runs one collection pass over `db` now ([`Node::collect`]) and reads the storage's
     /// usage before and after it. Errors: `NoExist:` for a database this node does not
@@ -99,33 +102,44 @@ impl Node {
     /// adds more than it frees, so deleting many rows can use it up), runs a collection
     /// pass over `db` ([`Node::collect`]: the history of earlier deletes every member has
     /// seen goes) and, if it freed anything, commits once more. Errors: `Node::commit`'s
-    /// (`StorageFull:` when the pass failed or freed nothing).
+    /// (`StorageFull:` when the passes freed nothing, or after [`DELETE_ROUNDS`] rounds).
     pub(super) async fn delete_collecting(
         &self,
         db: DbName,
         mutations: Vec<Mutation>,
     ) -> Result<Vec<bool>> {
-        match self.commit_once(db.clone(), mutations.clone()).await {
-            Err(Error::StorageFull(message)) => {
-                let pass = match self.collect(&db).await {
-                    Ok(pass) => pass,
-                    Err(error) => {
-                        tracing::warn!(%error, "collecting history for a delete failed");
-                        return Err(Error::StorageFull(message));
-                    }
-                };
-                if pass.collected == Collected::default() {
-                    return Err(Error::StorageFull(message));
-                }
-                tracing::info!(
+        // First as an ordinary write: the reserve stays for the collection that makes room.
+        let mut outcome = self
+            .commit_once_as(db.clone(), mutations.clone(), false)
+            .await;
+        if matches!(outcome, Err(Error::StorageFull(_))) && self.collect(&db).await.is_ok() {
+            outcome = self
+                .commit_once_as(db.clone(), mutations.clone(), false)
+                .await;
+        }
+        if matches!(outcome, Err(Error::StorageFull(_))) {
+            outcome = self.commit_once(db.clone(), mutations.clone()).await;
+        }
+        // LMDB reuses the pages a commit frees only a couple of transactions later, and a
+        // pass may stop at the very top of the store after freeing some: a few rounds.
+        for _ in 0..DELETE_ROUNDS {
+            let Err(Error::StorageFull(message)) = &outcome else {
+                return outcome;
+            };
+            match self.collect(&db).await {
+                Ok(pass) if pass.collected == Collected::default() => return outcome,
+                Ok(pass) => tracing::info!(
                     db = db.as_str(),
                     ?pass.collected,
                     "the store was full for a delete: collected history and trying again"
-                );
-                self.commit_once(db, mutations).await
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, %message, "collecting history for a delete failed");
+                }
             }
-            outcome => outcome,
+            outcome = self.commit_once(db.clone(), mutations.clone()).await;
         }
+        outcome
     }
 
     /// Fails with `NoExist:` unless this node has `db`.

@@ -286,6 +286,22 @@ impl Node {
         .await
     }
 
+    /// [`Node::commit_once`] in a freeing transaction or not (`Store::commit_checked_as`).
+    async fn commit_once_as(
+        &self,
+        db: DbName,
+        mutations: Vec<Mutation>,
+        freeing: bool,
+    ) -> Result<Vec<bool>> {
+        let me = self.identity().fingerprint().clone();
+        self.write(move |store| {
+            store.commit_checked_as(&db, &mutations, freeing, |held| {
+                access::local_writes_allowed(held, &me, mutations.iter().map(Mutation::row))
+            })
+        })
+        .await
+    }
+
     /// Applies a session's page from the responder `from` in one commit, with the resume
     /// cursor kept for its peer: inside the commit's transaction, the page is screened
     /// ([`IncomingPage::screen`]) by the [`WriterCheck`] of the syncgroups held there and the

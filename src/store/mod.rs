@@ -407,10 +407,23 @@ impl Store {
         mutations: &[Mutation],
         check: impl Fn(&[crate::syncgroup::Syncgroup]) -> Result<()>,
     ) -> Result<Vec<bool>> {
-        crate::names::check_batch(mutations.len(), mutations.iter().map(Mutation::bytes).sum())?;
         let freeing = mutations
             .iter()
             .all(|mutation| matches!(mutation, Mutation::Delete { .. }));
+        self.commit_checked_as(db, mutations, freeing, check)
+    }
+
+    /// [`Store::commit_checked`] in a freeing transaction (which may use the storage's
+    /// reserve) or not, as `freeing` says: a batch of deletes tried first as an ordinary
+    /// write leaves the reserve to the collection that frees room for it.
+    pub fn commit_checked_as(
+        &self,
+        db: &DbName,
+        mutations: &[Mutation],
+        freeing: bool,
+        check: impl Fn(&[crate::syncgroup::Syncgroup]) -> Result<()>,
+    ) -> Result<Vec<bool>> {
+        crate::names::check_batch(mutations.len(), mutations.iter().map(Mutation::bytes).sum())?;
         retry_full(
             || self.commit_once(db, mutations, freeing, &check),
             is_storage_full,
