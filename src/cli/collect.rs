@@ -125,14 +125,19 @@ fn held_back_line(entry: held_back::Reader<'_>, now: i64) -> anyhow::Result<Stri
     );
     let short = &member[..member.len().min(8)];
     let behind = entry.get_generations_behind();
+    let generations = if behind == 1 {
+        "generation"
+    } else {
+        "generations"
+    };
     Ok(match entry.get_last_seen_nanos() {
         0 => format!(
             "member {short}... never reported: holds back collection of {scope} \
-             ({behind} generations held here)"
+             ({behind} {generations} held here)"
         ),
         seen => format!(
             "member {short}... last seen {} ago holds back collection of {scope}: \
-             {behind} generations behind (most on device {:016x}: {})",
+             {behind} {generations} behind (most on device {:016x}: {})",
             ago(now.saturating_sub(seen)),
             entry.get_most_behind_device(),
             entry.get_most_behind_generations()

@@ -148,7 +148,7 @@ impl Node {
             Ok(())
         } else {
             Err(Error::NoExist(format!(
-                "database {} does not exist on this node",
+                "database {:?} does not exist on this node",
                 db.as_str()
             )))
         }
