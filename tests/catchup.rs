@@ -76,7 +76,10 @@ fn a_node_behind_a_responders_horizon_catches_up_by_state_and_converges() {
         })
         .await;
         assert_eq!(catch_ups(&a, &b), 1, "a was behind b's horizon once");
-        assert_eq!(catch_ups(&b, &a), 0, "b's knowledge covers a's floor");
+        // After its catch-up a's floor is b's knowledge then (it claims what b had superseded,
+        // `store::state` rule c); a session b opened before that may not cover it, and catches
+        // up by state once too (a cost ARCHITECTURE.md's "Catch-up by state" names).
+        assert!(catch_ups(&b, &a) <= 1, "b catches up from a at most once");
         for node in [&a, &b] {
             assert_eq!(read(node, "k2").as_deref(), Some("from b"));
             assert_eq!(read(node, "gone"), None);
