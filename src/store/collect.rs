@@ -32,7 +32,7 @@ use syncbase_storage::{Scan, WriteTxn, prefix_end};
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::store::keys::{DbKeys, trailing_u64};
-use crate::store::records::{Change, EntryKind, LogEntry, RowHead, decode};
+use crate::store::records::{Change, EntryKind, LogEntry, RowHead, decode, scan_decoded};
 use crate::store::writer::load_floor;
 
 /// What collection may remove in one database.
@@ -172,31 +172,16 @@ fn read_entries(
     max: usize,
 ) -> Result<(Vec<(u64, LogEntry)>, bool)> {
     let end = prefix_end(&keys.log_prefix());
-    let mut entries = Vec::new();
-    let mut failure = None;
-    let mut more = false;
-    txn.scan(&keys.log(from), end.as_deref(), &mut |key, value| {
-        if entries.len() == max {
-            more = true;
-            return Ok(Scan::Stop);
-        }
-        let Some(position) = trailing_u64(key) else {
-            failure = Some(Error::Internal("corrupt log key".into()));
-            return Ok(Scan::Stop);
-        };
-        match decode::<LogEntry>(value, "log entry") {
-            Ok(entry) => entries.push((position, entry)),
-            Err(error) => {
-                failure = Some(error);
-                return Ok(Scan::Stop);
-            }
-        }
-        Ok(Scan::Continue)
-    })?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok((entries, !more)),
-    }
+    let (entries, done) = scan_decoded(txn, &keys.log(from), end.as_deref(), max, "log entry")?;
+    let entries = entries
+        .into_iter()
+        .map(|(key, entry)| {
+            let position =
+                trailing_u64(&key).ok_or_else(|| Error::Internal("corrupt log key".into()))?;
+            Ok((position, entry))
+        })
+        .collect::<Result<_>>()?;
+    Ok((entries, done))
 }
 
 /// Removes the entry at `position` and what it alone kept, if the cut covers it.

@@ -15,12 +15,12 @@
 //! a request, in a commit of its own when the session starts).
 
 use serde::{Deserialize, Serialize};
-use syncbase_storage::{ReadTxn, Scan, WriteTxn};
+use syncbase_storage::{ReadTxn, WriteTxn};
 
 use crate::error::Result;
 use crate::genvec::Knowledge;
 use crate::store::keys::DbKeys;
-use crate::store::records::{decode, encode};
+use crate::store::records::{decode, encode, scan_decoded};
 
 /// Reports kept per member.
 pub const MAX_REPORTS: usize = 4;
@@ -101,23 +101,17 @@ pub fn of(txn: &dyn ReadTxn, keys: &DbKeys, peer: &str) -> Result<Reports> {
 /// Every member's reports, by fingerprint.
 pub fn all(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<Vec<(String, Reports)>> {
     let prefix = keys.member_prefix();
-    let mut members = Vec::new();
-    let mut failure = None;
-    txn.scan_prefix(&prefix, &mut |key, value| {
-        let peer = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        match decode(value, "member reports") {
-            Ok(reports) => members.push((peer, reports)),
-            Err(error) => {
-                failure = Some(error);
-                return Ok(Scan::Stop);
-            }
-        }
-        Ok(Scan::Continue)
-    })?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(members),
-    }
+    let end = syncbase_storage::prefix_end(&prefix);
+    let (members, _) = scan_decoded(txn, &prefix, end.as_deref(), usize::MAX, "member reports")?;
+    Ok(members
+        .into_iter()
+        .map(|(key, reports)| {
+            (
+                String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                reports,
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -194,6 +194,42 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|e| Error::Internal(format!("corrupt {what}: {e}")))
 }
 
+/// Stored entries with their values decoded, and whether a scan reached its end.
+pub type Decoded<T> = (Vec<(Vec<u8>, T)>, bool);
+
+/// Up to `max` entries with `start <= key < end`, each value decoded as `what`, in key
+/// order, and whether they reach `end`. A value that does not decode ends the scan with its
+/// error (kept as an error of ours, not a storage one).
+pub fn scan_decoded<T: DeserializeOwned>(
+    txn: &dyn syncbase_storage::ReadTxn,
+    start: &[u8],
+    end: Option<&[u8]>,
+    max: usize,
+    what: &str,
+) -> Result<Decoded<T>> {
+    let mut entries = Vec::new();
+    let mut failure = None;
+    let mut more = false;
+    txn.scan(start, end, &mut |key, value| {
+        if entries.len() == max {
+            more = true;
+            return Ok(syncbase_storage::Scan::Stop);
+        }
+        match decode(value, what) {
+            Ok(decoded) => entries.push((key.to_vec(), decoded)),
+            Err(error) => {
+                failure = Some(error);
+                return Ok(syncbase_storage::Scan::Stop);
+            }
+        }
+        Ok(syncbase_storage::Scan::Continue)
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok((entries, !more)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
