@@ -35,16 +35,12 @@ use common::nodes::{link, start};
 use common::rows::{digest, read, write};
 use common::{DB, eventually, on_local};
 
-/// Collects `rows` of table `t` at `node` by hand: their history gone, its floor raised to
-/// its knowledge.
-fn collect(node: &EmbeddedServer, rows: &[&str]) {
-    let rows: Vec<(String, String)> = rows
-        .iter()
-        .map(|row| ("t".to_owned(), (*row).to_owned()))
-        .collect();
+/// A history-collection pass at `node`, which shares table `t` with no one yet: everything
+/// it has seen there is collectable.
+async fn collect(node: &EmbeddedServer) {
     node.node()
-        .store()
-        .collect_rows_by_hand(&DbName::parse(DB).unwrap(), &[Scope::new("t", "")], &rows)
+        .collect(&DbName::parse(DB).unwrap())
+        .await
         .unwrap();
 }
 
@@ -68,7 +64,7 @@ fn a_node_behind_a_responders_horizon_catches_up_by_state_and_converges() {
         }
         write(&b, "shared", Some("b's, later")).await;
         write(&b, "gone", None).await;
-        collect(&b, &["gone"]);
+        collect(&b).await;
         link(&a, &b).await;
         let what = "a caught up by state and both hold the same rows";
         eventually(what, Duration::from_secs(15), || {
@@ -123,11 +119,15 @@ impl StateSession for &AlwaysBehind {
 impl<'a> PeerClient for &'a AlwaysBehind {
     type State = &'a AlwaysBehind;
 
-    async fn reconcile_state(&self, _: StateRequest) -> Result<(StateBegin, &'a AlwaysBehind)> {
+    async fn reconcile_state(
+        &self,
+        request: StateRequest,
+    ) -> Result<(StateBegin, &'a AlwaysBehind)> {
         let begin = StateBegin {
             responder: DeviceId(42),
             knowledge: Knowledge::new(),
             floor: Knowledge::new(),
+            scopes: request.scopes,
         };
         Ok((begin, *self))
     }

@@ -7,16 +7,19 @@
 //! minimum of the cuts of every shared scope covering the row (a row in a table no scope
 //! shares is this node's alone: everything it has seen is collectable). Then:
 //! - its log entry and index entry go (every member that counts holds it; anyone else is
-//!   below the floor and catches up by state), except a live head's: the log is what names
+//!   below the floor and catches up by state), except a head's: the log is what names
 //!   every DAG node held, so a head's entry stays until a later version supersedes it and
 //!   the node goes with it;
 //! - a DAG node that is not the row's head goes with its value (no head can be a descendant
 //!   of nothing, and last-writer-wins never reads an ancestor: a late sibling of it settles
 //!   against the head);
-//! - a head that is a tombstone goes with its row (every member has seen the delete, and by
-//!   the cut's matrix condition holds every write concurrent with it: none can arrive later
-//!   and come back to life);
-//! - a live head keeps its row, node and entry (the row's state and what a conflict reads).
+//! - a head keeps its row, node and entry, a tombstone head included: a later write of the
+//!   row names it as its parent, so that write descends from the delete on every node
+//!   whatever the clocks say (a clock capped against a peer's future timestamp can stamp
+//!   it earlier than the delete), and a member that missed the delete (restored from a
+//!   backup, or back from past the horizon) settles its own version against it by
+//!   last-writer-wins instead of bringing the row back. The cost: a deleted key keeps its
+//!   tombstone until it is written again.
 //!
 //! Before removing anything, a step raises the database's **collection floor** (`D z`) to
 //! the cut in the same transaction, so a responder refuses (`BehindHorizon:`) an initiator
@@ -32,7 +35,7 @@ use syncbase_storage::{Scan, WriteTxn, prefix_end};
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::store::keys::{DbKeys, trailing_u64};
-use crate::store::records::{Change, EntryKind, LogEntry, RowHead, decode, scan_decoded};
+use crate::store::records::{Change, DagNode, EntryKind, LogEntry, RowHead, decode, scan_decoded};
 use crate::store::writer::load_floor;
 
 /// What collection may remove in one database.
@@ -79,9 +82,9 @@ impl Cut {
 pub struct Collected {
     /// Log entries removed (writes and resolutions).
     pub records: u64,
-    /// DAG nodes removed (superseded versions and collected tombstones).
+    /// DAG nodes removed (superseded versions, tombstones included).
     pub versions: u64,
-    /// Rows removed: tombstones every member had seen.
+    /// Of those, superseded tombstones (a deleted row written again; a tombstone head stays).
     pub tombstones: u64,
     /// Watch-feed changes removed.
     pub changes: u64,
@@ -217,9 +220,9 @@ fn collect_entry(
     Ok(())
 }
 
-/// Removes the DAG node `entry` added unless it is the row's live head (then the entry
-/// stays too, and goes with the node once a later version supersedes it); a tombstone head
-/// goes with its row. Whether the entry may go.
+/// Removes the DAG node `entry` added unless it is the row's head, live or tombstone (then
+/// the entry stays too, and goes with the node once a later version supersedes it). Whether
+/// the entry may go.
 fn collect_version(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
@@ -232,16 +235,17 @@ fn collect_version(
         .get(&row_key)?
         .map(|bytes| decode(&bytes, "row head"))
         .transpose()?;
-    match head {
-        Some(head) if head.version == entry.version && !head.deleted => return Ok(false),
-        Some(head) if head.version == entry.version => {
-            remove(txn, &row_key, collected)?;
+    if head.is_some_and(|head| head.version == entry.version) {
+        return Ok(false);
+    }
+    let node_key = keys.node(table, row, entry.version);
+    if let Some(bytes) = txn.get(&node_key)? {
+        let node: DagNode = decode(&bytes, "DAG node")?;
+        remove(txn, &node_key, collected)?;
+        collected.versions += 1;
+        if node.deleted {
             collected.tombstones += 1;
         }
-        _ => {}
-    }
-    if remove(txn, &keys.node(table, row, entry.version), collected)? {
-        collected.versions += 1;
     }
     Ok(true)
 }

@@ -203,11 +203,10 @@ fn relog(db: &mut DbWriter<'_>, old: DeviceId, new: DeviceId, safe: Generation) 
             continue;
         };
         if entry.kind == EntryKind::Node {
+            // Collected under another pair of the same version (`store::log` skips such an
+            // entry): nothing to carry over.
             let Some(mut node) = db.node(&entry.table, &entry.row, entry.version)? else {
-                return Err(Error::Internal(format!(
-                    "log names a missing DAG node of {}:{}",
-                    entry.table, entry.row
-                )));
+                continue;
             };
             node.device = new;
             node.generation = entry.generation;

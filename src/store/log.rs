@@ -164,15 +164,14 @@ fn wanted_record(
     let content = match entry.kind {
         EntryKind::Node => {
             let key = keys.node(&entry.table, &entry.row, entry.version);
-            let mut node: DagNode = match txn.get(&key)? {
-                Some(bytes) => decode(&bytes, "DAG node")?,
-                None => {
-                    return Err(crate::error::Error::Internal(format!(
-                        "log names a missing DAG node of {}:{}",
-                        entry.table, entry.row
-                    )));
-                }
+            // A version can be logged under two pairs (its writer's epoch logged it again, or
+            // a catch-up by state took it under its own pair). Collecting the entry of one
+            // pair removes the node: every member already holds the version, so the other
+            // entry has nothing left to send.
+            let Some(bytes) = txn.get(&key)? else {
+                return Ok(None);
             };
+            let mut node: DagNode = decode(&bytes, "DAG node")?;
             // The entry names the record: a write logged again by its writer's epoch is sent
             // under its new pair even where the node was first stored under the old one.
             node.device = entry.device;

@@ -11,13 +11,12 @@
 //!   `from_sync`); otherwise (h_I is a write the responder never saw) h_R is grafted and the
 //!   conflict settled as any page's is (`store::apply`, a link record at this node's next
 //!   generation);
-//! - b. a row only this node holds (its id unknown there, no fetched head for it): covered by
-//!   K_R, the responder deleted it and collected the tombstone: the row is removed here (head,
-//!   DAG nodes, log and index entries, a change `deleted` `from_sync`); not covered, it is a
-//!   write the responder never saw and stays, but if its history touches what the responder
-//!   saw (an ancestor covered by K_R, or a parent missing here) the row was deleted there and
-//!   the tombstone that would settle it is gone, so its value is written again as a new local
-//!   write on top of it, which beats the old delete everywhere by last-writer-wins;
+//! - b. a row only this node holds (its id unknown there, no fetched head for it): not covered
+//!   by K_R, it is a write the responder never saw and stays (the log brings it there); covered,
+//!   the responder saw it and no longer holds the row at all, which collection never does
+//!   (a tombstone head stays, `store::collect`), so only a store written before tombstones
+//!   stayed shows it: the row is removed here (head, DAG nodes, log and index entries, a
+//!   change `deleted` `from_sync`), as the responder's state says;
 //! - c. last: K_R is merged into this node's knowledge, F_R into its floor, and the resume
 //!   cursor kept with the peer forgotten (its position predates the new knowledge).
 //!
@@ -33,7 +32,7 @@ use crate::genvec::{DeviceId, Knowledge, Scope};
 use crate::names::DbName;
 use crate::store::apply::{self, Resolution};
 use crate::store::keys::{DbKeys, SEP};
-use crate::store::local::{self, Writer};
+use crate::store::local::Writer;
 use crate::store::records::{
     Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, RowHead, Version, decode,
 };
@@ -103,8 +102,6 @@ pub struct StateApplied {
     pub unchanged: u64,
     /// Rows removed: deleted and collected at the responder (rule b).
     pub removed: u64,
-    /// Rows written again over a delete whose tombstone is gone (rule b).
-    pub rewritten: u64,
     /// Conflicts the grafts left, as settled.
     pub resolutions: Vec<Resolution>,
 }
@@ -116,7 +113,6 @@ impl StateApplied {
         self.grafted += other.grafted;
         self.unchanged += other.unchanged;
         self.removed += other.removed;
-        self.rewritten += other.rewritten;
         self.resolutions.extend(other.resolutions);
     }
 }
@@ -178,31 +174,6 @@ impl Store {
         Ok(records)
     }
 
-    /// Removes every trace of `rows` of `db` (heads, DAG nodes, log and index entries) and
-    /// raises its collection floor to its knowledge of `scopes`, own generations included,
-    /// in one transaction: what history collection does to rows whose tombstones every
-    /// member saw. A test hook (the end-to-end catch-up tests make a responder that collected
-    /// with it) until `store::collect` lands; nothing in the node calls it.
-    #[doc(hidden)]
-    pub fn collect_rows_by_hand(
-        &self,
-        db: &DbName,
-        scopes: &[Scope],
-        rows: &[(String, String)],
-    ) -> Result<()> {
-        let keys = DbKeys::new(db.as_str());
-        let rows: BTreeSet<(String, String)> = rows.iter().cloned().collect();
-        let mut txn = self.storage().write()?;
-        let own = load_state(txn.as_ref(), &keys)?.own_generation();
-        let floor = load_knowledge(txn.as_ref(), &keys)?.request_for(scopes, self.device(), own);
-        purge_rows(txn.as_mut(), &keys, &rows)?;
-        let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
-        writer.raise_floor(&floor)?;
-        writer.finish(self.clock().last())?;
-        txn.commit()?;
-        Ok(())
-    }
-
     /// Applies one step of a catch-up by state in one write transaction (see the module doc).
     /// `allows` is given the syncgroups of `db` held here as the transaction reads them and
     /// returns whether a fetched record's writer may have written it; a page holding one it
@@ -256,8 +227,7 @@ impl Store {
             } => {
                 let caps = notice::caps(txn.as_ref(), &keys)?;
                 let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
-                let (applied, removed) =
-                    settle_rows_only_here(&mut writer, &self.writer(), rows, knowledge)?;
+                let (applied, removed) = settle_rows_only_here(&mut writer, rows, knowledge)?;
                 let mut mine = writer.knowledge()?;
                 mine.merge_response(knowledge);
                 notice::cap(&caps, &mut mine);
@@ -421,7 +391,6 @@ fn take_head(
 /// rows to purge.
 fn settle_rows_only_here(
     db: &mut DbWriter<'_>,
-    writer: &Writer<'_>,
     rows: &[(String, String)],
     knowledge: &Knowledge,
 ) -> Result<(StateApplied, BTreeSet<(String, String)>)> {
@@ -444,70 +413,9 @@ fn settle_rows_only_here(
             })?;
             removed.insert((table.clone(), row.clone()));
             applied.removed += 1;
-        } else if touches(db, knowledge, table, row, &node)? {
-            rewrite(db, writer, table, row, head.version, &node)?;
-            applied.rewritten += 1;
         }
     }
     Ok((applied, removed))
-}
-
-/// Whether the history of `node` (its parents and link-added parents, transitively) reaches
-/// a write the responder's knowledge covers, or a parent missing here.
-fn touches(
-    db: &DbWriter<'_>,
-    knowledge: &Knowledge,
-    table: &str,
-    row: &str,
-    node: &DagNode,
-) -> Result<bool> {
-    let mut seen = BTreeSet::new();
-    let mut next: Vec<Version> = node.parents.iter().chain(&node.linked).copied().collect();
-    while let Some(version) = next.pop() {
-        if !seen.insert(version) {
-            continue;
-        }
-        let Some(ancestor) = db.node(table, row, version)? else {
-            return Ok(true);
-        };
-        if covered(knowledge, table, row, &ancestor) {
-            return Ok(true);
-        }
-        next.extend(ancestor.parents.iter().chain(&ancestor.linked).copied());
-    }
-    Ok(false)
-}
-
-/// Writes `node`'s value (or tombstone) again as a new local write on top of `parent`.
-fn rewrite(
-    db: &mut DbWriter<'_>,
-    writer: &Writer<'_>,
-    table: &str,
-    row: &str,
-    parent: Version,
-    node: &DagNode,
-) -> Result<()> {
-    let version = Version::random(writer.random)?;
-    let fresh = DagNode {
-        parents: vec![parent],
-        device: writer.device,
-        generation: db.next_generation(),
-        hlc: writer.clock.now().max(node.hlc.successor()),
-        deleted: node.deleted,
-        batch_id: 0,
-        batch_count: 1,
-        value: node.value.clone(),
-        linked: Vec::new(),
-    };
-    tracing::info!(
-        table,
-        row,
-        parent = %parent.to_hex(),
-        version = %version.to_hex(),
-        "catch-up by state: a write the peer never saw, on a row it deleted and collected, is \
-         written again so it beats that delete everywhere"
-    );
-    local::write_node(db, table, row, version, &fresh, writer.device)
 }
 
 /// Removes every trace of `rows`: heads, DAG nodes, and log entries with their index entries

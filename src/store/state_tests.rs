@@ -1,7 +1,7 @@
 //! The rules of catch-up by state (`store::state`), each pinned on memory stores synced by
-//! hand: the responder's "collection" is done by hand too (its row's history removed, its
-//! floor raised to its knowledge), and the exchange is the set difference of the two stores'
-//! items, which is what negentropy finds (`sync::catchup` runs the real one).
+//! hand: the responder collects everything it has seen (a cut of its own knowledge, as a
+//! node whose members all reported would), and the exchange is the set difference of the
+//! two stores' items, which is what negentropy finds (`sync::catchup` runs the real one).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -53,14 +53,16 @@ fn pull(to: &Store, from: &Store) -> Applied {
     super::test_sync::pull(to, from, &db(), &scopes())
 }
 
-/// What collection does to `rows` at `store`, by hand: every trace of them gone, and the
-/// floor raised to the store's knowledge (with its own generations).
-fn collect(store: &Store, rows: &[&str]) {
-    let rows: Vec<(String, String)> = rows
-        .iter()
-        .map(|row| ("t".to_owned(), (*row).to_owned()))
-        .collect();
-    store.collect_rows_by_hand(&db(), &scopes(), &rows).unwrap();
+/// A whole collection pass at `store` under a cut of everything it has seen of table `t`.
+fn collect(store: &Store) {
+    let mut seen = store.knowledge(&db()).unwrap().bound_for(&scopes()[0]);
+    seen.raise(store.device(), store.state(&db()).unwrap().own_generation());
+    let mut cut = crate::store::collect::Cut::default();
+    cut.shared.insert(scopes()[0].clone(), seen);
+    let mut cursor = CollectCursor::default();
+    while !cursor.done {
+        cursor = store.collect_step(&db(), &cut, cursor, 1000).unwrap().0;
+    }
 }
 
 /// One catch-up of `to` from `from` by state: the items only `from` holds are fetched and
@@ -107,25 +109,23 @@ fn catch_up(to: &Store, from: &Store) -> (StateApplied, usize) {
 }
 
 #[test]
-fn a_row_deleted_and_collected_at_the_responder_disappears_at_the_initiator() {
+fn a_row_deleted_at_the_responder_is_deleted_at_the_initiator_by_the_kept_tombstone() {
     let (a, r) = (store(), store());
     put(&r, "gone", b"1");
     put(&r, "kept", b"2");
     pull(&a, &r);
     delete(&r, "gone");
-    collect(&r, &["gone"]);
+    collect(&r);
+    let tombstone = head(&r, "gone").expect("collection keeps a tombstone head");
+    assert!(tombstone.deleted);
     let (applied, fetched) = catch_up(&a, &r);
-    assert_eq!(applied.removed, 1, "{applied:?}");
-    assert_eq!(fetched, 0, "nothing the initiator lacks");
-    assert_eq!(get(&a, "gone"), None);
-    let dag = a.row_dag(&db(), "t", "gone").unwrap();
-    assert!(dag.head.is_none() && dag.nodes.is_empty(), "{dag:?}");
-    assert!(
-        a.logged(&db())
-            .unwrap()
-            .iter()
-            .all(|entry| entry.row != "gone")
+    assert_eq!(
+        (fetched, applied.heads_taken, applied.removed),
+        (1, 1, 0),
+        "{applied:?}"
     );
+    assert_eq!(get(&a, "gone"), None);
+    assert_eq!(head(&a, "gone"), Some(tombstone));
     assert_eq!(get(&a, "kept").as_deref(), Some(&b"2"[..]));
     assert_eq!(
         a.floor(&db()).unwrap(),
@@ -146,9 +146,10 @@ fn a_write_the_responder_never_saw_survives_and_reaches_it() {
     put(&a, "new", b"only at a");
     put(&a, "old", b"2 at a");
     delete(&r, "gone");
-    collect(&r, &["gone"]);
+    collect(&r);
     let (applied, _) = catch_up(&a, &r);
-    assert_eq!((applied.removed, applied.rewritten), (1, 0), "{applied:?}");
+    assert_eq!(applied.removed, 0, "{applied:?}");
+    assert_eq!(get(&a, "gone"), None);
     assert_eq!(get(&a, "new").as_deref(), Some(&b"only at a"[..]));
     assert_eq!(get(&a, "old").as_deref(), Some(&b"2 at a"[..]));
     pull(&r, &a);
@@ -158,29 +159,35 @@ fn a_write_the_responder_never_saw_survives_and_reaches_it() {
 }
 
 #[test]
-fn a_write_on_a_row_deleted_and_collected_while_away_is_written_again_and_wins_everywhere() {
+fn a_write_made_while_away_settles_against_a_collected_delete_by_last_writer_wins_everywhere() {
     let (a, r, c) = (store(), store(), store());
-    put(&r, "k", b"1");
+    put(&r, "deleted later", b"1");
+    put(&r, "written later", b"1");
     pull(&a, &r);
     pull(&c, &r);
-    // A, away, writes k; then R deletes it, C takes the tombstone, and R collects it.
-    put(&a, "k", b"2 written while away");
-    delete(&r, "k");
+    // A, away, writes one row before R deletes it and the other after R deleted it; C takes
+    // both deletes; R collects everything it has seen.
+    put(
+        &a,
+        "deleted later",
+        b"written while away, before the delete",
+    );
+    delete(&r, "deleted later");
+    delete(&r, "written later");
     pull(&c, &r);
-    assert_eq!(get(&c, "k"), None);
-    collect(&r, &["k"]);
-    let (applied, _) = catch_up(&a, &r);
-    assert_eq!(applied.rewritten, 1, "{applied:?}");
-    let value = Some(b"2 written while away".to_vec());
-    assert_eq!(get(&a, "k"), value);
-    // Both writes reach R (whose tombstone is gone) and C (which holds it): the rewrite is
-    // later than the delete, so every node settles on it.
+    put(&a, "written later", b"written while away, after the delete");
+    collect(&r);
+    catch_up(&a, &r);
+    assert_eq!(get(&a, "deleted later"), None, "the later delete wins");
+    let value = Some(b"written while away, after the delete".to_vec());
+    assert_eq!(get(&a, "written later"), value, "the later write wins");
+    // Every node settles the same way, the one that collected and the one that did not.
     pull(&r, &a);
     pull(&c, &a);
-    assert_eq!(get(&r, "k"), value);
-    assert_eq!(get(&c, "k"), value, "the old delete lost to the rewrite");
-    pull(&a, &c);
-    assert_eq!(head(&a, "k").map(|h| h.value), value);
+    for key in ["deleted later", "written later"] {
+        assert_eq!(head(&r, key), head(&a, key), "{key}");
+        assert_eq!(head(&c, key), head(&a, key), "{key}");
+    }
 }
 
 #[test]
@@ -192,7 +199,7 @@ fn a_head_the_responder_superseded_is_replaced_and_one_it_never_saw_is_resolved(
     put(&r, "plain", b"2 at r");
     put(&a, "both", b"a's");
     put(&r, "both", b"r's, later");
-    collect(&r, &[]);
+    collect(&r);
     let (applied, fetched) = catch_up(&a, &r);
     assert_eq!(fetched, 2);
     assert_eq!(
@@ -216,7 +223,7 @@ fn an_identical_row_costs_no_fetch() {
     }
     delete(&r, "c");
     pull(&a, &r);
-    collect(&r, &[]);
+    collect(&r);
     let (applied, fetched) = catch_up(&a, &r);
     assert_eq!(fetched, 0);
     assert_eq!(applied, StateApplied::default());

@@ -595,7 +595,6 @@ async fn catch_up_by_state<H: Host, C: PeerClient>(
         taken = done.applied.heads_taken,
         grafted = done.applied.grafted,
         removed = done.applied.removed,
-        rewritten = done.applied.rewritten,
         "caught up by state"
     );
     Ok(())
