@@ -83,14 +83,16 @@ interface Sync {
 
   reconcileState @10 (db :Text, scopes :List(Data))
       -> (session :StateSession, responderDevice :UInt64, knowledge :T.Knowledge,
-          floor :T.Knowledge);
+          floor :T.Knowledge, scopes :List(Data));
   # {Read} Opens a catch-up by state for one database (not in the original; ARCHITECTURE.md,
   # "Catch-up by state"): an initiator whose getDeltas was refused with `BehindHorizon:`
   # (records it lacks were collected here) reconciles the row heads under `scopes` (each a
   # data scope, `table 0xfe rowPrefix`) with this node's by negentropy, fetches those it
   # lacks, and asks for deltas again. The answer carries this node's device, its knowledge
   # and its collection floor for the scopes, read from the same snapshot as the session's
-  # row heads. Errors: NoAccess unless the caller may read every scope (as for getDeltas) and
+  # row heads. The session serves the scopes asked for that the caller may read, and `scopes`
+  # names them (as getDeltas leaves the others out; an answer without `scopes` serves every
+  # scope asked for). Errors: NoAccess unless the caller may read one of the scopes and
   # the database is here; InvalidArgument for no scope or a malformed one; ResourceExhausted
   # when the connection already runs its most streams (an open session counts as one until
   # the caller drops it).

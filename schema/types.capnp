@@ -79,6 +79,11 @@ struct DataDeltaReq {
   markGenerations @7 :List(UInt64);
   # Generations of the initiator's device whose records the responder's pushes report as
   # marks (the first one it wrote after each of its last opens; at most 64).
+  initFloor @8 :Knowledge;
+  # Not in the original: the initiator's collection floor as stored, per prefix the
+  # generations it collected or caught up past by state (empty for none). The responder
+  # counts it as known when it checks its own floor (`BehindHorizon`): a device the initiator
+  # keeps its knowledge of at an epoch's safe point stays below a floor it has caught up past.
 }
 
 struct EpochNotice {

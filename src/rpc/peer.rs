@@ -361,6 +361,10 @@ fn decode_request(data: data_delta_req::Reader<'_>) -> Result<DeltaRequest, capn
         live: data.get_live(),
         resume: wire::read_resume_token(data.get_resume())?,
         mark_at,
+        floor: match data.has_init_floor() {
+            true => wire::read_knowledge(data.get_init_floor()?)?,
+            false => crate::genvec::Knowledge::new(),
+        },
     })
 }
 

@@ -283,7 +283,7 @@ impl PeerClient for CapnpPeer {
             }
         }
         let answer = call.send().promise.await?;
-        read_state_answer(answer.get()?)
+        read_state_answer(answer.get()?, &request.scopes)
     }
 
     async fn get_deltas<H: Host>(
@@ -307,7 +307,8 @@ impl PeerClient for CapnpPeer {
             for (i, generation) in request.mark_at.iter().enumerate() {
                 marks.set(i as u32, generation.get());
             }
-            wire::write_knowledge(&request.knowledge, data.init_init_vec());
+            wire::write_knowledge(&request.knowledge, data.reborrow().init_init_vec());
+            wire::write_knowledge(&request.floor, data.reborrow().init_init_floor());
         }
         let sink: delta_sink::Client = capnp_rpc::new_client(DeltaSinkImpl::new(pages));
         run_get_deltas(call, sink).await

@@ -47,6 +47,7 @@ pub fn serve_reconcile_state(
     results.set_responder_device(begin.responder.0);
     write_knowledge(&begin.knowledge, results.reborrow().init_knowledge());
     write_knowledge(&begin.floor, results.reborrow().init_floor());
+    write_scopes(&begin.scopes, results.reborrow());
     let session = StateSessionImpl {
         responder,
         budget: budget.clone(),
@@ -73,6 +74,38 @@ fn read_state_request(params: sync::reconcile_state_params::Reader<'_>) -> Resul
         scopes.push(scope);
     }
     Ok(StateRequest { db, scopes })
+}
+
+/// The served scopes into `reconcileState`'s answer.
+fn write_scopes(scopes: &[Scope], results: sync::reconcile_state_results::Builder<'_>) {
+    let mut list = results.init_scopes(scopes.len() as u32);
+    for (i, scope) in scopes.iter().enumerate() {
+        list.set(i as u32, &scope.to_bytes());
+    }
+}
+
+/// The served scopes of `reconcileState`'s answer: those asked for if it names none (a
+/// responder older than the field serves them all or refuses).
+fn read_served(
+    results: sync::reconcile_state_results::Reader<'_>,
+    asked: &[Scope],
+) -> Result<Vec<Scope>> {
+    if !results.has_scopes() {
+        return Ok(asked.to_vec());
+    }
+    let list = results.get_scopes().map_err(malformed)?;
+    if list.len() as usize > MAX_STATE_SCOPES {
+        return Err(Error::invalid(format!(
+            "reconcileState answer names {} scopes, over {MAX_STATE_SCOPES}",
+            list.len()
+        )));
+    }
+    list.iter()
+        .map(|bytes| {
+            Scope::from_bytes(bytes.map_err(malformed)?)
+                .map_err(|e| Error::invalid(format!("scope: {e}")))
+        })
+        .collect()
 }
 
 fn malformed(error: capnp::Error) -> Error {
@@ -156,12 +189,14 @@ pub struct CapnpState {
 /// Reads `reconcileState`'s answer.
 pub(crate) fn read_state_answer(
     results: sync::reconcile_state_results::Reader<'_>,
+    asked: &[Scope],
 ) -> Result<(StateBegin, CapnpState)> {
     let device = results.get_responder_device();
     let begin = StateBegin {
         responder: DeviceId(device),
         knowledge: read_knowledge(results.get_knowledge().map_err(malformed)?)?,
         floor: read_knowledge(results.get_floor().map_err(malformed)?)?,
+        scopes: read_served(results, asked)?,
     };
     let session = results.get_session().map_err(malformed)?;
     Ok((begin, CapnpState { session }))
@@ -365,7 +400,8 @@ mod tests {
         {
             let mut results = answer.init_root::<sync::reconcile_state_results::Builder<'_>>();
             write_knowledge(&begin.knowledge, results.reborrow().init_knowledge());
-            write_knowledge(&begin.floor, results.init_floor());
+            write_knowledge(&begin.floor, results.reborrow().init_floor());
+            write_scopes(&begin.scopes, results);
         }
         session.add_fetched(answer.size_in_words() * 8);
         let opened = {
@@ -415,10 +451,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_caller_that_may_not_read_every_scope_asked_for_is_refused() {
+    async fn a_caller_is_served_the_scopes_it_may_read_and_refused_if_none() {
         let (node, peer) = responder().await;
         let wider = vec![Scope::new("t", ""), Scope::new("other", "")];
-        let refused = StateResponder::begin(node.clone(), peer.clone(), request(wider));
+        let (begin, _) = StateResponder::begin(node.clone(), peer.clone(), request(wider)).unwrap();
+        assert_eq!(begin.scopes, vec![Scope::new("t", "")]);
+        let unreadable = vec![Scope::new("other", "")];
+        let refused = StateResponder::begin(node.clone(), peer.clone(), request(unreadable));
         assert_eq!(refused.err().map(|e| e.id()), Some("NoAccess"));
         let none = StateResponder::begin(node.clone(), peer, request(Vec::new()));
         assert_eq!(none.err().map(|e| e.id()), Some("InvalidArgument"));

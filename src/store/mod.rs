@@ -835,6 +835,18 @@ impl Store {
         load_floor(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
     }
 
+    /// The database's collection floor as stored, not kept at epochs' safe points as
+    /// [`Store::floor`] is: what this node collected or caught up past by state (rule c of
+    /// `store::state` raises it to the responder's knowledge and floor). A getDeltas request
+    /// carries it (`sync::responder::check_floor`).
+    pub fn stored_floor(&self, db: &DbName) -> Result<Knowledge> {
+        let txn = self.storage.read()?;
+        match txn.get(&DbKeys::new(db.as_str()).floor())? {
+            Some(bytes) => crate::store::records::decode(&bytes, "collection floor"),
+            None => Ok(Knowledge::new()),
+        }
+    }
+
     /// Keeps `knowledge` as a report of what `peer` knows of `db` now (the knowledge its
     /// getDeltas request carried), for collection (`store::members`). Reports are what lets
     /// collection free a full store, and a member's are bounded (`MAX_REPORTS`), so the

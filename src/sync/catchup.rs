@@ -62,6 +62,9 @@ pub struct StateBegin {
     pub responder: DeviceId,
     pub knowledge: Knowledge,
     pub floor: Knowledge,
+    /// The scopes served: those asked for that the caller may read (`reconcileState` leaves
+    /// the others out, as getDeltas does).
+    pub scopes: Vec<Scope>,
 }
 
 /// One catch-up-by-state session at a peer, as the initiator calls it.
@@ -121,6 +124,14 @@ where
 {
     use CatchUpError::{Local, Peer};
     let store = host.store();
+    let (begin, session) = open.await.map_err(Peer)?;
+    check_begin(&request, &begin, store.device()).map_err(Local)?;
+    refuse_a_copy(host, peer, &request.db, &begin).await?;
+    // Only the scopes the responder serves: a row under another is not "only here".
+    let request = StateRequest {
+        db: request.db,
+        scopes: begin.scopes.clone(),
+    };
     let items = store
         .state_items(&request.db, &request.scopes)
         .map_err(Local)?;
@@ -132,9 +143,6 @@ where
         .and_then(|storage| Negentropy::owned(storage, FRAME_LIMIT).map_err(protocol))
         .map_err(Local)?;
     let mut message = negentropy.initiate().map_err(protocol).map_err(Local)?;
-    let (begin, session) = open.await.map_err(Peer)?;
-    check_begin(&request, &begin, store.device()).map_err(Local)?;
-    refuse_a_copy(host, peer, &request.db, &begin).await?;
     let mut done = CaughtUp::default();
     let (mut have, mut need) = (Vec::new(), Vec::new());
     loop {
@@ -268,8 +276,22 @@ fn check_begin(request: &StateRequest, begin: &StateBegin, me: DeviceId) -> Resu
             begin.responder.0
         )));
     }
+    if begin.scopes.is_empty() {
+        return Err(Error::invalid(
+            "catch-up by state: the responder serves no scope",
+        ));
+    }
+    if let Some(scope) = begin
+        .scopes
+        .iter()
+        .find(|served| !request.scopes.contains(served))
+    {
+        return Err(Error::invalid(format!(
+            "catch-up by state: the responder serves scope {scope}, which was not asked for"
+        )));
+    }
     for (scope, _) in begin.knowledge.iter().chain(begin.floor.iter()) {
-        if !request.scopes.iter().any(|asked| asked.contains(scope)) {
+        if !begin.scopes.iter().any(|asked| asked.contains(scope)) {
             return Err(Error::invalid(format!(
                 "catch-up by state: knowledge for scope {scope}, which was not asked for"
             )));
@@ -396,14 +418,17 @@ pub struct StateResponder<H: Host> {
 }
 
 impl<H: Host> StateResponder<H> {
-    /// Opens a session: checks that `peer` may read every scope asked for (`NoAccess:`
-    /// otherwise; `InvalidArgument:` for no scope), then takes the snapshot.
+    /// Opens a session over the scopes asked for that `peer` may read (`NoAccess:` if none;
+    /// `InvalidArgument:` for no scope), then takes the snapshot.
     pub fn begin(
         node: Arc<H>,
         peer: Fingerprint,
         request: StateRequest,
     ) -> Result<(StateBegin, StateResponder<H>)> {
-        authorize(&*node, &peer, &request)?;
+        let request = StateRequest {
+            scopes: authorize(&*node, &peer, &request)?,
+            db: request.db,
+        };
         let store = node.store();
         let snapshot = store.state_snapshot(&request.db, &request.scopes)?;
         let negentropy = Negentropy::owned(
@@ -420,6 +445,7 @@ impl<H: Host> StateResponder<H> {
             responder: store.device(),
             knowledge: snapshot.knowledge,
             floor: snapshot.floor,
+            scopes: request.scopes.clone(),
         };
         let responder = StateResponder {
             node,
@@ -507,23 +533,34 @@ impl<H: Host> StateResponder<H> {
     }
 }
 
-/// Every scope must be readable by the caller (`NoAccess:`), and the database held here.
-fn authorize(node: &impl Host, peer: &Fingerprint, request: &StateRequest) -> Result<()> {
+/// The scopes asked for that the caller may read: at least one (`NoAccess:`), and the
+/// database held here.
+fn authorize(node: &impl Host, peer: &Fingerprint, request: &StateRequest) -> Result<Vec<Scope>> {
     if request.scopes.is_empty() {
         return Err(Error::invalid("reconcileState names no scope"));
     }
     let db = request.db.as_str();
+    let mut readable = Vec::with_capacity(request.scopes.len());
     for scope in &request.scopes {
-        if !node.may_read_scope(peer, &request.db, scope)? {
-            return Err(Error::NoAccess(format!(
-                "{peer} holds no Read capability for scope {scope} of database {db:?}"
-            )));
+        if node.may_read_scope(peer, &request.db, scope)? {
+            readable.push(scope.clone());
         }
+    }
+    if readable.is_empty() {
+        return Err(Error::NoAccess(format!(
+            "{peer} holds no Read capability for any scope asked for ({}) of database {db:?}",
+            request
+                .scopes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     if !node.store().has_database(&request.db)? {
         return Err(Error::NoAccess(format!(
             "database {db:?} is not shared with this peer"
         )));
     }
-    Ok(())
+    Ok(readable)
 }

@@ -123,6 +123,7 @@ impl<H: Host> Session<H> {
             live: true,
             resume,
             mark_at: store.mark_points(&self.db)?,
+            floor: store.stored_floor(&self.db)?,
         })
     }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::changes::ChangeReceiver;
 use crate::error::{Error, Result};
-use crate::genvec::{DeviceId, Generation, Knowledge};
+use crate::genvec::{DeviceId, Generation, Knowledge, Scope};
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{Mark, Page, PageRequest};
@@ -52,6 +52,10 @@ pub struct DeltaRequest {
     pub resume: Option<Vec<u8>>,
     /// The generations of the initiator's device to report the marks of.
     pub mark_at: Vec<Generation>,
+    /// The initiator's collection floor as stored (`Store::stored_floor`): what it collected
+    /// or caught up past by state, which its knowledge may not show (knowledge of a device
+    /// left at an epoch stays at the safe point). Counted as known by [`check_floor`].
+    pub floor: Knowledge,
 }
 
 /// Where pages go (the Cap'n Proto sink, or a test's vector).
@@ -333,14 +337,7 @@ fn check_floor(
     // Kept at the safe point of every device left at an epoch (`store::load_floor`):
     // knowledge of such a device stays there on every node that took the notice.
     let floor = store.floor(&request.db)?;
-    if floor.is_empty() {
-        return Ok(());
-    }
-    let mut known = served.clone();
-    for also in also_known.into_iter().flatten() {
-        known.merge_response(also);
-    }
-    match floor.first_above(&known) {
+    match floor_gap(&floor, &request.floor, served, also_known) {
         None => Ok(()),
         Some((scope, device, known, collected)) => Err(Error::BehindHorizon(format!(
             "database {:?} scope {scope}: this node collected the records of device {:016x} \
@@ -350,6 +347,32 @@ fn check_floor(
             device.0
         ))),
     }
+}
+
+/// Where `floor` (this node's) passes what the initiator holds in a served scope: its
+/// knowledge for the scope, what it is known to hold besides (`also_known`), and what its
+/// own floor (`initiator_floor`) claims for rows under the scope. Scopes not served are not
+/// checked. The first such (scope, device, what the initiator holds, the floor), or None.
+fn floor_gap(
+    floor: &Knowledge,
+    initiator_floor: &Knowledge,
+    served: &Knowledge,
+    also_known: [Option<&Knowledge>; 2],
+) -> Option<(Scope, DeviceId, Generation, Generation)> {
+    if floor.is_empty() {
+        return None;
+    }
+    let mut known = served.clone();
+    for also in also_known.into_iter().flatten() {
+        known.merge_response(also);
+    }
+    let mut checked = Knowledge::new();
+    for (scope, _) in served.iter() {
+        let mut vector = known.bound_for(scope);
+        vector.merge(&initiator_floor.bound_for(scope));
+        checked.insert(scope.clone(), vector);
+    }
+    floor.first_above(&checked)
 }
 
 /// Whether knowledge differs from what was last sent in anything but the initiator's own
@@ -404,5 +427,43 @@ mod tests {
             initiator
         ));
         assert!(!news_for(None, Some(&first), initiator));
+    }
+
+    #[test]
+    fn an_initiator_whose_floor_covers_the_responders_is_served_though_its_knowledge_is_capped() {
+        // The initiator keeps its knowledge of device 7 at an epoch's safe point (2), but it
+        // caught up by state past this node's floor (9) and its floor says so.
+        let floor = knowledge(&[(7, 9)]);
+        let served = knowledge(&[(7, 2)]);
+        let gap = floor_gap(&floor, &Knowledge::new(), &served, [None, None]);
+        assert_eq!(
+            gap,
+            Some((
+                Scope::new("t", ""),
+                DeviceId(7),
+                Generation::new(2),
+                Generation::new(9)
+            ))
+        );
+        let caught_up = knowledge(&[(7, 9)]);
+        assert_eq!(floor_gap(&floor, &caught_up, &served, [None, None]), None);
+    }
+
+    #[test]
+    fn only_the_served_scopes_are_checked_against_the_floor() {
+        let mut floor = knowledge(&[(7, 9)]);
+        floor.insert(
+            Scope::new("s", ""),
+            [(DeviceId(8), Generation::new(5))].into_iter().collect(),
+        );
+        let served = knowledge(&[(7, 9)]);
+        // The initiator's floor names a scope it is not served: it must not become one the
+        // check asks it to cover.
+        let mut initiator_floor = Knowledge::new();
+        initiator_floor.insert(Scope::new("s", ""), GenVector::new());
+        assert_eq!(
+            floor_gap(&floor, &initiator_floor, &served, [None, None]),
+            None
+        );
     }
 }
