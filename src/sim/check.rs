@@ -138,7 +138,9 @@ impl<'a> View<'a> {
     /// The writes of a row that count on `node`: the required ones, and every other
     /// acknowledged write the node holds or collected (one it need not have received, e.g.
     /// by a member that left since, still takes part in conflict resolution once it
-    /// arrived).
+    /// arrived). A write lost by restore counts only if held: a floor raised by a catch-up
+    /// by state covers what the responder knew, which may be such a write the node never
+    /// got.
     fn counted_writes(&self, node: usize, id: &RowId, indexes: &[usize]) -> Vec<&'a Write> {
         let held = self.dag(node, id);
         let floor = self.nodes[&node].floor(&id.db).unwrap_or_default();
@@ -148,7 +150,8 @@ impl<'a> View<'a> {
                 let write = &self.oracle.writes()[**index];
                 self.required[**index].contains(&node)
                     || held.is_some_and(|dag| dag.nodes.contains_key(&write.version))
-                    || floor.known_gen(&id.table, &id.row, write.device) >= write.generation
+                    || (!write.lost_by_restore
+                        && floor.known_gen(&id.table, &id.row, write.device) >= write.generation)
             })
             .map(|index| &self.oracle.writes()[*index])
             .collect()

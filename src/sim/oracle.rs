@@ -67,6 +67,20 @@ impl Write {
         self.value.is_none()
     }
 
+    /// One line for the trace: row, put or delete, version, parent, (device, generation).
+    pub fn describe(&self) -> String {
+        let kind = if self.is_delete() { "delete" } else { "put" };
+        let parent = self.parent.map_or("(none)".to_owned(), Version::to_hex);
+        format!(
+            "{}:{} {kind} {} on {parent} as {:016x}:{}",
+            self.row.table,
+            self.row.row,
+            self.version.to_hex(),
+            self.device.0,
+            self.generation.get()
+        )
+    }
+
     /// Whether this write wins over `other` by the conflict rule: a causally later write
     /// always wins (it saw `other`), a causally earlier one never does, and concurrent writes
     /// go to the later (HLC, version), last-writer-wins as `store::resolve::LastWriterWins` picks.
@@ -111,7 +125,7 @@ impl Oracle {
         store: &Store,
         db: &DbName,
         mutations: &[Mutation],
-    ) -> Result<(), Violation> {
+    ) -> Result<Vec<String>, Violation> {
         let mut by_row: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
         for (index, mutation) in mutations.iter().enumerate() {
             by_row.entry(mutation.row()).or_default().push(index);
@@ -134,7 +148,9 @@ impl Oracle {
             }
         }
         let floor = self.clocks.get(&node).copied();
+        let mut described = Vec::with_capacity(assigned.len());
         for mut write in assigned.into_values() {
+            described.push(write.describe());
             self.write_above(node, floor, write.hlc)?;
             self.widen_context(&mut write);
             self.rows
@@ -143,7 +159,7 @@ impl Oracle {
                 .push(self.writes.len());
             self.writes.push(write);
         }
-        Ok(())
+        Ok(described)
     }
 
     /// Takes node `node`'s clock reading after a step (`store.clock().last()`): a reading
@@ -180,32 +196,25 @@ impl Oracle {
     ) -> Result<usize, Violation> {
         let mut lost = Vec::new();
         for (id, indexes) in &self.rows {
-            let dag = |(node, store): (usize, &Store)| {
-                store
-                    .row_dag(&id.db, &id.table, &id.row)
-                    .map_err(|error| Violation::unreadable(node, error))
-            };
-            let held = dag((node, before))?;
+            let held = Held::read(node, before, id)?;
             let candidates: Vec<usize> = indexes
                 .iter()
                 .copied()
                 .filter(|index| {
                     let write = &self.writes[*index];
-                    !write.lost_by_restore && held.nodes.contains_key(&write.version)
+                    !write.lost_by_restore && held.holds(write)
                 })
                 .collect();
             if candidates.is_empty() {
                 continue;
             }
-            let mut survivors = vec![dag((node, after))?];
-            for other in others.iter().filter(|(other, _)| relays(*other, &id.table)) {
-                survivors.push(dag(*other)?);
+            let mut survivors = vec![Held::read(node, after, id)?];
+            for (other, store) in others.iter().filter(|(other, _)| relays(*other, &id.table)) {
+                survivors.push(Held::read(*other, store, id)?);
             }
             lost.extend(candidates.into_iter().filter(|index| {
-                let version = self.writes[*index].version;
-                survivors
-                    .iter()
-                    .all(|dag| !dag.nodes.contains_key(&version))
+                let write = &self.writes[*index];
+                survivors.iter().all(|held| !held.holds(write))
             }));
         }
         for index in &lost {
@@ -226,14 +235,10 @@ impl Oracle {
             if id.table != table {
                 continue;
             }
-            let held = after
-                .row_dag(&id.db, &id.table, &id.row)
-                .map_err(|error| Violation::unreadable(node, error))?;
+            let held = Held::read(node, after, id)?;
             lost.extend(indexes.iter().copied().filter(|index| {
                 let write = &self.writes[*index];
-                write.node == node
-                    && !write.lost_by_restore
-                    && !held.nodes.contains_key(&write.version)
+                write.node == node && !write.lost_by_restore && !held.holds(write)
             }));
         }
         for index in &lost {
@@ -259,18 +264,11 @@ impl Oracle {
             }
             let mut held = Vec::new();
             for (node, store) in sharing {
-                held.push(
-                    store
-                        .row_dag(&id.db, &id.table, &id.row)
-                        .map_err(|error| Violation::unreadable(*node, error))?,
-                );
+                held.push(Held::read(*node, store, id)?);
             }
             lost.extend(indexes.iter().copied().filter(|index| {
                 let write = &self.writes[*index];
-                !write.lost_by_restore
-                    && held
-                        .iter()
-                        .all(|dag| !dag.nodes.contains_key(&write.version))
+                !write.lost_by_restore && held.iter().all(|held| !held.holds(write))
             }));
         }
         for index in &lost {
@@ -400,4 +398,32 @@ fn read_back(
         context: parent.map(|p| dag.reachable_from(p)).unwrap_or_default(),
         lost_by_restore: false,
     })
+}
+
+/// What one store holds of a row, for deciding which writes a restore lost: the versions its
+/// DAG shows, and its collection floor (a write collected there was held there: collection
+/// removes only what every member counted had).
+struct Held {
+    dag: crate::store::RowDag,
+    floor: crate::genvec::Knowledge,
+}
+
+impl Held {
+    fn read(node: usize, store: &Store, id: &RowId) -> Result<Held, Violation> {
+        let unreadable = |error| Violation::unreadable(node, error);
+        Ok(Held {
+            dag: store
+                .row_dag(&id.db, &id.table, &id.row)
+                .map_err(unreadable)?,
+            floor: store.floor(&id.db).map_err(unreadable)?,
+        })
+    }
+
+    fn holds(&self, write: &Write) -> bool {
+        self.dag.nodes.contains_key(&write.version)
+            || self
+                .floor
+                .known_gen(&write.row.table, &write.row.row, write.device)
+                >= write.generation
+    }
 }

@@ -565,12 +565,14 @@ impl World {
         match node.commit(db.clone(), mutations.clone()).await {
             Ok(_) => {
                 self.acknowledged += mutations.len();
-                self.network
-                    .note(&format!("ack node{index} {} mutations", mutations.len()));
-                self.oracle
+                let writes = self
+                    .oracle
                     .borrow_mut()
                     .acknowledged(index, node.store(), &db, &mutations)
-                    .map_err(|violation| violation.to_string())
+                    .map_err(|violation| violation.to_string())?;
+                self.network
+                    .note(&format!("ack node{index}: {}", writes.join(", ")));
+                Ok(())
             }
             Err(error) => {
                 self.network.note(&format!("refused node{index}: {error}"));
