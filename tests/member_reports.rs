@@ -10,6 +10,7 @@ use std::time::Duration;
 use syncbase::embedded::EmbeddedServer;
 use syncbase::genvec::{Generation, Scope};
 use syncbase::names::DbName;
+use syncbase::sync::reports::REPORT_INTERVAL;
 
 use common::nodes::{link, start};
 use common::rows::{read, write};
@@ -82,7 +83,9 @@ fn a_writers_history_is_collected_once_a_reading_member_reports_over_its_live_ca
         )
         .await;
         let mine = own_generation(&writer);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // The reader's paced report follows its last change within REPORT_INTERVAL.
+        let started = tokio::time::Instant::now();
+        let deadline = started + REPORT_INTERVAL + Duration::from_secs(3);
         while cut_of_own_writes(&writer).await < mine {
             assert!(
                 tokio::time::Instant::now() < deadline,
