@@ -996,10 +996,8 @@ fn is_storage_full(error: &Error) -> bool {
     matches!(error, Error::StorageFull(_))
 }
 
-/// Whether merging `response` would change the knowledge `txn` holds for `db` (if not, a
-/// page with no records needs no commit).
 /// Whether `response`, the knowledge a page from `peer` carries, differs from the latest
-/// report kept of that member (`store::members`): then the page is kept for the report.
+/// report kept of that member (`store::members`): then the page commits, for the report.
 fn report_is_new(
     txn: &dyn syncbase_storage::ReadTxn,
     db: &DbName,
@@ -1019,6 +1017,8 @@ fn report_is_new(
         .is_none_or(|last| &last.knowledge != response))
 }
 
+/// Whether merging `response` would change the knowledge `txn` holds for `db` (if not, a
+/// page with no records needs no commit but for a new report, [`report_is_new`]).
 fn knowledge_would_grow(
     txn: &dyn syncbase_storage::ReadTxn,
     db: &DbName,
