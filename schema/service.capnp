@@ -27,8 +27,10 @@ interface Gate {
 }
 
 interface Service {
-  database @0 (name :Text) -> (db :Database);
-  # The named database, created on first use.
+  database @0 (name :Text, create :Bool = true) -> (db :Database);
+  # The named database, created on first use. `create` false (a reader that must create
+  # nothing, e.g. `syncbase get` and `scan`): fails with `NoExist:` if the database is not
+  # on this node instead. Servers older than the field ignore it and create the database.
 
   listDatabases @1 () -> (names :List(Text));
   # Every database created on this node, in name order.
@@ -96,7 +98,8 @@ struct HeldBack {
   member @1 :Text;                 # Its fingerprint.
   lastSeenNanos @2 :Int64;         # When it last reported, Unix nanoseconds; 0 = never.
   generationsBehind @3 :UInt64;    # Generations held here that it lacks (the generation
-                                   # vectors' gap: each device's commits in the database).
+                                   # vectors' gap: each device's commits in the whole
+                                   # database, not only the scope's; `status` says so).
   mostBehindDevice @4 :UInt64;     # The device it lags most on (0 if it never reported),
   mostBehindGenerations @5 :UInt64; # and by how many generations.
 }

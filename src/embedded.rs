@@ -64,6 +64,9 @@ pub struct EmbeddedOptions {
     /// Seconds between background history collection passes (`sync.collect_interval_secs`;
     /// 0: none, the default).
     pub collect_interval_secs: u64,
+    /// Seconds after which a silent member no longer holds back history collection
+    /// (`sync.horizon_secs`; default 7 days).
+    pub horizon_secs: u64,
     /// The time and random sources it is opened with; None: the system's (`Env::system`).
     pub env: Option<Env>,
 }
@@ -81,6 +84,7 @@ impl EmbeddedOptions {
             max_map_size: None,
             role: crate::config::Role::Normal,
             collect_interval_secs: 0,
+            horizon_secs: crate::config::Config::default().sync.horizon_secs,
             env: None,
         }
     }
@@ -140,6 +144,7 @@ impl EmbeddedServer {
         config.storage.max_map_size = options.max_map_size;
         config.sync.role = options.role;
         config.sync.collect_interval_secs = options.collect_interval_secs;
+        config.sync.horizon_secs = options.horizon_secs;
         config.sync.redial_max_ms = options
             .redial_max
             .as_millis()

@@ -1,7 +1,7 @@
 //! The `syncbase` binary as a user runs it: `serve` in its own process, the client verbs
 //! against it through the data directory, restart on the same LMDB directory, and bad input
-//! (a port in use, an unwritable data dir, bad configs, no running node) that must end with
-//! one clear error line and a non-zero exit.
+//! (a port in use, an unwritable data dir, bad configs, no running node, a read of a
+//! database that does not exist) that must end with one clear error line and a non-zero exit.
 
 mod common;
 
@@ -60,6 +60,24 @@ fn client_verbs_work_against_a_served_node_and_data_survives_restart() {
     assert_eq!(
         std::fs::read_to_string(dir.path().join("client.token")).unwrap(),
         token
+    );
+    assert!(node.stop());
+}
+
+#[test]
+fn a_get_or_scan_of_an_unknown_database_says_so_and_creates_nothing() {
+    let node = Served::start_in_temp_dir(&[]);
+    for read in [&["get", "nodb", "t", "k"][..], &["scan", "nodb", "t"][..]] {
+        let message = failure(&node.client(read));
+        assert!(
+            message.contains("NoExist:") && message.contains("\"nodb\" does not exist"),
+            "{message}"
+        );
+    }
+    let collected = failure(&node.client(&["gc", "nodb"]));
+    assert!(
+        collected.contains("NoExist:"),
+        "no database was made: {collected}"
     );
     assert!(node.stop());
 }

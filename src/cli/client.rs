@@ -97,7 +97,7 @@ pub fn get(args: &RowArgs) -> anyhow::Result<()> {
         key,
     } = args;
     let key = key.as_str();
-    let value = with_table(target, db, table, |table| async move {
+    let value = with_existing_table(target, db, table, |table| async move {
         let mut request = table.get_request();
         request.get().set_key(key);
         let response = request.send().promise.await.map_err(remote_error)?;
@@ -133,7 +133,7 @@ pub fn delete(args: &RowArgs) -> anyhow::Result<()> {
 /// `scan`: prints every row under the prefix.
 pub fn scan(args: &ScanArgs) -> anyhow::Result<()> {
     let prefix = args.prefix.as_str();
-    with_table(&args.target, &args.db, &args.table, |table| async move {
+    with_existing_table(&args.target, &args.db, &args.table, |table| async move {
         let failure = LocalFailure::default();
         let sink: row_sink::Client = capnp_rpc::new_client(PrintingSink {
             failure: failure.clone(),
@@ -171,7 +171,7 @@ pub(crate) fn printable(value: &[u8]) -> String {
     }
 }
 
-/// Connects, opens the table and runs `call` on it.
+/// Connects, opens the table (creating its database if absent) and runs `call` on it.
 fn with_table<T, F, Fut>(target: &Target, db: &str, table: &str, call: F) -> anyhow::Result<T>
 where
     F: FnOnce(table::Client) -> Fut,
@@ -179,6 +179,23 @@ where
 {
     with_service(target, |service| async move {
         call(open_table(&service, db, table).await?).await
+    })
+}
+
+/// [`with_table`] for a read, which creates nothing: `NoExist:` if the database is not on
+/// the node.
+fn with_existing_table<T, F, Fut>(
+    target: &Target,
+    db: &str,
+    table: &str,
+    call: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(table::Client) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    with_service(target, |service| async move {
+        call(existing_table(&service, db, table).await?).await
     })
 }
 
@@ -209,8 +226,27 @@ pub(crate) async fn open_table(
     db: &str,
     table: &str,
 ) -> anyhow::Result<table::Client> {
+    table_of(service, db, table, true).await
+}
+
+/// [`open_table`] of a database that must already exist (`NoExist:` otherwise).
+async fn existing_table(
+    service: &service::Client,
+    db: &str,
+    table: &str,
+) -> anyhow::Result<table::Client> {
+    table_of(service, db, table, false).await
+}
+
+async fn table_of(
+    service: &service::Client,
+    db: &str,
+    table: &str,
+    create: bool,
+) -> anyhow::Result<table::Client> {
     let mut request = service.database_request();
     request.get().set_name(db);
+    request.get().set_create(create);
     let db = request.send().pipeline.get_db();
     let mut request = db.table_request();
     request.get().set_name(table);

@@ -113,8 +113,10 @@ pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()>
 }
 
 /// "member 3f2a91c0... last seen 3.0 days ago holds back collection of t/: 120 generations
-/// behind (most on device ...: 118)". Generations count the commits of each device in the
-/// database that this node holds and the member's report lacks (not only the scope's).
+/// of the database behind (most on device ...: 118)". Generations count the commits of each
+/// device in the whole database that this node holds and the member's report lacks, not
+/// only the scope's (a generation vector does not say which scope a commit touched), and
+/// the line says so.
 fn held_back_line(entry: held_back::Reader<'_>, now: i64) -> anyhow::Result<String> {
     let member = entry.get_member()?.to_str()?;
     let scope = entry.get_scope()?;
@@ -133,11 +135,11 @@ fn held_back_line(entry: held_back::Reader<'_>, now: i64) -> anyhow::Result<Stri
     Ok(match entry.get_last_seen_nanos() {
         0 => format!(
             "member {short}... never reported: holds back collection of {scope} \
-             ({behind} {generations} held here)"
+             ({behind} {generations} of the database held here)"
         ),
         seen => format!(
             "member {short}... last seen {} ago holds back collection of {scope}: \
-             {behind} {generations} behind (most on device {:016x}: {})",
+             {behind} {generations} of the database behind (most on device {:016x}: {})",
             ago(now.saturating_sub(seen)),
             entry.get_most_behind_device(),
             entry.get_most_behind_generations()
@@ -158,7 +160,28 @@ fn ago(nanos: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::ago;
+    use super::{ago, held_back_line};
+    use crate::schema::service_capnp::held_back;
+
+    #[test]
+    fn a_prefix_members_lag_is_shown_as_the_databases_generations() {
+        let mut message = capnp::message::Builder::new_default();
+        let mut entry = message.init_root::<held_back::Builder<'_>>();
+        entry.set_member("ab".repeat(32));
+        entry.set_last_seen_nanos(1_000_000_000);
+        entry.set_generations_behind(12);
+        entry.set_most_behind_device(7);
+        entry.set_most_behind_generations(10);
+        let mut scope = entry.reborrow().init_scope();
+        scope.set_table("t");
+        scope.set_prefix("a");
+        let line = held_back_line(entry.into_reader(), 3_000_000_000).unwrap();
+        assert_eq!(
+            line,
+            "member abababab... last seen 2.0 s ago holds back collection of t/a: 12 \
+             generations of the database behind (most on device 0000000000000007: 10)"
+        );
+    }
 
     #[test]
     fn ago_picks_the_largest_unit() {

@@ -142,8 +142,9 @@ impl Node {
         outcome
     }
 
-    /// Fails with `NoExist:` unless this node has `db`.
-    fn existing(&self, db: &DbName) -> Result<()> {
+    /// Fails with `NoExist:` unless this node has `db` (a read that must create nothing:
+    /// `syncbase gc`, `get`, `scan`).
+    pub fn existing(&self, db: &DbName) -> Result<()> {
         if self.store().has_database(db)? {
             Ok(())
         } else {

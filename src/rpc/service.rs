@@ -41,8 +41,13 @@ impl service::Server for ServiceImpl {
         params: service::DatabaseParams,
         mut results: service::DatabaseResults,
     ) -> capnp::Result<()> {
-        let db = DbName::parse(text(params.get()?.get_name()?)?)?;
-        self.node.open_database(&db).await?;
+        let params = params.get()?;
+        let db = DbName::parse(text(params.get_name()?)?)?;
+        if params.get_create() {
+            self.node.open_database(&db).await?;
+        } else {
+            self.node.existing(&db)?;
+        }
         let client: database::Client = capnp_rpc::new_client(DatabaseImpl {
             node: self.node.clone(),
             budget: self.budget.clone(),

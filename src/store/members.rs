@@ -4,7 +4,10 @@
 //! A report is a peer's knowledge as it stood at one moment, exact in every entry, its own
 //! device's included: the knowledge a peer's getDeltas request carries (its knowledge raised
 //! by its own generation), and the knowledge a page from it carries when it reaches the end
-//! of its log (its knowledge at that snapshot). A report is only useful to collection once
+//! of its log (its knowledge at that snapshot), kept even when it adds nothing to this
+//! node's knowledge. A live responder sends such a page whenever its knowledge changed, at
+//! most every 2 s when only this node's generations changed (`sync::reports`), so a member
+//! that only reads still reports within seconds. A report is only useful to collection once
 //! this node's own knowledge dominates it: then everything the member had seen, its own
 //! writes made before the report included, is held here too (the matrix-clock condition for
 //! causal stability: a tombstone both sides have seen can be dropped only when no write

@@ -502,12 +502,15 @@ impl Store {
         page: &PageFrom,
     ) -> Result<Applied> {
         let forget = page.cursor == CursorUpdate::Forget;
+        let snapshot = self.storage.read()?;
         if records.is_empty()
             && !forget
-            && !knowledge_would_grow(self.storage.read()?.as_ref(), db, knowledge)?
+            && !knowledge_would_grow(snapshot.as_ref(), db, knowledge)?
+            && !report_is_new(snapshot.as_ref(), db, &page.peer, knowledge)?
         {
             return Ok(Applied::default());
         }
+        drop(snapshot);
         retry_full(
             || {
                 let txn = self.storage.write()?;
@@ -553,6 +556,7 @@ impl Store {
         if records.is_empty()
             && page.cursor != CursorUpdate::Forget
             && !knowledge_would_grow(txn.as_ref(), db, knowledge)?
+            && !report_is_new(txn.as_ref(), db, &page.peer, knowledge)?
         {
             return Ok((Applied::default(), outcome)); // dropped: nothing committed
         }
@@ -582,6 +586,7 @@ impl Store {
         let stale = page
             .asked_at
             .is_some_and(|asked_at| asked_at != self.lowerings());
+        let report = knowledge;
         let (knowledge, cursor) = match (stale, &page.cursor) {
             (true, CursorUpdate::Save(_)) => (None, &CursorUpdate::Keep),
             (true, cursor) => (None, cursor),
@@ -590,13 +595,14 @@ impl Store {
         let peer = page.peer.as_str();
         let caps = notice::caps(txn.as_ref(), &DbKeys::new(db.as_str()))?;
         let mut writer = DbWriter::new(txn.as_mut(), db.as_str())?;
+        if let (Some(response), false) = (report, peer.is_empty()) {
+            // The responder's knowledge at its snapshot: a report of what that member knows,
+            // kept even when it adds nothing to this node's knowledge or the session is stale.
+            let keys = DbKeys::new(db.as_str());
+            members::note(writer.txn(), &keys, peer, response, self.env.now_nanos())?;
+        }
         let applied = apply::apply(&mut writer, &self.writer(), resolver, from, records)?;
         if let Some(response) = knowledge {
-            // The responder's knowledge at its snapshot: a report of what that member knows.
-            if !peer.is_empty() {
-                let keys = DbKeys::new(db.as_str());
-                members::note(writer.txn(), &keys, peer, response, self.env.now_nanos())?;
-            }
             let mut mine = writer.knowledge()?;
             mine.merge_response(response);
             notice::cap(&caps, &mut mine);
@@ -1002,8 +1008,29 @@ fn is_storage_full(error: &Error) -> bool {
     matches!(error, Error::StorageFull(_))
 }
 
+/// Whether `response`, the knowledge a page from `peer` carries, differs from the latest
+/// report kept of that member (`store::members`): then the page commits, for the report.
+fn report_is_new(
+    txn: &dyn syncbase_storage::ReadTxn,
+    db: &DbName,
+    peer: &str,
+    response: Option<&Knowledge>,
+) -> Result<bool> {
+    let Some(response) = response else {
+        return Ok(false);
+    };
+    if peer.is_empty() {
+        return Ok(false);
+    }
+    let reports = members::of(txn, &DbKeys::new(db.as_str()), peer)?;
+    Ok(reports
+        .reports
+        .last()
+        .is_none_or(|last| &last.knowledge != response))
+}
+
 /// Whether merging `response` would change the knowledge `txn` holds for `db` (if not, a
-/// page with no records needs no commit).
+/// page with no records needs no commit but for a new report, [`report_is_new`]).
 fn knowledge_would_grow(
     txn: &dyn syncbase_storage::ReadTxn,
     db: &DbName,

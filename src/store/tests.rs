@@ -754,3 +754,24 @@ fn syncgroup_pages_hold_what_fits_and_claim_knowledge_only_of_what_they_settle()
     assert_eq!(sent, [SyncgroupId(3)]);
     assert_eq!(second.knowledge.len(), 3);
 }
+
+#[test]
+fn a_pages_knowledge_is_kept_as_the_members_report_though_it_adds_nothing_here() {
+    let (a, b, c) = (store(), store(), store());
+    c.commit(&db(), &[put("k", b"from c")]).unwrap();
+    pull(&a, &c);
+    pull(&b, &c);
+    let reported = b.knowledge(&db()).unwrap();
+    a.apply_page(
+        &db(),
+        b.device(),
+        &[],
+        Some(&reported),
+        "b",
+        &CursorUpdate::Keep,
+    )
+    .unwrap();
+    let reports = a.member_report(&db(), "b").unwrap();
+    let last = reports.reports.last().map(|report| &report.knowledge);
+    assert_eq!(last, Some(&reported), "b's knowledge is its report");
+}

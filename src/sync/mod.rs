@@ -8,6 +8,7 @@
 //! - `responder`: serving GetDeltas to a peer, including live push (the protocol is its doc);
 //! - `initiator`: one database's session with a peer: the request, checks, and applying;
 //! - `refused`: what a session refused, kept out of the knowledge it merges and re-examined;
+//! - `reports`: the pace of a live responder's knowledge reports to its initiator;
 //! - `screen`: a data page's writer check, run inside the commit that applies the page;
 //! - `syncgroups`: syncgroup metadata sync, both sides.
 //!
@@ -20,6 +21,7 @@ pub mod link;
 pub mod membership;
 pub mod peers;
 pub mod refused;
+pub mod reports;
 pub mod responder;
 pub mod screen;
 pub mod syncgroups;

@@ -20,7 +20,10 @@
 //!    same snapshot; the initiator applies each page in one commit and merges that knowledge.
 //! 4. Live mode: the responder waits for the next commit and repeats from where it stopped,
 //!    so a change reaches a connected peer one push after its commit. A knowledge-only page
-//!    goes out only if the knowledge changed in more than the initiator's own generations.
+//!    goes out at once if the knowledge changed in more than the initiator's own generations;
+//!    one that changed only in those is the responder's knowledge report (the initiator keeps
+//!    it, `store::members`, so that its history can be collected) and goes out at most once
+//!    per `sync::reports::REPORT_INTERVAL` (2 s), never twice with the same knowledge.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +35,7 @@ use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{Mark, Page, PageRequest};
 use crate::sync::host::Host;
+use crate::sync::reports::{Pace, Report};
 
 /// The most mark generations a request may name: every mark point a store keeps.
 pub const MAX_MARKS: usize = crate::store::MARK_POINTS;
@@ -139,6 +143,9 @@ impl<H: Host> Responder<H> {
         let device = store.device();
         // The first page sent carries this node's epoch notices (`store::notice`).
         let mut notices = Some(store.announced_notices(&request.db)?);
+        // The knowledge reports sent: knowledge that changed only in the initiator's own
+        // generations still goes out, paced (`sync::reports`).
+        let mut pace = Pace::default();
         loop {
             commits.mark_seen();
             peers.mark_seen();
@@ -203,7 +210,15 @@ impl<H: Host> Responder<H> {
                 last_knowledge.clone_from(&page.knowledge);
                 last_marks = Some(page.initiator_marks.clone());
             }
-            if news {
+            let now = tokio::time::Instant::now();
+            let report = match &page.knowledge {
+                Some(knowledge) if !news => pace.report(knowledge, now),
+                _ => Report::None,
+            };
+            if news || report == Report::Now {
+                if let Some(knowledge) = &page.knowledge {
+                    pace.sent(knowledge, now);
+                }
                 page.notices = notices.take().unwrap_or_default();
                 self.count_sent(&page);
                 sink.send(room, page).await?;
@@ -214,7 +229,11 @@ impl<H: Host> Responder<H> {
                 continue;
             }
             self.record_pending(&request.db, position);
-            if !request.live || !wait_for_change(&mut commits, &mut peers).await {
+            let due = match report {
+                Report::At(due) => Some(due),
+                Report::Now | Report::None => None,
+            };
+            if !request.live || !wait_for_change_or(&mut commits, &mut peers, due).await {
                 return Ok(());
             }
         }
@@ -292,6 +311,22 @@ pub(crate) async fn wait_for_change(
         woken = peers.changed() => woken,
     };
     woken.is_ok()
+}
+
+/// [`wait_for_change`], or until `due` (then true) if it comes first.
+async fn wait_for_change_or(
+    commits: &mut ChangeReceiver,
+    peers: &mut ChangeReceiver,
+    due: Option<tokio::time::Instant>,
+) -> bool {
+    let Some(due) = due else {
+        return wait_for_change(commits, peers).await;
+    };
+    tokio::select! {
+        biased;
+        alive = wait_for_change(commits, peers) => alive,
+        () = tokio::time::sleep_until(due) => true,
+    }
 }
 
 /// Resolves once `holds` says yes: asked now, after every commit or peer/syncgroup change

@@ -105,8 +105,9 @@ pub struct Usage {
     /// What its data takes (LMDB: pages in use, less the free list, times the page size;
     /// memory: the sum of its keys' and values' lengths).
     pub used_bytes: u64,
-    /// What it may hold now without growing (LMDB: the memory map's size; memory: the
-    /// estimate, as it grows with every write).
+    /// What it may hold now without growing (LMDB: the memory map's size, counting the
+    /// reserve once the map is at the maximum less the reserve, which freeing transactions
+    /// widen it past; memory: the estimate, as it grows with every write).
     pub map_bytes: u64,
     /// The most it may grow to (LMDB: `storage.max_map_size`, or less if the disk has less
     /// room: its free space plus the data file); `None`: no bound (memory by default).

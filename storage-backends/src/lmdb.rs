@@ -217,7 +217,7 @@ impl Storage for LmdbStorage {
         Ok(Usage {
             file_bytes: file.len(),
             used_bytes: pages.saturating_sub(free) * page,
-            map_bytes: info.map_size() as u64,
+            map_bytes: self.map.shown_size().max(info.map_size() as u64),
             max_map_bytes: Some(self.map.max_now()),
             reserve_bytes: self.map.limits().reserve(),
         })

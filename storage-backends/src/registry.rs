@@ -108,6 +108,24 @@ mod tests {
     }
 
     #[test]
+    fn an_lmdb_map_configured_at_its_maximum_shows_as_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let eight = StorageConfig {
+            path: Some(dir.path().to_path_buf()),
+            map_size: 8 << 20,
+            max_map_size: Some(8 << 20),
+            ..StorageConfig::default()
+        };
+        let store = open(&eight).unwrap();
+        let mut txn = store.write().unwrap();
+        txn.put(b"k", b"v").unwrap();
+        txn.commit().unwrap();
+        let usage = store.usage().unwrap();
+        assert_eq!(usage.map_bytes, 8 << 20, "{usage:?}");
+        assert_eq!(usage.reserve_bytes, 1 << 20, "{usage:?}");
+    }
+
+    #[test]
     fn default_is_durable_lmdb_with_one_gib_map() {
         let config = StorageConfig::default();
         assert_eq!(config.backend, "lmdb");

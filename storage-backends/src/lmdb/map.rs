@@ -95,6 +95,19 @@ impl Map {
         self.state.lock().size
     }
 
+    /// The map's size as the store's usage shows it: the size in effect, or, once that is
+    /// the ordinary cap (the reserve kept back by the map size itself, see the module doc),
+    /// the whole maximum a freeing transaction widens it to. So a map configured at the
+    /// maximum shows as configured, not as the maximum less the reserve.
+    pub(super) fn shown_size(&self) -> u64 {
+        let size = self.size();
+        if size >= self.cap(Purpose::Ordinary) {
+            size.max(self.cap(Purpose::Freeing))
+        } else {
+            size
+        }
+    }
+
     /// The bounds this map was opened with.
     pub(super) fn limits(&self) -> Limits {
         self.limits
