@@ -7,16 +7,19 @@
 //! minimum of the cuts of every shared scope covering the row (a row in a table no scope
 //! shares is this node's alone: everything it has seen is collectable). Then:
 //! - its log entry and index entry go (every member that counts holds it; anyone else is
-//!   below the floor and catches up by state), except a live head's: the log is what names
-//!   every DAG node held, so a head's entry stays until a later version supersedes it and
-//!   the node goes with it;
+//!   below the floor and catches up by state);
 //! - a DAG node that is not the row's head goes with its value (no head can be a descendant
 //!   of nothing, and last-writer-wins never reads an ancestor: a late sibling of it settles
 //!   against the head);
 //! - a head that is a tombstone goes with its row (every member has seen the delete, and by
 //!   the cut's matrix condition holds every write concurrent with it: none can arrive later
 //!   and come back to life);
-//! - a live head keeps its row, node and entry (the row's state and what a conflict reads).
+//! - a live head's node goes too, its row head keeping what the node held besides the value
+//!   (`records::HeadNode`: parents, links, HLC, the pair its entry names), so the row is one
+//!   key holding its value once. Every reader of a head's node reads it there when its key is
+//!   gone (`writer::load_node`). Nothing points at it any more, and nothing needs to: a later
+//!   write or an applied winner replaces the row head, and with it the last trace of the old
+//!   head.
 //!
 //! Before removing anything, a step raises the database's **collection floor** (`D z`) to
 //! the cut in the same transaction, so a responder refuses (`BehindHorizon:`) an initiator
@@ -32,8 +35,11 @@ use syncbase_storage::{Scan, WriteTxn, prefix_end};
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::store::keys::{DbKeys, trailing_u64};
-use crate::store::records::{Change, EntryKind, LogEntry, RowHead, decode, scan_decoded};
-use crate::store::writer::load_floor;
+use crate::store::records::{
+    Change, DagNode, EntryKind, HeadNode, LogEntry, StoredHead, decode, decode_head, encode_head,
+    scan_decoded,
+};
+use crate::store::writer::{load_floor, load_node};
 
 /// What collection may remove in one database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,7 +85,8 @@ impl Cut {
 pub struct Collected {
     /// Log entries removed (writes and resolutions).
     pub records: u64,
-    /// DAG nodes removed (superseded versions and collected tombstones).
+    /// DAG nodes removed (superseded versions and collected tombstones; not a live head's,
+    /// whose row head keeps it).
     pub versions: u64,
     /// Rows removed: tombstones every member had seen.
     pub tombstones: u64,
@@ -205,8 +212,8 @@ fn collect_entry(
         floor.insert(Scope::new(table, ""), cut.unshared_table(table));
         raise_floor(txn, keys, &floor)?;
     }
-    if entry.kind == EntryKind::Node && !collect_version(txn, keys, entry, collected)? {
-        return Ok(());
+    if entry.kind == EntryKind::Node {
+        collect_version(txn, keys, entry, collected)?;
     }
     remove(txn, &keys.log(position), collected)?;
     let index = keys.index(entry.device, entry.generation);
@@ -217,24 +224,26 @@ fn collect_entry(
     Ok(())
 }
 
-/// Removes the DAG node `entry` added unless it is the row's live head (then the entry
-/// stays too, and goes with the node once a later version supersedes it); a tombstone head
-/// goes with its row. Whether the entry may go.
+/// Removes the DAG node `entry` added; a live head's node is kept by its row head
+/// ([`collapse_head`]), a tombstone head goes with its row. The entry may then go.
 fn collect_version(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
     entry: &LogEntry,
     collected: &mut Collected,
-) -> Result<bool> {
+) -> Result<()> {
     let (table, row) = (entry.table.as_str(), entry.row.as_str());
     let row_key = keys.row(table, row);
-    let head: Option<RowHead> = txn
-        .get(&row_key)?
-        .map(|bytes| decode(&bytes, "row head"))
-        .transpose()?;
+    let head = txn.get(&row_key)?;
+    let head = head.as_deref().map(decode_head).transpose()?;
     match head {
-        Some(head) if head.version == entry.version && !head.deleted => return Ok(false),
-        Some(head) if head.version == entry.version => {
+        Some(stored) if stored.head.version == entry.version && !stored.head.deleted => {
+            // Moved into the row head, not removed: not counted as a version.
+            collapse_head(txn, keys, entry, stored, collected)?;
+            remove(txn, &keys.node(table, row, entry.version), collected)?;
+            return Ok(());
+        }
+        Some(stored) if stored.head.version == entry.version => {
             remove(txn, &row_key, collected)?;
             collected.tombstones += 1;
         }
@@ -243,7 +252,37 @@ fn collect_version(
     if remove(txn, &keys.node(table, row, entry.version), collected)? {
         collected.versions += 1;
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Makes the row head of a live head whose record is collected keep what its DAG node held
+/// besides the value (parents, links, HLC, and the pair its log entry names), so its node,
+/// log entry and index entry can go and its value is stored once. A head that keeps its node
+/// already (an entry logged again for it) stays as it is.
+fn collapse_head(
+    txn: &mut dyn WriteTxn,
+    keys: &DbKeys,
+    entry: &LogEntry,
+    stored: StoredHead,
+    collected: &mut Collected,
+) -> Result<()> {
+    if stored.node.is_some() {
+        return Ok(());
+    }
+    let (table, row) = (entry.table.as_str(), entry.row.as_str());
+    let Some(bytes) = txn.get(&keys.node(table, row, entry.version))? else {
+        // No node to keep (never stored here): the head stays a plain one.
+        return Ok(());
+    };
+    let node: DagNode = decode(&bytes, "DAG node")?;
+    let kept = HeadNode::of(&node, entry.device, entry.generation);
+    let before = encode_head(&stored.head, None)?.len();
+    let bytes = encode_head(&stored.head, Some(&kept))?;
+    txn.put(&keys.row(table, row), &bytes)?;
+    collected.bytes = collected
+        .bytes
+        .saturating_sub((bytes.len() - before) as u64);
+    Ok(())
 }
 
 /// Deletes `key`, counting its bytes; whether it existed.
@@ -294,7 +333,7 @@ fn trim_feed(
 /// (a later change of its row follows), or a row whose tombstone was collected.
 fn superseded(txn: &dyn WriteTxn, keys: &DbKeys, change: &Change) -> Result<bool> {
     let (table, row) = (change.table.as_str(), change.row.as_str());
-    Ok(txn.get(&keys.node(table, row, change.version))?.is_none())
+    Ok(load_node(txn, keys, table, row, change.version)?.is_none())
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ fn a_pass_under_a_cut_covering_everything_keeps_only_the_live_heads() {
     history(&store);
     let cut = shared_cut(everything(&store));
     let (collected, _) = collect(&store, &cut, 1_000);
-    assert_eq!(collected.records, 4, "all but the live head's entry");
+    assert_eq!(collected.records, 5, "the live head's entry too");
     assert_eq!(
         collected.versions, 4,
         "k1's two old versions, k2's write and tombstone"
@@ -90,13 +90,13 @@ fn a_pass_under_a_cut_covering_everything_keeps_only_the_live_heads() {
     assert_eq!(collected.tombstones, 1);
     assert_eq!(get(&store, "k1").as_deref(), Some(&b"3"[..]));
     assert_eq!(get(&store, "k2"), None);
-    assert_eq!(
-        store.logged(&db()).unwrap().len(),
-        1,
-        "the live head's entry stays"
-    );
+    assert!(store.logged(&db()).unwrap().is_empty());
     let k1 = store.row_dag(&db(), "t", "k1").unwrap();
-    assert_eq!(k1.nodes.len(), 1, "only the head's node is left");
+    assert_eq!(
+        k1.nodes.len(),
+        1,
+        "only the head's node is left, in its row head"
+    );
     assert_eq!(store.row_dag(&db(), "t", "k2").unwrap(), RowDag::default());
     assert_eq!(
         store.floor(&db()).unwrap().bound_for(&scope()),
@@ -240,7 +240,7 @@ fn a_table_no_scope_shares_is_collected_and_floored_whole() {
         ..Cut::default()
     };
     let (collected, _) = collect(&store, &cut, 1_000);
-    assert_eq!(collected.records, 4);
+    assert_eq!(collected.records, 5);
     assert_eq!(
         store.floor(&db()).unwrap().bound_for(&scope()),
         everything(&store)
@@ -280,10 +280,9 @@ fn a_page_read_where_every_later_entry_was_collected_reaches_the_log_end() {
             },
         )
         .unwrap();
-    assert_eq!(
-        page.records.len(),
-        1,
-        "k3's live head's entry, the last one"
+    assert!(
+        page.records.is_empty(),
+        "every entry collected, k3's live head's, the last one, too"
     );
     assert!(page.knowledge.is_some(), "the page must end the round");
     assert_eq!(
@@ -323,4 +322,95 @@ fn collection_holds_each_write_transaction_for_one_bounded_step() {
     assert!(records >= 19_000, "{records}");
     assert!(steps >= 20, "{steps} steps for 20,000 entries");
     assert!(longest < std::time::Duration::from_secs(2), "{longest:?}");
+}
+
+/// Keys of `store`'s database `db` by kind (the letter after the database's prefix).
+fn keys_by_kind(store: &Store) -> std::collections::BTreeMap<char, usize> {
+    let prefix = DbKeys::new("db").state();
+    let prefix = &prefix[..prefix.len() - 1];
+    let mut kinds = std::collections::BTreeMap::new();
+    store
+        .storage
+        .read()
+        .unwrap()
+        .scan_prefix(prefix, &mut |key, _| {
+            *kinds.entry(char::from(key[prefix.len()])).or_default() += 1;
+            Ok(Scan::Continue)
+        })
+        .unwrap();
+    kinds
+}
+
+#[test]
+fn a_collected_live_head_is_one_row_head_holding_its_value_once() {
+    let store = store();
+    store
+        .commit(&db(), &[put("k1", b"1"), put("k2", b"2")])
+        .unwrap();
+    let before = keys_by_kind(&store);
+    assert_eq!((before[&'n'], before[&'o'], before[&'l']), (2, 2, 2));
+    collect(&store, &shared_cut(everything(&store)), 1_000);
+    let after = keys_by_kind(&store);
+    assert_eq!(after[&'r'], 2);
+    for kind in ['n', 'o', 'l'] {
+        assert_eq!(after.get(&kind), None, "{kind} keys left: {after:?}");
+    }
+    let k1 = store.row_dag(&db(), "t", "k1").unwrap();
+    let head = k1.head.unwrap();
+    let node = &k1.nodes[&head.version];
+    assert_eq!(
+        (node.value.as_slice(), node.device),
+        (&b"1"[..], store.device())
+    );
+    assert_eq!(get(&store, "k1").as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn a_write_on_a_collected_head_leaves_no_trace_of_it() {
+    let store = store();
+    store.commit(&db(), &[put("k1", b"1")]).unwrap();
+    collect(&store, &shared_cut(everything(&store)), 1_000);
+    let collected = store.row_dag(&db(), "t", "k1").unwrap();
+    let old = collected.head.unwrap().version;
+    let old_hlc = collected.nodes[&old].hlc;
+    store.commit(&db(), &[put("k1", b"2")]).unwrap();
+    let k1 = store.row_dag(&db(), "t", "k1").unwrap();
+    assert_eq!(k1.nodes.len(), 1, "only the new head's node: {k1:?}");
+    let new = &k1.nodes[&k1.head.unwrap().version];
+    assert_eq!(new.parents, [old]);
+    assert!(new.hlc > old_hlc);
+    let kinds = keys_by_kind(&store);
+    assert_eq!((kinds[&'r'], kinds[&'n'], kinds[&'o']), (1, 1, 1));
+}
+
+#[test]
+fn a_peers_write_settles_against_a_collected_head_by_its_kept_node() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"a")]).unwrap();
+    super::test_sync::pull(&b, &a, &db(), &[scope()]);
+    collect(&a, &shared_cut(everything(&a)), 1_000);
+    collect(&b, &shared_cut(everything(&b)), 1_000);
+    // Two later writes on top of the collected head: b's is later, so it wins on both.
+    a.commit(&db(), &[put("k", b"a2")]).unwrap();
+    b.commit(&db(), &[put("k", b"b2")]).unwrap();
+    super::test_sync::pull(&a, &b, &db(), &[scope()]);
+    super::test_sync::pull(&b, &a, &db(), &[scope()]);
+    assert_eq!(get(&a, "k").as_deref(), Some(&b"b2"[..]));
+    assert_eq!(get(&b, "k").as_deref(), Some(&b"b2"[..]));
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
+    // A sibling of the collected head itself, from a device that never saw it: the head's
+    // HLC is read from its row head, and the later write wins.
+    let (c, d) = (store(), store());
+    c.commit(&db(), &[put("j", b"c")]).unwrap();
+    collect(&c, &shared_cut(everything(&c)), 1_000);
+    d.commit(&db(), &[put("j", b"d")]).unwrap();
+    let applied = super::test_sync::pull(&c, &d, &db(), &[scope()]);
+    assert_eq!(applied.resolutions.len(), 1);
+    assert_eq!(get(&c, "j").as_deref(), Some(&b"d"[..]));
+    let j = c.row_dag(&db(), "t", "j").unwrap();
+    assert_eq!(
+        j.nodes.len(),
+        1,
+        "the collected head lost and left nothing: {j:?}"
+    );
 }

@@ -16,10 +16,8 @@ use crate::paging::{self, PageFill, PageLimit};
 use crate::store::epoch::Mark;
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::notice::Notice;
-use crate::store::records::{
-    Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
-};
-use crate::store::writer::{load_knowledge, load_state};
+use crate::store::records::{Change, EntryKind, LogEntry, LogRecord, RecordContent, decode};
+use crate::store::writer::{load_knowledge, load_node, load_state};
 
 /// What an initiator asked for, and where the responder's cursor stands.
 #[derive(Debug, Clone, Copy)]
@@ -163,9 +161,8 @@ fn wanted_record(
     }
     let content = match entry.kind {
         EntryKind::Node => {
-            let key = keys.node(&entry.table, &entry.row, entry.version);
-            let mut node: DagNode = match txn.get(&key)? {
-                Some(bytes) => decode(&bytes, "DAG node")?,
+            let mut node = match load_node(txn, keys, &entry.table, &entry.row, entry.version)? {
+                Some(node) => node,
                 None => {
                     return Err(crate::error::Error::Internal(format!(
                         "log names a missing DAG node of {}:{}",
@@ -370,9 +367,8 @@ fn feed_item(
     let value = if change.deleted {
         Vec::new()
     } else {
-        let key = keys.node(&change.table, &change.row, change.version);
-        match txn.get(&key)? {
-            Some(bytes) => decode::<DagNode>(&bytes, "DAG node")?.value,
+        match load_node(txn, keys, &change.table, &change.row, change.version)? {
+            Some(node) => node.value,
             // Collected (`store::collect`): a later change of the row supersedes it.
             None => return Ok(None),
         }
