@@ -255,10 +255,11 @@ fn collect_version(
     Ok(())
 }
 
-/// Makes the row head of a live head whose record is collected keep what its DAG node held
+/// Makes the row head of a live head whose record is collected keep what its DAG node holds
 /// besides the value (parents, links, HLC, and the pair its log entry names), so its node,
-/// log entry and index entry can go and its value is stored once. A head that keeps its node
-/// already (an entry logged again for it) stays as it is.
+/// log entry and index entry can go and its value is stored once. The write paths write a
+/// plain row head (nothing copied on every write); this is its one rewrite. A head that keeps
+/// the node already, or whose node is gone (an entry logged again for it), stays as it is.
 fn collapse_head(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
@@ -266,22 +267,21 @@ fn collapse_head(
     stored: StoredHead,
     collected: &mut Collected,
 ) -> Result<()> {
-    if stored.node.is_some() {
-        return Ok(());
-    }
     let (table, row) = (entry.table.as_str(), entry.row.as_str());
     let Some(bytes) = txn.get(&keys.node(table, row, entry.version))? else {
-        // No node to keep (never stored here): the head stays a plain one.
         return Ok(());
     };
     let node: DagNode = decode(&bytes, "DAG node")?;
     let kept = HeadNode::of(&node, entry.device, entry.generation);
-    let before = encode_head(&stored.head, None)?.len();
+    if stored.node.as_ref() == Some(&kept) {
+        return Ok(());
+    }
+    let before = encode_head(&stored.head, stored.node.as_ref())?.len();
     let bytes = encode_head(&stored.head, Some(&kept))?;
     txn.put(&keys.row(table, row), &bytes)?;
     collected.bytes = collected
         .bytes
-        .saturating_sub((bytes.len() - before) as u64);
+        .saturating_sub(bytes.len().saturating_sub(before) as u64);
     Ok(())
 }
 

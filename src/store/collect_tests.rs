@@ -414,3 +414,25 @@ fn a_peers_write_settles_against_a_collected_head_by_its_kept_node() {
         "the collected head lost and left nothing: {j:?}"
     );
 }
+
+#[test]
+fn a_row_head_of_the_first_format_is_collected_into_one_key_too() {
+    let store = store();
+    store.commit(&db(), &[put("k1", b"1")]).unwrap();
+    let written = store.row_dag(&db(), "t", "k1").unwrap();
+    let head = written.head.clone().unwrap();
+    // What a store written before format 1 holds: the row head alone, no byte after it.
+    store.tamper_head(&db(), "t", "k1", &head);
+    let bytes = store
+        .storage
+        .read()
+        .unwrap()
+        .get(&DbKeys::new("db").row("t", "k1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(bytes, records::encode(&head).unwrap());
+    collect(&store, &shared_cut(everything(&store)), 1_000);
+    let kinds = keys_by_kind(&store);
+    assert_eq!((kinds[&'r'], kinds.get(&'n')), (1, None), "{kinds:?}");
+    assert_eq!(store.row_dag(&db(), "t", "k1").unwrap(), written);
+}
