@@ -436,3 +436,62 @@ fn a_row_head_of_the_first_format_is_collected_into_one_key_too() {
     assert_eq!((kinds[&'r'], kinds.get(&'n')), (1, None), "{kinds:?}");
     assert_eq!(store.row_dag(&db(), "t", "k1").unwrap(), written);
 }
+
+#[test]
+fn an_entry_naming_a_collected_head_replaced_since_is_skipped_by_pages() {
+    let (writer, reader) = (store(), store());
+    writer.commit(&db(), &[put("k", b"1")]).unwrap();
+    super::test_sync::pull(&reader, &writer, &db(), &[scope()]);
+    // The same write logged again under another pair (its writer's epoch relogged it).
+    let dag = reader.row_dag(&db(), "t", "k").unwrap();
+    let version = dag.head.unwrap().version;
+    let mut node = dag.nodes[&version].clone();
+    node.device = DeviceId(99);
+    node.generation = Generation::new(1);
+    let relogged = LogRecord {
+        table: "t".into(),
+        row: "k".into(),
+        version,
+        content: RecordContent::Node(node),
+    };
+    reader
+        .apply(&db(), DeviceId(99), &[relogged], None)
+        .unwrap();
+    assert_eq!(reader.logged(&db()).unwrap().len(), 2);
+    // Only the first pair is under the cut: the head is collected, the second entry stays.
+    let cut = shared_cut(
+        [(writer.device(), Generation::new(1))]
+            .into_iter()
+            .collect(),
+    );
+    collect(&reader, &cut, 1_000);
+    assert_eq!(reader.logged(&db()).unwrap().len(), 1);
+    // A later write replaces the collected head: nothing holds its node any more.
+    reader.commit(&db(), &[put("k", b"2")]).unwrap();
+    let page = reader
+        .read_page(
+            &db(),
+            &PageRequest {
+                initiator: DeviceId(9),
+                knowledge: &Knowledge::new().request_for(&[scope()], DeviceId(9), Generation::NONE),
+                position: 0,
+                echoes_from: u64::MAX,
+                max_records: usize::MAX,
+                max_bytes: usize::MAX,
+            },
+        )
+        .unwrap();
+    let versions: Vec<Version> = page.records.iter().map(|record| record.version).collect();
+    let head = reader
+        .row_dag(&db(), "t", "k")
+        .unwrap()
+        .head
+        .unwrap()
+        .version;
+    assert_eq!(
+        versions,
+        [head],
+        "the replaced version is skipped as collected"
+    );
+    assert!(page.knowledge.is_some());
+}

@@ -17,7 +17,7 @@ use crate::store::epoch::Mark;
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::notice::Notice;
 use crate::store::records::{Change, EntryKind, LogEntry, LogRecord, RecordContent, decode};
-use crate::store::writer::{load_knowledge, load_node, load_state};
+use crate::store::writer::{load_floor, load_knowledge, load_node, load_state};
 
 /// What an initiator asked for, and where the responder's cursor stands.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +67,7 @@ pub fn read_page(
     request: &PageRequest<'_>,
 ) -> Result<Page> {
     let state = load_state(txn, keys)?;
+    let collecting = !load_floor(txn, keys)?.is_empty();
     let mut page = Page {
         next_position: request.position,
         ..Page::default()
@@ -83,7 +84,7 @@ pub fn read_page(
         end.as_deref(),
         &mut |key, value| {
             let position = trailing_u64(key).unwrap_or(page.next_position);
-            match wanted_record(txn, keys, request, position, value) {
+            match wanted_record(txn, keys, request, position, value, collecting) {
                 Ok(Some(record)) => {
                     if !fits(&fill, page.records.last(), &record) {
                         full = true;
@@ -147,13 +148,19 @@ fn same_batch(a: &LogRecord, b: &LogRecord) -> bool {
     }
 }
 
-/// The record at one log entry, if the initiator should get it.
+/// The record at one log entry, if the initiator should get it. In a store that collects
+/// history (`collecting`), a write whose DAG node is gone is a version collected here,
+/// superseded: it is skipped like a collected record. Another entry can still name it when
+/// the same write was logged under two pairs (its writer's epoch logged it again) and only
+/// one of them was under the cut, e.g. a collected head whose row head kept the node until a
+/// later write replaced it (`store::collect`).
 fn wanted_record(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
     request: &PageRequest<'_>,
     position: u64,
     bytes: &[u8],
+    collecting: bool,
 ) -> Result<Option<LogRecord>> {
     let entry: LogEntry = decode(bytes, "log entry")?;
     if !wanted(&entry, request, position) {
@@ -163,6 +170,7 @@ fn wanted_record(
         EntryKind::Node => {
             let mut node = match load_node(txn, keys, &entry.table, &entry.row, entry.version)? {
                 Some(node) => node,
+                None if collecting => return Ok(None),
                 None => {
                     return Err(crate::error::Error::Internal(format!(
                         "log names a missing DAG node of {}:{}",
