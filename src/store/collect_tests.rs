@@ -495,3 +495,21 @@ fn an_entry_naming_a_collected_head_replaced_since_is_skipped_by_pages() {
     );
     assert!(page.knowledge.is_some());
 }
+
+#[test]
+fn a_collected_head_that_wins_a_conflict_keeps_its_links_in_its_row_head() {
+    let (c, d) = (store(), store());
+    d.commit(&db(), &[put("j", b"d, earlier")]).unwrap();
+    c.commit(&db(), &[put("j", b"c, later")]).unwrap();
+    collect(&c, &shared_cut(everything(&c)), 1_000);
+    let head = c.row_dag(&db(), "t", "j").unwrap().head.unwrap().version;
+    let applied = super::test_sync::pull(&c, &d, &db(), &[scope()]);
+    assert_eq!(applied.resolutions.len(), 1);
+    assert_eq!(applied.resolutions[0].winner, head);
+    let loser = applied.resolutions[0].remote[0];
+    let j = c.row_dag(&db(), "t", "j").unwrap();
+    assert_eq!(j.head.unwrap().version, head);
+    assert_eq!(j.nodes[&head].linked, [loser]);
+    let kinds = keys_by_kind(&c);
+    assert_eq!(kinds[&'n'], 1, "only the loser's node: {kinds:?}");
+}
