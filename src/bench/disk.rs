@@ -49,6 +49,8 @@ struct Synced {
     /// Bytes of the pages B's environment uses after collection, if its file could be read
     /// after B stopped.
     used: Option<u64>,
+    /// Where B's bytes go after collection, per key kind ([`key_kinds`]).
+    kinds: Option<serde_json::Value>,
     /// What collection freed on B.
     freed: Collected,
 }
@@ -111,6 +113,7 @@ impl DiskBench {
                 "bytes": freed.bytes,
             },
             "store_bytes_source": "size of data.mdb; used: its pages less LMDB's free list",
+            "key_kinds_after_collection": synced.kinds,
             "targets": targets,
         }))
     }
@@ -160,12 +163,14 @@ async fn sync_to_fresh_node(data: &[(String, Vec<u8>)]) -> anyhow::Result<Synced
     let (kept, dir) = keep_data_dir(b)?;
     let file = lmdb_file_bytes(&dir);
     let used = used_bytes(&dir);
+    let kinds = key_kinds(&dir, data.len());
     drop(kept);
     Ok(Synced {
         writer_file,
         before,
         file,
         used,
+        kinds,
         freed,
     })
 }
@@ -197,6 +202,51 @@ fn used_bytes(dir: &Path) -> Option<u64> {
         .open(dir)
         .ok()?;
     used_pages_bytes(&env).ok()
+}
+
+/// Where the bytes of the LMDB environment in `dir` go, per key kind (`D r`, `D n`, `D o`,
+/// ... of the store's key layout, the letter after a database's prefix; other keys by their
+/// first letter): entries, key and value bytes, and leaf bytes (key + value + LMDB's 8-byte
+/// node header and 2-byte slot, rounded to even), per record of `records`. The rest of the
+/// used pages is page slack, branch pages and the free list's own pages. None if the file
+/// cannot be read.
+fn key_kinds(dir: &Path, records: usize) -> Option<serde_json::Value> {
+    let env = lmdb::Environment::new()
+        .set_flags(EnvironmentFlags::READ_ONLY | EnvironmentFlags::NO_LOCK)
+        .set_max_dbs(4)
+        .open(dir)
+        .ok()?;
+    let db = env.open_db(Some("kv")).ok()?;
+    let txn = env.begin_ro_txn().ok()?;
+    let mut cursor = txn.open_ro_cursor(db).ok()?;
+    let mut kinds: std::collections::BTreeMap<String, [u64; 4]> = Default::default();
+    for item in lmdb::Cursor::iter_start(&mut cursor) {
+        let (key, value) = item.ok()?;
+        let kind = match key.split(|b| *b == 0xfe).collect::<Vec<_>>()[..] {
+            [b"d", _, kind, ..] if !kind.is_empty() => format!("D {}", char::from(kind[0])),
+            _ => char::from(key.first().copied().unwrap_or(b'?')).to_string(),
+        };
+        let entry = kinds.entry(kind).or_default();
+        let leaf = (key.len() + value.len() + 10).next_multiple_of(2);
+        entry[0] += 1;
+        entry[1] += key.len() as u64;
+        entry[2] += value.len() as u64;
+        entry[3] += leaf as u64;
+    }
+    let per_record = |bytes: u64| bytes as f64 / records as f64;
+    let kinds: serde_json::Map<String, serde_json::Value> = kinds
+        .into_iter()
+        .map(|(kind, [keys, key, value, leaf])| {
+            let figures = json!({
+                "entries": keys,
+                "key_bytes_per_record": per_record(key),
+                "value_bytes_per_record": per_record(value),
+                "leaf_bytes_per_record": per_record(leaf),
+            });
+            (kind, figures)
+        })
+        .collect();
+    Some(kinds.into())
 }
 
 /// (last page + 1 - pages on the free list) x page size.
@@ -233,6 +283,14 @@ mod tests {
             used <= before,
             "collection never adds pages: {before} -> {used}"
         );
+        let kinds = &line["key_kinds_after_collection"];
+        assert_eq!(kinds["D r"]["entries"], 2000, "{kinds}");
+        for gone in ["D n", "D o", "D l"] {
+            assert!(
+                kinds[gone].is_null(),
+                "a collected head keeps no {gone}: {kinds}"
+            );
+        }
         assert!(line["targets"]["before_collection_vs_payload"]["pass"].is_boolean());
         assert!(line["targets"]["after_collection_used_vs_raw_lmdb_used"]["pass"].is_boolean());
     }

@@ -387,7 +387,7 @@ fn add_links(
         }
     }
     if node.linked.len() != before {
-        db.put_node(table, row, version, &node)?;
+        db.update_node(table, row, version, &node)?;
     }
     Ok(())
 }

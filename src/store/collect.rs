@@ -7,27 +7,29 @@
 //! minimum of the cuts of every shared scope covering the row (a row in a table no scope
 //! shares is this node's alone: everything it has seen is collectable). Then:
 //! - its log entry and index entry go (every member that counts holds it; anyone else is
-//!   below the floor and catches up by state), except a head's: the log is what names
-//!   every DAG node held, so a head's entry stays until a later version supersedes it and
-//!   the node goes with it;
+//!   below the floor and catches up by state);
 //! - a DAG node that is not the row's head goes with its value (no head can be a descendant
 //!   of nothing, and last-writer-wins never reads an ancestor: a late sibling of it settles
 //!   against the head);
-//! - a head keeps its row, node and entry, a tombstone head included: a later write of the
-//!   row names it as its parent, so that write descends from the delete on every node
-//!   whatever the clocks say (a clock capped against a peer's future timestamp can stamp
-//!   it earlier than the delete), and a member that missed the delete (restored from a
-//!   backup, or back from past the horizon) settles its own version against it by
-//!   last-writer-wins instead of bringing the row back. The cost: a deleted key keeps its
-//!   tombstone until it is written again.
+//! - a head's node goes too, live or tombstone, its row head keeping what the node held
+//!   besides the value (`records::HeadNode`: parents, links, HLC, the pair its entry names),
+//!   so the row is one key holding its value once. Every reader of a head's node reads it there when its key is
+//!   gone (`writer::load_node`). Nothing points at it any more, and nothing needs to: a later
+//!   write or an applied winner replaces the row head, and with it the last trace of the old
+//!   head. A tombstone head stays so (its row is not removed): a later write of the row names
+//!   it as its parent, so that write descends from the delete on every node whatever the
+//!   clocks say (a clock capped against a peer's future timestamp can stamp it earlier than
+//!   the delete), and a member that missed the delete (restored from a backup, or back from
+//!   past the horizon) settles its own version against it by last-writer-wins instead of
+//!   bringing the row back. The cost: a deleted key keeps its tombstone, one key of about
+//!   70 bytes, until it is written again.
 //!
 //! Before removing anything, a step raises the database's **collection floor** (`D z`) to
 //! the cut in the same transaction, so a responder refuses (`BehindHorizon:`) an initiator
 //! whose knowledge does not cover what may be gone, and a collected record arriving again
 //! is known as seen (`store::apply`). The watch feed is trimmed in the same steps: a change
 //! whose version was collected is superseded by a later change of its row (watchers coalesce;
-//! `log::read_changes` skips it), and a change of a row whose tombstone was collected goes
-//! with it.
+//! `log::read_changes` skips it).
 
 use serde::{Deserialize, Serialize};
 use syncbase_storage::{Scan, WriteTxn, prefix_end};
@@ -35,8 +37,11 @@ use syncbase_storage::{Scan, WriteTxn, prefix_end};
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::store::keys::{DbKeys, trailing_u64};
-use crate::store::records::{Change, DagNode, EntryKind, LogEntry, RowHead, decode, scan_decoded};
-use crate::store::writer::load_floor;
+use crate::store::records::{
+    Change, DagNode, EntryKind, HeadNode, LogEntry, StoredHead, decode, decode_head, encode_head,
+    scan_decoded,
+};
+use crate::store::writer::{load_floor, load_node};
 
 /// What collection may remove in one database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,7 +87,8 @@ impl Cut {
 pub struct Collected {
     /// Log entries removed (writes and resolutions).
     pub records: u64,
-    /// DAG nodes removed (superseded versions, tombstones included).
+    /// DAG nodes removed (superseded versions, tombstones included; not a head's, whose row
+    /// head keeps it).
     pub versions: u64,
     /// Of those, superseded tombstones (a deleted row written again; a tombstone head stays).
     pub tombstones: u64,
@@ -208,8 +214,8 @@ fn collect_entry(
         floor.insert(Scope::new(table, ""), cut.unshared_table(table));
         raise_floor(txn, keys, &floor)?;
     }
-    if entry.kind == EntryKind::Node && !collect_version(txn, keys, entry, collected)? {
-        return Ok(());
+    if entry.kind == EntryKind::Node {
+        collect_version(txn, keys, entry, collected)?;
     }
     remove(txn, &keys.log(position), collected)?;
     let index = keys.index(entry.device, entry.generation);
@@ -220,23 +226,23 @@ fn collect_entry(
     Ok(())
 }
 
-/// Removes the DAG node `entry` added unless it is the row's head, live or tombstone (then
-/// the entry stays too, and goes with the node once a later version supersedes it). Whether
-/// the entry may go.
+/// Removes the DAG node `entry` added; a head's node, live or tombstone, is kept by its row
+/// head ([`collapse_head`]). The entry may then go.
 fn collect_version(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
     entry: &LogEntry,
     collected: &mut Collected,
-) -> Result<bool> {
+) -> Result<()> {
     let (table, row) = (entry.table.as_str(), entry.row.as_str());
     let row_key = keys.row(table, row);
-    let head: Option<RowHead> = txn
-        .get(&row_key)?
-        .map(|bytes| decode(&bytes, "row head"))
-        .transpose()?;
-    if head.is_some_and(|head| head.version == entry.version) {
-        return Ok(false);
+    let head = txn.get(&row_key)?;
+    let head = head.as_deref().map(decode_head).transpose()?;
+    if let Some(stored) = head.filter(|stored| stored.head.version == entry.version) {
+        // Moved into the row head, not removed: not counted as a version.
+        collapse_head(txn, keys, entry, stored, collected)?;
+        remove(txn, &keys.node(table, row, entry.version), collected)?;
+        return Ok(());
     }
     let node_key = keys.node(table, row, entry.version);
     if let Some(bytes) = txn.get(&node_key)? {
@@ -247,7 +253,37 @@ fn collect_version(
             collected.tombstones += 1;
         }
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Makes the row head of a head (live or tombstone) whose record is collected keep what its
+/// DAG node holds besides the value (parents, links, HLC, and the pair its log entry names), so its node,
+/// log entry and index entry can go and its value is stored once. The write paths write a
+/// plain row head (nothing copied on every write); this is its one rewrite. A head that keeps
+/// the node already, or whose node is gone (an entry logged again for it), stays as it is.
+fn collapse_head(
+    txn: &mut dyn WriteTxn,
+    keys: &DbKeys,
+    entry: &LogEntry,
+    stored: StoredHead,
+    collected: &mut Collected,
+) -> Result<()> {
+    let (table, row) = (entry.table.as_str(), entry.row.as_str());
+    let Some(bytes) = txn.get(&keys.node(table, row, entry.version))? else {
+        return Ok(());
+    };
+    let node: DagNode = decode(&bytes, "DAG node")?;
+    let kept = HeadNode::of(&node, entry.device, entry.generation);
+    if stored.node.as_ref() == Some(&kept) {
+        return Ok(());
+    }
+    let before = encode_head(&stored.head, stored.node.as_ref())?.len();
+    let bytes = encode_head(&stored.head, Some(&kept))?;
+    txn.put(&keys.row(table, row), &bytes)?;
+    collected.bytes = collected
+        .bytes
+        .saturating_sub(bytes.len().saturating_sub(before) as u64);
+    Ok(())
 }
 
 /// Deletes `key`, counting its bytes; whether it existed.
@@ -295,10 +331,10 @@ fn trim_feed(
 }
 
 /// Whether a watch-feed change names a version gone from here: a non-head version collected
-/// (a later change of its row follows), or a row whose tombstone was collected.
+/// (a later change of its row follows).
 fn superseded(txn: &dyn WriteTxn, keys: &DbKeys, change: &Change) -> Result<bool> {
     let (table, row) = (change.table.as_str(), change.row.as_str());
-    Ok(txn.get(&keys.node(table, row, change.version))?.is_none())
+    Ok(load_node(txn, keys, table, row, change.version)?.is_none())
 }
 
 #[cfg(test)]

@@ -82,21 +82,24 @@ fn a_pass_under_a_cut_covering_everything_keeps_only_the_heads_tombstones_includ
     history(&store);
     let cut = shared_cut(everything(&store));
     let (collected, _) = collect(&store, &cut, 1_000);
-    assert_eq!(collected.records, 3, "all but the heads' entries");
+    assert_eq!(collected.records, 5, "the live head's entry too");
     assert_eq!(collected.versions, 3, "k1's two old versions, k2's write");
-    assert_eq!(collected.tombstones, 0);
+    assert_eq!(
+        collected.tombstones, 0,
+        "k2's tombstone is its head: it stays"
+    );
     assert_eq!(get(&store, "k1").as_deref(), Some(&b"3"[..]));
     assert_eq!(get(&store, "k2"), None);
-    assert_eq!(
-        store.logged(&db()).unwrap().len(),
-        2,
-        "the heads' entries stay, the tombstone's included"
-    );
+    assert!(store.logged(&db()).unwrap().is_empty());
     let k1 = store.row_dag(&db(), "t", "k1").unwrap();
-    assert_eq!(k1.nodes.len(), 1, "only the head's node is left");
+    assert_eq!(
+        k1.nodes.len(),
+        1,
+        "only the head's node is left, in its row head"
+    );
     let k2 = store.row_dag(&db(), "t", "k2").unwrap();
     assert!(k2.head.as_ref().is_some_and(|head| head.deleted), "{k2:?}");
-    assert_eq!(k2.nodes.len(), 1, "only the tombstone's node is left");
+    assert_eq!(k2.nodes.len(), 1, "the tombstone's node, in its row head");
     assert_eq!(
         store.floor(&db()).unwrap().bound_for(&scope()),
         everything(&store)
@@ -243,7 +246,7 @@ fn a_table_no_scope_shares_is_collected_and_floored_whole() {
         ..Cut::default()
     };
     let (collected, _) = collect(&store, &cut, 1_000);
-    assert_eq!(collected.records, 3);
+    assert_eq!(collected.records, 5);
     assert_eq!(
         store.floor(&db()).unwrap().bound_for(&scope()),
         everything(&store)
@@ -283,10 +286,9 @@ fn a_page_read_where_every_later_entry_was_collected_reaches_the_log_end() {
             },
         )
         .unwrap();
-    assert_eq!(
-        page.records.len(),
-        3,
-        "the heads' entries: k2's and k1's tombstones, k3's last write"
+    assert!(
+        page.records.is_empty(),
+        "every entry collected, k3's live head's, the last one, too"
     );
     assert!(page.knowledge.is_some(), "the page must end the round");
     assert_eq!(
@@ -344,23 +346,151 @@ fn a_write_after_a_collected_delete_names_the_tombstone_as_its_parent() {
     assert_eq!(dag.nodes[&head.version].parents, vec![tombstone.version]);
 }
 
-/// A version logged under two pairs loses its node when one pair's entry is collected; the
-/// other entry then names nothing to send, and a responder reading it skips it rather than
-/// failing every session (`Internal: log names a missing DAG node`).
+/// Keys of `store`'s database `db` by kind (the letter after the database's prefix).
+fn keys_by_kind(store: &Store) -> std::collections::BTreeMap<char, usize> {
+    let prefix = DbKeys::new("db").state();
+    let prefix = &prefix[..prefix.len() - 1];
+    let mut kinds = std::collections::BTreeMap::new();
+    store
+        .storage
+        .read()
+        .unwrap()
+        .scan_prefix(prefix, &mut |key, _| {
+            *kinds.entry(char::from(key[prefix.len()])).or_default() += 1;
+            Ok(Scan::Continue)
+        })
+        .unwrap();
+    kinds
+}
+
 #[test]
-fn a_log_entry_whose_node_another_pair_collected_is_skipped() {
+fn a_collected_live_head_is_one_row_head_holding_its_value_once() {
     let store = store();
-    store.commit(&db(), &[put("k", b"1")]).unwrap();
-    store.commit(&db(), &[put("k", b"2")]).unwrap();
-    store.commit(&db(), &[put("other", b"x")]).unwrap();
-    let dag = store.row_dag(&db(), "t", "k").unwrap();
-    let head = dag.head.unwrap().version;
-    let old = *dag.nodes.keys().find(|version| **version != head).unwrap();
-    let keys = crate::store::keys::DbKeys::new("db");
-    let mut txn = store.storage().write().unwrap();
-    txn.delete(&keys.node("t", "k", old)).unwrap();
-    txn.commit().unwrap();
-    let page = store
+    store
+        .commit(&db(), &[put("k1", b"1"), put("k2", b"2")])
+        .unwrap();
+    let before = keys_by_kind(&store);
+    assert_eq!((before[&'n'], before[&'o'], before[&'l']), (2, 2, 2));
+    collect(&store, &shared_cut(everything(&store)), 1_000);
+    let after = keys_by_kind(&store);
+    assert_eq!(after[&'r'], 2);
+    for kind in ['n', 'o', 'l'] {
+        assert_eq!(after.get(&kind), None, "{kind} keys left: {after:?}");
+    }
+    let k1 = store.row_dag(&db(), "t", "k1").unwrap();
+    let head = k1.head.unwrap();
+    let node = &k1.nodes[&head.version];
+    assert_eq!(
+        (node.value.as_slice(), node.device),
+        (&b"1"[..], store.device())
+    );
+    assert_eq!(get(&store, "k1").as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn a_write_on_a_collected_head_leaves_no_trace_of_it() {
+    let store = store();
+    store.commit(&db(), &[put("k1", b"1")]).unwrap();
+    collect(&store, &shared_cut(everything(&store)), 1_000);
+    let collected = store.row_dag(&db(), "t", "k1").unwrap();
+    let old = collected.head.unwrap().version;
+    let old_hlc = collected.nodes[&old].hlc;
+    store.commit(&db(), &[put("k1", b"2")]).unwrap();
+    let k1 = store.row_dag(&db(), "t", "k1").unwrap();
+    assert_eq!(k1.nodes.len(), 1, "only the new head's node: {k1:?}");
+    let new = &k1.nodes[&k1.head.unwrap().version];
+    assert_eq!(new.parents, [old]);
+    assert!(new.hlc > old_hlc);
+    let kinds = keys_by_kind(&store);
+    assert_eq!((kinds[&'r'], kinds[&'n'], kinds[&'o']), (1, 1, 1));
+}
+
+#[test]
+fn a_peers_write_settles_against_a_collected_head_by_its_kept_node() {
+    let (a, b) = (store(), store());
+    a.commit(&db(), &[put("k", b"a")]).unwrap();
+    super::test_sync::pull(&b, &a, &db(), &[scope()]);
+    collect(&a, &shared_cut(everything(&a)), 1_000);
+    collect(&b, &shared_cut(everything(&b)), 1_000);
+    // Two later writes on top of the collected head: b's is later, so it wins on both.
+    a.commit(&db(), &[put("k", b"a2")]).unwrap();
+    b.commit(&db(), &[put("k", b"b2")]).unwrap();
+    super::test_sync::pull(&a, &b, &db(), &[scope()]);
+    super::test_sync::pull(&b, &a, &db(), &[scope()]);
+    assert_eq!(get(&a, "k").as_deref(), Some(&b"b2"[..]));
+    assert_eq!(get(&b, "k").as_deref(), Some(&b"b2"[..]));
+    assert_eq!(a.digest(&db()).unwrap(), b.digest(&db()).unwrap());
+    // A sibling of the collected head itself, from a device that never saw it: the head's
+    // HLC is read from its row head, and the later write wins.
+    let (c, d) = (store(), store());
+    c.commit(&db(), &[put("j", b"c")]).unwrap();
+    collect(&c, &shared_cut(everything(&c)), 1_000);
+    d.commit(&db(), &[put("j", b"d")]).unwrap();
+    let applied = super::test_sync::pull(&c, &d, &db(), &[scope()]);
+    assert_eq!(applied.resolutions.len(), 1);
+    assert_eq!(get(&c, "j").as_deref(), Some(&b"d"[..]));
+    let j = c.row_dag(&db(), "t", "j").unwrap();
+    assert_eq!(
+        j.nodes.len(),
+        1,
+        "the collected head lost and left nothing: {j:?}"
+    );
+}
+
+#[test]
+fn a_row_head_of_the_first_format_is_collected_into_one_key_too() {
+    let store = store();
+    store.commit(&db(), &[put("k1", b"1")]).unwrap();
+    let written = store.row_dag(&db(), "t", "k1").unwrap();
+    let head = written.head.clone().unwrap();
+    // What a store written before format 1 holds: the row head alone, no byte after it.
+    store.tamper_head(&db(), "t", "k1", &head);
+    let bytes = store
+        .storage
+        .read()
+        .unwrap()
+        .get(&DbKeys::new("db").row("t", "k1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(bytes, records::encode(&head).unwrap());
+    collect(&store, &shared_cut(everything(&store)), 1_000);
+    let kinds = keys_by_kind(&store);
+    assert_eq!((kinds[&'r'], kinds.get(&'n')), (1, None), "{kinds:?}");
+    assert_eq!(store.row_dag(&db(), "t", "k1").unwrap(), written);
+}
+
+#[test]
+fn an_entry_naming_a_collected_head_replaced_since_is_skipped_by_pages() {
+    let (writer, reader) = (store(), store());
+    writer.commit(&db(), &[put("k", b"1")]).unwrap();
+    super::test_sync::pull(&reader, &writer, &db(), &[scope()]);
+    // The same write logged again under another pair (its writer's epoch relogged it).
+    let dag = reader.row_dag(&db(), "t", "k").unwrap();
+    let version = dag.head.unwrap().version;
+    let mut node = dag.nodes[&version].clone();
+    node.device = DeviceId(99);
+    node.generation = Generation::new(1);
+    let relogged = LogRecord {
+        table: "t".into(),
+        row: "k".into(),
+        version,
+        content: RecordContent::Node(node),
+    };
+    reader
+        .apply(&db(), DeviceId(99), &[relogged], None)
+        .unwrap();
+    assert_eq!(reader.logged(&db()).unwrap().len(), 2);
+    // Only the first pair is under the cut: the head is collected, the second entry stays.
+    let cut = shared_cut(
+        [(writer.device(), Generation::new(1))]
+            .into_iter()
+            .collect(),
+    );
+    collect(&reader, &cut, 1_000);
+    assert_eq!(reader.logged(&db()).unwrap().len(), 1);
+    // A later write replaces the collected head: nothing holds its node any more.
+    reader.commit(&db(), &[put("k", b"2")]).unwrap();
+    let page = reader
         .read_page(
             &db(),
             &PageRequest {
@@ -374,6 +504,34 @@ fn a_log_entry_whose_node_another_pair_collected_is_skipped() {
         )
         .unwrap();
     let versions: Vec<Version> = page.records.iter().map(|record| record.version).collect();
-    assert_eq!(versions.len(), 2, "{versions:?}");
-    assert!(!versions.contains(&old));
+    let head = reader
+        .row_dag(&db(), "t", "k")
+        .unwrap()
+        .head
+        .unwrap()
+        .version;
+    assert_eq!(
+        versions,
+        [head],
+        "the replaced version is skipped as collected"
+    );
+    assert!(page.knowledge.is_some());
+}
+
+#[test]
+fn a_collected_head_that_wins_a_conflict_keeps_its_links_in_its_row_head() {
+    let (c, d) = (store(), store());
+    d.commit(&db(), &[put("j", b"d, earlier")]).unwrap();
+    c.commit(&db(), &[put("j", b"c, later")]).unwrap();
+    collect(&c, &shared_cut(everything(&c)), 1_000);
+    let head = c.row_dag(&db(), "t", "j").unwrap().head.unwrap().version;
+    let applied = super::test_sync::pull(&c, &d, &db(), &[scope()]);
+    assert_eq!(applied.resolutions.len(), 1);
+    assert_eq!(applied.resolutions[0].winner, head);
+    let loser = applied.resolutions[0].remote[0];
+    let j = c.row_dag(&db(), "t", "j").unwrap();
+    assert_eq!(j.head.unwrap().version, head);
+    assert_eq!(j.nodes[&head].linked, [loser]);
+    let kinds = keys_by_kind(&c);
+    assert_eq!(kinds[&'n'], 1, "only the loser's node: {kinds:?}");
 }

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::genvec::{DeviceId, Generation, Scope};
 use crate::names::DbName;
 use crate::store::keys::{DbKeys, trailing_u64};
-use crate::store::records::{DagNode, EntryKind, LogEntry, RowHead, Version, decode};
+use crate::store::records::{DagNode, EntryKind, LogEntry, RowHead, Version, decode, decode_head};
 use crate::store::writer::load_state;
 use crate::store::{Store, text, visitor_error};
 
@@ -74,9 +74,9 @@ impl Store {
     pub fn row_dag(&self, db: &DbName, table: &str, row: &str) -> Result<RowDag> {
         let keys = DbKeys::new(db.as_str());
         let txn = self.storage.read()?;
-        let head = txn
+        let stored = txn
             .get(&keys.row(table, row))?
-            .map(|bytes| decode(&bytes, "row head"))
+            .map(|bytes| decode_head(&bytes))
             .transpose()?;
         let any = keys.node(table, row, Version(0));
         let prefix = &any[..any.len() - 8];
@@ -88,6 +88,13 @@ impl Store {
             }
             Ok(Scan::Continue)
         })?;
+        // A collected head's node is kept by its row head.
+        if let Some(stored) = &stored
+            && let Some(node) = stored.node_at(stored.head.version)
+        {
+            nodes.entry(stored.head.version).or_insert(node);
+        }
+        let head = stored.map(|stored| stored.head);
         Ok(RowDag { head, nodes })
     }
 

@@ -16,10 +16,8 @@ use crate::paging::{self, PageFill, PageLimit};
 use crate::store::epoch::Mark;
 use crate::store::keys::{DbKeys, trailing_u64};
 use crate::store::notice::Notice;
-use crate::store::records::{
-    Change, DagNode, EntryKind, LogEntry, LogRecord, RecordContent, decode,
-};
-use crate::store::writer::{load_knowledge, load_state};
+use crate::store::records::{Change, EntryKind, LogEntry, LogRecord, RecordContent, decode};
+use crate::store::writer::{load_floor, load_knowledge, load_node, load_state};
 
 /// What an initiator asked for, and where the responder's cursor stands.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +67,7 @@ pub fn read_page(
     request: &PageRequest<'_>,
 ) -> Result<Page> {
     let state = load_state(txn, keys)?;
+    let collecting = !load_floor(txn, keys)?.is_empty();
     let mut page = Page {
         next_position: request.position,
         ..Page::default()
@@ -85,7 +84,7 @@ pub fn read_page(
         end.as_deref(),
         &mut |key, value| {
             let position = trailing_u64(key).unwrap_or(page.next_position);
-            match wanted_record(txn, keys, request, position, value) {
+            match wanted_record(txn, keys, request, position, value, collecting) {
                 Ok(Some(record)) => {
                     if !fits(&fill, page.records.last(), &record) {
                         full = true;
@@ -149,13 +148,19 @@ fn same_batch(a: &LogRecord, b: &LogRecord) -> bool {
     }
 }
 
-/// The record at one log entry, if the initiator should get it.
+/// The record at one log entry, if the initiator should get it. In a store that collects
+/// history (`collecting`), a write whose DAG node is gone is a version collected here,
+/// superseded: it is skipped like a collected record. Another entry can still name it when
+/// the same write was logged under two pairs (its writer's epoch logged it again) and only
+/// one of them was under the cut, e.g. a collected head whose row head kept the node until a
+/// later write replaced it (`store::collect`).
 fn wanted_record(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
     request: &PageRequest<'_>,
     position: u64,
     bytes: &[u8],
+    collecting: bool,
 ) -> Result<Option<LogRecord>> {
     let entry: LogEntry = decode(bytes, "log entry")?;
     if !wanted(&entry, request, position) {
@@ -163,15 +168,20 @@ fn wanted_record(
     }
     let content = match entry.kind {
         EntryKind::Node => {
-            let key = keys.node(&entry.table, &entry.row, entry.version);
             // A version can be logged under two pairs (its writer's epoch logged it again, or
             // a catch-up by state took it under its own pair). Collecting the entry of one
             // pair removes the node: every member already holds the version, so the other
             // entry has nothing left to send.
-            let Some(bytes) = txn.get(&key)? else {
-                return Ok(None);
+            let mut node = match load_node(txn, keys, &entry.table, &entry.row, entry.version)? {
+                Some(node) => node,
+                None if collecting => return Ok(None),
+                None => {
+                    return Err(crate::error::Error::Internal(format!(
+                        "log names a missing DAG node of {}:{}",
+                        entry.table, entry.row
+                    )));
+                }
             };
-            let mut node: DagNode = decode(&bytes, "DAG node")?;
             // The entry names the record: a write logged again by its writer's epoch is sent
             // under its new pair even where the node was first stored under the old one.
             node.device = entry.device;
@@ -369,9 +379,8 @@ fn feed_item(
     let value = if change.deleted {
         Vec::new()
     } else {
-        let key = keys.node(&change.table, &change.row, change.version);
-        match txn.get(&key)? {
-            Some(bytes) => decode::<DagNode>(&bytes, "DAG node")?.value,
+        match load_node(txn, keys, &change.table, &change.row, change.version)? {
+            Some(node) => node.value,
             // Collected (`store::collect`): a later change of the row supersedes it.
             None => return Ok(None),
         }

@@ -72,8 +72,8 @@ use crate::names::{DbName, KeyPrefix, RowKey, TableName};
 use crate::paging::PageFill;
 use keys::DbKeys;
 use local::Writer;
-use records::{decode, encode};
-use writer::{DbWriter, load_floor, load_knowledge, load_state};
+use records::{decode, encode, split_head};
+use writer::{DbWriter, load_floor, load_knowledge, load_node, load_state};
 
 /// One change in an atomic commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,10 +140,7 @@ struct TxnNodes<'a> {
 
 impl HeldNodes for TxnNodes<'_> {
     fn holds(&self, table: &str, row: &str, version: Version) -> Result<bool> {
-        Ok(self
-            .txn
-            .get(&self.keys.node(table, row, version))?
-            .is_some())
+        Ok(load_node(self.txn, &self.keys, table, row, version)?.is_some())
     }
 
     fn collecting(&self) -> Result<bool> {
@@ -986,8 +983,10 @@ impl Store {
         self.storage
             .read()?
             .scan_prefix(rows_prefix, &mut |key, value| {
+                // The head alone: a collected head's node metadata is this node's business.
+                let (_, kept) = split_head(value).map_err(visitor_error)?;
                 hasher.update(key);
-                hasher.update(value);
+                hasher.update(&value[..value.len() - kept.len()]);
                 Ok(Scan::Continue)
             })?;
         Ok(hasher.digest())

@@ -50,6 +50,103 @@ pub struct RowHead {
     pub value: Vec<u8>,
 }
 
+/// What a row head keeps of its DAG node once that node's record is collected
+/// (`store::collect`): everything a later reader of the head's node needs (conflict
+/// resolution, catch-up by state, the responder, `apply`), the value and the deleted flag
+/// being the row head's own. Stored after the row head's bytes, behind [`COLLECTED_HEAD`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadNode {
+    pub parents: Vec<Version>,
+    pub device: DeviceId,
+    pub generation: Generation,
+    pub hlc: Hlc,
+    pub linked: Vec<Version>,
+}
+
+/// The byte after a row head's own bytes that says a [`HeadNode`] follows (format 1). A row
+/// head written before collected heads existed ends with its value: no byte follows.
+pub const COLLECTED_HEAD: u8 = 1;
+
+impl HeadNode {
+    /// What a head keeps of `node`, named by the pair its log entry gives it.
+    pub fn of(node: &DagNode, device: DeviceId, generation: Generation) -> HeadNode {
+        HeadNode {
+            parents: node.parents.clone(),
+            device,
+            generation,
+            hlc: node.hlc,
+            linked: node.linked.clone(),
+        }
+    }
+
+    /// The head's DAG node again: a record alone in its batch (its batch was collected).
+    pub fn dag_node(&self, head: &RowHead) -> DagNode {
+        DagNode {
+            parents: self.parents.clone(),
+            device: self.device,
+            generation: self.generation,
+            hlc: self.hlc,
+            deleted: head.deleted,
+            batch_id: 0,
+            batch_count: 1,
+            value: head.value.clone(),
+            linked: self.linked.clone(),
+        }
+    }
+}
+
+/// A row head as stored: the head, and its node's metadata if that node was collected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHead {
+    pub head: RowHead,
+    pub node: Option<HeadNode>,
+}
+
+impl StoredHead {
+    /// The head's DAG node if it is kept here (collected), for `version`.
+    pub fn node_at(&self, version: Version) -> Option<DagNode> {
+        self.node
+            .as_ref()
+            .filter(|_| self.head.version == version)
+            .map(|node| node.dag_node(&self.head))
+    }
+}
+
+/// Encodes a row head for storage: the [`RowHead`] (postcard), then, for a collected head,
+/// [`COLLECTED_HEAD`] and its [`HeadNode`] (postcard).
+pub fn encode_head(head: &RowHead, node: Option<&HeadNode>) -> Result<Vec<u8>> {
+    let mut bytes = encode(head)?;
+    if let Some(node) = node {
+        bytes.push(COLLECTED_HEAD);
+        bytes.extend(encode(node)?);
+    }
+    Ok(bytes)
+}
+
+/// Decodes a stored row head, either form; `Internal: corrupt row head` if the bytes are
+/// neither. The [`RowHead`] part alone also decodes with [`decode`].
+pub fn decode_head(bytes: &[u8]) -> Result<StoredHead> {
+    let (head, rest) = split_head(bytes)?;
+    let node = match rest {
+        [] => None,
+        [COLLECTED_HEAD, node @ ..] => match postcard::take_from_bytes::<HeadNode>(node) {
+            Ok((node, [])) => Some(node),
+            _ => return Err(Error::Internal("corrupt row head: its DAG node".into())),
+        },
+        [format, ..] => {
+            return Err(Error::Internal(format!(
+                "corrupt row head: unknown format {format}"
+            )));
+        }
+    };
+    Ok(StoredHead { head, node })
+}
+
+/// A stored row head's [`RowHead`] and the bytes after it (empty unless collected).
+pub fn split_head(bytes: &[u8]) -> Result<(RowHead, &[u8])> {
+    postcard::take_from_bytes(bytes).map_err(|e| Error::Internal(format!("corrupt row head: {e}")))
+}
+
 /// A node of an object's version DAG: one write (a put or a delete) as its writer made it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DagNode {
@@ -318,5 +415,64 @@ mod tests {
             decode::<crate::genvec::Knowledge>(&knowledge_bytes, "knowledge").unwrap(),
             knowledge
         );
+    }
+
+    #[test]
+    fn row_heads_written_before_collected_heads_decode_as_heads_without_a_kept_node() {
+        let head = RowHead {
+            version: Version(5),
+            deleted: false,
+            value: b"v".to_vec(),
+        };
+        // Version 5, not deleted, value "v": what every row head was before format 1.
+        let old = [5, 0, 1, b'v'];
+        assert_eq!(encode(&head).unwrap(), old);
+        let stored = decode_head(&old).unwrap();
+        assert_eq!((&stored.head, &stored.node), (&head, &None));
+        assert_eq!(stored.node_at(Version(5)), None);
+        assert_eq!(encode_head(&head, None).unwrap(), old);
+    }
+
+    #[test]
+    fn a_collected_head_is_its_row_head_then_format_1_and_its_node() {
+        let head = RowHead {
+            version: Version(5),
+            deleted: false,
+            value: b"v".to_vec(),
+        };
+        let kept = HeadNode {
+            parents: vec![Version(4)],
+            device: DeviceId(7),
+            generation: Generation::new(300),
+            hlc: Hlc {
+                wall_nanos: 5,
+                logical: 1,
+            },
+            linked: vec![Version(3)],
+        };
+        // The row head, format 1, then parents [4], device 7, generation 300, HLC (zigzag 5,
+        // 1), linked [3].
+        let bytes = [5, 0, 1, b'v', 1, 1, 4, 7, 0xac, 2, 10, 1, 1, 3];
+        assert_eq!(encode_head(&head, Some(&kept)).unwrap(), bytes);
+        let stored = decode_head(&bytes).unwrap();
+        assert_eq!(stored.node.as_ref(), Some(&kept));
+        assert_eq!(decode::<RowHead>(&bytes, "row head").unwrap(), head);
+        let node = stored.node_at(Version(5)).unwrap();
+        assert_eq!(
+            (node.value, node.hlc, node.linked),
+            (b"v".to_vec(), kept.hlc, kept.linked)
+        );
+        assert_eq!(
+            stored.node_at(Version(4)),
+            None,
+            "only the head's own version"
+        );
+        for bad in [&bytes[..5], &[5, 0, 1, b'v', 2][..]] {
+            let error = decode_head(bad).unwrap_err();
+            assert!(
+                error.to_string().starts_with("Internal: corrupt row head"),
+                "{error}"
+            );
+        }
     }
 }

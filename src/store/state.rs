@@ -38,7 +38,7 @@ use crate::store::records::{
 };
 use crate::store::resolve::Resolver;
 use crate::store::resume::{self, CursorUpdate};
-use crate::store::writer::{DbWriter, load_floor, load_knowledge, load_state};
+use crate::store::writer::{DbWriter, load_floor, load_knowledge, load_node, load_state};
 use crate::store::{Store, notice, syncgroups};
 
 /// The 32-byte id of a row head as an item of set reconciliation:
@@ -157,12 +157,11 @@ impl Store {
                 continue;
             };
             let head: RowHead = decode(&bytes, "row head")?;
-            let Some(bytes) = txn.get(&keys.node(table, row, head.version))? else {
+            let Some(mut node) = load_node(txn.as_ref(), &keys, table, row, head.version)? else {
                 return Err(Error::Internal(format!(
                     "the head of {table}:{row} names a missing DAG node"
                 )));
             };
-            let mut node: DagNode = decode(&bytes, "DAG node")?;
             node.linked.clear();
             records.push(LogRecord {
                 table: table.clone(),

@@ -13,7 +13,8 @@ use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::store::epoch::{Mark, digest};
 use crate::store::keys::DbKeys;
 use crate::store::records::{
-    Change, DagNode, LogEntry, RowHead, SyncState, Version, decode, encode,
+    Change, DagNode, HeadNode, LogEntry, RowHead, SyncState, Version, decode, decode_head, encode,
+    encode_head,
 };
 
 /// Writes one database's records in a transaction the caller commits.
@@ -70,15 +71,38 @@ impl<'t> DbWriter<'t> {
         Ok(self.txn.put(&self.keys.row(table, row), &encode(head)?)?)
     }
 
+    /// The DAG node of `version`: stored under its own key, or kept by the row head once
+    /// collected (`store::collect`); None if neither holds it.
     pub fn node(&self, table: &str, row: &str, version: Version) -> Result<Option<DagNode>> {
         let key = self.keys.node(table, row, version);
         if let Some(node) = self.written.get(&key) {
             return Ok(Some(node.clone()));
         }
-        self.txn
-            .get(&key)?
-            .map(|bytes| decode(&bytes, "DAG node"))
-            .transpose()
+        load_node(&*self.txn, &self.keys, table, row, version)
+    }
+
+    /// Stores `node` again after a change of its links: where the row head keeps it (a
+    /// collected head), in the row head, so no node key comes back for it.
+    pub fn update_node(
+        &mut self,
+        table: &str,
+        row: &str,
+        version: Version,
+        node: &DagNode,
+    ) -> Result<()> {
+        let key = self.keys.node(table, row, version);
+        if !self.written.contains_key(&key) && self.txn.get(&key)?.is_none() {
+            let row_key = self.keys.row(table, row);
+            if let Some(bytes) = self.txn.get(&row_key)? {
+                let stored = decode_head(&bytes)?;
+                if let Some(kept) = stored.node.filter(|_| stored.head.version == version) {
+                    let kept = HeadNode::of(node, kept.device, kept.generation);
+                    let bytes = encode_head(&stored.head, Some(&kept))?;
+                    return Ok(self.txn.put(&row_key, &bytes)?);
+                }
+            }
+        }
+        self.put_node(table, row, version, node)
     }
 
     pub fn put_node(
@@ -280,6 +304,24 @@ pub fn load_floor(txn: &dyn syncbase_storage::ReadTxn, keys: &DbKeys) -> Result<
     };
     crate::store::notice::cap(&crate::store::notice::caps(txn, keys)?, &mut floor);
     Ok(floor)
+}
+
+/// The DAG node of `version` of a row: under its own key, or kept by the row head once
+/// collected (`store::collect`); None if neither holds it.
+pub fn load_node(
+    txn: &dyn syncbase_storage::ReadTxn,
+    keys: &DbKeys,
+    table: &str,
+    row: &str,
+    version: Version,
+) -> Result<Option<DagNode>> {
+    if let Some(bytes) = txn.get(&keys.node(table, row, version))? {
+        return decode(&bytes, "DAG node").map(Some);
+    }
+    Ok(match txn.get(&keys.row(table, row))? {
+        Some(bytes) => decode_head(&bytes)?.node_at(version),
+        None => None,
+    })
 }
 
 /// A database's stored knowledge (empty if it never synced).
