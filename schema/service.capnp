@@ -71,8 +71,9 @@ interface Service {
 
 struct Collected {
   records @0 :UInt64;      # Log entries removed.
-  versions @1 :UInt64;     # Superseded versions (DAG nodes) and collected tombstones' nodes.
-  tombstones @2 :UInt64;   # Deleted rows every member had seen, removed.
+  versions @1 :UInt64;     # Superseded versions (DAG nodes) removed, tombstones included.
+  tombstones @2 :UInt64;   # Of those, tombstones (a deleted row written again since: the
+                           # tombstone head of a deleted row stays).
   changes @3 :UInt64;      # Watch-feed changes removed.
   bytes @4 :UInt64;        # Key and value bytes removed.
 }

@@ -25,8 +25,8 @@
 //! role = "normal"                   # normal | server | leaf (syncs only with servers)
 //! horizon_secs = 604800             # a member silent this long stops holding back history
 //!                                   # collection (it catches up by state when it returns)
-//! collect_interval_secs = 0         # pause between background history collection passes;
-//!                                   # 0 (the default) = only `syncbase gc DB`
+//! collect_interval_secs = 60        # pause between background history collection passes;
+//!                                   # 0 = only `syncbase gc DB`
 //!
 //! [[sync.peers]]                    # a peer to sync with (and to accept)
 //! address = "127.0.0.1:7801"
@@ -80,9 +80,8 @@ pub struct SyncSection {
     pub role: Role,
     /// Seconds after which a silent member no longer holds back history collection.
     pub horizon_secs: u64,
-    /// Seconds between background collection passes (0, the default: collect only on
-    /// `syncbase gc`; background collection stays opt-in until the simulation passes with
-    /// faults and collection on, see ARCHITECTURE.md "History garbage collection").
+    /// Seconds between background collection passes (default 60; 0: collect only on
+    /// `syncbase gc`). ARCHITECTURE.md, "History garbage collection".
     pub collect_interval_secs: u64,
     pub peers: Vec<DeclaredPeer>,
 }
@@ -94,7 +93,7 @@ impl Default for SyncSection {
             redial_max_ms: 5000,
             role: Role::Normal,
             horizon_secs: 7 * 24 * 3600,
-            collect_interval_secs: 0,
+            collect_interval_secs: 60,
             peers: Vec::new(),
         }
     }

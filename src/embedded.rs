@@ -62,7 +62,7 @@ pub struct EmbeddedOptions {
     /// How it takes part in syncgroups.
     pub role: crate::config::Role,
     /// Seconds between background history collection passes (`sync.collect_interval_secs`;
-    /// 0: none, the default).
+    /// default 60, as `serve`'s; 0: none).
     pub collect_interval_secs: u64,
     /// Seconds after which a silent member no longer holds back history collection
     /// (`sync.horizon_secs`; default 7 days).
@@ -83,7 +83,7 @@ impl EmbeddedOptions {
             map_size: syncbase_storage::StorageConfig::default().map_size,
             max_map_size: None,
             role: crate::config::Role::Normal,
-            collect_interval_secs: 0,
+            collect_interval_secs: crate::config::SyncSection::default().collect_interval_secs,
             horizon_secs: crate::config::Config::default().sync.horizon_secs,
             env: None,
         }
