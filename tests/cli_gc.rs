@@ -39,13 +39,14 @@ fn gc_collects_a_nodes_history_and_prints_what_it_freed() {
         .expect("gc --json prints one JSON object");
     assert_eq!(json["database"], "db");
     assert_eq!(
-        json["tombstones"], 5,
-        "every delete's tombstone goes: no member shares the table"
+        json["tombstones"], 0,
+        "a deleted row's tombstone is its head: it stays, as one key"
     );
     assert_eq!(
-        json["versions"], 30,
-        "every version but k0..k4's heads: 3 puts and a tombstone of k5..k9, 2 puts of k0..k4"
+        json["versions"], 25,
+        "every version but the heads: 3 puts of k5..k9 (deleted), 2 puts of k0..k4"
     );
+    assert_eq!(node.get("k7"), None, "k7 stays deleted");
     assert!(json["records"].as_u64().unwrap() >= 30, "{json}");
     assert!(json["bytes"].as_u64().unwrap() > 0, "{json}");
     assert!(json["steps"].as_u64().unwrap() >= 1, "{json}");
