@@ -180,6 +180,9 @@ const ALL_ATTACKS: [Attack; 5] = [
 ];
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // The nodes' warnings (a failing collection pass, a refused session) on stderr, beside
+    // the figures on stdout; `RUST_LOG` sets more.
+    super::serve::init_logging("warn");
     match args.which {
         Which::Storage { records, repeat } => StorageBench { records, repeat }.run(),
         Which::Abuse {

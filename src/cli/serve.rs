@@ -221,7 +221,7 @@ fn ignored_mask(status: &str) -> Option<u64> {
 /// SIGHUP's number, 1 on every Unix.
 const SIGHUP: u32 = 1;
 
-fn init_logging(level: &str) {
+pub(super) fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -67,6 +67,23 @@ fn collect(store: &Store, cut: &Cut, step: usize) -> (Collected, u64) {
     (total, steps)
 }
 
+/// One page of everything `store` would send a peer (device 9) that knows nothing.
+fn read_all(store: &Store) -> Page {
+    store
+        .read_page(
+            &db(),
+            &PageRequest {
+                initiator: DeviceId(9),
+                knowledge: &Knowledge::new().request_for(&[scope()], DeviceId(9), Generation::NONE),
+                position: 0,
+                echoes_from: u64::MAX,
+                max_records: usize::MAX,
+                max_bytes: usize::MAX,
+            },
+        )
+        .unwrap()
+}
+
 /// Writes k1 three times, k2 once then deletes it: 5 records, one live row.
 fn history(store: &Store) {
     for value in [&b"1"[..], b"2", b"3"] {
@@ -273,19 +290,7 @@ fn a_page_read_where_every_later_entry_was_collected_reaches_the_log_end() {
     store.commit(&db(), &[put("k3", b"x")]).unwrap();
     store.commit(&db(), &[put("k3", b"y")]).unwrap();
     collect(&store, &shared_cut(everything(&store)), 1_000);
-    let page = store
-        .read_page(
-            &db(),
-            &PageRequest {
-                initiator: DeviceId(9),
-                knowledge: &Knowledge::new().request_for(&[scope()], DeviceId(9), Generation::NONE),
-                position: 0,
-                echoes_from: u64::MAX,
-                max_records: usize::MAX,
-                max_bytes: usize::MAX,
-            },
-        )
-        .unwrap();
+    let page = read_all(&store);
     assert!(
         page.records.is_empty(),
         "every entry collected, k3's live head's, the last one, too"
@@ -490,19 +495,7 @@ fn an_entry_naming_a_collected_head_replaced_since_is_skipped_by_pages() {
     assert_eq!(reader.logged(&db()).unwrap().len(), 1);
     // A later write replaces the collected head: nothing holds its node any more.
     reader.commit(&db(), &[put("k", b"2")]).unwrap();
-    let page = reader
-        .read_page(
-            &db(),
-            &PageRequest {
-                initiator: DeviceId(9),
-                knowledge: &Knowledge::new().request_for(&[scope()], DeviceId(9), Generation::NONE),
-                position: 0,
-                echoes_from: u64::MAX,
-                max_records: usize::MAX,
-                max_bytes: usize::MAX,
-            },
-        )
-        .unwrap();
+    let page = read_all(&reader);
     let versions: Vec<Version> = page.records.iter().map(|record| record.version).collect();
     let head = reader
         .row_dag(&db(), "t", "k")
