@@ -43,6 +43,11 @@ use crate::store::records::{
 };
 use crate::store::writer::{load_floor, load_node};
 
+/// The most bytes one step removes before it ends (then the next step goes on): collecting
+/// a head rewrites its row head, value included, in the same transaction, so a step over
+/// large values must stay within what the store's reserve can take when it is full.
+pub const STEP_BYTES: u64 = 1 << 20;
+
 /// What collection may remove in one database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cut {
@@ -138,15 +143,22 @@ pub fn step(
     crate::store::notice::cap(&caps, &mut cut.unshared);
     let cut = &cut;
     raise_floor(txn, keys, &cut.shared)?;
-    let (entries, log_done) = read_entries(txn, keys, cursor.log, max_entries)?;
+    let (entries, mut log_done) = read_entries(txn, keys, cursor.log, max_entries)?;
     let mut next = Cursor {
         log: entries
             .last()
             .map_or(cursor.log, |(position, _)| position + 1),
         ..cursor
     };
+    let start = collected.bytes;
     for (position, entry) in entries {
         collect_entry(txn, keys, cut, position, &entry, collected)?;
+        if collected.bytes - start >= STEP_BYTES {
+            // Large values: the rest waits for the next step (and transaction).
+            next.log = position + 1;
+            log_done = false;
+            break;
+        }
     }
     let feed_done = if log_done {
         let (feed, done) = trim_feed(txn, keys, cursor.feed, max_entries, collected)?;

@@ -528,3 +528,26 @@ fn a_collected_head_that_wins_a_conflict_keeps_its_links_in_its_row_head() {
     let kinds = keys_by_kind(&c);
     assert_eq!(kinds[&'n'], 1, "only the loser's node: {kinds:?}");
 }
+
+/// Found by a break test: a store full of 1.3 MB values could not collect until a third of
+/// its rows were deleted, since one step rewrote every head (value included) in one
+/// transaction. A step ends once it removed [`STEP_BYTES`].
+#[test]
+fn a_step_over_large_values_ends_after_its_byte_budget() {
+    let store = store();
+    let value = vec![7u8; 600 << 10];
+    for key in ["a", "b", "c", "d"] {
+        store.commit(&db(), &[put(key, &value)]).unwrap();
+    }
+    let cut = shared_cut(everything(&store));
+    let (first, collected) = store
+        .collect_step(&db(), &cut, CollectCursor::default(), 1_000)
+        .unwrap();
+    assert!(!first.done, "one step does not take all four");
+    assert!(collected.bytes < crate::store::collect::STEP_BYTES + (700 << 10));
+    let (total, _) = collect(&store, &cut, 1_000);
+    assert!(total.records > 0);
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(get(&store, key), Some(value.clone()));
+    }
+}

@@ -98,7 +98,9 @@ pub fn mark_at(
 /// The mark of `device`'s first record logged here at or above `generation`, if any: what a
 /// responder reports for an initiator's mark point. Not only the record at the point: a
 /// responder may lack that one (a scope it does not share) and hold a later one the
-/// initiator made again after a restore, which must show too.
+/// initiator made again after a restore, which must show too. When collection removed every
+/// such entry, the device's last mark (kept, `D m`) if it is at or above the point: a
+/// restored initiator that made as many records again as it lost sees the clash there.
 pub fn mark_from(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
@@ -115,7 +117,8 @@ pub fn mark_from(
         Ok(Scan::Stop)
     })?;
     let Some((key, value)) = first else {
-        return Ok(None);
+        let last = last_mark(txn, keys, device)?;
+        return Ok(last.filter(|mark| mark.generation >= generation));
     };
     let generation = crate::store::keys::trailing_u64(&key)
         .map(Generation::new)

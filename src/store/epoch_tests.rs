@@ -533,3 +533,38 @@ fn knowledge_of_a_device_left_at_an_epoch_never_rises_above_its_safe_point() {
         }
     }
 }
+
+/// Found by a break test: B restored from a backup after C collected B's later records, then
+/// B wrote as many records again as it lost, so no count showed the reuse, and C held no log
+/// entry at B's mark point to compare. C reports the last mark it keeps instead.
+#[test]
+fn a_responder_that_collected_the_records_at_a_mark_point_reports_its_last_mark() {
+    let (b, c) = (
+        open(Arc::new(MemoryStorage::new())),
+        open(Arc::new(MemoryStorage::new())),
+    );
+    b.create_database(&db()).unwrap();
+    for value in ["1", "2", "3"] {
+        put(&b, "k", value);
+    }
+    pull(&c, &b);
+    let me = b.device();
+    let mut seen = c.knowledge(&db()).unwrap().bound_for(&Scope::new("t", ""));
+    seen.raise(c.device(), c.state(&db()).unwrap().own_generation());
+    let mut cut = crate::store::Cut::default();
+    cut.shared.insert(Scope::new("t", ""), seen);
+    let mut cursor = crate::store::CollectCursor::default();
+    while !cursor.done {
+        cursor = c.collect_step(&db(), &cut, cursor, 1_000).unwrap().0;
+    }
+    assert!(
+        c.mark_at(&db(), me, Generation::FIRST).unwrap().is_none(),
+        "collected"
+    );
+    assert_eq!(
+        c.mark_from(&db(), me, Generation::FIRST).unwrap(),
+        b.mark_at(&db(), me, Generation::new(3)).unwrap(),
+        "the last mark C keeps, which B compares with its own record at 3"
+    );
+    assert_eq!(c.mark_from(&db(), me, Generation::new(4)).unwrap(), None);
+}
