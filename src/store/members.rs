@@ -28,8 +28,8 @@ use crate::store::records::{decode, encode, scan_decoded};
 /// Reports kept per member.
 pub const MAX_REPORTS: usize = 4;
 
-/// Least wall time between two kept reports: a newer report closer than this to the latest
-/// kept one replaces it (1 s).
+/// Least wall time between two kept reports before the latest: a newer report closer than
+/// this to the one before the latest replaces the latest (1 s).
 pub const REPORT_SPACING_NANOS: i64 = 1_000_000_000;
 
 /// One member's knowledge at one moment (wall time in nanoseconds since the Unix epoch).
@@ -46,14 +46,29 @@ pub struct Reports {
 }
 
 impl Reports {
-    /// Keeps `report`: it replaces the latest one if that is under the spacing old (or not
-    /// older at all), else it is added and the oldest beyond [`MAX_REPORTS`] is dropped.
+    /// Keeps `report` as the latest: it replaces the latest one if the one before that is
+    /// under the spacing older than it, else it is added and the oldest beyond [`MAX_REPORTS`] is
+    /// dropped. The spacing is measured from the report before the latest, never from the
+    /// latest itself: a member reporting more often than the spacing (every page of a busy
+    /// live session) would otherwise keep replacing one report for ever, and collection,
+    /// which needs an older report this node's knowledge dominates, would stall.
     pub fn add(&mut self, report: Report) {
-        if let Some(last) = self.reports.last_mut()
-            && report.at_nanos - last.at_nanos < REPORT_SPACING_NANOS
+        let count = self.reports.len();
+        let anchor = match count {
+            0 => None,
+            1 => Some(self.reports[0].at_nanos),
+            _ => Some(self.reports[count - 2].at_nanos),
+        };
+        if count >= 2
+            && anchor.is_some_and(|anchor| report.at_nanos - anchor < REPORT_SPACING_NANOS)
         {
-            *last = report;
+            self.reports[count - 1] = report;
             return;
+        }
+        if count >= 1 && anchor.is_some_and(|anchor| report.at_nanos < anchor) {
+            // A clock that went back: the newest report stands alone rather than be mixed
+            // with ones dated after it.
+            self.reports.clear();
         }
         self.reports.push(report);
         if self.reports.len() > MAX_REPORTS {
@@ -129,15 +144,46 @@ mod tests {
     }
 
     #[test]
-    fn reports_closer_than_the_spacing_replace_the_latest() {
+    fn reports_closer_than_the_spacing_to_the_one_before_the_latest_replace_the_latest() {
         let mut reports = Reports::default();
         reports.add(report(10));
-        reports.add(Report {
-            at_nanos: 10 * REPORT_SPACING_NANOS + 1,
-            ..report(0)
-        });
-        assert_eq!(reports.reports.len(), 1);
-        assert_eq!(reports.last_seen(), Some(10 * REPORT_SPACING_NANOS + 1));
+        for extra in [1, 2] {
+            reports.add(Report {
+                at_nanos: 10 * REPORT_SPACING_NANOS + extra,
+                ..report(0)
+            });
+        }
+        assert_eq!(reports.reports.len(), 2);
+        assert_eq!(reports.reports[0].at_nanos, 10 * REPORT_SPACING_NANOS);
+        assert_eq!(reports.last_seen(), Some(10 * REPORT_SPACING_NANOS + 2));
+    }
+
+    /// Found by the soak: pages every few milliseconds each replaced the latest report, so
+    /// no report ever aged into one this node's knowledge dominates and collection stalled.
+    #[test]
+    fn reports_more_often_than_the_spacing_still_keep_one_each_spacing() {
+        let mut reports = Reports::default();
+        let step = REPORT_SPACING_NANOS / 10;
+        for i in 0..35 {
+            reports.add(Report {
+                at_nanos: i * step,
+                ..report(0)
+            });
+        }
+        let kept: Vec<i64> = reports.reports.iter().map(|r| r.at_nanos).collect();
+        assert_eq!(kept.len(), MAX_REPORTS, "{kept:?}");
+        assert_eq!(*kept.last().unwrap(), 34 * step, "the latest is kept");
+        for pair in kept.windows(2) {
+            assert!(pair[1] > pair[0], "{kept:?}");
+        }
+        assert!(
+            kept[kept.len() - 1] - kept[kept.len() - 2] >= step,
+            "{kept:?}"
+        );
+        assert!(
+            34 * step - kept[kept.len() - 2] <= 2 * REPORT_SPACING_NANOS,
+            "an older report at most two spacings old: {kept:?}"
+        );
     }
 
     #[test]
