@@ -233,7 +233,16 @@ fn scope_cut(
         let held = reports.latest_held(|knowledge| mine.dominates(&knowledge.bound_for(scope)));
         match held {
             Some(report) => cut = cut.meet(&report.knowledge.bound_for(scope)),
-            None => return GenVector::new(),
+            None => {
+                tracing::debug!(
+                    %member,
+                    %scope,
+                    reports = ?reports.reports.iter().map(|r| (r.at_nanos, r.knowledge.bound_for(scope))).collect::<Vec<_>>(),
+                    ?mine,
+                    "no report of this member is held here yet: collection of the scope waits"
+                );
+                return GenVector::new();
+            }
         }
     }
     cut
