@@ -2,7 +2,10 @@
 //! caller's sink in commit order, from the change feed the write paths keep in the same
 //! commit as the data. It wakes on each commit (no polling) and ends when the caller hangs up
 //! or the node stops. Resume markers are 16 bytes: a hash of the database name, then the
-//! sequence number to continue from (big-endian).
+//! sequence number to continue from (big-endian). A marker below the database's watch-feed
+//! floor (history collection removed changes after it, `store::collect`) is refused with
+//! `Compacted:`, and so is a watcher that falls that far behind while it runs: each page is
+//! read with the floor in the same snapshot (`store::log::read_changes`).
 //!
 //! Pages are bounded by `paging::WATCH` (initial state and change feed alike: 1,024 rows or
 //! 1 MiB of keys and values, at least one row, so the largest row goes alone) and each
@@ -82,7 +85,11 @@ pub async fn run(
             )
             .into());
         }
-        Some(sequence) => sequence,
+        Some(sequence) => {
+            // Before any initial state: a refused watcher gets the error alone.
+            crate::store::check_feed_floor(sequence, node.store().feed_floor(db)?)?;
+            sequence
+        }
         None => now,
     };
     if let (true, Some(table)) = (request.initial_state, &request.table) {
