@@ -332,9 +332,9 @@ pub fn check_feed_floor(from: u64, floor: u64) -> Result<()> {
         return Ok(());
     }
     Err(Error::Compacted(format!(
-        "resume marker at change {from} is below this database's watch feed floor {floor}: \
-         history collection removed changes after it; read the rows again (scan, or watch \
-         with initialState) and watch from now"
+        "watch position {from} (a resume marker, or where a watcher fell behind) is below \
+         this database's watch feed floor {floor}: history collection removed changes after \
+         it; read the rows again (scan, or watch with initialState) and watch from now"
     )))
 }
 
