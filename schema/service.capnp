@@ -248,9 +248,9 @@ interface Database {
   # damaged one fails with `InvalidArgument:`. A marker below the database's watch-feed
   # floor fails with `Compacted:`: history collection removed changes after it (as etcd
   # compacts revisions), so the feed cannot go on exactly after it; read the rows again
-  # (`Table.scan`, or a watch with `initialState`) and watch from now (an empty marker). A
-  # running watch that falls that far behind collection ends with the same error, never
-  # with changes missing. A row committed while the initial state is being read may arrive
+  # (`Table.scan`, or a watch with `initialState`) and watch from now (an empty marker).
+  # Collection keeps the changes a running watch has yet to read, so only a marker brought
+  # back after its watch ended can be refused. A row committed while the initial state is being read may arrive
   # twice: once as initial state and once as a change.
 }
 

@@ -4,8 +4,9 @@
 //! or the node stops. Resume markers are 16 bytes: a hash of the database name, then the
 //! sequence number to continue from (big-endian). A marker below the database's watch-feed
 //! floor (history collection removed changes after it, `store::collect`) is refused with
-//! `Compacted:`, and so is a watcher that falls that far behind while it runs: each page is
-//! read with the floor in the same snapshot (`store::log::read_changes`).
+//! `Compacted:`. A running watch registers where it reads (`node::watchers`), so collection
+//! keeps the changes it has yet to read; each page is still read with the floor checked in
+//! the same snapshot (`store::log::read_changes`): never a feed with holes.
 //!
 //! Pages are bounded by `paging::WATCH` (initial state and change feed alike: 1,024 rows or
 //! 1 MiB of keys and values, at least one row, so the largest row goes alone) and each
@@ -77,6 +78,8 @@ pub async fn run(
 ) -> capnp::Result<()> {
     let mut pusher = WindowedPush::new(budget, WATCH_WINDOW)?;
     let mut commits = node.subscribe();
+    // Registered before `now` is read: collection keeps every head's change until it moves.
+    let position = node.watch_position(db);
     let now = node.store().state(db)?.next_change;
     let mut from = match request.resume {
         Some(sequence) if sequence > now => {
@@ -92,6 +95,7 @@ pub async fn run(
         }
         None => now,
     };
+    position.set(from);
     if let (true, Some(table)) = (request.initial_state, &request.table) {
         push_initial(
             node,
@@ -115,6 +119,7 @@ pub async fn run(
             PAGE_LIMIT,
         )?;
         from = page.next;
+        position.set(from);
         if !page.items.is_empty() {
             pusher
                 .send(room, change_request(db, &sink, &page.items))

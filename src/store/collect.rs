@@ -59,6 +59,9 @@ pub struct Cut {
     /// for T), and its own device and generation, raised into it.
     pub unshared: Knowledge,
     pub own: (DeviceId, Generation),
+    /// The lowest watch-feed sequence a live watch still reads (`node::watchers`): a row
+    /// head's change from there on stays, so no live watcher is refused. None: no live watch.
+    pub feed_keep: Option<u64>,
 }
 
 impl Cut {
@@ -154,7 +157,7 @@ pub fn step(
         collect_entry(txn, keys, cut, position, &entry, collected)?;
     }
     let feed_done = if log_done {
-        let (feed, done) = trim_feed(txn, keys, cursor.feed, max_entries, collected)?;
+        let (feed, done) = trim_feed(txn, keys, cut, cursor.feed, max_entries, collected)?;
         next.feed = feed;
         done
     } else {
@@ -302,11 +305,13 @@ fn remove(txn: &mut dyn WriteTxn, key: &[u8], collected: &mut Collected) -> Resu
 }
 
 /// Removes up to `max` watch-feed changes from `from` that name a version collected here
-/// ([`collected_change`]), raising the feed floor past every removed change of a row's head;
-/// returns where to go on and whether the feed's end was reached.
+/// ([`collected_change`]), raising the feed floor past every removed change of a row's head
+/// (none at or after `cut.feed_keep`, which a live watch has yet to read); returns where to
+/// go on and whether the feed's end was reached.
 fn trim_feed(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
+    cut: &Cut,
     from: u64,
     max: usize,
     collected: &mut Collected,
@@ -332,13 +337,16 @@ fn trim_feed(
         let Some(removed) = collected_change(txn, keys, &change)? else {
             continue;
         };
-        remove(txn, &key, collected)?;
-        collected.changes += 1;
+        let sequence =
+            trailing_u64(&key).ok_or_else(|| Error::Internal("corrupt watch feed key".into()))?;
         if removed == Removed::Head {
-            let sequence = trailing_u64(&key)
-                .ok_or_else(|| Error::Internal("corrupt watch feed key".into()))?;
+            if cut.feed_keep.is_some_and(|keep| sequence >= keep) {
+                continue;
+            }
             floor = floor.max(sequence + 1);
         }
+        remove(txn, &key, collected)?;
+        collected.changes += 1;
     }
     raise_feed_floor(txn, keys, floor)?;
     Ok((next, !more))

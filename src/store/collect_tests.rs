@@ -321,6 +321,27 @@ fn the_feed_floor_passes_a_removed_head_change_even_with_later_changes_kept() {
     );
 }
 
+/// A live watch reading from `keep` (`Cut::feed_keep`) keeps the row heads' changes from
+/// there on, so it is never refused; the ones before go and the floor stops at `keep`.
+#[test]
+fn a_live_watch_keeps_the_head_changes_it_has_yet_to_read() {
+    let store = store();
+    store.commit(&db(), &[put("k1", b"1")]).unwrap();
+    let keep = store.state(&db()).unwrap().next_change;
+    store.commit(&db(), &[put("k2", b"2")]).unwrap();
+    let cut = Cut {
+        feed_keep: Some(keep),
+        ..shared_cut(everything(&store))
+    };
+    let (collected, _) = collect(&store, &cut, 1_000);
+    assert_eq!(collected.changes, 1, "k1's change only");
+    assert_eq!(store.feed_floor(&db()).unwrap(), keep);
+    assert_eq!(
+        feed_from(&store, keep).unwrap(),
+        [("k2".to_owned(), b"2".to_vec())]
+    );
+}
+
 #[test]
 fn a_table_no_scope_shares_is_collected_and_floored_whole() {
     let store = store();

@@ -332,9 +332,9 @@ pub fn check_feed_floor(from: u64, floor: u64) -> Result<()> {
         return Ok(());
     }
     Err(Error::Compacted(format!(
-        "watch position {from} (a resume marker, or where a watcher fell behind) is below \
-         this database's watch feed floor {floor}: history collection removed changes after \
-         it; read the rows again (scan, or watch with initialState) and watch from now"
+        "resume marker at change {from} is below this database's watch feed floor {floor}: \
+         history collection removed changes after it; read the rows again (scan, or watch \
+         with initialState) and watch from now"
     )))
 }
 
@@ -342,8 +342,8 @@ pub fn check_feed_floor(from: u64, floor: u64) -> Result<()> {
 /// with `prefix`, looking at up to `limit.items` changes and taking items while their key and
 /// value bytes fit `limit.bytes` (`paging::PageFill`: a page always holds at least one item,
 /// however large). Fails with `Compacted:` if `from` is below the feed's floor
-/// ([`load_feed_floor`]), read in the same snapshot: a watcher that fell behind collection
-/// is told, never served a feed with holes.
+/// ([`load_feed_floor`]), read in the same snapshot: a watcher collection overtook (its
+/// marker came back after its watch ended) is told, never served a feed with holes.
 pub fn read_changes(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
