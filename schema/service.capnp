@@ -246,8 +246,13 @@ interface Database {
   # call open. With `initialState`, the current rows come first (marked `initial`). Every
   # change carries a resume marker: pass the last one received to a new watch to go on
   # exactly after it (an empty marker means "from now"). A marker from another database or a
-  # damaged one fails with `InvalidArgument:`. A row committed while the initial state is
-  # being read may arrive twice: once as initial state and once as a change.
+  # damaged one fails with `InvalidArgument:`. A marker below the database's watch-feed
+  # floor fails with `Compacted:`: history collection removed changes after it (as etcd
+  # compacts revisions), so the feed cannot go on exactly after it; read the rows again
+  # (`Table.scan`, or a watch with `initialState`) and watch from now (an empty marker).
+  # Collection keeps the changes a running watch has yet to read, so only a marker brought
+  # back after its watch ended can be refused. A row committed while the initial state is being read may arrive
+  # twice: once as initial state and once as a change.
 }
 
 interface WatchSink {

@@ -63,6 +63,13 @@ pub enum Error {
     #[error("BehindHorizon: {0}")]
     BehindHorizon(String),
 
+    /// A watch asked to resume from a marker below the database's watch-feed floor: history
+    /// collection removed changes at or after it (`store::collect`), so the feed cannot serve
+    /// it without holes. The fix: read the rows again (`scan`, or a watch with
+    /// `initialState`) and watch from now.
+    #[error("Compacted: {0}")]
+    Compacted(String),
+
     /// Any other storage failure.
     #[error("Internal: {0}")]
     Storage(Arc<StorageError>),
@@ -89,6 +96,7 @@ impl Error {
             Error::ResourceExhausted(m) => Error::ResourceExhausted(note(m)),
             Error::StorageFull(m) => Error::StorageFull(note(m)),
             Error::BehindHorizon(m) => Error::BehindHorizon(note(m)),
+            Error::Compacted(m) => Error::Compacted(note(m)),
             Error::Storage(e) => Error::Internal(note(e.to_string())),
             Error::Internal(m) => Error::Internal(note(m)),
             connection @ Error::ConnFail(_) => connection,
@@ -109,6 +117,7 @@ impl Error {
             Error::ConnFail(_) => "ConnFail",
             Error::StorageFull(_) => "StorageFull",
             Error::BehindHorizon(_) => "BehindHorizon",
+            Error::Compacted(_) => "Compacted",
             Error::Storage(_) | Error::Internal(_) => "Internal",
         }
     }
@@ -135,6 +144,7 @@ impl Error {
             "ResourceExhausted" => Error::ResourceExhausted(rest),
             "StorageFull" => Error::StorageFull(rest),
             "BehindHorizon" => Error::BehindHorizon(rest),
+            "Compacted" => Error::Compacted(rest),
             "ConnFail" => Error::ConnFail(
                 rest.trim_start_matches("connection to peer failed: ")
                     .to_owned(),
@@ -178,6 +188,7 @@ mod tests {
             Error::ConnFail("refused".into()),
             Error::ResourceExhausted("too many proposals".into()),
             Error::BehindHorizon("collected up to 5".into()),
+            Error::Compacted("resume marker below the watch feed's floor".into()),
             Error::from(StorageError::MapFull { map_size: 10 }),
             Error::from(StorageError::DiskFull {
                 path: "/data/data.mdb".into(),

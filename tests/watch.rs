@@ -548,8 +548,12 @@ impl watch_sink::Server for Gated {
     }
 }
 
+/// A watcher that stops reading while the largest rows commit gets them all once it reads
+/// again, on the same stream, within the watch window; a collection pass meanwhile (on a lone
+/// node it covers every row) keeps the changes the live watcher has yet to read
+/// (`node::watchers`), so it is not refused `Compacted:`.
 #[test]
-fn a_live_watcher_that_stops_reading_then_reads_gets_every_large_row_on_the_same_stream() {
+fn a_live_watcher_that_stops_reading_then_reads_gets_every_large_row_even_past_a_collection() {
     on_local(async {
         let node = start().await;
         let db = database(node.service(), DB).await.unwrap();
@@ -589,6 +593,10 @@ fn a_live_watcher_that_stops_reading_then_reads_gets_every_large_row_on_the_same
             held <= 4,
             "{held} pushes outstanding: more than the watch window"
         );
+        let collection = syncbase::rpc::client::collect(node.service(), DB)
+            .await
+            .unwrap();
+        assert!(collection.freed.records > BIG_ROWS as u64, "{collection:?}");
         open.send(true).unwrap();
 
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -613,5 +621,65 @@ fn a_live_watcher_that_stops_reading_then_reads_gets_every_large_row_on_the_same
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(ended.borrow().is_none(), "{:?}", ended.borrow());
+    });
+}
+
+/// Writes k1 and k2 under a live watch and returns their markers; then collects the
+/// database's history (a lone node: everything it has seen), which removes their changes.
+async fn two_changes_then_collect(
+    node: &EmbeddedServer,
+    db: &database::Client,
+    t: &table::Client,
+) -> (Vec<u8>, Vec<u8>) {
+    let live = watch(db, "t", "", false, &[]);
+    until_live(&live, t, "~ping").await;
+    put(t, "k1", "v1").await.unwrap();
+    put(t, "k2", "v2").await.unwrap();
+    live.until(2).await;
+    let markers = (
+        live.changes()[0].marker.clone(),
+        live.changes()[1].marker.clone(),
+    );
+    let collection = syncbase::rpc::client::collect(node.service(), DB)
+        .await
+        .unwrap();
+    assert!(collection.freed.changes >= 2, "{:?}", collection.freed);
+    markers
+}
+
+#[test]
+fn a_watch_resuming_below_the_feed_floor_is_refused_as_compacted() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await.unwrap();
+        let t = table(&db, "t").await.unwrap();
+        let (after_k1, _) = two_changes_then_collect(&node, &db, &t).await;
+        for initial in [false, true] {
+            let error = watch_error(&db, "t", initial, &after_k1).await;
+            assert!(error.starts_with("Compacted: "), "{error}");
+            assert!(error.contains("watch from now"), "{error}");
+        }
+    });
+}
+
+#[test]
+fn a_watch_from_the_feed_floor_or_from_now_sees_every_later_change() {
+    on_local(async {
+        let node = start().await;
+        let db = database(node.service(), DB).await.unwrap();
+        let t = table(&db, "t").await.unwrap();
+        let (_, after_k2) = two_changes_then_collect(&node, &db, &t).await;
+        let resumed = watch(&db, "t", "", false, &after_k2);
+        let now = watch(&db, "t", "", false, &[]);
+        until_live(&now, &t, "~ping again").await;
+        resumed.clear();
+        put(&t, "k3", "v3").await.unwrap();
+        delete(&t, "k1").await;
+        let expected = vec![put_of("t", "k3", "v3"), delete_of("t", "k1")];
+        for watch in [&resumed, &now] {
+            watch.until(2).await;
+            watch.settles_at(2).await;
+            assert_eq!(watch.whats(), expected);
+        }
     });
 }

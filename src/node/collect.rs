@@ -167,7 +167,9 @@ impl Node {
         };
         let mut cursor = CollectCursor::default();
         while !cursor.done {
-            let (db, cut) = (db.clone(), pass.cut.clone());
+            let mut cut = pass.cut.clone();
+            cut.feed_keep = self.watchers.lowest(db.as_str());
+            let db = db.clone();
             let step = move |store: &crate::store::Store| {
                 store.collect_step(&db, &cut, cursor, step_entries)
             };

@@ -4,7 +4,8 @@
 //! every commit the node bumps a watch channel, so live peer streams and watchers wake at once
 //! (push, never poll). `peers` keeps the peer list (config file plus run-time additions,
 //! persisted) in step with the registry the sync layer reads; `syncgroups` holds the
-//! syncgroup operations, `access` the access decisions made from syncgroup permissions.
+//! syncgroup operations, `access` the access decisions made from syncgroup permissions,
+//! `watchers` where each live watch reads the watch feed (collection keeps what they lack).
 
 mod access;
 mod collect;
@@ -16,11 +17,13 @@ mod proposals;
 mod syncgroups;
 #[cfg(test)]
 pub(crate) mod txn_tests;
+mod watchers;
 
 pub use crate::sync::host::WriterCheck;
 pub use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 pub use access::TrustSets;
 pub use syncgroups::MAX_INVITE_USES;
+pub use watchers::{WatchPosition, Watchers};
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -70,6 +73,8 @@ pub struct Node {
     redial_max: Duration,
     role: Role,
     collect: collect::CollectSettings,
+    /// Where each live watch reads the feed (`node::watchers`).
+    watchers: Watchers,
     incoming: NodeBudget,
     /// Where the run marker lives (None: a memory store, nothing to restore).
     marker_dir: Option<PathBuf>,
@@ -182,6 +187,7 @@ impl Node {
             redial_max: parts.redial_max,
             role: parts.role,
             collect: parts.collect,
+            watchers: Watchers::default(),
             incoming: NodeBudget::default(),
             marker_dir,
             _data_dir_lock: data_dir_lock,
@@ -361,6 +367,12 @@ impl Node {
     /// The store, for reads (they are short snapshot reads, safe on async threads).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Registers a live watch of `db` (`node::watchers`): until it drops, collection keeps
+    /// the row heads' changes from its position on.
+    pub fn watch_position(&self, db: &DbName) -> WatchPosition {
+        self.watchers.register(db.as_str())
     }
 
     /// A receiver that changes after every commit.

@@ -2,7 +2,11 @@
 //! caller's sink in commit order, from the change feed the write paths keep in the same
 //! commit as the data. It wakes on each commit (no polling) and ends when the caller hangs up
 //! or the node stops. Resume markers are 16 bytes: a hash of the database name, then the
-//! sequence number to continue from (big-endian).
+//! sequence number to continue from (big-endian). A marker below the database's watch-feed
+//! floor (history collection removed changes after it, `store::collect`) is refused with
+//! `Compacted:`. A running watch registers where it reads (`node::watchers`), so collection
+//! keeps the changes it has yet to read; each page is still read with the floor checked in
+//! the same snapshot (`store::log::read_changes`): never a feed with holes.
 //!
 //! Pages are bounded by `paging::WATCH` (initial state and change feed alike: 1,024 rows or
 //! 1 MiB of keys and values, at least one row, so the largest row goes alone) and each
@@ -74,6 +78,8 @@ pub async fn run(
 ) -> capnp::Result<()> {
     let mut pusher = WindowedPush::new(budget, WATCH_WINDOW)?;
     let mut commits = node.subscribe();
+    // Registered before `now` is read: collection keeps every head's change until it moves.
+    let position = node.watch_position(db);
     let now = node.store().state(db)?.next_change;
     let mut from = match request.resume {
         Some(sequence) if sequence > now => {
@@ -82,9 +88,14 @@ pub async fn run(
             )
             .into());
         }
-        Some(sequence) => sequence,
+        Some(sequence) => {
+            // Before any initial state: a refused watcher gets the error alone.
+            crate::store::check_feed_floor(sequence, node.store().feed_floor(db)?)?;
+            sequence
+        }
         None => now,
     };
+    position.set(from);
     if let (true, Some(table)) = (request.initial_state, &request.table) {
         push_initial(
             node,
@@ -108,6 +119,7 @@ pub async fn run(
             PAGE_LIMIT,
         )?;
         from = page.next;
+        position.set(from);
         if !page.items.is_empty() {
             pusher
                 .send(room, change_request(db, &sink, &page.items))

@@ -27,9 +27,13 @@
 //! Before removing anything, a step raises the database's **collection floor** (`D z`) to
 //! the cut in the same transaction, so a responder refuses (`BehindHorizon:`) an initiator
 //! whose knowledge does not cover what may be gone, and a collected record arriving again
-//! is known as seen (`store::apply`). The watch feed is trimmed in the same steps: a change
-//! whose version was collected is superseded by a later change of its row (watchers coalesce;
-//! `log::read_changes` skips it).
+//! is known as seen (`store::apply`). The watch feed is trimmed in the same steps, as etcd
+//! compacts revisions: every change whose version's DAG node is gone from its key goes. A
+//! superseded version's change is covered by a later change of its row (watchers coalesce;
+//! `log::read_changes` skips it). A head's change (its node moved into the row head) is the
+//! row's last, so removing it raises the **feed floor** (`D f`) past its sequence in the same
+//! transaction: a watch resuming from below the floor is refused (`Compacted:`), never served
+//! a feed with holes; one from the floor or later, or from now, sees every change it did.
 
 use serde::{Deserialize, Serialize};
 use syncbase_storage::{Scan, WriteTxn, prefix_end};
@@ -37,11 +41,12 @@ use syncbase_storage::{Scan, WriteTxn, prefix_end};
 use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, GenVector, Generation, Knowledge, Scope};
 use crate::store::keys::{DbKeys, trailing_u64};
+use crate::store::log::load_feed_floor;
 use crate::store::records::{
     Change, DagNode, EntryKind, HeadNode, LogEntry, StoredHead, decode, decode_head, encode_head,
     scan_decoded,
 };
-use crate::store::writer::{load_floor, load_node};
+use crate::store::writer::load_floor;
 
 /// The most bytes one step removes before it ends (then the next step goes on): collecting
 /// a head rewrites its row head, value included, in the same transaction, so a step over
@@ -59,6 +64,9 @@ pub struct Cut {
     /// for T), and its own device and generation, raised into it.
     pub unshared: Knowledge,
     pub own: (DeviceId, Generation),
+    /// The lowest watch-feed sequence a live watch still reads (`node::watchers`): a row
+    /// head's change from there on stays, so no live watcher is refused. None: no live watch.
+    pub feed_keep: Option<u64>,
 }
 
 impl Cut {
@@ -161,7 +169,7 @@ pub fn step(
         }
     }
     let feed_done = if log_done {
-        let (feed, done) = trim_feed(txn, keys, cursor.feed, max_entries, collected)?;
+        let (feed, done) = trim_feed(txn, keys, cut, cursor.feed, max_entries, collected)?;
         next.feed = feed;
         done
     } else {
@@ -308,11 +316,14 @@ fn remove(txn: &mut dyn WriteTxn, key: &[u8], collected: &mut Collected) -> Resu
     Ok(true)
 }
 
-/// Removes up to `max` watch-feed changes from `from` that name a version collected here;
-/// returns where to go on and whether the feed's end was reached.
+/// Removes up to `max` watch-feed changes from `from` that name a version collected here
+/// ([`collected_change`]), raising the feed floor past every removed change of a row's head
+/// (none at or after `cut.feed_keep`, which a live watch has yet to read); returns where to
+/// go on and whether the feed's end was reached.
 fn trim_feed(
     txn: &mut dyn WriteTxn,
     keys: &DbKeys,
+    cut: &Cut,
     from: u64,
     max: usize,
     collected: &mut Collected,
@@ -332,21 +343,58 @@ fn trim_feed(
         .last()
         .and_then(|(key, _)| trailing_u64(key))
         .map_or(from, |sequence| sequence + 1);
+    let mut floor = load_feed_floor(&*txn, keys)?;
     for (key, value) in changes {
         let change: Change = decode(&value, "change")?;
-        if superseded(txn, keys, &change)? {
-            remove(txn, &key, collected)?;
-            collected.changes += 1;
+        let Some(removed) = collected_change(txn, keys, &change)? else {
+            continue;
+        };
+        let sequence =
+            trailing_u64(&key).ok_or_else(|| Error::Internal("corrupt watch feed key".into()))?;
+        if removed == Removed::Head {
+            if cut.feed_keep.is_some_and(|keep| sequence >= keep) {
+                continue;
+            }
+            floor = floor.max(sequence + 1);
         }
+        remove(txn, &key, collected)?;
+        collected.changes += 1;
     }
+    raise_feed_floor(txn, keys, floor)?;
     Ok((next, !more))
 }
 
-/// Whether a watch-feed change names a version gone from here: a non-head version collected
-/// (a later change of its row follows).
-fn superseded(txn: &dyn WriteTxn, keys: &DbKeys, change: &Change) -> Result<bool> {
+/// Why a watch-feed change may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removed {
+    /// Its version was superseded and collected: a later change of its row follows.
+    Superseded,
+    /// It names its row's head, whose node moved into the row head (or a row gone): the
+    /// row's last change, so the feed floor must pass it.
+    Head,
+}
+
+/// Whether a watch-feed change names a version whose DAG node is gone from its own key
+/// (collected), and why; None while the node is still there.
+fn collected_change(txn: &dyn WriteTxn, keys: &DbKeys, change: &Change) -> Result<Option<Removed>> {
     let (table, row) = (change.table.as_str(), change.row.as_str());
-    Ok(load_node(txn, keys, table, row, change.version)?.is_none())
+    if txn.get(&keys.node(table, row, change.version))?.is_some() {
+        return Ok(None);
+    }
+    let head = txn.get(&keys.row(table, row))?;
+    let head = head.as_deref().map(decode_head).transpose()?;
+    Ok(Some(match head {
+        Some(stored) if stored.head.version != change.version => Removed::Superseded,
+        _ => Removed::Head,
+    }))
+}
+
+/// Stores the feed floor `floor` if it is above the stored one.
+fn raise_feed_floor(txn: &mut dyn WriteTxn, keys: &DbKeys, floor: u64) -> Result<()> {
+    if floor > load_feed_floor(&*txn, keys)? {
+        txn.put(&keys.feed_floor(), &crate::store::records::encode(&floor)?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -229,27 +229,133 @@ fn a_live_head_superseded_after_a_pass_is_collected_by_the_next() {
     );
 }
 
+fn whole_feed() -> crate::paging::PageLimit {
+    crate::paging::PageLimit {
+        items: usize::MAX,
+        bytes: usize::MAX,
+    }
+}
+
+/// The rows and values of the watch feed from `from`, or its error.
+fn feed_from(store: &Store, from: u64) -> Result<Vec<(String, Vec<u8>)>> {
+    let feed = store.read_changes(
+        &db(),
+        from,
+        None,
+        &KeyPrefix::parse("").unwrap(),
+        whole_feed(),
+    )?;
+    Ok(feed
+        .items
+        .into_iter()
+        .map(|item| (item.change.row, item.value))
+        .collect())
+}
+
 #[test]
-fn the_watch_feed_keeps_one_change_per_row_head_after_a_pass() {
+fn a_collected_row_head_leaves_no_watch_feed_change_and_raises_the_feed_floor() {
+    let store = store();
+    history(&store);
+    let end = store.state(&db()).unwrap().next_change;
+    assert_eq!(store.feed_floor(&db()).unwrap(), 0);
+    let (collected, _) = collect(&store, &shared_cut(everything(&store)), 1_000);
+    assert_eq!(
+        collected.changes, 5,
+        "k1's live head's and k2's tombstone's too"
+    );
+    assert_eq!(keys_by_kind(&store).get(&'w'), None);
+    assert_eq!(store.feed_floor(&db()).unwrap(), end);
+    assert_eq!(feed_from(&store, end).unwrap(), []);
+}
+
+#[test]
+fn reading_the_feed_from_below_its_floor_is_refused_as_compacted() {
     let store = store();
     history(&store);
     collect(&store, &shared_cut(everything(&store)), 1_000);
-    let limit = crate::paging::PageLimit {
-        items: usize::MAX,
-        bytes: usize::MAX,
-    };
-    let feed = store
-        .read_changes(&db(), 0, None, &KeyPrefix::parse("").unwrap(), limit)
-        .unwrap();
-    let rows: Vec<_> = feed
-        .items
-        .iter()
-        .map(|item| (item.change.row.as_str(), item.value.as_slice()))
+    let floor = store.feed_floor(&db()).unwrap();
+    for from in [0, floor - 1] {
+        let error = feed_from(&store, from).unwrap_err();
+        assert_eq!(error.id(), "Compacted", "{error}");
+        assert!(error.to_string().contains("watch from now"), "{error}");
+    }
+}
+
+#[test]
+fn reading_the_feed_from_its_floor_sees_every_later_change() {
+    let store = store();
+    history(&store);
+    collect(&store, &shared_cut(everything(&store)), 1_000);
+    let floor = store.feed_floor(&db()).unwrap();
+    store.commit(&db(), &[put("k1", b"4")]).unwrap();
+    store.commit(&db(), &[put("k3", b"x")]).unwrap();
+    let expected = [
+        ("k1".to_owned(), b"4".to_vec()),
+        ("k3".to_owned(), b"x".to_vec()),
+    ];
+    assert_eq!(feed_from(&store, floor).unwrap(), expected);
+}
+
+#[test]
+fn superseded_changes_go_without_raising_the_feed_floor() {
+    let store = store();
+    history(&store);
+    // Generations 1-2: k1's first two versions, superseded by its third (generation 3).
+    let cut = shared_cut([(store.device(), Generation::new(2))].into_iter().collect());
+    let (collected, _) = collect(&store, &cut, 1_000);
+    assert_eq!(collected.changes, 2);
+    assert_eq!(store.feed_floor(&db()).unwrap(), 0);
+    let rows: Vec<_> = feed_from(&store, 0)
+        .unwrap()
+        .into_iter()
+        .map(|(row, _)| row)
         .collect();
     assert_eq!(
         rows,
-        [("k1", &b"3"[..]), ("k2", &b""[..])],
-        "k2's delete stays"
+        ["k1", "k2", "k2"],
+        "k1's latest, then k2's put and delete"
+    );
+}
+
+/// A head's change below the cut goes while a later change of another row stays: the floor
+/// passes the removed change, so no watcher resumes into the hole.
+#[test]
+fn the_feed_floor_passes_a_removed_head_change_even_with_later_changes_kept() {
+    let store = store();
+    store.commit(&db(), &[put("k1", b"1")]).unwrap();
+    let after_k1 = store.state(&db()).unwrap().next_change;
+    store.commit(&db(), &[put("k2", b"2")]).unwrap();
+    let cut = shared_cut([(store.device(), Generation::new(1))].into_iter().collect());
+    collect(&store, &cut, 1_000);
+    assert_eq!(store.feed_floor(&db()).unwrap(), after_k1);
+    assert_eq!(
+        feed_from(&store, after_k1 - 1).unwrap_err().id(),
+        "Compacted"
+    );
+    assert_eq!(
+        feed_from(&store, after_k1).unwrap(),
+        [("k2".to_owned(), b"2".to_vec())]
+    );
+}
+
+/// A live watch reading from `keep` (`Cut::feed_keep`) keeps the row heads' changes from
+/// there on, so it is never refused; the ones before go and the floor stops at `keep`.
+#[test]
+fn a_live_watch_keeps_the_head_changes_it_has_yet_to_read() {
+    let store = store();
+    store.commit(&db(), &[put("k1", b"1")]).unwrap();
+    let keep = store.state(&db()).unwrap().next_change;
+    store.commit(&db(), &[put("k2", b"2")]).unwrap();
+    let cut = Cut {
+        feed_keep: Some(keep),
+        ..shared_cut(everything(&store))
+    };
+    let (collected, _) = collect(&store, &cut, 1_000);
+    assert_eq!(collected.changes, 1, "k1's change only");
+    assert_eq!(store.feed_floor(&db()).unwrap(), keep);
+    assert_eq!(
+        feed_from(&store, keep).unwrap(),
+        [("k2".to_owned(), b"2".to_vec())]
     );
 }
 

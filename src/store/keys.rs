@@ -181,6 +181,12 @@ impl DbKeys {
         self.key(&[b"z"])
     }
 
+    /// `f` -> u64: the watch feed's floor, the lowest sequence a watch may resume from
+    /// (`store::collect` removed changes below it; 0 or absent: none).
+    pub fn feed_floor(&self) -> Vec<u8> {
+        self.key(&[b"f"])
+    }
+
     /// `e` -> `Vec<Notice>`: this node's epoch notices, announced to peers (`store::notice`).
     pub fn announced_notices(&self) -> Vec<u8> {
         self.key(&[b"e"])

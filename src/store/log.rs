@@ -6,11 +6,14 @@
 //! read from the same snapshot; that claim is what lets the initiator advance its own
 //! knowledge.
 //!
-//! Also the change feed read by watchers.
+//! Also the change feed read by watchers, and its floor: the lowest sequence a watcher may
+//! resume from once history collection removed changes (`store::collect`). A read from below
+//! it is refused (`Compacted:`) rather than served with holes, as etcd refuses a watch from a
+//! compacted revision.
 
 use syncbase_storage::{ReadTxn, Scan, prefix_end};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::genvec::{DeviceId, Generation, Knowledge};
 use crate::paging::{self, PageFill, PageLimit};
 use crate::store::epoch::Mark;
@@ -313,10 +316,34 @@ pub struct FeedPage {
     pub full: bool,
 }
 
+/// The watch feed's floor: every change from this sequence on that a watcher needs is still
+/// in the feed (changes below it may have been removed by collection); 0 if none was.
+pub fn load_feed_floor(txn: &dyn ReadTxn, keys: &DbKeys) -> Result<u64> {
+    match txn.get(&keys.feed_floor())? {
+        Some(bytes) => decode(&bytes, "watch feed floor"),
+        None => Ok(0),
+    }
+}
+
+/// Refuses (`Compacted:`) a read of the feed from `from`, a sequence below the feed's
+/// `floor`: collection removed changes a watcher from there would need.
+pub fn check_feed_floor(from: u64, floor: u64) -> Result<()> {
+    if from >= floor {
+        return Ok(());
+    }
+    Err(Error::Compacted(format!(
+        "resume marker at change {from} is below this database's watch feed floor {floor}: \
+         history collection removed changes after it; read the rows again (scan, or watch \
+         with initialState) and watch from now"
+    )))
+}
+
 /// Feed items from sequence `from` on whose row is in `table` (any table if None) and starts
 /// with `prefix`, looking at up to `limit.items` changes and taking items while their key and
 /// value bytes fit `limit.bytes` (`paging::PageFill`: a page always holds at least one item,
-/// however large).
+/// however large). Fails with `Compacted:` if `from` is below the feed's floor
+/// ([`load_feed_floor`]), read in the same snapshot: a watcher collection overtook (its
+/// marker came back after its watch ended) is told, never served a feed with holes.
 pub fn read_changes(
     txn: &dyn ReadTxn,
     keys: &DbKeys,
@@ -325,6 +352,7 @@ pub fn read_changes(
     prefix: &str,
     limit: PageLimit,
 ) -> Result<FeedPage> {
+    check_feed_floor(from, load_feed_floor(txn, keys)?)?;
     let end = prefix_end(&keys.change_prefix());
     let mut page = FeedPage {
         next: from,

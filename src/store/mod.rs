@@ -49,7 +49,7 @@ pub use collect::{Collected, Cursor as CollectCursor, Cut};
 pub use epoch::{Epoch, MARK_POINTS, Mark};
 pub use inspect::{Logged, RowDag};
 pub use keys::{peer as peer_key, peer_prefix};
-pub use log::{FeedItem, FeedPage, Page, PageRequest};
+pub use log::{FeedItem, FeedPage, Page, PageRequest, check_feed_floor};
 pub use members::{MAX_REPORTS, REPORT_SPACING_NANOS, Report, Reports};
 pub use notice::{MAX_NOTICES, MAX_TAKEN_PER_LINEAGE, Notice, Taken};
 pub use records::{
@@ -952,9 +952,16 @@ impl Store {
         )
     }
 
+    /// The lowest watch-feed sequence a watch of `db` may resume from: collection removed
+    /// changes below it (`store::collect`); 0 if it removed none a watcher needs.
+    pub fn feed_floor(&self, db: &DbName) -> Result<u64> {
+        log::load_feed_floor(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
+    }
+
     /// Watch-feed items from sequence `from` on, filtered to a table and row prefix, within
     /// `limit` (changes looked at, and key and value bytes: at least one item); also the
-    /// sequence to continue from and whether a limit stopped the read.
+    /// sequence to continue from and whether a limit stopped the read. `Compacted:` if `from`
+    /// is below the feed floor ([`Store::feed_floor`]) in the snapshot read.
     pub fn read_changes(
         &self,
         db: &DbName,
