@@ -179,15 +179,13 @@ impl Node {
             pass.steps += 1;
             tokio::task::yield_now().await;
         }
-        if pass.collected != Collected::default() {
-            tracing::debug!(
-                db = db.as_str(),
-                ?pass.collected,
-                steps = pass.steps,
-                cut = ?pass.cut.shared,
-                "collected history"
-            );
-        }
+        tracing::debug!(
+            db = db.as_str(),
+            ?pass.collected,
+            steps = pass.steps,
+            cut = ?pass.cut.shared,
+            "collected history"
+        );
         Ok(pass)
     }
 
