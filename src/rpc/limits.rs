@@ -32,7 +32,7 @@
 //! Connection counts are capped by [`super::admission`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -195,8 +195,11 @@ pub struct ConnectionBudget {
     queued: Cell<usize>,
     /// Bytes reserved by answers being built.
     reserved: Cell<usize>,
-    /// Reserved bytes whose answers have been built and are about to be queued.
-    handed_over: Cell<usize>,
+    /// Reservations of answers that have been built and are about to be queued, oldest
+    /// first: the next message queued releases the oldest whole, whatever its own size, so a
+    /// reservation larger than its message never leaves a remainder counted (issue 12's soak:
+    /// remainders of every pushed page piled up until the connection had no room left).
+    handed_over: RefCell<VecDeque<usize>>,
     waiting: Cell<usize>,
     room: Notify,
     /// Whether the other side may send frames over [`SMALL_MESSAGE_BYTES`] (None: yes). On
@@ -234,7 +237,7 @@ impl ConnectionBudget {
             on_authenticated: RefCell::new(on_authenticated),
             queued: Cell::new(0),
             reserved: Cell::new(0),
-            handed_over: Cell::new(0),
+            handed_over: RefCell::new(VecDeque::new()),
             waiting: Cell::new(0),
             room: Notify::new(),
             large_frames: RefCell::new(None),
@@ -323,15 +326,17 @@ impl ConnectionBudget {
     }
 
     /// Counts `bytes` as queued until the returned charge drops (when the write queue has
-    /// written or discarded the message). Takes over reservations handed over by answers.
+    /// written or discarded the message), and releases the oldest reservation handed over by
+    /// an answer, whole: the answer is this message or one queued soon after, which counts
+    /// its own bytes. One message releases one reservation, so handed-over room never
+    /// outlives the messages that follow it, whatever the estimates were.
     pub fn queue(self: &Rc<Self>, bytes: usize) -> QueuedBytes {
-        let absorbed = self.handed_over.get().min(bytes);
-        self.handed_over.set(self.handed_over.get() - absorbed);
-        self.reserved.set(self.reserved.get() - absorbed);
+        let released = self.handed_over.borrow_mut().pop_front().unwrap_or(0);
+        self.reserved.set(self.reserved.get() - released);
         self.queued.set(self.queued.get() + bytes);
         self.incoming.add_outgoing(bytes);
-        self.incoming.sub_outgoing(absorbed);
-        if absorbed > 0 {
+        self.incoming.sub_outgoing(released);
+        if released > 0 {
             self.room.notify_waiters();
         }
         QueuedBytes {
@@ -382,17 +387,20 @@ impl ConnectionBudget {
     /// [`OUTGOING_BYTES`] queued or reserved (an answer bigger than the budget waits for an
     /// empty queue). Call before reading what the answer will carry.
     pub async fn reserve(self: &Rc<Self>, bytes: usize) -> Reservation {
-        self.waiting.set(self.waiting.get() + 1);
-        loop {
-            let notified = self.room.notified();
-            let committed = self.committed();
-            let node_full = committed > SMALL_QUEUE_BYTES && self.incoming.outgoing_over();
-            if committed == 0 || (committed + bytes <= OUTGOING_BYTES && !node_full) {
-                break;
+        {
+            // A guard, not a counter decremented after the loop: a call given up while it
+            // waits (its future dropped) must stop counting as waiting.
+            let _waiting = Waiting::new(self);
+            loop {
+                let notified = self.room.notified();
+                let committed = self.committed();
+                let node_full = committed > SMALL_QUEUE_BYTES && self.incoming.outgoing_over();
+                if committed == 0 || (committed + bytes <= OUTGOING_BYTES && !node_full) {
+                    break;
+                }
+                notified.await;
             }
-            notified.await;
         }
-        self.waiting.set(self.waiting.get() - 1);
         self.reserved.set(self.reserved.get() + bytes);
         self.incoming.add_outgoing(bytes);
         Reservation {
@@ -544,13 +552,13 @@ impl Reservation {
         self.bytes += extra;
     }
 
-    /// The answer is built: its bytes stay reserved until the next messages queued on this
-    /// connection (the answer among them) take them over.
+    /// The answer is built and capnp-rpc queues it later: its bytes stay reserved until the
+    /// next message queued on this connection releases them ([`ConnectionBudget::queue`]).
+    /// A call sent by this node is queued as it is sent: drop its reservation right after
+    /// sending instead.
     pub fn hand_over(mut self) {
         let budget = &self.budget;
-        budget
-            .handed_over
-            .set(budget.handed_over.get() + self.bytes);
+        budget.handed_over.borrow_mut().push_back(self.bytes);
         self.bytes = 0;
     }
 }
@@ -687,6 +695,34 @@ mod tests {
         );
         drop(answer);
         assert_eq!(budget.committed(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_smaller_than_their_handed_over_room_leave_nothing_counted() {
+        // Each answer's estimate is 8,900 bytes over its real message: remainders that were
+        // kept counted filled the connection's budget after a few thousand answers, and a
+        // connection with no room left stopped sending for good (issue 12's soak).
+        let budget = budget();
+        for _ in 0..1_500 {
+            let mut room = budget.reserve(10_000).await;
+            room.shrink_to(9_000);
+            room.hand_over();
+            drop(budget.queue(100));
+        }
+        assert_eq!(budget.committed(), 0);
+        assert!(!budget.over_budget());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reserve_given_up_stops_counting_as_waiting() {
+        let budget = budget();
+        let full = budget.queue(OUTGOING_BYTES);
+        let mut waiter = Box::pin(budget.reserve(1));
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        assert_eq!(budget.waiting.get(), 1);
+        drop(waiter);
+        assert_eq!(budget.waiting.get(), 0, "a cancelled call no longer waits");
+        drop(full);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,8 @@
 //!    [`ConnectionBudget`] (waiting while the connection has too much queued). Call it before
 //!    reading the page, so pages nobody reads are never built.
 //! 2. [`WindowedPush::send`] sizes the built call, shrinks the reservation to it (or grows it,
-//!    for a page larger than its bound), and hands it over to the write queue as it sends.
+//!    for a page larger than its bound), sends it, and gives the room back: the sent call
+//!    is in the write queue, which counts its real bytes until they are written.
 //!
 //! A *ramped* pusher ([`WindowedPush::ramped`], the data pages of `getDeltas`) starts with a
 //! window of one call and widens it by one per acknowledgement up to its window, so a sink
@@ -84,7 +85,7 @@ impl WindowedPush {
 
     /// Sends `request` (a sink's generated `push_request()`, filled), the page built in
     /// `room`: its reservation becomes the call's encoded size (grown first if the page is
-    /// larger than reserved) and passes to the write queue. The call is acknowledged like an
+    /// larger than reserved) until the call is sent and counted by the write queue. The call is acknowledged like an
     /// ordinary call (see the module doc), and its error, if any, fails a later `room`, `send`
     /// or `finish`.
     pub async fn send<Params: Owned>(
@@ -99,9 +100,11 @@ impl WindowedPush {
         room.shrink_to(bytes);
         // Only reached by misuse (two rooms at once): never wait here holding room otherwise.
         self.until_window().await?;
-        room.hand_over();
-        self.in_flight
-            .push_back(Promise::from_future(request.send().promise.map_ok(drop)));
+        // Sending queues the call, which counts its own bytes from then on: the room goes
+        // back right after, exactly (a hand-over would leave the estimate's surplus counted).
+        let sent = request.send().promise.map_ok(drop);
+        drop(room);
+        self.in_flight.push_back(Promise::from_future(sent));
         Ok(())
     }
 

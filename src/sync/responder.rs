@@ -225,10 +225,12 @@ impl<H: Host> Responder<H> {
             } else {
                 drop(room);
             }
+            // After every page, not only at the log's end: a responder that stays behind
+            // (a peer writing as fast as it reads) shows how far behind it is.
+            self.record_pending(&request.db, position);
             if !at_end {
                 continue;
             }
-            self.record_pending(&request.db, position);
             let due = match report {
                 Report::At(due) => Some(due),
                 Report::Now | Report::None => None,
