@@ -316,12 +316,12 @@ fn watch_with_a_paused_stdout_reader_prints_every_large_row_once_it_reads_again(
                 String::from_utf8_lossy(&output.stderr)
             );
         };
-        if line.starts_with("put\tt\tbig") {
+        if line.starts_with("put\tlocal\tt\tbig") {
             printed.push(line);
         }
     }
     for (i, line) in printed.iter().enumerate() {
-        let expected = format!("put\tt\tbig{i:02}\t{big}");
+        let expected = format!("put\tlocal\tt\tbig{i:02}\t{big}");
         assert!(line == &expected, "row {i}: {} bytes", line.len());
     }
     assert!(watcher.try_wait().unwrap().is_none(), "watch still runs");
