@@ -122,7 +122,15 @@ fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
     let status = a.ok(&["status"]);
     assert!(status.contains(&b_fp), "{status}");
     assert!(status.contains("received: "), "{status}");
-    assert!(!status.contains("last error"), "{status}");
+    assert!(
+        status
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(", last error none"),
+        "{status}"
+    );
+    assert!(!status.contains("  last error: "), "{status}");
 
     // `watch` on b prints a's later write, marked as synced.
     let mut watcher = Command::new(BIN)

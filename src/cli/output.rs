@@ -175,7 +175,7 @@ pub fn json_line(value: &serde_json::Value) -> Result<(), OutputError> {
     outln!("{value}")
 }
 
-/// Rows printed as aligned columns: two spaces between columns, the last one not padded.
+/// Rows printed as aligned columns: two spaces between columns, no whitespace at a line's end.
 #[derive(Default)]
 pub struct Columns(Vec<Vec<String>>);
 
@@ -206,7 +206,7 @@ impl Columns {
                     line.extend(std::iter::repeat_n(' ', pad));
                 }
             }
-            line
+            line.trim_end().to_owned()
         };
         self.0.iter().map(line).collect()
     }
@@ -244,17 +244,19 @@ mod tests {
     }
 
     #[test]
-    fn columns_align_and_leave_the_last_unpadded() {
+    fn columns_align_and_no_line_ends_in_whitespace() {
         let mut columns = Columns::default();
         columns.row(["NAME", "STATUS", "MEMBERS"]);
         columns.row(["long-name", "running", "1 member"]);
         columns.row(["x", "publish-pending"]);
+        columns.row(["y", "running", ""]);
         assert_eq!(
             columns.lines(""),
             [
                 "NAME       STATUS           MEMBERS",
                 "long-name  running          1 member",
                 "x          publish-pending",
+                "y          running",
             ]
         );
     }
