@@ -22,7 +22,8 @@
 //! something prints one line that starts with what it did, in the past tense (`stored`,
 //! `deleted`, `added peer`, `removed peer`, `created syncgroup`, `joined syncgroup`, `granted`,
 //! `revoked`, `ejected`, `left syncgroup`, `accepted syncgroup`, `rejected syncgroup`), except
-//! the verbs whose result is a token (`sg invite`, `sg publish-invite`), which print only it.
+//! the verbs whose result is a token (`sg invite`, `sg publish-invite`), which print only it,
+//! and `gc`, whose result is the figures it prints (`--json` too).
 //! Errors go to stderr as one line.
 
 #![deny(clippy::print_stdout)]
