@@ -62,6 +62,33 @@ fn text_that_looks_like_hex_and_binary_never_print_alike() {
     assert_eq!(get_bytes(&node, "bin"), [0, 1, 0xff]);
 }
 
+/// On a terminal (a pseudo-terminal from util-linux's `script`, which Debian always has),
+/// `get` shows the value as `scan` does, not its raw bytes.
+#[test]
+fn get_on_a_terminal_shows_the_value_as_scan_does() {
+    let node = Served::start_in_temp_dir(&[]);
+    put_bytes(&node, "bin", &[0, 1, 0xff]);
+    let line = format!(
+        "'{BIN}' get --data-dir '{}' db t bin",
+        node.path().display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    assert_eq!(
+        String::from_utf8_lossy(&stdout_bytes(&output)),
+        "\"\\0\\u{1}\\xff\"\r\n"
+    );
+}
+
+/// The stdout of a command that must have succeeded, as bytes.
+fn stdout_bytes(output: &std::process::Output) -> Vec<u8> {
+    assert!(output.status.success(), "{output:?}");
+    output.stdout.clone()
+}
+
 /// A `watch` child and the lines it prints, read on a thread.
 struct Watching {
     child: Child,
