@@ -33,19 +33,20 @@ fn client_verbs_work_against_a_served_node_and_data_survives_restart() {
     assert_eq!(stdout(&node.client(&["get", "db", "t", "a"])), "alpha");
     assert_eq!(
         stdout(&node.client(&["scan", "db", "t"])),
-        "a\talpha\nb\tbeta\nbin\t0x0001ff\n"
+        "a\talpha\nb\tbeta\nbin\t\"\\0\\u{1}\\xff\"\n"
     );
     assert_eq!(
         stdout(&node.client(&["scan", "db", "t", "b"])),
-        "b\tbeta\nbin\t0x0001ff\n"
+        "b\tbeta\nbin\t\"\\0\\u{1}\\xff\"\n"
     );
     assert_eq!(
         stdout(&node.client(&["delete", "db", "t", "b"])),
-        "deleted\n"
+        "deleted b in table t of database db\n"
     );
     assert_eq!(
         stdout(&node.client(&["delete", "db", "t", "b"])),
-        "absent\n"
+        "deleted b in table t of database db (it was absent here; the delete is recorded and \
+         syncs all the same)\n"
     );
     assert!(failure(&node.client(&["get", "db", "t", "b"])).contains("NoExist"));
     let token = std::fs::read_to_string(dir.path().join("client.token")).unwrap();
@@ -315,12 +316,12 @@ fn watch_with_a_paused_stdout_reader_prints_every_large_row_once_it_reads_again(
                 String::from_utf8_lossy(&output.stderr)
             );
         };
-        if line.starts_with("put\tt\tbig") {
+        if line.starts_with("put\tlocal\tt\tbig") {
             printed.push(line);
         }
     }
     for (i, line) in printed.iter().enumerate() {
-        let expected = format!("put\tt\tbig{i:02}\t{big}");
+        let expected = format!("put\tlocal\tt\tbig{i:02}\t{big}");
         assert!(line == &expected, "row {i}: {} bytes", line.len());
     }
     assert!(watcher.try_wait().unwrap().is_none(), "watch still runs");

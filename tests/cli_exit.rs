@@ -63,6 +63,14 @@ fn every_verb_that_prints_ends_quietly_with_status_0_when_stdout_is_closed() {
         vec!["get", "db", "t", "k00"],
         vec!["delete", "db", "t", "k49"],
         vec!["watch", "db", "t", "--initial"],
+        vec!["status", "--json"],
+        vec!["id", "--json"],
+        vec!["peer", "list", "--json"],
+        vec!["sg", "list", "--json"],
+        vec!["sg", "show", &name, "--json"],
+        vec!["scan", "db", "t", "--json"],
+        vec!["watch", "db", "t", "--initial", "--json"],
+        vec!["put", "db", "t", "k48", "changed"],
     ];
     for verb in verbs {
         let output = with_closed_stdout(node.command(&verb));

@@ -89,15 +89,31 @@ fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
     eventually("b's put on a", SYNC_LIMIT, || {
         a.get("j").as_deref() == Some("from b")
     });
-    assert_eq!(a.ok(&["delete", "db", "t", "k"]), "deleted\n");
+    assert!(a.ok(&["delete", "db", "t", "k"]).starts_with("deleted k "));
     eventually("a's delete on b", SYNC_LIMIT, || b.get("k").is_none());
     assert!(failure(&b.client(&["get", "db", "t", "k"])).contains("NoExist"));
 
     let list = a.ok(&["peer", "list"]);
+    let addr = b.peer_addr();
+    let width = addr.len().max("ADDRESS".len());
     assert_eq!(
         list,
-        format!("{b_fp} {}\n  database db: t/\n", b.peer_addr()),
+        format!(
+            "PEER{}  {:width$}  FROM      SHARES\n{b_fp}  {addr:width$}  peer add  db: t/\n",
+            " ".repeat(60),
+            "ADDRESS"
+        ),
         "{list}"
+    );
+    let listed = a.json(&["peer", "list", "--json"]);
+    assert_eq!(
+        listed,
+        serde_json::json!({
+            "fingerprint": b_fp,
+            "address": addr,
+            "from_config": false,
+            "databases": [{"database": "db", "scopes": [{"table": "t", "prefix": ""}]}],
+        })
     );
     assert!(b.ok(&["peer", "list"]).contains(&a_fp));
     eventually("connected: yes on both", SYNC_LIMIT, || {
@@ -106,7 +122,15 @@ fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
     let status = a.ok(&["status"]);
     assert!(status.contains(&b_fp), "{status}");
     assert!(status.contains("received: "), "{status}");
-    assert!(!status.contains("last error"), "{status}");
+    assert!(
+        status
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(", last error none"),
+        "{status}"
+    );
+    assert!(!status.contains("  last error: "), "{status}");
 
     // `watch` on b prints a's later write, marked as synced.
     let mut watcher = Command::new(BIN)
@@ -142,7 +166,7 @@ fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
     let _ = watcher.wait();
     let line = seen.unwrap();
     assert!(
-        line.starts_with("put\tt\tw") && line.ends_with("\twatched (sync)"),
+        line.starts_with("put\tsync\tt\tw") && line.ends_with("\twatched"),
         "{line:?}"
     );
 }
@@ -154,7 +178,10 @@ fn a_removed_peer_is_no_longer_listed_and_b_keeps_serving() {
     a.ok(&["put", "db", "t", "before", "synced"]);
     eventually("a's put on b", SYNC_LIMIT, || b.get("before").is_some());
 
-    assert_eq!(a.ok(&["peer", "remove", &b_fp]), "removed\n");
+    assert_eq!(
+        a.ok(&["peer", "remove", &b_fp]),
+        format!("removed peer {b_fp}\n")
+    );
     assert_eq!(a.ok(&["peer", "remove", &b_fp]), "absent\n");
     assert!(!a.ok(&["peer", "list"]).contains(&b_fp));
     assert!(!a.ok(&["status"]).contains(&b_fp));

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::cli::output::{self, LocalFailure, outln};
+use crate::cli::output::{self, LocalFailure, outln, shown};
 use crate::config::Config;
 use crate::rpc::client::{Session, remote_error};
 use crate::schema::service_capnp::{row_sink, service, table};
@@ -65,9 +65,13 @@ pub struct ScanArgs {
     table: String,
     #[arg(default_value = "")]
     prefix: String,
+    /// One JSON object per row: {"key": string, "value": string} (or "value_hex": hex digits
+    /// instead of "value" when the value is not UTF-8).
+    #[arg(long)]
+    json: bool,
 }
 
-/// `put`: stores the value ("-": read from stdin).
+/// `put`: stores the value ("-": read from stdin) and says so in one line.
 pub fn put(args: &PutArgs) -> anyhow::Result<()> {
     let (key, value) = (args.key.as_str(), args.value.as_str());
     let value = if value == "-" {
@@ -79,16 +83,34 @@ pub fn put(args: &PutArgs) -> anyhow::Result<()> {
     } else {
         value.as_bytes().to_vec()
     };
+    let size = value.len() as u64;
     with_table(&args.target, &args.db, &args.table, |table| async move {
         let mut request = table.put_request();
         request.get().set_key(key);
         request.get().set_value(&value);
         request.send().promise.await.map_err(remote_error)?;
         Ok(())
-    })
+    })?;
+    outln!(
+        "stored {} in {} ({})",
+        shown(key.as_bytes()),
+        row_place(&args.db, &args.table),
+        output::count(size, "byte", "bytes")
+    )?;
+    Ok(())
 }
 
-/// `get`: prints the value; a missing row fails with `NoExist:`.
+/// "table T of database D", where a row verb's line says it acted.
+fn row_place(db: &str, table: &str) -> String {
+    format!(
+        "table {} of database {}",
+        shown(table.as_bytes()),
+        shown(db.as_bytes())
+    )
+}
+
+/// `get`: prints the value: its exact bytes into a pipe or file, and on a terminal as `scan`
+/// shows it ([`shown`]) with a newline; a missing row fails with `NoExist:`.
 pub fn get(args: &RowArgs) -> anyhow::Result<()> {
     let RowArgs {
         target,
@@ -110,14 +132,15 @@ pub fn get(args: &RowArgs) -> anyhow::Result<()> {
     let Some(value) = value else {
         bail!("NoExist: no row {key:?} in table {table:?} of database {db:?}");
     };
-    output::write_bytes(&value)?;
     if std::io::stdout().is_terminal() {
-        output::write_bytes(b"\n")?;
+        outln!("{}", shown(&value))?;
+    } else {
+        output::write_bytes(&value)?;
     }
     Ok(())
 }
 
-/// `delete`: prints whether the row existed here.
+/// `delete`: says in one line that it deleted the row, and whether it existed here.
 pub fn delete(args: &RowArgs) -> anyhow::Result<()> {
     let key = args.key.as_str();
     let existed = with_table(&args.target, &args.db, &args.table, |table| async move {
@@ -126,17 +149,28 @@ pub fn delete(args: &RowArgs) -> anyhow::Result<()> {
         let response = request.send().promise.await.map_err(remote_error)?;
         Ok(response.get()?.get_existed())
     })?;
-    outln!("{}", if existed { "deleted" } else { "absent" })?;
+    let absent = if existed {
+        ""
+    } else {
+        " (it was absent here; the delete is recorded and syncs all the same)"
+    };
+    outln!(
+        "deleted {} in {}{absent}",
+        shown(key.as_bytes()),
+        row_place(&args.db, &args.table)
+    )?;
     Ok(())
 }
 
 /// `scan`: prints every row under the prefix.
 pub fn scan(args: &ScanArgs) -> anyhow::Result<()> {
     let prefix = args.prefix.as_str();
+    let json = args.json;
     with_existing_table(&args.target, &args.db, &args.table, |table| async move {
         let failure = LocalFailure::default();
         let sink: row_sink::Client = capnp_rpc::new_client(PrintingSink {
             failure: failure.clone(),
+            json,
         });
         let mut request = table.scan_request();
         request.get().set_prefix(prefix);
@@ -146,28 +180,29 @@ pub fn scan(args: &ScanArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Prints each pushed row as `key<TAB>value`; a failed write stops the scan and is kept in
-/// `failure`.
+/// Prints each pushed row as `key<TAB>value` (both [`shown`]) or, with `json`, as a JSON
+/// line; a failed write stops the scan and is kept in `failure`.
 struct PrintingSink {
     failure: LocalFailure,
+    json: bool,
 }
 
 impl row_sink::Server for PrintingSink {
     async fn push(self: Rc<Self>, params: row_sink::PushParams) -> capnp::Result<()> {
         let mut lines = String::new();
         for row in params.get()?.get_rows()? {
-            let key = row.get_key()?.to_str()?;
-            lines.push_str(&format!("{key}\t{}\n", printable(row.get_value()?)));
+            let (key, value) = (row.get_key()?.as_bytes(), row.get_value()?);
+            if self.json {
+                let mut object = serde_json::Map::new();
+                output::bytes_field(&mut object, "key", key);
+                output::bytes_field(&mut object, "value", value);
+                lines.push_str(&serde_json::Value::Object(object).to_string());
+            } else {
+                lines.push_str(&format!("{}\t{}", shown(key), shown(value)));
+            }
+            lines.push('\n');
         }
         output::write_bytes(lines.as_bytes()).map_err(|error| self.failure.record(error))
-    }
-}
-
-/// A value as text if it is printable UTF-8, else as 0x-prefixed hex.
-pub(crate) fn printable(value: &[u8]) -> String {
-    match std::str::from_utf8(value) {
-        Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
-        _ => format!("0x{}", hex::encode(value)),
     }
 }
 
@@ -309,17 +344,4 @@ fn read_addr_file(config: &Config) -> anyhow::Result<SocketAddr> {
     text.trim()
         .parse()
         .with_context(|| format!("address file {} holds {:?}", path.display(), text.trim()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn values_print_as_text_or_hex() {
-        assert_eq!(printable(b"hello"), "hello");
-        assert_eq!(printable(b"a\tb"), "0x610962");
-        assert_eq!(printable(&[0xff, 0x00]), "0xff00");
-        assert_eq!(printable(b""), "");
-    }
 }

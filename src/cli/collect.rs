@@ -7,7 +7,7 @@ use serde_json::json;
 use syncbase_storage::Usage;
 
 use crate::cli::client::{Target, with_service};
-use crate::cli::output::outln;
+use crate::cli::output::{count, outln};
 use crate::clock::TimeSource;
 use crate::rpc::client::{Collection, collect, read_usage, remote_error};
 use crate::schema::service_capnp::{held_back, service};
@@ -96,10 +96,10 @@ pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()>
     let now = crate::clock::SystemTime.now_nanos();
     for db in response.get_databases()? {
         outln!(
-            "database {}: {} live rows, {} live bytes",
+            "database {}: {}, {}",
             db.get_database()?.to_str()?,
-            db.get_live_rows(),
-            db.get_live_bytes()
+            count(db.get_live_rows(), "live row", "live rows"),
+            count(db.get_live_bytes(), "live byte", "live bytes")
         )?;
         let held = db.get_held_back()?;
         if held.is_empty() {
@@ -110,6 +110,43 @@ pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// The store's part of `status --json`: {"store": usage, "databases": [{"database",
+/// "live_rows", "live_bytes", "held_back": [{"member", "table", "prefix", "last_seen_nanos",
+/// "generations_behind"}]}]}.
+pub async fn store_status_json(service: &service::Client) -> anyhow::Result<serde_json::Value> {
+    let response = service
+        .store_status_request()
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?;
+    let response = response.get()?;
+    let mut databases = Vec::new();
+    for db in response.get_databases()? {
+        let mut held_back = Vec::new();
+        for entry in db.get_held_back()? {
+            let scope = entry.get_scope()?;
+            held_back.push(json!({
+                "member": entry.get_member()?.to_str()?,
+                "table": scope.get_table()?.to_str()?,
+                "prefix": scope.get_prefix()?.to_str()?,
+                "last_seen_nanos": entry.get_last_seen_nanos(),
+                "generations_behind": entry.get_generations_behind(),
+            }));
+        }
+        databases.push(json!({
+            "database": db.get_database()?.to_str()?,
+            "live_rows": db.get_live_rows(),
+            "live_bytes": db.get_live_bytes(),
+            "held_back": held_back,
+        }));
+    }
+    Ok(json!({
+        "store": usage_json(&read_usage(response.get_usage()?)),
+        "databases": databases,
+    }))
 }
 
 /// "member 3f2a91c0... last seen 3.0 days ago holds back collection of t/: 120 generations

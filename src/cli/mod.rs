@@ -7,13 +7,24 @@
 //! - `client`: `put`, `get`, `delete`, `scan`, and `Target` (how a client verb finds its node);
 //! - `watch`: `watch`;
 //! - `collect`: `gc`, and the store's part of `status` (size, live data, what gc waits for);
-//! - `peers`: `id`, `peer add|list|remove` and `status`;
+//! - `peers`: `id`, `peer add|list|remove`;
+//! - `status`: `status`, its summary line and each peer's sync status;
 //! - `syncgroups`: `sg` and its subcommands, running all but the proposal ones;
 //! - `proposals`: `sg accept|reject|publish-invite`, and printing proposals;
 //! - `bench`: `bench` and its benchmarks' flags;
 //! - `demo`: `demo`, three nodes in this process showing sync, a partition and its heal;
 //! - `sim`: `sim`, the deterministic simulation (a sweep of seeds, or one replayed);
-//! - `output`: the one way verbs print, and the closed-stdout rule.
+//! - `output`: the one way verbs print, the closed-stdout rule, and how things look (escaped
+//!   keys and values, counts, columns, JSON lines).
+//!
+//! Output convention, the same for every verb: stdout carries what was asked for. A verb that
+//! reads prints its data (`--json`: one JSON object per line instead); a verb that changes
+//! something prints one line that starts with what it did, in the past tense (`stored`,
+//! `deleted`, `added peer`, `removed peer`, `created syncgroup`, `joined syncgroup`, `granted`,
+//! `revoked`, `ejected`, `left syncgroup`, `accepted syncgroup`, `rejected syncgroup`), except
+//! the verbs whose result is a token (`sg invite`, `sg publish-invite`), which print only it,
+//! and `gc`, whose result is the figures it prints (`--json` too).
+//! Errors go to stderr as one line.
 
 #![deny(clippy::print_stdout)]
 
@@ -26,12 +37,11 @@ mod peers;
 mod proposals;
 mod serve;
 mod sim;
+mod status;
 mod syncgroups;
 mod watch;
 
 use clap::{Parser, Subcommand};
-
-use crate::cli::client::Target;
 
 /// A peer-to-peer replicated key-value store.
 #[derive(Debug, Parser)]
@@ -55,38 +65,44 @@ pub enum Command {
     /// gracefully: commits in flight finish and node.addr / peer.addr are removed. Under
     /// `nohup` (SIGHUP ignored at start) SIGHUP stays ignored.
     Serve(serve::ServeArgs),
-    /// Store VALUE at KEY ("-" reads the value from stdin).
+    /// Store VALUE at KEY ("-" reads the value from stdin); prints one line: `stored KEY in
+    /// table TABLE of database DB (N bytes)`.
     Put(client::PutArgs),
-    /// Print the value at KEY (exit status 1 if there is none).
+    /// Print the value at KEY (exit status 1 if there is none): its exact bytes into a pipe or
+    /// a file; on a terminal as `scan` shows values, and a newline.
     Get(client::RowArgs),
-    /// Remove KEY; prints whether it existed here (`deleted` or `absent`). Either way the delete
-    /// is recorded and syncs, so it wins over an older put of KEY made elsewhere.
+    /// Remove KEY; prints one line, `deleted KEY in table TABLE of database DB`, with `(it was
+    /// absent here ...)` after it if this node held no such row.
     ///
     /// Either way the delete is recorded and syncs, so it wins over an earlier put on a peer
     /// this node has not heard from yet.
     Delete(client::RowArgs),
-    /// Print every row whose key starts with PREFIX as `key<TAB>value` lines; values that are
-    /// not printable UTF-8 are shown as 0x-prefixed hex.
+    /// Print every row whose key starts with PREFIX as `key<TAB>value` lines (or JSON lines).
+    ///
+    /// Keys and values that are UTF-8 text print as they are, unless they hold a control
+    /// character (a tab, a newline), start or end with whitespace, or start with `"`: those,
+    /// and every value that is not UTF-8, print as a double-quoted string with Rust's escapes
+    /// (\t, \n, \", \\, \0, \u{1b}) and \xNN for each byte that is not UTF-8. So the text
+    /// `0x0001ff` prints as `0x0001ff`, the bytes 00 01 ff as `"\0\u{1}\xff"`.
     Scan(client::ScanArgs),
     /// Print changes to rows as they commit, local or synced, until interrupted.
+    ///
+    /// One line a change: `put|delete<TAB>ORIGIN<TAB>TABLE<TAB>KEY[<TAB>VALUE]`, ORIGIN
+    /// `local` (written on this node), `sync` (received from a peer) or `initial` (a current
+    /// row, with --initial); keys and values as `scan` prints them.
     Watch(watch::WatchArgs),
     /// Print this node's peer identity (fingerprint), peer address and device id.
-    Id {
-        #[command(flatten)]
-        target: Target,
-    },
+    Id(peers::IdArgs),
     /// Manage the peers this node syncs with.
     Peer {
         #[command(subcommand)]
         action: peers::PeerAction,
     },
-    /// Show every peer and its sync status, how many proposals wait for `sg accept`, the
-    /// store's size (on disk, used, map and its maximum), and per database its live data and
-    /// the members that hold history collection back.
-    Status {
-        #[command(flatten)]
-        target: Target,
-    },
+    /// Show a one-line summary (this node, peers connected, syncgroups, log entries pending,
+    /// the last error), then every peer and its sync status, how many proposals wait for `sg
+    /// accept`, the store's size (on disk, used, map and its maximum), and per database its
+    /// live data and the members that hold history collection back.
+    Status(status::StatusArgs),
     /// Collect DB's history now (what every member has seen) and print what it freed and
     /// the store's size before and after, in bytes.
     Gc(collect::GcArgs),
@@ -121,9 +137,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(args) => client::delete(&args),
         Command::Scan(args) => client::scan(&args),
         Command::Watch(args) => watch::run(&args),
-        Command::Id { target } => peers::id(&target),
+        Command::Id(args) => peers::id(&args),
         Command::Peer { action } => peers::run(action),
-        Command::Status { target } => peers::list(&target, true),
+        Command::Status(args) => status::run(&args),
         Command::Gc(args) => collect::gc(&args),
         Command::Sg { action } => syncgroups::run(action),
         Command::Bench(args) => bench::run(args),

@@ -5,12 +5,16 @@
 //! exits with status 0 and no message, as ripgrep does: the reader took what it wanted. Any
 //! other write failure (a full disk behind a redirect) is an error that names stdout. No verb
 //! prints with `println!` (it panics on a closed pipe); `clippy::print_stdout` is denied in
-//! `cli` to keep it so, and every line goes through [`outln!`] / [`out!`].
+//! `cli` to keep it so, and every line goes through [`outln!`].
 //!
 //! Callbacks the node calls (the scan and watch sinks) cannot return this error through the
 //! RPC: what they raise travels to the node and comes back as a remote exception. They keep
 //! the local cause in a [`LocalFailure`], and the verb reports that instead of the call's
 //! outcome, so a local I/O error never reads as "remote".
+//!
+//! It also owns how things look, the same for every verb: [`shown`] (keys and values, the
+//! one escaping rule), [`count`] (pluralised counts), [`Columns`] (aligned columns) and
+//! [`json_line`] (`--json`: one JSON object per line) with [`bytes_field`] (a value in JSON).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -60,13 +64,6 @@ pub fn is_closed_stdout(error: &anyhow::Error) -> bool {
         .any(|cause| matches!(cause.downcast_ref(), Some(OutputError::Closed)))
 }
 
-/// `print!` through [`write`]: evaluates to `Result<(), OutputError>`.
-macro_rules! out {
-    ($($arg:tt)*) => {
-        $crate::cli::output::write(format_args!($($arg)*))
-    };
-}
-
 /// `println!` through [`write`]: evaluates to `Result<(), OutputError>`.
 macro_rules! outln {
     () => {
@@ -77,7 +74,7 @@ macro_rules! outln {
     };
 }
 
-pub(crate) use {out, outln};
+pub(crate) use outln;
 
 /// The local failure of a callback the node calls, kept beside the call (see the module doc).
 #[derive(Clone, Default)]
@@ -122,9 +119,158 @@ impl LocalFailure {
     }
 }
 
+/// A key or value as the human output shows it. UTF-8 text prints as it is unless it has a
+/// control character, starts or ends with whitespace, or starts with `"`; anything else
+/// prints as a double-quoted string with Rust's escapes (`\t`, `\n`, `\"`, `\\`, `\0`,
+/// `\u{1b}`) and `\xNN` for each byte that is not UTF-8. So the text `0x0001ff` and the bytes
+/// 00 01 ff never look alike: `0x0001ff` and `"\0\u{1}\xff"`.
+pub fn shown(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if is_plain(text) => text.to_owned(),
+        _ => quoted(bytes),
+    }
+}
+
+fn is_plain(text: &str) -> bool {
+    !text.starts_with('"') && text.trim() == text && !text.chars().any(char::is_control)
+}
+
+fn quoted(bytes: &[u8]) -> String {
+    let mut quoted = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\'' => quoted.push(c),
+                c => quoted.extend(c.escape_debug()),
+            }
+        }
+        for byte in chunk.invalid() {
+            quoted.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// `n` and the noun in the number it takes: "1 record", "2 records", "0 records".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Puts `bytes` in `object` as `name` (a JSON string) if it is UTF-8, else as `name_hex`
+/// (lowercase hex digits): one of the two is always there.
+pub fn bytes_field(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    bytes: &[u8],
+) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => object.insert(name.to_owned(), text.into()),
+        Err(_) => object.insert(format!("{name}_hex"), hex::encode(bytes).into()),
+    };
+}
+
+/// Prints `value` as one line of JSON (`--json`).
+pub fn json_line(value: &serde_json::Value) -> Result<(), OutputError> {
+    outln!("{value}")
+}
+
+/// Rows printed as aligned columns: two spaces between columns, no whitespace at a line's end.
+#[derive(Default)]
+pub struct Columns(Vec<Vec<String>>);
+
+impl Columns {
+    /// Adds a row (rows may have fewer cells than others).
+    pub fn row<I: IntoIterator<Item = S>, S: Into<String>>(&mut self, cells: I) {
+        self.0.push(cells.into_iter().map(Into::into).collect());
+    }
+
+    /// The rows as lines, each with `indent` before it.
+    pub fn lines(&self, indent: &str) -> Vec<String> {
+        let mut widths: Vec<usize> = Vec::new();
+        for row in &self.0 {
+            for (i, cell) in row.iter().enumerate() {
+                let width = cell.chars().count();
+                match widths.get_mut(i) {
+                    Some(max) => *max = (*max).max(width),
+                    None => widths.push(width),
+                }
+            }
+        }
+        let line = |row: &Vec<String>| {
+            let mut line = indent.to_owned();
+            for (i, cell) in row.iter().enumerate() {
+                line.push_str(cell);
+                if i + 1 < row.len() {
+                    let pad = widths[i] - cell.chars().count() + 2;
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            line.trim_end().to_owned()
+        };
+        self.0.iter().map(line).collect()
+    }
+
+    /// Prints [`Columns::lines`].
+    pub fn print(&self, indent: &str) -> Result<(), OutputError> {
+        self.lines(indent)
+            .iter()
+            .try_for_each(|line| outln!("{line}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_looks_like_hex_and_binary_never_print_alike() {
+        assert_eq!(shown(b"0x0001ff"), "0x0001ff");
+        assert_eq!(shown(&[0, 1, 0xff]), r#""\0\u{1}\xff""#);
+        assert_eq!(shown(b"hello world"), "hello world");
+        assert_eq!(shown("caf\u{e9} it's".as_bytes()), "caf\u{e9} it's");
+        assert_eq!(shown(b"a\tb"), r#""a\tb""#);
+        assert_eq!(shown(br#""quoted""#), r#""\"quoted\"""#);
+        assert_eq!(shown(b" padded"), r#"" padded""#);
+        assert_eq!(shown(br"C:\dir"), r"C:\dir");
+        assert_eq!(shown(b""), "");
+    }
+
+    #[test]
+    fn counts_take_the_noun_in_their_number() {
+        assert_eq!(count(1, "record", "records"), "1 record");
+        assert_eq!(count(0, "record", "records"), "0 records");
+        assert_eq!(count(2, "entry", "entries"), "2 entries");
+    }
+
+    #[test]
+    fn columns_align_and_no_line_ends_in_whitespace() {
+        let mut columns = Columns::default();
+        columns.row(["NAME", "STATUS", "MEMBERS"]);
+        columns.row(["long-name", "running", "1 member"]);
+        columns.row(["x", "publish-pending"]);
+        columns.row(["y", "running", ""]);
+        assert_eq!(
+            columns.lines(""),
+            [
+                "NAME       STATUS           MEMBERS",
+                "long-name  running          1 member",
+                "x          publish-pending",
+                "y          running",
+            ]
+        );
+    }
+
+    #[test]
+    fn bytes_in_json_are_a_string_or_hex() {
+        let mut object = serde_json::Map::new();
+        bytes_field(&mut object, "value", b"0x6869");
+        bytes_field(&mut object, "key", &[0xff]);
+        assert_eq!(
+            serde_json::Value::Object(object).to_string(),
+            r#"{"key_hex":"ff","value":"0x6869"}"#
+        );
+    }
 
     #[test]
     fn a_broken_pipe_is_a_closed_stdout_and_other_errors_name_stdout() {

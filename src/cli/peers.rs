@@ -1,16 +1,27 @@
-//! The sync verbs of the command line: `id` (this node's identity), `peer add | list |
-//! remove` (with their arguments, [`PeerAction`]), and `status`, all through the running
-//! node's app API.
+//! The sync verbs of the command line: `id` (this node's identity) and `peer add | list |
+//! remove` (with their arguments, [`PeerAction`]), through the running node's app API; and
+//! how a peer reads in a list or as JSON, which `status` uses too.
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use serde_json::json;
 
 use crate::cli::client::{Target, with_service};
-use crate::cli::output::outln;
-use crate::clock::TimeSource;
+use crate::cli::output::{Columns, json_line, outln};
 use crate::rpc::client::remote_error;
-use crate::schema::service_capnp::peer_status;
+use crate::schema::service_capnp::{peer_status, service};
 use crate::sync::peers::parse_scope;
+
+// No doc comment: the subcommand's help is its variant's in `cli::Command`.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    #[command(flatten)]
+    target: Target,
+    /// One JSON object: {"fingerprint": string, "peer_address": string or null, "device_id":
+    /// 16 hex digits, "epochs": [string]}.
+    #[arg(long)]
+    json: bool,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum PeerAction {
@@ -26,10 +37,16 @@ pub enum PeerAction {
         #[arg(required = true, value_name = "TABLE[/PREFIX]")]
         scopes: Vec<String>,
     },
-    /// List peers.
+    /// List peers: fingerprint, address, where it was declared (config or `peer add`), and
+    /// what it shares.
     List {
         #[command(flatten)]
         target: Target,
+        /// One JSON object per peer: {"fingerprint": string, "address": string ("" if it has
+        /// none), "from_config": bool, "databases": [{"database": string, "scopes":
+        /// [{"table": string, "prefix": string}]}]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop syncing with a peer (added at run time) and refuse its connections.
     Remove {
@@ -49,7 +66,7 @@ pub fn run(action: PeerAction) -> anyhow::Result<()> {
             db,
             scopes,
         } => add(&target, &peer_addr, &fingerprint, &db, &scopes),
-        PeerAction::List { target } => list(&target, false),
+        PeerAction::List { target, json } => list(&target, json),
         PeerAction::Remove {
             target,
             fingerprint,
@@ -57,9 +74,17 @@ pub fn run(action: PeerAction) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the node's fingerprint, peer address and device id.
-pub fn id(target: &Target) -> anyhow::Result<()> {
-    with_service(target, |service| async move {
+/// This node's identity, as `id` and `status` read it.
+pub(super) struct Identity {
+    pub fingerprint: String,
+    /// "" if the node has no peer listener.
+    pub peer_address: String,
+    pub device_id: u64,
+    pub epochs: Vec<String>,
+}
+
+impl Identity {
+    pub(super) async fn fetch(service: &service::Client) -> anyhow::Result<Identity> {
         let response = service
             .identity_request()
             .send()
@@ -67,22 +92,48 @@ pub fn id(target: &Target) -> anyhow::Result<()> {
             .await
             .map_err(remote_error)?;
         let identity = response.get()?;
-        outln!("fingerprint {}", identity.get_fingerprint()?.to_str()?)?;
-        let address = identity.get_peer_address()?.to_str()?;
-        outln!(
-            "peer-address {}",
-            if address.is_empty() {
-                "none (serve --peer-listen ADDR)"
-            } else {
-                address
-            }
-        )?;
-        outln!("device-id {:016x}", identity.get_device_id())?;
-        for epoch in identity.get_epochs()? {
-            outln!("epoch {}", epoch?.to_str()?)?;
-        }
-        Ok(())
-    })
+        Ok(Identity {
+            fingerprint: identity.get_fingerprint()?.to_str()?.to_owned(),
+            peer_address: identity.get_peer_address()?.to_str()?.to_owned(),
+            device_id: identity.get_device_id(),
+            epochs: identity
+                .get_epochs()?
+                .iter()
+                .map(|epoch| Ok(epoch?.to_str()?.to_owned()))
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+
+    pub(super) fn json(&self) -> serde_json::Value {
+        json!({
+            "fingerprint": self.fingerprint,
+            "peer_address": (!self.peer_address.is_empty()).then_some(&self.peer_address),
+            "device_id": format!("{:016x}", self.device_id),
+            "epochs": self.epochs,
+        })
+    }
+}
+
+/// `id`: prints the node's fingerprint, peer address and device id.
+pub fn id(args: &IdArgs) -> anyhow::Result<()> {
+    let identity = with_service(&args.target, |service| async move {
+        Identity::fetch(&service).await
+    })?;
+    if args.json {
+        json_line(&identity.json())?;
+        return Ok(());
+    }
+    outln!("fingerprint {}", identity.fingerprint)?;
+    let address = match identity.peer_address.as_str() {
+        "" => "none (serve --peer-listen ADDR)",
+        address => address,
+    };
+    outln!("peer-address {address}")?;
+    outln!("device-id {:016x}", identity.device_id)?;
+    for epoch in &identity.epochs {
+        outln!("epoch {epoch}")?;
+    }
+    Ok(())
 }
 
 /// Adds a peer sharing the given scopes of one database.
@@ -121,82 +172,77 @@ fn remove(target: &Target, fingerprint: &str) -> anyhow::Result<()> {
         let mut request = service.remove_peer_request();
         request.get().set_fingerprint(fingerprint);
         let response = request.send().promise.await.map_err(remote_error)?;
-        outln!(
-            "{}",
-            if response.get()?.get_existed() {
-                "removed"
-            } else {
-                "absent"
-            }
-        )?;
+        if response.get()?.get_existed() {
+            outln!("removed peer {fingerprint}")?;
+        } else {
+            outln!("absent")?;
+        }
         Ok(())
     })
 }
 
-/// Lists peers; `verbose` (`status`) adds the sync status of each, and how many syncgroups
-/// other nodes proposed here wait for `sg accept`.
-pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
+/// `peer list`: one aligned row per peer under a header, or one JSON object per peer.
+fn list(target: &Target, json: bool) -> anyhow::Result<()> {
     with_service(target, |service| async move {
-        let response = service
-            .list_peers_request()
-            .send()
-            .promise
-            .await
-            .map_err(remote_error)?;
+        let response = fetch(&service).await?;
         let peers = response.get()?.get_peers()?;
+        if json {
+            for peer in peers {
+                json_line(&peer_json(peer)?)?;
+            }
+            return Ok(());
+        }
         if peers.is_empty() {
             outln!("no peers (add one with `syncbase peer add`)")?;
+            return Ok(());
         }
+        let mut columns = Columns::default();
+        columns.row(["PEER", "ADDRESS", "FROM", "SHARES"]);
         for peer in peers {
-            print_peer(peer, verbose)?;
+            columns.row([
+                peer.get_fingerprint()?.to_str()?.to_owned(),
+                address(peer)?.to_owned(),
+                from(peer).to_owned(),
+                shares(peer)?.join("; "),
+            ]);
         }
-        if verbose {
-            print_epochs(&service).await?;
-            super::collect::print_store_status(&service).await?;
-            let waiting = super::proposals::fetch(&service).await?.len();
-            if waiting > 0 {
-                outln!(
-                    "proposals: {waiting} waiting (syncbase sg list; sg accept NAME or sg reject \
-                     NAME)"
-                )?;
-            }
-        }
+        columns.print("")?;
         Ok(())
     })
 }
 
-/// Says whether this node ever moved to a new device id, and the last time why.
-async fn print_epochs(
-    service: &crate::schema::service_capnp::service::Client,
-) -> anyhow::Result<()> {
-    let response = service
-        .identity_request()
+/// The node's peers and their sync status.
+pub(super) async fn fetch(
+    service: &service::Client,
+) -> anyhow::Result<capnp::capability::Response<service::list_peers_results::Owned>> {
+    service
+        .list_peers_request()
         .send()
         .promise
         .await
-        .map_err(remote_error)?;
-    let epochs = response.get()?.get_epochs()?;
-    if let Some(last) = epochs.iter().last() {
-        outln!(
-            "epochs: {} (the store was found restored or copied; last {})",
-            epochs.len(),
-            last?.to_str()?
-        )?;
-    }
-    Ok(())
+        .map_err(remote_error)
 }
 
-fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()> {
-    let origin = if peer.get_from_config() {
-        " (config)"
-    } else {
-        ""
-    };
-    let address = match peer.get_address()?.to_str()? {
-        "" => "(no address: synced when it connects)",
+/// The peer's address, or what happens without one.
+pub(super) fn address<'a>(peer: peer_status::Reader<'a>) -> anyhow::Result<&'a str> {
+    Ok(match peer.get_address()?.to_str()? {
+        "" => "(none: synced when it connects)",
         address => address,
-    };
-    outln!("{} {address}{origin}", peer.get_fingerprint()?.to_str()?)?;
+    })
+}
+
+/// Where the peer was declared: the config file or `peer add`.
+pub(super) fn from(peer: peer_status::Reader<'_>) -> &'static str {
+    if peer.get_from_config() {
+        "config"
+    } else {
+        "peer add"
+    }
+}
+
+/// What the peer shares, one `DB: TABLE/PREFIX ...` entry per database.
+pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String>> {
+    let mut shares = Vec::new();
     for db in peer.get_databases()? {
         let scopes: Vec<String> = db
             .get_scopes()?
@@ -209,49 +255,32 @@ fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()
                 ))
             })
             .collect::<anyhow::Result<_>>()?;
-        outln!(
-            "  database {}: {}",
+        shares.push(format!(
+            "{}: {}",
             db.get_database()?.to_str()?,
             scopes.join(" ")
-        )?;
+        ));
     }
-    if verbose {
-        print_status(peer)?;
-    }
-    Ok(())
+    Ok(shares)
 }
 
-fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
-    outln!(
-        "  connected: {}",
-        if peer.get_connected() { "yes" } else { "no" }
-    )?;
-    let last = peer.get_last_success_nanos();
-    if last > 0 {
-        let ago = crate::clock::SystemTime.now_nanos().saturating_sub(last) as f64 / 1e9;
-        outln!("  last caught up: {ago:.1} s ago")?;
-    } else {
-        outln!("  last caught up: never")?;
+/// A peer as `peer list --json` prints it (`status --json` adds its sync status).
+pub(super) fn peer_json(peer: peer_status::Reader<'_>) -> anyhow::Result<serde_json::Value> {
+    let mut databases = Vec::new();
+    for db in peer.get_databases()? {
+        let mut scopes = Vec::new();
+        for scope in db.get_scopes()? {
+            scopes.push(json!({
+                "table": scope.get_table()?.to_str()?,
+                "prefix": scope.get_prefix()?.to_str()?,
+            }));
+        }
+        databases.push(json!({"database": db.get_database()?.to_str()?, "scopes": scopes}));
     }
-    outln!(
-        "  received: {} records, {} bytes; pending in: {} log entries",
-        peer.get_records_received(),
-        peer.get_bytes_received(),
-        peer.get_records_pending_in()
-    )?;
-    outln!(
-        "  sent: {} records, {} bytes; pending out: {} log entries",
-        peer.get_records_sent(),
-        peer.get_bytes_sent(),
-        peer.get_records_pending_out()
-    )?;
-    let refused = peer.get_records_refused();
-    if refused > 0 {
-        outln!("  refused: {refused} records (their writer held no Write permission)")?;
-    }
-    let error = peer.get_last_error()?.to_str()?;
-    if !error.is_empty() {
-        outln!("  last error: {error}")?;
-    }
-    Ok(())
+    Ok(json!({
+        "fingerprint": peer.get_fingerprint()?.to_str()?,
+        "address": peer.get_address()?.to_str()?,
+        "from_config": peer.get_from_config(),
+        "databases": databases,
+    }))
 }

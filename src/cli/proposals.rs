@@ -3,13 +3,12 @@
 //! publish-invite`) that let a node's publish be taken at once.
 
 use crate::cli::client::{Target, with_service};
-use crate::cli::output::{OutputError, outln};
-use crate::cli::syncgroups::{print_record, print_syncgroup, scopes, syncgroups_of};
+use crate::cli::output::outln;
+use crate::cli::syncgroups::{Shown, syncgroups_of};
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::read_syncgroup;
 use crate::schema::service_capnp::service;
 use crate::syncgroup::Syncgroup;
-use crate::syncgroup::proposal::MAX_PROPOSALS;
 
 /// A proposal waiting here.
 pub struct ProposalLine {
@@ -36,43 +35,14 @@ pub async fn fetch(service: &service::Client) -> anyhow::Result<Vec<ProposalLine
     Ok(lines)
 }
 
-/// Prints proposals under their own heading (nothing if there are none).
-pub fn print(proposals: &[ProposalLine]) -> Result<(), OutputError> {
-    if proposals.is_empty() {
-        return Ok(());
-    }
-    outln!(
-        "proposed here, sharing nothing until accepted (`syncbase sg accept NAME` or `sg reject \
-         NAME`; at most {MAX_PROPOSALS} are kept):"
-    )?;
-    for proposal in proposals {
-        outln!(
-            "{}  database {}  prefixes {}  published by {}",
-            proposal.sg.name,
-            proposal.sg.db,
-            scopes(&proposal.sg).join(" "),
-            proposal.publisher
-        )?;
-    }
-    Ok(())
-}
-
-/// `sg show` of a proposal: the syncgroup as its publisher sent it.
-pub fn print_one(proposal: &ProposalLine) -> Result<(), OutputError> {
-    print_record(
-        &proposal.sg,
-        "  proposal: shares nothing until `syncbase sg accept NAME` here",
-        &format!("proposed here by {}", proposal.publisher),
-    )
-}
-
-/// `sg accept`: holds the proposed syncgroup and prints it.
+/// `sg accept`: holds the proposed syncgroup and says so in one line.
 pub fn accept(target: &Target, name: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).accept_request();
         request.get().set_name(name);
         let response = request.send().promise.await.map_err(remote_error)?;
-        print_syncgroup(response.get()?.get_sg()?)
+        let shown = Shown::read(response.get()?.get_sg()?)?;
+        super::syncgroups::changed("accepted", &shown)
     })
 }
 
@@ -82,7 +52,7 @@ pub fn reject(target: &Target, name: &str) -> anyhow::Result<()> {
         let mut request = syncgroups_of(&service).reject_request();
         request.get().set_name(name);
         request.send().promise.await.map_err(remote_error)?;
-        outln!("rejected {name}: nothing was shared under it")?;
+        outln!("rejected syncgroup {name}: nothing was shared under it")?;
         Ok(())
     })
 }

@@ -1,12 +1,14 @@
 //! `syncbase watch DB [TABLE [PREFIX]]`: prints row changes as they commit, local or synced,
-//! one line each: `put|delete<TAB>table<TAB>key[<TAB>value]`, with `(sync)` on synced ones.
+//! one line each: `put|delete<TAB>origin<TAB>table<TAB>key[<TAB>value]`, the origin
+//! `local`, `sync` or `initial` (`--initial`'s current rows), keys and values as `scan` shows
+//! them (`output::shown`); or with `--json` one JSON object per change.
 
 use std::rc::Rc;
 
 use clap::Args;
 
-use crate::cli::client::{Target, printable, with_service};
-use crate::cli::output::{self, LocalFailure};
+use crate::cli::client::{Target, with_service};
+use crate::cli::output::{self, LocalFailure, shown};
 use crate::schema::service_capnp::{watch_change, watch_sink};
 
 // No doc comment: the subcommand's help is its variant's in `cli::Command`.
@@ -24,6 +26,11 @@ pub struct WatchArgs {
     /// First print the current rows (needs TABLE).
     #[arg(long)]
     initial: bool,
+    /// One JSON object per change: {"op": "put"|"delete", "origin": "local"|"sync"|"initial",
+    /// "table": string, "key": string, "value": string} ("value" on puts only, or "value_hex":
+    /// hex digits instead when the value is not UTF-8).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Watches until the node stops or the user interrupts.
@@ -41,6 +48,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
         let failure = LocalFailure::default();
         let watcher = PrintingWatcher {
             failure: failure.clone(),
+            json: args.json,
         };
         request
             .get()
@@ -53,30 +61,88 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
 /// Prints each pushed change; a failed write ends the watch and is kept in `failure`.
 struct PrintingWatcher {
     failure: LocalFailure,
+    json: bool,
 }
 
 impl watch_sink::Server for PrintingWatcher {
     async fn push(self: Rc<Self>, params: watch_sink::PushParams) -> capnp::Result<()> {
         let mut lines = String::new();
         for change in params.get()?.get_changes()? {
-            lines.push_str(&describe(change)?);
+            let change = Change::read(change)?;
+            lines.push_str(&if self.json {
+                change.json().to_string()
+            } else {
+                change.line()
+            });
             lines.push('\n');
         }
         output::write_bytes(lines.as_bytes()).map_err(|error| self.failure.record(error))
     }
 }
 
-fn describe(change: watch_change::Reader<'_>) -> capnp::Result<String> {
-    let (table, key) = (change.get_table()?.to_str()?, change.get_key()?.to_str()?);
-    let origin = if change.get_initial() {
-        " (initial)"
-    } else if change.get_from_sync() {
-        " (sync)"
-    } else {
-        ""
-    };
-    Ok(match change.which()? {
-        watch_change::Put(value) => format!("put\t{table}\t{key}\t{}{origin}", printable(value?)),
-        watch_change::Delete(()) => format!("delete\t{table}\t{key}{origin}"),
-    })
+/// One change as pushed: what, where, and where it came from.
+struct Change<'a> {
+    table: &'a str,
+    key: &'a [u8],
+    /// The new value of a put; `None` for a delete.
+    value: Option<&'a [u8]>,
+    origin: &'static str,
+}
+
+impl<'a> Change<'a> {
+    fn read(change: watch_change::Reader<'a>) -> capnp::Result<Self> {
+        let origin = if change.get_initial() {
+            "initial"
+        } else if change.get_from_sync() {
+            "sync"
+        } else {
+            "local"
+        };
+        let value = match change.which()? {
+            watch_change::Put(value) => Some(value?),
+            watch_change::Delete(()) => None,
+        };
+        Ok(Change {
+            table: change.get_table()?.to_str()?,
+            key: change.get_key()?.as_bytes(),
+            value,
+            origin,
+        })
+    }
+
+    fn op(&self) -> &'static str {
+        if self.value.is_some() {
+            "put"
+        } else {
+            "delete"
+        }
+    }
+
+    /// `op<TAB>origin<TAB>table<TAB>key[<TAB>value]`.
+    fn line(&self) -> String {
+        let mut line = format!(
+            "{}\t{}\t{}\t{}",
+            self.op(),
+            self.origin,
+            shown(self.table.as_bytes()),
+            shown(self.key)
+        );
+        if let Some(value) = self.value {
+            line.push('\t');
+            line.push_str(&shown(value));
+        }
+        line
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert("op".into(), self.op().into());
+        object.insert("origin".into(), self.origin.into());
+        object.insert("table".into(), self.table.into());
+        output::bytes_field(&mut object, "key", self.key);
+        if let Some(value) = self.value {
+            output::bytes_field(&mut object, "value", value);
+        }
+        serde_json::Value::Object(object)
+    }
 }

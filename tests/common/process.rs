@@ -84,6 +84,21 @@ impl Served {
         stdout(&self.client(args))
     }
 
+    /// The JSON lines a client verb that must succeed prints (its `--json` output).
+    pub fn json_lines(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        self.ok(args)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    /// The one JSON object a client verb that must succeed prints (its `--json` output).
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut lines = self.json_lines(args);
+        assert_eq!(lines.len(), 1, "one JSON line expected: {lines:?}");
+        lines.remove(0)
+    }
+
     /// The peer address recorded in `peer.addr` (needs `--peer-listen`).
     pub fn peer_addr(&self) -> String {
         std::fs::read_to_string(self.path().join("peer.addr"))

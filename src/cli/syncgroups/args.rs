@@ -28,13 +28,17 @@ pub enum SgAction {
         #[arg(long, value_name = "FINGERPRINT")]
         admin: Option<String>,
     },
-    /// List the syncgroups this node knows, in one database or all.
+    /// List the syncgroups this node knows, in one database or all, then the proposals
+    /// waiting here.
     List {
         #[command(flatten)]
         target: Target,
         /// Only this database.
         #[arg(default_value = "")]
         db: String,
+        /// One JSON object per syncgroup and per proposal, each as `sg show --json` prints it.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a syncgroup, or a proposal waiting here: status, prefixes, permissions, members.
     Show {
@@ -42,6 +46,15 @@ pub enum SgAction {
         target: Target,
         /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
+        /// One JSON object: {"name", "id" (16 hex digits), "database", "status" ("running",
+        /// "publish-pending", "publish-rejected"), "spec_version", "creator", "description",
+        /// "prefixes": [{"table", "prefix"}], "permissions": {TAG: {"allowed": [fingerprint],
+        /// "denied": [fingerprint]}}, "members": [{"fingerprint", "device" (16 hex digits),
+        /// "address" ("" if none), "server": bool}], "pending": bool (catching up with its
+        /// admin), "left": bool, "publisher" (who published it here, or null), "proposal":
+        /// bool (waiting here for `sg accept`)}.
+        #[arg(long)]
+        json: bool,
     },
     /// Mint an invite to a syncgroup and print its token.
     ///

@@ -3,23 +3,25 @@
 //! ([`SgAction`]). Proposals (accept, reject, publish invites) are run by `cli::proposals`.
 
 mod args;
+mod show;
 
 pub use args::SgAction;
+pub(super) use show::Shown;
 
 use anyhow::Context;
 
 use self::args::{CreateArgs, LevelArg};
 use crate::cli::client::{Target, with_service};
-use crate::cli::output::{OutputError, out, outln};
+use crate::cli::output::{json_line, outln};
 use crate::cli::proposals;
 use crate::error::Error;
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
-use crate::schema::service_capnp::{InviteLevel, service, syncgroup_info, syncgroups};
-use crate::schema::types_capnp::SyncgroupStatus;
+use crate::schema::service_capnp::{InviteLevel, service, syncgroups};
 use crate::sync::peers::parse_scope;
 use crate::syncgroup::access::Level;
-use crate::syncgroup::{Permissions, Spec, Syncgroup};
+use crate::syncgroup::proposal::MAX_PROPOSALS;
+use crate::syncgroup::{Permissions, Spec, Status};
 
 /// `sg ...`: runs one syncgroup action.
 pub fn run(action: SgAction) -> anyhow::Result<()> {
@@ -30,8 +32,8 @@ pub fn run(action: SgAction) -> anyhow::Result<()> {
             invite_or_name,
             admin,
         } => join(&target, &invite_or_name, admin.as_deref()),
-        SgAction::List { target, db } => list(&target, &db),
-        SgAction::Show { target, name } => show(&target, &name),
+        SgAction::List { target, db, json } => list(&target, &db, json),
+        SgAction::Show { target, name, json } => show(&target, &name, json),
         SgAction::Invite {
             target,
             name,
@@ -72,7 +74,8 @@ pub fn run(action: SgAction) -> anyhow::Result<()> {
     }
 }
 
-/// `sg create`: creates the syncgroup and prints it.
+/// `sg create`: creates the syncgroup and says so in one line (and, if it waits for its
+/// host's operator, what for).
 fn create(args: &CreateArgs) -> anyhow::Result<()> {
     let prefixes = args
         .prefixes
@@ -99,15 +102,21 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
             .set_publish_invite(args.invite.as_deref().unwrap_or_default());
         write_spec(&spec, request.get().init_spec());
         let response = request.send().promise.await.map_err(remote_error)?;
-        let info = response.get()?.get_sg()?;
-        print_syncgroup(info)?;
-        if info.get_sg()?.get_status()? == SyncgroupStatus::PublishPending {
-            outln!(
-                "proposed to its host: nothing syncs with it until its operator runs \
+        let shown = Shown::read(response.get()?.get_sg()?)?;
+        let proposed = if shown.sg.status == Status::PublishPending {
+            format!(
+                "; proposed to its host: nothing syncs with it until its operator runs \
                  `syncbase sg accept {}` there",
                 args.name
-            )?;
-        }
+            )
+        } else {
+            String::new()
+        };
+        outln!(
+            "created syncgroup {} in database {}{proposed}",
+            args.name,
+            args.db
+        )?;
         Ok(())
     })
 }
@@ -147,7 +156,8 @@ async fn permissions(service: &service::Client, args: &CreateArgs) -> anyhow::Re
     Ok(perms)
 }
 
-/// `sg join`: joins with an invite token, or by name at the admin with `admin`'s fingerprint.
+/// `sg join`: joins with an invite token, or by name at the admin with `admin`'s fingerprint,
+/// and says so in one line.
 fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).join_request();
@@ -171,49 +181,66 @@ fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::R
             ),
         }
         let response = request.send().promise.await.map_err(remote_error)?;
-        print_syncgroup(response.get()?.get_sg()?)
+        let shown = Shown::read(response.get()?.get_sg()?)?;
+        changed("joined", &shown)
     })
 }
 
-/// `sg list`: one line per syncgroup.
-fn list(target: &Target, db: &str) -> anyhow::Result<()> {
+/// The one line a verb that changed a syncgroup prints: `VERB syncgroup NAME in database DB`,
+/// and `(pending: ...)` while this node catches up with its admin.
+pub(super) fn changed(verb: &str, shown: &Shown) -> anyhow::Result<()> {
+    let pending = if shown.pending {
+        " (pending: catching up with its admin)"
+    } else {
+        ""
+    };
+    outln!(
+        "{verb} syncgroup {} in database {}{pending}",
+        shown.sg.name,
+        shown.sg.db
+    )?;
+    Ok(())
+}
+
+/// `sg list`: aligned rows, or one JSON object per syncgroup and proposal.
+fn list(target: &Target, db: &str, json: bool) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).list_request();
         request.get().set_database(db);
         let response = request.send().promise.await.map_err(remote_error)?;
-        let list = response.get()?.get_syncgroups()?;
+        let held = response
+            .get()?
+            .get_syncgroups()?
+            .iter()
+            .map(Shown::read)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let proposals: Vec<_> = super::proposals::fetch(&service)
             .await?
             .into_iter()
             .filter(|proposal| db.is_empty() || proposal.sg.db == db)
+            .map(|proposal| Shown::proposal(proposal.sg, &proposal.publisher))
             .collect();
-        if list.is_empty() && proposals.is_empty() {
-            outln!("no syncgroups (create one with `syncbase sg create`, or join one)")?;
-        }
-        for info in list {
-            let sg = info.get_sg()?;
-            outln!(
-                "{}  database {}  {}  {} members{}",
-                sg.get_name()?.to_str()?,
-                info.get_database()?.to_str()?,
-                status(sg.get_status()?),
-                sg.get_joiners()?.len(),
-                flags(info),
-            )?;
-        }
-        super::proposals::print(&proposals)?;
+        show::print_list(&held, &proposals, MAX_PROPOSALS, json)?;
         Ok(())
     })
 }
 
 /// `sg show`: everything about one syncgroup, or about a proposal of that name waiting here
 /// (so its operator can see what it would share, and with whom, before `sg accept`).
-fn show(target: &Target, name: &str) -> anyhow::Result<()> {
+fn show(target: &Target, name: &str, json: bool) -> anyhow::Result<()> {
+    let print = |shown: Shown| -> anyhow::Result<()> {
+        if json {
+            json_line(&shown.json())?;
+        } else {
+            shown.print()?;
+        }
+        Ok(())
+    };
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).get_request();
         request.get().set_name(name);
         let error = match request.send().promise.await {
-            Ok(response) => return print_syncgroup(response.get()?.get_sg()?),
+            Ok(response) => return print(Shown::read(response.get()?.get_sg()?)?),
             Err(error) => error,
         };
         if !matches!(Error::from(error.clone()), Error::NoExist(_)) {
@@ -221,11 +248,8 @@ fn show(target: &Target, name: &str) -> anyhow::Result<()> {
         }
         let error = remote_error(error);
         let proposals = super::proposals::fetch(&service).await?;
-        match proposals.iter().find(|p| p.sg.name.as_str() == name) {
-            Some(proposal) => {
-                super::proposals::print_one(proposal)?;
-                Ok(())
-            }
+        match proposals.into_iter().find(|p| p.sg.name.as_str() == name) {
+            Some(proposal) => print(Shown::proposal(proposal.sg, &proposal.publisher)),
             None => Err(error),
         }
     })
@@ -278,7 +302,8 @@ enum AccessChange {
 }
 
 /// `sg access`: changes one identity's permissions with a spec change at the current spec
-/// version (a concurrent change makes it fail with `BadVersion:`; run it again).
+/// version (a concurrent change makes it fail with `BadVersion:`; run it again), and says
+/// what changed in one line.
 fn access(target: &Target, name: &str, who: &str, change: AccessChange) -> anyhow::Result<()> {
     let who = crate::rpc::syncgroup_wire::identity(who)?;
     with_service(target, |service| async move {
@@ -288,21 +313,35 @@ fn access(target: &Target, name: &str, who: &str, change: AccessChange) -> anyho
         let response = request.send().promise.await.map_err(remote_error)?;
         let sg = read_syncgroup(response.get()?.get_sg()?.get_sg()?)?;
         let mut spec = sg.spec;
-        match change {
-            AccessChange::Grant(level) => spec.perms.grant(level, &who),
+        let line = match change {
+            AccessChange::Grant(level) => {
+                spec.perms.grant(level, &who);
+                format!("granted {} in {name} to {who}", level_word(level))
+            }
             AccessChange::Revoke => {
                 if !spec.perms.revoke(&who) {
                     anyhow::bail!("NoExist: {who} holds no permission in {name}");
                 }
+                format!("revoked every permission of {who} in {name}")
             }
-        }
+        };
         let mut request = syncgroups.set_spec_request();
         request.get().set_name(name);
         request.get().set_version(sg.spec_version.as_str());
         write_spec(&spec, request.get().init_spec());
-        let response = request.send().promise.await.map_err(remote_error)?;
-        print_syncgroup(response.get()?.get_sg()?)
+        request.send().promise.await.map_err(remote_error)?;
+        outln!("{line}")?;
+        Ok(())
     })
+}
+
+/// A level as `--level` spells it.
+fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Read => "read",
+        Level::ReadWrite => "read-write",
+        Level::Admin => "admin",
+    }
 }
 
 /// `sg leave`: stops syncing the syncgroup here; the data stays.
@@ -311,7 +350,7 @@ fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
         let mut request = syncgroups_of(&service).leave_request();
         request.get().set_name(name);
         request.send().promise.await.map_err(remote_error)?;
-        outln!("left {name} (its rows stay here; join again to resume syncing)")?;
+        outln!("left syncgroup {name} (its rows stay here; join again to resume syncing)")?;
         Ok(())
     })
 }
@@ -322,89 +361,4 @@ pub(super) fn syncgroups_of(service: &service::Client) -> syncgroups::Client {
         .send()
         .pipeline
         .get_syncgroups()
-}
-
-fn status(status: SyncgroupStatus) -> &'static str {
-    match status {
-        SyncgroupStatus::PublishPending => "publish-pending",
-        SyncgroupStatus::PublishRejected => "publish-rejected",
-        SyncgroupStatus::Running => "running",
-    }
-}
-
-fn flags(info: syncgroup_info::Reader<'_>) -> String {
-    let mut flags = String::new();
-    if info.get_pending() {
-        flags.push_str("  pending (catching up with its admin)");
-    }
-    if info.get_left() {
-        flags.push_str("  left");
-    }
-    flags
-}
-
-pub(super) fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Result<()> {
-    let sg = read_syncgroup(info.get_sg()?)?;
-    let publisher = info.get_publisher()?.to_str()?;
-    let published = if publisher.is_empty() {
-        String::new()
-    } else {
-        format!("published here by {publisher}")
-    };
-    print_record(&sg, &flags(info), &published)?;
-    Ok(())
-}
-
-/// Prints a syncgroup: `flags` after its name, and `published` (if not empty) as a line of its
-/// own.
-pub(super) fn print_record(
-    sg: &Syncgroup,
-    flags: &str,
-    published: &str,
-) -> Result<(), OutputError> {
-    outln!("syncgroup {}{flags}", sg.name)?;
-    outln!("  id {}", sg.id.to_hex())?;
-    outln!("  database {}", sg.db)?;
-    outln!("  status {:?}", sg.status)?;
-    outln!("  spec version {}", sg.spec_version)?;
-    outln!("  creator {}", sg.creator)?;
-    if !published.is_empty() {
-        outln!("  {published}")?;
-    }
-    if !sg.spec.description.is_empty() {
-        outln!("  description {}", sg.spec.description)?;
-    }
-    outln!("  prefixes {}", scopes(sg).join(" "))?;
-    for (tag, list) in &sg.spec.perms.0 {
-        let allowed: Vec<&str> = list.allowed.iter().map(String::as_str).collect();
-        out!("  {tag:?}: {}", allowed.join(" "))?;
-        if !list.denied.is_empty() {
-            let denied: Vec<&str> = list.denied.iter().map(String::as_str).collect();
-            out!(" (not {})", denied.join(" "))?;
-        }
-        outln!()?;
-    }
-    outln!("  members")?;
-    for (member, info) in &sg.joiners {
-        let address = if info.address.is_empty() {
-            "(no address)"
-        } else {
-            info.address.as_str()
-        };
-        let server = if info.is_server { " server" } else { "" };
-        outln!(
-            "    {member} device {:016x} {address}{server}",
-            info.device.0
-        )?;
-    }
-    Ok(())
-}
-
-/// A syncgroup's prefixes as TABLE/PREFIX, the form `--prefix` takes.
-pub(super) fn scopes(sg: &Syncgroup) -> Vec<String> {
-    sg.spec
-        .prefixes
-        .iter()
-        .map(|scope| format!("{}/{}", scope.table, scope.prefix))
-        .collect()
 }
