@@ -13,6 +13,7 @@
 //! - `bench`: `bench` and its benchmarks' flags;
 //! - `demo`: `demo`, three nodes in this process showing sync, a partition and its heal;
 //! - `sim`: `sim`, the deterministic simulation (a sweep of seeds, or one replayed);
+//! - `completions`: `completions SHELL`, the shell completion script clap_complete writes;
 //! - `output`: the one way verbs print, and the closed-stdout rule.
 
 #![deny(clippy::print_stdout)]
@@ -20,6 +21,7 @@
 mod bench;
 mod client;
 mod collect;
+mod completions;
 mod demo;
 pub mod output;
 mod peers;
@@ -33,11 +35,20 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::client::Target;
 
+/// What `--version` prints after the name: the crate's version and the commit it was built
+/// from (`build.rs`; "unknown" outside a git checkout), e.g. `0.1.0 (7a0d814)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SYNCBASE_COMMIT"),
+    ")"
+);
+
 /// A peer-to-peer replicated key-value store.
 #[derive(Debug, Parser)]
 #[command(
     name = "syncbase",
-    version,
+    version = VERSION,
     about,
     propagate_version = true,
     arg_required_else_help = true
@@ -110,6 +121,13 @@ pub enum Command {
     /// Run the deterministic simulation: many nodes, one seed each run, faults included;
     /// prints one JSON line (seeds passed, seeds per minute) and each failing seed's replay.
     Sim(sim::SimArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `syncbase completions bash > ~/.local/share/bash-completion/completions/syncbase`;
+    /// zsh: `syncbase completions zsh > ~/.zfunc/_syncbase` (with `fpath+=~/.zfunc` before
+    /// `compinit` in ~/.zshrc); fish: `syncbase completions fish >
+    /// ~/.config/fish/completions/syncbase.fish`. Open a new shell afterwards.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs one command to completion.
@@ -129,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(&args),
         Command::Sim(args) => sim::run_sim(args),
+        Command::Completions(args) => completions::run(&args),
     }
 }
 
