@@ -5,9 +5,10 @@
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::cli::client::{Target, with_service};
+use crate::cli::client::{Target, config_of, with_service};
 use crate::cli::output::outln;
 use crate::clock::TimeSource;
+use crate::identity::NodeIdentity;
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::peer_status;
 use crate::sync::peers::parse_scope;
@@ -57,8 +58,36 @@ pub fn run(action: PeerAction) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the node's fingerprint, peer address and device id.
+/// Prints the node's fingerprint, peer address and device id; when no node answers, the
+/// fingerprint stored in its data directory ([`id_from_disk`]).
 pub fn id(target: &Target) -> anyhow::Result<()> {
+    match id_from_node(target) {
+        Err(error) if is_unreachable(&error) => id_from_disk(target, error),
+        outcome => outcome,
+    }
+}
+
+/// Whether `error` is a node that could not be reached (no address or token file, a refused
+/// connection), as opposed to an answer from one.
+fn is_unreachable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some())
+}
+
+/// `id` of a stopped node: its fingerprint from `peer.crt` in its data directory (its peer
+/// address and device id need it running); without one, `unreachable`, the error of the try.
+fn id_from_disk(target: &Target, unreachable: anyhow::Error) -> anyhow::Result<()> {
+    let data_dir = config_of(target)?.data_dir;
+    let Some(fingerprint) = NodeIdentity::fingerprint_on_disk(&data_dir)? else {
+        return Err(unreachable);
+    };
+    outln!("fingerprint {fingerprint}")?;
+    outln!("peer-address unknown (the node is not running; read from its data directory)")?;
+    Ok(())
+}
+
+fn id_from_node(target: &Target) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let response = service
             .identity_request()
