@@ -262,6 +262,14 @@ fn print_status(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
     } else {
         outln!("  last caught up: never")?;
     }
+    if last == 0 && peer.get_records_pending_in() > 0 {
+        let (received, pending) = (peer.get_records_received(), peer.get_records_pending_in());
+        let done = super::syncgroups::percent_done(received, pending);
+        outln!(
+            "  initial sync: {done}% done ({received} of {} records)",
+            received + pending
+        )?;
+    }
     outln!(
         "  received: {} records, {} bytes; pending in: {} log entries",
         peer.get_records_received(),

@@ -1,10 +1,15 @@
 //! The `syncbase sg` verbs: create, join, list, show, invite, eject and leave syncgroups,
 //! through the running node's app API (`Service.syncgroups`); their arguments are `args`
-//! ([`SgAction`]). Proposals (accept, reject, publish invites) are run by `cli::proposals`.
+//! ([`SgAction`]); `initial_sync` is `sg join`'s wait for the first sync, with its progress
+//! bar. Proposals (accept, reject, publish invites) are run by `cli::proposals`.
 
 mod args;
+mod initial_sync;
 
 pub use args::SgAction;
+pub(crate) use initial_sync::percent_done;
+
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -29,7 +34,12 @@ pub fn run(action: SgAction) -> anyhow::Result<()> {
             target,
             invite_or_name,
             admin,
-        } => join(&target, &invite_or_name, admin.as_deref()),
+            no_wait,
+            timeout,
+        } => {
+            let wait = (!no_wait).then(|| Duration::from_secs(timeout));
+            join(&target, &invite_or_name, admin.as_deref(), wait)
+        }
         SgAction::List { target, db } => list(&target, &db),
         SgAction::Show { target, name } => show(&target, &name),
         SgAction::Invite {
@@ -147,8 +157,15 @@ async fn permissions(service: &service::Client, args: &CreateArgs) -> anyhow::Re
     Ok(perms)
 }
 
-/// `sg join`: joins with an invite token, or by name at the admin with `admin`'s fingerprint.
-fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::Result<()> {
+/// `sg join`: joins with an invite token, or by name at the admin with `admin`'s fingerprint;
+/// then, given `wait`, waits at most that long for the initial sync (`initial_sync`).
+fn join(
+    target: &Target,
+    invite_or_name: &str,
+    admin: Option<&str>,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let started_nanos = initial_sync::join_started_nanos();
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).join_request();
         match admin {
@@ -171,7 +188,13 @@ fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::R
             ),
         }
         let response = request.send().promise.await.map_err(remote_error)?;
-        print_syncgroup(response.get()?.get_sg()?)
+        let info = response.get()?.get_sg()?;
+        print_syncgroup(info)?;
+        if let Some(timeout) = wait {
+            let name = info.get_sg()?.get_name()?.to_str()?;
+            initial_sync::wait(&service, name, started_nanos, timeout).await?;
+        }
+        Ok(())
     })
 }
 

@@ -1,0 +1,226 @@
+//! `sg join`'s wait for the initial sync: polls the node (`Syncgroups.get` for the pending
+//! flag, `listPeers` for each member's counters) until this node's copy of the syncgroup is
+//! no longer pending and a member has sent it everything it had (its last push reached its
+//! log's end after the join, and no member reports log entries still to examine for us, the
+//! responder's `remaining`). On a terminal an `indicatif` bar on stderr shows records and
+//! bytes received since the join, the rate and the ETA; elsewhere only the final line, on
+//! stdout, is written.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::syncgroups_of;
+use crate::cli::output::outln;
+use crate::clock::TimeSource;
+use crate::rpc::client::remote_error;
+use crate::rpc::syncgroup_wire::read_syncgroup;
+use crate::schema::service_capnp::service;
+
+/// How often the node is asked.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What the node's members have sent this node, summed over the syncgroup's members.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct Counts {
+    /// Records applied from the members.
+    pub records: u64,
+    /// Bytes of those records.
+    pub bytes: u64,
+    /// Log entries the members had yet to examine for this node at their last push.
+    pub pending_in: u64,
+    /// Whether a member's last push reached its log's end after the join began.
+    pub caught_up: bool,
+}
+
+/// One look at the syncgroup: still pending here, and the members' counts.
+struct Look {
+    pending: bool,
+    counts: Counts,
+}
+
+/// Percent of an initial sync done: records received of those received plus pending in, 0
+/// to 100 (100 when nothing is pending).
+pub(crate) fn percent_done(received: u64, pending_in: u64) -> u64 {
+    let total = u128::from(received) + u128::from(pending_in);
+    if total == 0 {
+        return 100;
+    }
+    (u128::from(received) * 100 / total) as u64
+}
+
+/// Waits until the initial sync of `name`, joined at `started_nanos` (Unix nanoseconds),
+/// completes, then prints `initial sync of NAME complete: R records, B bytes in S s`. Fails
+/// after `timeout` naming what is still missing; the join stands and the sync goes on.
+pub(super) async fn wait(
+    service: &service::Client,
+    name: &str,
+    started_nanos: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let me = own_fingerprint(service).await?;
+    let started = Instant::now();
+    let base = look(service, name, &me, started_nanos).await?.counts;
+    let bar = progress_bar();
+    loop {
+        let now = look(service, name, &me, started_nanos).await?;
+        let received = now.counts.records.saturating_sub(base.records);
+        let bytes = now.counts.bytes.saturating_sub(base.bytes);
+        show(&bar, &now, received, bytes);
+        if !now.pending && now.counts.caught_up && now.counts.pending_in == 0 {
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            outln!(
+                "initial sync of {name} complete: {received} records, {bytes} bytes in \
+                 {secs:.1} s"
+            )?;
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            bar.abandon();
+            anyhow::bail!("{}", unfinished(name, &now, timeout));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The bar: on stderr, drawn only when stderr is a terminal (indicatif's own check).
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} records ({per_sec}, ETA {eta})",
+    )
+    .expect("the template is valid")
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+fn show(bar: &ProgressBar, look: &Look, received: u64, bytes: u64) {
+    bar.set_length(received + look.counts.pending_in);
+    bar.set_position(received);
+    bar.set_message(if look.pending {
+        "catching up with the admin's view of the syncgroup".to_owned()
+    } else {
+        format!("{} received", HumanBytes(bytes))
+    });
+    bar.tick();
+}
+
+/// The timeout's message: what the wait still lacked.
+fn unfinished(name: &str, look: &Look, timeout: Duration) -> String {
+    let missing = if look.pending {
+        "this node's copy is still pending (catching up with an admin's view of it)".to_owned()
+    } else if look.counts.pending_in > 0 {
+        format!(
+            "{} log entries still to come ({}% done)",
+            look.counts.pending_in,
+            percent_done(look.counts.records, look.counts.pending_in)
+        )
+    } else {
+        "no member has sent it its rows yet (is one reachable? `syncbase status`)".to_owned()
+    };
+    format!(
+        "joined {name}, but its initial sync did not complete within {} s: {missing}; it goes \
+         on in the background (`syncbase status`; `sg join --no-wait` does not wait)",
+        timeout.as_secs()
+    )
+}
+
+async fn own_fingerprint(service: &service::Client) -> anyhow::Result<String> {
+    let response = service
+        .identity_request()
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?;
+    Ok(response.get()?.get_fingerprint()?.to_str()?.to_owned())
+}
+
+/// Asks the node whether `name` is pending here and sums its other members' peer counters.
+async fn look(
+    service: &service::Client,
+    name: &str,
+    me: &str,
+    started_nanos: i64,
+) -> anyhow::Result<Look> {
+    let mut request = syncgroups_of(service).get_request();
+    request.get().set_name(name);
+    let response = request.send().promise.await.map_err(remote_error)?;
+    let info = response.get()?.get_sg()?;
+    let sg = read_syncgroup(info.get_sg()?)?;
+    let members: BTreeSet<String> = sg
+        .joiners
+        .keys()
+        .map(|member| member.to_string())
+        .filter(|member| member != me)
+        .collect();
+    let response = service
+        .list_peers_request()
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?;
+    let mut counts = Counts::default();
+    for peer in response.get()?.get_peers()? {
+        if !members.contains(peer.get_fingerprint()?.to_str()?) {
+            continue;
+        }
+        counts.records += peer.get_records_received();
+        counts.bytes += peer.get_bytes_received();
+        counts.pending_in += peer.get_records_pending_in();
+        counts.caught_up |= peer.get_last_success_nanos() >= started_nanos;
+    }
+    Ok(Look {
+        pending: info.get_pending(),
+        counts,
+    })
+}
+
+/// Unix nanoseconds now, less a second of slack for a push that lands as the join returns.
+pub(super) fn join_started_nanos() -> i64 {
+    let now = crate::clock::SystemTime.now_nanos();
+    now.saturating_sub(1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Counts, Look, percent_done, unfinished};
+
+    #[test]
+    fn a_timeout_names_what_the_initial_sync_still_lacks() {
+        let look = |pending, pending_in| Look {
+            pending,
+            counts: Counts {
+                records: 30,
+                pending_in,
+                ..Counts::default()
+            },
+        };
+        let timeout = Duration::from_secs(5);
+        let pending = unfinished("h:1/g", &look(true, 0), timeout);
+        assert!(
+            pending.contains("within 5 s: this node's copy is still pending"),
+            "{pending}"
+        );
+        let behind = unfinished("h:1/g", &look(false, 10), timeout);
+        assert!(
+            behind.contains("10 log entries still to come (75% done)"),
+            "{behind}"
+        );
+        let silent = unfinished("h:1/g", &look(false, 0), timeout);
+        assert!(silent.contains("no member has sent"), "{silent}");
+    }
+
+    #[test]
+    fn percent_done_counts_received_of_received_plus_pending() {
+        assert_eq!(percent_done(0, 0), 100);
+        assert_eq!(percent_done(0, 10), 0);
+        assert_eq!(percent_done(25, 75), 25);
+        assert_eq!(percent_done(99, 1), 99);
+        assert_eq!(percent_done(u64::MAX, 1), 99);
+    }
+}
