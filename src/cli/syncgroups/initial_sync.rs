@@ -3,8 +3,9 @@
 //! no longer pending and a member has sent it everything it had (its last push reached its
 //! log's end after the join, and no member reports log entries still to examine for us, the
 //! responder's `remaining`). On a terminal an `indicatif` bar on stderr shows records and
-//! bytes received since the join, the rate and the ETA; elsewhere only the final line, on
-//! stdout, is written.
+//! bytes received since the join from every member (a row two members send counts twice),
+//! the rate and the ETA (a bar while members report entries to come; a count alone while
+//! they report none, as in a catch-up by state); elsewhere only the final line, on stdout.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -63,11 +64,12 @@ pub(super) async fn wait(
     let started = Instant::now();
     let base = look(service, name, &me, started_nanos).await?.counts;
     let bar = progress_bar();
+    let mut shown = Shown::Waiting;
     loop {
         let now = look(service, name, &me, started_nanos).await?;
         let received = now.counts.records.saturating_sub(base.records);
         let bytes = now.counts.bytes.saturating_sub(base.bytes);
-        show(&bar, &now, received, bytes);
+        show(&bar, &mut shown, &now, received, bytes);
         if !now.pending && now.counts.caught_up && now.counts.pending_in == 0 {
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
@@ -88,23 +90,71 @@ pub(super) async fn wait(
 /// The bar: on stderr, drawn only when stderr is a terminal (indicatif's own check).
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} records ({per_sec}, ETA {eta})",
-    )
-    .expect("the template is valid")
-    .progress_chars("=> ");
-    bar.set_style(style);
+    bar.set_style(waiting_style());
     bar
 }
 
-fn show(bar: &ProgressBar, look: &Look, received: u64, bytes: u64) {
-    bar.set_length(received + look.counts.pending_in);
-    bar.set_position(received);
-    bar.set_message(if look.pending {
-        "catching up with the admin's view of the syncgroup".to_owned()
+/// Before any member reported what it has to send: a spinner and what is awaited.
+fn waiting_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg}").expect("the template is valid")
+}
+
+/// While members report entries to come: records (received of received plus pending in),
+/// bytes, rate, ETA.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} [{bar:30}] {human_pos}/{human_len} records, {msg}, ETA {eta}",
+    )
+    .expect("the template is valid")
+    .progress_chars("=> ")
+}
+
+/// Rows arriving with no count of what is left (a catch-up by state reports none).
+fn count_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {human_pos} records, {msg}")
+        .expect("the template is valid")
+}
+
+/// Which of the styles the bar shows.
+#[derive(Clone, Copy, PartialEq)]
+enum Shown {
+    Waiting,
+    Bar,
+    Count,
+}
+
+/// Draws one look; `shown` is the style the bar has, changed when the look needs another.
+fn show(bar: &ProgressBar, shown: &mut Shown, look: &Look, received: u64, bytes: u64) {
+    let pending_in = look.counts.pending_in;
+    let wanted = match (received + pending_in, pending_in) {
+        (0, _) => Shown::Waiting,
+        (_, 0) => Shown::Count,
+        _ => Shown::Bar,
+    };
+    if wanted != *shown {
+        bar.set_style(match wanted {
+            Shown::Waiting => waiting_style(),
+            Shown::Bar => bar_style(),
+            Shown::Count => count_style(),
+        });
+        *shown = wanted;
+    }
+    if wanted == Shown::Waiting {
+        bar.set_message(if look.pending {
+            "catching up with the admin's view of the syncgroup"
+        } else {
+            "waiting for a member to send its rows"
+        });
     } else {
-        format!("{} received", HumanBytes(bytes))
-    });
+        bar.set_length(received + pending_in);
+        bar.set_position(received);
+        let secs = bar.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{} ({:.0} records/s)",
+            HumanBytes(bytes),
+            received as f64 / secs
+        ));
+    }
     bar.tick();
 }
 
