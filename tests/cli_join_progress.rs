@@ -52,3 +52,17 @@ fn join_no_wait_returns_without_waiting() {
     assert!(joined.starts_with(&format!("syncgroup {name}")), "{joined}");
     assert!(!joined.contains("initial sync"), "{joined}");
 }
+
+#[test]
+fn join_of_a_syncgroup_with_no_rows_completes_at_once() {
+    let (a, b) = (member(), member());
+    let name = shared_rows(&a, "empty", 0);
+    let joined = b.ok(&["sg", "join", "--timeout", "20", &invite(&a, &name)]);
+    let last = joined.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "initial sync of {name} complete: 0 records, 0 bytes"
+        )),
+        "{joined}"
+    );
+}

@@ -8,6 +8,8 @@
 //! - none: run as is;
 //! - `<!-- readme-test: node -->`: first start `syncbase serve --listen 127.0.0.1:0` in the
 //!   block's directory (the node an earlier block told the reader to start);
+//! - `<!-- readme-test: continues -->`: it goes on from the runnable block before it (its
+//!   nodes, its shell variables), so the two run as one script;
 //! - `<!-- readme-test: skip: REASON -->`: not run (it blocks until Ctrl-C, holds
 //!   placeholders, or installs from a registry), with the reason, which must not be empty.
 //!
@@ -31,6 +33,7 @@ const BLOCK_LIMIT: Duration = Duration::from_secs(60);
 enum How {
     Run,
     WithNode,
+    Continues,
     Skip(String),
 }
 
@@ -82,9 +85,10 @@ fn how(marker: Option<&str>) -> How {
     };
     match body.trim() {
         "node" => How::WithNode,
+        "continues" => How::Continues,
         other => match other.strip_prefix("skip:") {
             Some(reason) => How::Skip(reason.trim().to_owned()),
-            None => panic!("unknown readme-test marker {other:?} (node, or skip: REASON)"),
+            None => panic!("unknown readme-test marker {other:?} (node, continues, skip: REASON)"),
         },
     }
 }
@@ -161,34 +165,52 @@ fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
 }
 
-#[test]
-fn every_readme_shell_block_runs_as_pasted_or_says_why_not() {
-    let blocks = shell_blocks(&readme());
-    let runnable = blocks.iter().filter(|b| !matches!(b.how, How::Skip(_)));
-    assert!(
-        runnable.count() >= 3,
-        "too few runnable blocks: {blocks:#?}"
-    );
-    for block in &blocks {
-        let dir = tempfile::tempdir().unwrap();
-        let _node = match &block.how {
+/// The runnable blocks as scripts: a block that continues joins the script before it.
+fn scripts(blocks: &[Block]) -> Vec<Block> {
+    let mut scripts: Vec<Block> = Vec::new();
+    for block in blocks {
+        match &block.how {
             How::Skip(reason) => {
                 assert!(
                     !reason.is_empty(),
                     "README line {}: a skip needs a reason",
                     block.line
                 );
-                continue;
             }
-            How::WithNode => Some(Served::start(&dir.path().join("syncbase-data"), &[])),
-            How::Run => None,
-        };
-        let output = run_block(&block.code, dir.path());
+            How::Continues => {
+                let previous = scripts
+                    .last_mut()
+                    .unwrap_or_else(|| panic!("README line {}: continues no block", block.line));
+                previous.code.push_str(&block.code);
+            }
+            How::Run | How::WithNode => scripts.push(Block {
+                line: block.line,
+                how: block.how.clone(),
+                code: block.code.clone(),
+            }),
+        }
+    }
+    scripts
+}
+
+#[test]
+fn every_readme_shell_block_runs_as_pasted_or_says_why_not() {
+    let blocks = shell_blocks(&readme());
+    let runnable = blocks.iter().filter(|b| !matches!(b.how, How::Skip(_)));
+    assert!(
+        runnable.count() >= 4,
+        "too few runnable blocks: {blocks:#?}"
+    );
+    for script in scripts(&blocks) {
+        let dir = tempfile::tempdir().unwrap();
+        let _node = (script.how == How::WithNode)
+            .then(|| Served::start(&dir.path().join("syncbase-data"), &[]));
+        let output = run_block(&script.code, dir.path());
         assert!(
             output.status.success(),
             "README line {}: the block failed:\n{}\nstdout:\n{}\nstderr:\n{}",
-            block.line,
-            block.code,
+            script.line,
+            script.code,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -211,12 +233,25 @@ fn a_broken_command_in_a_block_fails_its_run() {
 fn markers_and_ports_are_read_as_documented() {
     let markdown = "text\n\n<!-- readme-test: skip: blocks -->\n```sh\nsyncbase serve\n```\n\n\
                     <!-- readme-test: node -->\n```sh\nsyncbase get db t k\n```\n\n\
-                    ```toml\nx = 1\n```\n\n```sh\necho 127.0.0.1:7700 127.0.0.1:7700 127.0.0.1:0\n```\n";
+                    ```toml\nx = 1\n```\n\n```sh\necho 127.0.0.1:7700 127.0.0.1:7700 127.0.0.1:0\n```\n\n\
+                    <!-- readme-test: continues -->\n```sh\necho more\n```\n";
     let blocks = shell_blocks(markdown);
     let hows: Vec<&How> = blocks.iter().map(|b| &b.how).collect();
     assert_eq!(
         hows,
-        [&How::Skip("blocks".into()), &How::WithNode, &How::Run]
+        [
+            &How::Skip("blocks".into()),
+            &How::WithNode,
+            &How::Run,
+            &How::Continues
+        ]
+    );
+    let scripts = scripts(&blocks);
+    assert_eq!(scripts.len(), 2);
+    assert!(
+        scripts[1].code.ends_with("127.0.0.1:0\necho more\n"),
+        "{:?}",
+        scripts[1]
     );
     assert_eq!(blocks[1].line, 9);
     let run = as_run(&blocks[2].code);
