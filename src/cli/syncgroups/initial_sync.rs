@@ -7,7 +7,7 @@
 //! the rate and the ETA (a bar while members report entries to come; a count alone while
 //! they report none, as in a catch-up by state); elsewhere only the final line, on stdout.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -35,6 +35,38 @@ pub(crate) struct Counts {
     pub caught_up: bool,
 }
 
+/// Every peer's records and bytes received before the join, so the wait counts only what
+/// came after it (a member that was a peer already has sent rows for other scopes), and the
+/// time the join began (Unix nanoseconds, less a second of slack).
+pub(super) struct Before {
+    received: BTreeMap<String, (u64, u64)>,
+    started_nanos: i64,
+}
+
+impl Before {
+    /// Reads the peers' counters; call it before sending the join.
+    pub(super) async fn take(service: &service::Client) -> anyhow::Result<Before> {
+        let started_nanos = crate::clock::SystemTime
+            .now_nanos()
+            .saturating_sub(1_000_000_000);
+        let response = service
+            .list_peers_request()
+            .send()
+            .promise
+            .await
+            .map_err(remote_error)?;
+        let mut received = BTreeMap::new();
+        for peer in response.get()?.get_peers()? {
+            let counts = (peer.get_records_received(), peer.get_bytes_received());
+            received.insert(peer.get_fingerprint()?.to_str()?.to_owned(), counts);
+        }
+        Ok(Before {
+            received,
+            started_nanos,
+        })
+    }
+}
+
 /// One look at the syncgroup: still pending here, and the members' counts.
 struct Look {
     pending: bool,
@@ -51,24 +83,21 @@ pub(crate) fn percent_done(received: u64, pending_in: u64) -> u64 {
     (u128::from(received) * 100 / total) as u64
 }
 
-/// Waits until the initial sync of `name`, joined at `started_nanos` (Unix nanoseconds),
-/// completes, then prints `initial sync of NAME complete: R records, B bytes in S s`. Fails
+/// Waits until the initial sync of `name`, joined after `before`, completes, then prints `initial sync of NAME complete: R records, B bytes in S s`. Fails
 /// after `timeout` naming what is still missing; the join stands and the sync goes on.
 pub(super) async fn wait(
     service: &service::Client,
     name: &str,
-    started_nanos: i64,
+    before: &Before,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let me = own_fingerprint(service).await?;
     let started = Instant::now();
-    let base = look(service, name, &me, started_nanos).await?.counts;
     let bar = progress_bar();
     let mut shown = Shown::Waiting;
     loop {
-        let now = look(service, name, &me, started_nanos).await?;
-        let received = now.counts.records.saturating_sub(base.records);
-        let bytes = now.counts.bytes.saturating_sub(base.bytes);
+        let now = look(service, name, &me, before).await?;
+        let (received, bytes) = (now.counts.records, now.counts.bytes);
         show(&bar, &mut shown, &now, received, bytes);
         if !now.pending && now.counts.caught_up && now.counts.pending_in == 0 {
             bar.finish_and_clear();
@@ -188,12 +217,13 @@ async fn own_fingerprint(service: &service::Client) -> anyhow::Result<String> {
     Ok(response.get()?.get_fingerprint()?.to_str()?.to_owned())
 }
 
-/// Asks the node whether `name` is pending here and sums its other members' peer counters.
+/// Asks the node whether `name` is pending here and sums its other members' peer counters
+/// since `before`.
 async fn look(
     service: &service::Client,
     name: &str,
     me: &str,
-    started_nanos: i64,
+    before: &Before,
 ) -> anyhow::Result<Look> {
     let mut request = syncgroups_of(service).get_request();
     request.get().set_name(name);
@@ -214,24 +244,24 @@ async fn look(
         .map_err(remote_error)?;
     let mut counts = Counts::default();
     for peer in response.get()?.get_peers()? {
-        if !members.contains(peer.get_fingerprint()?.to_str()?) {
+        let fingerprint = peer.get_fingerprint()?.to_str()?;
+        if !members.contains(fingerprint) {
             continue;
         }
-        counts.records += peer.get_records_received();
-        counts.bytes += peer.get_bytes_received();
+        let (records, bytes) = before
+            .received
+            .get(fingerprint)
+            .copied()
+            .unwrap_or_default();
+        counts.records += peer.get_records_received().saturating_sub(records);
+        counts.bytes += peer.get_bytes_received().saturating_sub(bytes);
         counts.pending_in += peer.get_records_pending_in();
-        counts.caught_up |= peer.get_last_success_nanos() >= started_nanos;
+        counts.caught_up |= peer.get_last_success_nanos() >= before.started_nanos;
     }
     Ok(Look {
         pending: info.get_pending(),
         counts,
     })
-}
-
-/// Unix nanoseconds now, less a second of slack for a push that lands as the join returns.
-pub(super) fn join_started_nanos() -> i64 {
-    let now = crate::clock::SystemTime.now_nanos();
-    now.saturating_sub(1_000_000_000)
 }
 
 #[cfg(test)]

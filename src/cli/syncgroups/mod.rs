@@ -165,7 +165,6 @@ fn join(
     admin: Option<&str>,
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let started_nanos = initial_sync::join_started_nanos();
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).join_request();
         match admin {
@@ -187,12 +186,16 @@ fn join(
                 invite_or_name.split('#').next().unwrap_or_default()
             ),
         }
+        let before = match wait {
+            Some(_) => Some(initial_sync::Before::take(&service).await?),
+            None => None,
+        };
         let response = request.send().promise.await.map_err(remote_error)?;
         let info = response.get()?.get_sg()?;
         print_syncgroup(info)?;
-        if let Some(timeout) = wait {
+        if let (Some(timeout), Some(before)) = (wait, &before) {
             let name = info.get_sg()?.get_name()?.to_str()?;
-            initial_sync::wait(&service, name, started_nanos, timeout).await?;
+            initial_sync::wait(&service, name, before, timeout).await?;
         }
         Ok(())
     })
