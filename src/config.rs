@@ -3,14 +3,15 @@
 //! the data directory, in one place.
 //!
 //! ```toml
-//! data_dir = "./syncbase-data"      # token, address file and (by default) the LMDB store
+//! data_dir = "./syncbase-data"      # token, address file and (by default) the LMDB store;
+//!                                   # relative paths are relative to this file's directory
 //! listen = "127.0.0.1:7700"         # app API address; port 0 picks a free port
-//! token_file = "/path/client.token" # default: <data_dir>/client.token
+//! token_file = "client.token"      # default: <data_dir>/client.token
 //! log_level = "info"                # error | warn | info | debug | trace
 //!
 //! [storage]
 //! backend = "lmdb"                  # lmdb | memory
-//! path = "/path/lmdb"               # default: <data_dir>/lmdb
+//! path = "lmdb"                    # default: <data_dir>/lmdb
 //! map_size = 1073741824             # bytes; the LMDB map's initial size
 //! max_map_size = 68719476736        # bytes; the map grows by itself up to this (default
 //!                                   # 64 GiB, never past the disk's free space); memory: a
@@ -167,11 +168,28 @@ impl Default for StorageSection {
 }
 
 impl Config {
-    /// Reads and validates a TOML config file.
+    /// Reads and validates a TOML config file. A relative path the file gives (`data_dir`,
+    /// `token_file`, `storage.path`) is relative to the file's directory, as in Cargo and
+    /// systemd, so the node finds the same files from whatever directory it starts in; a
+    /// `data_dir` the file leaves out stays `./syncbase-data` in the current directory.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("config file {}", path.display()))
+        let mut config =
+            Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        let file_dir = path.parent().unwrap_or(Path::new(""));
+        let sets_data_dir =
+            toml::from_str::<toml::Table>(&text).is_ok_and(|table| table.contains_key("data_dir"));
+        if sets_data_dir {
+            config.data_dir = file_dir.join(&config.data_dir);
+        }
+        for path in [&mut config.token_file, &mut config.storage.path]
+            .into_iter()
+            .flatten()
+        {
+            *path = file_dir.join(&*path);
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text.
@@ -323,6 +341,27 @@ mod tests {
             config.token_path(),
             PathBuf::from("syncbase-data/client.token")
         );
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_resolve_against_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        let text = "data_dir = \"./data\"\ntoken_file = \"secret/tok\"\n\
+                    [storage]\npath = \"/abs/lmdb\"\n";
+        std::fs::write(&file, text).unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.data_dir, dir.path().join("./data"));
+        assert_eq!(config.token_path(), dir.path().join("secret/tok"));
+        assert_eq!(
+            config.storage_config().path,
+            Some(PathBuf::from("/abs/lmdb"))
+        );
+        assert_eq!(config.addr_path(), dir.path().join("data/node.addr"));
+        // A file that leaves data_dir out keeps the default, in the current directory.
+        std::fs::write(&file, "listen = \"127.0.0.1:0\"\n").unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     }
 
     #[test]

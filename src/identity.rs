@@ -175,6 +175,21 @@ impl NodeIdentity {
         }
     }
 
+    /// The fingerprint of the identity stored in `data_dir` (its `peer.crt`), read without the
+    /// key and without a running node (`syncbase id` of a stopped node). None when the node
+    /// never started there (no `peer.crt`); an unreadable or malformed certificate is an error
+    /// naming the file.
+    pub fn fingerprint_on_disk(data_dir: &Path) -> anyhow::Result<Option<Fingerprint>> {
+        let cert_path = data_dir.join(CERT_FILE);
+        if !exists(&cert_path)? {
+            return Ok(None);
+        }
+        let cert_der = read_certificate(&cert_path)?;
+        Fingerprint::of_certificate(&cert_der)
+            .with_context(|| format!("reading certificate file {}", cert_path.display()))
+            .map(Some)
+    }
+
     /// Makes a new identity in memory (tests, and nodes without a data directory).
     pub fn generate() -> anyhow::Result<NodeIdentity> {
         let key = KeyPair::generate().context("generating the node's key pair")?;
@@ -508,6 +523,24 @@ xImEH3ggb7dMH6KH/PEZHd60jtlk5T+TbAIhALf7rGnsiZVlcvuD7+kEavcgUvaA
         let back: Fingerprint = serde_json::from_str(&json).unwrap();
         assert_eq!(back.as_str(), good);
         assert!(serde_json::from_str::<Fingerprint>("\"nothex\"").is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_on_disk_is_the_stored_identitys() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            NodeIdentity::fingerprint_on_disk(dir.path())
+                .unwrap()
+                .is_none()
+        );
+        let made = NodeIdentity::load_or_create(dir.path()).unwrap();
+        let read = NodeIdentity::fingerprint_on_disk(dir.path()).unwrap();
+        assert_eq!(read.as_ref(), Some(made.fingerprint()));
+        std::fs::write(dir.path().join(CERT_FILE), "not a certificate").unwrap();
+        let message = NodeIdentity::fingerprint_on_disk(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(CERT_FILE), "{message}");
     }
 
     #[test]

@@ -292,13 +292,7 @@ async fn table_of(
 /// The node's address and token: flags first, then the config file, then the data directory;
 /// and the address file the address came from, if it did.
 fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken, Option<PathBuf>)> {
-    let mut config = match &target.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(dir) = &target.data_dir {
-        config.data_dir = dir.clone();
-    }
+    let config = config_of(target)?;
     let token_path: PathBuf = target
         .token_file
         .clone()
@@ -313,6 +307,18 @@ fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken, Option<Pa
         Some(addr) => (addr, token, None),
         None => (read_addr_file(&config)?, token, Some(config.addr_path())),
     })
+}
+
+/// The config `target` names (its file, or the default), with `--data-dir` applied.
+pub(crate) fn config_of(target: &Target) -> anyhow::Result<Config> {
+    let mut config = match &target.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &target.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
 }
 
 /// A refused connection to an address read from `addr_file` most likely means the file is

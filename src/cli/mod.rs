@@ -14,6 +14,7 @@
 //! - `bench`: `bench` and its benchmarks' flags;
 //! - `demo`: `demo`, three nodes in this process showing sync, a partition and its heal;
 //! - `sim`: `sim`, the deterministic simulation (a sweep of seeds, or one replayed);
+//! - `completions`: `completions SHELL`, the shell completion script clap_complete writes;
 //! - `output`: the one way verbs print, the closed-stdout rule, and how things look (escaped
 //!   keys and values, counts, columns, JSON lines).
 //!
@@ -31,6 +32,7 @@
 mod bench;
 mod client;
 mod collect;
+mod completions;
 mod demo;
 pub mod output;
 mod peers;
@@ -43,11 +45,20 @@ mod watch;
 
 use clap::{Parser, Subcommand};
 
+/// What `--version` prints after the name: the crate's version and the commit it was built
+/// from (`build.rs`; "unknown" outside a git checkout), e.g. `0.1.0 (7a0d814)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SYNCBASE_COMMIT"),
+    ")"
+);
+
 /// A peer-to-peer replicated key-value store.
 #[derive(Debug, Parser)]
 #[command(
     name = "syncbase",
-    version,
+    version = VERSION,
     about,
     propagate_version = true,
     arg_required_else_help = true
@@ -126,6 +137,13 @@ pub enum Command {
     /// Run the deterministic simulation: many nodes, one seed each run, faults included;
     /// prints one JSON line (seeds passed, seeds per minute) and each failing seed's replay.
     Sim(sim::SimArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `syncbase completions bash > ~/.local/share/bash-completion/completions/syncbase`;
+    /// zsh: `syncbase completions zsh > ~/.zfunc/_syncbase` (with `fpath+=~/.zfunc` before
+    /// `compinit` in ~/.zshrc); fish: `syncbase completions fish >
+    /// ~/.config/fish/completions/syncbase.fish`. Open a new shell afterwards.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs one command to completion.
@@ -145,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(&args),
         Command::Sim(args) => sim::run_sim(args),
+        Command::Completions(args) => completions::run(&args),
     }
 }
 

@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::cli::client::{Target, with_service};
+use crate::cli::client::{Target, config_of, with_service};
 use crate::cli::output::{Columns, json_line, outln};
+use crate::identity::NodeIdentity;
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::{peer_status, service};
 use crate::sync::peers::parse_scope;
@@ -18,7 +19,8 @@ pub struct IdArgs {
     #[command(flatten)]
     target: Target,
     /// One JSON object: {"fingerprint": string, "peer_address": string or null, "device_id":
-    /// 16 hex digits, "epochs": [string]}.
+    /// 16 hex digits, "epochs": [string]}; of a node not running, the fingerprint from its
+    /// data directory with "peer_address" and "device_id" null.
     #[arg(long)]
     json: bool,
 }
@@ -114,11 +116,16 @@ impl Identity {
     }
 }
 
-/// `id`: prints the node's fingerprint, peer address and device id.
+/// `id`: prints the node's fingerprint, peer address and device id; when no node answers,
+/// the fingerprint stored in its data directory ([`id_from_disk`]).
 pub fn id(args: &IdArgs) -> anyhow::Result<()> {
-    let identity = with_service(&args.target, |service| async move {
+    let fetched = with_service(&args.target, |service| async move {
         Identity::fetch(&service).await
-    })?;
+    });
+    let identity = match fetched {
+        Err(error) if is_unreachable(&error) => return id_from_disk(args, error),
+        fetched => fetched?,
+    };
     if args.json {
         json_line(&identity.json())?;
         return Ok(());
@@ -133,6 +140,35 @@ pub fn id(args: &IdArgs) -> anyhow::Result<()> {
     for epoch in &identity.epochs {
         outln!("epoch {epoch}")?;
     }
+    Ok(())
+}
+
+/// Whether `error` is a node that could not be reached (no address or token file, a refused
+/// connection), as opposed to an answer from one.
+fn is_unreachable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some())
+}
+
+/// `id` of a stopped node: its fingerprint from `peer.crt` in its data directory (its peer
+/// address and device id need it running); without one, `unreachable`, the error of the try.
+fn id_from_disk(args: &IdArgs, unreachable: anyhow::Error) -> anyhow::Result<()> {
+    let data_dir = config_of(&args.target)?.data_dir;
+    let Some(fingerprint) = NodeIdentity::fingerprint_on_disk(&data_dir)? else {
+        return Err(unreachable);
+    };
+    if args.json {
+        json_line(&json!({
+            "fingerprint": fingerprint.to_string(),
+            "peer_address": null,
+            "device_id": null,
+            "epochs": [],
+        }))?;
+        return Ok(());
+    }
+    outln!("fingerprint {fingerprint}")?;
+    outln!("peer-address unknown (the node is not running; read from its data directory)")?;
     Ok(())
 }
 

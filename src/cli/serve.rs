@@ -19,7 +19,12 @@ use crate::rpc::transport::PeerListener;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML config file (see ARCHITECTURE.md or `src/config.rs` for every key).
+    /// TOML config file; the README's "Running a node" lists every key with its default.
+    ///
+    /// Keys: data_dir, listen, token_file, log_level; [storage] backend, path, map_size,
+    /// max_map_size, reserve, durable; [sync] peer_listen, redial_max_ms, role, horizon_secs,
+    /// collect_interval_secs; [[sync.peers]] address, fingerprint, database, scopes. Relative
+    /// paths are relative to the file's directory; flags override the file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory: LMDB store, client.token, node.addr [default: ./syncbase-data].

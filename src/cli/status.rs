@@ -181,6 +181,14 @@ fn print_peer(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
     } else {
         outln!("  last caught up: never")?;
     }
+    if last == 0 && peer.get_records_pending_in() > 0 {
+        let (received, pending) = (peer.get_records_received(), peer.get_records_pending_in());
+        let done = super::syncgroups::percent_done(received, pending);
+        outln!(
+            "  initial sync: {done}% done ({received} of {})",
+            count(received + pending, "record", "records")
+        )?;
+    }
     outln!(
         "  received: {}, {}; pending in: {}",
         count(peer.get_records_received(), "record", "records"),

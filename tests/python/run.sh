@@ -83,9 +83,18 @@ for _ in $(seq 50); do [[ -s "$DIR/client.token" ]] && break; sleep 0.1; done
 [[ -s "$DIR/client.token" ]] || { log "node wrote no $DIR/client.token"; exit 2; }
 log "node pid $NODE_PID listening on $ADDR"
 
-# ---- the test ----
+# ---- the README's example, then the test ----
+# The example runs first, as a user runs it (from the repository's root, given the data
+# dir), so the test's closing `N passed, M failed` stays the last line.
 set +e
+log "running examples/python/example.py --data-dir $DIR"
+"$VPY" examples/python/example.py --data-dir "$DIR" >&2
+EXAMPLE_RC=$?
 "$VPY" "$SCRIPT_DIR/test_client.py" --addr "$ADDR" --token-file "$DIR/client.token" --schema-dir "$REPO/schema"
 RC=$?
 set -e
+if [[ $EXAMPLE_RC -ne 0 ]]; then
+  log "examples/python/example.py failed (exit $EXAMPLE_RC)"
+  exit "$EXAMPLE_RC"
+fi
 exit $RC

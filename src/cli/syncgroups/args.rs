@@ -18,6 +18,10 @@ pub enum SgAction {
     ///
     /// The token (syncbase://...) comes from `sg invite` on an admin. Joining by NAME needs
     /// --admin and this node already in the permissions (`sg grant` on an admin).
+    ///
+    /// Prints the syncgroup, then waits until the initial sync completes (a progress bar of
+    /// records and bytes with rate and ETA on a terminal; a final `initial sync of NAME
+    /// complete: ...` line either way), unless --no-wait.
     Join {
         #[command(flatten)]
         target: Target,
@@ -27,6 +31,12 @@ pub enum SgAction {
         /// Fingerprint of the admin node NAME routes to (joining by name).
         #[arg(long, value_name = "FINGERPRINT")]
         admin: Option<String>,
+        /// Return once joined, without waiting for the initial sync.
+        #[arg(long)]
+        no_wait: bool,
+        /// Stop waiting after this many seconds (exit 1; the sync goes on in the background).
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout: u64,
     },
     /// List the syncgroups this node knows, in one database or all, then the proposals
     /// waiting here.

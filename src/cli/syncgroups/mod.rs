@@ -1,12 +1,17 @@
 //! The `syncbase sg` verbs: create, join, list, show, invite, eject and leave syncgroups,
 //! through the running node's app API (`Service.syncgroups`); their arguments are `args`
-//! ([`SgAction`]). Proposals (accept, reject, publish invites) are run by `cli::proposals`.
+//! ([`SgAction`]); `initial_sync` is `sg join`'s wait for the first sync, with its progress
+//! bar. Proposals (accept, reject, publish invites) are run by `cli::proposals`.
 
 mod args;
+mod initial_sync;
 mod show;
 
 pub use args::SgAction;
+pub(crate) use initial_sync::percent_done;
 pub(super) use show::Shown;
+
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -31,7 +36,12 @@ pub fn run(action: SgAction) -> anyhow::Result<()> {
             target,
             invite_or_name,
             admin,
-        } => join(&target, &invite_or_name, admin.as_deref()),
+            no_wait,
+            timeout,
+        } => {
+            let wait = (!no_wait).then(|| Duration::from_secs(timeout));
+            join(&target, &invite_or_name, admin.as_deref(), wait)
+        }
         SgAction::List { target, db, json } => list(&target, &db, json),
         SgAction::Show { target, name, json } => show(&target, &name, json),
         SgAction::Invite {
@@ -157,8 +167,14 @@ async fn permissions(service: &service::Client, args: &CreateArgs) -> anyhow::Re
 }
 
 /// `sg join`: joins with an invite token, or by name at the admin with `admin`'s fingerprint,
-/// and says so in one line.
-fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::Result<()> {
+/// and says so in one line; then, given `wait`, waits at most that long for the initial sync
+/// (`initial_sync`).
+fn join(
+    target: &Target,
+    invite_or_name: &str,
+    admin: Option<&str>,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut request = syncgroups_of(&service).join_request();
         match admin {
@@ -180,9 +196,17 @@ fn join(target: &Target, invite_or_name: &str, admin: Option<&str>) -> anyhow::R
                 invite_or_name.split('#').next().unwrap_or_default()
             ),
         }
+        let before = match wait {
+            Some(_) => Some(initial_sync::Before::take(&service).await?),
+            None => None,
+        };
         let response = request.send().promise.await.map_err(remote_error)?;
         let shown = Shown::read(response.get()?.get_sg()?)?;
-        changed("joined", &shown)
+        changed("joined", &shown)?;
+        if let (Some(timeout), Some(before)) = (wait, &before) {
+            initial_sync::wait(&service, shown.sg.name.as_str(), before, timeout).await?;
+        }
+        Ok(())
     })
 }
 
