@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::output;
 use crate::config::{Config, Role};
+use crate::http::HttpServer;
 use crate::node::Node;
 use crate::rpc::server::Listeners;
 use crate::rpc::transport::PeerListener;
@@ -39,6 +40,11 @@ pub struct ServeArgs {
     /// address and syncs only with server members) [default: the config's sync.role].
     #[arg(long, value_enum)]
     role: Option<Role>,
+    /// Serve the live status page (/) and Prometheus metrics (/metrics) on ADDR, e.g.
+    /// 127.0.0.1:7780; any address but a loopback one asks for the client token
+    /// (?token=... or Authorization: Bearer) [default: the config's http_listen, or none].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -61,6 +67,9 @@ impl ServeArgs {
         }
         if let Some(role) = self.role {
             config.sync.role = role;
+        }
+        if let Some(addr) = self.http {
+            config.http_listen = Some(addr);
         }
         config.validate()?;
         Ok(config)
@@ -91,15 +100,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let mut addr_files = AddrFiles::default();
     let peer = bind_peers(&config, &node, &mut addr_files).await?;
+    let http = match config.http_listen {
+        Some(addr) => Some(HttpServer::bind(addr, node.clone()).await?),
+        None => None,
+    };
     addr_files.write(&config.addr_path(), &addr.to_string())?;
     print_banner(&config, &node, addr, peer.is_some());
+    if let Some(http) = &http {
+        print_page_banner(http);
+    }
+    let page = http.map(|http| tokio::spawn(http.serve(std::future::pending())));
     let listeners = Listeners {
         app: listener,
         peer,
     };
     crate::rpc::server::serve(listeners, node, stop).await;
+    if let Some(page) = page {
+        page.abort();
+    }
     drop(addr_files);
     Ok(())
+}
+
+/// Tells the operator where the status page is, and whether it asks for the token.
+fn print_page_banner(http: &HttpServer) {
+    let addr = http.local_addr();
+    let line = if http.token_required() {
+        format!(
+            "syncbase: status page on http://{addr}/?token=TOKEN (the client token: any \
+             address but loopback asks for it), metrics on /metrics\n"
+        )
+    } else {
+        format!("syncbase: status page on http://{addr}/, metrics on http://{addr}/metrics\n")
+    };
+    if let Err(error) = output::write_bytes(line.as_bytes()) {
+        tracing::warn!(%error, "the status page line was not printed; serving anyway");
+    }
 }
 
 /// Tells the operator where the node listens. The node's stdout carries only this banner (its
