@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -59,11 +59,20 @@ fn spawn(server: HttpServer) -> SocketAddr {
 
 /// GET `url` with an optional bearer token: (status, body).
 async fn get(url: &str, bearer: Option<&str>) -> (u16, String) {
+    get_with(
+        url,
+        bearer.map(|token| ("authorization", format!("Bearer {token}"))),
+    )
+    .await
+}
+
+/// GET `url` with one more header: (status, body).
+async fn get_with(url: &str, header: Option<(&str, String)>) -> (u16, String) {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build::<_, Empty<Bytes>>(HttpConnector::new());
     let mut request = axum::http::Request::get(url);
-    if let Some(token) = bearer {
-        request = request.header("authorization", format!("Bearer {token}"));
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
     }
     let response = client
         .request(request.body(Empty::new()).unwrap())
@@ -182,12 +191,47 @@ fn a_non_loopback_address_serves_only_requests_with_the_client_token() {
         let loopback = spawn(serve_page("127.0.0.1:0", a.node()).await);
         let (status, body) = get(&format!("http://{loopback}/status.json"), None).await;
         assert_eq!(status, 200, "loopback serves anyone on the machine: {body}");
-        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rebound = format!("evil.example:{}", loopback.port());
+        let (status, body) = get_with(
+            &format!("http://{loopback}/status.json"),
+            Some(("host", rebound)),
+        )
+        .await;
+        assert_eq!(
+            status, 403,
+            "a loopback page refuses other host names: {body}"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&get(&format!("http://{loopback}/status.json"), None).await.1)
+                .unwrap();
         assert_eq!(
             report["node"]["fingerprint"],
             a.node().identity().fingerprint().to_string()
         );
         assert_eq!(report["transfers"]["supported"], false);
+    });
+}
+
+#[test]
+fn serve_with_http_serves_the_page_and_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    // The page binds before node.addr is written, so it answers once `start` returns.
+    let _node = common::process::Served::start_in_temp_dir(&["--memory", "--http", &addr]);
+    on_local(async {
+        let (status, page) = get(&format!("http://{addr}/"), None).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("<title>syncbase status</title>"), "{page}");
+        let (status, metrics) = get(&format!("http://{addr}/metrics"), None).await;
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains("# TYPE syncbase_store_used_bytes gauge"),
+            "{metrics}"
+        );
     });
 }
 
@@ -270,18 +314,32 @@ impl Drop for Chromedriver {
     }
 }
 
-/// The text of the cell `field` in the peers table row of `peer`, once the row is there.
+/// The text of the first element matching `css`, once there is one. Read in one script
+/// call: the page rebuilds its tables every second, so an element found in one call can be
+/// gone by the next.
+async fn text_of(browser: &Client, css: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = browser
+            .execute(
+                "const found = document.querySelector(arguments[0]); \
+                 return found ? found.textContent : null;",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+        if let serde_json::Value::String(text) = text {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no {css} on the page");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of the cell `field` in the peers table row of `peer`.
 async fn peer_cell(browser: &Client, peer: &str, field: &str) -> String {
     let css = format!("#peers tr[data-peer=\"{peer}\"] td[data-field=\"{field}\"]");
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(&css))
-        .await
-        .unwrap_or_else(|error| panic!("no {css} on the page: {error}"))
-        .text()
-        .await
-        .unwrap()
+    text_of(browser, &css).await
 }
 
 #[test]
@@ -304,21 +362,9 @@ fn a_write_on_another_node_shows_on_the_page_without_a_reload() {
         let shown = peer_cell(&browser, &b_fingerprint, "records_received").await;
         let before: u64 = shown.parse().expect("a count");
         assert!(before >= 1, "B's first write already counted: {shown}");
-        let identity = browser
-            .find(Locator::Css("[data-field=\"fingerprint\"]"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let identity = text_of(&browser, "[data-field=\"fingerprint\"]").await;
         assert_eq!(identity, a.node().identity().fingerprint().to_string());
-        let sg = browser
-            .find(Locator::Css("#syncgroups tr[data-syncgroup=\"a:1/sg\"]"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let sg = text_of(&browser, "#syncgroups tr[data-syncgroup=\"a:1/sg\"]").await;
         assert!(sg.contains("2 members") && sg.contains("admin"), "{sg}");
         // A mark a reload would wipe.
         browser

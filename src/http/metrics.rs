@@ -208,3 +208,121 @@ fn node_metrics(registry: &mut Registry, report: &StatusReport) {
 fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::status::{
+        ConflictReport, MemberReport, NodeReport, ScopeReport, SyncgroupReport, TransferReport,
+    };
+
+    fn peer(fingerprint: &str, records_received: u64) -> PeerReport {
+        PeerReport {
+            fingerprint: fingerprint.into(),
+            address: "127.0.0.1:7701".into(),
+            from_config: false,
+            shares: vec![],
+            connected: true,
+            last_caught_up_nanos: None,
+            records_received,
+            bytes_received: 10 * records_received,
+            records_sent: 1,
+            bytes_sent: 2,
+            pending_in: 3,
+            pending_out: 4,
+            refused: 5,
+            rounds: 6,
+            conflicts_resolved: 7,
+            catch_ups: 0,
+            last_error: None,
+            clock_offset_ms: None,
+        }
+    }
+
+    fn member(fingerprint: &str, is_self: bool) -> MemberReport {
+        MemberReport {
+            fingerprint: fingerprint.into(),
+            address: String::new(),
+            is_server: false,
+            level: "read".into(),
+            is_self,
+        }
+    }
+
+    fn report() -> StatusReport {
+        StatusReport {
+            node: NodeReport {
+                fingerprint: "aa".into(),
+                device: "0000000000000001".into(),
+                peer_address: String::new(),
+                backend: "memory".into(),
+                store_used_bytes: 4096,
+                now_nanos: 0,
+            },
+            // "cc" is a peer but no member of the syncgroup: not in its sums.
+            peers: vec![peer("bb", 2), peer("cc", 100)],
+            syncgroups: vec![SyncgroupReport {
+                name: "h:1/sg".into(),
+                id: "0000000000000002".into(),
+                database: "db".into(),
+                status: "running".into(),
+                pending: true,
+                left: false,
+                level: "admin".into(),
+                prefixes: vec![ScopeReport {
+                    table: "t".into(),
+                    prefix: String::new(),
+                }],
+                members: vec![member("aa", true), member("bb", false)],
+            }],
+            proposals: vec![],
+            conflicts: ConflictReport {
+                waiting: 0,
+                resolved: 14,
+                rule: String::new(),
+            },
+            transfers: TransferReport {
+                supported: false,
+                note: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn every_family_has_help_and_peers_and_syncgroups_carry_their_figures() {
+        let text = render(&report());
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .collect();
+        assert_eq!(
+            families.len(),
+            11 + 13 + 3,
+            "peer, syncgroup, node families:\n{text}"
+        );
+        for family in families {
+            let name = family.split(' ').next().unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
+        }
+        for line in [
+            r#"syncbase_peer_records_received_total{peer="bb",address="127.0.0.1:7701"} 2"#,
+            r#"syncbase_peer_bytes_received_total{peer="cc",address="127.0.0.1:7701"} 1000"#,
+            r#"syncbase_peer_pending_out_records{peer="bb",address="127.0.0.1:7701"} 4"#,
+            r#"syncbase_syncgroup_members{syncgroup="h:1/sg",database="db"} 2"#,
+            r#"syncbase_syncgroup_pending{syncgroup="h:1/sg",database="db"} 1"#,
+            r#"syncbase_syncgroup_records_received_total{syncgroup="h:1/sg",database="db"} 2"#,
+            r#"syncbase_syncgroup_conflicts_resolved_total{syncgroup="h:1/sg",database="db"} 7"#,
+            r#"syncbase_syncgroup_pending_in_records{syncgroup="h:1/sg",database="db"} 3"#,
+            "syncbase_store_used_bytes 4096",
+            "syncbase_conflicts_waiting 0",
+        ] {
+            assert!(
+                text.lines().any(|sample| sample == line),
+                "{line} missing:\n{text}"
+            );
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! Rule: a loopback address serves anyone on the machine; any other address serves only
 //! requests carrying the node's client token (`Authorization: Bearer TOKEN` or
 //! `?token=TOKEN`, which the page keeps for its fetches), compared in constant time
-//! (`ClientToken::matches`); others get 401 `NoAccess:`. Calls `node` (and, through
+//! (`ClientToken::matches`); others get 401 `NoAccess:`. A loopback page answers only
+//! requests whose `Host` is loopback (403 otherwise), against DNS rebinding. Calls `node` (and, through
 //! `status`, the peer registry and the store's reads) only; it never writes.
 
 pub mod metrics;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{Query, Request, State};
+use axum::http::uri::Authority;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -40,6 +42,11 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 pub const REFUSED: &str = "NoAccess: this status page listens on a non-loopback address; \
      give the node's client token (the client.token file in its data directory) as \
      ?token=TOKEN or an Authorization: Bearer TOKEN header";
+
+/// What a request to a loopback page naming another host is told.
+pub const NOT_LOOPBACK_HOST: &str = "NoAccess: this status page listens on loopback and \
+     answers only requests addressed to localhost or a loopback address (the Host header), \
+     so a web page cannot reach it by rebinding a name to 127.0.0.1";
 
 #[derive(Clone)]
 struct Shared {
@@ -124,6 +131,9 @@ async fn require_token(
     next: Next,
 ) -> Response {
     if !shared.token_required {
+        if !loopback_host(&headers) {
+            return (StatusCode::FORBIDDEN, NOT_LOOPBACK_HOST).into_response();
+        }
         return next.run(request).await;
     }
     let bearer = headers
@@ -139,6 +149,26 @@ async fn require_token(
         )
             .into_response(),
     }
+}
+
+/// Whether the request's `Host` names this machine's loopback (`localhost`, `127.x.x.x`,
+/// `[::1]`, with or without a port), parsed by `http`'s `Authority`. A page served without
+/// a token answers only such requests: a site that rebinds its own name to 127.0.0.1 sends
+/// its name as the host, and is refused.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(authority) = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<Authority>().ok())
+    else {
+        return false;
+    };
+    let host = authority.host();
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn page() -> Response {
@@ -178,4 +208,37 @@ async fn metrics_text(State(shared): State<Shared>) -> Response {
         )
             .into_response()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn only_loopback_host_headers_pass_a_page_served_without_a_token() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:7780",
+            "127.0.0.1:7780",
+            "127.1.2.3",
+            "[::1]:7780",
+        ] {
+            assert!(loopback_host(&host(ok)), "{ok}");
+        }
+        for refused in [
+            "evil.example:7780",
+            "10.0.0.1:7780",
+            "[::2]",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(&host(refused)), "{refused}");
+        }
+        assert!(!loopback_host(&HeaderMap::new()), "no Host header");
+    }
 }
