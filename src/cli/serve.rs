@@ -18,6 +18,9 @@ use crate::node::Node;
 use crate::rpc::server::Listeners;
 use crate::rpc::transport::PeerListener;
 
+/// Where `--http` alone serves the status page: loopback only.
+const DEFAULT_HTTP: &str = "127.0.0.1:7780";
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML config file (see ARCHITECTURE.md or `src/config.rs` for every key).
@@ -40,10 +43,10 @@ pub struct ServeArgs {
     /// address and syncs only with server members) [default: the config's sync.role].
     #[arg(long, value_enum)]
     role: Option<Role>,
-    /// Serve the live status page (/) and Prometheus metrics (/metrics) on ADDR, e.g.
-    /// 127.0.0.1:7780; any address but a loopback one asks for the client token
+    /// Serve the live status page (/) and Prometheus metrics (/metrics) on ADDR (`--http`
+    /// alone: 127.0.0.1:7780); any address but a loopback one asks for the client token
     /// (?token=... or Authorization: Bearer) [default: the config's http_listen, or none].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_HTTP)]
     http: Option<SocketAddr>,
 }
 
@@ -279,6 +282,37 @@ pub(super) fn log_in_colour(terminal: bool, no_color: Option<std::ffi::OsString>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn http_listen(argv: &[&str]) -> Option<SocketAddr> {
+        use clap::Parser;
+        let serve =
+            Serve::try_parse_from(std::iter::once("serve").chain(argv.iter().copied())).unwrap();
+        serve.args.config().unwrap().http_listen
+    }
+
+    #[test]
+    fn http_alone_serves_the_page_on_loopback() {
+        assert_eq!(http_listen(&[]), None, "no page unless asked");
+        assert_eq!(
+            http_listen(&["--http"]),
+            Some(DEFAULT_HTTP.parse().unwrap())
+        );
+        assert_eq!(
+            http_listen(&["--http", "0.0.0.0:9"]),
+            Some("0.0.0.0:9".parse().unwrap())
+        );
+        assert_eq!(
+            http_listen(&["--http", "--memory"]),
+            Some(DEFAULT_HTTP.parse().unwrap()),
+            "a flag after --http is not taken for its address"
+        );
+    }
 
     #[test]
     fn the_log_is_in_colour_only_on_a_terminal_without_no_color() {
