@@ -8,6 +8,8 @@
 //! listen = "127.0.0.1:7700"         # app API address; port 0 picks a free port
 //! token_file = "client.token"      # default: <data_dir>/client.token
 //! log_level = "info"                # error | warn | info | debug | trace
+//! http_listen = "127.0.0.1:7780"    # status page and /metrics; absent = none; any address
+//!                                   # but loopback asks for the client token
 //!
 //! [storage]
 //! backend = "lmdb"                  # lmdb | memory
@@ -64,6 +66,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
     pub log_level: String,
+    /// Where the status page and `/metrics` listen (`http`); None: not served. Any address
+    /// but a loopback one serves only requests that carry the client token.
+    pub http_listen: Option<SocketAddr>,
     pub storage: StorageSection,
     pub sync: SyncSection,
 }
@@ -147,6 +152,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
             token_file: None,
             log_level: "info".into(),
+            http_listen: None,
             storage: StorageSection::default(),
             sync: SyncSection::default(),
         }
@@ -371,6 +377,7 @@ mod tests {
             listen = "127.0.0.1:0"
             token_file = "/tmp/tok"
             log_level = "debug"
+            http_listen = "127.0.0.1:7780"
             [storage]
             backend = "memory"
             map_size = 2097152
@@ -385,6 +392,12 @@ mod tests {
         "#;
         let config = Config::parse(text).unwrap();
         assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.http_listen, Some("127.0.0.1:7780".parse().unwrap()));
+        assert_eq!(
+            Config::default().http_listen,
+            None,
+            "no status page by default"
+        );
         assert_eq!(config.token_path(), PathBuf::from("/tmp/tok"));
         assert!(config.is_memory());
         assert_eq!(config.storage_config().path, None);

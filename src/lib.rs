@@ -20,6 +20,7 @@
 //! - [`changes`]: the change feeds (commits, peers) whose waiters wake in a fixed order;
 //! - [`schema`]: code generated from `schema/*.capnp`;
 //! - [`rpc`]: everything Cap'n Proto: app and peer adapters, connections, limits, TLS, client;
+//! - [`http`]: the live status page, `/status.json` and Prometheus `/metrics` (`serve --http`);
 //! - [`embedded`]: an in-process node on an ephemeral port, for tests;
 //! - [`sim`]: the deterministic simulation: seeded runs of many nodes with faults, and their checks;
 //! - [`cli`]: the `syncbase` command line (serve, client verbs, benchmarks, the simulation);
@@ -37,6 +38,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod genvec;
+pub mod http;
 pub mod identity;
 pub mod names;
 pub mod node;

@@ -13,9 +13,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::output;
 use crate::config::{Config, Role};
+use crate::http::HttpServer;
 use crate::node::Node;
 use crate::rpc::server::Listeners;
 use crate::rpc::transport::PeerListener;
+
+/// Where `--http` alone serves the status page: loopback only.
+const DEFAULT_HTTP: &str = "127.0.0.1:7780";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -44,6 +48,11 @@ pub struct ServeArgs {
     /// address and syncs only with server members) [default: the config's sync.role].
     #[arg(long, value_enum)]
     role: Option<Role>,
+    /// Serve the live status page (/) and Prometheus metrics (/metrics) on ADDR (`--http`
+    /// alone: 127.0.0.1:7780); any address but a loopback one asks for the client token
+    /// (?token=... or Authorization: Bearer) [default: the config's http_listen, or none].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_HTTP)]
+    http: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -66,6 +75,9 @@ impl ServeArgs {
         }
         if let Some(role) = self.role {
             config.sync.role = role;
+        }
+        if let Some(addr) = self.http {
+            config.http_listen = Some(addr);
         }
         config.validate()?;
         Ok(config)
@@ -96,15 +108,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let mut addr_files = AddrFiles::default();
     let peer = bind_peers(&config, &node, &mut addr_files).await?;
+    let http = match config.http_listen {
+        Some(addr) => Some(HttpServer::bind(addr, node.clone()).await?),
+        None => None,
+    };
     addr_files.write(&config.addr_path(), &addr.to_string())?;
     print_banner(&config, &node, addr, peer.is_some());
+    if let Some(http) = &http {
+        print_page_banner(http);
+    }
+    let page = http.map(|http| tokio::spawn(http.serve(std::future::pending())));
     let listeners = Listeners {
         app: listener,
         peer,
     };
     crate::rpc::server::serve(listeners, node, stop).await;
+    if let Some(page) = page {
+        page.abort();
+    }
     drop(addr_files);
     Ok(())
+}
+
+/// Tells the operator where the status page is, and whether it asks for the token.
+fn print_page_banner(http: &HttpServer) {
+    let addr = http.local_addr();
+    let line = if http.token_required() {
+        format!(
+            "syncbase: status page on http://{addr}/?token=TOKEN (the client token: any \
+             address but loopback asks for it), metrics on /metrics\n"
+        )
+    } else {
+        format!("syncbase: status page on http://{addr}/, metrics on http://{addr}/metrics\n")
+    };
+    if let Err(error) = output::write_bytes(line.as_bytes()) {
+        tracing::warn!(%error, "the status page line was not printed; serving anyway");
+    }
 }
 
 /// Tells the operator where the node listens. The node's stdout carries only this banner (its
@@ -248,6 +287,37 @@ pub(super) fn log_in_colour(terminal: bool, no_color: Option<std::ffi::OsString>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn http_listen(argv: &[&str]) -> Option<SocketAddr> {
+        use clap::Parser;
+        let serve =
+            Serve::try_parse_from(std::iter::once("serve").chain(argv.iter().copied())).unwrap();
+        serve.args.config().unwrap().http_listen
+    }
+
+    #[test]
+    fn http_alone_serves_the_page_on_loopback() {
+        assert_eq!(http_listen(&[]), None, "no page unless asked");
+        assert_eq!(
+            http_listen(&["--http"]),
+            Some(DEFAULT_HTTP.parse().unwrap())
+        );
+        assert_eq!(
+            http_listen(&["--http", "0.0.0.0:9"]),
+            Some("0.0.0.0:9".parse().unwrap())
+        );
+        assert_eq!(
+            http_listen(&["--http", "--memory"]),
+            Some(DEFAULT_HTTP.parse().unwrap()),
+            "a flag after --http is not taken for its address"
+        );
+    }
 
     #[test]
     fn the_log_is_in_colour_only_on_a_terminal_without_no_color() {

@@ -164,8 +164,10 @@ impl<H: Host> Session<H> {
             status.records_received += applied.records;
             status.bytes_received += bytes;
             status.pending_in = remaining;
+            status.conflicts_resolved += applied.resolutions.len() as u64;
             if ended_log {
                 status.last_success_nanos = self.node.now_nanos();
+                status.rounds += 1;
             }
         });
         for resolution in &applied.resolutions {

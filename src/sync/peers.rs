@@ -102,6 +102,10 @@ pub struct PeerStatus {
     /// Catch-ups by state from it (`sync::catchup`): each after it refused a session because
     /// records this node lacked were collected there.
     pub catch_ups: u64,
+    /// Sessions' rounds with it that reached the end of its log (each page that ended it).
+    pub rounds: u64,
+    /// Conflicts settled while applying its records (each a row whose heads were resolved).
+    pub conflicts_resolved: u64,
 }
 
 struct Entry {

@@ -1,0 +1,286 @@
+//! The status report the page and `/metrics` show: one read of the node's live figures,
+//! gathered from the same sources the CLI's `status` and `peer list` read over the app API
+//! (`PeerRegistry::list` for peers and their `PeerStatus`, `Node::list_syncgroups` and
+//! `Node::proposals` for syncgroups, the store for identity and usage), so every view of a
+//! node shows the same numbers.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::genvec::Scope;
+use crate::identity::Fingerprint;
+use crate::node::Node;
+use crate::sync::peers::{PeerConfig, PeerStatus};
+use crate::syncgroup::access::Tag;
+use crate::syncgroup::{Permissions, Status, SyncgroupView};
+
+/// What blob transfers the page shows: none, since blobs are not built yet.
+pub const TRANSFERS_NOTE: &str = "blobs are not built yet: no transfers to show";
+
+/// Everything the page shows, serialised as `/status.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub node: NodeReport,
+    pub peers: Vec<PeerReport>,
+    pub syncgroups: Vec<SyncgroupReport>,
+    /// Syncgroups other nodes proposed to this host, waiting for `sg accept`.
+    pub proposals: Vec<ProposalReport>,
+    pub conflicts: ConflictReport,
+    pub transfers: TransferReport,
+}
+
+/// This node's identity.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    /// Lowercase hex BLAKE3 of its certificate's key: its only identity.
+    pub fingerprint: String,
+    /// Its device id, 16 hex digits.
+    pub device: String,
+    /// Its TLS peer listener ("" if it accepts no peers).
+    pub peer_address: String,
+    /// The storage backend (`lmdb`, `memory`).
+    pub backend: String,
+    /// Bytes the store uses.
+    pub store_used_bytes: u64,
+    /// When this report was read, Unix nanoseconds.
+    pub now_nanos: i64,
+}
+
+/// One peer and its sync figures (`PeerStatus`), counters since this node started.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerReport {
+    pub fingerprint: String,
+    pub address: String,
+    /// Declared in the config file.
+    pub from_config: bool,
+    /// What each database shares with it.
+    pub shares: Vec<ShareReport>,
+    pub connected: bool,
+    /// When a page from it last ended its log, Unix nanoseconds; None: not yet.
+    pub last_caught_up_nanos: Option<i64>,
+    pub records_received: u64,
+    pub bytes_received: u64,
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    /// Log entries it had not examined yet for us, as of its last push.
+    pub pending_in: u64,
+    /// Log entries our responder has not examined yet for it.
+    pub pending_out: u64,
+    /// Records from it dropped because their writer held no Write permission.
+    pub refused: u64,
+    /// Rounds with it that reached the end of its log.
+    pub rounds: u64,
+    /// Conflicts settled applying its records.
+    pub conflicts_resolved: u64,
+    /// Catch-ups by state from it.
+    pub catch_ups: u64,
+    /// The last failure, with its id prefix (`ConnFail:`, `NoAccess:`).
+    pub last_error: Option<String>,
+    /// Its clock's offset from ours in milliseconds; None: not measured (the node does not
+    /// measure it yet).
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// The scopes of one database shared with a peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareReport {
+    pub database: String,
+    pub scopes: Vec<ScopeReport>,
+}
+
+/// The rows of `table` whose keys start with `prefix` ("": every row).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScopeReport {
+    pub table: String,
+    pub prefix: String,
+}
+
+impl ScopeReport {
+    fn of(scope: &Scope) -> ScopeReport {
+        ScopeReport {
+            table: scope.table.clone(),
+            prefix: scope.prefix.clone(),
+        }
+    }
+}
+
+/// One syncgroup this node belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncgroupReport {
+    pub name: String,
+    /// 16 hex digits.
+    pub id: String,
+    pub database: String,
+    /// `running`, `publish-pending` (proposed to its host) or `publish-rejected`.
+    pub status: String,
+    /// Joined and still catching up with its admin.
+    pub pending: bool,
+    /// This node left it.
+    pub left: bool,
+    /// This node's level in it: `admin`, `read-write`, `read` or `none`.
+    pub level: String,
+    /// The rows it shares.
+    pub prefixes: Vec<ScopeReport>,
+    pub members: Vec<MemberReport>,
+}
+
+/// One member of a syncgroup.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberReport {
+    pub fingerprint: String,
+    /// Its peer listener ("" for a leaf).
+    pub address: String,
+    pub is_server: bool,
+    pub level: String,
+    /// This node itself.
+    pub is_self: bool,
+}
+
+/// A syncgroup proposed to this host.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProposalReport {
+    pub name: String,
+    pub publisher: String,
+    pub received_nanos: i64,
+}
+
+/// Conflicts: how many wait for an app (none: every conflict is settled by last writer
+/// wins as its records are applied) and how many were settled since start.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictReport {
+    pub waiting: u64,
+    pub resolved: u64,
+    pub rule: String,
+}
+
+/// Blob transfers (not built: always empty, with the note saying so).
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferReport {
+    pub supported: bool,
+    pub note: String,
+}
+
+impl StatusReport {
+    /// Reads the node's figures now. Fails only as the store's reads do.
+    pub fn gather(node: &Node) -> Result<StatusReport> {
+        let me = node.identity().fingerprint().clone();
+        let peers: Vec<PeerReport> = node
+            .peers()
+            .list()
+            .iter()
+            .map(|(config, status)| peer_report(config, status))
+            .collect();
+        let syncgroups = node
+            .list_syncgroups(None)?
+            .iter()
+            .map(|view| syncgroup_report(view, &me))
+            .collect();
+        let proposals = node
+            .proposals()?
+            .into_iter()
+            .map(|proposal| ProposalReport {
+                name: proposal.sg.name.to_string(),
+                publisher: proposal.publisher.to_string(),
+                received_nanos: proposal.received_nanos,
+            })
+            .collect();
+        let resolved = peers.iter().map(|peer| peer.conflicts_resolved).sum();
+        Ok(StatusReport {
+            node: NodeReport {
+                fingerprint: me.to_string(),
+                device: format!("{:016x}", node.store().device().0),
+                peer_address: node.peer_address(),
+                backend: node.backend().to_owned(),
+                store_used_bytes: node.store().usage()?.used_bytes,
+                now_nanos: node.env().now_nanos(),
+            },
+            peers,
+            syncgroups,
+            proposals,
+            conflicts: ConflictReport {
+                waiting: 0,
+                resolved,
+                rule: "last writer wins, settled as records arrive".into(),
+            },
+            transfers: TransferReport {
+                supported: false,
+                note: TRANSFERS_NOTE.into(),
+            },
+        })
+    }
+}
+
+fn peer_report(config: &PeerConfig, status: &PeerStatus) -> PeerReport {
+    let shares = config
+        .databases
+        .iter()
+        .map(|(db, scopes)| ShareReport {
+            database: db.clone(),
+            scopes: scopes.iter().map(ScopeReport::of).collect(),
+        })
+        .collect();
+    PeerReport {
+        fingerprint: config.fingerprint.to_string(),
+        address: config.address.clone(),
+        from_config: config.from_config,
+        shares,
+        connected: status.connected,
+        last_caught_up_nanos: (status.last_success_nanos > 0).then_some(status.last_success_nanos),
+        records_received: status.records_received,
+        bytes_received: status.bytes_received,
+        records_sent: status.records_sent,
+        bytes_sent: status.bytes_sent,
+        pending_in: status.pending_in,
+        pending_out: status.pending_out,
+        refused: status.records_refused,
+        rounds: status.rounds,
+        conflicts_resolved: status.conflicts_resolved,
+        catch_ups: status.catch_ups,
+        last_error: status.last_error.clone(),
+        clock_offset_ms: None,
+    }
+}
+
+fn syncgroup_report(view: &SyncgroupView, me: &Fingerprint) -> SyncgroupReport {
+    let sg = &view.record.sg;
+    let members = sg
+        .joiners
+        .iter()
+        .map(|(fingerprint, info)| MemberReport {
+            fingerprint: fingerprint.to_string(),
+            address: info.address.clone(),
+            is_server: info.is_server,
+            level: level(&sg.spec.perms, fingerprint).into(),
+            is_self: fingerprint == me,
+        })
+        .collect();
+    SyncgroupReport {
+        name: sg.name.to_string(),
+        id: sg.id.to_hex(),
+        database: sg.db.clone(),
+        status: match sg.status {
+            Status::Running => "running",
+            Status::PublishPending => "publish-pending",
+            Status::PublishRejected => "publish-rejected",
+        }
+        .into(),
+        pending: view.local.pending.is_some(),
+        left: view.local.left,
+        level: level(&sg.spec.perms, me).into(),
+        prefixes: sg.spec.prefixes.iter().map(ScopeReport::of).collect(),
+        members,
+    }
+}
+
+/// The highest level `who` holds: admin, read-write, read, or none.
+fn level(perms: &Permissions, who: &Fingerprint) -> &'static str {
+    if perms.allows(Tag::Admin, who) {
+        "admin"
+    } else if perms.allows(Tag::Write, who) {
+        "read-write"
+    } else if perms.allows(Tag::Read, who) {
+        "read"
+    } else {
+        "none"
+    }
+}
