@@ -25,6 +25,9 @@ pub enum PeerAction {
         db: String,
         #[arg(required = true, value_name = "TABLE[/PREFIX]")]
         scopes: Vec<String>,
+        /// A local label for the peer, shown beside its fingerprint (at most 64 bytes).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// List peers.
     List {
@@ -48,7 +51,15 @@ pub fn run(action: PeerAction) -> anyhow::Result<()> {
             fingerprint,
             db,
             scopes,
-        } => add(&target, &peer_addr, &fingerprint, &db, &scopes),
+            name,
+        } => add(
+            &target,
+            &peer_addr,
+            &fingerprint,
+            &db,
+            &scopes,
+            name.as_deref().unwrap_or_default(),
+        ),
         PeerAction::List { target } => list(&target, false),
         PeerAction::Remove {
             target,
@@ -92,6 +103,7 @@ fn add(
     fingerprint: &str,
     db: &str,
     scopes: &[String],
+    name: &str,
 ) -> anyhow::Result<()> {
     let scopes = scopes
         .iter()
@@ -103,6 +115,7 @@ fn add(
         spec.set_address(address);
         spec.set_fingerprint(fingerprint);
         spec.set_database(db);
+        spec.set_name(name);
         let mut list = spec.init_scopes(scopes.len() as u32);
         for (i, scope) in scopes.iter().enumerate() {
             let mut out = list.reborrow().get(i as u32);
@@ -151,6 +164,7 @@ pub fn list(target: &Target, verbose: bool) -> anyhow::Result<()> {
             print_peer(peer, verbose)?;
         }
         if verbose {
+            super::syncgroups::print_attention(&service).await?;
             print_epochs(&service).await?;
             super::collect::print_store_status(&service).await?;
             let waiting = super::proposals::fetch(&service).await?.len();
@@ -196,7 +210,14 @@ fn print_peer(peer: peer_status::Reader<'_>, verbose: bool) -> anyhow::Result<()
         "" => "(no address: synced when it connects)",
         address => address,
     };
-    outln!("{} {address}{origin}", peer.get_fingerprint()?.to_str()?)?;
+    let name = match peer.get_name()?.to_str()? {
+        "" => String::new(),
+        name => format!(" ({name})"),
+    };
+    outln!(
+        "{}{name} {address}{origin}",
+        peer.get_fingerprint()?.to_str()?
+    )?;
     for db in peer.get_databases()? {
         let scopes: Vec<String> = db
             .get_scopes()?

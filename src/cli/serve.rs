@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// address and syncs only with server members) [default: the config's sync.role].
     #[arg(long, value_enum)]
     role: Option<Role>,
+    /// The name fellow syncgroup members see beside this node's fingerprint (at most 64
+    /// bytes) [default: the config's name, else the host name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
 }
 
 impl ServeArgs {
@@ -61,6 +65,9 @@ impl ServeArgs {
         }
         if let Some(role) = self.role {
             config.sync.role = role;
+        }
+        if let Some(name) = &self.name {
+            config.name = Some(name.clone());
         }
         config.validate()?;
         Ok(config)

@@ -196,7 +196,7 @@ fn list(target: &Target, db: &str) -> anyhow::Result<()> {
                 "{}  database {}  {}  {} members{}",
                 sg.get_name()?.to_str()?,
                 info.get_database()?.to_str()?,
-                status(sg.get_status()?),
+                state(info)?,
                 sg.get_joiners()?.len(),
                 flags(info),
             )?;
@@ -332,15 +332,63 @@ fn status(status: SyncgroupStatus) -> &'static str {
     }
 }
 
+/// This node's state of a syncgroup, one word or two: how an admin said it lost it
+/// (`Ejected`, `Read revoked`), else `left`, else its publish status (`running`, ...).
+fn state(info: syncgroup_info::Reader<'_>) -> anyhow::Result<String> {
+    let removed = info.get_removed()?.to_str()?;
+    Ok(if !removed.is_empty() {
+        removed.to_owned()
+    } else if info.get_left() {
+        "left".to_owned()
+    } else {
+        status(info.get_sg()?.get_status()?).to_owned()
+    })
+}
+
 fn flags(info: syncgroup_info::Reader<'_>) -> String {
     let mut flags = String::new();
-    if info.get_pending() {
+    if info.get_pending() && info.get_removed().is_ok_and(|removed| removed.is_empty()) {
         flags.push_str("  pending (catching up with its admin)");
     }
     if info.get_left() {
         flags.push_str("  left");
     }
     flags
+}
+
+/// The lines that say what this node's copy needs: how it lost the syncgroup and what to do,
+/// or what a pending copy waits for. None if it needs nothing.
+fn attention(info: syncgroup_info::Reader<'_>) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let removed = info.get_removed()?.to_str()?;
+    if !removed.is_empty() {
+        let by = info.get_removed_by()?.to_str()?;
+        lines.push(format!(
+            "{removed} (an admin, {by}, said so): this node no longer syncs it, and app \
+             writes under its prefixes fail NoAccess; to rejoin, get an invite from an admin \
+             and run `syncbase sg join`"
+        ));
+    }
+    let waiting = info.get_waiting_for()?.to_str()?;
+    if !waiting.is_empty() {
+        lines.push(format!("pending: {waiting}"));
+    }
+    Ok(lines)
+}
+
+/// `status`'s syncgroup lines: one per syncgroup this node lost or whose copy is pending,
+/// with what to do.
+pub(crate) async fn print_attention(service: &service::Client) -> anyhow::Result<()> {
+    let mut request = syncgroups_of(service).list_request();
+    request.get().set_database("");
+    let response = request.send().promise.await.map_err(remote_error)?;
+    for info in response.get()?.get_syncgroups()? {
+        let name = info.get_sg()?.get_name()?.to_str()?.to_owned();
+        for line in attention(info)? {
+            outln!("syncgroup {name}: {line}")?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Result<()> {
@@ -351,7 +399,14 @@ pub(super) fn print_syncgroup(info: syncgroup_info::Reader<'_>) -> anyhow::Resul
     } else {
         format!("published here by {publisher}")
     };
-    print_record(&sg, &flags(info), &published)?;
+    let state = match info.get_removed()?.to_str()? {
+        "" => format!("{:?}", sg.status),
+        removed => removed.to_owned(),
+    };
+    print_record_as(&sg, &state, &flags(info), &published)?;
+    for line in attention(info)? {
+        outln!("  {line}")?;
+    }
     Ok(())
 }
 
@@ -362,10 +417,20 @@ pub(super) fn print_record(
     flags: &str,
     published: &str,
 ) -> Result<(), OutputError> {
+    print_record_as(sg, &format!("{:?}", sg.status), flags, published)
+}
+
+/// [`print_record`] with this node's `state` of it on the status line (`Ejected`, ...).
+fn print_record_as(
+    sg: &Syncgroup,
+    state: &str,
+    flags: &str,
+    published: &str,
+) -> Result<(), OutputError> {
     outln!("syncgroup {}{flags}", sg.name)?;
     outln!("  id {}", sg.id.to_hex())?;
     outln!("  database {}", sg.db)?;
-    outln!("  status {:?}", sg.status)?;
+    outln!("  status {state}")?;
     outln!("  spec version {}", sg.spec_version)?;
     outln!("  creator {}", sg.creator)?;
     if !published.is_empty() {
@@ -392,8 +457,13 @@ pub(super) fn print_record(
             info.address.as_str()
         };
         let server = if info.is_server { " server" } else { "" };
+        let name = if info.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", info.name)
+        };
         outln!(
-            "    {member} device {:016x} {address}{server}",
+            "    {member}{name} device {:016x} {address}{server}",
             info.device.0
         )?;
     }
