@@ -41,8 +41,9 @@ fn name(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<SyncgroupName,
     SyncgroupName::parse(text(reader)?)
 }
 
-/// Fills a `SyncgroupInfo`: with how this node lost it if an admin said so, and while
-/// pending what it waits for (`Node::waiting_for`).
+/// Fills a `SyncgroupInfo`: with how this node lost it if an admin said so (and the
+/// syncgroup without this node's entries), and while pending what it waits for
+/// (`Node::waiting_for`).
 pub fn write_info(node: &Node, view: &SyncgroupView, mut out: syncgroup_info::Builder<'_>) {
     out.set_database(view.record.sg.db.as_str());
     out.set_pending(view.local.pending.is_some());
@@ -54,7 +55,10 @@ pub fn write_info(node: &Node, view: &SyncgroupView, mut out: syncgroup_info::Bu
     out.set_waiting_for(node.waiting_for(view).as_str());
     let publisher = view.local.remote_publisher.as_ref();
     out.set_publisher(publisher.map(|p| p.as_str()).unwrap_or_default());
-    write_syncgroup(&view.record.sg, out.init_sg());
+    // Once an admin said this node lost it, the copy as this node holds it: without its own
+    // entries (the version that removed it never reaches it).
+    let held = view.local.held_copy(view.record.sg.clone());
+    write_syncgroup(&held, out.init_sg());
 }
 
 impl syncgroups::Server for SyncgroupsImpl {
