@@ -146,6 +146,28 @@ fn a_member_whose_read_is_revoked_learns_it_and_its_writes_fail() {
             matches!(&refused, Error::NoAccess(text) if text.contains("Read was revoked")),
             "{refused:?}"
         );
+
+        // Granted again, it joins by name (as the message says) and writes again.
+        let current = view(&host, &name).record.sg;
+        let mut spec = current.spec.clone();
+        spec.perms.grant(Level::ReadWrite, &mid);
+        let hid = host.node().identity().fingerprint().clone();
+        host.node()
+            .set_spec(hid.clone(), name.clone(), spec, current.spec_version)
+            .await
+            .unwrap();
+        let syncgroups = member
+            .service()
+            .syncgroups_request()
+            .send()
+            .pipeline
+            .get_syncgroups();
+        let mut request = syncgroups.join_request();
+        request.get().set_name(name.as_str());
+        request.get().set_admin_fingerprint(hid.as_str());
+        request.send().promise.await.unwrap();
+        assert_eq!(removal(&member, &name), None, "a join clears it");
+        put_in(&member, "t", "granted-again").await.unwrap();
     });
 }
 

@@ -188,7 +188,8 @@ pub(super) fn local_writes_allowed<'a>(
             let why = if !sg.joiners.contains_key(me) {
                 "which ejected this node (ask an admin for a new invite, then `syncbase sg join`)"
             } else if !sg.allows(Tag::Read, me) {
-                "where this node's Read was revoked (an admin can grant it again)"
+                "where this node's Read was revoked (once an admin grants it again, run \
+                 `syncbase sg join NAME --admin ADMIN_FINGERPRINT`)"
             } else {
                 "where this node may only read"
             };
