@@ -183,6 +183,11 @@ struct SyncgroupInfo {
   pending @2 :Bool;       # This node's copy has not caught up with the admin's checkpoint.
   left @3 :Bool;          # This node left it (it no longer syncs its prefixes).
   publisher @4 :Text;     # Who published it here ("" if created or joined here).
+  removed @5 :Text;       # "" or how an admin told this node it lost it: "Ejected" or
+                          # "Read revoked". It no longer syncs it; app writes under its
+                          # prefixes fail NoAccess (unless shared otherwise); a join clears it.
+  removedBy @6 :Text;     # The admin whose notice said so ("" if not removed).
+  waitingFor @7 :Text;    # While pending: what the copy waits for and what to do, one line.
 }
 
 struct PeerSpec {
@@ -190,6 +195,7 @@ struct PeerSpec {
   fingerprint @1 :Text;         # The peer's identity (64 hex digits, from `syncbase id`).
   database @2 :Text;
   scopes @3 :List(ScopeSpec);   # What to sync: (table, row-key prefix) pairs.
+  name @4 :Text;                # A local label for the peer ("" keeps the one it has).
 }
 
 struct ScopeSpec {
@@ -212,6 +218,8 @@ struct PeerStatus {
   fromConfig @11 :Bool;         # Declared in the config file (removePeer cannot drop it).
   recordsPendingIn @12 :UInt64; # Log entries the peer had not yet examined for us, as of its last push.
   recordsRefused @13 :UInt64;   # Records from it dropped: their writer held no Write permission.
+  name @14 :Text;               # Its local label (`peer add --name`), else the name it chose as a
+                                # syncgroup member ("" if neither): never its identity.
 }
 
 struct PeerDatabase {

@@ -136,7 +136,7 @@ interface SyncgroupAdmin {
 interface DeltaSink {
   push @0 (batch :List(T.DeltaResp), remaining :UInt64, responderDevice :UInt64,
            resume :Data, markGenerations :List(UInt64), markDigests :List(UInt64),
-           epochNotices :List(T.EpochNotice)) -> stream;
+           epochNotices :List(T.EpochNotice), removals :List(T.SyncgroupRemoval)) -> stream;
   # `remaining`: log entries the responder has not yet examined for this initiator after this
   # batch (0 once caught up); the initiator shows it as records pending in. In syncgroup
   # pages: 1 while versions are left for the next page of the round, 0 on the page that
@@ -158,6 +158,12 @@ interface DeltaSink {
   # only for a device of the responder's own lineage (and bound to the responder's identity
   # by a syncgroup it holds, or from a declared peer), once: it lowers its knowledge of that
   # device to the safe generation and fetches its records above it again.
+  # `removals` (syncgroup pages; not in the original): for each syncgroup asked for that the
+  # initiator may no longer read, when the responder holds Admin in it, how the initiator lost
+  # it (at most one per syncgroup asked for). The initiator takes a notice only from a peer
+  # holding Admin in its own copy, records it (`sg show`: Ejected / Read revoked), stops
+  # syncing the syncgroup and refuses its app's writes under its prefixes. A call where every
+  # syncgroup asked for was refused pushes its notices, then fails NoAccess.
 }
 
 interface ByteSink {

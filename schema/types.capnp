@@ -210,6 +210,22 @@ struct SyncgroupMemberInfo {
   address @3 :Text;
   # host:port of the member's TLS peer listener ("" if it accepts no connections). The
   # original found members through mount tables; here members dial each other directly.
+  name @4 :Text;
+  # Not in the original: the name the member's operator chose (`serve --name`, the config's
+  # `name`, by default its host name; "" if none), at most 64 bytes, no control characters.
+  # Shown beside the member's fingerprint; never trusted as its identity (the fingerprint is).
+}
+
+struct SyncgroupRemoval {
+  # Not in the original: an admin's notice to a node that asked for a syncgroup's metadata
+  # and may no longer read it, so the node knows it lost the syncgroup (the version that
+  # removed it never reaches it).
+  id @0 :UInt64;              # The syncgroup's id.
+  how @1 :How;
+  enum How {
+    ejected @0;               # No longer a member (`sg eject`).
+    readRevoked @1;           # Still a member, without Read (`sg revoke`, a spec change).
+  }
 }
 
 enum SyncgroupStatus {

@@ -10,6 +10,8 @@
 //! log_level = "info"                # error | warn | info | debug | trace
 //! http_listen = "127.0.0.1:7780"    # status page and /metrics; absent = none; any address
 //!                                   # but loopback asks for the client token
+//! name = "laptop"                   # shown to peers beside this node's fingerprint
+//!                                   # (default: the host name; never an identity)
 //!
 //! [storage]
 //! backend = "lmdb"                  # lmdb | memory
@@ -69,6 +71,9 @@ pub struct Config {
     /// Where the status page and `/metrics` listen (`http`); None: not served. Any address
     /// but a loopback one serves only requests that carry the client token.
     pub http_listen: Option<SocketAddr>,
+    /// The name this node shows its fellow syncgroup members beside its fingerprint (None:
+    /// the host name). At most 64 bytes, no control characters; never an identity.
+    pub name: Option<String>,
     pub storage: StorageSection,
     pub sync: SyncSection,
 }
@@ -153,6 +158,7 @@ impl Default for Config {
             token_file: None,
             log_level: "info".into(),
             http_listen: None,
+            name: None,
             storage: StorageSection::default(),
             sync: SyncSection::default(),
         }
@@ -242,7 +248,27 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir: must not be empty");
         }
+        if let Some(name) = &self.name {
+            crate::syncgroup::check_member_name(name).map_err(|e| anyhow::anyhow!("name: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// The name this node shows its peers: the configured `name`, else the host name (Linux:
+    /// `/proc/sys/kernel/hostname`, else `$HOSTNAME`), cut to 64 bytes; "" if none is known.
+    pub fn node_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_default();
+        let mut host: String = host.trim().chars().filter(|c| !c.is_control()).collect();
+        while host.len() > crate::syncgroup::MAX_MEMBER_NAME_BYTES {
+            host.pop();
+        }
+        host
     }
 
     /// Checks `storage.max_map_size` against `map_size` and `storage.reserve` against the

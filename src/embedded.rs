@@ -69,6 +69,8 @@ pub struct EmbeddedOptions {
     pub horizon_secs: u64,
     /// The time and random sources it is opened with; None: the system's (`Env::system`).
     pub env: Option<Env>,
+    /// The name it shows fellow syncgroup members (the config's `name`); None: the host name.
+    pub name: Option<String>,
 }
 
 impl EmbeddedOptions {
@@ -86,6 +88,7 @@ impl EmbeddedOptions {
             collect_interval_secs: crate::config::SyncSection::default().collect_interval_secs,
             horizon_secs: crate::config::Config::default().sync.horizon_secs,
             env: None,
+            name: None,
         }
     }
 }
@@ -145,6 +148,7 @@ impl EmbeddedServer {
         config.sync.role = options.role;
         config.sync.collect_interval_secs = options.collect_interval_secs;
         config.sync.horizon_secs = options.horizon_secs;
+        config.name = options.name;
         config.sync.redial_max_ms = options
             .redial_max
             .as_millis()

@@ -466,6 +466,7 @@ impl Setup {
             // An address (nobody listens there), so the node dials it rather than syncing
             // back over the member's own connections, which serve nothing.
             address: "127.0.0.1:1".into(),
+            name: String::new(),
         };
         let join = Join::new(&name, info).invite(&invite.secret);
         PeerCalls::new(&sync).join(join).await.unwrap();

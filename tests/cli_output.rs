@@ -208,6 +208,7 @@ fn every_reading_verb_prints_json_lines_with_the_documented_fields() {
         peers,
         json!({
             "fingerprint": peer,
+            "name": null,
             "address": "127.0.0.1:9",
             "from_config": false,
             "databases": [{"database": "db", "scopes": [{"table": "t", "prefix": "p"}]}],

@@ -99,7 +99,7 @@ fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
     assert_eq!(
         list,
         format!(
-            "PEER{}  {:width$}  FROM      SHARES\n{b_fp}  {addr:width$}  peer add  db: t/\n",
+            "PEER{}  NAME  {:width$}  FROM      SHARES\n{b_fp}  -     {addr:width$}  peer add  db: t/\n",
             " ".repeat(60),
             "ADDRESS"
         ),
@@ -110,6 +110,7 @@ fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
         listed,
         serde_json::json!({
             "fingerprint": b_fp,
+            "name": null,
             "address": addr,
             "from_config": false,
             "databases": [{"database": "db", "scopes": [{"table": "t", "prefix": ""}]}],

@@ -43,6 +43,7 @@ fn info(who: u64) -> MemberInfo {
         is_server: false,
         device: DeviceId(100 + who),
         address: format!("p{who}:1"),
+        name: String::new(),
     }
 }
 

@@ -66,6 +66,7 @@ fn info(principal: usize) -> MemberInfo {
         is_server: false,
         device: device(principal),
         address: format!("p{principal}:1"),
+        name: String::new(),
     }
 }
 

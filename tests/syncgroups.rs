@@ -54,6 +54,7 @@ fn member(device: u64) -> MemberInfo {
         is_server: false,
         device: DeviceId(device),
         address: String::new(),
+        name: String::new(),
     }
 }
 
@@ -1293,7 +1294,9 @@ fn a_leaf_syncs_only_through_a_server_both_ways() {
         let server = start("s:1", Role::Server).await.unwrap();
         let leaf = start("l:1", Role::Leaf).await.unwrap();
         let name = create(&host).await;
-        join_by_invite(&host, &server, &name, Level::ReadWrite).await;
+        // The server is an admin: a leaf dials admins that are not servers only while no
+        // server member is one (`a_leaf_whose_only_admin_is_a_normal_node_settles_...`).
+        join_by_invite(&host, &server, &name, Level::Admin).await;
         join_by_invite(&host, &leaf, &name, Level::ReadWrite).await;
         let info = leaf.node().member_info();
         assert!(info.address.is_empty(), "a leaf advertises no address");

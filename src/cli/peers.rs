@@ -38,13 +38,17 @@ pub enum PeerAction {
         db: String,
         #[arg(required = true, value_name = "TABLE[/PREFIX]")]
         scopes: Vec<String>,
+        /// A local label for the peer, shown beside its fingerprint (at most 64 bytes).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// List peers: fingerprint, address, where it was declared (config or `peer add`), and
     /// what it shares.
     List {
         #[command(flatten)]
         target: Target,
-        /// One JSON object per peer: {"fingerprint": string, "address": string ("" if it has
+        /// One JSON object per peer: {"fingerprint": string, "name": string or null (its
+        /// `peer add --name` label, else the name it chose), "address": string ("" if it has
         /// none), "from_config": bool, "databases": [{"database": string, "scopes":
         /// [{"table": string, "prefix": string}]}]}.
         #[arg(long)]
@@ -67,7 +71,15 @@ pub fn run(action: PeerAction) -> anyhow::Result<()> {
             fingerprint,
             db,
             scopes,
-        } => add(&target, &peer_addr, &fingerprint, &db, &scopes),
+            name,
+        } => add(
+            &target,
+            &peer_addr,
+            &fingerprint,
+            &db,
+            &scopes,
+            name.as_deref().unwrap_or_default(),
+        ),
         PeerAction::List { target, json } => list(&target, json),
         PeerAction::Remove {
             target,
@@ -179,6 +191,7 @@ fn add(
     fingerprint: &str,
     db: &str,
     scopes: &[String],
+    name: &str,
 ) -> anyhow::Result<()> {
     let scopes = scopes
         .iter()
@@ -190,6 +203,7 @@ fn add(
         spec.set_address(address);
         spec.set_fingerprint(fingerprint);
         spec.set_database(db);
+        spec.set_name(name);
         let mut list = spec.init_scopes(scopes.len() as u32);
         for (i, scope) in scopes.iter().enumerate() {
             let mut out = list.reborrow().get(i as u32);
@@ -233,10 +247,11 @@ fn list(target: &Target, json: bool) -> anyhow::Result<()> {
             return Ok(());
         }
         let mut columns = Columns::default();
-        columns.row(["PEER", "ADDRESS", "FROM", "SHARES"]);
+        columns.row(["PEER", "NAME", "ADDRESS", "FROM", "SHARES"]);
         for peer in peers {
             columns.row([
                 peer.get_fingerprint()?.to_str()?.to_owned(),
+                name_or_dash(peer)?.to_owned(),
                 address(peer)?.to_owned(),
                 from(peer).to_owned(),
                 shares(peer)?.join("; "),
@@ -257,6 +272,14 @@ pub(super) async fn fetch(
         .promise
         .await
         .map_err(remote_error)
+}
+
+/// The peer's name (its `peer add --name` label, else the name it chose), or `-`.
+pub(super) fn name_or_dash<'a>(peer: peer_status::Reader<'a>) -> anyhow::Result<&'a str> {
+    Ok(match peer.get_name()?.to_str()? {
+        "" => "-",
+        name => name,
+    })
 }
 
 /// The peer's address, or what happens without one.
@@ -315,6 +338,7 @@ pub(super) fn peer_json(peer: peer_status::Reader<'_>) -> anyhow::Result<serde_j
     }
     Ok(json!({
         "fingerprint": peer.get_fingerprint()?.to_str()?,
+        "name": Some(peer.get_name()?.to_str()?).filter(|name| !name.is_empty()),
         "address": peer.get_address()?.to_str()?,
         "from_config": peer.get_from_config(),
         "databases": databases,

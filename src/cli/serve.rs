@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// (?token=... or Authorization: Bearer) [default: the config's http_listen, or none].
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_HTTP)]
     http: Option<SocketAddr>,
+    /// The name fellow syncgroup members see beside this node's fingerprint (at most 64
+    /// bytes) [default: the config's name, else the host name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
 }
 
 impl ServeArgs {
@@ -78,6 +82,9 @@ impl ServeArgs {
         }
         if let Some(addr) = self.http {
             config.http_listen = Some(addr);
+        }
+        if let Some(name) = &self.name {
+            config.name = Some(name.clone());
         }
         config.validate()?;
         Ok(config)

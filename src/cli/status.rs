@@ -98,6 +98,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         for peer in peers {
             print_peer(peer)?;
         }
+        super::syncgroups::print_attention(&service).await?;
         print_epochs(&identity.epochs)?;
         super::collect::print_store_status(&service).await?;
         if waiting > 0 {
@@ -162,8 +163,12 @@ fn print_peer(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
     } else {
         ""
     };
+    let name = match peer.get_name()?.to_str()? {
+        "" => String::new(),
+        name => format!(" ({name})"),
+    };
     outln!(
-        "{} {}{origin}",
+        "{}{name} {}{origin}",
         peer.get_fingerprint()?.to_str()?,
         peers::address(peer)?
     )?;

@@ -47,6 +47,7 @@ pub fn seed_syncgroup() -> Syncgroup {
                 is_server: false,
                 device: DeviceId(0x10),
                 address: "127.0.0.1:7701".into(),
+                name: String::new(),
             },
         )]),
         former_writers: GenVector::new(),

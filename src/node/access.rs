@@ -141,7 +141,18 @@ impl Node {
         rows: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<()> {
         let held = self.held_syncgroups(db)?;
-        local_writes_allowed(&held, self.identity().fingerprint(), rows)
+        let declared = self.declared_scopes(db);
+        local_writes_allowed(&held, &declared, self.identity().fingerprint(), rows)
+    }
+
+    /// Every scope of `db` a declared peer shares (config file, `peer add`).
+    pub(super) fn declared_scopes(&self, db: &DbName) -> Vec<Scope> {
+        self.peers()
+            .declared()
+            .into_iter()
+            .filter_map(|peer| peer.databases.get(db.as_str()).cloned())
+            .flatten()
+            .collect()
     }
 
     /// The syncgroups of `db` this node holds (created, joined or accepted) and has not left:
@@ -151,11 +162,15 @@ impl Node {
     }
 }
 
-/// The rule of [`Node::check_local_writes`] over the held syncgroups `held`, for the node
+/// The rule of [`Node::check_local_writes`] over the held syncgroups `held` (each as
+/// [`crate::syncgroup::LocalState::held_copy`] gives it: without this node's entries once an
+/// admin said it lost it) and the scopes `declared` peers share in the database, for the node
 /// `me`: `NoAccess:` for the first row a syncgroup covers where `me` holds no Write in any
-/// syncgroup covering it.
+/// syncgroup covering it and no declared peer shares it. The message says why: this node was
+/// ejected, its Read revoked, or it may only read.
 pub(super) fn local_writes_allowed<'a>(
     held: &[Syncgroup],
+    declared: &[Scope],
     me: &Fingerprint,
     rows: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<()> {
@@ -167,10 +182,20 @@ pub(super) fn local_writes_allowed<'a>(
             .iter()
             .filter(|sg| sg.spec.covers(table, row))
             .collect();
-        if !covering.is_empty() && !covering.iter().any(|sg| sg.allows(Tag::Write, me)) {
+        let shared_otherwise = covering.iter().any(|sg| sg.allows(Tag::Write, me))
+            || declared.iter().any(|scope| scope.covers(table, row));
+        if let (Some(sg), false) = (covering.first(), shared_otherwise) {
+            let why = if !sg.joiners.contains_key(me) {
+                "which ejected this node (ask an admin for a new invite, then `syncbase sg join`)"
+            } else if !sg.allows(Tag::Read, me) {
+                "where this node's Read was revoked (once an admin grants it again, run \
+                 `syncbase sg join NAME --admin ADMIN_FINGERPRINT`)"
+            } else {
+                "where this node may only read"
+            };
             return Err(Error::NoAccess(format!(
-                "row {table}:{row} is shared by syncgroup {}, where this node may only read",
-                covering[0].name
+                "row {table}:{row} is shared by syncgroup {}, {why}",
+                sg.name
             )));
         }
     }
@@ -246,6 +271,7 @@ mod tests {
             is_server: false,
             device: DeviceId(device),
             address: String::new(),
+            name: String::new(),
         };
         Syncgroup {
             id: SyncgroupId(7),

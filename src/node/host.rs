@@ -2,6 +2,8 @@
 //! decisions in `access`, syncgroup metadata in `syncgroups`, epochs in `epoch`, commits on
 //! blocking threads through `Node::write`).
 
+use std::collections::BTreeMap;
+
 use super::Node;
 use crate::changes::ChangeReceiver;
 use crate::error::Result;
@@ -16,7 +18,9 @@ use crate::sync::host::{Host, WriterCheck};
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
 use crate::sync::screen::{IncomingPage, Screened};
-use crate::syncgroup::{MemberInfo, SyncgroupName, SyncgroupRecord, SyncgroupView};
+use crate::syncgroup::{
+    MemberInfo, Removal, SyncgroupId, SyncgroupName, SyncgroupRecord, SyncgroupView,
+};
 
 impl Host for Node {
     fn store(&self) -> &Store {
@@ -54,6 +58,24 @@ impl Host for Node {
         wanted: &SyncgroupKnowledge,
     ) -> Result<SyncgroupDeltas> {
         Node::syncgroup_deltas(self, peer, db, wanted)
+    }
+
+    fn syncgroup_removals(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+        wanted: &SyncgroupKnowledge,
+    ) -> Result<BTreeMap<SyncgroupId, Removal>> {
+        Node::syncgroup_removals(self, peer, db, wanted)
+    }
+
+    async fn take_removals(
+        &self,
+        db: DbName,
+        sender: Fingerprint,
+        removals: BTreeMap<SyncgroupId, Removal>,
+    ) -> Result<()> {
+        Node::take_removals(self, db, sender, removals).await
     }
 
     fn syncgroups_shared_with(

@@ -70,6 +70,9 @@ pub struct Node {
     resolver: Arc<dyn Resolver>,
     network: Network,
     peer_address: OnceLock<String>,
+    /// The name this node shows fellow members (config `name`, default the host name; unset:
+    /// none, a node assembled from parts).
+    name: OnceLock<String>,
     redial_max: Duration,
     role: Role,
     collect: collect::CollectSettings,
@@ -148,6 +151,7 @@ impl Node {
         };
         let marker_dir = epoch::marker_dir(&config.data_dir, &storage_config.backend);
         let node = Node::build(parts, marker_dir, Some(data_dir_lock))?;
+        node.name.get_or_init(|| config.node_name());
         node.load_peers(config)?;
         node.refresh_syncgroup_peers()?;
         Ok(node)
@@ -184,6 +188,7 @@ impl Node {
             resolver: Arc::new(LastWriterWins),
             network: parts.network,
             peer_address: OnceLock::new(),
+            name: OnceLock::new(),
             redial_max: parts.redial_max,
             role: parts.role,
             collect: parts.collect,
@@ -192,6 +197,12 @@ impl Node {
             marker_dir,
             _data_dir_lock: data_dir_lock,
         })
+    }
+
+    /// The name this node shows its fellow syncgroup members beside its fingerprint ("" if
+    /// none): the config's `name` or the host name. Never an identity.
+    pub fn name(&self) -> &str {
+        self.name.get().map_or("", String::as_str)
     }
 
     /// The rule this node settles conflicts by: [`LastWriterWins`].
@@ -284,9 +295,11 @@ impl Node {
     /// One attempt at [`Node::commit`].
     async fn commit_once(&self, db: DbName, mutations: Vec<Mutation>) -> Result<Vec<bool>> {
         let me = self.identity().fingerprint().clone();
+        let declared = self.declared_scopes(&db);
         self.write(move |store| {
             store.commit_checked(&db, &mutations, |held| {
-                access::local_writes_allowed(held, &me, mutations.iter().map(Mutation::row))
+                let rows = mutations.iter().map(Mutation::row);
+                access::local_writes_allowed(held, &declared, &me, rows)
             })
         })
         .await
@@ -300,9 +313,11 @@ impl Node {
         freeing: bool,
     ) -> Result<Vec<bool>> {
         let me = self.identity().fingerprint().clone();
+        let declared = self.declared_scopes(&db);
         self.write(move |store| {
             store.commit_checked_as(&db, &mutations, freeing, |held| {
-                access::local_writes_allowed(held, &me, mutations.iter().map(Mutation::row))
+                let rows = mutations.iter().map(Mutation::row);
+                access::local_writes_allowed(held, &declared, &me, rows)
             })
         })
         .await

@@ -23,8 +23,8 @@ use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
 use crate::syncgroup::invite::{Grant, Invite, InviteToken, hash_secret};
 use crate::syncgroup::{
-    LocalState, MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName,
-    SyncgroupRecord, SyncgroupView, Tag, new_spec_version,
+    LocalState, MemberInfo, Permissions, Removal, Removed, Spec, Status, Syncgroup, SyncgroupId,
+    SyncgroupName, SyncgroupRecord, SyncgroupView, Tag, new_spec_version,
 };
 
 /// Most uses one invite can be minted with.
@@ -42,6 +42,7 @@ impl Node {
                 Role::Leaf => String::new(),
                 Role::Normal | Role::Server => self.peer_address(),
             },
+            name: self.name().to_owned(),
         }
     }
 
@@ -203,6 +204,7 @@ impl Node {
                 ))),
                 Some(mut existing) if !existing.record.stamp.is_provisional() => {
                     existing.local.left = false;
+                    existing.local.removed = None;
                     existing.local.pending = local.pending;
                     existing.local.settle();
                     txn.put_local(&sg.db, sg.id, &existing.local)?;
@@ -420,6 +422,91 @@ impl Node {
         self.store().syncgroup_deltas(db, &served)
     }
 
+    /// For `peer`, which asked for the syncgroups in `wanted`: how it lost each one it may no
+    /// longer read (`Ejected` if it is no member, `ReadRevoked` if it is one without Read),
+    /// among those this node holds, has not left, has settled, and administers (its own
+    /// removal applied). A peer that never was a member and names a syncgroup's id is told
+    /// `Ejected` too: the notice says only that it may not read it, as `NoAccess:` does.
+    pub fn syncgroup_removals(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+        wanted: &SyncgroupKnowledge,
+    ) -> Result<BTreeMap<SyncgroupId, Removal>> {
+        let me = self.identity().fingerprint();
+        let mut removals = BTreeMap::new();
+        for id in wanted.keys() {
+            let Some(view) = self.store().syncgroup(db, *id)? else {
+                continue;
+            };
+            let settled = !view.local.left && view.local.pending.is_none();
+            let sg = view.local.held_copy(view.record.sg);
+            if !settled || !sg.allows(Tag::Admin, me) || sg.allows(Tag::Read, peer) {
+                continue;
+            }
+            let how = if sg.joiners.contains_key(peer) {
+                Removal::ReadRevoked
+            } else {
+                Removal::Ejected
+            };
+            removals.insert(*id, how);
+        }
+        Ok(removals)
+    }
+
+    /// Takes an admin's removal notices ([`Node::syncgroup_removals`] on its side): each for
+    /// a syncgroup of `db` held here, not left, in whose copy here `sender` holds Admin, is
+    /// recorded in its local state (`sg show`: Ejected / Read revoked); from then on this
+    /// node no longer syncs it and refuses its app's writes under its prefixes, unless
+    /// another syncgroup or a declared peer shares the row (`node::access`). A notice that
+    /// changes nothing commits nothing.
+    pub async fn take_removals(
+        &self,
+        db: DbName,
+        sender: Fingerprint,
+        removals: BTreeMap<SyncgroupId, Removal>,
+    ) -> Result<()> {
+        let me = self.identity().fingerprint().clone();
+        let mut taken = Vec::new();
+        for (id, how) in removals {
+            if let Some(view) = self.store().syncgroup(&db, id)?
+                && removal_is_news(&view, &sender, how)
+            {
+                taken.push((id, how));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let now = self.env().now_nanos();
+        self.change_syncgroups(move |txn| {
+            for (id, how) in taken {
+                let Some(mut view) = txn.by_id(db.as_str(), id)? else {
+                    continue;
+                };
+                if !removal_is_news(&view, &sender, how) {
+                    continue;
+                }
+                tracing::warn!(
+                    syncgroup = %view.record.sg.name,
+                    admin = %sender,
+                    "an admin says this node lost the syncgroup: {}; it stops syncing it and \
+                     refuses writes under its prefixes",
+                    how.label()
+                );
+                view.local.removed = Some(Removed {
+                    how,
+                    by: sender.clone(),
+                    member: me.clone(),
+                    at_nanos: now,
+                });
+                txn.put_local(db.as_str(), id, &view.local)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Applies syncgroup versions and knowledge from the authenticated peer `sender`.
     pub async fn apply_syncgroups(
         &self,
@@ -482,27 +569,37 @@ impl Node {
             .into_iter()
             .filter(|view| {
                 let sg = &view.record.sg;
-                !view.local.left && sg.joiners.contains_key(peer) && sg.allows(Tag::Read, peer)
+                !view.local.left
+                    && view.local.removed.is_none()
+                    && sg.joiners.contains_key(peer)
+                    && sg.allows(Tag::Read, peer)
             })
             .map(|view| (view.record.sg.id, view.local.knowledge))
             .collect())
     }
 
     /// Recomputes the peers syncgroup membership makes: every other member holding Read (for a
-    /// leaf, only server members), sharing the prefixes of the syncgroups this node has not
-    /// left. A member without an address is never dialled; it is synced when it connects.
+    /// leaf, the server members, and the admins advertising an address while no server member
+    /// is an admin: only an admin's versions settle its copy and tell it of later members),
+    /// sharing the prefixes of the syncgroups this node has not left nor lost. A member
+    /// without an address is never dialled; it is synced when it connects.
     pub fn refresh_syncgroup_peers(&self) -> Result<()> {
         let me = self.identity().fingerprint();
         let leaf = self.role == Role::Leaf;
         let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
         for view in self.store().all_syncgroups()? {
             let sg = &view.record.sg;
-            if view.local.left {
+            if view.local.left || view.local.removed.is_some() {
                 continue;
             }
+            let server_admin = sg.joiners.iter().any(|(member, info)| {
+                member != me && info.is_server && dialable_admin(sg, member, info)
+            });
             for (member, info) in &sg.joiners {
+                let leaf_dials =
+                    info.is_server || (!server_admin && dialable_admin(sg, member, info));
                 let unwanted =
-                    member == me || (leaf && !info.is_server) || !sg.allows(Tag::Read, member);
+                    member == me || (leaf && !leaf_dials) || !sg.allows(Tag::Read, member);
                 if unwanted {
                     continue;
                 }
@@ -512,10 +609,14 @@ impl Node {
                     databases: BTreeMap::new(),
                     from_config: false,
                     syncgroups: BTreeSet::new(),
+                    name: String::new(),
                 });
                 peer.syncgroups.insert(sg.id);
                 if peer.address.is_empty() {
                     peer.address.clone_from(&info.address);
+                }
+                if peer.name.is_empty() {
+                    peer.name.clone_from(&info.name);
                 }
                 peer.databases
                     .entry(sg.db.clone())
@@ -525,6 +626,70 @@ impl Node {
         }
         self.peers().set_derived(derived);
         Ok(())
+    }
+
+    /// While this node's copy of a syncgroup is pending: what it waits for and what to do, in
+    /// one line ("" if it is not pending). It waits for the syncgroup's metadata from an
+    /// admin (only admins' versions are taken): from the admins it dials, or, when none
+    /// advertises an address it may dial, for one to connect here.
+    pub fn waiting_for(&self, view: &SyncgroupView) -> String {
+        if view.local.pending.is_none() || view.local.left || view.local.removed.is_some() {
+            return String::new();
+        }
+        let me = self.identity().fingerprint();
+        let sg = &view.record.sg;
+        let admins: Vec<&Fingerprint> = sg
+            .joiners
+            .keys()
+            .filter(|member| *member != me && sg.allows(Tag::Admin, member))
+            .collect();
+        let dialled: Vec<String> = admins
+            .iter()
+            .filter_map(|admin| {
+                self.peers()
+                    .get(admin)
+                    .filter(|peer| !peer.address.is_empty())
+            })
+            .map(|peer| {
+                let status = self.peers().status(&peer.fingerprint);
+                let error = status
+                    .and_then(|status| status.last_error)
+                    .map(|error| format!(", last error: {error}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} at {}{error}",
+                    self.peer_label(&peer.fingerprint),
+                    peer.address
+                )
+            })
+            .collect();
+        if !dialled.is_empty() {
+            return format!(
+                "waiting for the syncgroup's metadata from an admin, dialled here: {}; check \
+                 that one runs and is reachable from this node",
+                dialled.join("; ")
+            );
+        }
+        let why = if self.role == Role::Leaf {
+            "this node is a leaf and no admin advertises an address it could dial"
+        } else {
+            "no admin advertises an address this node could dial"
+        };
+        format!(
+            "waiting for an admin to connect here ({why}); make a member with a peer listener \
+             an admin (`syncbase sg grant {} FINGERPRINT admin` on an admin), ideally one \
+             started with `--role server`, or run the admin with a peer listener",
+            sg.name
+        )
+    }
+
+    /// A peer as status lines name it: its fingerprint, and its name in parentheses if it
+    /// has one (a local label, else the name it chose as a member).
+    pub fn peer_label(&self, peer: &Fingerprint) -> String {
+        match self.peers().get(peer).map(|config| config.name) {
+            Some(name) if !name.is_empty() => format!("{peer} ({name})"),
+            _ => peer.to_string(),
+        }
     }
 
     /// The address an invite names (this node's peer listener), after checking `uses`.
@@ -558,6 +723,19 @@ impl Node {
         self.refresh_syncgroup_peers()?;
         Ok(outcome)
     }
+}
+
+/// Whether a removal notice `how` from `sender` changes what this node holds of `view`: a
+/// syncgroup it has not left, where `sender` holds Admin in its copy, not yet marked so.
+fn removal_is_news(view: &SyncgroupView, sender: &Fingerprint, how: Removal) -> bool {
+    !view.local.left
+        && view.record.sg.allows(Tag::Admin, sender)
+        && view.local.removed.as_ref().map(|removed| removed.how) != Some(how)
+}
+
+/// Whether `member` holds Admin in `sg` and advertises an address to dial.
+fn dialable_admin(sg: &Syncgroup, member: &Fingerprint, info: &MemberInfo) -> bool {
+    !info.address.is_empty() && sg.allows(Tag::Admin, member)
 }
 
 /// Whether this node (`me`), the host of the syncgroup, should mark its copy `Running`: a

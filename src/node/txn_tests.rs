@@ -144,6 +144,7 @@ fn add_writer(node: &Node, name: &SyncgroupName, member: &Fingerprint, device: D
                 is_server: false,
                 device,
                 address: String::new(),
+                name: String::new(),
             };
             view.record.sg.joiners.insert(member.clone(), info);
             txn.write_version(view.record.sg, view.local)

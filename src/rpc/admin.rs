@@ -37,7 +37,8 @@ pub fn read_peer_spec(spec: peer_spec::Reader<'_>) -> Result<PeerConfig> {
         fingerprint,
         text(spec.get_database())?,
         scopes,
-    )
+    )?
+    .named(text(spec.get_name())?)
 }
 
 /// Fills a `PeerStatus` list entry.
@@ -59,6 +60,7 @@ pub fn write_peer_status(
     out.set_records_pending_in(status.pending_in);
     out.set_records_refused(status.records_refused);
     out.set_from_config(config.from_config);
+    out.set_name(config.name.as_str());
     let mut databases = out.init_databases(config.databases.len() as u32);
     for (i, (db, scopes)) in config.databases.iter().enumerate() {
         let mut entry = databases.reborrow().get(i as u32);

@@ -41,14 +41,24 @@ fn name(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<SyncgroupName,
     SyncgroupName::parse(text(reader)?)
 }
 
-/// Fills a `SyncgroupInfo`.
-pub fn write_info(view: &SyncgroupView, mut out: syncgroup_info::Builder<'_>) {
+/// Fills a `SyncgroupInfo`: with how this node lost it if an admin said so (and the
+/// syncgroup without this node's entries), and while pending what it waits for
+/// (`Node::waiting_for`).
+pub fn write_info(node: &Node, view: &SyncgroupView, mut out: syncgroup_info::Builder<'_>) {
     out.set_database(view.record.sg.db.as_str());
     out.set_pending(view.local.pending.is_some());
     out.set_left(view.local.left);
+    if let Some(removed) = &view.local.removed {
+        out.set_removed(removed.how.label());
+        out.set_removed_by(removed.by.as_str());
+    }
+    out.set_waiting_for(node.waiting_for(view).as_str());
     let publisher = view.local.remote_publisher.as_ref();
     out.set_publisher(publisher.map(|p| p.as_str()).unwrap_or_default());
-    write_syncgroup(&view.record.sg, out.init_sg());
+    // Once an admin said this node lost it, the copy as this node holds it: without its own
+    // entries (the version that removed it never reaches it).
+    let held = view.local.held_copy(view.record.sg.clone());
+    write_syncgroup(&held, out.init_sg());
 }
 
 impl syncgroups::Server for SyncgroupsImpl {
@@ -82,7 +92,7 @@ impl syncgroups::Server for SyncgroupsImpl {
             let secret = invite.as_ref().map(|invite| invite.secret.as_str());
             view = membership::publish(&self.node, &self.dialer(), &name, &host, secret).await?;
         }
-        write_info(&view, results.get().init_sg());
+        write_info(&self.node, &view, results.get().init_sg());
         Ok(())
     }
 
@@ -117,7 +127,7 @@ impl syncgroups::Server for SyncgroupsImpl {
                 .await?
             }
         };
-        write_info(&view, results.get().init_sg());
+        write_info(&self.node, &view, results.get().init_sg());
         Ok(())
     }
 
@@ -133,7 +143,7 @@ impl syncgroups::Server for SyncgroupsImpl {
         let views = self.node.list_syncgroups(db.as_ref())?;
         let mut list = results.get().init_syncgroups(views.len() as u32);
         for (i, view) in views.iter().enumerate() {
-            write_info(view, list.reborrow().get(i as u32));
+            write_info(&self.node, view, list.reborrow().get(i as u32));
         }
         Ok(())
     }
@@ -144,7 +154,7 @@ impl syncgroups::Server for SyncgroupsImpl {
         mut results: syncgroups::GetResults,
     ) -> capnp::Result<()> {
         let view = self.node.syncgroup_view(&name(params.get()?.get_name())?)?;
-        write_info(&view, results.get().init_sg());
+        write_info(&self.node, &view, results.get().init_sg());
         Ok(())
     }
 
@@ -159,7 +169,7 @@ impl syncgroups::Server for SyncgroupsImpl {
         let version = text(params.get_version())?.to_owned();
         let me = self.node.identity().fingerprint().clone();
         let view = self.node.set_spec(me, name, spec, version).await?;
-        write_info(&view, results.get().init_sg());
+        write_info(&self.node, &view, results.get().init_sg());
         Ok(())
     }
 
@@ -222,7 +232,7 @@ impl syncgroups::Server for SyncgroupsImpl {
     ) -> capnp::Result<()> {
         let name = name(params.get()?.get_name())?;
         let view = self.node.accept_proposal(name).await?;
-        write_info(&view, results.get().init_sg());
+        write_info(&self.node, &view, results.get().init_sg());
         Ok(())
     }
 

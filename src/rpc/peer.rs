@@ -18,7 +18,7 @@ use crate::rpc::limits::ConnectionBudget;
 use crate::rpc::push::{PageRoom, WindowedPush};
 use crate::rpc::syncgroup_wire::{
     identity, read_member_info, read_spec, read_syncgroup, read_syncgroup_knowledge,
-    write_syncgroup, write_syncgroup_knowledge, write_syncgroup_record,
+    write_removals, write_syncgroup, write_syncgroup_knowledge, write_syncgroup_record,
 };
 use crate::rpc::wire::{self, read_vector, write_vector};
 use crate::schema::sync_capnp::{delta_sink, sync, syncgroup_admin};
@@ -107,8 +107,11 @@ impl SyncImpl {
             pusher: WindowedPush::new(self.budget.clone(), PUSH_WINDOW)?,
             device: self.node.store().device(),
         };
-        respond(&*self.node, &self.peer, &db, known, live, &mut sink).await?;
-        sink.pusher.finish().await
+        // A call refused after pushing removal notices still waits for them to be taken.
+        let responded = respond(&*self.node, &self.peer, &db, known, live, &mut sink).await;
+        let finished = sink.pusher.finish().await;
+        responded?;
+        finished
     }
 }
 
@@ -469,6 +472,10 @@ impl SyncgroupSink for CapnpSyncgroupSink {
                 .reborrow()
                 .get(page.records.len() as u32)
                 .init_resp_vec(),
+        );
+        write_removals(
+            &page.removals,
+            request.get().init_removals(page.removals.len() as u32),
         );
         self.pusher.send(room, request).await.map_err(pushed)
     }

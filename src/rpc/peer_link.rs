@@ -123,6 +123,14 @@ async fn sync_back(
                 tracing::debug!(%peer, "{message}");
                 node.peers().update_status(peer, |status| status.last_error = Some(message));
             }
+            // The connection is the peer's: its own calls on it (a join at this admin from a
+            // member that left and joins again, whose sessions refuse ours) go on until it
+            // hangs up. Closing it here failed them with "client requested disconnect".
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {}
+                ended = driver.run() => tracing::debug!(%ended, "peer connection ended"),
+            }
         }
     }
     node.peers()
@@ -555,6 +563,7 @@ mod tests {
                     is_server: false,
                     device: DeviceId(42),
                     address: "stub:1".into(),
+                    name: String::new(),
                 };
                 view.record.sg.joiners.insert(stub_identity(), info);
                 txn.write_version(view.record.sg, view.local)

@@ -69,5 +69,8 @@ fn decode_syncgroup_push(params: &delta_sink::PushParams) -> Result<SyncgroupPag
     let params = params.get()?;
     let mut page = decode_syncgroup_page(params.get_batch()?)?;
     page.more = params.get_remaining() != 0;
+    if params.has_removals() {
+        page.removals = crate::rpc::syncgroup_wire::read_removals(params.get_removals()?)?;
+    }
     Ok(page)
 }

@@ -12,13 +12,13 @@ use crate::identity::Fingerprint;
 use crate::rpc::wire::{malformed, read_vector, text, write_vector};
 use crate::schema::types_capnp::{
     AccessTag, SyncgroupStatus, access_list, knowledge, permissions, syncgroup,
-    syncgroup_member_info, syncgroup_rec, syncgroup_spec,
+    syncgroup_member_info, syncgroup_rec, syncgroup_removal, syncgroup_spec,
 };
 use crate::store::{SyncgroupKnowledge, Version};
 use crate::syncgroup::access::AccessList;
 use crate::syncgroup::{
-    MemberInfo, Permissions, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord,
-    Tag, VersionStamp,
+    MemberInfo, Permissions, Removal, Spec, Status, Syncgroup, SyncgroupId, SyncgroupName,
+    SyncgroupRecord, Tag, VersionStamp,
 };
 
 /// Fills `out` with `spec`.
@@ -129,12 +129,49 @@ fn from_access_tag(tag: AccessTag) -> Tag {
     }
 }
 
+/// Fills `out` with removal notices (one per syncgroup).
+pub fn write_removals(
+    removals: &BTreeMap<SyncgroupId, Removal>,
+    mut out: capnp::struct_list::Builder<'_, syncgroup_removal::Owned>,
+) {
+    for (i, (id, how)) in removals.iter().enumerate() {
+        let mut notice = out.reborrow().get(i as u32);
+        notice.set_id(id.0);
+        notice.set_how(match how {
+            Removal::Ejected => syncgroup_removal::How::Ejected,
+            Removal::ReadRevoked => syncgroup_removal::How::ReadRevoked,
+        });
+    }
+}
+
+/// Decodes removal notices: ids non-zero, each once (`InvalidArgument:` otherwise).
+pub fn read_removals(
+    reader: capnp::struct_list::Reader<'_, syncgroup_removal::Owned>,
+) -> Result<BTreeMap<SyncgroupId, Removal>> {
+    let mut removals = BTreeMap::new();
+    for notice in reader.iter() {
+        let how = match notice.get_how() {
+            Ok(syncgroup_removal::How::Ejected) => Removal::Ejected,
+            Ok(syncgroup_removal::How::ReadRevoked) => Removal::ReadRevoked,
+            Err(_) => return Err(Error::invalid("unknown kind of syncgroup removal")),
+        };
+        let id = SyncgroupId(notice.get_id());
+        if id.0 == 0 || removals.insert(id, how).is_some() {
+            return Err(Error::invalid(
+                "a syncgroup removal names id 0 or a syncgroup twice",
+            ));
+        }
+    }
+    Ok(removals)
+}
+
 /// Fills `out` with `info`.
 pub fn write_member_info(info: &MemberInfo, mut out: syncgroup_member_info::Builder<'_>) {
     out.set_sync_priority(info.sync_priority);
     out.set_is_server(info.is_server);
     out.set_device_id(info.device.0);
     out.set_address(info.address.as_str());
+    out.set_name(info.name.as_str());
 }
 
 /// Decodes member info (device 0 is left for the caller to refuse).
@@ -143,11 +180,14 @@ pub fn read_member_info(reader: syncgroup_member_info::Reader<'_>) -> Result<Mem
     if address.len() > 256 {
         return Err(Error::invalid("member address is longer than 256 bytes"));
     }
+    let name = text(reader.get_name())?;
+    crate::syncgroup::check_member_name(name)?;
     Ok(MemberInfo {
         sync_priority: reader.get_sync_priority(),
         is_server: reader.get_is_server(),
         device: DeviceId(reader.get_device_id()),
         address: address.to_owned(),
+        name: name.to_owned(),
     })
 }
 
@@ -323,6 +363,7 @@ mod tests {
                     is_server: false,
                     device: DeviceId(u64::MAX - i as u64),
                     address: format!("host-{i}.example:7701"),
+                    name: String::new(),
                 },
             );
         }
@@ -413,6 +454,7 @@ mod tests {
                         is_server: true,
                         device: DeviceId(5),
                         address: "h:1".into(),
+                        name: String::new(),
                     },
                 )]),
                 former_writers: [(DeviceId(9), Generation::new(4))].into_iter().collect(),

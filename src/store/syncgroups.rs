@@ -188,6 +188,11 @@ impl SyncgroupTxn<'_> {
         find_by_name(self.txn.as_ref(), name)
     }
 
+    /// The syncgroup `id` of database `db`, if held.
+    pub fn by_id(&self, db: &str, id: SyncgroupId) -> Result<Option<SyncgroupView>> {
+        load(self.txn.as_ref(), db, id)
+    }
+
     /// Like [`SyncgroupTxn::find`], failing with `NoExist` for an unknown name.
     pub fn get(&self, name: &SyncgroupName) -> Result<SyncgroupView> {
         self.find(name)?
@@ -421,7 +426,7 @@ pub(super) fn held(txn: &dyn syncbase_storage::ReadTxn, db: &str) -> Result<Vec<
     Ok(views(txn, db)?
         .into_iter()
         .filter(|view| !view.local.left)
-        .map(|view| view.record.sg)
+        .map(|view| view.local.held_copy(view.record.sg))
         .collect())
 }
 
@@ -492,6 +497,7 @@ mod tests {
                     is_server: false,
                     device: DeviceId(1),
                     address: String::new(),
+                    name: String::new(),
                 },
             )]),
             former_writers: GenVector::new(),

@@ -697,6 +697,7 @@ fn large_syncgroup(id: u64, suffix: &str, bytes: usize) -> crate::syncgroup::Syn
         is_server: false,
         device: DeviceId(1),
         address: String::new(),
+        name: String::new(),
     };
     Syncgroup {
         id: SyncgroupId(id),

@@ -16,6 +16,7 @@
 //! - the change feed: a watch channel bumped after every commit (`subscribe`), which wakes
 //!   live streams (push, never poll), and the time status readings are stamped with.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::changes::ChangeReceiver;
@@ -30,7 +31,9 @@ use crate::store::{
 use crate::sync::membership::{JoinReply, PublishOutcome, PublishRequest};
 use crate::sync::peers::PeerRegistry;
 use crate::sync::screen::{IncomingPage, Screened};
-use crate::syncgroup::{MemberInfo, Syncgroup, SyncgroupName, SyncgroupRecord, SyncgroupView};
+use crate::syncgroup::{
+    MemberInfo, Removal, Syncgroup, SyncgroupId, SyncgroupName, SyncgroupRecord, SyncgroupView,
+};
 
 /// The node a sync session runs in (see the module doc).
 pub trait Host: 'static {
@@ -66,6 +69,25 @@ pub trait Host: 'static {
         db: &DbName,
         wanted: &SyncgroupKnowledge,
     ) -> Result<SyncgroupDeltas>;
+
+    /// For `peer`, which asked for the syncgroups in `wanted`: how it lost each one it may no
+    /// longer read, among those where this node (not removed itself, settled) holds Admin.
+    fn syncgroup_removals(
+        &self,
+        peer: &Fingerprint,
+        db: &DbName,
+        wanted: &SyncgroupKnowledge,
+    ) -> Result<BTreeMap<SyncgroupId, Removal>>;
+
+    /// Takes removal notices from the authenticated `sender`: each for a syncgroup of `db`
+    /// held here (not left) where `sender` holds Admin in this node's copy is recorded
+    /// (`LocalState::removed`); the others are ignored.
+    fn take_removals(
+        &self,
+        db: DbName,
+        sender: Fingerprint,
+        removals: BTreeMap<SyncgroupId, Removal>,
+    ) -> impl Future<Output = Result<()>>;
 
     /// What to ask `peer` for in `db`: the held syncgroups it reads, with this node's knowledge.
     fn syncgroups_shared_with(&self, peer: &Fingerprint, db: &DbName)

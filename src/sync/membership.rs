@@ -106,6 +106,7 @@ pub async fn publish<H: Host, D: Dialer>(
             is_server: false,
             device: peer.device_info().await?,
             address: address.clone(),
+            name: String::new(),
         };
         let view = host
             .admit_host(name.clone(), publishee.clone(), info)

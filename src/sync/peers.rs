@@ -30,6 +30,10 @@ pub struct PeerConfig {
     /// the set changes, so the syncgroup metadata session asks for the new set.
     #[serde(skip)]
     pub syncgroups: BTreeSet<SyncgroupId>,
+    /// Its name: a declared peer's local label (`peer add --name`), a derived peer's chosen
+    /// name as a syncgroup member; "" if none. Shown beside the fingerprint, never trusted.
+    #[serde(default)]
+    pub name: String,
 }
 
 impl PeerConfig {
@@ -60,7 +64,16 @@ impl PeerConfig {
             databases,
             from_config: false,
             syncgroups: BTreeSet::new(),
+            name: String::new(),
         })
+    }
+
+    /// The same peer with the local label `name` (checked: at most 64 bytes, no control
+    /// characters; `InvalidArgument:` otherwise).
+    pub fn named(mut self, name: &str) -> Result<PeerConfig> {
+        crate::syncgroup::check_member_name(name)?;
+        self.name = name.to_owned();
+        Ok(self)
     }
 
     /// Whether this peer may ask for records under `scope` of `database`.
@@ -131,6 +144,9 @@ impl Entry {
             (Some(declared), Some(derived)) => {
                 let mut merged = declared.clone();
                 merged.syncgroups.clone_from(&derived.syncgroups);
+                if merged.name.is_empty() {
+                    merged.name.clone_from(&derived.name);
+                }
                 for (db, scopes) in &derived.databases {
                     merged
                         .databases
@@ -149,6 +165,9 @@ impl Entry {
 fn merge_declaration(declared: &mut PeerConfig, config: PeerConfig) {
     declared.address = config.address;
     declared.from_config |= config.from_config;
+    if !config.name.is_empty() {
+        declared.name = config.name;
+    }
     for (db, scopes) in config.databases {
         declared.databases.entry(db).or_default().extend(scopes);
     }

@@ -23,7 +23,7 @@ use crate::names::DbName;
 use crate::store::{SyncgroupDeltas, SyncgroupKnowledge};
 use crate::sync::host::Host;
 use crate::sync::responder::{once_it_holds, wait_for_change};
-use crate::syncgroup::{SyncgroupId, SyncgroupRecord};
+use crate::syncgroup::{Removal, SyncgroupId, SyncgroupRecord};
 
 /// One page of syncgroup metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +33,9 @@ pub struct SyncgroupPage {
     /// Whether versions were left for the next page: the round has not ended (sent as the
     /// push's `remaining`, 1 or 0).
     pub more: bool,
+    /// For syncgroups asked for that the initiator may no longer read, where the responder
+    /// holds Admin: how the initiator lost each (`Host::syncgroup_removals`).
+    pub removals: BTreeMap<SyncgroupId, Removal>,
 }
 
 /// Where syncgroup pages go.
@@ -47,7 +50,10 @@ pub trait SyncgroupSink {
 
 /// Streams syncgroup metadata of `db` to `peer`, starting from its `knowledge`, in pages
 /// bounded by `paging::SYNCGROUPS` (a page's knowledge covers only the syncgroups it settles,
-/// so a version left for the next page is never claimed as sent).
+/// so a version left for the next page is never claimed as sent). Each page carries the
+/// removal notices of the syncgroups asked for that `peer` may no longer read (sent again
+/// only when they change); when it may read none, the notices go alone in one page and the
+/// call fails `NoAccess:` as before.
 pub async fn respond(
     node: &impl Host,
     peer: &Fingerprint,
@@ -59,6 +65,7 @@ pub async fn respond(
     let mut commits = node.subscribe();
     let mut peers = node.peers().subscribe();
     let mut last_knowledge: Option<SyncgroupKnowledge> = None;
+    let mut last_removals = BTreeMap::new();
     // A page that said more was coming is always followed by one, so the initiator sees
     // the round end.
     let mut announced_more = false;
@@ -66,23 +73,44 @@ pub async fn respond(
         commits.mark_seen();
         peers.mark_seen();
         let room = sink.room().await?;
+        let removals = node.syncgroup_removals(peer, db, &knowledge)?;
+        let deltas = match node.syncgroup_deltas(peer, db, &knowledge) {
+            Err(Error::NoAccess(why)) => {
+                if !removals.is_empty() && removals != last_removals {
+                    let page = SyncgroupPage {
+                        removals,
+                        ..SyncgroupPage::default()
+                    };
+                    sink.send(room, page).await?;
+                }
+                return Err(Error::NoAccess(why));
+            }
+            deltas => deltas?,
+        };
         let SyncgroupDeltas {
             records,
             knowledge: ours,
             more,
-        } = node.syncgroup_deltas(peer, db, &knowledge)?;
-        if !records.is_empty() || announced_more || last_knowledge.as_ref() != Some(&ours) {
+        } = deltas;
+        let removals_changed = removals != last_removals;
+        if !records.is_empty()
+            || announced_more
+            || removals_changed
+            || last_knowledge.as_ref() != Some(&ours)
+        {
             announced_more = more;
             for (id, vector) in &ours {
                 knowledge.entry(*id).or_default().merge(vector);
             }
             last_knowledge = Some(ours.clone());
+            last_removals = removals.clone();
             sink.send(
                 room,
                 SyncgroupPage {
                     records,
                     knowledge: ours,
                     more,
+                    removals,
                 },
             )
             .await?;
@@ -172,6 +200,17 @@ impl<H: Host> SyncgroupSession<H> {
                 "syncgroup {} was not asked for",
                 id.to_hex()
             )));
+        }
+        if let Some(id) = page.removals.keys().find(|id| !self.asked.contains(id)) {
+            return Err(Error::invalid(format!(
+                "syncgroup {} was not asked for",
+                id.to_hex()
+            )));
+        }
+        if !page.removals.is_empty() {
+            self.node
+                .take_removals(self.db.clone(), self.peer.clone(), page.removals)
+                .await?;
         }
         let mut knowledge = page.knowledge;
         knowledge.retain(|id, _| !self.refused.borrow().contains_key(id));

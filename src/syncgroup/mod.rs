@@ -40,6 +40,20 @@ pub const MAX_PREFIXES: usize = 64;
 pub const MAX_MOUNT_TABLES: usize = 16;
 /// Most members of one syncgroup.
 pub const MAX_MEMBERS: usize = 10_000;
+/// Longest name a node may choose for itself (`serve --name`), or a peer label, in bytes.
+pub const MAX_MEMBER_NAME_BYTES: usize = 64;
+
+/// Checks a node's chosen name or a peer label: at most [`MAX_MEMBER_NAME_BYTES`] bytes, no
+/// control characters ("" is allowed: no name). `InvalidArgument:` otherwise. A name is only
+/// shown, never trusted as an identity, but it is printed on terminals.
+pub fn check_member_name(name: &str) -> Result<()> {
+    if name.len() > MAX_MEMBER_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "name {name:?}: at most {MAX_MEMBER_NAME_BYTES} bytes, no control characters"
+        )));
+    }
+    Ok(())
+}
 
 /// A syncgroup's id: random, non-zero, fixed at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -147,6 +161,10 @@ pub struct MemberInfo {
     pub device: DeviceId,
     /// Its peer listener's host:port ("" if it accepts no connections).
     pub address: String,
+    /// The name its operator chose (`serve --name`, default the host name; "" if none): shown
+    /// beside its fingerprint, never trusted as its identity (the fingerprint is).
+    #[serde(default)]
+    pub name: String,
 }
 
 /// A syncgroup as every member holds it (synced, last writer wins on the whole object).
@@ -194,6 +212,7 @@ impl Syncgroup {
                     "member {member} has device 0 or one of another member's lineage"
                 )));
             }
+            check_member_name(&info.name)?;
         }
         Ok(())
     }
@@ -375,6 +394,43 @@ pub struct LocalState {
     pub remote_publisher: Option<Fingerprint>,
     /// This node left: it no longer syncs the prefixes (its data stays).
     pub left: bool,
+    /// An admin told this node it lost the syncgroup (ejected, or its Read revoked): it no
+    /// longer syncs the prefixes, and its app writes under them fail `NoAccess:` (unless
+    /// another syncgroup or a declared peer shares the row). A join clears it.
+    #[serde(default)]
+    pub removed: Option<Removed>,
+}
+
+/// How a node lost a syncgroup, as an admin of it told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Removal {
+    /// No longer a member: `sg eject`.
+    Ejected,
+    /// Still listed as a member, without Read: `sg revoke` (or a spec change).
+    ReadRevoked,
+}
+
+impl Removal {
+    /// How `sg show`, `sg list` and `status` name it: `Ejected`, `Read revoked`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Removal::Ejected => "Ejected",
+            Removal::ReadRevoked => "Read revoked",
+        }
+    }
+}
+
+/// What this node recorded when an admin told it it lost a syncgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub how: Removal,
+    /// The admin whose notice told it.
+    pub by: Fingerprint,
+    /// This node's identity, as the notice named it (the one [`LocalState::held_copy`] takes
+    /// out of the copy).
+    pub member: Fingerprint,
+    /// When the notice was taken, Unix nanoseconds (the node's `Env` time).
+    pub at_nanos: i64,
 }
 
 impl LocalState {
@@ -388,6 +444,24 @@ impl LocalState {
             self.pending = None;
         }
         caught_up
+    }
+
+    /// The copy this node's access decisions read: `sg` as synced, less this node's own
+    /// entries if an admin told it it lost the syncgroup (out of the members too when
+    /// ejected), since the version that removed it never reaches it (it may no longer read
+    /// the syncgroup's metadata).
+    pub fn held_copy(&self, mut sg: Syncgroup) -> Syncgroup {
+        if let Some(removed) = &self.removed {
+            match removed.how {
+                Removal::Ejected => {
+                    sg.eject(&removed.member);
+                }
+                Removal::ReadRevoked => {
+                    sg.spec.perms.revoke(&removed.member);
+                }
+            }
+        }
+        sg
     }
 
     /// Fails with `BadState` while the node has not caught up with the admin.

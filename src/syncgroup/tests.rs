@@ -10,6 +10,7 @@ fn member(device: u64) -> MemberInfo {
         is_server: false,
         device: DeviceId(device),
         address: String::new(),
+        name: String::new(),
     }
 }
 

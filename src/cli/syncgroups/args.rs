@@ -57,12 +57,15 @@ pub enum SgAction {
         /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
         /// One JSON object: {"name", "id" (16 hex digits), "database", "status" ("running",
-        /// "publish-pending", "publish-rejected"), "spec_version", "creator", "description",
+        /// "publish-pending", "publish-rejected", or how an admin removed this node:
+        /// "Ejected", "Read revoked"), "spec_version", "creator", "description",
         /// "prefixes": [{"table", "prefix"}], "permissions": {TAG: {"allowed": [fingerprint],
-        /// "denied": [fingerprint]}}, "members": [{"fingerprint", "device" (16 hex digits),
-        /// "address" ("" if none), "server": bool}], "pending": bool (catching up with its
-        /// admin), "left": bool, "publisher" (who published it here, or null), "proposal":
-        /// bool (waiting here for `sg accept`)}.
+        /// "denied": [fingerprint]}}, "members": [{"fingerprint", "name" (the member's
+        /// chosen name, or null), "device" (16 hex digits), "address" ("" if none), "server":
+        /// bool}], "pending": bool (catching up with its admin), "left": bool, "publisher" (who
+        /// published it here, or null), "proposal": bool (waiting here for `sg accept`),
+        /// "removed", "removed_by" (the admin that said so), "waiting_for" (what a pending
+        /// copy waits for): each a string or null}.
         #[arg(long)]
         json: bool,
     },

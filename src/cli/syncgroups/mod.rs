@@ -386,3 +386,18 @@ pub(super) fn syncgroups_of(service: &service::Client) -> syncgroups::Client {
         .pipeline
         .get_syncgroups()
 }
+
+/// `status`'s syncgroup lines: one per syncgroup this node lost or whose copy is pending,
+/// with what to do.
+pub(crate) async fn print_attention(service: &service::Client) -> anyhow::Result<()> {
+    let mut request = syncgroups_of(service).list_request();
+    request.get().set_database("");
+    let response = request.send().promise.await.map_err(remote_error)?;
+    for info in response.get()?.get_syncgroups()? {
+        let shown = Shown::read(info)?;
+        for line in shown.attention() {
+            outln!("syncgroup {}: {line}", shown.sg.name)?;
+        }
+    }
+    Ok(())
+}

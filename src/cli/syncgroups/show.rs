@@ -21,6 +21,12 @@ pub struct Shown {
     pub publisher: String,
     /// A proposal waiting here for `sg accept` (it shares nothing yet).
     pub proposal: bool,
+    /// How an admin told this node it lost the syncgroup (`Ejected`, `Read revoked`; "" if
+    /// not), and which admin said so.
+    pub removed: String,
+    pub removed_by: String,
+    /// What a pending copy waits for, and what to do ("" if nothing).
+    pub waiting_for: String,
 }
 
 impl Shown {
@@ -32,6 +38,9 @@ impl Shown {
             left: info.get_left(),
             publisher: info.get_publisher()?.to_str()?.to_owned(),
             proposal: false,
+            removed: info.get_removed()?.to_str()?.to_owned(),
+            removed_by: info.get_removed_by()?.to_str()?.to_owned(),
+            waiting_for: info.get_waiting_for()?.to_str()?.to_owned(),
         })
     }
 
@@ -43,7 +52,38 @@ impl Shown {
             left: false,
             publisher: publisher.to_owned(),
             proposal: true,
+            removed: String::new(),
+            removed_by: String::new(),
+            waiting_for: String::new(),
         }
+    }
+
+    /// This node's state of the syncgroup, a word or two: how an admin said it lost it
+    /// (`Ejected`, `Read revoked`), else its status (`running`, `publish-pending`, ...).
+    pub fn state(&self) -> &str {
+        if self.removed.is_empty() {
+            status(self.sg.status)
+        } else {
+            &self.removed
+        }
+    }
+
+    /// The lines that say what this node's copy needs: how it lost the syncgroup and what to
+    /// do, or what a pending copy waits for. Empty if it needs nothing.
+    pub fn attention(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.removed.is_empty() {
+            lines.push(format!(
+                "{} (an admin, {}, said so): this node no longer syncs it, and app writes \
+                 under its prefixes fail NoAccess; to rejoin, get an invite from an admin and \
+                 run `syncbase sg join`",
+                self.removed, self.removed_by
+            ));
+        }
+        if !self.waiting_for.is_empty() {
+            lines.push(format!("pending: {}", self.waiting_for));
+        }
+        lines
     }
 
     /// What this node adds to the syncgroup's status: pending, left, proposed.
@@ -52,7 +92,7 @@ impl Shown {
         if self.proposal {
             flags.push("proposal: shares nothing until `syncbase sg accept NAME` here");
         }
-        if self.pending {
+        if self.pending && self.removed.is_empty() {
             flags.push("pending (catching up with its admin)");
         }
         if self.left {
@@ -74,7 +114,7 @@ impl Shown {
         let mut facts = Columns::default();
         facts.row(["id".to_owned(), sg.id.to_hex()]);
         facts.row(["database", sg.db.as_str()]);
-        facts.row(["status", status(sg.status)]);
+        facts.row(["status", self.state()]);
         facts.row(["spec version", sg.spec_version.as_str()]);
         facts.row(["creator".to_owned(), sg.creator.to_string()]);
         if !self.publisher.is_empty() {
@@ -110,12 +150,21 @@ impl Shown {
             };
             members.row([
                 member.to_string(),
+                if info.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("({})", info.name)
+                },
                 format!("device {:016x}", info.device.0),
                 address.to_owned(),
                 if info.is_server { "server" } else { "" }.to_owned(),
             ]);
         }
-        members.print("    ")
+        members.print("    ")?;
+        for line in self.attention() {
+            outln!("  {line}")?;
+        }
+        Ok(())
     }
 
     /// `sg list`'s row: name, database, status, members, flags.
@@ -124,7 +173,7 @@ impl Shown {
         let mut row = vec![
             sg.name.to_string(),
             sg.db.clone(),
-            status(sg.status).to_owned(),
+            self.state().to_owned(),
             count(sg.joiners.len() as u64, "member", "members"),
         ];
         if self.proposal {
@@ -161,6 +210,7 @@ impl Shown {
             .map(|(member, info)| {
                 json!({
                     "fingerprint": member.to_string(),
+                    "name": (!info.name.is_empty()).then_some(&info.name),
                     "device": format!("{:016x}", info.device.0),
                     "address": info.address,
                     "server": info.is_server,
@@ -171,7 +221,7 @@ impl Shown {
             "name": sg.name.to_string(),
             "id": sg.id.to_hex(),
             "database": sg.db,
-            "status": status(sg.status),
+            "status": self.state(),
             "spec_version": sg.spec_version,
             "creator": sg.creator.to_string(),
             "description": sg.spec.description,
@@ -182,6 +232,9 @@ impl Shown {
             "left": self.left,
             "publisher": (!self.publisher.is_empty()).then_some(&self.publisher),
             "proposal": self.proposal,
+            "removed": (!self.removed.is_empty()).then_some(&self.removed),
+            "removed_by": (!self.removed_by.is_empty()).then_some(&self.removed_by),
+            "waiting_for": (!self.waiting_for.is_empty()).then_some(&self.waiting_for),
         })
     }
 }

@@ -1,0 +1,112 @@
+//! What a member's CLI says of its standing and of its peers, through `syncbase serve`
+//! processes over TLS: names chosen with `serve --name` shown beside fingerprints (`sg show`
+//! members, `peer list`, `status`), a `peer add --name` label, and after `sg eject` the
+//! ejected node's `sg show`, `sg list` and `status` saying `Ejected` and its put under the
+//! prefix failing `NoAccess:`; after `sg revoke`, `Read revoked`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::process::{Served, eventually_blocking, failure};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A node with a peer listener that shows itself as `name`.
+fn named(name: &str) -> Served {
+    Served::start_in_temp_dir(&["--memory", "--peer-listen", "127.0.0.1:0", "--name", name])
+}
+
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_blocking(what, LIMIT, check);
+}
+
+/// Whether some line of `text` holds every one of `parts` (columns are aligned with
+/// padding, so a test names the cells, not the spaces between them).
+fn has_line(text: &str, parts: &[&str]) -> bool {
+    text.lines()
+        .any(|line| parts.iter().all(|part| line.contains(part)))
+}
+
+/// `member` joins `name` with a fresh read-write invite from `admin`.
+fn join(admin: &Served, member: &Served, name: &str) {
+    let invite = admin.ok(&["sg", "invite", name, "--level", "read-write"]);
+    member.ok(&["sg", "join", invite.trim()]);
+}
+
+#[test]
+fn names_show_beside_fingerprints_and_an_ejected_member_says_so() {
+    let a = named("alice");
+    let b = named("bob");
+    let (a_fp, b_fp) = (a.fingerprint(), b.fingerprint());
+    let name = format!("{}/photos", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t"]);
+    join(&a, &b, &name);
+
+    let shown = b.ok(&["sg", "show", &name]);
+    assert!(has_line(&shown, &[&a_fp, "(alice)", "device "]), "{shown}");
+    assert!(has_line(&shown, &[&b_fp, "(bob)", "device "]), "{shown}");
+    let peers = b.ok(&["peer", "list"]);
+    assert!(has_line(&peers, &[&a_fp, " alice "]), "{peers}");
+    let status = b.ok(&["status"]);
+    assert!(status.contains(&format!("{a_fp} (alice) ")), "{status}");
+    eventually("A to list B by its name", || {
+        has_line(&a.ok(&["peer", "list"]), &[&b_fp, " bob "])
+    });
+    // A local label wins over the name the peer chose.
+    let address = b.peer_addr();
+    a.ok(&[
+        "peer", "add", &address, &b_fp, "db", "u", "--name", "laptop",
+    ]);
+    let peers = a.ok(&["peer", "list"]);
+    assert!(has_line(&peers, &[&b_fp, " laptop "]), "{peers}");
+
+    b.ok(&["put", "db", "t", "before", "1"]);
+    a.ok(&["sg", "eject", &name, &b_fp]);
+    eventually("B to learn it was ejected", || {
+        has_line(&b.ok(&["sg", "show", &name]), &["  status ", " Ejected"])
+    });
+    let shown = b.ok(&["sg", "show", &name]);
+    assert!(
+        shown.contains(&format!("Ejected (an admin, {a_fp}, said so)")),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(&b_fp),
+        "no longer listed as a member or reader: {shown}"
+    );
+    let listed = b.ok(&["sg", "list"]);
+    assert!(has_line(&listed, &[" Ejected ", " 1 member"]), "{listed}");
+    let status = b.ok(&["status"]);
+    assert!(
+        status.contains(&format!("syncgroup {name}: Ejected")),
+        "{status}"
+    );
+    let refused = failure(&b.client(&["put", "db", "t", "after", "2"]));
+    assert!(
+        refused.contains("NoAccess:") && refused.contains("ejected"),
+        "{refused}"
+    );
+    b.ok(&["put", "db", "v", "unshared", "3"]);
+}
+
+#[test]
+fn a_member_whose_read_is_revoked_says_so() {
+    let a = named("alice");
+    let b = named("bob");
+    let name = format!("{}/photos", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t"]);
+    join(&a, &b, &name);
+    eventually("B to catch up", || {
+        !b.ok(&["sg", "show", &name]).contains("pending")
+    });
+    a.ok(&["sg", "revoke", &name, &b.fingerprint()]);
+    eventually("B to learn its Read was revoked", || {
+        has_line(&b.ok(&["sg", "list"]), &[" Read revoked "])
+    });
+    let refused = failure(&b.client(&["put", "db", "t", "after", "2"]));
+    assert!(
+        refused.contains("NoAccess:") && refused.contains("Read was revoked"),
+        "{refused}"
+    );
+}
