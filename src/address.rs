@@ -32,7 +32,7 @@ pub fn check(text: &str) -> Result<&str> {
     if host.starts_with('[') || host.contains(':') {
         return Err(bad("not an IPv6 address in brackets"));
     }
-    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
     if host.is_empty() || !host.chars().all(name_char) {
         return Err(bad(&format!("{host:?} is not a host name")));
     }
