@@ -179,6 +179,24 @@ fn an_error_id_is_named_once() {
         assert_eq!(error.matches("InvalidArgument").count(), 1, "{error}");
         assert!(error.contains("fingerprint"), "{error}");
     }
+    for scope in [
+        &[
+            "peer",
+            "add",
+            "127.0.0.1:9",
+            &"a".repeat(64),
+            "db",
+            "--prefix",
+            "/x",
+        ][..],
+        &["sg", "create", "db", "127.0.0.1:9/x", "--prefix", "/x"][..],
+    ] {
+        let error = failure(&node.client(scope));
+        assert!(
+            error.starts_with("syncbase: error: InvalidArgument: scope \"/x\": "),
+            "{scope:?}: {error}"
+        );
+    }
     assert!(node.stop());
 }
 

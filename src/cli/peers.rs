@@ -137,10 +137,17 @@ fn add_scopes(prefixes: Vec<String>, positional: Vec<String>) -> anyhow::Result<
         );
     }
     let all: Vec<String> = prefixes.into_iter().chain(positional).collect();
-    all.iter()
+    Ok(parse_scopes(&all)?)
+}
+
+/// Parses `TABLE[/PREFIX]` scopes, the one syntax of `peer add`, `peer remove` and `sg
+/// create`; an error names the scope once and its id once (`InvalidArgument: scope "/x":
+/// ...`).
+pub(super) fn parse_scopes(texts: &[String]) -> Result<Vec<Scope>, crate::error::Error> {
+    texts
+        .iter()
         .map(|text| parse_scope(text).map_err(|e| e.context(&format!("scope {text:?}"))))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::new)
+        .collect()
 }
 
 /// Adds a peer sharing the given scopes of one database, and says what changed: a new peer,
@@ -238,10 +245,7 @@ fn remove(
     db: Option<&str>,
     prefixes: &[String],
 ) -> anyhow::Result<()> {
-    let scopes = prefixes
-        .iter()
-        .map(|text| parse_scope(text).map_err(|e| e.context(&format!("scope {text:?}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let scopes = parse_scopes(prefixes)?;
     with_service(target, |service| async move {
         let mut request = service.remove_peer_request();
         request.get().set_fingerprint(fingerprint);

@@ -6,8 +6,6 @@ mod args;
 
 pub use args::SgAction;
 
-use anyhow::Context;
-
 use self::args::{CreateArgs, LevelArg};
 use crate::cli::client::{Target, with_service};
 use crate::cli::output::{OutputError, out, outln};
@@ -17,7 +15,6 @@ use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
 use crate::schema::service_capnp::{InviteLevel, service, syncgroup_info, syncgroups};
 use crate::schema::types_capnp::SyncgroupStatus;
-use crate::sync::peers::parse_scope;
 use crate::syncgroup::access::Level;
 use crate::syncgroup::{Permissions, Spec, Syncgroup};
 
@@ -74,11 +71,7 @@ pub fn run(action: SgAction) -> anyhow::Result<()> {
 
 /// `sg create`: creates the syncgroup and prints it.
 fn create(args: &CreateArgs) -> anyhow::Result<()> {
-    let prefixes = args
-        .prefixes
-        .iter()
-        .map(|prefix| parse_scope(prefix).with_context(|| format!("--prefix {prefix:?}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let prefixes = super::peers::parse_scopes(&args.prefixes)?;
     with_service(&args.target, |service| async move {
         let perms = permissions(&service, args).await?;
         let spec = Spec {
