@@ -48,8 +48,12 @@ interface Service {
   # Starts syncing with a peer, and accepts that peer's connections, for the given database
   # and scopes (merged into any the peer already has). Kept across restarts.
 
-  removePeer @5 (fingerprint :Text) -> (existed :Bool);
-  # Stops syncing with a peer added at run time and refuses its connections.
+  removePeer @5 (fingerprint :Text, database :Text, scopes :List(ScopeSpec)) -> (existed :Bool);
+  # Stops syncing with a peer added at run time and refuses its connections (existed: false
+  # for an unknown peer). With `database` set, stops sharing only `scopes` of that database
+  # (a peer left sharing nothing is removed): `NoExist` if the peer was not added with one of
+  # them. A peer that is also a syncgroup member stays a peer for that syncgroup's prefixes;
+  # one from the config file cannot be removed (`InvalidArgument`).
 
   listPeers @6 () -> (peers :List(PeerStatus));
   # Every peer (from the config file and added at run time) with its sync status.

@@ -47,6 +47,10 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use syncbase_storage::{BACKENDS, StorageConfig};
 
+use crate::identity::Fingerprint;
+use crate::names::DbName;
+use crate::sync::peers::parse_scope;
+
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "syncbase-data";
 /// Default app API address.
@@ -65,6 +69,8 @@ const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The app API address (`HOST:PORT`, read by `address::resolve`).
+    #[serde(deserialize_with = "resolved_address")]
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
     pub log_level: String,
@@ -133,6 +139,28 @@ pub struct DeclaredPeer {
     pub database: String,
     /// `TABLE` or `TABLE/PREFIX` strings.
     pub scopes: Vec<String>,
+}
+
+impl DeclaredPeer {
+    /// Checks every field, each error naming its key (`fingerprint: bad peer fingerprint ...`).
+    fn validate(&self) -> anyhow::Result<()> {
+        crate::address::check(&self.address).context("address")?;
+        Fingerprint::parse(&self.fingerprint).context("fingerprint")?;
+        DbName::parse(&self.database).context("database")?;
+        if self.scopes.is_empty() {
+            bail!("scopes: at least one TABLE or TABLE/PREFIX");
+        }
+        for scope in &self.scopes {
+            parse_scope(scope).with_context(|| format!("scopes: {scope:?}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Deserializes an address with the one `HOST:PORT` parser.
+fn resolved_address<'de, D: serde::Deserializer<'de>>(input: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(input)?;
+    crate::address::resolve(&text).map_err(serde::de::Error::custom)
 }
 
 /// The `[storage]` table.
@@ -208,6 +236,7 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         let config: Config = toml::from_str(text).map_err(|error| one_line(text, &error))?;
         config.validate()?;
+        config.validate_peers()?;
         Ok(config)
     }
 
@@ -269,6 +298,20 @@ impl Config {
             host.pop();
         }
         host
+    }
+
+    /// Checks what a config file says of peers: `sync.peer_listen` and each
+    /// `[[sync.peers]]`, every error naming its key. Only files are checked so: a node built
+    /// in code may run on the memory network, whose addresses are plain names.
+    fn validate_peers(&self) -> anyhow::Result<()> {
+        if let Some(listen) = &self.sync.peer_listen {
+            crate::address::check(listen).context("sync.peer_listen")?;
+        }
+        for (i, peer) in self.sync.peers.iter().enumerate() {
+            peer.validate()
+                .with_context(|| format!("sync.peers[{i}] (address {:?})", peer.address))?;
+        }
+        Ok(())
     }
 
     /// Checks `storage.max_map_size` against `map_size` and `storage.reserve` against the
@@ -411,8 +454,8 @@ mod tests {
             [sync]
             peer_listen = "127.0.0.1:0"
             [[sync.peers]]
-            address = "127.0.0.1:9"
-            fingerprint = "ab"
+            address = "localhost:9"
+            fingerprint = "abababababababababababababababababababababababababababababababab"
             database = "db"
             scopes = ["t", "u/p"]
         "#;
@@ -466,6 +509,48 @@ mod tests {
             "[sync]\nrole = \"boss\"",
         ] {
             assert!(Config::parse(text).is_err(), "{text} should be rejected");
+        }
+    }
+
+    #[test]
+    fn addresses_are_read_by_the_one_parser() {
+        let config = Config::parse("listen = \"localhost:17730\"").unwrap();
+        assert!(config.listen.ip().is_loopback() && config.listen.port() == 17730);
+        let error = Config::parse("listen = \"::1:7700\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("IPv6 address in brackets"), "{error}");
+        let error = format!(
+            "{:#}",
+            Config::parse("[sync]\npeer_listen = \"x\"").unwrap_err()
+        );
+        assert!(error.starts_with("sync.peer_listen: "), "{error}");
+    }
+
+    #[test]
+    fn a_bad_declared_peer_names_its_key() {
+        let peer = |field: &str| {
+            let mut fields = vec![
+                "address = \"127.0.0.1:9\"".to_owned(),
+                format!("fingerprint = \"{}\"", "ab".repeat(32)),
+                "database = \"db\"".to_owned(),
+                "scopes = [\"t\"]".to_owned(),
+            ];
+            let key = field.split(' ').next().unwrap();
+            fields.retain(|line| !line.starts_with(key));
+            fields.push(field.to_owned());
+            let text = format!("[[sync.peers]]\n{}", fields.join("\n"));
+            format!("{:#}", Config::parse(&text).unwrap_err())
+        };
+        for (field, key) in [
+            ("fingerprint = \"xyz\"", "fingerprint: "),
+            ("address = \"nowhere\"", "address: "),
+            ("database = \"\"", "database: "),
+            ("scopes = [\"/p\"]", "scopes: "),
+        ] {
+            let error = peer(field);
+            assert!(error.starts_with("sync.peers[0] "), "{field}: {error}");
+            assert!(error.contains(key), "{field}: {error}");
         }
     }
 

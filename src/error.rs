@@ -103,6 +103,28 @@ impl Error {
         }
     }
 
+    /// The same kind, its message led by `what` (`InvalidArgument: fingerprint: bad peer
+    /// fingerprint ...`): context added without naming the id twice.
+    pub fn context(self, what: &str) -> Error {
+        let lead = |message: String| format!("{what}: {message}");
+        match self {
+            Error::NoAccess(m) => Error::NoAccess(lead(m)),
+            Error::InvalidArgument(m) => Error::InvalidArgument(lead(m)),
+            Error::BadState(m) => Error::BadState(lead(m)),
+            Error::BadVersion(m) => Error::BadVersion(lead(m)),
+            Error::Exist(m) => Error::Exist(lead(m)),
+            Error::NoExist(m) => Error::NoExist(lead(m)),
+            Error::DupSyncgroupPublish(m) => Error::DupSyncgroupPublish(lead(m)),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(lead(m)),
+            Error::ConnFail(m) => Error::ConnFail(lead(m)),
+            Error::StorageFull(m) => Error::StorageFull(lead(m)),
+            Error::BehindHorizon(m) => Error::BehindHorizon(lead(m)),
+            Error::Compacted(m) => Error::Compacted(lead(m)),
+            Error::Storage(e) => Error::Internal(lead(e.to_string())),
+            Error::Internal(m) => Error::Internal(lead(m)),
+        }
+    }
+
     /// The stable id this error's message starts with.
     pub fn id(&self) -> &'static str {
         match self {
@@ -227,6 +249,18 @@ mod tests {
             assert_eq!(disk.id(), "StorageFull", "errno {errno}");
             assert!(disk.to_string().contains(fix), "{disk}");
         }
+    }
+
+    #[test]
+    fn context_keeps_the_kind_and_names_the_id_once() {
+        let error = Error::invalid("bad peer fingerprint \"x\"").context("fingerprint");
+        assert_eq!(
+            error.to_string(),
+            "InvalidArgument: fingerprint: bad peer fingerprint \"x\""
+        );
+        let cut = Error::ConnFail("reset".into()).context("dialling h:1");
+        assert_eq!(cut.id(), "ConnFail");
+        assert_eq!(cut.to_string().matches("ConnFail").count(), 1, "{cut}");
     }
 
     #[test]

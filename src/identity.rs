@@ -69,13 +69,13 @@ impl Fingerprint {
     /// Parses a fingerprint's text: exactly 64 hex characters, of either case (a fingerprint
     /// copied from a tool that prints upper case is the same identity); kept in lowercase,
     /// the one form it is compared and shown in. Errors start with `InvalidArgument:`.
-    pub fn parse(text: &str) -> anyhow::Result<Fingerprint> {
+    pub fn parse(text: &str) -> Result<Fingerprint, Error> {
         let lower = text.to_ascii_lowercase();
         check_fingerprint_text(&lower).map_err(|reason| {
-            anyhow::Error::new(Error::invalid(format!(
+            Error::invalid(format!(
                 "bad peer fingerprint {:?}: {reason}",
                 shorten(text)
-            )))
+            ))
         })?;
         Ok(Fingerprint(lower))
     }
@@ -93,17 +93,17 @@ impl fmt::Display for Fingerprint {
 }
 
 impl FromStr for Fingerprint {
-    type Err = anyhow::Error;
+    type Err = Error;
 
-    fn from_str(text: &str) -> anyhow::Result<Fingerprint> {
+    fn from_str(text: &str) -> Result<Fingerprint, Error> {
         Fingerprint::parse(text)
     }
 }
 
 impl TryFrom<String> for Fingerprint {
-    type Error = anyhow::Error;
+    type Error = Error;
 
-    fn try_from(text: String) -> anyhow::Result<Fingerprint> {
+    fn try_from(text: String) -> Result<Fingerprint, Error> {
         Fingerprint::parse(&text)
     }
 }

@@ -3,6 +3,7 @@
 //! Crate map (one job per module, in the order of the layers; ARCHITECTURE.md says what each
 //! may call):
 //! - [`error`]: the node's error type, each message starting with its stable id;
+//! - [`address`]: the one `HOST:PORT` parser (names resolve, IPv6 in brackets), one error;
 //! - [`names`]: validated database/table names, row keys and prefixes, and the size limits;
 //! - [`paging`]: every streamed message's bounds in items and bytes (one helper for all streams);
 //! - [`clock`]: the hybrid logical clock (wall time + logical counter) and its time source;
@@ -27,6 +28,7 @@
 //! - [`bench`]: the benchmarks (storage, sync, abuse) behind `syncbase bench`;
 //! - [`fuzzing`]: entry points for fuzz/ only (hidden from the docs).
 
+pub mod address;
 pub mod bench;
 pub mod changes;
 pub mod cli;

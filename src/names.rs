@@ -73,7 +73,9 @@ impl KeyPrefix {
 pub fn check_value(value: &[u8]) -> Result<()> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(Error::invalid(format!(
-            "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes (store large data as a blob)",
+            "value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes (4 MiB) a row holds; \
+             split it into rows of at most 4 MiB each (KEY/0, KEY/1, ...) and read them back \
+             with `scan` of KEY/",
             value.len()
         )));
     }
@@ -156,7 +158,12 @@ mod tests {
     #[test]
     fn values_over_the_limit_are_rejected() {
         assert!(check_value(&vec![0; MAX_VALUE_BYTES]).is_ok());
-        assert!(rejected(check_value(&vec![0; MAX_VALUE_BYTES + 1]).map(|_| ())).contains("blob"));
+        let message = rejected(check_value(&vec![0; MAX_VALUE_BYTES + 1]));
+        assert!(
+            message.contains("4 MiB") && message.contains("split"),
+            "{message}"
+        );
+        assert!(!message.contains("blob"), "blobs are not built: {message}");
     }
 
     #[test]

@@ -171,7 +171,16 @@ fn a_client_without_a_node_says_so() {
         .args(["db", "t", "k"])
         .output()
         .unwrap();
-    assert!(failure(&output).contains("is the node running?"));
+    let error = failure(&output);
+    let dir = dir.path().display();
+    assert!(
+        error.contains(&format!("{dir}/client.token does not exist")),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("syncbase serve --data-dir {dir}")),
+        "{error}"
+    );
 }
 
 #[test]

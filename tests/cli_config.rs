@@ -98,5 +98,8 @@ fn id_of_a_stopped_node_reads_its_fingerprint_from_the_data_directory() {
             .output()
             .unwrap(),
     );
-    assert!(error.contains("is the node running?"), "{error}");
+    assert!(
+        error.contains("no node has run with data directory"),
+        "{error}"
+    );
 }

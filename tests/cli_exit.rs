@@ -140,6 +140,15 @@ fn a_stale_node_addr_gets_a_hint_instead_of_a_bare_connection_refused() {
         .output()
         .unwrap();
     let line = failure(&output);
-    assert!(line.contains("is the node running?"), "{line}");
+    let addr = std::fs::read_to_string(dir.path().join("node.addr")).unwrap();
+    assert!(
+        line.contains(&format!("no node is running at {}", addr.trim())),
+        "{line}"
+    );
     assert!(line.contains("node.addr"), "{line}");
+    let start = format!(
+        "start it with `syncbase serve --data-dir {}`",
+        dir.path().display()
+    );
+    assert!(line.contains(&start), "{line}");
 }

@@ -293,8 +293,8 @@ fn every_changing_verb_prints_one_line_saying_what_it_did() {
             "deleted k2 in table t of database db".into(),
         ),
         (
-            vec!["peer", "add", "127.0.0.1:9", &other, "db", "t"],
-            format!("added peer {other}"),
+            vec!["peer", "add", "127.0.0.1:9", &other, "db", "--prefix", "t"],
+            format!("added peer {other} at 127.0.0.1:9: database db: t"),
         ),
         (
             vec!["peer", "remove", &other],

@@ -128,7 +128,7 @@ fn a_strangers_publish_over_private_rows_shares_nothing_and_reject_forgets_it() 
     assert!(list.starts_with("proposed here, sharing nothing"), "{list}");
     let line = listed(&a, &name).expect("A lists the proposal");
     assert!(
-        line.contains("  prefixes T/p/ priv/  published by ") && line.ends_with(&s.fingerprint()),
+        line.contains("  prefixes T/p/ priv  published by ") && line.ends_with(&s.fingerprint()),
         "{line}"
     );
     let proposal = a.json(&["sg", "list", "--json"]);

@@ -137,11 +137,10 @@ fn bad_syncgroup_input_fails_with_one_clear_line_and_changes_nothing() {
     let before = a.ok(&["sg", "list"]);
 
     let here = |suffix: &str| format!("{}/{suffix}", a.peer_addr());
-    let (none, dup, r, unknown) = (here("none"), here("dup"), here("r"), here("unknown"));
+    let (dup, r, unknown) = (here("dup"), here("r"), here("unknown"));
     let (a_fp, ff) = (a.fingerprint(), "f".repeat(64));
     #[rustfmt::skip]
     let cases: Vec<(&Served, Vec<&str>, &str)> = vec![
-        (&a, vec!["create", "db", &none], "InvalidArgument:"),
         (&a, vec!["create", "db", &dup, "--prefix", "t", "--prefix", "t"], "InvalidArgument:"),
         (&a, vec!["create", "db", "no-port/x", "--prefix", "t"], "InvalidArgument:"),
         (&a, vec!["create", "db", &name, "--prefix", "t"], "Exist:"),

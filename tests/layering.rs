@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The engine: the modules that must run with no node, no socket and no Cap'n Proto.
 const ENGINE: &[&str] = &[
+    "src/address.rs",
     "src/genvec.rs",
     "src/clock.rs",
     "src/names.rs",

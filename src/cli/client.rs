@@ -12,10 +12,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::cli::output::{self, LocalFailure, outln, shown};
-use crate::config::Config;
+use crate::cli::reach;
 use crate::rpc::client::{Session, remote_error};
 use crate::schema::service_capnp::{row_sink, service, table};
-use crate::token::ClientToken;
 
 /// How a client verb finds its node.
 #[derive(Debug, Clone, Args)]
@@ -26,8 +25,8 @@ pub struct Target {
     /// Data directory of the node (holds node.addr and client.token) [default: ./syncbase-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The node's app address, instead of the one recorded in the data directory.
-    #[arg(long, value_name = "ADDR")]
+    /// The node's app address (HOST:PORT), instead of the one recorded in the data directory.
+    #[arg(long, value_name = "ADDR", value_parser = crate::address::resolve)]
     pub addr: Option<SocketAddr>,
     /// The client token file, instead of the configured one.
     #[arg(long, value_name = "FILE")]
@@ -241,15 +240,15 @@ where
     F: FnOnce(service::Client) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
-    let (addr, token, addr_file) = locate(target)?;
+    let located = reach::locate(target)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let session = Session::connect(addr, token.as_str())
+        let session = Session::connect(located.addr, located.token.as_str())
             .await
-            .map_err(|error| stale_addr_hint(error, addr_file.as_deref()))?;
+            .map_err(|error| located.explain(error))?;
         let outcome = call(session.service.clone()).await;
         let _ = session.close().await;
         outcome
@@ -287,67 +286,4 @@ async fn table_of(
     request.get().set_name(table);
     let response = request.send().promise.await.map_err(remote_error)?;
     Ok(response.get()?.get_table()?)
-}
-
-/// The node's address and token: flags first, then the config file, then the data directory;
-/// and the address file the address came from, if it did.
-fn locate(target: &Target) -> anyhow::Result<(SocketAddr, ClientToken, Option<PathBuf>)> {
-    let config = config_of(target)?;
-    let token_path: PathBuf = target
-        .token_file
-        .clone()
-        .unwrap_or_else(|| config.token_path());
-    let token = match ClientToken::read(&token_path) {
-        Err(error) if !token_path.exists() => {
-            return Err(error.context("is the node running? (`syncbase serve`)"));
-        }
-        token => token?,
-    };
-    Ok(match target.addr {
-        Some(addr) => (addr, token, None),
-        None => (read_addr_file(&config)?, token, Some(config.addr_path())),
-    })
-}
-
-/// The config `target` names (its file, or the default), with `--data-dir` applied.
-pub(crate) fn config_of(target: &Target) -> anyhow::Result<Config> {
-    let mut config = match &target.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(dir) = &target.data_dir {
-        config.data_dir = dir.clone();
-    }
-    Ok(config)
-}
-
-/// A refused connection to an address read from `addr_file` most likely means the file is
-/// stale (left by a node that was killed): say so, rather than a bare "Connection refused".
-fn stale_addr_hint(error: anyhow::Error, addr_file: Option<&std::path::Path>) -> anyhow::Error {
-    let refused = error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-    });
-    match addr_file {
-        Some(path) if refused => error.context(format!(
-            "no node answers at the address in {} (is the node running? a node that was \
-             killed leaves a stale file behind: start it with `syncbase serve`, or pass --addr)",
-            path.display()
-        )),
-        _ => error,
-    }
-}
-
-fn read_addr_file(config: &Config) -> anyhow::Result<SocketAddr> {
-    let path = config.addr_path();
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading the node address from {} (is the node running? or pass --addr)",
-            path.display()
-        )
-    })?;
-    text.trim()
-        .parse()
-        .with_context(|| format!("address file {} holds {:?}", path.display(), text.trim()))
 }

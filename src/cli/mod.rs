@@ -5,6 +5,7 @@
 //!
 //! - `serve`: `serve` and its flags;
 //! - `client`: `put`, `get`, `delete`, `scan`, and `Target` (how a client verb finds its node);
+//! - `reach`: finding the node a client verb names, and why a connection failed, with the fix;
 //! - `watch`: `watch`;
 //! - `collect`: `gc`, and the store's part of `status` (size, live data, what gc waits for);
 //! - `peers`: `id`, `peer add|list|remove`;
@@ -37,6 +38,7 @@ mod demo;
 pub mod output;
 mod peers;
 mod proposals;
+mod reach;
 mod serve;
 mod sim;
 mod status;

@@ -2,16 +2,20 @@
 //! remove` (with their arguments, [`PeerAction`]), through the running node's app API; and
 //! how a peer reads in a list or as JSON, which `status` uses too.
 
-use anyhow::Context;
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::cli::client::{Target, config_of, with_service};
+use crate::cli::client::{Target, with_service};
 use crate::cli::output::{Columns, json_line, outln};
-use crate::identity::NodeIdentity;
+use crate::cli::reach::config_of;
+use crate::genvec::Scope;
+use crate::identity::{Fingerprint, NodeIdentity};
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::{peer_status, service};
-use crate::sync::peers::parse_scope;
+use crate::sync::peers::{parse_scope, scope_text};
 
 // No doc comment: the subcommand's help is its variant's in `cli::Command`.
 #[derive(Debug, Args)]
@@ -27,16 +31,31 @@ pub struct IdArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PeerAction {
-    /// Sync DB's scopes with the peer at ADDR whose identity is FINGERPRINT (from `syncbase
-    /// id` on that node), and accept its connections. Scopes are TABLE or TABLE/PREFIX.
+    /// Sync DB's --prefix scopes with the peer at ADDR whose identity is FINGERPRINT (from
+    /// `syncbase id` on that node), and accept its connections.
+    ///
+    /// A scope is written as in `sg create`: TABLE (the whole table) or TABLE/PREFIX (rows of
+    /// TABLE whose keys start with PREFIX), one --prefix each: `--prefix meta --prefix
+    /// thumbs/2024/`. Adding a known peer again adds the new scopes (and takes the new
+    /// address) and says what changed. The old form, one scope after DB, is still read; two
+    /// or more are refused, as `meta thumbs/2024/` reads like one table and prefix.
     Add {
         #[command(flatten)]
         target: Target,
+        /// The peer's address, HOST:PORT (its peer.addr, `syncbase id`).
         #[arg(value_name = "ADDR")]
         peer_addr: String,
         fingerprint: String,
         db: String,
-        #[arg(required = true, value_name = "TABLE[/PREFIX]")]
+        /// A shared scope, TABLE or TABLE/PREFIX (repeat for several).
+        #[arg(
+            long = "prefix",
+            value_name = "TABLE[/PREFIX]",
+            required_unless_present = "scopes"
+        )]
+        prefixes: Vec<String>,
+        /// The old form: one scope, TABLE or TABLE/PREFIX.
+        #[arg(value_name = "TABLE[/PREFIX]")]
         scopes: Vec<String>,
         /// A local label for the peer, shown beside its fingerprint (at most 64 bytes).
         #[arg(long)]
@@ -54,11 +73,20 @@ pub enum PeerAction {
         #[arg(long)]
         json: bool,
     },
-    /// Stop syncing with a peer (added at run time) and refuse its connections.
+    /// Stop syncing with a peer (added at run time) and refuse its connections; with DB, stop
+    /// sharing only DB's --prefix scopes (all of DB without --prefix).
+    ///
+    /// An unknown peer or scope fails with NoExist. A peer that is also a member of one of
+    /// this node's syncgroups stays a peer for that syncgroup: the command says so and fails.
     Remove {
         #[command(flatten)]
         target: Target,
         fingerprint: String,
+        /// Only this database's scopes.
+        db: Option<String>,
+        /// A scope to stop sharing, TABLE or TABLE/PREFIX as added (repeat for several).
+        #[arg(long = "prefix", value_name = "TABLE[/PREFIX]", requires = "db")]
+        prefixes: Vec<String>,
     },
 }
 
@@ -70,21 +98,27 @@ pub fn run(action: PeerAction) -> anyhow::Result<()> {
             peer_addr,
             fingerprint,
             db,
+            prefixes,
             scopes,
             name,
-        } => add(
-            &target,
-            &peer_addr,
-            &fingerprint,
-            &db,
-            &scopes,
-            name.as_deref().unwrap_or_default(),
-        ),
+        } => {
+            let scopes = add_scopes(prefixes, scopes)?;
+            add(
+                &target,
+                &peer_addr,
+                &fingerprint,
+                &db,
+                &scopes,
+                name.as_deref().unwrap_or_default(),
+            )
+        }
         PeerAction::List { target, json } => list(&target, json),
         PeerAction::Remove {
             target,
             fingerprint,
-        } => remove(&target, &fingerprint),
+            db,
+            prefixes,
+        } => remove(&target, &fingerprint, db.as_deref(), &prefixes),
     }
 }
 
@@ -184,20 +218,52 @@ fn id_from_disk(args: &IdArgs, unreachable: anyhow::Error) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Adds a peer sharing the given scopes of one database.
+/// The scopes of `peer add`: the --prefix ones, and the old form's one positional scope
+/// (clap requires one or the other). Errors: `InvalidArgument:` for two or more positional
+/// ones (misread as one table and prefix), naming --prefix.
+fn add_scopes(prefixes: Vec<String>, positional: Vec<String>) -> anyhow::Result<Vec<Scope>> {
+    if positional.len() > 1 {
+        let flags: Vec<String> = positional.iter().map(|s| format!("--prefix {s}")).collect();
+        bail!(
+            "InvalidArgument: scopes as separate words ({}) read like one table and prefix; \
+             write each with --prefix TABLE[/PREFIX]: `{}` shares each as written, while \
+             `--prefix {}` is prefix {:?} of table {:?}",
+            positional.join(" "),
+            flags.join(" "),
+            positional.join("/"),
+            positional[1..].join("/"),
+            positional[0]
+        );
+    }
+    let all: Vec<String> = prefixes.into_iter().chain(positional).collect();
+    Ok(parse_scopes(&all)?)
+}
+
+/// Parses `TABLE[/PREFIX]` scopes, the one syntax of `peer add`, `peer remove` and `sg
+/// create`; an error names the scope once and its id once (`InvalidArgument: scope "/x":
+/// ...`).
+pub(super) fn parse_scopes(texts: &[String]) -> Result<Vec<Scope>, crate::error::Error> {
+    texts
+        .iter()
+        .map(|text| parse_scope(text).map_err(|e| e.context(&format!("scope {text:?}"))))
+        .collect()
+}
+
+/// Adds a peer sharing the given scopes of one database, and says what changed: a new peer,
+/// scopes added to a known one, its new address, or nothing.
 fn add(
     target: &Target,
     address: &str,
     fingerprint: &str,
     db: &str,
-    scopes: &[String],
+    scopes: &[Scope],
     name: &str,
 ) -> anyhow::Result<()> {
-    let scopes = scopes
-        .iter()
-        .map(|scope| parse_scope(scope).with_context(|| format!("scope {scope:?}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let address = crate::address::check(address)?;
+    let fingerprint = Fingerprint::parse(fingerprint).map_err(|e| e.context("fingerprint"))?;
+    let fingerprint = fingerprint.as_str();
     with_service(target, |service| async move {
+        let before = find_peer(&service, fingerprint).await?;
         let mut request = service.add_peer_request();
         let mut spec = request.get().init_peer();
         spec.set_address(address);
@@ -211,22 +277,112 @@ fn add(
             out.set_prefix(scope.prefix.as_str());
         }
         request.send().promise.await.map_err(remote_error)?;
-        outln!("added peer {fingerprint}")?;
+        let shown: Vec<String> = scopes.iter().map(scope_text).collect();
+        let Some((old_address, old_scopes)) = before else {
+            outln!(
+                "added peer {fingerprint} at {address}: database {db}: {}",
+                shown.join(" ")
+            )?;
+            return Ok(());
+        };
+        let old: BTreeSet<String> = old_scopes.get(db).cloned().unwrap_or_default();
+        let new: Vec<&String> = shown.iter().filter(|s| !old.contains(*s)).collect();
+        let mut changes = Vec::new();
+        if !new.is_empty() {
+            let new: Vec<&str> = new.iter().map(|s| s.as_str()).collect();
+            changes.push(format!("database {db} now also shares {}", new.join(" ")));
+        }
+        if old_address != address {
+            changes.push(format!("address {address} (was {old_address})"));
+        }
+        if changes.is_empty() {
+            outln!(
+                "peer {fingerprint} unchanged: it already shares {} of database {db} at {address}",
+                shown.join(" ")
+            )?;
+        } else {
+            outln!("peer {fingerprint} (known): {}", changes.join("; "))?;
+        }
         Ok(())
     })
 }
 
-/// Removes a peer added at run time.
-fn remove(target: &Target, fingerprint: &str) -> anyhow::Result<()> {
+/// A peer's address and scopes per database (as `TABLE[/PREFIX]`), if this node lists it.
+async fn find_peer(
+    service: &crate::schema::service_capnp::service::Client,
+    fingerprint: &str,
+) -> anyhow::Result<Option<(String, BTreeMap<String, BTreeSet<String>>)>> {
+    let response = service
+        .list_peers_request()
+        .send()
+        .promise
+        .await
+        .map_err(remote_error)?;
+    for peer in response.get()?.get_peers()? {
+        if peer.get_fingerprint()?.to_str()? != fingerprint {
+            continue;
+        }
+        let mut databases = BTreeMap::new();
+        for db in peer.get_databases()? {
+            let scopes: &mut BTreeSet<String> = databases
+                .entry(db.get_database()?.to_str()?.to_owned())
+                .or_default();
+            for scope in db.get_scopes()? {
+                let table = scope.get_table()?.to_str()?;
+                let prefix = scope.get_prefix()?.to_str()?;
+                scopes.insert(scope_text(&Scope::new(table, prefix)));
+            }
+        }
+        return Ok(Some((peer.get_address()?.to_str()?.to_owned(), databases)));
+    }
+    Ok(None)
+}
+
+/// Removes a peer added at run time, or some of its scopes; fails with `NoExist:` for an
+/// unknown peer, and with `BadState:` when the peer stays as a syncgroup member.
+fn remove(
+    target: &Target,
+    fingerprint: &str,
+    db: Option<&str>,
+    prefixes: &[String],
+) -> anyhow::Result<()> {
+    let scopes = parse_scopes(prefixes)?;
     with_service(target, |service| async move {
         let mut request = service.remove_peer_request();
         request.get().set_fingerprint(fingerprint);
-        let response = request.send().promise.await.map_err(remote_error)?;
-        if response.get()?.get_existed() {
-            outln!("removed peer {fingerprint}")?;
-        } else {
-            outln!("absent")?;
+        if let Some(db) = db {
+            request.get().set_database(db);
+            let mut list = request.get().init_scopes(scopes.len() as u32);
+            for (i, scope) in scopes.iter().enumerate() {
+                let mut out = list.reborrow().get(i as u32);
+                out.set_table(scope.table.as_str());
+                out.set_prefix(scope.prefix.as_str());
+            }
         }
+        let response = request.send().promise.await.map_err(remote_error)?;
+        if !response.get()?.get_existed() {
+            bail!("NoExist: no peer {fingerprint} here (`syncbase peer list` lists them)");
+        }
+        if let Some(db) = db {
+            let what: Vec<String> = scopes.iter().map(scope_text).collect();
+            let what = if what.is_empty() {
+                "every scope".to_owned()
+            } else {
+                what.join(" ")
+            };
+            outln!("peer {fingerprint}: stopped sharing {what} of database {db}")?;
+            return Ok(());
+        }
+        if find_peer(&service, fingerprint).await?.is_some() {
+            bail!(
+                "BadState: removed what `peer add` declared for {fingerprint}, but it stays a \
+                 peer: it is a member of a syncgroup this node belongs to (`syncbase sg list`), \
+                 whose prefixes it keeps syncing; to stop that, eject it (`syncbase sg eject \
+                 NAME {fingerprint}` on an admin) or leave the syncgroup (`syncbase sg leave \
+                 NAME`)"
+            );
+        }
+        outln!("removed peer {fingerprint}")?;
         Ok(())
     })
 }
@@ -299,7 +455,8 @@ pub(super) fn from(peer: peer_status::Reader<'_>) -> &'static str {
     }
 }
 
-/// What the peer shares, one `DB: TABLE/PREFIX ...` entry per database.
+/// What the peer shares, one `DB: TABLE[/PREFIX] ...` entry per database, each scope as
+/// `--prefix` takes it.
 pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String>> {
     let mut shares = Vec::new();
     for db in peer.get_databases()? {
@@ -307,11 +464,8 @@ pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String
             .get_scopes()?
             .iter()
             .map(|scope| {
-                Ok(format!(
-                    "{}/{}",
-                    scope.get_table()?.to_str()?,
-                    scope.get_prefix()?.to_str()?
-                ))
+                let (table, prefix) = (scope.get_table()?.to_str()?, scope.get_prefix()?.to_str()?);
+                Ok(scope_text(&Scope::new(table, prefix)))
             })
             .collect::<anyhow::Result<_>>()?;
         shares.push(format!(

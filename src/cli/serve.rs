@@ -34,15 +34,15 @@ pub struct ServeArgs {
     /// Data directory: LMDB store, client.token, node.addr [default: ./syncbase-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// App API address; 127.0.0.1:0 picks a free port [default: 127.0.0.1:7700].
-    #[arg(long, value_name = "ADDR")]
+    /// App API address, HOST:PORT; 127.0.0.1:0 picks a free port [default: 127.0.0.1:7700].
+    #[arg(long, value_name = "ADDR", value_parser = crate::address::resolve)]
     listen: Option<SocketAddr>,
     /// Keep rows in memory only (the token and address files are still written).
     #[arg(long)]
     memory: bool,
     /// TLS peer listener address; 127.0.0.1:0 picks a free port [default: none, or the
     /// config's sync.peer_listen].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = crate::address::resolve)]
     peer_listen: Option<SocketAddr>,
     /// How this node takes part in syncgroups: normal, server, or leaf (advertises no
     /// address and syncs only with server members) [default: the config's sync.role].
@@ -213,9 +213,12 @@ async fn bind_peers(
     let Some(addr) = &config.sync.peer_listen else {
         return Ok(None);
     };
+    let addr = crate::address::resolve(addr)
+        .with_context(|| format!("sync.peer_listen {addr:?}"))?
+        .to_string();
     let (listener, bound) = node
         .network()
-        .bind(addr)
+        .bind(&addr)
         .await
         .with_context(|| format!("binding the peer address {addr}"))?;
     addr_files.write(&config.peer_addr_path(), &bound)?;

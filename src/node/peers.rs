@@ -6,10 +6,11 @@ use anyhow::Context;
 use super::Node;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::genvec::Scope;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{decode_record, encode_record, peer_key, peer_prefix};
-use crate::sync::peers::{PeerConfig, parse_scope};
+use crate::sync::peers::{PeerConfig, parse_scope, scope_text};
 
 impl Node {
     /// Registers the config file's peers, then the ones added at run time before.
@@ -94,6 +95,44 @@ impl Node {
         .await
     }
 
+    /// Stops sharing `scopes` of database `db` (none: all of `db`) with a peer added at run
+    /// time; a peer left sharing nothing is removed. The change is persisted first, as in `remove_peer`.
+    /// Errors: `NoExist:` for a peer not declared here or a scope it was not declared with
+    /// (the message lists those it has), `InvalidArgument:` for a peer from the config file or
+    /// only from a syncgroup.
+    pub async fn remove_peer_scopes(
+        &self,
+        fingerprint: &Fingerprint,
+        db: &str,
+        scopes: Vec<Scope>,
+    ) -> Result<()> {
+        let (peers, fingerprint, db) = (self.peers.clone(), fingerprint.clone(), db.to_owned());
+        self.write(move |store| {
+            if !peers.check_removable(&fingerprint)? {
+                return Err(Error::NoExist(format!(
+                    "no peer {fingerprint} here (`peer list`)"
+                )));
+            }
+            let mut declared = peers
+                .declaration(&fingerprint)
+                .ok_or_else(|| Error::NoExist(format!("no peer {fingerprint} here")))?;
+            without_scopes(&mut declared, &db, &scopes)?;
+            let mut txn = store.storage().write()?;
+            let key = peer_key(fingerprint.as_str());
+            if declared.databases.is_empty() {
+                txn.delete(&key)?;
+                txn.commit()?;
+                peers.remove(&fingerprint)?;
+            } else {
+                txn.put(&key, &encode_record(&declared)?)?;
+                txn.commit()?;
+                peers.replace_declared(declared)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Removes a peer added at run time; returns whether it was known. The removal is
     /// persisted first and the registry updated only once that commit succeeded.
     pub async fn remove_peer(&self, fingerprint: &Fingerprint) -> Result<bool> {
@@ -107,4 +146,33 @@ impl Node {
         })
         .await
     }
+}
+
+/// `declared` without `scopes` of database `db` (a database left with none is dropped);
+/// `NoExist:` naming the scopes it has if one of `scopes` is not among them.
+fn without_scopes(declared: &mut PeerConfig, db: &str, scopes: &[Scope]) -> Result<()> {
+    let fingerprint = declared.fingerprint.clone();
+    let Some(shared) = declared.databases.get_mut(db) else {
+        return Err(Error::NoExist(format!(
+            "peer {fingerprint} shares nothing of database {db:?} by `peer add`"
+        )));
+    };
+    if scopes.is_empty() {
+        shared.clear();
+    }
+    for scope in scopes {
+        if !shared.remove(scope) {
+            let has: Vec<String> = shared.iter().map(scope_text).collect();
+            return Err(Error::NoExist(format!(
+                "peer {fingerprint} was not added with scope {} of database {db:?} \
+                 (its scopes there: {})",
+                scope_text(scope),
+                has.join(" ")
+            )));
+        }
+    }
+    if shared.is_empty() {
+        declared.databases.remove(db);
+    }
+    Ok(())
 }

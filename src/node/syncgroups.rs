@@ -137,9 +137,10 @@ impl Node {
     /// Records how publishing at `host` went: taken at once makes the syncgroup `Running`; a
     /// proposal leaves it `PublishPending` (the host's operator has yet to accept it; the host
     /// then marks it `Running` itself once it has caught up); `Exist` makes it
-    /// `PublishRejected` and takes the host off again; `DupSyncgroupPublish` changes nothing
-    /// (another admin published it); any other failure (the host unreachable, refusing)
-    /// removes the syncgroup again and is returned, so nothing is left half made.
+    /// `PublishRejected`, takes the host off again and returns the host's `Exist` (so the
+    /// caller fails with the host's error); `DupSyncgroupPublish` changes nothing (another
+    /// admin published it); any other failure (the host unreachable, refusing) removes the
+    /// syncgroup again and is returned, so nothing is left half made.
     pub async fn publish_reply(
         &self,
         name: SyncgroupName,
@@ -165,10 +166,15 @@ impl Node {
                     view.record.sg.status = Status::Running;
                     txn.write_version(view.record.sg, view.local)
                 }
-                Err(Error::Exist(_)) => {
+                Err(Error::Exist(message)) => {
                     view.record.sg.status = Status::PublishRejected;
                     view.record.sg.eject(&host);
-                    txn.write_version(view.record.sg, view.local)
+                    txn.write_version(view.record.sg, view.local)?;
+                    Err(Error::Exist(format!(
+                        "{message}; the host refused the publish, so {name} stays on this \
+                         node as publish-rejected, shared with no one: create the syncgroup \
+                         under another name"
+                    )))
                 }
                 Ok(PublishOutcome::Proposed) | Err(_) => Ok(view),
             }
@@ -303,11 +309,14 @@ impl Node {
         expires_in: Option<Duration>,
         uses: u32,
     ) -> Result<InviteToken> {
-        let address = self.invite_address(uses)?;
+        let address = self.invite_address(uses);
         let expires_nanos = expiry(self.env().now_nanos(), expires_in);
         let me = self.identity().fingerprint().clone();
         self.change_syncgroups(move |txn| {
-            let view = admin_view(txn, &me, &name)?;
+            // Who may invite first: a non-admin is told who can, whatever its listener.
+            let view = admin_view(txn, &me, &name)
+                .map_err(|error| who_can_invite(error, txn, &me, &name))?;
+            let address = address?;
             let token = InviteToken::mint(me, address, name, txn.env().random.as_ref())?;
             let invite = Invite {
                 grant: Grant::Join {
@@ -702,7 +711,10 @@ impl Node {
         let address = self.peer_address();
         if address.is_empty() {
             return Err(Error::BadState(
-                "this node has no peer listener, so nobody could redeem an invite".into(),
+                "this node has no peer listener (`serve --peer-listen ADDR`), so nobody could \
+                 redeem an invite minted here; restart it with --peer-listen, or mint the \
+                 invite on another admin"
+                    .into(),
             ));
         }
         Ok(address)
@@ -779,6 +791,41 @@ fn redeem_join_invite(txn: &mut SyncgroupTxn<'_>, secret: &str, id: SyncgroupId)
 
 /// The syncgroup `name` for an admin action by `actor`: it must hold Admin and this node's
 /// copy must not be pending or left.
+/// `error` (why `me` may not mint an invite to `name`) with who can, when the copy held
+/// here lists `me` as no admin: the same kind, ending with the admins it lists.
+fn who_can_invite(
+    error: Error,
+    txn: &SyncgroupTxn<'_>,
+    me: &Fingerprint,
+    name: &SyncgroupName,
+) -> Error {
+    let Ok(view) = txn.get(name) else {
+        return error;
+    };
+    if view.record.sg.allows(Tag::Admin, me) {
+        return error;
+    }
+    let admins: Vec<&str> = view
+        .record
+        .sg
+        .spec
+        .perms
+        .0
+        .get(&Tag::Admin)
+        .map(|list| list.allowed.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let hint = format!(
+        "this node holds no Admin capability for {name}, and only an admin mints invites: ask \
+         an admin ({}) to run `sg invite {name}`",
+        admins.join(", ")
+    );
+    match error {
+        Error::NoAccess(_) => Error::NoAccess(hint),
+        Error::BadState(message) => Error::BadState(format!("{message}; {hint}")),
+        other => other,
+    }
+}
+
 fn admin_view(
     txn: &SyncgroupTxn<'_>,
     actor: &Fingerprint,

@@ -11,7 +11,7 @@ use crate::names::DbName;
 use crate::node::Node;
 use crate::node::{CollectionStatus, OnDemand};
 use crate::schema::service_capnp::{
-    collected, database_status, peer_spec, peer_status, scope_spec, store_usage,
+    collected, database_status, peer_spec, peer_status, scope_spec, service, store_usage,
 };
 use crate::store::Collected;
 use crate::sync::peers::{PeerConfig, PeerStatus};
@@ -19,19 +19,9 @@ use syncbase_storage::Usage;
 
 /// Decodes a `PeerSpec` into a checked peer configuration.
 pub fn read_peer_spec(spec: peer_spec::Reader<'_>) -> Result<PeerConfig> {
-    let fingerprint = Fingerprint::parse(text(spec.get_fingerprint())?)
-        .map_err(|e| Error::invalid(format!("fingerprint: {e:#}")))?;
-    let scopes = spec
-        .get_scopes()
-        .map_err(malformed)?
-        .iter()
-        .map(|scope| {
-            Ok(Scope::new(
-                text(scope.get_table())?,
-                text(scope.get_prefix())?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let fingerprint =
+        Fingerprint::parse(text(spec.get_fingerprint())?).map_err(|e| e.context("fingerprint"))?;
+    let scopes = read_scopes(spec.get_scopes().map_err(malformed)?)?;
     PeerConfig::new(
         text(spec.get_address())?,
         fingerprint,
@@ -39,6 +29,18 @@ pub fn read_peer_spec(spec: peer_spec::Reader<'_>) -> Result<PeerConfig> {
         scopes,
     )?
     .named(text(spec.get_name())?)
+}
+
+/// Decodes a list of `ScopeSpec`s (names are checked by the node).
+fn read_scopes(list: capnp::struct_list::Reader<'_, scope_spec::Owned>) -> Result<Vec<Scope>> {
+    list.iter()
+        .map(|scope| {
+            Ok(Scope::new(
+                text(scope.get_table())?,
+                text(scope.get_prefix())?,
+            ))
+        })
+        .collect()
 }
 
 /// Fills a `PeerStatus` list entry.
@@ -82,11 +84,21 @@ pub async fn add_peer(node: &Arc<Node>, spec: peer_spec::Reader<'_>) -> Result<(
     node.add_peer(read_peer_spec(spec)?).await
 }
 
-/// Removes a peer from the app API.
-pub async fn remove_peer(node: &Arc<Node>, fingerprint: &str) -> Result<bool> {
-    let fingerprint = Fingerprint::parse(fingerprint)
-        .map_err(|e| Error::invalid(format!("fingerprint: {e:#}")))?;
-    node.remove_peer(&fingerprint).await
+/// Removes a peer from the app API, or only some scopes of one database
+/// (`Node::remove_peer_scopes`) if the request names a database.
+pub async fn remove_peer(
+    node: &Arc<Node>,
+    params: service::remove_peer_params::Reader<'_>,
+) -> Result<bool> {
+    let fingerprint = Fingerprint::parse(text(params.get_fingerprint())?)
+        .map_err(|e| e.context("fingerprint"))?;
+    let db = text(params.get_database())?;
+    if db.is_empty() {
+        return node.remove_peer(&fingerprint).await;
+    }
+    let scopes = read_scopes(params.get_scopes().map_err(malformed)?)?;
+    node.remove_peer_scopes(&fingerprint, db, scopes).await?;
+    Ok(true)
 }
 
 /// Runs a collection pass over the database named `db` now (`Node::collect_now`).

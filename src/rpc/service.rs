@@ -114,8 +114,7 @@ impl service::Server for ServiceImpl {
         params: service::RemovePeerParams,
         mut results: service::RemovePeerResults,
     ) -> capnp::Result<()> {
-        let fingerprint = text(params.get()?.get_fingerprint()?)?;
-        let existed = admin::remove_peer(&self.node, fingerprint).await?;
+        let existed = admin::remove_peer(&self.node, params.get()?).await?;
         results.get().set_existed(existed);
         Ok(())
     }

@@ -267,8 +267,10 @@ impl SyncgroupTxn<'_> {
     }
 
     /// Uses one of an invite's uses, if it is valid now (the environment's time) and `fits`
-    /// its grant; `NoAccess` otherwise (an unknown, expired, used-up or other syncgroup's or
-    /// database's invite). Nothing is spent unless the whole transaction commits.
+    /// its grant; `NoAccess` otherwise, saying which: unknown here, expired, used up, or
+    /// another syncgroup's or database's. A used-up invite is kept (with no uses left) so a
+    /// later join is told it is used up. Nothing is spent unless the whole transaction
+    /// commits.
     pub fn use_invite(
         &mut self,
         hash: &str,
@@ -278,18 +280,16 @@ impl SyncgroupTxn<'_> {
         let key = keys::invite(hash);
         let Some(bytes) = self.txn.get(&key)? else {
             return Err(Error::NoAccess(
-                "the invite is not known here (never minted here, used up or revoked)".into(),
+                "the invite is not known here (not minted by this node, or its store was \
+                 replaced since): check the token, or ask an admin for a new one (`sg invite`)"
+                    .into(),
             ));
         };
         let mut invite: Invite = decode(&bytes, "invite")?;
         fits(&invite.grant)?;
         invite.check(now_nanos)?;
         invite.uses_left -= 1;
-        if invite.uses_left == 0 {
-            self.txn.delete(&key)?;
-        } else {
-            self.txn.put(&key, &encode(&invite)?)?;
-        }
+        self.txn.put(&key, &encode(&invite)?)?;
         Ok(invite)
     }
 

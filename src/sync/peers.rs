@@ -93,6 +93,15 @@ pub fn parse_scope(text: &str) -> Result<Scope> {
     Ok(Scope::new(table, prefix))
 }
 
+/// A scope as [`parse_scope`] reads it: `TABLE` for a whole table, else `TABLE/PREFIX`.
+pub fn scope_text(scope: &Scope) -> String {
+    if scope.prefix.is_empty() {
+        scope.table.clone()
+    } else {
+        format!("{}/{}", scope.table, scope.prefix)
+    }
+}
+
 /// What a node knows about its sync with one peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -259,6 +268,33 @@ impl PeerRegistry {
             self.announce();
         }
         Ok(removed)
+    }
+
+    /// Replaces a peer's declaration with `config` as it is (no merge): `peer remove` of some
+    /// of its scopes. The peer must be declared at run time (the errors of
+    /// [`PeerRegistry::remove`]).
+    pub fn replace_declared(&self, config: PeerConfig) -> Result<()> {
+        {
+            let mut peers = self.lock();
+            let fingerprint = config.fingerprint.clone();
+            if !removable(peers.get(&fingerprint), &fingerprint)? {
+                return Err(Error::NoExist(format!(
+                    "no peer {fingerprint} is declared here"
+                )));
+            }
+            if let Some(entry) = peers.get_mut(&fingerprint) {
+                entry.declared = Some(config);
+            }
+        }
+        self.announce();
+        Ok(())
+    }
+
+    /// The declaration of a peer (config file or `peer add`), if it has one.
+    pub fn declaration(&self, fingerprint: &Fingerprint) -> Option<PeerConfig> {
+        self.lock()
+            .get(fingerprint)
+            .and_then(|entry| entry.declared.clone())
     }
 
     /// Replaces every derived peer (the syncgroup members) with `derived`; announces only a

@@ -241,10 +241,16 @@ impl Invite {
     /// Fails with `NoAccess` if the invite has expired or is used up.
     pub fn check(&self, now_nanos: i64) -> Result<()> {
         if self.expires_nanos != 0 && now_nanos > self.expires_nanos {
-            return Err(Error::NoAccess("the invite has expired".into()));
+            return Err(Error::NoAccess(
+                "the invite has expired; ask an admin for a new one (`sg invite`)".into(),
+            ));
         }
         if self.uses_left == 0 {
-            return Err(Error::NoAccess("the invite is used up".into()));
+            return Err(Error::NoAccess(
+                "the invite is used up (it admitted as many joins as its --uses); ask an \
+                 admin for a new one (`sg invite --uses N`)"
+                    .into(),
+            ));
         }
         Ok(())
     }

@@ -28,15 +28,15 @@ impl SyncgroupName {
             ))
         };
         let (host, suffix) = text.split_once('/').ok_or_else(|| bad("has no '/'"))?;
-        let port = host.rsplit_once(':').map(|(_, port)| port);
-        if host.is_empty()
-            || host.len() > MAX_HOST_BYTES
-            || port.is_none_or(|p| p.parse::<u16>().is_err())
-        {
+        if host.len() > MAX_HOST_BYTES || host.trim() != host {
             return Err(bad("does not start with HOST:PORT"));
         }
-        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(bad("has spaces or control characters in its host"));
+        // The host is an address like any other: the one parser, its reason in the message.
+        if let Err(error) = crate::address::check(host) {
+            let reason = error.to_string();
+            let reason = reason.trim_start_matches("InvalidArgument: ");
+            let reason = reason.split("; expected").next().unwrap_or(reason);
+            return Err(bad(&format!("does not start with HOST:PORT ({reason})")));
         }
         let suffix_ok = !suffix.is_empty()
             && suffix.len() <= MAX_SUFFIX_BYTES

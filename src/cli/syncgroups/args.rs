@@ -178,8 +178,9 @@ pub struct CreateArgs {
     pub db: String,
     /// The syncgroup's name, HOST:PORT/SUFFIX.
     pub name: String,
-    /// A shared scope, TABLE or TABLE/PREFIX (repeat for several).
-    #[arg(long = "prefix", value_name = "TABLE[/PREFIX]")]
+    /// A shared scope, TABLE (the whole table) or TABLE/PREFIX (rows of TABLE whose keys
+    /// start with PREFIX), as in `peer add`; at least one (repeat for several).
+    #[arg(long = "prefix", value_name = "TABLE[/PREFIX]", required = true)]
     pub prefixes: Vec<String>,
     #[arg(long, default_value = "")]
     pub description: String,

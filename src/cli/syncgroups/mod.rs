@@ -13,8 +13,6 @@ pub(super) use show::Shown;
 
 use std::time::Duration;
 
-use anyhow::Context;
-
 use self::args::{CreateArgs, LevelArg};
 use crate::cli::client::{Target, with_service};
 use crate::cli::output::{json_line, outln};
@@ -23,7 +21,6 @@ use crate::error::Error;
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
 use crate::schema::service_capnp::{InviteLevel, service, syncgroups};
-use crate::sync::peers::parse_scope;
 use crate::syncgroup::access::Level;
 use crate::syncgroup::proposal::MAX_PROPOSALS;
 use crate::syncgroup::{Permissions, Spec, Status};
@@ -87,11 +84,7 @@ pub fn run(action: SgAction) -> anyhow::Result<()> {
 /// `sg create`: creates the syncgroup and says so in one line (and, if it waits for its
 /// host's operator, what for).
 fn create(args: &CreateArgs) -> anyhow::Result<()> {
-    let prefixes = args
-        .prefixes
-        .iter()
-        .map(|prefix| parse_scope(prefix).with_context(|| format!("--prefix {prefix:?}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let prefixes = super::peers::parse_scopes(&args.prefixes)?;
     with_service(&args.target, |service| async move {
         let perms = permissions(&service, args).await?;
         let spec = Spec {

@@ -282,11 +282,11 @@ fn status(status: Status) -> &'static str {
     }
 }
 
-/// A syncgroup's prefixes as TABLE/PREFIX, the form `--prefix` takes.
+/// A syncgroup's prefixes as TABLE[/PREFIX], the form `--prefix` takes.
 fn scopes(sg: &Syncgroup) -> Vec<String> {
     sg.spec
         .prefixes
         .iter()
-        .map(|scope| format!("{}/{}", scope.table, scope.prefix))
+        .map(crate::sync::peers::scope_text)
         .collect()
 }
