@@ -224,6 +224,8 @@ struct PeerStatus {
   recordsRefused @13 :UInt64;   # Records from it dropped: their writer held no Write permission.
   name @14 :Text;               # Its local label (`peer add --name`), else the name it chose as a
                                 # syncgroup member ("" if neither): never its identity.
+  declared @15 :Bool;           # Declared with `peer add` or in the config file.
+  syncgroups @16 :UInt32;       # Syncgroups held here that it is a member of (0: none).
 }
 
 struct PeerDatabase {

@@ -47,7 +47,17 @@ fn names_show_beside_fingerprints_and_an_ejected_member_says_so() {
     assert!(has_line(&shown, &[&a_fp, "(alice)", "device "]), "{shown}");
     assert!(has_line(&shown, &[&b_fp, "(bob)", "device "]), "{shown}");
     let peers = b.ok(&["peer", "list"]);
-    assert!(has_line(&peers, &[&a_fp, " alice "]), "{peers}");
+    // Where each peer comes from: a member of one syncgroup held here, not `peer add`.
+    assert!(
+        has_line(&peers, &[&a_fp, " alice ", " 1 syncgroup "]),
+        "{peers}"
+    );
+    let listed = b.json(&["peer", "list", "--json"]);
+    assert_eq!(
+        (listed["declared"].as_bool(), listed["syncgroups"].as_u64()),
+        (Some(false), Some(1)),
+        "{listed}"
+    );
     let status = b.ok(&["status"]);
     assert!(status.contains(&format!("{a_fp} (alice) ")), "{status}");
     eventually("A to list B by its name", || {

@@ -211,6 +211,8 @@ fn every_reading_verb_prints_json_lines_with_the_documented_fields() {
             "name": null,
             "address": "127.0.0.1:9",
             "from_config": false,
+            "declared": true,
+            "syncgroups": 0,
             "databases": [{"database": "db", "scopes": [{"table": "t", "prefix": "p"}]}],
         })
     );

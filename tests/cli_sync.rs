@@ -113,6 +113,8 @@ fn two_served_nodes_sync_puts_and_deletes_and_show_status_and_watch() {
             "name": null,
             "address": addr,
             "from_config": false,
+            "declared": true,
+            "syncgroups": 0,
             "databases": [{"database": "db", "scopes": [{"table": "t", "prefix": ""}]}],
         })
     );

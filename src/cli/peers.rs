@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::cli::client::{Target, with_service};
-use crate::cli::output::{Columns, json_line, outln};
+use crate::cli::output::{Columns, count, json_line, outln};
 use crate::cli::reach::config_of;
 use crate::genvec::Scope;
 use crate::identity::{Fingerprint, NodeIdentity};
@@ -61,15 +61,16 @@ pub enum PeerAction {
         #[arg(long)]
         name: Option<String>,
     },
-    /// List peers: fingerprint, address, where it was declared (config or `peer add`), and
-    /// what it shares.
+    /// List peers: fingerprint, name, address, where it comes from (the config, `peer add`,
+    /// and/or N syncgroups held here it is a member of), and what it shares.
     List {
         #[command(flatten)]
         target: Target,
         /// One JSON object per peer: {"fingerprint": string, "name": string or null (its
         /// `peer add --name` label, else the name it chose), "address": string ("" if it has
-        /// none), "from_config": bool, "databases": [{"database": string, "scopes":
-        /// [{"table": string, "prefix": string}]}]}.
+        /// none), "from_config": bool, "declared": bool (by `peer add` or the config),
+        /// "syncgroups": number (syncgroups held here it is a member of), "databases":
+        /// [{"database": string, "scopes": [{"table": string, "prefix": string}]}]}.
         #[arg(long)]
         json: bool,
     },
@@ -409,7 +410,7 @@ fn list(target: &Target, json: bool) -> anyhow::Result<()> {
                 peer.get_fingerprint()?.to_str()?.to_owned(),
                 name_or_dash(peer)?.to_owned(),
                 address(peer)?.to_owned(),
-                from(peer).to_owned(),
+                from(peer),
                 shares(peer)?.join("; "),
             ]);
         }
@@ -446,12 +447,23 @@ pub(super) fn address<'a>(peer: peer_status::Reader<'a>) -> anyhow::Result<&'a s
     })
 }
 
-/// Where the peer was declared: the config file or `peer add`.
-pub(super) fn from(peer: peer_status::Reader<'_>) -> &'static str {
-    if peer.get_from_config() {
-        "config"
-    } else {
-        "peer add"
+/// Where the peer comes from: the config file or `peer add`, and/or the syncgroups held here
+/// that it is a member of (then `peer remove` cannot drop it: `sg eject` or `sg leave` can).
+pub(super) fn from(peer: peer_status::Reader<'_>) -> String {
+    let declared = match (peer.get_declared(), peer.get_from_config()) {
+        (true, true) => Some("config"),
+        (true, false) => Some("peer add"),
+        (false, _) => None,
+    };
+    let syncgroups = match peer.get_syncgroups() {
+        0 => None,
+        n => Some(count(u64::from(n), "syncgroup", "syncgroups")),
+    };
+    match (declared, syncgroups) {
+        (Some(declared), Some(syncgroups)) => format!("{declared}, {syncgroups}"),
+        (Some(declared), None) => declared.to_owned(),
+        (None, Some(syncgroups)) => syncgroups,
+        (None, None) => "-".to_owned(),
     }
 }
 
@@ -495,6 +507,8 @@ pub(super) fn peer_json(peer: peer_status::Reader<'_>) -> anyhow::Result<serde_j
         "name": Some(peer.get_name()?.to_str()?).filter(|name| !name.is_empty()),
         "address": peer.get_address()?.to_str()?,
         "from_config": peer.get_from_config(),
+        "declared": peer.get_declared(),
+        "syncgroups": peer.get_syncgroups(),
         "databases": databases,
     }))
 }

@@ -63,6 +63,8 @@ pub fn write_peer_status(
     out.set_records_refused(status.records_refused);
     out.set_from_config(config.from_config);
     out.set_name(config.name.as_str());
+    out.set_declared(status.declared);
+    out.set_syncgroups(u32::try_from(config.syncgroups.len()).unwrap_or(u32::MAX));
     let mut databases = out.init_databases(config.databases.len() as u32);
     for (i, (db, scopes)) in config.databases.iter().enumerate() {
         let mut entry = databases.reborrow().get(i as u32);

@@ -105,6 +105,9 @@ pub fn scope_text(scope: &Scope) -> String {
 /// What a node knows about its sync with one peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStatus {
+    /// Declared with `peer add` or in the config file (set by [`PeerRegistry::list`]; a peer
+    /// can also, or only, be a member of a syncgroup held here: `PeerConfig::syncgroups`).
+    pub declared: bool,
     /// An outgoing session to the peer is up.
     pub connected: bool,
     /// Unix nanoseconds when a page from it last ended its log (its knowledge merged).
@@ -386,7 +389,11 @@ impl PeerRegistry {
     pub fn list(&self) -> Vec<(PeerConfig, PeerStatus)> {
         self.lock()
             .values()
-            .filter_map(|entry| Some((entry.config()?, entry.status.clone())))
+            .filter_map(|entry| {
+                let mut status = entry.status.clone();
+                status.declared = entry.declared.is_some();
+                Some((entry.config()?, status))
+            })
             .collect()
     }
 
