@@ -454,29 +454,32 @@ impl Knowledge {
             .unwrap_or_default()
     }
 
-    /// Everything this knowledge claims for rows under `scope`, taken as a collection floor:
-    /// the containing scope's vector ([`bound_for`](Self::bound_for)) merged with every
-    /// vector stored under `scope`, since any of those rows' records may be gone.
-    pub fn floor_for(&self, scope: &Scope) -> GenVector {
-        let mut floor = self.bound_for(scope);
-        for (_, vector) in self.nested_under(scope) {
-            floor.merge(vector);
-        }
-        floor
-    }
-
     /// The first scope of `asked` (with the device, what `asked` knows of it and the
     /// floor's generation) where this knowledge, taken as a collection floor, is above what
-    /// `asked` knows. None when `asked` covers the floor everywhere.
+    /// `asked` knows. None when `asked` covers the floor everywhere. Each floor vector is
+    /// held against what `asked` knows of the rows it covers: a floor stored under a nested
+    /// scope against `asked`'s deepest scope containing it, so an initiator that asks for a
+    /// table and, apart, for a prefix of it (a declared peer and a syncgroup) is covered
+    /// under the prefix by what it knows there (issue 12's break test: two peers sharing a
+    /// table refused each other for ever once a prefix's history was collected).
     pub fn first_above(
         &self,
         asked: &Knowledge,
     ) -> Option<(Scope, DeviceId, Generation, Generation)> {
         asked.iter().find_map(|(scope, known)| {
-            self.floor_for(scope)
-                .iter()
-                .find(|(device, generation)| known.get(*device) < *generation)
-                .map(|(device, generation)| (scope.clone(), device, known.get(device), generation))
+            let nested = self
+                .nested_under(scope)
+                .map(|(under, floor)| (floor.clone(), asked.bound_for(under)));
+            std::iter::once((self.bound_for(scope), known.clone()))
+                .chain(nested)
+                .find_map(|(floor, known)| {
+                    floor
+                        .iter()
+                        .find(|(device, generation)| known.get(*device) < *generation)
+                        .map(|(device, generation)| {
+                            (scope.clone(), device, known.get(device), generation)
+                        })
+                })
         })
     }
 
@@ -572,6 +575,39 @@ mod tests {
             [(B, Generation::new(7))].into_iter().collect(),
         );
         assert_eq!(floor.first_above(&asked), None);
+    }
+
+    #[test]
+    fn a_floor_under_a_nested_scope_is_covered_by_knowledge_of_that_scope() {
+        let mut floor = Knowledge::new();
+        floor.insert(
+            Scope::new("t", "a"),
+            [(B, Generation::new(7))].into_iter().collect(),
+        );
+        let mut asked = Knowledge::new();
+        asked.insert(
+            Scope::new("t", ""),
+            [(B, Generation::new(0))].into_iter().collect(),
+        );
+        asked.insert(
+            Scope::new("t", "a"),
+            [(B, Generation::new(7))].into_iter().collect(),
+        );
+        assert_eq!(
+            floor.first_above(&asked),
+            None,
+            "t:a covers the rows under it"
+        );
+        asked.insert(
+            Scope::new("t", "a"),
+            [(B, Generation::new(6))].into_iter().collect(),
+        );
+        assert_eq!(
+            floor
+                .first_above(&asked)
+                .map(|(_, _, known, at)| (known, at)),
+            Some((Generation::new(6), Generation::new(7)))
+        );
     }
 
     #[test]
