@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::syncgroups_of;
-use crate::cli::output::outln;
+use crate::cli::output::{count, outln};
 use crate::clock::TimeSource;
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::read_syncgroup;
@@ -103,8 +103,9 @@ pub(super) async fn wait(
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             outln!(
-                "initial sync of {name} complete: {received} records, {bytes} bytes in \
-                 {secs:.1} s"
+                "initial sync of {name} complete: {}, {} in {secs:.1} s",
+                count(received, "record", "records"),
+                count(bytes, "byte", "bytes")
             )?;
             return Ok(());
         }
@@ -140,7 +141,7 @@ fn bar_style() -> ProgressStyle {
 
 /// Rows arriving with no count of what is left (a catch-up by state reports none).
 fn count_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {human_pos} records, {msg}")
+    ProgressStyle::with_template("{spinner} records received: {human_pos}, {msg}")
         .expect("the template is valid")
 }
 
