@@ -313,12 +313,7 @@ async fn find_peer(
     service: &crate::schema::service_capnp::service::Client,
     fingerprint: &str,
 ) -> anyhow::Result<Option<(String, BTreeMap<String, BTreeSet<String>>)>> {
-    let response = service
-        .list_peers_request()
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?;
+    let response = fetch(service).await?;
     for peer in response.get()?.get_peers()? {
         if peer.get_fingerprint()?.to_str()? != fingerprint {
             continue;

@@ -49,12 +49,7 @@ impl Before {
         let started_nanos = crate::clock::SystemTime
             .now_nanos()
             .saturating_sub(1_000_000_000);
-        let response = service
-            .list_peers_request()
-            .send()
-            .promise
-            .await
-            .map_err(remote_error)?;
+        let response = crate::cli::peers::fetch(service).await?;
         let mut received = BTreeMap::new();
         for peer in response.get()?.get_peers()? {
             let counts = (peer.get_records_received(), peer.get_bytes_received());
@@ -237,12 +232,7 @@ async fn look(
         .map(|member| member.to_string())
         .filter(|member| member != me)
         .collect();
-    let response = service
-        .list_peers_request()
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?;
+    let response = crate::cli::peers::fetch(service).await?;
     let mut counts = Counts::default();
     for peer in response.get()?.get_peers()? {
         let fingerprint = peer.get_fingerprint()?.to_str()?;
