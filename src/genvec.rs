@@ -322,9 +322,15 @@ fn utf8(bytes: &[u8], part: &'static str) -> Result<String, ScopeError> {
 }
 
 /// Shows `table:prefix`, e.g. `photos:2024/` (a `/` would be ambiguous with row keys).
+/// `TABLE` for a whole table, `TABLE/PREFIX` otherwise: the form `--prefix` takes
+/// (`sync::peers::parse_scope` reads it back), in messages and logs as on the command line.
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.table, self.prefix)
+        if self.prefix.is_empty() {
+            write!(f, "{}", self.table)
+        } else {
+            write!(f, "{}/{}", self.table, self.prefix)
+        }
     }
 }
 
@@ -777,8 +783,8 @@ mod tests {
 
     #[test]
     fn scope_display_and_order() {
-        assert_eq!(scope("photos", "2024/").to_string(), "photos:2024/");
-        assert_eq!(scope("photos", "").to_string(), "photos:");
+        assert_eq!(scope("photos", "2024/").to_string(), "photos/2024/");
+        assert_eq!(scope("photos", "").to_string(), "photos");
         assert!(scope("a", "z") < scope("b", ""));
         assert!(scope("a", "") < scope("a", "a"));
     }

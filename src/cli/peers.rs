@@ -15,7 +15,7 @@ use crate::genvec::Scope;
 use crate::identity::{Fingerprint, NodeIdentity};
 use crate::rpc::client::remote_error;
 use crate::schema::service_capnp::{peer_status, service};
-use crate::sync::peers::{parse_scope, scope_text};
+use crate::sync::peers::parse_scope;
 
 // No doc comment: the subcommand's help is its variant's in `cli::Command`.
 #[derive(Debug, Args)]
@@ -278,7 +278,7 @@ fn add(
             out.set_prefix(scope.prefix.as_str());
         }
         request.send().promise.await.map_err(remote_error)?;
-        let shown: Vec<String> = scopes.iter().map(scope_text).collect();
+        let shown: Vec<String> = scopes.iter().map(Scope::to_string).collect();
         let Some((old_address, old_scopes)) = before else {
             outln!(
                 "added peer {fingerprint} at {address}: database {db}: {}",
@@ -326,7 +326,7 @@ async fn find_peer(
             for scope in db.get_scopes()? {
                 let table = scope.get_table()?.to_str()?;
                 let prefix = scope.get_prefix()?.to_str()?;
-                scopes.insert(scope_text(&Scope::new(table, prefix)));
+                scopes.insert(Scope::new(table, prefix).to_string());
             }
         }
         return Ok(Some((peer.get_address()?.to_str()?.to_owned(), databases)));
@@ -360,7 +360,7 @@ fn remove(
             bail!("NoExist: no peer {fingerprint} here (`syncbase peer list` lists them)");
         }
         if let Some(db) = db {
-            let what: Vec<String> = scopes.iter().map(scope_text).collect();
+            let what: Vec<String> = scopes.iter().map(Scope::to_string).collect();
             let what = if what.is_empty() {
                 "every scope".to_owned()
             } else {
@@ -472,7 +472,7 @@ pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String
             .iter()
             .map(|scope| {
                 let (table, prefix) = (scope.get_table()?.to_str()?, scope.get_prefix()?.to_str()?);
-                Ok(scope_text(&Scope::new(table, prefix)))
+                Ok(Scope::new(table, prefix).to_string())
             })
             .collect::<anyhow::Result<_>>()?;
         shares.push(format!(

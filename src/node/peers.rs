@@ -10,7 +10,7 @@ use crate::genvec::Scope;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{decode_record, encode_record, peer_key, peer_prefix};
-use crate::sync::peers::{PeerConfig, parse_scope, scope_text};
+use crate::sync::peers::{PeerConfig, parse_scope};
 
 impl Node {
     /// Registers the config file's peers, then the ones added at run time before.
@@ -162,11 +162,11 @@ fn without_scopes(declared: &mut PeerConfig, db: &str, scopes: &[Scope]) -> Resu
     }
     for scope in scopes {
         if !shared.remove(scope) {
-            let has: Vec<String> = shared.iter().map(scope_text).collect();
+            let has: Vec<String> = shared.iter().map(Scope::to_string).collect();
             return Err(Error::NoExist(format!(
                 "peer {fingerprint} was not added with scope {} of database {db:?} \
                  (its scopes there: {})",
-                scope_text(scope),
+                scope,
                 has.join(" ")
             )));
         }

@@ -93,15 +93,6 @@ pub fn parse_scope(text: &str) -> Result<Scope> {
     Ok(Scope::new(table, prefix))
 }
 
-/// A scope as [`parse_scope`] reads it: `TABLE` for a whole table, else `TABLE/PREFIX`.
-pub fn scope_text(scope: &Scope) -> String {
-    if scope.prefix.is_empty() {
-        scope.table.clone()
-    } else {
-        format!("{}/{}", scope.table, scope.prefix)
-    }
-}
-
 /// What a node knows about its sync with one peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStatus {

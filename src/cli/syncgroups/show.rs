@@ -287,6 +287,6 @@ fn scopes(sg: &Syncgroup) -> Vec<String> {
     sg.spec
         .prefixes
         .iter()
-        .map(crate::sync::peers::scope_text)
+        .map(crate::genvec::Scope::to_string)
         .collect()
 }
