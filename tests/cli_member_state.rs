@@ -92,6 +92,18 @@ fn names_show_beside_fingerprints_and_an_ejected_member_says_so() {
         status.contains(&format!("syncgroup {name}: Ejected")),
         "{status}"
     );
+    let status = b.json(&["status", "--json"]);
+    assert_eq!(
+        status["attention"][0]["syncgroup"],
+        name.as_str(),
+        "{status}"
+    );
+    assert!(
+        status["attention"][0]["lines"][0]
+            .as_str()
+            .is_some_and(|line| line.starts_with("Ejected")),
+        "{status}"
+    );
     let refused = failure(&b.client(&["put", "db", "t", "after", "2"]));
     assert!(
         refused.contains("NoAccess:") && refused.contains("ejected"),

@@ -21,6 +21,8 @@ pub struct StatusArgs {
     target: Target,
     /// One JSON object on one line: {"fingerprint", "peers_connected", "syncgroups",
     /// "pending", "last_error" (string or null), "proposals_waiting", "epochs": [string],
+    /// "attention": [{"syncgroup", "lines": [string]}] (each syncgroup this node lost or whose
+    /// copy is pending, with what to do, as the human output's `syncgroup NAME: ...` lines),
     /// "peers": [each as `peer list --json`, plus "connected", "last_caught_up_nanos" (Unix
     /// nanoseconds, 0 = never), "records_received", "bytes_received", "records_sent",
     /// "bytes_sent", "pending_in", "pending_out" (log entries), "records_refused",
@@ -86,6 +88,11 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
                 "last_error": summary.last_error.as_ref().map(|(_, error)| error),
                 "proposals_waiting": waiting,
                 "epochs": identity.epochs,
+                "attention": super::syncgroups::attention(&service)
+                    .await?
+                    .into_iter()
+                    .map(|(syncgroup, lines)| json!({"syncgroup": syncgroup, "lines": lines}))
+                    .collect::<Vec<_>>(),
                 "peers": peers.iter().map(peer_json).collect::<anyhow::Result<Vec<_>>>()?,
             });
             let mut store = super::collect::store_status_json(&service).await?;

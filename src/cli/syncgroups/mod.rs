@@ -380,16 +380,30 @@ pub(super) fn syncgroups_of(service: &service::Client) -> syncgroups::Client {
         .get_syncgroups()
 }
 
-/// `status`'s syncgroup lines: one per syncgroup this node lost or whose copy is pending,
-/// with what to do.
-pub(crate) async fn print_attention(service: &service::Client) -> anyhow::Result<()> {
+/// What needs attention among the syncgroups held here: each syncgroup this node lost or
+/// whose copy is pending, with its lines saying what happened and what to do.
+pub(crate) async fn attention(
+    service: &service::Client,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let mut request = syncgroups_of(service).list_request();
     request.get().set_database("");
     let response = request.send().promise.await.map_err(remote_error)?;
+    let mut needing = Vec::new();
     for info in response.get()?.get_syncgroups()? {
         let shown = Shown::read(info)?;
-        for line in shown.attention() {
-            outln!("syncgroup {}: {line}", shown.sg.name)?;
+        let lines = shown.attention();
+        if !lines.is_empty() {
+            needing.push((shown.sg.name.to_string(), lines));
+        }
+    }
+    Ok(needing)
+}
+
+/// `status`'s syncgroup lines: one per line of [`attention`], `syncgroup NAME: LINE`.
+pub(crate) async fn print_attention(service: &service::Client) -> anyhow::Result<()> {
+    for (name, lines) in attention(service).await? {
+        for line in lines {
+            outln!("syncgroup {name}: {line}")?;
         }
     }
     Ok(())

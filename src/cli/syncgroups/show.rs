@@ -258,7 +258,7 @@ pub fn print_list(
     }
     if !held.is_empty() {
         let mut columns = Columns::default();
-        columns.row(["NAME", "DATABASE", "STATUS", "MEMBERS"]);
+        columns.row(["NAME", "DATABASE", "STATUS", "MEMBERS", "NOTES"]);
         held.iter().for_each(|sg| columns.row(sg.row()));
         columns.print("")?;
     }
