@@ -343,6 +343,11 @@ fn remove(
     prefixes: &[String],
 ) -> anyhow::Result<()> {
     let scopes = parse_scopes(prefixes)?;
+    // Checked and printed in its one spelling (lower-case hex), whatever case was given.
+    let fingerprint = Fingerprint::parse(fingerprint)
+        .map_err(|e| e.context("fingerprint"))?
+        .to_string();
+    let fingerprint = fingerprint.as_str();
     with_service(target, |service| async move {
         let mut request = service.remove_peer_request();
         request.get().set_fingerprint(fingerprint);
