@@ -186,6 +186,22 @@ fn with_keep_the_printed_cli_lines_reach_the_demo_nodes_until_ctrl_c() {
         winner(&output),
         "{get}"
     );
+    // The nodes carry their demo names: alice's status shows bob and carol by name.
+    let status = output
+        .iter()
+        .rev()
+        .find(|line| line.contains(" status --addr"))
+        .unwrap_or_else(|| panic!("no status line: {output:#?}"));
+    let status_words = shlex::split(status.trim()).expect("the line is valid shell");
+    let shown = Command::new(&status_words[0])
+        .args(&status_words[1..])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("(bob)") && shown.contains("(carol)"),
+        "{status}: {shown}"
+    );
     let token = words
         .iter()
         .skip_while(|w| *w != "--token-file")

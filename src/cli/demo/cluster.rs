@@ -216,6 +216,8 @@ async fn start_member(name: &'static str) -> anyhow::Result<Member> {
     let options = EmbeddedOptions {
         peer_listen: Some("127.0.0.1:0".into()),
         redial_max: REDIAL_MAX,
+        // What fellow members show beside its fingerprint (`--keep`'s `status`, `sg show`).
+        name: Some(name.to_owned()),
         ..EmbeddedOptions::new(EmbeddedStorage::Lmdb)
     };
     let server = EmbeddedServer::start_with(options)
