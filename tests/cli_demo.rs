@@ -3,7 +3,7 @@
 //! `--keep`, the CLI lines it prints must reach its nodes as pasted, until Ctrl-C stops it
 //! and removes their directories.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -185,6 +185,22 @@ fn with_keep_the_printed_cli_lines_reach_the_demo_nodes_until_ctrl_c() {
         String::from_utf8_lossy(&ran.stdout),
         winner(&output),
         "{get}"
+    );
+    // Each node's status page answers on the address printed for it.
+    let page = output
+        .iter()
+        .find_map(|line| line.split("status page: http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no status page line: {output:#?}"));
+    let mut stream = std::net::TcpStream::connect(page).expect("the page's port is open");
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {page}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") && answer.contains("# HELP"),
+        "{answer}"
     );
     // The nodes carry their demo names: alice's status shows bob and carol by name.
     let status = output

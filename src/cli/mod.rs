@@ -133,7 +133,7 @@ pub enum Command {
     /// cut off (its links run through TCP relays the demo cuts), rows are written on both sides
     /// and one row on both, and after the heal every node holds the same winner. Ends after
     /// about 15 s with a summary (records, bytes synced, p50/p95 latency), or with `--keep`
-    /// prints CLI lines that reach each node and runs until Ctrl-C. Colour only on a terminal
+    /// prints CLI lines and a status page address for each node and runs until Ctrl-C. Colour only on a terminal
     /// and without NO_COLOR.
     Demo(demo::DemoArgs),
     /// Run the deterministic simulation: many nodes, one seed each run, faults included;

@@ -3,6 +3,7 @@
 //! [`Relay`]s, and a syncgroup created on alice and joined by bob and carol with invites
 //! through the app API, the calls `syncbase sg create|invite|join` make.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,6 +15,7 @@ use crate::cli::output::OutputError;
 use crate::config::Config;
 use crate::embedded::{EmbeddedOptions, EmbeddedServer, EmbeddedStorage};
 use crate::genvec::Scope;
+use crate::http::HttpServer;
 use crate::names::{DbName, RowKey, TableName};
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::write_spec;
@@ -176,13 +178,21 @@ impl Cluster {
     }
 
     /// With `--keep`: the CLI lines that reach each node, each working as pasted.
-    pub fn print_cli_lines(&self, show: Show) -> Result<(), OutputError> {
-        show.heading("the nodes keep running: reach them with the CLI (Ctrl-C stops them)")?;
+    pub fn print_cli_lines(&self, show: Show, pages: &[SocketAddr]) -> Result<(), OutputError> {
+        show.heading(
+            "the nodes keep running: reach them with the CLI or their status pages (Ctrl-C \
+             stops them)",
+        )?;
         let exe = std::env::current_exe()
             .map(|path| path.display().to_string())
             .unwrap_or_else(|_| "syncbase".into());
-        for member in &self.nodes {
+        for (i, member) in self.nodes.iter().enumerate() {
             show.line(&show.node(member.name))?;
+            if let Some(page) = pages.get(i) {
+                show.line(&format!(
+                    "  status page: http://{page}/ (metrics: /metrics)"
+                ))?;
+            }
             for verb in [
                 &["get", DB, TABLE, "color"][..],
                 &["scan", DB, TABLE],
@@ -192,6 +202,21 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+}
+
+impl Cluster {
+    /// Serves each node's status page and `/metrics` on a loopback port of its own, until
+    /// the process ends; returns their addresses, in the nodes' order.
+    pub async fn serve_pages(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        let mut pages = Vec::new();
+        for member in &self.nodes {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let server = HttpServer::bind(loopback, member.server.node().clone()).await?;
+            pages.push(server.local_addr());
+            tokio::spawn(server.serve(std::future::pending()));
+        }
+        Ok(pages)
     }
 }
 

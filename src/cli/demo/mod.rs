@@ -31,7 +31,8 @@ pub struct DemoArgs {
     /// the nodes comes on top).
     #[arg(long, value_name = "N", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
     seconds: u64,
-    /// After the summary, keep the nodes running and print how to reach each with the CLI;
+    /// After the summary, keep the nodes running and print how to reach each with the CLI
+    /// and its status page;
     /// Ctrl-C (or SIGTERM) stops them and removes their directories.
     #[arg(long)]
     keep: bool,
@@ -66,7 +67,8 @@ async fn demo(args: &DemoArgs, show: Show) -> anyhow::Result<()> {
     let pace = Duration::from_secs(args.seconds);
     script::run(&cluster, show, pace).await?;
     if args.keep {
-        cluster.print_cli_lines(show)?;
+        let pages = cluster.serve_pages().await?;
+        cluster.print_cli_lines(show, &pages)?;
         std::future::pending::<()>().await;
     }
     Ok(())
