@@ -72,15 +72,23 @@ fn usage_json(usage: &Usage) -> serde_json::Value {
     })
 }
 
-/// Prints the store's size figures, then per database its live data and each member that
-/// holds collection back (`status`).
-pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()> {
-    let response = service
+/// The node's `storeStatus` answer: usage, and per database live data and who holds
+/// collection back.
+async fn fetch_store_status(
+    service: &service::Client,
+) -> anyhow::Result<capnp::capability::Response<service::store_status_results::Owned>> {
+    service
         .store_status_request()
         .send()
         .promise
         .await
-        .map_err(remote_error)?;
+        .map_err(remote_error)
+}
+
+/// Prints the store's size figures, then per database its live data and each member that
+/// holds collection back (`status`).
+pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()> {
+    let response = fetch_store_status(service).await?;
     let response = response.get()?;
     let usage = read_usage(response.get_usage()?);
     let max = usage
@@ -116,12 +124,7 @@ pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()>
 /// "live_rows", "live_bytes", "held_back": [{"member", "table", "prefix", "last_seen_nanos",
 /// "generations_behind"}]}]}.
 pub async fn store_status_json(service: &service::Client) -> anyhow::Result<serde_json::Value> {
-    let response = service
-        .store_status_request()
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?;
+    let response = fetch_store_status(service).await?;
     let response = response.get()?;
     let mut databases = Vec::new();
     for db in response.get_databases()? {

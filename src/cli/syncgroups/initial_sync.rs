@@ -86,7 +86,9 @@ pub(super) async fn wait(
     before: &Before,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let me = own_fingerprint(service).await?;
+    let me = crate::cli::peers::Identity::fetch(service)
+        .await?
+        .fingerprint;
     let started = Instant::now();
     let bar = progress_bar();
     let mut shown = Shown::Waiting;
@@ -201,16 +203,6 @@ fn unfinished(name: &str, look: &Look, timeout: Duration) -> String {
          on in the background (`syncbase status`; `sg join --no-wait` does not wait)",
         timeout.as_secs()
     )
-}
-
-async fn own_fingerprint(service: &service::Client) -> anyhow::Result<String> {
-    let response = service
-        .identity_request()
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?;
-    Ok(response.get()?.get_fingerprint()?.to_str()?.to_owned())
 }
 
 /// Asks the node whether `name` is pending here and sums its other members' peer counters

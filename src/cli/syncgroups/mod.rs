@@ -131,13 +131,9 @@ async fn permissions(service: &service::Client, args: &CreateArgs) -> anyhow::Re
     if args.admins.is_empty() && args.writers.is_empty() && args.readers.is_empty() {
         return Ok(perms);
     }
-    let response = service
-        .identity_request()
-        .send()
-        .promise
-        .await
-        .map_err(remote_error)?;
-    let me = response.get()?.get_fingerprint()?.to_str()?.to_owned();
+    let me = crate::cli::peers::Identity::fetch(service)
+        .await?
+        .fingerprint;
     let named = [
         (Level::Admin, std::slice::from_ref(&me)),
         (Level::Admin, args.admins.as_slice()),
