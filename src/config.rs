@@ -144,23 +144,30 @@ pub struct DeclaredPeer {
 impl DeclaredPeer {
     /// Checks every field, each error naming its key (`fingerprint: bad peer fingerprint ...`).
     fn validate(&self) -> anyhow::Result<()> {
-        crate::address::check(&self.address).context("address")?;
-        Fingerprint::parse(&self.fingerprint).context("fingerprint")?;
-        DbName::parse(&self.database).context("database")?;
+        keyed(crate::address::check(&self.address), "address")?;
+        keyed(Fingerprint::parse(&self.fingerprint), "fingerprint")?;
+        keyed(DbName::parse(&self.database), "database")?;
         if self.scopes.is_empty() {
             bail!("scopes: at least one TABLE or TABLE/PREFIX");
         }
         for scope in &self.scopes {
-            parse_scope(scope).with_context(|| format!("scopes: {scope:?}"))?;
+            keyed(parse_scope(scope), &format!("scopes: {scope:?}"))?;
         }
         Ok(())
     }
 }
 
+/// A node error as a config error naming its `key`: `key: detail`, without the node error's
+/// id (`fingerprint: bad peer fingerprint ...`, not `fingerprint: InvalidArgument: ...`),
+/// since a config error is read by a person, not matched by a client.
+fn keyed<T>(result: crate::error::Result<T>, key: &str) -> anyhow::Result<T> {
+    result.map_err(|error| anyhow::anyhow!("{key}: {}", error.detail()))
+}
+
 /// Deserializes an address with the one `HOST:PORT` parser.
 fn resolved_address<'de, D: serde::Deserializer<'de>>(input: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(input)?;
-    crate::address::resolve(&text).map_err(serde::de::Error::custom)
+    crate::address::resolve(&text).map_err(|error| serde::de::Error::custom(error.detail()))
 }
 
 /// The `[storage]` table.
@@ -278,7 +285,7 @@ impl Config {
             bail!("data_dir: must not be empty");
         }
         if let Some(name) = &self.name {
-            crate::syncgroup::check_member_name(name).map_err(|e| anyhow::anyhow!("name: {e}"))?;
+            keyed(crate::syncgroup::check_member_name(name), "name")?;
         }
         Ok(())
     }
@@ -305,7 +312,7 @@ impl Config {
     /// in code may run on the memory network, whose addresses are plain names.
     fn validate_peers(&self) -> anyhow::Result<()> {
         if let Some(listen) = &self.sync.peer_listen {
-            crate::address::check(listen).context("sync.peer_listen")?;
+            keyed(crate::address::check(listen), "sync.peer_listen")?;
         }
         for (i, peer) in self.sync.peers.iter().enumerate() {
             peer.validate()
@@ -551,6 +558,10 @@ mod tests {
             let error = peer(field);
             assert!(error.starts_with("sync.peers[0] "), "{field}: {error}");
             assert!(error.contains(key), "{field}: {error}");
+            assert!(
+                !error.contains("InvalidArgument"),
+                "no id mid-line: {error}"
+            );
         }
     }
 

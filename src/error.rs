@@ -125,6 +125,20 @@ impl Error {
         }
     }
 
+    /// The message without its leading id (`bad peer fingerprint ...` for
+    /// `InvalidArgument: bad peer fingerprint ...`): for text that is not an RPC answer, such
+    /// as a config file error, where the id would sit mid-line after the key it concerns.
+    pub fn detail(&self) -> String {
+        let text = self.to_string();
+        match text
+            .strip_prefix(self.id())
+            .and_then(|rest| rest.strip_prefix(": "))
+        {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        }
+    }
+
     /// The stable id this error's message starts with.
     pub fn id(&self) -> &'static str {
         match self {
@@ -261,6 +275,14 @@ mod tests {
         let cut = Error::ConnFail("reset".into()).context("dialling h:1");
         assert_eq!(cut.id(), "ConnFail");
         assert_eq!(cut.to_string().matches("ConnFail").count(), 1, "{cut}");
+    }
+
+    #[test]
+    fn detail_is_the_message_without_its_id() {
+        let error = Error::invalid("bad peer fingerprint \"x\"");
+        assert_eq!(error.detail(), "bad peer fingerprint \"x\"");
+        let cut = Error::ConnFail("reset".into());
+        assert_eq!(cut.detail(), "connection to peer failed: reset");
     }
 
     #[test]
