@@ -24,7 +24,7 @@ pub struct StatusArgs {
     /// "attention": [{"syncgroup", "lines": [string]}] (each syncgroup this node lost or whose
     /// copy is pending, with what to do, as the human output's `syncgroup NAME: ...` lines),
     /// "peers": [each as `peer list --json`, plus "connected", "last_caught_up_nanos" (Unix
-    /// nanoseconds, 0 = never), "records_received", "bytes_received", "records_sent",
+    /// nanoseconds, null = never), "records_received", "bytes_received", "records_sent",
     /// "bytes_sent", "pending_in", "pending_out" (log entries), "records_refused",
     /// "last_error" (string or null)], "store": {"file_bytes", "used_bytes", "map_bytes",
     /// "max_map_bytes" (null = unbounded), "reserve_bytes"}, "databases": [{"database",
@@ -233,7 +233,7 @@ fn peer_json(peer: peer_status::Reader<'_>) -> anyhow::Result<serde_json::Value>
     let error = peer.get_last_error()?.to_str()?;
     let status = json!({
         "connected": peer.get_connected(),
-        "last_caught_up_nanos": peer.get_last_success_nanos(),
+        "last_caught_up_nanos": Some(peer.get_last_success_nanos()).filter(|&nanos| nanos > 0),
         "records_received": peer.get_records_received(),
         "bytes_received": peer.get_bytes_received(),
         "records_sent": peer.get_records_sent(),

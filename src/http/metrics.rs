@@ -62,7 +62,7 @@ const COUNTERS: [Figure; 8] = [
     (
         "records_refused",
         "Records from the peer dropped: their writer held no Write permission",
-        |p| p.refused,
+        |p| p.records_refused,
     ),
     ("catch_ups", "Catch-ups by state from the peer", |p| {
         p.catch_ups
@@ -219,9 +219,12 @@ mod tests {
     fn peer(fingerprint: &str, records_received: u64) -> PeerReport {
         PeerReport {
             fingerprint: fingerprint.into(),
+            name: None,
             address: "127.0.0.1:7701".into(),
             from_config: false,
-            shares: vec![],
+            declared: true,
+            syncgroups: 0,
+            databases: vec![],
             connected: true,
             last_caught_up_nanos: None,
             records_received,
@@ -230,7 +233,7 @@ mod tests {
             bytes_sent: 2,
             pending_in: 3,
             pending_out: 4,
-            refused: 5,
+            records_refused: 5,
             rounds: 6,
             conflicts_resolved: 7,
             catch_ups: 0,
@@ -242,8 +245,9 @@ mod tests {
     fn member(fingerprint: &str, is_self: bool) -> MemberReport {
         MemberReport {
             fingerprint: fingerprint.into(),
+            name: None,
             address: String::new(),
-            is_server: false,
+            server: false,
             level: "read".into(),
             is_self,
         }
@@ -252,6 +256,7 @@ mod tests {
     fn report() -> StatusReport {
         StatusReport {
             node: NodeReport {
+                name: None,
                 fingerprint: "aa".into(),
                 device: "0000000000000001".into(),
                 peer_address: String::new(),
@@ -266,6 +271,8 @@ mod tests {
                 id: "0000000000000002".into(),
                 database: "db".into(),
                 status: "running".into(),
+                removed: None,
+                removed_by: None,
                 pending: true,
                 left: false,
                 level: "admin".into(),

@@ -32,6 +32,8 @@ pub struct StatusReport {
 /// This node's identity.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeReport {
+    /// The name it shows its fellow members (`serve --name`), null if none.
+    pub name: Option<String>,
     /// Lowercase hex BLAKE3 of its certificate's key: its only identity.
     pub fingerprint: String,
     /// Its device id, 16 hex digits.
@@ -50,11 +52,18 @@ pub struct NodeReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerReport {
     pub fingerprint: String,
+    /// Its name: the `peer add --name` label, or its chosen name as a syncgroup member;
+    /// null if none. Never an identity.
+    pub name: Option<String>,
     pub address: String,
     /// Declared in the config file.
     pub from_config: bool,
-    /// What each database shares with it.
-    pub shares: Vec<ShareReport>,
+    /// Declared with `peer add` or in the config file.
+    pub declared: bool,
+    /// Syncgroups held here that it is a member of.
+    pub syncgroups: u64,
+    /// What each database shares with it (the fields of `peer list --json`).
+    pub databases: Vec<ShareReport>,
     pub connected: bool,
     /// When a page from it last ended its log, Unix nanoseconds; None: not yet.
     pub last_caught_up_nanos: Option<i64>,
@@ -67,7 +76,7 @@ pub struct PeerReport {
     /// Log entries our responder has not examined yet for it.
     pub pending_out: u64,
     /// Records from it dropped because their writer held no Write permission.
-    pub refused: u64,
+    pub records_refused: u64,
     /// Rounds with it that reached the end of its log.
     pub rounds: u64,
     /// Conflicts settled applying its records.
@@ -111,8 +120,13 @@ pub struct SyncgroupReport {
     /// 16 hex digits.
     pub id: String,
     pub database: String,
-    /// `running`, `publish-pending` (proposed to its host) or `publish-rejected`.
+    /// `running`, `publish-pending` (proposed to its host) or `publish-rejected`; or how an
+    /// admin removed this node, as `sg show --json` says it (`Ejected`, `Read revoked`).
     pub status: String,
+    /// How an admin removed this node from it (as `status`), null if it did not.
+    pub removed: Option<String>,
+    /// The admin that said so, null if none did.
+    pub removed_by: Option<String>,
     /// Joined and still catching up with its admin.
     pub pending: bool,
     /// This node left it.
@@ -128,9 +142,11 @@ pub struct SyncgroupReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberReport {
     pub fingerprint: String,
+    /// Its chosen name, null if none (never an identity).
+    pub name: Option<String>,
     /// Its peer listener ("" for a leaf).
     pub address: String,
-    pub is_server: bool,
+    pub server: bool,
     pub level: String,
     /// This node itself.
     pub is_self: bool,
@@ -187,6 +203,7 @@ impl StatusReport {
         let resolved = peers.iter().map(|peer| peer.conflicts_resolved).sum();
         Ok(StatusReport {
             node: NodeReport {
+                name: named(node.name()),
                 fingerprint: me.to_string(),
                 device: format!("{:016x}", node.store().device().0),
                 peer_address: node.peer_address(),
@@ -221,9 +238,12 @@ fn peer_report(config: &PeerConfig, status: &PeerStatus) -> PeerReport {
         .collect();
     PeerReport {
         fingerprint: config.fingerprint.to_string(),
+        name: named(&config.name),
+        declared: status.declared,
+        syncgroups: config.syncgroups.len() as u64,
         address: config.address.clone(),
         from_config: config.from_config,
-        shares,
+        databases: shares,
         connected: status.connected,
         last_caught_up_nanos: (status.last_success_nanos > 0).then_some(status.last_success_nanos),
         records_received: status.records_received,
@@ -232,7 +252,7 @@ fn peer_report(config: &PeerConfig, status: &PeerStatus) -> PeerReport {
         bytes_sent: status.bytes_sent,
         pending_in: status.pending_in,
         pending_out: status.pending_out,
-        refused: status.records_refused,
+        records_refused: status.records_refused,
         rounds: status.rounds,
         conflicts_resolved: status.conflicts_resolved,
         catch_ups: status.catch_ups,
@@ -248,28 +268,40 @@ fn syncgroup_report(view: &SyncgroupView, me: &Fingerprint) -> SyncgroupReport {
         .iter()
         .map(|(fingerprint, info)| MemberReport {
             fingerprint: fingerprint.to_string(),
+            name: named(&info.name),
             address: info.address.clone(),
-            is_server: info.is_server,
+            server: info.is_server,
             level: level(&sg.spec.perms, fingerprint).into(),
             is_self: fingerprint == me,
         })
         .collect();
+    let removed = &view.local.removed;
     SyncgroupReport {
         name: sg.name.to_string(),
         id: sg.id.to_hex(),
         database: sg.db.clone(),
-        status: match sg.status {
-            Status::Running => "running",
-            Status::PublishPending => "publish-pending",
-            Status::PublishRejected => "publish-rejected",
+        status: match (&removed, sg.status) {
+            (Some(removed), _) => removed.how.label(),
+            (None, Status::Running) => "running",
+            (None, Status::PublishPending) => "publish-pending",
+            (None, Status::PublishRejected) => "publish-rejected",
         }
         .into(),
+        removed: removed
+            .as_ref()
+            .map(|removed| removed.how.label().to_owned()),
+        removed_by: removed.as_ref().map(|removed| removed.by.to_string()),
         pending: view.local.pending.is_some(),
         left: view.local.left,
         level: level(&sg.spec.perms, me).into(),
         prefixes: sg.spec.prefixes.iter().map(ScopeReport::of).collect(),
         members,
     }
+}
+
+/// A name as the report gives it: null when empty.
+fn named(name: &str) -> Option<String> {
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// The highest level `who` holds: admin, read-write, read, or none.
