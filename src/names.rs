@@ -17,6 +17,13 @@ pub const MAX_BATCH_OPS: usize = 10_000;
 /// this limit is what keeps that page within one message (`paging::DATA`).
 pub const MAX_BATCH_BYTES: usize = 10 << 20;
 
+/// A row as messages name it: `key "K" in table "T"` (quoted, escaped as Rust strings), as
+/// the CLI's own lines say it (`stored K in table T of database DB`), so no message writes a
+/// row as `T:K`, which reads as a HOST:PORT or a prefix.
+pub fn row_text(table: &str, row: &str) -> String {
+    format!("key {row:?} in table {table:?}")
+}
+
 /// A database name: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8 without control characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DbName(String);
@@ -121,6 +128,12 @@ fn check_text(what: &str, text: &str, min: usize, max: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_is_named_by_key_and_table_never_as_table_colon_key() {
+        assert_eq!(row_text("t", "k"), "key \"k\" in table \"t\"");
+        assert_eq!(row_text("a:b", "c d"), "key \"c d\" in table \"a:b\"");
+    }
 
     fn rejected(result: Result<impl std::fmt::Debug>) -> String {
         let error = result.expect_err("should be rejected");

@@ -194,7 +194,8 @@ pub(super) fn local_writes_allowed<'a>(
                 "where this node may only read"
             };
             return Err(Error::NoAccess(format!(
-                "row {table}:{row} is shared by syncgroup {}, {why}",
+                "{} is shared by syncgroup {}, {why}",
+                crate::names::row_text(table, row),
                 sg.name
             )));
         }

@@ -182,7 +182,8 @@ fn store_record(
             if db.node(table, row, version)?.is_none() {
                 if !collecting {
                     return Err(Error::invalid(format!(
-                        "link record for {table}:{row} names version {} that was never sent",
+                        "link record for {} names version {} that was never sent",
+                        crate::names::row_text(table, row),
                         version.to_hex()
                     )));
                 }
@@ -280,9 +281,10 @@ fn settle_conflict(
         Decision::Winner(winner) if heads.contains(&winner) => winner,
         Decision::Winner(other) => {
             return Err(Error::Internal(format!(
-                "resolver {} picked version {} of {table}:{row}, not one of its heads",
+                "resolver {} picked version {} of {}, not one of its heads",
                 resolver.name(),
-                other.to_hex()
+                other.to_hex(),
+                crate::names::row_text(table, row)
             )));
         }
     };
@@ -340,7 +342,8 @@ fn known_node(db: &DbWriter<'_>, table: &str, row: &str, version: Version) -> Re
 
 fn missing(table: &str, row: &str, version: Version) -> Error {
     Error::Internal(format!(
-        "DAG of {table}:{row} lacks version {}",
+        "DAG of {} lacks version {}",
+        crate::names::row_text(table, row),
         version.to_hex()
     ))
 }

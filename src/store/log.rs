@@ -180,8 +180,8 @@ fn wanted_record(
                 None if collecting => return Ok(None),
                 None => {
                     return Err(crate::error::Error::Internal(format!(
-                        "log names a missing DAG node of {}:{}",
-                        entry.table, entry.row
+                        "log names a missing DAG node of {}",
+                        crate::names::row_text(&entry.table, &entry.row)
                     )));
                 }
             };

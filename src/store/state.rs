@@ -159,7 +159,8 @@ impl Store {
             let head: RowHead = decode(&bytes, "row head")?;
             let Some(mut node) = load_node(txn.as_ref(), &keys, table, row, head.version)? else {
                 return Err(Error::Internal(format!(
-                    "the head of {table}:{row} names a missing DAG node"
+                    "the head of {} names a missing DAG node",
+                    crate::names::row_text(table, row)
                 )));
             };
             node.linked.clear();
@@ -199,10 +200,9 @@ impl Store {
                 let allows = allows(&syncgroups::held(txn.as_ref(), db.as_str())?);
                 if let Some(refused) = records.iter().find(|record| !allows(record)) {
                     return Err(Error::NoAccess(format!(
-                        "catch-up by state: the head of {}:{} was written by device {:016x}, \
+                        "catch-up by state: the head of {} was written by device {:016x}, \
                          which holds no Write permission here",
-                        refused.table,
-                        refused.row,
+                        crate::names::row_text(&refused.table, &refused.row),
                         refused.device().0
                     )));
                 }
@@ -311,8 +311,8 @@ fn take_page(
     for record in records {
         let RecordContent::Node(node) = &record.content else {
             return Err(Error::invalid(format!(
-                "catch-up by state sent a link record for {}:{}; only heads are fetched",
-                record.table, record.row
+                "catch-up by state sent a link record for {}; only heads are fetched",
+                crate::names::row_text(&record.table, &record.row)
             )));
         };
         let (table, row) = (record.table.as_str(), record.row.as_str());

@@ -365,8 +365,8 @@ impl<H: Host> StatePages<H> {
                 .any(|scope| scope.covers(&record.table, &record.row))
             {
                 return Err(Error::invalid(format!(
-                    "catch-up by state: record for {}:{} is outside the scopes asked for",
-                    record.table, record.row
+                    "catch-up by state: record for {} is outside the scopes asked for",
+                    crate::names::row_text(&record.table, &record.row)
                 )));
             }
         }

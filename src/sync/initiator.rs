@@ -222,8 +222,8 @@ impl<H: Host> Session<H> {
                 .any(|scope| scope.covers(&record.table, &record.row))
             {
                 return Err(Error::invalid(format!(
-                    "record for {}:{} is outside the scopes asked for",
-                    record.table, record.row
+                    "record for {} is outside the scopes asked for",
+                    crate::names::row_text(&record.table, &record.row)
                 )));
             }
             if record.device() == me {
