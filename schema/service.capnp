@@ -39,10 +39,12 @@ interface Service {
   # The size limits this node enforces.
 
   identity @3 () -> (fingerprint :Text, peerAddress :Text, deviceId :UInt64,
-                     epochs :List(Text));
+                     epochs :List(Text), name :Text, role :Text);
   # This node's peer identity (its TLS key's fingerprint, which other nodes pin), the address
   # of its TLS peer listener ("" if it has none) and its device id. `epochs`: one line per
   # move to a fresh device id (its store was found restored or copied), oldest first.
+  # `name`: the name it shows fellow members beside its fingerprint ("" if none; never an
+  # identity). `role`: `normal`, `server` or `leaf` (a leaf advertises no peer address).
 
   addPeer @4 (peer :PeerSpec) -> ();
   # Starts syncing with a peer, and accepts that peer's connections, for the given database

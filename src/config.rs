@@ -130,6 +130,17 @@ pub enum Role {
     Leaf,
 }
 
+impl Role {
+    /// Its config spelling: `normal`, `server`, `leaf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Normal => "normal",
+            Role::Server => "server",
+            Role::Leaf => "leaf",
+        }
+    }
+}
+
 /// One `[[sync.peers]]` entry.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

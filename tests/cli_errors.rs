@@ -287,6 +287,11 @@ fn invites_say_why_they_admit_no_one_and_who_may_mint_them() {
     admin.ok(&["sg", "create", "db", &name, "--prefix", "t"]);
     let invite = admin.ok(&["sg", "invite", &name]);
     let leaf = member(&["--role", "leaf"]);
+    let id = leaf.ok(&["id"]);
+    assert!(
+        id.contains("role leaf\npeer-address none (a leaf: it accepts no connections"),
+        "a leaf's id says why it has no peer address: {id}"
+    );
     leaf.ok(&["sg", "join", invite.trim()]);
     let late = member(&["--peer-listen", "127.0.0.1:0"]);
     let used = failure(&late.client(&["sg", "join", invite.trim()]));

@@ -201,7 +201,8 @@ fn every_reading_verb_prints_json_lines_with_the_documented_fields() {
     let id = node.json(&["id", "--json"]);
     assert_eq!(id["fingerprint"], me.as_str());
     assert_eq!(id["peer_address"], node.peer_addr().as_str());
-    has_fields("id", &id, &["device_id", "epochs"]);
+    has_fields("id", &id, &["device_id", "epochs", "name", "role"]);
+    assert_eq!(id["role"], "normal");
 
     let peers = node.json(&["peer", "list", "--json"]);
     assert_eq!(

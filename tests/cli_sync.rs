@@ -53,8 +53,9 @@ fn unused_address() -> String {
 fn id_prints_the_fingerprint_and_peer_address() {
     let node = Served::start_peer();
     let id = node.ok(&["id"]);
+    // fingerprint, name (the host name by default), role, peer address, device id.
     let lines: Vec<&str> = id.lines().collect();
-    assert_eq!(lines.len(), 3, "{id}");
+    assert_eq!(lines.len(), 5, "{id}");
     let fingerprint = lines[0].strip_prefix("fingerprint ").expect(&id);
     assert_eq!(fingerprint.len(), 64, "{id}");
     assert!(
@@ -63,13 +64,15 @@ fn id_prints_the_fingerprint_and_peer_address() {
             .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
         "{id}"
     );
+    assert!(lines[1].starts_with("name "), "{id}");
+    assert_eq!(lines[2], "role normal", "{id}");
     assert_eq!(
-        lines[1],
+        lines[3],
         format!("peer-address {}", node.peer_addr()),
         "{id}"
     );
     assert!(node.peer_addr().starts_with("127.0.0.1:"));
-    assert!(lines[2].starts_with("device-id "), "{id}");
+    assert!(lines[4].starts_with("device-id "), "{id}");
     assert_eq!(node.fingerprint(), fingerprint, "stable across calls");
     assert_eq!(
         node.ok(&["peer", "list"]),

@@ -23,8 +23,9 @@ pub struct IdArgs {
     #[command(flatten)]
     target: Target,
     /// One JSON object: {"fingerprint": string, "peer_address": string or null, "device_id":
-    /// 16 hex digits, "epochs": [string]}; of a node not running, the fingerprint from its
-    /// data directory with "peer_address" and "device_id" null.
+    /// 16 hex digits, "epochs": [string], "name": string or null (the name it shows fellow
+    /// members), "role": "normal", "server" or "leaf"}; of a node not running, the
+    /// fingerprint from its data directory with the others null (epochs []).
     #[arg(long)]
     json: bool,
 }
@@ -130,6 +131,10 @@ pub(super) struct Identity {
     pub peer_address: String,
     pub device_id: u64,
     pub epochs: Vec<String>,
+    /// The name it shows fellow members ("" if none).
+    pub name: String,
+    /// `normal`, `server` or `leaf`.
+    pub role: String,
 }
 
 impl Identity {
@@ -150,7 +155,20 @@ impl Identity {
                 .iter()
                 .map(|epoch| Ok(epoch?.to_str()?.to_owned()))
                 .collect::<anyhow::Result<_>>()?,
+            name: identity.get_name()?.to_str()?.to_owned(),
+            role: identity.get_role()?.to_str()?.to_owned(),
         })
+    }
+
+    /// What `id` prints for its peer address: the address, or why there is none.
+    fn peer_address_text(&self) -> &str {
+        match (self.peer_address.as_str(), self.role.as_str()) {
+            ("", "leaf") => {
+                "none (a leaf: it accepts no connections and dials its syncgroups' servers)"
+            }
+            ("", _) => "none (serve --peer-listen ADDR)",
+            (address, _) => address,
+        }
     }
 
     pub(super) fn json(&self) -> serde_json::Value {
@@ -159,6 +177,8 @@ impl Identity {
             "peer_address": (!self.peer_address.is_empty()).then_some(&self.peer_address),
             "device_id": format!("{:016x}", self.device_id),
             "epochs": self.epochs,
+            "name": (!self.name.is_empty()).then_some(&self.name),
+            "role": self.role,
         })
     }
 }
@@ -178,11 +198,14 @@ pub fn id(args: &IdArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     outln!("fingerprint {}", identity.fingerprint)?;
-    let address = match identity.peer_address.as_str() {
-        "" => "none (serve --peer-listen ADDR)",
-        address => address,
-    };
-    outln!("peer-address {address}")?;
+    if !identity.name.is_empty() {
+        outln!(
+            "name {}",
+            crate::cli::output::shown(identity.name.as_bytes())
+        )?;
+    }
+    outln!("role {}", identity.role)?;
+    outln!("peer-address {}", identity.peer_address_text())?;
     outln!("device-id {:016x}", identity.device_id)?;
     for epoch in &identity.epochs {
         outln!("epoch {epoch}")?;
@@ -211,6 +234,8 @@ fn id_from_disk(args: &IdArgs, unreachable: anyhow::Error) -> anyhow::Result<()>
             "peer_address": null,
             "device_id": null,
             "epochs": [],
+            "name": null,
+            "role": null,
         }))?;
         return Ok(());
     }

@@ -251,7 +251,12 @@ impl Node {
         self.redial_max
     }
 
-    /// The peer listener's address, or "" if the node has none.
+    /// How it takes part in its syncgroups (`sync.role`, `serve --role`).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The host:port of its TLS peer listener ("" if it has none).
     pub fn peer_address(&self) -> String {
         self.peer_address.get().cloned().unwrap_or_default()
     }

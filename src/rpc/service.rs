@@ -93,6 +93,8 @@ impl service::Server for ServiceImpl {
         results.set_fingerprint(self.node.identity().fingerprint().as_str());
         results.set_peer_address(self.node.peer_address().as_str());
         results.set_device_id(self.node.store().device().0);
+        results.set_name(self.node.name());
+        results.set_role(self.node.role().as_str());
         let epochs = self.node.store().epochs()?;
         let mut lines = results.init_epochs(epochs.len() as u32);
         for (i, epoch) in epochs.iter().enumerate() {
