@@ -152,3 +152,27 @@ fn a_stale_node_addr_gets_a_hint_instead_of_a_bare_connection_refused() {
     );
     assert!(line.contains(&start), "{line}");
 }
+
+#[test]
+fn a_refused_addr_flag_names_the_address_not_a_data_directory_to_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("client.token");
+    std::fs::write(&token, "0".repeat(64)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let output = Command::new(BIN)
+        .args(["status", "--addr", &addr, "--token-file"])
+        .arg(&token)
+        .output()
+        .unwrap();
+    let line = failure(&output);
+    assert!(
+        line.contains(&format!("no node is running at {addr} (given with --addr)")),
+        "{line}"
+    );
+    assert!(line.contains("check the address"), "{line}");
+    assert!(!line.contains("serve --data-dir"), "{line}");
+}

@@ -123,20 +123,26 @@ impl Located {
     }
 
     /// A refused connection: no node listens there.
+    /// With `--addr`, the data directory (and so `serve --data-dir`) may have nothing to do
+    /// with that node: the fix named is to check the address.
     fn not_running(&self, error: anyhow::Error) -> anyhow::Error {
-        let origin = match &self.addr_file {
+        let hint = match &self.addr_file {
             Some(path) => format!(
-                "read from {}, a file a node that stopped without cleaning up (killed, or \
-                 crashed) leaves behind",
-                path.display()
+                "no node is running at {} (read from {}, a file a node that stopped without \
+                 cleaning up (killed, or crashed) leaves behind); start it with `syncbase \
+                 serve --data-dir {}`",
+                self.addr,
+                path.display(),
+                self.data_dir.display()
             ),
-            None => "given with --addr".to_owned(),
+            None => format!(
+                "no node is running at {} (given with --addr); check the address: a node's \
+                 app address is the one `syncbase serve` prints and writes to {ADDR_FILE} in \
+                 its data directory (its --listen)",
+                self.addr
+            ),
         };
-        error.context(format!(
-            "no node is running at {} ({origin}); start it with `syncbase serve --data-dir {}`",
-            self.addr,
-            self.data_dir.display()
-        ))
+        error.context(hint)
     }
 
     /// The far end closed without answering the app API: most likely a peer (TLS) port.
