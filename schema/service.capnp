@@ -55,7 +55,7 @@ interface Service {
   # for an unknown peer). With `database` set, stops sharing only `scopes` of that database
   # (a peer left sharing nothing is removed): `NoExist` if the peer was not added with one of
   # them. A peer that is also a syncgroup member stays a peer for that syncgroup's prefixes;
-  # one from the config file cannot be removed (`InvalidArgument`).
+  # one from the config file cannot be removed, nor one that is only a syncgroup member (`BadState`).
 
   listPeers @6 () -> (peers :List(PeerStatus));
   # Every peer (from the config file and added at run time) with its sync status.

@@ -98,7 +98,7 @@ impl Node {
     /// Stops sharing `scopes` of database `db` (none: all of `db`) with a peer added at run
     /// time; a peer left sharing nothing is removed. The change is persisted first, as in `remove_peer`.
     /// Errors: `NoExist:` for a peer not declared here or a scope it was not declared with
-    /// (the message lists those it has), `InvalidArgument:` for a peer from the config file or
+    /// (the message lists those it has), `BadState:` for a peer from the config file or
     /// only from a syncgroup.
     pub async fn remove_peer_scopes(
         &self,

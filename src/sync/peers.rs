@@ -177,17 +177,17 @@ fn merge_declaration(declared: &mut PeerConfig, config: PeerConfig) {
 }
 
 /// Whether a peer whose registry entry is `entry` can be removed by `peer remove`: false if
-/// unknown; an error if it is only a syncgroup member or declared in the config file.
+/// unknown; a `BadState:` error if it is only a syncgroup member or declared in the config file.
 fn removable(entry: Option<&Entry>, fingerprint: &Fingerprint) -> Result<bool> {
     let Some(entry) = entry else {
         return Ok(false);
     };
     match &entry.declared {
-        None => Err(Error::invalid(format!(
+        None => Err(Error::BadState(format!(
             "peer {fingerprint} comes from syncgroup membership, not from `peer \
              add`; eject it or leave the syncgroup instead"
         ))),
-        Some(config) if config.from_config => Err(Error::invalid(format!(
+        Some(config) if config.from_config => Err(Error::BadState(format!(
             "peer {fingerprint} is declared in the config file; remove it there"
         ))),
         Some(_) => Ok(true),
@@ -446,6 +446,26 @@ mod tests {
         assert_eq!(registry.status(&fingerprint('b')), None);
         assert!(registry.remove(&peer).unwrap());
         assert!(!registry.remove(&peer).unwrap());
+    }
+
+    #[test]
+    fn a_peer_only_from_a_syncgroup_or_the_config_file_refuses_removal_as_bad_state() {
+        let registry = PeerRegistry::default();
+        let member = fingerprint('e');
+        let derived =
+            PeerConfig::new("h:9", member.clone(), "db", vec![Scope::new("u", "")]).unwrap();
+        registry.set_derived(BTreeMap::from([(member.clone(), derived)]));
+        let error = registry.remove(&member).unwrap_err();
+        assert_eq!(error.id(), "BadState", "{error}");
+        assert!(error.to_string().contains("eject it or leave"), "{error}");
+        let configured = fingerprint('f');
+        let mut config =
+            PeerConfig::new("h:8", configured.clone(), "db", vec![Scope::new("t", "")]).unwrap();
+        config.from_config = true;
+        registry.add(config);
+        let error = registry.remove(&configured).unwrap_err();
+        assert_eq!(error.id(), "BadState", "{error}");
+        assert!(registry.get(&member).is_some() && registry.get(&configured).is_some());
     }
 
     #[test]
