@@ -610,6 +610,42 @@ fn an_eject_from_one_syncgroup_keeps_the_others_syncing_both_ways() {
 }
 
 #[test]
+fn a_syncgroup_this_node_lost_no_longer_holds_its_collection_back() {
+    on_local(async {
+        let network = MemoryNetwork::new();
+        let (host, member, name) = host_and_writer(&network).await;
+        let member_t = table_t(&member).await;
+        put(&member_t, "from-member", b"1").await.unwrap();
+        wait_for_row(&table_t(&host).await, "from-member", "the member's row").await;
+        let hid = host.node().identity().fingerprint().clone();
+        let mid = member.node().identity().fingerprint().clone();
+        host.node()
+            .eject(hid.clone(), name.clone(), mid)
+            .await
+            .unwrap();
+        eventually("the member to be told it was ejected", LIMIT, || {
+            member
+                .node()
+                .syncgroup_view(&name)
+                .is_ok_and(|view| view.local.removed.is_some())
+        })
+        .await;
+        // A commit the host will never see (another table: writes under the lost prefix
+        // fail), so the host's last report lags the member's knowledge of the database.
+        let member_u = table(&database(member.service(), DB).await.unwrap(), "u")
+            .await
+            .unwrap();
+        put(&member_u, "unshared", b"2").await.unwrap();
+        let status = member.node().collection_status(&db()).unwrap();
+        assert!(
+            status.held_back.iter().all(|held| held.member != hid),
+            "the admin of a syncgroup this node lost holds its collection back: {:?}",
+            status.held_back
+        );
+    });
+}
+
+#[test]
 fn members_sync_and_an_ejected_member_is_cut_off() {
     on_local(async {
         let network = MemoryNetwork::new();

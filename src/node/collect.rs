@@ -86,8 +86,9 @@ impl Node {
     }
 
     /// The identities `scope` of `db` is shared with: declared peers with the scope, and
-    /// the creator and joiners of every held syncgroup containing it that may read it (not
-    /// this node).
+    /// the creator and joiners of every syncgroup containing it that this node still syncs
+    /// (held, not left, not lost to an admin's eject or revoke) that may read it (not this
+    /// node). A syncgroup this node lost holds nothing back: it no longer serves its members.
     pub fn scope_members(&self, db: &DbName, scope: &Scope) -> Result<BTreeSet<Fingerprint>> {
         let mut members: BTreeSet<Fingerprint> = self
             .peers()
@@ -96,7 +97,12 @@ impl Node {
             .map(|peer| peer.fingerprint)
             .filter(|peer| self.peers().declared_allows(peer, db.as_str(), scope))
             .collect();
-        for sg in self.held_syncgroups(db)? {
+        let synced = self
+            .store()
+            .syncgroups(db)?
+            .into_iter()
+            .filter(|view| !view.local.left && view.local.removed.is_none());
+        for sg in synced.map(|view| view.record.sg) {
             if sg.spec.contains(scope) {
                 members.extend(sg.joiners.keys().cloned());
                 members.insert(sg.creator.clone());
