@@ -330,6 +330,11 @@ mod tests {
         fetch_bytes: Cell<u64>,
         /// Key and value bytes of the records fetched.
         payload: Cell<u64>,
+        /// The initiator and the responder's fingerprint, whose `pending_in` is read before
+        /// each page.
+        initiator: (Arc<Node>, Fingerprint),
+        /// The initiator's `pending_in` for the responder before each page is applied.
+        pending_seen: std::cell::RefCell<Vec<u64>>,
     }
 
     impl StateSession for Counting {
@@ -363,6 +368,9 @@ mod tests {
                 self.add_fetched(message.size_in_words() * 8);
                 let payload: usize = page.records.iter().map(row_payload).sum();
                 self.payload.set(self.payload.get() + payload as u64);
+                let (initiator, responder) = &self.initiator;
+                let pending = initiator.peers().status(responder).unwrap_or_default();
+                self.pending_seen.borrow_mut().push(pending.pending_in);
                 pages.push(Ok(page.records)).await?;
             }
             Ok(())
@@ -389,12 +397,15 @@ mod tests {
             scopes: scopes(),
         };
         let me = to.identity().fingerprint().clone();
+        let peer = from.identity().fingerprint().clone();
         let (begin, responder) = StateResponder::begin(from.clone(), me, request.clone()).unwrap();
         let session = Rc::new(Counting {
             responder,
             messages: Cell::new(0),
             fetch_bytes: Cell::new(0),
             payload: Cell::new(0),
+            initiator: (to.clone(), peer.clone()),
+            pending_seen: Default::default(),
         });
         let mut answer = capnp::message::Builder::new_default();
         {
@@ -408,7 +419,6 @@ mod tests {
             let session = session.clone();
             async move { Ok((begin, SharedSession(session))) }
         };
-        let peer = from.identity().fingerprint().clone();
         let done = match catch_up(to, &peer, request, opened).await {
             Ok(done) => done,
             Err(error) => panic!("catch-up failed: {error:?}"),
@@ -497,6 +507,17 @@ mod tests {
         write(&b, (0..DIFFERING).map(|i| i * step), 2);
         let (session, fetched) = catch_up_counting(&a, &b).await;
         assert_eq!(fetched, DIFFERING as u64, "identical rows are not fetched");
+        let seen = session.pending_seen.borrow().clone();
+        assert_eq!(
+            seen.first().copied(),
+            Some(DIFFERING as u64),
+            "the heads left to fetch show as pending in (status, sg join's bar): {seen:?}"
+        );
+        let after = a.peers().status(b.identity().fingerprint()).unwrap();
+        assert_eq!(
+            after.pending_in, 0,
+            "nothing is left pending after the catch-up"
+        );
         let messages = session.messages.get();
         let wire = messages + session.fetch_bytes.get();
         let baseline = messages + session.payload.get();

@@ -167,6 +167,10 @@ where
     // negentropy hands the ids out of a hash set: sorted, a seeded run replays.
     need.sort_unstable();
     have.sort_unstable();
+    // What is left to fetch, shown as the log's "pending in" is (`status`, `sg join`'s bar).
+    let to_fetch = need.len() as u64;
+    host.peers()
+        .update_status(peer, |status| status.pending_in = to_fetch);
     let pages = Rc::new(StatePages::new(
         host.clone(),
         peer.clone(),
@@ -205,8 +209,10 @@ where
     done.only_here = have.len() as u64;
     done.records = pages.records.get();
     done.record_bytes = pages.bytes.get();
-    host.peers()
-        .update_status(peer, |status| status.catch_ups += 1);
+    host.peers().update_status(peer, |status| {
+        status.catch_ups += 1;
+        status.pending_in = 0;
+    });
     Ok(done)
 }
 
@@ -402,6 +408,7 @@ impl<H: Host> StatePages<H> {
         self.host.peers().update_status(&self.peer, |status| {
             status.records_received += count;
             status.bytes_received += bytes as u64;
+            status.pending_in = status.pending_in.saturating_sub(count);
         });
         Ok(())
     }

@@ -4,8 +4,9 @@
 //! log's end after the join, and no member reports log entries still to examine for us, the
 //! responder's `remaining`). On a terminal an `indicatif` bar on stderr shows records and
 //! bytes received since the join from every member (a row two members send counts twice),
-//! the rate and the ETA (a bar while members report entries to come; a count alone while
-//! they report none, as in a catch-up by state); elsewhere only the final line, on stdout.
+//! the rate and the ETA (a bar while members report entries to come, or heads left to fetch
+//! in a catch-up by state; a count alone while they report none); elsewhere only the final
+//! line, on stdout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -136,7 +137,7 @@ fn bar_style() -> ProgressStyle {
     .progress_chars("=> ")
 }
 
-/// Rows arriving with no count of what is left (a catch-up by state reports none).
+/// Rows arriving with no count of what is left (no member reported one yet).
 fn count_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} records received: {human_pos}, {msg}")
         .expect("the template is valid")
