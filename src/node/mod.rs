@@ -43,7 +43,7 @@ use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, LastWriterWins, Mutation, Notice, Resolver, Store, Taken};
+use crate::store::{Applied, LastWriterWins, Mutation, Notice, Resolver, Store, TableData, Taken};
 use crate::sync::peers::PeerRegistry;
 use crate::sync::screen::{IncomingPage, Screened};
 use crate::token::ClientToken;
@@ -382,6 +382,14 @@ impl Node {
     /// The store, for reads (they are short snapshot reads, safe on async threads).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The tables of `db` holding live rows, with their live data ([`Store::tables`]: one
+    /// snapshot scan of the database's row heads, read in place as `storeStatus` reads its
+    /// live data). Errors: `NoExist:` for a database this node does not have.
+    pub fn tables(&self, db: &DbName) -> Result<Vec<TableData>> {
+        self.existing(db)?;
+        self.store.tables(db)
     }
 
     /// Registers a live watch of `db` (`node::watchers`): until it drops, collection keeps
