@@ -213,6 +213,40 @@ mod tests {
     }
 
     #[test]
+    fn collected_heads_count_as_before_collection() {
+        use crate::genvec::Scope;
+        use crate::store::{CollectCursor, Cut};
+        let store = store();
+        store
+            .commit(&db(), &[put("t", "k", b"1"), put("u", "k", b"1")])
+            .unwrap();
+        store
+            .commit(&db(), &[put("t", "k", b"22"), delete("u", "k")])
+            .unwrap();
+        let before = listed(&store);
+        assert_eq!(before, [("t".to_owned(), 1, 4)]);
+        let mut cut = Cut::default();
+        for table in ["t", "u"] {
+            let scope = Scope::new(table, "");
+            let mut seen = store.knowledge(&db()).unwrap().bound_for(&scope);
+            seen.raise(store.device(), store.state(&db()).unwrap().own_generation());
+            cut.shared.insert(scope, seen);
+        }
+        let mut cursor = CollectCursor::default();
+        let mut removed = 0;
+        while !cursor.done {
+            let (next, collected) = store.collect_step(&db(), &cut, cursor, 1_000).unwrap();
+            removed += collected.records;
+            cursor = next;
+        }
+        assert!(
+            removed > 0,
+            "the heads' records were collected into the row heads"
+        );
+        assert_eq!(listed(&store), before);
+    }
+
+    #[test]
     fn a_database_with_no_rows_has_no_tables_and_no_live_data() {
         let store = store();
         store.create_database(&db()).unwrap();
