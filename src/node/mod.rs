@@ -385,11 +385,20 @@ impl Node {
     }
 
     /// The tables of `db` holding live rows, with their live data ([`Store::tables`]: one
-    /// snapshot scan of the database's row heads, read in place as `storeStatus` reads its
-    /// live data). Errors: `NoExist:` for a database this node does not have.
-    pub fn tables(&self, db: &DbName) -> Result<Vec<TableData>> {
+    /// snapshot scan of the database's row heads). The scan reads every row head, so it runs
+    /// where writes run (`env.blocking`: tokio's blocking threads in production), not on
+    /// the connection's thread, whose other calls would wait for it. Errors: `NoExist:` for
+    /// a database this node does not have.
+    pub async fn tables(&self, db: &DbName) -> Result<Vec<TableData>> {
         self.existing(db)?;
-        self.store.tables(db)
+        let (store, db) = (self.store.clone(), db.clone());
+        let read = move || store.tables(&db);
+        match self.env().blocking {
+            Blocking::Inline => read(),
+            Blocking::Threads => tokio::task::spawn_blocking(read)
+                .await
+                .map_err(|error| Error::Internal(format!("listing tables failed: {error}")))?,
+        }
     }
 
     /// Registers a live watch of `db` (`node::watchers`): until it drops, collection keeps

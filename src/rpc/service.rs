@@ -241,7 +241,7 @@ impl database::Server for DatabaseImpl {
         _: database::ListTablesParams,
         mut results: database::ListTablesResults,
     ) -> capnp::Result<()> {
-        let tables = self.node.tables(&self.db)?;
+        let tables = self.node.tables(&self.db).await?;
         let mut list = results.get().init_tables(len_u32(tables.len())?);
         for (i, table) in tables.iter().enumerate() {
             let mut info = list.reborrow().get(i as u32);
