@@ -280,6 +280,15 @@ fn every_reading_verb_prints_json_lines_with_the_documented_fields() {
         node.json(&["scan", "db", "t", "--json"]),
         json!({"key": "k", "value": "v"})
     );
+
+    assert_eq!(
+        node.json(&["ls", "--json"]),
+        json!({"database": "db", "tables": 1, "live_rows": 1, "live_bytes": 3})
+    );
+    assert_eq!(
+        node.json(&["ls", "db", "--json"]),
+        json!({"database": "db", "table": "t", "live_rows": 1, "live_bytes": 3})
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - `client`: `put`, `get`, `delete`, `scan`, and `Target` (how a client verb finds its node);
 //! - `reach`: finding the node a client verb names, and why a connection failed, with the fix;
 //! - `watch`: `watch`;
+//! - `list`: `ls`, the databases or one database's tables with their live data;
 //! - `collect`: `gc`, and the store's part of `status` (size, live data, what gc waits for);
 //! - `peers`: `id`, `peer add|list|remove`;
 //! - `status`: `status`, its summary line and each peer's sync status;
@@ -35,6 +36,7 @@ mod client;
 mod collect;
 mod completions;
 mod demo;
+mod list;
 pub mod output;
 mod peers;
 mod proposals;
@@ -98,6 +100,17 @@ pub enum Command {
     /// (\t, \n, \", \\, \0, \u{1b}) and \xNN for each byte that is not UTF-8. So the text
     /// `0x0001ff` prints as `0x0001ff`, the bytes 00 01 ff as `"\0\u{1}\xff"`.
     Scan(client::ScanArgs),
+    /// List the databases with their tables and live data, or DB's tables with theirs.
+    ///
+    /// `ls`: one line per database: its name, its tables, live rows and live bytes (the
+    /// figures `status` shows). `ls DB`: one line per table of DB with its live rows and
+    /// bytes. `ls DB TABLE`: that table's line only, as `ls FILE` shows one file; its rows
+    /// are `scan`'s job (`syncbase scan DB TABLE`). Live rows are rows not deleted; a row's
+    /// bytes are its table name's, key's and value's. Tables need no creation, so a table is
+    /// listed while it has a live row: one whose rows were all deleted is not listed (`scan`
+    /// shows it empty), and `ls DB TABLE` answers `NoExist:` for it. Names print as `scan`
+    /// prints keys. Reads every row head of each database listed once, as `status` does.
+    Ls(list::ListArgs),
     /// Print changes to rows as they commit, local or synced, until interrupted.
     ///
     /// One line a change: `put|delete<TAB>ORIGIN<TAB>TABLE<TAB>KEY[<TAB>VALUE]`, ORIGIN
@@ -156,6 +169,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => client::get(&args),
         Command::Delete(args) => client::delete(&args),
         Command::Scan(args) => client::scan(&args),
+        Command::Ls(args) => list::run(&args),
         Command::Watch(args) => watch::run(&args),
         Command::Id(args) => peers::id(&args),
         Command::Peer { action } => peers::run(action),

@@ -43,7 +43,7 @@ use crate::identity::{Fingerprint, NodeIdentity};
 use crate::names::DbName;
 use crate::rpc::limits::NodeBudget;
 use crate::rpc::transport::Network;
-use crate::store::{Applied, LastWriterWins, Mutation, Notice, Resolver, Store, Taken};
+use crate::store::{Applied, LastWriterWins, Mutation, Notice, Resolver, Store, TableData, Taken};
 use crate::sync::peers::PeerRegistry;
 use crate::sync::screen::{IncomingPage, Screened};
 use crate::token::ClientToken;
@@ -387,6 +387,23 @@ impl Node {
     /// The store, for reads (they are short snapshot reads, safe on async threads).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The tables of `db` holding live rows, with their live data ([`Store::tables`]: one
+    /// snapshot scan of the database's row heads). The scan reads every row head, so it runs
+    /// where writes run (`env.blocking`: tokio's blocking threads in production), not on
+    /// the connection's thread, whose other calls would wait for it. Errors: `NoExist:` for
+    /// a database this node does not have.
+    pub async fn tables(&self, db: &DbName) -> Result<Vec<TableData>> {
+        self.existing(db)?;
+        let (store, db) = (self.store.clone(), db.clone());
+        let read = move || store.tables(&db);
+        match self.env().blocking {
+            Blocking::Inline => read(),
+            Blocking::Threads => tokio::task::spawn_blocking(read)
+                .await
+                .map_err(|error| Error::Internal(format!("listing tables failed: {error}")))?,
+        }
     }
 
     /// Registers a live watch of `db` (`node::watchers`): until it drops, collection keeps

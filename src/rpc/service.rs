@@ -237,6 +237,22 @@ impl database::Server for DatabaseImpl {
         let sink = params.get_sink()?;
         watch::run(&self.node, &self.db, request, sink, self.budget.clone()).await
     }
+
+    async fn list_tables(
+        self: Rc<Self>,
+        _: database::ListTablesParams,
+        mut results: database::ListTablesResults,
+    ) -> capnp::Result<()> {
+        let tables = self.node.tables(&self.db).await?;
+        let mut list = results.get().init_tables(len_u32(tables.len())?);
+        for (i, table) in tables.iter().enumerate() {
+            let mut info = list.reborrow().get(i as u32);
+            info.set_name(table.name.as_str());
+            info.set_live_rows(table.live.rows);
+            info.set_live_bytes(table.live.bytes);
+        }
+        Ok(())
+    }
 }
 
 fn decode_batch_op(op: batch_op::Reader<'_>) -> Result<Mutation, capnp::Error> {

@@ -18,6 +18,7 @@
 //! - `state`: catch-up by state: row heads as reconciliation items, applying fetched heads;
 //! - `syncgroups`: syncgroup versions, local state, the name index and invites;
 //! - `proposals`: syncgroups published here and not accepted;
+//! - `tables`: a database's tables and their live data, the one rule for what is live;
 //! - `inspect`: read-only views for checks from outside the write paths (the simulation).
 
 mod apply;
@@ -36,6 +37,7 @@ mod resolve;
 mod resume;
 mod state;
 mod syncgroups;
+mod tables;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -63,6 +65,7 @@ pub use syncgroups::{
     SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied,
     wire_estimate as syncgroup_wire_estimate,
 };
+pub use tables::TableData;
 
 use crate::clock::Clock;
 use crate::env::Env;
@@ -797,28 +800,6 @@ impl Store {
     /// storage's (`Internal:` from a backend that reports none).
     pub fn usage(&self) -> Result<Usage> {
         Ok(self.storage.usage()?)
-    }
-
-    /// The live data of `db`: its rows that are not deleted, and the sum of their tables',
-    /// keys' and values' bytes. One snapshot scan over every row head of the database
-    /// (tombstones included): its cost grows with the number of rows, not with history.
-    pub fn live_data(&self, db: &DbName) -> Result<LiveData> {
-        let prefix = DbKeys::new(db.as_str()).table_prefix("");
-        let rows_prefix = &prefix[..prefix.len() - 1];
-        let mut live = LiveData::default();
-        self.storage
-            .read()?
-            .scan_prefix(rows_prefix, &mut |key, value| {
-                let head: RowHead = decode(value, "row head").map_err(visitor_error)?;
-                if !head.deleted {
-                    live.rows += 1;
-                    // The table and key, less the separator between them.
-                    let name = key.len().saturating_sub(rows_prefix.len() + 1);
-                    live.bytes += (name + head.value.len()) as u64;
-                }
-                Ok(Scan::Continue)
-            })?;
-        Ok(live)
     }
 
     /// The database's counters.

@@ -404,6 +404,19 @@ async def main(args):
 
         await r.run("service.listDatabases() includes 'pydb'", list_dbs)
 
+        async def list_tables():
+            tables = [(t.name, t.liveRows, t.liveBytes) for t in (await db.listTables()).tables]
+            names = [name for name, _, _ in tables]
+            check(names == sorted(names), f"listTables() = {names!r} is not in name order")
+            rows = dict((name, live) for name, live, _ in tables)
+            check(rows.get("scanmany") == 5000, f"listTables(): scanmany holds {rows.get('scanmany')} live rows, not 5000")
+            status = [d for d in (await svc.storeStatus()).databases if d.database == "pydb"][0]
+            check(sum(live for _, live, _ in tables) == status.liveRows, "tables' live rows differ from storeStatus's")
+            check(sum(b for _, _, b in tables) == status.liveBytes, "tables' live bytes differ from storeStatus's")
+            return f"{names!r}"
+
+        await r.run("database.listTables(): tables in name order, adding up to storeStatus", list_tables)
+
         # ---- syncgroups ----
         sgs = svc.syncgroups().syncgroups
         ident = await svc.identity()
