@@ -397,12 +397,24 @@ impl Node {
     pub async fn tables(&self, db: &DbName) -> Result<Vec<TableData>> {
         self.existing(db)?;
         let (store, db) = (self.store.clone(), db.clone());
-        let read = move || store.tables(&db);
+        self.long_read("listing tables", move || store.tables(&db))
+            .await
+    }
+
+    /// Runs `read`, a read that scans much of the store (every row head of a database),
+    /// where writes run (`env.blocking`: tokio's blocking threads in production, inline in
+    /// the simulation), so the calling connection's other calls do not wait for it.
+    /// `what` names it in the `Internal:` error of a read that panicked.
+    pub async fn long_read<T: Send + 'static>(
+        &self,
+        what: &str,
+        read: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         match self.env().blocking {
             Blocking::Inline => read(),
             Blocking::Threads => tokio::task::spawn_blocking(read)
                 .await
-                .map_err(|error| Error::Internal(format!("listing tables failed: {error}")))?,
+                .map_err(|error| Error::Internal(format!("{what} failed: {error}")))?,
         }
     }
 

@@ -155,7 +155,13 @@ impl service::Server for ServiceImpl {
         mut results: service::StoreStatusResults,
     ) -> capnp::Result<()> {
         let usage = self.node.store().usage()?;
-        let databases = admin::databases_status(&self.node)?;
+        let node = self.node.clone();
+        let databases = self
+            .node
+            .long_read("reading the store status", move || {
+                admin::databases_status(&node)
+            })
+            .await?;
         let mut results = results.get();
         admin::write_usage(&usage, results.reborrow().init_usage());
         let mut list = results.init_databases(len_u32(databases.len())?);
