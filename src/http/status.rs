@@ -262,6 +262,7 @@ fn syncgroup_report(view: &SyncgroupView, me: &Fingerprint) -> SyncgroupReport {
             Status::Running => "running",
             Status::PublishPending => "publish-pending",
             Status::PublishRejected => "publish-rejected",
+            Status::Destroyed => "destroyed",
         }
         .into(),
         pending: view.local.pending.is_some(),

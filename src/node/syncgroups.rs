@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::store::{SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied};
+use crate::store::{
+    SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, destroyed_error,
+};
 use crate::sync::membership::{JoinReply, PublishOutcome};
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
@@ -55,12 +57,14 @@ impl Node {
             .ok_or_else(|| Error::NoExist(format!("syncgroup {name} is not known here")))
     }
 
-    /// The syncgroups of `db`, or of every database, by name.
+    /// The syncgroups of `db`, or of every database, by name; not those this node forgot
+    /// (destroyed here, or left after it learnt of their destroy: [`LocalState::forgot`]).
     pub fn list_syncgroups(&self, db: Option<&DbName>) -> Result<Vec<SyncgroupView>> {
         let mut views = match db {
             Some(db) => self.store().syncgroups(db)?,
             None => self.store().all_syncgroups()?,
         };
+        views.retain(|view| !view.local.forgot(&view.record.sg));
         views.sort_by(|a, b| a.record.sg.name.cmp(&b.record.sg.name));
         Ok(views)
     }
@@ -203,6 +207,18 @@ impl Node {
                 pending: Some(checkpoint),
                 ..LocalState::default()
             };
+            if let Some(old) = txn.find(&sg.name)?
+                && old.record.sg.id != sg.id
+                && old.record.sg.is_destroyed()
+            {
+                // The name's old syncgroup was destroyed and reused: forget the old one here.
+                forget(txn, old)?;
+            }
+            if let Some(old) = txn.by_id(&sg.db, sg.id)?
+                && old.record.sg.is_destroyed()
+            {
+                return Err(destroyed_error(&old.record));
+            }
             match txn.find(&sg.name)? {
                 Some(existing) if existing.record.sg.id != sg.id => Err(Error::Exist(format!(
                     "syncgroup name {} is known here with another id",
@@ -288,14 +304,38 @@ impl Node {
         .await
     }
 
-    /// Stops syncing the syncgroup's prefixes; its data stays. Joining again resumes.
+    /// Stops syncing the syncgroup's prefixes; its data stays. Joining again resumes. A
+    /// destroyed syncgroup is forgotten instead ([`LocalState::forgot`]): its name is freed
+    /// and `sg list` no longer shows it.
     pub async fn leave(&self, name: SyncgroupName) -> Result<SyncgroupView> {
         self.change_syncgroups(move |txn| {
-            let mut view = txn.get(&name)?;
+            let view = txn.get(&name)?;
+            forget(txn, view)
+        })
+        .await
+    }
+
+    /// Destroys a syncgroup for good (`actor` must hold Admin; not while pending or left):
+    /// writes its last version, [`Status::Destroyed`], which every member takes from the
+    /// admins by metadata sync and which no later version replaces
+    /// ([`SyncgroupRecord::supersedes`]). Here it is forgotten at once: its name is free
+    /// (`sg create` may reuse it, under a new id), its invites are void, and `sg list` no
+    /// longer shows it; its version stays, by id, to tell members that ask. The rows stay on
+    /// every node. `NoExist:` for an unknown name, `NoAccess:` for a non-admin.
+    pub async fn destroy(&self, actor: Fingerprint, name: SyncgroupName) -> Result<SyncgroupView> {
+        self.change_syncgroups(move |txn| {
+            let mut view = admin_view(txn, &actor, &name).map_err(|error| match error {
+                Error::NoAccess(why) => Error::NoAccess(format!(
+                    "{why}: only an admin of a syncgroup may destroy it (ask one to run `sg \
+                     destroy {name}`)"
+                )),
+                other => other,
+            })?;
+            view.record.sg.status = Status::Destroyed;
             view.local.left = true;
-            let sg = &view.record.sg;
-            txn.put_local(&sg.db, sg.id, &view.local)?;
-            Ok(view)
+            let written = txn.write_version(view.record.sg, view.local)?;
+            tracing::info!(syncgroup = %name, "destroyed the syncgroup; members learn it from its admins");
+            Ok(written)
         })
         .await
     }
@@ -349,7 +389,13 @@ impl Node {
         info.address = info.address.trim().to_owned();
         let me = self.identity().fingerprint().clone();
         self.change_syncgroups(move |txn| {
+            if let Some(secret) = &invite_secret {
+                check_invite_not_destroyed(txn, secret)?;
+            }
             let mut view = txn.get(&name)?;
+            if view.record.sg.is_destroyed() {
+                return Err(destroyed_error(&view.record));
+            }
             if view.local.left {
                 return Err(Error::NoExist(format!("this node left syncgroup {name}")));
             }
@@ -404,10 +450,12 @@ impl Node {
             return Err(Error::invalid("GetDeltas names no syncgroup"));
         }
         let readable = |id: &SyncgroupId| -> Result<bool> {
-            Ok(self
-                .store()
-                .syncgroup(db, *id)?
-                .is_some_and(|view| !view.local.left && view.record.sg.allows(Tag::Read, peer)))
+            // A destroyed syncgroup is served even where it was forgotten: its destroy must
+            // reach every member, the admin that destroyed it being the first to tell them.
+            Ok(self.store().syncgroup(db, *id)?.is_some_and(|view| {
+                let sg = &view.record.sg;
+                (!view.local.left || sg.is_destroyed()) && sg.allows(Tag::Read, peer)
+            }))
         };
         // Like a data responder, serve the syncgroups the peer may read and leave the others
         // out: one syncgroup left or lost must not stop the metadata of the others (and the
@@ -580,6 +628,7 @@ impl Node {
                 let sg = &view.record.sg;
                 !view.local.left
                     && view.local.removed.is_none()
+                    && !sg.is_destroyed()
                     && sg.joiners.contains_key(peer)
                     && sg.allows(Tag::Read, peer)
             })
@@ -598,7 +647,7 @@ impl Node {
         let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
         for view in self.store().all_syncgroups()? {
             let sg = &view.record.sg;
-            if view.local.left || view.local.removed.is_some() {
+            if view.local.left || view.local.removed.is_some() || sg.is_destroyed() {
                 continue;
             }
             let server_admin = sg.joiners.iter().any(|(member, info)| {
@@ -642,7 +691,8 @@ impl Node {
     /// admin (only admins' versions are taken): from the admins it dials, or, when none
     /// advertises an address it may dial, for one to connect here.
     pub fn waiting_for(&self, view: &SyncgroupView) -> String {
-        if view.local.pending.is_none() || view.local.left || view.local.removed.is_some() {
+        let lost = view.local.removed.is_some() || view.record.sg.is_destroyed();
+        if view.local.pending.is_none() || view.local.left || lost {
             return String::new();
         }
         let me = self.identity().fingerprint();
@@ -734,6 +784,50 @@ impl Node {
         let outcome = self.write(move |store| store.syncgroup_txn(change)).await?;
         self.refresh_syncgroup_peers()?;
         Ok(outcome)
+    }
+}
+
+/// Stops syncing the syncgroup of `view` here (`sg leave`), and forgets it if it was
+/// destroyed: its name is freed ([`SyncgroupTxn::unindex`]), its version kept by id.
+fn forget(txn: &mut SyncgroupTxn<'_>, mut view: SyncgroupView) -> Result<SyncgroupView> {
+    view.local.left = true;
+    let sg = &view.record.sg;
+    txn.put_local(&sg.db, sg.id, &view.local)?;
+    if view.local.forgot(sg) {
+        txn.unindex(sg)?;
+    }
+    Ok(view)
+}
+
+/// Fails a join whose invite (by its `secret`) is for a syncgroup destroyed here: `NoExist:`,
+/// saying so, rather than "not known" or "for another syncgroup" once its name was freed or
+/// reused. An invite unknown here, or for a syncgroup not destroyed, passes.
+fn check_invite_not_destroyed(txn: &SyncgroupTxn<'_>, secret: &str) -> Result<()> {
+    let Some(Invite {
+        grant: Grant::Join { syncgroup, .. },
+        ..
+    }) = txn.invite(&hash_secret(secret))?
+    else {
+        return Ok(());
+    };
+    let Some(binding) = txn.binding(syncgroup)? else {
+        return Ok(());
+    };
+    match txn.by_id(&binding.db, syncgroup)? {
+        Some(view) if view.record.sg.is_destroyed() => {
+            let by = view
+                .record
+                .destroyed()
+                .and_then(|(by, _)| by)
+                .map_or_else(|| "an admin".to_owned(), |by| format!("admin {by}"));
+            Err(Error::NoExist(format!(
+                "syncgroup {} (id {}) was destroyed by {by}, so its invites are void: ask an \
+                 admin for an invite to a syncgroup that exists",
+                binding.name,
+                syncgroup.to_hex()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -832,6 +926,9 @@ fn admin_view(
     name: &SyncgroupName,
 ) -> Result<SyncgroupView> {
     let view = txn.get(name)?;
+    if view.record.sg.is_destroyed() {
+        return Err(destroyed_error(&view.record));
+    }
     if view.local.left {
         return Err(Error::BadState(format!("this node left syncgroup {name}")));
     }

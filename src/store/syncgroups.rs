@@ -112,7 +112,7 @@ impl Store {
         let txn = self.storage.read()?;
         for record in records {
             let held = load(txn.as_ref(), db.as_str(), record.sg.id)?;
-            if held.is_none_or(|held| record.stamp.wins_over(&held.record.stamp)) {
+            if held.is_none_or(|held| record.supersedes(&held.record)) {
                 return Ok(true);
             }
         }
@@ -201,6 +201,7 @@ impl SyncgroupTxn<'_> {
 
     /// Writes `sg` as a new version by this node: its next generation in the syncgroup's
     /// space, a fresh HLC reading and version. The name must be free or already this id's.
+    /// A destroyed syncgroup takes no new version (`BadState:`): nothing brings it back.
     /// A spec (permissions included) that differs from the version it replaces gets a fresh
     /// spec version, whichever change made it (an eject, a join's grant, `setSpec`): a
     /// read-modify-write of the spec checks it, so one based on the old spec fails with
@@ -210,6 +211,11 @@ impl SyncgroupTxn<'_> {
         mut sg: Syncgroup,
         mut local: LocalState,
     ) -> Result<SyncgroupView> {
+        if let Some(current) = self.by_id(&sg.db, sg.id)?
+            && current.record.sg.is_destroyed()
+        {
+            return Err(destroyed_error(&current.record));
+        }
         if let Some(current) = self.find(&sg.name)? {
             let old = &current.record.sg;
             if old.spec != sg.spec && old.spec_version == sg.spec_version {
@@ -328,7 +334,7 @@ impl SyncgroupTxn<'_> {
                 continue;
             }
             self.store.clock().observe(record.stamp.hlc);
-            if record.stamp.wins_over(&current.record.stamp) {
+            if record.supersedes(&current.record) {
                 self.put(record.clone(), current.local)?;
                 applied.replaced += 1;
             }
@@ -352,6 +358,28 @@ impl SyncgroupTxn<'_> {
         Ok(applied)
     }
 
+    /// The invite stored under `hash`, if any (whatever its state: expired, used up).
+    pub fn invite(&self, hash: &str) -> Result<Option<Invite>> {
+        match self.txn.get(&keys::invite(hash))? {
+            Some(bytes) => Ok(Some(decode(&bytes, "invite")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Frees the name of a syncgroup this node forgot ([`LocalState::forgot`]), if the name
+    /// still points to it: `sg create` may use it again, and a lookup by name no longer finds
+    /// the old one. Its version and local state stay, by id.
+    pub fn unindex(&mut self, sg: &Syncgroup) -> Result<()> {
+        let name_key = keys::syncgroup_name(sg.name.as_str());
+        if let Some(bytes) = self.txn.get(&name_key)? {
+            let entry: NameEntry = decode(&bytes, "syncgroup name")?;
+            if entry.id == sg.id && entry.db == sg.db {
+                self.txn.delete(&name_key)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes a syncgroup entirely (one that was never published), and its id's binding.
     pub fn delete(&mut self, sg: &Syncgroup) -> Result<()> {
         let keys = DbKeys::new(&sg.db);
@@ -372,7 +400,9 @@ impl SyncgroupTxn<'_> {
 
     /// Every write of a syncgroup version goes through here: the id must keep the name,
     /// database, creator and prefixes it was bound to at first sight (`Exist:` otherwise;
-    /// the first write binds it), and the name must be free or this id's.
+    /// the first write binds it), and the name must be free or this id's. A syncgroup this
+    /// node forgot ([`LocalState::forgot`]) is stored by id only: its name is left to
+    /// whichever syncgroup took it since.
     fn put(&mut self, record: SyncgroupRecord, local: LocalState) -> Result<SyncgroupView> {
         let sg = &record.sg;
         match self.binding(sg.id)? {
@@ -381,6 +411,14 @@ impl SyncgroupTxn<'_> {
                 &keys::syncgroup_binding(sg.id.0),
                 &encode(&Binding::of(sg))?,
             )?,
+        }
+        let keys = DbKeys::new(&sg.db);
+        if local.forgot(sg) {
+            self.unindex(sg)?;
+            self.txn.put(&keys.syncgroup(sg.id.0), &encode(&record)?)?;
+            self.txn
+                .put(&keys.syncgroup_local(sg.id.0), &encode(&local)?)?;
+            return Ok(SyncgroupView { record, local });
         }
         let name_key = keys::syncgroup_name(sg.name.as_str());
         if let Some(bytes) = self.txn.get(&name_key)? {
@@ -396,13 +434,25 @@ impl SyncgroupTxn<'_> {
             db: sg.db.clone(),
             id: sg.id,
         };
-        let keys = DbKeys::new(&sg.db);
         self.txn.put(&name_key, &encode(&entry)?)?;
         self.txn.put(&keys.syncgroup(sg.id.0), &encode(&record)?)?;
         self.txn
             .put(&keys.syncgroup_local(sg.id.0), &encode(&local)?)?;
         Ok(SyncgroupView { record, local })
     }
+}
+
+/// Why a destroyed syncgroup takes no change: `BadState:`, naming who destroyed it.
+pub fn destroyed_error(record: &SyncgroupRecord) -> Error {
+    let by = record
+        .destroyed()
+        .and_then(|(by, _)| by)
+        .map_or_else(|| "an admin".to_owned(), |by| format!("admin {by}"));
+    Error::BadState(format!(
+        "syncgroup {} was destroyed by {by}: it takes no more changes (its rows stay; `sg \
+         leave {}` forgets it here)",
+        record.sg.name, record.sg.name
+    ))
 }
 
 /// Every syncgroup of `db` in `txn`, by id.
