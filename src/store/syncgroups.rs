@@ -658,4 +658,99 @@ mod tests {
             applied.refused
         );
     }
+
+    /// A version stamped by device 1 (the admin's) at `wall` nanoseconds, at `generation`.
+    fn admin_version(sg: Syncgroup, generation: u64, wall: i64) -> SyncgroupRecord {
+        SyncgroupRecord {
+            stamp: VersionStamp {
+                device: DeviceId(1),
+                generation: Generation::new(generation),
+                hlc: Hlc {
+                    wall_nanos: wall,
+                    logical: 0,
+                },
+                version: Version(generation),
+            },
+            sg,
+        }
+    }
+
+    #[test]
+    fn a_later_version_from_an_admin_does_not_bring_a_destroyed_copy_back() {
+        let (store, db, sg) = holding_a_provisional_copy();
+        let mut destroyed = sg.clone();
+        destroyed.status = Status::Destroyed;
+        let mut joined = sg.clone();
+        joined.joiners.insert(
+            Fingerprint::parse(&"c".repeat(64)).unwrap(),
+            MemberInfo {
+                sync_priority: 0,
+                is_server: false,
+                device: DeviceId(3),
+                address: String::new(),
+                name: String::new(),
+            },
+        );
+        let knows = |generation: u64| {
+            BTreeMap::from([(
+                sg.id,
+                [(DeviceId(1), Generation::new(generation))]
+                    .into_iter()
+                    .collect(),
+            )])
+        };
+        let apply = |record: SyncgroupRecord, generation: u64| {
+            store
+                .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[record], &knows(generation)))
+                .unwrap()
+        };
+        assert_eq!(apply(admin_version(destroyed, 2, 10), 2).replaced, 1);
+        let later = apply(admin_version(joined, 3, 20), 3);
+        assert_eq!((later.replaced, later.refused.len()), (0, 0));
+        let held = store.syncgroup(&db, sg.id).unwrap().unwrap();
+        assert!(held.record.sg.is_destroyed(), "{held:?}");
+        assert_eq!(
+            held.local.knowledge.get(DeviceId(1)),
+            Generation::new(3),
+            "the losing version is known, as a last-writer-wins loser is"
+        );
+        let changed = store.syncgroup_txn(|txn| txn.write_version(held.record.sg, held.local));
+        assert!(
+            matches!(&changed, Err(Error::BadState(why)) if why.contains("destroyed")),
+            "{changed:?}"
+        );
+    }
+
+    #[test]
+    fn a_forgotten_syncgroup_frees_its_name_and_keeps_its_version() {
+        let (store, db, sg) = holding_a_provisional_copy();
+        let mut destroyed = sg.clone();
+        destroyed.status = Status::Destroyed;
+        let left = LocalState {
+            left: true,
+            ..LocalState::default()
+        };
+        store
+            .syncgroup_txn(|txn| txn.put(admin_version(destroyed, 2, 10), left))
+            .unwrap();
+        assert!(store.syncgroup_by_name(&sg.name).unwrap().is_none());
+        assert!(store.syncgroup(&db, sg.id).unwrap().is_some());
+        // The name takes another syncgroup, and a late copy of the forgotten one still
+        // stores (by id) without taking it back.
+        let mut other = sg.clone();
+        other.id = SyncgroupId(8);
+        store
+            .syncgroup_txn(|txn| txn.write_version(other, LocalState::default()))
+            .unwrap();
+        let late = admin_version(
+            store.syncgroup(&db, sg.id).unwrap().unwrap().record.sg,
+            4,
+            30,
+        );
+        store
+            .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[late], &BTreeMap::new()))
+            .unwrap();
+        let named = store.syncgroup_by_name(&sg.name).unwrap().unwrap();
+        assert_eq!(named.record.sg.id, SyncgroupId(8));
+    }
 }
