@@ -941,3 +941,139 @@ fn admin_view(
     }
     Ok(view)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use syncbase_storage::MemoryStorage;
+
+    use super::*;
+    use crate::clock::ManualTime;
+    use crate::env::{Blocking, Env};
+    use crate::identity::NodeIdentity;
+    use crate::names::{RowKey, TableName};
+    use crate::node::NodeParts;
+    use crate::node::txn_tests::create_syncgroup;
+    use crate::store::Mutation;
+
+    fn db() -> DbName {
+        DbName::parse("db").unwrap()
+    }
+
+    /// A node with identity `seed` on a memory store, committing inline.
+    fn node(seed: u8) -> Arc<Node> {
+        let mut env = Env::seeded(u64::from(seed), Arc::new(ManualTime::new(1_000_000_000)));
+        env.blocking = Blocking::Inline;
+        let identity = NodeIdentity::from_seed([seed; 32]).unwrap();
+        let parts = NodeParts::simulated(Arc::new(MemoryStorage::new()), identity, env).unwrap();
+        Arc::new(Node::assemble(parts).unwrap())
+    }
+
+    fn me(node: &Node) -> Fingerprint {
+        node.identity().fingerprint().clone()
+    }
+
+    fn put(key: &str) -> Vec<Mutation> {
+        vec![Mutation::Put {
+            table: TableName::parse("t").unwrap(),
+            key: RowKey::parse(key).unwrap(),
+            value: b"v".to_vec(),
+        }]
+    }
+
+    /// One round of syncgroup metadata from `from` to `to`, as a session would carry it.
+    async fn metadata(from: &Node, to: &Node) {
+        let wanted: SyncgroupKnowledge = to
+            .store()
+            .syncgroups(&db())
+            .unwrap()
+            .into_iter()
+            .map(|view| (view.record.sg.id, view.local.knowledge))
+            .collect();
+        let deltas = from.syncgroup_deltas(&me(to), &db(), &wanted).unwrap();
+        to.apply_syncgroups(db(), me(from), deltas.records, deltas.knowledge)
+            .await
+            .unwrap();
+    }
+
+    /// `joiner` joins `name` at `admin` (already in its permissions) and catches up.
+    async fn join(admin: &Node, joiner: &Node, name: &SyncgroupName) {
+        let reply = admin
+            .join_at_admin(me(joiner), name.clone(), joiner.member_info(), None)
+            .await
+            .unwrap();
+        joiner.join_reply(reply).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_destroy_reaches_members_through_another_admin_and_beats_its_concurrent_grant() {
+        let (a, b, c, d) = (node(1), node(2), node(3), node(4));
+        let name = create_syncgroup(&a).await;
+        let mut spec = a.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::Admin, &me(&b));
+        spec.perms.grant(Level::ReadWrite, &me(&c));
+        spec.perms.grant(Level::ReadWrite, &me(&d));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        for member in [&b, &c, &d] {
+            join(&a, member, &name).await;
+        }
+        for member in [&b, &c, &d] {
+            metadata(&a, member).await;
+        }
+        c.commit(db(), put("before")).await.unwrap();
+
+        // A non-admin may not destroy it.
+        let refused = c.destroy(me(&c), name.clone()).await;
+        assert!(matches!(refused, Err(Error::NoAccess(_))), "{refused:?}");
+
+        // B grants C Admin while A destroys: B's version is the later one.
+        a.destroy(me(&a), name.clone()).await.unwrap();
+        let mut spec = b.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::Admin, &me(&c));
+        b.set_spec(me(&b), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+
+        // D meets the destroy first, then the grant; B and C the grant first. C hears of the
+        // destroy only from B, another admin.
+        metadata(&a, &d).await;
+        metadata(&b, &d).await;
+        metadata(&b, &c).await;
+        metadata(&a, &b).await;
+        metadata(&b, &c).await;
+        for member in [&b, &c, &d] {
+            let view = member.syncgroup_view(&name).unwrap();
+            assert_eq!(view.record.sg.status, Status::Destroyed, "{view:?}");
+            assert!(
+                member
+                    .syncgroups_shared_with(&me(&a), &db())
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let spec = b.syncgroup_view(&name).unwrap().record.sg.spec;
+        let late = b.set_spec(me(&b), name.clone(), spec, String::new());
+        assert!(
+            matches!(late.await, Err(Error::BadState(why)) if why.contains("destroyed")),
+            "an admin's change after it learnt of the destroy"
+        );
+
+        // C may no longer write under the prefixes until it forgets the syncgroup.
+        let refused = c.commit(db(), put("after")).await;
+        assert!(
+            matches!(&refused, Err(Error::NoAccess(why)) if why.contains("destroyed")),
+            "{refused:?}"
+        );
+        c.leave(name.clone()).await.unwrap();
+        assert!(c.list_syncgroups(None).unwrap().is_empty());
+        c.commit(db(), put("after")).await.unwrap();
+
+        // On A it is gone at once, and its name free.
+        assert!(a.list_syncgroups(None).unwrap().is_empty());
+        assert!(matches!(a.syncgroup_view(&name), Err(Error::NoExist(_))));
+        assert_eq!(create_syncgroup(&a).await, name);
+    }
+}
