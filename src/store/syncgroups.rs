@@ -235,13 +235,19 @@ impl SyncgroupTxn<'_> {
     }
 
     /// Stores a copy an admin handed over (a join or publish reply) as provisional: any
-    /// synced version replaces it.
+    /// synced version replaces it. Not over a syncgroup destroyed here (`BadState:`), even
+    /// one forgotten: a join or a publish never brings it back.
     pub fn put_provisional(
         &mut self,
         sg: Syncgroup,
         version: Version,
         local: LocalState,
     ) -> Result<SyncgroupView> {
+        if let Some(current) = self.by_id(&sg.db, sg.id)?
+            && current.record.sg.is_destroyed()
+        {
+            return Err(destroyed_error(&current.record));
+        }
         let record = SyncgroupRecord {
             stamp: VersionStamp::provisional(version),
             sg,
@@ -714,10 +720,19 @@ mod tests {
             Generation::new(3),
             "the losing version is known, as a last-writer-wins loser is"
         );
-        let changed = store.syncgroup_txn(|txn| txn.write_version(held.record.sg, held.local));
+        let changed = store
+            .syncgroup_txn(|txn| txn.write_version(held.record.sg.clone(), held.local.clone()));
         assert!(
             matches!(&changed, Err(Error::BadState(why)) if why.contains("destroyed")),
             "{changed:?}"
+        );
+        // Nor does a join or publish reply (a provisional copy) of the same id.
+        let replied = store.syncgroup_txn(|txn| {
+            txn.put_provisional(sg.clone(), Version(5), LocalState::default())
+        });
+        assert!(
+            matches!(&replied, Err(Error::BadState(why)) if why.contains("destroyed")),
+            "{replied:?}"
         );
     }
 
