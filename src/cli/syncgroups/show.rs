@@ -87,7 +87,7 @@ impl Shown {
             let when = match self.removed_at_nanos {
                 0 => String::new(),
                 at => format!(
-                    " {} ago",
+                    ", {} ago",
                     ago(SystemTime.now_nanos().saturating_sub(at).max(0))
                 ),
             };
