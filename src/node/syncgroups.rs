@@ -321,7 +321,8 @@ impl Node {
     /// ([`SyncgroupRecord::supersedes`]). Here it is forgotten at once: its name is free
     /// (`sg create` may reuse it, under a new id), its invites are void, and `sg list` no
     /// longer shows it; its version stays, by id, to tell members that ask. The rows stay on
-    /// every node. `NoExist:` for an unknown name, `NoAccess:` for a non-admin.
+    /// every node. `NoExist:` for an unknown name, `NoAccess:` for a non-admin, `BadState:`
+    /// while this node's copy is pending or after it left (or learnt of a destroy).
     pub async fn destroy(&self, actor: Fingerprint, name: SyncgroupName) -> Result<SyncgroupView> {
         self.change_syncgroups(move |txn| {
             let mut view = admin_view(txn, &actor, &name).map_err(|error| match error {
