@@ -168,6 +168,12 @@ interface Syncgroups {
   # Mints a publish invite (`syncbase-publish://...`) for a database (made if absent): a
   # syncgroup of it published here with the token is accepted at once. 0 seconds means no
   # expiry; 0 uses means one. Only a hash of the token is stored.
+
+  destroy @12 (name :Text) -> ();
+  # Needs Admin (NoAccess otherwise; NoExist for an unknown name): destroys the syncgroup for
+  # good. Every member learns it from the admins (metadata sync) and stops syncing its
+  # prefixes; the rows stay on every node. Here its name is free at once, its invites are
+  # void, and `list` no longer shows it.
 }
 
 struct ProposalInfo {
@@ -189,11 +195,14 @@ struct SyncgroupInfo {
   pending @2 :Bool;       # This node's copy has not caught up with the admin's checkpoint.
   left @3 :Bool;          # This node left it (it no longer syncs its prefixes).
   publisher @4 :Text;     # Who published it here ("" if created or joined here).
-  removed @5 :Text;       # "" or how an admin told this node it lost it: "Ejected" or
-                          # "Read revoked". It no longer syncs it; app writes under its
+  removed @5 :Text;       # "" or how this node lost it: "Ejected", "Read revoked" (an
+                          # admin's notice) or "Destroyed" (`destroy`, learnt from an admin). It no longer syncs it; app writes under its
                           # prefixes fail NoAccess (unless shared otherwise); a join clears it.
-  removedBy @6 :Text;     # The admin whose notice said so ("" if not removed).
+  removedBy @6 :Text;     # The admin whose notice said so, or who destroyed it ("" if not
+                          # removed, or unknown).
   waitingFor @7 :Text;    # While pending: what the copy waits for and what to do, one line.
+  removedAtNanos @8 :Int64; # When it was removed, Unix nanoseconds (0 if not): when the notice
+                          # was taken, or, for "Destroyed", the destroying version's time.
 }
 
 struct PeerSpec {

@@ -232,6 +232,7 @@ enum SyncgroupStatus {
   publishPending @0;
   publishRejected @1;
   running @2;
+  destroyed @3;               # An admin destroyed it (`sg destroy`): final, nothing syncs under it.
 }
 
 struct Syncgroup {

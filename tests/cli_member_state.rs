@@ -78,8 +78,12 @@ fn names_show_beside_fingerprints_and_an_ejected_member_says_so() {
     });
     let shown = b.ok(&["sg", "show", &name]);
     assert!(
-        shown.contains(&format!("Ejected (an admin, {a_fp}, said so)")),
-        "{shown}"
+        shown.contains(&format!("Ejected (an admin, alice ({a_fp}), said so)")),
+        "the admin by name and fingerprint: {shown}"
+    );
+    assert_eq!(
+        b.json(&["sg", "show", &name, "--json"])["status"],
+        "ejected"
     );
     assert!(
         !shown.contains(&b_fp),

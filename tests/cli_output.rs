@@ -334,6 +334,13 @@ fn every_changing_verb_prints_one_line_saying_what_it_did() {
         format!("created syncgroup {second} in database db\n")
     );
     assert_eq!(
+        node.ok(&["sg", "destroy", &second]),
+        format!(
+            "destroyed syncgroup {second} (its rows stay on every node; members stop syncing \
+             it as they learn it from an admin)\n"
+        )
+    );
+    assert_eq!(
         node.ok(&["put", "db", "t", "one", "1"]),
         "stored one in table t of database db (1 byte)\n"
     );

@@ -188,7 +188,7 @@ fn held_back_line(entry: held_back::Reader<'_>, now: i64) -> anyhow::Result<Stri
 }
 
 /// A duration in nanoseconds, in the largest unit that keeps it at least 1.
-fn ago(nanos: i64) -> String {
+pub(crate) fn ago(nanos: i64) -> String {
     let seconds = nanos as f64 / 1e9;
     match seconds {
         s if s >= 86_400.0 => format!("{:.1} days", s / 86_400.0),

@@ -281,10 +281,11 @@ fn syncgroup_report(view: &SyncgroupView, me: &Fingerprint) -> SyncgroupReport {
         id: sg.id.to_hex(),
         database: sg.db.clone(),
         status: match (&removed, sg.status) {
-            (Some(removed), _) => removed.how.label(),
+            (Some(removed), _) => removed.how.id(),
             (None, Status::Running) => "running",
             (None, Status::PublishPending) => "publish-pending",
             (None, Status::PublishRejected) => "publish-rejected",
+            (None, Status::Destroyed) => "destroyed",
         }
         .into(),
         removed: removed

@@ -185,7 +185,10 @@ pub(super) fn local_writes_allowed<'a>(
         let shared_otherwise = covering.iter().any(|sg| sg.allows(Tag::Write, me))
             || declared.iter().any(|scope| scope.covers(table, row));
         if let (Some(sg), false) = (covering.first(), shared_otherwise) {
-            let why = if !sg.joiners.contains_key(me) {
+            let why = if sg.is_destroyed() {
+                "which an admin destroyed (the rows stay; `syncbase sg leave NAME` forgets it, \
+                 and this node may write them again)"
+            } else if !sg.joiners.contains_key(me) {
                 "which ejected this node (ask an admin for a new invite, then `syncbase sg join`)"
             } else if !sg.allows(Tag::Read, me) {
                 "where this node's Read was revoked (once an admin grants it again, run \

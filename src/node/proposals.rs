@@ -154,6 +154,9 @@ fn republish(
     request: &PublishRequest,
 ) -> Result<PublishOutcome> {
     let sg = &existing.record.sg;
+    if sg.is_destroyed() {
+        return Err(crate::store::destroyed_error(&existing.record));
+    }
     if sg.id != request.sg.id {
         return Err(Error::Exist(format!(
             "syncgroup name {} is taken here by another syncgroup",

@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
-use crate::store::{SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied};
+use crate::store::{
+    SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, destroyed_error,
+};
 use crate::sync::membership::{JoinReply, PublishOutcome};
 use crate::sync::peers::PeerConfig;
 use crate::syncgroup::access::Level;
@@ -55,12 +57,14 @@ impl Node {
             .ok_or_else(|| Error::NoExist(format!("syncgroup {name} is not known here")))
     }
 
-    /// The syncgroups of `db`, or of every database, by name.
+    /// The syncgroups of `db`, or of every database, by name; not those this node forgot
+    /// (destroyed here, or left after it learnt of their destroy: [`LocalState::forgot`]).
     pub fn list_syncgroups(&self, db: Option<&DbName>) -> Result<Vec<SyncgroupView>> {
         let mut views = match db {
             Some(db) => self.store().syncgroups(db)?,
             None => self.store().all_syncgroups()?,
         };
+        views.retain(|view| !view.local.forgot(&view.record.sg));
         views.sort_by(|a, b| a.record.sg.name.cmp(&b.record.sg.name));
         Ok(views)
     }
@@ -203,6 +207,18 @@ impl Node {
                 pending: Some(checkpoint),
                 ..LocalState::default()
             };
+            if let Some(old) = txn.find(&sg.name)?
+                && old.record.sg.id != sg.id
+                && old.record.sg.is_destroyed()
+            {
+                // The name's old syncgroup was destroyed and reused: forget the old one here.
+                forget(txn, old)?;
+            }
+            if let Some(old) = txn.by_id(&sg.db, sg.id)?
+                && old.record.sg.is_destroyed()
+            {
+                return Err(destroyed_error(&old.record));
+            }
             match txn.find(&sg.name)? {
                 Some(existing) if existing.record.sg.id != sg.id => Err(Error::Exist(format!(
                     "syncgroup name {} is known here with another id",
@@ -288,14 +304,39 @@ impl Node {
         .await
     }
 
-    /// Stops syncing the syncgroup's prefixes; its data stays. Joining again resumes.
+    /// Stops syncing the syncgroup's prefixes; its data stays. Joining again resumes. A
+    /// destroyed syncgroup is forgotten instead ([`LocalState::forgot`]): its name is freed
+    /// and `sg list` no longer shows it.
     pub async fn leave(&self, name: SyncgroupName) -> Result<SyncgroupView> {
         self.change_syncgroups(move |txn| {
-            let mut view = txn.get(&name)?;
+            let view = txn.get(&name)?;
+            forget(txn, view)
+        })
+        .await
+    }
+
+    /// Destroys a syncgroup for good (`actor` must hold Admin; not while pending or left):
+    /// writes its last version, [`Status::Destroyed`], which every member takes from the
+    /// admins by metadata sync and which no later version replaces
+    /// ([`SyncgroupRecord::supersedes`]). Here it is forgotten at once: its name is free
+    /// (`sg create` may reuse it, under a new id), its invites are void, and `sg list` no
+    /// longer shows it; its version stays, by id, to tell members that ask. The rows stay on
+    /// every node. `NoExist:` for an unknown name, `NoAccess:` for a non-admin, `BadState:`
+    /// while this node's copy is pending or after it left (or learnt of a destroy).
+    pub async fn destroy(&self, actor: Fingerprint, name: SyncgroupName) -> Result<SyncgroupView> {
+        self.change_syncgroups(move |txn| {
+            let mut view = admin_view(txn, &actor, &name).map_err(|error| match error {
+                Error::NoAccess(why) => Error::NoAccess(format!(
+                    "{why}: only an admin of a syncgroup may destroy it (ask one to run `sg \
+                     destroy {name}`)"
+                )),
+                other => other,
+            })?;
+            view.record.sg.status = Status::Destroyed;
             view.local.left = true;
-            let sg = &view.record.sg;
-            txn.put_local(&sg.db, sg.id, &view.local)?;
-            Ok(view)
+            let written = txn.write_version(view.record.sg, view.local)?;
+            tracing::info!(syncgroup = %name, "destroyed the syncgroup; members learn it from its admins");
+            Ok(written)
         })
         .await
     }
@@ -349,7 +390,13 @@ impl Node {
         info.address = info.address.trim().to_owned();
         let me = self.identity().fingerprint().clone();
         self.change_syncgroups(move |txn| {
+            if let Some(secret) = &invite_secret {
+                check_invite_not_destroyed(txn, secret)?;
+            }
             let mut view = txn.get(&name)?;
+            if view.record.sg.is_destroyed() {
+                return Err(destroyed_error(&view.record));
+            }
             if view.local.left {
                 return Err(Error::NoExist(format!("this node left syncgroup {name}")));
             }
@@ -404,10 +451,12 @@ impl Node {
             return Err(Error::invalid("GetDeltas names no syncgroup"));
         }
         let readable = |id: &SyncgroupId| -> Result<bool> {
-            Ok(self
-                .store()
-                .syncgroup(db, *id)?
-                .is_some_and(|view| !view.local.left && view.record.sg.allows(Tag::Read, peer)))
+            // A destroyed syncgroup is served even where it was forgotten: its destroy must
+            // reach every member, the admin that destroyed it being the first to tell them.
+            Ok(self.store().syncgroup(db, *id)?.is_some_and(|view| {
+                let sg = &view.record.sg;
+                (!view.local.left || sg.is_destroyed()) && sg.allows(Tag::Read, peer)
+            }))
         };
         // Like a data responder, serve the syncgroups the peer may read and leave the others
         // out: one syncgroup left or lost must not stop the metadata of the others (and the
@@ -580,6 +629,7 @@ impl Node {
                 let sg = &view.record.sg;
                 !view.local.left
                     && view.local.removed.is_none()
+                    && !sg.is_destroyed()
                     && sg.joiners.contains_key(peer)
                     && sg.allows(Tag::Read, peer)
             })
@@ -598,7 +648,7 @@ impl Node {
         let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
         for view in self.store().all_syncgroups()? {
             let sg = &view.record.sg;
-            if view.local.left || view.local.removed.is_some() {
+            if view.local.left || view.local.removed.is_some() || sg.is_destroyed() {
                 continue;
             }
             let server_admin = sg.joiners.iter().any(|(member, info)| {
@@ -642,7 +692,8 @@ impl Node {
     /// admin (only admins' versions are taken): from the admins it dials, or, when none
     /// advertises an address it may dial, for one to connect here.
     pub fn waiting_for(&self, view: &SyncgroupView) -> String {
-        if view.local.pending.is_none() || view.local.left || view.local.removed.is_some() {
+        let lost = view.local.removed.is_some() || view.record.sg.is_destroyed();
+        if view.local.pending.is_none() || view.local.left || lost {
             return String::new();
         }
         let me = self.identity().fingerprint();
@@ -734,6 +785,50 @@ impl Node {
         let outcome = self.write(move |store| store.syncgroup_txn(change)).await?;
         self.refresh_syncgroup_peers()?;
         Ok(outcome)
+    }
+}
+
+/// Stops syncing the syncgroup of `view` here (`sg leave`), and forgets it if it was
+/// destroyed: its name is freed ([`SyncgroupTxn::unindex`]), its version kept by id.
+fn forget(txn: &mut SyncgroupTxn<'_>, mut view: SyncgroupView) -> Result<SyncgroupView> {
+    view.local.left = true;
+    let sg = &view.record.sg;
+    txn.put_local(&sg.db, sg.id, &view.local)?;
+    if view.local.forgot(sg) {
+        txn.unindex(sg)?;
+    }
+    Ok(view)
+}
+
+/// Fails a join whose invite (by its `secret`) is for a syncgroup destroyed here: `NoExist:`,
+/// saying so, rather than "not known" or "for another syncgroup" once its name was freed or
+/// reused. An invite unknown here, or for a syncgroup not destroyed, passes.
+fn check_invite_not_destroyed(txn: &SyncgroupTxn<'_>, secret: &str) -> Result<()> {
+    let Some(Invite {
+        grant: Grant::Join { syncgroup, .. },
+        ..
+    }) = txn.invite(&hash_secret(secret))?
+    else {
+        return Ok(());
+    };
+    let Some(binding) = txn.binding(syncgroup)? else {
+        return Ok(());
+    };
+    match txn.by_id(&binding.db, syncgroup)? {
+        Some(view) if view.record.sg.is_destroyed() => {
+            let by = view
+                .record
+                .destroyed()
+                .and_then(|(by, _)| by)
+                .map_or_else(|| "an admin".to_owned(), |by| format!("admin {by}"));
+            Err(Error::NoExist(format!(
+                "syncgroup {} (id {}) was destroyed by {by}, so its invites are void: ask an \
+                 admin for an invite to a syncgroup that exists",
+                binding.name,
+                syncgroup.to_hex()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -832,6 +927,9 @@ fn admin_view(
     name: &SyncgroupName,
 ) -> Result<SyncgroupView> {
     let view = txn.get(name)?;
+    if view.record.sg.is_destroyed() {
+        return Err(destroyed_error(&view.record));
+    }
     if view.local.left {
         return Err(Error::BadState(format!("this node left syncgroup {name}")));
     }
@@ -843,4 +941,140 @@ fn admin_view(
         )));
     }
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use syncbase_storage::MemoryStorage;
+
+    use super::*;
+    use crate::clock::ManualTime;
+    use crate::env::{Blocking, Env};
+    use crate::identity::NodeIdentity;
+    use crate::names::{RowKey, TableName};
+    use crate::node::NodeParts;
+    use crate::node::txn_tests::create_syncgroup;
+    use crate::store::Mutation;
+
+    fn db() -> DbName {
+        DbName::parse("db").unwrap()
+    }
+
+    /// A node with identity `seed` on a memory store, committing inline.
+    fn node(seed: u8) -> Arc<Node> {
+        let mut env = Env::seeded(u64::from(seed), Arc::new(ManualTime::new(1_000_000_000)));
+        env.blocking = Blocking::Inline;
+        let identity = NodeIdentity::from_seed([seed; 32]).unwrap();
+        let parts = NodeParts::simulated(Arc::new(MemoryStorage::new()), identity, env).unwrap();
+        Arc::new(Node::assemble(parts).unwrap())
+    }
+
+    fn me(node: &Node) -> Fingerprint {
+        node.identity().fingerprint().clone()
+    }
+
+    fn put(key: &str) -> Vec<Mutation> {
+        vec![Mutation::Put {
+            table: TableName::parse("t").unwrap(),
+            key: RowKey::parse(key).unwrap(),
+            value: b"v".to_vec(),
+        }]
+    }
+
+    /// One round of syncgroup metadata from `from` to `to`, as a session would carry it.
+    async fn metadata(from: &Node, to: &Node) {
+        let wanted: SyncgroupKnowledge = to
+            .store()
+            .syncgroups(&db())
+            .unwrap()
+            .into_iter()
+            .map(|view| (view.record.sg.id, view.local.knowledge))
+            .collect();
+        let deltas = from.syncgroup_deltas(&me(to), &db(), &wanted).unwrap();
+        to.apply_syncgroups(db(), me(from), deltas.records, deltas.knowledge)
+            .await
+            .unwrap();
+    }
+
+    /// `joiner` joins `name` at `admin` (already in its permissions) and catches up.
+    async fn join(admin: &Node, joiner: &Node, name: &SyncgroupName) {
+        let reply = admin
+            .join_at_admin(me(joiner), name.clone(), joiner.member_info(), None)
+            .await
+            .unwrap();
+        joiner.join_reply(reply).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_destroy_reaches_members_through_another_admin_and_beats_its_concurrent_grant() {
+        let (a, b, c, d) = (node(1), node(2), node(3), node(4));
+        let name = create_syncgroup(&a).await;
+        let mut spec = a.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::Admin, &me(&b));
+        spec.perms.grant(Level::ReadWrite, &me(&c));
+        spec.perms.grant(Level::ReadWrite, &me(&d));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        for member in [&b, &c, &d] {
+            join(&a, member, &name).await;
+        }
+        for member in [&b, &c, &d] {
+            metadata(&a, member).await;
+        }
+        c.commit(db(), put("before")).await.unwrap();
+
+        // A non-admin may not destroy it.
+        let refused = c.destroy(me(&c), name.clone()).await;
+        assert!(matches!(refused, Err(Error::NoAccess(_))), "{refused:?}");
+
+        // B grants C Admin while A destroys: B's version is the later one.
+        a.destroy(me(&a), name.clone()).await.unwrap();
+        let mut spec = b.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::Admin, &me(&c));
+        b.set_spec(me(&b), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+
+        // D meets the destroy first, then the grant; B and C the grant first. C hears of the
+        // destroy only from B, another admin.
+        metadata(&a, &d).await;
+        metadata(&b, &d).await;
+        metadata(&b, &c).await;
+        metadata(&a, &b).await;
+        metadata(&b, &c).await;
+        for member in [&b, &c, &d] {
+            let view = member.syncgroup_view(&name).unwrap();
+            assert_eq!(view.record.sg.status, Status::Destroyed, "{view:?}");
+            assert!(
+                member
+                    .syncgroups_shared_with(&me(&a), &db())
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        let spec = b.syncgroup_view(&name).unwrap().record.sg.spec;
+        let late = b.set_spec(me(&b), name.clone(), spec, String::new());
+        assert!(
+            matches!(late.await, Err(Error::BadState(why)) if why.contains("destroyed")),
+            "an admin's change after it learnt of the destroy"
+        );
+
+        // C may no longer write under the prefixes until it forgets the syncgroup.
+        let refused = c.commit(db(), put("after")).await;
+        assert!(
+            matches!(&refused, Err(Error::NoAccess(why)) if why.contains("destroyed")),
+            "{refused:?}"
+        );
+        c.leave(name.clone()).await.unwrap();
+        assert!(c.list_syncgroups(None).unwrap().is_empty());
+        c.commit(db(), put("after")).await.unwrap();
+
+        // On A it is gone at once, and its name free.
+        assert!(a.list_syncgroups(None).unwrap().is_empty());
+        assert!(matches!(a.syncgroup_view(&name), Err(Error::NoExist(_))));
+        assert_eq!(create_syncgroup(&a).await, name);
+    }
 }

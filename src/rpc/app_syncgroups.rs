@@ -37,13 +37,16 @@ impl SyncgroupsImpl {
     }
 }
 
+/// How `SyncgroupInfo.removed` names a destroyed syncgroup (`sg show`'s status).
+pub const DESTROYED: &str = "Destroyed";
+
 fn name(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<SyncgroupName, Error> {
     SyncgroupName::parse(text(reader)?)
 }
 
-/// Fills a `SyncgroupInfo`: with how this node lost it if an admin said so (and the
-/// syncgroup without this node's entries), and while pending what it waits for
-/// (`Node::waiting_for`).
+/// Fills a `SyncgroupInfo`: with how this node lost it (an admin's notice, and the
+/// syncgroup without this node's entries; or its destroy, by whom and when), and while
+/// pending what it waits for (`Node::waiting_for`).
 pub fn write_info(node: &Node, view: &SyncgroupView, mut out: syncgroup_info::Builder<'_>) {
     out.set_database(view.record.sg.db.as_str());
     out.set_pending(view.local.pending.is_some());
@@ -51,13 +54,20 @@ pub fn write_info(node: &Node, view: &SyncgroupView, mut out: syncgroup_info::Bu
     if let Some(removed) = &view.local.removed {
         out.set_removed(removed.how.label());
         out.set_removed_by(removed.by.as_str());
+        out.set_removed_at_nanos(removed.at_nanos);
+    }
+    if let Some((by, at_nanos)) = view.record.destroyed() {
+        out.set_removed(DESTROYED);
+        out.set_removed_by(by.map(Fingerprint::as_str).unwrap_or_default());
+        out.set_removed_at_nanos(at_nanos);
     }
     out.set_waiting_for(node.waiting_for(view).as_str());
     let publisher = view.local.remote_publisher.as_ref();
     out.set_publisher(publisher.map(|p| p.as_str()).unwrap_or_default());
     // Once an admin said this node lost it, the copy as this node holds it: without its own
-    // entries (the version that removed it never reaches it).
-    let held = view.local.held_copy(view.record.sg.clone());
+    // entries (the version that removed it never reaches it). A destroyed one keeps its last
+    // members and permissions, for the record.
+    let held = view.local.shown_copy(view.record.sg.clone());
     write_syncgroup(&held, out.init_sg());
 }
 
@@ -269,6 +279,17 @@ impl syncgroups::Server for SyncgroupsImpl {
         _: syncgroups::LeaveResults,
     ) -> capnp::Result<()> {
         self.node.leave(name(params.get()?.get_name())?).await?;
+        Ok(())
+    }
+
+    async fn destroy(
+        self: Rc<Self>,
+        params: syncgroups::DestroyParams,
+        _: syncgroups::DestroyResults,
+    ) -> capnp::Result<()> {
+        let name = name(params.get()?.get_name())?;
+        let me = self.node.identity().fingerprint().clone();
+        self.node.destroy(me, name).await?;
         Ok(())
     }
 }

@@ -203,6 +203,7 @@ pub fn write_syncgroup(sg: &Syncgroup, mut out: syncgroup::Builder<'_>) {
         Status::PublishPending => SyncgroupStatus::PublishPending,
         Status::PublishRejected => SyncgroupStatus::PublishRejected,
         Status::Running => SyncgroupStatus::Running,
+        Status::Destroyed => SyncgroupStatus::Destroyed,
     });
     write_vector(&sg.former_writers, out.reborrow().init_former_writers());
     let mut lineages = out
@@ -233,6 +234,7 @@ pub fn read_syncgroup(reader: syncgroup::Reader<'_>) -> Result<Syncgroup> {
         Ok(SyncgroupStatus::PublishPending) => Status::PublishPending,
         Ok(SyncgroupStatus::PublishRejected) => Status::PublishRejected,
         Ok(SyncgroupStatus::Running) => Status::Running,
+        Ok(SyncgroupStatus::Destroyed) => Status::Destroyed,
         Err(_) => return Err(Error::invalid("unknown syncgroup status")),
     };
     let spec_version = text(reader.get_spec_version())?;

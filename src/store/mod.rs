@@ -62,7 +62,7 @@ pub use resolve::{Conflict, Decision, Head, LastWriterWins, Resolver};
 pub use resume::{CursorUpdate, MAX_TOKEN_BYTES, ResumeCursor};
 pub use state::{StateApplied, StateItem, StateSnapshot, StateStep, state_id};
 pub use syncgroups::{
-    SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied,
+    SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, destroyed_error,
     wire_estimate as syncgroup_wire_estimate,
 };
 pub use tables::TableData;

@@ -112,7 +112,7 @@ impl Store {
         let txn = self.storage.read()?;
         for record in records {
             let held = load(txn.as_ref(), db.as_str(), record.sg.id)?;
-            if held.is_none_or(|held| record.stamp.wins_over(&held.record.stamp)) {
+            if held.is_none_or(|held| record.supersedes(&held.record)) {
                 return Ok(true);
             }
         }
@@ -201,6 +201,7 @@ impl SyncgroupTxn<'_> {
 
     /// Writes `sg` as a new version by this node: its next generation in the syncgroup's
     /// space, a fresh HLC reading and version. The name must be free or already this id's.
+    /// A destroyed syncgroup takes no new version (`BadState:`): nothing brings it back.
     /// A spec (permissions included) that differs from the version it replaces gets a fresh
     /// spec version, whichever change made it (an eject, a join's grant, `setSpec`): a
     /// read-modify-write of the spec checks it, so one based on the old spec fails with
@@ -210,6 +211,11 @@ impl SyncgroupTxn<'_> {
         mut sg: Syncgroup,
         mut local: LocalState,
     ) -> Result<SyncgroupView> {
+        if let Some(current) = self.by_id(&sg.db, sg.id)?
+            && current.record.sg.is_destroyed()
+        {
+            return Err(destroyed_error(&current.record));
+        }
         if let Some(current) = self.find(&sg.name)? {
             let old = &current.record.sg;
             if old.spec != sg.spec && old.spec_version == sg.spec_version {
@@ -229,13 +235,19 @@ impl SyncgroupTxn<'_> {
     }
 
     /// Stores a copy an admin handed over (a join or publish reply) as provisional: any
-    /// synced version replaces it.
+    /// synced version replaces it. Not over a syncgroup destroyed here (`BadState:`), even
+    /// one forgotten: a join or a publish never brings it back.
     pub fn put_provisional(
         &mut self,
         sg: Syncgroup,
         version: Version,
         local: LocalState,
     ) -> Result<SyncgroupView> {
+        if let Some(current) = self.by_id(&sg.db, sg.id)?
+            && current.record.sg.is_destroyed()
+        {
+            return Err(destroyed_error(&current.record));
+        }
         let record = SyncgroupRecord {
             stamp: VersionStamp::provisional(version),
             sg,
@@ -328,7 +340,7 @@ impl SyncgroupTxn<'_> {
                 continue;
             }
             self.store.clock().observe(record.stamp.hlc);
-            if record.stamp.wins_over(&current.record.stamp) {
+            if record.supersedes(&current.record) {
                 self.put(record.clone(), current.local)?;
                 applied.replaced += 1;
             }
@@ -352,6 +364,28 @@ impl SyncgroupTxn<'_> {
         Ok(applied)
     }
 
+    /// The invite stored under `hash`, if any (whatever its state: expired, used up).
+    pub fn invite(&self, hash: &str) -> Result<Option<Invite>> {
+        match self.txn.get(&keys::invite(hash))? {
+            Some(bytes) => Ok(Some(decode(&bytes, "invite")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Frees the name of a syncgroup this node forgot ([`LocalState::forgot`]), if the name
+    /// still points to it: `sg create` may use it again, and a lookup by name no longer finds
+    /// the old one. Its version and local state stay, by id.
+    pub fn unindex(&mut self, sg: &Syncgroup) -> Result<()> {
+        let name_key = keys::syncgroup_name(sg.name.as_str());
+        if let Some(bytes) = self.txn.get(&name_key)? {
+            let entry: NameEntry = decode(&bytes, "syncgroup name")?;
+            if entry.id == sg.id && entry.db == sg.db {
+                self.txn.delete(&name_key)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes a syncgroup entirely (one that was never published), and its id's binding.
     pub fn delete(&mut self, sg: &Syncgroup) -> Result<()> {
         let keys = DbKeys::new(&sg.db);
@@ -372,7 +406,9 @@ impl SyncgroupTxn<'_> {
 
     /// Every write of a syncgroup version goes through here: the id must keep the name,
     /// database, creator and prefixes it was bound to at first sight (`Exist:` otherwise;
-    /// the first write binds it), and the name must be free or this id's.
+    /// the first write binds it), and the name must be free or this id's. A syncgroup this
+    /// node forgot ([`LocalState::forgot`]) is stored by id only: its name is left to
+    /// whichever syncgroup took it since.
     fn put(&mut self, record: SyncgroupRecord, local: LocalState) -> Result<SyncgroupView> {
         let sg = &record.sg;
         match self.binding(sg.id)? {
@@ -381,6 +417,14 @@ impl SyncgroupTxn<'_> {
                 &keys::syncgroup_binding(sg.id.0),
                 &encode(&Binding::of(sg))?,
             )?,
+        }
+        let keys = DbKeys::new(&sg.db);
+        if local.forgot(sg) {
+            self.unindex(sg)?;
+            self.txn.put(&keys.syncgroup(sg.id.0), &encode(&record)?)?;
+            self.txn
+                .put(&keys.syncgroup_local(sg.id.0), &encode(&local)?)?;
+            return Ok(SyncgroupView { record, local });
         }
         let name_key = keys::syncgroup_name(sg.name.as_str());
         if let Some(bytes) = self.txn.get(&name_key)? {
@@ -396,13 +440,25 @@ impl SyncgroupTxn<'_> {
             db: sg.db.clone(),
             id: sg.id,
         };
-        let keys = DbKeys::new(&sg.db);
         self.txn.put(&name_key, &encode(&entry)?)?;
         self.txn.put(&keys.syncgroup(sg.id.0), &encode(&record)?)?;
         self.txn
             .put(&keys.syncgroup_local(sg.id.0), &encode(&local)?)?;
         Ok(SyncgroupView { record, local })
     }
+}
+
+/// Why a destroyed syncgroup takes no change: `BadState:`, naming who destroyed it.
+pub fn destroyed_error(record: &SyncgroupRecord) -> Error {
+    let by = record
+        .destroyed()
+        .and_then(|(by, _)| by)
+        .map_or_else(|| "an admin".to_owned(), |by| format!("admin {by}"));
+    Error::BadState(format!(
+        "syncgroup {} was destroyed by {by}: it takes no more changes (its rows stay; `sg \
+         leave {}` forgets it here)",
+        record.sg.name, record.sg.name
+    ))
 }
 
 /// Every syncgroup of `db` in `txn`, by id.
@@ -607,5 +663,109 @@ mod tests {
             "{:?}",
             applied.refused
         );
+    }
+
+    /// A version stamped by device 1 (the admin's) at `wall` nanoseconds, at `generation`.
+    fn admin_version(sg: Syncgroup, generation: u64, wall: i64) -> SyncgroupRecord {
+        SyncgroupRecord {
+            stamp: VersionStamp {
+                device: DeviceId(1),
+                generation: Generation::new(generation),
+                hlc: Hlc {
+                    wall_nanos: wall,
+                    logical: 0,
+                },
+                version: Version(generation),
+            },
+            sg,
+        }
+    }
+
+    #[test]
+    fn a_later_version_from_an_admin_does_not_bring_a_destroyed_copy_back() {
+        let (store, db, sg) = holding_a_provisional_copy();
+        let mut destroyed = sg.clone();
+        destroyed.status = Status::Destroyed;
+        let mut joined = sg.clone();
+        joined.joiners.insert(
+            Fingerprint::parse(&"c".repeat(64)).unwrap(),
+            MemberInfo {
+                sync_priority: 0,
+                is_server: false,
+                device: DeviceId(3),
+                address: String::new(),
+                name: String::new(),
+            },
+        );
+        let knows = |generation: u64| {
+            BTreeMap::from([(
+                sg.id,
+                [(DeviceId(1), Generation::new(generation))]
+                    .into_iter()
+                    .collect(),
+            )])
+        };
+        let apply = |record: SyncgroupRecord, generation: u64| {
+            store
+                .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[record], &knows(generation)))
+                .unwrap()
+        };
+        assert_eq!(apply(admin_version(destroyed, 2, 10), 2).replaced, 1);
+        let later = apply(admin_version(joined, 3, 20), 3);
+        assert_eq!((later.replaced, later.refused.len()), (0, 0));
+        let held = store.syncgroup(&db, sg.id).unwrap().unwrap();
+        assert!(held.record.sg.is_destroyed(), "{held:?}");
+        assert_eq!(
+            held.local.knowledge.get(DeviceId(1)),
+            Generation::new(3),
+            "the losing version is known, as a last-writer-wins loser is"
+        );
+        let changed = store
+            .syncgroup_txn(|txn| txn.write_version(held.record.sg.clone(), held.local.clone()));
+        assert!(
+            matches!(&changed, Err(Error::BadState(why)) if why.contains("destroyed")),
+            "{changed:?}"
+        );
+        // Nor does a join or publish reply (a provisional copy) of the same id.
+        let replied = store.syncgroup_txn(|txn| {
+            txn.put_provisional(sg.clone(), Version(5), LocalState::default())
+        });
+        assert!(
+            matches!(&replied, Err(Error::BadState(why)) if why.contains("destroyed")),
+            "{replied:?}"
+        );
+    }
+
+    #[test]
+    fn a_forgotten_syncgroup_frees_its_name_and_keeps_its_version() {
+        let (store, db, sg) = holding_a_provisional_copy();
+        let mut destroyed = sg.clone();
+        destroyed.status = Status::Destroyed;
+        let left = LocalState {
+            left: true,
+            ..LocalState::default()
+        };
+        store
+            .syncgroup_txn(|txn| txn.put(admin_version(destroyed, 2, 10), left))
+            .unwrap();
+        assert!(store.syncgroup_by_name(&sg.name).unwrap().is_none());
+        assert!(store.syncgroup(&db, sg.id).unwrap().is_some());
+        // The name takes another syncgroup, and a late copy of the forgotten one still
+        // stores (by id) without taking it back.
+        let mut other = sg.clone();
+        other.id = SyncgroupId(8);
+        store
+            .syncgroup_txn(|txn| txn.write_version(other, LocalState::default()))
+            .unwrap();
+        let late = admin_version(
+            store.syncgroup(&db, sg.id).unwrap().unwrap().record.sg,
+            4,
+            30,
+        );
+        store
+            .syncgroup_txn(|txn| txn.apply(&db, &admin(), &[late], &BTreeMap::new()))
+            .unwrap();
+        let named = store.syncgroup_by_name(&sg.name).unwrap().unwrap();
+        assert_eq!(named.record.sg.id, SyncgroupId(8));
     }
 }

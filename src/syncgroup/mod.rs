@@ -144,12 +144,18 @@ impl Spec {
     }
 }
 
-/// Whether a syncgroup is published at the node its name routes to (§1.5).
+/// Whether a syncgroup is published at the node its name routes to (§1.5), or was destroyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     PublishPending,
     PublishRejected,
     Running,
+    /// An admin destroyed it (`sg destroy`): final, like a tombstone. Its version keeps the
+    /// last spec and members, so it travels to every member as any version does; no member
+    /// syncs its prefixes any more, and no later version replaces it
+    /// ([`SyncgroupRecord::supersedes`]). Appended last: stored copies of the other variants
+    /// keep their encoding.
+    Destroyed,
 }
 
 /// What a member told the admin when it joined.
@@ -290,6 +296,11 @@ impl Syncgroup {
             .any(|member| self.allows(Tag::Admin, member))
     }
 
+    /// Whether an admin destroyed it ([`Status::Destroyed`]).
+    pub fn is_destroyed(&self) -> bool {
+        self.status == Status::Destroyed
+    }
+
     /// Removes `member` from the joiners and every access list; whether anything changed.
     pub fn eject(&mut self, member: &Fingerprint) -> bool {
         let was_member = self.joiners.remove(member).is_some();
@@ -338,6 +349,32 @@ pub struct SyncgroupRecord {
 }
 
 impl SyncgroupRecord {
+    /// Whether this version replaces `held` when both meet (a merge, whatever the order they
+    /// arrive in): a destroyed version beats every version that is not (a join, a grant or a
+    /// spec change concurrent with the destroy never brings the syncgroup back), and a version
+    /// that is not destroyed never replaces a destroyed one; otherwise last-writer-wins
+    /// ([`VersionStamp::wins_over`]). So every member ends with a destroyed version once one
+    /// reached it, and two destroys settle on the same one.
+    pub fn supersedes(&self, held: &SyncgroupRecord) -> bool {
+        match (self.sg.is_destroyed(), held.sg.is_destroyed()) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => self.stamp.wins_over(&held.stamp),
+        }
+    }
+
+    /// Who destroyed the syncgroup and when, if this version is a destroy: the member bound
+    /// to the version's writer device (None if the device names no member) and the version's
+    /// HLC wall time, Unix nanoseconds.
+    pub fn destroyed(&self) -> Option<(Option<&Fingerprint>, i64)> {
+        self.sg.is_destroyed().then(|| {
+            (
+                self.sg.member_of_device(self.stamp.device),
+                self.stamp.hlc.wall_nanos,
+            )
+        })
+    }
+
     /// Whether a node holding `current` may take this version from the authenticated peer
     /// `sender`. The sender must hold Admin in the copy the node holds: without signatures a
     /// relay could forge a version in an admin's name, so versions travel only from admins
@@ -418,6 +455,15 @@ impl Removal {
             Removal::ReadRevoked => "Read revoked",
         }
     }
+
+    /// How JSON names it (`status` in `/status.json`, `sg show --json`): `ejected`,
+    /// `read-revoked`, in the lower-case, hyphenated form of the other status values.
+    pub fn id(self) -> &'static str {
+        match self {
+            Removal::Ejected => "ejected",
+            Removal::ReadRevoked => "read-revoked",
+        }
+    }
 }
 
 /// What this node recorded when an admin told it it lost a syncgroup.
@@ -449,8 +495,24 @@ impl LocalState {
     /// The copy this node's access decisions read: `sg` as synced, less this node's own
     /// entries if an admin told it it lost the syncgroup (out of the members too when
     /// ejected), since the version that removed it never reaches it (it may no longer read
-    /// the syncgroup's metadata).
-    pub fn held_copy(&self, mut sg: Syncgroup) -> Syncgroup {
+    /// the syncgroup's metadata). A destroyed syncgroup grants nothing to anyone: no members,
+    /// no permissions, no former writers, so its prefixes are neither sent nor accepted under
+    /// it, and this node's app writes under them fail `NoAccess:` as an ejected member's do
+    /// (unless another syncgroup or a declared peer shares the row).
+    pub fn held_copy(&self, sg: Syncgroup) -> Syncgroup {
+        let mut sg = self.shown_copy(sg);
+        if sg.is_destroyed() {
+            sg.joiners.clear();
+            sg.spec.perms = Permissions::default();
+            sg.former_writers = GenVector::new();
+            sg.former_lineages.clear();
+        }
+        sg
+    }
+
+    /// The copy `sg show` prints: `sg` less this node's own entries if an admin told it it
+    /// lost the syncgroup; a destroyed one keeps the members and permissions it had.
+    pub fn shown_copy(&self, mut sg: Syncgroup) -> Syncgroup {
         if let Some(removed) = &self.removed {
             match removed.how {
                 Removal::Ejected => {
@@ -462,6 +524,14 @@ impl LocalState {
             }
         }
         sg
+    }
+
+    /// Whether this node forgot the syncgroup: destroyed, and left here (the admin that
+    /// destroyed it, or a member that ran `sg leave` after learning of it). Its version stays
+    /// stored as a tombstone (it is still served to members that ask, and a late version of
+    /// it never brings it back), but its name is free and `sg list` no longer shows it.
+    pub fn forgot(&self, sg: &Syncgroup) -> bool {
+        self.left && sg.is_destroyed()
     }
 
     /// Fails with `BadState` while the node has not caught up with the admin.

@@ -298,3 +298,117 @@ fn a_members_records_from_a_later_epoch_are_still_its_own() {
     let error = sg.validate().unwrap_err().to_string();
     assert!(error.contains("another member's lineage"), "{error}");
 }
+
+/// `record(...)` destroyed.
+fn destroyed(device: u64, wall: i64) -> SyncgroupRecord {
+    let mut sg = syncgroup();
+    sg.status = Status::Destroyed;
+    record(device, wall, sg)
+}
+
+/// The version a node ends with after meeting `versions` in this order, each replacing the
+/// held one when it supersedes it (as `store::syncgroups` applies them).
+fn merged(versions: &[SyncgroupRecord]) -> SyncgroupRecord {
+    let mut held = versions[0].clone();
+    for version in &versions[1..] {
+        if version.supersedes(&held) {
+            held = version.clone();
+        }
+    }
+    held
+}
+
+#[test]
+fn a_destroy_wins_over_concurrent_versions_whatever_order_they_meet_in() {
+    // A join (a new member), a grant and a spec change on other admins, all stamped after
+    // the destroy (a later HLC would win last-writer-wins), and a second, earlier destroy.
+    let mut joined = syncgroup();
+    joined.joiners.insert(id('c'), member(3));
+    let mut granted = syncgroup();
+    granted.spec.perms.grant(access::Level::Admin, &id('b'));
+    let mut described = syncgroup();
+    described.spec.description = "changed".into();
+    let destroy = destroyed(1, 20);
+    let versions = [
+        record(1, 10, syncgroup()),
+        destroy.clone(),
+        record(2, 30, joined),
+        record(2, 40, granted),
+        record(1, 50, described),
+        destroyed(2, 15),
+    ];
+    // Every order of the six: each node meets them in its own.
+    let mut order: Vec<usize> = (0..versions.len()).collect();
+    let mut seen = 0;
+    permutations(&mut order, 0, &mut |order| {
+        let met: Vec<_> = order.iter().map(|&i| versions[i].clone()).collect();
+        assert_eq!(merged(&met), destroy, "order {order:?} ended elsewhere");
+        seen += 1;
+    });
+    assert_eq!(seen, 720);
+}
+
+#[test]
+fn a_version_that_is_not_destroyed_never_replaces_a_destroyed_one() {
+    let destroy = destroyed(1, 20);
+    let later = record(2, 99, syncgroup());
+    assert!(
+        later.stamp.wins_over(&destroy.stamp),
+        "later by last-writer-wins"
+    );
+    assert!(!later.supersedes(&destroy));
+    assert!(destroy.supersedes(&later));
+    // Two destroys settle by last-writer-wins, the same one on every node.
+    assert!(destroyed(2, 30).supersedes(&destroy) && !destroy.supersedes(&destroyed(2, 30)));
+}
+
+#[test]
+fn a_destroy_names_its_writer_and_time() {
+    assert_eq!(destroyed(1, 20).destroyed(), Some((Some(&id('a')), 20)));
+    assert_eq!(destroyed(9, 20).destroyed(), Some((None, 20)));
+    assert_eq!(record(1, 20, syncgroup()).destroyed(), None);
+}
+
+#[test]
+fn a_destroyed_copy_grants_nothing_to_anyone() {
+    let mut sg = destroyed(1, 20).sg;
+    sg.former_writers.raise(DeviceId(2), Generation::new(9));
+    sg.former_lineages.insert(DeviceId(2).lineage());
+    let held = LocalState::default().held_copy(sg.clone());
+    for who in [id('a'), id('b')] {
+        for tag in [Tag::Read, Tag::Write, Tag::Admin] {
+            assert!(!held.allows(tag, &who), "{who} keeps {tag:?}");
+        }
+    }
+    assert!(!held.device_may_write(DeviceId(2), Generation::FIRST, &id('a')));
+    assert!(held.joiners.is_empty());
+    // What `sg show` prints keeps the members it had.
+    assert_eq!(
+        LocalState::default().shown_copy(sg.clone()).joiners,
+        sg.joiners
+    );
+}
+
+#[test]
+fn a_node_forgets_a_syncgroup_only_once_destroyed_and_left() {
+    let left = LocalState {
+        left: true,
+        ..LocalState::default()
+    };
+    assert!(left.forgot(&destroyed(1, 20).sg));
+    assert!(!left.forgot(&syncgroup()));
+    assert!(!LocalState::default().forgot(&destroyed(1, 20).sg));
+}
+
+/// Calls `each` with every permutation of `items[at..]` (swapping each item into place in turn).
+fn permutations(items: &mut Vec<usize>, at: usize, each: &mut impl FnMut(&[usize])) {
+    if at == items.len() {
+        each(items);
+        return;
+    }
+    for i in at..items.len() {
+        items.swap(at, i);
+        permutations(items, at + 1, each);
+        items.swap(at, i);
+    }
+}

@@ -57,14 +57,16 @@ pub enum SgAction {
         /// The syncgroup's name, HOST:PORT/SUFFIX.
         name: String,
         /// One JSON object: {"name", "id" (16 hex digits), "database", "status" ("running",
-        /// "publish-pending", "publish-rejected", or how an admin removed this node:
-        /// "Ejected", "Read revoked"), "spec_version", "creator", "description",
+        /// "publish-pending", "publish-rejected", or how this node lost it: "ejected",
+        /// "read-revoked", "destroyed"), "spec_version", "creator", "description",
         /// "prefixes": [{"table", "prefix"}], "permissions": {TAG: {"allowed": [fingerprint],
         /// "denied": [fingerprint]}}, "members": [{"fingerprint", "name" (the member's
         /// chosen name, or null), "device" (16 hex digits), "address" ("" if none), "server":
         /// bool}], "pending": bool (catching up with its admin), "left": bool, "publisher" (who
         /// published it here, or null), "proposal": bool (waiting here for `sg accept`),
-        /// "removed", "removed_by" (the admin that said so), "waiting_for" (what a pending
+        /// "removed" (as the human output says it: "Ejected", "Read revoked", "Destroyed"),
+        /// "removed_by" (the admin that said so, or destroyed it), "removed_at_nanos" (when,
+        /// Unix nanoseconds: the notice taken, or the destroy), "waiting_for" (what a pending
         /// copy waits for): each a string or null}.
         #[arg(long)]
         json: bool,
@@ -127,7 +129,25 @@ pub enum SgAction {
         fingerprint: String,
     },
     /// Stop syncing a syncgroup's prefixes; the rows stay here. Joining again resumes.
+    ///
+    /// For a destroyed syncgroup (`sg destroy` on an admin), forget it: `sg list` no longer
+    /// shows it, and app writes under its prefixes work again.
     Leave {
+        #[command(flatten)]
+        target: Target,
+        /// The syncgroup's name, HOST:PORT/SUFFIX.
+        name: String,
+    },
+    /// Destroy a syncgroup for good.
+    ///
+    /// This node must be an admin. Its rows stay on every node, as with `sg leave`; nothing
+    /// syncs under it any more. Members learn it from its admins (at once if online, else
+    /// when they next reach one): they stop syncing its prefixes, `sg show`/`sg list`/`status`
+    /// say `Destroyed` (by whom, when), and their app writes under its prefixes fail NoAccess
+    /// (unless shared another way) until they run `sg leave NAME`, which forgets it. Here it
+    /// is gone at once: `sg list` no longer shows it, its invites are void, and `sg create`
+    /// may reuse the name (a new syncgroup, which old members do not join by accident).
+    Destroy {
         #[command(flatten)]
         target: Target,
         /// The syncgroup's name, HOST:PORT/SUFFIX.

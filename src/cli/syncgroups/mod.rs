@@ -1,4 +1,4 @@
-//! The `syncbase sg` verbs: create, join, list, show, invite, eject and leave syncgroups,
+//! The `syncbase sg` verbs: create, join, list, show, invite, eject, leave and destroy syncgroups,
 //! through the running node's app API (`Service.syncgroups`); their arguments are `args`
 //! ([`SgAction`]); `initial_sync` is `sg join`'s wait for the first sync, with its progress
 //! bar. Proposals (accept, reject, publish invites) are run by `cli::proposals`.
@@ -18,6 +18,7 @@ use crate::cli::client::{Target, with_service};
 use crate::cli::output::{json_line, outln};
 use crate::cli::proposals;
 use crate::error::Error;
+use crate::rpc::app_syncgroups::DESTROYED;
 use crate::rpc::client::remote_error;
 use crate::rpc::syncgroup_wire::{read_syncgroup, write_spec};
 use crate::schema::service_capnp::{InviteLevel, service, syncgroups};
@@ -70,6 +71,7 @@ pub fn run(action: SgAction) -> anyhow::Result<()> {
             fingerprint,
         } => access(&target, &name, &fingerprint, AccessChange::Revoke),
         SgAction::Leave { target, name } => leave(&target, &name),
+        SgAction::Destroy { target, name } => destroy(&target, &name),
         SgAction::Accept { target, name } => proposals::accept(&target, &name),
         SgAction::Reject { target, name } => proposals::reject(&target, &name),
         SgAction::PublishInvite {
@@ -357,13 +359,36 @@ fn level_word(level: Level) -> &'static str {
     }
 }
 
-/// `sg leave`: stops syncing the syncgroup here; the data stays.
+/// `sg leave`: stops syncing the syncgroup here; the data stays. A destroyed one is
+/// forgotten (the line says so: joining again cannot resume it).
 fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
+        let mut get = syncgroups_of(&service).get_request();
+        get.get().set_name(name);
+        let response = get.send().promise.await.map_err(remote_error)?;
+        let destroyed = Shown::read(response.get()?.get_sg()?)?.removed == DESTROYED;
         let mut request = syncgroups_of(&service).leave_request();
         request.get().set_name(name);
         request.send().promise.await.map_err(remote_error)?;
-        outln!("left syncgroup {name} (its rows stay here; join again to resume syncing)")?;
+        if destroyed {
+            outln!("forgot destroyed syncgroup {name} (its rows stay here)")?;
+        } else {
+            outln!("left syncgroup {name} (its rows stay here; join again to resume syncing)")?;
+        }
+        Ok(())
+    })
+}
+
+/// `sg destroy`: destroys the syncgroup for good (this node must be an admin).
+fn destroy(target: &Target, name: &str) -> anyhow::Result<()> {
+    with_service(target, |service| async move {
+        let mut request = syncgroups_of(&service).destroy_request();
+        request.get().set_name(name);
+        request.send().promise.await.map_err(remote_error)?;
+        outln!(
+            "destroyed syncgroup {name} (its rows stay on every node; members stop syncing it \
+             as they learn it from an admin)"
+        )?;
         Ok(())
     })
 }

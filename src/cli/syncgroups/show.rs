@@ -5,7 +5,10 @@
 
 use serde_json::json;
 
-use crate::cli::output::{Columns, OutputError, count, json_line, outln};
+use crate::cli::collect::ago;
+use crate::cli::output::{Columns, OutputError, count, json_line, outln, shown};
+use crate::clock::{SystemTime, TimeSource};
+use crate::rpc::app_syncgroups::DESTROYED;
 use crate::rpc::syncgroup_wire::read_syncgroup;
 use crate::schema::service_capnp::syncgroup_info;
 use crate::syncgroup::{Status, Syncgroup};
@@ -21,10 +24,12 @@ pub struct Shown {
     pub publisher: String,
     /// A proposal waiting here for `sg accept` (it shares nothing yet).
     pub proposal: bool,
-    /// How an admin told this node it lost the syncgroup (`Ejected`, `Read revoked`; "" if
-    /// not), and which admin said so.
+    /// How this node lost the syncgroup (`Ejected`, `Read revoked`: an admin's notice;
+    /// `Destroyed`: learnt from an admin; "" if not), which admin said so or destroyed it,
+    /// and when (Unix nanoseconds, 0 if not known).
     pub removed: String,
     pub removed_by: String,
+    pub removed_at_nanos: i64,
     /// What a pending copy waits for, and what to do ("" if nothing).
     pub waiting_for: String,
 }
@@ -40,6 +45,7 @@ impl Shown {
             proposal: false,
             removed: info.get_removed()?.to_str()?.to_owned(),
             removed_by: info.get_removed_by()?.to_str()?.to_owned(),
+            removed_at_nanos: info.get_removed_at_nanos(),
             waiting_for: info.get_waiting_for()?.to_str()?.to_owned(),
         })
     }
@@ -54,12 +60,13 @@ impl Shown {
             proposal: true,
             removed: String::new(),
             removed_by: String::new(),
+            removed_at_nanos: 0,
             waiting_for: String::new(),
         }
     }
 
-    /// This node's state of the syncgroup, a word or two: how an admin said it lost it
-    /// (`Ejected`, `Read revoked`), else its status (`running`, `publish-pending`, ...).
+    /// This node's state of the syncgroup, a word or two: how it lost it (`Ejected`, `Read
+    /// revoked`, `Destroyed`), else its status (`running`, `publish-pending`, ...).
     pub fn state(&self) -> &str {
         if self.removed.is_empty() {
             status(self.sg.status)
@@ -68,16 +75,58 @@ impl Shown {
         }
     }
 
+    /// A member as the attention lines name it: its chosen name and fingerprint
+    /// (`alice (3f2a...)`), or the fingerprint alone if it chose none or is not a member.
+    fn who(&self, fingerprint: &str) -> String {
+        let name = self
+            .sg
+            .joiners
+            .iter()
+            .find(|(member, _)| member.as_str() == fingerprint)
+            .map(|(_, info)| info.name.as_str())
+            .unwrap_or_default();
+        match name {
+            "" => fingerprint.to_owned(),
+            name => format!("{} ({fingerprint})", shown(name.as_bytes())),
+        }
+    }
+
+    /// [`Shown::state`] as JSON gives it, lower-case and hyphenated like the statuses:
+    /// `running`, `publish-pending`, `publish-rejected`, `ejected`, `read-revoked`,
+    /// `destroyed` (as `/status.json` says it).
+    pub fn state_id(&self) -> String {
+        self.state().to_lowercase().replace(' ', "-")
+    }
+
     /// The lines that say what this node's copy needs: how it lost the syncgroup and what to
     /// do, or what a pending copy waits for. Empty if it needs nothing.
     pub fn attention(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        if !self.removed.is_empty() {
+        if self.removed == DESTROYED {
+            let by = match self.removed_by.as_str() {
+                "" => "an admin".to_owned(),
+                admin => format!("admin {}", self.who(admin)),
+            };
+            let when = match self.removed_at_nanos {
+                0 => String::new(),
+                at => format!(
+                    ", {} ago",
+                    ago(SystemTime.now_nanos().saturating_sub(at).max(0))
+                ),
+            };
+            lines.push(format!(
+                "Destroyed by {by}{when}: this node no longer syncs it, and app writes under \
+                 its prefixes fail NoAccess; its rows stay here; `syncbase sg leave {}` \
+                 forgets it",
+                self.sg.name
+            ));
+        } else if !self.removed.is_empty() {
             lines.push(format!(
                 "{} (an admin, {}, said so): this node no longer syncs it, and app writes \
                  under its prefixes fail NoAccess; to rejoin, get an invite from an admin and \
                  run `syncbase sg join`",
-                self.removed, self.removed_by
+                self.removed,
+                self.who(&self.removed_by)
             ));
         }
         if !self.waiting_for.is_empty() {
@@ -221,7 +270,7 @@ impl Shown {
             "name": sg.name.to_string(),
             "id": sg.id.to_hex(),
             "database": sg.db,
-            "status": self.state(),
+            "status": self.state_id(),
             "spec_version": sg.spec_version,
             "creator": sg.creator.to_string(),
             "description": sg.spec.description,
@@ -234,6 +283,7 @@ impl Shown {
             "proposal": self.proposal,
             "removed": (!self.removed.is_empty()).then_some(&self.removed),
             "removed_by": (!self.removed_by.is_empty()).then_some(&self.removed_by),
+            "removed_at_nanos": (self.removed_at_nanos != 0).then_some(self.removed_at_nanos),
             "waiting_for": (!self.waiting_for.is_empty()).then_some(&self.waiting_for),
         })
     }
@@ -279,6 +329,7 @@ fn status(status: Status) -> &'static str {
         Status::PublishPending => "publish-pending",
         Status::PublishRejected => "publish-rejected",
         Status::Running => "running",
+        Status::Destroyed => "destroyed",
     }
 }
 
