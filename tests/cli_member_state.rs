@@ -136,3 +136,46 @@ fn a_member_whose_read_is_revoked_says_so() {
         "{refused}"
     );
 }
+
+#[test]
+fn an_ejected_member_still_peered_on_the_prefix_is_warned_of_on_both_sides() {
+    let a = named("alice");
+    let b = named("bob");
+    let (a_fp, b_fp) = (a.fingerprint(), b.fingerprint());
+    let name = format!("{}/photos", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t"]);
+    join(&a, &b, &name);
+    a.ok(&[
+        "peer",
+        "add",
+        &b.peer_addr(),
+        &b_fp,
+        "db",
+        "--prefix",
+        "t/x",
+    ]);
+    b.ok(&[
+        "peer",
+        "add",
+        &a.peer_addr(),
+        &a_fp,
+        "db",
+        "--prefix",
+        "t/x",
+    ]);
+    let output = a.client(&["sg", "eject", &name, &b_fp]);
+    assert!(output.status.success());
+    let warning = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        warning.contains(&format!("warning: {b_fp} (t/x) is also a declared peer")),
+        "the admin is told the rows keep syncing through the peering: {warning}"
+    );
+    eventually("B to learn it was ejected", || {
+        has_line(&b.ok(&["sg", "list"]), &[" Ejected "])
+    });
+    let status = b.ok(&["status"]);
+    assert!(
+        status.contains(&format!("still sync with declared peer {a_fp} (t/x)")),
+        "the ejected member is told too: {status}"
+    );
+}

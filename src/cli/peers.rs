@@ -456,6 +456,51 @@ pub(super) async fn fetch(
         .map_err(remote_error)
 }
 
+/// Whether two scopes share rows: the same table, one prefix starting with the other.
+fn overlap(a: &Scope, b: &Scope) -> bool {
+    a.table == b.table && (a.prefix.starts_with(&b.prefix) || b.prefix.starts_with(&a.prefix))
+}
+
+/// The declared peers (config file or `peer add`) of this node that share rows of `db` under
+/// `prefixes`, one phrase each (`NAME FINGERPRINT (t/p)`), or only `peer` if given: rows a
+/// syncgroup no longer shares keep syncing with them (README, "Peers"), which `sg eject`,
+/// `sg revoke` and a lost syncgroup's lines say.
+pub(crate) async fn declared_sharing(
+    service: &service::Client,
+    db: &str,
+    prefixes: &[Scope],
+    peer: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let response = fetch(service).await?;
+    let mut sharing = Vec::new();
+    for status in response.get()?.get_peers()? {
+        let fingerprint = status.get_fingerprint()?.to_str()?;
+        if !status.get_declared() || peer.is_some_and(|peer| peer != fingerprint) {
+            continue;
+        }
+        let mut scopes = Vec::new();
+        for shared in status.get_databases()? {
+            if shared.get_database()?.to_str()? != db {
+                continue;
+            }
+            for scope in shared.get_scopes()? {
+                let scope = Scope::new(scope.get_table()?.to_str()?, scope.get_prefix()?.to_str()?);
+                if prefixes.iter().any(|prefix| overlap(prefix, &scope)) {
+                    scopes.push(scope.to_string());
+                }
+            }
+        }
+        if !scopes.is_empty() {
+            let name = match status.get_name()?.to_str()? {
+                "" => String::new(),
+                name => format!("{name} "),
+            };
+            sharing.push(format!("{name}{fingerprint} ({})", scopes.join(" ")));
+        }
+    }
+    Ok(sharing)
+}
+
 /// The peer's name (its `peer add --name` label, else the name it chose), or `-`.
 pub(super) fn name_or_dash<'a>(peer: peer_status::Reader<'a>) -> anyhow::Result<&'a str> {
     Ok(match peer.get_name()?.to_str()? {

@@ -304,8 +304,34 @@ fn eject(target: &Target, name: &str, member: &str) -> anyhow::Result<()> {
         request.get().set_member(member);
         request.send().promise.await.map_err(remote_error)?;
         outln!("ejected {member} from {name}")?;
-        Ok(())
+        warn_if_declared(&service, name, member).await
     })
+}
+
+/// After `member` lost `name` (eject, revoke): a warning on stderr if it is also a declared
+/// peer sharing rows under the syncgroup's prefixes, which keep syncing through that
+/// declaration.
+async fn warn_if_declared(
+    service: &service::Client,
+    name: &str,
+    member: &str,
+) -> anyhow::Result<()> {
+    let mut request = syncgroups_of(service).get_request();
+    request.get().set_name(name);
+    let response = request.send().promise.await.map_err(remote_error)?;
+    let sg = read_syncgroup(response.get()?.get_sg()?.get_sg()?)?;
+    let member = member.to_ascii_lowercase();
+    let sharing =
+        crate::cli::peers::declared_sharing(service, &sg.db, &sg.spec.prefixes, Some(&member))
+            .await?;
+    for peer in sharing {
+        eprintln!(
+            "syncbase: warning: {peer} is also a declared peer of this node: rows it shares \
+             there keep syncing with it, the syncgroup aside; `syncbase peer remove {member}` \
+             stops that"
+        );
+    }
+    Ok(())
 }
 
 /// How `sg access` changes one identity's permissions.
@@ -346,6 +372,9 @@ fn access(target: &Target, name: &str, who: &str, change: AccessChange) -> anyho
         write_spec(&spec, request.get().init_spec());
         request.send().promise.await.map_err(remote_error)?;
         outln!("{line}")?;
+        if matches!(change, AccessChange::Revoke) {
+            warn_if_declared(&service, name, who.as_str()).await?;
+        }
         Ok(())
     })
 }
@@ -412,7 +441,18 @@ pub(crate) async fn attention(
     let mut needing = Vec::new();
     for info in response.get()?.get_syncgroups()? {
         let shown = Shown::read(info)?;
-        let lines = shown.attention();
+        let mut lines = shown.attention();
+        if !shown.removed.is_empty() {
+            let sg = &shown.sg;
+            let peers =
+                crate::cli::peers::declared_sharing(service, &sg.db, &sg.spec.prefixes, None);
+            for peer in peers.await? {
+                lines.push(format!(
+                    "rows under its prefixes still sync with declared peer {peer}, and this \
+                     node's writes to them are accepted; `syncbase peer remove` stops that"
+                ));
+            }
+        }
         if !lines.is_empty() {
             needing.push((shown.sg.name.to_string(), lines));
         }
