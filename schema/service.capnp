@@ -90,6 +90,7 @@ struct StoreUsage {
   mapBytes @2 :UInt64;     # What it may hold without growing (LMDB: the map size).
   maxMapBytes @3 :UInt64;  # The most it may grow to; 0 = unbounded.
   reserveBytes @4 :UInt64; # The part of the maximum kept for deletes and collection.
+  backend @5 :Text;        # `lmdb` (a file on disk) or `memory` (nothing on disk).
 }
 
 struct DatabaseStatus {

@@ -378,6 +378,23 @@ fn status_opens_with_a_summary_and_counts_agree_with_their_nouns() {
 }
 
 #[test]
+fn a_memory_node_says_its_store_is_in_memory_not_on_disk() {
+    let node = Served::start_in_temp_dir(&["--memory"]);
+    let status = node.ok(&["status"]);
+    assert!(
+        status.contains("\nstore: in memory, ") && !status.contains("on disk,"),
+        "{status}"
+    );
+    assert_eq!(
+        node.json(&["status", "--json"])["store"]["backend"],
+        "memory"
+    );
+    let (lmdb, _, _) = populated();
+    assert!(lmdb.ok(&["status"]).contains("bytes on disk"));
+    assert_eq!(lmdb.json(&["status", "--json"])["store"]["backend"], "lmdb");
+}
+
+#[test]
 fn the_output_rule_is_in_the_help() {
     let help = stdout(&Command::new(BIN).args(["scan", "--help"]).output().unwrap());
     assert!(help.contains(r#""\0\u{1}\xff""#), "{help}");

@@ -94,13 +94,21 @@ pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()>
     let max = usage
         .max_map_bytes
         .map_or_else(|| "unbounded".to_owned(), |max| max.to_string());
-    outln!(
-        "store: {} bytes on disk, {} used, map {} of at most {max} ({} kept for deletes and gc)",
-        usage.file_bytes,
-        usage.used_bytes,
-        usage.map_bytes,
-        usage.reserve_bytes
-    )?;
+    if response.get_usage()?.get_backend()?.to_str()? == "memory" {
+        outln!(
+            "store: in memory, {} bytes used (nothing on disk: its data goes when the node stops)",
+            usage.used_bytes
+        )?;
+    } else {
+        outln!(
+            "store: {} bytes on disk, {} used, map {} of at most {max} ({} kept for deletes and \
+             gc)",
+            usage.file_bytes,
+            usage.used_bytes,
+            usage.map_bytes,
+            usage.reserve_bytes
+        )?;
+    }
     let now = crate::clock::SystemTime.now_nanos();
     for db in response.get_databases()? {
         outln!(
@@ -146,8 +154,10 @@ pub async fn store_status_json(service: &service::Client) -> anyhow::Result<serd
             "held_back": held_back,
         }));
     }
+    let mut store = usage_json(&read_usage(response.get_usage()?));
+    store["backend"] = json!(response.get_usage()?.get_backend()?.to_str()?);
     Ok(json!({
-        "store": usage_json(&read_usage(response.get_usage()?)),
+        "store": store,
         "databases": databases,
     }))
 }

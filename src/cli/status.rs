@@ -26,8 +26,9 @@ pub struct StatusArgs {
     /// "peers": [each as `peer list --json`, plus "connected", "last_caught_up_nanos" (Unix
     /// nanoseconds, null = never), "records_received", "bytes_received", "records_sent",
     /// "bytes_sent", "pending_in", "pending_out" (log entries), "records_refused",
-    /// "last_error" (string or null)], "store": {"file_bytes", "used_bytes", "map_bytes",
-    /// "max_map_bytes" (null = unbounded), "reserve_bytes"}, "databases": [{"database",
+    /// "last_error" (string or null)], "store": {"backend" ("lmdb" or "memory"),
+    /// "file_bytes", "used_bytes", "map_bytes", "max_map_bytes" (null = unbounded),
+    /// "reserve_bytes"}, "databases": [{"database",
     /// "live_rows", "live_bytes", "held_back": [{"member", "table", "prefix",
     /// "last_seen_nanos", "generations_behind"}]}]}.
     #[arg(long)]

@@ -163,7 +163,9 @@ impl service::Server for ServiceImpl {
             })
             .await?;
         let mut results = results.get();
-        admin::write_usage(&usage, results.reborrow().init_usage());
+        let mut out = results.reborrow().init_usage();
+        admin::write_usage(&usage, out.reborrow());
+        out.set_backend(self.node.backend());
         let mut list = results.init_databases(len_u32(databases.len())?);
         for (i, (name, status)) in databases.iter().enumerate() {
             admin::write_database_status(name, status, list.reborrow().get(i as u32));
