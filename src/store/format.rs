@@ -4,7 +4,8 @@
 //! next bytes as the new field). So the layout of everything stored is versioned as a whole:
 //! the version sits at `i 0xfe format` (a big-endian u32); a store with data and no version
 //! key is format 1, the layout before members, declared peers and local states carried names
-//! and removals. [`prepare`] runs before a store is used: a fresh store is stamped
+//! and removals (or format 2 from the builds between that change and the key: the step from
+//! 1 leaves records already in format 2). [`prepare`] runs before a store is used: a fresh store is stamped
 //! [`CURRENT`]; an older one is upgraded in place, in one write transaction (each changed
 //! record decoded with a private copy of its old layout, `format::v1`, and re-encoded in the
 //! current one; rows are untouched), logging `upgraded store format N -> M`; a newer one is
@@ -79,7 +80,7 @@ pub fn found(txn: &dyn ReadTxn) -> Result<Found> {
 /// `upgraded store format N -> M` (tracing info), and leaves a current one alone. `place`
 /// names the store in errors (`the data directory "DIR"`). Returns the format found.
 /// Errors: `BadState:` for a store newer than this build (nothing changed), `Internal:
-/// corrupt ...` for a record that is in neither its old layout nor a known one, the
+/// corrupt ...` for a record in neither its old layout nor the next one, the
 /// storage's (a full store is retried once, as every write path does).
 pub fn prepare(storage: &dyn Storage, place: &str) -> Result<Found> {
     let seen = found(storage.read()?.as_ref())?;
@@ -155,10 +156,27 @@ fn entries(txn: &dyn ReadTxn, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> 
     Ok(found)
 }
 
-/// Decodes every record under `prefix` in its old layout `Old` (all of its bytes: a record
-/// with bytes left over is not in that layout), and stores `upgrade` of it in the current
-/// one. Returns how many it rewrote; `Internal: corrupt WHAT (format N)` for one that does
-/// not decode.
+/// A record's value in layout `T` if it is exactly that: it decodes with no byte left over
+/// and encodes back to the same bytes (so a record of another layout that happens to decode
+/// is not taken for this one).
+fn exactly<T>(bytes: &[u8]) -> Option<T>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => {
+            let again = crate::store::records::encode(&value).ok()?;
+            (again == bytes).then_some(value)
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites every record under `prefix` that is in the old layout `Old` as `upgrade` of it,
+/// in the layout `New` of format `from + 1`, and leaves those already in `New` (an
+/// unversioned store written by a build that already had format `from + 1`'s layout but no
+/// format key: builds from 6dee37c until the key). Returns how many it rewrote; `Internal:
+/// corrupt WHAT (format N)` for a record in neither layout.
 fn rewrite<Old, New>(
     txn: &mut dyn WriteTxn,
     prefix: &[u8],
@@ -167,28 +185,22 @@ fn rewrite<Old, New>(
     upgrade: impl Fn(Old) -> New,
 ) -> Result<usize>
 where
-    Old: serde::de::DeserializeOwned,
-    New: serde::Serialize,
+    Old: serde::de::DeserializeOwned + serde::Serialize,
+    New: serde::de::DeserializeOwned + serde::Serialize,
 {
-    let found = entries(txn, prefix)?;
-    for (key, value) in &found {
-        let old = match postcard::take_from_bytes::<Old>(value) {
-            Ok((old, [])) => old,
-            Ok((_, rest)) => {
-                return Err(Error::Internal(format!(
-                    "corrupt {what} (format {from}): {} bytes left over",
-                    rest.len()
-                )));
-            }
-            Err(error) => {
-                return Err(Error::Internal(format!(
-                    "corrupt {what} (format {from}): {error}"
-                )));
-            }
-        };
-        txn.put(key, &crate::store::records::encode(&upgrade(old))?)?;
+    let mut rewritten = 0;
+    for (key, value) in entries(txn, prefix)? {
+        if let Some(old) = exactly::<Old>(&value) {
+            txn.put(&key, &crate::store::records::encode(&upgrade(old))?)?;
+            rewritten += 1;
+        } else if exactly::<New>(&value).is_none() {
+            return Err(Error::Internal(format!(
+                "corrupt {what}: in neither the layout of format {from} nor that of format {}",
+                from + 1
+            )));
+        }
     }
-    Ok(found.len())
+    Ok(rewritten)
 }
 
 #[cfg(test)]

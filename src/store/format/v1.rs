@@ -25,8 +25,7 @@ use crate::syncgroup::{
 };
 
 /// `MemberInfo` without its name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct MemberInfoV1 {
     pub sync_priority: u8,
     pub is_server: bool,
@@ -35,8 +34,7 @@ pub(super) struct MemberInfoV1 {
 }
 
 /// `Syncgroup` whose members have no names.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct SyncgroupV1 {
     pub id: SyncgroupId,
     pub name: SyncgroupName,
@@ -51,16 +49,14 @@ pub(super) struct SyncgroupV1 {
 }
 
 /// `SyncgroupRecord` (`D g`) in format 1.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct SyncgroupRecordV1 {
     pub stamp: VersionStamp,
     pub sg: SyncgroupV1,
 }
 
 /// `LocalState` (`D h`) without `removed`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct LocalStateV1 {
     pub own_generation: Generation,
     pub knowledge: GenVector,
@@ -70,8 +66,7 @@ pub(super) struct LocalStateV1 {
 }
 
 /// `Proposal` (`q`) whose syncgroup's members have no names.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct ProposalV1 {
     pub sg: SyncgroupV1,
     pub version: Version,
@@ -81,8 +76,7 @@ pub(super) struct ProposalV1 {
 }
 
 /// `PeerConfig` (`p`) without its name (its syncgroups were never stored).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct PeerConfigV1 {
     pub address: String,
     pub fingerprint: Fingerprint,
@@ -92,7 +86,7 @@ pub(super) struct PeerConfigV1 {
 
 /// `PeerConfig` as format 2 lays it out (its syncgroups are never stored): a copy, since the
 /// store never imports `sync`; the tests decode it as `sync::peers::PeerConfig`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct PeerConfigV2 {
     pub address: String,
     pub fingerprint: Fingerprint,
@@ -423,11 +417,66 @@ mod tests {
     }
 
     #[test]
+    fn records_already_in_format_2_in_an_unversioned_store_are_kept() {
+        // Builds from 6dee37c until the format key wrote format 2 with no key.
+        let storage = MemoryStorage::new();
+        put(&storage, &keys::catalog("photos"), b"");
+        let mut record = SyncgroupRecordV1 {
+            stamp: VersionStamp::provisional(Version(3)),
+            sg: syncgroup_v1(),
+        }
+        .upgrade();
+        for member in record.sg.joiners.values_mut() {
+            member.name = "bob".into();
+        }
+        let local = LocalState {
+            removed: Some(crate::syncgroup::Removed {
+                how: crate::syncgroup::Removal::Ejected,
+                by: fingerprint('a'),
+                member: fingerprint('b'),
+                at_nanos: 5,
+            }),
+            ..LocalState::default()
+        };
+        let peer = PeerConfig::new(
+            "127.0.0.1:47201",
+            fingerprint('b'),
+            "photos",
+            vec![Scope::new("notes", "")],
+        )
+        .unwrap()
+        .named("bob")
+        .unwrap();
+        let db = DbKeys::new("photos");
+        let stored = [
+            (db.syncgroup(0xdd), encode(&record).unwrap()),
+            (db.syncgroup_local(0xdd), encode(&local).unwrap()),
+            (
+                keys::peer(fingerprint('b').as_str()),
+                encode(&peer).unwrap(),
+            ),
+        ];
+        for (key, value) in &stored {
+            put(&storage, key, value);
+        }
+        let mut txn = storage.write().unwrap();
+        assert_eq!(upgrade(txn.as_mut()).unwrap(), 0, "nothing to rewrite");
+        txn.commit().unwrap();
+        let read = storage.read().unwrap();
+        for (key, value) in &stored {
+            assert_eq!(read.get(key).unwrap().as_ref(), Some(value));
+        }
+    }
+
+    #[test]
     fn a_record_in_neither_layout_fails_as_corrupt_naming_its_format() {
         let storage = MemoryStorage::new();
         put(&storage, &keys::peer("x"), &[1, 2, 3]);
         let mut txn = storage.write().unwrap();
         let error = upgrade(txn.as_mut()).unwrap_err().to_string();
-        assert!(error.contains("corrupt peer (format 1)"), "{error}");
+        assert!(
+            error.contains("corrupt peer: in neither the layout of format 1 nor that of format 2"),
+            "{error}"
+        );
     }
 }
