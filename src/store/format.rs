@@ -1,31 +1,30 @@
 //! The store's format version and the upgrade of data written by older builds. Records are
-//! postcard, which is not self-describing: a field added to a stored struct makes every
-//! record written before unreadable (`#[serde(default)]` does not help: postcard reads the
-//! next bytes as the new field). So the layout of everything stored is versioned as a whole:
-//! the version sits at `i 0xfe format` (a big-endian u32); a store with data and no version
-//! key is format 1, the layout before members, declared peers and local states carried names
-//! and removals (or format 2 from the builds between that change and the key: the step from
-//! 1 leaves records already in format 2). [`prepare`] runs before a store is used: a fresh store is stamped
+//! postcard, which is not self-describing: a field added to a stored struct makes every record
+//! written before unreadable (`#[serde(default)]` does not help: postcard reads the next bytes
+//! as the new field). So the layout of everything stored is versioned as a whole: the version
+//! sits at `i 0xfe format` (a big-endian u32); a store with data and no version key is format
+//! 1, the layout before members, declared peers and local states carried names and removals (or
+//! format 2 from the builds between that change and the key: the step from 1 leaves records
+//! already in format 2). [`prepare`] runs before a store is used: a fresh store is stamped
 //! [`CURRENT`]; an older one is upgraded in place, in one write transaction (each changed
 //! record decoded with a private copy of its old layout, `format::v1`, and re-encoded in the
 //! current one; rows are untouched), logging `upgraded store format N -> M`; a newer one is
-//! refused with `BadState:` naming the store, its format and this build's, and nothing in it
-//! is changed.
+//! refused with `BadState:` naming the store, its format and this build's, and nothing in it is
+//! changed.
 //!
 //! **The rule for every later change.** A change to a stored layout (a field added, removed,
-//! reordered or retyped in any type the storage key layout names, or in a type nested in
-//! one; a variant removed or reordered) bumps [`CURRENT`] and adds a step to `STEPS` that
-//! rewrites the records written in the old layout, with the old types copied privately into
-//! a module beside this one (`v1` is the first). Steps run in a chain inside one
-//! transaction, so each writes its own target format's layout: at the bump, the step before
-//! switches its targets from the current types to the new module's copies. Appending a variant at an enum's end keeps
-//! old bytes decodable, so its step rewrites nothing (`no_records`), but it is a bump all the
-//! same: an older build would read the new variant as a corrupt record, where the bump makes
-//! it refuse the store at open with the message above. The golden test (`format::golden`)
-//! pins the encoding of a sample of every stored type, every variant of every stored enum
-//! included, against `tests/fixtures/store-format/vN.txt` for the current N, so a layout
-//! change without a bump fails it; a bump adds the next file, and no existing file is ever
-//! edited.
+//! reordered or retyped in any type the storage key layout names, or in a type nested in one; a
+//! variant removed or reordered) bumps [`CURRENT`] and adds a step to `STEPS` that rewrites the
+//! records written in the old layout, with the old types copied privately into a module beside
+//! this one (`v1` is the first). Steps run in a chain inside one transaction, so each writes
+//! its own target format's layout: at the bump, the step before switches its targets from the
+//! current types to the new module's copies. Appending a variant at an enum's end keeps old
+//! bytes decodable, so its step rewrites nothing (`|_| Ok(0)`), but it is a bump all the same:
+//! an older build would read the new variant as a corrupt record, where the bump makes it
+//! refuse the store at open with the message above. The golden test (`format::golden`) pins the
+//! encoding of a sample of every stored type, every variant of every stored enum included,
+//! against `tests/fixtures/store-format/vN.txt` for the current N, so a layout change without a
+//! bump fails it; a bump adds the next file, and no existing file is ever edited.
 
 mod v1;
 
@@ -137,13 +136,6 @@ fn holds_anything(txn: &dyn ReadTxn) -> Result<bool> {
         Ok(Scan::Stop)
     })?;
     Ok(any)
-}
-
-/// The step of a format change that rewrites nothing (an enum variant appended at the end):
-/// the bump alone, so older builds refuse the store.
-#[allow(dead_code)]
-fn no_records(_: &mut dyn WriteTxn) -> Result<usize> {
-    Ok(0)
 }
 
 /// Every stored `(key, value)` under `prefix`.
