@@ -139,6 +139,9 @@ impl Node {
         let storage_config = config.storage_config();
         let storage = syncbase_storage::open(&storage_config)
             .with_context(|| format!("opening {} storage", storage_config.backend))?;
+        // Upgraded or refused before anything reads it, naming the data directory.
+        let place = format!("the data directory {:?}", config.data_dir);
+        crate::store::format::prepare(storage.as_ref(), &place)?;
         let parts = NodeParts {
             storage,
             identity: NodeIdentity::load_or_create(&config.data_dir)?,

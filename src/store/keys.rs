@@ -18,6 +18,11 @@ pub fn epochs() -> Vec<u8> {
     [b"i".as_slice(), &[SEP], b"epochs"].concat()
 }
 
+/// `i 0xfe format`: the store's format version (`store::format`), a big-endian u32.
+pub fn format_version() -> Vec<u8> {
+    [b"i".as_slice(), &[SEP], b"format"].concat()
+}
+
 /// `c 0xfe db 0xfe`: the database catalog's prefix.
 pub fn catalog_prefix() -> Vec<u8> {
     [b"c".as_slice(), &[SEP], b"db", &[SEP]].concat()
@@ -226,6 +231,11 @@ impl DbKeys {
     /// `g 0xfe <id>` -> SyncgroupRecord: a syncgroup's current version.
     pub fn syncgroup(&self, id: u64) -> Vec<u8> {
         self.key(&[b"g", &[SEP], &id.to_be_bytes()])
+    }
+
+    /// `h 0xfe`: the prefix of the database's syncgroups' local states.
+    pub fn syncgroup_local_prefix(&self) -> Vec<u8> {
+        self.key(&[b"h", &[SEP]])
     }
 
     /// `h 0xfe <id>` -> LocalState: this node's own state of a syncgroup.

@@ -3,6 +3,7 @@
 //! (callers run writes off the async threads).
 //!
 //! - `keys`: the storage key layout, every key the node writes;
+//! - `format`: the store's format version, older stores upgraded at open, newer refused;
 //! - `records`: the stored types and their postcard encoding;
 //! - `writer`: `DbWriter`, one database's records inside one write transaction;
 //! - `local`: the app write path (every acknowledged write is a versioned DAG node);
@@ -25,6 +26,7 @@ mod apply;
 mod collect;
 mod dag;
 mod epoch;
+pub mod format;
 mod inspect;
 pub(crate) mod keys;
 mod local;
@@ -204,8 +206,11 @@ pub struct Store {
 impl Store {
     /// Opens the store in `env`: its hybrid logical clock reads `env.time`, and its device id
     /// (drawn from `env.random` on first use), versions and epoch ids come from `env.random`.
-    /// Errors: the storage's, `Internal:` for a corrupt device id or no randomness.
+    /// A store written by an older build is upgraded first, one newer than this build is
+    /// refused (`format::prepare`). Errors: the storage's, `BadState:` for a newer store's
+    /// format, `Internal:` for a corrupt device id or record, or no randomness.
     pub fn open(storage: Arc<dyn Storage>, env: Env) -> Result<Store> {
+        format::prepare(storage.as_ref(), "this store")?;
         let device = load_or_create_device(storage.as_ref(), &env)?;
         let mut txn = storage.write()?;
         epoch::note_open(txn.as_mut())?;

@@ -34,9 +34,9 @@ pub type SyncgroupKnowledge = BTreeMap<SyncgroupId, GenVector>;
 
 /// Where a name points.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct NameEntry {
-    db: String,
-    id: SyncgroupId,
+pub(super) struct NameEntry {
+    pub(super) db: String,
+    pub(super) id: SyncgroupId,
 }
 
 /// What applying a page of syncgroup versions did.
