@@ -37,6 +37,13 @@ fn fixture_copy() -> tempfile::TempDir {
     ] {
         std::fs::copy(Path::new(FIXTURE).join(file), temp.path().join(file)).unwrap();
     }
+    // Git keeps no modes but the executable bit: a fresh checkout has the secrets readable by
+    // others, which the node refuses. A real data directory has them private.
+    use std::os::unix::fs::PermissionsExt;
+    for secret in ["client.token", "peer.key"] {
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(temp.path().join(secret), private).unwrap();
+    }
     temp
 }
 

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::store::keys;
 
 /// This build's store format: what it writes and the newest it reads.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// The format of a store that has data and no version key (written before versions existed).
 pub const UNVERSIONED: u32 = 1;
@@ -47,7 +47,14 @@ pub const UNVERSIONED: u32 = 1;
 type Step = fn(&mut dyn WriteTxn) -> Result<usize>;
 
 /// `STEPS[i]` upgrades format `i + 1` to `i + 2`: one step per format before [`CURRENT`].
-const STEPS: [Step; (CURRENT - 1) as usize] = [v1::upgrade];
+const STEPS: [Step; (CURRENT - 1) as usize] = [v1::upgrade, destroyed_status];
+
+/// Format 2 -> 3: `syncgroup::Status` gained `Destroyed` at its end (`sg destroy`). Records of
+/// format 2 decode as they are, so nothing is rewritten; the bump makes a format-2 build
+/// refuse a store that may hold a destroyed syncgroup instead of reading it as corrupt.
+fn destroyed_status(_: &mut dyn WriteTxn) -> Result<usize> {
+    Ok(0)
+}
 
 /// What a store's format key and contents say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

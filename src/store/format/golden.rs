@@ -57,7 +57,8 @@ fn every_status() -> Vec<Status> {
     let next = |status: Status| match status {
         Status::PublishPending => Some(Status::PublishRejected),
         Status::PublishRejected => Some(Status::Running),
-        Status::Running => None,
+        Status::Running => Some(Status::Destroyed),
+        Status::Destroyed => None,
     };
     std::iter::successors(Some(Status::PublishPending), |status| next(*status)).collect()
 }
