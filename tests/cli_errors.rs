@@ -359,3 +359,28 @@ fn removing_a_peer_that_a_syncgroup_keeps_says_why_and_fails() {
     assert!(a.ok(&["peer", "list"]).contains(&b_fp), "it stays");
     assert!(a.stop() && b.stop());
 }
+
+#[test]
+fn the_cli_pointed_at_a_status_page_says_it_is_a_web_server_not_the_app_api() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http = format!("127.0.0.1:{port}");
+    let node = member(&["--http", &http]);
+    let token = node.path().join("client.token");
+    let output = Command::new(BIN)
+        .args(["status", "--addr", &http, "--token-file"])
+        .arg(&token)
+        .output()
+        .unwrap();
+    let error = failure(&output);
+    assert!(
+        error.contains(&format!("{http} does not speak the app API"))
+            && error.contains("status page")
+            && error.contains("node.addr"),
+        "{error}"
+    );
+    assert!(node.stop());
+}

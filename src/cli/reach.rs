@@ -119,6 +119,20 @@ impl Located {
         if message.starts_with("connection to the node lost") {
             return self.not_an_app_port(error);
         }
+        if message.contains("a frame announces") && message.contains("not Cap'n Proto") {
+            let web = match message.contains("\"HTTP\"") {
+                true => {
+                    " It answered in HTTP: a web server, such as a node's status page \
+                         (`serve --http`)."
+                }
+                false => "",
+            };
+            return error.context(format!(
+                "{} does not speak the app API (Cap'n Proto).{web} Pass the node's app address: \
+                 its --listen, recorded in {ADDR_FILE} in its data directory",
+                self.addr
+            ));
+        }
         error
     }
 

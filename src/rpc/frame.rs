@@ -25,8 +25,16 @@ pub fn segment_count(first_word: &[u8; 8]) -> capnp::Result<usize> {
     let raw = u32::from_le_bytes([first_word[0], first_word[1], first_word[2], first_word[3]]);
     let count = raw as usize + 1;
     if raw == u32::MAX || count >= SEGMENTS_COUNT_LIMIT {
+        let head = &first_word[..4];
+        let text = match head.iter().all(u8::is_ascii_graphic) {
+            true => format!(
+                " (its first bytes read {:?})",
+                String::from_utf8_lossy(head)
+            ),
+            false => String::new(),
+        };
         return Err(capnp::Error::failed(format!(
-            "a frame announces {} segments",
+            "a frame announces {} segments{text}: not Cap'n Proto",
             u64::from(raw) + 1
         )));
     }
