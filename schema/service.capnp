@@ -238,6 +238,9 @@ struct PeerStatus {
                                 # syncgroup member ("" if neither): never its identity.
   declared @15 :Bool;           # Declared with `peer add` or in the config file.
   syncgroups @16 :UInt32;       # Syncgroups held here that it is a member of (0: none).
+  clockMeasured @17 :Bool;      # Whether a GetTime exchange with it succeeded since start.
+  clockOffsetNanos @18 :Int64;  # Its physical clock minus ours at the latest exchange, ns.
+  clockRttNanos @19 :Int64;     # That exchange's round trip, ns (the offset is good to half).
 }
 
 struct PeerDatabase {

@@ -197,6 +197,13 @@ impl Clock {
     }
 
     /// The physical part for a new reading: source time + skew.
+    /// Physical time now, Unix nanoseconds (the source's time plus the skew), without an HLC
+    /// reading: what a GetTime exchange compares between two nodes.
+    pub fn physical_nanos(&self) -> i64 {
+        let state = self.lock();
+        self.physical(&state)
+    }
+
     fn physical(&self, state: &State) -> i64 {
         self.source.now_nanos().saturating_add(state.skew_nanos)
     }

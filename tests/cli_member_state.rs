@@ -71,6 +71,14 @@ fn names_show_beside_fingerprints_and_an_ejected_member_says_so() {
     let peers = a.ok(&["peer", "list"]);
     assert!(has_line(&peers, &[&b_fp, " laptop "]), "{peers}");
 
+    eventually("B's status to show A's clock offset", || {
+        b.ok(&["status"]).contains("  clock offset: ")
+    });
+    let measured = &b.json(&["status", "--json"])["peers"][0]["clock_offset_ms"];
+    assert!(
+        measured.as_f64().is_some_and(|ms| ms.abs() < 1_000.0),
+        "{measured}"
+    );
     b.ok(&["put", "db", "t", "before", "1"]);
     a.ok(&["sg", "eject", &name, &b_fp]);
     eventually("B to learn it was ejected", || {

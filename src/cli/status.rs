@@ -26,7 +26,8 @@ pub struct StatusArgs {
     /// "peers": [each as `peer list --json`, plus "connected", "last_caught_up_nanos" (Unix
     /// nanoseconds, null = never), "records_received", "bytes_received", "records_sent",
     /// "bytes_sent", "pending_in", "pending_out" (log entries), "records_refused",
-    /// "last_error" (string or null)], "store": {"backend" ("lmdb" or "memory"),
+    /// "clock_offset_ms" (its clock minus ours, or null if not measured yet), "last_error"
+    /// (string or null)], "store": {"backend" ("lmdb" or "memory"),
     /// "file_bytes", "used_bytes", "map_bytes", "max_map_bytes" (null = unbounded),
     /// "reserve_bytes"}, "databases": [{"database",
     /// "live_rows", "live_bytes", "held_back": [{"member", "table", "prefix",
@@ -214,6 +215,13 @@ fn print_peer(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
         count(peer.get_bytes_sent(), "byte", "bytes"),
         count(peer.get_records_pending_out(), "log entry", "log entries")
     )?;
+    if peer.get_clock_measured() {
+        outln!(
+            "  clock offset: {:+.1} ms (its clock minus ours; round trip {:.1} ms)",
+            peer.get_clock_offset_nanos() as f64 / 1e6,
+            peer.get_clock_rtt_nanos() as f64 / 1e6
+        )?;
+    }
     let refused = peer.get_records_refused();
     if refused > 0 {
         outln!(
@@ -242,6 +250,9 @@ fn peer_json(peer: peer_status::Reader<'_>) -> anyhow::Result<serde_json::Value>
         "pending_in": peer.get_records_pending_in(),
         "pending_out": peer.get_records_pending_out(),
         "records_refused": peer.get_records_refused(),
+        "clock_offset_ms": peer
+            .get_clock_measured()
+            .then(|| peer.get_clock_offset_nanos() as f64 / 1e6),
         "last_error": (!error.is_empty()).then_some(error),
     });
     if let (Some(object), serde_json::Value::Object(status)) = (object.as_object_mut(), status) {

@@ -123,6 +123,17 @@ fn peer_metrics(registry: &mut Registry, report: &StatusReport) {
         }
         registry.register(format!("peer_{name}"), help, family);
     }
+    let offsets = Family::<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for peer in &report.peers {
+        if let Some(ms) = peer.clock_offset_ms {
+            offsets.get_or_create(&peer_labels(peer)).set(ms / 1e3);
+        }
+    }
+    registry.register(
+        "peer_clock_offset_seconds",
+        "The peer's clock minus this node's at the latest GetTime exchange (peers measured only)",
+        offsets,
+    );
 }
 
 fn syncgroup_metrics(registry: &mut Registry, report: &StatusReport) {
@@ -238,7 +249,7 @@ mod tests {
             conflicts_resolved: 7,
             catch_ups: 0,
             last_error: None,
-            clock_offset_ms: None,
+            clock_offset_ms: Some(-12.5),
         }
     }
 
@@ -304,7 +315,7 @@ mod tests {
             .collect();
         assert_eq!(
             families.len(),
-            11 + 13 + 3,
+            12 + 13 + 3,
             "peer, syncgroup, node families:\n{text}"
         );
         for family in families {
@@ -318,6 +329,7 @@ mod tests {
             r#"syncbase_peer_records_received_total{peer="bb",address="127.0.0.1:7701"} 2"#,
             r#"syncbase_peer_bytes_received_total{peer="cc",address="127.0.0.1:7701"} 1000"#,
             r#"syncbase_peer_pending_out_records{peer="bb",address="127.0.0.1:7701"} 4"#,
+            r#"syncbase_peer_clock_offset_seconds{peer="bb",address="127.0.0.1:7701"} -0.0125"#,
             r#"syncbase_syncgroup_members{syncgroup="h:1/sg",database="db"} 2"#,
             r#"syncbase_syncgroup_pending{syncgroup="h:1/sg",database="db"} 1"#,
             r#"syncbase_syncgroup_records_received_total{syncgroup="h:1/sg",database="db"} 2"#,

@@ -85,9 +85,9 @@ pub struct PeerReport {
     pub catch_ups: u64,
     /// The last failure, with its id prefix (`ConnFail:`, `NoAccess:`).
     pub last_error: Option<String>,
-    /// Its clock's offset from ours in milliseconds; None: not measured (the node does not
-    /// measure it yet).
-    pub clock_offset_ms: Option<i64>,
+    /// Its clock minus ours in milliseconds, from the latest GetTime exchange (`rpc::clock`,
+    /// good to half the round trip); None: not measured yet.
+    pub clock_offset_ms: Option<f64>,
 }
 
 /// The scopes of one database shared with a peer.
@@ -257,7 +257,7 @@ fn peer_report(config: &PeerConfig, status: &PeerStatus) -> PeerReport {
         conflicts_resolved: status.conflicts_resolved,
         catch_ups: status.catch_ups,
         last_error: status.last_error.clone(),
-        clock_offset_ms: None,
+        clock_offset_ms: status.clock_offset_nanos.map(|nanos| nanos as f64 / 1e6),
     }
 }
 

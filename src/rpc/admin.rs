@@ -61,6 +61,9 @@ pub fn write_peer_status(
     out.set_records_pending_out(status.pending_out);
     out.set_records_pending_in(status.pending_in);
     out.set_records_refused(status.records_refused);
+    out.set_clock_measured(status.clock_offset_nanos.is_some());
+    out.set_clock_offset_nanos(status.clock_offset_nanos.unwrap_or(0));
+    out.set_clock_rtt_nanos(status.clock_rtt_nanos);
     out.set_from_config(config.from_config);
     out.set_name(config.name.as_str());
     out.set_declared(status.declared);

@@ -18,6 +18,7 @@
 //! - `peer_link`: accepting peers, and the engine's `sync::link` traits over TLS and Cap'n Proto;
 //! - `peer_sinks`: the capnp faces of the initiator's page sinks (decode, hand to the engine);
 //! - `peer_state`: catch-up by state on the wire (`reconcileState`, `StateSession`), both sides;
+//! - `clock`: each peer connection's clock offset, sampled with GetTime;
 //! - `wire`: engine types <-> capnp, validating;
 //! - `syncgroup_wire`: syncgroup types <-> capnp, validating;
 //! - `push`: sending pages to a caller's sink capability with a bounded window and budget;
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod admission;
 pub mod app_syncgroups;
 pub mod client;
+pub mod clock;
 pub mod frame;
 pub mod gate;
 pub mod limits;

@@ -160,14 +160,16 @@ impl sync::Server for SyncImpl {
         params: sync::GetTimeParams,
         mut results: sync::GetTimeResults,
     ) -> capnp::Result<()> {
-        let received = self.node.store().clock().now().wall_nanos;
+        // Physical time, not an HLC reading: a reading dragged ahead by a peer's fast clock
+        // would hide the very offset the caller measures.
+        let received = self.node.store().clock().physical_nanos();
         let params = params.get()?;
         self.check_claimed(wire::text(params.get_initiator())?)?;
         self.check_member("GetTime")?;
         let mut response = results.get().init_resp();
         response.set_orig_ts(params.get_req()?.get_send_ts());
         response.set_recv_ts(received);
-        response.set_send_ts(self.node.store().clock().now().wall_nanos);
+        response.set_send_ts(self.node.store().clock().physical_nanos());
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use crate::identity::Fingerprint;
 use crate::node::Node;
 use crate::retry::Backoff;
 use crate::rpc::admission::Slot;
+use crate::rpc::clock;
 use crate::rpc::limits::{ConnectionBudget, MAX_PEER_STREAMS};
 use crate::rpc::network;
 use crate::rpc::peer::SyncImpl;
@@ -112,6 +113,8 @@ async fn sync_back(
         remote: rpc_system.bootstrap(rpc_twoparty_capnp::Side::Client),
         me: node.identity().fingerprint().clone(),
     };
+    let sampler = clock::keep_sampling(node.clone(), peer.clone(), remote.remote.clone());
+    tokio::task::spawn_local(sampler);
     let mut driver = CapnpDriver::new(rpc_system);
     tokio::select! {
         biased;
@@ -233,6 +236,8 @@ impl Dialer for CapnpDialer {
             Some(ours.client),
         );
         let remote: sync::Client = rpc_system.bootstrap(rpc_twoparty_capnp::Side::Server);
+        let sampler = clock::keep_sampling(node.clone(), fingerprint.clone(), remote.clone());
+        tokio::task::spawn_local(sampler);
         let me = node.identity().fingerprint().clone();
         Ok((CapnpPeer { remote, me }, CapnpDriver::new(rpc_system)))
     }

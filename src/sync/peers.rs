@@ -118,6 +118,11 @@ pub struct PeerStatus {
     /// Catch-ups by state from it (`sync::catchup`): each after it refused a session because
     /// records this node lacked were collected there.
     pub catch_ups: u64,
+    /// Its clock minus ours, nanoseconds, from the latest GetTime exchange (`rpc::clock`);
+    /// None: not measured (no connection yet, or it does not answer GetTime).
+    pub clock_offset_nanos: Option<i64>,
+    /// That exchange's round trip, nanoseconds (the offset is good to about half of it).
+    pub clock_rtt_nanos: i64,
     /// Sessions' rounds with it that reached the end of its log (each page that ended it).
     pub rounds: u64,
     /// Conflicts settled while applying its records (each a row whose heads were resolved).
