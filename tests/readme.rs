@@ -1,5 +1,5 @@
-//! The README's shell blocks run as pasted. Every ```sh block is run with bash (`-e`, so the
-//! first failing command fails the test) in a fresh directory, with `syncbase` on the PATH
+//! The README's shell blocks run as pasted. Every ```sh block is run with bash (`-e -o
+//! pipefail`, so the first failing command fails the test, also one piped into `jq`) in a fresh directory, with `syncbase` on the PATH
 //! (the binary under test) and `cargo run --release --` replaced by it, HOME a temporary
 //! directory, and each `127.0.0.1:PORT` of the block moved to a free port (so runs beside
 //! other tests and a user's node do not collide). The HTML comment on the line before a block
@@ -135,7 +135,7 @@ fn run_block(code: &str, dir: &Path) -> Output {
         std::env::var("PATH").unwrap_or_default()
     );
     let script = format!(
-        "set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n{}",
+        "set -e -o pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n{}",
         as_run(code)
     );
     let mut child = Command::new("bash")
