@@ -578,8 +578,9 @@ pub(super) fn from(peer: peer_status::Reader<'_>) -> String {
     }
 }
 
-/// What the peer shares, one `DB: TABLE[/PREFIX] ...` entry per database, each scope as
-/// `--prefix` takes it.
+/// What the peer shares, one `DB: TABLE[/PREFIX] ...` entry per database (its name escaped
+/// as [`shown`] escapes it: a data directory from an older build may hold any name), each
+/// scope as `--prefix` takes it.
 pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String>> {
     let mut shares = Vec::new();
     for db in peer.get_databases()? {
@@ -593,7 +594,7 @@ pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String
             .collect::<anyhow::Result<_>>()?;
         shares.push(format!(
             "{}: {}",
-            db.get_database()?.to_str()?,
+            shown(db.get_database()?.to_str()?.as_bytes()),
             scopes.join(" ")
         ));
     }
