@@ -12,7 +12,11 @@
 # A failed call changes nothing and leaves the connection usable.
 #
 # Limits (also readable through `Service.limits`):
-#   database and table names: 1-64 bytes of UTF-8, no control characters;
+#   database and table names: 1-64 bytes of UTF-8, no control characters, no Unicode
+#     format characters (general category Cf: bidi controls such as U+202E, zero-width
+#     ones) and no line or paragraph separators (U+2028, U+2029), so no name can pass for
+#     another where it is shown; a table name holds no `/` (a scope `TABLE/PREFIX` ends
+#     its table at the first `/`); each `InvalidArgument:` naming the rule;
 #   row keys: 1-256 bytes of UTF-8, no control characters;
 #   values: at most 4 MiB; a batch: at most 10,000 operations and 10 MiB (10,485,760 bytes)
 #   of table names, keys and values (`InvalidArgument: batch of N bytes ... MAX_BATCH_BYTES`);

@@ -297,6 +297,10 @@ impl Config {
         }
         if let Some(name) = &self.name {
             keyed(crate::syncgroup::check_member_name(name), "name")?;
+            keyed(
+                crate::syncgroup::name::check_member_name_shown(name),
+                "name",
+            )?;
         }
         Ok(())
     }
@@ -311,7 +315,11 @@ impl Config {
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_default();
-        let mut host: String = host.trim().chars().filter(|c| !c.is_control()).collect();
+        let mut host: String = host
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control() && !crate::names::is_hidden(*c))
+            .collect();
         while host.len() > crate::syncgroup::MAX_MEMBER_NAME_BYTES {
             host.pop();
         }

@@ -70,14 +70,14 @@ impl Fingerprint {
     /// copied from a tool that prints upper case is the same identity); kept in lowercase,
     /// the one form it is compared and shown in. Errors start with `InvalidArgument:`.
     pub fn parse(text: &str) -> Result<Fingerprint, Error> {
-        let lower = text.to_ascii_lowercase();
-        check_fingerprint_text(&lower).map_err(|reason| {
+        // Checked as given, so an error names the character the user typed.
+        check_fingerprint_text(text).map_err(|reason| {
             Error::invalid(format!(
                 "bad peer fingerprint {:?}: {reason}",
                 shorten(text)
             ))
         })?;
-        Ok(Fingerprint(lower))
+        Ok(Fingerprint(text.to_ascii_lowercase()))
     }
 
     /// The fingerprint's text (64 lowercase hex characters).
@@ -116,10 +116,7 @@ impl From<Fingerprint> for String {
 
 /// Why `text` is not a fingerprint, if it is not.
 fn check_fingerprint_text(text: &str) -> Result<(), String> {
-    if let Some((at, c)) = text
-        .char_indices()
-        .find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f'))
-    {
+    if let Some((at, c)) = text.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
         return Err(format!("character {c:?} at byte {at} is not hex"));
     }
     if text.len() != FINGERPRINT_HEX_LEN {
@@ -513,6 +510,17 @@ xImEH3ggb7dMH6KH/PEZHd60jtlk5T+TbAIhALf7rGnsiZVlcvuD7+kEavcgUvaA
         }
         let upper = Fingerprint::parse(&good.to_uppercase()).unwrap();
         assert_eq!(upper.as_str(), good, "upper case is the same identity");
+    }
+
+    #[test]
+    fn a_bad_fingerprint_character_is_named_as_given() {
+        let text = format!("{}G", "AB".repeat(31) + "A");
+        let message = Fingerprint::parse(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("character 'G' at byte 63 is not hex"),
+            "{message}"
+        );
+        assert!(message.contains(&format!("{text:?}")), "{message}");
     }
 
     #[test]

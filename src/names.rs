@@ -1,5 +1,11 @@
 //! Validated names and keys: database and table names, row keys and values, each a type that
 //! can only hold what the documented limits allow (see `schema/service.capnp`).
+//!
+//! Names are shown to people (`ls`, member lists), so they refuse what can make one name
+//! look like another: control characters, and Unicode's hidden ones ([`hidden_char`]: format
+//! characters such as bidi overrides and zero-width joiners, line and paragraph separators).
+//! Keys are data: they take hidden characters, and the CLI escapes them when it prints
+//! (`cli::output::shown`), as it escapes names that arrive from older builds.
 
 use crate::error::{Error, Result};
 
@@ -24,11 +30,13 @@ pub fn row_text(table: &str, row: &str) -> String {
     format!("key {row:?} in table {table:?}")
 }
 
-/// A database name: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8 without control characters.
+/// A database name: 1 to [`MAX_NAME_BYTES`] bytes of UTF-8 without control or hidden
+/// characters ([`hidden_char`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DbName(String);
 
-/// A table name, under the same rules as [`DbName`].
+/// A table name, under the same rules as [`DbName`], and without `/`: a scope
+/// (`TABLE/PREFIX`) ends its table at the first `/`, so no scope could name such a table.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableName(String);
 
@@ -41,8 +49,11 @@ pub struct RowKey(String);
 pub struct KeyPrefix(String);
 
 impl DbName {
+    /// `InvalidArgument:` for an empty or over-long name, or one with a control or hidden
+    /// character.
     pub fn parse(name: &str) -> Result<Self> {
-        check_text("database name", name, 1, MAX_NAME_BYTES).map(|()| DbName(name.to_owned()))
+        check_name("database name", name)?;
+        Ok(DbName(name.to_owned()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -50,8 +61,18 @@ impl DbName {
 }
 
 impl TableName {
+    /// `InvalidArgument:` as [`DbName::parse`], and for a name holding `/`. The app API,
+    /// records and knowledge from peers, the config's scopes and the CLI all check here.
     pub fn parse(name: &str) -> Result<Self> {
-        check_text("table name", name, 1, MAX_NAME_BYTES).map(|()| TableName(name.to_owned()))
+        check_name("table name", name)?;
+        if name.contains('/') {
+            return Err(Error::invalid(format!(
+                "table name {name:?} holds '/', which table names cannot: a scope \
+                 TABLE/PREFIX ends its table at the first '/' (name it e.g. {:?})",
+                name.replace('/', "-")
+            )));
+        }
+        Ok(TableName(name.to_owned()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -101,6 +122,40 @@ pub fn check_batch(ops: usize, bytes: usize) -> Result<()> {
         return Err(Error::invalid(format!(
             "batch of {bytes} bytes (table names, keys and values) is over the limit of \
              {MAX_BATCH_BYTES} bytes per batch (MAX_BATCH_BYTES); commit it as several batches"
+        )));
+    }
+    Ok(())
+}
+
+/// The first character of `text` that Unicode hides or that moves other text: a format
+/// character (general category Cf: bidi overrides and isolates such as U+202E, zero-width
+/// space, joiners and marks, the byte-order mark, soft hyphen) or a line or paragraph
+/// separator (Zl U+2028, Zp U+2029). Shown raw, such a character can make one name read as
+/// another, or break a line where none is.
+pub fn hidden_char(text: &str) -> Option<char> {
+    text.chars().find(|c| is_hidden(*c))
+}
+
+/// Whether `c` is one [`hidden_char`] looks for.
+pub fn is_hidden(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    matches!(
+        get_general_category(c),
+        GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// The rules of a database or table name: [`check_text`]'s, and no hidden character.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    check_text(what, name, 1, MAX_NAME_BYTES)?;
+    if let Some(c) = hidden_char(name) {
+        return Err(Error::invalid(format!(
+            "{what} {name:?} contains the invisible character U+{:04X}: names refuse Unicode \
+             format characters (bidi controls, zero-width ones) and line or paragraph \
+             separators, so that no name can pass for another",
+            u32::from(c)
         )));
     }
     Ok(())
@@ -166,6 +221,37 @@ mod tests {
         assert!(rejected(RowKey::parse("")).contains("row key"));
         assert!(rejected(RowKey::parse(&"k".repeat(257))).contains("257 bytes"));
         assert!(rejected(KeyPrefix::parse("\u{7f}")).contains("control character"));
+    }
+
+    #[test]
+    fn table_names_refuse_a_slash_naming_the_scope_rule() {
+        let message = rejected(TableName::parse("t/x"));
+        assert!(message.contains("table names cannot"), "{message}");
+        assert!(message.contains("TABLE/PREFIX"), "{message}");
+        assert!(
+            DbName::parse("a/b").is_ok(),
+            "database names are not scoped"
+        );
+    }
+
+    #[test]
+    fn names_refuse_format_characters_and_separators_but_keys_take_them() {
+        for hidden in [
+            "\u{202e}", "\u{200b}", "\u{200d}", "\u{2066}", "\u{feff}", "\u{ad}",
+        ] {
+            let name = format!("db{hidden}x");
+            let message = rejected(DbName::parse(&name));
+            assert!(message.contains("invisible character U+"), "{message}");
+            assert!(TableName::parse(&name).is_err(), "{name:?}");
+            assert!(RowKey::parse(&name).is_ok(), "keys are data: {name:?}");
+        }
+        for separator in ["\u{2028}", "\u{2029}"] {
+            assert!(rejected(DbName::parse(&format!("a{separator}b"))).contains("U+202"));
+        }
+        for visible in ["日本", "café", "ü-1", "emoji\u{1f600}", "a b"] {
+            assert!(DbName::parse(visible).is_ok(), "{visible:?}");
+            assert_eq!(hidden_char(visible), None);
+        }
     }
 
     #[test]

@@ -32,7 +32,9 @@ fn join_returns_once_the_initial_sync_completed() {
     let joined = b.ok(&["sg", "join", &invite(&a, &name)]);
     let last = joined.lines().last().unwrap();
     assert!(
-        last.starts_with(&format!("initial sync of {name} complete: 60 records, ")),
+        last.starts_with(&format!(
+            "initial sync of {name} complete: received 60 records, "
+        )) && last.ends_with(" from 1 member"),
         "{joined}"
     );
     assert!(
@@ -64,7 +66,7 @@ fn join_of_a_syncgroup_with_no_rows_completes_at_once() {
     let last = joined.lines().last().unwrap();
     assert!(
         last.starts_with(&format!(
-            "initial sync of {name} complete: 0 records, 0 bytes"
+            "initial sync of {name} complete: received 0 records, 0 bytes"
         )),
         "{joined}"
     );

@@ -134,7 +134,7 @@ fn an_unknown_database_or_table_is_no_exist_naming_it_and_how_to_list() {
     assert!(error.contains("syncbase ls"), "{error}");
     let error = failure(&node.client(&["ls", "db", "other"]));
     assert!(
-        error.contains("NoExist: no table other in database db"),
+        error.contains("NoExist: no table \"other\" in database \"db\""),
         "{error}"
     );
     assert!(error.contains("syncbase ls db"), "{error}");

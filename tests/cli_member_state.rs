@@ -2,7 +2,8 @@
 //! processes over TLS: names chosen with `serve --name` shown beside fingerprints (`sg show`
 //! members, `peer list`, `status`), a `peer add --name` label, and after `sg eject` the
 //! ejected node's `sg show`, `sg list` and `status` saying `Ejected` and its put under the
-//! prefix failing `NoAccess:`; after `sg revoke`, `Read revoked`.
+//! prefix failing `NoAccess:`; after `sg revoke`, `Read revoked`, and `sg leave` saying a
+//! new invite is needed to join again.
 
 mod common;
 
@@ -142,6 +143,14 @@ fn a_member_whose_read_is_revoked_says_so() {
     assert!(
         refused.contains("NoAccess:") && refused.contains("Read was revoked"),
         "{refused}"
+    );
+    assert_eq!(
+        b.ok(&["sg", "leave", &name]),
+        format!(
+            "left syncgroup {name} (its rows stay here; this node was read revoked, so joining \
+             again needs a new invite from an admin: `syncbase sg join TOKEN`)\n"
+        ),
+        "a lost syncgroup cannot be resumed by joining again without an invite"
     );
 }
 

@@ -309,6 +309,28 @@ fn every_changing_verb_prints_one_line_saying_what_it_did() {
             format!("added peer {other} at 127.0.0.1:9: database db: t"),
         ),
         (
+            vec![
+                "peer",
+                "add",
+                "127.0.0.1:9",
+                &other,
+                "db",
+                "--prefix",
+                "u",
+                "--name",
+                "dee",
+            ],
+            format!("updated peer {other}: database db now also shares u; named dee"),
+        ),
+        (
+            vec!["peer", "add", "127.0.0.1:9", &other, "db", "--prefix", "t"],
+            format!("changed nothing: peer {other} already shares t of database db at 127.0.0.1:9"),
+        ),
+        (
+            vec!["peer", "remove", &other, "db", "--prefix", "u"],
+            format!("removed scope u of database db from peer {other}"),
+        ),
+        (
             vec!["peer", "remove", &other],
             format!("removed peer {other}"),
         ),

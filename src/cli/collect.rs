@@ -113,7 +113,7 @@ pub async fn print_store_status(service: &service::Client) -> anyhow::Result<()>
     for db in response.get_databases()? {
         outln!(
             "database {}: {}, {}",
-            db.get_database()?.to_str()?,
+            crate::cli::output::shown(db.get_database()?.to_str()?.as_bytes()),
             count(db.get_live_rows(), "live row", "live rows"),
             count(db.get_live_bytes(), "live byte", "live bytes")
         )?;

@@ -98,11 +98,10 @@ async fn list_tables(
     if let Some(only) = only {
         tables.retain(|table| table.name == only);
         if tables.is_empty() {
+            // Quoted as `get` quotes what it did not find.
             bail!(
-                "NoExist: no table {} in database {} (no live row); list its tables: syncbase \
-                 ls {}",
-                shown(only.as_bytes()),
-                shown(db.as_bytes()),
+                "NoExist: no table {only:?} in database {db:?} (no live row); list its tables: \
+                 syncbase ls {}",
                 shown(db.as_bytes())
             );
         }

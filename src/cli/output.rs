@@ -21,6 +21,9 @@ use std::fmt;
 use std::io::{ErrorKind, Write};
 use std::rc::Rc;
 
+use unicode_width::UnicodeWidthStr;
+
+use crate::names::is_hidden;
 use crate::rpc::client::remote_error;
 
 /// Why a write to stdout failed.
@@ -119,11 +122,14 @@ impl LocalFailure {
     }
 }
 
-/// A key or value as the human output shows it. UTF-8 text prints as it is unless it has a
-/// control character, starts or ends with whitespace, or starts with `"`; anything else
-/// prints as a double-quoted string with Rust's escapes (`\t`, `\n`, `\"`, `\\`, `\0`,
-/// `\u{1b}`) and `\xNN` for each byte that is not UTF-8. So the text `0x0001ff` and the bytes
-/// 00 01 ff never look alike: `0x0001ff` and `"\0\u{1}\xff"`.
+/// A key, value or name as the human output shows it (every name that may come from another
+/// node prints through it). UTF-8 text prints as it is unless it has a control character, a
+/// hidden one (`names::is_hidden`: a bidi override such as U+202E, a zero-width character,
+/// U+2028), starts or ends with whitespace, or starts with `"`; anything else prints as a
+/// double-quoted string with Rust's escapes (`\t`, `\n`, `\"`, `\\`, `\0`, `\u{1b}`,
+/// `\u{202e}`) and `\xNN` for each byte that is not UTF-8. So the text `0x0001ff` and the
+/// bytes 00 01 ff never look alike (`0x0001ff` and `"\0\u{1}\xff"`), and no name can pass
+/// for another by reordering or hiding what follows it.
 pub fn shown(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) if is_plain(text) => text.to_owned(),
@@ -132,7 +138,9 @@ pub fn shown(bytes: &[u8]) -> String {
 }
 
 fn is_plain(text: &str) -> bool {
-    !text.starts_with('"') && text.trim() == text && !text.chars().any(char::is_control)
+    !text.starts_with('"')
+        && text.trim() == text
+        && !text.chars().any(|c| c.is_control() || is_hidden(c))
 }
 
 fn quoted(bytes: &[u8]) -> String {
@@ -141,6 +149,7 @@ fn quoted(bytes: &[u8]) -> String {
         for c in chunk.valid().chars() {
             match c {
                 '\'' => quoted.push(c),
+                c if is_hidden(c) => quoted.extend(c.escape_unicode()),
                 c => quoted.extend(c.escape_debug()),
             }
         }
@@ -176,6 +185,8 @@ pub fn json_line(value: &serde_json::Value) -> Result<(), OutputError> {
 }
 
 /// Rows printed as aligned columns: two spaces between columns, no whitespace at a line's end.
+/// Cells are padded by display width (`unicode-width`: `日本` takes four columns), so names in
+/// any script line up in a terminal.
 #[derive(Default)]
 pub struct Columns(Vec<Vec<String>>);
 
@@ -190,7 +201,7 @@ impl Columns {
         let mut widths: Vec<usize> = Vec::new();
         for row in &self.0 {
             for (i, cell) in row.iter().enumerate() {
-                let width = cell.chars().count();
+                let width = cell.width();
                 match widths.get_mut(i) {
                     Some(max) => *max = (*max).max(width),
                     None => widths.push(width),
@@ -202,7 +213,7 @@ impl Columns {
             for (i, cell) in row.iter().enumerate() {
                 line.push_str(cell);
                 if i + 1 < row.len() {
-                    let pad = widths[i] - cell.chars().count() + 2;
+                    let pad = widths[i] - cell.width() + 2;
                     line.extend(std::iter::repeat_n(' ', pad));
                 }
             }
@@ -234,6 +245,30 @@ mod tests {
         assert_eq!(shown(b" padded"), r#"" padded""#);
         assert_eq!(shown(br"C:\dir"), r"C:\dir");
         assert_eq!(shown(b""), "");
+    }
+
+    #[test]
+    fn hidden_characters_print_escaped_so_no_name_passes_for_another() {
+        assert_eq!(shown("abc\u{202e}fed".as_bytes()), r#""abc\u{202e}fed""#);
+        assert_eq!(shown("a\u{2028}b".as_bytes()), r#""a\u{2028}b""#);
+        assert_eq!(
+            shown("zero\u{200b}width".as_bytes()),
+            r#""zero\u{200b}width""#
+        );
+        assert_eq!(shown("\u{200d}".as_bytes()), r#""\u{200d}""#);
+        assert_eq!(shown("日本".as_bytes()), "日本");
+    }
+
+    #[test]
+    fn columns_pad_by_display_width() {
+        let mut columns = Columns::default();
+        columns.row(["DATABASE", "TABLES"]);
+        columns.row(["日本", "1"]);
+        columns.row(["café", "2"]);
+        assert_eq!(
+            columns.lines(""),
+            ["DATABASE  TABLES", "日本      1", "café      2"]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::cli::client::{Target, with_service};
-use crate::cli::output::{Columns, count, json_line, outln};
+use crate::cli::output::{Columns, count, json_line, outln, shown};
 use crate::cli::reach::config_of;
 use crate::genvec::Scope;
 use crate::identity::{Fingerprint, NodeIdentity};
@@ -199,10 +199,7 @@ pub fn id(args: &IdArgs) -> anyhow::Result<()> {
     }
     outln!("fingerprint {}", identity.fingerprint)?;
     if !identity.name.is_empty() {
-        outln!(
-            "name {}",
-            crate::cli::output::shown(identity.name.as_bytes())
-        )?;
+        outln!("name {}", shown(identity.name.as_bytes()))?;
     }
     outln!("role {}", identity.role)?;
     outln!("peer-address {}", identity.peer_address_text())?;
@@ -275,8 +272,18 @@ pub(super) fn parse_scopes(texts: &[String]) -> Result<Vec<Scope>, crate::error:
         .collect()
 }
 
-/// Adds a peer sharing the given scopes of one database, and says what changed: a new peer,
-/// scopes added to a known one, its new address, or nothing.
+/// What `peer list` tells of one peer before `peer add` changes it.
+struct Known {
+    address: String,
+    /// Its `peer add --name` label, else the name it chose ("" if none).
+    name: String,
+    /// Its scopes per database, as `TABLE[/PREFIX]`.
+    scopes: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Adds a peer sharing the given scopes of one database, and says what changed, in one line
+/// starting with a past-tense verb: `added peer ...`, `updated peer ...: ...` (new scopes, a
+/// new address, a new name) or `changed nothing: ...`.
 fn add(
     target: &Target,
     address: &str,
@@ -303,41 +310,70 @@ fn add(
             out.set_prefix(scope.prefix.as_str());
         }
         request.send().promise.await.map_err(remote_error)?;
-        let shown: Vec<String> = scopes.iter().map(Scope::to_string).collect();
-        let Some((old_address, old_scopes)) = before else {
-            outln!(
-                "added peer {fingerprint} at {address}: database {db}: {}",
-                shown.join(" ")
-            )?;
-            return Ok(());
-        };
-        let old: BTreeSet<String> = old_scopes.get(db).cloned().unwrap_or_default();
-        let new: Vec<&String> = shown.iter().filter(|s| !old.contains(*s)).collect();
-        let mut changes = Vec::new();
-        if !new.is_empty() {
-            let new: Vec<&str> = new.iter().map(|s| s.as_str()).collect();
-            changes.push(format!("database {db} now also shares {}", new.join(" ")));
-        }
-        if old_address != address {
-            changes.push(format!("address {address} (was {old_address})"));
-        }
-        if changes.is_empty() {
-            outln!(
-                "peer {fingerprint} unchanged: it already shares {} of database {db} at {address}",
-                shown.join(" ")
-            )?;
-        } else {
-            outln!("peer {fingerprint} (known): {}", changes.join("; "))?;
-        }
+        let line = added_line(before.as_ref(), address, fingerprint, db, scopes, name);
+        outln!("{line}")?;
         Ok(())
     })
 }
 
-/// A peer's address and scopes per database (as `TABLE[/PREFIX]`), if this node lists it.
+/// `peer add`'s line, given what the node listed of the peer before (`None`: a new peer).
+fn added_line(
+    before: Option<&Known>,
+    address: &str,
+    fingerprint: &str,
+    db: &str,
+    scopes: &[Scope],
+    name: &str,
+) -> String {
+    let shown_scopes: Vec<String> = scopes.iter().map(Scope::to_string).collect();
+    let Some(known) = before else {
+        let named = match name {
+            "" => String::new(),
+            name => format!(" named {}", shown(name.as_bytes())),
+        };
+        return format!(
+            "added peer {fingerprint}{named} at {address}: database {db}: {}",
+            shown_scopes.join(" ")
+        );
+    };
+    let old = known.scopes.get(db).cloned().unwrap_or_default();
+    let new: Vec<&str> = shown_scopes
+        .iter()
+        .filter(|s| !old.contains(*s))
+        .map(String::as_str)
+        .collect();
+    let mut changes = Vec::new();
+    if !new.is_empty() {
+        changes.push(format!("database {db} now also shares {}", new.join(" ")));
+    }
+    if known.address != address {
+        changes.push(format!("address {address} (was {})", known.address));
+    }
+    if !name.is_empty() && known.name != name {
+        changes.push(match known.name.as_str() {
+            "" => format!("named {}", shown(name.as_bytes())),
+            old => format!(
+                "named {} (was {})",
+                shown(name.as_bytes()),
+                shown(old.as_bytes())
+            ),
+        });
+    }
+    if changes.is_empty() {
+        format!(
+            "changed nothing: peer {fingerprint} already shares {} of database {db} at {address}",
+            shown_scopes.join(" ")
+        )
+    } else {
+        format!("updated peer {fingerprint}: {}", changes.join("; "))
+    }
+}
+
+/// The peer as this node lists it, if it does.
 async fn find_peer(
     service: &crate::schema::service_capnp::service::Client,
     fingerprint: &str,
-) -> anyhow::Result<Option<(String, BTreeMap<String, BTreeSet<String>>)>> {
+) -> anyhow::Result<Option<Known>> {
     let response = fetch(service).await?;
     for peer in response.get()?.get_peers()? {
         if peer.get_fingerprint()?.to_str()? != fingerprint {
@@ -354,7 +390,11 @@ async fn find_peer(
                 scopes.insert(Scope::new(table, prefix).to_string());
             }
         }
-        return Ok(Some((peer.get_address()?.to_str()?.to_owned(), databases)));
+        return Ok(Some(Known {
+            address: peer.get_address()?.to_str()?.to_owned(),
+            name: peer.get_name()?.to_str()?.to_owned(),
+            scopes: databases,
+        }));
     }
     Ok(None)
 }
@@ -391,12 +431,12 @@ fn remove(
         }
         if let Some(db) = db {
             let what: Vec<String> = scopes.iter().map(Scope::to_string).collect();
-            let what = if what.is_empty() {
-                "every scope".to_owned()
-            } else {
-                what.join(" ")
+            let what = match what.len() {
+                0 => "every scope".to_owned(),
+                1 => format!("scope {}", what[0]),
+                _ => format!("scopes {}", what.join(" ")),
             };
-            outln!("peer {fingerprint}: stopped sharing {what} of database {db}")?;
+            outln!("removed {what} of database {db} from peer {fingerprint}")?;
             return Ok(());
         }
         if find_peer(&service, fingerprint).await?.is_some() {
@@ -433,7 +473,7 @@ fn list(target: &Target, json: bool) -> anyhow::Result<()> {
         for peer in peers {
             columns.row([
                 peer.get_fingerprint()?.to_str()?.to_owned(),
-                name_or_dash(peer)?.to_owned(),
+                name_or_dash(peer)?,
                 address(peer)?.to_owned(),
                 from(peer),
                 shares(peer)?.join("; "),
@@ -493,7 +533,7 @@ pub(crate) async fn declared_sharing(
         if !scopes.is_empty() {
             let name = match status.get_name()?.to_str()? {
                 "" => String::new(),
-                name => format!("{name} "),
+                name => format!("{} ", shown(name.as_bytes())),
             };
             sharing.push(format!("{name}{fingerprint} ({})", scopes.join(" ")));
         }
@@ -501,11 +541,12 @@ pub(crate) async fn declared_sharing(
     Ok(sharing)
 }
 
-/// The peer's name (its `peer add --name` label, else the name it chose), or `-`.
-pub(super) fn name_or_dash<'a>(peer: peer_status::Reader<'a>) -> anyhow::Result<&'a str> {
+/// The peer's name (its `peer add --name` label, else the name it chose), escaped as
+/// [`shown`] escapes it (it may come from the peer), or `-`.
+pub(super) fn name_or_dash(peer: peer_status::Reader<'_>) -> anyhow::Result<String> {
     Ok(match peer.get_name()?.to_str()? {
-        "" => "-",
-        name => name,
+        "" => "-".to_owned(),
+        name => shown(name.as_bytes()),
     })
 }
 
@@ -537,8 +578,9 @@ pub(super) fn from(peer: peer_status::Reader<'_>) -> String {
     }
 }
 
-/// What the peer shares, one `DB: TABLE[/PREFIX] ...` entry per database, each scope as
-/// `--prefix` takes it.
+/// What the peer shares, one `DB: TABLE[/PREFIX] ...` entry per database (its name escaped
+/// as [`shown`] escapes it: a data directory from an older build may hold any name), each
+/// scope as `--prefix` takes it.
 pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String>> {
     let mut shares = Vec::new();
     for db in peer.get_databases()? {
@@ -552,7 +594,7 @@ pub(super) fn shares(peer: peer_status::Reader<'_>) -> anyhow::Result<Vec<String
             .collect::<anyhow::Result<_>>()?;
         shares.push(format!(
             "{}: {}",
-            db.get_database()?.to_str()?,
+            shown(db.get_database()?.to_str()?.as_bytes()),
             scopes.join(" ")
         ));
     }
@@ -581,4 +623,51 @@ pub(super) fn peer_json(peer: peer_status::Reader<'_>) -> anyhow::Result<serde_j
         "syncgroups": peer.get_syncgroups(),
         "databases": databases,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(name: &str) -> Known {
+        Known {
+            address: "h:1".into(),
+            name: name.into(),
+            scopes: BTreeMap::from([("db".into(), BTreeSet::from(["t".into()]))]),
+        }
+    }
+
+    fn line(before: Option<&Known>, address: &str, scopes: &[&str], name: &str) -> String {
+        let scopes: Vec<Scope> = scopes.iter().map(|s| Scope::new(*s, "")).collect();
+        added_line(before, address, "fp", "db", &scopes, name)
+    }
+
+    #[test]
+    fn every_peer_add_line_starts_with_a_past_tense_verb() {
+        assert_eq!(
+            line(None, "h:1", &["t"], "dee"),
+            "added peer fp named dee at h:1: database db: t"
+        );
+        assert_eq!(
+            line(Some(&known("")), "h:1", &["t"], ""),
+            "changed nothing: peer fp already shares t of database db at h:1"
+        );
+        assert_eq!(
+            line(Some(&known("")), "h:2", &["t", "u"], ""),
+            "updated peer fp: database db now also shares u; address h:2 (was h:1)"
+        );
+    }
+
+    #[test]
+    fn a_name_given_on_a_re_add_is_mentioned() {
+        assert_eq!(
+            line(Some(&known("")), "h:1", &["t"], "dee"),
+            "updated peer fp: named dee"
+        );
+        assert_eq!(
+            line(Some(&known("old")), "h:1", &["t"], "dee"),
+            "updated peer fp: named dee (was old)"
+        );
+        assert!(line(Some(&known("dee")), "h:1", &["t"], "dee").starts_with("changed nothing"));
+    }
 }

@@ -174,7 +174,7 @@ fn print_peer(peer: peer_status::Reader<'_>) -> anyhow::Result<()> {
     };
     let name = match peer.get_name()?.to_str()? {
         "" => String::new(),
-        name => format!(" ({name})"),
+        name => format!(" ({})", crate::cli::output::shown(name.as_bytes())),
     };
     outln!(
         "{}{name} {}{origin}",

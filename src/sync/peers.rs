@@ -68,10 +68,11 @@ impl PeerConfig {
         })
     }
 
-    /// The same peer with the local label `name` (checked: at most 64 bytes, no control
-    /// characters; `InvalidArgument:` otherwise).
+    /// The same peer with the local label `name` (checked: at most 64 bytes, no control or
+    /// hidden characters; `InvalidArgument:` otherwise).
     pub fn named(mut self, name: &str) -> Result<PeerConfig> {
         crate::syncgroup::check_member_name(name)?;
+        crate::syncgroup::name::check_member_name_shown(name)?;
         self.name = name.to_owned();
         Ok(self)
     }

@@ -1,6 +1,8 @@
 //! Syncgroup names, which route to the node hosting the syncgroup: `HOST:PORT/SUFFIX` is
 //! hosted by the node whose peer listener is `HOST:PORT` (the original used
-//! `<syncbase name>/%%sync/<suffix>` and a mount table).
+//! `<syncbase name>/%%sync/<suffix>` and a mount table). It also holds the rule a member
+//! name (`serve --name`, a peer label) adds to `check_member_name`'s when a node sets one:
+//! [`check_member_name_shown`].
 
 use std::fmt;
 
@@ -12,6 +14,23 @@ use crate::error::{Error, Result};
 pub const MAX_SUFFIX_BYTES: usize = 64;
 /// Longest host address, in bytes.
 pub const MAX_HOST_BYTES: usize = 255;
+
+/// Refuses a member name a node sets here (its `serve --name` or config `name`, a `peer add
+/// --name` label) that holds a hidden character (`names::hidden_char`: a bidi override such
+/// as U+202E, a zero-width character, U+2028), with which one node's name could pass for
+/// another's in member and peer lists. `InvalidArgument:` naming the character. Names from
+/// the network are not refused by it (older builds sent such names): the CLI escapes them.
+pub fn check_member_name_shown(name: &str) -> Result<()> {
+    match crate::names::hidden_char(name) {
+        Some(c) => Err(Error::invalid(format!(
+            "name {name:?} contains the invisible character U+{:04X}: names refuse Unicode \
+             format characters (bidi controls, zero-width ones) and line or paragraph \
+             separators, so that no name can pass for another",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// A valid syncgroup name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -92,6 +111,20 @@ mod tests {
             SyncgroupName::parse("[::1]:7001/x").unwrap().host(),
             "[::1]:7001"
         );
+    }
+
+    #[test]
+    fn member_names_refuse_hidden_characters() {
+        assert!(check_member_name_shown("alice").is_ok());
+        assert!(check_member_name_shown("").is_ok());
+        assert!(check_member_name_shown("日本").is_ok());
+        for bad in ["bob\u{202e}ecila", "a\u{2028}b", "zero\u{200b}"] {
+            let error = check_member_name_shown(bad).unwrap_err().to_string();
+            assert!(
+                error.starts_with("InvalidArgument: name") && error.contains("U+20"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

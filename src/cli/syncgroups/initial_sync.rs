@@ -30,6 +30,8 @@ pub(crate) struct Counts {
     pub records: u64,
     /// Bytes of those records.
     pub bytes: u64,
+    /// Members that sent at least one of them (a row two members send counts twice).
+    pub senders: u64,
     /// Log entries the members had yet to examine for this node at their last push.
     pub pending_in: u64,
     /// Whether a member's last push reached its log's end after the join began.
@@ -79,8 +81,9 @@ pub(crate) fn percent_done(received: u64, pending_in: u64) -> u64 {
     (u128::from(received) * 100 / total) as u64
 }
 
-/// Waits until the initial sync of `name`, joined after `before`, completes, then prints `initial sync of NAME complete: R records, B bytes in S s`. Fails
-/// after `timeout` naming what is still missing; the join stands and the sync goes on.
+/// Waits until the initial sync of `name`, joined after `before`, completes, then prints
+/// [`completed_line`]. Fails after `timeout` naming what is still missing; the join stands
+/// and the sync goes on.
 pub(super) async fn wait(
     service: &service::Client,
     name: &str,
@@ -100,11 +103,7 @@ pub(super) async fn wait(
         if !now.pending && now.counts.caught_up && now.counts.pending_in == 0 {
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
-            outln!(
-                "initial sync of {name} complete: {}, {} in {secs:.1} s",
-                count(received, "record", "records"),
-                count(bytes, "byte", "bytes")
-            )?;
+            outln!("{}", completed_line(name, &now.counts, secs))?;
             return Ok(());
         }
         if started.elapsed() >= timeout {
@@ -113,6 +112,22 @@ pub(super) async fn wait(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The one line a completed wait prints: `initial sync of NAME complete: received R records,
+/// B bytes in S s from M members`. Records are what the members sent, summed, so with two or
+/// more senders the line says a row sent by several counts once per sender.
+fn completed_line(name: &str, counts: &Counts, secs: f64) -> String {
+    let from = match counts.senders {
+        0 => String::new(),
+        1 => " from 1 member".to_owned(),
+        n => format!(" from {n} members (a row sent by several counts once per sender)"),
+    };
+    format!(
+        "initial sync of {name} complete: received {}, {} in {secs:.1} s{from}",
+        count(counts.records, "record", "records"),
+        count(counts.bytes, "byte", "bytes")
+    )
 }
 
 /// The bar: on stderr, drawn only when stderr is a terminal (indicatif's own check).
@@ -237,7 +252,9 @@ async fn look(
             .get(fingerprint)
             .copied()
             .unwrap_or_default();
-        counts.records += peer.get_records_received().saturating_sub(records);
+        let sent = peer.get_records_received().saturating_sub(records);
+        counts.records += sent;
+        counts.senders += u64::from(sent > 0);
         counts.bytes += peer.get_bytes_received().saturating_sub(bytes);
         counts.pending_in += peer.get_records_pending_in();
         counts.caught_up |= peer.get_last_success_nanos() >= before.started_nanos;
@@ -252,7 +269,34 @@ async fn look(
 mod tests {
     use std::time::Duration;
 
-    use super::{Counts, Look, percent_done, unfinished};
+    use super::{Counts, Look, completed_line, percent_done, unfinished};
+
+    #[test]
+    fn the_completed_line_says_records_are_counted_per_sending_member() {
+        let counts = |records, senders| Counts {
+            records,
+            bytes: 10,
+            senders,
+            ..Counts::default()
+        };
+        assert_eq!(
+            completed_line("h:1/g", &counts(0, 0), 0.04),
+            "initial sync of h:1/g complete: received 0 records, 10 bytes in 0.0 s"
+        );
+        assert_eq!(
+            completed_line("h:1/g", &counts(1, 1), 1.0),
+            "initial sync of h:1/g complete: received 1 record, 10 bytes in 1.0 s from 1 member"
+        );
+        let two = completed_line("h:1/g", &counts(604, 2), 2.0);
+        assert!(
+            two.ends_with(
+                "received 604 records, 10 bytes in 2.0 s from 2 members (a row sent by several \
+                 counts once per sender)"
+            ),
+            "{two}"
+        );
+        assert_eq!(two.lines().count(), 1);
+    }
 
     #[test]
     fn a_timeout_names_what_the_initial_sync_still_lacks() {

@@ -389,23 +389,33 @@ fn level_word(level: Level) -> &'static str {
 }
 
 /// `sg leave`: stops syncing the syncgroup here; the data stays. A destroyed one is
-/// forgotten (the line says so: joining again cannot resume it).
+/// forgotten (the line says so: joining again cannot resume it); one this node lost (ejected,
+/// read revoked) needs a new invite to join again, which the line says.
 fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
     with_service(target, |service| async move {
         let mut get = syncgroups_of(&service).get_request();
         get.get().set_name(name);
         let response = get.send().promise.await.map_err(remote_error)?;
-        let destroyed = Shown::read(response.get()?.get_sg()?)?.removed == DESTROYED;
+        let removed = Shown::read(response.get()?.get_sg()?)?.removed;
         let mut request = syncgroups_of(&service).leave_request();
         request.get().set_name(name);
         request.send().promise.await.map_err(remote_error)?;
-        if destroyed {
-            outln!("forgot destroyed syncgroup {name} (its rows stay here)")?;
-        } else {
-            outln!("left syncgroup {name} (its rows stay here; join again to resume syncing)")?;
-        }
+        outln!("{}", left_line(name, &removed))?;
         Ok(())
     })
+}
+
+/// `sg leave`'s line, given how this node lost the syncgroup (`removed`: "" if it did not).
+fn left_line(name: &str, removed: &str) -> String {
+    match removed {
+        "" => format!("left syncgroup {name} (its rows stay here; join again to resume syncing)"),
+        DESTROYED => format!("forgot destroyed syncgroup {name} (its rows stay here)"),
+        how => format!(
+            "left syncgroup {name} (its rows stay here; this node was {}, so joining again \
+             needs a new invite from an admin: `syncbase sg join TOKEN`)",
+            how.to_lowercase()
+        ),
+    }
 }
 
 /// `sg destroy`: destroys the syncgroup for good (this node must be an admin).
@@ -468,4 +478,21 @@ pub(crate) async fn print_attention(service: &service::Client) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::left_line;
+
+    #[test]
+    fn leaving_a_lost_syncgroup_says_a_new_invite_is_needed() {
+        assert!(left_line("h:1/g", "").ends_with("join again to resume syncing)"));
+        assert!(left_line("h:1/g", "Destroyed").starts_with("forgot destroyed syncgroup"));
+        for lost in ["Ejected", "Read revoked"] {
+            let line = left_line("h:1/g", lost);
+            assert!(line.starts_with("left syncgroup h:1/g"), "{line}");
+            assert!(line.contains("needs a new invite"), "{line}");
+            assert!(!line.contains("resume"), "{line}");
+        }
+    }
 }

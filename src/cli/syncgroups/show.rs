@@ -202,7 +202,7 @@ impl Shown {
                 if info.name.is_empty() {
                     String::new()
                 } else {
-                    format!("({})", info.name)
+                    format!("({})", shown(info.name.as_bytes()))
                 },
                 format!("device {:016x}", info.device.0),
                 address.to_owned(),
