@@ -22,6 +22,10 @@ fn a_table_name_with_a_slash_is_refused_naming_the_scope_rule() {
         error.contains("TABLE/PREFIX"),
         "names the scope rule: {error}"
     );
+    assert!(
+        !node.ok(&["ls"]).contains("db2"),
+        "a refused put leaves no database behind"
+    );
     node.ok(&["put", "db2", "t-x", "k", "v"]);
     assert!(
         node.ok(&["ls", "db2"]).contains("\nt-x "),

@@ -278,6 +278,10 @@ async fn table_of(
     table: &str,
     create: bool,
 ) -> anyhow::Result<table::Client> {
+    // Checked here first, by the node's own rules: a bad table name must not leave behind
+    // the database its request would have created.
+    crate::names::DbName::parse(db)?;
+    crate::names::TableName::parse(table)?;
     let mut request = service.database_request();
     request.get().set_name(db);
     request.get().set_create(create);
