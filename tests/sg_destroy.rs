@@ -117,7 +117,7 @@ fn an_admin_destroys_a_syncgroup_and_every_member_learns_it() {
     // peer shares the row; other tables are not concerned.
     let refused = failure(&b.client(&["put", "db", "t", "after", "1"]));
     assert!(
-        refused.contains("NoAccess:") && refused.contains("destroyed"),
+        refused.contains("NoAccess:") && refused.contains(&format!("`syncbase sg leave {name}`")),
         "{refused}"
     );
     b.ok(&["put", "db", "v", "unshared", "1"]);
@@ -153,4 +153,54 @@ fn an_admin_destroys_a_syncgroup_and_every_member_learns_it() {
     );
     assert!(!b.ok(&["sg", "list"]).contains(&name));
     b.ok(&["put", "db", "t", "after", "2"]);
+}
+
+/// A free port on 127.0.0.1, for a node that must keep its address across a restart (its
+/// members dial the address its copy of the syncgroup holds).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_member_admitted_by_an_admin_unaware_of_the_destroy_learns_it_from_either_admin() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a_listen = format!("127.0.0.1:{}", free_port());
+    let a_flags = ["--peer-listen", a_listen.as_str(), "--name", "alice"];
+    let a = Served::start(a_dir.path(), &a_flags);
+    let b_listen = format!("127.0.0.1:{}", free_port());
+    let b_flags = ["--peer-listen", b_listen.as_str(), "--name", "bob"];
+    let b = Served::start(b_dir.path(), &b_flags);
+    let name = format!("{}/g8", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t8"]);
+    let invite = a.ok(&["sg", "invite", &name, "--level", "admin"]);
+    b.ok(&["sg", "join", invite.trim()]);
+    eventually("b to catch up with a", || {
+        !b.ok(&["sg", "show", &name]).contains("pending")
+    });
+
+    // B is offline while A destroys it; then A is offline while B admits C.
+    assert!(b.stop());
+    a.ok(&["sg", "destroy", &name]);
+    assert!(a.stop());
+    let b = Served::start(b_dir.path(), &b_flags);
+    let c = Served::start_in_temp_dir(&flags("carol"));
+    let invite = b.ok(&["sg", "invite", &name, "--level", "admin"]);
+    c.ok(&["sg", "join", invite.trim()]);
+    eventually("c to catch up with b", || {
+        !c.ok(&["sg", "show", &name]).contains("pending")
+    });
+
+    // A comes back: neither its destroyed version nor B's lists C, yet C learns it.
+    let _a = Served::start(a_dir.path(), &a_flags);
+    learns_destroyed(&b, &name);
+    learns_destroyed(&c, &name);
+    let refused = failure(&c.client(&["put", "db", "t8", "late", "1"]));
+    assert!(
+        refused.contains("NoAccess:") && refused.contains("destroyed"),
+        "{refused}"
+    );
+    let no_invite = failure(&c.client(&["sg", "invite", &name]));
+    assert!(no_invite.contains("destroyed"), "{no_invite}");
 }

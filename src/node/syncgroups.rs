@@ -439,8 +439,10 @@ impl Node {
     // ---- syncgroup metadata sync ----
 
     /// For `peer`: the versions it lacks of the syncgroups in `wanted` and this node's
-    /// knowledge of them, for those this node holds (and has not left) and `peer` may read;
-    /// the others are left out. `NoAccess:` if none is left.
+    /// knowledge of them, for those this node holds (and has not left) and `peer` may read,
+    /// and for every destroyed one (left or not; to a peer its version does not let read,
+    /// its [`SyncgroupRecord::tombstone`]); the others are left out. `NoAccess:` if none is
+    /// left.
     pub fn syncgroup_deltas(
         &self,
         peer: &Fingerprint,
@@ -451,11 +453,13 @@ impl Node {
             return Err(Error::invalid("GetDeltas names no syncgroup"));
         }
         let readable = |id: &SyncgroupId| -> Result<bool> {
-            // A destroyed syncgroup is served even where it was forgotten: its destroy must
-            // reach every member, the admin that destroyed it being the first to tell them.
+            // A destroyed syncgroup is served even where it was forgotten, and to any peer
+            // that names its id: its destroy must reach every node holding a copy, the admin
+            // that destroyed it being the first to tell them, including members admitted
+            // concurrently that its version does not list (they get its tombstone).
             Ok(self.store().syncgroup(db, *id)?.is_some_and(|view| {
                 let sg = &view.record.sg;
-                (!view.local.left || sg.is_destroyed()) && sg.allows(Tag::Read, peer)
+                sg.is_destroyed() || (!view.local.left && sg.allows(Tag::Read, peer))
             }))
         };
         // Like a data responder, serve the syncgroups the peer may read and leave the others
@@ -477,7 +481,13 @@ impl Node {
                 db.as_str()
             )));
         }
-        self.store().syncgroup_deltas(db, &served)
+        let mut deltas = self.store().syncgroup_deltas(db, &served)?;
+        for record in &mut deltas.records {
+            if record.sg.is_destroyed() && !record.sg.allows(Tag::Read, peer) {
+                *record = record.tombstone();
+            }
+        }
+        Ok(deltas)
     }
 
     /// For `peer`, which asked for the syncgroups in `wanted`: how it lost each one it may no
@@ -1076,5 +1086,62 @@ mod tests {
         assert!(a.list_syncgroups(None).unwrap().is_empty());
         assert!(matches!(a.syncgroup_view(&name), Err(Error::NoExist(_))));
         assert_eq!(create_syncgroup(&a).await, name);
+    }
+
+    #[tokio::test]
+    async fn a_member_admitted_concurrently_with_a_destroy_learns_it_from_admins_that_do_not_list_it()
+     {
+        let (a, b, c, d) = (node(1), node(2), node(3), node(4));
+        let name = create_syncgroup(&a).await;
+        let mut spec = a.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::Admin, &me(&b));
+        spec.perms.grant(Level::ReadWrite, &me(&d));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&a, &b, &name).await;
+        join(&a, &d, &name).await;
+        metadata(&a, &b).await;
+
+        // A destroys it while B, which has not heard, admits C.
+        a.destroy(me(&a), name.clone()).await.unwrap();
+        let mut spec = b.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::ReadWrite, &me(&c));
+        b.set_spec(me(&b), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&b, &c, &name).await;
+        metadata(&b, &c).await;
+        metadata(&a, &b).await;
+        assert!(b.syncgroup_view(&name).unwrap().record.sg.is_destroyed());
+
+        // Neither A (which forgot it) nor B lists C in the destroyed version; both tell it.
+        for admin in [&a, &b] {
+            let wanted = c.syncgroups_shared_with(&me(admin), &db()).unwrap();
+            let deltas = admin.syncgroup_deltas(&me(&c), &db(), &wanted).unwrap();
+            let served = &deltas.records[0].sg;
+            assert!(served.is_destroyed());
+            assert!(
+                !served.joiners.contains_key(&me(&d)),
+                "other members stay hidden"
+            );
+            assert_eq!(served.joiners.keys().collect::<Vec<_>>(), [&me(&a)]);
+        }
+        metadata(&a, &c).await;
+        let view = c.syncgroup_view(&name).unwrap();
+        assert_eq!(
+            view.record.destroyed().map(|(by, _)| by.cloned()),
+            Some(Some(me(&a)))
+        );
+        assert!(c.syncgroups_shared_with(&me(&b), &db()).unwrap().is_empty());
+        let refused = c.commit(db(), put("after")).await;
+        let leave = format!("`syncbase sg leave {name}`");
+        assert!(
+            matches!(&refused, Err(Error::NoAccess(why)) if why.contains(&leave)),
+            "{refused:?}"
+        );
+        let spec = view.record.sg.spec;
+        let late = c.set_spec(me(&c), name.clone(), spec, String::new()).await;
+        assert!(matches!(late, Err(Error::BadState(_))), "{late:?}");
     }
 }

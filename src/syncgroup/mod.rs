@@ -375,6 +375,29 @@ impl SyncgroupRecord {
         })
     }
 
+    /// This destroyed version as served to an authenticated peer that asks for its id and
+    /// holds no Read in it (a member admitted concurrently with the destroy, by an admin that
+    /// had not learnt it yet): the id, name, database, creator, spec (prefixes, description,
+    /// rendezvous) and stamp, with only the Admin access list kept (a spec needs an admin) and
+    /// only the destroyer among the members (so the receiver can name who destroyed it), no
+    /// former writers. The peer learns that the syncgroup was destroyed, by whom and when, and
+    /// who administered it, all of which a member's copy already told it; not who else was a
+    /// member, nor their addresses. Any version that is not destroyed is returned unchanged.
+    pub fn tombstone(&self) -> SyncgroupRecord {
+        let mut record = self.clone();
+        if !record.sg.is_destroyed() {
+            return record;
+        }
+        let destroyer = record.sg.member_of_device(record.stamp.device).cloned();
+        let sg = &mut record.sg;
+        sg.joiners
+            .retain(|member, _| Some(member) == destroyer.as_ref());
+        sg.spec.perms.0.retain(|tag, _| *tag == Tag::Admin);
+        sg.former_writers = GenVector::new();
+        sg.former_lineages.clear();
+        record
+    }
+
     /// Whether a node holding `current` may take this version from the authenticated peer
     /// `sender`. The sender must hold Admin in the copy the node holds: without signatures a
     /// relay could forge a version in an admin's name, so versions travel only from admins
