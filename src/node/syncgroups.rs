@@ -73,7 +73,10 @@ impl Node {
 
     /// Creates a syncgroup with this node as creator, admin (if the permissions are empty)
     /// and first member. It is `Running` at once if its name routes here; otherwise it stays
-    /// `PublishPending` until [`Node::publish_reply`].
+    /// `PublishPending` until [`Node::publish_reply`]. A destroyed syncgroup holding the name
+    /// here (destroyed by another admin, not yet left) is forgotten first, as `sg leave`
+    /// would: the new one takes the name under a new id. `Exist:` if a live syncgroup holds
+    /// the name.
     pub async fn create_syncgroup(
         &self,
         db: DbName,
@@ -104,7 +107,12 @@ impl Node {
             former_lineages: Default::default(),
         };
         self.change_syncgroups(move |txn| {
-            if let Some(existing) = txn.find(&sg.name)? {
+            if let Some(existing) = txn.find(&sg.name)?
+                && existing.record.sg.is_destroyed()
+            {
+                // Dead for good: forgotten as `sg leave` would, which frees the name.
+                forget(txn, existing)?;
+            } else if let Some(existing) = txn.find(&sg.name)? {
                 return Err(Error::Exist(format!(
                     "syncgroup {} already exists (id {})",
                     sg.name,
@@ -1143,5 +1151,40 @@ mod tests {
         let spec = view.record.sg.spec;
         let late = c.set_spec(me(&c), name.clone(), spec, String::new()).await;
         assert!(matches!(late, Err(Error::BadState(_))), "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn a_create_over_a_syncgroup_another_admin_destroyed_forgets_it_and_takes_the_name() {
+        let (a, b) = (node(1), node(2));
+        let name = create_syncgroup(&a).await;
+        let old = a.syncgroup_view(&name).unwrap().record.sg;
+        let mut spec = old.spec.clone();
+        spec.perms.grant(Level::Admin, &me(&b));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&a, &b, &name).await;
+        metadata(&a, &b).await;
+        b.destroy(me(&b), name.clone()).await.unwrap();
+        metadata(&b, &a).await;
+        assert!(a.syncgroup_view(&name).unwrap().record.sg.is_destroyed());
+
+        let created = a
+            .create_syncgroup(db(), name.clone(), old.spec.clone())
+            .await
+            .unwrap();
+        assert_ne!(created.record.sg.id, old.id);
+        let listed = a.list_syncgroups(None).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].record.sg.id, created.record.sg.id);
+        let kept = a.store().syncgroup(&db(), old.id).unwrap().unwrap();
+        assert!(
+            kept.local.forgot(&kept.record.sg),
+            "the old one stays as a tombstone"
+        );
+
+        // A live syncgroup still holds its name.
+        let taken = a.create_syncgroup(db(), name, old.spec).await;
+        assert!(matches!(taken, Err(Error::Exist(_))), "{taken:?}");
     }
 }

@@ -575,6 +575,43 @@ pub struct SyncgroupView {
     pub local: LocalState,
 }
 
+/// How `sg show`, `sg list`, `status` and the status page name a destroyed syncgroup.
+pub const DESTROYED_LABEL: &str = "Destroyed";
+
+/// How this node lost a syncgroup, as every report says it (`SyncgroupInfo.removed`,
+/// `removedBy`, `removedAtNanos`; `/status.json`'s `removed`, `removed_by`,
+/// `removed_at_nanos`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost<'a> {
+    /// `Destroyed`, `Ejected` or `Read revoked`.
+    pub label: &'static str,
+    /// The admin that destroyed it or sent the notice (None: a destroy version whose writer
+    /// device names no member).
+    pub by: Option<&'a Fingerprint>,
+    /// When, Unix nanoseconds: the destroy version's HLC wall time, or when the notice was
+    /// taken here.
+    pub at_nanos: i64,
+}
+
+impl SyncgroupView {
+    /// How this node lost the syncgroup, if it did: its destroy (which says more than any
+    /// removal notice taken before), else an admin's removal notice; None if neither.
+    pub fn lost(&self) -> Option<Lost<'_>> {
+        if let Some((by, at_nanos)) = self.record.destroyed() {
+            return Some(Lost {
+                label: DESTROYED_LABEL,
+                by,
+                at_nanos,
+            });
+        }
+        self.local.removed.as_ref().map(|removed| Lost {
+            label: removed.how.label(),
+            by: Some(&removed.by),
+            at_nanos: removed.at_nanos,
+        })
+    }
+}
+
 /// A fresh random spec version (etag), 16 hex digits drawn from `random` (the node's `Env`);
 /// fails only as `random` does (`Internal:`).
 pub fn new_spec_version(random: &dyn Random) -> Result<String> {
@@ -582,4 +619,4 @@ pub fn new_spec_version(random: &dyn Random) -> Result<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
