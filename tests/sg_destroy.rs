@@ -204,3 +204,29 @@ fn a_member_admitted_by_an_admin_unaware_of_the_destroy_learns_it_from_either_ad
     let no_invite = failure(&c.client(&["sg", "invite", &name]));
     assert!(no_invite.contains("destroyed"), "{no_invite}");
 }
+
+#[test]
+fn a_member_that_learns_of_a_destroy_online_or_after_a_restart_no_longer_lists_the_admin_as_a_peer()
+{
+    let a = Served::start_in_temp_dir(&flags("alice"));
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Served::start(b_dir.path(), &flags("bob"));
+    let a_fp = a.fingerprint();
+    let name = format!("{}/z", a.peer_addr());
+    a.ok(&["sg", "create", "photos", &name, "--prefix", "t4"]);
+    join(&a, &b, &name);
+    assert!(b.ok(&["peer", "list"]).contains(&a_fp));
+    a.ok(&["sg", "destroy", &name]);
+    learns_destroyed(&b, &name);
+    eventually("b to drop a from its peers", || {
+        !b.ok(&["peer", "list"]).contains(&a_fp)
+    });
+    let status = b.ok(&["status"]);
+    assert!(
+        !status.contains("holds no Read capability") && status.contains(" 0 syncgroups,"),
+        "{status}"
+    );
+    assert!(b.stop());
+    let b = Served::start(b_dir.path(), &flags("bob"));
+    assert!(!b.ok(&["peer", "list"]).contains(&a_fp));
+}

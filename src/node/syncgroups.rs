@@ -18,10 +18,10 @@ use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, destroyed_error,
+    Store, SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, destroyed_error,
 };
 use crate::sync::membership::{JoinReply, PublishOutcome};
-use crate::sync::peers::PeerConfig;
+use crate::sync::peers::{PeerConfig, PeerRegistry};
 use crate::syncgroup::access::Level;
 use crate::syncgroup::invite::{Grant, Invite, InviteToken, hash_secret};
 use crate::syncgroup::{
@@ -661,48 +661,12 @@ impl Node {
     /// sharing the prefixes of the syncgroups this node has not left nor lost. A member
     /// without an address is never dialled; it is synced when it connects.
     pub fn refresh_syncgroup_peers(&self) -> Result<()> {
-        let me = self.identity().fingerprint();
-        let leaf = self.role == Role::Leaf;
-        let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
-        for view in self.store().all_syncgroups()? {
-            let sg = &view.record.sg;
-            if view.local.left || view.local.removed.is_some() || sg.is_destroyed() {
-                continue;
-            }
-            let server_admin = sg.joiners.iter().any(|(member, info)| {
-                member != me && info.is_server && dialable_admin(sg, member, info)
-            });
-            for (member, info) in &sg.joiners {
-                let leaf_dials =
-                    info.is_server || (!server_admin && dialable_admin(sg, member, info));
-                let unwanted =
-                    member == me || (leaf && !leaf_dials) || !sg.allows(Tag::Read, member);
-                if unwanted {
-                    continue;
-                }
-                let peer = derived.entry(member.clone()).or_insert_with(|| PeerConfig {
-                    address: info.address.clone(),
-                    fingerprint: member.clone(),
-                    databases: BTreeMap::new(),
-                    from_config: false,
-                    syncgroups: BTreeSet::new(),
-                    name: String::new(),
-                });
-                peer.syncgroups.insert(sg.id);
-                if peer.address.is_empty() {
-                    peer.address.clone_from(&info.address);
-                }
-                if peer.name.is_empty() {
-                    peer.name.clone_from(&info.name);
-                }
-                peer.databases
-                    .entry(sg.db.clone())
-                    .or_default()
-                    .extend(sg.spec.prefixes.iter().cloned());
-            }
-        }
-        self.peers().set_derived(derived);
-        Ok(())
+        refresh_derived(
+            self.store(),
+            self.peers(),
+            self.identity().fingerprint(),
+            self.role,
+        )
     }
 
     /// While this node's copy of a syncgroup is pending: what it waits for and what to do, in
@@ -795,15 +759,76 @@ impl Node {
         !address.is_empty() && name.host() == address
     }
 
-    /// Runs a syncgroup change on a blocking thread, then recomputes the derived peers.
+    /// Runs a syncgroup change on a blocking thread, then recomputes the derived peers on
+    /// the same thread, right after the commit: a caller dropped while it waits (a link torn
+    /// down by another session's failure) leaves no committed change without its peers
+    /// (which kept an admin as a peer after its destroy, or an ejected member for a while).
+    /// A failure to recompute them is logged, not returned: the change is committed.
     pub(super) async fn change_syncgroups<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut SyncgroupTxn<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let outcome = self.write(move |store| store.syncgroup_txn(change)).await?;
-        self.refresh_syncgroup_peers()?;
-        Ok(outcome)
+        let peers = self.peers.clone();
+        let me = self.identity().fingerprint().clone();
+        let role = self.role;
+        self.write(move |store| {
+            let outcome = store.syncgroup_txn(change)?;
+            if let Err(error) = refresh_derived(store, &peers, &me, role) {
+                tracing::error!("recomputing the syncgroup peers after a change: {error}");
+            }
+            Ok(outcome)
+        })
+        .await
     }
+}
+
+/// [`Node::refresh_syncgroup_peers`] over the parts it reads: the store's syncgroups, the
+/// registry the derived peers go to, this node's identity and role.
+fn refresh_derived(
+    store: &Store,
+    peers: &PeerRegistry,
+    me: &Fingerprint,
+    role: Role,
+) -> Result<()> {
+    let leaf = role == Role::Leaf;
+    let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
+    for view in store.all_syncgroups()? {
+        let sg = &view.record.sg;
+        if view.local.left || view.local.removed.is_some() || sg.is_destroyed() {
+            continue;
+        }
+        let server_admin = sg.joiners.iter().any(|(member, info)| {
+            member != me && info.is_server && dialable_admin(sg, member, info)
+        });
+        for (member, info) in &sg.joiners {
+            let leaf_dials = info.is_server || (!server_admin && dialable_admin(sg, member, info));
+            let unwanted = member == me || (leaf && !leaf_dials) || !sg.allows(Tag::Read, member);
+            if unwanted {
+                continue;
+            }
+            let peer = derived.entry(member.clone()).or_insert_with(|| PeerConfig {
+                address: info.address.clone(),
+                fingerprint: member.clone(),
+                databases: BTreeMap::new(),
+                from_config: false,
+                syncgroups: BTreeSet::new(),
+                name: String::new(),
+            });
+            peer.syncgroups.insert(sg.id);
+            if peer.address.is_empty() {
+                peer.address.clone_from(&info.address);
+            }
+            if peer.name.is_empty() {
+                peer.name.clone_from(&info.name);
+            }
+            peer.databases
+                .entry(sg.db.clone())
+                .or_default()
+                .extend(sg.spec.prefixes.iter().cloned());
+        }
+    }
+    peers.set_derived(derived);
+    Ok(())
 }
 
 /// Stops syncing the syncgroup of `view` here (`sg leave`), and forgets it if it was
@@ -1151,6 +1176,31 @@ mod tests {
         let spec = view.record.sg.spec;
         let late = c.set_spec(me(&c), name.clone(), spec, String::new()).await;
         assert!(matches!(late, Err(Error::BadState(_))), "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn a_member_that_learns_of_a_destroy_drops_the_admin_from_its_derived_peers() {
+        let (a, b) = (node(1), node(2));
+        let name = create_syncgroup(&a).await;
+        let mut spec = a.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::ReadWrite, &me(&b));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&a, &b, &name).await;
+        metadata(&a, &b).await;
+        let listed = |node: &Node| -> Vec<Fingerprint> {
+            let peers = node.peers().list();
+            peers
+                .into_iter()
+                .map(|(config, _)| config.fingerprint)
+                .collect()
+        };
+        assert_eq!(listed(&b), [me(&a)]);
+        a.destroy(me(&a), name.clone()).await.unwrap();
+        metadata(&a, &b).await;
+        assert!(b.syncgroup_view(&name).unwrap().record.sg.is_destroyed());
+        assert_eq!(listed(&b), Vec::<Fingerprint>::new());
     }
 
     #[tokio::test]
