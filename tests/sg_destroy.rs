@@ -169,6 +169,7 @@ fn a_member_admitted_by_an_admin_unaware_of_the_destroy_learns_it_from_either_ad
     let a_listen = format!("127.0.0.1:{}", free_port());
     let a_flags = ["--peer-listen", a_listen.as_str(), "--name", "alice"];
     let a = Served::start(a_dir.path(), &a_flags);
+    let a_fp = a.fingerprint();
     let b_listen = format!("127.0.0.1:{}", free_port());
     let b_flags = ["--peer-listen", b_listen.as_str(), "--name", "bob"];
     let b = Served::start(b_dir.path(), &b_flags);
@@ -203,6 +204,15 @@ fn a_member_admitted_by_an_admin_unaware_of_the_destroy_learns_it_from_either_ad
     );
     let no_invite = failure(&c.client(&["sg", "invite", &name]));
     assert!(no_invite.contains("destroyed"), "{no_invite}");
+    eventually("c to stop syncing with a and b", || {
+        let peers = c.ok(&["peer", "list"]);
+        !peers.contains(&a_fp) && !peers.contains(&b.fingerprint())
+    });
+    let status = c.ok(&["status"]);
+    assert!(
+        status.contains("collection waits for no member") && status.contains("Destroyed by admin"),
+        "{status}"
+    );
 }
 
 #[test]
