@@ -240,3 +240,22 @@ fn a_member_that_learns_of_a_destroy_online_or_after_a_restart_no_longer_lists_t
     let b = Served::start(b_dir.path(), &flags("bob"));
     assert!(!b.ok(&["peer", "list"]).contains(&a_fp));
 }
+
+#[test]
+fn the_host_reuses_the_name_of_a_syncgroup_another_admin_destroyed() {
+    let a = Served::start_in_temp_dir(&flags("alice"));
+    let b = Served::start_in_temp_dir(&flags("bob"));
+    let name = format!("{}/g7", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t7"]);
+    let old_id = a.json(&["sg", "show", &name, "--json"])["id"].clone();
+    let invite = a.ok(&["sg", "invite", &name, "--level", "admin"]);
+    b.ok(&["sg", "join", invite.trim()]);
+    b.ok(&["sg", "destroy", &name]);
+    learns_destroyed(&a, &name);
+
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t7"]);
+    let shown = a.json(&["sg", "show", &name, "--json"]);
+    assert_ne!(shown["id"], old_id, "{shown}");
+    assert_eq!(shown["status"], "running", "{shown}");
+    a.ok(&["put", "db", "t7", "new", "1"]);
+}
