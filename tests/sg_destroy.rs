@@ -117,7 +117,7 @@ fn an_admin_destroys_a_syncgroup_and_every_member_learns_it() {
     // peer shares the row; other tables are not concerned.
     let refused = failure(&b.client(&["put", "db", "t", "after", "1"]));
     assert!(
-        refused.contains("NoAccess:") && refused.contains("destroyed"),
+        refused.contains("NoAccess:") && refused.contains(&format!("`syncbase sg leave {name}`")),
         "{refused}"
     );
     b.ok(&["put", "db", "v", "unshared", "1"]);
@@ -153,4 +153,109 @@ fn an_admin_destroys_a_syncgroup_and_every_member_learns_it() {
     );
     assert!(!b.ok(&["sg", "list"]).contains(&name));
     b.ok(&["put", "db", "t", "after", "2"]);
+}
+
+/// A free port on 127.0.0.1, for a node that must keep its address across a restart (its
+/// members dial the address its copy of the syncgroup holds).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_member_admitted_by_an_admin_unaware_of_the_destroy_learns_it_from_either_admin() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a_listen = format!("127.0.0.1:{}", free_port());
+    let a_flags = ["--peer-listen", a_listen.as_str(), "--name", "alice"];
+    let a = Served::start(a_dir.path(), &a_flags);
+    let a_fp = a.fingerprint();
+    let b_listen = format!("127.0.0.1:{}", free_port());
+    let b_flags = ["--peer-listen", b_listen.as_str(), "--name", "bob"];
+    let b = Served::start(b_dir.path(), &b_flags);
+    let name = format!("{}/g8", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t8"]);
+    let invite = a.ok(&["sg", "invite", &name, "--level", "admin"]);
+    b.ok(&["sg", "join", invite.trim()]);
+    eventually("b to catch up with a", || {
+        !b.ok(&["sg", "show", &name]).contains("pending")
+    });
+
+    // B is offline while A destroys it; then A is offline while B admits C.
+    assert!(b.stop());
+    a.ok(&["sg", "destroy", &name]);
+    assert!(a.stop());
+    let b = Served::start(b_dir.path(), &b_flags);
+    let c = Served::start_in_temp_dir(&flags("carol"));
+    let invite = b.ok(&["sg", "invite", &name, "--level", "admin"]);
+    c.ok(&["sg", "join", invite.trim()]);
+    eventually("c to catch up with b", || {
+        !c.ok(&["sg", "show", &name]).contains("pending")
+    });
+
+    // A comes back: neither its destroyed version nor B's lists C, yet C learns it.
+    let _a = Served::start(a_dir.path(), &a_flags);
+    learns_destroyed(&b, &name);
+    learns_destroyed(&c, &name);
+    let refused = failure(&c.client(&["put", "db", "t8", "late", "1"]));
+    assert!(
+        refused.contains("NoAccess:") && refused.contains("destroyed"),
+        "{refused}"
+    );
+    let no_invite = failure(&c.client(&["sg", "invite", &name]));
+    assert!(no_invite.contains("destroyed"), "{no_invite}");
+    eventually("c to stop syncing with a and b", || {
+        let peers = c.ok(&["peer", "list"]);
+        !peers.contains(&a_fp) && !peers.contains(&b.fingerprint())
+    });
+    let status = c.ok(&["status"]);
+    assert!(
+        status.contains("collection waits for no member") && status.contains("Destroyed by admin"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_member_that_learns_of_a_destroy_online_or_after_a_restart_no_longer_lists_the_admin_as_a_peer()
+{
+    let a = Served::start_in_temp_dir(&flags("alice"));
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Served::start(b_dir.path(), &flags("bob"));
+    let a_fp = a.fingerprint();
+    let name = format!("{}/z", a.peer_addr());
+    a.ok(&["sg", "create", "photos", &name, "--prefix", "t4"]);
+    join(&a, &b, &name);
+    assert!(b.ok(&["peer", "list"]).contains(&a_fp));
+    a.ok(&["sg", "destroy", &name]);
+    learns_destroyed(&b, &name);
+    eventually("b to drop a from its peers", || {
+        !b.ok(&["peer", "list"]).contains(&a_fp)
+    });
+    let status = b.ok(&["status"]);
+    assert!(
+        !status.contains("holds no Read capability") && status.contains(" 0 syncgroups,"),
+        "{status}"
+    );
+    assert!(b.stop());
+    let b = Served::start(b_dir.path(), &flags("bob"));
+    assert!(!b.ok(&["peer", "list"]).contains(&a_fp));
+}
+
+#[test]
+fn the_host_reuses_the_name_of_a_syncgroup_another_admin_destroyed() {
+    let a = Served::start_in_temp_dir(&flags("alice"));
+    let b = Served::start_in_temp_dir(&flags("bob"));
+    let name = format!("{}/g7", a.peer_addr());
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t7"]);
+    let old_id = a.json(&["sg", "show", &name, "--json"])["id"].clone();
+    let invite = a.ok(&["sg", "invite", &name, "--level", "admin"]);
+    b.ok(&["sg", "join", invite.trim()]);
+    b.ok(&["sg", "destroy", &name]);
+    learns_destroyed(&a, &name);
+
+    a.ok(&["sg", "create", "db", &name, "--prefix", "t7"]);
+    let shown = a.json(&["sg", "show", &name, "--json"]);
+    assert_ne!(shown["id"], old_id, "{shown}");
+    assert_eq!(shown["status"], "running", "{shown}");
+    a.ok(&["put", "db", "t7", "new", "1"]);
 }

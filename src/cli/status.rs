@@ -19,7 +19,8 @@ use crate::schema::service_capnp::{peer_status, service};
 pub struct StatusArgs {
     #[command(flatten)]
     target: Target,
-    /// One JSON object on one line: {"fingerprint", "peers_connected", "syncgroups",
+    /// One JSON object on one line: {"fingerprint", "peers_connected", "syncgroups" (those
+    /// synced: not left, not lost),
     /// "pending", "last_error" (string or null), "proposals_waiting", "epochs": [string],
     /// "attention": [{"syncgroup", "lines": [string]}] (each syncgroup this node lost or whose
     /// copy is pending, with what to do, as the human output's `syncgroup NAME: ...` lines),
@@ -145,13 +146,21 @@ async fn summarise(
     Ok(summary)
 }
 
-/// The syncgroups this node holds and has not left, in every database.
+/// The syncgroups this node syncs, in every database: held, not left, not lost (destroyed,
+/// ejected, Read revoked: those are the attention lines), so the count agrees with the peers
+/// they make.
 async fn syncgroups_held(service: &service::Client) -> anyhow::Result<u64> {
     let mut request = super::syncgroups::syncgroups_of(service).list_request();
     request.get().set_database("");
     let response = request.send().promise.await.map_err(remote_error)?;
     let list = response.get()?.get_syncgroups()?;
-    Ok(list.iter().filter(|info| !info.get_left()).count() as u64)
+    let mut live = 0;
+    for info in list.iter() {
+        if !info.get_left() && info.get_removed()?.is_empty() {
+            live += 1;
+        }
+    }
+    Ok(live)
 }
 
 /// Says whether this node ever moved to a new device id, and the last time why.

@@ -284,6 +284,7 @@ mod tests {
                 status: "running".into(),
                 removed: None,
                 removed_by: None,
+                removed_at_nanos: None,
                 pending: true,
                 left: false,
                 level: "admin".into(),

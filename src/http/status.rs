@@ -120,13 +120,19 @@ pub struct SyncgroupReport {
     /// 16 hex digits.
     pub id: String,
     pub database: String,
-    /// `running`, `publish-pending` (proposed to its host) or `publish-rejected`; or how an
-    /// admin removed this node, as `sg show --json` says it (`Ejected`, `Read revoked`).
+    /// `running`, `publish-pending` (proposed to its host) or `publish-rejected`; or how
+    /// this node lost it, as `sg show --json` says it (`destroyed`, else `ejected` or
+    /// `read-revoked`).
     pub status: String,
-    /// How an admin removed this node from it (as `status`), null if it did not.
+    /// How this node lost it, as `sg show --json` says it (`Destroyed`, `Ejected`, `Read
+    /// revoked`: `SyncgroupView::lost`), null if it did not.
     pub removed: Option<String>,
-    /// The admin that said so, null if none did.
+    /// The admin that destroyed it or said so, null if none did (or a destroy's writer names
+    /// no member).
     pub removed_by: Option<String>,
+    /// When, Unix nanoseconds (a destroy's HLC time, or when the notice was taken); null if
+    /// it was not lost.
+    pub removed_at_nanos: Option<i64>,
     /// Joined and still catching up with its admin.
     pub pending: bool,
     /// This node left it.
@@ -276,22 +282,22 @@ fn syncgroup_report(view: &SyncgroupView, me: &Fingerprint) -> SyncgroupReport {
         })
         .collect();
     let removed = &view.local.removed;
+    let lost = view.lost();
     SyncgroupReport {
         name: sg.name.to_string(),
         id: sg.id.to_hex(),
         database: sg.db.clone(),
         status: match (&removed, sg.status) {
+            (_, Status::Destroyed) => "destroyed",
             (Some(removed), _) => removed.how.id(),
             (None, Status::Running) => "running",
             (None, Status::PublishPending) => "publish-pending",
             (None, Status::PublishRejected) => "publish-rejected",
-            (None, Status::Destroyed) => "destroyed",
         }
         .into(),
-        removed: removed
-            .as_ref()
-            .map(|removed| removed.how.label().to_owned()),
-        removed_by: removed.as_ref().map(|removed| removed.by.to_string()),
+        removed: lost.map(|lost| lost.label.to_owned()),
+        removed_by: lost.and_then(|lost| lost.by).map(Fingerprint::to_string),
+        removed_at_nanos: lost.map(|lost| lost.at_nanos),
         pending: view.local.pending.is_some(),
         left: view.local.left,
         level: level(&sg.spec.perms, me).into(),
@@ -315,5 +321,36 @@ fn level(perms: &Permissions, who: &Fingerprint) -> &'static str {
         "read"
     } else {
         "none"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syncgroup::tests::{id, record, syncgroup};
+    use crate::syncgroup::{LocalState, Removal, Removed};
+
+    #[test]
+    fn a_destroyed_syncgroup_reports_who_destroyed_it_and_when_as_sg_show_does() {
+        let mut sg = syncgroup();
+        sg.status = Status::Destroyed;
+        let view = SyncgroupView {
+            record: record(1, 50, sg),
+            local: LocalState {
+                // A removal notice taken earlier: the destroy says more.
+                removed: Some(Removed {
+                    how: Removal::ReadRevoked,
+                    by: id('c'),
+                    member: id('b'),
+                    at_nanos: 20,
+                }),
+                ..LocalState::default()
+            },
+        };
+        let report = syncgroup_report(&view, &id('b'));
+        assert_eq!(report.status, "destroyed");
+        assert_eq!(report.removed.as_deref(), Some("Destroyed"));
+        assert_eq!(report.removed_by, Some(id('a').to_string()));
+        assert_eq!(report.removed_at_nanos, Some(50));
     }
 }

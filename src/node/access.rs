@@ -185,16 +185,22 @@ pub(super) fn local_writes_allowed<'a>(
         let shared_otherwise = covering.iter().any(|sg| sg.allows(Tag::Write, me))
             || declared.iter().any(|scope| scope.covers(table, row));
         if let (Some(sg), false) = (covering.first(), shared_otherwise) {
+            let name = &sg.name;
             let why = if sg.is_destroyed() {
-                "which an admin destroyed (the rows stay; `syncbase sg leave NAME` forgets it, \
-                 and this node may write them again)"
+                format!(
+                    "which an admin destroyed (the rows stay; `syncbase sg leave {name}` forgets \
+                     it, and this node may write them again)"
+                )
             } else if !sg.joiners.contains_key(me) {
                 "which ejected this node (ask an admin for a new invite, then `syncbase sg join`)"
+                    .to_owned()
             } else if !sg.allows(Tag::Read, me) {
-                "where this node's Read was revoked (once an admin grants it again, run \
-                 `syncbase sg join NAME --admin ADMIN_FINGERPRINT`)"
+                format!(
+                    "where this node's Read was revoked (once an admin grants it again, run \
+                     `syncbase sg join {name} --admin ADMIN_FINGERPRINT`)"
+                )
             } else {
-                "where this node may only read"
+                "where this node may only read".to_owned()
             };
             return Err(Error::NoAccess(format!(
                 "{} is shared by syncgroup {}, {why}",

@@ -18,10 +18,10 @@ use crate::genvec::GenVector;
 use crate::identity::Fingerprint;
 use crate::names::DbName;
 use crate::store::{
-    SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, destroyed_error,
+    Store, SyncgroupDeltas, SyncgroupKnowledge, SyncgroupTxn, SyncgroupsApplied, destroyed_error,
 };
 use crate::sync::membership::{JoinReply, PublishOutcome};
-use crate::sync::peers::PeerConfig;
+use crate::sync::peers::{PeerConfig, PeerRegistry};
 use crate::syncgroup::access::Level;
 use crate::syncgroup::invite::{Grant, Invite, InviteToken, hash_secret};
 use crate::syncgroup::{
@@ -73,7 +73,10 @@ impl Node {
 
     /// Creates a syncgroup with this node as creator, admin (if the permissions are empty)
     /// and first member. It is `Running` at once if its name routes here; otherwise it stays
-    /// `PublishPending` until [`Node::publish_reply`].
+    /// `PublishPending` until [`Node::publish_reply`]. A destroyed syncgroup holding the name
+    /// here (destroyed by another admin, not yet left) is forgotten first, as `sg leave`
+    /// would: the new one takes the name under a new id. `Exist:` if a live syncgroup holds
+    /// the name.
     pub async fn create_syncgroup(
         &self,
         db: DbName,
@@ -104,7 +107,12 @@ impl Node {
             former_lineages: Default::default(),
         };
         self.change_syncgroups(move |txn| {
-            if let Some(existing) = txn.find(&sg.name)? {
+            if let Some(existing) = txn.find(&sg.name)?
+                && existing.record.sg.is_destroyed()
+            {
+                // Dead for good: forgotten as `sg leave` would, which frees the name.
+                forget(txn, existing)?;
+            } else if let Some(existing) = txn.find(&sg.name)? {
                 return Err(Error::Exist(format!(
                     "syncgroup {} already exists (id {})",
                     sg.name,
@@ -439,8 +447,10 @@ impl Node {
     // ---- syncgroup metadata sync ----
 
     /// For `peer`: the versions it lacks of the syncgroups in `wanted` and this node's
-    /// knowledge of them, for those this node holds (and has not left) and `peer` may read;
-    /// the others are left out. `NoAccess:` if none is left.
+    /// knowledge of them, for those this node holds (and has not left) and `peer` may read,
+    /// and for every destroyed one (left or not; to a peer its version does not let read,
+    /// its [`SyncgroupRecord::tombstone`]); the others are left out. `NoAccess:` if none is
+    /// left.
     pub fn syncgroup_deltas(
         &self,
         peer: &Fingerprint,
@@ -451,11 +461,13 @@ impl Node {
             return Err(Error::invalid("GetDeltas names no syncgroup"));
         }
         let readable = |id: &SyncgroupId| -> Result<bool> {
-            // A destroyed syncgroup is served even where it was forgotten: its destroy must
-            // reach every member, the admin that destroyed it being the first to tell them.
+            // A destroyed syncgroup is served even where it was forgotten, and to any peer
+            // that names its id: its destroy must reach every node holding a copy, the admin
+            // that destroyed it being the first to tell them, including members admitted
+            // concurrently that its version does not list (they get its tombstone).
             Ok(self.store().syncgroup(db, *id)?.is_some_and(|view| {
                 let sg = &view.record.sg;
-                (!view.local.left || sg.is_destroyed()) && sg.allows(Tag::Read, peer)
+                sg.is_destroyed() || (!view.local.left && sg.allows(Tag::Read, peer))
             }))
         };
         // Like a data responder, serve the syncgroups the peer may read and leave the others
@@ -477,7 +489,13 @@ impl Node {
                 db.as_str()
             )));
         }
-        self.store().syncgroup_deltas(db, &served)
+        let mut deltas = self.store().syncgroup_deltas(db, &served)?;
+        for record in &mut deltas.records {
+            if record.sg.is_destroyed() && !record.sg.allows(Tag::Read, peer) {
+                *record = record.tombstone();
+            }
+        }
+        Ok(deltas)
     }
 
     /// For `peer`, which asked for the syncgroups in `wanted`: how it lost each one it may no
@@ -643,48 +661,12 @@ impl Node {
     /// sharing the prefixes of the syncgroups this node has not left nor lost. A member
     /// without an address is never dialled; it is synced when it connects.
     pub fn refresh_syncgroup_peers(&self) -> Result<()> {
-        let me = self.identity().fingerprint();
-        let leaf = self.role == Role::Leaf;
-        let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
-        for view in self.store().all_syncgroups()? {
-            let sg = &view.record.sg;
-            if view.local.left || view.local.removed.is_some() || sg.is_destroyed() {
-                continue;
-            }
-            let server_admin = sg.joiners.iter().any(|(member, info)| {
-                member != me && info.is_server && dialable_admin(sg, member, info)
-            });
-            for (member, info) in &sg.joiners {
-                let leaf_dials =
-                    info.is_server || (!server_admin && dialable_admin(sg, member, info));
-                let unwanted =
-                    member == me || (leaf && !leaf_dials) || !sg.allows(Tag::Read, member);
-                if unwanted {
-                    continue;
-                }
-                let peer = derived.entry(member.clone()).or_insert_with(|| PeerConfig {
-                    address: info.address.clone(),
-                    fingerprint: member.clone(),
-                    databases: BTreeMap::new(),
-                    from_config: false,
-                    syncgroups: BTreeSet::new(),
-                    name: String::new(),
-                });
-                peer.syncgroups.insert(sg.id);
-                if peer.address.is_empty() {
-                    peer.address.clone_from(&info.address);
-                }
-                if peer.name.is_empty() {
-                    peer.name.clone_from(&info.name);
-                }
-                peer.databases
-                    .entry(sg.db.clone())
-                    .or_default()
-                    .extend(sg.spec.prefixes.iter().cloned());
-            }
-        }
-        self.peers().set_derived(derived);
-        Ok(())
+        refresh_derived(
+            self.store(),
+            self.peers(),
+            self.identity().fingerprint(),
+            self.role,
+        )
     }
 
     /// While this node's copy of a syncgroup is pending: what it waits for and what to do, in
@@ -777,15 +759,76 @@ impl Node {
         !address.is_empty() && name.host() == address
     }
 
-    /// Runs a syncgroup change on a blocking thread, then recomputes the derived peers.
+    /// Runs a syncgroup change on a blocking thread, then recomputes the derived peers on
+    /// the same thread, right after the commit: a caller dropped while it waits (a link torn
+    /// down by another session's failure) leaves no committed change without its peers
+    /// (which kept an admin as a peer after its destroy, or an ejected member for a while).
+    /// A failure to recompute them is logged, not returned: the change is committed.
     pub(super) async fn change_syncgroups<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut SyncgroupTxn<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let outcome = self.write(move |store| store.syncgroup_txn(change)).await?;
-        self.refresh_syncgroup_peers()?;
-        Ok(outcome)
+        let peers = self.peers.clone();
+        let me = self.identity().fingerprint().clone();
+        let role = self.role;
+        self.write(move |store| {
+            let outcome = store.syncgroup_txn(change)?;
+            if let Err(error) = refresh_derived(store, &peers, &me, role) {
+                tracing::error!("recomputing the syncgroup peers after a change: {error}");
+            }
+            Ok(outcome)
+        })
+        .await
     }
+}
+
+/// [`Node::refresh_syncgroup_peers`] over the parts it reads: the store's syncgroups, the
+/// registry the derived peers go to, this node's identity and role.
+fn refresh_derived(
+    store: &Store,
+    peers: &PeerRegistry,
+    me: &Fingerprint,
+    role: Role,
+) -> Result<()> {
+    let leaf = role == Role::Leaf;
+    let mut derived: BTreeMap<Fingerprint, PeerConfig> = BTreeMap::new();
+    for view in store.all_syncgroups()? {
+        let sg = &view.record.sg;
+        if view.local.left || view.local.removed.is_some() || sg.is_destroyed() {
+            continue;
+        }
+        let server_admin = sg.joiners.iter().any(|(member, info)| {
+            member != me && info.is_server && dialable_admin(sg, member, info)
+        });
+        for (member, info) in &sg.joiners {
+            let leaf_dials = info.is_server || (!server_admin && dialable_admin(sg, member, info));
+            let unwanted = member == me || (leaf && !leaf_dials) || !sg.allows(Tag::Read, member);
+            if unwanted {
+                continue;
+            }
+            let peer = derived.entry(member.clone()).or_insert_with(|| PeerConfig {
+                address: info.address.clone(),
+                fingerprint: member.clone(),
+                databases: BTreeMap::new(),
+                from_config: false,
+                syncgroups: BTreeSet::new(),
+                name: String::new(),
+            });
+            peer.syncgroups.insert(sg.id);
+            if peer.address.is_empty() {
+                peer.address.clone_from(&info.address);
+            }
+            if peer.name.is_empty() {
+                peer.name.clone_from(&info.name);
+            }
+            peer.databases
+                .entry(sg.db.clone())
+                .or_default()
+                .extend(sg.spec.prefixes.iter().cloned());
+        }
+    }
+    peers.set_derived(derived);
+    Ok(())
 }
 
 /// Stops syncing the syncgroup of `view` here (`sg leave`), and forgets it if it was
@@ -1076,5 +1119,122 @@ mod tests {
         assert!(a.list_syncgroups(None).unwrap().is_empty());
         assert!(matches!(a.syncgroup_view(&name), Err(Error::NoExist(_))));
         assert_eq!(create_syncgroup(&a).await, name);
+    }
+
+    #[tokio::test]
+    async fn a_member_admitted_concurrently_with_a_destroy_learns_it_from_admins_that_do_not_list_it()
+     {
+        let (a, b, c, d) = (node(1), node(2), node(3), node(4));
+        let name = create_syncgroup(&a).await;
+        let mut spec = a.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::Admin, &me(&b));
+        spec.perms.grant(Level::ReadWrite, &me(&d));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&a, &b, &name).await;
+        join(&a, &d, &name).await;
+        metadata(&a, &b).await;
+
+        // A destroys it while B, which has not heard, admits C.
+        a.destroy(me(&a), name.clone()).await.unwrap();
+        let mut spec = b.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::ReadWrite, &me(&c));
+        b.set_spec(me(&b), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&b, &c, &name).await;
+        metadata(&b, &c).await;
+        metadata(&a, &b).await;
+        assert!(b.syncgroup_view(&name).unwrap().record.sg.is_destroyed());
+
+        // Neither A (which forgot it) nor B lists C in the destroyed version; both tell it.
+        for admin in [&a, &b] {
+            let wanted = c.syncgroups_shared_with(&me(admin), &db()).unwrap();
+            let deltas = admin.syncgroup_deltas(&me(&c), &db(), &wanted).unwrap();
+            let served = &deltas.records[0].sg;
+            assert!(served.is_destroyed());
+            assert!(
+                !served.joiners.contains_key(&me(&d)),
+                "other members stay hidden"
+            );
+            assert_eq!(served.joiners.keys().collect::<Vec<_>>(), [&me(&a)]);
+        }
+        metadata(&a, &c).await;
+        let view = c.syncgroup_view(&name).unwrap();
+        assert_eq!(
+            view.record.destroyed().map(|(by, _)| by.cloned()),
+            Some(Some(me(&a)))
+        );
+        assert!(c.syncgroups_shared_with(&me(&b), &db()).unwrap().is_empty());
+        let refused = c.commit(db(), put("after")).await;
+        let leave = format!("`syncbase sg leave {name}`");
+        assert!(
+            matches!(&refused, Err(Error::NoAccess(why)) if why.contains(&leave)),
+            "{refused:?}"
+        );
+        let spec = view.record.sg.spec;
+        let late = c.set_spec(me(&c), name.clone(), spec, String::new()).await;
+        assert!(matches!(late, Err(Error::BadState(_))), "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn a_member_that_learns_of_a_destroy_drops_the_admin_from_its_derived_peers() {
+        let (a, b) = (node(1), node(2));
+        let name = create_syncgroup(&a).await;
+        let mut spec = a.syncgroup_view(&name).unwrap().record.sg.spec;
+        spec.perms.grant(Level::ReadWrite, &me(&b));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&a, &b, &name).await;
+        metadata(&a, &b).await;
+        let listed = |node: &Node| -> Vec<Fingerprint> {
+            let peers = node.peers().list();
+            peers
+                .into_iter()
+                .map(|(config, _)| config.fingerprint)
+                .collect()
+        };
+        assert_eq!(listed(&b), [me(&a)]);
+        a.destroy(me(&a), name.clone()).await.unwrap();
+        metadata(&a, &b).await;
+        assert!(b.syncgroup_view(&name).unwrap().record.sg.is_destroyed());
+        assert_eq!(listed(&b), Vec::<Fingerprint>::new());
+    }
+
+    #[tokio::test]
+    async fn a_create_over_a_syncgroup_another_admin_destroyed_forgets_it_and_takes_the_name() {
+        let (a, b) = (node(1), node(2));
+        let name = create_syncgroup(&a).await;
+        let old = a.syncgroup_view(&name).unwrap().record.sg;
+        let mut spec = old.spec.clone();
+        spec.perms.grant(Level::Admin, &me(&b));
+        a.set_spec(me(&a), name.clone(), spec, String::new())
+            .await
+            .unwrap();
+        join(&a, &b, &name).await;
+        metadata(&a, &b).await;
+        b.destroy(me(&b), name.clone()).await.unwrap();
+        metadata(&b, &a).await;
+        assert!(a.syncgroup_view(&name).unwrap().record.sg.is_destroyed());
+
+        let created = a
+            .create_syncgroup(db(), name.clone(), old.spec.clone())
+            .await
+            .unwrap();
+        assert_ne!(created.record.sg.id, old.id);
+        let listed = a.list_syncgroups(None).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].record.sg.id, created.record.sg.id);
+        let kept = a.store().syncgroup(&db(), old.id).unwrap().unwrap();
+        assert!(
+            kept.local.forgot(&kept.record.sg),
+            "the old one stays as a tombstone"
+        );
+
+        // A live syncgroup still holds its name.
+        let taken = a.create_syncgroup(db(), name, old.spec).await;
+        assert!(matches!(taken, Err(Error::Exist(_))), "{taken:?}");
     }
 }

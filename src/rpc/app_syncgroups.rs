@@ -38,7 +38,7 @@ impl SyncgroupsImpl {
 }
 
 /// How `SyncgroupInfo.removed` names a destroyed syncgroup (`sg show`'s status).
-pub const DESTROYED: &str = "Destroyed";
+pub const DESTROYED: &str = crate::syncgroup::DESTROYED_LABEL;
 
 fn name(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<SyncgroupName, Error> {
     SyncgroupName::parse(text(reader)?)
@@ -51,15 +51,10 @@ pub fn write_info(node: &Node, view: &SyncgroupView, mut out: syncgroup_info::Bu
     out.set_database(view.record.sg.db.as_str());
     out.set_pending(view.local.pending.is_some());
     out.set_left(view.local.left);
-    if let Some(removed) = &view.local.removed {
-        out.set_removed(removed.how.label());
-        out.set_removed_by(removed.by.as_str());
-        out.set_removed_at_nanos(removed.at_nanos);
-    }
-    if let Some((by, at_nanos)) = view.record.destroyed() {
-        out.set_removed(DESTROYED);
-        out.set_removed_by(by.map(Fingerprint::as_str).unwrap_or_default());
-        out.set_removed_at_nanos(at_nanos);
+    if let Some(lost) = view.lost() {
+        out.set_removed(lost.label);
+        out.set_removed_by(lost.by.map(Fingerprint::as_str).unwrap_or_default());
+        out.set_removed_at_nanos(lost.at_nanos);
     }
     out.set_waiting_for(node.waiting_for(view).as_str());
     let publisher = view.local.remote_publisher.as_ref();

@@ -375,6 +375,29 @@ impl SyncgroupRecord {
         })
     }
 
+    /// This destroyed version as served to an authenticated peer that asks for its id and
+    /// holds no Read in it (a member admitted concurrently with the destroy, by an admin that
+    /// had not learnt it yet): the id, name, database, creator, spec (prefixes, description,
+    /// rendezvous) and stamp, with only the Admin access list kept (a spec needs an admin) and
+    /// only the destroyer among the members (so the receiver can name who destroyed it), no
+    /// former writers. The peer learns that the syncgroup was destroyed, by whom and when, and
+    /// who administered it, all of which a member's copy already told it; not who else was a
+    /// member, nor their addresses. Any version that is not destroyed is returned unchanged.
+    pub fn tombstone(&self) -> SyncgroupRecord {
+        let mut record = self.clone();
+        if !record.sg.is_destroyed() {
+            return record;
+        }
+        let destroyer = record.sg.member_of_device(record.stamp.device).cloned();
+        let sg = &mut record.sg;
+        sg.joiners
+            .retain(|member, _| Some(member) == destroyer.as_ref());
+        sg.spec.perms.0.retain(|tag, _| *tag == Tag::Admin);
+        sg.former_writers = GenVector::new();
+        sg.former_lineages.clear();
+        record
+    }
+
     /// Whether a node holding `current` may take this version from the authenticated peer
     /// `sender`. The sender must hold Admin in the copy the node holds: without signatures a
     /// relay could forge a version in an admin's name, so versions travel only from admins
@@ -552,6 +575,43 @@ pub struct SyncgroupView {
     pub local: LocalState,
 }
 
+/// How `sg show`, `sg list`, `status` and the status page name a destroyed syncgroup.
+pub const DESTROYED_LABEL: &str = "Destroyed";
+
+/// How this node lost a syncgroup, as every report says it (`SyncgroupInfo.removed`,
+/// `removedBy`, `removedAtNanos`; `/status.json`'s `removed`, `removed_by`,
+/// `removed_at_nanos`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost<'a> {
+    /// `Destroyed`, `Ejected` or `Read revoked`.
+    pub label: &'static str,
+    /// The admin that destroyed it or sent the notice (None: a destroy version whose writer
+    /// device names no member).
+    pub by: Option<&'a Fingerprint>,
+    /// When, Unix nanoseconds: the destroy version's HLC wall time, or when the notice was
+    /// taken here.
+    pub at_nanos: i64,
+}
+
+impl SyncgroupView {
+    /// How this node lost the syncgroup, if it did: its destroy (which says more than any
+    /// removal notice taken before), else an admin's removal notice; None if neither.
+    pub fn lost(&self) -> Option<Lost<'_>> {
+        if let Some((by, at_nanos)) = self.record.destroyed() {
+            return Some(Lost {
+                label: DESTROYED_LABEL,
+                by,
+                at_nanos,
+            });
+        }
+        self.local.removed.as_ref().map(|removed| Lost {
+            label: removed.how.label(),
+            by: Some(&removed.by),
+            at_nanos: removed.at_nanos,
+        })
+    }
+}
+
 /// A fresh random spec version (etag), 16 hex digits drawn from `random` (the node's `Env`);
 /// fails only as `random` does (`Internal:`).
 pub fn new_spec_version(random: &dyn Random) -> Result<String> {
@@ -559,4 +619,4 @@ pub fn new_spec_version(random: &dyn Random) -> Result<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

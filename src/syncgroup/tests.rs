@@ -1,10 +1,11 @@
 use super::*;
 
-fn id(c: char) -> Fingerprint {
+/// A fingerprint of 64 `c`s.
+pub(crate) fn id(c: char) -> Fingerprint {
     Fingerprint::parse(&c.to_string().repeat(64)).unwrap()
 }
 
-fn member(device: u64) -> MemberInfo {
+pub(crate) fn member(device: u64) -> MemberInfo {
     MemberInfo {
         sync_priority: 0,
         is_server: false,
@@ -14,7 +15,8 @@ fn member(device: u64) -> MemberInfo {
     }
 }
 
-fn syncgroup() -> Syncgroup {
+/// `h:1/photos` (id 7) over `t/p`: admin `a` (device 1), member `b` (device 2).
+pub(crate) fn syncgroup() -> Syncgroup {
     Syncgroup {
         id: SyncgroupId(7),
         name: SyncgroupName::parse("h:1/photos").unwrap(),
@@ -35,7 +37,8 @@ fn syncgroup() -> Syncgroup {
     }
 }
 
-fn record(device: u64, wall: i64, sg: Syncgroup) -> SyncgroupRecord {
+/// `sg` as written by `device` at HLC wall time `wall`.
+pub(crate) fn record(device: u64, wall: i64, sg: Syncgroup) -> SyncgroupRecord {
     SyncgroupRecord {
         stamp: VersionStamp {
             device: DeviceId(device),
@@ -411,4 +414,25 @@ fn permutations(items: &mut Vec<usize>, at: usize, each: &mut impl FnMut(&[usize
         permutations(items, at + 1, each);
         items.swap(at, i);
     }
+}
+
+#[test]
+fn a_tombstone_keeps_the_destroyer_and_the_admins_and_hides_the_other_members() {
+    let mut sg = syncgroup();
+    sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
+    sg.status = Status::Destroyed;
+    let destroyed = record(1, 50, sg);
+    let tombstone = destroyed.tombstone();
+    tombstone.sg.validate().unwrap();
+    assert_eq!(tombstone.stamp, destroyed.stamp);
+    assert_eq!(tombstone.sg.joiners.keys().collect::<Vec<_>>(), [&id('a')]);
+    assert!(tombstone.sg.allows(Tag::Admin, &id('a')));
+    assert!(!tombstone.sg.allows(Tag::Read, &id('b')));
+    assert_eq!(tombstone.destroyed(), Some((Some(&id('a')), 50)));
+    // Taken by a member that held the live copy, from an admin.
+    tombstone
+        .acceptable_from(&record(1, 10, syncgroup()), &id('a'))
+        .unwrap();
+    let live = record(1, 10, syncgroup());
+    assert_eq!(live.tombstone(), live, "a live version is served whole");
 }
