@@ -378,11 +378,11 @@ impl SyncgroupRecord {
     /// This destroyed version as served to an authenticated peer that asks for its id and
     /// holds no Read in it (a member admitted concurrently with the destroy, by an admin that
     /// had not learnt it yet): the id, name, database, creator, spec (prefixes, description,
-    /// rendezvous) and stamp, with only the Admin access list kept (a spec needs an admin) and
-    /// only the destroyer among the members (so the receiver can name who destroyed it), no
-    /// former writers. The peer learns that the syncgroup was destroyed, by whom and when, and
-    /// who administered it, all of which a member's copy already told it; not who else was a
-    /// member, nor their addresses. Any version that is not destroyed is returned unchanged.
+    /// rendezvous) and stamp, with the destroyer (else the creator) as the one admin (a spec
+    /// needs an admin) and the one member (so the receiver can name who destroyed it), no
+    /// other access lists, no former writers. The peer learns that the syncgroup was
+    /// destroyed, by whom and when, which a member's copy already told it; not who else was a
+    /// member or an admin, nor their addresses. Any version not destroyed is returned whole.
     pub fn tombstone(&self) -> SyncgroupRecord {
         let mut record = self.clone();
         if !record.sg.is_destroyed() {
@@ -392,7 +392,9 @@ impl SyncgroupRecord {
         let sg = &mut record.sg;
         sg.joiners
             .retain(|member, _| Some(member) == destroyer.as_ref());
-        sg.spec.perms.0.retain(|tag, _| *tag == Tag::Admin);
+        let admin = destroyer.unwrap_or_else(|| sg.creator.clone());
+        sg.spec.perms.0.clear();
+        sg.spec.perms.grant(access::Level::Admin, &admin);
         sg.former_writers = GenVector::new();
         sg.former_lineages.clear();
         record

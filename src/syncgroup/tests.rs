@@ -417,9 +417,10 @@ fn permutations(items: &mut Vec<usize>, at: usize, each: &mut impl FnMut(&[usize
 }
 
 #[test]
-fn a_tombstone_keeps_the_destroyer_and_the_admins_and_hides_the_other_members() {
+fn a_tombstone_keeps_the_destroyer_and_hides_the_other_members_and_admins() {
     let mut sg = syncgroup();
     sg.spec.perms.grant(access::Level::ReadWrite, &id('b'));
+    sg.spec.perms.grant(access::Level::Admin, &id('c'));
     sg.status = Status::Destroyed;
     let destroyed = record(1, 50, sg);
     let tombstone = destroyed.tombstone();
@@ -428,6 +429,13 @@ fn a_tombstone_keeps_the_destroyer_and_the_admins_and_hides_the_other_members() 
     assert_eq!(tombstone.sg.joiners.keys().collect::<Vec<_>>(), [&id('a')]);
     assert!(tombstone.sg.allows(Tag::Admin, &id('a')));
     assert!(!tombstone.sg.allows(Tag::Read, &id('b')));
+    for (tag, list) in &tombstone.sg.spec.perms.0 {
+        assert_eq!(
+            list.allowed.iter().collect::<Vec<_>>(),
+            [id('a').as_str()],
+            "{tag:?}: only the destroyer; another admin is not revealed"
+        );
+    }
     assert_eq!(tombstone.destroyed(), Some((Some(&id('a')), 50)));
     // Taken by a member that held the live copy, from an admin.
     tombstone
