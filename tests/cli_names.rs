@@ -92,3 +92,16 @@ fn a_bad_fingerprint_character_is_named_as_typed() {
     ]));
     assert!(error.contains("character 'G' at byte 63"), "{error}");
 }
+
+#[test]
+fn a_delete_in_a_database_that_does_not_exist_fails_and_creates_nothing() {
+    let node = Served::start_in_temp_dir(&["--memory"]);
+    let error = failure(&node.client(&["delete", "newdb", "t", "k"]));
+    assert!(
+        error.contains("NoExist:") && error.contains("newdb"),
+        "{error}"
+    );
+    assert!(!node.ok(&["ls"]).contains("newdb"), "no stray database");
+    node.ok(&["put", "newdb", "t", "k", "v"]);
+    node.ok(&["delete", "newdb", "t", "k"]);
+}

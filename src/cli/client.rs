@@ -139,10 +139,12 @@ pub fn get(args: &RowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `delete`: says in one line that it deleted the row, and whether it existed here.
+/// `delete`: says in one line that it deleted the row, and whether it existed here. The
+/// database must exist (`NoExist:`): a delete never creates one, so a mistyped name leaves
+/// nothing behind.
 pub fn delete(args: &RowArgs) -> anyhow::Result<()> {
     let key = args.key.as_str();
-    let existed = with_table(&args.target, &args.db, &args.table, |table| async move {
+    let existed = with_existing_table(&args.target, &args.db, &args.table, |table| async move {
         let mut request = table.delete_request();
         request.get().set_key(key);
         let response = request.send().promise.await.map_err(remote_error)?;
