@@ -346,6 +346,13 @@ fn every_changing_verb_prints_one_line_saying_what_it_did() {
             vec!["sg", "leave", &name],
             format!("left syncgroup {name} (its rows stay here; join again to resume syncing)"),
         ),
+        (
+            vec!["sg", "leave", &name],
+            format!(
+                "changed nothing: this node already left syncgroup {name} (`sg join` syncs it \
+                 again)"
+            ),
+        ),
     ];
     for (args, line) in expected {
         assert_eq!(node.ok(&args), format!("{line}\n"), "{}", args.join(" "));

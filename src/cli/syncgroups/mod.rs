@@ -396,7 +396,14 @@ fn leave(target: &Target, name: &str) -> anyhow::Result<()> {
         let mut get = syncgroups_of(&service).get_request();
         get.get().set_name(name);
         let response = get.send().promise.await.map_err(remote_error)?;
-        let removed = Shown::read(response.get()?.get_sg()?)?.removed;
+        let shown = Shown::read(response.get()?.get_sg()?)?;
+        if shown.left && shown.removed != DESTROYED {
+            outln!(
+                "changed nothing: this node already left syncgroup {name} (`sg join` syncs it again)"
+            )?;
+            return Ok(());
+        }
+        let removed = shown.removed;
         let mut request = syncgroups_of(&service).leave_request();
         request.get().set_name(name);
         request.send().promise.await.map_err(remote_error)?;
