@@ -62,8 +62,10 @@ pub async fn sample(node: &Node, remote: &sync::Client) -> Result<Sample, Error>
     ))
 }
 
-/// Samples `peer`'s clock over `remote` now and every [`SAMPLE_EVERY`], until a call fails
-/// (the connection closed): run it beside the connection's sessions, on its LocalSet.
+/// Samples `peer`'s clock over `remote` now and every [`SAMPLE_EVERY`], until the connection
+/// closes (`ConnFail:`): run it beside the connection's sessions, on its LocalSet. A refusal
+/// (`NoAccess:`: GetTime needs a shared syncgroup or a declaration, which a connection opened
+/// for a join has not yet) is tried again at the next sample.
 pub async fn keep_sampling(node: Arc<Node>, peer: Fingerprint, remote: sync::Client) {
     loop {
         match sample(&node, &remote).await {
@@ -71,10 +73,11 @@ pub async fn keep_sampling(node: Arc<Node>, peer: Fingerprint, remote: sync::Cli
                 status.clock_offset_nanos = Some(measured.offset);
                 status.clock_rtt_nanos = measured.rtt;
             }),
-            Err(error) => {
-                tracing::debug!(%peer, %error, "clock sampling stopped");
+            Err(error @ Error::ConnFail(_)) => {
+                tracing::debug!(%peer, %error, "clock sampling stopped: the connection closed");
                 return;
             }
+            Err(error) => tracing::debug!(%peer, %error, "clock sample refused; trying later"),
         }
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
