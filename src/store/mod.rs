@@ -630,6 +630,20 @@ impl Store {
         notice::announced(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))
     }
 
+    /// This node's epoch notices for `db` and its device id, read in one snapshot: the
+    /// device the notices go with. ([`Store::device`] is the in-memory id, which an epoch
+    /// switches just before its commit: a session that took that id with notices read
+    /// before the commit would serve under the new device and never announce the epoch.)
+    pub fn announced_notices_with_device(&self, db: &DbName) -> Result<(Vec<Notice>, DeviceId)> {
+        let txn = self.storage.read()?;
+        let notices = notice::announced(txn.as_ref(), &DbKeys::new(db.as_str()))?;
+        let device = match txn.get(&keys::device_id())? {
+            Some(bytes) => decode(&bytes, "device id")?,
+            None => self.device(),
+        };
+        Ok((notices, device))
+    }
+
     /// The epoch notices taken from peers in `db`.
     pub fn taken_notices(&self, db: &DbName) -> Result<Vec<Notice>> {
         notice::taken(self.storage.read()?.as_ref(), &DbKeys::new(db.as_str()))

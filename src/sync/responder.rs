@@ -140,9 +140,11 @@ impl<H: Host> Responder<H> {
         // the initiator's store running elsewhere writes under its device and generations:
         // only the marks tell it; see ARCHITECTURE.md, "Epochs").
         let mut last_marks: Option<Vec<Mark>> = None;
-        let device = store.device();
-        // The first page sent carries this node's epoch notices (`store::notice`).
-        let mut notices = Some(store.announced_notices(&request.db)?);
+        // The first page sent carries this node's epoch notices (`store::notice`), read with
+        // the device they go with: if an epoch is committing, the device is the old one and
+        // the check below ends the session (`BadState:`), so the next one announces it.
+        let (notices, device) = store.announced_notices_with_device(&request.db)?;
+        let mut notices = Some(notices);
         // The knowledge reports sent: knowledge that changed only in the initiator's own
         // generations still goes out, paced (`sync::reports`).
         let mut pace = Pace::default();
