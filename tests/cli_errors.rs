@@ -370,12 +370,7 @@ fn removing_a_peer_that_a_syncgroup_keeps_says_why_and_fails() {
 
 #[test]
 fn the_cli_pointed_at_a_status_page_says_it_is_a_web_server_not_the_app_api() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let http = format!("127.0.0.1:{port}");
+    let http = common::free_loopback_addr();
     let node = member(&["--http", &http]);
     let token = node.path().join("client.token");
     let output = Command::new(BIN)

@@ -160,9 +160,7 @@ fn a_refused_addr_flag_names_the_address_not_a_data_directory_to_serve() {
     std::fs::write(&token, "0".repeat(64)).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = free.local_addr().unwrap().to_string();
-    drop(free);
+    let addr = common::free_loopback_addr();
     let output = Command::new(BIN)
         .args(["status", "--addr", &addr, "--token-file"])
         .arg(&token)

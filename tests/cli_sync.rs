@@ -43,12 +43,6 @@ fn linked_pair() -> (Served, Served) {
     (a, b)
 }
 
-/// A loopback address where nothing listens.
-fn unused_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
 #[test]
 fn id_prints_the_fingerprint_and_peer_address() {
     let node = Served::start_peer();
@@ -220,7 +214,14 @@ fn a_removed_peer_is_no_longer_listed_and_b_keeps_serving() {
 fn an_unreachable_peer_shows_conn_fail_in_status() {
     let node = Served::start_peer();
     let nobody = "ab".repeat(32);
-    node.ok(&["peer", "add", &unused_address(), &nobody, "db", "t/p"]);
+    node.ok(&[
+        "peer",
+        "add",
+        &common::free_loopback_addr(),
+        &nobody,
+        "db",
+        "t/p",
+    ]);
     eventually("last error: ConnFail", SYNC_LIMIT, || {
         node.ok(&["status"]).contains("last error: ConnFail")
     });
@@ -237,7 +238,7 @@ fn an_unreachable_peer_shows_conn_fail_in_status() {
 fn bad_peer_add_input_fails_with_one_clear_line() {
     let node = Served::start_peer();
     let good = "cd".repeat(32);
-    let address = unused_address();
+    let address = common::free_loopback_addr();
     for fingerprint in ["not-hex", &"ab".repeat(31), &"zz".repeat(32)] {
         let args = ["peer", "add", &address, fingerprint, "db", "t"];
         let error = failure(&node.client(&args));

@@ -155,22 +155,15 @@ fn an_admin_destroys_a_syncgroup_and_every_member_learns_it() {
     b.ok(&["put", "db", "t", "after", "2"]);
 }
 
-/// A free port on 127.0.0.1, for a node that must keep its address across a restart (its
-/// members dial the address its copy of the syncgroup holds).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn a_member_admitted_by_an_admin_unaware_of_the_destroy_learns_it_from_either_admin() {
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
-    let a_listen = format!("127.0.0.1:{}", free_port());
+    let a_listen = common::free_loopback_addr();
     let a_flags = ["--peer-listen", a_listen.as_str(), "--name", "alice"];
     let a = Served::start(a_dir.path(), &a_flags);
     let a_fp = a.fingerprint();
-    let b_listen = format!("127.0.0.1:{}", free_port());
+    let b_listen = common::free_loopback_addr();
     let b_flags = ["--peer-listen", b_listen.as_str(), "--name", "bob"];
     let b = Served::start(b_dir.path(), &b_flags);
     let name = format!("{}/g8", a.peer_addr());

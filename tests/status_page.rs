@@ -214,12 +214,7 @@ fn a_non_loopback_address_serves_only_requests_with_the_client_token() {
 
 #[test]
 fn serve_with_http_serves_the_page_and_metrics() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::free_loopback_addr();
     // The page binds before node.addr is written, so it answers once `start` returns.
     let _node = common::process::Served::start_in_temp_dir(&["--memory", "--http", &addr]);
     on_local(async {
@@ -237,12 +232,7 @@ fn serve_with_http_serves_the_page_and_metrics() {
 
 #[test]
 fn the_page_report_names_its_fields_as_the_cli_json_does() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = common::free_loopback_addr();
     let node = common::process::Served::start_in_temp_dir(&[
         "--memory",
         "--http",

@@ -25,6 +25,14 @@ pub const DB: &str = "db";
 
 /// Runs `body` to completion on a current-thread runtime, inside a `LocalSet` so it may spawn
 /// local tasks.
+/// A loopback address (`127.0.0.1:PORT`) where nothing listens now: for a node's `--http` or
+/// fixed `--listen`, or for an address that must refuse connections. (Another process may
+/// take the port meanwhile; the tests accept that small risk.)
+pub fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
 pub fn on_local<F: Future<Output = ()>>(body: F) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
